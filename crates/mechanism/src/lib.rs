@@ -1,0 +1,254 @@
+//! The incentive mechanisms of the Bittensor papers, as pure deterministic functions.
+//!
+//! This crate owns the maths a ledger runs once per epoch: from the weight matrix W (row i is
+//! what peer i says each other peer is worth) and the stake vector S, compute ranks R, trust T,
+//! consensus C, incentive I, dividends D, bonds B and the emission each peer is owed. It does no
+//! I/O, reads no clock and draws no randomness: the same input gives bit-identical output on
+//! every machine and for every thread count (transcendental functions come from `libm`, and
+//! every sum runs in ascending index order, never as a thread-timed reduction).
+//!
+//! The five variants, chosen by a ledger's genesis configuration through [`Mechanism`]:
+//! - [`Mechanism::Basic`]: stake-weighted column sums (intermodel paper §2.4, eq. 5-6).
+//! - [`Mechanism::Connectivity`]: ranks regularised by reachability, with stake clipping
+//!   (market paper §3-4, eq. 4-8).
+//! - [`Mechanism::Trust`]: sigmoid trust over random-walk connectivity, the chain loss and the
+//!   stake-scaling vector A (market paper, second version: eq. 4-6 and appendix 12.7).
+//! - [`Mechanism::Nakamoto`]: sigmoid consensus over the stake that weights a peer, bonds and
+//!   dividends (the 2021-22 production chain, notes 003).
+//! - [`Mechanism::Yuma`]: stake-weighted median consensus, clipping, bond moving average,
+//!   dividends and a 50/50 server/validator split (the production chain today).
+//!
+//! Inputs are validated up front: a NaN, a negative weight, a length mismatch or an empty
+//! network is a [`MechanismError`], never a panic.
+
+pub mod basic;
+pub mod connectivity;
+mod error;
+pub mod nakamoto;
+mod sparse;
+pub mod trust;
+pub mod walk;
+pub mod yuma;
+
+pub use error::MechanismError;
+pub use sparse::SparseMatrix;
+
+use serde::{Deserialize, Serialize};
+
+/// The mechanism a chain runs, with its parameters. This is what a genesis file names.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Mechanism {
+    Basic(basic::BasicParams),
+    Connectivity(connectivity::ConnectivityParams),
+    Trust(trust::TrustParams),
+    Nakamoto(nakamoto::NakamotoParams),
+    Yuma(yuma::YumaParams),
+}
+
+/// The names accepted by [`Mechanism::from_name`], in the order the papers introduce them.
+pub const MECHANISM_NAMES: [&str; 5] = ["basic", "connectivity", "trust", "nakamoto", "yuma"];
+
+impl Mechanism {
+    /// The variant called `name` with its default parameters.
+    pub fn from_name(name: &str) -> Option<Mechanism> {
+        Some(match name {
+            "basic" => Mechanism::Basic(Default::default()),
+            "connectivity" => Mechanism::Connectivity(Default::default()),
+            "trust" => Mechanism::Trust(Default::default()),
+            "nakamoto" => Mechanism::Nakamoto(Default::default()),
+            "yuma" => Mechanism::Yuma(Default::default()),
+            _ => return None,
+        })
+    }
+
+    /// Every variant with default parameters.
+    pub fn all() -> Vec<Mechanism> {
+        MECHANISM_NAMES.iter().map(|n| Mechanism::from_name(n).expect("known name")).collect()
+    }
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            Mechanism::Basic(_) => "basic",
+            Mechanism::Connectivity(_) => "connectivity",
+            Mechanism::Trust(_) => "trust",
+            Mechanism::Nakamoto(_) => "nakamoto",
+            Mechanism::Yuma(_) => "yuma",
+        }
+    }
+
+    /// Runs one epoch. Validates the input, then dispatches to the variant.
+    pub fn epoch(&self, input: &EpochInput<'_>) -> Result<EpochOutput, MechanismError> {
+        input.validate()?;
+        match self {
+            Mechanism::Basic(p) => basic::epoch(p, input),
+            Mechanism::Connectivity(p) => connectivity::epoch(p, input),
+            Mechanism::Trust(p) => trust::epoch(p, input),
+            Mechanism::Nakamoto(p) => nakamoto::epoch(p, input),
+            Mechanism::Yuma(p) => yuma::epoch(p, input),
+        }
+    }
+
+    /// The same epoch computed by each variant's straightforward dense reference
+    /// (`epoch_dense` in its module): O(n^2) memory, textbook loops, written apart from the
+    /// sparse code so tests can compare the two. For tests and benchmarks only.
+    pub fn epoch_dense(&self, input: &EpochInput<'_>) -> Result<EpochOutput, MechanismError> {
+        input.validate()?;
+        match self {
+            Mechanism::Basic(p) => basic::epoch_dense(p, input),
+            Mechanism::Connectivity(p) => connectivity::epoch_dense(p, input),
+            Mechanism::Trust(p) => trust::epoch_dense(p, input),
+            Mechanism::Nakamoto(p) => nakamoto::epoch_dense(p, input),
+            Mechanism::Yuma(p) => yuma::epoch_dense(p, input),
+        }
+    }
+}
+
+/// State a mechanism carries from one epoch to the next. A ledger stores it and hands it back.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MechanismState {
+    /// Bonds B (`nakamoto`, `yuma`): `b[i][j]` is peer i's bond in peer j. Other variants leave
+    /// it empty.
+    pub bonds: SparseMatrix,
+    /// The stake-scaling vector A of the `trust` variant, each entry in [0, 1]; empty means
+    /// "all ones" (the state at genesis). Other variants leave it empty.
+    pub stake_scaling: Vec<f64>,
+}
+
+impl MechanismState {
+    /// The state at genesis for a network of `n` peers: no bonds, no scaling.
+    pub fn genesis(n: usize) -> Self {
+        MechanismState { bonds: SparseMatrix::zeros(n), stake_scaling: Vec::new() }
+    }
+}
+
+/// Everything one epoch reads.
+#[derive(Debug, Clone, Copy)]
+pub struct EpochInput<'a> {
+    /// W, n x n, row i set by peer i. Rows need not be normalised: every variant normalises
+    /// each non-empty row to sum to 1 first (the ledger stores them normalised anyway).
+    pub weights: &'a SparseMatrix,
+    /// S, one entry per peer, in any unit (the mechanisms only use proportions of it).
+    pub stake: &'a [f64],
+    /// The amount of new stake this epoch may mint, in the same unit as `stake`.
+    pub emission: f64,
+    /// What the previous epoch returned in [`EpochOutput::state`].
+    pub state: &'a MechanismState,
+}
+
+impl<'a> EpochInput<'a> {
+    /// Checks the shapes and values shared by every variant.
+    pub fn validate(&self) -> Result<(), MechanismError> {
+        let n = self.weights.n();
+        if n == 0 {
+            return Err(MechanismError::EmptyNetwork);
+        }
+        if self.stake.len() != n {
+            return Err(MechanismError::StakeLength { stake: self.stake.len(), rows: n });
+        }
+        if let Some((peer, &value)) = self.stake.iter().enumerate().find(|(_, s)| !s.is_finite() || **s < 0.0)
+        {
+            return Err(MechanismError::BadStake { peer, value });
+        }
+        if !self.emission.is_finite() || self.emission < 0.0 {
+            return Err(MechanismError::BadEmission(self.emission));
+        }
+        if self.state.bonds.n() != n {
+            return Err(MechanismError::MatrixShape { rows: self.state.bonds.n(), expected: n });
+        }
+        let a = &self.state.stake_scaling;
+        if !a.is_empty() {
+            if a.len() != n {
+                return Err(MechanismError::VectorLength {
+                    what: "stake scaling A",
+                    got: a.len(),
+                    expected: n,
+                });
+            }
+            if let Some((peer, &value)) = a.iter().enumerate().find(|(_, x)| !(0.0..=1.0).contains(*x)) {
+                return Err(MechanismError::BadScaling { what: "stake scaling a", peer, value });
+            }
+        }
+        Ok(())
+    }
+
+    pub fn n(&self) -> usize {
+        self.weights.n()
+    }
+}
+
+/// What one epoch computes. Every vector has one entry per peer. A variant that has no notion
+/// of some vector (the `basic` variant has no trust) leaves it at zero and says so in its doc.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EpochOutput {
+    /// R, as the variant's rank equation defines it (see each variant for its scale).
+    pub ranks: Vec<f64>,
+    /// T.
+    pub trust: Vec<f64>,
+    /// C (per-peer consensus; for `yuma` the consensus weight of each column).
+    pub consensus: Vec<f64>,
+    /// I: sums to 1 when anything is to be paid, to 0 otherwise.
+    pub incentive: Vec<f64>,
+    /// D: sums to 1 for the variants with bonds when anything is to be paid, else all zero.
+    pub dividends: Vec<f64>,
+    /// New stake owed to each peer this epoch: sums to `input.emission`, or to 0 when the epoch
+    /// pays nothing (no usable weights, or the `trust` variant withholding emission).
+    pub emission: Vec<f64>,
+    /// State for the next epoch.
+    pub state: MechanismState,
+    /// What only one variant computes.
+    pub extras: Extras,
+}
+
+/// Per-variant outputs a user may want to inspect.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Extras {
+    None,
+    Connectivity {
+        /// s*_i of eq. (8), normalised to sum to 1 (all zero if nobody has stake).
+        clipped_stake: Vec<f64>,
+        /// sum_j c_ij / ||S||_1: the share of stake peer i reaches.
+        reach: Vec<f64>,
+    },
+    Trust {
+        /// L = -R . (T - 1/2).
+        chain_loss: f64,
+        /// True when L >= 0: the epoch minted nothing and moved A instead.
+        emission_withheld: bool,
+    },
+    Yuma {
+        /// Row sums of the clipped weights: how much of each validator's weight survived.
+        validator_trust: Vec<f64>,
+    },
+}
+
+/// `x / sum(x)`, or all zeros when the sum is zero.
+pub fn normalized(x: &[f64]) -> Vec<f64> {
+    let sum: f64 = x.iter().sum();
+    if sum > 0.0 {
+        x.iter().map(|v| v / sum).collect()
+    } else {
+        vec![0.0; x.len()]
+    }
+}
+
+/// The logistic function `1 / (1 + e^{-x})`, with `libm::exp` so every platform agrees.
+pub fn sigmoid(x: f64) -> f64 {
+    1.0 / (1.0 + libm::exp(-x))
+}
+
+/// Splits `emission` between incentive I and dividends D in the proportion `server_share` :
+/// `1 - server_share`. When one of the two is all zero its part goes to the other; when both
+/// are zero nothing is paid.
+pub fn split_emission(emission: f64, incentive: &[f64], dividends: &[f64], server_share: f64) -> Vec<f64> {
+    let has_i = incentive.iter().any(|&x| x > 0.0);
+    let has_d = dividends.iter().any(|&x| x > 0.0);
+    let (wi, wd) = match (has_i, has_d) {
+        (true, true) => (server_share, 1.0 - server_share),
+        (true, false) => (1.0, 0.0),
+        (false, true) => (0.0, 1.0),
+        (false, false) => (0.0, 0.0),
+    };
+    incentive.iter().zip(dividends).map(|(i, d)| emission * (wi * i + wd * d)).collect()
+}

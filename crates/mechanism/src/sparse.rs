@@ -1,0 +1,401 @@
+//! A square sparse matrix in compressed-row form, the shape of W (weights) and B (bonds).
+//!
+//! Row i holds what peer i says about the others: `w[i][j]` is the score peer i gives peer j.
+//! Columns within a row are kept sorted and unique, and explicit zeros are dropped, so "peer i
+//! weights peer j" is exactly "(i, j) is stored". Every reduction below sums in ascending
+//! index order from 0.0, which makes results bit-identical however the caller splits work.
+
+use crate::error::MechanismError;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SparseMatrix {
+    n: usize,
+    /// `row_ptr[i]..row_ptr[i + 1]` indexes row i in `cols` and `vals`; length n + 1.
+    row_ptr: Vec<usize>,
+    cols: Vec<u32>,
+    vals: Vec<f64>,
+}
+
+impl SparseMatrix {
+    /// The n x n zero matrix.
+    pub fn zeros(n: usize) -> Self {
+        SparseMatrix { n, row_ptr: vec![0; n + 1], cols: Vec::new(), vals: Vec::new() }
+    }
+
+    /// Builds a matrix from one list of `(column, value)` pairs per row, in any order.
+    ///
+    /// Rejects a column out of range, a column named twice in a row, and any value that is
+    /// negative, NaN or infinite. Zeros are accepted and dropped.
+    pub fn from_rows<R>(n: usize, rows: R) -> Result<Self, MechanismError>
+    where
+        R: IntoIterator,
+        R::Item: AsRef<[(usize, f64)]>,
+    {
+        let mut row_ptr = Vec::with_capacity(n + 1);
+        row_ptr.push(0);
+        let mut cols = Vec::new();
+        let mut vals = Vec::new();
+        let mut scratch: Vec<(usize, f64)> = Vec::new();
+        let mut rows_seen = 0;
+        for (i, row) in rows.into_iter().enumerate() {
+            if i >= n {
+                return Err(MechanismError::MatrixShape { rows: i + 1, expected: n });
+            }
+            scratch.clear();
+            scratch.extend_from_slice(row.as_ref());
+            scratch.sort_by_key(|&(j, _)| j);
+            for (k, &(j, v)) in scratch.iter().enumerate() {
+                if j >= n {
+                    return Err(MechanismError::ColumnOutOfRange { row: i, col: j, n });
+                }
+                if k > 0 && scratch[k - 1].0 == j {
+                    return Err(MechanismError::DuplicateColumn { row: i, col: j });
+                }
+                if !v.is_finite() || v < 0.0 {
+                    return Err(MechanismError::BadWeight { row: i, col: j, value: v });
+                }
+                if v > 0.0 {
+                    cols.push(j as u32);
+                    vals.push(v);
+                }
+            }
+            row_ptr.push(cols.len());
+            rows_seen = i + 1;
+        }
+        if rows_seen != n {
+            return Err(MechanismError::MatrixShape { rows: rows_seen, expected: n });
+        }
+        Ok(SparseMatrix { n, row_ptr, cols, vals })
+    }
+
+    /// Builds a matrix from dense rows (`rows[i][j]` is entry (i, j)); zeros are dropped.
+    pub fn from_dense(rows: &[Vec<f64>]) -> Result<Self, MechanismError> {
+        let n = rows.len();
+        let sparse_rows: Vec<Vec<(usize, f64)>> = rows
+            .iter()
+            .map(|r| {
+                if r.len() != n {
+                    return Err(MechanismError::VectorLength {
+                        what: "dense row",
+                        got: r.len(),
+                        expected: n,
+                    });
+                }
+                Ok(r.iter().enumerate().map(|(j, &v)| (j, v)).filter(|&(_, v)| v != 0.0).collect())
+            })
+            .collect::<Result<_, _>>()?;
+        Self::from_rows(n, sparse_rows)
+    }
+
+    /// Number of peers (rows = columns).
+    pub fn n(&self) -> usize {
+        self.n
+    }
+
+    /// Number of stored (non-zero) entries.
+    pub fn nnz(&self) -> usize {
+        self.vals.len()
+    }
+
+    /// Row i as parallel slices of sorted column indices and values.
+    pub fn row(&self, i: usize) -> (&[u32], &[f64]) {
+        let span = self.row_ptr[i]..self.row_ptr[i + 1];
+        (&self.cols[span.clone()], &self.vals[span])
+    }
+
+    /// Entry (i, j), zero when not stored.
+    pub fn get(&self, i: usize, j: usize) -> f64 {
+        let (cols, vals) = self.row(i);
+        match cols.binary_search(&(j as u32)) {
+            Ok(k) => vals[k],
+            Err(_) => 0.0,
+        }
+    }
+
+    /// Every stored entry as `(row, column, value)`, row-major.
+    pub fn iter(&self) -> impl Iterator<Item = (usize, usize, f64)> + '_ {
+        (0..self.n).flat_map(move |i| {
+            let (cols, vals) = self.row(i);
+            cols.iter().zip(vals).map(move |(&j, &v)| (i, j as usize, v))
+        })
+    }
+
+    /// The dense form, `n` rows of `n` values. For tests and small reference computations.
+    pub fn to_dense(&self) -> Vec<Vec<f64>> {
+        let mut out = vec![vec![0.0; self.n]; self.n];
+        for (i, j, v) in self.iter() {
+            out[i][j] = v;
+        }
+        out
+    }
+
+    /// Sum of row i.
+    pub fn row_sum(&self, i: usize) -> f64 {
+        self.row(i).1.iter().sum()
+    }
+
+    /// Sum of every column: `out[j] = sum_i w[i][j]`.
+    pub fn col_sums(&self) -> Vec<f64> {
+        let mut out = vec![0.0; self.n];
+        for (_, j, v) in self.iter() {
+            out[j] += v;
+        }
+        out
+    }
+
+    /// Each non-empty row scaled to sum to 1; empty rows stay empty.
+    pub fn row_normalized(&self) -> SparseMatrix {
+        let mut out = self.clone();
+        for i in 0..self.n {
+            let span = self.row_ptr[i]..self.row_ptr[i + 1];
+            let sum: f64 = self.vals[span.clone()].iter().sum();
+            if sum > 0.0 {
+                for v in &mut out.vals[span] {
+                    *v /= sum;
+                }
+            }
+        }
+        out
+    }
+
+    /// Each non-empty column scaled to sum to 1; empty columns stay empty.
+    pub fn col_normalized(&self) -> SparseMatrix {
+        let sums = self.col_sums();
+        let mut out = self.clone();
+        for (v, &j) in out.vals.iter_mut().zip(&self.cols) {
+            let s = sums[j as usize];
+            if s > 0.0 {
+                *v /= s;
+            }
+        }
+        out
+    }
+
+    /// Row i multiplied by `x[i]`: `out[i][j] = x[i] * w[i][j]` (W with S on its rows).
+    pub fn row_scaled(&self, x: &[f64]) -> SparseMatrix {
+        let mut out = self.clone();
+        for i in 0..self.n {
+            for v in &mut out.vals[self.row_ptr[i]..self.row_ptr[i + 1]] {
+                *v *= x[i];
+            }
+        }
+        out.drop_zeros();
+        out
+    }
+
+    /// `y = W^T x`, that is `y[j] = sum_i w[i][j] * x[i]`, summed over i ascending.
+    pub fn transpose_mul(&self, x: &[f64]) -> Vec<f64> {
+        let mut y = vec![0.0; self.n];
+        for i in 0..self.n {
+            let xi = x[i];
+            if xi == 0.0 {
+                // Adding 0 * w is exact, so skipping it keeps the same bits.
+                continue;
+            }
+            let (cols, vals) = self.row(i);
+            for (&j, &w) in cols.iter().zip(vals) {
+                y[j as usize] += w * xi;
+            }
+        }
+        y
+    }
+
+    /// `y = W x`, that is `y[i] = sum_j w[i][j] * x[j]`, summed over j ascending.
+    pub fn mul(&self, x: &[f64]) -> Vec<f64> {
+        (0..self.n)
+            .map(|i| {
+                let (cols, vals) = self.row(i);
+                cols.iter().zip(vals).map(|(&j, &w)| w * x[j as usize]).sum()
+            })
+            .collect()
+    }
+
+    /// The transpose, in the same compressed-row form (so its rows are our columns, each
+    /// listing source rows in ascending order).
+    pub fn transpose(&self) -> SparseMatrix {
+        let mut counts = vec![0usize; self.n + 1];
+        for &j in &self.cols {
+            counts[j as usize + 1] += 1;
+        }
+        for j in 0..self.n {
+            counts[j + 1] += counts[j];
+        }
+        let row_ptr = counts.clone();
+        let mut next = counts;
+        let mut cols = vec![0u32; self.nnz()];
+        let mut vals = vec![0.0; self.nnz()];
+        for i in 0..self.n {
+            let (rc, rv) = self.row(i);
+            for (&j, &v) in rc.iter().zip(rv) {
+                let slot = next[j as usize];
+                cols[slot] = i as u32;
+                vals[slot] = v;
+                next[j as usize] += 1;
+            }
+        }
+        SparseMatrix { n: self.n, row_ptr, cols, vals }
+    }
+
+    /// Entry-wise `alpha * self + (1 - alpha) * previous`, the exponential moving average the
+    /// bonds use; entries stored in either matrix are kept.
+    pub fn moving_average(&self, previous: &SparseMatrix, alpha: f64) -> SparseMatrix {
+        self.zip_rows(previous, |a, b| alpha * a + (1.0 - alpha) * b)
+    }
+
+    /// Entry-wise sum.
+    pub fn add(&self, other: &SparseMatrix) -> SparseMatrix {
+        self.zip_rows(other, |a, b| a + b)
+    }
+
+    /// Applies `f` to every stored value in place (values that become 0 are dropped).
+    pub fn map_values(&self, mut f: impl FnMut(usize, usize, f64) -> f64) -> SparseMatrix {
+        let mut out = self.clone();
+        for i in 0..self.n {
+            for k in self.row_ptr[i]..self.row_ptr[i + 1] {
+                out.vals[k] = f(i, self.cols[k] as usize, self.vals[k]);
+            }
+        }
+        out.drop_zeros();
+        out
+    }
+
+    /// Merges two matrices of the same size row by row: entries present in either one are
+    /// combined with `f(self_value, other_value)`, missing entries read as 0.
+    fn zip_rows(&self, other: &SparseMatrix, f: impl Fn(f64, f64) -> f64) -> SparseMatrix {
+        debug_assert_eq!(self.n, other.n);
+        let mut row_ptr = Vec::with_capacity(self.n + 1);
+        row_ptr.push(0);
+        let mut cols = Vec::with_capacity(self.nnz().max(other.nnz()));
+        let mut vals = Vec::with_capacity(cols.capacity());
+        for i in 0..self.n {
+            let (ac, av) = self.row(i);
+            let (bc, bv) = other.row(i);
+            let (mut p, mut q) = (0, 0);
+            while p < ac.len() || q < bc.len() {
+                let (j, a, b) = match (ac.get(p), bc.get(q)) {
+                    (Some(&ja), Some(&jb)) if ja == jb => {
+                        p += 1;
+                        q += 1;
+                        (ja, av[p - 1], bv[q - 1])
+                    }
+                    (Some(&ja), Some(&jb)) if ja < jb => {
+                        p += 1;
+                        (ja, av[p - 1], 0.0)
+                    }
+                    (Some(_), Some(&jb)) => {
+                        q += 1;
+                        (jb, 0.0, bv[q - 1])
+                    }
+                    (Some(&ja), None) => {
+                        p += 1;
+                        (ja, av[p - 1], 0.0)
+                    }
+                    (None, Some(&jb)) => {
+                        q += 1;
+                        (jb, 0.0, bv[q - 1])
+                    }
+                    (None, None) => unreachable!("loop condition"),
+                };
+                let v = f(a, b);
+                if v != 0.0 {
+                    cols.push(j);
+                    vals.push(v);
+                }
+            }
+            row_ptr.push(cols.len());
+        }
+        SparseMatrix { n: self.n, row_ptr, cols, vals }
+    }
+
+    fn drop_zeros(&mut self) {
+        if !self.vals.contains(&0.0) {
+            return;
+        }
+        let mut row_ptr = Vec::with_capacity(self.n + 1);
+        row_ptr.push(0);
+        let mut w = 0;
+        for i in 0..self.n {
+            for k in self.row_ptr[i]..self.row_ptr[i + 1] {
+                if self.vals[k] != 0.0 {
+                    self.cols[w] = self.cols[k];
+                    self.vals[w] = self.vals[k];
+                    w += 1;
+                }
+            }
+            row_ptr.push(w);
+        }
+        self.cols.truncate(w);
+        self.vals.truncate(w);
+        self.row_ptr = row_ptr;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn m(rows: &[&[(usize, f64)]]) -> SparseMatrix {
+        SparseMatrix::from_rows(rows.len(), rows.iter().map(|r| r.to_vec())).unwrap()
+    }
+
+    #[test]
+    fn from_rows_sorts_and_drops_zeros() {
+        let w = m(&[&[(2, 1.0), (0, 0.0), (1, 3.0)], &[], &[(0, 2.0)]]);
+        assert_eq!(w.row(0), (&[1u32, 2][..], &[3.0, 1.0][..]));
+        assert_eq!(w.nnz(), 3);
+        assert_eq!(w.get(2, 0), 2.0);
+        assert_eq!(w.get(1, 1), 0.0);
+    }
+
+    #[test]
+    fn from_rows_rejects_bad_entries() {
+        let bad = |rows: Vec<Vec<(usize, f64)>>| SparseMatrix::from_rows(2, rows).unwrap_err();
+        assert_eq!(
+            bad(vec![vec![(2, 1.0)], vec![]]),
+            MechanismError::ColumnOutOfRange { row: 0, col: 2, n: 2 }
+        );
+        assert_eq!(
+            bad(vec![vec![], vec![(1, 1.0), (1, 2.0)]]),
+            MechanismError::DuplicateColumn { row: 1, col: 1 }
+        );
+        assert!(matches!(
+            bad(vec![vec![(0, f64::NAN)], vec![]]),
+            MechanismError::BadWeight { row: 0, col: 0, .. }
+        ));
+        assert!(matches!(bad(vec![vec![(0, -0.5)], vec![]]), MechanismError::BadWeight { .. }));
+        assert!(matches!(bad(vec![vec![(0, f64::INFINITY)], vec![]]), MechanismError::BadWeight { .. }));
+        assert_eq!(bad(vec![vec![]]), MechanismError::MatrixShape { rows: 1, expected: 2 });
+        assert_eq!(bad(vec![vec![], vec![], vec![]]), MechanismError::MatrixShape { rows: 3, expected: 2 });
+    }
+
+    #[test]
+    fn products_match_hand_arithmetic() {
+        // W = [[0, 1], [2, 3]], x = [10, 100]
+        let w = m(&[&[(1, 1.0)], &[(0, 2.0), (1, 3.0)]]);
+        // W^T x = [0*10 + 2*100, 1*10 + 3*100] = [200, 310]
+        assert_eq!(w.transpose_mul(&[10.0, 100.0]), vec![200.0, 310.0]);
+        // W x = [1*100, 2*10 + 3*100] = [100, 320]
+        assert_eq!(w.mul(&[10.0, 100.0]), vec![100.0, 320.0]);
+        assert_eq!(w.transpose().to_dense(), vec![vec![0.0, 2.0], vec![1.0, 3.0]]);
+    }
+
+    #[test]
+    fn normalisations_and_merges() {
+        let w = m(&[&[(0, 1.0), (1, 3.0)], &[], &[(1, 1.0)]]);
+        assert_eq!(w.row_normalized().to_dense()[0], vec![0.25, 0.75, 0.0]);
+        assert_eq!(w.row_normalized().row_sum(1), 0.0);
+        // column 1 sums to 4: [3/4, 1/4]
+        let c = w.col_normalized();
+        assert_eq!((c.get(0, 1), c.get(2, 1), c.get(0, 0)), (0.75, 0.25, 1.0));
+        let z = SparseMatrix::zeros(3);
+        assert_eq!(w.add(&z), w);
+        let ema = w.moving_average(&m(&[&[(2, 4.0)], &[], &[]]), 0.5);
+        assert_eq!(ema.to_dense()[0], vec![0.5, 1.5, 2.0]);
+        assert_eq!(
+            w.row_scaled(&[2.0, 5.0, 0.0]).to_dense(),
+            vec![vec![2.0, 6.0, 0.0], vec![0.0; 3], vec![0.0; 3]]
+        );
+        assert_eq!(w.row_scaled(&[2.0, 5.0, 0.0]).nnz(), 2);
+    }
+}

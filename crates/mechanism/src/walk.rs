@@ -1,0 +1,1 @@
+//! Random-walk reachability shared by `connectivity` and `trust`.

@@ -1,0 +1,3 @@
+//! The papers' experiments, run on the real `mechanism` code.
+
+pub mod plot;
