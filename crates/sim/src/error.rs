@@ -1,0 +1,56 @@
+use mechanism::MechanismError;
+use std::path::PathBuf;
+use thiserror::Error;
+
+/// Why an experiment could not run or could not write its results. Each variant names the
+/// parameter, file or epoch at fault and carries the underlying reason in its message (not as
+/// a separate error source), so the `agora` binary prints one self-contained line.
+#[derive(Debug, Error)]
+pub enum SimError {
+    #[error("--{name} is {value}, expected {expected}")]
+    BadParameter { name: &'static str, value: String, expected: String },
+    #[error("cannot use output directory {}: {reason}", path.display())]
+    OutputDir { path: PathBuf, reason: std::io::Error },
+    #[error("cannot write {}: {reason}", path.display())]
+    Write { path: PathBuf, reason: std::io::Error },
+    #[error("cannot draw {}: {message}", path.display())]
+    Plot { path: PathBuf, message: String },
+    #[error("cannot build the weight matrix: {0}")]
+    Weights(MechanismError),
+    #[error("the {mechanism} mechanism rejected epoch {epoch}: {reason}")]
+    Mechanism { mechanism: &'static str, epoch: usize, reason: MechanismError },
+}
+
+impl SimError {
+    /// A [`SimError::BadParameter`] for `--name value`.
+    pub fn bad(name: &'static str, value: impl std::fmt::Display, expected: impl Into<String>) -> Self {
+        SimError::BadParameter { name, value: value.to_string(), expected: expected.into() }
+    }
+}
+
+/// Checks that a rate or size parameter is finite and `>= 0`.
+pub(crate) fn non_negative(name: &'static str, value: f64) -> Result<(), SimError> {
+    if value.is_finite() && value >= 0.0 {
+        Ok(())
+    } else {
+        Err(SimError::bad(name, value, "a finite number >= 0"))
+    }
+}
+
+/// Checks that a share of stake lies strictly between 0 and 1.
+pub(crate) fn open_unit(name: &'static str, value: f64) -> Result<(), SimError> {
+    if value > 0.0 && value < 1.0 {
+        Ok(())
+    } else {
+        Err(SimError::bad(name, value, "a share strictly between 0 and 1"))
+    }
+}
+
+/// Checks that a count is at least `min`.
+pub(crate) fn at_least(name: &'static str, value: usize, min: usize) -> Result<(), SimError> {
+    if value >= min {
+        Ok(())
+    } else {
+        Err(SimError::bad(name, value, format!("at least {min}")))
+    }
+}
