@@ -21,6 +21,10 @@
 //! Inputs are validated up front: a NaN, a negative weight, a length mismatch or an empty
 //! network is a [`MechanismError`], never a panic.
 
+// Index loops are how the papers write these sums (and how the dense references must read to
+// be obviously right), so clippy's iterator rewrite is not wanted here.
+#![allow(clippy::needless_range_loop)]
+
 pub mod basic;
 pub mod connectivity;
 mod error;
