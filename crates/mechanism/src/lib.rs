@@ -147,6 +147,8 @@ impl<'a> EpochInput<'a> {
         if n == 0 {
             return Err(MechanismError::EmptyNetwork);
         }
+        self.weights.check()?;
+        self.state.bonds.check()?;
         if self.stake.len() != n {
             return Err(MechanismError::StakeLength { stake: self.stake.len(), rows: n });
         }

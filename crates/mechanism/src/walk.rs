@@ -11,7 +11,8 @@
 //! `v_ij = sum_{k=0..depth} (Q^k)_ij`,
 //!
 //! the expected visits to j within `depth` steps, including the zero-step visit (so v_ii >= 1,
-//! as in N). It costs O(k^depth) per source for k weights per row, so O(n k^depth) per epoch:
+//! as in N). A peer that set no weights at all has taken no part: it reaches nobody, not even
+//! itself ("outwardly dis-trusting", market paper §4), so its row of V is empty. It costs O(k^depth) per source for k weights per row, so O(n k^depth) per epoch:
 //! fine for the hundreds to few thousands of peers these variants were designed for, and the
 //! reason `nakamoto` and `yuma` replaced them on large networks.
 
@@ -52,6 +53,9 @@ impl Walker {
     /// row-normalised W; its diagonal is skipped here rather than copied away.
     pub fn visits_from(&mut self, q: &SparseMatrix, source: usize, depth: usize, out: &mut Vec<(u32, f64)>) {
         out.clear();
+        if q.row(source).0.is_empty() {
+            return;
+        }
         self.visits[source] = 1.0;
         self.seen[source] = true;
         self.visited.push(source as u32);
@@ -137,7 +141,7 @@ pub fn for_each_source(q: &SparseMatrix, depth: usize, mut f: impl FnMut(usize, 
 }
 
 /// Dense reference: `V = sum_{k=0..depth} Q^k` by plain matrix products, `Q` being the
-/// row-normalised W without its diagonal.
+/// row-normalised W without its diagonal; rows of peers that set no weights are zero.
 pub fn visits_dense(w_normalised: &[Vec<f64>], depth: usize) -> Vec<Vec<f64>> {
     let n = w_normalised.len();
     let mut q = w_normalised.to_vec();
@@ -166,6 +170,11 @@ pub fn visits_dense(w_normalised: &[Vec<f64>], depth: usize) -> Vec<Vec<f64>> {
             }
         }
     }
+    for (i, row) in total.iter_mut().enumerate() {
+        if w_normalised[i].iter().all(|&w| w == 0.0) {
+            row.fill(0.0);
+        }
+    }
     total
 }
 
@@ -190,6 +199,11 @@ mod tests {
         assert_eq!(out, vec![(2, 1.0)]);
         walker.visits_from(&w, 0, 0, &mut out);
         assert_eq!(out, vec![(0, 1.0)]);
+        // A peer with no weights reaches nobody.
+        let silent = SparseMatrix::from_rows(2, [vec![], vec![(0, 1.0)]]).unwrap();
+        Walker::new(2).visits_from(&silent, 0, 3, &mut out);
+        assert!(out.is_empty());
+        assert_eq!(visits_dense(&silent.to_dense(), 3)[0], vec![0.0, 0.0]);
     }
 
     #[test]
