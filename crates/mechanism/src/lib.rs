@@ -21,6 +21,10 @@
 //! Inputs are validated up front: a NaN, a negative weight, a length mismatch or an empty
 //! network is a [`MechanismError`], never a panic.
 
+// Index loops are how the papers write these sums (and how the dense references must read to
+// be obviously right), so clippy's iterator rewrite is not wanted here.
+#![allow(clippy::needless_range_loop)]
+
 pub mod basic;
 pub mod connectivity;
 mod error;
@@ -143,6 +147,8 @@ impl<'a> EpochInput<'a> {
         if n == 0 {
             return Err(MechanismError::EmptyNetwork);
         }
+        self.weights.check()?;
+        self.state.bonds.check()?;
         if self.stake.len() != n {
             return Err(MechanismError::StakeLength { stake: self.stake.len(), rows: n });
         }

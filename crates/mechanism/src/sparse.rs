@@ -88,6 +88,40 @@ impl SparseMatrix {
         Self::from_rows(n, sparse_rows)
     }
 
+    /// Checks the invariants `from_rows` establishes, for a matrix that arrived some other way
+    /// (deserialised from a store or the network): shape, sorted unique columns in range, and
+    /// finite non-negative values.
+    pub fn check(&self) -> Result<(), MechanismError> {
+        let n = self.n;
+        if self.row_ptr.len() != n + 1
+            || self.row_ptr[0] != 0
+            || self.row_ptr[n] != self.cols.len()
+            || self.cols.len() != self.vals.len()
+            || self.row_ptr.windows(2).any(|w| w[0] > w[1])
+        {
+            return Err(MechanismError::MatrixShape {
+                rows: self.row_ptr.len().saturating_sub(1),
+                expected: n,
+            });
+        }
+        for i in 0..n {
+            let (cols, vals) = self.row(i);
+            for (k, (&j, &v)) in cols.iter().zip(vals).enumerate() {
+                let j = j as usize;
+                if j >= n {
+                    return Err(MechanismError::ColumnOutOfRange { row: i, col: j, n });
+                }
+                if k > 0 && cols[k - 1] as usize >= j {
+                    return Err(MechanismError::DuplicateColumn { row: i, col: j });
+                }
+                if !v.is_finite() || v < 0.0 {
+                    return Err(MechanismError::BadWeight { row: i, col: j, value: v });
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Number of peers (rows = columns).
     pub fn n(&self) -> usize {
         self.n
