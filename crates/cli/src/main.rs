@@ -2,7 +2,7 @@
 //! crates and prints; all logic lives in those crates.
 
 use anyhow::Result;
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use sim::cabal::{Cabal000Options, Cabal002Options};
 use sim::compare::CompareOptions;
 use sim::descent::TrustDescentOptions;
@@ -57,6 +57,9 @@ enum Experiment {
         /// Peers in each group (honest, cabal) of the mechanism run, >= 1
         #[arg(long, default_value_t = Cabal000Options::default().peers)]
         peers: usize,
+        /// Source of the printed lines: the real mechanism, or the paper's code (closed form); the CSV has both
+        #[arg(long, value_enum, default_value_t = Print::Mechanism)]
+        print: Print,
     },
     /// Cabal decay under the trust mechanism: reproduces the table of the market paper 002
     /// "Collusion" (prints `block share`)
@@ -77,6 +80,9 @@ enum Experiment {
         /// Peers in each group (honest, cabal) of the mechanism run, >= 1
         #[arg(long, default_value_t = Cabal002Options::default().peers)]
         peers: usize,
+        /// Source of the printed lines: the real mechanism, or the paper's code (closed form); the CSV has both
+        #[arg(long, value_enum, default_value_t = Print::Mechanism)]
+        print: Print,
     },
     /// The chain-loss descent of 002 appendix 12.7 (repaired) on the trust mechanism: honest
     /// majorities of several sizes, and an honest stake split into two disconnected halves
@@ -87,7 +93,20 @@ enum Experiment {
     #[command(allow_negative_numbers = true)]
     Compare(CompareArgs),
     /// Run every experiment with its defaults and write DIR/summary.md
-    All,
+    All {
+        /// Run trust-descent and compare at reduced sizes (a smoke test of a few seconds)
+        #[arg(long)]
+        quick: bool,
+    },
+}
+
+/// The source of the `step share` lines of the cabal experiments.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Print {
+    // The real mechanism run over concrete peers.
+    Mechanism,
+    // The transcription of the paper's printed code.
+    ClosedForm,
 }
 
 #[derive(Debug, Args)]
@@ -171,12 +190,10 @@ fn main() -> ExitCode {
 fn sim_command(args: SimArgs) -> Result<()> {
     let out = args.out.as_path();
     match args.experiment {
-        Experiment::Cabal000 { prcnt_c, inf_rate, rho, steps, peers } => {
+        Experiment::Cabal000 { prcnt_c, inf_rate, rho, steps, peers, print } => {
             let opts = Cabal000Options { prcnt_c, inf_rate, rho, steps, peers };
             let r = sim::cabal::run_000(&opts, out)?;
-            for row in &r.rows {
-                println!("{}", row.line());
-            }
+            print_lines(&r.rows, print);
             let last = r.rows.last().expect("steps >= 1");
             eprintln!("mechanism vs closed form: max |difference| = {:.1e}", r.max_abs_diff);
             if let Some((hit, of)) = r.paper_matches {
@@ -192,12 +209,10 @@ fn sim_command(args: SimArgs) -> Result<()> {
             }
             wrote(&r.files);
         }
-        Experiment::Cabal002 { tau, temp, stake_a, blocks, peers } => {
+        Experiment::Cabal002 { tau, temp, stake_a, blocks, peers, print } => {
             let opts = Cabal002Options { tau, temp, stake_a, blocks, peers };
             let r = sim::cabal::run_002(&opts, out)?;
-            for row in &r.rows {
-                println!("{}", row.line());
-            }
+            print_lines(&r.rows, print);
             eprintln!("mechanism vs closed form: max |difference| = {:.1e}", r.max_abs_diff);
             if let Some((hit, of)) = r.paper_matches {
                 eprintln!("paper's printed lines reproduced: {hit}/{of}");
@@ -235,8 +250,8 @@ fn sim_command(args: SimArgs) -> Result<()> {
             println!("{}", r.summary_markdown.trim_end());
             wrote(&r.files);
         }
-        Experiment::All => {
-            let r = sim::all::run(out)?;
+        Experiment::All { quick } => {
+            let r = sim::all::run(&sim::all::AllOptions { quick }, out)?;
             for (name, _) in &r.sections {
                 println!("ran {name}");
             }
@@ -245,6 +260,16 @@ fn sim_command(args: SimArgs) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Prints `step share` lines as the papers do.
+fn print_lines(rows: &[sim::cabal::CabalRow], print: Print) {
+    for row in rows {
+        match print {
+            Print::Mechanism => println!("{}", row.line()),
+            Print::ClosedForm => println!("{}", row.closed_form_line()),
+        }
+    }
 }
 
 /// Lists the files an experiment wrote, on stderr so stdout stays the experiment's output.

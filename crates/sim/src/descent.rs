@@ -102,7 +102,7 @@ pub struct DescentRow {
     pub block: usize,
     /// The cabal's share of stake S after the block.
     pub cabal_share: f64,
-    /// The cabal's share of scaled stake A∘S after the block (what the mechanism weighs).
+    /// The cabal's share of scaled stake A·S after the block (what the mechanism weighs).
     pub cabal_scaled_share: f64,
     /// L = -R.(T - 1/2) of the block's epoch.
     pub chain_loss: f64,
@@ -287,27 +287,56 @@ pub fn run(opts: &TrustDescentOptions, out_dir: &Path) -> Result<TrustDescentRep
         },
         &share_series,
     )?;
-    let scaling_png = out_dir.join("trust_descent_scaling.png");
-    let mut a_series = Vec::new();
-    for r in &runs {
-        for (g, name) in r.groups.iter().enumerate() {
+    // A moves only while emission is withheld, which happens in the first blocks of runs
+    // without a connected majority; zoom on those blocks and leave out runs where A never
+    // moved (it is 1 throughout, as the summary says).
+    let moved: Vec<&DescentRun> = runs.iter().filter(|r| r.withheld_blocks() > 0).collect();
+    let mut files = vec![csv, share_png];
+    if !moved.is_empty() {
+        let last_withheld = moved
+            .iter()
+            .filter_map(|r| r.rows.iter().rev().find(|w| w.withheld).map(|w| w.block))
+            .max()
+            .unwrap_or(0);
+        let zoom = (4 * (last_withheld + 1)).max(50).min(opts.blocks);
+        let scaling_png = out_dir.join("trust_descent_scaling.png");
+        let mut a_series = Vec::new();
+        for r in &moved {
+            let prefix = if moved.len() > 1 { format!("{}: ", r.label) } else { String::new() };
+            let rows = &r.rows[..zoom];
+            for (g, name) in r.groups.iter().enumerate() {
+                a_series.push(Series::new(
+                    format!("{prefix}mean A of {name}"),
+                    rows.iter().map(|w| (w.block as f64, w.mean_a[g])).collect(),
+                ));
+            }
             a_series.push(Series::new(
-                format!("{}: {name}", r.label),
-                r.rows.iter().map(|w| (w.block as f64, w.mean_a[g])).collect(),
+                format!("{prefix}cabal share of A·S"),
+                rows.iter().map(|w| (w.block as f64, w.cabal_scaled_share)).collect(),
+            ));
+            a_series.push(Series::new(
+                format!("{prefix}cabal share of S"),
+                rows.iter().map(|w| (w.block as f64, w.cabal_share)).collect(),
             ));
         }
+        let title = if moved.len() == 1 {
+            format!("Trust descent on A, run \"{}\" (first {zoom} blocks)", moved[0].label)
+        } else {
+            format!("Trust descent on A in the runs where L >= 0 (first {zoom} blocks)")
+        };
+        chart(
+            &scaling_png,
+            &Chart {
+                title: &title,
+                x_label,
+                y_label: "mean A / share",
+                y_scale: YScale::Linear,
+                y_range: Some((0.0, 1.05)),
+            },
+            &a_series,
+        )?;
+        files.push(scaling_png);
     }
-    chart(
-        &scaling_png,
-        &Chart {
-            title: "Trust descent: mean stake scaling A per group",
-            x_label,
-            y_label: "mean A",
-            y_scale: YScale::Linear,
-            y_range: Some((0.0, 1.05)),
-        },
-        &a_series,
-    )?;
     let loss_png = out_dir.join("trust_descent_loss.png");
     let loss_series: Vec<Series> = runs
         .iter()
@@ -328,11 +357,8 @@ pub fn run(opts: &TrustDescentOptions, out_dir: &Path) -> Result<TrustDescentRep
     let md = out_dir.join("trust_descent.md");
     let summary = summarize(opts, &runs);
     write_text(&md, &summary)?;
-    Ok(TrustDescentReport {
-        runs,
-        summary_markdown: summary,
-        files: vec![csv, share_png, scaling_png, loss_png, md],
-    })
+    files.extend([loss_png, md]);
+    Ok(TrustDescentReport { runs, summary_markdown: summary, files })
 }
 
 fn summarize(opts: &TrustDescentOptions, runs: &[DescentRun]) -> String {
@@ -379,7 +405,7 @@ fn summarize(opts: &TrustDescentOptions, runs: &[DescentRun]) -> String {
             "run",
             "cabal share at genesis",
             "cabal share at end",
-            "cabal share of A∘S at end",
+            "cabal share of A·S at end",
             "blocks withheld",
             "first minting block",
             "mean A at end",
@@ -393,7 +419,8 @@ fn summarize(opts: &TrustDescentOptions, runs: &[DescentRun]) -> String {
     }
     s.push_str(
         "\nFiles: `trust_descent.csv` (one row per run and block), `trust_descent_share.png`, \
-         `trust_descent_scaling.png`, `trust_descent_loss.png`.\n",
+         `trust_descent_loss.png`, and `trust_descent_scaling.png` (A per group, for the runs \
+         where the descent moved it).\n",
     );
     s
 }
@@ -433,14 +460,26 @@ fn explain(r: &DescentRun) -> String {
                 .join(", "),
             format_sig(*last.mean_a.last().expect("cabal"), 3),
         )),
-        Some(first) if !split => s.push_str(&format!(
-            "the honest graph holds the majority, so every honest peer is trusted by more than half \
-             of the stake (T > 1/2) and every cabal peer by less; L < 0 from block {first}, emission \
-             was withheld on {withheld} blocks and A stayed at its genesis value of 1 where nothing \
-             was withheld. The cabal's share went from {} to {}.",
-            fmt_share(start),
-            fmt_share(last.cabal_share),
-        )),
+        Some(first) if !split => {
+            s.push_str(
+                "the honest graph holds the majority, so every honest peer is trusted by more than \
+                 half of the stake (T > 1/2) and every cabal peer by less, and the chain loss is \
+                 negative: ",
+            );
+            if withheld == 0 {
+                s.push_str("emission was never withheld and A never moved from 1. ");
+            } else {
+                s.push_str(&format!(
+                    "emission was withheld on {withheld} blocks (first mint at block {first}) while A moved. "
+                ));
+            }
+            s.push_str(&format!(
+                "Each block pays the trusted majority more than its share, so the cabal's share went \
+                 from {} to {}.",
+                fmt_share(start),
+                fmt_share(last.cabal_share),
+            ));
+        }
         Some(first) => {
             let cabal_a = *last.mean_a.last().expect("cabal");
             let honest_a: Vec<String> = r
@@ -454,27 +493,40 @@ fn explain(r: &DescentRun) -> String {
                 "no group holds a majority, so at genesis every peer is trusted by less than half \
                  of the stake, T < 1/2 everywhere and L > 0: the chain withholds emission and \
                  descends on A. After {withheld} withheld blocks (first mint at block {first}) the \
-                 mean scaling is {} and cabal {}, so the cabal holds {} of the scaled stake A∘S. ",
+                 mean scaling is {} and cabal {}, so the cabal holds {} of the scaled stake A·S. ",
                 honest_a.join(", "),
                 format_sig(cabal_a, 3),
                 fmt_share(last.cabal_scaled_share),
             ));
-            if last.cabal_share > start + 1e-9 {
+            let honest_scaled_down = last.mean_a[..last.mean_a.len() - 1].iter().all(|&a| a < cabal_a);
+            if last.cabal_share > start + 1e-9 && honest_scaled_down {
+                let halves: Vec<String> =
+                    r.initial_shares[..r.initial_shares.len() - 1].iter().map(|&x| fmt_share(x)).collect();
                 s.push_str(&format!(
-                    "The cabal WINS: its share of stake grew from {} to {}. The descent only needs \
-                     some group to hold a majority of A∘S to make L negative, and the cheapest way \
-                     there is to scale down an honest half (the cabal is the largest component), so \
-                     the cabal becomes the trusted majority and collects the inflation. The trust \
-                     mechanism cannot tell an honest component from a cabal: it rewards whichever \
-                     connected component is largest, which is why the paper requires the honest \
-                     stake to be connected.",
+                    "The cabal WINS: its share of stake grew from {} to {}. The descent lowers L \
+                     fastest by raising the trust of the largest connected component, which is the \
+                     cabal ({} against honest components of {}); A is capped at 1, so it does this by \
+                     scaling the honest components down until the cabal holds a majority of A·S. \
+                     From then on L < 0, the cabal is the trusted majority, and every block pays it \
+                     more than its share. The trust mechanism cannot tell an honest component from a \
+                     cabal: it rewards the largest connected component, so it protects an honest \
+                     majority only if that majority is connected.",
+                    fmt_share(start),
+                    fmt_share(last.cabal_share),
+                    fmt_share(start),
+                    halves.join(" and "),
+                ));
+            } else if last.cabal_share > start + 1e-9 {
+                s.push_str(&format!(
+                    "The cabal WINS: its share of stake grew from {} to {} once the descent made it \
+                     the trusted majority of A·S.",
                     fmt_share(start),
                     fmt_share(last.cabal_share)
                 ));
             } else if last.cabal_share < start - 1e-9 {
                 s.push_str(&format!(
                     "The cabal loses: its share of stake fell from {} to {}, because the descent \
-                     scaled the cabal down and one honest half became the trusted majority of A∘S.",
+                     scaled the cabal down and one honest half became the trusted majority of A·S.",
                     fmt_share(start),
                     fmt_share(last.cabal_share)
                 ));
@@ -489,6 +541,50 @@ fn explain(r: &DescentRun) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn small() -> TrustDescentOptions {
+        TrustDescentOptions {
+            n_honest: 4,
+            n_cabal: 12,
+            blocks: 80,
+            honest_shares: vec![0.55],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn honest_majority_mints_from_the_start_and_the_cabal_decays() {
+        let runs = simulate(&small()).unwrap();
+        let honest = &runs[0];
+        assert_eq!(honest.withheld_blocks(), 0);
+        assert!(honest.rows.iter().all(|r| r.chain_loss < 0.0 && r.mean_a == vec![1.0, 1.0]));
+        assert!(honest.rows.windows(2).all(|w| w[1].cabal_share < w[0].cabal_share));
+        assert_eq!(honest.rows.len(), 80);
+    }
+
+    #[test]
+    fn split_honest_stake_withholds_then_descends_on_a() {
+        let runs = simulate(&small()).unwrap();
+        let split = &runs[1];
+        assert_eq!(split.groups, ["honest_a", "honest_b", "cabal"]);
+        let first = &split.rows[0];
+        assert!(first.withheld && first.chain_loss > 0.0, "no majority: L > 0 at genesis");
+        assert_eq!(first.cabal_share, 0.49, "nothing minted while withheld");
+        // Once some component holds a majority of A·S the chain mints again.
+        let mint = split.first_minting_block().expect("the descent reaches L < 0");
+        let r = &split.rows[mint];
+        assert!(r.chain_loss < 0.0 && r.mean_a.iter().any(|&a| a < 1.0));
+        // The finding this experiment reports: the descent makes the largest component, the
+        // cabal, the trusted majority, scaling both honest halves down, and the cabal then grows.
+        assert!(r.cabal_scaled_share > 0.5, "cabal holds {} of A·S", r.cabal_scaled_share);
+        assert!(r.mean_a[0] < 1.0 && r.mean_a[1] < 1.0 && r.mean_a[2] == 1.0, "{:?}", r.mean_a);
+        assert!(split.final_row().cabal_share > 0.49);
+    }
+
+    #[test]
+    fn same_seed_same_run() {
+        assert_eq!(simulate(&small()).unwrap(), simulate(&small()).unwrap());
+    }
 
     #[test]
     fn bad_options_are_rejected() {

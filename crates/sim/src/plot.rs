@@ -77,7 +77,16 @@ pub fn line_chart(path: &Path, chart: &Chart<'_>, series: &[Series]) -> Result<(
     let (mut y0, mut y1) = chart.y_range.unwrap_or_else(|| bounds(all.iter().map(|p| p.1)));
     widen(&mut x0, &mut x1);
     if chart.y_range.is_none() {
-        widen(&mut y0, &mut y1);
+        match chart.y_scale {
+            YScale::Linear => widen(&mut y0, &mut y1),
+            // Pad a log axis by a factor, not an offset: an offset can push the lower bound
+            // to or below zero and squash every line against the top of the chart.
+            YScale::Log => {
+                let pad = if y1 / y0 < 1.0 + 1e-12 { 2.0 } else { (y1 / y0).powf(0.03) };
+                y0 /= pad;
+                y1 *= pad;
+            }
+        }
     }
     let root = BitMapBackend::new(path, (1000, 600)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| anyhow!("{e}"))?;
@@ -133,6 +142,7 @@ where
         .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], colour.stroke_width(2)));
     }
     ctx.configure_series_labels()
+        .position(SeriesLabelPosition::UpperRight)
         .background_style(WHITE.mix(0.85))
         .border_style(BLACK)
         .label_font(("sans-serif", 15))
