@@ -35,6 +35,7 @@ pub fn epoch(_p: &BasicParams, input: &EpochInput<'_>) -> Result<EpochOutput, Me
 }
 
 /// Dense reference: `r_j = (1/n) sum_i s_i w_ij` with plain loops over an n x n matrix.
+#[allow(clippy::needless_range_loop)] // index loops on purpose: the reference reads like the equation
 pub fn epoch_dense(_p: &BasicParams, input: &EpochInput<'_>) -> Result<EpochOutput, MechanismError> {
     let n = input.n();
     let mut w = input.weights.to_dense();

@@ -30,6 +30,8 @@ pub mod connectivity;
 mod error;
 pub mod nakamoto;
 mod sparse;
+#[cfg(test)]
+mod test_support;
 pub mod trust;
 pub mod walk;
 pub mod yuma;

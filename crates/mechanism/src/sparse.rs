@@ -6,6 +6,7 @@
 //! index order from 0.0, which makes results bit-identical however the caller splits work.
 
 use crate::error::MechanismError;
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -209,9 +210,9 @@ impl SparseMatrix {
     /// Row i multiplied by `x[i]`: `out[i][j] = x[i] * w[i][j]` (W with S on its rows).
     pub fn row_scaled(&self, x: &[f64]) -> SparseMatrix {
         let mut out = self.clone();
-        for i in 0..self.n {
+        for (i, &xi) in x[..self.n].iter().enumerate() {
             for v in &mut out.vals[self.row_ptr[i]..self.row_ptr[i + 1]] {
-                *v *= x[i];
+                *v *= xi;
             }
         }
         out.drop_zeros();
@@ -221,8 +222,7 @@ impl SparseMatrix {
     /// `y = W^T x`, that is `y[j] = sum_i w[i][j] * x[i]`, summed over i ascending.
     pub fn transpose_mul(&self, x: &[f64]) -> Vec<f64> {
         let mut y = vec![0.0; self.n];
-        for i in 0..self.n {
-            let xi = x[i];
+        for (i, &xi) in x[..self.n].iter().enumerate() {
             if xi == 0.0 {
                 // Adding 0 * w is exact, so skipping it keeps the same bits.
                 continue;
@@ -236,8 +236,12 @@ impl SparseMatrix {
     }
 
     /// `y = W x`, that is `y[i] = sum_j w[i][j] * x[j]`, summed over j ascending.
+    /// Rows are independent and run on rayon's pool; each row is summed by the same sequential
+    /// loop whatever the thread count, so the result does not depend on it.
     pub fn mul(&self, x: &[f64]) -> Vec<f64> {
         (0..self.n)
+            .into_par_iter()
+            .with_min_len(256)
             .map(|i| {
                 let (cols, vals) = self.row(i);
                 cols.iter().zip(vals).map(|(&j, &w)| w * x[j as usize]).sum()
@@ -298,48 +302,77 @@ impl SparseMatrix {
     /// combined with `f(self_value, other_value)`, missing entries read as 0.
     fn zip_rows(&self, other: &SparseMatrix, f: impl Fn(f64, f64) -> f64) -> SparseMatrix {
         debug_assert_eq!(self.n, other.n);
-        let mut row_ptr = Vec::with_capacity(self.n + 1);
-        row_ptr.push(0);
-        let mut cols = Vec::with_capacity(self.nnz().max(other.nnz()));
-        let mut vals = Vec::with_capacity(cols.capacity());
+        let mut out = RowsBuilder::with_capacity(self.n, self.nnz().max(other.nnz()));
         for i in 0..self.n {
             let (ac, av) = self.row(i);
             let (bc, bv) = other.row(i);
-            let (mut p, mut q) = (0, 0);
-            while p < ac.len() || q < bc.len() {
-                let (j, a, b) = match (ac.get(p), bc.get(q)) {
-                    (Some(&ja), Some(&jb)) if ja == jb => {
-                        p += 1;
-                        q += 1;
-                        (ja, av[p - 1], bv[q - 1])
-                    }
-                    (Some(&ja), Some(&jb)) if ja < jb => {
-                        p += 1;
-                        (ja, av[p - 1], 0.0)
-                    }
-                    (Some(_), Some(&jb)) => {
-                        q += 1;
-                        (jb, 0.0, bv[q - 1])
-                    }
-                    (Some(&ja), None) => {
-                        p += 1;
-                        (ja, av[p - 1], 0.0)
-                    }
-                    (None, Some(&jb)) => {
-                        q += 1;
-                        (jb, 0.0, bv[q - 1])
-                    }
-                    (None, None) => unreachable!("loop condition"),
-                };
-                let v = f(a, b);
-                if v != 0.0 {
-                    cols.push(j);
-                    vals.push(v);
-                }
-            }
-            row_ptr.push(cols.len());
+            out.push_merged(ac, av, bc, bv, &f);
         }
-        SparseMatrix { n: self.n, row_ptr, cols, vals }
+        out.finish()
+    }
+
+    /// Like `zip_rows`, but the first operand's row i is produced by `row(i, cols, vals)`
+    /// (pushing sorted, unique columns) instead of being read from a stored matrix: the
+    /// result is `f(row value, self value)` entry-wise. The bonds use it to combine the
+    /// previous bonds with this epoch's bond increment without building the increment as a
+    /// matrix of its own (at n = 65,536 with 256 weights a row that would be 200 MB).
+    pub(crate) fn merge_generated_rows(
+        &self,
+        mut row: impl FnMut(usize, &mut Vec<u32>, &mut Vec<f64>),
+        f: impl Fn(f64, f64) -> f64,
+    ) -> SparseMatrix {
+        let mut out = RowsBuilder::with_capacity(self.n, self.nnz());
+        let (mut rc, mut rv) = (Vec::new(), Vec::new());
+        for i in 0..self.n {
+            rc.clear();
+            rv.clear();
+            row(i, &mut rc, &mut rv);
+            debug_assert!(rc.windows(2).all(|p| p[0] < p[1]), "generated row {i} not sorted and unique");
+            debug_assert!(rc.last().is_none_or(|&j| (j as usize) < self.n), "generated row {i} out of range");
+            let (bc, bv) = self.row(i);
+            out.push_merged(&rc, &rv, bc, bv, &f);
+        }
+        out.finish()
+    }
+
+    /// Scales each non-empty column to sum to 1 in place (the moving-average bonds of `yuma`
+    /// are renormalised every epoch; doing it in place avoids a copy of the largest matrix of
+    /// the epoch). Returns the column sums it divided by.
+    pub(crate) fn col_normalize_in_place(&mut self) -> Vec<f64> {
+        let sums = self.col_sums();
+        for (v, &j) in self.vals.iter_mut().zip(&self.cols) {
+            let s = sums[j as usize];
+            if s > 0.0 {
+                *v /= s;
+            }
+        }
+        // A quotient of two positive finite numbers can underflow to 0 only when the column
+        // sum is ~1e308 times the entry; drop such entries so "stored" still means "non-zero".
+        self.drop_zeros();
+        sums
+    }
+
+    /// `y = N x` where N is this matrix with each column divided by `col_div[j]`:
+    /// `y[i] = sum_j (a_ij / col_div[j]) * x[j]`, summed over j ascending. Columns with
+    /// `x[j] == 0` add an exact zero and are skipped. Used for dividends over column-normalised
+    /// bonds without materialising the normalised copy. Rows are independent, so they run on
+    /// rayon's pool; each row's sum is the same sequential loop whatever the thread count.
+    pub(crate) fn col_scaled_mul(&self, col_div: &[f64], x: &[f64]) -> Vec<f64> {
+        (0..self.n)
+            .into_par_iter()
+            .with_min_len(256)
+            .map(|i| {
+                let (cols, vals) = self.row(i);
+                let mut y = 0.0;
+                for (&j, &a) in cols.iter().zip(vals) {
+                    let j = j as usize;
+                    if x[j] != 0.0 {
+                        y += a / col_div[j] * x[j];
+                    }
+                }
+                y
+            })
+            .collect()
     }
 
     fn drop_zeros(&mut self) {
@@ -362,6 +395,118 @@ impl SparseMatrix {
         self.cols.truncate(w);
         self.vals.truncate(w);
         self.row_ptr = row_ptr;
+    }
+}
+
+/// Builds a matrix row by row, keeping the invariants (sorted unique columns, no zeros).
+struct RowsBuilder {
+    n: usize,
+    row_ptr: Vec<usize>,
+    cols: Vec<u32>,
+    vals: Vec<f64>,
+}
+
+impl RowsBuilder {
+    fn with_capacity(n: usize, nnz: usize) -> Self {
+        let mut row_ptr = Vec::with_capacity(n + 1);
+        row_ptr.push(0);
+        RowsBuilder { n, row_ptr, cols: Vec::with_capacity(nnz), vals: Vec::with_capacity(nnz) }
+    }
+
+    /// Appends the next row: the sorted merge of rows a and b, `f(a_value, b_value)` on each
+    /// column present in either (a missing value reads as 0), dropping results equal to 0.
+    fn push_merged(&mut self, ac: &[u32], av: &[f64], bc: &[u32], bv: &[f64], f: impl Fn(f64, f64) -> f64) {
+        let (mut p, mut q) = (0, 0);
+        while p < ac.len() || q < bc.len() {
+            let (j, a, b) = match (ac.get(p), bc.get(q)) {
+                (Some(&ja), Some(&jb)) if ja == jb => {
+                    p += 1;
+                    q += 1;
+                    (ja, av[p - 1], bv[q - 1])
+                }
+                (Some(&ja), Some(&jb)) if ja < jb => {
+                    p += 1;
+                    (ja, av[p - 1], 0.0)
+                }
+                (Some(_), Some(&jb)) => {
+                    q += 1;
+                    (jb, 0.0, bv[q - 1])
+                }
+                (Some(&ja), None) => {
+                    p += 1;
+                    (ja, av[p - 1], 0.0)
+                }
+                (None, Some(&jb)) => {
+                    q += 1;
+                    (jb, 0.0, bv[q - 1])
+                }
+                (None, None) => unreachable!("loop condition"),
+            };
+            let v = f(a, b);
+            if v != 0.0 {
+                self.cols.push(j);
+                self.vals.push(v);
+            }
+        }
+        self.row_ptr.push(self.cols.len());
+    }
+
+    fn finish(self) -> SparseMatrix {
+        debug_assert_eq!(self.row_ptr.len(), self.n + 1);
+        SparseMatrix { n: self.n, row_ptr: self.row_ptr, cols: self.cols, vals: self.vals }
+    }
+}
+
+/// W with every non-empty row scaled to sum to 1 (optionally with the diagonal removed first),
+/// read through on the fly instead of copied: entry (i, j) is `w_ij / sum_i`. Only the n row
+/// sums are stored, so a mechanism can walk the normalised rows several times at the cost of
+/// one division per entry instead of a second copy of W.
+///
+/// Sums run over j ascending and skip the diagonal when it is removed, so they are bit-for-bit
+/// the sums a dense loop with `w_ii = 0` computes. Entries whose quotient is 0 (possible only
+/// when a row sum overflows to infinity or a weight is ~1e308 times smaller than its row) are
+/// skipped, so every visited entry is `> 0`.
+pub(crate) struct NormalizedRows<'a> {
+    w: &'a SparseMatrix,
+    sums: Vec<f64>,
+    skip_diagonal: bool,
+}
+
+impl<'a> NormalizedRows<'a> {
+    pub(crate) fn new(w: &'a SparseMatrix, skip_diagonal: bool) -> Self {
+        let sums = (0..w.n)
+            .map(|i| {
+                let (cols, vals) = w.row(i);
+                let mut sum = 0.0;
+                for (&j, &v) in cols.iter().zip(vals) {
+                    if !(skip_diagonal && j as usize == i) {
+                        sum += v;
+                    }
+                }
+                sum
+            })
+            .collect();
+        NormalizedRows { w, sums, skip_diagonal }
+    }
+
+    pub(crate) fn n(&self) -> usize {
+        self.w.n
+    }
+
+    /// Row i's non-zero normalised entries as `(column, value)`, columns ascending.
+    #[inline]
+    pub(crate) fn row(&self, i: usize) -> impl Iterator<Item = (usize, f64)> + '_ {
+        let (cols, vals) = self.w.row(i);
+        let sum = self.sums[i];
+        let skip = self.skip_diagonal;
+        cols.iter().zip(vals).filter_map(move |(&j, &v)| {
+            let j = j as usize;
+            if skip && j == i {
+                return None;
+            }
+            let x = v / sum;
+            (x > 0.0).then_some((j, x))
+        })
     }
 }
 
@@ -431,5 +576,60 @@ mod tests {
             vec![vec![2.0, 6.0, 0.0], vec![0.0; 3], vec![0.0; 3]]
         );
         assert_eq!(w.row_scaled(&[2.0, 5.0, 0.0]).nnz(), 2);
+    }
+
+    #[test]
+    fn merge_generated_rows_matches_zip() {
+        // prev = [[0, 2, 0], [1, 0, 0], [0, 0, 0]]; generated rows: row 0 -> {0: 1, 1: 3}, row 2 -> {2: 5}
+        let prev = m(&[&[(1, 2.0)], &[(0, 1.0)], &[]]);
+        let merged = prev.merge_generated_rows(
+            |i, c, v| match i {
+                0 => {
+                    c.extend([0, 1]);
+                    v.extend([1.0, 3.0]);
+                }
+                2 => {
+                    c.push(2);
+                    v.push(5.0);
+                }
+                _ => {}
+            },
+            |new, old| 10.0 * new + old,
+        );
+        // row 0: 10*1 + 0, 10*3 + 2; row 1: 0 + 1; row 2: 10*5
+        assert_eq!(merged.to_dense(), vec![vec![10.0, 32.0, 0.0], vec![1.0, 0.0, 0.0], vec![0.0, 0.0, 50.0]]);
+        // Results equal to 0 are dropped: keep only the generated part, with nothing generated.
+        let dropped = prev.merge_generated_rows(|_, _, _| {}, |new, _| new);
+        assert_eq!(dropped.nnz(), 0);
+        let gen = m(&[&[(0, 1.0), (1, 3.0)], &[], &[(2, 5.0)]]);
+        assert_eq!(merged, gen.zip_rows(&prev, |a, b| 10.0 * a + b));
+    }
+
+    #[test]
+    fn in_place_column_normalisation_and_scaled_product() {
+        // [[1, 3], [3, 0]]: column sums [4, 3]
+        let mut w = m(&[&[(0, 1.0), (1, 3.0)], &[(0, 3.0)]]);
+        let before = w.clone();
+        assert_eq!(w.col_normalize_in_place(), vec![4.0, 3.0]);
+        assert_eq!(w.to_dense(), vec![vec![0.25, 1.0], vec![0.75, 0.0]]);
+        assert_eq!(w, before.col_normalized());
+        // (N x) with x = [8, 2]: row 0 = 1/4*8 + 3/3*2 = 4, row 1 = 3/4*8 = 6
+        assert_eq!(before.col_scaled_mul(&[4.0, 3.0], &[8.0, 2.0]), vec![4.0, 6.0]);
+        assert_eq!(w.mul(&[8.0, 2.0]), vec![4.0, 6.0]);
+    }
+
+    #[test]
+    fn normalized_rows_can_skip_the_diagonal() {
+        // row 0: [2, 1, 1] -> without its diagonal [_, 0.5, 0.5], with it [0.5, 0.25, 0.25];
+        // row 1: only a self weight, so empty without the diagonal; row 2: [0, 3, 0] -> [0, 1, 0].
+        let w = m(&[&[(0, 2.0), (1, 1.0), (2, 1.0)], &[(1, 4.0)], &[(1, 3.0)]]);
+        let masked = NormalizedRows::new(&w, true);
+        assert_eq!(masked.row(0).collect::<Vec<_>>(), vec![(1, 0.5), (2, 0.5)]);
+        assert_eq!(masked.row(1).count(), 0);
+        assert_eq!(masked.row(2).collect::<Vec<_>>(), vec![(1, 1.0)]);
+        let kept = NormalizedRows::new(&w, false);
+        assert_eq!(kept.row(0).collect::<Vec<_>>(), vec![(0, 0.5), (1, 0.25), (2, 0.25)]);
+        assert_eq!(kept.row(1).collect::<Vec<_>>(), vec![(1, 1.0)]);
+        assert_eq!(kept.n(), 3);
     }
 }

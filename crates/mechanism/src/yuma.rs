@@ -1,8 +1,20 @@
-//! The `yuma` variant: Yuma consensus as the production chain runs it today.
+//! The `yuma` variant: Yuma consensus as the production chain runs it today (subtensor's
+//! `run_epoch.rs`), kept as the reference point the papers' variants are measured against.
 //!
-//! TODO(helper): implement; see the spec in the doc of [`epoch`].
+//! Instead of a sigmoid over "how much stake weights j at all" (`nakamoto`), every column gets
+//! a consensus weight: the stake-weighted kappa-quantile of what validators give it (the
+//! median at kappa = 1/2). Weights above that level are clipped to it, so a minority that
+//! overrates a server gains nothing from it; ranks come from the clipped weights. Bonds are an
+//! exponential moving average of clipped weights times stake, and validators earn dividends
+//! through the bonds they hold in the servers that earned incentive.
+//!
+//! The full computation and its choices are written on [`epoch`].
 
-use crate::{EpochInput, EpochOutput, MechanismError};
+use crate::sparse::NormalizedRows;
+use crate::{
+    normalized, split_emission, EpochInput, EpochOutput, Extras, MechanismError, MechanismState, SparseMatrix,
+};
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -22,11 +34,679 @@ impl Default for YumaParams {
     }
 }
 
-pub fn epoch(_p: &YumaParams, _input: &EpochInput<'_>) -> Result<EpochOutput, MechanismError> {
-    unimplemented!("yuma")
+impl YumaParams {
+    /// kappa in [0, 1], moving average in [0, 1), server share in [0, 1].
+    pub fn validate(&self) -> Result<(), MechanismError> {
+        if !(0.0..=1.0).contains(&self.kappa) {
+            return Err(MechanismError::BadParameter {
+                name: "kappa",
+                value: self.kappa,
+                reason: "must be a share of stake in [0, 1]",
+            });
+        }
+        if !(0.0..1.0).contains(&self.bonds_moving_average) {
+            return Err(MechanismError::BadParameter {
+                name: "bonds_moving_average",
+                value: self.bonds_moving_average,
+                reason: "must be in [0, 1): at 1 the bonds would never change",
+            });
+        }
+        if !(0.0..=1.0).contains(&self.server_share) {
+            return Err(MechanismError::BadParameter {
+                name: "server_share",
+                value: self.server_share,
+                reason: "must be a share of emission in [0, 1]",
+            });
+        }
+        Ok(())
+    }
 }
 
-/// Dense reference (see [`epoch`]).
-pub fn epoch_dense(_p: &YumaParams, _input: &EpochInput<'_>) -> Result<EpochOutput, MechanismError> {
-    unimplemented!("yuma dense")
+/// One epoch of Yuma consensus, sparse: O(nnz(W) + nnz(B) + n) time plus an expected-linear
+/// selection over the columns that can reach consensus.
+///
+/// Steps, in the order of subtensor's `run_epoch.rs`:
+/// - self-weights are removed (subtensor's `mask_diag`), then W is row-normalised (every
+///   non-empty row sums to 1); stake is normalised, `s_hat = S / ||S||_1` (zeros if nobody has
+///   stake).
+/// - preranks `P = W^T s_hat`.
+/// - consensus `c_j`: the largest weight x given to j by a peer with stake such that the peers
+///   weighting j at least x hold at least kappa of the stake,
+///   `c_j = max { x = w_ij, s_hat_i > 0 : sum_k s_hat_k [w_kj >= x] >= kappa }`, and 0 when
+///   no positive x qualifies (subtensor's `weighted_median_col_sparse`, where a missing weight
+///   is a 0 with its validator's stake). Choice: candidates are only weights of peers with
+///   stake, as subtensor drops zero-stake rows before the median; this matters only at
+///   kappa = 0, where c_j is then the largest weight a staked peer gives j. If the stake on
+///   the column's non-zero entries is below kappa, `c_j = 0` without selecting anything; the
+///   rest use an in-place weighted quickselect (three-way partitions, median-of-three pivots,
+///   and a stable sort once the partitions stop shrinking, so crafted weights cannot make it
+///   quadratic). Comparisons with kappa are made on f64 sums of `s_hat`, so at kappa = 1 a
+///   column needs every staked peer and the rounding of those sums decides exact ties.
+/// - clipped weights `Wc = min(W, c)` column-wise; `validator_trust_i = sum_j wc_ij`
+///   (returned in [`Extras::Yuma`]).
+/// - ranks `R = Wc^T s_hat`; trust `T_j = R_j / P_j` (0 when `P_j = 0`); incentive
+///   `I = normalized(R)`.
+/// - bonds: `dB` = Wc row-scaled by `s_hat`, column-normalised; `B = (1 - m) dB + m B_prev`
+///   with `m = bonds_moving_average`, then column-normalised again and returned in
+///   `state.bonds`. A column nobody backs this epoch keeps its previous holders' proportions.
+/// - dividends `D_i = sum_j B_ij I_j`, normalised (subtensor's `matmul_transpose(B, I)`).
+/// - emission `E = split_emission(emission, I, D, server_share)`.
+///
+/// Outputs: `ranks = R`, `trust = T`, `consensus = c`; `stake_scaling` stays empty.
+///
+/// Not modelled (a ledger concern, not the mechanism's): validator permits, weights older
+/// than a neuron's registration, and liquid alpha / bond penalty (subtensor's defaults give
+/// the bonds above).
+///
+/// Sums run in ascending index order and every value is the same expression as in
+/// [`epoch_dense`]; only the consensus sums stake in a different (but fixed) order, so near an
+/// exact tie with kappa the two may round differently. Columns' medians and rows' dividends
+/// run on rayon's pool, each by the same sequential code, so the result is bit-identical for
+/// every thread count.
+pub fn epoch(p: &YumaParams, input: &EpochInput<'_>) -> Result<EpochOutput, MechanismError> {
+    p.validate()?;
+    let n = input.n();
+    let s = normalized(input.stake);
+    let w = NormalizedRows::new(input.weights, true);
+
+    // Pass 1: preranks, and for each column the stake and number of staked peers weighting it,
+    // which decide whether the column needs a median at all and size its buffer.
+    let mut preranks = vec![0.0; n];
+    let mut col_stake = vec![0.0; n];
+    let mut col_count = vec![0usize; n];
+    for (i, &si) in s.iter().enumerate() {
+        if si == 0.0 {
+            continue;
+        }
+        for (j, wij) in w.row(i) {
+            preranks[j] += wij * si;
+            col_stake[j] += si;
+            col_count[j] += 1;
+        }
+    }
+    let consensus = consensus(&w, &s, &col_stake, &col_count, p.kappa);
+
+    // Pass 2: clip, then validator trust (row sums of Wc) and ranks R = Wc^T s_hat.
+    let mut ranks = vec![0.0; n];
+    let mut validator_trust = vec![0.0; n];
+    for (i, &si) in s.iter().enumerate() {
+        let mut row_sum = 0.0;
+        for (j, wij) in w.row(i) {
+            let wc = wij.min(consensus[j]);
+            if wc > 0.0 {
+                row_sum += wc;
+                ranks[j] += wc * si;
+            }
+        }
+        validator_trust[i] = row_sum;
+    }
+    let trust: Vec<f64> =
+        ranks.iter().zip(&preranks).map(|(&r, &pr)| if pr > 0.0 { r / pr } else { 0.0 }).collect();
+    let incentive = normalized(&ranks);
+
+    // Bonds. dB_ij = wc_ij s_hat_i, and the column sums of dB are exactly R (the same products
+    // summed over i ascending), so dB is column-normalised by dividing by R_j while it is
+    // generated row by row and merged with B_prev.
+    let m = p.bonds_moving_average;
+    let mut bonds = input.state.bonds.merge_generated_rows(
+        |i, cols, vals| {
+            let si = s[i];
+            if si == 0.0 {
+                return;
+            }
+            for (j, wij) in w.row(i) {
+                let db = wij.min(consensus[j]) * si;
+                if db > 0.0 {
+                    cols.push(j as u32);
+                    vals.push(db / ranks[j]);
+                }
+            }
+        },
+        |db, prev| (1.0 - m) * db + m * prev,
+    );
+    bonds.col_normalize_in_place();
+    let dividends = normalized(&bonds.mul(&incentive));
+
+    let emission = split_emission(input.emission, &incentive, &dividends, p.server_share);
+    Ok(EpochOutput {
+        ranks,
+        trust,
+        consensus,
+        incentive,
+        dividends,
+        emission,
+        state: MechanismState { bonds, stake_scaling: Vec::new() },
+        extras: Extras::Yuma { validator_trust },
+    })
+}
+
+/// The consensus weight of every column (see [`epoch`]), from the column stake and counts of
+/// pass 1.
+///
+/// Only a column whose non-zero entries carry at least kappa of the stake can have `c_j > 0`;
+/// since `sum_j col_stake_j = sum_i s_hat_i k_i <= max_i k_i`, at most `k_max / kappa` columns
+/// qualify, whatever n is. Their (weight, stake) pairs are gathered in one pass over W into
+/// one buffer (a partial transpose), then each column is selected independently.
+fn consensus(
+    w: &NormalizedRows<'_>,
+    s: &[f64],
+    col_stake: &[f64],
+    col_count: &[usize],
+    kappa: f64,
+) -> Vec<f64> {
+    let n = w.n();
+    let mut consensus = vec![0.0; n];
+    let columns: Vec<usize> = (0..n).filter(|&j| col_count[j] > 0 && col_stake[j] >= kappa).collect();
+    if columns.is_empty() {
+        return consensus;
+    }
+
+    // slot[j]: where column j's pairs start in `pairs`, or usize::MAX if j needs no median.
+    let mut slot = vec![usize::MAX; n];
+    let mut total = 0;
+    for &j in &columns {
+        slot[j] = total;
+        total += col_count[j];
+    }
+    let mut pairs = vec![(0.0, 0.0); total];
+    for (i, &si) in s.iter().enumerate() {
+        if si == 0.0 {
+            continue;
+        }
+        for (j, wij) in w.row(i) {
+            let k = slot[j];
+            if k != usize::MAX {
+                pairs[k] = (wij, si);
+                slot[j] += 1;
+            }
+        }
+    }
+
+    // Hand each column its own disjoint slice, so the selections can run in parallel.
+    let mut slices = Vec::with_capacity(columns.len());
+    let mut rest = pairs.as_mut_slice();
+    for &j in &columns {
+        let (column, tail) = rest.split_at_mut(col_count[j]);
+        slices.push(column);
+        rest = tail;
+    }
+    let medians: Vec<f64> = slices.into_par_iter().map(|column| weighted_quantile(column, kappa)).collect();
+    for (&j, c) in columns.iter().zip(medians) {
+        consensus[j] = c;
+    }
+    consensus
+}
+
+/// The largest weight x among `pairs` (weight > 0, stake > 0) such that the pairs with
+/// weight >= x hold at least `kappa` of the stake, or 0 when none does. Reorders `pairs`.
+fn weighted_quantile(pairs: &mut [(f64, f64)], kappa: f64) -> f64 {
+    // Quickselect shrinks the range geometrically on ordinary inputs; ~2 log2(len) rounds
+    // without finishing means the pivots are being defeated, so finish by sorting instead.
+    let budget = 2 * (usize::BITS - pairs.len().leading_zeros()) as usize + 4;
+    weighted_quantile_with_budget(pairs, kappa, budget)
+}
+
+fn weighted_quantile_with_budget(pairs: &mut [(f64, f64)], kappa: f64, mut budget: usize) -> f64 {
+    // Invariant: the answer, if any, is a weight in pairs[lo..hi]; every pair before lo has a
+    // larger weight than every pair in the range, and `above` is their stake.
+    let (mut lo, mut hi) = (0, pairs.len());
+    let mut above = 0.0;
+    while lo < hi {
+        let range = &mut pairs[lo..hi];
+        if budget == 0 {
+            return quantile_by_sorting(range, above, kappa);
+        }
+        budget -= 1;
+        let pivot = median_of_three(range[0].0, range[range.len() / 2].0, range[range.len() - 1].0);
+        let (gt, lt) = partition_descending(range, pivot);
+        let stake_gt: f64 = range[..gt].iter().map(|p| p.1).sum();
+        let stake_eq: f64 = range[gt..lt].iter().map(|p| p.1).sum();
+        if gt > 0 && above + stake_gt >= kappa {
+            // The smallest weight above the pivot already qualifies: the answer is above it.
+            // (With nothing above the pivot, as at kappa = 0 on the largest weight, the pivot
+            // itself is the candidate and the next branch decides.)
+            hi = lo + gt;
+        } else if above + stake_gt + stake_eq >= kappa {
+            return pivot;
+        } else {
+            above += stake_gt + stake_eq;
+            lo += lt;
+        }
+    }
+    0.0
+}
+
+/// Walks the range in descending weight order (stable, so the order of equal weights and thus
+/// of the stake sums is fixed), one group of equal weights at a time.
+fn quantile_by_sorting(range: &mut [(f64, f64)], mut above: f64, kappa: f64) -> f64 {
+    range.sort_by(|a, b| b.0.total_cmp(&a.0));
+    let mut k = 0;
+    while k < range.len() {
+        let x = range[k].0;
+        while k < range.len() && range[k].0 == x {
+            above += range[k].1;
+            k += 1;
+        }
+        if above >= kappa {
+            return x;
+        }
+    }
+    0.0
+}
+
+fn median_of_three(a: f64, b: f64, c: f64) -> f64 {
+    a.max(b).min(a.min(b).max(c))
+}
+
+/// Three-way partition by weight: `[> pivot | == pivot | < pivot]`; returns the two borders.
+fn partition_descending(range: &mut [(f64, f64)], pivot: f64) -> (usize, usize) {
+    let (mut gt, mut k, mut lt) = (0, 0, range.len());
+    while k < lt {
+        let x = range[k].0;
+        if x > pivot {
+            range.swap(k, gt);
+            gt += 1;
+            k += 1;
+        } else if x < pivot {
+            lt -= 1;
+            range.swap(k, lt);
+        } else {
+            k += 1;
+        }
+    }
+    (gt, lt)
+}
+
+/// Dense reference of [`epoch`]: the same equations as textbook loops over n x n matrices,
+/// written apart from the sparse code so the tests can compare the two. The consensus of a
+/// column sorts all its (weight, stake) pairs by descending weight and walks down until the
+/// accumulated stake reaches kappa. O(n^2 log n) time, O(n^2) memory; for tests and benchmarks.
+pub fn epoch_dense(p: &YumaParams, input: &EpochInput<'_>) -> Result<EpochOutput, MechanismError> {
+    p.validate()?;
+    let n = input.n();
+    let stake_total: f64 = input.stake.iter().sum();
+    let s: Vec<f64> =
+        input.stake.iter().map(|&x| if stake_total > 0.0 { x / stake_total } else { 0.0 }).collect();
+
+    let mut w = input.weights.to_dense();
+    for (i, row) in w.iter_mut().enumerate() {
+        row[i] = 0.0;
+        let sum: f64 = row.iter().sum();
+        if sum > 0.0 {
+            for v in row.iter_mut() {
+                *v /= sum;
+            }
+        }
+    }
+
+    let mut preranks = vec![0.0; n];
+    for j in 0..n {
+        for i in 0..n {
+            preranks[j] += w[i][j] * s[i];
+        }
+    }
+
+    let mut consensus = vec![0.0; n];
+    for j in 0..n {
+        let mut column: Vec<(f64, f64)> = (0..n).filter(|&i| s[i] > 0.0).map(|i| (w[i][j], s[i])).collect();
+        column.sort_by(|a, b| b.0.total_cmp(&a.0));
+        let mut acc = 0.0;
+        let mut k = 0;
+        while k < column.len() && column[k].0 > 0.0 {
+            let x = column[k].0;
+            while k < column.len() && column[k].0 == x {
+                acc += column[k].1;
+                k += 1;
+            }
+            if acc >= p.kappa {
+                consensus[j] = x;
+                break;
+            }
+        }
+    }
+
+    let mut clipped = w.clone();
+    for row in &mut clipped {
+        for (j, v) in row.iter_mut().enumerate() {
+            *v = v.min(consensus[j]);
+        }
+    }
+    let validator_trust: Vec<f64> = clipped.iter().map(|row| row.iter().sum()).collect();
+    let mut ranks = vec![0.0; n];
+    for j in 0..n {
+        for i in 0..n {
+            ranks[j] += clipped[i][j] * s[i];
+        }
+    }
+    let trust: Vec<f64> =
+        (0..n).map(|j| if preranks[j] > 0.0 { ranks[j] / preranks[j] } else { 0.0 }).collect();
+    let rank_total: f64 = ranks.iter().sum();
+    let incentive: Vec<f64> =
+        ranks.iter().map(|&r| if rank_total > 0.0 { r / rank_total } else { 0.0 }).collect();
+
+    let column_normalise = |m: &mut Vec<Vec<f64>>| {
+        for j in 0..n {
+            let mut sum = 0.0;
+            for row in m.iter() {
+                sum += row[j];
+            }
+            if sum > 0.0 {
+                for row in m.iter_mut() {
+                    row[j] /= sum;
+                }
+            }
+        }
+    };
+    let mut delta = vec![vec![0.0; n]; n];
+    for i in 0..n {
+        for j in 0..n {
+            delta[i][j] = clipped[i][j] * s[i];
+        }
+    }
+    column_normalise(&mut delta);
+    let prev = input.state.bonds.to_dense();
+    let m = p.bonds_moving_average;
+    let mut bonds = vec![vec![0.0; n]; n];
+    for i in 0..n {
+        for j in 0..n {
+            bonds[i][j] = (1.0 - m) * delta[i][j] + m * prev[i][j];
+        }
+    }
+    column_normalise(&mut bonds);
+
+    let mut dividends = vec![0.0; n];
+    for i in 0..n {
+        for j in 0..n {
+            dividends[i] += bonds[i][j] * incentive[j];
+        }
+    }
+    let total: f64 = dividends.iter().sum();
+    for d in &mut dividends {
+        *d = if total > 0.0 { *d / total } else { 0.0 };
+    }
+
+    let emission = split_emission(input.emission, &incentive, &dividends, p.server_share);
+    Ok(EpochOutput {
+        ranks,
+        trust,
+        consensus,
+        incentive,
+        dividends,
+        emission,
+        state: MechanismState { bonds: SparseMatrix::from_dense(&bonds)?, stake_scaling: Vec::new() },
+        extras: Extras::Yuma { validator_trust },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_support::{arb_input, assert_close, assert_outputs_close, bits, random_input};
+    use crate::Mechanism;
+    use proptest::prelude::*;
+
+    fn run(
+        p: &YumaParams,
+        w: &SparseMatrix,
+        stake: &[f64],
+        emission: f64,
+        state: &MechanismState,
+    ) -> EpochOutput {
+        let input = EpochInput { weights: w, stake, emission, state };
+        let out = Mechanism::Yuma(p.clone()).epoch(&input).unwrap();
+        let dense = Mechanism::Yuma(p.clone()).epoch_dense(&input).unwrap();
+        assert_outputs_close(&out, &dense, 1e-12);
+        out
+    }
+
+    fn validator_trust(out: &EpochOutput) -> &[f64] {
+        match &out.extras {
+            Extras::Yuma { validator_trust } => validator_trust,
+            other => panic!("expected yuma extras, got {other:?}"),
+        }
+    }
+
+    /// Four peers, S = [4, 3, 2, 1]. Raw rows (peer 0 also weights itself, which is masked):
+    ///   peer 0: {0: 2, 2: 1, 3: 1} -> {2: 0.5, 3: 0.5}
+    ///   peer 1: {2: 0.75, 3: 0.25}
+    ///   peer 2: {1: 0.25, 3: 0.75}
+    ///   peer 3: {0: 1}
+    fn four_peers() -> (SparseMatrix, [f64; 4]) {
+        let w = SparseMatrix::from_rows(
+            4,
+            [
+                vec![(0, 2.0), (2, 1.0), (3, 1.0)],
+                vec![(2, 0.75), (3, 0.25)],
+                vec![(1, 0.25), (3, 0.75)],
+                vec![(0, 1.0)],
+            ],
+        )
+        .unwrap();
+        (w, [4.0, 3.0, 2.0, 1.0])
+    }
+
+    #[test]
+    fn four_peers_by_hand() {
+        // s_hat = [0.4, 0.3, 0.2, 0.1]
+        // P = W^T s_hat: P_0 = 0.1*1 = 0.1; P_1 = 0.2*0.25 = 0.05;
+        //   P_2 = 0.4*0.5 + 0.3*0.75 = 0.425; P_3 = 0.4*0.5 + 0.3*0.25 + 0.2*0.75 = 0.425
+        // consensus, kappa = 0.5:
+        //   col 0: stake on non-zero weights 0.1 < 0.5 -> 0; col 1: 0.2 < 0.5 -> 0
+        //   col 2: 0.75 (0.3) -> 0.3; then 0.5 (0.4) -> 0.7 >= 0.5 -> c_2 = 0.5
+        //   col 3: 0.75 (0.2) -> 0.2; then 0.5 (0.4) -> 0.6 >= 0.5 -> c_3 = 0.5
+        // Wc: peer 0 {2: 0.5, 3: 0.5}; peer 1 {2: 0.5, 3: 0.25}; peer 2 {3: 0.5}; peer 3 {}
+        //   validator trust = [1, 0.75, 0.5, 0]
+        // R = Wc^T s_hat: R_2 = 0.2 + 0.15 = 0.35; R_3 = 0.2 + 0.075 + 0.1 = 0.375
+        // T = R / P = [0, 0, 0.35/0.425 = 14/17, 0.375/0.425 = 15/17]
+        // I = R / 0.725 = [0, 0, 14/29, 15/29]
+        // dB: peer 0 {2: 0.2, 3: 0.2}, peer 1 {2: 0.15, 3: 0.075}, peer 2 {3: 0.1}
+        //   column-normalised: col 2 -> [4/7, 3/7, 0], col 3 -> [8/15, 3/15, 4/15]
+        // B = 0.1 dB + 0.9 * 0, column-normalised -> the same as dB
+        // D = B I: D_0 = 4/7*14/29 + 8/15*15/29 = 16/29; D_1 = 6/29 + 3/29 = 9/29; D_2 = 4/29
+        // E (emission 58, half each) = 29 (I + D) = [16, 9, 14 + 4, 15] = [16, 9, 18, 15]
+        let (w, stake) = four_peers();
+        let out = run(&YumaParams::default(), &w, &stake, 58.0, &MechanismState::genesis(4));
+        let t = 1e-12;
+        assert_close(&out.consensus, &[0.0, 0.0, 0.5, 0.5], t);
+        assert_close(validator_trust(&out), &[1.0, 0.75, 0.5, 0.0], t);
+        assert_close(&out.ranks, &[0.0, 0.0, 0.35, 0.375], t);
+        assert_close(&out.trust, &[0.0, 0.0, 14.0 / 17.0, 15.0 / 17.0], t);
+        assert_close(&out.incentive, &[0.0, 0.0, 14.0 / 29.0, 15.0 / 29.0], t);
+        assert_close(&out.dividends, &[16.0 / 29.0, 9.0 / 29.0, 4.0 / 29.0, 0.0], t);
+        assert_close(&out.emission, &[16.0, 9.0, 18.0, 15.0], t);
+        let b = out.state.bonds.to_dense();
+        assert_close(
+            &[b[0][2], b[1][2], b[0][3], b[1][3], b[2][3]],
+            &[4.0 / 7.0, 3.0 / 7.0, 8.0 / 15.0, 3.0 / 15.0, 4.0 / 15.0],
+            t,
+        );
+        assert_eq!(out.state.bonds.nnz(), 5);
+    }
+
+    #[test]
+    fn bonds_move_by_the_moving_average() {
+        // As above, but peer 2 held all of peer 2's bonds before: B_prev = {peer 2: {2: 1}}.
+        // col 2: B = 0.1 [4/7, 3/7, 0] + 0.9 [0, 0, 1] = [0.4/7, 0.3/7, 0.9], already summing to 1
+        // col 3: B = 0.1 dB, normalised -> [8/15, 3/15, 4/15]
+        // D (in 1/29): col 2 pays 14 * B_i2 = [0.8, 0.6, 12.6]; col 3 pays 15 * B_i3 = [8, 3, 4]
+        //   -> D = [8.8, 3.6, 16.6, 0] / 29
+        let (w, stake) = four_peers();
+        let prev = MechanismState {
+            bonds: SparseMatrix::from_rows(4, [vec![], vec![], vec![(2, 1.0)], vec![]]).unwrap(),
+            stake_scaling: Vec::new(),
+        };
+        let out = run(&YumaParams::default(), &w, &stake, 1.0, &prev);
+        assert_close(&out.dividends, &[8.8 / 29.0, 3.6 / 29.0, 16.6 / 29.0, 0.0], 1e-12);
+        assert_close(&out.state.bonds.to_dense()[2], &[0.0, 0.0, 0.9, 4.0 / 15.0], 1e-12);
+    }
+
+    #[test]
+    fn a_column_without_consensus_keeps_its_bond_proportions() {
+        // Only peer 0 (stake 1 of 4) weights peer 3 now: c_3 = 0, so dB has nothing in column 3
+        // and B_3 = 0.9 B_prev_3 renormalises to B_prev_3's proportions [0.25, 0.75].
+        let w = SparseMatrix::from_rows(4, [vec![(3, 1.0)], vec![(0, 1.0)], vec![(0, 1.0)], vec![(0, 1.0)]])
+            .unwrap();
+        let prev = MechanismState {
+            bonds: SparseMatrix::from_rows(4, [vec![(3, 0.5)], vec![(3, 1.5)], vec![], vec![]]).unwrap(),
+            stake_scaling: Vec::new(),
+        };
+        let out = run(&YumaParams::default(), &w, &[1.0; 4], 1.0, &prev);
+        assert_eq!(out.consensus[3], 0.0);
+        assert_close(&[out.state.bonds.get(0, 3), out.state.bonds.get(1, 3)], &[0.25, 0.75], 1e-15);
+        // Column 0 has consensus 1 (stake 3/4 gives it 1): I = [1, 0, 0, 0]. Its bonds are this
+        // epoch's dB only, so D = [0, 1/3, 1/3, 1/3] and I and D each take half.
+        assert_close(&out.incentive, &[1.0, 0.0, 0.0, 0.0], 1e-15);
+        assert_close(&out.dividends, &[0.0, 1.0 / 3.0, 1.0 / 3.0, 1.0 / 3.0], 1e-15);
+    }
+
+    #[test]
+    fn weighted_quantile_by_hand() {
+        // Weights 0.1..0.4, a quarter of the stake each. Descending: 0.4 (0.25), 0.3 (0.5), 0.2
+        // (0.75), 0.1 (1.0).
+        let quarters = || vec![(0.2, 0.25), (0.4, 0.25), (0.1, 0.25), (0.3, 0.25)];
+        for (kappa, want) in [(0.5, 0.3), (0.51, 0.2), (0.25, 0.4), (0.0, 0.4), (1.0, 0.1)] {
+            assert_eq!(weighted_quantile(&mut quarters(), kappa), want, "kappa {kappa}");
+            // The sorting fallback agrees with the selection.
+            assert_eq!(weighted_quantile_with_budget(&mut quarters(), kappa, 0), want, "kappa {kappa}");
+        }
+        // Ties count together: 0.5 held by 0.3 + 0.3, 0.9 by 0.1 -> at kappa 0.6 the answer is 0.5.
+        let mut ties = [(0.5, 0.3), (0.9, 0.1), (0.5, 0.3)];
+        assert_eq!(weighted_quantile(&mut ties, 0.6), 0.5);
+        // Not enough stake behind any weight.
+        assert_eq!(weighted_quantile(&mut [(0.5, 0.2), (0.7, 0.1)], 0.5), 0.0);
+        assert_eq!(weighted_quantile(&mut [], 0.5), 0.0);
+    }
+
+    #[test]
+    fn weighted_quantile_survives_adversarial_orders() {
+        // Ascending, descending, organ-pipe and sawtooth orders of 2048 weights with equal stake
+        // (2^-11 each, so every partial sum is exact); whatever the order and the ties, the
+        // answer at kappa = 1/2 is the 1024th weight from the top.
+        let n = 2048;
+        let stake = 1.0 / n as f64;
+        let orders: Vec<Vec<f64>> = vec![
+            (0..n).map(|k| k as f64 + 1.0).collect(),
+            (0..n).rev().map(|k| k as f64 + 1.0).collect(),
+            (0..n).map(|k| k.min(n - 1 - k) as f64 + 1.0).collect(),
+            (0..n).map(|k| (k % 7) as f64 + 1.0).collect(),
+        ];
+        for weights in orders {
+            let mut sorted = weights.clone();
+            sorted.sort_by(|a, b| b.total_cmp(a));
+            let mut pairs: Vec<(f64, f64)> = weights.iter().map(|&x| (x, stake)).collect();
+            assert_eq!(weighted_quantile(&mut pairs, 0.5), sorted[n / 2 - 1]);
+        }
+        let mut equal = vec![(0.25, stake); n];
+        assert_eq!(weighted_quantile(&mut equal, 0.5), 0.25);
+    }
+
+    #[test]
+    fn one_peer_cannot_weight_itself() {
+        // The only weight is a self-weight, which is masked: nothing to pay.
+        let w = SparseMatrix::from_rows(1, [vec![(0, 1.0)]]).unwrap();
+        let out = run(&YumaParams::default(), &w, &[5.0], 3.0, &MechanismState::genesis(1));
+        assert_eq!((out.incentive, out.emission), (vec![0.0], vec![0.0]));
+    }
+
+    #[test]
+    fn nobody_weights_or_nobody_has_stake_pays_nothing() {
+        let prev = MechanismState {
+            bonds: SparseMatrix::from_rows(3, [vec![(1, 2.0)], vec![], vec![(1, 2.0)]]).unwrap(),
+            stake_scaling: Vec::new(),
+        };
+        for (w, stake) in [
+            (SparseMatrix::zeros(3), [1.0, 2.0, 3.0]),
+            (SparseMatrix::from_rows(3, [vec![(1, 1.0)], vec![(0, 1.0)], vec![(1, 1.0)]]).unwrap(), [0.0; 3]),
+        ] {
+            let out = run(&YumaParams::default(), &w, &stake, 7.0, &prev);
+            assert_eq!(out.incentive, vec![0.0; 3]);
+            assert_eq!(out.dividends, vec![0.0; 3]);
+            assert_eq!(out.emission, vec![0.0; 3]);
+            // No new bonds: the old ones decay by m and are renormalised back to [1/2, 1/2].
+            assert_eq!(out.state.bonds.to_dense()[0], vec![0.0, 0.5, 0.0]);
+        }
+    }
+
+    #[test]
+    fn server_share_splits_the_emission() {
+        // All to validators: E = 58 D = [32, 18, 8, 0] (D from four_peers_by_hand).
+        let (w, stake) = four_peers();
+        let p = YumaParams { server_share: 0.0, ..Default::default() };
+        let out = run(&p, &w, &stake, 58.0, &MechanismState::genesis(4));
+        assert_close(&out.emission, &[32.0, 18.0, 8.0, 0.0], 1e-12);
+    }
+
+    #[test]
+    fn bad_parameters_are_rejected() {
+        let (w, stake) = four_peers();
+        let state = MechanismState::genesis(4);
+        let input = EpochInput { weights: &w, stake: &stake, emission: 1.0, state: &state };
+        let bad = [
+            (YumaParams { kappa: -0.1, ..Default::default() }, "kappa"),
+            (YumaParams { kappa: f64::NAN, ..Default::default() }, "kappa"),
+            (YumaParams { bonds_moving_average: 1.0, ..Default::default() }, "bonds_moving_average"),
+            (YumaParams { bonds_moving_average: f64::NAN, ..Default::default() }, "bonds_moving_average"),
+            (YumaParams { server_share: 1.01, ..Default::default() }, "server_share"),
+        ];
+        for (p, which) in bad {
+            for result in [epoch(&p, &input), epoch_dense(&p, &input)] {
+                match result {
+                    Err(MechanismError::BadParameter { name, .. }) => assert_eq!(name, which),
+                    other => panic!("{p:?}: expected BadParameter({which}), got {other:?}"),
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn same_bits_for_any_thread_count() {
+        let (w, stake, state) = random_input(300, 40, 11);
+        let input = EpochInput { weights: &w, stake: &stake, emission: 1.0, state: &state };
+        let p = YumaParams::default();
+        let on = |threads| {
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+            pool.install(|| epoch(&p, &input).unwrap())
+        };
+        let one = on(1);
+        // The input must exercise the parallel median: several columns reach consensus.
+        assert!(one.consensus.iter().filter(|&&c| c > 0.0).count() >= 5, "{:?}", one.consensus);
+        assert_eq!(bits(&one), bits(&on(2)));
+        assert_outputs_close(&one, &epoch_dense(&p, &input).unwrap(), 1e-9);
+    }
+
+    proptest! {
+        #[test]
+        fn sparse_matches_dense(
+            (w, stake, state) in arb_input(12),
+            emission in 0.0..1e3f64,
+            // Away from 0 and 1, where the stake sums compared with kappa can tie exactly and
+            // the two orders of summation may round to different sides.
+            kappa in 0.01..0.99f64,
+            m in 0.0..1.0f64,
+            server_share in 0.0..=1.0f64,
+        ) {
+            let p = YumaParams { kappa, bonds_moving_average: m, server_share };
+            let input = EpochInput { weights: &w, stake: &stake, emission, state: &state };
+            let sparse = epoch(&p, &input).unwrap();
+            let dense = epoch_dense(&p, &input).unwrap();
+            assert_outputs_close(&sparse, &dense, 1e-9);
+        }
+
+        #[test]
+        fn weighted_quantile_matches_sorting(
+            pairs in proptest::collection::vec((0.001..1.0f64, 0.001..1.0f64), 0..200),
+            kappa in 0.0..=1.0f64,
+        ) {
+            let total: f64 = pairs.iter().map(|p| p.1).sum();
+            let mut a: Vec<(f64, f64)> = pairs.iter().map(|&(w, s)| (w, s / total)).collect();
+            let mut b = a.clone();
+            let x = weighted_quantile(&mut a, kappa);
+            let y = quantile_by_sorting(&mut b, 0.0, kappa);
+            // Equal unless the stake accumulated in the two orders rounds across kappa.
+            if x != y {
+                let stake_at = |v: f64| b.iter().filter(|p| p.0 >= v).map(|p| p.1).sum::<f64>();
+                prop_assert!((stake_at(x) - kappa).abs() < 1e-12 || (stake_at(y) - kappa).abs() < 1e-12);
+            }
+        }
+    }
 }
