@@ -485,17 +485,24 @@ pub fn run_002(opts: &Cabal002Options, out_dir: &Path) -> Result<CabalReport, Si
     ));
     if let Some((hit, of)) = paper_matches {
         s.push_str(&format!(
-            "- {hit} of the paper's {of} printed lines are reproduced exactly at 15 significant digits.\n"
+            "- The mechanism prints {hit} of the paper's {of} printed lines identically at 15 \
+             significant digits.\n"
         ));
     }
-    s.push_str(&format!(
-        "- The chain loss L = -R.(T - 1/2) was {} on every block where the honest graph held the \
-         majority, so emission was withheld on {withheld} of {} blocks. Every cabal member is \
-         trusted by less than half of the stake, so its trust sits below 1/2 and falls further \
-         as the cabal shrinks: the decay accelerates.\n\n",
-        if withheld == 0 { "negative" } else { "not always negative" },
-        opts.blocks,
-    ));
+    if withheld == 0 {
+        s.push_str(
+            "- The chain loss L = -R.(T - 1/2) was negative on every block (the honest graph holds \
+             the majority), so emission was never withheld. Every cabal member is trusted by less \
+             than half of the stake, so its trust sits below 1/2 and falls further as the cabal \
+             shrinks: the decay accelerates.\n\n",
+        );
+    } else {
+        s.push_str(&format!(
+            "- The chain loss L = -R.(T - 1/2) was >= 0 on {withheld} of {} blocks, which minted \
+             nothing: no group held a majority of the stake there.\n\n",
+            opts.blocks
+        ));
+    }
     let shown: Vec<Vec<String>> = rows
         .iter()
         .filter(|r| r.step <= 10 || r.step + 10 >= opts.blocks)
