@@ -450,7 +450,7 @@ fn explain(r: &DescentRun) -> String {
     match r.first_minting_block() {
         None => s.push_str(&format!(
             "the chain loss never went negative in {} blocks, so nothing was minted and the stake \
-             stayed where it was; the descent moved A to mean {} (cabal {}).",
+             stayed where it was; the descent moved A to mean {}.",
             r.rows.len(),
             r.groups
                 .iter()
@@ -458,7 +458,12 @@ fn explain(r: &DescentRun) -> String {
                 .map(|(g, a)| format!("{g} {}", format_sig(*a, 3)))
                 .collect::<Vec<_>>()
                 .join(", "),
-            format_sig(*last.mean_a.last().expect("cabal"), 3),
+        )),
+        Some(first) if !split && start >= 0.5 => s.push_str(&format!(
+            "the honest graph does not hold a majority; the chain loss was >= 0 on {withheld} \
+             blocks (first mint at block {first}) and the cabal's share went from {} to {}.",
+            fmt_share(start),
+            fmt_share(last.cabal_share),
         )),
         Some(first) if !split => {
             s.push_str(
