@@ -1,3 +1,4 @@
 //! The papers' experiments, run on the real `mechanism` code.
 
+pub mod empirical;
 pub mod plot;
