@@ -9,6 +9,7 @@
 //! - [`descent`]: the chain-loss descent of 002 appendix 12.7 (repaired) on the `trust`
 //!   variant, including an honest majority split into two disconnected halves.
 //! - [`compare`]: one 49% cabal attack through every mechanism variant.
+//! - [`empirical`]: the competitive-equilibrium model of the intermodel paper §3.2-3.3.
 //! - [`all`]: everything above, joined into one `summary.md`.
 //!
 //! Assumptions: runs are deterministic for a given seed; nothing here reads a clock.
@@ -17,6 +18,7 @@ pub mod all;
 pub mod cabal;
 pub mod compare;
 pub mod descent;
+pub mod empirical;
 mod error;
 pub mod network;
 pub mod plot;
