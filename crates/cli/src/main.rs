@@ -6,6 +6,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use sim::cabal::{Cabal000Options, Cabal002Options};
 use sim::compare::CompareOptions;
 use sim::descent::TrustDescentOptions;
+use sim::empirical::{EmpiricalOptions, LossReference};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -92,9 +93,13 @@ enum Experiment {
     /// variant, side by side
     #[command(allow_negative_numbers = true)]
     Compare(CompareArgs),
+    /// The competitive-equilibrium model of the intermodel paper (001 §3.2-3.3): how well
+    /// peers' selfish weight updates recover the ideal ranking, for several alpha/tau and sizes
+    #[command(allow_negative_numbers = true)]
+    Empirical(EmpiricalArgs),
     /// Run every experiment with its defaults and write DIR/summary.md
     All {
-        /// Run trust-descent and compare at reduced sizes (a smoke test of a few seconds)
+        /// Run trust-descent, compare and empirical at reduced sizes (a smoke test)
         #[arg(long)]
         quick: bool,
     },
@@ -136,7 +141,7 @@ struct TrustDescentArgs {
     #[arg(long, value_delimiter = ',', default_value = "0.51,0.55,0.6,0.7")]
     honest_shares: Vec<f64>,
     /// The cabal's share in the run with the honest stake split into two disconnected halves
-    #[arg(long, default_value_t = 0.49)]
+    #[arg(long, default_value_t = TrustDescentOptions::default().split_cabal_share.unwrap_or(0.49))]
     split_cabal: f64,
     /// Skip the split-honest run
     #[arg(long)]
@@ -169,6 +174,52 @@ struct CompareArgs {
     /// Seed of the random weights and stakes
     #[arg(long, default_value_t = CompareOptions::default().seed)]
     seed: u64,
+}
+
+#[derive(Debug, Args)]
+struct EmpiricalArgs {
+    /// Values of alpha/tau to play, comma-separated, each > 0
+    #[arg(long, value_delimiter = ',', default_value = "1,10,25,50")]
+    ratios: Vec<f64>,
+    /// Numbers of peers n, comma-separated, each >= 2
+    #[arg(long, value_delimiter = ',', default_value = "10,50")]
+    sizes: Vec<usize>,
+    /// Random instances per (ratio, n), >= 1
+    #[arg(long, default_value_t = EmpiricalOptions::default().seeds)]
+    seeds: u64,
+    /// Step budget per peer (steps_per_peer x n, the paper's is 1000 n), >= 1
+    #[arg(long, default_value_t = EmpiricalOptions::default().steps_per_peer)]
+    steps_per_peer: usize,
+    /// Hard cap on steps per game, >= 1
+    #[arg(long, default_value_t = EmpiricalOptions::default().max_steps)]
+    max_steps: usize,
+    /// lambda, the step size of the peers' gradient ascent (eq. 13), > 0
+    #[arg(long, default_value_t = EmpiricalOptions::default().learning_rate)]
+    learning_rate: f64,
+    /// Stop a game once every peer's projected gradient is below this, >= 0
+    #[arg(long, default_value_t = EmpiricalOptions::default().tolerance)]
+    tolerance: f64,
+    /// Reading of eq. 16 the loss is measured from
+    #[arg(long, value_enum, default_value_t = Reference::Connected)]
+    reference: Reference,
+    /// Also play the grid under the other reading of eq. 16 on this many seeds (0: off)
+    #[arg(long, default_value_t = EmpiricalOptions::default().compare_seeds)]
+    compare_seeds: u64,
+    /// Skip the adaptive-inflation run
+    #[arg(long)]
+    no_adaptive: bool,
+    /// Seed of the first random instance
+    #[arg(long, default_value_t = EmpiricalOptions::default().base_seed)]
+    seed: u64,
+}
+
+/// `--reference` values, mapped to [`LossReference`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Reference {
+    // F_W0 = 1: the loss is measured from the fully connected network.
+    Connected,
+    // F_W0 = the mask at the initial weights (the literal reading of §3.2).
+    Initial,
 }
 
 fn main() -> ExitCode {
@@ -250,6 +301,33 @@ fn sim_command(args: SimArgs) -> Result<()> {
             println!("{}", r.summary_markdown.trim_end());
             wrote(&r.files);
         }
+        Experiment::Empirical(a) => {
+            let defaults = EmpiricalOptions::default();
+            let opts = EmpiricalOptions {
+                ratios: a.ratios,
+                sizes: a.sizes,
+                seeds: a.seeds,
+                steps_per_peer: a.steps_per_peer,
+                max_steps: a.max_steps,
+                learning_rate: a.learning_rate,
+                tolerance: a.tolerance,
+                reference: match a.reference {
+                    Reference::Connected => LossReference::Connected,
+                    Reference::Initial => LossReference::Initial,
+                },
+                compare_seeds: a.compare_seeds,
+                adaptive: sim::empirical::AdaptiveOptions {
+                    enabled: !a.no_adaptive,
+                    ..defaults.adaptive.clone()
+                },
+                base_seed: a.seed,
+                ..defaults
+            };
+            sim::report::prepare_out_dir(out)?;
+            let r = sim::empirical::run(&opts, out)?;
+            println!("{}", r.summary_markdown.trim_end());
+            wrote(&r.files);
+        }
         Experiment::All { quick } => {
             let r = sim::all::run(&sim::all::AllOptions { quick }, out)?;
             for (name, _) in &r.sections {
@@ -281,4 +359,32 @@ fn wrote(files: &[PathBuf]) {
 
 fn display(p: &Path) -> String {
     p.display().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The list defaults are spelled out as strings for the help text; they must stay the
+    /// library's defaults.
+    #[test]
+    fn list_defaults_match_the_library() {
+        let parse = |args: &[&str]| match Cli::try_parse_from(args).expect("parses").command {
+            Command::Sim(SimArgs { experiment, .. }) => experiment,
+        };
+        match parse(&["agora", "sim", "empirical"]) {
+            Experiment::Empirical(a) => {
+                assert_eq!(a.ratios, EmpiricalOptions::default().ratios);
+                assert_eq!(a.sizes, EmpiricalOptions::default().sizes);
+            }
+            other => panic!("{other:?}"),
+        }
+        match parse(&["agora", "sim", "trust-descent"]) {
+            Experiment::TrustDescent(a) => {
+                assert_eq!(a.honest_shares, TrustDescentOptions::default().honest_shares);
+                assert_eq!(Some(a.split_cabal), TrustDescentOptions::default().split_cabal_share);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
 }

@@ -21,17 +21,31 @@ const PAPER_002: [&str; 6] = [
 #[test]
 fn sim_help_lists_every_experiment_and_every_flag_has_a_default() {
     let help = stdout(&agora(&["sim", "--help"]));
-    for exp in ["cabal-000", "cabal-002", "trust-descent", "compare", "all"] {
+    for exp in ["cabal-000", "cabal-002", "trust-descent", "compare", "empirical", "all"] {
         assert!(help.contains(exp), "sim --help lacks {exp}:\n{help}");
     }
-    for exp in ["cabal-000", "cabal-002", "trust-descent", "compare"] {
+    for exp in ["cabal-000", "cabal-002", "trust-descent", "compare", "empirical"] {
         let help = stdout(&agora(&["sim", exp, "--help"]));
-        for line in help.lines().filter(|l| l.trim_start().starts_with("--")) {
-            let flag = line.split_whitespace().next().unwrap_or_default();
-            if ["--help", "--no-split"].contains(&flag) {
+        // A flag's entry is its line plus, when clap wraps long help onto the next lines, the
+        // more-indented lines below it.
+        let lines: Vec<&str> = help.lines().collect();
+        for (k, line) in lines.iter().enumerate() {
+            let trimmed = line.trim_start();
+            if !trimmed.starts_with("--") && !trimmed.starts_with("-h,") {
                 continue;
             }
-            assert!(line.contains("[default: "), "{exp}: {flag} has no default in its help line: {line}");
+            let entry: Vec<&str> = std::iter::once(*line)
+                .chain(lines[k + 1..].iter().copied().take_while(|l| {
+                    let t = l.trim_start();
+                    !t.is_empty() && !t.starts_with('-')
+                }))
+                .collect();
+            let flag = trimmed.split_whitespace().next().unwrap_or_default();
+            if ["--help", "-h,", "--no-split", "--no-adaptive"].contains(&flag) {
+                continue;
+            }
+            let entry = entry.join(" ");
+            assert!(entry.contains("[default: "), "{exp}: {flag} has no default in its help: {entry}");
         }
     }
 }
@@ -183,12 +197,45 @@ fn all_quick_writes_a_joined_summary() {
     let o = agora(&["sim", "all", "--quick", "--out", dir.path()]);
     assert!(o.status.success(), "{}", stderr(&o));
     let summary = std::fs::read_to_string(dir.0.join("summary.md")).unwrap();
-    for heading in ["connectivity mechanism", "trust mechanism", "Trust descent", "every mechanism"] {
+    for heading in
+        ["connectivity mechanism", "trust mechanism", "Trust descent", "every mechanism", "Experiment 4"]
+    {
         assert!(summary.contains(heading), "summary lacks {heading}");
     }
-    for f in ["cabal_000.csv", "cabal_002.png", "trust_descent.csv", "compare.png"] {
+    // One title; every experiment's own title nested under it.
+    assert_eq!(summary.lines().filter(|l| l.starts_with("# ")).count(), 1, "{summary}");
+    for f in ["cabal_000.csv", "cabal_002.png", "trust_descent.csv", "compare.png", "empirical.csv"] {
         dir.has(f);
     }
+}
+
+#[test]
+fn empirical_small_grid_writes_its_files() {
+    let dir = TempDir::new("empirical");
+    let o = agora(&[
+        "sim",
+        "empirical",
+        "--ratios",
+        "1,10",
+        "--sizes",
+        "6",
+        "--seeds",
+        "2",
+        "--max-steps",
+        "500",
+        "--compare-seeds",
+        "0",
+        "--no-adaptive",
+        "--out",
+        dir.path(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("Experiment 4"), "{}", stdout(&o));
+    dir.has("empirical.csv");
+    dir.has("empirical_spearman.png");
+    let o = agora(&["sim", "empirical", "--sizes", "1", "--out", dir.path()]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("at least 2 peers"), "{}", stderr(&o));
 }
 
 /// Bad input: a clear one-line message naming the flag, and a non-zero exit.
