@@ -110,9 +110,9 @@ fn network(n: usize, k: usize, seed: u64) -> Network {
             let small = if row.is_empty() { 1.0 } else { 0.28 };
             if k + 1 >= n {
                 // Dense rows: everyone not already weighted.
-                for j in 0..n {
-                    if stamp[j] != mark {
-                        stamp[j] = mark;
+                for (j, seen) in stamp.iter_mut().enumerate() {
+                    if *seen != mark {
+                        *seen = mark;
                         row.push((j, small * rng.gen::<f64>()));
                     }
                 }
@@ -160,7 +160,7 @@ fn bench_epochs(c: &mut Criterion, samples: &Samples) {
 
         // Input and warm-up state are built on first use, so a filtered-out case costs nothing.
         let mut state: Option<MechanismState> = None;
-        let mut setup = |net: &mut Option<((usize, usize), Network)>, state: &mut Option<MechanismState>| {
+        let setup = |net: &mut Option<((usize, usize), Network)>, state: &mut Option<MechanismState>| {
             if net.as_ref().map(|(shape, _)| *shape) != Some((case.n, case.k)) {
                 *net = None; // free the previous size first
                 *net = Some(((case.n, case.k), network(case.n, case.k, 0x5eed ^ case.n as u64)));

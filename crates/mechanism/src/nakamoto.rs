@@ -10,7 +10,6 @@
 //!
 //! The full computation and its choices are written on [`epoch`].
 
-use crate::sparse::NormalizedRows;
 use crate::{
     normalized, sigmoid, split_emission, EpochInput, EpochOutput, Extras, MechanismError, MechanismState,
     SparseMatrix,
@@ -101,46 +100,49 @@ impl NakamotoParams {
 /// Outputs: `ranks = R`, `trust = t`, `consensus = c`, no extras; `stake_scaling` stays empty.
 ///
 /// Every sum runs in ascending index order (columns for row sums, rows for column sums), so
-/// the result is bit-identical for every thread count; each value is the same expression,
-/// summed in the same order, as in [`epoch_dense`] (skipped terms are exact zeros).
+/// the result is bit-identical for every thread count. It matches [`epoch_dense`] up to
+/// rounding: W is normalised by multiplying with `1 / row sum`, and dividends use
+/// `b_ij (I_j / Q_j)` for `(b_ij / Q_j) I_j`.
 pub fn epoch(p: &NakamotoParams, input: &EpochInput<'_>) -> Result<EpochOutput, MechanismError> {
     p.validate()?;
     let n = input.n();
     let s = normalized(input.stake);
-    let w = NormalizedRows::new(input.weights, false);
 
-    // One pass over W for R and t; a peer without stake adds exact zeros to both, so its row
-    // is skipped.
-    let mut ranks = vec![0.0; n];
-    let mut trust = vec![0.0; n];
-    for (i, &si) in s.iter().enumerate() {
-        if si == 0.0 {
-            continue;
-        }
-        for (j, wij) in w.row(i) {
-            ranks[j] += wij * si;
-            trust[j] += si;
-        }
-    }
-    let consensus: Vec<f64> = trust.iter().map(|&t| sigmoid(p.rho * (t - p.kappa))).collect();
-    let scaled: Vec<f64> = ranks.iter().zip(&consensus).map(|(r, c)| r * c).collect();
-    let incentive = normalized(&scaled);
-
-    // B from B_prev and dB = W . s_hat, the increment generated row by row while merging.
-    let bonds = input.state.bonds.merge_generated_rows(
+    // One pass over W and B_prev: R and t, and B from B_prev and dB = W . s_hat, the increment
+    // generated row by row while merging. rank_trust[j] = (r_j, t_j), side by side so each
+    // visit touches one cache line. A peer without stake adds exact zeros to R and t and no
+    // bonds, so its row generates nothing.
+    let mut rank_trust = vec![[0.0f64; 2]; n];
+    let (bonds, bond_totals) = input.state.bonds.merge_generated_rows(
+        input.weights.nnz(),
         |i, cols, vals| {
             let si = s[i];
-            if si > 0.0 {
-                for (j, wij) in w.row(i) {
-                    cols.push(j as u32);
-                    vals.push(wij * si);
-                }
+            if si == 0.0 {
+                return;
+            }
+            for (j, wij) in input.weights.normalized_row(i, false) {
+                let db = wij * si;
+                let rt = &mut rank_trust[j];
+                rt[0] += db;
+                rt[1] += si;
+                cols.push(j as u32);
+                vals.push(db);
             }
         },
         p.bond_update(),
     );
-    let bond_totals = bonds.col_sums();
-    let dividends = normalized(&bonds.col_scaled_mul(&bond_totals, &incentive));
+    let ranks: Vec<f64> = rank_trust.iter().map(|rt| rt[0]).collect();
+    let trust: Vec<f64> = rank_trust.iter().map(|rt| rt[1]).collect();
+    let consensus: Vec<f64> = trust.iter().map(|&t| sigmoid(p.rho * (t - p.kappa))).collect();
+    let scaled: Vec<f64> = ranks.iter().zip(&consensus).map(|(r, c)| r * c).collect();
+    let incentive = normalized(&scaled);
+
+    // D_i = sum_j (b_ij / Q_j) I_j, evaluated as sum_j b_ij (I_j / Q_j): one division per
+    // column instead of one per bond (the dense reference divides per entry; the two agree to
+    // rounding).
+    let payout: Vec<f64> =
+        incentive.iter().zip(&bond_totals).map(|(&i, &q)| if q > 0.0 { i / q } else { 0.0 }).collect();
+    let dividends = normalized(&bonds.mul(&payout));
 
     let emission = split_emission(input.emission, &incentive, &dividends, 0.5);
     Ok(EpochOutput {
