@@ -15,6 +15,7 @@ use crate::{
     SparseMatrix,
 };
 use serde::{Deserialize, Serialize};
+use std::cell::Cell;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
@@ -109,11 +110,13 @@ pub fn epoch(p: &NakamotoParams, input: &EpochInput<'_>) -> Result<EpochOutput, 
     let s = normalized(input.stake);
 
     // One pass over W and B_prev: R and t, and B from B_prev and dB = W . s_hat, the increment
-    // generated row by row while merging. rank_trust[j] = (r_j, t_j), side by side so each
-    // visit touches one cache line. A peer without stake adds exact zeros to R and t and no
-    // bonds, so its row generates nothing.
-    let mut rank_trust = vec![[0.0f64; 2]; n];
-    let (bonds, bond_totals) = input.state.bonds.merge_generated_rows(
+    // generated row by row while merging, and the column sums Q of B. The three sums of a
+    // column share one cache line, since every entry of W touches a random column: a row's
+    // lines are still in cache when its merged bonds add to Q. (Cells, because the generator
+    // and the merge callback both add to them.) A peer without stake adds exact zeros to R
+    // and t and no bonds, so its row generates nothing.
+    let sums = vec![Cell::new(ColumnSums::default()); n];
+    let bonds = input.state.bonds.merge_generated_rows(
         input.weights.nnz(),
         |i, cols, vals| {
             let si = s[i];
@@ -122,17 +125,24 @@ pub fn epoch(p: &NakamotoParams, input: &EpochInput<'_>) -> Result<EpochOutput, 
             }
             for (j, wij) in input.weights.normalized_row(i, false) {
                 let db = wij * si;
-                let rt = &mut rank_trust[j];
-                rt[0] += db;
-                rt[1] += si;
+                let mut c = sums[j].get();
+                c.rank += db;
+                c.trust += si;
+                sums[j].set(c);
                 cols.push(j as u32);
                 vals.push(db);
             }
         },
         p.bond_update(),
+        |j, b| {
+            let mut c = sums[j].get();
+            c.bonds += b;
+            sums[j].set(c);
+        },
     );
-    let ranks: Vec<f64> = rank_trust.iter().map(|rt| rt[0]).collect();
-    let trust: Vec<f64> = rank_trust.iter().map(|rt| rt[1]).collect();
+    let ranks: Vec<f64> = sums.iter().map(|c| c.get().rank).collect();
+    let trust: Vec<f64> = sums.iter().map(|c| c.get().trust).collect();
+    let bond_totals: Vec<f64> = sums.iter().map(|c| c.get().bonds).collect();
     let consensus: Vec<f64> = trust.iter().map(|&t| sigmoid(p.rho * (t - p.kappa))).collect();
     let scaled: Vec<f64> = ranks.iter().zip(&consensus).map(|(r, c)| r * c).collect();
     let incentive = normalized(&scaled);
@@ -155,6 +165,16 @@ pub fn epoch(p: &NakamotoParams, input: &EpochInput<'_>) -> Result<EpochOutput, 
         state: MechanismState { bonds, stake_scaling: Vec::new() },
         extras: Extras::None,
     })
+}
+
+/// Per column j: `r_j`, `t_j` and the column sum of the new bonds, aligned so that one
+/// column never straddles two cache lines.
+#[derive(Debug, Clone, Copy, Default)]
+#[repr(align(32))]
+struct ColumnSums {
+    rank: f64,
+    trust: f64,
+    bonds: f64,
 }
 
 /// Dense reference of [`epoch`]: the same equations as textbook loops over n x n matrices,

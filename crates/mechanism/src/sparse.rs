@@ -295,17 +295,18 @@ impl SparseMatrix {
     /// previous bonds with this epoch's bond increment without building the increment as a
     /// matrix of its own (at n = 65,536 with 256 weights a row that would be 200 MB).
     ///
-    /// Also returns the column sums of the result (over rows ascending, as `col_sums`), added
-    /// while each row is still in cache instead of in another pass over the matrix.
-    /// `generated_nnz` bounds the number of generated entries, to size the result once.
+    /// `merged(j, value)` then sees every stored entry of the result, row by row, while the
+    /// row is still in cache: the mechanisms add up column sums there instead of in another
+    /// pass over the matrix. `generated_nnz` bounds the number of generated entries, to size
+    /// the result once.
     pub(crate) fn merge_generated_rows(
         &self,
         generated_nnz: usize,
         mut row: impl FnMut(usize, &mut Vec<u32>, &mut Vec<f64>),
         f: impl Fn(f64, f64) -> f64,
-    ) -> (SparseMatrix, Vec<f64>) {
+        mut merged: impl FnMut(usize, f64),
+    ) -> SparseMatrix {
         let mut out = RowsBuilder::with_capacity(self.n, self.nnz() + generated_nnz);
-        let mut col_sums = vec![0.0; self.n];
         let (mut rc, mut rv) = (Vec::new(), Vec::new());
         for i in 0..self.n {
             rc.clear();
@@ -317,10 +318,10 @@ impl SparseMatrix {
             let first = out.cols.len();
             out.push_merged(&rc, &rv, bc, bv, &f);
             for (&j, &v) in out.cols[first..].iter().zip(&out.vals[first..]) {
-                col_sums[j as usize] += v;
+                merged(j as usize, v);
             }
         }
-        (out.finish(), col_sums)
+        out.finish()
     }
 
     /// Divides column j by `sums[j]` in place where `sums[j] > 0`: with the column sums this
@@ -379,6 +380,20 @@ impl RowsBuilder {
     /// Appends the next row: the sorted merge of rows a and b, `f(a_value, b_value)` on each
     /// column present in either (a missing value reads as 0), dropping results equal to 0.
     fn push_merged(&mut self, ac: &[u32], av: &[f64], bc: &[u32], bv: &[f64], f: impl Fn(f64, f64) -> f64) {
+        if ac == bc {
+            // The same columns in both, as for bonds when the weights did not change: copy the
+            // columns and combine the values in one straight loop.
+            let start = self.cols.len();
+            self.cols.extend_from_slice(ac);
+            self.vals.extend(av.iter().zip(bv).map(|(&a, &b)| f(a, b)));
+            if !self.vals[start..].contains(&0.0) {
+                self.row_ptr.push(self.cols.len());
+                return;
+            }
+            // Some result is 0 and must not be stored: take the general path below.
+            self.cols.truncate(start);
+            self.vals.truncate(start);
+        }
         let (mut p, mut q) = (0, 0);
         while p < ac.len() || q < bc.len() {
             let (j, a, b) = match (ac.get(p), bc.get(q)) {
@@ -577,7 +592,8 @@ mod tests {
     fn merge_generated_rows_matches_zip() {
         // prev = [[0, 2, 0], [1, 0, 0], [0, 0, 0]]; generated rows: row 0 -> {0: 1, 1: 3}, row 2 -> {2: 5}
         let prev = m(&[&[(1, 2.0)], &[(0, 1.0)], &[]]);
-        let (merged, sums) = prev.merge_generated_rows(
+        let mut sums = vec![0.0; 3];
+        let merged = prev.merge_generated_rows(
             3,
             |i, c, v| match i {
                 0 => {
@@ -591,13 +607,19 @@ mod tests {
                 _ => {}
             },
             |new, old| 10.0 * new + old,
+            |j, v| sums[j] += v,
         );
         // row 0: 10*1 + 0, 10*3 + 2; row 1: 0 + 1; row 2: 10*5
         assert_eq!(merged.to_dense(), vec![vec![10.0, 32.0, 0.0], vec![1.0, 0.0, 0.0], vec![0.0, 0.0, 50.0]]);
         assert_eq!(sums, merged.col_sums());
         // Results equal to 0 are dropped: keep only the generated part, with nothing generated.
-        let (dropped, sums) = prev.merge_generated_rows(0, |_, _, _| {}, |new, _| new);
-        assert_eq!((dropped.nnz(), sums), (0, vec![0.0; 3]));
+        let dropped =
+            prev.merge_generated_rows(0, |_, _, _| {}, |new, _| new, |_, _| panic!("nothing stored"));
+        assert_eq!(dropped.nnz(), 0);
+        // Rows with the same columns in both take the straight path, and still drop zeros.
+        let same = m(&[&[(0, 1.0), (2, 2.0)], &[(1, 1.0)], &[]]);
+        assert_eq!(same.zip_rows(&same, |a, b| a + b), same.map_values(|_, _, v| 2.0 * v));
+        assert_eq!(same.zip_rows(&same, |a, _| if a == 1.0 { 0.0 } else { a }), m(&[&[(2, 2.0)], &[], &[]]));
         let gen = m(&[&[(0, 1.0), (1, 3.0)], &[], &[(2, 5.0)]]);
         assert_eq!(merged, gen.zip_rows(&prev, |a, b| 10.0 * a + b));
     }

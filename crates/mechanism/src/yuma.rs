@@ -163,7 +163,8 @@ pub fn epoch(p: &YumaParams, input: &EpochInput<'_>) -> Result<EpochOutput, Mech
     // summed over i ascending), so dB is column-normalised by dividing by R_j while it is
     // generated row by row and merged with B_prev.
     let m = p.bonds_moving_average;
-    let (mut bonds, bond_totals) = input.state.bonds.merge_generated_rows(
+    let mut bond_totals = vec![0.0; n];
+    let mut bonds = input.state.bonds.merge_generated_rows(
         clipped.nnz(),
         |i, out_cols, out_vals| {
             let si = s[i];
@@ -180,6 +181,7 @@ pub fn epoch(p: &YumaParams, input: &EpochInput<'_>) -> Result<EpochOutput, Mech
             }
         },
         |db, prev| (1.0 - m) * db + m * prev,
+        |j, b| bond_totals[j] += b,
     );
     bonds.divide_columns(&bond_totals);
     let dividends = normalized(&bonds.mul(&incentive));
