@@ -448,8 +448,12 @@ impl RowsBuilder {
         self.row_ptr.push(self.cols.len());
     }
 
-    pub(crate) fn finish(self) -> SparseMatrix {
+    pub(crate) fn finish(mut self) -> SparseMatrix {
         debug_assert_eq!(self.row_ptr.len(), self.n + 1);
+        // Capacity is reserved for the worst case (say, previous bonds plus all new ones);
+        // give back what was not used, since the result may be kept for a whole epoch.
+        self.cols.shrink_to_fit();
+        self.vals.shrink_to_fit();
         SparseMatrix { n: self.n, row_ptr: self.row_ptr, cols: self.cols, vals: self.vals }
     }
 }

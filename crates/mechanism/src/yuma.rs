@@ -323,7 +323,7 @@ fn weighted_quantile(pairs: &mut [(f64, f64)], stake: f64, kappa: f64) -> f64 {
 }
 
 /// Ranges this short are sorted: cheaper than another round of partitioning.
-const SORT_AT_MOST: usize = 64;
+const SORT_AT_MOST: usize = 16;
 /// Pairs sampled to estimate a bracket around the answer, and how many sampled weights on
 /// either side of the estimate the bracket spans (about the estimate's standard error).
 const SAMPLE: usize = 256;
@@ -460,7 +460,7 @@ fn partition_between(range: &mut [(f64, f64)], low: f64, high: f64) -> (usize, f
     let (mut first, mut stake_above, mut stake_inside) = (0, 0.0, 0.0);
     for k in 0..range.len() {
         let pair = range[k];
-        let inside = low <= pair.0 && pair.0 <= high;
+        let inside = (low <= pair.0) & (pair.0 <= high);
         stake_above += masked(pair.1, pair.0 > high);
         stake_inside += masked(pair.1, inside);
         range.swap(k, first);
