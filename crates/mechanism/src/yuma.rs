@@ -82,8 +82,11 @@ impl YumaParams {
 ///   (weight, stake) pairs and run an in-place weighted selection (see
 ///   `weighted_quantile`: sampled brackets, median-of-three rounds, and a stable sort once
 ///   rounds stop shrinking the range, so crafted weights cannot make it quadratic).
-///   Comparisons with kappa are made on f64 sums of `s_hat`, so at kappa = 1 a column needs
-///   every staked peer and the rounding of those sums decides exact ties.
+///   Choice: the stake sums compared with kappa are f64 sums over peers in ascending index
+///   order, like every other sum here; the selection sums in its own order and is then
+///   checked against these (`settle_ties`), so c_j does not depend on how it was found. At
+///   kappa = 1 a column thus needs every staked peer, and whether their shares add up to
+///   1.0 exactly is decided by those sums.
 /// - clipped weights `Wc = min(W, c)` column-wise; `validator_trust_i = sum_j wc_ij`
 ///   (returned in [`Extras::Yuma`]).
 /// - ranks `R = Wc^T s_hat`; trust `T_j = R_j / P_j` (0 when `P_j = 0`); incentive
@@ -100,13 +103,11 @@ impl YumaParams {
 /// than a neuron's registration, and liquid alpha / bond penalty (subtensor's defaults give
 /// the bonds above).
 ///
-/// Sums over W, B and the vectors run in ascending index order; the selection sums stake in
-/// the order its partitions leave the pairs, which is fixed by the input alone. Columns'
+/// Every sum that decides or makes up the result runs in ascending index order. Columns'
 /// selections and rows' dividends run on rayon's pool, each by the same sequential code, so
 /// the result is bit-identical for every thread count. It matches [`epoch_dense`] up to
-/// rounding (W is normalised by multiplying with `1 / row sum`, and the dense consensus sums
-/// stake in sorted order), except that near an exact tie between a stake sum and kappa the
-/// two may decide differently.
+/// rounding: W is normalised by multiplying with `1 / row sum` rather than dividing, which
+/// moves weights by an ulp (and could, in principle, reorder two weights an ulp apart).
 ///
 /// Cost at n = 65,536 with 256 weights a row (16.8 M weights, see `benches/epoch.rs`): two
 /// passes over W (the first reads only column indices), a partial transpose of the columns
@@ -309,7 +310,73 @@ fn consensus(w: &SparseMatrix, s: &[f64], tally: &[ColumnTally], kappa: f64) -> 
         consensus[j] = c;
         preranks[j] = prerank;
     }
-    Consensus { consensus, preranks, clipped: restricted.finish() }
+    drop(pairs);
+    let restricted = restricted.finish();
+    settle_ties(&restricted, s, &columns, &slot, &mut consensus, kappa);
+    Consensus { consensus, preranks, clipped: restricted }
+}
+
+/// Makes the selected consensus weights exactly those of the definition.
+///
+/// The selection compares kappa with stake summed in the order its partitions leave the
+/// pairs; the definition sums stake over peers in ascending index order, as every other sum
+/// of the epoch does. The two orders round differently, so when a sum lands within rounding
+/// of kappa they can disagree. One pass over the restricted W (rows ascending) sums, for
+/// each column, the stake at or above its selected c and strictly above it; a column where
+/// these do not confirm c (a near-tie, rare) is settled by [`quantile_by_definition`]. After
+/// this c_j depends only on the input, not on how it was selected.
+fn settle_ties(
+    restricted: &SparseMatrix,
+    s: &[f64],
+    columns: &[usize],
+    slot: &[u32],
+    consensus: &mut [f64],
+    kappa: f64,
+) {
+    let selected: Vec<f64> = columns.iter().map(|&j| consensus[j]).collect();
+    let mut at_or_above = vec![0.0; columns.len()];
+    let mut above = vec![0.0; columns.len()];
+    for (i, &si) in s.iter().enumerate() {
+        if si == 0.0 {
+            continue;
+        }
+        let (cols, vals) = restricted.row(i);
+        for (&j, &w) in cols.iter().zip(vals) {
+            let q = slot[j as usize] as usize;
+            at_or_above[q] += masked(si, w >= selected[q]);
+            above[q] += masked(si, w > selected[q]);
+        }
+    }
+    for (q, &j) in columns.iter().enumerate() {
+        // c > 0 is right if the stake at or above it reaches kappa and the stake above it
+        // does not; c = 0 is right if the stake on all positive weights does not.
+        let c = selected[q];
+        if above[q] < kappa && (c == 0.0 || at_or_above[q] >= kappa) {
+            continue;
+        }
+        let column: Vec<(f64, f64)> = (0..s.len())
+            .filter(|&i| s[i] > 0.0)
+            .filter_map(|i| {
+                let w = restricted.get(i, j);
+                (w > 0.0).then_some((w, s[i]))
+            })
+            .collect();
+        consensus[j] = quantile_by_definition(&column, kappa);
+    }
+}
+
+/// The consensus weight straight from its definition, on one column's (weight, stake) pairs
+/// listed in ascending peer order: the largest weight x such that the stake at weights >= x,
+/// summed in that order, reaches kappa; 0 if none does. Summing a superset of non-negative
+/// terms in the same order never gives less, so the stake at x only grows as x falls and the
+/// distinct weights can be bisected: O(m log m).
+fn quantile_by_definition(column: &[(f64, f64)], kappa: f64) -> f64 {
+    let mut candidates: Vec<f64> = column.iter().map(|p| p.0).collect();
+    candidates.sort_by(|a, b| b.total_cmp(a));
+    candidates.dedup();
+    let stake_at = |x: f64| column.iter().filter(|p| p.0 >= x).map(|p| p.1).sum::<f64>();
+    let k = candidates.partition_point(|&x| stake_at(x) < kappa);
+    candidates.get(k).copied().unwrap_or(0.0)
 }
 
 /// The largest weight x among `pairs` (weight > 0, stake > 0) such that the pairs with
@@ -489,8 +556,8 @@ fn partition_ties(range: &mut [(f64, f64)], pivot: f64) -> usize {
 
 /// Dense reference of [`epoch`]: the same equations as textbook loops over n x n matrices,
 /// written apart from the sparse code so the tests can compare the two. The consensus of a
-/// column sorts all its (weight, stake) pairs by descending weight and walks down until the
-/// accumulated stake reaches kappa. O(n^2 log n) time, O(n^2) memory; for tests and benchmarks.
+/// column bisects its distinct weights, summing the stake at or above each over all peers.
+/// O(n^2 log n) time, O(n^2) memory; for tests and benchmarks.
 pub fn epoch_dense(p: &YumaParams, input: &EpochInput<'_>) -> Result<EpochOutput, MechanismError> {
     p.validate()?;
     let n = input.n();
@@ -516,22 +583,35 @@ pub fn epoch_dense(p: &YumaParams, input: &EpochInput<'_>) -> Result<EpochOutput
         }
     }
 
+    // c_j: the largest x among the weights staked peers give j with
+    // sum_i s_i [w_ij >= x] >= kappa (i ascending). That stake grows as x falls, so bisect
+    // the distinct weights sorted from the top.
     let mut consensus = vec![0.0; n];
     for j in 0..n {
-        let mut column: Vec<(f64, f64)> = (0..n).filter(|&i| s[i] > 0.0).map(|i| (w[i][j], s[i])).collect();
-        column.sort_by(|a, b| b.0.total_cmp(&a.0));
-        let mut acc = 0.0;
-        let mut k = 0;
-        while k < column.len() && column[k].0 > 0.0 {
-            let x = column[k].0;
-            while k < column.len() && column[k].0 == x {
-                acc += column[k].1;
-                k += 1;
+        let mut candidates: Vec<f64> =
+            (0..n).filter(|&i| s[i] > 0.0 && w[i][j] > 0.0).map(|i| w[i][j]).collect();
+        candidates.sort_by(|a, b| b.total_cmp(a));
+        candidates.dedup();
+        let stake_at = |x: f64| {
+            let mut stake = 0.0;
+            for i in 0..n {
+                if s[i] > 0.0 && w[i][j] >= x {
+                    stake += s[i];
+                }
             }
-            if acc >= p.kappa {
-                consensus[j] = x;
-                break;
+            stake
+        };
+        let (mut lo, mut hi) = (0, candidates.len());
+        while lo < hi {
+            let mid = (lo + hi) / 2;
+            if stake_at(candidates[mid]) >= p.kappa {
+                hi = mid;
+            } else {
+                lo = mid + 1;
             }
+        }
+        if lo < candidates.len() {
+            consensus[j] = candidates[lo];
         }
     }
 
@@ -798,6 +878,27 @@ mod tests {
     }
 
     #[test]
+    fn consensus_ties_are_settled_by_ascending_sums() {
+        // s_hat = [0.1, 0.2, 0.3, 0.4]; column 3 gets 0.2 from peer 0, 0.5 from peer 1 and 1.0
+        // from peer 2. Summed in peer order, 0.1 + 0.2 + 0.3 = 0.6000000000000001; summed from
+        // the largest weight down (as the selection does), 0.3 + 0.2 + 0.1 = 0.6. With kappa
+        // set to the former, the definition takes all three peers: c_3 = 0.2 (the selection
+        // alone would have found no weight with enough stake).
+        let kappa = 0.1 + 0.2 + 0.3;
+        assert!(0.3 + 0.2 + 0.1 < kappa);
+        let w = SparseMatrix::from_rows(
+            4,
+            [vec![(1, 0.8), (3, 0.2)], vec![(0, 0.5), (3, 0.5)], vec![(3, 1.0)], vec![(0, 1.0)]],
+        )
+        .unwrap();
+        let p = YumaParams { kappa, ..Default::default() };
+        let out = run(&p, &w, &[1.0, 2.0, 3.0, 4.0], 1.0, &MechanismState::genesis(4));
+        assert_eq!(out.consensus[3], 0.2);
+        assert_eq!(quantile_by_definition(&[(0.2, 0.1), (0.5, 0.2), (1.0, 0.3)], kappa), 0.2);
+        assert_eq!(quantile(&mut [(0.2, 0.1), (0.5, 0.2), (1.0, 0.3)], kappa), 0.0);
+    }
+
+    #[test]
     fn one_peer_cannot_weight_itself() {
         // The only weight is a self-weight, which is masked: nothing to pay.
         let w = SparseMatrix::from_rows(1, [vec![(0, 1.0)]]).unwrap();
@@ -876,9 +977,7 @@ mod tests {
         fn sparse_matches_dense(
             (w, stake, state) in arb_input(12),
             emission in 0.0..1e3f64,
-            // Away from 0 and 1, where the stake sums compared with kappa can tie exactly and
-            // the two orders of summation may round to different sides.
-            kappa in 0.01..0.99f64,
+            kappa in prop_oneof![Just(0.0), Just(0.5), Just(1.0), 0.0..=1.0f64],
             m in 0.0..1.0f64,
             server_share in 0.0..=1.0f64,
         ) {
