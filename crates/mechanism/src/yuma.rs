@@ -139,7 +139,8 @@ pub fn epoch(p: &YumaParams, input: &EpochInput<'_>) -> Result<EpochOutput, Mech
 
     // Pass 2 over W: consensus, preranks where they matter, and W restricted to the columns
     // that can have consensus, which is then clipped into Wc.
-    let Consensus { consensus, preranks, mut clipped } = consensus(input.weights, &s, &tally, p.kappa);
+    let Consensus { consensus, preranks, restricted } = consensus(input.weights, &s, &tally, p.kappa);
+    let mut clipped = restricted;
     clipped.update_values(|_, j, wij| wij.min(consensus[j]));
 
     // Validator trust (row sums of Wc) and ranks R = Wc^T s_hat, over Wc only: every entry
@@ -218,8 +219,9 @@ struct Consensus {
     /// `P_j` for the columns that can have consensus (0 elsewhere, where `R_j = 0` and trust
     /// is 0 whatever `P_j` is).
     preranks: Vec<f64>,
-    /// W restricted to the columns that can have consensus (all rows, zero-stake ones too).
-    clipped: SparseMatrix,
+    /// W restricted to the columns that can have consensus (all rows, zero-stake ones too),
+    /// not yet clipped.
+    restricted: SparseMatrix,
 }
 
 /// The consensus weight of every column (see [`epoch`]), in one more pass over W.
@@ -235,7 +237,7 @@ fn consensus(w: &SparseMatrix, s: &[f64], tally: &[ColumnTally], kappa: f64) -> 
     let mut preranks = vec![0.0; n];
     let columns: Vec<usize> = (0..n).filter(|&j| tally[j].staked > 0 && tally[j].stake >= kappa).collect();
     if columns.is_empty() {
-        return Consensus { consensus, preranks, clipped: SparseMatrix::zeros(n) };
+        return Consensus { consensus, preranks, restricted: SparseMatrix::zeros(n) };
     }
 
     // A bitmap of the qualifying columns (8 KB at n = 65,536: it stays in L1, where a lookup
@@ -313,7 +315,7 @@ fn consensus(w: &SparseMatrix, s: &[f64], tally: &[ColumnTally], kappa: f64) -> 
     drop(pairs);
     let restricted = restricted.finish();
     settle_ties(&restricted, s, &columns, &slot, &mut consensus, kappa);
-    Consensus { consensus, preranks, clipped: restricted }
+    Consensus { consensus, preranks, restricted }
 }
 
 /// Makes the selected consensus weights exactly those of the definition.
