@@ -109,6 +109,8 @@ impl NakamotoParams {
 /// dividends. At n = 65,536 with 256 weights a row, B alone is 200 MB, and writing it into
 /// fresh memory is a large part of the epoch (see `benches/epoch.rs`).
 pub fn epoch(p: &NakamotoParams, input: &EpochInput<'_>) -> Result<EpochOutput, MechanismError> {
+    // Callable directly, not only through `Mechanism::epoch`: check the shared input too.
+    input.validate()?;
     p.validate()?;
     let n = input.n();
     let s = normalized(input.stake);
@@ -185,6 +187,8 @@ struct ColumnSums {
 /// written apart from the sparse code so the tests can compare the two. O(n^2) time and
 /// memory; for tests and benchmarks only.
 pub fn epoch_dense(p: &NakamotoParams, input: &EpochInput<'_>) -> Result<EpochOutput, MechanismError> {
+    // Callable directly, not only through `Mechanism::epoch`: check the shared input too.
+    input.validate()?;
     p.validate()?;
     let n = input.n();
     let stake_total: f64 = input.stake.iter().sum();
@@ -427,6 +431,13 @@ mod tests {
                     other => panic!("{p:?}: expected BadParameter({which}), got {other:?}"),
                 }
             }
+        }
+        // Called directly rather than through `Mechanism::epoch`, bad input is still an error.
+        let short = EpochInput { stake: &[1.0], ..input };
+        for result in
+            [epoch(&NakamotoParams::default(), &short), epoch_dense(&NakamotoParams::default(), &short)]
+        {
+            assert!(matches!(result, Err(MechanismError::StakeLength { stake: 1, .. })), "{result:?}");
         }
     }
 

@@ -114,6 +114,8 @@ impl YumaParams {
 /// that pass the filter, and passes over the clipped W and the bonds, which hold only the
 /// columns with consensus.
 pub fn epoch(p: &YumaParams, input: &EpochInput<'_>) -> Result<EpochOutput, MechanismError> {
+    // Callable directly, not only through `Mechanism::epoch`: check the shared input too.
+    input.validate()?;
     p.validate()?;
     let n = input.n();
     let s = normalized(input.stake);
@@ -561,6 +563,8 @@ fn partition_ties(range: &mut [(f64, f64)], pivot: f64) -> usize {
 /// column bisects its distinct weights, summing the stake at or above each over all peers.
 /// O(n^2 log n) time, O(n^2) memory; for tests and benchmarks.
 pub fn epoch_dense(p: &YumaParams, input: &EpochInput<'_>) -> Result<EpochOutput, MechanismError> {
+    // Callable directly, not only through `Mechanism::epoch`: check the shared input too.
+    input.validate()?;
     p.validate()?;
     let n = input.n();
     let stake_total: f64 = input.stake.iter().sum();
@@ -955,6 +959,11 @@ mod tests {
                     other => panic!("{p:?}: expected BadParameter({which}), got {other:?}"),
                 }
             }
+        }
+        // Called directly rather than through `Mechanism::epoch`, bad input is still an error.
+        let short = EpochInput { stake: &[1.0], ..input };
+        for result in [epoch(&YumaParams::default(), &short), epoch_dense(&YumaParams::default(), &short)] {
+            assert!(matches!(result, Err(MechanismError::StakeLength { stake: 1, .. })), "{result:?}");
         }
     }
 
