@@ -351,21 +351,35 @@ fn settle_ties(
             above[q] += masked(si, w > selected[q]);
         }
     }
-    for (q, &j) in columns.iter().enumerate() {
-        // c > 0 is right if the stake at or above it reaches kappa and the stake above it
-        // does not; c = 0 is right if the stake on all positive weights does not.
-        let c = selected[q];
-        if above[q] < kappa && (c == 0.0 || at_or_above[q] >= kappa) {
+    // c > 0 is right if the stake at or above it reaches kappa and the stake above it does
+    // not; c = 0 is right if the stake on all positive weights does not.
+    let failing: Vec<usize> = (0..columns.len())
+        .filter(|&q| !(above[q] < kappa && (selected[q] == 0.0 || at_or_above[q] >= kappa)))
+        .collect();
+    if failing.is_empty() {
+        return;
+    }
+    // Settle them all with one more pass over the rows: each failing column's pairs, in
+    // ascending peer order.
+    let mut place = vec![usize::MAX; columns.len()];
+    for (f, &q) in failing.iter().enumerate() {
+        place[q] = f;
+    }
+    let mut lists: Vec<Vec<(f64, f64)>> = vec![Vec::new(); failing.len()];
+    for (i, &si) in s.iter().enumerate() {
+        if si == 0.0 {
             continue;
         }
-        let column: Vec<(f64, f64)> = (0..s.len())
-            .filter(|&i| s[i] > 0.0)
-            .filter_map(|i| {
-                let w = restricted.get(i, j);
-                (w > 0.0).then_some((w, s[i]))
-            })
-            .collect();
-        consensus[j] = quantile_by_definition(&column, kappa);
+        let (cols, vals) = restricted.row(i);
+        for (&j, &w) in cols.iter().zip(vals) {
+            let f = place[slot[j as usize] as usize];
+            if f != usize::MAX {
+                lists[f].push((w, si));
+            }
+        }
+    }
+    for (&q, list) in failing.iter().zip(&lists) {
+        consensus[columns[q]] = quantile_by_definition(list, kappa);
     }
 }
 
