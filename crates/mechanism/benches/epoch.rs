@@ -16,8 +16,10 @@
 //! the kappa majority and the median consensus would have nothing to do. The previous state
 //! is the one a warm-up epoch on the same input returns, so bonds are populated.
 //!
-//! Besides criterion's report, a table at the end gives per case the median time of an
-//! epoch, weights per second (stored entries of W over that time) and the dense/sparse ratio.
+//! Besides criterion's report, a table at the end gives per case the median wall time of an
+//! epoch, its mean process CPU time (on a shared machine the two differ by the time other
+//! processes took), weights per second (stored entries of W over the wall time) and the
+//! dense/sparse ratio of wall times.
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -110,9 +112,9 @@ fn network(n: usize, k: usize, seed: u64) -> Network {
             let small = if row.is_empty() { 1.0 } else { 0.28 };
             if k + 1 >= n {
                 // Dense rows: everyone not already weighted.
-                for j in 0..n {
-                    if stamp[j] != mark {
-                        stamp[j] = mark;
+                for (j, seen) in stamp.iter_mut().enumerate() {
+                    if *seen != mark {
+                        *seen = mark;
                         row.push((j, small * rng.gen::<f64>()));
                     }
                 }
@@ -134,8 +136,33 @@ fn network(n: usize, k: usize, seed: u64) -> Network {
     Network { weights, stake }
 }
 
-/// Per case id, the time of one epoch in every sample criterion took (warm-up included).
-type Samples = RefCell<BTreeMap<String, Vec<f64>>>;
+/// What the summary needs of one case id, over every sample criterion took (warm-up
+/// included).
+#[derive(Default)]
+struct Record {
+    /// Wall time of one epoch, per sample.
+    per_epoch: Vec<f64>,
+    /// Process CPU time (all threads) and epochs run, summed over the samples; `None` where
+    /// the platform does not report it.
+    cpu: Option<f64>,
+    epochs: u64,
+}
+
+type Samples = RefCell<BTreeMap<String, Record>>;
+
+/// CPU time used so far by the whole process (every thread), in seconds, from
+/// `/proc/self/stat` (Linux; `None` elsewhere). It ticks in 1/100 s (USER_HZ), so it is only
+/// meaningful summed over many epochs, which is how the summary uses it: on a shared machine
+/// it tells the mechanism's own cost apart from time lost to other processes.
+fn process_cpu() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name (which may contain spaces) start with the state, field 3;
+    // utime and stime are fields 14 and 15.
+    let rest = stat.get(stat.rfind(')')? + 1..)?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |k: usize| fields.get(k).and_then(|f| f.parse::<f64>().ok());
+    Some((ticks(11)? + ticks(12)?) / 100.0)
+}
 
 fn bench_epochs(c: &mut Criterion, samples: &Samples) {
     let mut net: Option<((usize, usize), Network)> = None;
@@ -160,7 +187,7 @@ fn bench_epochs(c: &mut Criterion, samples: &Samples) {
 
         // Input and warm-up state are built on first use, so a filtered-out case costs nothing.
         let mut state: Option<MechanismState> = None;
-        let mut setup = |net: &mut Option<((usize, usize), Network)>, state: &mut Option<MechanismState>| {
+        let setup = |net: &mut Option<((usize, usize), Network)>, state: &mut Option<MechanismState>| {
             if net.as_ref().map(|(shape, _)| *shape) != Some((case.n, case.k)) {
                 *net = None; // free the previous size first
                 *net = Some(((case.n, case.k), network(case.n, case.k, 0x5eed ^ case.n as u64)));
@@ -195,6 +222,7 @@ fn bench_epochs(c: &mut Criterion, samples: &Samples) {
                     state: state.as_ref().expect("set up"),
                 };
                 b.iter_custom(|iters| {
+                    let cpu_before = process_cpu();
                     let start = Instant::now();
                     for _ in 0..iters {
                         let out = if kind == "sparse" {
@@ -205,8 +233,13 @@ fn bench_epochs(c: &mut Criterion, samples: &Samples) {
                         black_box(out.expect("epoch"));
                     }
                     let elapsed = start.elapsed();
-                    let per_epoch = elapsed.as_secs_f64() / iters as f64;
-                    samples.borrow_mut().entry(full_id.clone()).or_default().push(per_epoch);
+                    let cpu = cpu_before.zip(process_cpu()).map(|(a, b)| b - a);
+                    let mut samples = samples.borrow_mut();
+                    let record = samples.entry(full_id.clone()).or_default();
+                    record.per_epoch.push(elapsed.as_secs_f64() / iters as f64);
+                    record.cpu =
+                        if record.epochs == 0 { cpu } else { record.cpu.zip(cpu).map(|(a, b)| a + b) };
+                    record.epochs += iters;
                     elapsed
                 });
             });
@@ -237,21 +270,27 @@ fn print_summary(samples: &Samples) {
         return;
     }
     let threads = std::env::var("RAYON_NUM_THREADS").unwrap_or_else(|_| "all cores".into());
-    println!("\nmedian time per epoch (rayon threads: {threads})");
-    println!("{:<28} {:>12} {:>14} {:>12} {:>13}", "case", "sparse", "weights/s", "dense", "dense/sparse");
+    println!("\nper epoch: median wall time, mean process CPU time (rayon threads: {threads})");
+    println!(
+        "{:<26} {:>11} {:>11} {:>12} {:>11} {:>13}",
+        "case", "sparse", "sparse cpu", "weights/s", "dense", "dense/sparse"
+    );
     for case in CASES {
         let key = |kind: &str| format!("n{}_k{}/{}/{kind}", case.n, case.k, case.variant);
-        let Some(sparse) = samples.get(&key("sparse")).map(|s| median(s)) else { continue };
+        let Some(sparse) = samples.get(&key("sparse")) else { continue };
+        let wall = median(&sparse.per_epoch);
+        let cpu = sparse.cpu.map(|c| c / sparse.epochs as f64);
         // Every row holds k weights (the generator never drops one), so nnz = n k.
         let nnz = (case.n * case.k) as f64;
-        let dense = samples.get(&key("dense")).map(|s| median(s));
+        let dense = samples.get(&key("dense")).map(|d| median(&d.per_epoch));
         println!(
-            "{:<28} {:>12} {:>14.3e} {:>12} {:>13}",
+            "{:<26} {:>11} {:>11} {:>12.3e} {:>11} {:>13}",
             format!("{} n={} k={}", case.variant, case.n, case.k),
-            human_time(sparse),
-            nnz / sparse,
+            human_time(wall),
+            cpu.map_or("-".into(), human_time),
+            nnz / wall,
             dense.map_or("-".into(), human_time),
-            dense.map_or("-".into(), |d| format!("{:.1}x", d / sparse)),
+            dense.map_or("-".into(), |d| format!("{:.1}x", d / wall)),
         );
     }
 }

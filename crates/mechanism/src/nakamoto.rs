@@ -10,12 +10,12 @@
 //!
 //! The full computation and its choices are written on [`epoch`].
 
-use crate::sparse::NormalizedRows;
 use crate::{
     normalized, sigmoid, split_emission, EpochInput, EpochOutput, Extras, MechanismError, MechanismState,
     SparseMatrix,
 };
 use serde::{Deserialize, Serialize};
+use std::cell::Cell;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
@@ -101,46 +101,64 @@ impl NakamotoParams {
 /// Outputs: `ranks = R`, `trust = t`, `consensus = c`, no extras; `stake_scaling` stays empty.
 ///
 /// Every sum runs in ascending index order (columns for row sums, rows for column sums), so
-/// the result is bit-identical for every thread count; each value is the same expression,
-/// summed in the same order, as in [`epoch_dense`] (skipped terms are exact zeros).
+/// the result is bit-identical for every thread count. It matches [`epoch_dense`] up to
+/// rounding: W is normalised by multiplying with `1 / row sum`, and dividends use
+/// `b_ij (I_j / Q_j)` for `(b_ij / Q_j) I_j`, with `Q_j = sum_k b_kj`.
+///
+/// Cost: one pass over W and B_prev that also writes the new B, and one pass over B for the
+/// dividends. At n = 65,536 with 256 weights a row, B alone is 200 MB, and writing it into
+/// fresh memory is a large part of the epoch (see `benches/epoch.rs`).
 pub fn epoch(p: &NakamotoParams, input: &EpochInput<'_>) -> Result<EpochOutput, MechanismError> {
+    // Callable directly, not only through `Mechanism::epoch`: check the shared input too.
+    input.validate()?;
     p.validate()?;
     let n = input.n();
     let s = normalized(input.stake);
-    let w = NormalizedRows::new(input.weights, false);
 
-    // One pass over W for R and t; a peer without stake adds exact zeros to both, so its row
-    // is skipped.
-    let mut ranks = vec![0.0; n];
-    let mut trust = vec![0.0; n];
-    for (i, &si) in s.iter().enumerate() {
-        if si == 0.0 {
-            continue;
-        }
-        for (j, wij) in w.row(i) {
-            ranks[j] += wij * si;
-            trust[j] += si;
-        }
-    }
+    // One pass over W and B_prev: R and t, and B from B_prev and dB = W . s_hat, the increment
+    // generated row by row while merging, and the column sums Q of B. The three sums of a
+    // column share one cache line, since every entry of W touches a random column: a row's
+    // lines are still in cache when its merged bonds add to Q. (Cells, because the generator
+    // and the merge callback both add to them.) A peer without stake adds exact zeros to R
+    // and t and no bonds, so its row generates nothing.
+    let sums = vec![Cell::new(ColumnSums::default()); n];
+    let bonds = input.state.bonds.merge_generated_rows(
+        input.weights.nnz(),
+        |i, cols, vals| {
+            let si = s[i];
+            if si == 0.0 {
+                return;
+            }
+            for (j, wij) in input.weights.normalized_row(i, false) {
+                let db = wij * si;
+                let mut c = sums[j].get();
+                c.rank += db;
+                c.trust += si;
+                sums[j].set(c);
+                cols.push(j as u32);
+                vals.push(db);
+            }
+        },
+        p.bond_update(),
+        |j, b| {
+            let mut c = sums[j].get();
+            c.bonds += b;
+            sums[j].set(c);
+        },
+    );
+    let ranks: Vec<f64> = sums.iter().map(|c| c.get().rank).collect();
+    let trust: Vec<f64> = sums.iter().map(|c| c.get().trust).collect();
+    let bond_totals: Vec<f64> = sums.iter().map(|c| c.get().bonds).collect();
     let consensus: Vec<f64> = trust.iter().map(|&t| sigmoid(p.rho * (t - p.kappa))).collect();
     let scaled: Vec<f64> = ranks.iter().zip(&consensus).map(|(r, c)| r * c).collect();
     let incentive = normalized(&scaled);
 
-    // B from B_prev and dB = W . s_hat, the increment generated row by row while merging.
-    let bonds = input.state.bonds.merge_generated_rows(
-        |i, cols, vals| {
-            let si = s[i];
-            if si > 0.0 {
-                for (j, wij) in w.row(i) {
-                    cols.push(j as u32);
-                    vals.push(wij * si);
-                }
-            }
-        },
-        p.bond_update(),
-    );
-    let bond_totals = bonds.col_sums();
-    let dividends = normalized(&bonds.col_scaled_mul(&bond_totals, &incentive));
+    // D_i = sum_j (b_ij / Q_j) I_j, evaluated as sum_j b_ij (I_j / Q_j): one division per
+    // column instead of one per bond (the dense reference divides per entry; the two agree to
+    // rounding).
+    let payout: Vec<f64> =
+        incentive.iter().zip(&bond_totals).map(|(&i, &q)| if q > 0.0 { i / q } else { 0.0 }).collect();
+    let dividends = normalized(&bonds.mul(&payout));
 
     let emission = split_emission(input.emission, &incentive, &dividends, 0.5);
     Ok(EpochOutput {
@@ -155,10 +173,22 @@ pub fn epoch(p: &NakamotoParams, input: &EpochInput<'_>) -> Result<EpochOutput, 
     })
 }
 
+/// Per column j: `r_j`, `t_j` and the column sum of the new bonds, aligned so that one
+/// column never straddles two cache lines.
+#[derive(Debug, Clone, Copy, Default)]
+#[repr(align(32))]
+struct ColumnSums {
+    rank: f64,
+    trust: f64,
+    bonds: f64,
+}
+
 /// Dense reference of [`epoch`]: the same equations as textbook loops over n x n matrices,
 /// written apart from the sparse code so the tests can compare the two. O(n^2) time and
 /// memory; for tests and benchmarks only.
 pub fn epoch_dense(p: &NakamotoParams, input: &EpochInput<'_>) -> Result<EpochOutput, MechanismError> {
+    // Callable directly, not only through `Mechanism::epoch`: check the shared input too.
+    input.validate()?;
     p.validate()?;
     let n = input.n();
     let stake_total: f64 = input.stake.iter().sum();
@@ -401,6 +431,13 @@ mod tests {
                     other => panic!("{p:?}: expected BadParameter({which}), got {other:?}"),
                 }
             }
+        }
+        // Called directly rather than through `Mechanism::epoch`, bad input is still an error.
+        let short = EpochInput { stake: &[1.0], ..input };
+        for result in
+            [epoch(&NakamotoParams::default(), &short), epoch_dense(&NakamotoParams::default(), &short)]
+        {
+            assert!(matches!(result, Err(MechanismError::StakeLength { stake: 1, .. })), "{result:?}");
         }
     }
 

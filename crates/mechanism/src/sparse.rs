@@ -298,6 +298,18 @@ impl SparseMatrix {
         out
     }
 
+    /// Replaces every stored value v at (i, j) by `f(i, j, v)` in place, dropping results equal
+    /// to 0 (`f` must return finite values >= 0).
+    pub(crate) fn update_values(&mut self, mut f: impl FnMut(usize, usize, f64) -> f64) {
+        for i in 0..self.n {
+            for k in self.row_ptr[i]..self.row_ptr[i + 1] {
+                self.vals[k] = f(i, self.cols[k] as usize, self.vals[k]);
+                debug_assert!(self.vals[k] >= 0.0 && self.vals[k].is_finite());
+            }
+        }
+        self.drop_zeros();
+    }
+
     /// Merges two matrices of the same size row by row: entries present in either one are
     /// combined with `f(self_value, other_value)`, missing entries read as 0.
     fn zip_rows(&self, other: &SparseMatrix, f: impl Fn(f64, f64) -> f64) -> SparseMatrix {
@@ -316,12 +328,19 @@ impl SparseMatrix {
     /// result is `f(row value, self value)` entry-wise. The bonds use it to combine the
     /// previous bonds with this epoch's bond increment without building the increment as a
     /// matrix of its own (at n = 65,536 with 256 weights a row that would be 200 MB).
+    ///
+    /// `merged(j, value)` then sees every stored entry of the result, row by row, while the
+    /// row is still in cache: the mechanisms add up column sums there instead of in another
+    /// pass over the matrix. `generated_nnz` bounds the number of generated entries, to size
+    /// the result once.
     pub(crate) fn merge_generated_rows(
         &self,
+        generated_nnz: usize,
         mut row: impl FnMut(usize, &mut Vec<u32>, &mut Vec<f64>),
         f: impl Fn(f64, f64) -> f64,
+        mut merged: impl FnMut(usize, f64),
     ) -> SparseMatrix {
-        let mut out = RowsBuilder::with_capacity(self.n, self.nnz());
+        let mut out = RowsBuilder::with_capacity(self.n, self.nnz() + generated_nnz);
         let (mut rc, mut rv) = (Vec::new(), Vec::new());
         for i in 0..self.n {
             rc.clear();
@@ -330,16 +349,19 @@ impl SparseMatrix {
             debug_assert!(rc.windows(2).all(|p| p[0] < p[1]), "generated row {i} not sorted and unique");
             debug_assert!(rc.last().is_none_or(|&j| (j as usize) < self.n), "generated row {i} out of range");
             let (bc, bv) = self.row(i);
+            let first = out.cols.len();
             out.push_merged(&rc, &rv, bc, bv, &f);
+            for (&j, &v) in out.cols[first..].iter().zip(&out.vals[first..]) {
+                merged(j as usize, v);
+            }
         }
         out.finish()
     }
 
-    /// Scales each non-empty column to sum to 1 in place (the moving-average bonds of `yuma`
-    /// are renormalised every epoch; doing it in place avoids a copy of the largest matrix of
-    /// the epoch). Returns the column sums it divided by.
-    pub(crate) fn col_normalize_in_place(&mut self) -> Vec<f64> {
-        let sums = self.col_sums();
+    /// Divides column j by `sums[j]` in place where `sums[j] > 0`: with the column sums this
+    /// normalises the columns (the moving-average bonds of `yuma` are renormalised every
+    /// epoch; in place, because they are the largest matrix of the epoch).
+    pub(crate) fn divide_columns(&mut self, sums: &[f64]) {
         for (v, &j) in self.vals.iter_mut().zip(&self.cols) {
             let s = sums[j as usize];
             if s > 0.0 {
@@ -349,30 +371,6 @@ impl SparseMatrix {
         // A quotient of two positive finite numbers can underflow to 0 only when the column
         // sum is ~1e308 times the entry; drop such entries so "stored" still means "non-zero".
         self.drop_zeros();
-        sums
-    }
-
-    /// `y = N x` where N is this matrix with each column divided by `col_div[j]`:
-    /// `y[i] = sum_j (a_ij / col_div[j]) * x[j]`, summed over j ascending. Columns with
-    /// `x[j] == 0` add an exact zero and are skipped. Used for dividends over column-normalised
-    /// bonds without materialising the normalised copy. Rows are independent, so they run on
-    /// rayon's pool; each row's sum is the same sequential loop whatever the thread count.
-    pub(crate) fn col_scaled_mul(&self, col_div: &[f64], x: &[f64]) -> Vec<f64> {
-        (0..self.n)
-            .into_par_iter()
-            .with_min_len(256)
-            .map(|i| {
-                let (cols, vals) = self.row(i);
-                let mut y = 0.0;
-                for (&j, &a) in cols.iter().zip(vals) {
-                    let j = j as usize;
-                    if x[j] != 0.0 {
-                        y += a / col_div[j] * x[j];
-                    }
-                }
-                y
-            })
-            .collect()
     }
 
     fn drop_zeros(&mut self) {
@@ -399,7 +397,7 @@ impl SparseMatrix {
 }
 
 /// Builds a matrix row by row, keeping the invariants (sorted unique columns, no zeros).
-struct RowsBuilder {
+pub(crate) struct RowsBuilder {
     n: usize,
     row_ptr: Vec<usize>,
     cols: Vec<u32>,
@@ -407,7 +405,7 @@ struct RowsBuilder {
 }
 
 impl RowsBuilder {
-    fn with_capacity(n: usize, nnz: usize) -> Self {
+    pub(crate) fn with_capacity(n: usize, nnz: usize) -> Self {
         let mut row_ptr = Vec::with_capacity(n + 1);
         row_ptr.push(0);
         RowsBuilder { n, row_ptr, cols: Vec::with_capacity(nnz), vals: Vec::with_capacity(nnz) }
@@ -416,6 +414,20 @@ impl RowsBuilder {
     /// Appends the next row: the sorted merge of rows a and b, `f(a_value, b_value)` on each
     /// column present in either (a missing value reads as 0), dropping results equal to 0.
     fn push_merged(&mut self, ac: &[u32], av: &[f64], bc: &[u32], bv: &[f64], f: impl Fn(f64, f64) -> f64) {
+        if ac == bc {
+            // The same columns in both, as for bonds when the weights did not change: copy the
+            // columns and combine the values in one straight loop.
+            let start = self.cols.len();
+            self.cols.extend_from_slice(ac);
+            self.vals.extend(av.iter().zip(bv).map(|(&a, &b)| f(a, b)));
+            if !self.vals[start..].contains(&0.0) {
+                self.row_ptr.push(self.cols.len());
+                return;
+            }
+            // Some result is 0 and must not be stored: take the general path below.
+            self.cols.truncate(start);
+            self.vals.truncate(start);
+        }
         let (mut p, mut q) = (0, 0);
         while p < ac.len() || q < bc.len() {
             let (j, a, b) = match (ac.get(p), bc.get(q)) {
@@ -451,62 +463,98 @@ impl RowsBuilder {
         self.row_ptr.push(self.cols.len());
     }
 
-    fn finish(self) -> SparseMatrix {
+    /// Appends `(col, val)` to the current row. Columns must ascend within a row and `val`
+    /// must be finite and > 0 (checked in debug builds).
+    #[inline]
+    pub(crate) fn push(&mut self, col: usize, val: f64) {
+        debug_assert!(col < self.n && val > 0.0 && val.is_finite(), "bad entry ({col}, {val})");
+        debug_assert!(
+            self.cols.len() == self.row_ptr[self.row_ptr.len() - 1]
+                || (self.cols[self.cols.len() - 1] as usize) < col,
+            "column {col} out of order"
+        );
+        self.cols.push(col as u32);
+        self.vals.push(val);
+    }
+
+    /// Closes the current row.
+    pub(crate) fn end_row(&mut self) {
+        self.row_ptr.push(self.cols.len());
+    }
+
+    pub(crate) fn finish(mut self) -> SparseMatrix {
         debug_assert_eq!(self.row_ptr.len(), self.n + 1);
+        // Capacity is reserved for the worst case (say, previous bonds plus all new ones);
+        // give back what was not used, since the result may be kept for a whole epoch.
+        self.cols.shrink_to_fit();
+        self.vals.shrink_to_fit();
         SparseMatrix { n: self.n, row_ptr: self.row_ptr, cols: self.cols, vals: self.vals }
     }
 }
 
-/// W with every non-empty row scaled to sum to 1 (optionally with the diagonal removed first),
-/// read through on the fly instead of copied: entry (i, j) is `w_ij / sum_i`. Only the n row
-/// sums are stored, so a mechanism can walk the normalised rows several times at the cost of
-/// one division per entry instead of a second copy of W.
-///
-/// Sums run over j ascending and skip the diagonal when it is removed, so they are bit-for-bit
-/// the sums a dense loop with `w_ii = 0` computes. Entries whose quotient is 0 (possible only
-/// when a row sum overflows to infinity or a weight is ~1e308 times smaller than its row) are
-/// skipped, so every visited entry is `> 0`.
-pub(crate) struct NormalizedRows<'a> {
-    w: &'a SparseMatrix,
-    sums: Vec<f64>,
-    skip_diagonal: bool,
+/// Row i of a matrix scaled to sum to 1, optionally without its diagonal entry, as
+/// `(column, value)` pairs, columns ascending; see [`SparseMatrix::normalized_row`].
+pub(crate) struct NormalizedRow<'a> {
+    cols: std::slice::Iter<'a, u32>,
+    vals: std::slice::Iter<'a, f64>,
+    /// The diagonal column to skip, or `usize::MAX`.
+    skip: usize,
+    inv: f64,
+    sum: f64,
 }
 
-impl<'a> NormalizedRows<'a> {
-    pub(crate) fn new(w: &'a SparseMatrix, skip_diagonal: bool) -> Self {
-        let sums = (0..w.n)
-            .map(|i| {
-                let (cols, vals) = w.row(i);
-                let mut sum = 0.0;
-                for (&j, &v) in cols.iter().zip(vals) {
-                    if !(skip_diagonal && j as usize == i) {
-                        sum += v;
-                    }
-                }
-                sum
-            })
-            .collect();
-        NormalizedRows { w, sums, skip_diagonal }
-    }
-
-    pub(crate) fn n(&self) -> usize {
-        self.w.n
-    }
-
-    /// Row i's non-zero normalised entries as `(column, value)`, columns ascending.
+impl NormalizedRow<'_> {
+    /// The normalised value of this row's stored entry `v` in column `j`, or `None` when the
+    /// entry is skipped (the removed diagonal, or a value that normalises to 0). For callers
+    /// that pick the entries they need out of the raw row.
     #[inline]
-    pub(crate) fn row(&self, i: usize) -> impl Iterator<Item = (usize, f64)> + '_ {
-        let (cols, vals) = self.w.row(i);
-        let sum = self.sums[i];
-        let skip = self.skip_diagonal;
-        cols.iter().zip(vals).filter_map(move |(&j, &v)| {
-            let j = j as usize;
-            if skip && j == i {
-                return None;
+    pub(crate) fn value(&self, j: usize, v: f64) -> Option<f64> {
+        if j == self.skip {
+            return None;
+        }
+        let x = if self.inv.is_finite() { v * self.inv } else { v / self.sum };
+        (x > 0.0).then_some(x)
+    }
+}
+
+impl Iterator for NormalizedRow<'_> {
+    type Item = (usize, f64);
+
+    #[inline]
+    fn next(&mut self) -> Option<(usize, f64)> {
+        loop {
+            let j = *self.cols.next()? as usize;
+            let v = *self.vals.next()?;
+            if let Some(x) = self.value(j, v) {
+                return Some((j, x));
             }
-            let x = v / sum;
-            (x > 0.0).then_some((j, x))
-        })
+        }
+    }
+}
+
+impl SparseMatrix {
+    /// Row i scaled to sum to 1 (without its diagonal entry when `skip_diagonal`), computed on
+    /// the spot: the row is summed, then iterated while it is still in cache. This lets a
+    /// mechanism walk the normalised W without a normalised copy of it (200 MB at n = 65,536
+    /// with 256 weights a row).
+    ///
+    /// Entry (i, j) is `w_ij * (1 / sum_i)`: one multiplication per entry instead of a
+    /// division, which would be most of the cost of a pass; it can differ from `w_ij / sum_i`
+    /// in the last bit. When `1 / sum_i` is not finite (a row of subnormal weights) the row
+    /// divides instead. The sum runs over j ascending, as a dense loop with `w_ii = 0` would.
+    /// Entries whose value is 0 (a row sum that overflowed to infinity, or a quotient that
+    /// underflowed) are skipped, so every item is `> 0`.
+    #[inline]
+    pub(crate) fn normalized_row(&self, i: usize, skip_diagonal: bool) -> NormalizedRow<'_> {
+        let (cols, vals) = self.row(i);
+        let skip = if skip_diagonal { i } else { usize::MAX };
+        let mut sum = 0.0;
+        for (&j, &v) in cols.iter().zip(vals) {
+            if j as usize != skip {
+                sum += v;
+            }
+        }
+        NormalizedRow { cols: cols.iter(), vals: vals.iter(), skip, inv: 1.0 / sum, sum }
     }
 }
 
@@ -582,7 +630,9 @@ mod tests {
     fn merge_generated_rows_matches_zip() {
         // prev = [[0, 2, 0], [1, 0, 0], [0, 0, 0]]; generated rows: row 0 -> {0: 1, 1: 3}, row 2 -> {2: 5}
         let prev = m(&[&[(1, 2.0)], &[(0, 1.0)], &[]]);
+        let mut sums = vec![0.0; 3];
         let merged = prev.merge_generated_rows(
+            3,
             |i, c, v| match i {
                 0 => {
                     c.extend([0, 1]);
@@ -595,27 +645,48 @@ mod tests {
                 _ => {}
             },
             |new, old| 10.0 * new + old,
+            |j, v| sums[j] += v,
         );
         // row 0: 10*1 + 0, 10*3 + 2; row 1: 0 + 1; row 2: 10*5
         assert_eq!(merged.to_dense(), vec![vec![10.0, 32.0, 0.0], vec![1.0, 0.0, 0.0], vec![0.0, 0.0, 50.0]]);
+        assert_eq!(sums, merged.col_sums());
         // Results equal to 0 are dropped: keep only the generated part, with nothing generated.
-        let dropped = prev.merge_generated_rows(|_, _, _| {}, |new, _| new);
+        let dropped =
+            prev.merge_generated_rows(0, |_, _, _| {}, |new, _| new, |_, _| panic!("nothing stored"));
         assert_eq!(dropped.nnz(), 0);
+        // Rows with the same columns in both take the straight path, and still drop zeros.
+        let same = m(&[&[(0, 1.0), (2, 2.0)], &[(1, 1.0)], &[]]);
+        assert_eq!(same.zip_rows(&same, |a, b| a + b), same.map_values(|_, _, v| 2.0 * v));
+        assert_eq!(same.zip_rows(&same, |a, _| if a == 1.0 { 0.0 } else { a }), m(&[&[(2, 2.0)], &[], &[]]));
         let gen = m(&[&[(0, 1.0), (1, 3.0)], &[], &[(2, 5.0)]]);
         assert_eq!(merged, gen.zip_rows(&prev, |a, b| 10.0 * a + b));
     }
 
     #[test]
-    fn in_place_column_normalisation_and_scaled_product() {
+    fn in_place_column_normalisation_and_value_updates() {
         // [[1, 3], [3, 0]]: column sums [4, 3]
         let mut w = m(&[&[(0, 1.0), (1, 3.0)], &[(0, 3.0)]]);
         let before = w.clone();
-        assert_eq!(w.col_normalize_in_place(), vec![4.0, 3.0]);
+        let sums = w.col_sums();
+        assert_eq!(sums, vec![4.0, 3.0]);
+        w.divide_columns(&sums);
         assert_eq!(w.to_dense(), vec![vec![0.25, 1.0], vec![0.75, 0.0]]);
         assert_eq!(w, before.col_normalized());
-        // (N x) with x = [8, 2]: row 0 = 1/4*8 + 3/3*2 = 4, row 1 = 3/4*8 = 6
-        assert_eq!(before.col_scaled_mul(&[4.0, 3.0], &[8.0, 2.0]), vec![4.0, 6.0]);
-        assert_eq!(w.mul(&[8.0, 2.0]), vec![4.0, 6.0]);
+        // min(v, [0.5, 0][j]): column 1 is clipped away entirely and dropped.
+        w.update_values(|_, j, v| v.min([0.5, 0.0][j]));
+        assert_eq!(w.to_dense(), vec![vec![0.25, 0.0], vec![0.5, 0.0]]);
+        assert_eq!(w.nnz(), 2);
+    }
+
+    #[test]
+    fn rows_builder_keeps_rows_apart() {
+        let mut b = RowsBuilder::with_capacity(3, 2);
+        b.push(2, 1.5);
+        b.end_row();
+        b.end_row();
+        b.push(0, 2.0);
+        b.end_row();
+        assert_eq!(b.finish(), m(&[&[(2, 1.5)], &[], &[(0, 2.0)]]));
     }
 
     #[test]
@@ -623,13 +694,20 @@ mod tests {
         // row 0: [2, 1, 1] -> without its diagonal [_, 0.5, 0.5], with it [0.5, 0.25, 0.25];
         // row 1: only a self weight, so empty without the diagonal; row 2: [0, 3, 0] -> [0, 1, 0].
         let w = m(&[&[(0, 2.0), (1, 1.0), (2, 1.0)], &[(1, 4.0)], &[(1, 3.0)]]);
-        let masked = NormalizedRows::new(&w, true);
-        assert_eq!(masked.row(0).collect::<Vec<_>>(), vec![(1, 0.5), (2, 0.5)]);
-        assert_eq!(masked.row(1).count(), 0);
-        assert_eq!(masked.row(2).collect::<Vec<_>>(), vec![(1, 1.0)]);
-        let kept = NormalizedRows::new(&w, false);
-        assert_eq!(kept.row(0).collect::<Vec<_>>(), vec![(0, 0.5), (1, 0.25), (2, 0.25)]);
-        assert_eq!(kept.row(1).collect::<Vec<_>>(), vec![(1, 1.0)]);
-        assert_eq!(kept.n(), 3);
+        let row = |i, skip| w.normalized_row(i, skip).collect::<Vec<_>>();
+        assert_eq!(row(0, true), vec![(1, 0.5), (2, 0.5)]);
+        assert_eq!(row(1, true), vec![]);
+        assert_eq!(row(2, true), vec![(1, 1.0)]);
+        assert_eq!(row(0, false), vec![(0, 0.5), (1, 0.25), (2, 0.25)]);
+        assert_eq!(row(1, false), vec![(1, 1.0)]);
+        // A row of subnormal weights: 1 / sum overflows, so the row divides instead.
+        let tiny = m(&[&[(0, 5e-324), (1, 5e-324)], &[], &[]]);
+        assert_eq!(tiny.normalized_row(0, false).collect::<Vec<_>>(), vec![(0, 0.5), (1, 0.5)]);
+        // A row whose sum overflows: every quotient is 0, so the row reads as empty.
+        let huge = m(&[&[(0, f64::MAX), (1, f64::MAX)], &[], &[]]);
+        assert_eq!(huge.normalized_row(0, false).count(), 0);
+        // Picking single entries: the diagonal is None when skipped.
+        let r0 = w.normalized_row(0, true);
+        assert_eq!((r0.value(0, 2.0), r0.value(2, 1.0)), (None, Some(0.5)));
     }
 }
