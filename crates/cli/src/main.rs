@@ -58,8 +58,10 @@ enum Experiment {
         /// Peers in each group (honest, cabal) of the mechanism run, >= 1
         #[arg(long, default_value_t = Cabal000Options::default().peers)]
         peers: usize,
-        /// Source of the printed lines: the real mechanism, or the paper's code (closed form); the CSV has both
-        #[arg(long, value_enum, default_value_t = Print::Mechanism)]
+        /// Source of the printed lines: the paper's code (closed form, which prints its table digit
+        /// for digit), or the real connectivity mechanism (equal to 1e-14; the table's 15th digit
+        /// is rounding noise); the CSV and the summary have both
+        #[arg(long, value_enum, default_value_t = Print::ClosedForm)]
         print: Print,
     },
     /// Cabal decay under the trust mechanism: reproduces the table of the market paper 002

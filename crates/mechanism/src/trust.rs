@@ -46,6 +46,9 @@ pub struct TrustParams {
     /// Temperature of the trust sigmoid.
     pub temperature: f64,
     /// Longest random walk counted in C.
+    /// The cost is O(k^depth) per peer for k weights per row: the default, 2 (neighbours of
+    /// neighbours), keeps an epoch of 4,096 peers x 256 weights near a second on one core,
+    /// where 3 takes over ten.
     pub depth: usize,
     /// kappa: expected visits at which the tanh cut-off crosses 0.
     pub cutoff: f64,
@@ -57,7 +60,7 @@ pub struct TrustParams {
 
 impl Default for TrustParams {
     fn default() -> Self {
-        TrustParams { temperature: 10.0, depth: 3, cutoff: 1e-3, sharpness: 1e6, learning_rate: 0.05 }
+        TrustParams { temperature: 10.0, depth: 2, cutoff: 1e-3, sharpness: 1e6, learning_rate: 0.05 }
     }
 }
 

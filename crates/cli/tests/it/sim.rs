@@ -68,22 +68,11 @@ fn cabal_000_prints_the_papers_table_and_writes_its_files() {
         dir.path(),
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
+    // By default the printed lines are the paper's own code: its table, digit for digit.
     let out = stdout(&o);
-    let lines: Vec<&str> = out.lines().collect();
-    assert_eq!(lines.len(), 50);
-    // "step share" with 15 significant digits, from the mechanism run.
-    for (k, line) in lines.iter().enumerate() {
-        let (step, share) = line.split_once(' ').expect("two fields");
-        assert_eq!(step, k.to_string());
-        let digits = share.trim_start_matches("0.").trim_start_matches('0');
-        assert!(digits.len() <= 15 && share.parse::<f64>().is_ok(), "{line}");
-    }
-    // The mechanism agrees with the paper to the 14th digit; the closed form prints it exactly.
+    assert_eq!(out.lines().count(), 50);
     for paper in PAPER_000 {
-        let (step, value) = paper.split_once(' ').unwrap();
-        let ours: f64 = lines[step.parse::<usize>().unwrap()].split_once(' ').unwrap().1.parse().unwrap();
-        let theirs: f64 = value.parse().unwrap();
-        assert!((ours - theirs).abs() < 1e-14 * theirs, "{paper} vs {ours}");
+        assert!(out.lines().any(|l| l == paper), "printed table lacks {paper}");
     }
     for f in ["cabal_000.csv", "cabal_000.png", "cabal_000.md"] {
         dir.has(f);
@@ -94,10 +83,24 @@ fn cabal_000_prints_the_papers_table_and_writes_its_files() {
     );
     assert!(stderr(&o).contains("with stake clipping"));
 
-    let o = agora(&["sim", "cabal-000", "--print", "closed-form", "--out", dir.path()]);
+    // The real connectivity mechanism: "step share" lines with 15 significant digits, equal to
+    // the paper's values to the 14th digit.
+    let o = agora(&["sim", "cabal-000", "--print", "mechanism", "--out", dir.path()]);
+    assert!(o.status.success(), "{}", stderr(&o));
     let out = stdout(&o);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 50);
+    for (k, line) in lines.iter().enumerate() {
+        let (step, share) = line.split_once(' ').expect("two fields");
+        assert_eq!(step, k.to_string());
+        let digits = share.trim_start_matches("0.").trim_start_matches('0');
+        assert!(digits.len() <= 15 && share.parse::<f64>().is_ok(), "{line}");
+    }
     for paper in PAPER_000 {
-        assert!(out.lines().any(|l| l == paper), "closed form lacks {paper}");
+        let (step, value) = paper.split_once(' ').unwrap();
+        let ours: f64 = lines[step.parse::<usize>().unwrap()].split_once(' ').unwrap().1.parse().unwrap();
+        let theirs: f64 = value.parse().unwrap();
+        assert!((ours - theirs).abs() < 1e-14 * theirs, "{paper} vs {ours}");
     }
 }
 
