@@ -43,10 +43,11 @@ pub fn tx_root(ids: &[Hash]) -> Hash {
 ///
 /// The rule (chosen so that failing is never free once the sender is proven):
 /// - `Rejected`: authentication failed (oversized, bad signature or key, wrong nonce, fee below
-///   the minimum or unpayable). Nothing changes: no fee, the nonce is not used. The sender may
-///   not even have signed it, so charging it would let anyone drain anyone.
-/// - `Failed`: authentication passed but the call is invalid (unknown uid, NaN weight, weak proof
-///   of work, rate limit, ...). The fee is charged and burned and the nonce is used; nothing
+///   the minimum or unpayable, or for `register` a proof of work that is weak or names a block
+///   outside the window: the work is its payment). Nothing changes: no fee, the nonce is not
+///   used. The sender may not even have signed it, so charging it would let anyone drain anyone.
+/// - `Failed`: authentication passed but the call is invalid (unknown uid, NaN weight, rate
+///   limit, insufficient balance for the amount, ...). The fee is charged and burned and the nonce is used; nothing
 ///   else changes. This keeps a valid signer from spamming blocks with failing calls for free.
 /// - `Applied`: the call took effect.
 #[derive(Clone, Debug, PartialEq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]

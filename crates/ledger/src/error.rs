@@ -79,7 +79,8 @@ pub enum TxError {
 
 impl TxError {
     /// True for authentication failures: a transaction refused this way does not pay its fee and
-    /// does not use its nonce (the sender may not have signed it, or cannot pay).
+    /// does not use its nonce (the sender may not have signed it, or cannot pay, or, for a
+    /// `register`, did not do the work that stands for its payment).
     pub fn is_rejection(&self) -> bool {
         matches!(
             self,
@@ -91,6 +92,8 @@ impl TxError {
                 | TxError::NonceTooHigh { .. }
                 | TxError::FeeTooLow { .. }
                 | TxError::CannotPayFee { .. }
+                | TxError::PowBlockOutOfWindow { .. }
+                | TxError::PowTooWeak { .. }
         )
     }
 }

@@ -1,7 +1,8 @@
 //! The transaction rules: authentication, validation, application.
 //!
 //! Every transaction goes through three steps, and only the last one mutates the state:
-//! 1. [`authenticate`]: size, signature, nonce, fee. Failing here = `Rejected` (no change).
+//! 1. [`authenticate`]: size, signature, nonce, fee (and the proof of work of a `register`,
+//!    which is its payment). Failing here = `Rejected` (no change).
 //! 2. [`plan`]: every rule of the call, read-only, producing a [`Plan`] that already holds the
 //!    expensive results (the quantised weight row, the chosen uid slot). Failing here = `Failed`
 //!    (fee charged, nonce used, nothing else).
@@ -80,6 +81,7 @@ pub(crate) enum SigVerdict {
 
 pub(crate) fn authenticate(
     state: &State,
+    ctx: &BlockCtx,
     body: &TxBody,
     size: usize,
     sig: SigVerdict,
@@ -110,6 +112,17 @@ pub(crate) fn authenticate(
     }
     if acct.balance < body.fee {
         return Err(TxError::CannotPayFee { sender: body.sender, fee: body.fee, balance: acct.balance });
+    }
+    // For `register` the proof of work is the payment (its fee is usually zero, since a new
+    // hotkey has no balance): without valid work nothing may change, not even a nonce, or
+    // anyone could create accounts for free.
+    if let Call::Register { pow_block, pow_nonce, .. } = &body.call {
+        let block_hash = pow_block_hash(state, ctx, *pow_block)?;
+        let seal = pow::seal(&block_hash, &body.sender, *pow_nonce);
+        let difficulty = state.globals.difficulty;
+        if !pow::meets(&seal, difficulty) {
+            return Err(TxError::PowTooWeak { difficulty, seal });
+        }
     }
     Ok(())
 }
@@ -151,15 +164,10 @@ pub(crate) fn plan(state: &State, ctx: &BlockCtx, body: &TxBody) -> Result<Plan,
             need_balance(state, body, "the transfer", *amount)?;
             Ok(Plan::Transfer { to: *to, amount: *amount })
         }
-        Call::Register { coldkey, pow_block, pow_nonce } => {
+        Call::Register { coldkey, .. } => {
+            // The proof of work was checked with the authentication.
             not_registered(state, &sender)?;
             registration_room(state, ctx)?;
-            let g = &state.globals;
-            let block_hash = pow_block_hash(state, ctx, *pow_block)?;
-            let seal = pow::seal(&block_hash, &sender, *pow_nonce);
-            if !pow::meets(&seal, g.difficulty) {
-                return Err(TxError::PowTooWeak { difficulty: g.difficulty, seal });
-            }
             let slot = choose_slot(state, ctx.height, None)?;
             Ok(Plan::Register { hotkey: sender, coldkey: *coldkey, slot, stake: 0, burn: 0 })
         }
@@ -435,7 +443,7 @@ pub(crate) fn execute_tx(
     let body = &tx.body;
     let rejected =
         |e| Receipt { tx_id: prepared.id, status: TxStatus::Rejected(e), fee_paid: 0, emission_paid: 0 };
-    if let Err(e) = authenticate(state, body, prepared.size, sig) {
+    if let Err(e) = authenticate(state, ctx, body, prepared.size, sig) {
         return rejected(e);
     }
     let planned = plan(state, ctx, body);

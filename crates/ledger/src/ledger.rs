@@ -314,12 +314,12 @@ impl<S: Store> Ledger<S> {
                 }
             }
         };
-        authenticate(&self.state, &tx.body, p.size, sig)?;
         let (height, parent) = match &self.pending {
             Some(pd) => (pd.outcome.header.height + 1, (pd.outcome.header.height, pd.outcome.hash)),
             None => (self.head.height + 1, (self.head.height, self.head.hash)),
         };
         let ctx = BlockCtx { height, registrations: 0, parent: Some(parent) };
+        authenticate(&self.state, &ctx, &tx.body, p.size, sig)?;
         plan(&self.state, &ctx, &tx.body)?;
         Ok(p)
     }

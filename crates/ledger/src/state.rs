@@ -337,6 +337,19 @@ impl State {
         self.accounts.get(pk).copied().unwrap_or_default()
     }
 
+    /// Every account in key order.
+    pub fn accounts(&self) -> impl Iterator<Item = (&PublicKey, &Account)> {
+        self.accounts.iter()
+    }
+
+    pub fn neurons(&self) -> &[Neuron] {
+        &self.neurons
+    }
+
+    pub fn globals(&self) -> &Globals {
+        &self.globals
+    }
+
     pub fn uid_of(&self, hotkey: &PublicKey) -> Option<u16> {
         self.hotkeys.get(hotkey).copied()
     }

@@ -101,8 +101,17 @@ impl Hash {
 /// An `f64` carried by its bit pattern, so every value (NaN and infinities included) has exactly
 /// one encoding and decoding never fails. Transactions carry weights this way: a NaN must reach
 /// validation and be rejected with a reason, not fail to decode (borsh refuses NaN floats).
-#[derive(Clone, Copy, Default, PartialEq, PartialOrd)]
+/// Equality is on the bits, like the encoding: a NaN equals the same NaN.
+#[derive(Clone, Copy, Default)]
 pub struct Float(pub f64);
+
+impl PartialEq for Float {
+    fn eq(&self, other: &Float) -> bool {
+        self.0.to_bits() == other.0.to_bits()
+    }
+}
+
+impl Eq for Float {}
 
 impl BorshSerialize for Float {
     fn serialize<W: std::io::Write>(&self, writer: &mut W) -> std::io::Result<()> {

@@ -1,0 +1,4 @@
+//! Integration tests of the ledger, in one binary (links once).
+
+mod bad_txs;
+mod common;
