@@ -147,6 +147,17 @@ impl Chain {
         }
     }
 
+    /// Empty blocks until the height is `h`; the outcome of the last one.
+    pub fn advance_and_get(&mut self, h: u64) -> BlockOutcome {
+        assert!(self.ledger.head().height < h);
+        loop {
+            let out = self.block(vec![]);
+            if out.header.height == h {
+                return out;
+            }
+        }
+    }
+
     pub fn root(&self) -> Hash {
         self.ledger.head().state_root
     }

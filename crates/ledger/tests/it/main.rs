@@ -2,3 +2,7 @@
 
 mod bad_txs;
 mod common;
+mod determinism;
+mod emission;
+mod lazy;
+mod registration;
