@@ -26,6 +26,16 @@ pub struct ChainHead {
     pub state_root: Hash,
 }
 
+/// What executing a block produced, before it is staged.
+struct Ran {
+    root: Hash,
+    batch: WriteBatch,
+    receipts: Vec<Receipt>,
+    epoch: Option<EpochReport>,
+    minted: u64,
+    burned: u64,
+}
+
 struct Pending {
     outcome: BlockOutcome,
     batch: WriteBatch,
@@ -111,10 +121,10 @@ impl<S: Store> Ledger<S> {
         let prepared = prepare_all(&txs);
         let mut header = header;
         header.tx_root = tx_root(&prepared.iter().map(|p| p.id).collect::<Vec<_>>());
-        let (root, batch, receipts, epoch, minted, burned) = self.run(&header, &txs, &prepared);
-        header.state_root = root;
+        let ran = self.run(&header, &txs, &prepared);
+        header.state_root = ran.root;
         let block = Block { header, txs };
-        let outcome = self.stage(&block, batch, receipts, epoch, minted, burned);
+        let outcome = self.stage(&block, ran);
         Ok((block, outcome))
     }
 
@@ -127,12 +137,12 @@ impl<S: Store> Ledger<S> {
         if computed != block.header.tx_root {
             return Err(BlockError::TxRootMismatch { computed, got: block.header.tx_root });
         }
-        let (root, batch, receipts, epoch, minted, burned) = self.run(&block.header, &block.txs, &prepared);
-        if root != block.header.state_root {
+        let ran = self.run(&block.header, &block.txs, &prepared);
+        if ran.root != block.header.state_root {
             self.state = State::load(&self.store)?;
-            return Err(BlockError::StateRootMismatch { computed: root, got: block.header.state_root });
+            return Err(BlockError::StateRootMismatch { computed: ran.root, got: block.header.state_root });
         }
-        Ok(self.stage(block, batch, receipts, epoch, minted, burned))
+        Ok(self.stage(block, ran))
     }
 
     /// Writes the pending block atomically and makes it the head. If the store fails, the
@@ -192,13 +202,7 @@ impl<S: Store> Ledger<S> {
     }
 
     /// Executes a block's transactions and end-of-block work on the in-memory state.
-    #[allow(clippy::type_complexity)]
-    fn run(
-        &mut self,
-        header: &BlockHeader,
-        txs: &[SignedTx],
-        prepared: &[PreparedTx],
-    ) -> (Hash, WriteBatch, Vec<Receipt>, Option<EpochReport>, u64, u64) {
+    fn run(&mut self, header: &BlockHeader, txs: &[SignedTx], prepared: &[PreparedTx]) -> Ran {
         let height = header.height;
         let before = self.state.globals.issuance;
         {
@@ -222,9 +226,9 @@ impl<S: Store> Ledger<S> {
             .collect();
 
         let cfg = self.state.cfg.clone();
-        let epoch = (height % cfg.tempo == 0).then(|| run_epoch(&mut self.state, height));
+        let epoch = height.is_multiple_of(cfg.tempo).then(|| run_epoch(&mut self.state, height));
         let r = &cfg.registration;
-        if height % r.interval == 0 {
+        if height.is_multiple_of(r.interval) {
             let g = &mut self.state.globals;
             g.difficulty = next_difficulty(
                 g.difficulty,
@@ -239,7 +243,7 @@ impl<S: Store> Ledger<S> {
         let minted = u64::try_from(after.minted - before.minted).unwrap_or(u64::MAX);
         let burned = u64::try_from(after.burned - before.burned).unwrap_or(u64::MAX);
         let (root, batch) = self.state.finish();
-        (root, batch, receipts, epoch, minted, burned)
+        Ran { root, batch, receipts, epoch, minted, burned }
     }
 
     /// Signature verdicts for a block: keys from the cache of registered hotkeys or decompressed,
@@ -267,15 +271,8 @@ impl<S: Store> Ledger<S> {
             .collect()
     }
 
-    fn stage(
-        &mut self,
-        block: &Block,
-        mut batch: WriteBatch,
-        receipts: Vec<Receipt>,
-        epoch: Option<EpochReport>,
-        minted: u64,
-        burned: u64,
-    ) -> BlockOutcome {
+    fn stage(&mut self, block: &Block, ran: Ran) -> BlockOutcome {
+        let Ran { root: _, mut batch, receipts, epoch, minted, burned } = ran;
         let hash = block.header.hash();
         let h = &block.header;
         let head =

@@ -69,6 +69,9 @@ impl WriteBatch {
     }
 }
 
+/// The callback of [`Store::scan_prefix`]: called with each key and value.
+pub type Visitor<'a> = dyn FnMut(&[u8], &[u8]) -> Result<(), StoreError> + 'a;
+
 /// A transactional key-value store.
 ///
 /// Contract:
@@ -83,11 +86,7 @@ pub trait Store {
 
     /// Calls `f(key, value)` for every key starting with `prefix`, in ascending key order.
     /// Stops early, returning the error, if `f` fails.
-    fn scan_prefix(
-        &self,
-        prefix: &[u8],
-        f: &mut dyn FnMut(&[u8], &[u8]) -> Result<(), StoreError>,
-    ) -> Result<(), StoreError>;
+    fn scan_prefix(&self, prefix: &[u8], f: &mut Visitor<'_>) -> Result<(), StoreError>;
 
     fn commit(&mut self, batch: WriteBatch) -> Result<(), StoreError>;
 }
@@ -123,11 +122,7 @@ impl Store for MemStore {
         Ok(self.map.get(key).cloned())
     }
 
-    fn scan_prefix(
-        &self,
-        prefix: &[u8],
-        f: &mut dyn FnMut(&[u8], &[u8]) -> Result<(), StoreError>,
-    ) -> Result<(), StoreError> {
+    fn scan_prefix(&self, prefix: &[u8], f: &mut Visitor<'_>) -> Result<(), StoreError> {
         for (k, v) in self.map.range(prefix.to_vec()..) {
             if !k.starts_with(prefix) {
                 break;
@@ -159,11 +154,7 @@ impl<S: Store + ?Sized> Store for &mut S {
         (**self).get(key)
     }
 
-    fn scan_prefix(
-        &self,
-        prefix: &[u8],
-        f: &mut dyn FnMut(&[u8], &[u8]) -> Result<(), StoreError>,
-    ) -> Result<(), StoreError> {
+    fn scan_prefix(&self, prefix: &[u8], f: &mut Visitor<'_>) -> Result<(), StoreError> {
         (**self).scan_prefix(prefix, f)
     }
 

@@ -164,7 +164,8 @@ fn call_failures_charge_only_the_fee() {
     refused(&mut c, t, |e| matches!(e, TxError::ZeroAmount { .. }));
 
     // Weights: every malformed row, one reason each.
-    let bad_rows: Vec<(Call, Box<dyn Fn(&TxError) -> bool>)> = vec![
+    type Want = Box<dyn Fn(&TxError) -> bool>;
+    let bad_rows: Vec<(Call, Want)> = vec![
         (weights(&[(9, 1.0)]), Box::new(|e| matches!(e, TxError::UnknownUid { uid: 9, n: 4 }))),
         (
             weights(&[(0, f64::NAN), (2, 1.0)]),

@@ -91,11 +91,6 @@ impl Chain {
         Chain { ledger: Ledger::init(MemStore::new(), g).expect("genesis"), time, used: HashMap::new() }
     }
 
-    pub fn from_ledger(ledger: Ledger<MemStore>) -> Chain {
-        let time = ledger.head().timestamp_ms;
-        Chain { ledger, time, used: HashMap::new() }
-    }
-
     /// The next nonce for `sender`, counting transactions built but not yet in a block.
     pub fn nonce(&mut self, sender: &PublicKey) -> u64 {
         let base = self.ledger.account(sender).nonce;

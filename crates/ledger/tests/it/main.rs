@@ -5,4 +5,5 @@ mod common;
 mod determinism;
 mod emission;
 mod lazy;
+mod properties;
 mod registration;
