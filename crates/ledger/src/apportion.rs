@@ -12,61 +12,85 @@
 //! scaling, identical on every machine). Quotas and remainders are then exact integer
 //! arithmetic, so ties are exact ties and are broken by index, never by float noise.
 
-/// Integer weights carry 52 bits: shares below 2^-52 of the largest count as zero.
-const WEIGHT_BITS: i32 = 52;
+/// Integer weights carry at most 52 bits (an f64 mantissa): shares below 2^-52 of the largest
+/// count as zero.
+const WEIGHT_BITS: u32 = 52;
+/// When `total * 2^b` and the sum of n weights of b bits both fit in 63 bits for some b of at
+/// least this many bits, the split runs in u64 arithmetic (several times faster than u128
+/// division, and this runs once per `set_weights`); otherwise in u128 with 52 bits.
+const FAST_MIN_BITS: u32 = 40;
 
 /// Splits `total` into `shares.len()` integer parts proportional to `shares`, summing to exactly
 /// `total`. Returns `None` when no share is positive (nothing to split by); shares that are NaN,
 /// infinite or negative count as zero, so no input can panic or produce a wrong sum.
+///
+/// The weight precision `b` depends only on `total` and the number of shares, so every node
+/// picks the same one.
 pub fn apportion(total: u64, shares: &[f64]) -> Option<Vec<u64>> {
     let clean = |x: f64| if x.is_finite() && x > 0.0 { x } else { 0.0 };
     let max = shares.iter().copied().map(clean).fold(0.0f64, f64::max);
     if max <= 0.0 {
         return None;
     }
-    let scale = libm_ldexp(1.0, WEIGHT_BITS);
-    // Each weight is in [0, 2^52] and the max share maps to exactly 2^52.
-    let weights: Vec<u64> = shares.iter().map(|&x| (clean(x) / max * scale).floor() as u64).collect();
-    let sum: u128 = weights.iter().map(|&w| u128::from(w)).sum();
-    if sum == 0 {
-        return None;
-    }
-    let total128 = u128::from(total);
+    let bits_total = u64::BITS - total.leading_zeros();
+    let bits_n = usize::BITS - shares.len().leading_zeros();
+    let fast_bits = 63u32.saturating_sub(bits_total + bits_n).min(WEIGHT_BITS);
+    let bits = if fast_bits >= FAST_MIN_BITS { fast_bits } else { WEIGHT_BITS };
+    let scale = ldexp1(bits);
+    // Each weight is in [0, 2^bits] and the max share maps to exactly 2^bits.
+    // Truncation is the floor for these non-negative values (and avoids a libm call).
+    let weights: Vec<u64> = shares.iter().map(|&x| (clean(x) / max * scale) as u64).collect();
     let mut parts = Vec::with_capacity(weights.len());
-    let mut remainders = Vec::with_capacity(weights.len());
+    // (remainder, index) of every part whose quota was not whole.
+    let mut remainders: Vec<(u128, usize)> = Vec::with_capacity(weights.len());
     let mut given: u128 = 0;
-    for (i, &w) in weights.iter().enumerate() {
-        // total < 2^64 and w <= 2^52, so the product fits in u128 with room to spare.
-        let exact = total128 * u128::from(w);
-        let q = exact / sum;
-        given += q;
-        // q <= total, so it fits in u64.
-        parts.push(q as u64);
-        let r = exact % sum;
-        if r > 0 {
-            remainders.push((r, i));
-        }
-    }
-    // Sum of floors is within n of total: each floor loses less than one unit.
-    let mut left = total128 - given;
-    if left > 0 {
-        remainders.sort_unstable_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
-        for &(_, i) in &remainders {
-            if left == 0 {
-                break;
+    if bits == fast_bits {
+        // total < 2^bits_total, w <= 2^bits, n < 2^bits_n: products and sums stay below 2^63.
+        let sum: u64 = weights.iter().sum();
+        for (i, &w) in weights.iter().enumerate() {
+            let exact = total * w;
+            let q = exact / sum;
+            let r = exact - q * sum;
+            given += u128::from(q);
+            parts.push(q);
+            if r > 0 {
+                remainders.push((u128::from(r), i));
             }
-            parts[i] += 1;
-            left -= 1;
+        }
+    } else {
+        let sum: u128 = weights.iter().map(|&w| u128::from(w)).sum();
+        for (i, &w) in weights.iter().enumerate() {
+            // total < 2^64 and w <= 2^52: the product fits in u128 with room to spare.
+            let exact = u128::from(total) * u128::from(w);
+            let q = exact / sum;
+            let r = exact - q * sum;
+            given += q;
+            // q <= total, so it fits in u64.
+            parts.push(q as u64);
+            if r > 0 {
+                remainders.push((r, i));
+            }
         }
     }
-    debug_assert_eq!(left, 0, "largest remainder left units unassigned");
+    // Each floor loses less than one unit, so fewer than n units are left.
+    let left = (u128::from(total) - given) as usize;
+    if left > 0 {
+        // Largest remainders first, ties to the lower index: a strict total order, so the first
+        // `left` elements after partitioning are exactly the winners, whatever their order.
+        let by_rank = |a: &(u128, usize), b: &(u128, usize)| b.0.cmp(&a.0).then(a.1.cmp(&b.1));
+        if left < remainders.len() {
+            remainders.select_nth_unstable_by(left - 1, by_rank);
+        }
+        for &(_, i) in remainders.iter().take(left) {
+            parts[i] += 1;
+        }
+    }
     Some(parts)
 }
 
-/// `x * 2^e` without going through `powi` (whose accuracy is platform-defined).
-fn libm_ldexp(x: f64, e: i32) -> f64 {
-    // 2^52 is exactly representable; building it from bits avoids any libm dependency here.
-    x * f64::from_bits(((1023 + e) as u64) << 52)
+/// `2^e` built from its bits (exact; `powi`'s accuracy is platform-defined).
+fn ldexp1(e: u32) -> f64 {
+    f64::from_bits((1023 + u64::from(e)) << 52)
 }
 
 #[cfg(test)]
@@ -88,6 +112,9 @@ mod tests {
         assert_eq!(apportion(5, &[]), None);
         assert_eq!(apportion(0, &[1.0, 2.0]), Some(vec![0, 0]));
         assert_eq!(apportion(u64::MAX, &[1.0, 1.0]), Some(vec![u64::MAX / 2 + 1, u64::MAX / 2]));
+        // Both paths (u64 for small totals, u128 for large ones) agree on exact splits.
+        assert_eq!(apportion(65_535, &[0.25, 0.25, 0.5]), Some(vec![16_384, 16_384, 32_767]));
+        assert_eq!(apportion(1 << 50, &[1.0, 3.0]), Some(vec![1 << 48, 3 << 48]));
     }
 
     proptest! {
@@ -102,8 +129,8 @@ mod tests {
                 let s: f64 = shares.iter().sum();
                 for (p, x) in parts.iter().zip(&shares) {
                     let quota = total as f64 * (x / s);
-                    // Off by at most one unit plus the 2^-52 quantisation of the shares.
-                    prop_assert!((*p as f64 - quota).abs() <= 1.0 + total as f64 * 1e-12 * shares.len() as f64);
+                    // Off by at most one unit plus the (>= 2^-40) quantisation of the shares.
+                    prop_assert!((*p as f64 - quota).abs() <= 1.0 + total as f64 * 2e-12 * shares.len() as f64);
                 }
             } else {
                 prop_assert!(shares.iter().all(|&x| x == 0.0));

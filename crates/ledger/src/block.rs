@@ -110,10 +110,80 @@ pub struct BlockOutcome {
     pub burned: u64,
 }
 
+/// The borsh encoding of a [`StoredBlock`], built from transaction bodies already encoded for
+/// hashing (`bodies[k]` is `borsh(block.txs[k].body)`) instead of encoding them again: a block of
+/// 4,096 weight rows is 10 MiB, and this halves the cost of storing it.
+pub(crate) fn encode_stored_block(
+    block: &Block,
+    bodies: &[Vec<u8>],
+    receipts: &[Receipt],
+    epoch: &Option<EpochReport>,
+) -> Vec<u8> {
+    let tx_bytes: usize = bodies.iter().map(|b| b.len() + 64).sum();
+    let mut out = Vec::with_capacity(tx_bytes + 128 * receipts.len() + 1024);
+    // Writes into a Vec cannot fail; an encoding error would only leave a short record, which
+    // decoding reports as corrupt rather than a panic here.
+    let _ = borsh::to_writer(&mut out, &block.header);
+    out.extend_from_slice(&(block.txs.len() as u32).to_le_bytes());
+    for (tx, body) in block.txs.iter().zip(bodies) {
+        out.extend_from_slice(body);
+        out.extend_from_slice(&tx.signature.0);
+    }
+    let _ = borsh::to_writer(&mut out, receipts);
+    let _ = borsh::to_writer(&mut out, epoch);
+    out
+}
+
 /// A block as the ledger stores it, with what executing it produced.
 #[derive(Clone, Debug, PartialEq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
 pub struct StoredBlock {
     pub block: Block,
     pub receipts: Vec<Receipt>,
     pub epoch: Option<EpochReport>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::genesis::{dev_key, public_key};
+    use crate::tx::{Call, TxBody};
+
+    #[test]
+    fn stored_block_encoding_is_borsh() {
+        let k = dev_key("a");
+        let txs: Vec<SignedTx> = (0..3)
+            .map(|n| {
+                TxBody {
+                    sender: public_key(&k),
+                    nonce: n,
+                    fee: 1,
+                    call: Call::set_weights(vec![1, 2], &[0.5, 0.5]),
+                }
+                .sign(&k, "c")
+            })
+            .collect();
+        let bodies: Vec<Vec<u8>> = txs.iter().map(|t| t.body.encode()).collect();
+        let header = BlockHeader {
+            height: 3,
+            parent_hash: Hash([1; 32]),
+            timestamp_ms: 9,
+            proposer: public_key(&k),
+            tx_root: Hash([2; 32]),
+            state_root: Hash([3; 32]),
+        };
+        let receipts =
+            vec![Receipt { tx_id: Hash([4; 32]), status: TxStatus::Applied, fee_paid: 1, emission_paid: 0 }];
+        let epoch = Some(EpochReport {
+            height: 3,
+            mechanism: "yuma".into(),
+            n: 2,
+            minted: 5,
+            withheld: false,
+            error: None,
+        });
+        let stored = StoredBlock { block: Block { header, txs }, receipts, epoch };
+        let fast = encode_stored_block(&stored.block, &bodies, &stored.receipts, &stored.epoch);
+        assert_eq!(fast, borsh::to_vec(&stored).unwrap());
+        assert_eq!(borsh::from_slice::<StoredBlock>(&fast).unwrap(), stored);
+    }
 }

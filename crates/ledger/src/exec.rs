@@ -312,7 +312,9 @@ fn validate_weights(
         sum += v.0;
     }
     let mut pairs: Vec<(u16, f64)> = uids.iter().copied().zip(values.iter().map(|v| v.0)).collect();
-    pairs.sort_unstable_by_key(|p| p.0);
+    if !pairs.is_sorted_by_key(|p| p.0) {
+        pairs.sort_unstable_by_key(|p| p.0);
+    }
     if let Some(w) = pairs.windows(2).find(|w| w[0].0 == w[1].0) {
         return Err(TxError::DuplicateUid { uid: w[0].0 });
     }

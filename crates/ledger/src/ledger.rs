@@ -1,6 +1,8 @@
 //! [`Ledger`]: the state machine behind the `execute block -> commit` boundary.
 
-use crate::block::{tx_root, Block, BlockHeader, BlockOutcome, EpochReport, Receipt, StoredBlock};
+use crate::block::{
+    encode_stored_block, tx_root, Block, BlockHeader, BlockOutcome, EpochReport, Receipt, StoredBlock,
+};
 use crate::epoch::run_epoch;
 use crate::error::{BlockError, LedgerError, TxError};
 use crate::exec::{authenticate, execute_tx, plan, BlockCtx, SigVerdict};
@@ -118,13 +120,13 @@ impl<S: Store> Ledger<S> {
             state_root: Hash::ZERO,
         };
         self.check_header(&header, txs.len())?;
-        let prepared = prepare_all(&txs);
+        let (prepared, bodies) = prepare_all(&txs);
         let mut header = header;
         header.tx_root = tx_root(&prepared.iter().map(|p| p.id).collect::<Vec<_>>());
         let ran = self.run(&header, &txs, &prepared);
         header.state_root = ran.root;
         let block = Block { header, txs };
-        let outcome = self.stage(&block, ran);
+        let outcome = self.stage(&block, &bodies, ran);
         Ok((block, outcome))
     }
 
@@ -132,7 +134,7 @@ impl<S: Store> Ledger<S> {
     /// was (a state root mismatch reloads the committed state). On success the block is pending.
     pub fn execute_block(&mut self, block: &Block) -> Result<BlockOutcome, BlockError> {
         self.check_header(&block.header, block.txs.len())?;
-        let prepared = prepare_all(&block.txs);
+        let (prepared, bodies) = prepare_all(&block.txs);
         let computed = tx_root(&prepared.iter().map(|p| p.id).collect::<Vec<_>>());
         if computed != block.header.tx_root {
             return Err(BlockError::TxRootMismatch { computed, got: block.header.tx_root });
@@ -142,7 +144,7 @@ impl<S: Store> Ledger<S> {
             self.state = State::load(&self.store)?;
             return Err(BlockError::StateRootMismatch { computed: ran.root, got: block.header.state_root });
         }
-        Ok(self.stage(block, ran))
+        Ok(self.stage(block, &bodies, ran))
     }
 
     /// Writes the pending block atomically and makes it the head. If the store fails, the
@@ -271,14 +273,13 @@ impl<S: Store> Ledger<S> {
             .collect()
     }
 
-    fn stage(&mut self, block: &Block, ran: Ran) -> BlockOutcome {
+    fn stage(&mut self, block: &Block, bodies: &[Vec<u8>], ran: Ran) -> BlockOutcome {
         let Ran { root: _, mut batch, receipts, epoch, minted, burned } = ran;
         let hash = block.header.hash();
         let h = &block.header;
         let head =
             ChainHead { height: h.height, hash, timestamp_ms: h.timestamp_ms, state_root: h.state_root };
-        let stored = StoredBlock { block: block.clone(), receipts: receipts.clone(), epoch: epoch.clone() };
-        batch.put(keys::block(h.height), borsh::to_vec(&stored).unwrap_or_default());
+        batch.put(keys::block(h.height), encode_stored_block(block, bodies, &receipts, &epoch));
         batch.put(keys::block_hash(&hash), h.height.to_be_bytes().to_vec());
         batch.put(keys::HEAD.to_vec(), borsh::to_vec(&head).unwrap_or_default());
         let outcome = BlockOutcome { header: block.header.clone(), hash, receipts, epoch, minted, burned };
@@ -434,8 +435,9 @@ impl<S: Store> Ledger<S> {
     }
 }
 
-fn prepare_all(txs: &[SignedTx]) -> Vec<PreparedTx> {
-    txs.par_iter().map(SignedTx::prepare).collect()
+/// Hashes every transaction (in parallel: pure per transaction), keeping the encoded bodies.
+fn prepare_all(txs: &[SignedTx]) -> (Vec<PreparedTx>, Vec<Vec<u8>>) {
+    txs.par_iter().map(SignedTx::prepare_encoded).unzip()
 }
 
 /// The network as the last epoch and the current state describe it.

@@ -73,14 +73,15 @@ impl MerkleTree {
 
     /// The root, after recomputing every inner node above a leaf set since the last call.
     pub fn root(&mut self) -> Hash {
-        // Walk up level by level; sorting and deduplicating the parents at each level makes each
-        // inner node hashed once however many of its leaves changed.
+        // Walk up level by level. Sorted, deduplicated indices stay sorted when halved, so one
+        // sort suffices and each inner node is hashed once however many of its leaves changed.
         let mut level = std::mem::take(&mut self.dirty);
+        level.sort_unstable();
+        level.dedup();
         while !level.is_empty() {
             for k in level.iter_mut() {
                 *k /= 2;
             }
-            level.sort_unstable();
             level.dedup();
             if level == [0] {
                 break;

@@ -20,7 +20,7 @@ use rayon::prelude::*;
 
 /// Signatures per batch: large enough to get most of the batch speed-up, small enough that one
 /// bad signature costs a bounded number of single re-checks.
-pub const BATCH: usize = 64;
+pub const BATCH: usize = 128;
 
 /// Decompresses a public key; `None` if the bytes are not a curve point.
 pub fn verifying_key(pk: &PublicKey) -> Option<VerifyingKey> {
