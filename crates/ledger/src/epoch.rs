@@ -124,8 +124,10 @@ pub(crate) fn run_epoch(state: &mut State, height: u64) -> EpochReport {
     // amount <= max_issuance <= u64::MAX.
     let amount = u64::try_from(amount).unwrap_or(u64::MAX);
 
-    let rows: Vec<Vec<(usize, f64)>> = (0..n as u16)
-        .map(|i| usable_row(state, i).into_iter().map(|(j, v)| (usize::from(j), f64::from(v))).collect())
+    let rows: Vec<Vec<(usize, f64)>> = (0..n)
+        .map(|i| {
+            usable_row(state, i as u16).into_iter().map(|(j, v)| (usize::from(j), f64::from(v))).collect()
+        })
         .collect();
     let stake: Vec<f64> = state.neurons.iter().map(|x| x.stake as f64).collect();
     // A copy, so a refused epoch leaves the stored state as it was (O(nnz(B)), small next to

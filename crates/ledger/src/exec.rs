@@ -311,22 +311,24 @@ fn validate_weights(
         }
         sum += v.0;
     }
-    let mut pairs: Vec<(u16, f64)> = uids.iter().copied().zip(values.iter().map(|v| v.0)).collect();
-    if !pairs.is_sorted_by_key(|p| p.0) {
-        pairs.sort_unstable_by_key(|p| p.0);
-    }
-    if let Some(w) = pairs.windows(2).find(|w| w[0].0 == w[1].0) {
-        return Err(TxError::DuplicateUid { uid: w[0].0 });
+    // Sort by uid through packed `uid << 32 | position` integers: sorting plain u64s is several
+    // times faster than sorting pairs by key, and this runs once per set_weights.
+    let mut order: Vec<u64> =
+        uids.iter().enumerate().map(|(k, &u)| (u64::from(u) << 32) | k as u64).collect();
+    order.sort_unstable();
+    if let Some(w) = order.windows(2).find(|w| w[0] >> 32 == w[1] >> 32) {
+        return Err(TxError::DuplicateUid { uid: (w[0] >> 32) as u16 });
     }
     if (sum - 1.0).abs() > WEIGHT_SUM_TOLERANCE {
         return Err(TxError::NotNormalized { sum: Float(sum) });
     }
-    let shares: Vec<f64> = pairs.iter().map(|p| p.1).collect();
+    let shares: Vec<f64> = order.iter().map(|&o| values[(o & 0xffff_ffff) as usize].0).collect();
     // sum is within 1e-6 of 1, so some share is positive and apportion returns Some.
     let units =
         apportion(u64::from(WEIGHT_SCALE), &shares).ok_or(TxError::NotNormalized { sum: Float(sum) })?;
-    let row =
-        WeightRow(pairs.iter().zip(units).filter(|(_, q)| *q > 0).map(|(p, q)| (p.0, q as u16)).collect());
+    let row = WeightRow(
+        order.iter().zip(units).filter(|(_, q)| *q > 0).map(|(&o, q)| ((o >> 32) as u16, q as u16)).collect(),
+    );
     if let Some(eps) = cfg.max_change {
         let old = state.rows.get(usize::from(neuron.uid));
         if let Some(old) = old.filter(|r| !r.is_empty()) {

@@ -2,6 +2,7 @@
 
 use crate::block::{
     encode_stored_block, tx_root, Block, BlockHeader, BlockOutcome, EpochReport, Receipt, StoredBlock,
+    TxStatus,
 };
 use crate::epoch::run_epoch;
 use crate::error::{BlockError, LedgerError, TxError};
@@ -281,6 +282,13 @@ impl<S: Store> Ledger<S> {
             ChainHead { height: h.height, hash, timestamp_ms: h.timestamp_ms, state_root: h.state_root };
         batch.put(keys::block(h.height), encode_stored_block(block, bodies, &receipts, &epoch));
         batch.put(keys::block_hash(&hash), h.height.to_be_bytes().to_vec());
+        for (k, r) in receipts.iter().enumerate() {
+            if !matches!(r.status, TxStatus::Rejected(_)) {
+                let mut loc = h.height.to_be_bytes().to_vec();
+                loc.extend_from_slice(&(k as u32).to_be_bytes());
+                batch.put(keys::tx(&r.tx_id), loc);
+            }
+        }
         batch.put(keys::HEAD.to_vec(), borsh::to_vec(&head).unwrap_or_default());
         let outcome = BlockOutcome { header: block.header.clone(), hash, receipts, epoch, minted, burned };
         self.pending = Some(Pending { outcome: outcome.clone(), batch });
@@ -397,7 +405,7 @@ impl<S: Store> Ledger<S> {
             n: n as u32,
             neurons: self.state.neurons.clone(),
             weights: self.state.rows.clone(),
-            bonds: (0..n as u16).map(|u| self.bonds(u)).collect(),
+            bonds: (0..n).map(|u| self.bonds(u as u16)).collect(),
             issuance: self.issuance(),
             difficulty: self.difficulty(),
         }
@@ -424,6 +432,33 @@ impl<S: Store> Ledger<S> {
             }
             None => Ok(None),
         }
+    }
+
+    /// Where a committed transaction is: `(height, index in the block)`. Only transactions
+    /// that were applied or failed are indexed (a rejected one changed nothing).
+    pub fn tx_location(&self, id: &Hash) -> Result<Option<(u64, u32)>, LedgerError> {
+        let key = keys::tx(id);
+        let Some(v) = self.store.get(&key)? else { return Ok(None) };
+        match v.as_slice() {
+            [h @ .., a, b, c, d] if h.len() == 8 => {
+                let mut hb = [0u8; 8];
+                hb.copy_from_slice(h);
+                Ok(Some((u64::from_be_bytes(hb), u32::from_be_bytes([*a, *b, *c, *d]))))
+            }
+            _ => Err(crate::store::StoreError::Corrupt {
+                key: hex::encode(&key),
+                reason: "transaction location is not 12 bytes".into(),
+            }
+            .into()),
+        }
+    }
+
+    /// A committed transaction with its receipt and block height.
+    pub fn transaction(&self, id: &Hash) -> Result<Option<(u64, SignedTx, Receipt)>, LedgerError> {
+        let Some((height, index)) = self.tx_location(id)? else { return Ok(None) };
+        let Some(stored) = self.block(height)? else { return Ok(None) };
+        let k = index as usize;
+        Ok(stored.block.txs.get(k).cloned().zip(stored.receipts.get(k).cloned()).map(|(t, r)| (height, t, r)))
     }
 
     pub fn store(&self) -> &S {

@@ -136,6 +136,7 @@ pub(crate) mod keys {
     pub const HEAD: &[u8] = b"h";
     pub const BLOCK: u8 = b'B';
     pub const BLOCK_HASH: u8 = b'H';
+    pub const TX: u8 = b'T';
 
     pub fn account(pk: &PublicKey) -> Vec<u8> {
         let mut k = Vec::with_capacity(33);
@@ -152,6 +153,12 @@ pub(crate) mod keys {
     pub fn block(height: u64) -> Vec<u8> {
         let mut k = vec![BLOCK];
         k.extend_from_slice(&height.to_be_bytes());
+        k
+    }
+
+    pub fn tx(id: &crate::types::Hash) -> Vec<u8> {
+        let mut k = vec![TX];
+        k.extend_from_slice(&id.0);
         k
     }
 
@@ -321,8 +328,9 @@ impl State {
 
     pub(crate) fn mark_all_dirty(&mut self) {
         self.dirty.accounts.extend(self.accounts.keys().copied());
-        self.dirty.neurons.extend(0..self.neurons.len() as u16);
-        self.dirty.rows.extend(0..self.rows.len() as u16);
+        // uids, not `0..len as u16`: a full table of 65,536 would wrap to an empty range.
+        self.dirty.neurons.extend((0..self.neurons.len()).map(|u| u as u16));
+        self.dirty.rows.extend((0..self.rows.len()).map(|u| u as u16));
         self.dirty.bonds = true;
         self.dirty.scaling = true;
     }
@@ -422,7 +430,7 @@ impl State {
 
     /// Marks every neuron dirty (an epoch rewrites them all).
     pub(crate) fn touch_all_neurons(&mut self) {
-        self.dirty.neurons.extend(0..self.neurons.len() as u16);
+        self.dirty.neurons.extend((0..self.neurons.len()).map(|u| u as u16));
     }
 
     // --- commitment -------------------------------------------------------------------------

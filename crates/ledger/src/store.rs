@@ -15,6 +15,8 @@
 //! - `c` -> the genesis configuration (JSON)
 //! - `B` + height (u64 big-endian) -> a stored block (header, transactions, receipts)
 //! - `H` + block hash -> height
+//! - `T` + transaction id -> height (u64 big-endian) and index in the block (u32 big-endian),
+//!   for transactions that were applied or failed (rejected ones used no nonce and may recur)
 //!
 //! Big-endian numbers make a prefix scan return records in uid or height order.
 

@@ -83,6 +83,20 @@ fn replaying_blocks_into_fresh_stores_gives_the_same_roots() {
         assert_eq!(l.block(5).unwrap().unwrap().block, blocks[4]);
         assert_eq!(l.block_by_hash(&blocks[9].header.hash()).unwrap().unwrap().block, blocks[9]);
         assert!(l.block(99).unwrap().is_none());
+        // Transactions are found by id; a rejected one is not indexed.
+        let b = &blocks[6];
+        let stored = l.block(7).unwrap().unwrap();
+        for (k, (tx, r)) in b.txs.iter().zip(&stored.receipts).enumerate() {
+            match &r.status {
+                TxStatus::Rejected(_) => assert_eq!(l.tx_location(&tx.id()).unwrap(), None),
+                _ => {
+                    assert_eq!(l.tx_location(&tx.id()).unwrap(), Some((7, k as u32)));
+                    let (h, t, rr) = l.transaction(&tx.id()).unwrap().unwrap();
+                    assert_eq!((h, &t, &rr), (7, tx, r));
+                }
+            }
+        }
+        assert!(stored.receipts.iter().any(|r| matches!(r.status, TxStatus::Rejected(_))));
     }
 }
 
