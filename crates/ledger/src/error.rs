@@ -130,6 +130,8 @@ pub enum LedgerError {
     NotInitialised,
     #[error("the store already holds a chain (genesis {0}); open it instead")]
     AlreadyInitialised(Hash),
+    #[error("the store holds the chain of genesis {stored}, not the given genesis {given}: use another data directory or the same genesis file")]
+    GenesisMismatch { stored: Hash, given: Hash },
     #[error("no executed block is waiting to be committed")]
     NothingPending,
     #[error("a block is executed but not committed: commit or discard it first")]

@@ -92,13 +92,19 @@ impl<S: Store> Ledger<S> {
         Ok(Ledger { store, state, head, pending: None })
     }
 
-    /// Opens the chain in `store`, or starts it from `genesis` if the store is empty.
+    /// Opens the chain in `store`, or starts it from `genesis` if the store is empty. A store
+    /// holding another chain is an error (a data directory reused with a different genesis file).
     pub fn open_or_init(store: S, genesis: GenesisConfig) -> Result<Self, LedgerError> {
-        if store.get(keys::GENESIS)?.is_some() {
-            Self::open(store)
-        } else {
-            Self::init(store, genesis)
+        if store.get(keys::GENESIS)?.is_none() {
+            return Self::init(store, genesis);
         }
+        let ledger = Self::open(store)?;
+        let stored = ledger.state.globals.genesis_hash;
+        let given = genesis.hash();
+        if stored != given {
+            return Err(LedgerError::GenesisMismatch { stored, given });
+        }
+        Ok(ledger)
     }
 
     // --- the execute / commit boundary -----------------------------------------------------

@@ -22,6 +22,7 @@ use borsh::{BorshDeserialize, BorshSerialize};
 use ed25519_dalek::VerifyingKey;
 use mechanism::{MechanismState, SparseMatrix};
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
@@ -263,6 +264,8 @@ impl State {
         let cfg_bytes = store.get(keys::GENESIS)?.ok_or(LedgerError::NotInitialised)?;
         let cfg: GenesisConfig = serde_json::from_slice(&cfg_bytes)
             .map_err(|e| StoreError::Corrupt { key: "c (genesis)".into(), reason: e.to_string() })?;
+        // Refuse a stored configuration no chain could have started from (a damaged store).
+        cfg.validate()?;
         let globals_bytes = store.get(keys::GLOBALS)?.ok_or(LedgerError::NotInitialised)?;
         let globals: Globals = decode(keys::GLOBALS, &globals_bytes)?;
         let mut s = State::empty(Arc::new(cfg), globals);
@@ -456,8 +459,7 @@ impl State {
                 k[..2].copy_from_slice(&b.to_be_bytes());
                 k
             });
-            let mut h = sha2::Sha256::new();
-            use sha2::Digest;
+            let mut h = Sha256::new();
             h.update([0x00]);
             h.update(b"account-bucket");
             let mut any = false;

@@ -122,7 +122,10 @@ fn a_restarted_ledger_continues_with_the_same_roots() {
     }
     assert_eq!(l.head().state_root, blocks.last().unwrap().header.state_root);
     drop(l);
-    assert!(matches!(Ledger::init(&mut store, g), Err(LedgerError::AlreadyInitialised(_))));
+    assert!(matches!(Ledger::init(&mut store, g.clone()), Err(LedgerError::AlreadyInitialised(_))));
+    assert_eq!(Ledger::open_or_init(&mut store, g.clone()).unwrap().head().height, 20);
+    let other = GenesisConfig { chain_id: "another".into(), ..g };
+    assert!(matches!(Ledger::open_or_init(&mut store, other), Err(LedgerError::GenesisMismatch { .. })));
 }
 
 #[test]
