@@ -5,6 +5,7 @@ use crate::common::*;
 use ledger::mechanism::MECHANISM_NAMES;
 use ledger::*;
 use proptest::prelude::*;
+use std::collections::HashMap;
 
 const NEURONS: usize = 4;
 /// Keys the operations pick from: the genesis users, hotkeys and coldkeys.
@@ -46,16 +47,26 @@ fn user(k: usize) -> String {
 /// Turns an operation into a signed transaction that should be valid against the current state
 /// where that is easy to arrange (amounts clamped, rows normalised); `None` when it makes no
 /// sense (an empty row).
-fn to_tx(c: &mut Chain, op: &Op) -> Option<SignedTx> {
+fn to_tx(c: &mut Chain, spent: &mut HashMap<PublicKey, u64>, op: &Op) -> Option<SignedTx> {
     let n = c.ledger.neurons().len();
+    // What a sender may still move in this block, keeping enough for the fees of every
+    // transaction a block can hold (so nothing is refused for an unpayable fee).
+    let mut budget = |c: &Chain, name: &str, want: u64| {
+        let who = pk(name);
+        let used = spent.entry(who).or_insert(0);
+        let free = c.ledger.account(&who).balance.saturating_sub(*used + 20 * FEE);
+        let amount = want.min(free);
+        *used += amount + FEE;
+        (amount > 0).then_some(amount)
+    };
     Some(match op {
         Op::Transfer { from, to, amount } => {
-            let bal = c.balance(&user(*from)).saturating_sub(FEE);
-            c.tx(&key(&user(*from)), Call::Transfer { to: pk(&user(*to)), amount: (*amount).min(bal).max(1) })
+            let amount = budget(c, &user(*from), *amount)?;
+            c.tx(&key(&user(*from)), Call::Transfer { to: pk(&user(*to)), amount })
         }
         Op::AddStake { i, amount } => {
-            let bal = c.balance(&cold(*i)).saturating_sub(FEE);
-            c.tx(&key(&cold(*i)), Call::AddStake { hotkey: pk(&hot(*i)), amount: (*amount).min(bal).max(1) })
+            let amount = budget(c, &cold(*i), *amount)?;
+            c.tx(&key(&cold(*i)), Call::AddStake { hotkey: pk(&hot(*i)), amount })
         }
         Op::RemoveStake { i, amount } => {
             let staked = c.ledger.neuron_by_hotkey(&pk(&hot(*i))).map_or(1, |x| x.stake.max(1));
@@ -135,7 +146,8 @@ proptest! {
         let (mut minted, mut burned) = (0u128, 0u128);
         let mut produced = Vec::new();
         for ops in &blocks {
-            let txs: Vec<SignedTx> = ops.iter().filter_map(|o| to_tx(&mut c, o)).collect();
+            let mut spent = HashMap::new();
+            let txs: Vec<SignedTx> = ops.iter().filter_map(|o| to_tx(&mut c, &mut spent, o)).collect();
             let (block, out) = c.propose(txs);
             c.ledger.commit().unwrap();
             // The harness signs correctly with the right nonces: nothing is rejected.
