@@ -36,18 +36,18 @@ pub fn apportion(total: u64, shares: &[f64]) -> Option<Vec<u64>> {
     let bits_n = usize::BITS - shares.len().leading_zeros();
     let fast_bits = 63u32.saturating_sub(bits_total + bits_n).min(WEIGHT_BITS);
     let bits = if fast_bits >= FAST_MIN_BITS { fast_bits } else { WEIGHT_BITS };
-    let scale = ldexp1(bits);
-    // Each weight is in [0, 2^bits] and the max share maps to exactly 2^bits.
+    let one = 1u64 << bits;
+    let k = ldexp1(bits) / max;
+    // Each weight is in [0, 2^bits]; the largest share maps to 2^bits (within one rounding).
     // Truncation is the floor for these non-negative values (and avoids a libm call).
-    let weights: Vec<u64> = shares.iter().map(|&x| (clean(x) / max * scale) as u64).collect();
+    let weights: Vec<u64> = shares.iter().map(|&x| ((clean(x) * k) as u64).min(one)).collect();
     let mut parts = Vec::with_capacity(weights.len());
-    // (remainder, index) of every part whose quota was not whole.
-    let mut remainders: Vec<(u128, usize)> = Vec::with_capacity(weights.len());
-    let mut given: u128 = 0;
     if bits == fast_bits {
         // total < 2^bits_total, w <= 2^bits, n < 2^bits_n: products and sums stay below 2^63.
         let sum: u64 = weights.iter().sum();
         let inv = 1.0 / sum as f64;
+        let mut remainders: Vec<(u64, u32)> = Vec::with_capacity(weights.len());
+        let mut given: u64 = 0;
         for (i, &w) in weights.iter().enumerate() {
             let exact = total * w;
             // One float multiply estimates the quotient within one of the true floor (relative
@@ -61,14 +61,18 @@ pub fn apportion(total: u64, shares: &[f64]) -> Option<Vec<u64>> {
             }
             let r = exact - q * sum;
             debug_assert!(r < sum, "quotient estimate off by more than one");
-            given += u128::from(q);
+            given += q;
             parts.push(q);
             if r > 0 {
-                remainders.push((u128::from(r), i));
+                // n < 2^bits_n <= 2^23 here, so the index fits in u32.
+                remainders.push((r, i as u32));
             }
         }
+        give_leftovers(&mut parts, &mut remainders, total - given);
     } else {
         let sum: u128 = weights.iter().map(|&w| u128::from(w)).sum();
+        let mut remainders: Vec<(u128, u32)> = Vec::with_capacity(weights.len());
+        let mut given: u128 = 0;
         for (i, &w) in weights.iter().enumerate() {
             // total < 2^64 and w <= 2^52: the product fits in u128 with room to spare.
             let exact = u128::from(total) * u128::from(w);
@@ -78,24 +82,31 @@ pub fn apportion(total: u64, shares: &[f64]) -> Option<Vec<u64>> {
             // q <= total, so it fits in u64.
             parts.push(q as u64);
             if r > 0 {
-                remainders.push((r, i));
+                remainders.push((r, u32::try_from(i).unwrap_or(u32::MAX)));
             }
         }
-    }
-    // Each floor loses less than one unit, so fewer than n units are left.
-    let left = (u128::from(total) - given) as usize;
-    if left > 0 {
-        // Largest remainders first, ties to the lower index: a strict total order, so the first
-        // `left` elements after partitioning are exactly the winners, whatever their order.
-        let by_rank = |a: &(u128, usize), b: &(u128, usize)| b.0.cmp(&a.0).then(a.1.cmp(&b.1));
-        if left < remainders.len() {
-            remainders.select_nth_unstable_by(left - 1, by_rank);
-        }
-        for &(_, i) in remainders.iter().take(left) {
-            parts[i] += 1;
-        }
+        give_leftovers(&mut parts, &mut remainders, (u128::from(total) - given) as u64);
     }
     Some(parts)
+}
+
+/// Gives one unit to each of the `left` largest remainders, ties to the lower index.
+fn give_leftovers<R: Ord + Copy>(parts: &mut [u64], remainders: &mut [(R, u32)], left: u64) {
+    // Each floor loses less than one unit, so fewer units are left than there are remainders.
+    let left = usize::try_from(left).unwrap_or(usize::MAX).min(remainders.len());
+    if left == 0 {
+        return;
+    }
+    // Largest remainder first, then lowest index: a strict total order, so after partitioning
+    // the first `left` elements are exactly the winners, whatever their order among themselves.
+    if left < remainders.len() {
+        remainders.select_nth_unstable_by(left - 1, |a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+    }
+    for &(_, i) in &remainders[..left] {
+        if let Some(p) = parts.get_mut(i as usize) {
+            *p += 1;
+        }
+    }
 }
 
 /// `2^e` built from its bits (exact; `powi`'s accuracy is platform-defined).
@@ -138,7 +149,8 @@ mod tests {
         let bits_n = usize::BITS - shares.len().leading_zeros();
         let fast = 63u32.saturating_sub(bits_total + bits_n).min(WEIGHT_BITS);
         let bits = if fast >= FAST_MIN_BITS { fast } else { WEIGHT_BITS };
-        let w: Vec<u128> = shares.iter().map(|&x| (clean(x) / max * ldexp1(bits)).floor() as u128).collect();
+        let k = ldexp1(bits) / max;
+        let w: Vec<u128> = shares.iter().map(|&x| ((clean(x) * k).floor() as u128).min(1 << bits)).collect();
         let sum: u128 = w.iter().sum();
         let mut parts: Vec<u64> = w.iter().map(|&wi| (u128::from(total) * wi / sum) as u64).collect();
         let mut rem: Vec<(u128, usize)> =

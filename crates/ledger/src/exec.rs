@@ -326,9 +326,14 @@ fn validate_weights(
     // sum is within 1e-6 of 1, so some share is positive and apportion returns Some.
     let units =
         apportion(u64::from(WEIGHT_SCALE), &shares).ok_or(TxError::NotNormalized { sum: Float(sum) })?;
-    let row = WeightRow(
-        order.iter().zip(units).filter(|(_, q)| *q > 0).map(|(&o, q)| ((o >> 32) as u16, q as u16)).collect(),
-    );
+    let mut entries = Vec::with_capacity(order.len());
+    for (&o, q) in order.iter().zip(units) {
+        // Parts of 65,535 split by shares summing to ~1 are at most 65,535: they fit in u16.
+        if q > 0 {
+            entries.push(((o >> 32) as u16, q as u16));
+        }
+    }
+    let row = WeightRow(entries);
     if let Some(eps) = cfg.max_change {
         let old = state.rows.get(usize::from(neuron.uid));
         if let Some(old) = old.filter(|r| !r.is_empty()) {
