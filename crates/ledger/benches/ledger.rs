@@ -276,6 +276,11 @@ fn benches(c: &mut Criterion) {
     if let Some(m) = batch {
         println!("batch verification ({} a batch):   {} signatures", ledger::verify::BATCH, rates(N, m));
     }
+    if std::env::var("LEDGER_BENCH_SERIES").is_ok() {
+        let series: Vec<String> =
+            block_runs.iter().map(|t| format!("{:.0}", t.reported().as_secs_f64() * 1e3)).collect();
+        println!("block times (ms, in order): {}", series.join(" "));
+    }
     if let Some(m) = medians(&block_runs) {
         println!("set_weights applied + committed:   {} transactions (target 20,000)", rates(N, m));
         let cpu_or_wall = |x: (f64, Option<f64>)| x.1.unwrap_or(x.0);

@@ -492,7 +492,7 @@ impl State {
             let key = keys::uid(keys::ROW, uid);
             let leaf = match self.rows.get(usize::from(uid)) {
                 Some(r) if !r.is_empty() => {
-                    let v = encode(r);
+                    let v = r.encode();
                     let leaf = leaf_hash(b"weights", &key, &v);
                     batch.put(key, v);
                     leaf
