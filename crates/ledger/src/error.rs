@@ -12,7 +12,7 @@ use thiserror::Error;
 /// These cross the network (mempool answers, receipts over JSON-RPC) and are stored in receipts,
 /// hence serde and borsh.
 #[derive(Debug, Clone, PartialEq, Error, Serialize, Deserialize, BorshSerialize, BorshDeserialize)]
-#[serde(tag = "error", rename_all = "snake_case")]
+#[serde(tag = "error", content = "details", rename_all = "snake_case")]
 pub enum TxError {
     // --- authentication: a block containing such a transaction records it as rejected, no fee.
     #[error("transaction is {size} bytes, more than the limit of {max}: send fewer weights or split it")]
@@ -136,4 +136,54 @@ pub enum LedgerError {
     NothingPending,
     #[error("a block is executed but not committed: commit or discard it first")]
     BlockPending,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_reason_round_trips_through_json_and_borsh() {
+        let k = PublicKey([7; 32]);
+        let all = vec![
+            TxError::Oversized { size: 9, max: 8 },
+            TxError::Malformed("eof".into()),
+            TxError::BadPublicKey(k),
+            TxError::BadSignature { sender: k, chain_id: "c".into() },
+            TxError::NonceReused { sender: k, expected: 2, got: 1 },
+            TxError::NonceTooHigh { sender: k, expected: 2, got: 3 },
+            TxError::FeeTooLow { kind: CallKind::SetWeights, min: 2, got: 1 },
+            TxError::CannotPayFee { sender: k, fee: 2, balance: 1 },
+            TxError::ZeroAmount { what: "x".into() },
+            TxError::InsufficientBalance { what: "x".into(), needed: 2, available: 1 },
+            TxError::InsufficientStake { hotkey: k, needed: 2, available: 1 },
+            TxError::NotRegistered(k),
+            TxError::AlreadyRegistered { hotkey: k, uid: 3 },
+            TxError::NotOwner { sender: k, hotkey: k, coldkey: k },
+            TxError::WeightLengthMismatch { uids: 1, values: 2 },
+            TxError::EmptyWeights,
+            TxError::TooManyWeights { len: 3, max: 2 },
+            TxError::UnknownUid { uid: 9, n: 4 },
+            TxError::DuplicateUid { uid: 1 },
+            TxError::BadWeight { uid: 1, value: Float(-1.0) },
+            TxError::NotNormalized { sum: Float(0.5) },
+            TxError::WeightsRateLimited { last: 1, next_allowed: 3 },
+            TxError::WeightChangeTooLarge { distance: Float(1.5), max: Float(1.0) },
+            TxError::PowBlockOutOfWindow { block: 1, oldest: 2, newest: 3 },
+            TxError::PowTooWeak { difficulty: 5, seal: Hash([1; 32]) },
+            TxError::TableFullAllImmune { max_neurons: 4, immunity_period: 10 },
+            TxError::RegistrationLimit { limit: 3 },
+            TxError::BadEndpoint("port 0".into()),
+            TxError::Overflow("x".into()),
+        ];
+        for e in all {
+            let json = serde_json::to_string(&e).unwrap_or_else(|err| panic!("{e:?}: {err}"));
+            assert_eq!(serde_json::from_str::<TxError>(&json).unwrap(), e, "{json}");
+            let bytes = borsh::to_vec(&e).unwrap();
+            assert_eq!(borsh::from_slice::<TxError>(&bytes).unwrap(), e);
+            assert!(!e.to_string().is_empty());
+        }
+        let json = serde_json::to_string(&TxError::UnknownUid { uid: 9, n: 4 }).unwrap();
+        assert_eq!(json, r#"{"error":"unknown_uid","details":{"uid":9,"n":4}}"#);
+    }
 }

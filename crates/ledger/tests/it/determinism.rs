@@ -97,6 +97,12 @@ fn replaying_blocks_into_fresh_stores_gives_the_same_roots() {
             }
         }
         assert!(stored.receipts.iter().any(|r| matches!(r.status, TxStatus::Rejected(_))));
+        // What the node serves as JSON reads back as the same values.
+        let json = serde_json::to_string(&stored).unwrap();
+        assert_eq!(serde_json::from_str::<StoredBlock>(&json).unwrap(), stored);
+        let graph = l.metagraph();
+        let json = serde_json::to_string(&graph).unwrap();
+        assert_eq!(serde_json::from_str::<Metagraph>(&json).unwrap(), graph);
     }
 }
 
