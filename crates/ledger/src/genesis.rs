@@ -224,6 +224,14 @@ pub enum GenesisError {
 }
 
 impl GenesisConfig {
+    /// A development chain: the defaults, with each name in `names` funded with `balance`
+    /// through its [`dev_key`] (insecure by design: anyone can derive these keys).
+    pub fn dev(names: &[&str], balance: u64) -> GenesisConfig {
+        let accounts =
+            names.iter().map(|n| GenesisAccount { key: public_key(&dev_key(n)), balance }).collect();
+        GenesisConfig { accounts, ..GenesisConfig::default() }
+    }
+
     pub fn from_json(text: &str) -> Result<Self, GenesisError> {
         let g: GenesisConfig = serde_json::from_str(text).map_err(|e| GenesisError::Parse(e.to_string()))?;
         g.validate()?;
@@ -356,6 +364,14 @@ mod tests {
         let back = GenesisConfig::from_json(&g.to_json_pretty()).unwrap();
         assert_eq!(back, g);
         assert_eq!(back.hash(), g.hash());
+    }
+
+    #[test]
+    fn dev_chains_fund_their_named_keys() {
+        let g = GenesisConfig::dev(&["alice", "bob"], 5);
+        g.validate().unwrap();
+        assert_eq!(g.accounts[1], GenesisAccount { key: public_key(&dev_key("bob")), balance: 5 });
+        assert_eq!(g.issuance().unwrap(), 10);
     }
 
     #[test]
