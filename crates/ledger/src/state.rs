@@ -440,7 +440,7 @@ impl State {
 
     /// Hashes every record changed since the last call into its tree, writes it into a batch,
     /// and returns the new state root with that batch.
-    pub fn finish(&mut self) -> (Hash, WriteBatch) {
+    pub(crate) fn finish(&mut self) -> (Hash, WriteBatch) {
         let mut batch = WriteBatch::new();
         let dirty = std::mem::take(&mut self.dirty);
 
