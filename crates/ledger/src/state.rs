@@ -2,7 +2,7 @@
 //!
 //! The working state lives in memory (accounts in a sorted map, neurons and weight rows in
 //! vectors indexed by uid, the mechanism's bonds and scaling vector). Every mutation goes
-//! through a method that marks the record dirty; [`State::finish`] then encodes each dirty
+//! through a method that marks the record dirty; `State::finish` then encodes each dirty
 //! record once, hashes it into its Merkle tree leaf and puts it in the block's write batch.
 //! So the cost of a block is proportional to what it changed, not to the size of the state.
 //!
