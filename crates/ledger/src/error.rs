@@ -1,0 +1,189 @@
+//! Why the ledger refused something, with what the caller needs to fix it.
+
+use crate::store::StoreError;
+use crate::tx::CallKind;
+use crate::types::{Float, Hash, PublicKey};
+use borsh::{BorshDeserialize, BorshSerialize};
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+/// Why a transaction was refused. Each variant says what was wrong and what would be accepted.
+///
+/// These cross the network (mempool answers, receipts over JSON-RPC) and are stored in receipts,
+/// hence serde and borsh.
+#[derive(Debug, Clone, PartialEq, Error, Serialize, Deserialize, BorshSerialize, BorshDeserialize)]
+#[serde(tag = "error", content = "details", rename_all = "snake_case")]
+pub enum TxError {
+    // --- authentication: a block containing such a transaction records it as rejected, no fee.
+    #[error("transaction is {size} bytes, more than the limit of {max}: send fewer weights or split it")]
+    Oversized { size: u64, max: u64 },
+    #[error("transaction bytes do not decode: {0}")]
+    Malformed(String),
+    #[error("sender {0} is not a valid ed25519 public key")]
+    BadPublicKey(PublicKey),
+    #[error("signature does not verify for sender {sender} on chain {chain_id}: sign the body hash with the sender's key and this chain id")]
+    BadSignature { sender: PublicKey, chain_id: String },
+    #[error("nonce {got} was already used by {sender} (its next nonce is {expected}): replayed or duplicate transaction")]
+    NonceReused { sender: PublicKey, expected: u64, got: u64 },
+    #[error("nonce {got} is ahead of {sender}'s next nonce {expected}: send the missing transactions first")]
+    NonceTooHigh { sender: PublicKey, expected: u64, got: u64 },
+    #[error("fee {got} is below the minimum {min} for {kind}")]
+    FeeTooLow { kind: CallKind, min: u64, got: u64 },
+    #[error("sender {sender} cannot pay the fee: {fee} needed, balance {balance}")]
+    CannotPayFee { sender: PublicKey, fee: u64, balance: u64 },
+
+    // --- the call itself: the fee is charged and the nonce used, nothing else changes.
+    #[error("{what} must be greater than zero")]
+    ZeroAmount { what: String },
+    #[error("insufficient balance: {needed} needed for {what} after the fee, {available} available")]
+    InsufficientBalance { what: String, needed: u64, available: u64 },
+    #[error("insufficient stake on {hotkey}: {needed} requested, {available} staked")]
+    InsufficientStake { hotkey: PublicKey, needed: u64, available: u64 },
+    #[error("hotkey {0} is not registered: register it first")]
+    NotRegistered(PublicKey),
+    #[error("hotkey {hotkey} is already registered as uid {uid}")]
+    AlreadyRegistered { hotkey: PublicKey, uid: u16 },
+    #[error("{sender} is not the coldkey of hotkey {hotkey} (its coldkey is {coldkey})")]
+    NotOwner { sender: PublicKey, hotkey: PublicKey, coldkey: PublicKey },
+    #[error("weights name {uids} uids but carry {values} values: give one value per uid")]
+    WeightLengthMismatch { uids: u64, values: u64 },
+    #[error("weights are empty: give at least one uid")]
+    EmptyWeights,
+    #[error("{len} weights in one row, more than the limit of {max}")]
+    TooManyWeights { len: u64, max: u64 },
+    #[error("uid {uid} is unknown: the network has {n} neurons (uids 0..{n})")]
+    UnknownUid { uid: u16, n: u64 },
+    #[error("uid {uid} appears twice in the weights: give each uid once")]
+    DuplicateUid { uid: u16 },
+    #[error("weight on uid {uid} is {value}: weights must be finite and >= 0")]
+    BadWeight { uid: u16, value: Float },
+    #[error("weights row sums to {sum}, expected 1 +/- 1e-6: normalise it before sending")]
+    NotNormalized { sum: Float },
+    #[error("weights set at block {last}: the next set_weights is allowed at block {next_allowed}")]
+    WeightsRateLimited { last: u64, next_allowed: u64 },
+    #[error("weights change by {distance} (L2 norm of the normalised rows), more than the limit of {max}: move toward the new row in smaller steps")]
+    WeightChangeTooLarge { distance: Float, max: Float },
+    #[error("proof of work names block {block}, but only blocks {oldest}..={newest} are accepted: solve again over a recent block")]
+    PowBlockOutOfWindow { block: u64, oldest: u64, newest: u64 },
+    #[error("proof of work does not meet difficulty {difficulty}: seal {seal} is too large")]
+    PowTooWeak { difficulty: u64, seal: Hash },
+    #[error("the neuron table is full ({max_neurons}) and every neuron is within its immunity period of {immunity_period} blocks: try later")]
+    TableFullAllImmune { max_neurons: u64, immunity_period: u64 },
+    #[error("{limit} registrations per block already accepted in this block: try the next block")]
+    RegistrationLimit { limit: u64 },
+    #[error("endpoint rejected: {0}")]
+    BadEndpoint(String),
+    #[error("amount overflow in {0}")]
+    Overflow(String),
+}
+
+impl TxError {
+    /// True for authentication failures: a transaction refused this way does not pay its fee and
+    /// does not use its nonce (the sender may not have signed it, or cannot pay, or, for a
+    /// `register`, did not do the work that stands for its payment).
+    pub fn is_rejection(&self) -> bool {
+        matches!(
+            self,
+            TxError::Oversized { .. }
+                | TxError::Malformed(_)
+                | TxError::BadPublicKey(_)
+                | TxError::BadSignature { .. }
+                | TxError::NonceReused { .. }
+                | TxError::NonceTooHigh { .. }
+                | TxError::FeeTooLow { .. }
+                | TxError::CannotPayFee { .. }
+                | TxError::PowBlockOutOfWindow { .. }
+                | TxError::PowTooWeak { .. }
+        )
+    }
+}
+
+/// Why a block cannot be executed. A block refused this way leaves the ledger unchanged.
+#[derive(Debug, Error)]
+pub enum BlockError {
+    #[error("block height {got}, expected {expected}")]
+    WrongHeight { expected: u64, got: u64 },
+    #[error("block parent {got} is not the head {expected}")]
+    WrongParent { expected: Hash, got: Hash },
+    #[error("block timestamp {got} ms is before its parent's {parent} ms")]
+    TimestampDecreasing { parent: u64, got: u64 },
+    #[error("block has {count} transactions, the limit is {max}")]
+    TooManyTransactions { count: u64, max: u64 },
+    #[error("transactions root {got} does not match the transactions, which give {computed}")]
+    TxRootMismatch { computed: Hash, got: Hash },
+    #[error("state root {got} in the header differs from the executed state's {computed}")]
+    StateRootMismatch { computed: Hash, got: Hash },
+    #[error("block {0} is executed but neither committed nor discarded: call commit or discard first")]
+    Pending(u64),
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
+}
+
+/// Errors of the ledger as a whole: storage, corrupt records, misuse of the execute/commit cycle.
+#[derive(Debug, Error)]
+pub enum LedgerError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Genesis(#[from] crate::genesis::GenesisError),
+    #[error("the store holds no chain: initialise it from a genesis configuration")]
+    NotInitialised,
+    #[error("the store already holds a chain (genesis {0}); open it instead")]
+    AlreadyInitialised(Hash),
+    #[error("the store holds the chain of genesis {stored}, not the given genesis {given}: use another data directory or the same genesis file")]
+    GenesisMismatch { stored: Hash, given: Hash },
+    #[error("no executed block is waiting to be committed")]
+    NothingPending,
+    #[error("a block is executed but not committed: commit or discard it first")]
+    BlockPending,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_reason_round_trips_through_json_and_borsh() {
+        let k = PublicKey([7; 32]);
+        let all = vec![
+            TxError::Oversized { size: 9, max: 8 },
+            TxError::Malformed("eof".into()),
+            TxError::BadPublicKey(k),
+            TxError::BadSignature { sender: k, chain_id: "c".into() },
+            TxError::NonceReused { sender: k, expected: 2, got: 1 },
+            TxError::NonceTooHigh { sender: k, expected: 2, got: 3 },
+            TxError::FeeTooLow { kind: CallKind::SetWeights, min: 2, got: 1 },
+            TxError::CannotPayFee { sender: k, fee: 2, balance: 1 },
+            TxError::ZeroAmount { what: "x".into() },
+            TxError::InsufficientBalance { what: "x".into(), needed: 2, available: 1 },
+            TxError::InsufficientStake { hotkey: k, needed: 2, available: 1 },
+            TxError::NotRegistered(k),
+            TxError::AlreadyRegistered { hotkey: k, uid: 3 },
+            TxError::NotOwner { sender: k, hotkey: k, coldkey: k },
+            TxError::WeightLengthMismatch { uids: 1, values: 2 },
+            TxError::EmptyWeights,
+            TxError::TooManyWeights { len: 3, max: 2 },
+            TxError::UnknownUid { uid: 9, n: 4 },
+            TxError::DuplicateUid { uid: 1 },
+            TxError::BadWeight { uid: 1, value: Float(-1.0) },
+            TxError::NotNormalized { sum: Float(0.5) },
+            TxError::WeightsRateLimited { last: 1, next_allowed: 3 },
+            TxError::WeightChangeTooLarge { distance: Float(1.5), max: Float(1.0) },
+            TxError::PowBlockOutOfWindow { block: 1, oldest: 2, newest: 3 },
+            TxError::PowTooWeak { difficulty: 5, seal: Hash([1; 32]) },
+            TxError::TableFullAllImmune { max_neurons: 4, immunity_period: 10 },
+            TxError::RegistrationLimit { limit: 3 },
+            TxError::BadEndpoint("port 0".into()),
+            TxError::Overflow("x".into()),
+        ];
+        for e in all {
+            let json = serde_json::to_string(&e).unwrap_or_else(|err| panic!("{e:?}: {err}"));
+            assert_eq!(serde_json::from_str::<TxError>(&json).unwrap(), e, "{json}");
+            let bytes = borsh::to_vec(&e).unwrap();
+            assert_eq!(borsh::from_slice::<TxError>(&bytes).unwrap(), e);
+            assert!(!e.to_string().is_empty());
+        }
+        let json = serde_json::to_string(&TxError::UnknownUid { uid: 9, n: 4 }).unwrap();
+        assert_eq!(json, r#"{"error":"unknown_uid","details":{"uid":9,"n":4}}"#);
+    }
+}

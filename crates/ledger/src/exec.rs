@@ -1,0 +1,482 @@
+//! The transaction rules: authentication, validation, application.
+//!
+//! Every transaction goes through three steps, and only the last one mutates the state:
+//! 1. [`authenticate`]: size, signature, nonce, fee (and the proof of work of a `register`,
+//!    which is its payment). Failing here = `Rejected` (no change).
+//! 2. [`plan`]: every rule of the call, read-only, producing a [`Plan`] that already holds the
+//!    expensive results (the quantised weight row, the chosen uid slot). Failing here = `Failed`
+//!    (fee charged, nonce used, nothing else).
+//! 3. [`apply`]: carry out the plan. It cannot fail: every amount was checked in step 2, so a
+//!    transaction is applied entirely or (beyond its fee) not at all.
+
+use crate::apportion::apportion;
+use crate::block::{Receipt, TxStatus};
+use crate::epoch;
+use crate::error::TxError;
+use crate::genesis::{EmissionMode, FeeSchedule};
+use crate::pow;
+use crate::state::State;
+use crate::tx::{Call, CallKind, PreparedTx, SignedTx, TxBody};
+use crate::types::{
+    Account, Endpoint, Float, Hash, Neuron, NeuronScores, PublicKey, WeightRow, WEIGHT_SCALE,
+};
+
+/// Context of the block being executed.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct BlockCtx {
+    /// Height of the block whose transactions are being applied.
+    pub height: u64,
+    /// Registrations accepted so far in this block.
+    pub registrations: u32,
+    /// The hash of block `height - 1` when it is not yet in the state's recent hashes (checking a
+    /// transaction for the next block, before that block has begun).
+    pub parent: Option<(u64, Hash)>,
+}
+
+/// Where a registration puts its neuron.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Slot {
+    Append(u16),
+    Replace(u16),
+}
+
+impl Slot {
+    fn uid(self) -> u16 {
+        match self {
+            Slot::Append(u) | Slot::Replace(u) => u,
+        }
+    }
+}
+
+/// A validated call, ready to apply.
+#[derive(Clone, Debug)]
+pub(crate) enum Plan {
+    Transfer { to: PublicKey, amount: u64 },
+    Register { hotkey: PublicKey, coldkey: PublicKey, slot: Slot, stake: u64, burn: u64 },
+    Serve { uid: u16, endpoint: Endpoint },
+    AddStake { uid: u16, amount: u64 },
+    RemoveStake { uid: u16, amount: u64 },
+    SetWeights { uid: u16, row: WeightRow },
+}
+
+pub(crate) fn min_fee(f: &FeeSchedule, kind: CallKind) -> u64 {
+    match kind {
+        CallKind::Transfer => f.transfer,
+        CallKind::Register => f.register,
+        CallKind::RegisterBy => f.register_by,
+        CallKind::Serve => f.serve,
+        CallKind::AddStake => f.add_stake,
+        CallKind::RemoveStake => f.remove_stake,
+        CallKind::SetWeights => f.set_weights,
+    }
+}
+
+/// The signature verdict for a transaction, computed before (in a batch, or singly).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum SigVerdict {
+    Valid,
+    BadKey,
+    BadSignature,
+}
+
+pub(crate) fn authenticate(
+    state: &State,
+    ctx: &BlockCtx,
+    body: &TxBody,
+    size: usize,
+    sig: SigVerdict,
+) -> Result<(), TxError> {
+    let cfg = state.config();
+    let max = cfg.limits.max_tx_bytes as usize;
+    if size > max {
+        return Err(TxError::Oversized { size: size as u64, max: max as u64 });
+    }
+    match sig {
+        SigVerdict::Valid => {}
+        SigVerdict::BadKey => return Err(TxError::BadPublicKey(body.sender)),
+        SigVerdict::BadSignature => {
+            return Err(TxError::BadSignature { sender: body.sender, chain_id: cfg.chain_id.clone() })
+        }
+    }
+    let acct = state.account(&body.sender);
+    if body.nonce < acct.nonce {
+        return Err(TxError::NonceReused { sender: body.sender, expected: acct.nonce, got: body.nonce });
+    }
+    if body.nonce > acct.nonce {
+        return Err(TxError::NonceTooHigh { sender: body.sender, expected: acct.nonce, got: body.nonce });
+    }
+    let kind = body.call.kind();
+    let min = min_fee(&cfg.fees, kind);
+    if body.fee < min {
+        return Err(TxError::FeeTooLow { kind, min, got: body.fee });
+    }
+    if acct.balance < body.fee {
+        return Err(TxError::CannotPayFee { sender: body.sender, fee: body.fee, balance: acct.balance });
+    }
+    // For `register` the proof of work is the payment (its fee is usually zero, since a new
+    // hotkey has no balance): without valid work nothing may change, not even a nonce, or
+    // anyone could create accounts for free.
+    if let Call::Register { pow_block, pow_nonce, .. } = &body.call {
+        let block_hash = pow_block_hash(state, ctx, *pow_block)?;
+        let seal = pow::seal(&block_hash, &body.sender, *pow_nonce);
+        let difficulty = state.globals.difficulty;
+        if !pow::meets(&seal, difficulty) {
+            return Err(TxError::PowTooWeak { difficulty, seal });
+        }
+    }
+    Ok(())
+}
+
+/// Balance left after the fee (authentication guarantees it is payable).
+fn spendable(state: &State, body: &TxBody) -> u64 {
+    state.account(&body.sender).balance.saturating_sub(body.fee)
+}
+
+fn need_balance(state: &State, body: &TxBody, what: &str, needed: u64) -> Result<(), TxError> {
+    let available = spendable(state, body);
+    if needed > available {
+        return Err(TxError::InsufficientBalance { what: what.into(), needed, available });
+    }
+    Ok(())
+}
+
+fn registered(state: &State, hotkey: &PublicKey) -> Result<u16, TxError> {
+    state.uid_of(hotkey).ok_or(TxError::NotRegistered(*hotkey))
+}
+
+fn owned(state: &State, sender: &PublicKey, hotkey: &PublicKey) -> Result<u16, TxError> {
+    let uid = registered(state, hotkey)?;
+    let coldkey = state.neuron(uid).map(|n| n.coldkey).ok_or(TxError::NotRegistered(*hotkey))?;
+    if coldkey != *sender {
+        return Err(TxError::NotOwner { sender: *sender, hotkey: *hotkey, coldkey });
+    }
+    Ok(uid)
+}
+
+/// Read-only validation of the call (authentication already passed).
+pub(crate) fn plan(state: &State, ctx: &BlockCtx, body: &TxBody) -> Result<Plan, TxError> {
+    let sender = body.sender;
+    match &body.call {
+        Call::Transfer { to, amount } => {
+            if *amount == 0 {
+                return Err(TxError::ZeroAmount { what: "transfer amount".into() });
+            }
+            need_balance(state, body, "the transfer", *amount)?;
+            Ok(Plan::Transfer { to: *to, amount: *amount })
+        }
+        Call::Register { coldkey, .. } => {
+            // The proof of work was checked with the authentication.
+            not_registered(state, &sender)?;
+            registration_room(state, ctx)?;
+            let slot = choose_slot(state, ctx.height, None)?;
+            Ok(Plan::Register { hotkey: sender, coldkey: *coldkey, slot, stake: 0, burn: 0 })
+        }
+        Call::RegisterBy { hotkey, coldkey, stake } => {
+            let sponsor = registered(state, &sender)?;
+            not_registered(state, hotkey)?;
+            registration_room(state, ctx)?;
+            let burn = state.config().registration.burn;
+            let cost = burn.checked_add(*stake).ok_or(TxError::Overflow("registration cost".into()))?;
+            need_balance(state, body, "the registration burn and stake", cost)?;
+            let slot = choose_slot(state, ctx.height, Some(sponsor))?;
+            Ok(Plan::Register { hotkey: *hotkey, coldkey: *coldkey, slot, stake: *stake, burn })
+        }
+        Call::Serve { endpoint } => {
+            let uid = registered(state, &sender)?;
+            let ip = std::net::IpAddr::from(endpoint.ip);
+            if ip.is_unspecified() || ip.is_multicast() {
+                return Err(TxError::BadEndpoint(format!("{ip} is not a unicast address peers can reach")));
+            }
+            if endpoint.port == 0 {
+                return Err(TxError::BadEndpoint("port 0".into()));
+            }
+            Ok(Plan::Serve { uid, endpoint: *endpoint })
+        }
+        Call::AddStake { hotkey, amount } => {
+            let uid = owned(state, &sender, hotkey)?;
+            if *amount == 0 {
+                return Err(TxError::ZeroAmount { what: "stake amount".into() });
+            }
+            need_balance(state, body, "the stake", *amount)?;
+            Ok(Plan::AddStake { uid, amount: *amount })
+        }
+        Call::RemoveStake { hotkey, amount } => {
+            let uid = owned(state, &sender, hotkey)?;
+            if *amount == 0 {
+                return Err(TxError::ZeroAmount { what: "unstake amount".into() });
+            }
+            let available = state.neuron(uid).map_or(0, |n| n.stake);
+            if *amount > available {
+                return Err(TxError::InsufficientStake { hotkey: *hotkey, needed: *amount, available });
+            }
+            Ok(Plan::RemoveStake { uid, amount: *amount })
+        }
+        Call::SetWeights { uids, values } => {
+            let uid = registered(state, &sender)?;
+            let neuron = state.neuron(uid).ok_or(TxError::NotRegistered(sender))?;
+            let row = validate_weights(state, ctx, neuron, uids, values)?;
+            Ok(Plan::SetWeights { uid, row })
+        }
+    }
+}
+
+fn not_registered(state: &State, hotkey: &PublicKey) -> Result<(), TxError> {
+    match state.uid_of(hotkey) {
+        Some(uid) => Err(TxError::AlreadyRegistered { hotkey: *hotkey, uid }),
+        None => Ok(()),
+    }
+}
+
+/// The hash of block `block` if a proof of work in block `ctx.height` may name it: one of the
+/// `pow_window` blocks before it.
+fn pow_block_hash(state: &State, ctx: &BlockCtx, block: u64) -> Result<Hash, TxError> {
+    let newest = ctx.height.saturating_sub(1);
+    let oldest = ctx.height.saturating_sub(state.config().registration.pow_window);
+    let found = if (oldest..=newest).contains(&block) && ctx.height > 0 {
+        match ctx.parent {
+            Some((h, hash)) if h == block => Some(hash),
+            _ => state.globals.recent_hash(block),
+        }
+    } else {
+        None
+    };
+    found.ok_or(TxError::PowBlockOutOfWindow { block, oldest, newest })
+}
+
+fn registration_room(state: &State, ctx: &BlockCtx) -> Result<(), TxError> {
+    let limit = state.config().registration.max_per_block;
+    if ctx.registrations >= limit {
+        return Err(TxError::RegistrationLimit { limit: u64::from(limit) });
+    }
+    Ok(())
+}
+
+/// Where a new neuron goes: the next uid while the table has room; otherwise the slot of the
+/// lowest-scoring neuron past its immunity period. Score = emission at the last epoch; ties go to
+/// the earlier registration, then the lower uid. `exclude` keeps a sponsor from replacing itself.
+pub(crate) fn choose_slot(state: &State, height: u64, exclude: Option<u16>) -> Result<Slot, TxError> {
+    let cfg = state.config();
+    let n = state.n();
+    if n < cfg.max_neurons as usize {
+        return Ok(Slot::Append(n as u16));
+    }
+    state
+        .neurons
+        .iter()
+        .filter(|x| Some(x.uid) != exclude)
+        .filter(|x| height.saturating_sub(x.registered_at) >= cfg.immunity_period)
+        .min_by_key(|x| (x.scores.emission, x.registered_at, x.uid))
+        .map(|x| Slot::Replace(x.uid))
+        .ok_or(TxError::TableFullAllImmune {
+            max_neurons: u64::from(cfg.max_neurons),
+            immunity_period: cfg.immunity_period,
+        })
+}
+
+/// Tolerance on the sum of a submitted weight row.
+pub const WEIGHT_SUM_TOLERANCE: f64 = 1e-6;
+
+/// Checks a `set_weights` call and quantises it into the stored row.
+fn validate_weights(
+    state: &State,
+    ctx: &BlockCtx,
+    neuron: &Neuron,
+    uids: &[u16],
+    values: &[Float],
+) -> Result<WeightRow, TxError> {
+    let cfg = &state.config().weights;
+    if let Some(last) = neuron.last_weights_block {
+        let next_allowed = last.saturating_add(cfg.rate_limit);
+        if ctx.height < next_allowed {
+            return Err(TxError::WeightsRateLimited { last, next_allowed });
+        }
+    }
+    if uids.len() != values.len() {
+        return Err(TxError::WeightLengthMismatch { uids: uids.len() as u64, values: values.len() as u64 });
+    }
+    if uids.is_empty() {
+        return Err(TxError::EmptyWeights);
+    }
+    if uids.len() > cfg.max_len as usize {
+        return Err(TxError::TooManyWeights { len: uids.len() as u64, max: u64::from(cfg.max_len) });
+    }
+    let n = state.n();
+    let mut sum = 0.0;
+    for (&u, &v) in uids.iter().zip(values) {
+        if usize::from(u) >= n {
+            return Err(TxError::UnknownUid { uid: u, n: n as u64 });
+        }
+        if !v.0.is_finite() || v.0 < 0.0 {
+            return Err(TxError::BadWeight { uid: u, value: v });
+        }
+        sum += v.0;
+    }
+    // Sort by uid through packed `uid << 32 | position` integers: sorting plain u64s is several
+    // times faster than sorting pairs by key, and this runs once per set_weights.
+    let mut order: Vec<u64> =
+        uids.iter().enumerate().map(|(k, &u)| (u64::from(u) << 32) | k as u64).collect();
+    order.sort_unstable();
+    if let Some(w) = order.windows(2).find(|w| w[0] >> 32 == w[1] >> 32) {
+        return Err(TxError::DuplicateUid { uid: (w[0] >> 32) as u16 });
+    }
+    if (sum - 1.0).abs() > WEIGHT_SUM_TOLERANCE {
+        return Err(TxError::NotNormalized { sum: Float(sum) });
+    }
+    let shares: Vec<f64> = order.iter().map(|&o| values[(o & 0xffff_ffff) as usize].0).collect();
+    // sum is within 1e-6 of 1, so some share is positive and apportion returns Some.
+    let units =
+        apportion(u64::from(WEIGHT_SCALE), &shares).ok_or(TxError::NotNormalized { sum: Float(sum) })?;
+    let mut entries = Vec::with_capacity(order.len());
+    for (&o, q) in order.iter().zip(units) {
+        // Parts of 65,535 split by shares summing to ~1 are at most 65,535: they fit in u16.
+        if q > 0 {
+            entries.push(((o >> 32) as u16, q as u16));
+        }
+    }
+    let row = WeightRow(entries);
+    if let Some(eps) = cfg.max_change {
+        let old = state.rows.get(usize::from(neuron.uid));
+        if let Some(old) = old.filter(|r| !r.is_empty()) {
+            let d2 = old.distance_sq(&row) as f64;
+            let scale = f64::from(WEIGHT_SCALE);
+            let max = eps * scale;
+            if d2 > max * max {
+                return Err(TxError::WeightChangeTooLarge {
+                    distance: Float(d2.sqrt() / scale),
+                    max: Float(eps),
+                });
+            }
+        }
+    }
+    Ok(row)
+}
+
+/// Carries out a validated plan. Infallible by construction; arithmetic saturates only in cases
+/// validation excluded, so it never panics.
+pub(crate) fn apply(state: &mut State, ctx: &mut BlockCtx, sender: PublicKey, plan: Plan) {
+    match plan {
+        Plan::Transfer { to, amount } => {
+            debit(state, sender, amount);
+            credit(state, to, amount);
+        }
+        Plan::Register { hotkey, coldkey, slot, stake, burn } => {
+            debit(state, sender, burn.saturating_add(stake));
+            burn_amount(state, burn);
+            let h = ctx.height;
+            let neuron = Neuron {
+                uid: slot.uid(),
+                hotkey,
+                coldkey,
+                stake,
+                endpoint: None,
+                registered_at: h,
+                last_weights_block: None,
+                last_emission_block: h,
+                pending_emission: 0,
+                emission_rate: 0,
+                scores: NeuronScores::default(),
+            };
+            match slot {
+                Slot::Append(_) => state.push_neuron(neuron),
+                Slot::Replace(uid) => {
+                    // The replaced neuron's stake goes back to its owner; its unpaid lazy
+                    // emission was never minted and lapses.
+                    if let Some(old) = state.neuron(uid).cloned() {
+                        credit(state, old.coldkey, old.stake);
+                    }
+                    state.globals.replaced_since_epoch.insert(uid);
+                    state.replace_neuron(neuron);
+                }
+            }
+            state.globals.registrations_this_interval += 1;
+            ctx.registrations += 1;
+        }
+        Plan::Serve { uid, endpoint } => {
+            if let Some(n) = state.neuron_mut(uid) {
+                n.endpoint = Some(endpoint);
+            }
+        }
+        Plan::AddStake { uid, amount } => {
+            debit(state, sender, amount);
+            if let Some(n) = state.neuron_mut(uid) {
+                n.stake = n.stake.saturating_add(amount);
+            }
+        }
+        Plan::RemoveStake { uid, amount } => {
+            if let Some(n) = state.neuron_mut(uid) {
+                n.stake = n.stake.saturating_sub(amount);
+            }
+            credit(state, sender, amount);
+        }
+        Plan::SetWeights { uid, row } => {
+            state.set_row(uid, row);
+            if let Some(n) = state.neuron_mut(uid) {
+                n.last_weights_block = Some(ctx.height);
+            }
+        }
+    }
+}
+
+fn debit(state: &mut State, who: PublicKey, amount: u64) {
+    if amount == 0 {
+        return;
+    }
+    let mut a = state.account(&who);
+    a.balance = a.balance.saturating_sub(amount);
+    state.set_account(who, a);
+}
+
+/// Adds to a balance. Cannot overflow: all balances and stakes together are the total issuance,
+/// which never exceeds `max_issuance <= u64::MAX`.
+pub(crate) fn credit(state: &mut State, who: PublicKey, amount: u64) {
+    if amount == 0 {
+        return;
+    }
+    let mut a = state.account(&who);
+    a.balance = a.balance.saturating_add(amount);
+    state.set_account(who, a);
+}
+
+fn burn_amount(state: &mut State, amount: u64) {
+    state.globals.issuance.burned += u128::from(amount);
+}
+
+/// Authenticates, validates and applies one transaction whose signature verdict is known.
+pub(crate) fn execute_tx(
+    state: &mut State,
+    ctx: &mut BlockCtx,
+    tx: &SignedTx,
+    prepared: &PreparedTx,
+    sig: SigVerdict,
+) -> Receipt {
+    let body = &tx.body;
+    let rejected =
+        |e| Receipt { tx_id: prepared.id, status: TxStatus::Rejected(e), fee_paid: 0, emission_paid: 0 };
+    if let Err(e) = authenticate(state, ctx, body, prepared.size, sig) {
+        return rejected(e);
+    }
+    let planned = plan(state, ctx, body);
+    // Authentication passed: the fee is due and the nonce is used, whatever the call does.
+    let mut acct: Account = state.account(&body.sender);
+    acct.balance = acct.balance.saturating_sub(body.fee);
+    acct.nonce = acct.nonce.saturating_add(1);
+    state.set_account(body.sender, acct);
+    burn_amount(state, body.fee);
+    match planned {
+        Err(e) => {
+            Receipt { tx_id: prepared.id, status: TxStatus::Failed(e), fee_paid: body.fee, emission_paid: 0 }
+        }
+        Ok(p) => {
+            // Lazy emission: a registered hotkey that transacts is paid what it accrued, along
+            // the weights that were in force while it accrued (before this call changes them).
+            let mut emission_paid = 0;
+            if state.config().emission_mode == EmissionMode::Lazy {
+                if let Some(uid) = state.uid_of(&body.sender) {
+                    emission_paid = epoch::settle(state, uid, ctx.height);
+                }
+            }
+            apply(state, ctx, body.sender, p);
+            Receipt { tx_id: prepared.id, status: TxStatus::Applied, fee_paid: body.fee, emission_paid }
+        }
+    }
+}

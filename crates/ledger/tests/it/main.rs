@@ -1,0 +1,9 @@
+//! Integration tests of the ledger, in one binary (links once).
+
+mod bad_txs;
+mod common;
+mod determinism;
+mod emission;
+mod lazy;
+mod properties;
+mod registration;
