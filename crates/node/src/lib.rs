@@ -86,11 +86,11 @@ pub struct Shared {
 impl Shared {
     /// The ledger, even if a thread panicked while holding it (its state is only changed by
     /// `propose`/`commit`, which leave it consistent or return an error).
-    fn ledger(&self) -> MutexGuard<'_, Ledger<RedbStore>> {
+    pub(crate) fn ledger(&self) -> MutexGuard<'_, Ledger<RedbStore>> {
         self.ledger.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn mempool(&self) -> MutexGuard<'_, Mempool> {
+    pub(crate) fn mempool(&self) -> MutexGuard<'_, Mempool> {
         self.mempool.lock().unwrap_or_else(|p| p.into_inner())
     }
 

@@ -1,7 +1,9 @@
 //! The JSON-RPC 2.0 API (HTTP and WebSocket on one port). Methods and examples: `docs/rpc.md`.
 //! Every handler parses its parameters into typed values first (a bad parameter is
 //! `INVALID_PARAMS` with what was expected), holds the ledger lock only to read, and never
-//! panics on input.
+//! panics on input. Handlers are registered as blocking methods: the producer holds the ledger
+//! lock for a whole block (an epoch of thousands of neurons takes a while), and waiting for it
+//! must not stall the async workers that serve other connections and subscriptions.
 
 use crate::mempool::MempoolError;
 use crate::Shared;
@@ -47,7 +49,7 @@ fn key_param(params: &Params<'_>) -> Result<PublicKey, ErrorObjectOwned> {
 pub fn module(shared: Arc<Shared>) -> Result<RpcModule<Arc<Shared>>, jsonrpsee::core::RegisterMethodError> {
     let mut m = RpcModule::new(shared);
 
-    m.register_method("agora_submitTransaction", |params, s, _| {
+    m.register_blocking_method("agora_submitTransaction", |params, s, _| {
         let hex_tx: String = one(&params, "the signed transaction's bytes as hex")?;
         let bytes = hex::decode(hex_tx.strip_prefix("0x").unwrap_or(&hex_tx))
             .map_err(|e| invalid(format!("transaction is not hex: {e}")))?;
@@ -58,12 +60,12 @@ pub fn module(shared: Arc<Shared>) -> Result<RpcModule<Arc<Shared>>, jsonrpsee::
         })
     })?;
 
-    m.register_method("agora_getTransaction", |params, s, _| {
+    m.register_blocking_method("agora_getTransaction", |params, s, _| {
         let id: Hash = {
             let text: String = one(&params, "a transaction id as 64 hex digits")?;
             text.parse().map_err(invalid)?
         };
-        if s.mempool.lock().map(|m| m.contains(&id)).unwrap_or(false) {
+        if s.mempool().contains(&id) {
             return Ok::<_, ErrorObjectOwned>(TxLookup::Pending);
         }
         let ledger = s.ledger();
@@ -76,12 +78,12 @@ pub fn module(shared: Arc<Shared>) -> Result<RpcModule<Arc<Shared>>, jsonrpsee::
         }
     })?;
 
-    m.register_method("agora_account", |params, s, _| {
+    m.register_blocking_method("agora_account", |params, s, _| {
         let key = key_param(&params)?;
         Ok::<_, ErrorObjectOwned>(AccountInfo::new(key, s.ledger().account(&key)))
     })?;
 
-    m.register_method("agora_neuron", |params, s, _| {
+    m.register_blocking_method("agora_neuron", |params, s, _| {
         let q: NeuronQuery = one(&params, r#"{"uid": <number>} or {"hotkey": "<64 hex digits>"}"#)?;
         let ledger = s.ledger();
         let found = match &q {
@@ -99,7 +101,7 @@ pub fn module(shared: Arc<Shared>) -> Result<RpcModule<Arc<Shared>>, jsonrpsee::
         })
     })?;
 
-    m.register_method("agora_metagraph", |params, s, _| {
+    m.register_blocking_method("agora_metagraph", |params, s, _| {
         let height: Option<u64> = if params.is_object() {
             #[derive(serde::Deserialize)]
             struct Named {
@@ -121,7 +123,7 @@ pub fn module(shared: Arc<Shared>) -> Result<RpcModule<Arc<Shared>>, jsonrpsee::
         }
     })?;
 
-    m.register_method("agora_block", |params, s, _| {
+    m.register_blocking_method("agora_block", |params, s, _| {
         let id: BlockId = one(&params, "a block height (number) or a block hash (64 hex digits)")?;
         let ledger = s.ledger();
         let stored = match &id {
@@ -144,13 +146,15 @@ pub fn module(shared: Arc<Shared>) -> Result<RpcModule<Arc<Shared>>, jsonrpsee::
         }
     })?;
 
-    m.register_method("agora_head", |_, s, _| Ok::<_, ErrorObjectOwned>(s.ledger().head()))?;
-    m.register_method("agora_genesis", |_, s, _| {
+    m.register_blocking_method("agora_head", |_, s, _| Ok::<_, ErrorObjectOwned>(s.ledger().head()))?;
+    m.register_blocking_method("agora_genesis", |_, s, _| {
         let ledger = s.ledger();
         let config = ledger.genesis().clone();
         Ok::<_, ErrorObjectOwned>(GenesisInfo { hash: config.hash(), config })
     })?;
-    m.register_method("agora_difficulty", |_, s, _| Ok::<_, ErrorObjectOwned>(s.ledger().difficulty()))?;
+    m.register_blocking_method("agora_difficulty", |_, s, _| {
+        Ok::<_, ErrorObjectOwned>(s.ledger().difficulty())
+    })?;
 
     m.register_subscription(
         "agora_subscribeNewHeads",
