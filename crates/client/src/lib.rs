@@ -183,3 +183,33 @@ impl Client {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use jsonrpsee::types::ErrorObject;
+
+    #[test]
+    fn rejections_decode_to_the_ledgers_reason_and_other_errors_keep_their_code() {
+        let reason = TxError::NonceReused { sender: PublicKey([1; 32]), expected: 2, got: 1 };
+        let e =
+            RpcClientError::Call(ErrorObject::owned(codes::TX_REJECTED, reason.to_string(), Some(&reason)));
+        match ClientError::from(e) {
+            ClientError::Rejected(r) => assert_eq!(r, reason),
+            other => panic!("{other:?}"),
+        }
+        let e = RpcClientError::Call(ErrorObject::owned(codes::MEMPOOL_FULL, "full", None::<()>));
+        match ClientError::from(e) {
+            ClientError::Rpc { code, message, data: None } => {
+                assert_eq!((code, message.as_str()), (codes::MEMPOOL_FULL, "full"))
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn urls_need_a_known_scheme() {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        assert!(matches!(rt.block_on(Client::connect("ftp://x")), Err(ClientError::BadUrl(_))));
+    }
+}

@@ -47,7 +47,9 @@ impl AccountInfo {
 pub enum TxLookup {
     /// Accepted into the mempool, not yet in a block.
     Pending,
-    /// In the committed block `height` at `index`, with what it did.
+    /// In the committed block `height` at `index`, with what it did. A block may record a
+    /// transaction as rejected (it changed nothing); the ledger does not index those, so only
+    /// the node that produced the block reports them, and only until it restarts.
     Included { height: u64, index: u32, receipt: Receipt },
     /// Not in the mempool and not in any committed block (never submitted, or dropped from the
     /// mempool because an earlier block made it invalid).

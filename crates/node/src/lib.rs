@@ -21,6 +21,7 @@ use client::types::NewHead;
 use ledger::{dev_key, public_key, GenesisConfig, Hash, Ledger, LedgerError, TxStatus, UNITS_PER_TOKEN};
 use mempool::{Mempool, MempoolError};
 use metrics::Metrics;
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
@@ -80,8 +81,15 @@ pub struct Shared {
     mempool: Mutex<Mempool>,
     heads: tokio::sync::broadcast::Sender<NewHead>,
     new_tx: tokio::sync::Notify,
+    /// Transactions a block recorded as rejected (authentication failed at execution, e.g. a
+    /// queued transaction whose fee became unpayable): the ledger does not index them, so the
+    /// node remembers the recent ones for `agora_getTransaction`, in memory only.
+    rejected_in_block: Mutex<HashMap<Hash, (u64, u32, ledger::Receipt)>>,
     pub metrics: Metrics,
 }
+
+/// How many in-block rejections [`Shared`] remembers (cleared when exceeded: they are rare).
+const REMEMBERED_REJECTIONS: usize = 10_000;
 
 impl Shared {
     /// The ledger, even if a thread panicked while holding it (its state is only changed by
@@ -92,6 +100,11 @@ impl Shared {
 
     pub(crate) fn mempool(&self) -> MutexGuard<'_, Mempool> {
         self.mempool.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A transaction a recent block recorded as rejected: `(height, index, receipt)`.
+    pub(crate) fn rejected_in_block(&self, id: &Hash) -> Option<(u64, u32, ledger::Receipt)> {
+        self.rejected_in_block.lock().unwrap_or_else(|p| p.into_inner()).get(id).cloned()
     }
 
     pub fn mempool_len(&self) -> usize {
@@ -128,6 +141,18 @@ impl Shared {
         let took = start.elapsed().as_micros() as u64;
         self.mempool().after_block(&ledger, &ids);
         drop(ledger);
+        let rejected: Vec<_> = (0u32..)
+            .zip(&outcome.receipts)
+            .filter(|(_, r)| matches!(r.status, TxStatus::Rejected(_)))
+            .map(|(i, r)| (r.tx_id, (outcome.header.height, i, r.clone())))
+            .collect();
+        if !rejected.is_empty() {
+            let mut map = self.rejected_in_block.lock().unwrap_or_else(|p| p.into_inner());
+            if map.len() + rejected.len() > REMEMBERED_REJECTIONS {
+                map.clear();
+            }
+            map.extend(rejected);
+        }
 
         let m = &self.metrics;
         m.height.store(outcome.header.height, Ordering::Relaxed);
@@ -196,6 +221,7 @@ async fn run_async(args: NodeArgs) -> Result<(), NodeError> {
         mempool: Mutex::new(Mempool::new(args.mempool_size)),
         heads,
         new_tx: tokio::sync::Notify::new(),
+        rejected_in_block: Mutex::new(HashMap::new()),
         metrics: Metrics::default(),
     });
     shared.metrics.height.store(head.height, Ordering::Relaxed);
@@ -233,7 +259,13 @@ async fn run_async(args: NodeArgs) -> Result<(), NodeError> {
         let s = shared.clone();
         let produced = tokio::task::spawn_blocking(move || s.produce(proposer, args.instant)).await;
         match produced {
-            Ok(Ok(_)) => {}
+            Ok(Ok(_)) => {
+                // A block holds at most `max_block_txs`; in instant mode the rest must not wait
+                // for the next submission to wake the producer.
+                if args.instant && shared.mempool_len() > 0 {
+                    shared.new_tx.notify_one();
+                }
+            }
             Ok(Err(e)) => break Err(e),
             Err(e) => break Err(NodeError::Runtime(format!("block producer: {e}"))),
         }

@@ -70,7 +70,10 @@ pub fn module(shared: Arc<Shared>) -> Result<RpcModule<Arc<Shared>>, jsonrpsee::
         }
         let ledger = s.ledger();
         match ledger.tx_location(&id).map_err(storage)? {
-            None => Ok(TxLookup::Unknown),
+            None => Ok(match s.rejected_in_block(&id) {
+                Some((height, index, receipt)) => TxLookup::Included { height, index, receipt },
+                None => TxLookup::Unknown,
+            }),
             Some((height, index)) => match ledger.transaction(&id).map_err(storage)? {
                 Some((_, _, receipt)) => Ok(TxLookup::Included { height, index, receipt }),
                 None => Ok(TxLookup::Unknown),
