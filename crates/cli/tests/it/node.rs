@@ -1,6 +1,7 @@
 //! `agora node --dev` as a child process, driven through the `client` crate: transfers and
 //! receipts, refusals with their typed reasons, subscriptions, /metrics, SIGKILL while blocks
-//! are being committed, restart on the same data directory, and a clean SIGTERM exit.
+//! are being committed, restart on the same data directory, replay of the node's blocks into a
+//! fresh in-memory ledger, and a clean SIGTERM exit.
 
 use crate::TempDir;
 use client::types::codes;
@@ -232,6 +233,18 @@ async fn node_serves_rejects_and_survives_sigkill() {
     let (h, r) = c.submit_and_wait(&transfer("alice", "bob", nonce, 1, &chain)).await.expect("included");
     assert!(r.is_applied());
     assert_eq!(h, after.height + 1);
+
+    // --- determinism: the node's blocks replayed into a fresh in-memory ledger -----------
+    let genesis = c.genesis().await.unwrap().config;
+    let mut replay = ledger::Ledger::init(ledger::MemStore::new(), genesis).expect("genesis");
+    let head = c.head().await.unwrap();
+    for h in 1..=head.height {
+        let b = c.block(h).await.expect("block");
+        replay.execute_block(&b.stored.block).unwrap_or_else(|e| panic!("block {h} does not replay: {e}"));
+        let out = replay.commit().expect("commit");
+        assert_eq!(out.hash, b.hash, "height {h}");
+    }
+    assert_eq!(replay.head(), head);
 
     // --- SIGTERM: finish the block, exit 0 ----------------------------------------------
     assert_eq!(n.sigterm(), Some(0));
