@@ -39,8 +39,11 @@ pub const DEV_BALANCE: u64 = 1_000_000 * UNITS_PER_TOKEN;
 #[derive(Debug, Clone, clap::Args)]
 pub struct NodeArgs {
     /// Run a single-validator development chain from the dev genesis (funded, insecure keys)
-    #[arg(long)]
+    #[arg(long, conflicts_with = "genesis")]
     pub dev: bool,
+    /// Run a single-validator chain from this genesis file (JSON, `ledger::GenesisConfig`)
+    #[arg(long, value_name = "FILE")]
+    pub genesis: Option<PathBuf>,
     /// Where the chain is stored (created if missing; reused on restart)
     #[arg(long, value_name = "DIR", default_value = "agora-data")]
     pub data_dir: PathBuf,
@@ -61,8 +64,10 @@ pub struct NodeArgs {
 /// Why the node stopped or could not start.
 #[derive(Debug, Error)]
 pub enum NodeError {
-    #[error("only development chains exist so far: pass --dev")]
-    NotDev,
+    #[error("which chain? pass --dev for a development chain or --genesis FILE")]
+    NoGenesis,
+    #[error("cannot read the genesis file {path}: {reason}")]
+    GenesisFile { path: PathBuf, reason: String },
     #[error("cannot create the data directory {path}: {source}")]
     DataDir { path: PathBuf, source: std::io::Error },
     #[error("ledger: {0}")]
@@ -182,11 +187,22 @@ impl Shared {
     }
 }
 
+/// The genesis the arguments name: the dev genesis for `--dev`, else the `--genesis` file.
+pub fn genesis_of(args: &NodeArgs) -> Result<GenesisConfig, NodeError> {
+    if args.dev {
+        return Ok(GenesisConfig::dev(&DEV_ACCOUNTS, DEV_BALANCE));
+    }
+    let path = args.genesis.as_ref().ok_or(NodeError::NoGenesis)?;
+    let bad = |reason: String| NodeError::GenesisFile { path: path.clone(), reason };
+    let text = std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))?;
+    // `from_json` also validates (supply, mechanism parameters, limits).
+    GenesisConfig::from_json(&text).map_err(|e| bad(e.to_string()))
+}
+
 /// Runs the node until Ctrl-C or SIGTERM; the block being produced is finished first.
 pub fn run(args: NodeArgs) -> Result<(), NodeError> {
-    if !args.dev {
-        return Err(NodeError::NotDev);
-    }
+    // Before starting anything: a bad genesis file is a usage error.
+    genesis_of(&args)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -199,20 +215,21 @@ async fn run_async(args: NodeArgs) -> Result<(), NodeError> {
     std::fs::create_dir_all(&args.data_dir)
         .map_err(|source| NodeError::DataDir { path: args.data_dir.clone(), source })?;
     let store = RedbStore::open(&args.data_dir.join("chain.redb")).map_err(LedgerError::from)?;
-    let genesis = GenesisConfig::dev(&DEV_ACCOUNTS, DEV_BALANCE);
-    let ledger = Ledger::open_or_init(store, genesis)?;
+    let ledger = Ledger::open_or_init(store, genesis_of(&args)?)?;
     let head = ledger.head();
 
-    println!("agora node: development chain {} (genesis {})", ledger.chain_id(), ledger.genesis().hash());
+    println!("agora node: chain {} (genesis {})", ledger.chain_id(), ledger.genesis().hash());
     println!("data directory: {}", args.data_dir.display());
     println!("resuming at height {} (state root {})", head.height, head.state_root);
-    println!(
-        "funded dev accounts ({} tokens each). INSECURE: their secret keys derive from the",
-        DEV_BALANCE / UNITS_PER_TOKEN
-    );
-    println!("  names (ledger::dev_key), so anyone can spend them; use them on dev chains only:");
-    for name in DEV_ACCOUNTS {
-        println!("  {name:<8} {}", public_key(&dev_key(name)));
+    if args.dev {
+        println!(
+            "funded dev accounts ({} tokens each). INSECURE: their secret keys derive from the",
+            DEV_BALANCE / UNITS_PER_TOKEN
+        );
+        println!("  names (ledger::dev_key), so anyone can spend them; use them on dev chains only:");
+        for name in DEV_ACCOUNTS {
+            println!("  {name:<8} {}", public_key(&dev_key(name)));
+        }
     }
 
     let (heads, _) = tokio::sync::broadcast::channel(256);
@@ -297,5 +314,41 @@ async fn shutdown_signal() {
     #[cfg(not(unix))]
     {
         let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        node: NodeArgs,
+    }
+
+    fn args(a: &[&str]) -> NodeArgs {
+        Cli::try_parse_from(std::iter::once("node").chain(a.iter().copied())).expect("parses").node
+    }
+
+    #[test]
+    fn the_chain_comes_from_dev_or_a_genesis_file() {
+        assert_eq!(genesis_of(&args(&["--dev"])).unwrap(), GenesisConfig::dev(&DEV_ACCOUNTS, DEV_BALANCE));
+        assert!(matches!(genesis_of(&args(&[])), Err(NodeError::NoGenesis)));
+        let dir = std::env::temp_dir().join(format!("agora-node-genesis-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("genesis.json");
+        let mut g = GenesisConfig::dev(&["zed"], 7);
+        g.chain_id = "agora-test".into();
+        std::fs::write(&file, g.to_json_pretty()).unwrap();
+        let path = file.to_str().unwrap();
+        assert_eq!(genesis_of(&args(&["--genesis", path])).unwrap(), g);
+        std::fs::write(&file, "{").unwrap();
+        assert!(matches!(genesis_of(&args(&["--genesis", path])), Err(NodeError::GenesisFile { .. })));
+        assert!(Cli::try_parse_from(["node", "--dev", "--genesis", path]).is_err(), "one chain at a time");
+        assert!(Cli::try_parse_from(["node", "--dev", "--instant", "--block-time-ms", "5"]).is_err());
+        assert!(Cli::try_parse_from(["node", "--dev", "--block-time-ms", "0"]).is_err());
+        let _ = std::fs::remove_dir_all(dir);
     }
 }

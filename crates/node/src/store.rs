@@ -6,7 +6,7 @@
 
 use ledger::store::Visitor;
 use ledger::{Store, StoreError, WriteBatch};
-use redb::{Database, ReadableDatabase, TableDefinition};
+use redb::{Database, Durability, ReadableDatabase, TableDefinition};
 use std::path::Path;
 
 /// The one table: ledger key -> ledger value.
@@ -54,7 +54,10 @@ impl Store for RedbStore {
     }
 
     fn commit(&mut self, batch: WriteBatch) -> Result<(), StoreError> {
-        let tx = self.db.begin_write().map_err(backend)?;
+        let mut tx = self.db.begin_write().map_err(backend)?;
+        // redb's default, spelled out because the ledger's contract depends on it: the block
+        // is on disk when commit returns.
+        tx.set_durability(Durability::Immediate).map_err(backend)?;
         {
             let mut table = tx.open_table(TABLE).map_err(backend)?;
             for (k, v) in batch.iter() {

@@ -249,3 +249,10 @@ async fn node_serves_rejects_and_survives_sigkill() {
     // --- SIGTERM: finish the block, exit 0 ----------------------------------------------
     assert_eq!(n.sigterm(), Some(0));
 }
+
+#[test]
+fn node_without_a_chain_says_what_to_pass() {
+    let o = crate::agora(&["node"]);
+    assert!(!o.status.success());
+    assert!(crate::stderr(&o).contains("pass --dev"), "{}", crate::stderr(&o));
+}
