@@ -26,8 +26,8 @@ struct Cli {
 enum Command {
     /// Run the papers' experiments on the real mechanism code (CSV, PNG and markdown into --out)
     Sim(SimArgs),
-    /// Run a chain node: `--dev` starts a single-validator development chain with funded,
-    /// insecure dev accounts, JSON-RPC (HTTP and WebSocket) and /metrics on --rpc-addr
+    /// Run a single-validator chain node (`--dev`: a development chain with funded, insecure dev
+    /// accounts; or `--genesis FILE`), with JSON-RPC (HTTP and WebSocket) and /metrics on --rpc-addr
     Node(node::NodeArgs),
 }
 
