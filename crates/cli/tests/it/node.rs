@@ -21,10 +21,16 @@ struct NodeProc {
 }
 
 impl NodeProc {
+    /// `agora node --dev --data-dir DIR MODE...` on a free port.
     fn start(data_dir: &str, mode: &[&str]) -> NodeProc {
+        NodeProc::start_with(&[&["--dev", "--data-dir", data_dir], mode].concat())
+    }
+
+    /// `agora node ARGS...` on a free port.
+    fn start_with(args: &[&str]) -> NodeProc {
         let mut child = Command::new(env!("CARGO_BIN_EXE_agora"))
-            .args(["node", "--dev", "--data-dir", data_dir, "--rpc-addr", "127.0.0.1:0"])
-            .args(mode)
+            .args(["node", "--rpc-addr", "127.0.0.1:0"])
+            .args(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -255,4 +261,84 @@ fn node_without_a_chain_says_what_to_pass() {
     let o = crate::agora(&["node"]);
     assert!(!o.status.success());
     assert!(crate::stderr(&o).contains("pass --dev"), "{}", crate::stderr(&o));
+}
+
+/// A genesis file with three neurons and an epoch every 2 blocks: weights go in through
+/// JSON-RPC, epochs run, and the metagraph, the neuron queries and /metrics show them.
+#[tokio::test(flavor = "current_thread")]
+async fn node_from_a_genesis_file_runs_epochs_and_serves_the_metagraph() {
+    let dir = TempDir::new("node-genesis");
+    let names = ["n0", "n1", "n2"];
+    let mut g = ledger::GenesisConfig::dev(&["alice", "n0", "n1", "n2"], 1_000 * UNITS_PER_TOKEN);
+    g.chain_id = "agora-it".into();
+    g.tempo = 2;
+    g.neurons = names
+        .iter()
+        .map(|n| ledger::GenesisNeuron {
+            hotkey: public_key(&dev_key(n)),
+            coldkey: public_key(&dev_key("alice")),
+            stake: 100 * UNITS_PER_TOKEN,
+            endpoint: None,
+        })
+        .collect();
+    let file = dir.0.join("genesis.json");
+    std::fs::write(&file, g.to_json_pretty()).expect("write genesis");
+    let data = dir.0.join("data");
+    let n = NodeProc::start_with(&[
+        "--genesis",
+        file.to_str().unwrap(),
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--instant",
+    ]);
+    let c = Client::connect(&n.http()).await.expect("connect");
+    assert_eq!(c.genesis().await.unwrap().config, g);
+
+    let rows: [(&str, Vec<u16>); 3] = [("n0", vec![1, 2]), ("n1", vec![0, 2]), ("n2", vec![0, 1])];
+    let mut ids = Vec::new();
+    for (who, uids) in &rows {
+        let k = dev_key(who);
+        let tx = TxBody {
+            sender: public_key(&k),
+            nonce: 0,
+            fee: FEE,
+            call: Call::set_weights(uids.clone(), &[0.5, 0.5]),
+        }
+        .sign(&k, "agora-it");
+        ids.push(tx.clone());
+        c.submit(&tx).await.expect("weights accepted");
+    }
+    for tx in &ids {
+        let start = Instant::now();
+        loop {
+            match c.transaction(&tx.id()).await.unwrap() {
+                TxLookup::Included { receipt, .. } => {
+                    assert!(receipt.is_applied(), "{receipt:?}");
+                    break;
+                }
+                _ => assert!(start.elapsed() < Duration::from_secs(20), "not included"),
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    // Two more blocks so that at least one epoch runs after the weights are in.
+    for k in 0..2 {
+        let (_, r) = c.submit_and_wait(&transfer("alice", "n0", k, 1, "agora-it")).await.expect("included");
+        assert!(r.is_applied());
+    }
+    let mg = c.metagraph(None).await.expect("metagraph");
+    assert_eq!(mg.n, 3);
+    assert_eq!(mg.hotkeys, names.iter().map(|n| public_key(&dev_key(n))).collect::<Vec<_>>());
+    for (row, (_, uids)) in mg.weights.iter().zip(&rows) {
+        assert_eq!(row.iter().map(|&(j, _)| j).collect::<Vec<_>>(), *uids);
+        assert!((row.iter().map(|&(_, w)| w).sum::<f64>() - 1.0).abs() < 1e-4, "{row:?}");
+    }
+    assert!(mg.E.iter().sum::<u64>() > 0, "an epoch minted: {:?}", mg.E);
+    assert!(mg.S.iter().all(|&s| s >= 100 * UNITS_PER_TOKEN));
+    assert_eq!(mg.R.len(), 3);
+    let by_uid = c.neuron(1).await.expect("uid 1");
+    assert_eq!(c.neuron_by_hotkey(&public_key(&dev_key("n1"))).await.unwrap(), by_uid);
+    assert_eq!(by_uid.stake, mg.S[1]);
+    let text = metrics(&n.addr);
+    assert!(!text.contains("agora_epochs_total 0"), "{text}");
 }
