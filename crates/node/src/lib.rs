@@ -139,13 +139,10 @@ impl Shared {
         // The ledger refuses a timestamp before the parent's (a clock stepped back).
         let timestamp = now_ms.max(ledger.head().timestamp_ms);
         let ids: Vec<Hash> = txs.iter().map(ledger::SignedTx::id).collect();
-        if let Err(e) = ledger.propose(txs, timestamp, proposer) {
-            return Err(e.into());
-        }
+        ledger.propose(txs, timestamp, proposer)?;
         let outcome = ledger.commit()?;
         let took = start.elapsed().as_micros() as u64;
-        self.mempool().after_block(&ledger, &ids);
-        drop(ledger);
+        // Remembered before the mempool forgets them, so a lookup never falls between the two.
         let rejected: Vec<_> = (0u32..)
             .zip(&outcome.receipts)
             .filter(|(_, r)| matches!(r.status, TxStatus::Rejected(_)))
@@ -158,6 +155,8 @@ impl Shared {
             }
             map.extend(rejected);
         }
+        self.mempool().after_block(&ledger, &ids);
+        drop(ledger);
 
         let m = &self.metrics;
         m.height.store(outcome.header.height, Ordering::Relaxed);
