@@ -26,6 +26,9 @@ struct Cli {
 enum Command {
     /// Run the papers' experiments on the real mechanism code (CSV, PNG and markdown into --out)
     Sim(SimArgs),
+    /// Run a single-validator chain node (`--dev`: a development chain with funded, insecure dev
+    /// accounts; or `--genesis FILE`), with JSON-RPC (HTTP and WebSocket) and /metrics on --rpc-addr
+    Node(node::NodeArgs),
 }
 
 #[derive(Debug, Args)]
@@ -228,6 +231,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Sim(args) => sim_command(args),
+        Command::Node(args) => node::run(args).map_err(anyhow::Error::from),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -373,6 +377,7 @@ mod tests {
     fn list_defaults_match_the_library() {
         let parse = |args: &[&str]| match Cli::try_parse_from(args).expect("parses").command {
             Command::Sim(SimArgs { experiment, .. }) => experiment,
+            other => panic!("{other:?}"),
         };
         match parse(&["agora", "sim", "empirical"]) {
             Experiment::Empirical(a) => {
