@@ -10,6 +10,8 @@ use sim::empirical::{EmpiricalOptions, LossReference};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+mod wallet_cmd;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "agora",
@@ -26,6 +28,8 @@ struct Cli {
 enum Command {
     /// Run the papers' experiments on the real mechanism code (CSV, PNG and markdown into --out)
     Sim(SimArgs),
+    /// Create, list, show and regenerate wallets (an encrypted coldkey and its hotkeys)
+    Wallet(wallet_cmd::WalletArgs),
 }
 
 #[derive(Debug, Args)]
@@ -228,6 +232,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Sim(args) => sim_command(args),
+        Command::Wallet(args) => wallet_cmd::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -373,6 +378,7 @@ mod tests {
     fn list_defaults_match_the_library() {
         let parse = |args: &[&str]| match Cli::try_parse_from(args).expect("parses").command {
             Command::Sim(SimArgs { experiment, .. }) => experiment,
+            other => panic!("{other:?}"),
         };
         match parse(&["agora", "sim", "empirical"]) {
             Experiment::Empirical(a) => {

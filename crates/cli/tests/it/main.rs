@@ -2,6 +2,7 @@
 //! One test binary (modules below) so the workspace links it once.
 
 mod sim;
+mod wallet;
 
 use std::path::PathBuf;
 use std::process::{Command, Output};
@@ -61,5 +62,5 @@ fn top_level_help_lists_only_real_subcommands() {
         .take_while(|l| l.starts_with("  "))
         .filter_map(|l| l.split_whitespace().next())
         .collect();
-    assert_eq!(commands, ["sim", "help"], "{help}");
+    assert_eq!(commands, ["sim", "wallet", "help"], "{help}");
 }
