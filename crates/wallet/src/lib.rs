@@ -87,6 +87,8 @@ pub enum WalletError {
     WordCount(usize),
     #[error("invalid key derivation parameters: {0}")]
     Kdf(String),
+    #[error("encryption failed")]
+    Encrypt,
     #[error("{path}: {source}")]
     Io { path: PathBuf, source: std::io::Error },
 }
@@ -242,7 +244,7 @@ fn seal(key: &SigningKey, password: &[u8], kdf: &KdfParams) -> Result<ColdkeyFil
     let ciphertext = cipher
         .encrypt(XNonce::from_slice(&nonce), Payload { msg: secret.as_ref(), aad: &coldkey_aad(&pk) })
         // Encryption fails only for messages beyond the cipher's length limit, never for 32 bytes.
-        .map_err(|_| WalletError::Kdf("encryption failed".into()))?;
+        .map_err(|_| WalletError::Encrypt)?;
     Ok(ColdkeyFile {
         version: FORMAT_VERSION,
         public_key: pk,
