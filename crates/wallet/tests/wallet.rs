@@ -243,3 +243,37 @@ fn wallet_keys_sign_transactions_the_ledger_accepts() {
             .sign(&hot_key, "agora-dev");
     assert!(forged.verify("agora-dev").is_err());
 }
+
+#[test]
+fn a_transfer_signed_by_the_coldkey_is_applied_in_a_block() {
+    use ledger::{GenesisAccount, GenesisConfig, Ledger, MemStore, TxStatus};
+    let tmp = TempDir::new("ledger-block");
+    let (w, _) = create(&tmp.0, "alice");
+    w.create_hotkey("h", WordCount::Twelve, false).unwrap();
+    let hot = w.hotkey_public("h").unwrap();
+
+    let mut genesis = GenesisConfig::default();
+    genesis.accounts = vec![GenesisAccount { key: w.coldkey_public(), balance: 1_000_000 }];
+    let fee = genesis.fees.transfer;
+    let mut chain = Ledger::init(MemStore::new(), genesis).unwrap();
+
+    let cold = w.unlock_coldkey(PW).unwrap();
+    let tx =
+        TxBody { sender: w.coldkey_public(), nonce: 0, fee, call: Call::Transfer { to: hot, amount: 700 } }
+            .sign(&cold, chain.chain_id());
+    chain.check_tx(&tx).expect("the mempool check accepts it");
+    let (_, outcome) = chain.propose(vec![tx], 1_000, w.coldkey_public()).unwrap();
+    assert_eq!(outcome.receipts[0].status, TxStatus::Applied);
+    chain.commit().unwrap();
+    assert_eq!(chain.account(&hot).balance, 700);
+    assert_eq!(chain.account(&w.coldkey_public()).balance, 1_000_000 - 700 - fee);
+}
+
+#[test]
+fn production_kdf_parameters_are_valid() {
+    // Not run at full cost (64 MiB, 3 passes is slow in a debug build): argon2 checks them at
+    // construction, which is where a bad default would fail.
+    let p = KdfParams::default();
+    assert!(argon2::Params::new(p.m_kib, p.t, p.p, Some(32)).is_ok());
+    assert!(p.m_kib >= 64 * 1024 && p.t >= 3, "production defaults must stay memory-hard");
+}
