@@ -25,6 +25,7 @@
 //! `trust` output is the share of (clipped) stake that reaches each peer; consensus, dividends
 //! and bonds are not part of this variant and stay zero.
 
+use crate::error::check_parameter;
 use crate::walk::{for_each_source, visits_dense};
 use crate::{normalized, EpochInput, EpochOutput, Extras, MechanismError, MechanismState};
 use serde::{Deserialize, Serialize};
@@ -56,29 +57,22 @@ pub const MAX_DEPTH: usize = 16;
 
 impl ConnectivityParams {
     fn validate(&self) -> Result<(), MechanismError> {
-        if !self.rho.is_finite() || self.rho < 0.0 {
-            return Err(MechanismError::BadParameter {
-                name: "rho",
-                value: self.rho,
-                reason: "must be >= 0",
-            });
-        }
-        if !self.threshold.is_finite() || self.threshold < 0.0 {
-            return Err(MechanismError::BadParameter {
-                name: "threshold",
-                value: self.threshold,
-                reason: "must be >= 0",
-            });
-        }
-        if self.depth > MAX_DEPTH {
-            return Err(MechanismError::BadParameter {
-                name: "depth",
-                value: self.depth as f64,
-                reason: "must be at most 16",
-            });
-        }
-        Ok(())
+        check_parameter("rho", self.rho, self.rho >= 0.0, "must be >= 0")?;
+        check_parameter("threshold", self.threshold, self.threshold >= 0.0, "must be >= 0")?;
+        check_depth(self.depth)
     }
+}
+
+/// Walk depths above [`MAX_DEPTH`] are refused.
+pub(crate) fn check_depth(depth: usize) -> Result<(), MechanismError> {
+    if depth > MAX_DEPTH {
+        return Err(MechanismError::BadParameter {
+            name: "depth",
+            value: depth as f64,
+            reason: "must be at most 16",
+        });
+    }
+    Ok(())
 }
 
 /// The common tail of the sparse and dense paths, once reach-in and reach-out are known.

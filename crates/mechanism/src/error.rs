@@ -27,3 +27,21 @@ pub enum MechanismError {
     #[error("parameter {name} = {value} is invalid: {reason}")]
     BadParameter { name: &'static str, value: f64, reason: &'static str },
 }
+
+/// `Ok` when `ok` holds and `value` is finite, else [`MechanismError::BadParameter`]. Every
+/// variant's parameter checks go through here so their messages read alike.
+pub(crate) fn check_parameter(
+    name: &'static str,
+    value: f64,
+    ok: bool,
+    reason: &'static str,
+) -> Result<(), MechanismError> {
+    if value.is_finite() && ok {
+        Ok(())
+    } else {
+        Err(MechanismError::BadParameter { name, value, reason })
+    }
+}
+
+pub(crate) const KAPPA_RANGE: &str = "must be a share of stake in [0, 1]";
+pub(crate) const MOVING_AVERAGE_RANGE: &str = "must be in [0, 1): at 1 the bonds would never change";

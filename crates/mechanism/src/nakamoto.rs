@@ -10,6 +10,7 @@
 //!
 //! The full computation and its choices are written on [`epoch`].
 
+use crate::error::{check_parameter, KAPPA_RANGE, MOVING_AVERAGE_RANGE};
 use crate::{
     normalized, sigmoid, split_emission, EpochInput, EpochOutput, Extras, MechanismError, MechanismState,
     SparseMatrix,
@@ -38,28 +39,10 @@ impl Default for NakamotoParams {
 impl NakamotoParams {
     /// rho finite, kappa in [0, 1], the moving-average factor (if any) in [0, 1).
     pub fn validate(&self) -> Result<(), MechanismError> {
-        if !self.rho.is_finite() {
-            return Err(MechanismError::BadParameter {
-                name: "rho",
-                value: self.rho,
-                reason: "must be finite",
-            });
-        }
-        if !(0.0..=1.0).contains(&self.kappa) {
-            return Err(MechanismError::BadParameter {
-                name: "kappa",
-                value: self.kappa,
-                reason: "must be a share of stake in [0, 1]",
-            });
-        }
+        check_parameter("rho", self.rho, true, "must be finite")?;
+        check_parameter("kappa", self.kappa, (0.0..=1.0).contains(&self.kappa), KAPPA_RANGE)?;
         if let Some(m) = self.bonds_moving_average {
-            if !(0.0..1.0).contains(&m) {
-                return Err(MechanismError::BadParameter {
-                    name: "bonds_moving_average",
-                    value: m,
-                    reason: "must be in [0, 1): at 1 the bonds would never change",
-                });
-            }
+            check_parameter("bonds_moving_average", m, (0.0..1.0).contains(&m), MOVING_AVERAGE_RANGE)?;
         }
         Ok(())
     }

@@ -36,6 +36,8 @@
 //!
 //! Outputs: `trust` is T, `consensus` is `u` (the net trusting stake), no dividends or bonds.
 
+use crate::connectivity::check_depth;
+use crate::error::check_parameter;
 use crate::walk::{for_each_source, visits_dense};
 use crate::{normalized, sigmoid, EpochInput, EpochOutput, Extras, MechanismError, MechanismState};
 use serde::{Deserialize, Serialize};
@@ -66,25 +68,11 @@ impl Default for TrustParams {
 
 impl TrustParams {
     fn validate(&self) -> Result<(), MechanismError> {
-        let checks: [(&'static str, f64, bool, &'static str); 4] = [
-            ("temperature", self.temperature, self.temperature >= 0.0, "must be >= 0"),
-            ("cutoff", self.cutoff, self.cutoff >= 0.0, "must be >= 0"),
-            ("sharpness", self.sharpness, self.sharpness > 0.0, "must be > 0"),
-            ("learning_rate", self.learning_rate, self.learning_rate >= 0.0, "must be >= 0"),
-        ];
-        for (name, value, ok, reason) in checks {
-            if !value.is_finite() || !ok {
-                return Err(MechanismError::BadParameter { name, value, reason });
-            }
-        }
-        if self.depth > crate::connectivity::MAX_DEPTH {
-            return Err(MechanismError::BadParameter {
-                name: "depth",
-                value: self.depth as f64,
-                reason: "must be at most 16",
-            });
-        }
-        Ok(())
+        check_parameter("temperature", self.temperature, self.temperature >= 0.0, "must be >= 0")?;
+        check_parameter("cutoff", self.cutoff, self.cutoff >= 0.0, "must be >= 0")?;
+        check_parameter("sharpness", self.sharpness, self.sharpness > 0.0, "must be > 0")?;
+        check_parameter("learning_rate", self.learning_rate, self.learning_rate >= 0.0, "must be >= 0")?;
+        check_depth(self.depth)
     }
 
     fn c(&self, visits: f64) -> f64 {

@@ -10,6 +10,7 @@
 //!
 //! The full computation and its choices are written on [`epoch`].
 
+use crate::error::{check_parameter, KAPPA_RANGE, MOVING_AVERAGE_RANGE};
 use crate::sparse::RowsBuilder;
 use crate::{
     normalized, split_emission, EpochInput, EpochOutput, Extras, MechanismError, MechanismState, SparseMatrix,
@@ -37,28 +38,15 @@ impl Default for YumaParams {
 impl YumaParams {
     /// kappa in [0, 1], moving average in [0, 1), server share in [0, 1].
     pub fn validate(&self) -> Result<(), MechanismError> {
-        if !(0.0..=1.0).contains(&self.kappa) {
-            return Err(MechanismError::BadParameter {
-                name: "kappa",
-                value: self.kappa,
-                reason: "must be a share of stake in [0, 1]",
-            });
-        }
-        if !(0.0..1.0).contains(&self.bonds_moving_average) {
-            return Err(MechanismError::BadParameter {
-                name: "bonds_moving_average",
-                value: self.bonds_moving_average,
-                reason: "must be in [0, 1): at 1 the bonds would never change",
-            });
-        }
-        if !(0.0..=1.0).contains(&self.server_share) {
-            return Err(MechanismError::BadParameter {
-                name: "server_share",
-                value: self.server_share,
-                reason: "must be a share of emission in [0, 1]",
-            });
-        }
-        Ok(())
+        let (kappa, m, share) = (self.kappa, self.bonds_moving_average, self.server_share);
+        check_parameter("kappa", kappa, (0.0..=1.0).contains(&kappa), KAPPA_RANGE)?;
+        check_parameter("bonds_moving_average", m, (0.0..1.0).contains(&m), MOVING_AVERAGE_RANGE)?;
+        check_parameter(
+            "server_share",
+            share,
+            (0.0..=1.0).contains(&share),
+            "must be a share of emission in [0, 1]",
+        )
     }
 }
 
