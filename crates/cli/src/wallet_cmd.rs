@@ -55,9 +55,10 @@ enum WalletCommand {
         /// Wallet name
         #[arg(long)]
         name: String,
-        /// The 12 or 24 words, quoted as one argument
+        /// The 12 or 24 words, quoted as one argument; without it they are asked for on the
+        /// terminal, which keeps them out of the shell history and the process list
         #[arg(long)]
-        mnemonic: String,
+        mnemonic: Option<String>,
         /// Regenerate this hotkey instead of the coldkey (no password needed)
         #[arg(long)]
         hotkey: Option<String>,
@@ -121,7 +122,11 @@ pub fn run(args: WalletArgs) -> Result<()> {
         WalletCommand::List => list(&root),
         WalletCommand::Show { name } => show(&Wallet::open(&root, &name)?),
         WalletCommand::Regen { name, mnemonic, hotkey, overwrite, password, kdf } => {
-            let mnemonic = wallet::parse_mnemonic(&Zeroizing::new(mnemonic))?;
+            let words = match mnemonic {
+                Some(m) => Zeroizing::new(m),
+                None => Zeroizing::new(prompt("Mnemonic words (hidden): ", "pass --mnemonic")?),
+            };
+            let mnemonic = wallet::parse_mnemonic(&words)?;
             match hotkey {
                 Some(h) => {
                     let w = Wallet::open(&root, &name)?;
@@ -216,16 +221,18 @@ fn show(w: &Wallet) -> Result<()> {
     Ok(())
 }
 
+const PASSWORD_HINT: &str = "use --password-file or AGORA_PASSWORD";
+
 /// A password to seal a coldkey with: from the file or environment, else prompted twice.
 fn new_password(args: &PasswordArgs) -> Result<Zeroizing<Vec<u8>>> {
     if let Some(pw) = scripted_password(args)? {
         return Ok(pw);
     }
-    let first = Zeroizing::new(prompt("New coldkey password: ")?);
+    let first = Zeroizing::new(prompt("New coldkey password: ", PASSWORD_HINT)?);
     if first.is_empty() {
         bail!("empty password refused");
     }
-    let second = Zeroizing::new(prompt("Repeat the password: ")?);
+    let second = Zeroizing::new(prompt("Repeat the password: ", PASSWORD_HINT)?);
     if first != second {
         bail!("the passwords differ");
     }
@@ -253,7 +260,7 @@ fn scripted_password(args: &PasswordArgs) -> Result<Option<Zeroizing<Vec<u8>>>> 
     Ok(None)
 }
 
-fn prompt(text: &str) -> Result<String> {
-    rpassword::prompt_password(text)
-        .context("cannot read a password from the terminal; use --password-file or AGORA_PASSWORD")
+/// Reads a line from the terminal without echo; `otherwise` says what a script should pass.
+fn prompt(text: &str, otherwise: &str) -> Result<String> {
+    rpassword::prompt_password(text).with_context(|| format!("cannot read from the terminal; {otherwise}"))
 }

@@ -125,6 +125,9 @@ fn password_file_and_bad_input_give_clear_errors() {
     assert!(!o.status.success());
     assert!(stderr(&o).contains("AGORA_PASSWORD"), "{}", stderr(&o));
 
+    let o = wallet(&dir, None, &["regen", "--name", "x", "--hotkey", "h"]);
+    assert!(stderr(&o).contains("pass --mnemonic"), "{}", stderr(&o));
+
     let cases: [(&[&str], &str); 5] = [
         (&["show", "--name", "nobody"], "no wallet at"),
         (&["show", "--name", "../etc"], "invalid name"),
