@@ -252,8 +252,10 @@ fn a_transfer_signed_by_the_coldkey_is_applied_in_a_block() {
     w.create_hotkey("h", WordCount::Twelve, false).unwrap();
     let hot = w.hotkey_public("h").unwrap();
 
-    let mut genesis = GenesisConfig::default();
-    genesis.accounts = vec![GenesisAccount { key: w.coldkey_public(), balance: 1_000_000 }];
+    let genesis = GenesisConfig {
+        accounts: vec![GenesisAccount { key: w.coldkey_public(), balance: 1_000_000 }],
+        ..GenesisConfig::default()
+    };
     let fee = genesis.fees.transfer;
     let mut chain = Ledger::init(MemStore::new(), genesis).unwrap();
 
