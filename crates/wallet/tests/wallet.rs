@@ -279,3 +279,21 @@ fn production_kdf_parameters_are_valid() {
     assert!(argon2::Params::new(p.m_kib, p.t, p.p, Some(32)).is_ok());
     assert!(p.m_kib >= 64 * 1024 && p.t >= 3, "production defaults must stay memory-hard");
 }
+
+#[test]
+fn unknown_versions_and_impossible_kdf_parameters_are_corrupt_not_wrong_password() {
+    let tmp = TempDir::new("versions");
+    let (w, _) = create(&tmp.0, "alice");
+    edit_coldkey(&tmp.0, |v| v["version"] = 2.into());
+    let err = w.unlock_coldkey(PW).unwrap_err();
+    assert!(err.to_string().contains("unknown format version 2"), "{err}");
+    edit_coldkey(&tmp.0, |v| {
+        v["version"] = 1.into();
+        v["kdf_params"]["m_kib"] = 0.into();
+    });
+    let err = w.unlock_coldkey(PW).unwrap_err();
+    assert!(matches!(err, WalletError::Corrupt { .. }), "{err:?}");
+    // Valid but different parameters derive another key: indistinguishable from a wrong password.
+    edit_coldkey(&tmp.0, |v| v["kdf_params"]["m_kib"] = 128.into());
+    assert!(matches!(w.unlock_coldkey(PW), Err(WalletError::WrongPassword(_))));
+}
