@@ -474,6 +474,16 @@ impl Wallet {
         unseal(&path, &file, password)
     }
 
+    /// Re-encrypts the coldkey under `new_password` with `kdf` (a password change, or an
+    /// upgrade of an old file to stronger KDF parameters). The key itself does not change.
+    pub fn reseal_coldkey(&self, password: &[u8], new_password: &[u8], kdf: &KdfParams) -> Result<()> {
+        let key = self.unlock_coldkey(password)?;
+        let path = self.dir.join(COLDKEY_FILE);
+        let sealed = seal(&key, new_password, kdf)?;
+        let json = serde_json::to_vec_pretty(&sealed).map_err(|e| corrupt(&path, e.to_string()))?;
+        write_secret_file(&path, &json)
+    }
+
     fn hotkey_path(&self, name: &str) -> Result<PathBuf> {
         check_name(name)?;
         Ok(self.dir.join(HOTKEYS_DIR).join(name))

@@ -297,3 +297,17 @@ fn unknown_versions_and_impossible_kdf_parameters_are_corrupt_not_wrong_password
     edit_coldkey(&tmp.0, |v| v["kdf_params"]["m_kib"] = 128.into());
     assert!(matches!(w.unlock_coldkey(PW), Err(WalletError::WrongPassword(_))));
 }
+
+#[test]
+fn reseal_changes_the_password_and_kdf_but_not_the_key() {
+    let tmp = TempDir::new("reseal");
+    let (w, _) = create(&tmp.0, "alice");
+    let stronger = KdfParams { m_kib: 256, t: 2, p: 1 };
+    assert!(matches!(w.reseal_coldkey(b"nope", b"new", &stronger), Err(WalletError::WrongPassword(_))));
+    w.reseal_coldkey(PW, b"new", &stronger).unwrap();
+    assert!(matches!(w.unlock_coldkey(PW), Err(WalletError::WrongPassword(_))));
+    assert_eq!(wallet::public_key(&w.unlock_coldkey(b"new").unwrap()), w.coldkey_public());
+    let file: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(tmp.0.join("alice/coldkey")).unwrap()).unwrap();
+    assert_eq!(file["kdf_params"]["m_kib"], 256);
+}
