@@ -134,6 +134,10 @@ pub fn run(args: WalletArgs) -> Result<()> {
                     println!("regenerated hotkey {h} of wallet {name}: {pk}");
                 }
                 None => {
+                    if !overwrite && Wallet::open(&root, &name).is_ok() {
+                        // Refuse before prompting for a password that would not be used.
+                        return Err(wallet::WalletError::AlreadyExists(root.join(&name)).into());
+                    }
                     let pw = new_password(&password)?;
                     let w = Wallet::regen_coldkey(&root, &name, &mnemonic, &pw, &kdf.params(), overwrite)?;
                     println!("regenerated coldkey of wallet {name}: {}", w.coldkey_public());

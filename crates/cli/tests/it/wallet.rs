@@ -102,7 +102,8 @@ fn existing_wallets_are_kept_and_hotkeys_added() {
         "abandon abandon abandon abandon abandon abandon abandon abandon abandon abandon abandon about";
     let mut args = vec!["regen", "--name", "bob", "--mnemonic", words];
     args.extend(CHEAP_KDF);
-    assert!(!wallet(&dir, Some("pw"), &args).status.success());
+    let o = wallet(&dir, None, &args);
+    assert!(stderr(&o).contains("already exists"), "{}", stderr(&o));
     args.push("--overwrite");
     let out = ok(&wallet(&dir, Some("pw"), &args));
     assert!(!out.contains(&cold), "{out}");
