@@ -10,6 +10,8 @@ use sim::empirical::{EmpiricalOptions, LossReference};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+mod wallet_cmd;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "agora",
@@ -29,6 +31,8 @@ enum Command {
     /// Run a single-validator chain node (`--dev`: a development chain with funded, insecure dev
     /// accounts; or `--genesis FILE`), with JSON-RPC (HTTP and WebSocket) and /metrics on --rpc-addr
     Node(node::NodeArgs),
+    /// Create, list, show and regenerate wallets (an encrypted coldkey and its hotkeys)
+    Wallet(wallet_cmd::WalletArgs),
 }
 
 #[derive(Debug, Args)]
@@ -232,6 +236,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Sim(args) => sim_command(args),
         Command::Node(args) => node::run(args).map_err(anyhow::Error::from),
+        Command::Wallet(args) => wallet_cmd::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,156 @@
+//! `agora wallet ...` through the real binary, with AGORA_PASSWORD (or --password-file), cheap
+//! KDF parameters and a temporary wallet directory.
+
+use crate::{stderr, stdout, TempDir};
+use std::process::{Command, Output};
+
+/// Argon2id at its cheapest, so the tests run in milliseconds in a debug build.
+const CHEAP_KDF: [&str; 4] = ["--kdf-memory-kib", "64", "--kdf-passes", "1"];
+
+/// `agora wallet --wallet-dir DIR args...` with `password` in AGORA_PASSWORD (unset if `None`).
+fn wallet(dir: &TempDir, password: Option<&str>, args: &[&str]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_agora"));
+    cmd.arg("wallet").arg("--wallet-dir").arg(dir.path()).args(args);
+    cmd.env_remove("AGORA_PASSWORD").env_remove("AGORA_WALLET_DIR");
+    if let Some(pw) = password {
+        cmd.env("AGORA_PASSWORD", pw);
+    }
+    cmd.output().expect("run the agora binary")
+}
+
+/// The value after `label` on the line that starts with it (after trimming).
+fn field(out: &str, label: &str) -> String {
+    out.lines()
+        .map(str::trim)
+        .find_map(|l| l.strip_prefix(label))
+        .unwrap_or_else(|| panic!("no {label:?} in\n{out}"))
+        .trim()
+        .to_string()
+}
+
+/// The mnemonics printed by `new`, in order: the indented line after each warning.
+fn mnemonics(out: &str) -> Vec<String> {
+    let lines: Vec<&str> = out.lines().collect();
+    lines
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| l.starts_with("IMPORTANT"))
+        .map(|(k, _)| lines[k + 2].trim().to_string())
+        .collect()
+}
+
+fn ok(o: &Output) -> String {
+    assert!(o.status.success(), "failed:\nstdout:\n{}\nstderr:\n{}", stdout(o), stderr(o));
+    stdout(o)
+}
+
+#[test]
+fn new_show_list_and_regen_round_trip() {
+    let dir = TempDir::new("wallet-round-trip");
+    let mut args = vec!["new", "--name", "alice", "--hotkey", "miner", "--words", "24"];
+    args.extend(CHEAP_KDF);
+    let out = ok(&wallet(&dir, Some("hunter2"), &args));
+    let cold = field(&out, "coldkey ");
+    let hot = field(&out, "hotkey miner ");
+    assert_eq!(cold.len(), 64, "{out}");
+    let words = mnemonics(&out);
+    assert_eq!(words.len(), 2, "{out}");
+    assert_eq!(words[0].split(' ').count(), 24);
+    for f in ["alice/coldkey", "alice/coldkeypub.txt", "alice/hotkeys/miner"] {
+        dir.has(f);
+    }
+
+    let shown = ok(&wallet(&dir, None, &["show", "--name", "alice"]));
+    assert_eq!(shown, format!("alice  coldkey {cold}\n  hotkey miner {hot}\n"));
+    let listed = ok(&wallet(&dir, None, &["list"]));
+    assert_eq!(listed, shown);
+
+    // Regenerate both keys elsewhere, with another password, from the printed words.
+    let other = TempDir::new("wallet-regen");
+    let mut args = vec!["regen", "--name", "alice", "--mnemonic", &words[0]];
+    args.extend(CHEAP_KDF);
+    let out = ok(&wallet(&other, Some("other password"), &args));
+    assert!(out.contains(&cold), "{out}");
+    let out = ok(&wallet(
+        &other,
+        None,
+        &["regen", "--name", "alice", "--hotkey", "miner", "--mnemonic", &words[1]],
+    ));
+    assert!(out.contains(&hot), "{out}");
+    assert_eq!(ok(&wallet(&other, None, &["show", "--name", "alice"])), shown);
+}
+
+#[test]
+fn existing_wallets_are_kept_and_hotkeys_added() {
+    let dir = TempDir::new("wallet-keep");
+    let mut args = vec!["new", "--name", "bob"];
+    args.extend(CHEAP_KDF);
+    let cold = field(&ok(&wallet(&dir, Some("pw"), &args)), "coldkey ");
+
+    // No password needed to be told no, and nothing changes.
+    let o = wallet(&dir, None, &["new", "--name", "bob"]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("already exists") && stderr(&o).contains("--overwrite"), "{}", stderr(&o));
+    // --hotkey on an existing wallet adds the hotkey only.
+    let out = ok(&wallet(&dir, None, &["new", "--name", "bob", "--hotkey", "h"]));
+    assert!(out.contains(&format!("keeping its coldkey {cold}")), "{out}");
+    assert_eq!(mnemonics(&out).len(), 1);
+    let o = wallet(&dir, None, &["new", "--name", "bob", "--hotkey", "h"]);
+    assert!(stderr(&o).contains("already exists"), "{}", stderr(&o));
+    // Regenerating over an existing coldkey also needs --overwrite.
+    let words =
+        "abandon abandon abandon abandon abandon abandon abandon abandon abandon abandon abandon about";
+    let mut args = vec!["regen", "--name", "bob", "--mnemonic", words];
+    args.extend(CHEAP_KDF);
+    let o = wallet(&dir, None, &args);
+    assert!(stderr(&o).contains("already exists"), "{}", stderr(&o));
+    args.push("--overwrite");
+    let out = ok(&wallet(&dir, Some("pw"), &args));
+    assert!(!out.contains(&cold), "{out}");
+    assert!(ok(&wallet(&dir, None, &["show", "--name", "bob"])).contains("hotkey h "));
+}
+
+#[test]
+fn password_file_and_bad_input_give_clear_errors() {
+    let dir = TempDir::new("wallet-errors");
+    let pw_file = dir.0.join("pw.txt");
+    std::fs::write(&pw_file, "from a file\n").unwrap();
+    let mut args = vec!["new", "--name", "carol", "--password-file", pw_file.to_str().unwrap()];
+    args.extend(CHEAP_KDF);
+    ok(&wallet(&dir, None, &args));
+
+    // No terminal, no AGORA_PASSWORD, no file: a clear error, not a hang.
+    let mut args = vec!["new", "--name", "dave"];
+    args.extend(CHEAP_KDF);
+    let o = wallet(&dir, None, &args);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("AGORA_PASSWORD"), "{}", stderr(&o));
+
+    let o = wallet(&dir, None, &["regen", "--name", "x", "--hotkey", "h"]);
+    assert!(stderr(&o).contains("pass --mnemonic"), "{}", stderr(&o));
+
+    let cases: [(&[&str], &str); 5] = [
+        (&["show", "--name", "nobody"], "no wallet at"),
+        (&["show", "--name", "../etc"], "invalid name"),
+        (&["new", "--name", "x", "--words", "13"], "12 or 24"),
+        (&["regen", "--name", "x", "--mnemonic", "abandon abandon"], "12 or 24 words"),
+        (&["regen", "--name", "x", "--mnemonic", "abandon abandon abandon abandon abandon abandon abandon abandon abandon abandon abandon abandon"], "invalid mnemonic"),
+    ];
+    for (args, expected) in cases {
+        let o = wallet(&dir, Some("pw"), args);
+        assert!(!o.status.success(), "{args:?}");
+        assert!(stderr(&o).contains(expected), "{args:?}: {}", stderr(&o));
+    }
+
+    // A damaged wallet still lists, with its error, beside the good ones.
+    std::fs::write(dir.0.join("carol/hotkeys/broken"), "{").unwrap();
+    let out = ok(&wallet(&dir, None, &["list"]));
+    assert!(out.contains("hotkey broken error:") && out.contains("hotkeys/broken"), "{out}");
+}
+
+#[test]
+fn an_empty_directory_lists_no_wallets() {
+    let dir = TempDir::new("wallet-empty");
+    let out = ok(&wallet(&dir, None, &["list"]));
+    assert!(out.starts_with("no wallets in"), "{out}");
+}
