@@ -10,6 +10,8 @@ use sim::empirical::{EmpiricalOptions, LossReference};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+mod metagraph_cmd;
+mod tx_cmd;
 mod wallet_cmd;
 
 #[derive(Debug, Parser)]
@@ -31,8 +33,15 @@ enum Command {
     /// Run a single-validator chain node (`--dev`: a development chain with funded, insecure dev
     /// accounts; or `--genesis FILE`), with JSON-RPC (HTTP and WebSocket) and /metrics on --rpc-addr
     Node(node::NodeArgs),
-    /// Create, list, show and regenerate wallets (an encrypted coldkey and its hotkeys)
+    /// Create, list, show and regenerate wallets (an encrypted coldkey and its hotkeys); ask a
+    /// node for their balance
     Wallet(wallet_cmd::WalletArgs),
+    /// Sign and submit a transaction (transfer, register, serve, stake, unstake, weights) and
+    /// wait for the block that includes it
+    Tx(tx_cmd::TxArgs),
+    /// Print the network's neurons: uid, hotkey, stake, rank, trust, consensus, incentive,
+    /// dividends, emission, endpoint
+    Metagraph(metagraph_cmd::MetagraphArgs),
 }
 
 #[derive(Debug, Args)]
@@ -237,6 +246,8 @@ fn main() -> ExitCode {
         Command::Sim(args) => sim_command(args),
         Command::Node(args) => node::run(args).map_err(anyhow::Error::from),
         Command::Wallet(args) => wallet_cmd::run(args),
+        Command::Tx(args) => tx_cmd::run(args),
+        Command::Metagraph(args) => metagraph_cmd::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

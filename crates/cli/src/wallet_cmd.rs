@@ -50,6 +50,15 @@ enum WalletCommand {
         #[arg(long)]
         name: String,
     },
+    /// Ask a node for the coldkey's free balance and the stake on each of the wallet's hotkeys
+    Balance {
+        /// Wallet name
+        #[arg(long)]
+        name: String,
+        /// The node's JSON-RPC URL
+        #[arg(long, value_name = "URL", env = "AGORA_CHAIN", default_value = crate::tx_cmd::DEFAULT_CHAIN)]
+        chain: String,
+    },
     /// Regenerate a coldkey (or with --hotkey, a hotkey) from its mnemonic
     Regen {
         /// Wallet name
@@ -72,11 +81,13 @@ enum WalletCommand {
     },
 }
 
+/// Where the coldkey password comes from; `agora tx` reuses it (hence `global`: the flag may
+/// follow the subcommand there).
 #[derive(Debug, Args)]
-struct PasswordArgs {
+pub(crate) struct PasswordArgs {
     /// Read the coldkey password from the first line of this file instead of prompting
     /// (AGORA_PASSWORD, if set, is used next)
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", global = true)]
     password_file: Option<PathBuf>,
 }
 
@@ -108,12 +119,7 @@ fn parse_words(s: &str) -> Result<usize, String> {
 
 /// Runs `agora wallet ...`.
 pub fn run(args: WalletArgs) -> Result<()> {
-    let root = match args.wallet_dir {
-        Some(d) => d,
-        None => {
-            wallet::default_root().context("HOME is not set; pass --wallet-dir or set AGORA_WALLET_DIR")?
-        }
-    };
+    let root = wallet_root(args.wallet_dir)?;
     match args.command {
         WalletCommand::New { name, hotkey, words, overwrite, password, kdf } => {
             let words = WordCount::try_from(words)?;
@@ -121,6 +127,7 @@ pub fn run(args: WalletArgs) -> Result<()> {
         }
         WalletCommand::List => list(&root),
         WalletCommand::Show { name } => show(&Wallet::open(&root, &name)?),
+        WalletCommand::Balance { name, chain } => balance(&Wallet::open(&root, &name)?, &chain),
         WalletCommand::Regen { name, mnemonic, hotkey, overwrite, password, kdf } => {
             let words = match mnemonic {
                 Some(m) => Zeroizing::new(m),
@@ -145,6 +152,14 @@ pub fn run(args: WalletArgs) -> Result<()> {
             }
             Ok(())
         }
+    }
+}
+
+/// `--wallet-dir`, else `~/.agora/wallets`.
+pub(crate) fn wallet_root(dir: Option<PathBuf>) -> Result<PathBuf> {
+    match dir {
+        Some(d) => Ok(d),
+        None => wallet::default_root().context("HOME is not set; pass --wallet-dir or set AGORA_WALLET_DIR"),
     }
 }
 
@@ -223,6 +238,59 @@ fn show(w: &Wallet) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// `agora wallet balance`: free balance of the coldkey, then each hotkey's neuron (looked up by
+/// hotkey; a hotkey need not be registered, nor owned by this coldkey on chain).
+fn balance(w: &Wallet, url: &str) -> Result<()> {
+    let hotkeys = w.hotkeys()?;
+    crate::tx_cmd::block_on(async {
+        let chain = crate::tx_cmd::Chain::connect(url).await?;
+        let cold = w.coldkey_public();
+        let account = chain.client.account(&cold).await?;
+        println!("wallet {}  chain {}", w.name(), chain.id());
+        println!("coldkey {cold}");
+        println!("  free balance  {}", crate::tx_cmd::format_tokens(account.balance));
+        let mut staked: u128 = 0;
+        for h in hotkeys {
+            let pk = match w.hotkey_public(&h) {
+                Ok(pk) => pk,
+                Err(e) => {
+                    println!("hotkey {h}  error: {e}");
+                    continue;
+                }
+            };
+            match chain.neuron_by_hotkey(&pk).await? {
+                None => println!("hotkey {h} {pk}  not registered"),
+                Some(n) => {
+                    // Stake on a hotkey another coldkey owns is not this wallet's to withdraw.
+                    let owner =
+                        if n.coldkey == cold { String::new() } else { format!("  (owned by {})", n.coldkey) };
+                    if n.coldkey == cold {
+                        staked += u128::from(n.stake);
+                    }
+                    println!(
+                        "hotkey {h} {pk}  uid {}  stake {}{owner}",
+                        n.uid,
+                        crate::tx_cmd::format_tokens(n.stake)
+                    );
+                }
+            }
+        }
+        let total = u128::from(account.balance) + staked;
+        println!("  total (free + own stake)  {}", crate::tx_cmd::format_tokens_u128(total));
+        Ok(())
+    })
+}
+
+/// The password that unlocks an existing coldkey: from the file or environment, else prompted
+/// once (a wrong one fails at decryption with "wrong password").
+pub(crate) fn unlock_password(args: &PasswordArgs) -> Result<Zeroizing<Vec<u8>>> {
+    if let Some(pw) = scripted_password(args)? {
+        return Ok(pw);
+    }
+    let pw = Zeroizing::new(prompt("Coldkey password: ", PASSWORD_HINT)?);
+    Ok(Zeroizing::new(pw.as_bytes().to_vec()))
 }
 
 const PASSWORD_HINT: &str = "use --password-file or AGORA_PASSWORD";

@@ -63,5 +63,5 @@ fn top_level_help_lists_only_real_subcommands() {
         .take_while(|l| l.starts_with("  "))
         .filter_map(|l| l.split_whitespace().next())
         .collect();
-    assert_eq!(commands, ["sim", "node", "wallet", "help"], "{help}");
+    assert_eq!(commands, ["sim", "node", "wallet", "tx", "metagraph", "help"], "{help}");
 }

@@ -1,0 +1,540 @@
+//! `agora tx ...`: build a ledger transaction from flags, sign it with the right wallet key,
+//! submit it to a node and wait for the block that includes it.
+//!
+//! Who signs what is the ledger's rule (`ledger::Call`): the coldkey sends `transfer`,
+//! `add_stake` and `remove_stake` (it owns funds and stake); the hotkey sends `register`,
+//! `serve` and `set_weights` (it is the neuron). Only the coldkey needs the password.
+//!
+//! Amounts are token strings with up to nine decimals (`1.5`, `0.000000001`), converted to the
+//! ledger's integer base units ([`ledger::UNITS_PER_TOKEN`]) by exact decimal parsing, never
+//! through a float.
+
+use anyhow::{anyhow, bail, Context, Result};
+use clap::{Args, Subcommand, ValueEnum};
+use client::types::codes;
+use client::{Client, ClientError, GenesisInfo};
+use ledger::{Call, CallKind, Endpoint, Modality, Neuron, Protocol, PublicKey, SigningKey, TxBody, TxStatus};
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+use wallet::Wallet;
+
+use crate::wallet_cmd::{unlock_password, wallet_root, PasswordArgs};
+
+/// Where `agora node --dev` listens by default.
+pub const DEFAULT_CHAIN: &str = "http://127.0.0.1:9944";
+
+/// Decimal places of a token: `UNITS_PER_TOKEN` is 10^9.
+const DECIMALS: usize = 9;
+const _: () = assert!(10u64.pow(DECIMALS as u32) == ledger::UNITS_PER_TOKEN);
+
+#[derive(Debug, Args)]
+pub struct TxArgs {
+    /// The node's JSON-RPC URL (http:// or ws://)
+    #[arg(long, global = true, value_name = "URL", env = "AGORA_CHAIN", default_value = DEFAULT_CHAIN)]
+    chain: String,
+    /// Directory holding the wallets [default: ~/.agora/wallets]
+    #[arg(long, global = true, value_name = "DIR", env = "AGORA_WALLET_DIR")]
+    wallet_dir: Option<PathBuf>,
+    /// Fee in tokens [default: the chain's minimum for the transaction kind]
+    #[arg(long, global = true, value_name = "TOKENS")]
+    fee: Option<String>,
+    #[command(flatten)]
+    password: PasswordArgs,
+    #[command(subcommand)]
+    command: TxCommand,
+}
+
+/// The key a transaction is signed with: a wallet, or on a development chain a dev account.
+#[derive(Debug, Args)]
+#[group(required = true, multiple = false)]
+struct From {
+    /// Wallet name (its coldkey or its --hotkey signs, as the transaction requires)
+    #[arg(long)]
+    wallet: Option<String>,
+    /// Sign with a funded dev account of `agora node --dev` (alice, bob, ...) as both coldkey
+    /// and hotkey. Its secret derives from its name, so the node's dev chain id is required
+    #[arg(long, value_name = "NAME")]
+    dev_account: Option<String>,
+}
+
+#[derive(Debug, Args)]
+struct HotkeyArg {
+    /// Hotkey name in the wallet (required with --wallet)
+    #[arg(long)]
+    hotkey: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+enum TxCommand {
+    /// Send tokens from the coldkey to a public key
+    Transfer {
+        #[command(flatten)]
+        from: From,
+        /// Recipient public key (64 hex digits, as `agora wallet show` prints it)
+        #[arg(long, value_name = "PUBKEY_HEX")]
+        to: String,
+        /// Amount in tokens (up to 9 decimals)
+        #[arg(long, value_name = "TOKENS")]
+        amount: String,
+    },
+    /// Register the hotkey as a neuron owned by the coldkey, paying with proof of work over a
+    /// recent block (difficulty and head read from the node)
+    Register {
+        #[command(flatten)]
+        from: From,
+        #[command(flatten)]
+        hotkey: HotkeyArg,
+    },
+    /// Publish the hotkey's axon endpoint
+    Serve {
+        #[command(flatten)]
+        from: From,
+        #[command(flatten)]
+        hotkey: HotkeyArg,
+        /// Public IP address peers reach the axon at
+        #[arg(long)]
+        ip: IpAddr,
+        #[arg(long)]
+        port: u16,
+        #[arg(long, value_enum, default_value_t = ProtocolArg::Grpc)]
+        protocol: ProtocolArg,
+        #[arg(long, value_enum, default_value_t = ModalityArg::Text)]
+        modality: ModalityArg,
+    },
+    /// Move free balance of the coldkey into the hotkey's stake
+    Stake {
+        #[command(flatten)]
+        from: From,
+        #[command(flatten)]
+        hotkey: HotkeyArg,
+        /// Amount in tokens (up to 9 decimals)
+        #[arg(long, value_name = "TOKENS")]
+        amount: String,
+    },
+    /// Move stake of the hotkey back to the coldkey's free balance
+    Unstake {
+        #[command(flatten)]
+        from: From,
+        #[command(flatten)]
+        hotkey: HotkeyArg,
+        /// Amount in tokens (up to 9 decimals)
+        #[arg(long, value_name = "TOKENS")]
+        amount: String,
+    },
+    /// Set the hotkey's row of the weight matrix W (values are normalised to sum to 1 here)
+    Weights {
+        #[command(flatten)]
+        from: From,
+        #[command(flatten)]
+        hotkey: HotkeyArg,
+        /// Uids, comma-separated
+        #[arg(long, value_delimiter = ',', required = true)]
+        uids: Vec<u16>,
+        /// One value per uid, comma-separated, finite and >= 0 (any scale: normalised)
+        #[arg(long, value_delimiter = ',', required = true, allow_negative_numbers = true)]
+        values: Vec<String>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum ProtocolArg {
+    Grpc,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum ModalityArg {
+    Text,
+    Image,
+    Tensor,
+}
+
+/// Runs `future` on a single-threaded runtime: the CLI makes a few sequential calls.
+pub(crate) fn block_on<T>(future: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?
+        .block_on(future)
+}
+
+/// A connected node and its genesis (chain id, fees, mechanism).
+pub(crate) struct Chain {
+    pub client: Client,
+    pub genesis: GenesisInfo,
+}
+
+impl Chain {
+    /// Connects and reads the genesis; an unreachable node gets an error that says what to start.
+    pub async fn connect(url: &str) -> Result<Chain> {
+        let client = Client::connect(url).await.map_err(|e| unreachable(url, e))?;
+        let genesis = client.genesis().await.map_err(|e| unreachable(url, e))?;
+        Ok(Chain { client, genesis })
+    }
+
+    pub fn id(&self) -> &str {
+        &self.genesis.config.chain_id
+    }
+
+    /// The neuron of `hotkey`, `None` if it is not registered.
+    pub async fn neuron_by_hotkey(&self, hotkey: &PublicKey) -> Result<Option<Neuron>> {
+        match self.client.neuron_by_hotkey(hotkey).await {
+            Ok(n) => Ok(Some(n)),
+            Err(ClientError::Rpc { code, .. }) if code == codes::NOT_FOUND => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+fn unreachable(url: &str, e: ClientError) -> anyhow::Error {
+    match e {
+        ClientError::Transport(_) => {
+            anyhow!("cannot reach a node at {url} ({e}); is `agora node --dev` running at {url}?")
+        }
+        other => anyhow::Error::from(other).context(format!("node at {url}")),
+    }
+}
+
+/// Parses a token amount (`12`, `0.5`, `1.000000001`) into base units, exactly.
+pub(crate) fn parse_tokens(s: &str) -> Result<u64> {
+    let t = s.trim();
+    let (whole, frac) = t.split_once('.').unwrap_or((t, ""));
+    let digits = |x: &str| x.bytes().all(|b| b.is_ascii_digit());
+    if whole.is_empty() && frac.is_empty() || !digits(whole) || !digits(frac) {
+        bail!("amount {s:?} is not a number of tokens like 12 or 0.5 (digits and one '.', no sign)");
+    }
+    if frac.len() > DECIMALS {
+        bail!(
+            "amount {s:?} has {} decimals; a token has {DECIMALS} (the smallest amount is 0.000000001)",
+            frac.len()
+        );
+    }
+    let too_large = || anyhow!("amount {s:?} is too large for a u64 of base units");
+    let whole: u64 = if whole.is_empty() { 0 } else { whole.parse().map_err(|_| too_large())? };
+    let frac_units: u64 = if frac.is_empty() {
+        0
+    } else {
+        // Right-pad to nine digits: "5" is 500000000 units.
+        format!("{frac:0<DECIMALS$}").parse().map_err(|_| too_large())?
+    };
+    whole.checked_mul(ledger::UNITS_PER_TOKEN).and_then(|w| w.checked_add(frac_units)).ok_or_else(too_large)
+}
+
+/// Base units as tokens, without trailing zeros: 1500000000 -> "1.5".
+pub(crate) fn format_tokens(units: u64) -> String {
+    format_tokens_u128(u128::from(units))
+}
+
+pub(crate) fn format_tokens_u128(units: u128) -> String {
+    let per = u128::from(ledger::UNITS_PER_TOKEN);
+    let (whole, frac) = (units / per, units % per);
+    if frac == 0 {
+        return whole.to_string();
+    }
+    let frac = format!("{frac:0DECIMALS$}");
+    format!("{whole}.{}", frac.trim_end_matches('0'))
+}
+
+/// Parses `--values` and normalises them to sum to 1, as the ledger requires (within 1e-6).
+/// Refuses what the ledger would refuse anyway, with the offending entry named.
+fn weight_values(uids: &[u16], values: &[String]) -> Result<Vec<f64>> {
+    if uids.len() != values.len() {
+        bail!("{} uids but {} values: give one value per uid", uids.len(), values.len());
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for u in uids {
+        if !seen.insert(*u) {
+            bail!("uid {u} appears twice in --uids: give each uid once");
+        }
+    }
+    let mut out = Vec::with_capacity(values.len());
+    for (u, v) in uids.iter().zip(values) {
+        let x: f64 = v.trim().parse().map_err(|_| anyhow!("weight {v:?} for uid {u} is not a number"))?;
+        if !x.is_finite() || x < 0.0 {
+            bail!("weight {v} for uid {u}: weights must be finite and >= 0");
+        }
+        out.push(x);
+    }
+    let sum: f64 = out.iter().sum();
+    if !(sum > 0.0 && sum.is_finite()) {
+        bail!("weights sum to {sum}: at least one must be positive (and their sum finite)");
+    }
+    Ok(out.into_iter().map(|x| x / sum).collect())
+}
+
+/// The keys of one transaction: who signs, and the wallet's coldkey and hotkey public keys.
+struct Keys {
+    coldkey: PublicKey,
+    hotkey: Option<PublicKey>,
+    source: KeySource,
+}
+
+enum KeySource {
+    Wallet { wallet: Wallet, hotkey: Option<String> },
+    Dev(SigningKey),
+}
+
+impl Keys {
+    fn new(root: &Option<PathBuf>, from: &From, hotkey: Option<&HotkeyArg>) -> Result<Keys> {
+        if let Some(name) = &from.dev_account {
+            let key = ledger::dev_key(name);
+            let pk = ledger::public_key(&key);
+            return Ok(Keys { coldkey: pk, hotkey: Some(pk), source: KeySource::Dev(key) });
+        }
+        let name = from.wallet.as_deref().context("pass --wallet NAME or --dev-account NAME")?;
+        let w = Wallet::open(&wallet_root(root.clone())?, name)?;
+        let hk = match hotkey {
+            None => None,
+            Some(HotkeyArg { hotkey: None }) => bail!("pass --hotkey NAME: this transaction is the neuron's"),
+            Some(HotkeyArg { hotkey: Some(h) }) => Some(h.clone()),
+        };
+        let hotkey = hk.as_deref().map(|h| w.hotkey_public(h)).transpose()?;
+        Ok(Keys { coldkey: w.coldkey_public(), hotkey, source: KeySource::Wallet { wallet: w, hotkey: hk } })
+    }
+
+    fn hotkey(&self) -> Result<PublicKey> {
+        self.hotkey.context("this transaction needs --hotkey")
+    }
+
+    /// The signing key the ledger expects for `kind`.
+    fn signer(&self, kind: CallKind, password: &PasswordArgs) -> Result<SigningKey> {
+        let cold = matches!(kind, CallKind::Transfer | CallKind::AddStake | CallKind::RemoveStake);
+        match &self.source {
+            KeySource::Dev(k) => Ok(k.clone()),
+            KeySource::Wallet { wallet, .. } if cold => {
+                let pw = unlock_password(password)?;
+                Ok(wallet.unlock_coldkey(&pw)?)
+            }
+            KeySource::Wallet { wallet, hotkey } => {
+                let h = hotkey.as_deref().context("this transaction needs --hotkey")?;
+                Ok(wallet.hotkey(h)?)
+            }
+        }
+    }
+}
+
+/// Runs `agora tx ...`.
+pub fn run(args: TxArgs) -> Result<()> {
+    let TxArgs { chain: url, wallet_dir, fee, password, command } = args;
+    // Check every local input before touching the network or asking for a password.
+    let fee = fee.as_deref().map(parse_tokens).transpose()?;
+    let (keys, call) = match &command {
+        TxCommand::Transfer { from, to, amount } => {
+            let to: PublicKey = to.parse().map_err(|e| anyhow!("--to: {e}"))?;
+            let amount = parse_tokens(amount)?;
+            (Keys::new(&wallet_dir, from, None)?, Some(Call::Transfer { to, amount }))
+        }
+        // The proof of work needs the chain's head: built below.
+        TxCommand::Register { from, hotkey } => (Keys::new(&wallet_dir, from, Some(hotkey))?, None),
+        TxCommand::Serve { from, hotkey, ip, port, protocol, modality } => {
+            let endpoint = Endpoint {
+                ip: (*ip).into(),
+                port: *port,
+                protocol: match protocol {
+                    ProtocolArg::Grpc => Protocol::Grpc,
+                },
+                modality: match modality {
+                    ModalityArg::Text => Modality::Text,
+                    ModalityArg::Image => Modality::Image,
+                    ModalityArg::Tensor => Modality::Tensor,
+                },
+            };
+            (Keys::new(&wallet_dir, from, Some(hotkey))?, Some(Call::Serve { endpoint }))
+        }
+        TxCommand::Stake { from, hotkey, amount } | TxCommand::Unstake { from, hotkey, amount } => {
+            let keys = Keys::new(&wallet_dir, from, Some(hotkey))?;
+            let (hotkey, amount) = (keys.hotkey()?, parse_tokens(amount)?);
+            let call = match command {
+                TxCommand::Stake { .. } => Call::AddStake { hotkey, amount },
+                _ => Call::RemoveStake { hotkey, amount },
+            };
+            (keys, Some(call))
+        }
+        TxCommand::Weights { from, hotkey, uids, values } => {
+            let values = weight_values(uids, values)?;
+            (Keys::new(&wallet_dir, from, Some(hotkey))?, Some(Call::set_weights(uids.clone(), &values)))
+        }
+    };
+    let kind = call.as_ref().map_or(CallKind::Register, Call::kind);
+    // Unlock before connecting, so a wrong password fails fast and the proof of work is not
+    // wasted on a key that cannot sign.
+    let key = keys.signer(kind, &password)?;
+    block_on(async move {
+        let chain = Chain::connect(&url).await?;
+        if matches!(keys.source, KeySource::Dev(_)) && chain.id() != ledger::GenesisConfig::default().chain_id
+        {
+            bail!(
+                "--dev-account signs with a publicly known key; chain {:?} is not a dev chain (\"{}\")",
+                chain.id(),
+                ledger::GenesisConfig::default().chain_id
+            );
+        }
+        let call = match call {
+            Some(c) => c,
+            None => register_call(&chain, keys.hotkey()?, keys.coldkey).await?,
+        };
+        let sender = ledger::public_key(&key);
+        let fee = fee.unwrap_or_else(|| min_fee(&chain.genesis.config.fees, kind));
+        let nonce = chain.client.account(&sender).await?.nonce;
+        let tx = TxBody { sender, nonce, fee, call }.sign(&key, chain.id());
+        println!("submitting {kind} from {sender} (nonce {nonce}, fee {})", format_tokens(fee));
+        let (height, receipt) = match chain.client.submit_and_wait(&tx).await {
+            Ok(r) => r,
+            Err(ClientError::Rejected(reason @ ledger::TxError::CannotPayFee { .. }))
+                if matches!(kind, CallKind::Serve | CallKind::SetWeights) =>
+            {
+                // The hotkey signs these and so pays their fee: a fresh hotkey has no balance.
+                bail!(
+                    "rejected by the node: {reason}\nthe hotkey pays the fee of {kind}; fund it first, e.g. \
+                     `agora tx transfer --wallet <wallet> --to {sender} --amount 1`"
+                )
+            }
+            Err(ClientError::Rejected(reason)) => {
+                bail!("rejected by the node: {reason}{}", units_note(&reason))
+            }
+            Err(e) => return Err(e.into()),
+        };
+        println!("transaction {}", receipt.tx_id);
+        match receipt.status {
+            TxStatus::Applied => {
+                println!("included in block {height}: applied");
+                if kind == CallKind::Register {
+                    if let Some(n) = chain.neuron_by_hotkey(&sender).await? {
+                        println!("registered as uid {}", n.uid);
+                    }
+                }
+                Ok(())
+            }
+            TxStatus::Failed(reason) => bail!(
+                "included in block {height}: failed (fee {} paid, nothing else changed): {reason}{}",
+                format_tokens(receipt.fee_paid),
+                units_note(&reason)
+            ),
+            TxStatus::Rejected(reason) => {
+                bail!("included in block {height}: rejected: {reason}{}", units_note(&reason))
+            }
+        }
+    })
+}
+
+/// The ledger's reasons give amounts in base units; say so where the CLI spoke in tokens.
+fn units_note(reason: &ledger::TxError) -> &'static str {
+    use ledger::TxError::*;
+    match reason {
+        CannotPayFee { .. } | InsufficientBalance { .. } | InsufficientStake { .. } | FeeTooLow { .. } => {
+            " (amounts in base units: 1 token = 1000000000)"
+        }
+        _ => "",
+    }
+}
+
+fn min_fee(f: &ledger::FeeSchedule, kind: CallKind) -> u64 {
+    match kind {
+        CallKind::Transfer => f.transfer,
+        CallKind::Register => f.register,
+        CallKind::RegisterBy => f.register_by,
+        CallKind::Serve => f.serve,
+        CallKind::AddStake => f.add_stake,
+        CallKind::RemoveStake => f.remove_stake,
+        CallKind::SetWeights => f.set_weights,
+    }
+}
+
+/// Solves the proof of work of a `register` over the node's head block, with progress on
+/// stderr. The seal must name one of the last `pow_window` blocks when the transaction lands,
+/// so a search that outlives half the window starts over on the new head.
+async fn register_call(chain: &Chain, hotkey: PublicKey, coldkey: PublicKey) -> Result<Call> {
+    if let Some(n) = chain.neuron_by_hotkey(&hotkey).await? {
+        bail!("hotkey {hotkey} is already registered as uid {}", n.uid);
+    }
+    let window = chain.genesis.config.registration.pow_window.max(1);
+    // Hashes between checks of the head: small enough for a progress line every second or so in
+    // a debug build.
+    const CHUNK: u64 = 20_000;
+    let started = Instant::now();
+    let mut last_report = Instant::now();
+    let mut tried: u64 = 0;
+    'fresh: loop {
+        let head = chain.client.head().await?;
+        let difficulty = chain.client.difficulty().await?;
+        eprintln!(
+            "solving proof of work: difficulty {difficulty}, over block {} ({})",
+            head.height, head.hash
+        );
+        let mut start = 0u64;
+        loop {
+            // Runs on this thread between awaits; the runtime has nothing else to do meanwhile.
+            if let Some(pow_nonce) = ledger::pow::solve(&head.hash, &hotkey, difficulty, start, CHUNK) {
+                tried += pow_nonce - start + 1;
+                eprintln!("solved: nonce {pow_nonce} after {tried} hashes in {:.1?}", started.elapsed());
+                return Ok(Call::Register { coldkey, pow_block: head.height, pow_nonce });
+            }
+            start += CHUNK;
+            tried += CHUNK;
+            if last_report.elapsed() > Duration::from_secs(1) {
+                last_report = Instant::now();
+                let rate = tried as f64 / started.elapsed().as_secs_f64().max(1e-9);
+                eprintln!("  {tried} hashes ({rate:.0}/s, about {difficulty} expected)");
+                let now = chain.client.head().await?.height;
+                if now.saturating_sub(head.height) >= window / 2 {
+                    eprintln!("  block {} is getting old (head {now}); starting over", head.height);
+                    continue 'fresh;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_amounts_parse_exactly() {
+        assert_eq!(parse_tokens("1").unwrap(), 1_000_000_000);
+        assert_eq!(parse_tokens("1.5").unwrap(), 1_500_000_000);
+        assert_eq!(parse_tokens("0.000000001").unwrap(), 1);
+        assert_eq!(parse_tokens(".25").unwrap(), 250_000_000);
+        assert_eq!(parse_tokens("7.").unwrap(), 7_000_000_000);
+        // 0.1 + 0.2 style float surprises cannot happen: the digits are the units.
+        assert_eq!(parse_tokens("0.3").unwrap(), 300_000_000);
+        assert_eq!(parse_tokens("18446744073.709551615").unwrap(), u64::MAX);
+        for bad in ["", ".", "-1", "+1", "1e3", "1.2.3", "abc", "1,5", " 1 .5", "NaN"] {
+            assert!(parse_tokens(bad).is_err(), "{bad:?}");
+        }
+        assert!(parse_tokens("1.0000000001").unwrap_err().to_string().contains("10 decimals"));
+        assert!(parse_tokens("18446744073.709551616").unwrap_err().to_string().contains("too large"));
+        assert!(parse_tokens("99999999999999999999").unwrap_err().to_string().contains("too large"));
+    }
+
+    #[test]
+    fn token_amounts_format_without_trailing_zeros() {
+        assert_eq!(format_tokens(0), "0");
+        assert_eq!(format_tokens(1_500_000_000), "1.5");
+        assert_eq!(format_tokens(1), "0.000000001");
+        assert_eq!(format_tokens(10_000), "0.00001");
+        for x in [0, 1, 999, 1_000_000_000, 123_456_789_012, u64::MAX] {
+            assert_eq!(parse_tokens(&format_tokens(x)).unwrap(), x);
+        }
+    }
+
+    #[test]
+    fn weights_are_normalised_or_refused_with_the_entry_named() {
+        let v = |s: &[&str]| s.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        let w = weight_values(&[0, 1, 2], &v(&["2", "1", "1"])).unwrap();
+        assert_eq!(w, [0.5, 0.25, 0.25]);
+        assert!(
+            (weight_values(&[0, 1, 2], &v(&["0.5", "0.3", "0.2"])).unwrap().iter().sum::<f64>() - 1.0).abs()
+                < 1e-12
+        );
+        let err = |u: &[u16], s: &[&str]| weight_values(u, &v(s)).unwrap_err().to_string();
+        assert!(err(&[0, 1], &["NaN", "1"]).contains("finite"));
+        assert!(err(&[0, 1], &["inf", "1"]).contains("finite"));
+        assert!(err(&[0, 1], &["-1", "1"]).contains(">= 0"));
+        assert!(err(&[0, 1], &["x", "1"]).contains("not a number"));
+        assert!(err(&[0, 0], &["1", "1"]).contains("twice"));
+        assert!(err(&[0], &["1", "1"]).contains("one value per uid"));
+        assert!(err(&[0, 1], &["0", "0"]).contains("positive"));
+        assert!(err(&[0, 1], &["1e308", "1e308"]).contains("finite"));
+    }
+}
