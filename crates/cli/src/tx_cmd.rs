@@ -75,7 +75,7 @@ enum TxCommand {
         #[arg(long, value_name = "PUBKEY_HEX")]
         to: String,
         /// Amount in tokens (up to 9 decimals)
-        #[arg(long, value_name = "TOKENS")]
+        #[arg(long, value_name = "TOKENS", allow_hyphen_values = true)]
         amount: String,
     },
     /// Register the hotkey as a neuron owned by the coldkey, paying with proof of work over a
@@ -109,7 +109,7 @@ enum TxCommand {
         #[command(flatten)]
         hotkey: HotkeyArg,
         /// Amount in tokens (up to 9 decimals)
-        #[arg(long, value_name = "TOKENS")]
+        #[arg(long, value_name = "TOKENS", allow_hyphen_values = true)]
         amount: String,
     },
     /// Move stake of the hotkey back to the coldkey's free balance
@@ -119,7 +119,7 @@ enum TxCommand {
         #[command(flatten)]
         hotkey: HotkeyArg,
         /// Amount in tokens (up to 9 decimals)
-        #[arg(long, value_name = "TOKENS")]
+        #[arg(long, value_name = "TOKENS", allow_hyphen_values = true)]
         amount: String,
     },
     /// Set the hotkey's row of the weight matrix W (values are normalised to sum to 1 here)

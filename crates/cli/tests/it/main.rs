@@ -3,6 +3,7 @@
 
 mod node;
 mod sim;
+mod tx;
 mod wallet;
 
 use std::path::PathBuf;

@@ -14,15 +14,16 @@ use std::time::{Duration, Instant};
 
 const FEE: u64 = 10_000;
 
-/// A running `agora node`, killed (SIGKILL) when dropped.
-struct NodeProc {
+/// A running `agora node`, killed (SIGKILL) when dropped. Shared with the other modules that
+/// drive a node (`tx`).
+pub(crate) struct NodeProc {
     child: Child,
     addr: String,
 }
 
 impl NodeProc {
     /// `agora node --dev --data-dir DIR MODE...` on a free port.
-    fn start(data_dir: &str, mode: &[&str]) -> NodeProc {
+    pub(crate) fn start(data_dir: &str, mode: &[&str]) -> NodeProc {
         NodeProc::start_with(&[&["--dev", "--data-dir", data_dir], mode].concat())
     }
 
@@ -49,7 +50,7 @@ impl NodeProc {
         NodeProc { child, addr }
     }
 
-    fn http(&self) -> String {
+    pub(crate) fn http(&self) -> String {
         format!("http://{}", self.addr)
     }
 

@@ -5,10 +5,10 @@ use crate::{stderr, stdout, TempDir};
 use std::process::{Command, Output};
 
 /// Argon2id at its cheapest, so the tests run in milliseconds in a debug build.
-const CHEAP_KDF: [&str; 4] = ["--kdf-memory-kib", "64", "--kdf-passes", "1"];
+pub(crate) const CHEAP_KDF: [&str; 4] = ["--kdf-memory-kib", "64", "--kdf-passes", "1"];
 
 /// `agora wallet --wallet-dir DIR args...` with `password` in AGORA_PASSWORD (unset if `None`).
-fn wallet(dir: &TempDir, password: Option<&str>, args: &[&str]) -> Output {
+pub(crate) fn wallet(dir: &TempDir, password: Option<&str>, args: &[&str]) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_agora"));
     cmd.arg("wallet").arg("--wallet-dir").arg(dir.path()).args(args);
     cmd.env_remove("AGORA_PASSWORD").env_remove("AGORA_WALLET_DIR");
@@ -19,7 +19,7 @@ fn wallet(dir: &TempDir, password: Option<&str>, args: &[&str]) -> Output {
 }
 
 /// The value after `label` on the line that starts with it (after trimming).
-fn field(out: &str, label: &str) -> String {
+pub(crate) fn field(out: &str, label: &str) -> String {
     out.lines()
         .map(str::trim)
         .find_map(|l| l.strip_prefix(label))
@@ -39,7 +39,7 @@ fn mnemonics(out: &str) -> Vec<String> {
         .collect()
 }
 
-fn ok(o: &Output) -> String {
+pub(crate) fn ok(o: &Output) -> String {
     assert!(o.status.success(), "failed:\nstdout:\n{}\nstderr:\n{}", stdout(o), stderr(o));
     stdout(o)
 }

@@ -1,0 +1,143 @@
+//! `agora tx ...`, `agora wallet balance` and `agora metagraph` against `agora node --dev
+//! --instant` as a child process: a wallet made with the CLI is funded from a dev account,
+//! registers its hotkey, serves, stakes, unstakes and sets weights, and the balance and the
+//! metagraph show the result; bad input fails with a clear error and a non-zero exit.
+
+use crate::node::NodeProc;
+use crate::wallet::{field, ok, wallet, CHEAP_KDF};
+use crate::{stderr, stdout, TempDir};
+use std::process::{Command, Output};
+
+/// `agora ARGS... --chain URL --wallet-dir DIR` with `password` in AGORA_PASSWORD.
+fn agora_at(url: &str, dir: &TempDir, password: Option<&str>, args: &[&str]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_agora"));
+    cmd.args(args).args(["--chain", url]);
+    cmd.env_remove("AGORA_PASSWORD").env_remove("AGORA_CHAIN").env("AGORA_WALLET_DIR", dir.path());
+    if let Some(pw) = password {
+        cmd.env("AGORA_PASSWORD", pw);
+    }
+    cmd.output().expect("run the agora binary")
+}
+
+/// Asserts failure and that stderr says `expected`.
+fn fails(o: &Output, expected: &str) {
+    assert!(!o.status.success(), "succeeded:\n{}", stdout(o));
+    assert!(stderr(o).contains(expected), "expected {expected:?} in:\n{}", stderr(o));
+}
+
+/// The block height of "included in block N: applied".
+fn applied(o: &Output) -> u64 {
+    let out = ok(o);
+    let line = out.lines().find(|l| l.starts_with("included in block")).unwrap_or_else(|| panic!("{out}"));
+    assert!(line.ends_with(": applied"), "{out}");
+    line["included in block ".len()..].split(':').next().unwrap().parse().expect("height")
+}
+
+#[test]
+fn the_cli_drives_a_dev_chain() {
+    let dir = TempDir::new("tx");
+    let data = dir.0.join("data");
+    let node = NodeProc::start(data.to_str().unwrap(), &["--instant"]);
+    let url = node.http();
+    let run = |pw: Option<&str>, args: &[&str]| agora_at(&url, &dir, pw, args);
+
+    let mut args = vec!["new", "--name", "w", "--hotkey", "miner"];
+    args.extend(CHEAP_KDF);
+    let out = ok(&wallet(&dir, Some("pw"), &args));
+    let cold = field(&out, "coldkey ");
+    let hot = field(&out, "hotkey miner ");
+
+    // Fund the coldkey from a dev account, and the hotkey (it pays the fees of what it signs).
+    let h1 =
+        applied(&run(None, &["tx", "transfer", "--dev-account", "alice", "--to", &cold, "--amount", "100"]));
+    let h2 = applied(&run(Some("pw"), &["tx", "transfer", "--wallet", "w", "--to", &hot, "--amount", "0.5"]));
+    assert!(h2 > h1);
+    let out = ok(&run(None, &["wallet", "balance", "--name", "w"]));
+    assert!(out.contains("free balance  99.49999\n"), "{out}");
+    assert!(out.contains(&format!("hotkey miner {hot}  not registered")), "{out}");
+
+    // Register (proof of work, progress on stderr), then the neuron's own transactions.
+    let o = run(None, &["tx", "register", "--wallet", "w", "--hotkey", "miner"]);
+    applied(&o);
+    assert!(stdout(&o).contains("registered as uid 0"), "{}", stdout(&o));
+    assert!(stderr(&o).contains("solving proof of work: difficulty"), "{}", stderr(&o));
+    let serve = ["tx", "serve", "--wallet", "w", "--hotkey", "miner", "--ip", "10.0.0.1", "--port", "8091"];
+    applied(&run(None, &serve));
+    applied(&run(Some("pw"), &["tx", "stake", "--wallet", "w", "--hotkey", "miner", "--amount", "10"]));
+    applied(&run(Some("pw"), &["tx", "unstake", "--wallet", "w", "--hotkey", "miner", "--amount", "2.5"]));
+    // Any scale: the CLI normalises before signing.
+    applied(&run(
+        None,
+        &["tx", "weights", "--wallet", "w", "--hotkey", "miner", "--uids", "0", "--values", "3"],
+    ));
+
+    let out = ok(&run(None, &["wallet", "balance", "--name", "w"]));
+    // 100 - 0.5 - 10 + 2.5, less three coldkey fees of 0.00001.
+    assert!(out.contains("free balance  91.99997\n"), "{out}");
+    assert!(out.contains(&format!("hotkey miner {hot}  uid 0  stake 7.5")), "{out}");
+
+    let out = ok(&run(None, &["metagraph"]));
+    assert!(out.starts_with("chain agora-dev  block "), "{out}");
+    assert!(out.contains("  n 1  mechanism yuma"), "{out}");
+    let row = out.lines().find(|l| l.trim_start().starts_with("0 ")).unwrap_or_else(|| panic!("{out}"));
+    assert!(row.contains(&hot[..10]) && row.contains(" 7.5 ") && row.contains("10.0.0.1:8091"), "{row}");
+    let json: serde_json::Value =
+        serde_json::from_str(&ok(&run(None, &["metagraph", "--json"]))).expect("metagraph --json is JSON");
+    assert_eq!(json["chain_id"], "agora-dev");
+    assert_eq!(json["S"][0], 7_500_000_000u64);
+    assert_eq!(json["hotkeys"][0], hot);
+    assert_eq!(json["endpoints"][0]["port"], 8091);
+    assert_eq!(json["weights"][0], serde_json::json!([[0, 1.0]]));
+
+    // Bad input: refused locally or by the node, with the reason, and nothing submitted.
+    let weights = |uids: &str, values: &str| {
+        run(
+            None,
+            &["tx", "weights", "--wallet", "w", "--hotkey", "miner", "--uids", uids, "--values", values],
+        )
+    };
+    fails(&weights("0,7", "1,1"), "uid 7 is unknown");
+    fails(&weights("0", "NaN"), "finite");
+    fails(&weights("0", "-1"), ">= 0");
+    fails(&weights("0,0", "1,1"), "twice");
+    let stake = |pw: &str, amount: &str| {
+        run(Some(pw), &["tx", "stake", "--wallet", "w", "--hotkey", "miner", "--amount", amount])
+    };
+    fails(&stake("pw", "1.0000000001"), "10 decimals");
+    fails(&stake("pw", "-1"), "no sign");
+    fails(&stake("wrong", "1"), "wrong password");
+    fails(&stake("pw", "1000"), "insufficient balance");
+    fails(&run(Some("pw"), &["tx", "transfer", "--wallet", "w", "--to", "abcd", "--amount", "1"]), "--to");
+    fails(&run(None, &["tx", "register", "--wallet", "w", "--hotkey", "miner"]), "already registered");
+    fails(&run(None, &["tx", "serve", "--wallet", "w", "--ip", "10.0.0.1", "--port", "1"]), "--hotkey");
+    fails(
+        &run(
+            None,
+            &["tx", "serve", "--wallet", "nobody", "--hotkey", "h", "--ip", "10.0.0.1", "--port", "1"],
+        ),
+        "no wallet",
+    );
+    fails(&run(None, &["metagraph", "--block", "1"]), "latest");
+    // Nothing above reached a block: the stake is unchanged.
+    let out = ok(&run(None, &["wallet", "balance", "--name", "w"]));
+    assert!(out.contains("stake 7.5\n") && out.contains("free balance  91.99997\n"), "{out}");
+}
+
+#[test]
+fn an_unreachable_node_is_named_with_what_to_start() {
+    let dir = TempDir::new("tx-unreachable");
+    // Port 1 on loopback: nothing listens there.
+    let url = "http://127.0.0.1:1";
+    let o = agora_at(url, &dir, None, &["metagraph"]);
+    fails(&o, "is `agora node --dev` running at http://127.0.0.1:1?");
+    let to = "00".repeat(32);
+    let o = agora_at(
+        url,
+        &dir,
+        None,
+        &["tx", "transfer", "--dev-account", "alice", "--to", &to, "--amount", "1"],
+    );
+    fails(&o, "agora node --dev");
+    let o = agora_at("ftp://x", &dir, None, &["metagraph"]);
+    fails(&o, "neither http");
+}
