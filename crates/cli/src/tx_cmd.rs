@@ -48,7 +48,7 @@ pub struct TxArgs {
 /// The key a transaction is signed with: a wallet, or on a development chain a dev account.
 #[derive(Debug, Args)]
 #[group(required = true, multiple = false)]
-struct From {
+struct KeyFrom {
     /// Wallet name (its coldkey or its --hotkey signs, as the transaction requires)
     #[arg(long)]
     wallet: Option<String>,
@@ -70,7 +70,7 @@ enum TxCommand {
     /// Send tokens from the coldkey to a public key
     Transfer {
         #[command(flatten)]
-        from: From,
+        from: KeyFrom,
         /// Recipient public key (64 hex digits, as `agora wallet show` prints it)
         #[arg(long, value_name = "PUBKEY_HEX")]
         to: String,
@@ -82,14 +82,14 @@ enum TxCommand {
     /// recent block (difficulty and head read from the node)
     Register {
         #[command(flatten)]
-        from: From,
+        from: KeyFrom,
         #[command(flatten)]
         hotkey: HotkeyArg,
     },
     /// Publish the hotkey's axon endpoint
     Serve {
         #[command(flatten)]
-        from: From,
+        from: KeyFrom,
         #[command(flatten)]
         hotkey: HotkeyArg,
         /// Public IP address peers reach the axon at
@@ -105,7 +105,7 @@ enum TxCommand {
     /// Move free balance of the coldkey into the hotkey's stake
     Stake {
         #[command(flatten)]
-        from: From,
+        from: KeyFrom,
         #[command(flatten)]
         hotkey: HotkeyArg,
         /// Amount in tokens (up to 9 decimals)
@@ -115,7 +115,7 @@ enum TxCommand {
     /// Move stake of the hotkey back to the coldkey's free balance
     Unstake {
         #[command(flatten)]
-        from: From,
+        from: KeyFrom,
         #[command(flatten)]
         hotkey: HotkeyArg,
         /// Amount in tokens (up to 9 decimals)
@@ -125,7 +125,7 @@ enum TxCommand {
     /// Set the hotkey's row of the weight matrix W (values are normalised to sum to 1 here)
     Weights {
         #[command(flatten)]
-        from: From,
+        from: KeyFrom,
         #[command(flatten)]
         hotkey: HotkeyArg,
         /// Uids, comma-separated
@@ -275,7 +275,7 @@ enum KeySource {
 }
 
 impl Keys {
-    fn new(root: &Option<PathBuf>, from: &From, hotkey: Option<&HotkeyArg>) -> Result<Keys> {
+    fn new(root: &Option<PathBuf>, from: &KeyFrom, hotkey: Option<&HotkeyArg>) -> Result<Keys> {
         if let Some(name) = &from.dev_account {
             let key = ledger::dev_key(name);
             let pk = ledger::public_key(&key);
