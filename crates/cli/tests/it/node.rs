@@ -28,7 +28,7 @@ impl NodeProc {
     }
 
     /// `agora node ARGS...` on a free port.
-    fn start_with(args: &[&str]) -> NodeProc {
+    pub(crate) fn start_with(args: &[&str]) -> NodeProc {
         let mut child = Command::new(env!("CARGO_BIN_EXE_agora"))
             .args(["node", "--rpc-addr", "127.0.0.1:0"])
             .args(args)

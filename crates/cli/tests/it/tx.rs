@@ -141,3 +141,40 @@ fn an_unreachable_node_is_named_with_what_to_start() {
     let o = agora_at("ftp://x", &dir, None, &["metagraph"]);
     fails(&o, "neither http");
 }
+
+#[test]
+fn wallet_balance_names_an_unreachable_node_too() {
+    let dir = TempDir::new("tx-balance-unreachable");
+    let mut args = vec!["new", "--name", "w"];
+    args.extend(CHEAP_KDF);
+    ok(&wallet(&dir, Some("pw"), &args));
+    let o = agora_at("http://127.0.0.1:1", &dir, None, &["wallet", "balance", "--name", "w"]);
+    fails(&o, "is `agora node --dev` running at http://127.0.0.1:1?");
+}
+
+/// Dev keys are public knowledge: signing with one is refused on a chain that is not the dev
+/// chain, even when the key is funded there.
+#[test]
+fn dev_accounts_sign_only_on_the_dev_chain() {
+    let dir = TempDir::new("tx-not-dev");
+    let mut g = ledger::GenesisConfig::dev(&["alice"], 1_000 * ledger::UNITS_PER_TOKEN);
+    g.chain_id = "agora-it".into();
+    let file = dir.0.join("genesis.json");
+    std::fs::write(&file, g.to_json_pretty()).expect("write genesis");
+    let data = dir.0.join("data");
+    let node = NodeProc::start_with(&[
+        "--genesis",
+        file.to_str().unwrap(),
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--instant",
+    ]);
+    let to = "11".repeat(32);
+    let o = agora_at(
+        &node.http(),
+        &dir,
+        None,
+        &["tx", "transfer", "--dev-account", "alice", "--to", &to, "--amount", "1"],
+    );
+    fails(&o, "is not a dev chain");
+}
