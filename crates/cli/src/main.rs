@@ -28,6 +28,9 @@ struct Cli {
 enum Command {
     /// Run the papers' experiments on the real mechanism code (CSV, PNG and markdown into --out)
     Sim(SimArgs),
+    /// Run a single-validator chain node (`--dev`: a development chain with funded, insecure dev
+    /// accounts; or `--genesis FILE`), with JSON-RPC (HTTP and WebSocket) and /metrics on --rpc-addr
+    Node(node::NodeArgs),
     /// Create, list, show and regenerate wallets (an encrypted coldkey and its hotkeys)
     Wallet(wallet_cmd::WalletArgs),
 }
@@ -232,6 +235,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Sim(args) => sim_command(args),
+        Command::Node(args) => node::run(args).map_err(anyhow::Error::from),
         Command::Wallet(args) => wallet_cmd::run(args),
     };
     match result {

@@ -1,6 +1,7 @@
 //! Runs the real `agora` binary as a user would, into temporary directories.
 //! One test binary (modules below) so the workspace links it once.
 
+mod node;
 mod sim;
 mod wallet;
 
@@ -62,5 +63,5 @@ fn top_level_help_lists_only_real_subcommands() {
         .take_while(|l| l.starts_with("  "))
         .filter_map(|l| l.split_whitespace().next())
         .collect();
-    assert_eq!(commands, ["sim", "wallet", "help"], "{help}");
+    assert_eq!(commands, ["sim", "node", "wallet", "help"], "{help}");
 }

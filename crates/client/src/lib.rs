@@ -1,0 +1,215 @@
+//! A typed JSON-RPC client for an Agora chain node, and the API's types.
+//!
+//! [`Client::connect`] takes an `http://` or `ws://` URL; each method mirrors one `agora_*` RPC
+//! method (documented with example requests in `docs/rpc.md`). Subscriptions
+//! ([`Client::subscribe_heads`]) need a WebSocket URL. This crate depends on the `ledger` crate
+//! for the transaction and block types but not on the node, so wallets, peers and the CLI use it
+//! without linking a server. It assumes a node speaking the same API version.
+
+pub mod types;
+
+use jsonrpsee::core::client::{ClientT, Subscription, SubscriptionClientT};
+use jsonrpsee::core::ClientError as RpcClientError;
+use jsonrpsee::http_client::{HttpClient, HttpClientBuilder};
+use jsonrpsee::rpc_params;
+use jsonrpsee::ws_client::{WsClient, WsClientBuilder};
+use ledger::{Hash, PublicKey, Receipt, SignedTx, TxError};
+use serde::de::DeserializeOwned;
+use std::time::Duration;
+use thiserror::Error;
+pub use types::*;
+
+/// Why a call failed.
+#[derive(Debug, Error)]
+pub enum ClientError {
+    /// The node refused the transaction at submission, with the ledger's typed reason.
+    #[error("transaction rejected: {0}")]
+    Rejected(TxError),
+    /// The node answered with a JSON-RPC error (codes in [`types::codes`]).
+    #[error("node error {code}: {message}")]
+    Rpc { code: i32, message: String, data: Option<serde_json::Value> },
+    /// The connection or the encoding failed.
+    #[error("transport: {0}")]
+    Transport(String),
+    #[error("subscriptions need a WebSocket URL (ws:// or wss://), not {0}")]
+    NeedsWebSocket(String),
+    #[error("transaction {id} not included after {waited:?}")]
+    Timeout { id: Hash, waited: Duration },
+    #[error("URL {0} is neither http(s):// nor ws(s)://")]
+    BadUrl(String),
+}
+
+impl From<RpcClientError> for ClientError {
+    fn from(e: RpcClientError) -> Self {
+        match e {
+            RpcClientError::Call(obj) => {
+                let data: Option<serde_json::Value> =
+                    obj.data().and_then(|raw| serde_json::from_str(raw.get()).ok());
+                if obj.code() == codes::TX_REJECTED {
+                    if let Some(reason) = data.clone().and_then(|d| serde_json::from_value(d).ok()) {
+                        return ClientError::Rejected(reason);
+                    }
+                }
+                ClientError::Rpc { code: obj.code(), message: obj.message().to_string(), data }
+            }
+            other => ClientError::Transport(other.to_string()),
+        }
+    }
+}
+
+enum Inner {
+    Http(HttpClient),
+    Ws(WsClient),
+}
+
+/// A connection to one node.
+pub struct Client {
+    inner: Inner,
+    url: String,
+    /// How long [`Client::submit_and_wait`] waits for inclusion.
+    pub wait_timeout: Duration,
+}
+
+impl Client {
+    /// Connects to `url` (`http://host:port` or `ws://host:port`).
+    pub async fn connect(url: &str) -> Result<Client, ClientError> {
+        let inner = if url.starts_with("ws://") || url.starts_with("wss://") {
+            Inner::Ws(WsClientBuilder::default().build(url).await?)
+        } else if url.starts_with("http://") || url.starts_with("https://") {
+            Inner::Http(HttpClientBuilder::default().build(url)?)
+        } else {
+            return Err(ClientError::BadUrl(url.to_string()));
+        };
+        Ok(Client { inner, url: url.to_string(), wait_timeout: Duration::from_secs(60) })
+    }
+
+    async fn call<R: DeserializeOwned>(
+        &self,
+        method: &str,
+        params: jsonrpsee::core::params::ArrayParams,
+    ) -> Result<R, ClientError> {
+        Ok(match &self.inner {
+            Inner::Http(c) => c.request(method, params).await?,
+            Inner::Ws(c) => c.request(method, params).await?,
+        })
+    }
+
+    /// `agora_submitTransaction`: returns the transaction id once the mempool accepted it.
+    pub async fn submit(&self, tx: &SignedTx) -> Result<Hash, ClientError> {
+        self.submit_bytes(&tx.encode()).await
+    }
+
+    /// `agora_submitTransaction` with raw encoded bytes (for tools that relay transactions).
+    pub async fn submit_bytes(&self, bytes: &[u8]) -> Result<Hash, ClientError> {
+        self.call("agora_submitTransaction", rpc_params![hex::encode(bytes)]).await
+    }
+
+    /// `agora_getTransaction`.
+    pub async fn transaction(&self, id: &Hash) -> Result<TxLookup, ClientError> {
+        self.call("agora_getTransaction", rpc_params![id]).await
+    }
+
+    /// Submits `tx` and polls until a block includes it: `(height, receipt)`. The receipt may
+    /// say the call failed (it paid its fee); a refusal at submission is [`ClientError::Rejected`].
+    pub async fn submit_and_wait(&self, tx: &SignedTx) -> Result<(u64, Receipt), ClientError> {
+        let id = self.submit(tx).await?;
+        let start = std::time::Instant::now();
+        loop {
+            match self.transaction(&id).await? {
+                TxLookup::Included { height, receipt, .. } => return Ok((height, receipt)),
+                // Unknown after acceptance: dropped because an earlier block invalidated it, or a
+                // block recorded it as rejected; keep polling until the timeout either way.
+                TxLookup::Pending | TxLookup::Unknown => {}
+            }
+            if start.elapsed() > self.wait_timeout {
+                return Err(ClientError::Timeout { id, waited: self.wait_timeout });
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    /// `agora_account`.
+    pub async fn account(&self, key: &PublicKey) -> Result<AccountInfo, ClientError> {
+        self.call("agora_account", rpc_params![key]).await
+    }
+
+    /// `agora_neuron` by uid.
+    pub async fn neuron(&self, uid: u16) -> Result<ledger::Neuron, ClientError> {
+        self.call("agora_neuron", rpc_params![NeuronQuery::Uid { uid }]).await
+    }
+
+    /// `agora_neuron` by hotkey.
+    pub async fn neuron_by_hotkey(&self, hotkey: &PublicKey) -> Result<ledger::Neuron, ClientError> {
+        self.call("agora_neuron", rpc_params![NeuronQuery::Hotkey { hotkey: *hotkey }]).await
+    }
+
+    /// `agora_metagraph` at the latest block (`None`) or a given height.
+    pub async fn metagraph(&self, block: Option<u64>) -> Result<MetagraphInfo, ClientError> {
+        self.call("agora_metagraph", rpc_params![block]).await
+    }
+
+    /// `agora_block` by height.
+    pub async fn block(&self, height: u64) -> Result<BlockInfo, ClientError> {
+        self.call("agora_block", rpc_params![BlockId::Height(height)]).await
+    }
+
+    /// `agora_block` by hash.
+    pub async fn block_by_hash(&self, hash: &Hash) -> Result<BlockInfo, ClientError> {
+        self.call("agora_block", rpc_params![BlockId::Hash(*hash)]).await
+    }
+
+    /// `agora_head`: the last committed block.
+    pub async fn head(&self) -> Result<HeadInfo, ClientError> {
+        self.call("agora_head", rpc_params![]).await
+    }
+
+    /// `agora_genesis`.
+    pub async fn genesis(&self) -> Result<GenesisInfo, ClientError> {
+        self.call("agora_genesis", rpc_params![]).await
+    }
+
+    /// `agora_difficulty`: the current proof-of-work difficulty of `register`.
+    pub async fn difficulty(&self) -> Result<u64, ClientError> {
+        self.call("agora_difficulty", rpc_params![]).await
+    }
+
+    /// `agora_subscribeNewHeads`: every committed block from now on (WebSocket only).
+    pub async fn subscribe_heads(&self) -> Result<Subscription<NewHead>, ClientError> {
+        match &self.inner {
+            Inner::Ws(c) => {
+                Ok(c.subscribe("agora_subscribeNewHeads", rpc_params![], "agora_unsubscribeNewHeads").await?)
+            }
+            Inner::Http(_) => Err(ClientError::NeedsWebSocket(self.url.clone())),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use jsonrpsee::types::ErrorObject;
+
+    #[test]
+    fn rejections_decode_to_the_ledgers_reason_and_other_errors_keep_their_code() {
+        let reason = TxError::NonceReused { sender: PublicKey([1; 32]), expected: 2, got: 1 };
+        let e =
+            RpcClientError::Call(ErrorObject::owned(codes::TX_REJECTED, reason.to_string(), Some(&reason)));
+        match ClientError::from(e) {
+            ClientError::Rejected(r) => assert_eq!(r, reason),
+            other => panic!("{other:?}"),
+        }
+        let e = RpcClientError::Call(ErrorObject::owned(codes::MEMPOOL_FULL, "full", None::<()>));
+        match ClientError::from(e) {
+            ClientError::Rpc { code, message, data: None } => {
+                assert_eq!((code, message.as_str()), (codes::MEMPOOL_FULL, "full"))
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn urls_need_a_known_scheme() {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        assert!(matches!(rt.block_on(Client::connect("ftp://x")), Err(ClientError::BadUrl(_))));
+    }
+}

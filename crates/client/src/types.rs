@@ -1,0 +1,163 @@
+//! The JSON-RPC API's types, shared by the node (which serves them) and clients.
+
+use ledger::{
+    Account, BlockHeader, ChainHead, Endpoint, GenesisConfig, Hash, Issuance, Metagraph, PublicKey, Receipt,
+    StoredBlock, WEIGHT_SCALE,
+};
+use serde::{Deserialize, Serialize};
+
+/// Error codes of the `agora_*` methods (JSON-RPC reserves -32768..-32000 for itself and
+/// leaves -32099..-32000 to servers). `data` carries the typed detail where one exists.
+pub mod codes {
+    /// A transaction failed validation at submission; `data` is the ledger's `TxError` as
+    /// JSON (`{"error": "bad_signature", "details": {...}}`).
+    pub const TX_REJECTED: i32 = -32010;
+    /// The mempool is full; retry later or raise the fee above the lowest pending one.
+    pub const MEMPOOL_FULL: i32 = -32011;
+    /// Another transaction from the same sender with the same nonce is already pending.
+    pub const NONCE_PENDING: i32 = -32012;
+    /// The block, neuron or transaction asked for does not exist.
+    pub const NOT_FOUND: i32 = -32013;
+    /// The node keeps only the latest state: a metagraph at an older height is unavailable.
+    pub const HISTORICAL_STATE_UNAVAILABLE: i32 = -32014;
+    /// The node's store failed; the node logs the detail.
+    pub const STORAGE: i32 = -32015;
+    /// JSON-RPC's own code for parameters that do not parse (bad hex, wrong length, ...).
+    pub const INVALID_PARAMS: i32 = -32602;
+}
+
+/// `agora_account`: the account of a public key (zero balance and nonce if it never existed).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccountInfo {
+    pub key: PublicKey,
+    pub balance: u64,
+    /// The nonce the account's next transaction must carry.
+    pub nonce: u64,
+}
+
+impl AccountInfo {
+    pub fn new(key: PublicKey, a: Account) -> Self {
+        AccountInfo { key, balance: a.balance, nonce: a.nonce }
+    }
+}
+
+/// `agora_getTransaction`: where a transaction is.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum TxLookup {
+    /// Accepted into the mempool, not yet in a block.
+    Pending,
+    /// In the committed block `height` at `index`, with what it did. A block may record a
+    /// transaction as rejected (it changed nothing); the ledger does not index those, so only
+    /// the node that produced the block reports them, and only until it restarts.
+    Included { height: u64, index: u32, receipt: Receipt },
+    /// Not in the mempool and not in any committed block (never submitted, or dropped from the
+    /// mempool because an earlier block made it invalid).
+    Unknown,
+}
+
+/// `agora_neuron` parameter: by uid or by hotkey.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum NeuronQuery {
+    Uid { uid: u16 },
+    Hotkey { hotkey: PublicKey },
+}
+
+/// `agora_block` parameter: a height or a block hash (hex).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum BlockId {
+    Height(u64),
+    Hash(Hash),
+}
+
+/// `agora_block`: a committed block with its hash, receipts and epoch report.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BlockInfo {
+    pub hash: Hash,
+    #[serde(flatten)]
+    pub stored: StoredBlock,
+}
+
+/// `agora_genesis`: the chain's genesis configuration and its hash.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct GenesisInfo {
+    pub hash: Hash,
+    pub config: GenesisConfig,
+}
+
+/// An item of `agora_subscribeNewHeads`: a block just committed.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct NewHead {
+    pub height: u64,
+    pub hash: Hash,
+    pub header: BlockHeader,
+    /// Transactions in the block.
+    pub txs: u32,
+}
+
+/// `agora_metagraph`: the network as the bittensor metagraph exposes it. Every vector is indexed
+/// by uid (`0..n`); S and E are in base units; W and B are sparse rows of `[uid, value]`, W
+/// normalised to sum to 1 per row (the chain stores integers over 65,535, converted here).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[allow(non_snake_case)]
+pub struct MetagraphInfo {
+    pub n: u32,
+    pub block: u64,
+    pub hotkeys: Vec<PublicKey>,
+    pub coldkeys: Vec<PublicKey>,
+    pub endpoints: Vec<Option<Endpoint>>,
+    /// Stake.
+    pub S: Vec<u64>,
+    /// Ranks.
+    pub R: Vec<f64>,
+    /// Trust.
+    pub T: Vec<f64>,
+    /// Consensus.
+    pub C: Vec<f64>,
+    /// Incentive.
+    pub I: Vec<f64>,
+    /// Dividends.
+    pub D: Vec<f64>,
+    /// Emission of the last epoch, base units.
+    pub E: Vec<u64>,
+    /// Block of each neuron's last `set_weights` (bittensor's `last_update`).
+    pub last_update: Vec<Option<u64>>,
+    pub weights: Vec<Vec<(u16, f64)>>,
+    pub bonds: Vec<Vec<(u16, f64)>>,
+    pub issuance: Issuance,
+    pub difficulty: u64,
+}
+
+impl From<&Metagraph> for MetagraphInfo {
+    fn from(m: &Metagraph) -> Self {
+        let scale = f64::from(WEIGHT_SCALE);
+        MetagraphInfo {
+            n: m.n,
+            block: m.block,
+            hotkeys: m.neurons.iter().map(|n| n.hotkey).collect(),
+            coldkeys: m.neurons.iter().map(|n| n.coldkey).collect(),
+            endpoints: m.neurons.iter().map(|n| n.endpoint).collect(),
+            S: m.stake(),
+            R: m.ranks(),
+            T: m.trust(),
+            C: m.consensus(),
+            I: m.incentive(),
+            D: m.dividends(),
+            E: m.emission(),
+            last_update: m.neurons.iter().map(|n| n.last_weights_block).collect(),
+            weights: m
+                .weights
+                .iter()
+                .map(|row| row.0.iter().map(|&(j, w)| (j, f64::from(w) / scale)).collect())
+                .collect(),
+            bonds: m.bonds.clone(),
+            issuance: m.issuance,
+            difficulty: m.difficulty,
+        }
+    }
+}
+
+/// `agora_head`.
+pub type HeadInfo = ChainHead;
