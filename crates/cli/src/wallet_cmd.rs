@@ -50,6 +50,15 @@ enum WalletCommand {
         #[arg(long)]
         name: String,
     },
+    /// Ask a chain node for the free balance of the coldkey and each hotkey, and each hotkey's stake
+    Balance {
+        /// Wallet name
+        #[arg(long)]
+        name: String,
+        /// The node's JSON-RPC URL (http:// or ws://)
+        #[arg(long, value_name = "URL", default_value = "http://127.0.0.1:9944")]
+        chain: String,
+    },
     /// Regenerate a coldkey (or with --hotkey, a hotkey) from its mnemonic
     Regen {
         /// Wallet name
@@ -121,6 +130,7 @@ pub fn run(args: WalletArgs) -> Result<()> {
         }
         WalletCommand::List => list(&root),
         WalletCommand::Show { name } => show(&Wallet::open(&root, &name)?),
+        WalletCommand::Balance { name, chain } => balance(&Wallet::open(&root, &name)?, &chain),
         WalletCommand::Regen { name, mnemonic, hotkey, overwrite, password, kdf } => {
             let words = match mnemonic {
                 Some(m) => Zeroizing::new(m),
@@ -226,6 +236,47 @@ fn show(w: &Wallet) -> Result<()> {
 }
 
 const PASSWORD_HINT: &str = "use --password-file or AGORA_PASSWORD";
+
+/// Base units as tokens with all nine decimals, so nothing is rounded away.
+fn tokens(units: u64) -> String {
+    let per = ledger::UNITS_PER_TOKEN;
+    format!("{}.{:09}", units / per, units % per)
+}
+
+fn balance(w: &Wallet, url: &str) -> Result<()> {
+    // One short-lived single-threaded runtime: the client is async, this command is not.
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().context("start a runtime")?;
+    rt.block_on(async {
+        let c = client::Client::connect(url).await.with_context(|| format!("connecting to {url}"))?;
+        let cold = c.account(&w.coldkey_public()).await.with_context(|| format!("asking {url}"))?;
+        println!(
+            "{}  coldkey {}  balance {}  nonce {}",
+            w.name(),
+            cold.key,
+            tokens(cold.balance),
+            cold.nonce
+        );
+        for h in w.hotkeys()? {
+            let pk = match w.hotkey_public(&h) {
+                Ok(pk) => pk,
+                Err(e) => {
+                    println!("  hotkey {h} error: {e}");
+                    continue;
+                }
+            };
+            let acct = c.account(&pk).await?;
+            let stake = match c.neuron_by_hotkey(&pk).await {
+                Ok(n) => format!("stake {} (uid {})", tokens(n.stake), n.uid),
+                Err(client::ClientError::Rpc { code, .. }) if code == client::types::codes::NOT_FOUND => {
+                    "not registered".to_string()
+                }
+                Err(e) => return Err(e.into()),
+            };
+            println!("  hotkey {h} {pk}  balance {}  {stake}", tokens(acct.balance));
+        }
+        Ok(())
+    })
+}
 
 /// A password to seal a coldkey with: from the file or environment, else prompted twice.
 fn new_password(args: &PasswordArgs) -> Result<Zeroizing<Vec<u8>>> {

@@ -154,3 +154,79 @@ fn an_empty_directory_lists_no_wallets() {
     let out = ok(&wallet(&dir, None, &["list"]));
     assert!(out.starts_with("no wallets in"), "{out}");
 }
+
+/// `agora node --dev --instant` on a free port, killed when dropped.
+struct DevNode {
+    child: std::process::Child,
+    url: String,
+}
+
+impl DevNode {
+    fn start(data_dir: &std::path::Path) -> DevNode {
+        use std::io::BufRead;
+        let mut child = Command::new(env!("CARGO_BIN_EXE_agora"))
+            .args(["node", "--rpc-addr", "127.0.0.1:0", "--dev", "--instant", "--data-dir"])
+            .arg(data_dir)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start agora node");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        // Drain stdout for the node's whole life so it never blocks on a full pipe.
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(rest) = line.strip_prefix("rpc listening on http://") {
+                    let _ = tx.send(rest.split_whitespace().next().unwrap_or_default().to_string());
+                }
+            }
+        });
+        let addr = rx.recv_timeout(std::time::Duration::from_secs(30)).expect("node printed its address");
+        DevNode { child, url: format!("http://{addr}") }
+    }
+}
+
+impl Drop for DevNode {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn balance_asks_a_running_node() {
+    use ledger::{dev_key, public_key, Call, TxBody, UNITS_PER_TOKEN};
+    let dir = TempDir::new("wallet-balance");
+    let mut args = vec!["new", "--name", "alice", "--hotkey", "miner"];
+    args.extend(CHEAP_KDF);
+    let out = ok(&wallet(&dir, Some("pw"), &args));
+    let cold: ledger::PublicKey = field(&out, "coldkey ").parse().unwrap();
+
+    let node = DevNode::start(&dir.0.join("chain"));
+    // Fund the wallet's coldkey from the dev account "alice" of the dev genesis.
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let c = client::Client::connect(&node.url).await.unwrap();
+        let chain = c.genesis().await.unwrap().config.chain_id;
+        let k = dev_key("alice");
+        let tx = TxBody {
+            sender: public_key(&k),
+            nonce: 0,
+            fee: 10_000,
+            call: Call::Transfer { to: cold, amount: 5 * UNITS_PER_TOKEN + 7 },
+        }
+        .sign(&k, &chain);
+        let (_, receipt) = c.submit_and_wait(&tx).await.unwrap();
+        assert!(receipt.is_applied(), "{receipt:?}");
+    });
+
+    let out = ok(&wallet(&dir, None, &["balance", "--name", "alice", "--chain", &node.url]));
+    assert!(out.contains(&format!("alice  coldkey {cold}  balance 5.000000007  nonce 0")), "{out}");
+    assert!(out.contains("hotkey miner ") && out.contains("balance 0.000000000  not registered"), "{out}");
+
+    // No node there: a clear error naming the URL, not a panic.
+    drop(node);
+    let o = wallet(&dir, None, &["balance", "--name", "alice", "--chain", "http://127.0.0.1:9"]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("http://127.0.0.1:9"), "{}", stderr(&o));
+}
