@@ -31,7 +31,7 @@ enum Command {
     /// Run a single-validator chain node (`--dev`: a development chain with funded, insecure dev
     /// accounts; or `--genesis FILE`), with JSON-RPC (HTTP and WebSocket) and /metrics on --rpc-addr
     Node(node::NodeArgs),
-    /// Create, list, show and regenerate wallets (an encrypted coldkey and its hotkeys)
+    /// Create, list, show and regenerate wallets (an encrypted coldkey and its hotkeys); balances
     Wallet(wallet_cmd::WalletArgs),
 }
 

@@ -1,4 +1,5 @@
-//! `agora wallet ...`: argument parsing and printing around the `wallet` crate.
+//! `agora wallet ...`: argument parsing and printing around the `wallet` crate (and, for
+//! `balance`, the `client` crate's JSON-RPC calls).
 //!
 //! Passwords come, in this order, from `--password-file` (its first line), the
 //! `AGORA_PASSWORD` environment variable, or a terminal prompt (twice when a password is set).
