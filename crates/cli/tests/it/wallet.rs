@@ -154,3 +154,43 @@ fn an_empty_directory_lists_no_wallets() {
     let out = ok(&wallet(&dir, None, &["list"]));
     assert!(out.starts_with("no wallets in"), "{out}");
 }
+
+#[test]
+fn balance_asks_a_running_node() {
+    use ledger::{dev_key, public_key, Call, TxBody, UNITS_PER_TOKEN};
+    let dir = TempDir::new("wallet-balance");
+    let mut args = vec!["new", "--name", "alice", "--hotkey", "miner"];
+    args.extend(CHEAP_KDF);
+    let out = ok(&wallet(&dir, Some("pw"), &args));
+    let cold: ledger::PublicKey = field(&out, "coldkey ").parse().unwrap();
+
+    let chain_dir = dir.0.join("chain");
+    let node = crate::node::NodeProc::start(chain_dir.to_str().unwrap(), &["--instant"]);
+    let url = node.http();
+    // Fund the wallet's coldkey from the dev account "alice" of the dev genesis.
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let c = client::Client::connect(&url).await.unwrap();
+        let chain = c.genesis().await.unwrap().config.chain_id;
+        let k = dev_key("alice");
+        let tx = TxBody {
+            sender: public_key(&k),
+            nonce: 0,
+            fee: 10_000,
+            call: Call::Transfer { to: cold, amount: 5 * UNITS_PER_TOKEN + 7 },
+        }
+        .sign(&k, &chain);
+        let (_, receipt) = c.submit_and_wait(&tx).await.unwrap();
+        assert!(receipt.is_applied(), "{receipt:?}");
+    });
+
+    let out = ok(&wallet(&dir, None, &["balance", "--name", "alice", "--chain", &url]));
+    assert!(out.contains(&format!("coldkey {cold}\n  free balance  5.000000007")), "{out}");
+    assert!(out.contains("hotkey miner ") && out.contains("not registered"), "{out}");
+
+    // No node there: a clear error naming the URL, not a panic.
+    drop(node);
+    let o = wallet(&dir, None, &["balance", "--name", "alice", "--chain", "http://127.0.0.1:9"]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("http://127.0.0.1:9"), "{}", stderr(&o));
+}
