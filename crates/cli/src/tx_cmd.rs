@@ -374,7 +374,7 @@ pub fn run(args: TxArgs) -> Result<()> {
             None => register_call(&chain, keys.hotkey()?, keys.coldkey).await?,
         };
         let sender = ledger::public_key(&key);
-        let fee = fee.unwrap_or_else(|| min_fee(&chain.genesis.config.fees, kind));
+        let fee = fee.unwrap_or_else(|| chain.genesis.config.fees.min_fee(kind));
         let nonce = chain.client.account(&sender).await?.nonce;
         let tx = TxBody { sender, nonce, fee, call }.sign(&key, chain.id());
         println!("submitting {kind} from {sender} (nonce {nonce}, fee {})", format_tokens(fee));
@@ -425,18 +425,6 @@ fn units_note(reason: &ledger::TxError) -> &'static str {
             " (amounts in base units: 1 token = 1000000000)"
         }
         _ => "",
-    }
-}
-
-fn min_fee(f: &ledger::FeeSchedule, kind: CallKind) -> u64 {
-    match kind {
-        CallKind::Transfer => f.transfer,
-        CallKind::Register => f.register,
-        CallKind::RegisterBy => f.register_by,
-        CallKind::Serve => f.serve,
-        CallKind::AddStake => f.add_stake,
-        CallKind::RemoveStake => f.remove_stake,
-        CallKind::SetWeights => f.set_weights,
     }
 }
 

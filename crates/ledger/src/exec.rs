@@ -13,10 +13,10 @@ use crate::apportion::apportion;
 use crate::block::{Receipt, TxStatus};
 use crate::epoch;
 use crate::error::TxError;
-use crate::genesis::{EmissionMode, FeeSchedule};
+use crate::genesis::EmissionMode;
 use crate::pow;
 use crate::state::State;
-use crate::tx::{Call, CallKind, PreparedTx, SignedTx, TxBody};
+use crate::tx::{Call, PreparedTx, SignedTx, TxBody};
 use crate::types::{
     Account, Endpoint, Float, Hash, Neuron, NeuronScores, PublicKey, WeightRow, WEIGHT_SCALE,
 };
@@ -59,18 +59,6 @@ pub(crate) enum Plan {
     SetWeights { uid: u16, row: WeightRow },
 }
 
-pub(crate) fn min_fee(f: &FeeSchedule, kind: CallKind) -> u64 {
-    match kind {
-        CallKind::Transfer => f.transfer,
-        CallKind::Register => f.register,
-        CallKind::RegisterBy => f.register_by,
-        CallKind::Serve => f.serve,
-        CallKind::AddStake => f.add_stake,
-        CallKind::RemoveStake => f.remove_stake,
-        CallKind::SetWeights => f.set_weights,
-    }
-}
-
 /// The signature verdict for a transaction, computed before (in a batch, or singly).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum SigVerdict {
@@ -106,7 +94,7 @@ pub(crate) fn authenticate(
         return Err(TxError::NonceTooHigh { sender: body.sender, expected: acct.nonce, got: body.nonce });
     }
     let kind = body.call.kind();
-    let min = min_fee(&cfg.fees, kind);
+    let min = cfg.fees.min_fee(kind);
     if body.fee < min {
         return Err(TxError::FeeTooLow { kind, min, got: body.fee });
     }

@@ -126,6 +126,22 @@ pub struct FeeSchedule {
     pub set_weights: u64,
 }
 
+impl FeeSchedule {
+    /// The least fee a transaction of this kind must offer.
+    pub fn min_fee(&self, kind: crate::tx::CallKind) -> u64 {
+        use crate::tx::CallKind;
+        match kind {
+            CallKind::Transfer => self.transfer,
+            CallKind::Register => self.register,
+            CallKind::RegisterBy => self.register_by,
+            CallKind::Serve => self.serve,
+            CallKind::AddStake => self.add_stake,
+            CallKind::RemoveStake => self.remove_stake,
+            CallKind::SetWeights => self.set_weights,
+        }
+    }
+}
+
 impl Default for FeeSchedule {
     fn default() -> Self {
         let fee = 10_000; // 1e-5 token

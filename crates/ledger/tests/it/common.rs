@@ -105,16 +105,7 @@ impl Chain {
     }
 
     pub fn min_fee(&self, call: &Call) -> u64 {
-        let f = &self.ledger.genesis().fees;
-        match call.kind() {
-            CallKind::Transfer => f.transfer,
-            CallKind::Register => f.register,
-            CallKind::RegisterBy => f.register_by,
-            CallKind::Serve => f.serve,
-            CallKind::AddStake => f.add_stake,
-            CallKind::RemoveStake => f.remove_stake,
-            CallKind::SetWeights => f.set_weights,
-        }
+        self.ledger.genesis().fees.min_fee(call.kind())
     }
 
     pub fn tx_fee(&mut self, key: &SigningKey, fee: u64, call: Call) -> SignedTx {
