@@ -12,8 +12,8 @@ pub struct MetagraphArgs {
     /// The node's JSON-RPC URL (http:// or ws://)
     #[arg(long, value_name = "URL", env = "AGORA_CHAIN", default_value = DEFAULT_CHAIN)]
     chain: String,
-    /// The height to show [default: the latest block]; the node keeps only the latest state,
-    /// so another height is refused with the node's reason
+    /// The height to show [default: the latest block]; a past height is rebuilt by the node
+    /// replaying its blocks (at most 100,000), a future one is refused
     #[arg(long, value_name = "N")]
     block: Option<u64>,
     /// Print the whole metagraph (weights and bonds included) as JSON, with the chain id and

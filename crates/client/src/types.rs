@@ -18,7 +18,7 @@ pub mod codes {
     pub const NONCE_PENDING: i32 = -32012;
     /// The block, neuron or transaction asked for does not exist.
     pub const NOT_FOUND: i32 = -32013;
-    /// The node keeps only the latest state: a metagraph at an older height is unavailable.
+    /// A metagraph at a height beyond what the node rebuilds by replay (100,000 blocks).
     pub const HISTORICAL_STATE_UNAVAILABLE: i32 = -32014;
     /// The node's store failed; the node logs the detail.
     pub const STORAGE: i32 = -32015;

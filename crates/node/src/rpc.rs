@@ -18,6 +18,29 @@ use serde::Serialize;
 use std::sync::Arc;
 use tokio::sync::broadcast::error::RecvError;
 
+/// Deepest history `agora_metagraph` rebuilds by replay (the cost grows with the height).
+pub const MAX_REPLAY_BLOCKS: u64 = 100_000;
+
+/// The metagraph as it stood after block `height`. The node keeps only the latest state, but
+/// the state at any height is a pure function of the genesis and the blocks: replay the stored
+/// blocks into a fresh in-memory ledger, taking the node's lock for one block read at a time.
+fn metagraph_at(
+    s: &Shared,
+    genesis: ledger::GenesisConfig,
+    height: u64,
+) -> Result<ledger::Metagraph, ErrorObjectOwned> {
+    let storage =
+        |e: &dyn std::fmt::Display| error(codes::STORAGE, format!("replaying to block {height}: {e}"));
+    let mut replay = ledger::Ledger::init(ledger::MemStore::new(), genesis).map_err(|e| storage(&e))?;
+    for h in 1..=height {
+        let stored = s.ledger().block(h).map_err(|e| storage(&e))?;
+        let stored = stored.ok_or_else(|| storage(&format!("block {h} is missing from the store")))?;
+        replay.execute_block(&stored.block).map_err(|e| storage(&e))?;
+        replay.commit().map_err(|e| storage(&e))?;
+    }
+    Ok(replay.metagraph())
+}
+
 fn error(code: i32, message: impl Into<String>) -> ErrorObjectOwned {
     ErrorObject::owned(code, message.into(), None::<()>)
 }
@@ -117,11 +140,25 @@ pub fn module(shared: Arc<Shared>) -> Result<RpcModule<Arc<Shared>>, jsonrpsee::
         let ledger = s.ledger();
         let head = ledger.head().height;
         match height {
-            Some(h) if h != head => Err(error_with(
-                codes::HISTORICAL_STATE_UNAVAILABLE,
-                format!("the node keeps only the latest state (block {head}); the metagraph at block {h} is unavailable: omit the height for the latest"),
+            Some(h) if h > head => Err(error_with(
+                codes::NOT_FOUND,
+                format!("block {h} does not exist yet: the head is block {head}"),
                 serde_json::json!({ "head": head, "requested": h }),
             )),
+            Some(h) if h > MAX_REPLAY_BLOCKS && h < head => Err(error_with(
+                codes::HISTORICAL_STATE_UNAVAILABLE,
+                format!(
+                    "the metagraph at block {h} would need a replay of {h} blocks (at most {MAX_REPLAY_BLOCKS}); \
+                     omit the height for the latest"
+                ),
+                serde_json::json!({ "head": head, "requested": h }),
+            )),
+            Some(h) if h < head => {
+                // Release the producer's lock: the replay runs on its own in-memory ledger.
+                let genesis = ledger.genesis().clone();
+                drop(ledger);
+                metagraph_at(&s, genesis, h).map(|m| MetagraphInfo::from(&m))
+            }
             _ => Ok(MetagraphInfo::from(&ledger.metagraph())),
         }
     })?;

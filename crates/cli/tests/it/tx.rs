@@ -117,7 +117,10 @@ fn the_cli_drives_a_dev_chain() {
         ),
         "no wallet",
     );
-    fails(&run(None, &["metagraph", "--block", "1"]), "latest");
+    // A past height is rebuilt by the node (replay); a future one is refused.
+    let out = ok(&run(None, &["metagraph", "--block", "1"]));
+    assert!(out.contains("block 1  n 0"), "{out}");
+    fails(&run(None, &["metagraph", "--block", "1000000"]), "does not exist yet");
     // Nothing above reached a block: the stake is unchanged.
     let out = ok(&run(None, &["wallet", "balance", "--name", "w"]));
     assert!(out.contains("stake 7.5\n") && out.contains("free balance  91.99997\n"), "{out}");
