@@ -75,6 +75,24 @@ mod tests {
         assert_ne!(seal(&b, &k, n), seal(&b, &PublicKey([5; 32]), n));
     }
 
+    /// The work a registration costs is what the difficulty says: over many block hashes the
+    /// mean number of hashes to a seal at difficulty d is about d (geometric, mean d).
+    #[test]
+    fn a_seal_costs_about_difficulty_hashes() {
+        let d = 1000;
+        let k = PublicKey([9; 32]);
+        let trials = 300u64;
+        let mut total = 0u64;
+        for t in 0..trials {
+            let mut b = Hash([0; 32]);
+            b.0[..8].copy_from_slice(&t.to_le_bytes());
+            total += solve(&b, &k, d, 0, 100 * d).expect("found") + 1;
+        }
+        let mean = total as f64 / trials as f64;
+        // Standard error of the mean is about d / sqrt(300) ~ 58: allow five of them.
+        assert!((mean - d as f64).abs() < 300.0, "mean hashes per seal {mean}, difficulty {d}");
+    }
+
     #[test]
     fn difficulty_moves_toward_the_target() {
         assert_eq!(next_difficulty(1000, 2, 2, 1, u64::MAX), 1000);
