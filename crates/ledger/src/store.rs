@@ -168,6 +168,32 @@ impl<S: Store + ?Sized> Store for &mut S {
     }
 }
 
+/// The contract every [`Store`] keeps, as a check any backend can run from its own tests: a
+/// batch applies in order and in full (a later put or delete of a key wins), `get` reads what
+/// was committed, and `scan_prefix` yields exactly the keys under the prefix in ascending order.
+/// Panics on the first broken rule (it is test support).
+pub fn check_store_contract<S: Store>(s: &mut S) {
+    let mut b = WriteBatch::new();
+    b.put(b"a1".to_vec(), b"x".to_vec());
+    b.put(b"a2".to_vec(), b"y".to_vec());
+    b.put(b"b1".to_vec(), b"z".to_vec());
+    b.delete(b"a2".to_vec());
+    b.put(b"a2".to_vec(), b"w".to_vec());
+    s.commit(b).expect("commit");
+    assert_eq!(s.get(b"a2").expect("get"), Some(b"w".to_vec()));
+    let mut seen = Vec::new();
+    s.scan_prefix(b"a", &mut |k, v| {
+        seen.push((k.to_vec(), v.to_vec()));
+        Ok(())
+    })
+    .expect("scan");
+    assert_eq!(seen, vec![(b"a1".to_vec(), b"x".to_vec()), (b"a2".to_vec(), b"w".to_vec())]);
+    let mut del = WriteBatch::new();
+    del.delete(b"a1".to_vec());
+    s.commit(del).expect("commit");
+    assert_eq!(s.get(b"a1").expect("get"), None);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -175,25 +201,7 @@ mod tests {
     #[test]
     fn batches_apply_in_full_and_scans_respect_prefixes() {
         let mut s = MemStore::new();
-        let mut b = WriteBatch::new();
-        b.put(b"a1".to_vec(), b"x".to_vec());
-        b.put(b"a2".to_vec(), b"y".to_vec());
-        b.put(b"b1".to_vec(), b"z".to_vec());
-        b.delete(b"a2".to_vec());
-        b.put(b"a2".to_vec(), b"w".to_vec());
-        s.commit(b).unwrap();
-        assert_eq!(s.get(b"a2").unwrap(), Some(b"w".to_vec()));
-        let mut seen = Vec::new();
-        s.scan_prefix(b"a", &mut |k, v| {
-            seen.push((k.to_vec(), v.to_vec()));
-            Ok(())
-        })
-        .unwrap();
-        assert_eq!(seen, vec![(b"a1".to_vec(), b"x".to_vec()), (b"a2".to_vec(), b"w".to_vec())]);
-        let mut del = WriteBatch::new();
-        del.delete(b"a1".to_vec());
-        s.commit(del).unwrap();
-        assert_eq!(s.get(b"a1").unwrap(), None);
+        check_store_contract(&mut s);
         assert_eq!(s.commits(), 2);
     }
 }

@@ -99,24 +99,7 @@ mod tests {
     fn batches_apply_in_order_and_scans_respect_prefixes() {
         let dir = temp("batch");
         let mut s = RedbStore::open(&dir.join("db")).unwrap();
-        let mut b = WriteBatch::new();
-        b.put(b"a1".to_vec(), b"x".to_vec());
-        b.put(b"a2".to_vec(), b"y".to_vec());
-        b.put(b"b1".to_vec(), b"z".to_vec());
-        b.delete(b"a2".to_vec());
-        b.put(b"a2".to_vec(), b"w".to_vec());
-        s.commit(b).unwrap();
-        let mut seen = Vec::new();
-        s.scan_prefix(b"a", &mut |k, v| {
-            seen.push((k.to_vec(), v.to_vec()));
-            Ok(())
-        })
-        .unwrap();
-        assert_eq!(seen, vec![(b"a1".to_vec(), b"x".to_vec()), (b"a2".to_vec(), b"w".to_vec())]);
-        let mut del = WriteBatch::new();
-        del.delete(b"a1".to_vec());
-        s.commit(del).unwrap();
-        assert_eq!(s.get(b"a1").unwrap(), None);
+        ledger::store::check_store_contract(&mut s);
         let _ = std::fs::remove_dir_all(dir);
     }
 
