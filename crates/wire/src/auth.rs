@@ -1,0 +1,264 @@
+//! Request signatures: every Forward and Backward is signed by the caller's hotkey, and an axon
+//! refuses bad signatures, requests meant for another axon, stale requests and replays.
+//!
+//! The signed message is
+//! `sha256(domain || callee || nonce_le || timestamp_ms_le || sha256(body))`, where `domain`
+//! names the call (so a Forward signature is never a valid Backward one), `callee` is the
+//! axon's 32-byte hotkey, and `body` is the protobuf encoding of the request with `signature`
+//! left empty. The body hash covers the tensors and the caller; the fields around it are
+//! repeated outside the hash so a verifier can read what it checks without trusting the body.
+//!
+//! Clocks are arguments (`now_ms`), never read here, so the same code runs in tests and nodes.
+
+use std::collections::{BTreeSet, HashSet};
+
+use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
+use prost::Message;
+use sha2::{Digest, Sha256};
+
+use crate::proto::{BackwardRequest, ForwardRequest, ReturnCode};
+
+const DOMAIN_FORWARD: &[u8] = b"agora.v1.Axon/Forward";
+const DOMAIN_BACKWARD: &[u8] = b"agora.v1.Axon/Backward";
+
+/// Why a request's authentication failed.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum AuthError {
+    #[error("caller must be a 32-byte ed25519 public key, got {0} bytes or an invalid point")]
+    MalformedCaller(usize),
+    #[error("signature must be 64 bytes, got {0}")]
+    MalformedSignature(usize),
+    #[error("request is addressed to another axon")]
+    WrongCallee,
+    #[error("timestamp {timestamp_ms} ms is outside {window_ms} ms of now ({now_ms} ms)")]
+    Stale { timestamp_ms: u64, now_ms: u64, window_ms: u64 },
+    #[error("signature does not verify for this caller and request")]
+    BadSignature,
+    #[error("nonce {nonce} from this caller was already used")]
+    Replayed { nonce: u64 },
+    #[error("timestamp {timestamp_ms} ms is not after {floor_ms} ms, the oldest request the replay cache still remembers; retry with a fresh timestamp")]
+    BelowReplayFloor { timestamp_ms: u64, floor_ms: u64 },
+}
+
+impl AuthError {
+    pub fn code(&self) -> ReturnCode {
+        match self {
+            // The cache forgot entries under load; a retry with a new timestamp succeeds.
+            AuthError::BelowReplayFloor { .. } => ReturnCode::Backoff,
+            _ => ReturnCode::InvalidSignature,
+        }
+    }
+}
+
+/// Remembers recently seen `(caller, nonce)` pairs so a captured request cannot be replayed
+/// within the freshness window. Bounded: when full it forgets the oldest entry and raises a
+/// floor below which every timestamp is refused, so forgetting never reopens a replay.
+#[derive(Debug)]
+pub struct NonceCache {
+    capacity: usize,
+    seen: HashSet<([u8; 32], u64)>,
+    // Same entries ordered by timestamp, to find the oldest.
+    by_time: BTreeSet<(u64, [u8; 32], u64)>,
+    floor_ms: Option<u64>,
+}
+
+impl NonceCache {
+    pub fn new(capacity: usize) -> NonceCache {
+        NonceCache {
+            capacity: capacity.max(1),
+            seen: HashSet::new(),
+            by_time: BTreeSet::new(),
+            floor_ms: None,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.seen.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.seen.is_empty()
+    }
+
+    /// Records the pair, or refuses it if seen or if it is at or below the floor. Entries older
+    /// than `expire_before_ms` are dropped first: the freshness check already refuses them.
+    fn check_and_insert(
+        &mut self,
+        caller: [u8; 32],
+        nonce: u64,
+        timestamp_ms: u64,
+        expire_before_ms: u64,
+    ) -> Result<(), AuthError> {
+        while let Some(&oldest) = self.by_time.first() {
+            if oldest.0 >= expire_before_ms {
+                break;
+            }
+            self.forget(oldest);
+        }
+        if let Some(floor_ms) = self.floor_ms {
+            if timestamp_ms <= floor_ms {
+                return Err(AuthError::BelowReplayFloor { timestamp_ms, floor_ms });
+            }
+        }
+        if self.seen.contains(&(caller, nonce)) {
+            return Err(AuthError::Replayed { nonce });
+        }
+        if self.seen.len() >= self.capacity {
+            if let Some(&oldest) = self.by_time.first() {
+                self.forget(oldest);
+            }
+        }
+        self.seen.insert((caller, nonce));
+        self.by_time.insert((timestamp_ms, caller, nonce));
+        Ok(())
+    }
+
+    fn forget(&mut self, entry: (u64, [u8; 32], u64)) {
+        self.by_time.remove(&entry);
+        self.seen.remove(&(entry.1, entry.2));
+        self.floor_ms = Some(self.floor_ms.map_or(entry.0, |f| f.max(entry.0)));
+    }
+}
+
+/// What an axon checks beyond the signature itself.
+#[derive(Clone, Copy, Debug)]
+pub struct Freshness {
+    /// Largest accepted |now - timestamp|, both ways, to tolerate clock skew.
+    pub window_ms: u64,
+}
+
+impl Default for Freshness {
+    fn default() -> Self {
+        Freshness { window_ms: 30_000 }
+    }
+}
+
+fn signing_message(domain: &[u8], callee: &[u8], nonce: u64, timestamp_ms: u64, body: &[u8]) -> [u8; 32] {
+    let body_hash = Sha256::digest(body);
+    let mut h = Sha256::new();
+    h.update((domain.len() as u64).to_le_bytes());
+    h.update(domain);
+    h.update((callee.len() as u64).to_le_bytes());
+    h.update(callee);
+    h.update(nonce.to_le_bytes());
+    h.update(timestamp_ms.to_le_bytes());
+    h.update(body_hash);
+    h.finalize().into()
+}
+
+/// The message a Forward request's signature covers.
+pub fn forward_signing_message(req: &ForwardRequest) -> [u8; 32] {
+    let body = ForwardRequest { signature: Vec::new(), ..req.clone() }.encode_to_vec();
+    signing_message(DOMAIN_FORWARD, &req.callee, req.nonce, req.timestamp_ms, &body)
+}
+
+/// The message a Backward request's signature covers.
+pub fn backward_signing_message(req: &BackwardRequest) -> [u8; 32] {
+    let body = BackwardRequest { signature: Vec::new(), ..req.clone() }.encode_to_vec();
+    signing_message(DOMAIN_BACKWARD, &req.callee, req.nonce, req.timestamp_ms, &body)
+}
+
+/// Fills in the auth fields of `req` and signs it with the caller's hotkey.
+pub fn sign_forward(
+    req: &mut ForwardRequest,
+    key: &SigningKey,
+    callee: &[u8; 32],
+    nonce: u64,
+    timestamp_ms: u64,
+) {
+    req.caller = key.verifying_key().to_bytes().to_vec();
+    req.callee = callee.to_vec();
+    req.nonce = nonce;
+    req.timestamp_ms = timestamp_ms;
+    req.signature = key.sign(&forward_signing_message(req)).to_bytes().to_vec();
+}
+
+/// Fills in the auth fields of `req` and signs it with the caller's hotkey.
+pub fn sign_backward(
+    req: &mut BackwardRequest,
+    key: &SigningKey,
+    callee: &[u8; 32],
+    nonce: u64,
+    timestamp_ms: u64,
+) {
+    req.caller = key.verifying_key().to_bytes().to_vec();
+    req.callee = callee.to_vec();
+    req.nonce = nonce;
+    req.timestamp_ms = timestamp_ms;
+    req.signature = key.sign(&backward_signing_message(req)).to_bytes().to_vec();
+}
+
+/// Authenticates a Forward request addressed to `me`; returns the caller's key. The nonce is
+/// recorded only after the signature verifies, so forged requests cannot fill the cache.
+pub fn verify_forward(
+    req: &ForwardRequest,
+    me: &[u8; 32],
+    now_ms: u64,
+    freshness: &Freshness,
+    cache: &mut NonceCache,
+) -> Result<VerifyingKey, AuthError> {
+    let parts = AuthParts {
+        caller: &req.caller,
+        callee: &req.callee,
+        nonce: req.nonce,
+        timestamp_ms: req.timestamp_ms,
+        signature: &req.signature,
+    };
+    verify(parts, || forward_signing_message(req), me, now_ms, freshness, cache)
+}
+
+/// Authenticates a Backward request addressed to `me`; see [`verify_forward`].
+pub fn verify_backward(
+    req: &BackwardRequest,
+    me: &[u8; 32],
+    now_ms: u64,
+    freshness: &Freshness,
+    cache: &mut NonceCache,
+) -> Result<VerifyingKey, AuthError> {
+    let parts = AuthParts {
+        caller: &req.caller,
+        callee: &req.callee,
+        nonce: req.nonce,
+        timestamp_ms: req.timestamp_ms,
+        signature: &req.signature,
+    };
+    verify(parts, || backward_signing_message(req), me, now_ms, freshness, cache)
+}
+
+struct AuthParts<'a> {
+    caller: &'a [u8],
+    callee: &'a [u8],
+    nonce: u64,
+    timestamp_ms: u64,
+    signature: &'a [u8],
+}
+
+fn verify(
+    parts: AuthParts<'_>,
+    message: impl FnOnce() -> [u8; 32],
+    me: &[u8; 32],
+    now_ms: u64,
+    freshness: &Freshness,
+    cache: &mut NonceCache,
+) -> Result<VerifyingKey, AuthError> {
+    // Cheap checks first; hashing the body and verifying cost far more.
+    let caller: [u8; 32] =
+        parts.caller.try_into().map_err(|_| AuthError::MalformedCaller(parts.caller.len()))?;
+    let key = VerifyingKey::from_bytes(&caller).map_err(|_| AuthError::MalformedCaller(32))?;
+    let signature: [u8; 64] =
+        parts.signature.try_into().map_err(|_| AuthError::MalformedSignature(parts.signature.len()))?;
+    if parts.callee != me {
+        return Err(AuthError::WrongCallee);
+    }
+    if now_ms.abs_diff(parts.timestamp_ms) > freshness.window_ms {
+        return Err(AuthError::Stale {
+            timestamp_ms: parts.timestamp_ms,
+            now_ms,
+            window_ms: freshness.window_ms,
+        });
+    }
+    key.verify(&message(), &Signature::from_bytes(&signature)).map_err(|_| AuthError::BadSignature)?;
+    let expire_before_ms = now_ms.saturating_sub(freshness.window_ms);
+    cache.check_and_insert(caller, parts.nonce, parts.timestamp_ms, expire_before_ms)?;
+    Ok(key)
+}
