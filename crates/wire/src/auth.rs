@@ -8,6 +8,11 @@
 //! left empty. The body hash covers the tensors and the caller; the fields around it are
 //! repeated outside the hash so a verifier can read what it checks without trusting the body.
 //!
+//! The verifier re-encodes the decoded request, so a signer in another language must emit the
+//! usual proto3 encoding (fields in number order, default values omitted, no unknown fields),
+//! which every mainstream protobuf library does for these flat messages; anything else fails
+//! closed, as a bad signature.
+//!
 //! Clocks are arguments (`now_ms`), never read here, so the same code runs in tests and nodes.
 
 use std::collections::{BTreeSet, HashSet};

@@ -199,3 +199,13 @@ fn float_views_widen_to_f32() {
     let t = zeros(DType::I64, Modality::Text, &[1, 2]);
     assert_eq!(decode(&t, &limits()).unwrap().to_f32_vec(), None);
 }
+
+#[test]
+fn dtype_and_modality_round_trip_through_their_proto_values() {
+    for d in DType::ALL {
+        assert_eq!(DType::from_proto(d.to_proto() as i32), Some(d));
+    }
+    for m in Modality::ALL {
+        assert_eq!(Modality::from_proto(m.to_proto() as i32), Some(m));
+    }
+}
