@@ -38,15 +38,7 @@ pub fn epoch(_p: &BasicParams, input: &EpochInput<'_>) -> Result<EpochOutput, Me
 #[allow(clippy::needless_range_loop)] // index loops on purpose: the reference reads like the equation
 pub fn epoch_dense(_p: &BasicParams, input: &EpochInput<'_>) -> Result<EpochOutput, MechanismError> {
     let n = input.n();
-    let mut w = input.weights.to_dense();
-    for row in &mut w {
-        let sum: f64 = row.iter().sum();
-        if sum > 0.0 {
-            for v in row.iter_mut() {
-                *v /= sum;
-            }
-        }
-    }
+    let w = crate::dense_rows_normalized(input.weights, false);
     let mut ranks = vec![0.0; n];
     for j in 0..n {
         for i in 0..n {

@@ -241,6 +241,24 @@ pub fn normalized(x: &[f64]) -> Vec<f64> {
     }
 }
 
+/// Dense-reference support: W as n x n rows, each non-empty row divided by its sum (plain
+/// division, independent of the sparse code's normalisation). `drop_self` zeroes w_ii first.
+pub(crate) fn dense_rows_normalized(w: &SparseMatrix, drop_self: bool) -> Vec<Vec<f64>> {
+    let mut rows = w.to_dense();
+    for (i, row) in rows.iter_mut().enumerate() {
+        if drop_self {
+            row[i] = 0.0;
+        }
+        let sum: f64 = row.iter().sum();
+        if sum > 0.0 {
+            for v in row.iter_mut() {
+                *v /= sum;
+            }
+        }
+    }
+    rows
+}
+
 /// The logistic function `1 / (1 + e^{-x})`, with `libm::exp` so every platform agrees.
 pub fn sigmoid(x: f64) -> f64 {
     1.0 / (1.0 + libm::exp(-x))

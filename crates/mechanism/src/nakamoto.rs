@@ -174,19 +174,8 @@ pub fn epoch_dense(p: &NakamotoParams, input: &EpochInput<'_>) -> Result<EpochOu
     input.validate()?;
     p.validate()?;
     let n = input.n();
-    let stake_total: f64 = input.stake.iter().sum();
-    let s: Vec<f64> =
-        input.stake.iter().map(|&x| if stake_total > 0.0 { x / stake_total } else { 0.0 }).collect();
-
-    let mut w = input.weights.to_dense();
-    for row in &mut w {
-        let sum: f64 = row.iter().sum();
-        if sum > 0.0 {
-            for v in row.iter_mut() {
-                *v /= sum;
-            }
-        }
-    }
+    let s = normalized(input.stake);
+    let w = crate::dense_rows_normalized(input.weights, false);
 
     let mut ranks = vec![0.0; n];
     let mut trust = vec![0.0; n];

@@ -569,20 +569,9 @@ pub fn epoch_dense(p: &YumaParams, input: &EpochInput<'_>) -> Result<EpochOutput
     input.validate()?;
     p.validate()?;
     let n = input.n();
-    let stake_total: f64 = input.stake.iter().sum();
-    let s: Vec<f64> =
-        input.stake.iter().map(|&x| if stake_total > 0.0 { x / stake_total } else { 0.0 }).collect();
-
-    let mut w = input.weights.to_dense();
-    for (i, row) in w.iter_mut().enumerate() {
-        row[i] = 0.0;
-        let sum: f64 = row.iter().sum();
-        if sum > 0.0 {
-            for v in row.iter_mut() {
-                *v /= sum;
-            }
-        }
-    }
+    let s = normalized(input.stake);
+    // Self-weights masked as in the sparse path (subtensor's mask_diag).
+    let w = crate::dense_rows_normalized(input.weights, true);
 
     let mut preranks = vec![0.0; n];
     for j in 0..n {

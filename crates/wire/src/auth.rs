@@ -151,16 +151,64 @@ fn signing_message(domain: &[u8], callee: &[u8], nonce: u64, timestamp_ms: u64, 
     h.finalize().into()
 }
 
+/// The two signed request kinds share their auth fields; this is the one place that knows
+/// where those fields live and which domain tag separates the kinds.
+trait SignedRequest: Message + Clone {
+    const DOMAIN: &'static [u8];
+    fn parts(&self) -> AuthParts<'_>;
+    fn set_auth(&mut self, caller: Vec<u8>, callee: Vec<u8>, nonce: u64, timestamp_ms: u64);
+    fn set_signature(&mut self, signature: Vec<u8>);
+
+    /// The message the signature covers: the request encoded with an empty signature.
+    fn signing_message(&self) -> [u8; 32] {
+        let mut unsigned = self.clone();
+        unsigned.set_signature(Vec::new());
+        let p = self.parts();
+        signing_message(Self::DOMAIN, p.callee, p.nonce, p.timestamp_ms, &unsigned.encode_to_vec())
+    }
+}
+
+macro_rules! signed_request {
+    ($ty:ty, $domain:expr) => {
+        impl SignedRequest for $ty {
+            const DOMAIN: &'static [u8] = $domain;
+            fn parts(&self) -> AuthParts<'_> {
+                AuthParts {
+                    caller: &self.caller,
+                    callee: &self.callee,
+                    nonce: self.nonce,
+                    timestamp_ms: self.timestamp_ms,
+                    signature: &self.signature,
+                }
+            }
+            fn set_auth(&mut self, caller: Vec<u8>, callee: Vec<u8>, nonce: u64, timestamp_ms: u64) {
+                (self.caller, self.callee, self.nonce, self.timestamp_ms) =
+                    (caller, callee, nonce, timestamp_ms);
+            }
+            fn set_signature(&mut self, signature: Vec<u8>) {
+                self.signature = signature;
+            }
+        }
+    };
+}
+
+signed_request!(ForwardRequest, DOMAIN_FORWARD);
+signed_request!(BackwardRequest, DOMAIN_BACKWARD);
+
+fn sign<R: SignedRequest>(req: &mut R, key: &SigningKey, callee: &[u8; 32], nonce: u64, timestamp_ms: u64) {
+    req.set_auth(key.verifying_key().to_bytes().to_vec(), callee.to_vec(), nonce, timestamp_ms);
+    let signature = key.sign(&req.signing_message()).to_bytes().to_vec();
+    req.set_signature(signature);
+}
+
 /// The message a Forward request's signature covers.
 pub fn forward_signing_message(req: &ForwardRequest) -> [u8; 32] {
-    let body = ForwardRequest { signature: Vec::new(), ..req.clone() }.encode_to_vec();
-    signing_message(DOMAIN_FORWARD, &req.callee, req.nonce, req.timestamp_ms, &body)
+    req.signing_message()
 }
 
 /// The message a Backward request's signature covers.
 pub fn backward_signing_message(req: &BackwardRequest) -> [u8; 32] {
-    let body = BackwardRequest { signature: Vec::new(), ..req.clone() }.encode_to_vec();
-    signing_message(DOMAIN_BACKWARD, &req.callee, req.nonce, req.timestamp_ms, &body)
+    req.signing_message()
 }
 
 /// Fills in the auth fields of `req` and signs it with the caller's hotkey.
@@ -171,11 +219,7 @@ pub fn sign_forward(
     nonce: u64,
     timestamp_ms: u64,
 ) {
-    req.caller = key.verifying_key().to_bytes().to_vec();
-    req.callee = callee.to_vec();
-    req.nonce = nonce;
-    req.timestamp_ms = timestamp_ms;
-    req.signature = key.sign(&forward_signing_message(req)).to_bytes().to_vec();
+    sign(req, key, callee, nonce, timestamp_ms)
 }
 
 /// Fills in the auth fields of `req` and signs it with the caller's hotkey.
@@ -186,11 +230,7 @@ pub fn sign_backward(
     nonce: u64,
     timestamp_ms: u64,
 ) {
-    req.caller = key.verifying_key().to_bytes().to_vec();
-    req.callee = callee.to_vec();
-    req.nonce = nonce;
-    req.timestamp_ms = timestamp_ms;
-    req.signature = key.sign(&backward_signing_message(req)).to_bytes().to_vec();
+    sign(req, key, callee, nonce, timestamp_ms)
 }
 
 /// Authenticates a Forward request addressed to `me`; returns the caller's key. The nonce is
@@ -202,14 +242,7 @@ pub fn verify_forward(
     freshness: &Freshness,
     cache: &mut NonceCache,
 ) -> Result<VerifyingKey, AuthError> {
-    let parts = AuthParts {
-        caller: &req.caller,
-        callee: &req.callee,
-        nonce: req.nonce,
-        timestamp_ms: req.timestamp_ms,
-        signature: &req.signature,
-    };
-    verify(parts, || forward_signing_message(req), me, now_ms, freshness, cache)
+    verify(req.parts(), || req.signing_message(), me, now_ms, freshness, cache)
 }
 
 /// Authenticates a Backward request addressed to `me`; see [`verify_forward`].
@@ -220,14 +253,7 @@ pub fn verify_backward(
     freshness: &Freshness,
     cache: &mut NonceCache,
 ) -> Result<VerifyingKey, AuthError> {
-    let parts = AuthParts {
-        caller: &req.caller,
-        callee: &req.callee,
-        nonce: req.nonce,
-        timestamp_ms: req.timestamp_ms,
-        signature: &req.signature,
-    };
-    verify(parts, || backward_signing_message(req), me, now_ms, freshness, cache)
+    verify(req.parts(), || req.signing_message(), me, now_ms, freshness, cache)
 }
 
 struct AuthParts<'a> {
