@@ -197,7 +197,12 @@ signed_request!(BackwardRequest, DOMAIN_BACKWARD);
 
 fn sign<R: SignedRequest>(req: &mut R, key: &SigningKey, callee: &[u8; 32], nonce: u64, timestamp_ms: u64) {
     req.set_auth(key.verifying_key().to_bytes().to_vec(), callee.to_vec(), nonce, timestamp_ms);
-    let signature = key.sign(&req.signing_message()).to_bytes().to_vec();
+    // With the signature emptied first the request is its own signing body: no copy of the
+    // tensors beyond the one encoding.
+    req.set_signature(Vec::new());
+    let p = req.parts();
+    let message = signing_message(R::DOMAIN, p.callee, p.nonce, p.timestamp_ms, &req.encode_to_vec());
+    let signature = key.sign(&message).to_bytes().to_vec();
     req.set_signature(signature);
 }
 
@@ -233,8 +238,52 @@ pub fn sign_backward(
     sign(req, key, callee, nonce, timestamp_ms)
 }
 
-/// Authenticates a Forward request addressed to `me`; returns the caller's key. The nonce is
-/// recorded only after the signature verifies, so forged requests cannot fill the cache.
+/// A request whose caller, callee, freshness and signature checked out; not yet checked
+/// against replays (see [`NonceCache::admit`]). Splitting the two lets a server verify many
+/// signatures in parallel and hold its replay cache only for the brief insert.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Authenticated {
+    pub caller: [u8; 32],
+    pub nonce: u64,
+    pub timestamp_ms: u64,
+}
+
+/// Checks a Forward request addressed to `me` without touching any replay cache.
+pub fn authenticate_forward(
+    req: &ForwardRequest,
+    me: &[u8; 32],
+    now_ms: u64,
+    freshness: &Freshness,
+) -> Result<Authenticated, AuthError> {
+    authenticate(req.parts(), || req.signing_message(), me, now_ms, freshness)
+}
+
+/// Checks a Backward request addressed to `me`; see [`authenticate_forward`].
+pub fn authenticate_backward(
+    req: &BackwardRequest,
+    me: &[u8; 32],
+    now_ms: u64,
+    freshness: &Freshness,
+) -> Result<Authenticated, AuthError> {
+    authenticate(req.parts(), || req.signing_message(), me, now_ms, freshness)
+}
+
+impl NonceCache {
+    /// Records an authenticated request's nonce, refusing replays. Call it only after the
+    /// signature verified, so forged requests cannot fill the cache.
+    pub fn admit(
+        &mut self,
+        auth: &Authenticated,
+        now_ms: u64,
+        freshness: &Freshness,
+    ) -> Result<(), AuthError> {
+        let expire_before_ms = now_ms.saturating_sub(freshness.window_ms);
+        self.check_and_insert(auth.caller, auth.nonce, auth.timestamp_ms, expire_before_ms)
+    }
+}
+
+/// Authenticates a Forward request addressed to `me` and records its nonce; returns the
+/// caller's key.
 pub fn verify_forward(
     req: &ForwardRequest,
     me: &[u8; 32],
@@ -242,7 +291,9 @@ pub fn verify_forward(
     freshness: &Freshness,
     cache: &mut NonceCache,
 ) -> Result<VerifyingKey, AuthError> {
-    verify(req.parts(), || req.signing_message(), me, now_ms, freshness, cache)
+    let auth = authenticate_forward(req, me, now_ms, freshness)?;
+    cache.admit(&auth, now_ms, freshness)?;
+    VerifyingKey::from_bytes(&auth.caller).map_err(|_| AuthError::MalformedCaller(32))
 }
 
 /// Authenticates a Backward request addressed to `me`; see [`verify_forward`].
@@ -253,7 +304,9 @@ pub fn verify_backward(
     freshness: &Freshness,
     cache: &mut NonceCache,
 ) -> Result<VerifyingKey, AuthError> {
-    verify(req.parts(), || req.signing_message(), me, now_ms, freshness, cache)
+    let auth = authenticate_backward(req, me, now_ms, freshness)?;
+    cache.admit(&auth, now_ms, freshness)?;
+    VerifyingKey::from_bytes(&auth.caller).map_err(|_| AuthError::MalformedCaller(32))
 }
 
 struct AuthParts<'a> {
@@ -264,14 +317,13 @@ struct AuthParts<'a> {
     signature: &'a [u8],
 }
 
-fn verify(
+fn authenticate(
     parts: AuthParts<'_>,
     message: impl FnOnce() -> [u8; 32],
     me: &[u8; 32],
     now_ms: u64,
     freshness: &Freshness,
-    cache: &mut NonceCache,
-) -> Result<VerifyingKey, AuthError> {
+) -> Result<Authenticated, AuthError> {
     // Cheap checks first; hashing the body and verifying cost far more.
     let caller: [u8; 32] =
         parts.caller.try_into().map_err(|_| AuthError::MalformedCaller(parts.caller.len()))?;
@@ -289,7 +341,5 @@ fn verify(
         });
     }
     key.verify(&message(), &Signature::from_bytes(&signature)).map_err(|_| AuthError::BadSignature)?;
-    let expire_before_ms = now_ms.saturating_sub(freshness.window_ms);
-    cache.check_and_insert(caller, parts.nonce, parts.timestamp_ms, expire_before_ms)?;
-    Ok(key)
+    Ok(Authenticated { caller, nonce: parts.nonce, timestamp_ms: parts.timestamp_ms })
 }

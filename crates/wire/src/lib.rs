@@ -1,5 +1,6 @@
-//! Agora's peer protocol foundation (issue 4): how peers move tensors to each other, per the
-//! market paper §6 "Tensor Standardization" and §9 steps 2-4.
+//! Agora's peer protocol (issue 4): how peers move tensors to each other, per the market paper
+//! §6 "Tensor Standardization" and §9 steps 2-4, and how an axon rations its model by stake
+//! (§3: "messages from peer i to peer j are queued w.r.t. the stake weight between them").
 //!
 //! Owns:
 //! - [`proto`]: the Rust types and tonic service generated from the published
@@ -7,15 +8,23 @@
 //!   read it);
 //! - [`tensor`]: the tensor codec, raw little-endian bytes with dtype, shape and modality,
 //!   validated before use and mapped to a [`proto::ReturnCode`] when refused;
-//! - [`auth`]: request signatures by the caller's hotkey, with freshness and replay checks.
+//! - [`auth`]: request signatures by the caller's hotkey, with freshness and replay checks;
+//! - [`axon`]: the server: a pluggable [`Handler`], blacklist and stake checks, the bounded
+//!   stake-priority queue, size/batch/concurrency limits and a deadline per request;
+//! - [`dendrite`]: the client: one batch fanned out to k axons in parallel under one deadline,
+//!   over reused connections, one [`PeerResult`] per axon;
+//! - [`metrics`]: per-peer counts by return code and latency histograms, in Prometheus text.
 //!
-//! Assumes nothing about the models on either side and depends on no ML library: it moves
-//! tensors, it does not compute them. Pure: clocks and keys come in as arguments.
-//!
-//! Not here yet: the axon (server, stake-priority queue, blacklist) and the dendrite (fan-out
-//! client); they come in a later change on top of these pieces.
+//! Assumes a tokio multi-threaded runtime for the axon and dendrite, and a [`StakeLookup`] fed
+//! by the peer from the metagraph. Knows nothing about the models on either side and depends on
+//! no ML library: it moves tensors, it does not compute them. The codec and signatures are
+//! pure: clocks and keys come in as arguments.
 
 pub mod auth;
+pub mod axon;
+pub mod dendrite;
+pub mod metrics;
+mod queue;
 pub mod tensor;
 
 /// Generated from `proto/agora.proto` by `build.rs` (protox + tonic-prost-build).
@@ -25,8 +34,15 @@ pub mod proto {
 }
 
 pub use auth::{
-    sign_backward, sign_forward, verify_backward, verify_forward, AuthError, Freshness, NonceCache,
+    authenticate_backward, authenticate_forward, sign_backward, sign_forward, verify_backward,
+    verify_forward, AuthError, Authenticated, Freshness, NonceCache,
 };
+pub use axon::{
+    serve, AxonConfig, AxonError, AxonHandle, Caller, Handler, HandlerError, StakeLookup, StakeTable,
+};
+pub use dendrite::{Dendrite, PeerResult, Target};
+pub use metrics::{Call, Metrics};
+pub use proto::ReturnCode;
 pub use tensor::{
     decode, decode_output, encode, DType, Direction, Limits, Modality, OwnedTensor, TensorError, TensorView,
 };

@@ -1,0 +1,621 @@
+//! Axon and dendrite on loopback: real tonic servers on 127.0.0.1:0, real signatures.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use ed25519_dalek::SigningKey;
+use prost::Message;
+use wire::metrics::Call;
+use wire::proto::axon_client::AxonClient;
+use wire::proto::{self, BackwardRequest, BackwardResponse, ForwardRequest, ForwardResponse};
+use wire::{
+    encode, serve, sign_forward, AxonConfig, AxonHandle, Caller, DType, Dendrite, Handler, HandlerError,
+    Limits, Modality, OwnedTensor, ReturnCode, StakeTable, Target, TensorView,
+};
+
+fn key(seed: u8) -> SigningKey {
+    SigningKey::from_bytes(&[seed; 32])
+}
+
+fn hotkey(seed: u8) -> [u8; 32] {
+    key(seed).verifying_key().to_bytes()
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as u64
+}
+
+/// The known function: y = 2x + 1 elementwise; its gradient w.r.t. x is 2g.
+fn affine(x: &TensorView<'_>) -> Result<OwnedTensor, HandlerError> {
+    let v = x.to_f32_vec().ok_or_else(|| HandlerError::NotImplemented(format!("dtype {:?}", x.dtype)))?;
+    if x.modality != Modality::Tensor {
+        return Err(HandlerError::NotImplemented(format!("modality {:?}", x.modality)));
+    }
+    let y: Vec<f32> = v.iter().map(|a| 2.0 * a + 1.0).collect();
+    Ok(OwnedTensor::from_f32(Modality::Tensor, x.shape, &y))
+}
+
+/// Opens once, then stays open; a handler blocked on it holds its worker.
+#[derive(Default)]
+struct Gate {
+    open: Mutex<bool>,
+    cv: Condvar,
+}
+
+impl Gate {
+    fn wait(&self) {
+        let mut open = self.open.lock().unwrap();
+        while !*open {
+            open = self.cv.wait(open).unwrap();
+        }
+    }
+    fn open(&self) {
+        *self.open.lock().unwrap() = true;
+        self.cv.notify_all();
+    }
+}
+
+/// The affine model, recording who it served in which order, optionally held at a gate or
+/// slowed down.
+#[derive(Default)]
+struct Recorder {
+    gate: Option<Arc<Gate>>,
+    delay: Duration,
+    served: Mutex<Vec<[u8; 32]>>,
+    calls: AtomicUsize,
+}
+
+impl Handler for Recorder {
+    fn forward(&self, caller: &Caller, inputs: &TensorView<'_>) -> Result<OwnedTensor, HandlerError> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        self.served.lock().unwrap().push(caller.hotkey);
+        if let Some(g) = &self.gate {
+            g.wait();
+        }
+        std::thread::sleep(self.delay);
+        affine(inputs)
+    }
+
+    fn backward(
+        &self,
+        _caller: &Caller,
+        _inputs: &TensorView<'_>,
+        grads: &TensorView<'_>,
+    ) -> Result<Option<OwnedTensor>, HandlerError> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        let g = grads.to_f32_vec().unwrap_or_default();
+        let dx: Vec<f32> = g.iter().map(|g| 2.0 * g).collect();
+        Ok(Some(OwnedTensor::from_f32(Modality::Tensor, grads.shape, &dx)))
+    }
+}
+
+/// A model that misbehaves in a chosen way.
+enum Broken {
+    Nan,
+    WrongShape,
+    Panics,
+    BareAck,
+}
+
+impl Handler for Broken {
+    fn forward(&self, _c: &Caller, x: &TensorView<'_>) -> Result<OwnedTensor, HandlerError> {
+        match self {
+            Broken::Nan => {
+                let n = x.shape.iter().product::<u64>() as usize;
+                Ok(OwnedTensor::from_f32(Modality::Tensor, x.shape, &vec![f32::NAN; n]))
+            }
+            Broken::WrongShape => Ok(OwnedTensor::from_f32(Modality::Tensor, &[9, 9, 1], &[0.0; 81])),
+            Broken::Panics => panic!("model exploded"),
+            Broken::BareAck => affine(x),
+        }
+    }
+    fn backward(
+        &self,
+        _c: &Caller,
+        _x: &TensorView<'_>,
+        _g: &TensorView<'_>,
+    ) -> Result<Option<OwnedTensor>, HandlerError> {
+        match self {
+            Broken::BareAck => Ok(None),
+            _ => Err(HandlerError::NotImplemented("no backward".into())),
+        }
+    }
+}
+
+fn stakes(entries: &[(u8, u64)]) -> StakeTable {
+    let t = StakeTable::new();
+    t.replace_all(entries.iter().map(|&(s, stake)| (hotkey(s), stake)));
+    t
+}
+
+async fn start(config: AxonConfig, seed: u8, handler: Arc<dyn Handler>, table: &StakeTable) -> AxonHandle {
+    serve(config, key(seed), handler, Arc::new(table.clone())).await.unwrap()
+}
+
+fn target(axon: &AxonHandle) -> Target {
+    Target { hotkey: axon.hotkey(), addr: axon.local_addr() }
+}
+
+fn input(values: &[f32]) -> OwnedTensor {
+    OwnedTensor::from_f32(Modality::Tensor, &[1, 1, values.len() as u64], values)
+}
+
+fn floats(t: &OwnedTensor) -> Vec<f32> {
+    wire::tensor::le_bytes_to_f32s(&t.data)
+}
+
+async fn until(what: &str, mut f: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !f() {
+        assert!(start.elapsed() < Duration::from_secs(10), "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+const SECOND: Duration = Duration::from_secs(1);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forward_and_backward_return_the_handlers_numbers_and_metrics_count_them() {
+    let table = stakes(&[(1, 10)]);
+    let axon = start(AxonConfig::default(), 100, Arc::new(Recorder::default()), &table).await;
+    let d = Dendrite::new(key(1));
+    let x = OwnedTensor::from_f32(Modality::Tensor, &[2, 1, 3], &[0.0, 1.0, -2.5, 3.0, 0.5, 100.0]);
+
+    let r = d.forward(&[target(&axon)], &x, SECOND).await;
+    assert_eq!(r[0].code, ReturnCode::Success, "{}", r[0].message);
+    let y = r[0].tensor.as_ref().unwrap();
+    assert_eq!(y.shape, vec![2, 1, 3]);
+    assert_eq!(floats(y), vec![1.0, 3.0, -4.0, 7.0, 2.0, 201.0]);
+
+    let g = OwnedTensor::from_f32(Modality::Tensor, &[2, 1, 3], &[1.0, 0.0, -1.0, 0.5, 2.0, 3.0]);
+    let r = d.backward(&[target(&axon)], &x, std::slice::from_ref(&g), SECOND).await;
+    assert_eq!(r[0].code, ReturnCode::Success, "{}", r[0].message);
+    assert_eq!(floats(r[0].tensor.as_ref().unwrap()), vec![2.0, 0.0, -2.0, 1.0, 4.0, 6.0]);
+
+    let me = hex::encode(hotkey(1));
+    let m = axon.metrics();
+    assert_eq!(m.requests(&me, Call::Forward, ReturnCode::Success), 1);
+    assert_eq!(m.requests(&me, Call::Backward, ReturnCode::Success), 1);
+    let text = m.render_prometheus();
+    assert!(
+        text.contains(&format!(
+            "agora_wire_axon_requests_total{{peer=\"{me}\",call=\"forward\",code=\"SUCCESS\"}} 1"
+        )),
+        "{text}"
+    );
+    assert!(text.contains(&format!("agora_wire_axon_latency_seconds_count{{peer=\"{me}\"}} 2")), "{text}");
+    let them = hex::encode(axon.hotkey());
+    assert_eq!(d.metrics().requests(&them, Call::Forward, ReturnCode::Success), 1);
+    axon.shutdown().await.unwrap();
+}
+
+/// Market paper §3: with the only worker busy, queued requests are served highest stake first,
+/// equal stakes in arrival order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queued_requests_are_served_by_stake_then_arrival() {
+    let gate = Arc::new(Gate::default());
+    let model = Arc::new(Recorder { gate: Some(gate.clone()), ..Default::default() });
+    // Callers 1..=5 with stakes: the blocker 1000, then low 1, low 1, high 50, mid 20.
+    let table = stakes(&[(1, 1000), (2, 1), (3, 1), (4, 50), (5, 20)]);
+    let config = AxonConfig { concurrency: 1, ..Default::default() };
+    let axon = start(config, 100, model.clone(), &table).await;
+    let t = target(&axon);
+
+    let mut calls = Vec::new();
+    let blocker =
+        tokio::spawn(async move { Dendrite::new(key(1)).forward(&[t], &input(&[1.0]), 10 * SECOND).await });
+    until("the blocker to hold the worker", || model.calls.load(Ordering::SeqCst) == 1).await;
+    for (n, seed) in [2u8, 3, 4, 5].into_iter().enumerate() {
+        calls.push(tokio::spawn(async move {
+            Dendrite::new(key(seed)).forward(&[t], &input(&[1.0]), 10 * SECOND).await
+        }));
+        until("the request to queue", || axon.queued() == n + 1).await;
+    }
+    gate.open();
+    assert_eq!(blocker.await.unwrap()[0].code, ReturnCode::Success);
+    for c in calls {
+        assert_eq!(c.await.unwrap()[0].code, ReturnCode::Success);
+    }
+    let served = model.served.lock().unwrap().clone();
+    assert_eq!(served, vec![hotkey(1), hotkey(4), hotkey(5), hotkey(2), hotkey(3)]);
+    axon.shutdown().await.unwrap();
+}
+
+/// A full queue admits a richer caller by evicting the poorest waiting one (BACKOFF), and
+/// refuses a caller no richer than everyone waiting (BACKOFF).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn full_queue_evicts_the_lowest_stake_or_refuses_the_newcomer() {
+    let gate = Arc::new(Gate::default());
+    let model = Arc::new(Recorder { gate: Some(gate.clone()), ..Default::default() });
+    let table = stakes(&[(1, 1000), (2, 5), (3, 7), (4, 9), (5, 6)]);
+    let config = AxonConfig { concurrency: 1, queue_capacity: 2, ..Default::default() };
+    let axon = start(config, 100, model.clone(), &table).await;
+    let t = target(&axon);
+    let call = move |seed: u8| {
+        tokio::spawn(async move { Dendrite::new(key(seed)).forward(&[t], &input(&[1.0]), 10 * SECOND).await })
+    };
+    let blocker = call(1);
+    until("the blocker", || model.calls.load(Ordering::SeqCst) == 1).await;
+    let low = call(2);
+    until("queue 1", || axon.queued() == 1).await;
+    let mid = call(3);
+    until("queue 2", || axon.queued() == 2).await;
+    // Stake 9 > 5: evicts caller 2. Then stake 6 < 7 and 9: refused at once.
+    let high = call(4);
+    let evicted = low.await.unwrap();
+    assert_eq!(evicted[0].code, ReturnCode::Backoff, "{}", evicted[0].message);
+    let refused = call(5).await.unwrap();
+    assert_eq!(refused[0].code, ReturnCode::Backoff);
+    assert!(refused[0].message.contains("queue full"), "{}", refused[0].message);
+    gate.open();
+    for c in [blocker, mid, high] {
+        assert_eq!(c.await.unwrap()[0].code, ReturnCode::Success);
+    }
+    assert_eq!(*model.served.lock().unwrap(), vec![hotkey(1), hotkey(4), hotkey(3)]);
+    axon.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blacklisted_unregistered_and_low_stake_callers_are_refused_without_a_handler_call() {
+    let model = Arc::new(Recorder::default());
+    let table = stakes(&[(1, 100), (2, 100), (3, 2)]);
+    let config = AxonConfig { min_stake: 10, blacklist: HashSet::from([hotkey(2)]), ..Default::default() };
+    let axon = start(config, 100, model.clone(), &table).await;
+    let t = [target(&axon)];
+    let code = |seed: u8| async move {
+        Dendrite::new(key(seed)).forward(&t, &input(&[1.0]), SECOND).await.remove(0)
+    };
+    assert_eq!(code(1).await.code, ReturnCode::Success);
+    assert_eq!(code(2).await.code, ReturnCode::Blacklisted);
+    let low = code(3).await;
+    assert_eq!(low.code, ReturnCode::Blacklisted);
+    assert!(low.message.contains("below"), "{}", low.message);
+    assert_eq!(code(4).await.code, ReturnCode::UnknownCaller);
+    assert_eq!(model.calls.load(Ordering::SeqCst), 1);
+    axon.shutdown().await.unwrap();
+
+    // With allow_unregistered, an unknown hotkey is served at priority 0.
+    let config = AxonConfig { allow_unregistered: true, ..Default::default() };
+    let axon = start(config, 100, model.clone(), &table).await;
+    let r = Dendrite::new(key(4)).forward(&[target(&axon)], &input(&[1.0]), SECOND).await;
+    assert_eq!(r[0].code, ReturnCode::Success);
+    axon.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_that_waits_past_the_axons_deadline_answers_timeout() {
+    let gate = Arc::new(Gate::default());
+    let model = Arc::new(Recorder { gate: Some(gate.clone()), ..Default::default() });
+    let table = stakes(&[(1, 10), (2, 10)]);
+    let config = AxonConfig { concurrency: 1, deadline: Duration::from_millis(200), ..Default::default() };
+    let axon = start(config, 100, model.clone(), &table).await;
+    let t = target(&axon);
+    let blocker =
+        tokio::spawn(async move { Dendrite::new(key(1)).forward(&[t], &input(&[1.0]), 5 * SECOND).await });
+    until("the blocker", || model.calls.load(Ordering::SeqCst) == 1).await;
+    let waiting = Dendrite::new(key(2)).forward(&[t], &input(&[1.0]), 5 * SECOND).await;
+    assert_eq!(waiting[0].code, ReturnCode::Timeout, "{}", waiting[0].message);
+    assert!(waiting[0].latency >= Duration::from_millis(190) && waiting[0].latency < 2 * SECOND);
+    // The blocker's handler outlives its 200 ms too: TIMEOUT, not a late SUCCESS.
+    assert_eq!(blocker.await.unwrap()[0].code, ReturnCode::Timeout);
+    gate.open();
+    // The expired queued request never reached the handler.
+    until("the worker to finish", || axon.queued() == 0).await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(model.calls.load(Ordering::SeqCst), 1);
+    let after = Dendrite::new(key(2)).forward(&[t], &input(&[1.0]), 5 * SECOND).await;
+    assert_eq!(after[0].code, ReturnCode::Success);
+    axon.shutdown().await.unwrap();
+}
+
+/// A foreign axon that lies: answers with whatever the test chose, bypassing our checks, as a
+/// buggy or hostile peer in another language could.
+struct Liar(ForwardResponse);
+
+#[tonic::async_trait]
+impl proto::axon_server::Axon for Liar {
+    async fn forward(
+        &self,
+        _: tonic::Request<ForwardRequest>,
+    ) -> Result<tonic::Response<ForwardResponse>, tonic::Status> {
+        Ok(tonic::Response::new(self.0.clone()))
+    }
+    async fn backward(
+        &self,
+        _: tonic::Request<BackwardRequest>,
+    ) -> Result<tonic::Response<BackwardResponse>, tonic::Status> {
+        Err(tonic::Status::unimplemented("no"))
+    }
+}
+
+async fn start_liar(answer: ForwardResponse) -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(proto::axon_server::AxonServer::new(Liar(answer)))
+            .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener)),
+    );
+    addr
+}
+
+/// One fan-out over a good, a slow, a dead, a NaN-sending, a mis-shaping and a lying axon:
+/// each gets its own code; the good one answers correctly and fast.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_fan_out_isolates_slow_dead_and_broken_peers() {
+    let table = stakes(&[(1, 10)]);
+    let good = start(AxonConfig::default(), 101, Arc::new(Recorder::default()), &table).await;
+    let slow_model = Recorder { delay: 3 * SECOND, ..Default::default() };
+    let slow = start(AxonConfig::default(), 102, Arc::new(slow_model), &table).await;
+    let nan = start(AxonConfig::default(), 103, Arc::new(Broken::Nan), &table).await;
+    let shape = start(AxonConfig::default(), 104, Arc::new(Broken::WrongShape), &table).await;
+    let dead_addr = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    let nan_bytes = wire::tensor::f32s_to_le_bytes(&[f32::NAN]);
+    let liar_nan = start_liar(ForwardResponse {
+        outputs: Some(encode(DType::F32, &[1, 1, 1], Modality::Tensor, nan_bytes)),
+        code: ReturnCode::Success as i32,
+        message: String::new(),
+    })
+    .await;
+    let liar_shape = start_liar(ForwardResponse {
+        outputs: Some(encode(DType::F32, &[1, 1, 4], Modality::Tensor, vec![0; 12])),
+        code: ReturnCode::Success as i32,
+        message: String::new(),
+    })
+    .await;
+    let liar_code = start_liar(ForwardResponse { outputs: None, code: 999, message: String::new() }).await;
+
+    let d = Dendrite::new(key(1));
+    let targets = [
+        target(&good),
+        target(&slow),
+        Target { hotkey: hotkey(105), addr: dead_addr },
+        target(&nan),
+        target(&shape),
+        Target { hotkey: hotkey(106), addr: liar_nan },
+        Target { hotkey: hotkey(107), addr: liar_shape },
+        Target { hotkey: hotkey(108), addr: liar_code },
+    ];
+    let deadline = Duration::from_millis(500);
+    let started = Instant::now();
+    let r = d.forward(&targets, &input(&[1.0, 2.0]), deadline).await;
+    let whole = started.elapsed();
+    let codes: Vec<_> = r.iter().map(|r| r.code).collect();
+    assert_eq!(
+        codes,
+        vec![
+            ReturnCode::Success,
+            ReturnCode::Timeout,
+            ReturnCode::Unavailable,
+            ReturnCode::NonFinite,
+            ReturnCode::ResponseShapeError,
+            ReturnCode::NonFinite,
+            ReturnCode::ResponseShapeError,
+            ReturnCode::ResponseShapeError,
+        ],
+        "{r:#?}"
+    );
+    assert_eq!(floats(r[0].tensor.as_ref().unwrap()), vec![3.0, 5.0]);
+    assert!(r[0].latency < Duration::from_millis(400), "good peer took {:?}", r[0].latency);
+    assert!(whole < deadline + Duration::from_millis(400), "fan-out took {whole:?}");
+    assert!(r.iter().skip(1).all(|r| r.tensor.is_none() && !r.message.is_empty()));
+    for a in [good, slow, nan, shape] {
+        a.shutdown().await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_handler_is_an_internal_error_and_the_axon_keeps_serving() {
+    let table = stakes(&[(1, 10)]);
+    let axon = start(AxonConfig::default(), 100, Arc::new(Broken::Panics), &table).await;
+    let d = Dendrite::new(key(1));
+    for _ in 0..3 {
+        let r = d.forward(&[target(&axon)], &input(&[1.0]), SECOND).await;
+        assert_eq!(r[0].code, ReturnCode::InternalError, "{}", r[0].message);
+    }
+    axon.shutdown().await.unwrap();
+
+    let axon = start(AxonConfig::default(), 100, Arc::new(Broken::BareAck), &table).await;
+    let x = input(&[1.0]);
+    let r = d.backward(&[target(&axon)], &x, std::slice::from_ref(&x), SECOND).await;
+    assert_eq!((r[0].code, r[0].tensor.is_none()), (ReturnCode::Success, true));
+    // Fewer gradients than targets: the extra target gets EMPTY_REQUEST, not a panic.
+    let r = d.backward(&[target(&axon), target(&axon)], &x, std::slice::from_ref(&x), SECOND).await;
+    assert_eq!((r[0].code, r[1].code), (ReturnCode::Success, ReturnCode::EmptyRequest));
+    axon.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dendrite_reuses_one_connection_per_axon() {
+    let table = stakes(&[(1, 10)]);
+    let axon = start(AxonConfig::default(), 100, Arc::new(Recorder::default()), &table).await;
+    let d = Dendrite::new(key(1));
+    for _ in 0..10 {
+        assert!(d.forward(&[target(&axon)], &input(&[1.0]), SECOND).await[0].is_success());
+    }
+    let parallel: Vec<_> = (0..16)
+        .map(|_| {
+            let d = d.clone();
+            let t = target(&axon);
+            tokio::spawn(async move { d.forward(&[t], &input(&[1.0]), 5 * SECOND).await })
+        })
+        .collect();
+    for p in parallel {
+        assert!(p.await.unwrap()[0].is_success());
+    }
+    assert_eq!(axon.metrics().connections(), 1);
+    assert_eq!(d.metrics().connections(), 1);
+    let t = target(&axon);
+    axon.shutdown().await.unwrap();
+    // After shutdown the same dendrite hears UNAVAILABLE, quickly.
+    let r = d.forward(&[t], &input(&[1.0]), SECOND).await;
+    assert_eq!(r[0].code, ReturnCode::Unavailable, "{}", r[0].message);
+}
+
+fn signed(caller: u8, axon: &AxonHandle, inputs: Option<proto::Tensor>, nonce: u64) -> ForwardRequest {
+    let mut req = ForwardRequest { inputs, ..Default::default() };
+    sign_forward(&mut req, &key(caller), &axon.hotkey(), nonce, now_ms());
+    req
+}
+
+/// Bad input from a hand-built client: every case gets its code, no handler call is spent on
+/// any of them, and the axon serves a good request afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_requests_get_clear_codes_and_never_reach_the_handler() {
+    let model = Arc::new(Recorder::default());
+    let table = stakes(&[(1, 10)]);
+    let limits = Limits { max_bytes: 1 << 16, max_batch: 4 };
+    let axon = start(AxonConfig { limits, ..Default::default() }, 100, model.clone(), &table).await;
+    let mut client = AxonClient::connect(format!("http://{}", axon.local_addr())).await.unwrap();
+    let f32s = |v: &[f32]| wire::tensor::f32s_to_le_bytes(v);
+    let cases: Vec<(&str, Option<proto::Tensor>, ReturnCode)> = vec![
+        ("missing tensor", None, ReturnCode::EmptyRequest),
+        (
+            "shape vs bytes",
+            Some(encode(DType::F32, &[1, 1, 3], Modality::Tensor, f32s(&[1.0, 2.0]))),
+            ReturnCode::RequestShapeError,
+        ),
+        (
+            "dtype for modality",
+            Some(encode(DType::I64, &[1, 1, 1], Modality::Tensor, vec![0; 8])),
+            ReturnCode::RequestDtypeError,
+        ),
+        (
+            "unknown dtype",
+            Some(proto::Tensor { data: vec![0; 4], dtype: 77, shape: vec![1, 1, 1], modality: 3 }),
+            ReturnCode::RequestDtypeError,
+        ),
+        (
+            "NaN",
+            Some(encode(DType::F32, &[1, 1, 2], Modality::Tensor, f32s(&[1.0, f32::NAN]))),
+            ReturnCode::NonFinite,
+        ),
+        (
+            "Inf",
+            Some(encode(DType::F32, &[1, 1, 1], Modality::Tensor, f32s(&[f32::INFINITY]))),
+            ReturnCode::NonFinite,
+        ),
+        (
+            "huge declared size",
+            Some(encode(DType::F32, &[u64::MAX, u64::MAX, 2], Modality::Tensor, f32s(&[1.0]))),
+            ReturnCode::RequestShapeError,
+        ),
+        (
+            "batch over limit",
+            Some(encode(DType::F32, &[5, 1, 1], Modality::Tensor, f32s(&[1.0; 5]))),
+            ReturnCode::RequestShapeError,
+        ),
+        (
+            "bytes over limit",
+            Some(encode(DType::U8, &[1, 1 << 17], Modality::Text, vec![1; 1 << 17])),
+            ReturnCode::RequestShapeError,
+        ),
+        (
+            "wrong rank",
+            Some(encode(DType::F32, &[1, 1], Modality::Tensor, f32s(&[1.0]))),
+            ReturnCode::RequestShapeError,
+        ),
+    ];
+    for (i, (what, tensor, want)) in cases.into_iter().enumerate() {
+        let r = client.forward(signed(1, &axon, tensor, i as u64)).await.unwrap().into_inner();
+        assert_eq!(r.code, want as i32, "{what}: {}", r.message);
+        assert!(!r.message.is_empty() && r.outputs.is_none(), "{what}");
+    }
+    let good = || Some(input(&[1.0]).into_proto());
+    // Tampered after signing, replayed, addressed elsewhere, stale.
+    let mut tampered = signed(1, &axon, good(), 100);
+    tampered.nonce += 1;
+    let replay = signed(1, &axon, good(), 101);
+    let mut elsewhere = ForwardRequest { inputs: good(), ..Default::default() };
+    sign_forward(&mut elsewhere, &key(1), &hotkey(9), 102, now_ms());
+    let mut stale = ForwardRequest { inputs: good(), ..Default::default() };
+    sign_forward(&mut stale, &key(1), &axon.hotkey(), 103, now_ms() - 120_000);
+    let mut garbage_key = signed(1, &axon, good(), 104);
+    garbage_key.caller = vec![1, 2, 3];
+    let first = client.forward(replay.clone()).await.unwrap().into_inner();
+    assert_eq!(first.code, ReturnCode::Success as i32, "{}", first.message);
+    for (what, req) in [
+        ("tampered", tampered),
+        ("replay", replay),
+        ("elsewhere", elsewhere),
+        ("stale", stale),
+        ("garbage key", garbage_key),
+    ] {
+        let r = client.forward(req).await.unwrap().into_inner();
+        assert_eq!(r.code, ReturnCode::InvalidSignature as i32, "{what}: {}", r.message);
+    }
+    // A message over gRPC's size limit (2 * max_bytes + envelope) is refused by gRPC itself.
+    let huge =
+        signed(1, &axon, Some(encode(DType::U8, &[1, 200_000], Modality::Text, vec![0; 200_000])), 105);
+    let status = client.forward(huge).await.unwrap_err();
+    assert!(matches!(status.code(), tonic::Code::OutOfRange | tonic::Code::ResourceExhausted), "{status:?}");
+    // Garbage and truncated protobuf frames.
+    let valid = signed(1, &axon, good(), 106).encode_to_vec();
+    for frame in [vec![0xff; 40], valid[..valid.len() / 2].to_vec(), vec![]] {
+        let r = raw_forward(axon.local_addr(), frame).await;
+        match r {
+            Ok(resp) => assert_ne!(resp.code, ReturnCode::Success as i32),
+            Err(status) => assert_eq!(status.code(), tonic::Code::Internal, "{status:?}"),
+        }
+    }
+    assert_eq!(model.calls.load(Ordering::SeqCst), 1, "only the one valid request reached the model");
+    let ok = client.forward(signed(1, &axon, good(), 107)).await.unwrap().into_inner();
+    assert_eq!(ok.code, ReturnCode::Success as i32);
+    let unverified = axon.metrics().requests("unverified", Call::Forward, ReturnCode::InvalidSignature);
+    // tampered, elsewhere, stale, garbage key, the empty frame (no caller); the replay came
+    // from a proven key and is counted under it.
+    assert!(unverified >= 5, "{unverified}");
+    axon.shutdown().await.unwrap();
+}
+
+/// Sends raw bytes as a Forward request's gRPC message.
+async fn raw_forward(addr: std::net::SocketAddr, frame: Vec<u8>) -> Result<ForwardResponse, tonic::Status> {
+    let channel =
+        tonic::transport::Endpoint::from_shared(format!("http://{addr}")).unwrap().connect().await.unwrap();
+    let mut grpc = tonic::client::Grpc::new(channel);
+    grpc.ready().await.unwrap();
+    let path = tonic::codegen::http::uri::PathAndQuery::from_static("/agora.v1.Axon/Forward");
+    grpc.unary(tonic::Request::new(frame), path, RawCodec).await.map(|r| r.into_inner())
+}
+
+struct RawCodec;
+struct RawEncoder;
+struct ProstDecoder;
+
+impl tonic::codec::Codec for RawCodec {
+    type Encode = Vec<u8>;
+    type Decode = ForwardResponse;
+    type Encoder = RawEncoder;
+    type Decoder = ProstDecoder;
+    fn encoder(&mut self) -> RawEncoder {
+        RawEncoder
+    }
+    fn decoder(&mut self) -> ProstDecoder {
+        ProstDecoder
+    }
+}
+
+impl tonic::codec::Encoder for RawEncoder {
+    type Item = Vec<u8>;
+    type Error = tonic::Status;
+    fn encode(&mut self, item: Vec<u8>, dst: &mut tonic::codec::EncodeBuf<'_>) -> Result<(), tonic::Status> {
+        bytes::BufMut::put_slice(dst, &item);
+        Ok(())
+    }
+}
+
+impl tonic::codec::Decoder for ProstDecoder {
+    type Item = ForwardResponse;
+    type Error = tonic::Status;
+    fn decode(
+        &mut self,
+        src: &mut tonic::codec::DecodeBuf<'_>,
+    ) -> Result<Option<ForwardResponse>, tonic::Status> {
+        ForwardResponse::decode(src).map(Some).map_err(|e| tonic::Status::internal(e.to_string()))
+    }
+}
