@@ -1,0 +1,61 @@
+"""Python half of the interoperability check (run by interop.sh).
+
+  python3 interop.py client <addr> <axon hotkey hex>   call a (Rust) axon serving y = 2x + 1
+  python3 interop.py axon                              serve y = 2x + 1 as a Python axon;
+                                                       prints "LISTEN <addr> <hotkey hex>",
+                                                       serves until stdin closes
+Exits non-zero on any mismatch.
+"""
+
+import sys
+
+import numpy as np
+
+import agora_wire as aw
+
+
+def client(addr: str, axon_hex: str) -> None:
+    axon = bytes.fromhex(axon_hex)
+    d = aw.Dendrite(aw.Hotkey(bytes([0x33] * 32)))
+    x = (np.arange(24, dtype=np.float32) * 0.5 - 4.0).reshape(2, 3, 4)
+    code, msg, y = d.forward(addr, axon, x)
+    assert code == aw.pb.RETURN_CODE_SUCCESS, (code, msg)
+    assert y.shape == (2, 3, 4), y.shape
+    assert np.array_equal(y, 2 * x + 1), (y, 2 * x + 1)
+    print(f"forward ok: {y.size} values match 2x+1")
+    g = (np.arange(24, dtype=np.float32) % 7 - 3.0).reshape(2, 3, 4)
+    code, msg, dx = d.backward(addr, axon, x, g)
+    assert code == aw.pb.RETURN_CODE_SUCCESS, (code, msg)
+    assert np.array_equal(dx, 2 * g), dx
+    print("backward ok: gradient is 2g")
+    # What the Rust axon must refuse, with its code: NaN, a shape the bytes do not fill.
+    bad = np.array([[[1.0, np.nan]]], dtype=np.float32)
+    code, msg, _ = d.forward(addr, axon, bad)
+    assert code == aw.pb.RETURN_CODE_NON_FINITE, (code, msg)
+    req = aw.pb.ForwardRequest(inputs=aw.pb.Tensor(data=b"\0" * 8, dtype=aw.pb.DTYPE_F32, shape=[1, 1, 3],
+                                                   modality=aw.pb.MODALITY_TENSOR))
+    d.hotkey.sign(req, aw.DOMAIN_FORWARD, axon)
+    resp = d._stub(addr).Forward(req, timeout=5)
+    assert resp.code == aw.pb.RETURN_CODE_REQUEST_SHAPE_ERROR, resp
+    # A signature by someone else's key.
+    req = d.hotkey.sign(aw.pb.ForwardRequest(inputs=aw.to_wire(x)), aw.DOMAIN_FORWARD, axon)
+    req.caller = aw.Hotkey(bytes([0x44] * 32)).public
+    assert d._stub(addr).Forward(req, timeout=5).code == aw.pb.RETURN_CODE_INVALID_SIGNATURE
+    print(f"bad inputs refused with their codes ({msg})")
+
+
+def axon() -> None:
+    hotkey = aw.Hotkey(bytes([0x55] * 32))
+    server, port = aw.serve(hotkey, forward=lambda x: 2 * x + 1, backward=lambda x, g: 2 * g)
+    print(f"LISTEN 127.0.0.1:{port} {hotkey.public.hex()}", flush=True)
+    sys.stdin.read()
+    server.stop(grace=1)
+
+
+if __name__ == "__main__":
+    if sys.argv[1] == "client":
+        client(sys.argv[2], sys.argv[3])
+    elif sys.argv[1] == "axon":
+        axon()
+    else:
+        sys.exit(__doc__)
