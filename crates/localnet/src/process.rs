@@ -5,6 +5,7 @@
 use crate::error::LocalnetError;
 use crate::scenario::{ModelSize, PeerSpec, Role};
 use std::io::{BufRead, BufReader};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
@@ -89,6 +90,9 @@ impl NodeProcess {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::from(err_log))
+            // Its own process group: a Ctrl-C at the terminal reaches localnet only, which then
+            // stops the peers before the node they depend on.
+            .process_group(0)
             .spawn()
             .map_err(|e| LocalnetError::Node(format!("cannot start {}: {e}", agora.display())))?;
         let stdout = child.stdout.take().ok_or_else(|| LocalnetError::Node("no stdout pipe".into()))?;
@@ -143,11 +147,9 @@ impl NodeProcess {
 }
 
 impl Drop for NodeProcess {
+    /// An error or an interruption before the orderly end: still let the node finish its block.
     fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        self.stop(Duration::from_secs(10));
     }
 }
 
@@ -235,6 +237,7 @@ impl PeerProcess {
             .stdin(Stdio::null())
             .stdout(Stdio::from(log))
             .stderr(Stdio::from(err))
+            .process_group(0)
             .spawn()
             .map_err(|e| LocalnetError::Peer { name: launch.spec.name.clone(), reason: e.to_string() })?;
         Ok(PeerProcess { name: launch.spec.name.clone(), child: Some(child) })

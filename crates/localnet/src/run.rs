@@ -191,8 +191,17 @@ async fn run_async(opts: &RunOptions, stop: &AtomicBool) -> Result<RunOutcome, L
             break;
         }
         let next = tokio::select! {
-            h = chain.next_block(head) => h?,
+            h = chain.next_block(head) => h,
             _ = tokio::time::sleep(Duration::from_millis(250)) => continue,
+        };
+        let next = match next {
+            Ok(h) => h,
+            // Interrupted while waiting: stop cleanly below, whatever the node said.
+            Err(_) if stop.load(Ordering::SeqCst) => {
+                interrupted = true;
+                break;
+            }
+            Err(e) => return Err(e.into()),
         };
         head = next.height;
         let m = chain.metagraph().await?;
@@ -210,6 +219,10 @@ async fn run_async(opts: &RunOptions, stop: &AtomicBool) -> Result<RunOutcome, L
                     exited_early.push((p.name.clone(), code));
                 }
             }
+        }
+        if !peers.is_empty() && exited_early.len() == peers.len() {
+            view.note("every peer has exited: ending the run early");
+            break;
         }
         if !node.running() {
             return Err(LocalnetError::Node(format!(

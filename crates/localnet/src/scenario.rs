@@ -229,8 +229,8 @@ impl Scenario {
         // share/(1-share) in parts per billion, in integers so the split is reproducible.
         let ppb = (self.cabal_stake_share * 1e9).round() as u128;
         let cabal_total = if members == 0 { 0 } else { honest_total * ppb / (1_000_000_000 - ppb) } as u64;
-        let (each, mut rest) =
-            if members == 0 { (0, 0) } else { (cabal_total / members, cabal_total % members) };
+        let each = cabal_total.checked_div(members).unwrap_or(0);
+        let mut rest = cabal_total.checked_rem(members).unwrap_or(0);
         self.peers
             .iter()
             .map(|p| {

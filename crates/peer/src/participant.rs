@@ -4,13 +4,38 @@ use crate::chain::{Chain, ChainError};
 use crate::metagraph::MetagraphView;
 use client::{AccountInfo, MetagraphInfo};
 use ledger::{
-    Call, ChainHead, Endpoint, GenesisConfig, Hash, PublicKey, Receipt, SignedTx, SigningKey, TxBody,
-    TxStatus,
+    Call, CallKind, ChainHead, Endpoint, GenesisConfig, Hash, PublicKey, Receipt, SignedTx, SigningKey,
+    TxBody, TxStatus,
 };
 use std::sync::Arc;
 
-/// Signs `call` with `key` at the sender's next nonce and the chain's minimum fee for its kind,
-/// submits it and waits for its block. `Ok(height)` only if the call was applied.
+/// `call` signed by `key` at the sender's next nonce (read from the chain) with the chain's
+/// minimum fee for its kind.
+pub async fn sign(
+    chain: &impl Chain,
+    genesis: &GenesisConfig,
+    key: &SigningKey,
+    call: Call,
+) -> Result<SignedTx, ChainError> {
+    let sender = ledger::public_key(key);
+    let nonce = chain.account(&sender).await?.nonce;
+    let fee = genesis.fees.min_fee(call.kind());
+    Ok(TxBody { sender, nonce, fee, call }.sign(key, &genesis.chain_id))
+}
+
+/// Waits for `id` and turns a receipt that is not `Applied` into [`ChainError::NotApplied`].
+pub async fn applied(chain: &impl Chain, kind: CallKind, id: Hash) -> Result<u64, ChainError> {
+    let (height, receipt) = chain.wait_for(id).await?;
+    match receipt.status {
+        TxStatus::Applied => Ok(height),
+        TxStatus::Failed(reason) | TxStatus::Rejected(reason) => {
+            Err(ChainError::NotApplied { kind, height, reason })
+        }
+    }
+}
+
+/// Signs `call` with `key` (see [`sign`]), submits it and waits for its block. `Ok(height)`
+/// only if the call was applied.
 ///
 /// One transaction at a time per key: the nonce is read from the chain, so two concurrent calls
 /// with the same key would collide (the second is refused with the ledger's nonce error).
@@ -20,18 +45,10 @@ pub async fn transact(
     key: &SigningKey,
     call: Call,
 ) -> Result<u64, ChainError> {
-    let sender = ledger::public_key(key);
     let kind = call.kind();
-    let nonce = chain.account(&sender).await?.nonce;
-    let fee = genesis.fees.min_fee(kind);
-    let tx = TxBody { sender, nonce, fee, call }.sign(key, &genesis.chain_id);
-    let (height, receipt) = chain.submit_and_wait(&tx).await?;
-    match receipt.status {
-        TxStatus::Applied => Ok(height),
-        TxStatus::Failed(reason) | TxStatus::Rejected(reason) => {
-            Err(ChainError::NotApplied { kind, height, reason })
-        }
-    }
+    let tx = sign(chain, genesis, key, call).await?;
+    let id = chain.submit(&tx).await?;
+    applied(chain, kind, id).await
 }
 
 /// What to do when the chain's rate limit forbids a `set_weights` in the next block.
@@ -105,41 +122,11 @@ impl<C: Chain> Participant<C> {
     }
 
     /// Registers the hotkey (owned by the coldkey) by proof of work, or returns its uid if it
-    /// is registered already. The seal names the head block; a search that outlives half the
-    /// proof-of-work window starts over on the new head so the seal is still valid on arrival.
+    /// is registered already.
     pub async fn register(&self) -> Result<u16, ChainError> {
         let me = self.hotkey();
-        if let Some(uid) = self.uid().await? {
-            return Ok(uid);
-        }
-        let window = self.genesis.registration.pow_window.max(1);
-        // Hashes between looks at the head and yields to the runtime.
-        const CHUNK: u64 = 10_000;
-        let mut tried = 0u64;
-        let call = 'fresh: loop {
-            let head = self.chain.head().await?;
-            let difficulty = self.chain.metagraph().await?.difficulty;
-            // Past ~64 times the expected work the search is astronomically unlucky or the
-            // difficulty moved: give up instead of spinning forever.
-            let budget = difficulty.saturating_mul(64).max(CHUNK);
-            let mut start = 0u64;
-            while start < budget {
-                if let Some(n) = ledger::pow::solve(&head.hash, &me, difficulty, start, CHUNK) {
-                    break 'fresh Call::Register {
-                        coldkey: self.coldkey,
-                        pow_block: head.height,
-                        pow_nonce: n,
-                    };
-                }
-                start += CHUNK;
-                tried += CHUNK;
-                tokio::task::yield_now().await;
-                let now = self.chain.head().await?.height;
-                if now.saturating_sub(head.height) >= window / 2 {
-                    continue 'fresh;
-                }
-            }
-            return Err(ChainError::PowExhausted { tries: tried });
+        let Some(call) = self.registration().await? else {
+            return self.uid().await?.ok_or(ChainError::NotRegistered(me));
         };
         match self.transact(call).await {
             Ok(_) => {}
@@ -151,6 +138,47 @@ impl<C: Chain> Participant<C> {
             Err(e) => return Err(e),
         }
         self.uid().await?.ok_or(ChainError::NotRegistered(me))
+    }
+
+    /// The `register` call with a solved proof of work, or `None` if the hotkey is registered.
+    /// The seal names the head block; a search that outlives half the proof-of-work window
+    /// starts over on the new head so the seal is still valid when the transaction lands.
+    /// (Separate from [`Participant::register`] so an orchestrator can submit many at once.)
+    pub async fn registration(&self) -> Result<Option<Call>, ChainError> {
+        let me = self.hotkey();
+        if self.uid().await?.is_some() {
+            return Ok(None);
+        }
+        let window = self.genesis.registration.pow_window.max(1);
+        // Hashes between looks at the head and yields to the runtime.
+        const CHUNK: u64 = 10_000;
+        let mut tried = 0u64;
+        loop {
+            let head = self.chain.head().await?;
+            let difficulty = self.chain.metagraph().await?.difficulty;
+            // Past ~64 times the expected work the search is astronomically unlucky or the
+            // difficulty moved: give up instead of spinning forever.
+            let budget = difficulty.saturating_mul(64).max(CHUNK);
+            let mut start = 0u64;
+            let mut stale = false;
+            while start < budget && !stale {
+                if let Some(n) = ledger::pow::solve(&head.hash, &me, difficulty, start, CHUNK) {
+                    return Ok(Some(Call::Register {
+                        coldkey: self.coldkey,
+                        pow_block: head.height,
+                        pow_nonce: n,
+                    }));
+                }
+                start += CHUNK;
+                tried += CHUNK;
+                tokio::task::yield_now().await;
+                let now = self.chain.head().await?.height;
+                stale = now.saturating_sub(head.height) >= window / 2;
+            }
+            if !stale {
+                return Err(ChainError::PowExhausted { tries: tried });
+            }
+        }
     }
 
     /// Publishes the axon endpoint; does nothing (returns `None`) if the chain already has it.

@@ -48,3 +48,34 @@ fn the_chain_side_of_a_localnet_runs_end_to_end() {
     assert_eq!(outcome.summary.reports, 0, "no peers ran");
     assert!(std::fs::read_to_string(dir.0.join("node.log")).unwrap().contains("stopped at height"));
 }
+
+/// `agora localnet` (chain side) stopped by SIGINT, as Ctrl-C at a terminal would: the node is
+/// stopped cleanly and the report covers what was sampled.
+#[test]
+fn ctrl_c_stops_the_run_cleanly_and_still_reports() {
+    use std::process::{Command, Stdio};
+    use std::time::{Duration, Instant};
+    let dir = TempDir::new("localnet-sigint");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_agora"))
+        .args(["localnet", "--no-peers", "--peers", "3", "--epochs", "100", "--out", dir.path()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start agora localnet");
+    let csv = dir.0.join("metagraph.csv");
+    let start = Instant::now();
+    // Wait for a few samples.
+    while std::fs::read_to_string(&csv).map_or(0, |t| t.lines().count()) < 7 {
+        assert!(start.elapsed() < Duration::from_secs(60), "no samples after 60 s");
+        assert!(child.try_wait().unwrap().is_none(), "localnet exited early");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let ok = Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap().success();
+    assert!(ok);
+    let out = child.wait_with_output().expect("localnet exits");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("(interrupted)"), "{stdout}");
+    assert!(std::fs::read_to_string(dir.0.join("node.log")).unwrap().contains("stopped at height"));
+    dir.has("report.md");
+}
