@@ -10,6 +10,7 @@ use sim::empirical::{EmpiricalOptions, LossReference};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+mod localnet_cmd;
 mod metagraph_cmd;
 mod tx_cmd;
 mod wallet_cmd;
@@ -42,6 +43,11 @@ enum Command {
     /// Print the network's neurons: uid, hotkey, stake, rank, trust, consensus, incentive,
     /// dividends, emission, endpoint
     Metagraph(metagraph_cmd::MetagraphArgs),
+    /// Run a whole network on this machine: a node and one process per peer with roles
+    /// (honest, duplicate, noise, offline, cabal), a live metagraph, and DIR/report.md.
+    /// Hidden until `agora peer run` exists (use --no-peers for the chain side alone)
+    #[command(hide = true)]
+    Localnet(localnet_cmd::LocalnetArgs),
 }
 
 #[derive(Debug, Args)]
@@ -248,6 +254,7 @@ fn main() -> ExitCode {
         Command::Wallet(args) => wallet_cmd::run(args),
         Command::Tx(args) => tx_cmd::run(args),
         Command::Metagraph(args) => metagraph_cmd::run(args),
+        Command::Localnet(args) => localnet_cmd::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,7 +1,9 @@
 //! Runs the real `agora` binary as a user would, into temporary directories.
 //! One test binary (modules below) so the workspace links it once.
 
+mod localnet;
 mod node;
+mod peer_chain;
 mod sim;
 mod tx;
 mod wallet;

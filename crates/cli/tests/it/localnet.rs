@@ -1,0 +1,81 @@
+//! `localnet` orchestration end to end as far as it goes without `agora peer run`: the real
+//! node as a child process, wallets, funding, registration with the scenario's stakes, a
+//! metagraph sample per block, a clean shutdown and the report.
+
+use crate::TempDir;
+use localnet::monitor::read_metagraph_csv;
+use localnet::{Role, RunOptions, Scenario};
+use std::path::PathBuf;
+
+#[test]
+fn the_chain_side_of_a_localnet_runs_end_to_end() {
+    let dir = TempDir::new("localnet");
+    let scenario =
+        Scenario { epochs: 3, tempo: 5, block_time_ms: 150, cabal_stake_share: 0.3, ..Scenario::default() };
+    let mut opts =
+        RunOptions::new(PathBuf::from(env!("CARGO_BIN_EXE_agora")), dir.0.clone(), scenario.clone());
+    opts.spawn_peers = false;
+    opts.quiet = true;
+    let outcome = localnet::run(&opts).expect("localnet run");
+    assert!(!outcome.interrupted);
+    assert!(outcome.node_stopped_cleanly, "the node exits on SIGTERM");
+    let mut uids: Vec<u16> = outcome.registered.iter().map(|r| r.uid).collect();
+    uids.sort_unstable();
+    assert_eq!(uids, (0..8).collect::<Vec<u16>>());
+
+    let rows = read_metagraph_csv(&dir.0.join("metagraph.csv")).unwrap();
+    let first = rows[0].block;
+    let last = rows.last().unwrap().block;
+    assert!(last >= first + scenario.blocks(), "sampled {first}..={last}");
+    // Every block sampled, every neuron in each sample.
+    for b in first..=last {
+        assert_eq!(rows.iter().filter(|r| r.block == b).count(), 8, "block {b}");
+    }
+    // The cabal holds its share of stake at the start (before any emission: exact).
+    let at_start: Vec<_> = rows.iter().filter(|r| r.block == first).collect();
+    let total: u64 = at_start.iter().map(|r| r.stake).sum();
+    let cabal: u64 = at_start.iter().filter(|r| r.role == Role::Cabal).map(|r| r.stake).sum();
+    let share = cabal as f64 / total as f64;
+    assert!((share - 0.3).abs() < 0.01, "cabal share {share}");
+    let expected: u64 = scenario.stakes().iter().sum();
+    assert!(total >= expected, "stake {total} < the scenario's {expected}");
+    assert_eq!(at_start.iter().filter(|r| r.role == Role::Noise).count(), 1);
+
+    for f in ["report.md", "genesis.json", "scenario.toml", "node.log", "stake_share.png", "cabal_share.csv"]
+    {
+        dir.has(f);
+    }
+    assert_eq!(outcome.summary.reports, 0, "no peers ran");
+    assert!(std::fs::read_to_string(dir.0.join("node.log")).unwrap().contains("stopped at height"));
+}
+
+/// `agora localnet` (chain side) stopped by SIGINT, as Ctrl-C at a terminal would: the node is
+/// stopped cleanly and the report covers what was sampled.
+#[test]
+fn ctrl_c_stops_the_run_cleanly_and_still_reports() {
+    use std::process::{Command, Stdio};
+    use std::time::{Duration, Instant};
+    let dir = TempDir::new("localnet-sigint");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_agora"))
+        .args(["localnet", "--no-peers", "--peers", "3", "--epochs", "100", "--out", dir.path()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start agora localnet");
+    let csv = dir.0.join("metagraph.csv");
+    let start = Instant::now();
+    // Wait for a few samples.
+    while std::fs::read_to_string(&csv).map_or(0, |t| t.lines().count()) < 7 {
+        assert!(start.elapsed() < Duration::from_secs(60), "no samples after 60 s");
+        assert!(child.try_wait().unwrap().is_none(), "localnet exited early");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let ok = Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap().success();
+    assert!(ok);
+    let out = child.wait_with_output().expect("localnet exits");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("(interrupted)"), "{stdout}");
+    assert!(std::fs::read_to_string(dir.0.join("node.log")).unwrap().contains("stopped at height"));
+    dir.has("report.md");
+}

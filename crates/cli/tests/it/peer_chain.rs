@@ -1,0 +1,52 @@
+//! The `peer` crate's chain link against a real `agora node --dev` child process.
+
+use crate::node::NodeProc;
+use crate::TempDir;
+use ledger::{dev_key, public_key, Call, Endpoint, Modality, Protocol, UNITS_PER_TOKEN};
+use peer::{Chain, Participant, RateLimitPolicy, RpcChain, WeightSetter, WeightsOutcome};
+use std::sync::Arc;
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_peer_registers_serves_and_sets_weights_on_a_real_node() {
+    let dir = TempDir::new("peer-chain");
+    let data = dir.0.join("data");
+    let node = NodeProc::start(data.to_str().expect("utf-8"), &["--block-time-ms", "100"]);
+    let chain = Arc::new(RpcChain::connect(&node.http()).await.expect("connect"));
+
+    // Dev accounts are funded: each signs as its own coldkey and hotkey.
+    let alice =
+        Participant::new(chain.clone(), dev_key("alice"), public_key(&dev_key("alice"))).await.unwrap();
+    let bob = Participant::new(chain.clone(), dev_key("bob"), public_key(&dev_key("bob"))).await.unwrap();
+    assert_eq!(alice.uid().await.unwrap(), None);
+    let a = alice.register().await.expect("proof-of-work registration");
+    let b = bob.register().await.expect("proof-of-work registration");
+    assert_eq!((a, b), (0, 1));
+    assert_eq!(alice.register().await.unwrap(), 0, "registered already: skipped");
+
+    let endpoint = Endpoint {
+        ip: "127.0.0.1".parse::<std::net::IpAddr>().unwrap().into(),
+        port: 9000,
+        protocol: Protocol::Grpc,
+        modality: Modality::Text,
+    };
+    let before = alice.balance().await.unwrap();
+    assert!(alice.serve(endpoint).await.unwrap().is_some());
+    assert_eq!(alice.balance().await.unwrap(), before - alice.genesis().fees.serve);
+    bob.transact(Call::AddStake { hotkey: bob.hotkey(), amount: 5 * UNITS_PER_TOKEN }).await.unwrap();
+
+    let view = alice.sync().await.unwrap();
+    assert_eq!(view.serving(), vec![(0, alice.hotkey(), endpoint)]);
+    assert_eq!(view.stake_by_hotkey()[&bob.hotkey().0], 5 * UNITS_PER_TOKEN);
+    assert_eq!(view.uid_of(&bob.hotkey()), Some(1));
+
+    let mut setter = WeightSetter::new(2);
+    let out = setter.step(&alice, &[(1, 3.0), (0, 1.0), (9, 1.0)]).await.unwrap();
+    let Some(WeightsOutcome::Applied { height }) = out else { panic!("{out:?}") };
+    let row = alice.sync().await.unwrap().weights_of(0).to_vec();
+    assert_eq!(row.iter().map(|e| e.0).collect::<Vec<_>>(), [0, 1]);
+    assert!((row[1].1 - 0.75).abs() < 1e-4, "{row:?}");
+    // The next one waits for the rate limit instead of being refused.
+    let out = alice.set_weights(vec![1], &[1.0], RateLimitPolicy::Wait).await.unwrap();
+    assert!(matches!(out, WeightsOutcome::Applied { height: h } if h > height), "{out:?}");
+    assert!(chain.head().await.unwrap().height > height);
+}

@@ -1,0 +1,33 @@
+use std::path::{Path, PathBuf};
+use thiserror::Error;
+
+/// Why a localnet run or its report failed.
+#[derive(Debug, Error)]
+pub enum LocalnetError {
+    #[error("scenario: {0}")]
+    Scenario(String),
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("dataset topic {topic:?} not found; looked in {looked:?} (install the Debian `fortunes` package or pass a path)")]
+    Dataset { topic: String, looked: Vec<PathBuf> },
+    #[error("node process: {0}")]
+    Node(String),
+    #[error("peer {name}: {reason}")]
+    Peer { name: String, reason: String },
+    #[error("chain: {0}")]
+    Chain(#[from] peer::ChainError),
+    #[error("wallet: {0}")]
+    Wallet(#[from] wallet::WalletError),
+    #[error("{path}: line {line}: {reason}")]
+    Parse { path: PathBuf, line: u64, reason: String },
+    #[error("report: {0}")]
+    Report(String),
+    #[error("interrupted (Ctrl-C)")]
+    Interrupted,
+}
+
+impl LocalnetError {
+    pub fn io(path: &Path, source: std::io::Error) -> LocalnetError {
+        LocalnetError::Io { path: path.to_path_buf(), source }
+    }
+}

@@ -1,0 +1,195 @@
+//! Watching the chain while a run goes: one metagraph sample per block into
+//! `DIR/metagraph.csv`, and the live table with a progress bar on the terminal.
+
+use crate::error::LocalnetError;
+use crate::scenario::Role;
+use client::MetagraphInfo;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use serde::{Deserialize, Serialize};
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+
+/// One neuron at one block: a row of `metagraph.csv`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MetagraphRow {
+    /// Seconds since the run proper started.
+    pub time_s: f64,
+    pub block: u64,
+    pub uid: u16,
+    pub name: String,
+    pub role: Role,
+    /// Base units.
+    pub stake: u64,
+    pub rank: f64,
+    pub trust: f64,
+    pub consensus: f64,
+    pub incentive: f64,
+    pub dividends: f64,
+    /// Emission of the last epoch, base units.
+    pub emission: u64,
+    /// Block of the last `set_weights` (empty before the first).
+    pub last_update: Option<u64>,
+}
+
+/// The rows of one metagraph; uids the run did not register are labelled `unknown`/honest.
+pub fn rows_of(m: &MetagraphInfo, names: &[(String, Role)], time_s: f64) -> Vec<MetagraphRow> {
+    (0..m.hotkeys.len())
+        .map(|u| {
+            let (name, role) = names.get(u).cloned().unwrap_or_else(|| (format!("uid{u}"), Role::Honest));
+            let f = |v: &Vec<f64>| v.get(u).copied().unwrap_or(0.0);
+            MetagraphRow {
+                time_s,
+                block: m.block,
+                uid: u as u16,
+                name,
+                role,
+                stake: m.S.get(u).copied().unwrap_or(0),
+                rank: f(&m.R),
+                trust: f(&m.T),
+                consensus: f(&m.C),
+                incentive: f(&m.I),
+                dividends: f(&m.D),
+                emission: m.E.get(u).copied().unwrap_or(0),
+                last_update: m.last_update.get(u).copied().flatten(),
+            }
+        })
+        .collect()
+}
+
+/// Appends samples to `metagraph.csv`, flushed every block so a crash keeps what was seen.
+pub struct Sampler {
+    path: PathBuf,
+    writer: csv::Writer<std::fs::File>,
+}
+
+impl Sampler {
+    pub fn create(path: &Path) -> Result<Sampler, LocalnetError> {
+        let writer = csv::Writer::from_path(path).map_err(|e| csv_err(path, e))?;
+        Ok(Sampler { path: path.to_path_buf(), writer })
+    }
+
+    pub fn write(&mut self, rows: &[MetagraphRow]) -> Result<(), LocalnetError> {
+        for r in rows {
+            self.writer.serialize(r).map_err(|e| csv_err(&self.path, e))?;
+        }
+        self.writer.flush().map_err(|e| LocalnetError::io(&self.path, e))
+    }
+}
+
+pub(crate) fn csv_err(path: &Path, e: csv::Error) -> LocalnetError {
+    let line = e.position().map_or(0, |p| p.line());
+    LocalnetError::Parse { path: path.to_path_buf(), line, reason: e.to_string() }
+}
+
+/// Reads `metagraph.csv` back.
+pub fn read_metagraph_csv(path: &Path) -> Result<Vec<MetagraphRow>, LocalnetError> {
+    let mut r = csv::Reader::from_path(path).map_err(|e| csv_err(path, e))?;
+    r.deserialize().map(|row| row.map_err(|e| csv_err(path, e))).collect()
+}
+
+/// The metagraph as a text table: the live view of a run.
+pub fn table(rows: &[MetagraphRow]) -> String {
+    let total: u64 = rows.iter().map(|r| r.stake).sum::<u64>().max(1);
+    let mut out = format!(
+        "{:>3} {:<18} {:<9} {:>12} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7} {:>10}\n",
+        "uid", "name", "role", "stake", "S%", "R", "T", "C", "I", "D", "E"
+    );
+    for r in rows {
+        out.push_str(&format!(
+            "{:>3} {:<18} {:<9} {:>12.3} {:>6.2}% {:>7.4} {:>7.4} {:>7.4} {:>7.4} {:>7.4} {:>10.4}\n",
+            r.uid,
+            truncate(&r.name, 18),
+            r.role.name(),
+            r.stake as f64 / ledger::UNITS_PER_TOKEN as f64,
+            100.0 * r.stake as f64 / total as f64,
+            r.rank,
+            r.trust,
+            r.consensus,
+            r.incentive,
+            r.dividends,
+            r.emission as f64 / ledger::UNITS_PER_TOKEN as f64,
+        ));
+    }
+    out
+}
+
+fn truncate(s: &str, n: usize) -> String {
+    s.chars().take(n).collect()
+}
+
+/// The live view: the metagraph table above a progress bar over the run's blocks. Hidden when
+/// stderr is not a terminal (tests, pipes), so logs stay clean.
+pub struct LiveView {
+    bar: ProgressBar,
+}
+
+impl LiveView {
+    pub fn new(blocks: u64, force_hidden: bool) -> LiveView {
+        let bar = if force_hidden || !std::io::stderr().is_terminal() {
+            ProgressBar::with_draw_target(Some(blocks), ProgressDrawTarget::hidden())
+        } else {
+            let bar = ProgressBar::new(blocks);
+            let style = ProgressStyle::with_template(
+                "{msg}\n[{elapsed_precise}] [{bar:40}] block {pos}/{len} ({prefix}) eta {eta}",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> ");
+            bar.set_style(style);
+            bar
+        };
+        LiveView { bar }
+    }
+
+    pub fn update(&self, done: u64, epoch: u64, rows: &[MetagraphRow]) {
+        self.bar.set_position(done);
+        self.bar.set_prefix(format!("epoch {epoch}"));
+        self.bar.set_message(table(rows));
+    }
+
+    /// A line above the live view.
+    pub fn note(&self, line: &str) {
+        if self.bar.is_hidden() {
+            eprintln!("{line}");
+        } else {
+            self.bar.println(line);
+        }
+    }
+
+    pub fn finish(&self) {
+        self.bar.finish();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn samples_round_trip_through_the_csv() {
+        let dir = std::env::temp_dir().join(format!("agora-localnet-sampler-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("metagraph.csv");
+        let row = |uid, lu| MetagraphRow {
+            time_s: 1.5,
+            block: 7,
+            uid,
+            name: format!("p{uid}"),
+            role: Role::Cabal,
+            stake: 10,
+            rank: 0.25,
+            trust: 0.5,
+            consensus: 0.1,
+            incentive: 0.3,
+            dividends: 0.2,
+            emission: 99,
+            last_update: lu,
+        };
+        let rows = vec![row(0, None), row(1, Some(5))];
+        let mut s = Sampler::create(&path).unwrap();
+        s.write(&rows).unwrap();
+        drop(s);
+        assert_eq!(read_metagraph_csv(&path).unwrap(), rows);
+        assert!(table(&rows).contains("cabal"));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,320 @@
+//! The child processes of a run: one `agora node`, one `agora peer run` per peer. Every child
+//! is killed when its handle drops, so an error or a panic never leaves a process behind;
+//! the orderly path asks first (SIGTERM) and waits.
+
+use crate::error::LocalnetError;
+use crate::scenario::{ModelSize, PeerSpec, Role};
+use std::io::{BufRead, BufReader};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// Where datasets come from: the Debian `fortunes` package's topic files, then the sample the
+/// nucleus crate ships. `AGORA_FORTUNES_DIR` overrides both.
+pub fn dataset_dirs() -> Vec<PathBuf> {
+    let mut dirs = Vec::new();
+    if let Some(d) = std::env::var_os("AGORA_FORTUNES_DIR") {
+        dirs.push(PathBuf::from(d));
+    }
+    dirs.push(PathBuf::from("/usr/share/games/fortunes"));
+    dirs.push(Path::new(env!("CARGO_MANIFEST_DIR")).join("../nucleus/data"));
+    dirs
+}
+
+/// The file of a dataset topic (`computers`, `science`, ...), or the path itself if the topic
+/// names an existing file.
+pub fn dataset_path(topic: &str) -> Result<PathBuf, LocalnetError> {
+    let direct = PathBuf::from(topic);
+    if topic.contains('/') && direct.is_file() {
+        return Ok(direct);
+    }
+    let dirs = dataset_dirs();
+    for d in &dirs {
+        let p = d.join(topic);
+        if p.is_file() {
+            return Ok(p);
+        }
+    }
+    Err(LocalnetError::Dataset { topic: topic.into(), looked: dirs })
+}
+
+/// Sends SIGTERM to `pid` through the system's `kill` (no unsafe code, no libc binding).
+fn sigterm(pid: u32) -> bool {
+    Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// Waits for `child` to exit for at most `timeout`; `true` if it did.
+fn wait_timeout(child: &mut Child, timeout: Duration) -> bool {
+    let start = Instant::now();
+    loop {
+        match child.try_wait() {
+            Ok(Some(_)) => return true,
+            Ok(None) if start.elapsed() < timeout => std::thread::sleep(Duration::from_millis(25)),
+            _ => return false,
+        }
+    }
+}
+
+/// A running `agora node`, stdout parsed for its address and copied to `node.log`.
+pub struct NodeProcess {
+    child: Option<Child>,
+    /// `127.0.0.1:PORT` of its JSON-RPC.
+    pub addr: String,
+}
+
+impl NodeProcess {
+    /// `AGORA node --genesis GENESIS --data-dir DATA --block-time-ms T --rpc-addr 127.0.0.1:0`,
+    /// waiting (up to 60 s) for the line that gives the bound address.
+    pub fn spawn(
+        agora: &Path,
+        genesis: &Path,
+        data_dir: &Path,
+        block_time_ms: u64,
+        log: &Path,
+    ) -> Result<NodeProcess, LocalnetError> {
+        let mut log_file = std::fs::File::create(log).map_err(|e| LocalnetError::io(log, e))?;
+        let err_log = log_file.try_clone().map_err(|e| LocalnetError::io(log, e))?;
+        let mut child = Command::new(agora)
+            .arg("node")
+            .arg("--genesis")
+            .arg(genesis)
+            .arg("--data-dir")
+            .arg(data_dir)
+            .args(["--block-time-ms", &block_time_ms.to_string(), "--rpc-addr", "127.0.0.1:0"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(err_log))
+            // Its own process group: a Ctrl-C at the terminal reaches localnet only, which then
+            // stops the peers before the node they depend on.
+            .process_group(0)
+            .spawn()
+            .map_err(|e| LocalnetError::Node(format!("cannot start {}: {e}", agora.display())))?;
+        let stdout = child.stdout.take().ok_or_else(|| LocalnetError::Node("no stdout pipe".into()))?;
+        let (tx, rx) = mpsc::channel();
+        // Drains stdout for the node's whole life (a full pipe would block it) into the log.
+        std::thread::spawn(move || {
+            use std::io::Write;
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(rest) = line.strip_prefix("rpc listening on http://") {
+                    let _ = tx.send(rest.split_whitespace().next().unwrap_or_default().to_string());
+                }
+                let _ = writeln!(log_file, "{line}");
+            }
+        });
+        let mut node = NodeProcess { child: Some(child), addr: String::new() };
+        match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(addr) => node.addr = addr,
+            Err(_) => {
+                return Err(LocalnetError::Node(format!(
+                    "did not print its RPC address within 60 s (see {})",
+                    log.display()
+                )))
+            }
+        }
+        Ok(node)
+    }
+
+    pub fn http(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn ws(&self) -> String {
+        format!("ws://{}", self.addr)
+    }
+
+    /// Whether it is still running.
+    pub fn running(&mut self) -> bool {
+        self.child.as_mut().is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+
+    /// SIGTERM, then SIGKILL after `timeout`. `Ok(true)`: it stopped on SIGTERM (the node
+    /// finishes its block and exits cleanly).
+    pub fn stop(&mut self, timeout: Duration) -> bool {
+        let Some(mut child) = self.child.take() else { return true };
+        let clean = sigterm(child.id()) && wait_timeout(&mut child, timeout);
+        if !clean {
+            let _ = child.kill();
+        }
+        let _ = child.wait();
+        clean
+    }
+}
+
+impl Drop for NodeProcess {
+    /// An error or an interruption before the orderly end: still let the node finish its block.
+    fn drop(&mut self) {
+        self.stop(Duration::from_secs(10));
+    }
+}
+
+/// Everything a peer process needs to be started.
+#[derive(Clone, Debug)]
+pub struct PeerLaunch {
+    pub spec: PeerSpec,
+    pub uid: u16,
+    pub wallet_dir: PathBuf,
+    /// WebSocket URL of the node.
+    pub chain: String,
+    pub out: PathBuf,
+    /// Uids of the cabal (for a cabal member).
+    pub cabal_uids: Vec<u16>,
+    /// For [`Role::Offline`]: the block it leaves at.
+    pub offline_at_block: u64,
+    pub weights_interval: u64,
+}
+
+/// The name of the hotkey every localnet wallet uses.
+pub const HOTKEY: &str = "default";
+
+/// The command line of a peer (after the binary): the one place that maps a role onto
+/// `agora peer run` flags.
+pub fn peer_argv(l: &PeerLaunch) -> Result<Vec<String>, LocalnetError> {
+    let dataset = dataset_path(&l.spec.dataset)?;
+    let role = match l.spec.role {
+        // A duplicate runs as honest with its original's dataset, size and seed.
+        Role::Honest | Role::Duplicate => vec!["honest".to_string()],
+        Role::Noise => vec!["noise".to_string()],
+        Role::Cabal => vec!["cabal".to_string()],
+        Role::Offline => vec!["offline-at-block".to_string(), l.offline_at_block.to_string()],
+    };
+    let mut argv: Vec<String> = vec![
+        "peer".into(),
+        "run".into(),
+        "--wallet-dir".into(),
+        l.wallet_dir.display().to_string(),
+        "--wallet".into(),
+        l.spec.name.clone(),
+        "--hotkey".into(),
+        HOTKEY.into(),
+        "--chain".into(),
+        l.chain.clone(),
+        "--dataset".into(),
+        dataset.display().to_string(),
+        "--out".into(),
+        l.out.display().to_string(),
+        "--role".into(),
+    ];
+    argv.extend(role);
+    if l.spec.role == Role::Cabal {
+        let uids: Vec<String> = l.cabal_uids.iter().map(u16::to_string).collect();
+        argv.extend(["--cabal-uids".into(), uids.join(",")]);
+    }
+    argv.extend(["--model-size".into(), model_size(l.spec.model_size).into()]);
+    if let Some(seed) = l.spec.seed {
+        argv.extend(["--seed".into(), seed.to_string()]);
+    }
+    argv.extend(["--weights-interval".into(), l.weights_interval.to_string()]);
+    argv.extend(["--axon-addr".into(), "127.0.0.1:0".into()]);
+    Ok(argv)
+}
+
+fn model_size(m: ModelSize) -> &'static str {
+    m.name()
+}
+
+/// A running peer.
+pub struct PeerProcess {
+    pub name: String,
+    child: Option<Child>,
+}
+
+impl PeerProcess {
+    /// `AGORA peer run ...` with stdout and stderr into `OUT/peer.log`.
+    pub fn spawn(agora: &Path, launch: &PeerLaunch) -> Result<PeerProcess, LocalnetError> {
+        let argv = peer_argv(launch)?;
+        std::fs::create_dir_all(&launch.out).map_err(|e| LocalnetError::io(&launch.out, e))?;
+        let log_path = launch.out.join("peer.log");
+        let log = std::fs::File::create(&log_path).map_err(|e| LocalnetError::io(&log_path, e))?;
+        let err = log.try_clone().map_err(|e| LocalnetError::io(&log_path, e))?;
+        let child = Command::new(agora)
+            .args(&argv)
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(log))
+            .stderr(Stdio::from(err))
+            .process_group(0)
+            .spawn()
+            .map_err(|e| LocalnetError::Peer { name: launch.spec.name.clone(), reason: e.to_string() })?;
+        Ok(PeerProcess { name: launch.spec.name.clone(), child: Some(child) })
+    }
+
+    /// `None` while running, else its exit code (`Some(None)`: killed by a signal).
+    pub fn exited(&mut self) -> Option<Option<i32>> {
+        let c = self.child.as_mut()?;
+        match c.try_wait() {
+            Ok(Some(status)) => Some(status.code()),
+            _ => None,
+        }
+    }
+
+    /// Asks it to stop (SIGTERM: it writes final.json and exits).
+    pub fn terminate(&mut self) {
+        if let Some(c) = &self.child {
+            sigterm(c.id());
+        }
+    }
+
+    /// Waits up to `timeout` after [`PeerProcess::terminate`], then kills. `true`: it exited
+    /// by itself.
+    pub fn wait_or_kill(&mut self, timeout: Duration) -> bool {
+        let Some(mut child) = self.child.take() else { return true };
+        let clean = wait_timeout(&mut child, timeout);
+        if !clean {
+            let _ = child.kill();
+        }
+        let _ = child.wait();
+        clean
+    }
+}
+
+impl Drop for PeerProcess {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scenario::Scenario;
+
+    #[test]
+    fn roles_map_onto_peer_run_flags() {
+        let dir = std::env::temp_dir().join(format!("agora-localnet-argv-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("topic"), "a fortune\n%\n").unwrap();
+        let s = Scenario::default();
+        let mut spec = s.peers[6].clone();
+        spec.dataset = dir.join("topic").display().to_string();
+        let mut l = PeerLaunch {
+            spec,
+            uid: 6,
+            wallet_dir: "/w".into(),
+            chain: "ws://127.0.0.1:1".into(),
+            out: "/o".into(),
+            cabal_uids: vec![6, 7],
+            offline_at_block: 250,
+            weights_interval: 10,
+        };
+        let argv = peer_argv(&l).unwrap().join(" ");
+        assert!(argv.starts_with(
+            "peer run --wallet-dir /w --wallet cabal-a --hotkey default --chain ws://127.0.0.1:1"
+        ));
+        assert!(argv.contains("--role cabal --cabal-uids 6,7 --model-size small --seed 7"), "{argv}");
+        l.spec.role = Role::Offline;
+        let argv = peer_argv(&l).unwrap().join(" ");
+        assert!(argv.contains("--role offline-at-block 250 --model-size"), "{argv}");
+        assert!(!argv.contains("cabal-uids"));
+        l.spec.dataset = "no-such-topic-anywhere".into();
+        assert!(matches!(peer_argv(&l), Err(LocalnetError::Dataset { .. })));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

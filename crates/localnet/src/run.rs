@@ -1,0 +1,270 @@
+//! A whole run: node, wallets, registration, peers, sampling, shutdown, report.
+
+use crate::error::LocalnetError;
+use crate::genesis::genesis;
+use crate::monitor::{rows_of, LiveView, Sampler};
+use crate::process::{NodeProcess, PeerLaunch, PeerProcess};
+use crate::report::{compare_markdown, peer_dir, write_report, Summary};
+use crate::scenario::{Role, Scenario};
+use crate::setup::{create_wallets, fund_register_stake, Registered};
+use peer::{Chain, RpcChain};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// How to run a scenario.
+#[derive(Clone, Debug)]
+pub struct RunOptions {
+    /// The `agora` binary that runs the node and the peers (the CLI passes its own path).
+    pub agora: PathBuf,
+    /// Output directory (created; a previous run's files are overwritten).
+    pub out: PathBuf,
+    pub scenario: Scenario,
+    /// Start the peer processes. Off: the chain side only (node, wallets, registration,
+    /// stakes, sampling) — what can run before `agora peer run` exists.
+    pub spawn_peers: bool,
+    /// How long peers get after SIGTERM to write final.json.
+    pub peer_grace: Duration,
+    /// Never draw the live view (it is also hidden when stderr is not a terminal).
+    pub quiet: bool,
+}
+
+impl RunOptions {
+    pub fn new(agora: PathBuf, out: PathBuf, scenario: Scenario) -> RunOptions {
+        RunOptions {
+            agora,
+            out,
+            scenario,
+            spawn_peers: true,
+            peer_grace: Duration::from_secs(60),
+            quiet: false,
+        }
+    }
+}
+
+/// What a run did.
+#[derive(Clone, Debug)]
+pub struct RunOutcome {
+    pub summary: Summary,
+    pub registered: Vec<Registered>,
+    /// Ctrl-C ended it early (the report covers what was sampled).
+    pub interrupted: bool,
+    /// The node exited on SIGTERM by itself.
+    pub node_stopped_cleanly: bool,
+    /// Peers that exited by themselves after SIGTERM, out of those still running then.
+    pub peers_stopped_cleanly: (usize, usize),
+    /// Peers that exited before the end of the run, with their exit codes.
+    pub peers_exited_early: Vec<(String, Option<i32>)>,
+}
+
+/// Runs one scenario to the end (or Ctrl-C) on its own runtime.
+pub fn run(opts: &RunOptions) -> Result<RunOutcome, LocalnetError> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| LocalnetError::Node(format!("async runtime: {e}")))?;
+    let stop = Arc::new(AtomicBool::new(false));
+    rt.block_on(async {
+        watch_ctrl_c(stop.clone());
+        run_async(opts, &stop).await
+    })
+}
+
+/// Runs the scenario once per mechanism into `OUT/<mechanism>/`, then writes
+/// `OUT/compare.md` with the summaries side by side. Stops at Ctrl-C.
+pub fn compare(opts: &RunOptions, mechanisms: &[&str]) -> Result<Vec<RunOutcome>, LocalnetError> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| LocalnetError::Node(format!("async runtime: {e}")))?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut outcomes = Vec::new();
+    rt.block_on(async {
+        watch_ctrl_c(stop.clone());
+        for m in mechanisms {
+            let mut o = opts.clone();
+            o.scenario.mechanism = m.to_string();
+            o.scenario = o.scenario.validated()?;
+            o.out = opts.out.join(m);
+            let outcome = run_async(&o, &stop).await?;
+            let interrupted = outcome.interrupted;
+            outcomes.push(outcome);
+            if interrupted {
+                break;
+            }
+        }
+        Ok::<(), LocalnetError>(())
+    })?;
+    let summaries: Vec<Summary> = outcomes.iter().map(|o| o.summary.clone()).collect();
+    let path = opts.out.join("compare.md");
+    std::fs::write(&path, compare_markdown(&summaries)).map_err(|e| LocalnetError::io(&path, e))?;
+    Ok(outcomes)
+}
+
+fn watch_ctrl_c(stop: Arc<AtomicBool>) {
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            stop.store(true, Ordering::SeqCst);
+        }
+    });
+}
+
+fn check(stop: &AtomicBool) -> Result<(), LocalnetError> {
+    if stop.load(Ordering::SeqCst) {
+        return Err(LocalnetError::Interrupted);
+    }
+    Ok(())
+}
+
+async fn run_async(opts: &RunOptions, stop: &AtomicBool) -> Result<RunOutcome, LocalnetError> {
+    let scenario = opts.scenario.clone().validated()?;
+    let out = &opts.out;
+    std::fs::create_dir_all(out).map_err(|e| LocalnetError::io(out, e))?;
+    let data = out.join("chain");
+    if data.exists() {
+        // A previous run's chain has another genesis (fresh wallets): start over.
+        std::fs::remove_dir_all(&data).map_err(|e| LocalnetError::io(&data, e))?;
+    }
+    write(out, "scenario.toml", &scenario.to_toml())?;
+    let g = genesis(&scenario);
+    write(out, "genesis.json", &g.to_json_pretty())?;
+
+    let view = LiveView::new(scenario.blocks(), opts.quiet);
+    let mut node = NodeProcess::spawn(
+        &opts.agora,
+        &out.join("genesis.json"),
+        &data,
+        scenario.block_time_ms,
+        &out.join("node.log"),
+    )?;
+    view.note(&format!("node up at {} (log {})", node.http(), out.join("node.log").display()));
+    let chain = Arc::new(RpcChain::connect(&node.ws()).await?);
+
+    check(stop)?;
+    let keys = create_wallets(&out.join("wallets"), &scenario)?;
+    let registered = fund_register_stake(&chain, &g, &scenario, &keys, |m| view.note(m)).await?;
+    check(stop)?;
+
+    let names: Vec<(String, Role)> = {
+        let mut v: Vec<(u16, String, Role)> =
+            registered.iter().zip(&scenario.peers).map(|(r, p)| (r.uid, p.name.clone(), p.role)).collect();
+        v.sort_by_key(|x| x.0);
+        v.into_iter().map(|(_, n, r)| (n, r)).collect()
+    };
+    let start = chain.head().await?.height;
+    let end = start + scenario.blocks();
+    let cabal_uids: Vec<u16> = registered
+        .iter()
+        .zip(&scenario.peers)
+        .filter(|(_, p)| p.role == Role::Cabal)
+        .map(|(r, _)| r.uid)
+        .collect();
+
+    let mut peers = Vec::new();
+    if opts.spawn_peers {
+        for (r, spec) in registered.iter().zip(&scenario.peers) {
+            let launch = PeerLaunch {
+                spec: spec.clone(),
+                uid: r.uid,
+                wallet_dir: out.join("wallets"),
+                chain: node.ws(),
+                out: peer_dir(out, &spec.name),
+                cabal_uids: cabal_uids.clone(),
+                offline_at_block: start + scenario.blocks() / 2,
+                weights_interval: scenario.weights_interval,
+            };
+            peers.push(PeerProcess::spawn(&opts.agora, &launch)?);
+        }
+        view.note(&format!("{} peers started", peers.len()));
+    }
+
+    // The run proper: a sample per block until the end or Ctrl-C.
+    let mut sampler = Sampler::create(&out.join("metagraph.csv"))?;
+    let t0 = Instant::now();
+    let mut head = start.saturating_sub(1);
+    let mut exited_early = Vec::new();
+    let mut interrupted = false;
+    loop {
+        if stop.load(Ordering::SeqCst) {
+            interrupted = true;
+            break;
+        }
+        let next = tokio::select! {
+            h = chain.next_block(head) => h,
+            _ = tokio::time::sleep(Duration::from_millis(250)) => continue,
+        };
+        let next = match next {
+            Ok(h) => h,
+            // Interrupted while waiting: stop cleanly below, whatever the node said.
+            Err(_) if stop.load(Ordering::SeqCst) => {
+                interrupted = true;
+                break;
+            }
+            Err(e) => return Err(e.into()),
+        };
+        head = next.height;
+        let m = chain.metagraph().await?;
+        let rows = rows_of(&m, &names, t0.elapsed().as_secs_f64());
+        sampler.write(&rows)?;
+        view.update(
+            head.saturating_sub(start).min(scenario.blocks()),
+            head.saturating_sub(start) / scenario.tempo,
+            &rows,
+        );
+        for p in peers.iter_mut() {
+            if let Some(code) = p.exited() {
+                if !exited_early.iter().any(|(n, _)| n == &p.name) {
+                    view.note(&format!("peer {} exited (code {code:?}) at block {head}", p.name));
+                    exited_early.push((p.name.clone(), code));
+                }
+            }
+        }
+        if !peers.is_empty() && exited_early.len() == peers.len() {
+            view.note("every peer has exited: ending the run early");
+            break;
+        }
+        if !node.running() {
+            return Err(LocalnetError::Node(format!(
+                "exited during the run (see {})",
+                out.join("node.log").display()
+            )));
+        }
+        if head >= end {
+            break;
+        }
+    }
+    view.finish();
+
+    // Shutdown: peers first (they need the chain to the end), then the node.
+    let mut still = 0;
+    for p in peers.iter_mut() {
+        if p.exited().is_none() {
+            still += 1;
+            p.terminate();
+        }
+    }
+    let deadline = Instant::now() + opts.peer_grace;
+    let mut clean = 0;
+    for p in peers.iter_mut() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if p.exited().is_none() && p.wait_or_kill(left) {
+            clean += 1;
+        }
+    }
+    let node_clean = node.stop(Duration::from_secs(20));
+    let summary = write_report(out, &scenario)?;
+    Ok(RunOutcome {
+        summary,
+        registered,
+        interrupted,
+        node_stopped_cleanly: node_clean,
+        peers_stopped_cleanly: (clean, still),
+        peers_exited_early: exited_early,
+    })
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> Result<(), LocalnetError> {
+    let p = dir.join(name);
+    std::fs::write(&p, text).map_err(|e| LocalnetError::io(&p, e))
+}

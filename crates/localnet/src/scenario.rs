@@ -1,0 +1,303 @@
+//! What a localnet run is made of: peers with roles, stakes, the chain's pace. A TOML file
+//! or [`Scenario::default`] (the 8 peers of issue 6).
+
+use crate::error::LocalnetError;
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+
+/// How a peer behaves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Trains on its dataset, serves its model, weights its neighbours by their value to it.
+    Honest,
+    /// An exact copy of another peer (same dataset, model size and seed): adds no information.
+    Duplicate,
+    /// Serves random outputs.
+    Noise,
+    /// Honest until half the run, then gone (its axon stops answering, it sets no weights).
+    Offline,
+    /// Weights only the other cabal members; holds a chosen share of the stake.
+    Cabal,
+}
+
+impl Role {
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Honest => "honest",
+            Role::Duplicate => "duplicate",
+            Role::Noise => "noise",
+            Role::Offline => "offline",
+            Role::Cabal => "cabal",
+        }
+    }
+
+    pub const ALL: [Role; 5] = [Role::Honest, Role::Duplicate, Role::Noise, Role::Offline, Role::Cabal];
+}
+
+/// The model a peer trains (the nucleus crate's presets).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ModelSize {
+    Small,
+    Medium,
+}
+
+impl ModelSize {
+    pub fn name(self) -> &'static str {
+        match self {
+            ModelSize::Small => "small",
+            ModelSize::Medium => "medium",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PeerSpec {
+    /// Unique; also the peer's wallet name.
+    pub name: String,
+    pub role: Role,
+    #[serde(default = "default_size")]
+    pub model_size: ModelSize,
+    /// A fortunes topic (`computers`, `science`, ...), resolved by [`crate::dataset_path`].
+    #[serde(default = "default_dataset")]
+    pub dataset: String,
+    /// For [`Role::Duplicate`]: the name of the peer it copies.
+    #[serde(default)]
+    pub duplicate_of: Option<String>,
+    /// Seed of the peer's model and data order; a duplicate takes its original's.
+    #[serde(default)]
+    pub seed: Option<u64>,
+}
+
+fn default_size() -> ModelSize {
+    ModelSize::Small
+}
+
+fn default_dataset() -> String {
+    "fortunes".into()
+}
+
+/// A localnet run.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scenario {
+    /// The incentive mechanism of the chain (`mechanism::MECHANISM_NAMES`).
+    pub mechanism: String,
+    /// Epochs to run (after every peer is registered and staked).
+    pub epochs: u64,
+    /// Blocks per epoch.
+    pub tempo: u64,
+    /// Milliseconds per block.
+    pub block_time_ms: u64,
+    /// Stake of every peer outside the cabal, in tokens.
+    pub base_stake: u64,
+    /// The cabal's share of the total stake at the start, in [0, 0.5).
+    pub cabal_stake_share: f64,
+    /// New stake per epoch as a share of the initial total stake.
+    pub inflation_per_epoch: f64,
+    /// Blocks between two `set_weights` of a peer.
+    pub weights_interval: u64,
+    #[serde(rename = "peer")]
+    pub peers: Vec<PeerSpec>,
+}
+
+impl Default for Scenario {
+    /// 8 peers: three honest of different sizes and domains, a duplicate of the first, a noise
+    /// peer, one that goes offline half way, and a 2-peer cabal with 30% of the stake.
+    /// 50 epochs of 10 one-second blocks: about 9 minutes of chain time.
+    fn default() -> Self {
+        let p = |name: &str, role, size, dataset: &str, seed| PeerSpec {
+            name: name.into(),
+            role,
+            model_size: size,
+            dataset: dataset.into(),
+            duplicate_of: None,
+            seed: Some(seed),
+        };
+        let mut dup = p("duplicate", Role::Duplicate, ModelSize::Small, "computers", 1);
+        dup.duplicate_of = Some("honest-computers".into());
+        Scenario {
+            mechanism: "yuma".into(),
+            epochs: 50,
+            tempo: 10,
+            block_time_ms: 1000,
+            base_stake: 100,
+            cabal_stake_share: 0.3,
+            inflation_per_epoch: 0.02,
+            weights_interval: 10,
+            peers: vec![
+                p("honest-computers", Role::Honest, ModelSize::Small, "computers", 1),
+                p("honest-science", Role::Honest, ModelSize::Medium, "science", 2),
+                p("honest-literature", Role::Honest, ModelSize::Small, "literature", 3),
+                dup,
+                p("noise", Role::Noise, ModelSize::Small, "computers", 5),
+                p("offline", Role::Offline, ModelSize::Small, "wisdom", 6),
+                p("cabal-a", Role::Cabal, ModelSize::Small, "people", 7),
+                p("cabal-b", Role::Cabal, ModelSize::Small, "people", 8),
+            ],
+        }
+    }
+}
+
+impl Scenario {
+    pub fn from_toml(text: &str) -> Result<Scenario, LocalnetError> {
+        let s: Scenario = toml::from_str(text).map_err(|e| LocalnetError::Scenario(e.to_string()))?;
+        s.validated()
+    }
+
+    pub fn from_file(path: &Path) -> Result<Scenario, LocalnetError> {
+        let text = std::fs::read_to_string(path).map_err(|e| LocalnetError::io(path, e))?;
+        Scenario::from_toml(&text)
+    }
+
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).unwrap_or_default()
+    }
+
+    /// Checks the scenario and fills what a duplicate inherits from its original.
+    pub fn validated(mut self) -> Result<Scenario, LocalnetError> {
+        let bad = |m: String| Err(LocalnetError::Scenario(m));
+        if mechanism::Mechanism::from_name(&self.mechanism).is_none() {
+            return bad(format!(
+                "mechanism {:?} is not one of {:?}",
+                self.mechanism,
+                mechanism::MECHANISM_NAMES
+            ));
+        }
+        if self.peers.is_empty() {
+            return bad("a scenario needs at least one peer".into());
+        }
+        if self.epochs == 0 || self.tempo == 0 || self.block_time_ms == 0 || self.weights_interval == 0 {
+            return bad("epochs, tempo, block_time_ms and weights_interval must be at least 1".into());
+        }
+        if self.base_stake == 0 {
+            return bad("base_stake must be at least 1 token".into());
+        }
+        if !(0.0..0.5).contains(&self.cabal_stake_share) {
+            return bad(format!("cabal_stake_share {} must be in [0, 0.5)", self.cabal_stake_share));
+        }
+        if !(self.inflation_per_epoch.is_finite() && self.inflation_per_epoch >= 0.0) {
+            return bad(format!("inflation_per_epoch {} must be finite and >= 0", self.inflation_per_epoch));
+        }
+        let mut names = std::collections::BTreeSet::new();
+        for p in &self.peers {
+            wallet::check_name(&p.name)
+                .map_err(|e| LocalnetError::Scenario(format!("peer name {:?}: {e}", p.name)))?;
+            if !names.insert(p.name.clone()) {
+                return bad(format!("peer name {:?} appears twice", p.name));
+            }
+        }
+        let cabal = self.peers.iter().filter(|p| p.role == Role::Cabal).count();
+        if self.cabal_stake_share > 0.0 && cabal == 0 {
+            return bad("cabal_stake_share > 0 but no peer has role cabal".into());
+        }
+        if cabal == self.peers.len() {
+            return bad("every peer is in the cabal: nobody holds the other stake".into());
+        }
+        for k in 0..self.peers.len() {
+            let p = &self.peers[k];
+            match (p.role, &p.duplicate_of) {
+                (Role::Duplicate, None) => return bad(format!("duplicate {:?} needs duplicate_of", p.name)),
+                (Role::Duplicate, Some(of)) => {
+                    let Some(orig) = self.peers.iter().find(|o| &o.name == of) else {
+                        return bad(format!("{:?} duplicates {of:?}, which is not a peer", p.name));
+                    };
+                    if orig.role == Role::Duplicate {
+                        return bad(format!("{:?} duplicates another duplicate {of:?}", p.name));
+                    }
+                    let (size, dataset, seed) = (orig.model_size, orig.dataset.clone(), orig.seed);
+                    let p = &mut self.peers[k];
+                    (p.model_size, p.dataset, p.seed) = (size, dataset, seed);
+                }
+                (_, Some(_)) => return bad(format!("{:?}: duplicate_of is only for role duplicate", p.name)),
+                (_, None) => {}
+            }
+        }
+        Ok(self)
+    }
+
+    /// Initial stake of each peer in base units, in peer order: `base_stake` tokens each outside
+    /// the cabal; the cabal gets `share / (1 - share)` of that total, split evenly (remainder to
+    /// the first members), so it holds the share to within one base unit.
+    pub fn stakes(&self) -> Vec<u64> {
+        let base = self.base_stake.saturating_mul(ledger::UNITS_PER_TOKEN);
+        let members = self.peers.iter().filter(|p| p.role == Role::Cabal).count() as u64;
+        let others = self.peers.len() as u64 - members;
+        let honest_total = u128::from(base) * u128::from(others);
+        // share/(1-share) in parts per billion, in integers so the split is reproducible.
+        let ppb = (self.cabal_stake_share * 1e9).round() as u128;
+        let cabal_total = if members == 0 { 0 } else { honest_total * ppb / (1_000_000_000 - ppb) } as u64;
+        let each = cabal_total.checked_div(members).unwrap_or(0);
+        let mut rest = cabal_total.checked_rem(members).unwrap_or(0);
+        self.peers
+            .iter()
+            .map(|p| {
+                if p.role != Role::Cabal {
+                    return base;
+                }
+                let extra = u64::from(rest > 0);
+                rest = rest.saturating_sub(1);
+                each + extra
+            })
+            .collect()
+    }
+
+    /// Blocks of the run proper (after setup).
+    pub fn blocks(&self) -> u64 {
+        self.epochs.saturating_mul(self.tempo)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_has_every_role_and_round_trips_through_toml() {
+        let s = Scenario::default().validated().unwrap();
+        assert_eq!(s.peers.len(), 8);
+        for role in Role::ALL {
+            assert!(s.peers.iter().any(|p| p.role == role), "{role:?}");
+        }
+        let back = Scenario::from_toml(&s.to_toml()).unwrap();
+        assert_eq!(back, s);
+    }
+
+    #[test]
+    fn the_cabal_holds_its_share_of_stake() {
+        for share in [0.0, 0.1, 0.3, 0.49] {
+            let s = Scenario { cabal_stake_share: share, ..Scenario::default() };
+            let stakes = s.stakes();
+            let cabal: u64 =
+                s.peers.iter().zip(&stakes).filter(|(p, _)| p.role == Role::Cabal).map(|x| x.1).sum();
+            let total: u64 = stakes.iter().sum();
+            assert!((cabal as f64 / total as f64 - share).abs() < 1e-9, "share {share}");
+        }
+    }
+
+    #[test]
+    fn bad_scenarios_say_what_is_wrong() {
+        let err = |text: &str| Scenario::from_toml(text).unwrap_err().to_string();
+        let head = "mechanism = \"yuma\"\nepochs = 1\ntempo = 2\nblock_time_ms = 100\nbase_stake = 1\n\
+                    inflation_per_epoch = 0.1\nweights_interval = 1\n";
+        let ok = format!("{head}cabal_stake_share = 0.0\n[[peer]]\nname = \"a\"\nrole = \"honest\"\n");
+        Scenario::from_toml(&ok).unwrap();
+        assert!(err(&format!("{head}cabal_stake_share = 0.6\n[[peer]]\nname = \"a\"\nrole = \"honest\"\n"))
+            .contains("[0, 0.5)"));
+        assert!(err(&format!("{head}cabal_stake_share = 0.2\n[[peer]]\nname = \"a\"\nrole = \"honest\"\n"))
+            .contains("no peer has role cabal"));
+        assert!(err(&format!(
+            "{head}cabal_stake_share = 0.0\n[[peer]]\nname = \"a\"\nrole = \"duplicate\"\nduplicate_of = \"b\"\n"
+        ))
+        .contains("not a peer"));
+        assert!(err(&ok.replace("yuma", "nope")).contains("mechanism"));
+        assert!(err(&format!("{ok}[[peer]]\nname = \"a\"\nrole = \"noise\"\n")).contains("twice"));
+        assert!(err(&format!("{ok}typo = 1\n")).contains("typo"));
+        let dup = format!("{ok}[[peer]]\nname = \"b\"\nrole = \"duplicate\"\nduplicate_of = \"a\"\n")
+            .replace("role = \"honest\"\n", "role = \"honest\"\ndataset = \"science\"\nseed = 9\n");
+        let s = Scenario::from_toml(&dup).unwrap();
+        assert_eq!((s.peers[1].dataset.as_str(), s.peers[1].seed), ("science", Some(9)));
+    }
+}

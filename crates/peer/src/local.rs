@@ -1,0 +1,128 @@
+//! [`Chain`] over an in-process ledger: the real state machine on a `MemStore`, with blocks
+//! produced on demand instead of on a clock, so tests run as fast as the ledger executes.
+
+use crate::chain::{Chain, ChainError};
+use client::{AccountInfo, MetagraphInfo};
+use ledger::{ChainHead, GenesisConfig, Hash, Ledger, MemStore, PublicKey, Receipt, SignedTx, TxError};
+use std::collections::HashMap;
+use std::sync::{Mutex, MutexGuard};
+
+/// Milliseconds between the timestamps of consecutive local blocks (the ledger only needs
+/// them not to decrease; a fixed step keeps runs reproducible).
+const BLOCK_STEP_MS: u64 = 1000;
+
+struct Inner {
+    ledger: Ledger<MemStore>,
+    /// Submitted, not yet in a block, in submission order.
+    queue: Vec<SignedTx>,
+    /// Where included transactions went: id -> (height, receipt).
+    included: HashMap<Hash, (u64, Receipt)>,
+}
+
+/// An in-process chain. `next_block` and `wait_for` produce a block when they need one (with
+/// every queued transaction); [`LocalChain::produce_block`] produces one explicitly.
+pub struct LocalChain {
+    inner: Mutex<Inner>,
+}
+
+impl LocalChain {
+    pub fn new(genesis: GenesisConfig) -> Result<LocalChain, ChainError> {
+        genesis.validate().map_err(|e| ChainError::Ledger(e.to_string()))?;
+        let ledger =
+            Ledger::init(MemStore::default(), genesis).map_err(|e| ChainError::Ledger(e.to_string()))?;
+        Ok(LocalChain { inner: Mutex::new(Inner { ledger, queue: Vec::new(), included: HashMap::new() }) })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic elsewhere while holding the lock leaves the ledger between blocks (it only
+        // changes in propose/commit, which complete or return an error).
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Executes and commits one block holding every queued transaction; returns the new head.
+    pub fn produce_block(&self) -> Result<ChainHead, ChainError> {
+        let mut inner = self.lock();
+        produce(&mut inner)
+    }
+
+    /// Runs `f` on the ledger (read-only), for tests that check state directly.
+    pub fn with_ledger<T>(&self, f: impl FnOnce(&Ledger<MemStore>) -> T) -> T {
+        f(&self.lock().ledger)
+    }
+}
+
+fn produce(inner: &mut Inner) -> Result<ChainHead, ChainError> {
+    let txs = std::mem::take(&mut inner.queue);
+    let ids: Vec<Hash> = txs.iter().map(SignedTx::id).collect();
+    let ts = inner.ledger.head().timestamp_ms + BLOCK_STEP_MS;
+    let proposer = ledger::public_key(&ledger::dev_key("local-validator"));
+    inner.ledger.propose(txs, ts, proposer).map_err(|e| ChainError::Ledger(e.to_string()))?;
+    let outcome = inner.ledger.commit().map_err(|e| ChainError::Ledger(e.to_string()))?;
+    for (id, r) in ids.into_iter().zip(outcome.receipts) {
+        inner.included.insert(id, (outcome.header.height, r));
+    }
+    Ok(inner.ledger.head())
+}
+
+impl Chain for LocalChain {
+    async fn head(&self) -> Result<ChainHead, ChainError> {
+        Ok(self.lock().ledger.head())
+    }
+
+    async fn next_block(&self, after: u64) -> Result<ChainHead, ChainError> {
+        let mut inner = self.lock();
+        while inner.ledger.head().height <= after {
+            produce(&mut inner)?;
+        }
+        Ok(inner.ledger.head())
+    }
+
+    async fn genesis(&self) -> Result<GenesisConfig, ChainError> {
+        Ok(self.lock().ledger.genesis().clone())
+    }
+
+    async fn metagraph(&self) -> Result<MetagraphInfo, ChainError> {
+        Ok(MetagraphInfo::from(&self.lock().ledger.metagraph()))
+    }
+
+    async fn account(&self, key: &PublicKey) -> Result<AccountInfo, ChainError> {
+        Ok(AccountInfo::new(*key, self.lock().ledger.account(key)))
+    }
+
+    async fn submit(&self, tx: &SignedTx) -> Result<Hash, ChainError> {
+        let mut inner = self.lock();
+        let sender = tx.body.sender;
+        let queued = inner.queue.iter().filter(|t| t.body.sender == sender).count() as u64;
+        if queued == 0 {
+            inner.ledger.check_tx(tx).map_err(ChainError::Rejected)?;
+        } else {
+            // Behind a queued transaction of the same sender, as the node's mempool does: only
+            // what does not depend on the state it will meet (nonce order, signature).
+            let expected = inner.ledger.account(&sender).nonce + queued;
+            if tx.body.nonce != expected {
+                let got = tx.body.nonce;
+                let err = if got < expected {
+                    TxError::NonceReused { sender, expected, got }
+                } else {
+                    TxError::NonceTooHigh { sender, expected, got }
+                };
+                return Err(ChainError::Rejected(err));
+            }
+            tx.verify(inner.ledger.chain_id()).map_err(ChainError::Rejected)?;
+        }
+        let id = tx.id();
+        inner.queue.push(tx.clone());
+        Ok(id)
+    }
+
+    async fn wait_for(&self, id: Hash) -> Result<(u64, Receipt), ChainError> {
+        let mut inner = self.lock();
+        if let Some(r) = inner.included.get(&id) {
+            return Ok(r.clone());
+        }
+        if inner.queue.iter().any(|t| t.id() == id) {
+            produce(&mut inner)?;
+        }
+        inner.included.get(&id).cloned().ok_or(ChainError::Timeout { id, waited: std::time::Duration::ZERO })
+    }
+}

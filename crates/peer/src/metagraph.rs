@@ -1,0 +1,77 @@
+//! The last synced metagraph and the lookups a running peer makes on it.
+
+use crate::chain::{Chain, ChainError};
+use client::MetagraphInfo;
+use ledger::{Endpoint, PublicKey};
+use std::collections::HashMap;
+
+/// A metagraph as of one block (`info().block`), with lookups by hotkey.
+#[derive(Clone, Debug)]
+pub struct MetagraphView {
+    info: MetagraphInfo,
+    by_hotkey: HashMap<PublicKey, u16>,
+}
+
+impl MetagraphView {
+    pub fn new(info: MetagraphInfo) -> MetagraphView {
+        let by_hotkey = info.hotkeys.iter().enumerate().map(|(uid, hk)| (*hk, uid as u16)).collect();
+        MetagraphView { info, by_hotkey }
+    }
+
+    /// Reads the metagraph at the chain's head.
+    pub async fn sync(chain: &impl Chain) -> Result<MetagraphView, ChainError> {
+        Ok(MetagraphView::new(chain.metagraph().await?))
+    }
+
+    /// Everything the chain reported: S, R, T, C, I, D, E, W, B, endpoints, last updates.
+    pub fn info(&self) -> &MetagraphInfo {
+        &self.info
+    }
+
+    pub fn block(&self) -> u64 {
+        self.info.block
+    }
+
+    /// Number of neurons (uids are `0..n`).
+    pub fn n(&self) -> u16 {
+        self.info.hotkeys.len() as u16
+    }
+
+    pub fn uid_of(&self, hotkey: &PublicKey) -> Option<u16> {
+        self.by_hotkey.get(hotkey).copied()
+    }
+
+    pub fn hotkey(&self, uid: u16) -> Option<PublicKey> {
+        self.info.hotkeys.get(usize::from(uid)).copied()
+    }
+
+    pub fn stake(&self, uid: u16) -> u64 {
+        self.info.S.get(usize::from(uid)).copied().unwrap_or(0)
+    }
+
+    /// The peers that published an endpoint: `(uid, hotkey, endpoint)` in uid order.
+    pub fn serving(&self) -> Vec<(u16, PublicKey, Endpoint)> {
+        self.info
+            .endpoints
+            .iter()
+            .zip(&self.info.hotkeys)
+            .enumerate()
+            .filter_map(|(uid, (e, hk))| e.map(|e| (uid as u16, *hk, e)))
+            .collect()
+    }
+
+    /// Hotkey bytes -> stake in base units: what the axon's stake-priority queue is fed with.
+    pub fn stake_by_hotkey(&self) -> HashMap<[u8; 32], u64> {
+        self.info.hotkeys.iter().zip(&self.info.S).map(|(hk, s)| (hk.0, *s)).collect()
+    }
+
+    /// This neuron's row of W as the chain holds it (`(uid, weight)`, summing to 1, or empty).
+    pub fn weights_of(&self, uid: u16) -> &[(u16, f64)] {
+        self.info.weights.get(usize::from(uid)).map_or(&[], Vec::as_slice)
+    }
+
+    /// Block of `uid`'s last accepted `set_weights`.
+    pub fn last_update(&self, uid: u16) -> Option<u64> {
+        self.info.last_update.get(usize::from(uid)).copied().flatten()
+    }
+}
