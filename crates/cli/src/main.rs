@@ -12,6 +12,7 @@ use std::process::ExitCode;
 
 mod localnet_cmd;
 mod metagraph_cmd;
+mod peer_cmd;
 mod tx_cmd;
 mod wallet_cmd;
 
@@ -48,6 +49,12 @@ enum Command {
     /// Hidden until `agora peer run` exists (use --no-peers for the chain side alone)
     #[command(hide = true)]
     Localnet(localnet_cmd::LocalnetArgs),
+    /// Run a peer (train, serve, score, set weights) or export its model for offline use
+    Peer(peer_cmd::PeerArgs),
+    /// Generate or score text with an exported model, without any network
+    Infer(peer_cmd::InferArgs),
+    /// Measure this machine: training throughput of the model presets
+    Bench(peer_cmd::BenchArgs),
 }
 
 #[derive(Debug, Args)]
@@ -255,6 +262,9 @@ fn main() -> ExitCode {
         Command::Tx(args) => tx_cmd::run(args),
         Command::Metagraph(args) => metagraph_cmd::run(args),
         Command::Localnet(args) => localnet_cmd::run(args),
+        Command::Peer(args) => peer_cmd::run(args),
+        Command::Infer(args) => peer_cmd::infer(args),
+        Command::Bench(args) => peer_cmd::bench(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

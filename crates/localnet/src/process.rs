@@ -181,7 +181,7 @@ pub fn peer_argv(l: &PeerLaunch) -> Result<Vec<String>, LocalnetError> {
         Role::Honest | Role::Duplicate => vec!["honest".to_string()],
         Role::Noise => vec!["noise".to_string()],
         Role::Cabal => vec!["cabal".to_string()],
-        Role::Offline => vec!["offline-at-block".to_string(), l.offline_at_block.to_string()],
+        Role::Offline => vec!["offline".to_string(), "--offline-at-block".to_string(), l.offline_at_block.to_string()],
     };
     let mut argv: Vec<String> = vec![
         "peer".into(),
@@ -311,7 +311,7 @@ mod tests {
         assert!(argv.contains("--role cabal --cabal-uids 6,7 --model-size small --seed 7"), "{argv}");
         l.spec.role = Role::Offline;
         let argv = peer_argv(&l).unwrap().join(" ");
-        assert!(argv.contains("--role offline-at-block 250 --model-size"), "{argv}");
+        assert!(argv.contains("--role offline --offline-at-block 250 --model-size"), "{argv}");
         assert!(!argv.contains("cabal-uids"));
         l.spec.dataset = "no-such-topic-anywhere".into();
         assert!(matches!(peer_argv(&l), Err(LocalnetError::Dataset { .. })));

@@ -28,3 +28,8 @@ pub use metagraph::MetagraphView;
 pub use participant::{applied, sign, transact, Participant, RateLimitPolicy, WeightsOutcome};
 pub use rpc::RpcChain;
 pub use weights::{StepError, WeightRowError, WeightSetter};
+pub mod preset;
+pub mod run;
+pub mod serve;
+
+pub use preset::{nucleus_preset, ModelSize};

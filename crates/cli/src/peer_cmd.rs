@@ -1,0 +1,278 @@
+//! `agora peer run|export`, `agora infer` and `agora bench train`: flags into the `peer` and
+//! `nucleus` crates.
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Subcommand, ValueEnum};
+use nucleus::{Corpus, Inference, Nucleus, NucleusConfig};
+use peer::run::{Ending, Role, RunConfig};
+use peer::ModelSize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+#[derive(Debug, Args)]
+pub struct PeerArgs {
+    #[command(subcommand)]
+    command: PeerCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum PeerCommand {
+    /// Join a chain as a peer: register (proof of work) if needed, serve the model on an axon,
+    /// train on the dataset with the neighbours the gate picks, score them and set weights
+    Run(RunArgs),
+    /// Write a peer's student and local model (safetensors + config) for `agora infer`
+    Export {
+        /// The peer's checkpoint directory (`OUT/checkpoint` of `agora peer run --out OUT`)
+        #[arg(long, value_name = "DIR")]
+        checkpoint: PathBuf,
+        /// Where to write the exported model
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum RoleArg {
+    /// Serve the model, weight neighbours by their value
+    Honest,
+    /// Serve Gaussian noise instead of the model
+    Noise,
+    /// Put all weight on --cabal-uids
+    Cabal,
+    /// Honest until --offline-at-block, then leave without a word
+    Offline,
+}
+
+#[derive(Debug, Args)]
+struct RunArgs {
+    /// Wallet root directory [default: ~/.agora/wallets]
+    #[arg(long, value_name = "DIR", env = "AGORA_WALLET_DIR")]
+    wallet_dir: Option<PathBuf>,
+    /// Wallet name (its coldkey owns the hotkey)
+    #[arg(long)]
+    wallet: String,
+    /// Hotkey name inside the wallet: the peer's identity and signing key
+    #[arg(long, default_value = "default")]
+    hotkey: String,
+    /// The node's JSON-RPC URL (ws:// or http://)
+    #[arg(long, default_value = "ws://127.0.0.1:9944")]
+    chain: String,
+    /// Training text: a fortunes file, a text file or a directory of them, or the name of a
+    /// fortunes topic (`science`, `computers`, ...: the installed package, else the built-in sample)
+    #[arg(long, value_name = "PATH|TOPIC")]
+    dataset: String,
+    /// Directory for status.csv, checkpoints and final.json
+    #[arg(long, value_name = "DIR", default_value = "./agora-peer")]
+    out: PathBuf,
+    #[arg(long, value_enum, default_value_t = RoleArg::Honest)]
+    role: RoleArg,
+    /// Cabal members (uids, comma-separated) for --role cabal
+    #[arg(long, value_delimiter = ',')]
+    cabal_uids: Vec<u16>,
+    /// Block at which --role offline leaves
+    #[arg(long)]
+    offline_at_block: Option<u64>,
+    /// Model preset
+    #[arg(long, value_enum, default_value_t = SizeArg::Small)]
+    model_size: SizeArg,
+    /// Seed of the model's initialisation and the data order
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Blocks between two set_weights
+    #[arg(long, default_value_t = 10)]
+    weights_interval: u64,
+    /// Address of the axon (port 0: any free port; the chosen one is published on chain)
+    #[arg(long, default_value = "127.0.0.1:0")]
+    axon_addr: SocketAddr,
+    /// Seconds between two status lines
+    #[arg(long, default_value_t = 10.0)]
+    status_every: f64,
+    /// Steps between two checkpoints
+    #[arg(long, default_value_t = 200)]
+    checkpoint_every: u64,
+    /// Seconds a neighbour may take to answer a Forward
+    #[arg(long, default_value_t = 5.0)]
+    timeout: f64,
+    /// Stop after this many training steps (default: run until Ctrl-C or SIGTERM)
+    #[arg(long)]
+    max_steps: Option<u64>,
+    /// Resume from OUT/checkpoint if it exists
+    #[arg(long)]
+    resume: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum SizeArg {
+    Tiny,
+    Small,
+    Medium,
+}
+
+impl From<SizeArg> for ModelSize {
+    fn from(s: SizeArg) -> ModelSize {
+        match s {
+            SizeArg::Tiny => ModelSize::Tiny,
+            SizeArg::Small => ModelSize::Small,
+            SizeArg::Medium => ModelSize::Medium,
+        }
+    }
+}
+
+pub fn run(args: PeerArgs) -> Result<()> {
+    match args.command {
+        PeerCommand::Run(a) => run_peer(a),
+        PeerCommand::Export { checkpoint, out } => {
+            let n = Nucleus::load_checkpoint(&checkpoint)
+                .with_context(|| format!("loading the checkpoint in {}", checkpoint.display()))?;
+            n.export(&out).with_context(|| format!("exporting to {}", out.display()))?;
+            println!("exported the student and the local model (step {}) to {}", n.steps(), out.display());
+            Ok(())
+        }
+    }
+}
+
+/// A dataset flag: an existing path, else a fortunes topic.
+pub fn load_corpus(dataset: &str) -> Result<Corpus> {
+    let path = Path::new(dataset);
+    let corpus = if path.exists() {
+        Corpus::from_path(path)
+    } else {
+        Corpus::fortune_topic(dataset)
+    };
+    corpus.with_context(|| format!("dataset {dataset:?} (a path, or a fortunes topic)"))
+}
+
+fn run_peer(a: RunArgs) -> Result<()> {
+    let root = match a.wallet_dir {
+        Some(d) => d,
+        None => wallet::default_root().context("no home directory: pass --wallet-dir")?,
+    };
+    let w = wallet::Wallet::open(&root, &a.wallet)?;
+    let hotkey = w.hotkey(&a.hotkey)?;
+    let role = match a.role {
+        RoleArg::Honest => Role::Honest,
+        RoleArg::Noise => Role::Noise,
+        RoleArg::Cabal if a.cabal_uids.is_empty() => bail!("--role cabal needs --cabal-uids"),
+        RoleArg::Cabal => Role::Cabal(a.cabal_uids.clone()),
+        RoleArg::Offline => Role::OfflineAt(a.offline_at_block.context("--role offline needs --offline-at-block")?),
+    };
+    if a.timeout <= 0.0 || !a.timeout.is_finite() || a.status_every <= 0.0 || !a.status_every.is_finite() {
+        bail!("--timeout and --status-every must be positive seconds");
+    }
+    let cfg = RunConfig {
+        chain: a.chain,
+        hotkey,
+        coldkey: w.coldkey_public(),
+        corpus: load_corpus(&a.dataset)?,
+        out: a.out,
+        role,
+        axon_addr: a.axon_addr,
+        nucleus: peer::nucleus_preset(a.model_size.into(), a.seed),
+        weights_interval: a.weights_interval,
+        status_every: Duration::from_secs_f64(a.status_every),
+        checkpoint_every: a.checkpoint_every,
+        timeout: Duration::from_secs_f64(a.timeout),
+        max_steps: a.max_steps,
+        resume: a.resume,
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let ending = runtime.block_on(peer::run::run(cfg, shutdown_signal()))?;
+    match ending {
+        Ending::Finished(r) => println!("done after {} steps: held-out loss {:.4}", r.steps, r.heldout_loss),
+        Ending::WentOffline { block } => println!("offline since block {block}"),
+    }
+    Ok(())
+}
+
+/// Ctrl-C or SIGTERM (what the localnet sends at the end).
+async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term => {}
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct InferArgs {
+    /// A model written by `agora peer export`
+    #[arg(long, value_name = "DIR")]
+    model: PathBuf,
+    /// Text to continue
+    #[arg(long, conflicts_with = "score")]
+    prompt: Option<String>,
+    /// Bytes to generate after the prompt
+    #[arg(long, default_value_t = 200)]
+    bytes: usize,
+    /// Sampling temperature (0: greedy)
+    #[arg(long, default_value_t = 0.8)]
+    temperature: f32,
+    /// Seed of the sampling
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Instead of generating: print the model's mean next-byte loss (nats) on this file
+    #[arg(long, value_name = "FILE")]
+    score: Option<PathBuf>,
+}
+
+pub fn infer(a: InferArgs) -> Result<()> {
+    let model = Inference::load(&a.model).with_context(|| format!("loading the model in {}", a.model.display()))?;
+    if let Some(file) = a.score {
+        let text = std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+        let loss = model.score(&text)?;
+        println!("{loss:.4} nats/byte ({:.3} bits/byte) on {} bytes of {}", loss, loss / std::f32::consts::LN_2, text.len(), file.display());
+        return Ok(());
+    }
+    if !(a.temperature >= 0.0 && a.temperature.is_finite()) {
+        bail!("--temperature must be a number >= 0");
+    }
+    let prompt = a.prompt.unwrap_or_default();
+    let out = model.generate(prompt.as_bytes(), a.bytes, a.temperature, a.seed)?;
+    println!("{}{}", prompt, String::from_utf8_lossy(&out));
+    Ok(())
+}
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    #[command(subcommand)]
+    what: BenchWhat,
+}
+
+#[derive(Debug, Subcommand)]
+enum BenchWhat {
+    /// Training tokens per second of a model preset on this machine's CPU
+    /// (bench/train_vs_torch.py runs the same architecture in PyTorch and prints the ratio)
+    Train {
+        #[arg(long, value_enum, default_value_t = SizeArg::Small)]
+        model_size: SizeArg,
+        /// Timed steps (after warm-up)
+        #[arg(long, default_value_t = 20)]
+        steps: usize,
+        /// Print one JSON object instead of text
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+pub fn bench(a: BenchArgs) -> Result<()> {
+    match a.what {
+        BenchWhat::Train { model_size, steps, json } => {
+            let cfg: NucleusConfig = peer::nucleus_preset(model_size.into(), 0);
+            let r = nucleus::bench::train_tokens_per_s(&cfg, steps.max(1))?;
+            if json {
+                println!("{}", serde_json::to_string(&r)?);
+            } else {
+                println!("{r}");
+            }
+            Ok(())
+        }
+    }
+}

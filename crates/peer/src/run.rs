@@ -1,0 +1,376 @@
+//! `agora peer run`: one participant of the market, end to end (market paper §9).
+//!
+//! Each step: sample a batch of D_i, let the gate choose k peers (noisy top-k), query them with
+//! the dendrite, train f_i, the gate and the student on their answers, send each queried peer
+//! the gradient of our loss w.r.t. its answer, and every few blocks write the smoothed scores
+//! to the chain as weights. Meanwhile the axon serves f_i to the others, its queue ordered by
+//! the stake the metagraph gives each caller.
+
+use crate::chain::{Chain, ChainError};
+use crate::serve::{ModelHandler, Serving};
+use crate::{MetagraphView, Participant, RpcChain, StepError, WeightSetter, WeightsOutcome};
+use ed25519_dalek::SigningKey;
+use ledger::{Endpoint, Modality as EndpointModality, Protocol, PublicKey};
+use nucleus::{Batch, Corpus, Nucleus, NucleusConfig, NucleusError, Split};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+use wire::{AxonConfig, Dendrite, Modality, OwnedTensor, StakeTable, Target};
+
+/// How a peer behaves in the market (the localnet's roles).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// Serves its model and weights its neighbours by their value to it.
+    Honest,
+    /// Serves noise (and trains and scores as usual): a worthless peer.
+    Noise,
+    /// Puts all its weight on these uids, whatever their value.
+    Cabal(Vec<u16>),
+    /// Honest until the chain reaches this block, then leaves without a word.
+    OfflineAt(u64),
+}
+
+/// Everything `agora peer run` needs.
+#[derive(Clone, Debug)]
+pub struct RunConfig {
+    /// WebSocket (or HTTP) URL of a node's JSON-RPC.
+    pub chain: String,
+    pub hotkey: SigningKey,
+    /// The coldkey that owns the hotkey (its public half is all registration needs).
+    pub coldkey: PublicKey,
+    pub corpus: Corpus,
+    /// Status log, checkpoints and the final report go here.
+    pub out: PathBuf,
+    pub role: Role,
+    pub axon_addr: SocketAddr,
+    pub nucleus: NucleusConfig,
+    /// Blocks between two `set_weights`.
+    pub weights_interval: u64,
+    /// Time between two status lines (each costs a held-out evaluation).
+    pub status_every: Duration,
+    /// Steps between two checkpoints.
+    pub checkpoint_every: u64,
+    /// How long a Forward to the peers may take before they count as failed.
+    pub timeout: Duration,
+    /// Stop after this many steps (otherwise at shutdown).
+    pub max_steps: Option<u64>,
+    /// Resume from `out/checkpoint` when it exists.
+    pub resume: bool,
+}
+
+/// Why a run stopped early.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("chain: {0}")]
+    Chain(#[from] ChainError),
+    #[error("model: {0}")]
+    Nucleus(#[from] NucleusError),
+    #[error("axon: {0}")]
+    Axon(#[from] wire::AxonError),
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("the training thread stopped: {0}")]
+    Join(String),
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> RunError + '_ {
+    move |source| RunError::Io { path: path.to_path_buf(), source }
+}
+
+/// What the peer writes to `out/final.json` at a clean shutdown: its held-out loss and, for
+/// each peer it queried, how much that loss grows when the peer is removed from the gate.
+#[derive(Clone, Debug, Serialize, serde::Deserialize, PartialEq)]
+pub struct FinalReport {
+    pub uid: u16,
+    pub steps: u64,
+    pub heldout_loss: f32,
+    /// The same loss with only the student standing in for the network (the offline model).
+    pub student_loss: f32,
+    pub ablation: BTreeMap<String, f32>,
+}
+
+/// How the run ended.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Ending {
+    /// Shutdown or `max_steps`: `final.json` and a checkpoint were written.
+    Finished(FinalReport),
+    /// The `OfflineAt` block came: the peer left without a report.
+    WentOffline { block: u64 },
+}
+
+const STATUS_HEADER: &str = "time_s,step,block,loss,heldout_loss,peers_answering,stake,incentive";
+const HELD_OUT_BATCHES: usize = 4;
+
+/// Runs the peer until `shutdown` resolves, `max_steps` is reached or its role takes it
+/// offline. Logs one status line per `status_every` on stdout.
+pub async fn run(cfg: RunConfig, shutdown: impl Future<Output = ()>) -> Result<Ending, RunError> {
+    std::fs::create_dir_all(&cfg.out).map_err(io_err(&cfg.out))?;
+    let chain = RpcChain::connect(&cfg.chain).await?;
+    let participant = Participant::new(chain, cfg.hotkey.clone(), cfg.coldkey).await?;
+    let uid = participant.register().await?;
+    println!("registered as uid {uid} ({})", participant.hotkey());
+
+    let checkpoint = cfg.out.join("checkpoint");
+    let nucleus = if cfg.resume && checkpoint.join("state.json").is_file() {
+        let n = Nucleus::load_checkpoint(&checkpoint)?;
+        println!("resumed from {} at step {}", checkpoint.display(), n.steps());
+        n
+    } else {
+        Nucleus::new(cfg.nucleus.clone())?
+    };
+    let (batch_size, context) = (cfg.nucleus.batch, nucleus.config().model.context);
+    let nucleus = Arc::new(RwLock::new(nucleus));
+
+    let mut view = participant.sync().await?;
+    let stakes = StakeTable::new();
+    let total_stake = Arc::new(AtomicU64::new(0));
+    refresh_stakes(&view, &stakes, &total_stake);
+    let serving = if cfg.role == Role::Noise { Serving::Noise } else { Serving::Model };
+    let handler = ModelHandler::new(nucleus.clone(), serving, total_stake.clone(), cfg.nucleus.seed ^ 0x6e6f6973);
+    let axon_config = AxonConfig {
+        addr: cfg.axon_addr,
+        // Long enough to wait out one training step of ours, which holds the model.
+        deadline: cfg.timeout.max(Duration::from_secs(5)),
+        ..AxonConfig::default()
+    };
+    let axon = wire::axon::serve(axon_config, cfg.hotkey.clone(), Arc::new(handler), Arc::new(stakes.clone())).await?;
+    let addr = axon.local_addr();
+    let endpoint = Endpoint { ip: addr.ip().into(), port: addr.port(), protocol: Protocol::Grpc, modality: EndpointModality::Text };
+    participant.serve(endpoint).await?;
+    println!("axon serving on {addr}");
+
+    let dendrite = Dendrite::new(cfg.hotkey.clone());
+    let mut setter = match &cfg.role {
+        Role::Cabal(uids) => WeightSetter::new(cfg.weights_interval).with_cabal(uids.clone()),
+        _ => WeightSetter::new(cfg.weights_interval),
+    };
+    let held_out = cfg.corpus.batches(Split::HeldOut, batch_size, context, HELD_OUT_BATCHES, cfg.nucleus.seed ^ 0x68656c64)?;
+    let mut rng = ChaCha8Rng::seed_from_u64(cfg.nucleus.seed);
+    let status_path = cfg.out.join("status.csv");
+    let mut status = open_status(&status_path)?;
+    let started = Instant::now();
+    let mut last_status = Instant::now();
+    let mut answering = 0usize;
+    let mut steps = 0u64;
+
+    tokio::pin!(shutdown);
+    let ending = loop {
+        if cfg.max_steps.is_some_and(|m| steps >= m) {
+            break None;
+        }
+        let head = participant.chain().head().await?.height;
+        if head > view.block() {
+            view = participant.sync().await?;
+            refresh_stakes(&view, &stakes, &total_stake);
+        }
+        if let Role::OfflineAt(block) = cfg.role {
+            if head >= block {
+                break Some(head);
+            }
+        }
+        let batch = cfg.corpus.sample(Split::Train, batch_size, context, &mut rng)?;
+        let step = tokio::select! {
+            _ = &mut shutdown => break None,
+            step = train_step(&nucleus, &dendrite, &view, uid, batch, cfg.timeout) => step?,
+        };
+        steps += 1;
+        answering = step.answering;
+
+        if setter.due(head) {
+            let scores = read(&nucleus).weights();
+            match setter.step(&participant, &scores).await {
+                Ok(Some(WeightsOutcome::Applied { height })) => println!("weights set in block {height}: {} peers", scores.len()),
+                Ok(_) => {}
+                // No score above zero yet (nobody answered) is normal at the start.
+                Err(StepError::Row(e)) => eprintln!("weights not set: {e}"),
+                Err(StepError::Chain(e)) => eprintln!("weights not set: {e}"),
+            }
+        }
+        if steps % cfg.checkpoint_every.max(1) == 0 {
+            read(&nucleus).save_checkpoint(&checkpoint)?;
+        }
+        if last_status.elapsed() >= cfg.status_every {
+            last_status = Instant::now();
+            let (heldout, _) = evaluate(&nucleus, &dendrite, &view, uid, &held_out[..1], cfg.timeout).await?;
+            let stake = view.stake(uid);
+            let incentive = view.info().I.get(usize::from(uid)).copied().unwrap_or(0.0);
+            println!(
+                "step {steps:>6}  block {head:>5}  loss {:.3}  held-out {heldout:.3}  peers answering {answering}  stake {:.3}  incentive {incentive:.4}",
+                step.loss,
+                stake as f64 / ledger::UNITS_PER_TOKEN as f64,
+            );
+            writeln!(
+                status,
+                "{:.1},{steps},{head},{:.5},{heldout:.5},{answering},{stake},{incentive:.6}",
+                started.elapsed().as_secs_f64(),
+                step.loss
+            )
+            .and_then(|_| status.flush())
+            .map_err(io_err(&status_path))?;
+        }
+    };
+    if let Some(block) = ending {
+        // Leave as a crashed peer would: no report, no goodbye; the axon just stops answering.
+        println!("going offline at block {block}");
+        axon.shutdown().await?;
+        return Ok(Ending::WentOffline { block });
+    }
+
+    println!("shutting down: final evaluation on {} held-out batches", held_out.len());
+    let (heldout_loss, ablation) = evaluate(&nucleus, &dendrite, &view, uid, &held_out, cfg.timeout).await?;
+    let student_loss = {
+        let n = read(&nucleus);
+        let mut sum = 0.0;
+        for b in &held_out {
+            sum += n.student_loss(b)?;
+        }
+        sum / held_out.len() as f32
+    };
+    let report = FinalReport {
+        uid,
+        steps,
+        heldout_loss,
+        student_loss,
+        ablation: ablation.into_iter().map(|(u, d)| (u.to_string(), d)).collect(),
+    };
+    read(&nucleus).save_checkpoint(&checkpoint)?;
+    let path = cfg.out.join("final.json");
+    let json = serde_json::to_string_pretty(&report).map_err(|e| RunError::Join(e.to_string()))?;
+    std::fs::write(&path, json).map_err(io_err(&path))?;
+    axon.shutdown().await?;
+    println!("final held-out loss {heldout_loss:.4} (student alone {student_loss:.4}); wrote {}", path.display());
+    Ok(Ending::Finished(report))
+}
+
+fn read(nucleus: &RwLock<Nucleus>) -> std::sync::RwLockReadGuard<'_, Nucleus> {
+    nucleus.read().unwrap_or_else(|e| e.into_inner())
+}
+
+fn refresh_stakes(view: &MetagraphView, stakes: &StakeTable, total: &AtomicU64) {
+    let by_hotkey = view.stake_by_hotkey();
+    total.store(by_hotkey.values().sum(), Ordering::Relaxed);
+    stakes.replace_all(by_hotkey);
+}
+
+fn open_status(path: &Path) -> Result<std::fs::File, RunError> {
+    let fresh = !path.exists();
+    let mut file = std::fs::OpenOptions::new().create(true).append(true).open(path).map_err(io_err(path))?;
+    if fresh {
+        writeln!(file, "{STATUS_HEADER}").map_err(io_err(path))?;
+    }
+    Ok(file)
+}
+
+/// The peers that can be queried: serving, not us, and inside the gate.
+fn candidates(view: &MetagraphView, me: u16, slots: usize) -> BTreeMap<u16, Target> {
+    view.serving()
+        .into_iter()
+        .filter(|(uid, _, _)| *uid != me && usize::from(*uid) < slots)
+        .map(|(uid, hotkey, e)| (uid, Target { hotkey: hotkey.0, addr: SocketAddr::new(e.ip.into(), e.port) }))
+        .collect()
+}
+
+struct StepOutcome {
+    loss: f32,
+    answering: usize,
+}
+
+fn text_tensor(batch: &Batch) -> OwnedTensor {
+    OwnedTensor {
+        dtype: wire::DType::U8,
+        modality: Modality::Text,
+        shape: vec![batch.batch as u64, batch.seq as u64],
+        data: batch.tokens.clone(),
+    }
+}
+
+/// Routes `batch` to k peers and returns what each answered (`None` for a failure).
+async fn query(
+    nucleus: &RwLock<Nucleus>,
+    dendrite: &Dendrite,
+    targets: &BTreeMap<u16, Target>,
+    batch: &Batch,
+    timeout: Duration,
+) -> (Vec<(u16, Option<Vec<f32>>)>, Vec<Target>, OwnedTensor) {
+    let uids: Vec<u16> = targets.keys().copied().collect();
+    let chosen = nucleus.write().unwrap_or_else(|e| e.into_inner()).route(batch, &uids);
+    let chosen_targets: Vec<Target> = chosen.iter().filter_map(|u| targets.get(u).copied()).collect();
+    let inputs = text_tensor(batch);
+    let results = dendrite.forward(&chosen_targets, &inputs, timeout).await;
+    let responses = chosen
+        .iter()
+        .zip(results)
+        .map(|(&uid, r)| (uid, r.tensor.filter(|_| r.code == wire::ReturnCode::Success).and_then(|t| t.to_f32_vec())))
+        .collect();
+    (responses, chosen_targets, inputs)
+}
+
+async fn train_step(
+    nucleus: &Arc<RwLock<Nucleus>>,
+    dendrite: &Dendrite,
+    view: &MetagraphView,
+    me: u16,
+    batch: Batch,
+    timeout: Duration,
+) -> Result<StepOutcome, RunError> {
+    let slots = read(nucleus).config().slots;
+    let targets = candidates(view, me, slots);
+    let (responses, _, inputs) = query(nucleus, dendrite, &targets, &batch, timeout).await;
+    let answering = responses.iter().filter(|(_, r)| r.is_some()).count();
+    let model = nucleus.clone();
+    let report = tokio::task::spawn_blocking(move || {
+        model.write().unwrap_or_else(|e| e.into_inner()).train_step(&batch, &responses)
+    })
+    .await
+    .map_err(|e| RunError::Join(e.to_string()))??;
+
+    // The loss gradient w.r.t. each answer goes back to its peer (step 4: "out to the
+    // network"); it is not waited for, so a slow peer does not slow our training.
+    let (grad_targets, grads): (Vec<Target>, Vec<OwnedTensor>) = report
+        .grads
+        .iter()
+        .filter_map(|(uid, g)| {
+            let t = targets.get(uid)?;
+            let shape = [inputs.shape[0], inputs.shape[1], (g.len() as u64) / (inputs.shape[0] * inputs.shape[1]).max(1)];
+            Some((*t, OwnedTensor::from_f32(Modality::Tensor, &shape, g)))
+        })
+        .unzip();
+    if !grad_targets.is_empty() {
+        let dendrite = dendrite.clone();
+        tokio::spawn(async move { dendrite.backward(&grad_targets, &inputs, &grads, timeout).await });
+    }
+    Ok(StepOutcome { loss: report.loss, answering })
+}
+
+/// Mean held-out loss over `batches` with the peers the gate picks, and the mean increase of
+/// that loss when each peer is removed (eq. 2 made empirical).
+async fn evaluate(
+    nucleus: &Arc<RwLock<Nucleus>>,
+    dendrite: &Dendrite,
+    view: &MetagraphView,
+    me: u16,
+    batches: &[Batch],
+    timeout: Duration,
+) -> Result<(f32, BTreeMap<u16, f32>), RunError> {
+    let slots = read(nucleus).config().slots;
+    let targets = candidates(view, me, slots);
+    let mut loss = 0.0;
+    let mut ablation = BTreeMap::<u16, f32>::new();
+    for batch in batches {
+        let (responses, _, _) = query(nucleus, dendrite, &targets, batch, timeout).await;
+        let n = read(nucleus);
+        loss += n.held_out_loss(batch, &responses)?;
+        for (uid, delta) in n.ablation(batch, &responses)? {
+            *ablation.entry(uid).or_default() += delta / batches.len() as f32;
+        }
+    }
+    Ok((loss / batches.len().max(1) as f32, ablation))
+}
