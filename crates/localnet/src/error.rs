@@ -16,6 +16,8 @@ pub enum LocalnetError {
     Peer { name: String, reason: String },
     #[error("chain: {0}")]
     Chain(#[from] peer::ChainError),
+    #[error("peer file: {0}")]
+    PeerFile(#[from] peer::files::FileError),
     #[error("wallet: {0}")]
     Wallet(#[from] wallet::WalletError),
     #[error("{path}: line {line}: {reason}")]

@@ -8,7 +8,7 @@
 //! chain's incentive and ranks at the end by Spearman's rho (average ranks for ties).
 
 use crate::error::LocalnetError;
-use crate::monitor::{csv_err, read_metagraph_csv, MetagraphRow};
+use crate::monitor::{read_metagraph_csv, MetagraphRow};
 use crate::scenario::{Role, Scenario};
 use serde::{Deserialize, Serialize};
 use sim::plot::{Chart, Series, YScale};
@@ -16,28 +16,7 @@ use sim::report::{format_sig, markdown_table};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-/// A row of a peer's `status.csv`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct StatusRow {
-    pub time_s: f64,
-    pub step: u64,
-    pub block: u64,
-    pub loss: f64,
-    pub heldout_loss: f64,
-    pub peers_answering: u32,
-    pub stake: u64,
-    pub incentive: f64,
-}
-
-/// A peer's `final.json`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct FinalReport {
-    pub uid: u16,
-    pub heldout_loss: f64,
-    /// uid (as a string: JSON keys) -> increase of this peer's held-out loss without it.
-    #[serde(default)]
-    pub ablation: BTreeMap<String, f64>,
-}
+pub use peer::files::{FinalReport, StatusRow};
 
 /// The directory of a peer's files.
 pub fn peer_dir(dir: &Path, name: &str) -> PathBuf {
@@ -45,17 +24,11 @@ pub fn peer_dir(dir: &Path, name: &str) -> PathBuf {
 }
 
 pub fn read_status(path: &Path) -> Result<Vec<StatusRow>, LocalnetError> {
-    let mut r = csv::Reader::from_path(path).map_err(|e| csv_err(path, e))?;
-    r.deserialize().map(|row| row.map_err(|e| csv_err(path, e))).collect()
+    Ok(peer::files::read_status(path)?)
 }
 
 pub fn read_final(path: &Path) -> Result<FinalReport, LocalnetError> {
-    let text = std::fs::read_to_string(path).map_err(|e| LocalnetError::io(path, e))?;
-    serde_json::from_str(&text).map_err(|e| LocalnetError::Parse {
-        path: path.to_path_buf(),
-        line: e.line() as u64,
-        reason: e.to_string(),
-    })
+    Ok(FinalReport::read(path)?)
 }
 
 /// True value per uid: the sum over reports of the held-out loss increase when the uid is
@@ -155,13 +128,13 @@ pub fn write_report(dir: &Path, scenario: &Scenario) -> Result<Summary, Localnet
     let mut notes = Vec::new();
     for r in &last {
         let pd = peer_dir(dir, &r.name);
-        let fin = pd.join("final.json");
+        let fin = pd.join(peer::files::FINAL_FILE);
         if fin.is_file() {
             reports.push(read_final(&fin)?);
         } else {
             notes.push(format!("- {} (uid {}): no final.json", r.name, r.uid));
         }
-        let st = pd.join("status.csv");
+        let st = pd.join(peer::files::STATUS_FILE);
         if st.is_file() {
             status.push((r.name.clone(), read_status(&st)?));
         }

@@ -13,9 +13,11 @@
 //! It assumes the chain's rules are the ledger's: everything it checks locally (rate limit,
 //! row length, bounded change) is read from the chain's genesis, never hard-coded, and the
 //! ledger remains the judge. It knows nothing of tensors or models (the `wire` and `nucleus`
-//! crates), so the training loop plugs in through `Vec<(uid, score)>`.
+//! crates), so the training loop plugs in through `Vec<(uid, score)>`. [`files`] defines what a
+//! peer process leaves on disk for the localnet report (`status.csv`, `final.json`).
 
 mod chain;
+pub mod files;
 mod local;
 mod metagraph;
 mod participant;

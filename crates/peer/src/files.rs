@@ -1,0 +1,153 @@
+//! The files a peer process leaves in its `--out` directory, read by `localnet`'s report:
+//! one definition for the writer (the peer) and the reader (the orchestrator).
+//!
+//! - `status.csv`: one row per training step, header
+//!   `time_s,step,block,loss,heldout_loss,peers_answering,stake,incentive`, flushed per row so a
+//!   killed peer leaves every row it wrote.
+//! - `final.json`: `{"uid": 3, "heldout_loss": 2.1, "ablation": {"0": 0.05, "5": 0.001}}`, the
+//!   increase of this peer's held-out loss when each uid is removed from its gate, written on
+//!   SIGTERM through a temporary file and a rename, so a reader never sees half a file.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use thiserror::Error;
+
+pub const STATUS_FILE: &str = "status.csv";
+pub const FINAL_FILE: &str = "final.json";
+
+/// Why a peer file could not be written or read.
+#[derive(Debug, Error)]
+pub enum FileError {
+    #[error("{path}: {reason}")]
+    Io { path: PathBuf, reason: std::io::Error },
+    #[error("{path}: line {line}: {reason}")]
+    Parse { path: PathBuf, line: u64, reason: String },
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> FileError + '_ {
+    move |reason| FileError::Io { path: path.to_path_buf(), reason }
+}
+
+fn csv_err(path: &Path, e: csv::Error) -> FileError {
+    let line = e.position().map_or(0, |p| p.line());
+    match e.into_kind() {
+        csv::ErrorKind::Io(reason) => FileError::Io { path: path.to_path_buf(), reason },
+        other => FileError::Parse { path: path.to_path_buf(), line, reason: format!("{other:?}") },
+    }
+}
+
+/// A row of `status.csv`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StatusRow {
+    /// Seconds since the peer started.
+    pub time_s: f64,
+    /// Training steps done.
+    pub step: u64,
+    /// Chain head seen at this step.
+    pub block: u64,
+    /// Training loss of the step.
+    pub loss: f64,
+    /// Loss on the peer's held-out split.
+    pub heldout_loss: f64,
+    /// Neighbours that answered the last forward call.
+    pub peers_answering: u32,
+    /// This peer's stake (base units) and incentive I at `block`.
+    pub stake: u64,
+    pub incentive: f64,
+}
+
+/// Appends rows to `status.csv` (creating it with its header).
+pub struct StatusWriter {
+    path: PathBuf,
+    writer: csv::Writer<std::fs::File>,
+}
+
+impl StatusWriter {
+    pub fn create(dir: &Path) -> Result<StatusWriter, FileError> {
+        std::fs::create_dir_all(dir).map_err(io(dir))?;
+        let path = dir.join(STATUS_FILE);
+        let writer = csv::Writer::from_path(&path).map_err(|e| csv_err(&path, e))?;
+        Ok(StatusWriter { path, writer })
+    }
+
+    pub fn append(&mut self, row: &StatusRow) -> Result<(), FileError> {
+        self.writer.serialize(row).map_err(|e| csv_err(&self.path, e))?;
+        self.writer.flush().map_err(io(&self.path))
+    }
+}
+
+pub fn read_status(path: &Path) -> Result<Vec<StatusRow>, FileError> {
+    let mut r = csv::Reader::from_path(path).map_err(|e| csv_err(path, e))?;
+    r.deserialize().map(|row| row.map_err(|e| csv_err(path, e))).collect()
+}
+
+/// `final.json`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FinalReport {
+    pub uid: u16,
+    pub heldout_loss: f64,
+    /// uid (a string: JSON object keys) -> increase of this peer's held-out loss without it.
+    #[serde(default)]
+    pub ablation: BTreeMap<String, f64>,
+}
+
+impl FinalReport {
+    /// Writes `DIR/final.json` atomically (temporary file, then rename).
+    pub fn write(&self, dir: &Path) -> Result<PathBuf, FileError> {
+        let path = dir.join(FINAL_FILE);
+        let tmp = dir.join(".final.json.tmp");
+        let json = serde_json::to_vec_pretty(self).map_err(|e| FileError::Parse {
+            path: path.clone(),
+            line: 0,
+            reason: e.to_string(),
+        })?;
+        std::fs::write(&tmp, json).map_err(io(&tmp))?;
+        std::fs::rename(&tmp, &path).map_err(io(&path))?;
+        Ok(path)
+    }
+
+    pub fn read(path: &Path) -> Result<FinalReport, FileError> {
+        let text = std::fs::read_to_string(path).map_err(io(path))?;
+        serde_json::from_str(&text).map_err(|e| FileError::Parse {
+            path: path.to_path_buf(),
+            line: e.line() as u64,
+            reason: e.to_string(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_and_final_round_trip_in_the_documented_format() {
+        let dir = std::env::temp_dir().join(format!("agora-peer-files-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let mut w = StatusWriter::create(&dir).unwrap();
+        let row = StatusRow {
+            time_s: 1.5,
+            step: 2,
+            block: 3,
+            loss: 4.0,
+            heldout_loss: 4.5,
+            peers_answering: 6,
+            stake: 7,
+            incentive: 0.25,
+        };
+        w.append(&row).unwrap();
+        let text = std::fs::read_to_string(dir.join(STATUS_FILE)).unwrap();
+        assert!(text.starts_with("time_s,step,block,loss,heldout_loss,peers_answering,stake,incentive\n"));
+        assert_eq!(read_status(&dir.join(STATUS_FILE)).unwrap(), vec![row]);
+
+        let f: FinalReport =
+            serde_json::from_str(r#"{"uid": 3, "heldout_loss": 2.1, "ablation": {"0": 0.05, "5": 0.001}}"#)
+                .unwrap();
+        let path = f.write(&dir).unwrap();
+        assert_eq!(FinalReport::read(&path).unwrap(), f);
+        std::fs::write(&path, "{\"uid\": 1,").unwrap();
+        assert!(matches!(FinalReport::read(&path), Err(FileError::Parse { .. })));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
