@@ -164,10 +164,11 @@ impl Dendrite {
     }
 }
 
-/// One wire copy of `inputs` per target: each request is signed for its own callee, so each
-/// needs its own message.
+/// The wire form of `inputs` once per target: each request is signed for its own callee, so
+/// each needs its own message, but they all share one buffer of tensor bytes.
 fn copies(inputs: &OwnedTensor, n: usize) -> Vec<proto::Tensor> {
-    (0..n).map(|_| inputs.clone().into_proto()).collect()
+    let wire = inputs.clone().into_proto();
+    vec![wire; n]
 }
 
 /// `[batch, seq]` of the inputs: every output and returned gradient must start with it.
@@ -295,7 +296,7 @@ impl Inner {
                 None,
             ),
             Ok((dtype, modality)) => {
-                let owned = OwnedTensor { dtype, modality, shape: tensor.shape, data: tensor.data };
+                let owned = OwnedTensor { dtype, modality, shape: tensor.shape, data: tensor.data.into() };
                 (code, message, Some(owned))
             }
         }

@@ -209,7 +209,7 @@ pub struct OwnedTensor {
 /// limits, and a sender building a deliberately odd tensor (tests, fuzzing) must be able to.
 pub fn encode(dtype: DType, shape: &[u64], modality: Modality, data: Vec<u8>) -> proto::Tensor {
     proto::Tensor {
-        data,
+        data: data.into(),
         dtype: dtype.to_proto() as i32,
         shape: shape.to_vec(),
         modality: modality.to_proto() as i32,

@@ -21,7 +21,7 @@ proptest! {
         modality in -2i32..6,
         shape in proptest::collection::vec(prop_oneof![0u64..8, any::<u64>()], 0..7),
     ) {
-        let t = proto::Tensor { data, dtype, shape, modality };
+        let t = proto::Tensor { data: data.into(), dtype, shape, modality };
         let _ = decode(&t, &limits());
     }
 
