@@ -4,6 +4,8 @@
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("cargo:rerun-if-changed=proto/agora.proto");
     let fds = protox::compile(["proto/agora.proto"], ["proto"])?;
-    tonic_prost_build::configure().compile_fds(fds)?;
+    // Tensor bytes as `Bytes`: decoding slices the received buffer instead of copying it, and
+    // a dendrite's per-axon copies of one batch share one allocation.
+    tonic_prost_build::configure().bytes(".agora.v1.Tensor.data").compile_fds(fds)?;
     Ok(())
 }

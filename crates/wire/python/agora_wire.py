@@ -121,6 +121,16 @@ class Hotkey:
         self.public = self.private.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
         self._nonce = time.time_ns()
 
+    @classmethod
+    def from_agora_wallet(cls, wallet: str, hotkey: str, root: str | None = None) -> "Hotkey":
+        """Loads hotkey `hotkey` of wallet `wallet` as `agora wallet new` wrote it
+        (`~/.agora/wallets/<wallet>/hotkeys/<hotkey>`, JSON with the hex seed in `secret_key`)."""
+        import json
+
+        root = root or os.path.join(os.path.expanduser("~"), ".agora", "wallets")
+        with open(os.path.join(root, wallet, "hotkeys", hotkey)) as f:
+            return cls(bytes.fromhex(json.load(f)["secret_key"]))
+
     def next_nonce(self) -> int:
         self._nonce += 1
         return self._nonce

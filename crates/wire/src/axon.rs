@@ -198,6 +198,8 @@ pub fn max_message_bytes(limits: &Limits) -> usize {
 /// round trips of WINDOW_UPDATE frames on loopback or a LAN.
 pub(crate) const STREAM_WINDOW: u32 = 8 << 20;
 pub(crate) const CONNECTION_WINDOW: u32 = 32 << 20;
+/// Largest HTTP/2 frame either side accepts: fewer, larger frames per tensor.
+pub(crate) const MAX_FRAME: u32 = 1 << 20;
 
 /// A running axon. Dropping the handle stops it, like [`AxonHandle::shutdown`] without waiting.
 pub struct AxonHandle {
@@ -296,6 +298,7 @@ pub async fn serve(
             let result = tonic::transport::Server::builder()
                 .initial_stream_window_size(STREAM_WINDOW)
                 .initial_connection_window_size(CONNECTION_WINDOW)
+                .max_frame_size(MAX_FRAME)
                 .add_service(service)
                 .serve_with_incoming_shutdown(incoming, async {
                     let _ = stopped.await;

@@ -16,7 +16,7 @@ use ed25519_dalek::SigningKey;
 use tonic::transport::{Channel, Endpoint};
 
 use crate::auth::{sign_backward, sign_forward};
-use crate::axon::{max_message_bytes, CONNECTION_WINDOW, STREAM_WINDOW};
+use crate::axon::{max_message_bytes, CONNECTION_WINDOW, MAX_FRAME, STREAM_WINDOW};
 use crate::metrics::{Call, Metrics, PeerLabel};
 use crate::proto::axon_client::AxonClient;
 use crate::proto::{self, BackwardRequest, ForwardRequest, ReturnCode};
@@ -100,11 +100,10 @@ impl Dendrite {
         deadline: Duration,
     ) -> Vec<PeerResult> {
         let start = Instant::now();
-        let wire_inputs = inputs.clone().into_proto();
         let expect = expected_prefix(inputs);
-        let calls = targets.iter().map(|&target| {
+        let calls = targets.iter().zip(copies(inputs, targets.len())).map(|(&target, wire_inputs)| {
             let inner = self.inner.clone();
-            let req = ForwardRequest { inputs: Some(wire_inputs.clone()), ..Default::default() };
+            let req = ForwardRequest { inputs: Some(wire_inputs), ..Default::default() };
             tokio::spawn(async move {
                 let mut req = req;
                 let (nonce, now) = inner.stamp();
@@ -131,39 +130,45 @@ impl Dendrite {
         deadline: Duration,
     ) -> Vec<PeerResult> {
         let start = Instant::now();
-        let wire_inputs = inputs.clone().into_proto();
         let expect = expected_prefix(inputs);
-        let calls = targets.iter().enumerate().map(|(i, &target)| {
-            let inner = self.inner.clone();
-            let grads = grads.get(i).cloned();
-            let inputs = wire_inputs.clone();
-            tokio::spawn(async move {
-                let Some(grads) = grads else {
-                    return PeerResult {
-                        code: ReturnCode::EmptyRequest,
-                        message: format!("no gradient was given for target {i}"),
-                        tensor: None,
-                        latency: start.elapsed(),
+        let calls =
+            targets.iter().zip(copies(inputs, targets.len())).enumerate().map(|(i, (&target, inputs))| {
+                let inner = self.inner.clone();
+                let grads = grads.get(i).cloned();
+                tokio::spawn(async move {
+                    let Some(grads) = grads else {
+                        return PeerResult {
+                            code: ReturnCode::EmptyRequest,
+                            message: format!("no gradient was given for target {i}"),
+                            tensor: None,
+                            latency: start.elapsed(),
+                        };
                     };
-                };
-                let mut req = BackwardRequest {
-                    inputs: Some(inputs),
-                    grads: Some(grads.into_proto()),
-                    ..Default::default()
-                };
-                let (nonce, now) = inner.stamp();
-                sign_backward(&mut req, &inner.key, &target.hotkey, nonce, now);
-                let mut client = inner.client(target.addr);
-                let call = async {
-                    let reply = client.backward(request(req, deadline)).await?.into_inner();
-                    Ok::<_, tonic::Status>((reply.code, reply.message, reply.grads, false))
-                };
-                inner.finish(target, Call::Backward, start, deadline, expect, call).await
-            })
-        });
+                    let mut req = BackwardRequest {
+                        inputs: Some(inputs),
+                        grads: Some(grads.into_proto()),
+                        ..Default::default()
+                    };
+                    let (nonce, now) = inner.stamp();
+                    sign_backward(&mut req, &inner.key, &target.hotkey, nonce, now);
+                    let mut client = inner.client(target.addr);
+                    let call = async {
+                        let reply = client.backward(request(req, deadline)).await?.into_inner();
+                        Ok::<_, tonic::Status>((reply.code, reply.message, reply.grads, false))
+                    };
+                    inner.finish(target, Call::Backward, start, deadline, expect, call).await
+                })
+            });
         let handles: Vec<_> = calls.collect();
         join_in_order(handles, start).await
     }
+}
+
+/// The wire form of `inputs` once per target: each request is signed for its own callee, so
+/// each needs its own message, but they all share one buffer of tensor bytes.
+fn copies(inputs: &OwnedTensor, n: usize) -> Vec<proto::Tensor> {
+    let wire = inputs.clone().into_proto();
+    vec![wire; n]
 }
 
 /// `[batch, seq]` of the inputs: every output and returned gradient must start with it.
@@ -214,6 +219,7 @@ impl Inner {
                         .tcp_nodelay(true)
                         .initial_stream_window_size(STREAM_WINDOW)
                         .initial_connection_window_size(CONNECTION_WINDOW)
+                        .max_frame_size(MAX_FRAME)
                         .connect_lazy()
                 })
                 .clone()
@@ -290,7 +296,7 @@ impl Inner {
                 None,
             ),
             Ok((dtype, modality)) => {
-                let owned = OwnedTensor { dtype, modality, shape: tensor.shape, data: tensor.data };
+                let owned = OwnedTensor { dtype, modality, shape: tensor.shape, data: tensor.data.into() };
                 (code, message, Some(owned))
             }
         }

@@ -209,7 +209,7 @@ pub struct OwnedTensor {
 /// limits, and a sender building a deliberately odd tensor (tests, fuzzing) must be able to.
 pub fn encode(dtype: DType, shape: &[u64], modality: Modality, data: Vec<u8>) -> proto::Tensor {
     proto::Tensor {
-        data,
+        data: data.into(),
         dtype: dtype.to_proto() as i32,
         shape: shape.to_vec(),
         modality: modality.to_proto() as i32,
@@ -266,9 +266,43 @@ pub fn decode_output<'a>(tensor: &'a proto::Tensor, limits: &Limits) -> Result<T
     Ok(view)
 }
 
+/// Whether any little-endian element of `W` bytes (2 or 4) has every bit of `mask` set:
+/// for an IEEE float's exponent mask, whether any element is NaN or infinite.
+fn any_exponent_all_ones<const W: usize>(data: &[u8], mask: u32) -> bool {
+    let element = |c: &[u8]| {
+        let mut b = [0u8; 4];
+        b[..W].copy_from_slice(&c[..W]);
+        u32::from_le_bytes(b)
+    };
+    let blocks = data.chunks_exact(64);
+    let tail = blocks.remainder();
+    for block in blocks {
+        let mut hit = false;
+        for c in block.chunks_exact(W) {
+            hit |= element(c) & mask == mask;
+        }
+        if hit {
+            return true;
+        }
+    }
+    tail.chunks_exact(W).any(|c| element(c) & mask == mask)
+}
+
 /// NaN or Inf anywhere in a float tensor is refused with the first offending element, so a
 /// broken peer is noticed instead of silently poisoning the caller's gradients.
 fn check_finite(dtype: DType, data: &[u8]) -> Result<(), TensorError> {
+    // A branch-free scan of the exponent bits first (fixed-size inner blocks, which the
+    // compiler vectorises; this runs on every tensor in and out of a peer), the slow search
+    // for the culprit only when it fails.
+    let suspect = match dtype {
+        DType::F32 => any_exponent_all_ones::<4>(data, 0x7f80_0000),
+        DType::F16 => any_exponent_all_ones::<2>(data, 0x7c00),
+        DType::BF16 => any_exponent_all_ones::<2>(data, 0x7f80),
+        DType::I64 | DType::U8 => false,
+    };
+    if !suspect {
+        return Ok(());
+    }
     let bad = |index: usize, value: f32| Err(TensorError::NonFinite { index, value: value.to_string() });
     match dtype {
         DType::F32 => {

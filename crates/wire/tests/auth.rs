@@ -68,7 +68,7 @@ fn bad_signature_is_refused() {
 fn tampered_body_or_header_is_refused() {
     let mut s = setup();
     let mut req = forward(&s, 1, NOW);
-    req.inputs.as_mut().unwrap().data[0] ^= 1;
+    flip(&mut req.inputs.as_mut().unwrap().data, 0, 1);
     assert_eq!(verify(&mut s, &req, NOW), Err(AuthError::BadSignature));
     let mut req = forward(&s, 2, NOW);
     req.nonce = 3;
@@ -160,7 +160,7 @@ fn backward_requests_sign_and_verify_with_the_same_checks() {
         Err(AuthError::Replayed { nonce: 5 })
     );
     let mut tampered = req.clone();
-    tampered.grads.as_mut().unwrap().data[3] ^= 0x40;
+    flip(&mut tampered.grads.as_mut().unwrap().data, 3, 0x40);
     tampered.nonce = 6;
     assert_eq!(
         verify_backward(&tampered, &s.axon, NOW, &s.fresh, &mut s.cache),
@@ -194,4 +194,11 @@ fn expired_entries_leave_the_cache() {
     assert_eq!(s.cache.len(), 1);
     assert!(sign_and_verify(&mut s, 2, NOW + 20_000, NOW + 20_000).is_ok());
     assert_eq!(s.cache.len(), 1);
+}
+
+/// Flips bits of one byte of a tensor's (shared, immutable) bytes.
+fn flip(data: &mut prost::bytes::Bytes, index: usize, mask: u8) {
+    let mut v = data.to_vec();
+    v[index] ^= mask;
+    *data = v.into();
 }

@@ -487,7 +487,7 @@ async fn bad_requests_get_clear_codes_and_never_reach_the_handler() {
         ),
         (
             "unknown dtype",
-            Some(proto::Tensor { data: vec![0; 4], dtype: 77, shape: vec![1, 1, 1], modality: 3 }),
+            Some(proto::Tensor { data: vec![0; 4].into(), dtype: 77, shape: vec![1, 1, 1], modality: 3 }),
             ReturnCode::RequestDtypeError,
         ),
         (

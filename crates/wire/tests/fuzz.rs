@@ -21,7 +21,7 @@ proptest! {
         modality in -2i32..6,
         shape in proptest::collection::vec(prop_oneof![0u64..8, any::<u64>()], 0..7),
     ) {
-        let t = proto::Tensor { data, dtype, shape, modality };
+        let t = proto::Tensor { data: data.into(), dtype, shape, modality };
         let _ = decode(&t, &limits());
     }
 
@@ -92,4 +92,34 @@ fn finite_bytes(dtype: DType, n: usize, seed: u64) -> Vec<u8> {
         }
     }
     out
+}
+
+proptest! {
+    /// The vectorised finiteness scan finds a single NaN or Inf wherever it sits (block
+    /// boundaries, the tail), for each float dtype, and reports its element index.
+    #[test]
+    fn one_non_finite_element_is_found_anywhere(
+        n in 1usize..300,
+        at in any::<prop::sample::Index>(),
+        kind in 0usize..3,
+        dtype_i in 0usize..3,
+    ) {
+        let i = at.index(n);
+        let dtype = [DType::F32, DType::F16, DType::BF16][dtype_i];
+        let bad = [f32::NAN, f32::INFINITY, f32::NEG_INFINITY][kind];
+        let mut data = Vec::new();
+        for k in 0..n {
+            let v = if k == i { bad } else { k as f32 * 0.5 - 7.0 };
+            match dtype {
+                DType::F32 => data.extend_from_slice(&v.to_le_bytes()),
+                DType::F16 => data.extend_from_slice(&half::f16::from_f32(v).to_le_bytes()),
+                _ => data.extend_from_slice(&half::bf16::from_f32(v).to_le_bytes()),
+            }
+        }
+        let t = encode(dtype, &[1, 1, n as u64], Modality::Tensor, data);
+        match decode(&t, &Limits::default()) {
+            Err(wire::TensorError::NonFinite { index, .. }) => prop_assert_eq!(index, i),
+            other => prop_assert!(false, "expected NonFinite at {}, got {:?}", i, other),
+        }
+    }
 }
