@@ -228,7 +228,12 @@ pub fn infer(a: InferArgs) -> Result<()> {
     if let Some(file) = a.score {
         let text = std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
         let loss = model.score(&text)?;
-        println!("{loss:.4} nats/byte ({:.3} bits/byte) on {} bytes of {}", loss, loss / std::f32::consts::LN_2, text.len(), file.display());
+        println!(
+            "{loss:.4} nats/byte ({:.3} bits/byte) on {} bytes of {}",
+            loss / std::f32::consts::LN_2,
+            text.len(),
+            file.display()
+        );
         return Ok(());
     }
     if !(a.temperature >= 0.0 && a.temperature.is_finite()) {
@@ -270,7 +275,10 @@ pub fn bench(a: BenchArgs) -> Result<()> {
             if json {
                 println!("{}", serde_json::to_string(&r)?);
             } else {
-                println!("{r}");
+                println!(
+                    "{:.0} training tokens/s: {} steps of {}x{} bytes in {:.2} s; model dim {} depth {} heads {} ({} parameters); loss {:.3} -> {:.3}",
+                    r.tokens_per_s, r.steps, r.batch, r.context, r.seconds, r.dim, r.depth, r.heads, r.parameters, r.first_loss, r.last_loss
+                );
             }
             Ok(())
         }

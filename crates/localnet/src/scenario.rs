@@ -39,6 +39,8 @@ impl Role {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ModelSize {
+    /// For tests and quick looks: a step takes milliseconds.
+    Tiny,
     Small,
     Medium,
 }
@@ -46,6 +48,7 @@ pub enum ModelSize {
 impl ModelSize {
     pub fn name(self) -> &'static str {
         match self {
+            ModelSize::Tiny => "tiny",
             ModelSize::Small => "small",
             ModelSize::Medium => "medium",
         }

@@ -86,7 +86,14 @@ pub fn read_status(path: &Path) -> Result<Vec<StatusRow>, FileError> {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct FinalReport {
     pub uid: u16,
+    /// Training steps the peer made.
+    #[serde(default)]
+    pub steps: u64,
     pub heldout_loss: f64,
+    /// The held-out loss with only the distillation student standing in for the network
+    /// (the peer's offline model); absent in reports of peers that do not have one.
+    #[serde(default)]
+    pub student_loss: Option<f64>,
     /// uid (a string: JSON object keys) -> increase of this peer's held-out loss without it.
     #[serde(default)]
     pub ablation: BTreeMap<String, f64>,

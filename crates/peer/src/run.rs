@@ -7,6 +7,7 @@
 //! the stake the metagraph gives each caller.
 
 use crate::chain::{Chain, ChainError};
+use crate::files::{FileError, FinalReport, StatusRow, StatusWriter};
 use crate::serve::{ModelHandler, Serving};
 use crate::{MetagraphView, Participant, RpcChain, StepError, WeightSetter, WeightsOutcome};
 use ed25519_dalek::SigningKey;
@@ -14,10 +15,8 @@ use ledger::{Endpoint, Modality as EndpointModality, Protocol, PublicKey};
 use nucleus::{Batch, Corpus, Nucleus, NucleusConfig, NucleusError, Split};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
-use serde::Serialize;
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -77,24 +76,14 @@ pub enum RunError {
     Axon(#[from] wire::AxonError),
     #[error("{path}: {source}")]
     Io { path: PathBuf, source: std::io::Error },
+    #[error(transparent)]
+    File(#[from] FileError),
     #[error("the training thread stopped: {0}")]
     Join(String),
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> RunError + '_ {
     move |source| RunError::Io { path: path.to_path_buf(), source }
-}
-
-/// What the peer writes to `out/final.json` at a clean shutdown: its held-out loss and, for
-/// each peer it queried, how much that loss grows when the peer is removed from the gate.
-#[derive(Clone, Debug, Serialize, serde::Deserialize, PartialEq)]
-pub struct FinalReport {
-    pub uid: u16,
-    pub steps: u64,
-    pub heldout_loss: f32,
-    /// The same loss with only the student standing in for the network (the offline model).
-    pub student_loss: f32,
-    pub ablation: BTreeMap<String, f32>,
 }
 
 /// How the run ended.
@@ -106,7 +95,6 @@ pub enum Ending {
     WentOffline { block: u64 },
 }
 
-const STATUS_HEADER: &str = "time_s,step,block,loss,heldout_loss,peers_answering,stake,incentive";
 const HELD_OUT_BATCHES: usize = 4;
 
 /// Runs the peer until `shutdown` resolves, `max_steps` is reached or its role takes it
@@ -154,11 +142,9 @@ pub async fn run(cfg: RunConfig, shutdown: impl Future<Output = ()>) -> Result<E
     };
     let held_out = cfg.corpus.batches(Split::HeldOut, batch_size, context, HELD_OUT_BATCHES, cfg.nucleus.seed ^ 0x68656c64)?;
     let mut rng = ChaCha8Rng::seed_from_u64(cfg.nucleus.seed);
-    let status_path = cfg.out.join("status.csv");
-    let mut status = open_status(&status_path)?;
+    let mut status = StatusWriter::create(&cfg.out)?;
     let started = Instant::now();
     let mut last_status = Instant::now();
-    let mut answering = 0usize;
     let mut steps = 0u64;
 
     tokio::pin!(shutdown);
@@ -182,7 +168,7 @@ pub async fn run(cfg: RunConfig, shutdown: impl Future<Output = ()>) -> Result<E
             step = train_step(&nucleus, &dendrite, &view, uid, batch, cfg.timeout) => step?,
         };
         steps += 1;
-        answering = step.answering;
+        let answering = step.answering;
 
         if setter.due(head) {
             let scores = read(&nucleus).weights();
@@ -207,14 +193,16 @@ pub async fn run(cfg: RunConfig, shutdown: impl Future<Output = ()>) -> Result<E
                 step.loss,
                 stake as f64 / ledger::UNITS_PER_TOKEN as f64,
             );
-            writeln!(
-                status,
-                "{:.1},{steps},{head},{:.5},{heldout:.5},{answering},{stake},{incentive:.6}",
-                started.elapsed().as_secs_f64(),
-                step.loss
-            )
-            .and_then(|_| status.flush())
-            .map_err(io_err(&status_path))?;
+            status.append(&StatusRow {
+                time_s: started.elapsed().as_secs_f64(),
+                step: steps,
+                block: head,
+                loss: f64::from(step.loss),
+                heldout_loss: f64::from(heldout),
+                peers_answering: answering as u32,
+                stake,
+                incentive,
+            })?;
         }
     };
     if let Some(block) = ending {
@@ -237,14 +225,12 @@ pub async fn run(cfg: RunConfig, shutdown: impl Future<Output = ()>) -> Result<E
     let report = FinalReport {
         uid,
         steps,
-        heldout_loss,
-        student_loss,
-        ablation: ablation.into_iter().map(|(u, d)| (u.to_string(), d)).collect(),
+        heldout_loss: f64::from(heldout_loss),
+        student_loss: Some(f64::from(student_loss)),
+        ablation: ablation.into_iter().map(|(u, d)| (u.to_string(), f64::from(d))).collect(),
     };
     read(&nucleus).save_checkpoint(&checkpoint)?;
-    let path = cfg.out.join("final.json");
-    let json = serde_json::to_string_pretty(&report).map_err(|e| RunError::Join(e.to_string()))?;
-    std::fs::write(&path, json).map_err(io_err(&path))?;
+    let path = report.write(&cfg.out)?;
     axon.shutdown().await?;
     println!("final held-out loss {heldout_loss:.4} (student alone {student_loss:.4}); wrote {}", path.display());
     Ok(Ending::Finished(report))
@@ -258,15 +244,6 @@ fn refresh_stakes(view: &MetagraphView, stakes: &StakeTable, total: &AtomicU64) 
     let by_hotkey = view.stake_by_hotkey();
     total.store(by_hotkey.values().sum(), Ordering::Relaxed);
     stakes.replace_all(by_hotkey);
-}
-
-fn open_status(path: &Path) -> Result<std::fs::File, RunError> {
-    let fresh = !path.exists();
-    let mut file = std::fs::OpenOptions::new().create(true).append(true).open(path).map_err(io_err(path))?;
-    if fresh {
-        writeln!(file, "{STATUS_HEADER}").map_err(io_err(path))?;
-    }
-    Ok(file)
 }
 
 /// The peers that can be queried: serving, not us, and inside the gate.
@@ -308,9 +285,14 @@ async fn query(
     let responses = chosen
         .iter()
         .zip(results)
-        .map(|(&uid, r)| (uid, r.tensor.filter(|_| r.code == wire::ReturnCode::Success).and_then(|t| t.to_f32_vec())))
+        .map(|(&uid, r)| (uid, r.tensor.filter(|_| r.code == wire::ReturnCode::Success).and_then(|t| as_f32(&t))))
         .collect();
     (responses, chosen_targets, inputs)
+}
+
+/// A response's values as f32 (other peers, in Python say, may answer in f16 or bf16).
+fn as_f32(t: &OwnedTensor) -> Option<Vec<f32>> {
+    wire::TensorView { dtype: t.dtype, modality: t.modality, shape: &t.shape, data: &t.data }.to_f32_vec()
 }
 
 async fn train_step(
