@@ -4,7 +4,7 @@ use crate::error::LocalnetError;
 use crate::genesis::genesis;
 use crate::monitor::{rows_of, LiveView, Sampler};
 use crate::process::{NodeProcess, PeerLaunch, PeerProcess};
-use crate::report::{compare_markdown, peer_dir, write_report, Summary};
+use crate::report::{peer_dir, write_compare, write_report, Summary};
 use crate::scenario::{Role, Scenario};
 use crate::setup::{create_wallets, fund_register_stake, Registered};
 use peer::{Chain, RpcChain};
@@ -97,8 +97,7 @@ pub fn compare(opts: &RunOptions, mechanisms: &[&str]) -> Result<Vec<RunOutcome>
         Ok::<(), LocalnetError>(())
     })?;
     let summaries: Vec<Summary> = outcomes.iter().map(|o| o.summary.clone()).collect();
-    let path = opts.out.join("compare.md");
-    std::fs::write(&path, compare_markdown(&summaries)).map_err(|e| LocalnetError::io(&path, e))?;
+    write_compare(&opts.out, &summaries)?;
     Ok(outcomes)
 }
 
