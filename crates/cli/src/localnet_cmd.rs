@@ -3,7 +3,7 @@
 //! Hidden from `--help` until `agora peer run` exists: without it, only `--no-peers` (the
 //! chain side: node, wallets, registration, stakes, sampling, report) does something useful.
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use clap::Args;
 use localnet::{RunOptions, Scenario};
 use std::path::PathBuf;
@@ -13,7 +13,7 @@ pub struct LocalnetArgs {
     /// Scenario file (TOML, `localnet::Scenario`); default: the built-in 8-peer scenario
     #[arg(long, value_name = "FILE")]
     scenario: Option<PathBuf>,
-    /// Use the first N peers of the scenario (at least one must stay outside the cabal)
+    /// Number of peers: the scenario's first N, or all of them plus honest peers up to N
     #[arg(long)]
     peers: Option<usize>,
     /// Epochs to run [default: the scenario's, 50 for the built-in one: about 10 minutes]
@@ -42,13 +42,7 @@ pub fn run(args: LocalnetArgs) -> Result<()> {
         None => Scenario::default(),
     };
     if let Some(n) = args.peers {
-        if n == 0 || n > scenario.peers.len() {
-            bail!("--peers {n}: the scenario has {} peers", scenario.peers.len());
-        }
-        scenario.peers.truncate(n);
-        if !scenario.peers.iter().any(|p| p.role == localnet::Role::Cabal) {
-            scenario.cabal_stake_share = 0.0;
-        }
+        scenario = scenario.resized(n)?;
     }
     if let Some(e) = args.epochs {
         scenario.epochs = e;

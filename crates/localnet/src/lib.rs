@@ -26,6 +26,6 @@ pub mod setup;
 pub use error::LocalnetError;
 pub use genesis::{faucet_key, genesis, CHAIN_ID, FEE_BUDGET};
 pub use process::{dataset_path, peer_argv, PeerLaunch};
-pub use report::{compare_markdown, write_report, Summary};
+pub use report::{compare_markdown, write_compare, write_report, Summary};
 pub use run::{compare, run, RunOptions, RunOutcome};
 pub use scenario::{ModelSize, PeerSpec, Role, Scenario};

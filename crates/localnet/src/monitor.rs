@@ -143,7 +143,7 @@ impl LiveView {
     pub fn update(&self, done: u64, epoch: u64, rows: &[MetagraphRow]) {
         self.bar.set_position(done);
         self.bar.set_prefix(format!("epoch {epoch}"));
-        self.bar.set_message(table(rows));
+        self.bar.set_message(table(rows).trim_end().to_string());
     }
 
     /// A line above the live view.
@@ -155,8 +155,12 @@ impl LiveView {
         }
     }
 
+    /// Leaves the last table and bar on the terminal, the cursor below them.
     pub fn finish(&self) {
         self.bar.finish();
+        if !self.bar.is_hidden() {
+            eprintln!();
+        }
     }
 }
 

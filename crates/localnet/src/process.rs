@@ -173,7 +173,12 @@ pub struct PeerLaunch {
 pub const HOTKEY: &str = "default";
 
 /// The command line of a peer (after the binary): the one place that maps a role onto
-/// `agora peer run` flags.
+/// `agora peer run` flags. It is
+/// `peer run --wallet-dir D --wallet NAME --hotkey default --chain ws://127.0.0.1:PORT
+/// --dataset PATH --out PEERDIR --role honest|noise|cabal|offline-at-block N
+/// [--cabal-uids a,b] --model-size small|medium [--seed S] --weights-interval B
+/// --axon-addr 127.0.0.1:0`; a duplicate runs as `honest` with its original's dataset, model
+/// size and seed. The wallet's coldkey password is [`crate::setup::PASSWORD`].
 pub fn peer_argv(l: &PeerLaunch) -> Result<Vec<String>, LocalnetError> {
     let dataset = dataset_path(&l.spec.dataset)?;
     let role = match l.spec.role {

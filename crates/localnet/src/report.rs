@@ -377,6 +377,47 @@ pub fn compare_markdown(summaries: &[Summary]) -> String {
     format!("# Localnet: mechanisms side by side\n\nSame scenario, one run per mechanism (each in its own directory).\n\n{}", markdown_table(&header, &rows))
 }
 
+/// Writes `OUT/compare.md` (the table of [`compare_markdown`]) and, from each run's
+/// `OUT/<mechanism>/cabal_share.csv`, `OUT/cabal_share_compare.png`: the cabal's share of stake
+/// per epoch under every mechanism on one chart.
+pub fn write_compare(out: &Path, summaries: &[Summary]) -> Result<(), LocalnetError> {
+    let mut md = compare_markdown(summaries);
+    let mut lines = Vec::new();
+    for s in summaries {
+        let path = out.join(&s.mechanism).join("cabal_share.csv");
+        let Ok(text) = std::fs::read_to_string(&path) else { continue };
+        let points: Vec<(f64, f64)> = text
+            .lines()
+            .skip(1)
+            .filter_map(|l| l.split_once(','))
+            .filter_map(|(e, v)| Some((e.parse().ok()?, v.parse().ok()?)))
+            .collect();
+        if !points.is_empty() {
+            lines.push(Series::new(s.mechanism.clone(), points));
+        }
+    }
+    if !lines.is_empty() {
+        let chart = Chart {
+            title: "Cabal share of stake per epoch",
+            x_label: "epoch",
+            y_label: "cabal share of stake",
+            y_scale: YScale::Linear,
+            y_range: None,
+        };
+        sim::report::chart(&out.join("cabal_share_compare.png"), &chart, &lines).map_err(report_err)?;
+        md.push_str("\n![cabal share per mechanism](cabal_share_compare.png)\n");
+    }
+    md.push_str(&format!(
+        "\nEach run's own report: {}.\n",
+        summaries
+            .iter()
+            .map(|s| format!("[{m}]({m}/report.md)", m = s.mechanism))
+            .collect::<Vec<_>>()
+            .join(", ")
+    ));
+    write(out, "compare.md", &md)
+}
+
 fn write(dir: &Path, name: &str, text: &str) -> Result<(), LocalnetError> {
     let p = dir.join(name);
     std::fs::write(&p, text).map_err(|e| LocalnetError::io(&p, e))
@@ -490,7 +531,15 @@ mod tests {
         }
         let md = std::fs::read_to_string(dir.join("report.md")).unwrap();
         assert!(md.contains("no final.json"), "peers n and c wrote none");
-        assert!(compare_markdown(&[sum.clone(), sum]).contains("| Spearman(incentive, true value) | 1 | 1 |"));
+        assert!(compare_markdown(&[sum.clone(), sum.clone()])
+            .contains("| Spearman(incentive, true value) | 1 | 1 |"));
+        // The run directory doubles as the `yuma` run of a comparison rooted at its parent.
+        let root = dir.join("cmp");
+        std::fs::create_dir_all(root.join("yuma")).unwrap();
+        std::fs::copy(dir.join("cabal_share.csv"), root.join("yuma/cabal_share.csv")).unwrap();
+        write_compare(&root, &[sum]).unwrap();
+        assert!(root.join("cabal_share_compare.png").is_file());
+        assert!(std::fs::read_to_string(root.join("compare.md")).unwrap().contains("[yuma](yuma/report.md)"));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

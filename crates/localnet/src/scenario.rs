@@ -247,6 +247,38 @@ impl Scenario {
             .collect()
     }
 
+    /// The scenario with `n` peers: its first `n`, or all of them plus honest peers cycling
+    /// through the topics below (small and medium models alternately). A cabal left with no
+    /// member gets no stake share; a duplicate whose original was cut is dropped first.
+    pub fn resized(mut self, n: usize) -> Result<Scenario, LocalnetError> {
+        const TOPICS: [&str; 6] = ["computers", "science", "literature", "wisdom", "people", "linux"];
+        if n == 0 {
+            return Err(LocalnetError::Scenario("--peers must be at least 1".into()));
+        }
+        self.peers.truncate(n);
+        let kept: Vec<String> = self.peers.iter().map(|p| p.name.clone()).collect();
+        self.peers.retain(|p| p.duplicate_of.as_ref().is_none_or(|o| kept.contains(o)));
+        let mut k = 0;
+        while self.peers.len() < n {
+            let name = format!("honest-{k}");
+            if !self.peers.iter().any(|p| p.name == name) {
+                self.peers.push(PeerSpec {
+                    name,
+                    role: Role::Honest,
+                    model_size: if k % 2 == 0 { ModelSize::Small } else { ModelSize::Medium },
+                    dataset: TOPICS[k % TOPICS.len()].into(),
+                    duplicate_of: None,
+                    seed: Some(100 + k as u64),
+                });
+            }
+            k += 1;
+        }
+        if !self.peers.iter().any(|p| p.role == Role::Cabal) {
+            self.cabal_stake_share = 0.0;
+        }
+        self.validated()
+    }
+
     /// Blocks of the run proper (after setup).
     pub fn blocks(&self) -> u64 {
         self.epochs.saturating_mul(self.tempo)
@@ -278,6 +310,18 @@ mod tests {
             let total: u64 = stakes.iter().sum();
             assert!((cabal as f64 / total as f64 - share).abs() < 1e-9, "share {share}");
         }
+    }
+
+    #[test]
+    fn resizing_cuts_or_adds_honest_peers() {
+        let s = Scenario::default().resized(3).unwrap();
+        assert_eq!(s.peers.len(), 3);
+        assert_eq!(s.cabal_stake_share, 0.0);
+        let s = Scenario::default().resized(12).unwrap();
+        assert_eq!(s.peers.len(), 12);
+        assert_eq!(s.peers.iter().filter(|p| p.role == Role::Honest).count(), 3 + 4);
+        assert_eq!(s.cabal_stake_share, 0.3);
+        assert!(Scenario::default().resized(0).is_err());
     }
 
     #[test]

@@ -26,7 +26,7 @@ mod weights;
 
 pub use chain::{Chain, ChainError};
 pub use local::LocalChain;
-pub use metagraph::MetagraphView;
+pub use metagraph::{follow, MetagraphView};
 pub use participant::{applied, sign, transact, Participant, RateLimitPolicy, WeightsOutcome};
 pub use rpc::RpcChain;
 pub use weights::{StepError, WeightRowError, WeightSetter};

@@ -75,3 +75,49 @@ impl MetagraphView {
         self.info.last_update.get(usize::from(uid)).copied().flatten()
     }
 }
+
+/// Follows the chain: publishes a fresh [`MetagraphView`] on `tx` after every block, until every
+/// receiver is gone (`Ok`) or the chain fails (`Err`; the caller decides whether to retry).
+/// The axon's stake-priority queue and the gating layer read the latest view from the
+/// receiver without waiting on the chain.
+pub async fn follow(
+    chain: &impl Chain,
+    tx: tokio::sync::watch::Sender<Option<std::sync::Arc<MetagraphView>>>,
+) -> Result<(), ChainError> {
+    let mut head = chain.head().await?.height;
+    loop {
+        let view = MetagraphView::sync(chain).await?;
+        head = head.max(view.block());
+        if tx.send(Some(std::sync::Arc::new(view))).is_err() {
+            return Ok(());
+        }
+        // An on-demand chain answers at once: let the receivers run between blocks.
+        tokio::task::yield_now().await;
+        head = chain.next_block(head).await?.height;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::LocalChain;
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn follow_publishes_every_block_until_nobody_listens() {
+        let chain = LocalChain::new(ledger::GenesisConfig::default()).unwrap();
+        let (tx, mut rx) = tokio::sync::watch::channel(None);
+        let follower = async {
+            let mut seen = Vec::new();
+            while seen.len() < 3 {
+                rx.changed().await.unwrap();
+                let view: std::sync::Arc<MetagraphView> = rx.borrow_and_update().clone().unwrap();
+                seen.push(view.block());
+            }
+            drop(rx);
+            seen
+        };
+        let (result, seen) = tokio::join!(follow(&chain, tx), follower);
+        result.unwrap();
+        assert!(seen.windows(2).all(|w| w[0] < w[1]), "{seen:?}");
+    }
+}

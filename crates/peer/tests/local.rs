@@ -168,3 +168,63 @@ async fn submissions_are_checked_like_the_node_checks_them() {
         Err(ChainError::Rejected(ledger::TxError::NonceReused { .. }))
     ));
 }
+
+/// The roles the localnet relies on, on the real ledger with the yuma mechanism: honest peers
+/// weight their neighbours by value through `WeightSetter`, the cabal weights only itself, the
+/// noise peer gets no weight. The cabal's share of stake falls every epoch and the noise peer
+/// earns (almost) nothing.
+#[tokio::test(flavor = "current_thread")]
+async fn under_yuma_the_cabal_decays_and_noise_earns_nothing() {
+    let names: Vec<String> = (0..7).map(|i| format!("p{i}")).collect();
+    let name_refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    let mut g = GenesisConfig::dev(&name_refs, 10 * UNITS_PER_TOKEN);
+    g.mechanism = ledger::mechanism::Mechanism::from_name("yuma").unwrap();
+    g.tempo = 5;
+    g.weights.rate_limit = 1;
+    g.weights.max_change = None;
+    g.emission_per_block = 10 * UNITS_PER_TOKEN;
+    g.neurons = names
+        .iter()
+        .map(|n| ledger::GenesisNeuron {
+            hotkey: public_key(&dev_key(n)),
+            coldkey: public_key(&dev_key(n)),
+            stake: 100 * UNITS_PER_TOKEN,
+            endpoint: None,
+        })
+        .collect();
+    let chain = Arc::new(LocalChain::new(g).unwrap());
+    let mut ps = Vec::new();
+    for n in &names {
+        ps.push(Participant::new(chain.clone(), dev_key(n), public_key(&dev_key(n))).await.unwrap());
+    }
+    // uids 0..4 honest (value 4, 3, 2, 1), 4 noise, 5 and 6 the cabal.
+    let value = [4.0f32, 3.0, 2.0, 1.0, 0.0];
+    let honest_scores: Vec<(u16, f32)> = (0..5u16).map(|u| (u, value[usize::from(u)])).collect();
+    let mut setters: Vec<WeightSetter> = (0..7)
+        .map(|u| if u >= 5 { WeightSetter::new(5).with_cabal(vec![5, 6]) } else { WeightSetter::new(5) })
+        .collect();
+    let cabal_share = |v: &peer::MetagraphView| {
+        let s = &v.info().S;
+        (s[5] + s[6]) as f64 / s.iter().sum::<u64>() as f64
+    };
+    let mut shares = Vec::new();
+    for _ in 0..20 {
+        for (u, (p, w)) in ps.iter().zip(setters.iter_mut()).enumerate() {
+            // The noise peer weights like an honest one: its own row does not make it useful.
+            let scores: &[(u16, f32)] = if u < 5 { &honest_scores } else { &[] };
+            w.step(p, scores).await.unwrap();
+        }
+        let head = chain.head().await.unwrap().height;
+        let head = chain.next_block(head).await.unwrap().height;
+        if head % 5 == 0 {
+            shares.push(cabal_share(&ps[0].sync().await.unwrap()));
+        }
+    }
+    assert!(shares.len() >= 3, "epochs sampled: {shares:?}");
+    assert!(shares.windows(2).skip(1).all(|w| w[1] < w[0]), "cabal share per epoch {shares:?}");
+    let view = ps[0].sync().await.unwrap();
+    let inc = &view.info().I;
+    assert!(inc[4] < 0.01, "noise incentive {inc:?}");
+    assert!(inc[0] > inc[1] && inc[1] > inc[2] && inc[2] > inc[3], "honest incentive follows value: {inc:?}");
+    assert!(inc[5] + inc[6] < 0.05, "cabal incentive {inc:?}");
+}
