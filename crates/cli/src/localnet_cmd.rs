@@ -1,7 +1,4 @@
 //! `agora localnet`: parses flags into a `localnet` scenario and run options, runs, prints.
-//!
-//! Hidden from `--help` until `agora peer run` exists: without it, only `--no-peers` (the
-//! chain side: node, wallets, registration, stakes, sampling, report) does something useful.
 
 use anyhow::{Context, Result};
 use clap::Args;

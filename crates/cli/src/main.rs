@@ -44,10 +44,9 @@ enum Command {
     /// Print the network's neurons: uid, hotkey, stake, rank, trust, consensus, incentive,
     /// dividends, emission, endpoint
     Metagraph(metagraph_cmd::MetagraphArgs),
-    /// Run a whole network on this machine: a node and one process per peer with roles
-    /// (honest, duplicate, noise, offline, cabal), a live metagraph, and DIR/report.md.
-    /// Hidden until `agora peer run` exists (use --no-peers for the chain side alone)
-    #[command(hide = true)]
+    /// Run a whole market on this machine: a node and one `agora peer run` process per peer
+    /// with roles (honest, duplicate, noise, offline, cabal), a live metagraph, and
+    /// DIR/report.md checking that the chain pays peers by their true value
     Localnet(localnet_cmd::LocalnetArgs),
     /// Run a peer (train, serve, score, set weights) or export its model for offline use
     Peer(peer_cmd::PeerArgs),

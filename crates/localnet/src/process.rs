@@ -215,6 +215,8 @@ pub fn peer_argv(l: &PeerLaunch) -> Result<Vec<String>, LocalnetError> {
         argv.extend(["--seed".into(), seed.to_string()]);
     }
     argv.extend(["--weights-interval".into(), l.weights_interval.to_string()]);
+    // A status row (one held-out evaluation) every few seconds: the report's loss curves.
+    argv.extend(["--status-every".into(), "3".into()]);
     argv.extend(["--axon-addr".into(), "127.0.0.1:0".into()]);
     Ok(argv)
 }

@@ -79,3 +79,61 @@ fn ctrl_c_stops_the_run_cleanly_and_still_reports() {
     assert!(std::fs::read_to_string(dir.0.join("node.log")).unwrap().contains("stopped at height"));
     dir.has("report.md");
 }
+
+/// The CI localnet: a node and 3 real `agora peer run` processes (two honest peers on
+/// different topics and a noise peer, tiny models) for a few epochs, end to end. Checks that
+/// every peer trained and reported, and that the report's numbers are sane: Spearman in
+/// [-1, 1], shares in [0, 1], held-out losses finite and below the uniform byte loss ln 256.
+#[test]
+fn a_tiny_localnet_with_real_peers_trains_pays_and_reports() {
+    use localnet::{ModelSize, PeerSpec};
+    let dir = TempDir::new("localnet-peers");
+    let peer = |name: &str, role, dataset: &str, seed| PeerSpec {
+        name: name.into(),
+        role,
+        model_size: ModelSize::Tiny,
+        dataset: dataset.into(),
+        duplicate_of: None,
+        seed: Some(seed),
+    };
+    let scenario = Scenario {
+        epochs: 6,
+        tempo: 5,
+        block_time_ms: 400,
+        cabal_stake_share: 0.0,
+        weights_interval: 5,
+        peers: vec![
+            peer("honest-computers", Role::Honest, "computers", 1),
+            peer("honest-science", Role::Honest, "science", 2),
+            peer("noise", Role::Noise, "computers", 3),
+        ],
+        ..Scenario::default()
+    }
+    .validated()
+    .expect("scenario");
+    let mut opts = RunOptions::new(PathBuf::from(env!("CARGO_BIN_EXE_agora")), dir.0.clone(), scenario);
+    opts.quiet = true;
+    let outcome = localnet::run(&opts).expect("localnet run");
+    assert!(!outcome.interrupted);
+    assert!(outcome.peers_exited_early.is_empty(), "{:?}", outcome.peers_exited_early);
+    let s = &outcome.summary;
+    assert_eq!(s.reports, 3, "every peer wrote final.json");
+    for rho in [s.spearman_incentive, s.spearman_rank].into_iter().flatten() {
+        assert!((-1.0..=1.0).contains(&rho), "spearman {rho}");
+    }
+    let noise = s.noise_emission_share.expect("the noise peer's emission is measured");
+    assert!((0.0..=1.0).contains(&noise), "noise share {noise}");
+    for name in ["honest-computers", "honest-science", "noise"] {
+        let peer_dir = dir.0.join("peers").join(name);
+        let status = peer::files::read_status(&peer_dir.join(peer::files::STATUS_FILE)).expect("status.csv");
+        assert!(!status.is_empty(), "{name} logged no status");
+        let last = status.last().expect("a row");
+        assert!(last.step >= 1 && last.peers_answering >= 1, "{name}: {last:?}");
+        let fin = peer::files::FinalReport::read(&peer_dir.join(peer::files::FINAL_FILE)).expect("final.json");
+        assert!(fin.heldout_loss.is_finite() && fin.heldout_loss < 256f64.ln(), "{name}: {fin:?}");
+        assert!(fin.ablation.len() >= 1, "{name} ablated no neighbour: {fin:?}");
+    }
+    for f in ["report.md", "final.csv", "stake_share.png", "incentive.png", "loss.png"] {
+        dir.has(f);
+    }
+}

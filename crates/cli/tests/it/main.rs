@@ -66,5 +66,5 @@ fn top_level_help_lists_only_real_subcommands() {
         .take_while(|l| l.starts_with("  "))
         .filter_map(|l| l.split_whitespace().next())
         .collect();
-    assert_eq!(commands, ["sim", "node", "wallet", "tx", "metagraph", "help"], "{help}");
+    assert_eq!(commands, ["sim", "node", "wallet", "tx", "metagraph", "localnet", "peer", "infer", "bench", "help"], "{help}");
 }
