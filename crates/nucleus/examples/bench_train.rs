@@ -35,8 +35,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!(
             "f_i dim {} depth {} heads {} context {} batch {} ({} parameters): {:.0} tokens/s \
              over {} steps ({:.2} s), loss {:.3} -> {:.3}",
-            r.dim, r.depth, r.heads, r.context, r.batch, r.parameters, r.tokens_per_s, r.steps,
-            r.seconds, r.first_loss, r.last_loss
+            r.dim,
+            r.depth,
+            r.heads,
+            r.context,
+            r.batch,
+            r.parameters,
+            r.tokens_per_s,
+            r.steps,
+            r.seconds,
+            r.first_loss,
+            r.last_loss
         );
     }
     Ok(())

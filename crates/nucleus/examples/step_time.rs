@@ -10,7 +10,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         NucleusConfig::tiny(0)
     };
     let food = Corpus::builtin("food")?;
-    let mut peer = Nucleus::new(cfg.clone())?;
+    let peer = Nucleus::new(cfg.clone())?;
     let mut n = Nucleus::new(cfg.clone())?;
     let batches = food.batches(Split::Train, cfg.batch, cfg.model.context, 20, 0)?;
     let t0 = Instant::now();
@@ -29,6 +29,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         peer.serve_forward(&b.tokens, b.batch, b.seq)?;
     }
     let serve = t0.elapsed().as_secs_f64() / 20.0;
-    println!("per step: alone {:.1} ms, with 2 peers {:.1} ms, serve_forward {:.1} ms", alone * 1e3, gated * 1e3, serve * 1e3);
+    println!(
+        "per step: alone {:.1} ms, with 2 peers {:.1} ms, serve_forward {:.1} ms",
+        alone * 1e3,
+        gated * 1e3,
+        serve * 1e3
+    );
     Ok(())
 }

@@ -44,10 +44,8 @@ pub fn train_tokens_per_s(cfg: &NucleusConfig, steps: usize) -> Result<TrainBenc
     let vb = VarBuilder::from_varmap(&varmap, DType::F32, &device);
     let model = LocalModel::new(m, vb)?;
     let vars: Vec<_> = {
-        let data = varmap
-            .data()
-            .lock()
-            .map_err(|_| NucleusError::Config("variable map lock poisoned".into()))?;
+        let data =
+            varmap.data().lock().map_err(|_| NucleusError::Config("variable map lock poisoned".into()))?;
         data.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
     };
     let parameters = vars.iter().map(|(_, v)| v.as_tensor().elem_count()).sum();

@@ -65,11 +65,7 @@ pub fn fortune_entries(text: &str) -> Vec<String> {
 
 /// Splits plain text into entries at blank lines (paragraphs).
 pub fn paragraph_entries(text: &str) -> Vec<String> {
-    text.split("\n\n")
-        .map(str::trim)
-        .filter(|p| !p.is_empty())
-        .map(|p| format!("{p}\n"))
-        .collect()
+    text.split("\n\n").map(str::trim).filter(|p| !p.is_empty()).map(|p| format!("{p}\n")).collect()
 }
 
 fn is_fortune_text(text: &str) -> bool {
@@ -83,11 +79,7 @@ impl Corpus {
         let mut train = Vec::new();
         let mut held_out = Vec::new();
         for (i, e) in entries.iter().enumerate() {
-            let part = if i % HELD_OUT_EVERY == HELD_OUT_EVERY - 1 {
-                &mut held_out
-            } else {
-                &mut train
-            };
+            let part = if i % HELD_OUT_EVERY == HELD_OUT_EVERY - 1 { &mut held_out } else { &mut train };
             part.extend_from_slice(e.as_bytes());
             part.push(b'\n');
         }
@@ -97,29 +89,19 @@ impl Corpus {
                 entries.len()
             )));
         }
-        Ok(Corpus {
-            name: name.to_string(),
-            train,
-            held_out,
-        })
+        Ok(Corpus { name: name.to_string(), train, held_out })
     }
 
     /// Parses text as fortune entries if it has `%` separator lines, else as paragraphs.
     pub fn from_text(name: &str, text: &str) -> Result<Self, NucleusError> {
-        let entries = if is_fortune_text(text) {
-            fortune_entries(text)
-        } else {
-            paragraph_entries(text)
-        };
+        let entries = if is_fortune_text(text) { fortune_entries(text) } else { paragraph_entries(text) };
         Self::from_entries(name, &entries)
     }
 
     /// One of [`BUILTIN_TOPICS`].
     pub fn builtin(topic: &str) -> Result<Self, NucleusError> {
         let bytes = builtin_bytes(topic).ok_or_else(|| {
-            NucleusError::Data(format!(
-                "no built-in topic {topic:?}; have {BUILTIN_TOPICS:?}"
-            ))
+            NucleusError::Data(format!("no built-in topic {topic:?}; have {BUILTIN_TOPICS:?}"))
         })?;
         Self::from_text(topic, &String::from_utf8_lossy(bytes))
     }
@@ -215,9 +197,7 @@ impl Corpus {
         seed: u64,
     ) -> Result<Vec<Batch>, NucleusError> {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        (0..count)
-            .map(|_| self.sample(split, batch, context, &mut rng))
-            .collect()
+        (0..count).map(|_| self.sample(split, batch, context, &mut rng)).collect()
     }
 }
 
@@ -231,14 +211,8 @@ pub struct Batch {
 }
 
 impl Batch {
-    pub fn new(
-        tokens: Vec<u8>,
-        targets: Vec<u8>,
-        batch: usize,
-        seq: usize,
-    ) -> Result<Self, NucleusError> {
-        if batch == 0 || seq == 0 || tokens.len() != batch * seq || targets.len() != batch * seq
-        {
+    pub fn new(tokens: Vec<u8>, targets: Vec<u8>, batch: usize, seq: usize) -> Result<Self, NucleusError> {
+        if batch == 0 || seq == 0 || tokens.len() != batch * seq || targets.len() != batch * seq {
             return Err(NucleusError::Shape(format!(
                 "batch of {batch}x{seq} needs {} tokens and targets, got {} and {}",
                 batch * seq,
@@ -246,12 +220,7 @@ impl Batch {
                 targets.len()
             )));
         }
-        Ok(Batch {
-            tokens,
-            targets,
-            batch,
-            seq,
-        })
+        Ok(Batch { tokens, targets, batch, seq })
     }
 }
 

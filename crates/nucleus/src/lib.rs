@@ -26,9 +26,7 @@ pub mod optim;
 
 pub use data::{Batch, Corpus, Split, BUILTIN_TOPICS};
 pub use model::ModelConfig;
-pub use nucleus::{
-    FailReason, Inference, JoinMode, Nucleus, NucleusConfig, Scoring, StepReport,
-};
+pub use nucleus::{FailReason, Inference, JoinMode, Nucleus, NucleusConfig, Scoring, StepReport};
 
 /// Everything that can go wrong in the nucleus. Shape and value errors name what was expected.
 #[derive(Debug, thiserror::Error)]

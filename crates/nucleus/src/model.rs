@@ -33,14 +33,7 @@ pub struct ModelConfig {
 impl Default for ModelConfig {
     /// Trains at a few steps per second on 2 cores (batch 16, see `bench`).
     fn default() -> Self {
-        ModelConfig {
-            vocab: 256,
-            dim: 128,
-            depth: 2,
-            heads: 4,
-            context: 64,
-            output_dim: 64,
-        }
+        ModelConfig { vocab: 256, dim: 128, depth: 2, heads: 4, context: 64, output_dim: 64 }
     }
 }
 
@@ -53,7 +46,7 @@ impl ModelConfig {
         if self.dim == 0 || self.depth == 0 || self.context == 0 || self.output_dim == 0 {
             return bad("dim, depth, context and output_dim must be positive".into());
         }
-        if self.heads == 0 || self.dim % self.heads != 0 {
+        if self.heads == 0 || !self.dim.is_multiple_of(self.heads) {
             return bad(format!("heads {} must divide dim {}", self.heads, self.dim));
         }
         Ok(())
@@ -147,9 +140,7 @@ pub struct Encoder {
 }
 
 pub(crate) fn causal_mask(t: usize, device: &Device) -> candle_core::Result<Tensor> {
-    let m: Vec<f32> = (0..t)
-        .flat_map(|i| (0..t).map(move |j| if j > i { -1e9 } else { 0.0 }))
-        .collect();
+    let m: Vec<f32> = (0..t).flat_map(|i| (0..t).map(move |j| if j > i { -1e9 } else { 0.0 })).collect();
     Tensor::from_vec(m, (t, t), device)
 }
 
@@ -178,9 +169,7 @@ impl Encoder {
     /// Token and position embeddings of `tokens` [b, t] u32 -> [b, t, dim].
     pub fn embed(&self, tokens: &Tensor) -> candle_core::Result<Tensor> {
         let (_, t) = tokens.dims2()?;
-        self.tok
-            .forward(tokens)?
-            .broadcast_add(&self.pos.narrow(0, 0, t)?)
+        self.tok.forward(tokens)?.broadcast_add(&self.pos.narrow(0, 0, t)?)
     }
 
     /// From embedded input [b, t, dim] to the representation [b, t, output_dim].
@@ -226,10 +215,7 @@ impl LocalModel {
     /// tokens [b, t] u32, joined [b, t, output_dim] -> (representation [b, t, output_dim],
     /// logits [b, t, vocab]).
     pub fn forward(&self, tokens: &Tensor, joined: &Tensor) -> candle_core::Result<(Tensor, Tensor)> {
-        let x = self
-            .encoder
-            .embed(tokens)?
-            .broadcast_add(&self.gate_in.forward(joined)?)?;
+        let x = self.encoder.embed(tokens)?.broadcast_add(&self.gate_in.forward(joined)?)?;
         let rep = self.encoder.forward_embedded(&x)?;
         let logits = self.head.forward(&rep)?;
         Ok((rep, logits))

@@ -11,9 +11,7 @@ use rand_distr::{Distribution, Normal};
 use serde::{Deserialize, Serialize};
 
 use crate::data::Batch;
-use crate::model::{
-    kl_to_teacher, next_token_loss, token_tensor, Encoder, LocalModel, ModelConfig,
-};
+use crate::model::{kl_to_teacher, next_token_loss, token_tensor, Encoder, LocalModel, ModelConfig};
 use crate::optim::{clip_factor, grad_norm, AdamW};
 use crate::NucleusError;
 
@@ -74,12 +72,7 @@ impl Default for NucleusConfig {
     fn default() -> Self {
         let model = ModelConfig::default();
         NucleusConfig {
-            student: ModelConfig {
-                dim: 64,
-                depth: 1,
-                heads: 2,
-                ..model.clone()
-            },
+            student: ModelConfig { dim: 64, depth: 1, heads: 2, ..model.clone() },
             model,
             slots: 64,
             top_k: 3,
@@ -103,19 +96,9 @@ impl Default for NucleusConfig {
 impl NucleusConfig {
     /// A tiny configuration for tests: trains in seconds in a debug build.
     pub fn tiny(seed: u64) -> Self {
-        let model = ModelConfig {
-            vocab: 256,
-            dim: 32,
-            depth: 1,
-            heads: 2,
-            context: 32,
-            output_dim: 16,
-        };
+        let model = ModelConfig { vocab: 256, dim: 32, depth: 1, heads: 2, context: 32, output_dim: 16 };
         NucleusConfig {
-            student: ModelConfig {
-                dim: 32,
-                ..model.clone()
-            },
+            student: ModelConfig { dim: 32, ..model.clone() },
             model,
             slots: 8,
             top_k: 2,
@@ -129,15 +112,10 @@ impl NucleusConfig {
     pub fn validate(&self) -> Result<(), NucleusError> {
         self.model.validate("model")?;
         self.student.validate("student")?;
-        if self.student.context != self.model.context
-            || self.student.output_dim != self.model.output_dim
-        {
+        if self.student.context != self.model.context || self.student.output_dim != self.model.output_dim {
             return Err(NucleusError::Config(format!(
                 "student context/output_dim {}/{} must equal the model's {}/{}",
-                self.student.context,
-                self.student.output_dim,
-                self.model.context,
-                self.model.output_dim
+                self.student.context, self.student.output_dim, self.model.context, self.model.output_dim
             )));
         }
         if self.slots == 0 || self.slots > usize::from(u16::MAX) + 1 || self.top_k == 0 {
@@ -157,22 +135,19 @@ impl NucleusConfig {
                 return Err(NucleusError::Config(format!("{name} is {v}, must be > 0")));
             }
         }
-        for (name, v) in [
-            ("smoothing", self.smoothing),
-            ("fail_smoothing", self.fail_smoothing),
-        ] {
+        for (name, v) in [("smoothing", self.smoothing), ("fail_smoothing", self.fail_smoothing)] {
             if !(v > 0.0 && v <= 1.0) {
                 return Err(NucleusError::Config(format!("{name} is {v}, must be in (0, 1]")));
             }
         }
-        if !(self.remote_lr.is_finite() && self.remote_lr >= 0.0)
-            || !(self.distill_weight.is_finite() && self.distill_weight >= 0.0)
-            || !(self.weight_decay.is_finite() && self.weight_decay >= 0.0)
-            || !(self.fail_penalty.is_finite() && self.fail_penalty >= 0.0)
+        let non_negative = |v: f64| v.is_finite() && v >= 0.0;
+        if !non_negative(self.remote_lr)
+            || !non_negative(self.distill_weight)
+            || !non_negative(self.weight_decay)
+            || !non_negative(f64::from(self.fail_penalty))
         {
             return Err(NucleusError::Config(
-                "remote_lr, distill_weight, weight_decay and fail_penalty must be finite and >= 0"
-                    .into(),
+                "remote_lr, distill_weight, weight_decay and fail_penalty must be finite and >= 0".into(),
             ));
         }
         Ok(())
@@ -256,10 +231,7 @@ impl Gate {
 fn init_vars(varmap: &VarMap, seed: u64) -> Result<(), NucleusError> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let normal = Normal::new(0f32, 0.02).map_err(|e| NucleusError::Config(e.to_string()))?;
-    let data = varmap
-        .data()
-        .lock()
-        .map_err(|_| NucleusError::Config("variable map lock poisoned".into()))?;
+    let data = varmap.data().lock().map_err(|_| NucleusError::Config("variable map lock poisoned".into()))?;
     let mut names: Vec<&String> = data.keys().collect();
     names.sort();
     for name in names {
@@ -297,6 +269,13 @@ pub struct Nucleus {
     fail_rate: Vec<f32>,
     steps: u64,
 }
+
+/// Responses accepted for the join, and the refused ones with their reason.
+type Accepted = (Vec<Joined>, Vec<(u16, FailReason)>);
+
+/// What ablation needs from an evaluation forward: inputs x, targets y, G(x), the gate
+/// weights and the joined peers.
+type EvalParts = (Tensor, Tensor, Tensor, Tensor, Vec<Joined>);
 
 /// A response accepted for the join.
 struct Joined {
@@ -405,12 +384,7 @@ impl Nucleus {
 
     /// f_i(x) as served to other peers: tokens `[batch, seq]` -> `[batch, seq, output_dim]`,
     /// row-major f32. The gate input is the student's dist(x), never a further network query.
-    pub fn serve_forward(
-        &self,
-        tokens: &[u8],
-        batch: usize,
-        seq: usize,
-    ) -> Result<Vec<f32>, NucleusError> {
+    pub fn serve_forward(&self, tokens: &[u8], batch: usize, seq: usize) -> Result<Vec<f32>, NucleusError> {
         self.check_tokens(tokens, batch, seq)?;
         let x = token_tensor(tokens, batch, seq, &self.device)?;
         let (rep, _) = self.offline_forward(&x)?;
@@ -440,15 +414,10 @@ impl Nucleus {
             )));
         }
         if !(weight.is_finite() && (0.0..=1.0).contains(&weight)) {
-            return Err(NucleusError::Config(format!(
-                "remote gradient weight {weight} must be in [0, 1]"
-            )));
+            return Err(NucleusError::Config(format!("remote gradient weight {weight} must be in [0, 1]")));
         }
         if let Some(i) = grads.iter().position(|g| !g.is_finite()) {
-            return Err(NucleusError::NonFinite(format!(
-                "remote gradient value {i} is {}",
-                grads[i]
-            )));
+            return Err(NucleusError::NonFinite(format!("remote gradient value {i} is {}", grads[i])));
         }
         let norm = grads.iter().map(|g| f64::from(*g).powi(2)).sum::<f64>().sqrt();
         let scale = clip_factor(norm, self.cfg.remote_grad_max_norm) * f64::from(weight);
@@ -512,19 +481,13 @@ impl Nucleus {
 
     fn standard_normal(&mut self, shape: candle_core::Shape) -> Result<Tensor, NucleusError> {
         let normal = Normal::new(0f32, 1.0).map_err(|e| NucleusError::Config(e.to_string()))?;
-        let v: Vec<f32> = (0..shape.elem_count())
-            .map(|_| normal.sample(&mut self.rng))
-            .collect();
+        let v: Vec<f32> = (0..shape.elem_count()).map(|_| normal.sample(&mut self.rng)).collect();
         Ok(Tensor::from_vec(v, shape, &self.device)?)
     }
 
     /// Validates the responses: accepted ones become variables (so their gradient can be read),
     /// the rest are reported with a reason.
-    fn accept(
-        &self,
-        batch: &Batch,
-        responses: &[(u16, Option<Vec<f32>>)],
-    ) -> Result<(Vec<Joined>, Vec<(u16, FailReason)>), NucleusError> {
+    fn accept(&self, batch: &Batch, responses: &[(u16, Option<Vec<f32>>)]) -> Result<Accepted, NucleusError> {
         let expected = batch.batch * batch.seq * self.cfg.model.output_dim;
         let shape = (batch.batch, batch.seq, self.cfg.model.output_dim);
         let clip = self.cfg.response_clip;
@@ -540,10 +503,7 @@ impl Nucleus {
             } else {
                 match resp {
                     None => Some(FailReason::NoResponse),
-                    Some(v) if v.len() != expected => Some(FailReason::WrongShape {
-                        expected,
-                        got: v.len(),
-                    }),
+                    Some(v) if v.len() != expected => Some(FailReason::WrongShape { expected, got: v.len() }),
                     Some(v) if v.iter().any(|x| !x.is_finite()) => Some(FailReason::NonFinite),
                     Some(_) => None,
                 }
@@ -553,10 +513,7 @@ impl Nucleus {
                 (Some(r), _) => failed.push((uid, r)),
                 (None, Some(v)) => {
                     let t = Tensor::from_slice(v, shape, &self.device)?.clamp(-clip, clip)?;
-                    joined.push(Joined {
-                        uid,
-                        var: Var::from_tensor(&t)?,
-                    });
+                    joined.push(Joined { uid, var: Var::from_tensor(&t)? });
                 }
                 (None, None) => failed.push((uid, FailReason::NoResponse)),
             }
@@ -683,9 +640,7 @@ impl Nucleus {
             let mean_gates = gates.mean(0)?.to_vec1::<f32>()?;
             let observed_joined: Vec<f32> = match self.cfg.scoring {
                 Scoring::Gating => mean_gates.clone(),
-                Scoring::PruningMask => {
-                    self.masked_increase(&x, &y, &g_x, &gates, &joined, loss_v)?
-                }
+                Scoring::PruningMask => self.masked_increase(&x, &y, &g_x, &gates, &joined, loss_v)?,
                 Scoring::PruningFisher => {
                     let bt = (b * t) as f32;
                     joined
@@ -699,12 +654,8 @@ impl Nucleus {
                                 let r = s * per_seq..(s + 1) * per_seq;
                                 // grad_fj = g_j ⊙ ∂L/∂G, so grad_fj·f_j = ∂L/∂G_b · g_j f_j;
                                 // times b·t undoes the mean over tokens to get ∂L_b.
-                                let d: f32 = grad[r.clone()]
-                                    .iter()
-                                    .zip(&f[r])
-                                    .map(|(g, v)| g * v)
-                                    .sum::<f32>()
-                                    * bt;
+                                let d: f32 =
+                                    grad[r.clone()].iter().zip(&f[r]).map(|(g, v)| g * v).sum::<f32>() * bt;
                                 sum += d * d;
                             }
                             Ok(sum / bt)
@@ -713,22 +664,15 @@ impl Nucleus {
                 }
             };
             self.optimise(&store)?;
-            let mut observed: Vec<(u16, f32)> = joined
-                .iter()
-                .zip(&observed_joined)
-                .map(|(p, o)| (p.uid, *o))
-                .collect();
+            let mut observed: Vec<(u16, f32)> =
+                joined.iter().zip(&observed_joined).map(|(p, o)| (p.uid, *o)).collect();
             observed.extend(failed.iter().map(|(u, _)| (*u, 0.0)));
             StepReport {
                 loss: loss_v,
                 distill_loss: distill_v,
                 mode: JoinMode::Gated(joined.len()),
                 grads,
-                gates: joined
-                    .iter()
-                    .zip(&mean_gates)
-                    .map(|(p, g)| (p.uid, *g))
-                    .collect(),
+                gates: joined.iter().zip(&mean_gates).map(|(p, g)| (p.uid, *g)).collect(),
                 observed,
                 failed: failed.clone(),
             }
@@ -741,9 +685,7 @@ impl Nucleus {
     fn optimise(&mut self, store: &candle_core::backprop::GradStore) -> Result<(), NucleusError> {
         let norm = grad_norm(store, &self.opt.vars)?;
         if !norm.is_finite() {
-            return Err(NucleusError::NonFinite(format!(
-                "gradient norm {norm}; step skipped"
-            )));
+            return Err(NucleusError::NonFinite(format!("gradient norm {norm}; step skipped")));
         }
         self.opt.step(store, clip_factor(norm, self.cfg.grad_clip))?;
         Ok(())
@@ -782,7 +724,7 @@ impl Nucleus {
         &self,
         batch: &Batch,
         responses: &[(u16, Option<Vec<f32>>)],
-    ) -> Result<(f32, Option<(Tensor, Tensor, Tensor, Tensor, Vec<Joined>)>), NucleusError> {
+    ) -> Result<(f32, Option<EvalParts>), NucleusError> {
         self.check_tokens(&batch.tokens, batch.batch, batch.seq)?;
         let x = token_tensor(&batch.tokens, batch.batch, batch.seq, &self.device)?;
         let y = token_tensor(&batch.targets, batch.batch, batch.seq, &self.device)?;
@@ -849,10 +791,7 @@ impl Nucleus {
         if !(sum > 0.0 && sum.is_finite()) {
             return Vec::new();
         }
-        raw.into_iter()
-            .filter(|(_, w)| *w > 0.0)
-            .map(|(u, w)| (u, w / sum))
-            .collect()
+        raw.into_iter().filter(|(_, w)| *w > 0.0).map(|(u, w)| (u, w / sum)).collect()
     }
 
     /// Raw smoothed score of a uid (before clipping and normalisation).
@@ -878,8 +817,7 @@ impl Nucleus {
             rng_seed: self.rng.get_seed(),
             rng_word_pos: self.rng.get_word_pos().to_string(),
         };
-        let json = serde_json::to_vec_pretty(&state)
-            .map_err(|e| NucleusError::Checkpoint(e.to_string()))?;
+        let json = serde_json::to_vec_pretty(&state).map_err(|e| NucleusError::Checkpoint(e.to_string()))?;
         let path = dir.join(STATE_FILE);
         // Written last and renamed into place: a crash mid-save leaves no state.json that
         // points at half-written tensors of a newer step.
@@ -902,27 +840,20 @@ impl Nucleus {
             )));
         }
         let slots = state.config.slots;
-        if state.scores.len() != slots || state.seen.len() != slots || state.fail_rate.len() != slots
-        {
-            return Err(NucleusError::Checkpoint(format!(
-                "score vectors do not have {slots} slots"
-            )));
+        if state.scores.len() != slots || state.seen.len() != slots || state.fail_rate.len() != slots {
+            return Err(NucleusError::Checkpoint(format!("score vectors do not have {slots} slots")));
         }
         let mut n = Nucleus::new(state.config)?;
         n.varmap.load(dir.join(MODEL_FILE))?;
         let opt_state = candle_core::safetensors::load(dir.join(OPT_FILE), &n.device)?;
-        n.opt
-            .load_state(&opt_state, state.opt_step)
-            .map_err(NucleusError::Checkpoint)?;
+        n.opt.load_state(&opt_state, state.opt_step).map_err(NucleusError::Checkpoint)?;
         n.steps = state.steps;
         n.scores = state.scores;
         n.seen = state.seen;
         n.fail_rate = state.fail_rate;
         n.rng = ChaCha8Rng::from_seed(state.rng_seed);
-        let pos: u128 = state
-            .rng_word_pos
-            .parse()
-            .map_err(|e| NucleusError::Checkpoint(format!("rng position: {e}")))?;
+        let pos: u128 =
+            state.rng_word_pos.parse().map_err(|e| NucleusError::Checkpoint(format!("rng position: {e}")))?;
         n.rng.set_word_pos(pos);
         Ok(n)
     }
@@ -944,8 +875,7 @@ impl Nucleus {
             model: self.cfg.model.clone(),
             student: self.cfg.student.clone(),
         };
-        let json = serde_json::to_vec_pretty(&meta)
-            .map_err(|e| NucleusError::Checkpoint(e.to_string()))?;
+        let json = serde_json::to_vec_pretty(&meta).map_err(|e| NucleusError::Checkpoint(e.to_string()))?;
         let path = dir.join(EXPORT_CONFIG);
         std::fs::write(&path, json).map_err(|e| io_err(&path, e))?;
         Ok(())
@@ -953,15 +883,9 @@ impl Nucleus {
 }
 
 fn named_vars(varmap: &VarMap, prefix: &str) -> Result<Vec<(String, Var)>, NucleusError> {
-    let data = varmap
-        .data()
-        .lock()
-        .map_err(|_| NucleusError::Config("variable map lock poisoned".into()))?;
-    let mut v: Vec<(String, Var)> = data
-        .iter()
-        .filter(|(k, _)| k.starts_with(prefix))
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
+    let data = varmap.data().lock().map_err(|_| NucleusError::Config("variable map lock poisoned".into()))?;
+    let mut v: Vec<(String, Var)> =
+        data.iter().filter(|(k, _)| k.starts_with(prefix)).map(|(k, v)| (k.clone(), v.clone())).collect();
     v.sort_by(|a, b| a.0.cmp(&b.0));
     Ok(v)
 }
@@ -990,12 +914,7 @@ impl Inference {
         let student = Encoder::new(&meta.student, vb.pp("student"))?;
         let mut varmap = varmap;
         varmap.load(dir.join(EXPORT_WEIGHTS))?;
-        Ok(Inference {
-            local,
-            student,
-            device,
-            model: meta.model,
-        })
+        Ok(Inference { local, student, device, model: meta.model })
     }
 
     fn logits(&self, tokens: &[u8]) -> Result<Tensor, NucleusError> {
@@ -1066,9 +985,81 @@ impl Inference {
 }
 
 fn argmax(v: &[f32]) -> usize {
-    v.iter()
-        .enumerate()
-        .max_by(|a, b| a.1.total_cmp(b.1))
-        .map(|(i, _)| i)
-        .unwrap_or(0)
+    v.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).map(|(i, _)| i).unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn batch(seed: u8) -> Batch {
+        let tokens: Vec<u8> = (0..64u8).map(|i| i.wrapping_mul(seed).wrapping_add(7)).collect();
+        let targets: Vec<u8> = tokens.iter().map(|t| t.wrapping_add(1)).collect();
+        Batch::new(tokens, targets, 2, 32).unwrap()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(24))]
+        #[test]
+        fn route_picks_at_most_k_distinct_known_candidates(
+            candidates in proptest::collection::vec(0u16..12, 0..20),
+            seed in 0u8..255,
+        ) {
+            let mut n = Nucleus::new(NucleusConfig::tiny(u64::from(seed))).unwrap();
+            let r = n.route(&batch(seed), &candidates);
+            let known: Vec<u16> = candidates.iter().copied().filter(|c| *c < 8).collect();
+            let mut distinct = known.clone();
+            distinct.sort();
+            distinct.dedup();
+            prop_assert_eq!(r.len(), distinct.len().min(2));
+            prop_assert!(r.iter().all(|u| known.contains(u)));
+            let mut d = r.clone();
+            d.sort();
+            d.dedup();
+            prop_assert_eq!(d.len(), r.len());
+        }
+
+        #[test]
+        fn weights_are_a_normalised_row(obs in proptest::collection::vec(-1f32..1.0, 1..8)) {
+            let mut n = Nucleus::new(NucleusConfig::tiny(0)).unwrap();
+            for (i, o) in obs.iter().enumerate() {
+                n.scores[i] = *o;
+                n.seen[i] = true;
+            }
+            let w = n.weights();
+            let sum: f32 = w.iter().map(|(_, w)| w).sum();
+            if obs.iter().any(|o| *o > 0.0) {
+                prop_assert!((sum - 1.0).abs() < 1e-5);
+                prop_assert!(w.iter().all(|(u, w)| *w > 0.0 && obs[usize::from(*u)] > 0.0));
+            } else {
+                prop_assert!(w.is_empty());
+            }
+        }
+    }
+
+    #[test]
+    fn bad_configs_are_refused() {
+        let mut c = NucleusConfig::tiny(0);
+        c.student.output_dim += 1;
+        assert!(matches!(Nucleus::new(c), Err(NucleusError::Config(_))));
+        let mut c = NucleusConfig::tiny(0);
+        c.model.heads = 3;
+        assert!(Nucleus::new(c).is_err());
+        let mut c = NucleusConfig::tiny(0);
+        c.smoothing = 0.0;
+        assert!(Nucleus::new(c).is_err());
+    }
+
+    #[test]
+    fn same_seed_same_model() {
+        let b = batch(3);
+        let a = Nucleus::new(NucleusConfig::tiny(4)).unwrap();
+        let c = Nucleus::new(NucleusConfig::tiny(4)).unwrap();
+        let d = Nucleus::new(NucleusConfig::tiny(5)).unwrap();
+        let out = |n: &Nucleus| n.serve_forward(&b.tokens, 2, 32).unwrap();
+        assert_eq!(out(&a), out(&c));
+        assert_ne!(out(&a), out(&d));
+        assert_eq!(out(&a).len(), 2 * 32 * 16);
+    }
 }

@@ -21,22 +21,10 @@ pub struct AdamW {
 impl AdamW {
     pub fn new(mut vars: Vec<(String, Var)>, lr: f64, weight_decay: f64) -> candle_core::Result<Self> {
         vars.sort_by(|a, b| a.0.cmp(&b.0));
-        let m = vars
-            .iter()
-            .map(|(_, v)| v.as_tensor().zeros_like())
-            .collect::<candle_core::Result<Vec<_>>>()?;
+        let m =
+            vars.iter().map(|(_, v)| v.as_tensor().zeros_like()).collect::<candle_core::Result<Vec<_>>>()?;
         let v = m.clone();
-        Ok(AdamW {
-            vars,
-            m,
-            v,
-            step: 0,
-            lr,
-            beta1: 0.9,
-            beta2: 0.999,
-            eps: 1e-8,
-            weight_decay,
-        })
+        Ok(AdamW { vars, m, v, step: 0, lr, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay })
     }
 
     /// One update from `grads`, each variable's gradient first multiplied by `grad_scale` (the

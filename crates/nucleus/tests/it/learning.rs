@@ -82,9 +82,7 @@ fn ablation_values_the_useful_peer() {
     let b = &food.batches(Split::HeldOut, c.batch, c.model.context, 1, 4).unwrap()[0];
     let mut rng = ChaCha8Rng::seed_from_u64(9);
     let len = b.batch * b.seq * c.model.output_dim;
-    let a = n
-        .ablation(b, &[(1, Some(respond(t, b))), (2, Some(noise(len, &mut rng))), (3, None)])
-        .unwrap();
+    let a = n.ablation(b, &[(1, Some(respond(t, b))), (2, Some(noise(len, &mut rng))), (3, None)]).unwrap();
     eprintln!("ablation {a:?}");
     let get = |u: u16| a.iter().find(|(x, _)| *x == u).unwrap().1;
     assert!(get(1) > 0.05, "{a:?}");
@@ -105,7 +103,7 @@ fn student_stands_in_and_training_goes_on_without_neighbours() {
     let student = |n: &Nucleus| held.iter().map(|b| n.student_loss(b).unwrap()).sum::<f32>() / 8.0;
     let gated = held_out(&n, &food, &[(1, t)], 8);
     let student_before = student(&n);
-    eprintln!("gated {gated:.3}, student {student_before:.3}");
+    eprintln!("gated {gated:.5}, student {student_before:.5}");
     assert!(student_before < gated + MARGIN_STUDENT, "{student_before} vs {gated}");
 
     let score_before = n.score(1).unwrap();

@@ -44,7 +44,7 @@ fn a_backward_from_a_neighbour_improves_its_service() {
     // the backward really carries A's loss to T (market paper §9 step 4).
     let food = Corpus::builtin("food").unwrap();
     let mut cfg = NucleusConfig::tiny(1);
-    cfg.remote_lr = 0.05;
+    cfg.remote_lr = 0.2;
     let mut t = Nucleus::new(cfg).unwrap();
     crate::train_alone(&mut t, &food, 100, 1);
     let mut a = Nucleus::new(NucleusConfig::tiny(4)).unwrap();
@@ -64,7 +64,7 @@ fn a_backward_from_a_neighbour_improves_its_service() {
     let mid = a_fixed.held_out_loss(b, &[(1, Some(respond(&t, b)))]).unwrap();
     t.apply_remote_gradient(&b.tokens, b.batch, b.seq, grad, 1.0).unwrap();
     let after = a_fixed.held_out_loss(b, &[(1, Some(respond(&t, b)))]).unwrap();
-    eprintln!("A's loss {before:.4}; after A's step {mid:.4}; after T applied A's gradient {after:.4}");
+    eprintln!("A's loss {before:.5}; after A's step {mid:.5}; after T applied A's gradient {after:.5}");
     assert!(after < mid, "{after} vs {mid}");
 }
 
