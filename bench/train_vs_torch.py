@@ -1,0 +1,145 @@
+#!/usr/bin/env python3
+"""Training throughput of Agora's local model f_i in Rust (candle) against the same
+architecture in PyTorch on the CPU, in the same run; prints tokens/s of both and the ratio.
+
+Same work on both sides: byte embedding + learned positions + a linear map of the (zero)
+joined peer input, `depth` pre-LN blocks (causal attention, 4x tanh-GELU MLP), final LN,
+projection to output_dim, byte head; mean cross-entropy, backward, global-norm clip 1.0,
+AdamW (lr 2e-3, no weight decay). Batches are random windows of the same built-in text.
+
+    pip install torch            # CPU wheel; or --index-url https://download.pytorch.org/whl/cpu
+    python3 bench/train_vs_torch.py [--steps 30] [--threads 2]
+
+Run from the repository root. The Rust side is
+`cargo run --release -p nucleus --example bench_train -- --json --steps N`.
+"""
+import argparse
+import json
+import math
+import os
+import subprocess
+import sys
+import time
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+class Block(nn.Module):
+    def __init__(self, dim, heads):
+        super().__init__()
+        self.heads = heads
+        self.ln1 = nn.LayerNorm(dim)
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.proj = nn.Linear(dim, dim)
+        self.ln2 = nn.LayerNorm(dim)
+        self.fc1 = nn.Linear(dim, 4 * dim)
+        self.fc2 = nn.Linear(4 * dim, dim)
+
+    def forward(self, x, mask):
+        b, t, d = x.shape
+        hd = d // self.heads
+        qkv = self.qkv(self.ln1(x)).view(b, t, 3, self.heads, hd).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv[0], qkv[1], qkv[2]
+        att = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(hd)) + mask[:t, :t]
+        att = att.softmax(dim=-1)
+        y = (att @ v).transpose(1, 2).reshape(b, t, d)
+        x = x + self.proj(y)
+        return x + self.fc2(F.gelu(self.fc1(self.ln2(x)), approximate="tanh"))
+
+
+class LocalModel(nn.Module):
+    def __init__(self, dim, depth, heads, context, output_dim, vocab=256):
+        super().__init__()
+        self.tok = nn.Embedding(vocab, dim)
+        self.pos = nn.Parameter(torch.randn(context, dim) * 0.02)
+        self.gate_in = nn.Linear(output_dim, dim)
+        self.blocks = nn.ModuleList([Block(dim, heads) for _ in range(depth)])
+        self.ln_f = nn.LayerNorm(dim)
+        self.rep = nn.Linear(dim, output_dim)
+        self.head = nn.Linear(output_dim, vocab)
+        mask = torch.triu(torch.full((context, context), -1e9), diagonal=1)
+        self.register_buffer("mask", mask)
+        for name, p in self.named_parameters():
+            if name.endswith("bias"):
+                nn.init.zeros_(p)
+            elif "ln" in name:
+                nn.init.ones_(p)
+            else:
+                nn.init.normal_(p, 0.0, 0.02)
+
+    def forward(self, tokens, joined):
+        t = tokens.shape[1]
+        x = self.tok(tokens) + self.pos[:t] + self.gate_in(joined)
+        for blk in self.blocks:
+            x = blk(x, self.mask)
+        rep = self.rep(self.ln_f(x))
+        return rep, self.head(rep)
+
+
+def torch_bench(cfg, steps, text):
+    torch.manual_seed(0)
+    m = LocalModel(cfg["dim"], cfg["depth"], cfg["heads"], cfg["context"], cfg["output_dim"])
+    opt = torch.optim.AdamW(m.parameters(), lr=2e-3, weight_decay=0.0)
+    b, t = cfg["batch"], cfg["context"]
+    data = torch.tensor(list(text), dtype=torch.long)
+    joined = torch.zeros(b, t, cfg["output_dim"])
+    g = torch.Generator().manual_seed(0)
+    losses = []
+    start = time.perf_counter()
+    for i in range(steps + 2):
+        if i == 2:
+            start = time.perf_counter()
+        idx = torch.randint(0, len(data) - t - 1, (b,), generator=g)
+        x = torch.stack([data[j:j + t] for j in idx])
+        y = torch.stack([data[j + 1:j + t + 1] for j in idx])
+        _, logits = m(x, joined)
+        loss = F.cross_entropy(logits.reshape(b * t, -1), y.reshape(b * t))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(m.parameters(), 1.0)
+        opt.step()
+        if i >= 2:
+            losses.append(loss.item())
+    secs = time.perf_counter() - start
+    params = sum(p.numel() for p in m.parameters())
+    return {"tokens_per_s": steps * b * t / secs, "seconds": secs, "parameters": params,
+            "first_loss": losses[0], "last_loss": losses[-1]}
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--steps", type=int, default=30)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--rust-json", help="use this bench_train --json output instead of running cargo")
+    args = ap.parse_args()
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+    if args.rust_json:
+        ours = json.loads(open(args.rust_json).read())
+    else:
+        cmd = ["cargo", "run", "--release", "-q", "-p", "nucleus", "--example", "bench_train",
+               "--", "--json", "--steps", str(args.steps)]
+        out = subprocess.run(cmd, cwd=root, check=True, capture_output=True, text=True)
+        ours = json.loads(out.stdout.strip().splitlines()[-1])
+
+    torch.set_num_threads(args.threads)
+    text = open(os.path.join(root, "crates/nucleus/data/food"), "rb").read()
+    theirs = torch_bench(ours, args.steps, text)
+    if theirs["parameters"] != ours["parameters"]:
+        print(f"warning: parameter counts differ: torch {theirs['parameters']}, "
+              f"candle {ours['parameters']}", file=sys.stderr)
+    shape = (f"dim {ours['dim']} depth {ours['depth']} heads {ours['heads']} "
+             f"context {ours['context']} batch {ours['batch']}, {ours['parameters']} parameters")
+    print(f"model: {shape}; {args.steps} timed steps; torch threads {args.threads}, "
+          f"torch {torch.__version__}")
+    print(f"candle (agora nucleus): {ours['tokens_per_s']:10.0f} tokens/s  "
+          f"loss {ours['first_loss']:.3f} -> {ours['last_loss']:.3f}")
+    print(f"pytorch:                {theirs['tokens_per_s']:10.0f} tokens/s  "
+          f"loss {theirs['first_loss']:.3f} -> {theirs['last_loss']:.3f}")
+    print(f"ratio candle/pytorch: {ours['tokens_per_s'] / theirs['tokens_per_s']:.2f}")
+
+
+if __name__ == "__main__":
+    main()

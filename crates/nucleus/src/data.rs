@@ -1,0 +1,287 @@
+//! A peer's dataset D_i: text loaded from fortune files (entries separated by lines holding just
+//! `%`, as in Debian's `fortunes` package), plain text files, or a directory of them; split into
+//! train and held-out parts deterministically; sampled as byte batches from a seed.
+
+use std::path::Path;
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use crate::NucleusError;
+
+/// Topic files shipped in `crates/nucleus/data/` (first ~32 KB of the same-named `fortunes`
+/// files, BSD licence, see `data/README.md`), for tests and machines without the package.
+pub const BUILTIN_TOPICS: [&str; 4] = ["computers", "food", "science", "startrek"];
+
+fn builtin_bytes(topic: &str) -> Option<&'static [u8]> {
+    match topic {
+        "computers" => Some(include_bytes!("../data/computers")),
+        "food" => Some(include_bytes!("../data/food")),
+        "science" => Some(include_bytes!("../data/science")),
+        "startrek" => Some(include_bytes!("../data/startrek")),
+        _ => None,
+    }
+}
+
+/// Every `HELD_OUT_EVERY`-th entry (by position in the source) is held out.
+pub const HELD_OUT_EVERY: usize = 10;
+
+/// Which part of a corpus to sample from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Split {
+    Train,
+    HeldOut,
+}
+
+/// A text corpus as bytes (the tokenizer is the identity on bytes: vocabulary 256, nothing to
+/// download). Entries are joined by a blank line.
+#[derive(Clone, Debug)]
+pub struct Corpus {
+    pub name: String,
+    pub train: Vec<u8>,
+    pub held_out: Vec<u8>,
+}
+
+/// Splits fortune-file text into entries: blocks separated by lines holding just `%`.
+pub fn fortune_entries(text: &str) -> Vec<String> {
+    let mut entries = Vec::new();
+    let mut current = String::new();
+    for line in text.lines() {
+        if line.trim_end() == "%" {
+            if !current.trim().is_empty() {
+                entries.push(std::mem::take(&mut current));
+            }
+            current.clear();
+        } else {
+            current.push_str(line);
+            current.push('\n');
+        }
+    }
+    if !current.trim().is_empty() {
+        entries.push(current);
+    }
+    entries
+}
+
+/// Splits plain text into entries at blank lines (paragraphs).
+pub fn paragraph_entries(text: &str) -> Vec<String> {
+    text.split("\n\n").map(str::trim).filter(|p| !p.is_empty()).map(|p| format!("{p}\n")).collect()
+}
+
+fn is_fortune_text(text: &str) -> bool {
+    text.lines().any(|l| l.trim_end() == "%")
+}
+
+impl Corpus {
+    /// Builds a corpus from entries: entry `i` is held out when `i % HELD_OUT_EVERY ==
+    /// HELD_OUT_EVERY - 1`, so the split depends only on the source order.
+    pub fn from_entries(name: &str, entries: &[String]) -> Result<Self, NucleusError> {
+        let mut train = Vec::new();
+        let mut held_out = Vec::new();
+        for (i, e) in entries.iter().enumerate() {
+            let part = if i % HELD_OUT_EVERY == HELD_OUT_EVERY - 1 { &mut held_out } else { &mut train };
+            part.extend_from_slice(e.as_bytes());
+            part.push(b'\n');
+        }
+        if train.is_empty() || held_out.is_empty() {
+            return Err(NucleusError::Data(format!(
+                "corpus {name}: {} entries, need at least {HELD_OUT_EVERY} to hold some out",
+                entries.len()
+            )));
+        }
+        Ok(Corpus { name: name.to_string(), train, held_out })
+    }
+
+    /// Parses text as fortune entries if it has `%` separator lines, else as paragraphs.
+    pub fn from_text(name: &str, text: &str) -> Result<Self, NucleusError> {
+        let entries = if is_fortune_text(text) { fortune_entries(text) } else { paragraph_entries(text) };
+        Self::from_entries(name, &entries)
+    }
+
+    /// One of [`BUILTIN_TOPICS`].
+    pub fn builtin(topic: &str) -> Result<Self, NucleusError> {
+        let bytes = builtin_bytes(topic).ok_or_else(|| {
+            NucleusError::Data(format!("no built-in topic {topic:?}; have {BUILTIN_TOPICS:?}"))
+        })?;
+        Self::from_text(topic, &String::from_utf8_lossy(bytes))
+    }
+
+    /// A fortune file, a plain text file, or a directory of them (files sorted by name; the
+    /// `.dat` and `.u8` index files of the fortunes package and hidden files are skipped).
+    pub fn from_path(path: &Path) -> Result<Self, NucleusError> {
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| path.display().to_string());
+        let io = |e: std::io::Error| NucleusError::Io(format!("{}: {e}", path.display()));
+        if path.is_dir() {
+            let mut files: Vec<_> = std::fs::read_dir(path)
+                .map_err(io)?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.is_file())
+                .filter(|p| {
+                    let n = p.file_name().map(|n| n.to_string_lossy().into_owned());
+                    let n = n.unwrap_or_default();
+                    !n.starts_with('.') && !n.ends_with(".dat") && !n.ends_with(".u8")
+                })
+                .collect();
+            files.sort();
+            let mut entries = Vec::new();
+            for f in files {
+                let text = std::fs::read(&f).map_err(io)?;
+                let text = String::from_utf8_lossy(&text);
+                if is_fortune_text(&text) {
+                    entries.extend(fortune_entries(&text));
+                } else {
+                    entries.extend(paragraph_entries(&text));
+                }
+            }
+            Self::from_entries(&name, &entries)
+        } else {
+            let text = std::fs::read(path).map_err(io)?;
+            Self::from_text(&name, &String::from_utf8_lossy(&text))
+        }
+    }
+
+    /// A topic from the installed `fortunes` package if present, else the built-in sample.
+    pub fn fortune_topic(topic: &str) -> Result<Self, NucleusError> {
+        let installed = Path::new("/usr/share/games/fortunes").join(topic);
+        if installed.is_file() {
+            Self::from_path(&installed)
+        } else {
+            Self::builtin(topic)
+        }
+    }
+
+    fn part(&self, split: Split) -> &[u8] {
+        match split {
+            Split::Train => &self.train,
+            Split::HeldOut => &self.held_out,
+        }
+    }
+
+    /// `batch` windows of `context + 1` bytes at uniformly random offsets drawn from `rng`.
+    pub fn sample(
+        &self,
+        split: Split,
+        batch: usize,
+        context: usize,
+        rng: &mut impl Rng,
+    ) -> Result<Batch, NucleusError> {
+        let text = self.part(split);
+        if text.len() < context + 2 {
+            return Err(NucleusError::Data(format!(
+                "corpus {} {split:?} part has {} bytes, need more than {}",
+                self.name,
+                text.len(),
+                context + 1
+            )));
+        }
+        let mut tokens = Vec::with_capacity(batch * context);
+        let mut targets = Vec::with_capacity(batch * context);
+        for _ in 0..batch {
+            let start = rng.gen_range(0..text.len() - context - 1);
+            tokens.extend_from_slice(&text[start..start + context]);
+            targets.extend_from_slice(&text[start + 1..start + context + 1]);
+        }
+        Batch::new(tokens, targets, batch, context)
+    }
+
+    /// A fixed list of batches: the same `seed` gives the same batches.
+    pub fn batches(
+        &self,
+        split: Split,
+        batch: usize,
+        context: usize,
+        count: usize,
+        seed: u64,
+    ) -> Result<Vec<Batch>, NucleusError> {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        (0..count).map(|_| self.sample(split, batch, context, &mut rng)).collect()
+    }
+}
+
+/// Input bytes `[batch, seq]` and their next-byte targets `[batch, seq]`, row-major.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Batch {
+    pub tokens: Vec<u8>,
+    pub targets: Vec<u8>,
+    pub batch: usize,
+    pub seq: usize,
+}
+
+impl Batch {
+    pub fn new(tokens: Vec<u8>, targets: Vec<u8>, batch: usize, seq: usize) -> Result<Self, NucleusError> {
+        if batch == 0 || seq == 0 || tokens.len() != batch * seq || targets.len() != batch * seq {
+            return Err(NucleusError::Shape(format!(
+                "batch of {batch}x{seq} needs {} tokens and targets, got {} and {}",
+                batch * seq,
+                tokens.len(),
+                targets.len()
+            )));
+        }
+        Ok(Batch { tokens, targets, batch, seq })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fortune_entries_split_on_percent_lines() {
+        let text = "one\nline two\n%\n%\nthree\n%\nfour";
+        let e = fortune_entries(text);
+        assert_eq!(e, vec!["one\nline two\n", "three\n", "four\n"]);
+    }
+
+    #[test]
+    fn builtin_topics_load_and_differ() {
+        for t in BUILTIN_TOPICS {
+            let c = Corpus::builtin(t).unwrap();
+            assert!(c.train.len() > 20_000, "{t}: {}", c.train.len());
+            assert!(c.held_out.len() > 1_000, "{t}: {}", c.held_out.len());
+            // Held-out entries are not in the training part.
+            let probe = &c.held_out[..40];
+            assert!(!c.train.windows(40).any(|w| w == probe), "{t}");
+        }
+        let a = Corpus::builtin("food").unwrap();
+        let b = Corpus::builtin("science").unwrap();
+        assert_ne!(a.train[..100], b.train[..100]);
+        assert!(Corpus::builtin("nope").is_err());
+    }
+
+    #[test]
+    fn sampling_is_seeded_and_targets_shift_by_one() {
+        let c = Corpus::builtin("food").unwrap();
+        let a = c.batches(Split::Train, 3, 16, 2, 7).unwrap();
+        let b = c.batches(Split::Train, 3, 16, 2, 7).unwrap();
+        let other = c.batches(Split::Train, 3, 16, 2, 8).unwrap();
+        assert_eq!(a, b);
+        assert_ne!(a, other);
+        let x = &a[0];
+        assert_eq!(x.tokens[1..16], x.targets[..15]);
+    }
+
+    #[test]
+    fn directory_loading_skips_index_files() {
+        let dir = std::env::temp_dir().join(format!("nucleus-data-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let entries: String = (0..30).map(|i| format!("entry number {i}\n%\n")).collect();
+        std::fs::write(dir.join("topic"), &entries).unwrap();
+        std::fs::write(dir.join("topic.dat"), [0u8, 1, 2, 255]).unwrap();
+        std::fs::write(dir.join("notes.txt"), "para one\n\npara two\n").unwrap();
+        let c = Corpus::from_path(&dir).unwrap();
+        let all = [c.train.clone(), c.held_out.clone()].concat();
+        assert!(!all.contains(&255));
+        assert!(String::from_utf8_lossy(&all).contains("para two"));
+        assert!(String::from_utf8_lossy(&c.held_out).contains("entry number 7\n")); // 2 paragraphs of notes.txt come first
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn short_batches_are_refused() {
+        assert!(Batch::new(vec![1, 2], vec![2, 3], 1, 3).is_err());
+        assert!(Batch::new(vec![], vec![], 0, 3).is_err());
+    }
+}

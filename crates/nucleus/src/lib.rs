@@ -1,0 +1,48 @@
+//! Agora's learning half (issue 5): the machine learning of one peer, with no networking.
+//!
+//! Owns, in the market paper's terms (seed 000):
+//! - the local model f_i over bytes and its dataset D_i ([`model`], [`data`]);
+//! - the sparsely gated join G(x) = Σ_j g_j(x)·f_j(x) of the peers' responses (eq. 9-10, §7),
+//!   with noisy top-k routing after Shazeer et al. 2017 ([`Nucleus::route`]);
+//! - the loss gradient with respect to each peer's response, to send back, and the bounded,
+//!   stake-weighted application of gradients other peers send us
+//!   ([`Nucleus::apply_remote_gradient`]);
+//! - the weight scores w_ij: the pruning score of eq. (3) (by masking or by its Fisher
+//!   quadratic form) or the gating importance (§7), smoothed and row-normalised;
+//! - the distillation student dist(x) trained with KL(dist(x), G(x)) (eq. 11, §8), which stands
+//!   in for the network when peers are down and runs fully offline ([`Inference`]);
+//! - checkpoints (safetensors + optimizer state) and the offline export.
+//!
+//! Assumes: the caller (the `peer` crate) does all networking, passes peers' responses as
+//! plain `f32` buffers of shape `[batch, seq, output_dim]` row-major, and maps uids to gate
+//! slots one-to-one (`uid < slots`). Every peer agrees on `output_dim` and the byte tokenizer.
+//! Runs on the CPU with candle; numbers are f32.
+
+pub mod bench;
+pub mod data;
+pub mod model;
+mod nucleus;
+pub mod optim;
+
+pub use data::{Batch, Corpus, Split, BUILTIN_TOPICS};
+pub use model::ModelConfig;
+pub use nucleus::{FailReason, Inference, JoinMode, Nucleus, NucleusConfig, Scoring, StepReport};
+
+/// Everything that can go wrong in the nucleus. Shape and value errors name what was expected.
+#[derive(Debug, thiserror::Error)]
+pub enum NucleusError {
+    #[error("configuration: {0}")]
+    Config(String),
+    #[error("shape: {0}")]
+    Shape(String),
+    #[error("non-finite value: {0}")]
+    NonFinite(String),
+    #[error("data: {0}")]
+    Data(String),
+    #[error("io: {0}")]
+    Io(String),
+    #[error("checkpoint: {0}")]
+    Checkpoint(String),
+    #[error("tensor: {0}")]
+    Tensor(#[from] candle_core::Error),
+}

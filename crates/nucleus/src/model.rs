@@ -1,0 +1,245 @@
+//! The transformers: the local model f_i (which reads its own bytes plus the joined peer
+//! representation G(x), eq. 9) and the distillation student dist(x) (which reads bytes only).
+//!
+//! Both are pre-LayerNorm GPT-style decoders over bytes with learned positions. The
+//! representation served to the network is a linear projection of the final hidden state to
+//! `output_dim`; f_i's next-byte logits are read from that representation, so what a peer
+//! serves is exactly what carries its predictions.
+
+use candle_core::{DType, Device, Module, Tensor, D};
+use candle_nn::{Embedding, Linear, VarBuilder};
+use serde::{Deserialize, Serialize};
+
+use crate::NucleusError;
+
+/// Shape of one transformer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModelConfig {
+    /// Vocabulary: 256, one token per byte.
+    pub vocab: usize,
+    /// Hidden width.
+    pub dim: usize,
+    /// Number of transformer blocks.
+    pub depth: usize,
+    /// Attention heads; must divide `dim`.
+    pub heads: usize,
+    /// Longest sequence the model reads.
+    pub context: usize,
+    /// Width of the network-standard representation `[batch, seq, output_dim]` (market paper
+    /// §6); every peer must agree on it.
+    pub output_dim: usize,
+}
+
+impl Default for ModelConfig {
+    /// Trains at a few steps per second on 2 cores (batch 16, see `bench`).
+    fn default() -> Self {
+        ModelConfig { vocab: 256, dim: 128, depth: 2, heads: 4, context: 64, output_dim: 64 }
+    }
+}
+
+impl ModelConfig {
+    pub fn validate(&self, what: &str) -> Result<(), NucleusError> {
+        let bad = |m: String| Err(NucleusError::Config(format!("{what}: {m}")));
+        if self.vocab != 256 {
+            return bad(format!("vocab is {}, the byte tokenizer needs 256", self.vocab));
+        }
+        if self.dim == 0 || self.depth == 0 || self.context == 0 || self.output_dim == 0 {
+            return bad("dim, depth, context and output_dim must be positive".into());
+        }
+        if self.heads == 0 || !self.dim.is_multiple_of(self.heads) {
+            return bad(format!("heads {} must divide dim {}", self.heads, self.dim));
+        }
+        Ok(())
+    }
+}
+
+/// LayerNorm written from differentiable primitives: candle-nn's fused kernel has no backward.
+#[derive(Clone, Debug)]
+pub struct LayerNorm {
+    weight: Tensor,
+    bias: Tensor,
+}
+
+impl LayerNorm {
+    pub fn new(dim: usize, vb: VarBuilder) -> candle_core::Result<Self> {
+        Ok(LayerNorm {
+            weight: vb.get_with_hints(dim, "weight", candle_nn::Init::Const(1.0))?,
+            bias: vb.get_with_hints(dim, "bias", candle_nn::Init::Const(0.0))?,
+        })
+    }
+}
+
+impl Module for LayerNorm {
+    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let mean = x.mean_keepdim(D::Minus1)?;
+        let centred = x.broadcast_sub(&mean)?;
+        let var = centred.sqr()?.mean_keepdim(D::Minus1)?;
+        let normed = centred.broadcast_div(&(var + 1e-5)?.sqrt()?)?;
+        normed.broadcast_mul(&self.weight)?.broadcast_add(&self.bias)
+    }
+}
+
+/// One pre-LN block: causal self-attention then a 4x GELU MLP, each with a residual.
+#[derive(Clone, Debug)]
+struct Block {
+    ln1: LayerNorm,
+    qkv: Linear,
+    proj: Linear,
+    ln2: LayerNorm,
+    fc1: Linear,
+    fc2: Linear,
+    heads: usize,
+}
+
+impl Block {
+    fn new(dim: usize, heads: usize, vb: VarBuilder) -> candle_core::Result<Self> {
+        Ok(Block {
+            ln1: LayerNorm::new(dim, vb.pp("ln1"))?,
+            qkv: candle_nn::linear(dim, 3 * dim, vb.pp("qkv"))?,
+            proj: candle_nn::linear(dim, dim, vb.pp("proj"))?,
+            ln2: LayerNorm::new(dim, vb.pp("ln2"))?,
+            fc1: candle_nn::linear(dim, 4 * dim, vb.pp("fc1"))?,
+            fc2: candle_nn::linear(4 * dim, dim, vb.pp("fc2"))?,
+            heads,
+        })
+    }
+
+    /// x: [b, t, d]; mask: [t, t] with -1e9 above the diagonal.
+    fn forward(&self, x: &Tensor, mask: &Tensor) -> candle_core::Result<Tensor> {
+        let (b, t, d) = x.dims3()?;
+        let hd = d / self.heads;
+        let qkv = self.qkv.forward(&self.ln1.forward(x)?)?;
+        // [b, t, 3, h, hd] -> [3, b, h, t, hd]
+        let qkv = qkv.reshape((b, t, 3, self.heads, hd))?.permute((2, 0, 3, 1, 4))?;
+        let q = qkv.get(0)?.contiguous()?;
+        let k = qkv.get(1)?.contiguous()?;
+        let v = qkv.get(2)?.contiguous()?;
+        let scale = 1.0 / (hd as f64).sqrt();
+        // [b, h, t, t]
+        let att = (q.matmul(&k.t()?)? * scale)?.broadcast_add(mask)?;
+        let att = candle_nn::ops::softmax(&att, D::Minus1)?;
+        // [b, h, t, hd] -> [b, t, d]
+        let y = att.matmul(&v)?.transpose(1, 2)?.reshape((b, t, d))?;
+        let x = (x + self.proj.forward(&y)?)?;
+        let h = self.fc1.forward(&self.ln2.forward(&x)?)?.gelu()?;
+        x + self.fc2.forward(&h)?
+    }
+}
+
+/// Bytes -> hidden states -> representation `[b, t, output_dim]`; the trunk shared by f_i and
+/// the student.
+#[derive(Clone, Debug)]
+pub struct Encoder {
+    tok: Embedding,
+    pos: Tensor,
+    blocks: Vec<Block>,
+    ln_f: LayerNorm,
+    rep: Linear,
+    mask: Tensor,
+    pub cfg: ModelConfig,
+}
+
+pub(crate) fn causal_mask(t: usize, device: &Device) -> candle_core::Result<Tensor> {
+    let m: Vec<f32> = (0..t).flat_map(|i| (0..t).map(move |j| if j > i { -1e9 } else { 0.0 })).collect();
+    Tensor::from_vec(m, (t, t), device)
+}
+
+/// Bytes as a `[b, t]` u32 tensor.
+pub fn token_tensor(tokens: &[u8], b: usize, t: usize, device: &Device) -> candle_core::Result<Tensor> {
+    let ids: Vec<u32> = tokens.iter().map(|&x| u32::from(x)).collect();
+    Tensor::from_vec(ids, (b, t), device)
+}
+
+impl Encoder {
+    pub fn new(cfg: &ModelConfig, vb: VarBuilder) -> candle_core::Result<Self> {
+        let blocks = (0..cfg.depth)
+            .map(|i| Block::new(cfg.dim, cfg.heads, vb.pp(format!("blocks.{i}"))))
+            .collect::<candle_core::Result<Vec<_>>>()?;
+        Ok(Encoder {
+            tok: candle_nn::embedding(cfg.vocab, cfg.dim, vb.pp("tok"))?,
+            pos: vb.get((cfg.context, cfg.dim), "pos")?,
+            blocks,
+            ln_f: LayerNorm::new(cfg.dim, vb.pp("ln_f"))?,
+            rep: candle_nn::linear(cfg.dim, cfg.output_dim, vb.pp("rep"))?,
+            mask: causal_mask(cfg.context, vb.device())?,
+            cfg: cfg.clone(),
+        })
+    }
+
+    /// Token and position embeddings of `tokens` [b, t] u32 -> [b, t, dim].
+    pub fn embed(&self, tokens: &Tensor) -> candle_core::Result<Tensor> {
+        let (_, t) = tokens.dims2()?;
+        self.tok.forward(tokens)?.broadcast_add(&self.pos.narrow(0, 0, t)?)
+    }
+
+    /// From embedded input [b, t, dim] to the representation [b, t, output_dim].
+    pub fn forward_embedded(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let (_, t, _) = x.dims3()?;
+        let mask = if t == self.cfg.context {
+            self.mask.clone()
+        } else {
+            self.mask.narrow(0, 0, t)?.narrow(1, 0, t)?.contiguous()?
+        };
+        let mut h = x.clone();
+        for block in &self.blocks {
+            h = block.forward(&h, &mask)?;
+        }
+        self.rep.forward(&self.ln_f.forward(&h)?)
+    }
+
+    /// dist(x): bytes [b, t] -> representation [b, t, output_dim].
+    pub fn forward(&self, tokens: &Tensor) -> candle_core::Result<Tensor> {
+        self.forward_embedded(&self.embed(tokens)?)
+    }
+}
+
+/// The local model f_i of eq. (9): f_i(x, G(x)). The joined peer representation enters through
+/// a linear map added to the byte embeddings, so a peer with no useful neighbours still learns
+/// from its own bytes.
+#[derive(Clone, Debug)]
+pub struct LocalModel {
+    pub encoder: Encoder,
+    gate_in: Linear,
+    head: Linear,
+}
+
+impl LocalModel {
+    pub fn new(cfg: &ModelConfig, vb: VarBuilder) -> candle_core::Result<Self> {
+        Ok(LocalModel {
+            encoder: Encoder::new(cfg, vb.clone())?,
+            gate_in: candle_nn::linear(cfg.output_dim, cfg.dim, vb.pp("gate_in"))?,
+            head: candle_nn::linear(cfg.output_dim, cfg.vocab, vb.pp("head"))?,
+        })
+    }
+
+    /// tokens [b, t] u32, joined [b, t, output_dim] -> (representation [b, t, output_dim],
+    /// logits [b, t, vocab]).
+    pub fn forward(&self, tokens: &Tensor, joined: &Tensor) -> candle_core::Result<(Tensor, Tensor)> {
+        let x = self.encoder.embed(tokens)?.broadcast_add(&self.gate_in.forward(joined)?)?;
+        let rep = self.encoder.forward_embedded(&x)?;
+        let logits = self.head.forward(&rep)?;
+        Ok((rep, logits))
+    }
+}
+
+/// Mean next-byte cross-entropy (nats) of logits [b, t, vocab] against targets [b, t] u32.
+pub fn next_token_loss(logits: &Tensor, targets: &Tensor) -> candle_core::Result<Tensor> {
+    let (b, t, v) = logits.dims3()?;
+    candle_nn::loss::cross_entropy(&logits.reshape((b * t, v))?, &targets.reshape(b * t)?)
+}
+
+/// Mean over positions of KL(p_teacher || p_student) between two logit tensors [b, t, vocab];
+/// the teacher side is detached so only the student side learns (eq. 11).
+pub fn kl_to_teacher(student_logits: &Tensor, teacher_logits: &Tensor) -> candle_core::Result<Tensor> {
+    let (b, t, _) = student_logits.dims3()?;
+    let log_q = candle_nn::ops::log_softmax(student_logits, D::Minus1)?;
+    let log_p = candle_nn::ops::log_softmax(&teacher_logits.detach(), D::Minus1)?;
+    let p = log_p.exp()?;
+    let kl = (p * (log_p - log_q)?)?.sum_all()?;
+    kl / (b * t) as f64
+}
+
+/// A zero tensor [b, t, output_dim] (the joined input when a model runs without peers).
+pub fn zeros_rep(b: usize, t: usize, cfg: &ModelConfig, device: &Device) -> candle_core::Result<Tensor> {
+    Tensor::zeros((b, t, cfg.output_dim), DType::F32, device)
+}

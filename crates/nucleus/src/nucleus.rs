@@ -1,0 +1,1065 @@
+//! The nucleus: f_i, the gate G, the student, the scores, checkpoints and the offline export.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use candle_core::{DType, Device, Module, Tensor, Var, D};
+use candle_nn::{Embedding, Linear, VarBuilder, VarMap};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use rand_distr::{Distribution, Normal};
+use serde::{Deserialize, Serialize};
+
+use crate::data::Batch;
+use crate::model::{kl_to_teacher, next_token_loss, token_tensor, Encoder, LocalModel, ModelConfig};
+use crate::optim::{clip_factor, grad_norm, AdamW};
+use crate::NucleusError;
+
+/// How the weights w_ij are scored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Scoring {
+    /// Eq. (3) made empirical: the increase of the local loss when peer j's term g_j·f_j is
+    /// removed from G, measured on the batch by masking (one extra forward pass per peer).
+    PruningMask,
+    /// Eq. (3) as its quadratic form with the empirical Fisher information standing in for the
+    /// Hessian (the paper notes they coincide for cross-entropy): per sequence b,
+    /// (∂L_b/∂G_b · g_j f_j)², summed and divided by the token count. Free: it reuses the
+    /// gradients already computed for the backward to peers.
+    PruningFisher,
+    /// §7: the gate's own importance, the mean g_j(x) over the batch.
+    Gating,
+}
+
+/// Everything that shapes a nucleus. `Default` trains at a few steps per second on 2 cores.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct NucleusConfig {
+    /// The local model f_i.
+    pub model: ModelConfig,
+    /// The distillation student dist(x); must share `context` and `output_dim` with `model`.
+    pub student: ModelConfig,
+    /// Gate size: uids `0..slots` can be routed to (the subnetwork's max uids).
+    pub slots: usize,
+    /// Peers queried per batch (k of noisy top-k).
+    pub top_k: usize,
+    pub scoring: Scoring,
+    /// AdamW learning rate for f_i, the gate and the student.
+    pub lr: f64,
+    pub weight_decay: f64,
+    /// Global gradient-norm bound for our own steps and for steps from remote gradients.
+    pub grad_clip: f64,
+    /// L2 bound on a gradient another peer sends us, before the stake weighting.
+    pub remote_grad_max_norm: f64,
+    /// SGD rate for remote gradients: a remote step moves f_i's parameters by at most
+    /// `remote_lr · grad_clip` (times the sender's weight).
+    pub remote_lr: f64,
+    /// Responses are clamped to ±this before the join, so a peer serving huge values cannot
+    /// saturate f_i.
+    pub response_clip: f32,
+    /// Exponential smoothing rate of the scores (new = (1-a)·old + a·observed).
+    pub smoothing: f32,
+    /// Weight of the distillation loss relative to the next-byte loss.
+    pub distill_weight: f64,
+    /// Gate-logit penalty per unit of a peer's smoothed failure rate.
+    pub fail_penalty: f32,
+    /// Smoothing rate of the failure rate.
+    pub fail_smoothing: f32,
+    /// Training batch size (used by the bench and the examples; `train_step` takes any batch).
+    pub batch: usize,
+    pub seed: u64,
+}
+
+impl Default for NucleusConfig {
+    fn default() -> Self {
+        let model = ModelConfig::default();
+        NucleusConfig {
+            student: ModelConfig { dim: 64, depth: 1, heads: 2, ..model.clone() },
+            model,
+            slots: 64,
+            top_k: 3,
+            scoring: Scoring::PruningMask,
+            lr: 2e-3,
+            weight_decay: 0.0,
+            grad_clip: 1.0,
+            remote_grad_max_norm: 1.0,
+            remote_lr: 1e-3,
+            response_clip: 100.0,
+            smoothing: 0.1,
+            distill_weight: 1.0,
+            fail_penalty: 4.0,
+            fail_smoothing: 0.2,
+            batch: 16,
+            seed: 0,
+        }
+    }
+}
+
+impl NucleusConfig {
+    /// A tiny configuration for tests: trains in seconds in a debug build.
+    pub fn tiny(seed: u64) -> Self {
+        let model = ModelConfig { vocab: 256, dim: 32, depth: 1, heads: 2, context: 32, output_dim: 16 };
+        NucleusConfig {
+            student: ModelConfig { dim: 32, ..model.clone() },
+            model,
+            slots: 8,
+            top_k: 2,
+            lr: 1e-2,
+            batch: 8,
+            seed,
+            ..NucleusConfig::default()
+        }
+    }
+
+    pub fn validate(&self) -> Result<(), NucleusError> {
+        self.model.validate("model")?;
+        self.student.validate("student")?;
+        if self.student.context != self.model.context || self.student.output_dim != self.model.output_dim {
+            return Err(NucleusError::Config(format!(
+                "student context/output_dim {}/{} must equal the model's {}/{}",
+                self.student.context, self.student.output_dim, self.model.context, self.model.output_dim
+            )));
+        }
+        if self.slots == 0 || self.slots > usize::from(u16::MAX) + 1 || self.top_k == 0 {
+            return Err(NucleusError::Config(format!(
+                "slots {} must be in 1..=65536 and top_k {} positive",
+                self.slots, self.top_k
+            )));
+        }
+        let positive = [
+            ("lr", self.lr),
+            ("grad_clip", self.grad_clip),
+            ("remote_grad_max_norm", self.remote_grad_max_norm),
+            ("response_clip", f64::from(self.response_clip)),
+        ];
+        for (name, v) in positive {
+            if !(v.is_finite() && v > 0.0) {
+                return Err(NucleusError::Config(format!("{name} is {v}, must be > 0")));
+            }
+        }
+        for (name, v) in [("smoothing", self.smoothing), ("fail_smoothing", self.fail_smoothing)] {
+            if !(v > 0.0 && v <= 1.0) {
+                return Err(NucleusError::Config(format!("{name} is {v}, must be in (0, 1]")));
+            }
+        }
+        let non_negative = |v: f64| v.is_finite() && v >= 0.0;
+        if !non_negative(self.remote_lr)
+            || !non_negative(self.distill_weight)
+            || !non_negative(self.weight_decay)
+            || !non_negative(f64::from(self.fail_penalty))
+        {
+            return Err(NucleusError::Config(
+                "remote_lr, distill_weight, weight_decay and fail_penalty must be finite and >= 0".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Why a peer's response was not joined.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FailReason {
+    /// `None`: the peer timed out or failed.
+    NoResponse,
+    /// The buffer length is not `batch * seq * output_dim`.
+    WrongShape { expected: usize, got: usize },
+    /// The buffer holds NaN or ±Inf.
+    NonFinite,
+    /// `uid >= slots`.
+    UnknownUid,
+    /// The uid appeared earlier in the same call.
+    Duplicate,
+}
+
+/// What fed f_i in a step.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum JoinMode {
+    /// G(x) joined from this many peers.
+    Gated(usize),
+    /// No peer answered: the student dist(x) stood in (market paper Fig. 7, depth 1).
+    Student,
+}
+
+/// The outcome of one [`Nucleus::train_step`].
+#[derive(Clone, Debug)]
+pub struct StepReport {
+    /// Mean next-byte cross-entropy (nats) of f_i on the batch, before the update.
+    pub loss: f32,
+    /// KL(G-fed f_i || dist-fed f_i) + MSE(dist(x), G(x)); 0 in student mode.
+    pub distill_loss: f32,
+    pub mode: JoinMode,
+    /// For each joined uid, ∂loss/∂(its response), shape `[batch, seq, output_dim]` row-major:
+    /// what goes back to that peer in a wire `Backward`.
+    pub grads: Vec<(u16, Vec<f32>)>,
+    /// Mean gate weight g_j(x) over the batch per joined uid.
+    pub gates: Vec<(u16, f32)>,
+    /// This step's raw score per passed uid (0 for failures) before smoothing.
+    pub observed: Vec<(u16, f32)>,
+    pub failed: Vec<(u16, FailReason)>,
+}
+
+/// Noisy top-k gate (Shazeer et al. 2017, eq. 3-5): H(x) = x̄·W_g + ε·softplus(x̄·W_noise),
+/// with x̄ the mean byte embedding of the sequence; keep the top k, softmax over the kept.
+#[derive(Clone, Debug)]
+struct Gate {
+    emb: Embedding,
+    w_g: Linear,
+    w_noise: Linear,
+}
+
+impl Gate {
+    fn new(dim: usize, slots: usize, vb: VarBuilder) -> candle_core::Result<Self> {
+        Ok(Gate {
+            emb: candle_nn::embedding(256, dim, vb.pp("emb"))?,
+            w_g: candle_nn::linear_no_bias(dim, slots, vb.pp("w_g"))?,
+            w_noise: candle_nn::linear_no_bias(dim, slots, vb.pp("w_noise"))?,
+        })
+    }
+
+    /// tokens [b, t] -> (clean logits [b, slots], noise scale [b, slots]).
+    fn forward(&self, tokens: &Tensor) -> candle_core::Result<(Tensor, Tensor)> {
+        let xbar = self.emb.forward(tokens)?.mean(1)?;
+        let clean = self.w_g.forward(&xbar)?;
+        let raw = self.w_noise.forward(&xbar)?;
+        // softplus, stable: relu(x) + ln(1 + e^{-|x|})
+        let noise = (raw.relu()? + ((raw.abs()?.neg()?.exp()? + 1.0)?.log()?))?;
+        Ok((clean, noise))
+    }
+}
+
+/// Initialises every variable from `seed` (candle's CPU generator cannot be seeded):
+/// biases 0, LayerNorm gains 1, the gate's W_g and W_noise 0 (a balanced gate at start, as in
+/// Shazeer et al.), everything else N(0, 0.02²) as in GPT-2.
+fn init_vars(varmap: &VarMap, seed: u64) -> Result<(), NucleusError> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let normal = Normal::new(0f32, 0.02).map_err(|e| NucleusError::Config(e.to_string()))?;
+    let data = varmap.data().lock().map_err(|_| NucleusError::Config("variable map lock poisoned".into()))?;
+    let mut names: Vec<&String> = data.keys().collect();
+    names.sort();
+    for name in names {
+        let var = &data[name];
+        let t = var.as_tensor();
+        let leaf = name.rsplit('.').next().unwrap_or("");
+        let parent = name.rsplit('.').nth(1).unwrap_or("");
+        let value = if leaf == "bias" || name.starts_with("gate.w_") {
+            t.zeros_like()?
+        } else if parent.starts_with("ln") && leaf == "weight" {
+            t.ones_like()?
+        } else {
+            let v: Vec<f32> = (0..t.elem_count()).map(|_| normal.sample(&mut rng)).collect();
+            Tensor::from_vec(v, t.shape(), t.device())?
+        };
+        var.set(&value)?;
+    }
+    Ok(())
+}
+
+/// One peer's learning state.
+pub struct Nucleus {
+    cfg: NucleusConfig,
+    device: Device,
+    varmap: VarMap,
+    local: LocalModel,
+    student: Encoder,
+    gate: Gate,
+    opt: AdamW,
+    rng: ChaCha8Rng,
+    /// Smoothed score per slot, and whether the slot has been observed.
+    scores: Vec<f32>,
+    seen: Vec<bool>,
+    /// Smoothed failure rate per slot.
+    fail_rate: Vec<f32>,
+    steps: u64,
+}
+
+/// Responses accepted for the join, and the refused ones with their reason.
+type Accepted = (Vec<Joined>, Vec<(u16, FailReason)>);
+
+/// What ablation needs from an evaluation forward: inputs x, targets y, G(x), the gate
+/// weights and the joined peers.
+type EvalParts = (Tensor, Tensor, Tensor, Tensor, Vec<Joined>);
+
+/// A response accepted for the join.
+struct Joined {
+    uid: u16,
+    var: Var,
+}
+
+#[derive(Serialize, Deserialize)]
+struct CheckpointState {
+    version: u32,
+    config: NucleusConfig,
+    steps: u64,
+    opt_step: u64,
+    scores: Vec<f32>,
+    seen: Vec<bool>,
+    fail_rate: Vec<f32>,
+    rng_seed: [u8; 32],
+    rng_word_pos: String,
+}
+
+#[derive(Serialize, Deserialize)]
+struct ExportMeta {
+    version: u32,
+    model: ModelConfig,
+    student: ModelConfig,
+}
+
+const CHECKPOINT_VERSION: u32 = 1;
+const MODEL_FILE: &str = "model.safetensors";
+const OPT_FILE: &str = "optimizer.safetensors";
+const STATE_FILE: &str = "state.json";
+const EXPORT_WEIGHTS: &str = "offline.safetensors";
+const EXPORT_CONFIG: &str = "config.json";
+
+fn io_err(path: &Path, e: impl std::fmt::Display) -> NucleusError {
+    NucleusError::Io(format!("{}: {e}", path.display()))
+}
+
+impl Nucleus {
+    pub fn new(cfg: NucleusConfig) -> Result<Self, NucleusError> {
+        cfg.validate()?;
+        let device = Device::Cpu;
+        let varmap = VarMap::new();
+        let vb = VarBuilder::from_varmap(&varmap, DType::F32, &device);
+        let local = LocalModel::new(&cfg.model, vb.pp("local"))?;
+        let student = Encoder::new(&cfg.student, vb.pp("student"))?;
+        let gate = Gate::new(cfg.model.dim, cfg.slots, vb.pp("gate"))?;
+        init_vars(&varmap, cfg.seed)?;
+        let vars = named_vars(&varmap, "")?;
+        let opt = AdamW::new(vars, cfg.lr, cfg.weight_decay)?;
+        let rng = ChaCha8Rng::seed_from_u64(cfg.seed ^ 0x9e37_79b9_7f4a_7c15);
+        Ok(Nucleus {
+            scores: vec![0.0; cfg.slots],
+            seen: vec![false; cfg.slots],
+            fail_rate: vec![0.0; cfg.slots],
+            cfg,
+            device,
+            varmap,
+            local,
+            student,
+            gate,
+            opt,
+            rng,
+            steps: 0,
+        })
+    }
+
+    pub fn config(&self) -> &NucleusConfig {
+        &self.cfg
+    }
+
+    /// Optimisation steps taken so far.
+    pub fn steps(&self) -> u64 {
+        self.steps
+    }
+
+    /// Number of trainable parameters of f_i.
+    pub fn local_parameters(&self) -> usize {
+        named_vars(&self.varmap, "local.")
+            .map(|v| v.iter().map(|(_, v)| v.as_tensor().elem_count()).sum())
+            .unwrap_or(0)
+    }
+
+    fn check_tokens(&self, tokens: &[u8], batch: usize, seq: usize) -> Result<(), NucleusError> {
+        if batch == 0 || seq == 0 || seq > self.cfg.model.context {
+            return Err(NucleusError::Shape(format!(
+                "batch {batch} and seq {seq} must be positive, seq at most the context {}",
+                self.cfg.model.context
+            )));
+        }
+        if tokens.len() != batch * seq {
+            return Err(NucleusError::Shape(format!(
+                "{} tokens for a {batch}x{seq} batch, expected {}",
+                tokens.len(),
+                batch * seq
+            )));
+        }
+        Ok(())
+    }
+
+    /// f_i(x) with the student standing in for the peers (queries go to depth 1 only).
+    fn offline_forward(&self, x: &Tensor) -> candle_core::Result<(Tensor, Tensor)> {
+        let dist = self.student.forward(x)?.detach();
+        self.local.forward(x, &dist)
+    }
+
+    /// f_i(x) as served to other peers: tokens `[batch, seq]` -> `[batch, seq, output_dim]`,
+    /// row-major f32. The gate input is the student's dist(x), never a further network query.
+    pub fn serve_forward(&self, tokens: &[u8], batch: usize, seq: usize) -> Result<Vec<f32>, NucleusError> {
+        self.check_tokens(tokens, batch, seq)?;
+        let x = token_tensor(tokens, batch, seq, &self.device)?;
+        let (rep, _) = self.offline_forward(&x)?;
+        Ok(rep.flatten_all()?.to_vec1::<f32>()?)
+    }
+
+    /// Applies a gradient another peer sent for our served output on `tokens`: NaN/Inf is
+    /// refused, the gradient is clipped to `remote_grad_max_norm` and scaled by `weight` (the
+    /// sender's stake share in [0, 1]); the resulting parameter gradient of f_i is clipped to
+    /// `grad_clip` and applied by SGD at `remote_lr`. Returns the norm of the applied output
+    /// gradient (after clipping and weighting).
+    pub fn apply_remote_gradient(
+        &mut self,
+        tokens: &[u8],
+        batch: usize,
+        seq: usize,
+        grads: &[f32],
+        weight: f32,
+    ) -> Result<f32, NucleusError> {
+        self.check_tokens(tokens, batch, seq)?;
+        let expected = batch * seq * self.cfg.model.output_dim;
+        if grads.len() != expected {
+            return Err(NucleusError::Shape(format!(
+                "remote gradient has {} values, expected {batch}x{seq}x{} = {expected}",
+                grads.len(),
+                self.cfg.model.output_dim
+            )));
+        }
+        if !(weight.is_finite() && (0.0..=1.0).contains(&weight)) {
+            return Err(NucleusError::Config(format!("remote gradient weight {weight} must be in [0, 1]")));
+        }
+        if let Some(i) = grads.iter().position(|g| !g.is_finite()) {
+            return Err(NucleusError::NonFinite(format!("remote gradient value {i} is {}", grads[i])));
+        }
+        let norm = grads.iter().map(|g| f64::from(*g).powi(2)).sum::<f64>().sqrt();
+        let scale = clip_factor(norm, self.cfg.remote_grad_max_norm) * f64::from(weight);
+        let applied = norm * scale;
+        if applied == 0.0 || self.cfg.remote_lr == 0.0 {
+            return Ok(applied as f32);
+        }
+        let x = token_tensor(tokens, batch, seq, &self.device)?;
+        let (rep, _) = self.offline_forward(&x)?;
+        let g = Tensor::from_slice(grads, rep.shape(), &self.device)?;
+        // d(sum(rep * g))/d(rep) = g: the chain rule carries the peer's gradient into f_i.
+        let surrogate = (rep * (g * scale)?)?.sum_all()?;
+        let store = surrogate.backward()?;
+        let vars = named_vars(&self.varmap, "local.")?;
+        let clip = clip_factor(grad_norm(&store, &vars)?, self.cfg.grad_clip);
+        for (_, var) in &vars {
+            if let Some(pg) = store.get(var.as_tensor()) {
+                let step = (pg * (self.cfg.remote_lr * clip))?;
+                var.set(&(var.as_tensor() - step)?)?;
+            }
+        }
+        Ok(applied as f32)
+    }
+
+    /// Noisy top-k routing: which of `candidates` to query for this batch. Each candidate's
+    /// logit is the batch mean of H(x) (with fresh noise) minus `fail_penalty` times its
+    /// smoothed failure rate. Uids outside the gate and duplicates are dropped.
+    pub fn route(&mut self, batch: &Batch, candidates: &[u16]) -> Vec<u16> {
+        let mut uniq: Vec<u16> = Vec::new();
+        for &c in candidates {
+            if usize::from(c) < self.cfg.slots && !uniq.contains(&c) {
+                uniq.push(c);
+            }
+        }
+        let k = self.cfg.top_k;
+        let logits = match self.route_logits(batch) {
+            Ok(l) => l,
+            // The gate cannot fail on a valid batch; if it did, the least-failing peers are the
+            // best guess without it.
+            Err(_) => vec![0.0; self.cfg.slots],
+        };
+        let mut scored: Vec<(f32, u16)> = uniq
+            .into_iter()
+            .map(|u| {
+                let i = usize::from(u);
+                (logits[i] - self.cfg.fail_penalty * self.fail_rate[i], u)
+            })
+            .collect();
+        scored.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+        scored.into_iter().take(k).map(|(_, u)| u).collect()
+    }
+
+    fn route_logits(&mut self, batch: &Batch) -> Result<Vec<f32>, NucleusError> {
+        self.check_tokens(&batch.tokens, batch.batch, batch.seq)?;
+        let x = token_tensor(&batch.tokens, batch.batch, batch.seq, &self.device)?;
+        let (clean, noise) = self.gate.forward(&x)?;
+        let eps = self.standard_normal(clean.shape().clone())?;
+        let noisy = (clean + (noise * eps)?)?;
+        Ok(noisy.mean(0)?.to_vec1::<f32>()?)
+    }
+
+    fn standard_normal(&mut self, shape: candle_core::Shape) -> Result<Tensor, NucleusError> {
+        let normal = Normal::new(0f32, 1.0).map_err(|e| NucleusError::Config(e.to_string()))?;
+        let v: Vec<f32> = (0..shape.elem_count()).map(|_| normal.sample(&mut self.rng)).collect();
+        Ok(Tensor::from_vec(v, shape, &self.device)?)
+    }
+
+    /// Validates the responses: accepted ones become variables (so their gradient can be read),
+    /// the rest are reported with a reason.
+    fn accept(&self, batch: &Batch, responses: &[(u16, Option<Vec<f32>>)]) -> Result<Accepted, NucleusError> {
+        let expected = batch.batch * batch.seq * self.cfg.model.output_dim;
+        let shape = (batch.batch, batch.seq, self.cfg.model.output_dim);
+        let clip = self.cfg.response_clip;
+        let mut joined: Vec<Joined> = Vec::new();
+        let mut failed = Vec::new();
+        let mut seen = Vec::new();
+        for (uid, resp) in responses {
+            let uid = *uid;
+            let reason = if usize::from(uid) >= self.cfg.slots {
+                Some(FailReason::UnknownUid)
+            } else if seen.contains(&uid) {
+                Some(FailReason::Duplicate)
+            } else {
+                match resp {
+                    None => Some(FailReason::NoResponse),
+                    Some(v) if v.len() != expected => Some(FailReason::WrongShape { expected, got: v.len() }),
+                    Some(v) if v.iter().any(|x| !x.is_finite()) => Some(FailReason::NonFinite),
+                    Some(_) => None,
+                }
+            };
+            seen.push(uid);
+            match (reason, resp) {
+                (Some(r), _) => failed.push((uid, r)),
+                (None, Some(v)) => {
+                    let t = Tensor::from_slice(v, shape, &self.device)?.clamp(-clip, clip)?;
+                    joined.push(Joined { uid, var: Var::from_tensor(&t)? });
+                }
+                (None, None) => failed.push((uid, FailReason::NoResponse)),
+            }
+        }
+        Ok((joined, failed))
+    }
+
+    /// Gate weights [b, k] over the joined peers: softmax of their (noisy when training)
+    /// logits; the routing already kept the top k, failed peers are left out of the softmax
+    /// so they contribute zeros and the survivors share their weight.
+    fn gate_weights(
+        &self,
+        x: &Tensor,
+        joined: &[Joined],
+        eps: Option<Tensor>,
+    ) -> Result<Tensor, NucleusError> {
+        let (clean, noise) = self.gate.forward(x)?;
+        let logits = match eps {
+            Some(eps) => (clean + (noise * eps)?)?,
+            None => clean,
+        };
+        let idx: Vec<u32> = joined.iter().map(|j| u32::from(j.uid)).collect();
+        let idx = Tensor::from_vec(idx, joined.len(), &self.device)?;
+        let selected = logits.index_select(&idx, 1)?;
+        Ok(candle_nn::ops::softmax(&selected, D::Minus1)?)
+    }
+
+    /// G(x) = Σ_j g_j(x)·f_j(x) (eq. 10): [b, t, output_dim].
+    fn join(gates: &Tensor, joined: &[Joined]) -> candle_core::Result<Tensor> {
+        let b = gates.dim(0)?;
+        let mut g_x: Option<Tensor> = None;
+        for (j, peer) in joined.iter().enumerate() {
+            let g_j = gates.narrow(1, j, 1)?.reshape((b, 1, 1))?;
+            let term = peer.var.as_tensor().broadcast_mul(&g_j)?;
+            g_x = Some(match g_x {
+                None => term,
+                Some(acc) => (acc + term)?,
+            });
+        }
+        g_x.ok_or_else(|| candle_core::Error::Msg("join of no peers".into()))
+    }
+
+    /// Loss of f_i on the batch with peer `j`'s term removed from G, minus the full loss.
+    fn masked_increase(
+        &self,
+        x: &Tensor,
+        y: &Tensor,
+        g_x: &Tensor,
+        gates: &Tensor,
+        joined: &[Joined],
+        full_loss: f32,
+    ) -> Result<Vec<f32>, NucleusError> {
+        let b = gates.dim(0)?;
+        let mut out = Vec::with_capacity(joined.len());
+        for (j, peer) in joined.iter().enumerate() {
+            let g_j = gates.narrow(1, j, 1)?.reshape((b, 1, 1))?.detach();
+            let removed = (g_x.detach() - peer.var.as_tensor().detach().broadcast_mul(&g_j)?)?;
+            let (_, logits) = self.local.forward(x, &removed)?;
+            let loss = next_token_loss(&logits, y)?.to_scalar::<f32>()?;
+            out.push(loss - full_loss);
+        }
+        Ok(out)
+    }
+
+    /// One optimisation step of f_i, the gate and the student on `batch`.
+    ///
+    /// `responses`: for each queried uid, `Some(out)` with `out.len() == batch*seq*output_dim`,
+    /// or `None` if it failed or timed out. Invalid responses count as failures. When no
+    /// response is usable, the student stands in and only f_i learns this step.
+    pub fn train_step(
+        &mut self,
+        batch: &Batch,
+        responses: &[(u16, Option<Vec<f32>>)],
+    ) -> Result<StepReport, NucleusError> {
+        self.check_tokens(&batch.tokens, batch.batch, batch.seq)?;
+        let (b, t) = (batch.batch, batch.seq);
+        let x = token_tensor(&batch.tokens, b, t, &self.device)?;
+        let y = token_tensor(&batch.targets, b, t, &self.device)?;
+        let (joined, failed) = self.accept(batch, responses)?;
+
+        let report = if joined.is_empty() {
+            let (_, logits) = self.offline_forward(&x)?;
+            let loss = next_token_loss(&logits, &y)?;
+            let loss_v = loss.to_scalar::<f32>()?;
+            let store = loss.backward()?;
+            self.optimise(&store)?;
+            StepReport {
+                loss: loss_v,
+                distill_loss: 0.0,
+                mode: JoinMode::Student,
+                grads: Vec::new(),
+                gates: Vec::new(),
+                observed: Vec::new(),
+                failed: failed.clone(),
+            }
+        } else {
+            let eps = self.standard_normal((b, self.cfg.slots).into())?;
+            let gates = self.gate_weights(&x, &joined, Some(eps))?;
+            let g_x = Self::join(&gates, &joined)?;
+            let (_, logits) = self.local.forward(&x, &g_x)?;
+            let loss = next_token_loss(&logits, &y)?;
+            let loss_v = loss.to_scalar::<f32>()?;
+
+            // Eq. (11): the student learns to stand in for G. The KL term compares f_i's
+            // predictions fed by dist(x) and by G(x) (teacher side detached); the MSE term
+            // matches the representations directly, which steadies the early steps.
+            let dist = self.student.forward(&x)?;
+            let (_, logits_dist) = self.local.forward(&x, &dist)?;
+            let kl = kl_to_teacher(&logits_dist, &logits)?;
+            let mse = candle_nn::loss::mse(&dist, &g_x.detach())?;
+            let distill = (kl + mse)?;
+            let distill_v = distill.to_scalar::<f32>()?;
+            let total = (&loss + (distill * self.cfg.distill_weight)?)?;
+            let store = total.backward()?;
+
+            let mut grads = Vec::with_capacity(joined.len());
+            for peer in &joined {
+                let g = match store.get(peer.var.as_tensor()) {
+                    Some(g) => g.flatten_all()?.to_vec1::<f32>()?,
+                    None => vec![0.0; b * t * self.cfg.model.output_dim],
+                };
+                grads.push((peer.uid, g));
+            }
+            let mean_gates = gates.mean(0)?.to_vec1::<f32>()?;
+            let observed_joined: Vec<f32> = match self.cfg.scoring {
+                Scoring::Gating => mean_gates.clone(),
+                Scoring::PruningMask => self.masked_increase(&x, &y, &g_x, &gates, &joined, loss_v)?,
+                Scoring::PruningFisher => {
+                    let bt = (b * t) as f32;
+                    joined
+                        .iter()
+                        .zip(&grads)
+                        .map(|(peer, (_, grad))| {
+                            let f = peer.var.as_tensor().flatten_all()?.to_vec1::<f32>()?;
+                            let per_seq = t * self.cfg.model.output_dim;
+                            let mut sum = 0f32;
+                            for s in 0..b {
+                                let r = s * per_seq..(s + 1) * per_seq;
+                                // grad_fj = g_j ⊙ ∂L/∂G, so grad_fj·f_j = ∂L/∂G_b · g_j f_j;
+                                // times b·t undoes the mean over tokens to get ∂L_b.
+                                let d: f32 =
+                                    grad[r.clone()].iter().zip(&f[r]).map(|(g, v)| g * v).sum::<f32>() * bt;
+                                sum += d * d;
+                            }
+                            Ok(sum / bt)
+                        })
+                        .collect::<Result<Vec<f32>, NucleusError>>()?
+                }
+            };
+            self.optimise(&store)?;
+            let mut observed: Vec<(u16, f32)> =
+                joined.iter().zip(&observed_joined).map(|(p, o)| (p.uid, *o)).collect();
+            observed.extend(failed.iter().map(|(u, _)| (*u, 0.0)));
+            StepReport {
+                loss: loss_v,
+                distill_loss: distill_v,
+                mode: JoinMode::Gated(joined.len()),
+                grads,
+                gates: joined.iter().zip(&mean_gates).map(|(p, g)| (p.uid, *g)).collect(),
+                observed,
+                failed: failed.clone(),
+            }
+        };
+        self.update_scores(&report, &joined, &failed);
+        self.steps += 1;
+        Ok(report)
+    }
+
+    fn optimise(&mut self, store: &candle_core::backprop::GradStore) -> Result<(), NucleusError> {
+        let norm = grad_norm(store, &self.opt.vars)?;
+        if !norm.is_finite() {
+            return Err(NucleusError::NonFinite(format!("gradient norm {norm}; step skipped")));
+        }
+        self.opt.step(store, clip_factor(norm, self.cfg.grad_clip))?;
+        Ok(())
+    }
+
+    fn update_scores(&mut self, report: &StepReport, joined: &[Joined], failed: &[(u16, FailReason)]) {
+        let a = self.cfg.smoothing;
+        for (uid, obs) in &report.observed {
+            let i = usize::from(*uid);
+            if i < self.cfg.slots && obs.is_finite() {
+                self.scores[i] = (1.0 - a) * self.scores[i] + a * obs;
+                self.seen[i] = true;
+            }
+        }
+        let f = self.cfg.fail_smoothing;
+        for p in joined {
+            let i = usize::from(p.uid);
+            self.fail_rate[i] *= 1.0 - f;
+        }
+        for (uid, _) in failed {
+            let i = usize::from(*uid);
+            if i < self.cfg.slots {
+                self.fail_rate[i] = (1.0 - f) * self.fail_rate[i] + f;
+                // A failed peer earns nothing this step under every scorer.
+                if report.mode == JoinMode::Student {
+                    self.scores[i] *= 1.0 - a;
+                    self.seen[i] = true;
+                }
+            }
+        }
+    }
+
+    /// Evaluation forward (no noise, no update): the loss and, when peers answered, the pieces
+    /// to ablate them.
+    fn eval(
+        &self,
+        batch: &Batch,
+        responses: &[(u16, Option<Vec<f32>>)],
+    ) -> Result<(f32, Option<EvalParts>), NucleusError> {
+        self.check_tokens(&batch.tokens, batch.batch, batch.seq)?;
+        let x = token_tensor(&batch.tokens, batch.batch, batch.seq, &self.device)?;
+        let y = token_tensor(&batch.targets, batch.batch, batch.seq, &self.device)?;
+        let (joined, _) = self.accept(batch, responses)?;
+        if joined.is_empty() {
+            let (_, logits) = self.offline_forward(&x)?;
+            return Ok((next_token_loss(&logits, &y)?.to_scalar::<f32>()?, None));
+        }
+        let gates = self.gate_weights(&x, &joined, None)?;
+        let g_x = Self::join(&gates, &joined)?;
+        let (_, logits) = self.local.forward(&x, &g_x)?;
+        let loss = next_token_loss(&logits, &y)?.to_scalar::<f32>()?;
+        Ok((loss, Some((x, y, g_x, gates, joined))))
+    }
+
+    /// Mean next-byte loss (nats) on `batch` without updating anything: peers joined by the
+    /// clean gate, or the student standing in when no response is usable.
+    pub fn held_out_loss(
+        &self,
+        batch: &Batch,
+        responses: &[(u16, Option<Vec<f32>>)],
+    ) -> Result<f32, NucleusError> {
+        Ok(self.eval(batch, responses)?.0)
+    }
+
+    /// Held-out loss of f_i fed by the student only (the offline model), whatever peers exist.
+    pub fn student_loss(&self, batch: &Batch) -> Result<f32, NucleusError> {
+        self.check_tokens(&batch.tokens, batch.batch, batch.seq)?;
+        let x = token_tensor(&batch.tokens, batch.batch, batch.seq, &self.device)?;
+        let y = token_tensor(&batch.targets, batch.batch, batch.seq, &self.device)?;
+        let (_, logits) = self.offline_forward(&x)?;
+        Ok(next_token_loss(&logits, &y)?.to_scalar::<f32>()?)
+    }
+
+    /// Increase of the loss on `batch` when each usable uid's term is removed from G (eq. 2 made
+    /// empirical); failed uids get 0. Nothing is updated.
+    pub fn ablation(
+        &self,
+        batch: &Batch,
+        responses: &[(u16, Option<Vec<f32>>)],
+    ) -> Result<Vec<(u16, f32)>, NucleusError> {
+        let (loss, parts) = self.eval(batch, responses)?;
+        let mut out: Vec<(u16, f32)> = Vec::new();
+        if let Some((x, y, g_x, gates, joined)) = parts {
+            let inc = self.masked_increase(&x, &y, &g_x, &gates, &joined, loss)?;
+            out.extend(joined.iter().map(|p| p.uid).zip(inc));
+        }
+        for (uid, _) in responses {
+            if !out.iter().any(|(u, _)| u == uid) {
+                out.push((*uid, 0.0));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Smoothed scores w_ij of every observed uid, negatives clipped to 0, normalised to sum to
+    /// 1 (empty when nothing scored above 0): ready for `set_weights`.
+    pub fn weights(&self) -> Vec<(u16, f32)> {
+        let raw: Vec<(u16, f32)> = (0..self.cfg.slots)
+            .filter(|&i| self.seen[i])
+            .map(|i| (i as u16, self.scores[i].max(0.0)))
+            .collect();
+        let sum: f32 = raw.iter().map(|(_, w)| w).sum();
+        if !(sum > 0.0 && sum.is_finite()) {
+            return Vec::new();
+        }
+        raw.into_iter().filter(|(_, w)| *w > 0.0).map(|(u, w)| (u, w / sum)).collect()
+    }
+
+    /// Raw smoothed score of a uid (before clipping and normalisation).
+    pub fn score(&self, uid: u16) -> Option<f32> {
+        let i = usize::from(uid);
+        (i < self.cfg.slots && self.seen[i]).then(|| self.scores[i])
+    }
+
+    /// Writes `dir/model.safetensors` (all variables), `dir/optimizer.safetensors` (AdamW
+    /// moments) and `dir/state.json` (config, step counts, scores, RNG position).
+    pub fn save_checkpoint(&self, dir: &Path) -> Result<(), NucleusError> {
+        std::fs::create_dir_all(dir).map_err(|e| io_err(dir, e))?;
+        self.varmap.save(dir.join(MODEL_FILE))?;
+        candle_core::safetensors::save(&self.opt.state(), dir.join(OPT_FILE))?;
+        let state = CheckpointState {
+            version: CHECKPOINT_VERSION,
+            config: self.cfg.clone(),
+            steps: self.steps,
+            opt_step: self.opt.step,
+            scores: self.scores.clone(),
+            seen: self.seen.clone(),
+            fail_rate: self.fail_rate.clone(),
+            rng_seed: self.rng.get_seed(),
+            rng_word_pos: self.rng.get_word_pos().to_string(),
+        };
+        let json = serde_json::to_vec_pretty(&state).map_err(|e| NucleusError::Checkpoint(e.to_string()))?;
+        let path = dir.join(STATE_FILE);
+        // Written last and renamed into place: a crash mid-save leaves no state.json that
+        // points at half-written tensors of a newer step.
+        let tmp = dir.join(format!("{STATE_FILE}.tmp"));
+        std::fs::write(&tmp, json).map_err(|e| io_err(&tmp, e))?;
+        std::fs::rename(&tmp, &path).map_err(|e| io_err(&path, e))?;
+        Ok(())
+    }
+
+    /// Resumes from a directory written by [`Nucleus::save_checkpoint`].
+    pub fn load_checkpoint(dir: &Path) -> Result<Self, NucleusError> {
+        let path = dir.join(STATE_FILE);
+        let json = std::fs::read(&path).map_err(|e| io_err(&path, e))?;
+        let state: CheckpointState =
+            serde_json::from_slice(&json).map_err(|e| NucleusError::Checkpoint(e.to_string()))?;
+        if state.version != CHECKPOINT_VERSION {
+            return Err(NucleusError::Checkpoint(format!(
+                "checkpoint version {}, this build reads {CHECKPOINT_VERSION}",
+                state.version
+            )));
+        }
+        let slots = state.config.slots;
+        if state.scores.len() != slots || state.seen.len() != slots || state.fail_rate.len() != slots {
+            return Err(NucleusError::Checkpoint(format!("score vectors do not have {slots} slots")));
+        }
+        let mut n = Nucleus::new(state.config)?;
+        n.varmap.load(dir.join(MODEL_FILE))?;
+        let opt_state = candle_core::safetensors::load(dir.join(OPT_FILE), &n.device)?;
+        n.opt.load_state(&opt_state, state.opt_step).map_err(NucleusError::Checkpoint)?;
+        n.steps = state.steps;
+        n.scores = state.scores;
+        n.seen = state.seen;
+        n.fail_rate = state.fail_rate;
+        n.rng = ChaCha8Rng::from_seed(state.rng_seed);
+        let pos: u128 =
+            state.rng_word_pos.parse().map_err(|e| NucleusError::Checkpoint(format!("rng position: {e}")))?;
+        n.rng.set_word_pos(pos);
+        Ok(n)
+    }
+
+    /// Writes the offline model to directory `dir`: `offline.safetensors` (f_i's and the
+    /// student's variables, `local.*` and `student.*`) and `config.json` (both shapes).
+    /// [`Inference::load`] runs it with no network.
+    pub fn export(&self, dir: &Path) -> Result<(), NucleusError> {
+        std::fs::create_dir_all(dir).map_err(|e| io_err(dir, e))?;
+        let mut tensors: HashMap<String, Tensor> = HashMap::new();
+        for prefix in ["local.", "student."] {
+            for (name, var) in named_vars(&self.varmap, prefix)? {
+                tensors.insert(name, var.as_tensor().clone());
+            }
+        }
+        candle_core::safetensors::save(&tensors, dir.join(EXPORT_WEIGHTS))?;
+        let meta = ExportMeta {
+            version: CHECKPOINT_VERSION,
+            model: self.cfg.model.clone(),
+            student: self.cfg.student.clone(),
+        };
+        let json = serde_json::to_vec_pretty(&meta).map_err(|e| NucleusError::Checkpoint(e.to_string()))?;
+        let path = dir.join(EXPORT_CONFIG);
+        std::fs::write(&path, json).map_err(|e| io_err(&path, e))?;
+        Ok(())
+    }
+}
+
+fn named_vars(varmap: &VarMap, prefix: &str) -> Result<Vec<(String, Var)>, NucleusError> {
+    let data = varmap.data().lock().map_err(|_| NucleusError::Config("variable map lock poisoned".into()))?;
+    let mut v: Vec<(String, Var)> =
+        data.iter().filter(|(k, _)| k.starts_with(prefix)).map(|(k, v)| (k.clone(), v.clone())).collect();
+    v.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(v)
+}
+
+/// The exported offline model: f_i fed by its student, no network (market paper §8).
+pub struct Inference {
+    local: LocalModel,
+    student: Encoder,
+    device: Device,
+    pub model: ModelConfig,
+}
+
+impl Inference {
+    /// Loads a directory written by [`Nucleus::export`].
+    pub fn load(dir: &Path) -> Result<Self, NucleusError> {
+        let path = dir.join(EXPORT_CONFIG);
+        let json = std::fs::read(&path).map_err(|e| io_err(&path, e))?;
+        let meta: ExportMeta =
+            serde_json::from_slice(&json).map_err(|e| NucleusError::Checkpoint(e.to_string()))?;
+        meta.model.validate("model")?;
+        meta.student.validate("student")?;
+        let device = Device::Cpu;
+        let varmap = VarMap::new();
+        let vb = VarBuilder::from_varmap(&varmap, DType::F32, &device);
+        let local = LocalModel::new(&meta.model, vb.pp("local"))?;
+        let student = Encoder::new(&meta.student, vb.pp("student"))?;
+        let mut varmap = varmap;
+        varmap.load(dir.join(EXPORT_WEIGHTS))?;
+        Ok(Inference { local, student, device, model: meta.model })
+    }
+
+    fn logits(&self, tokens: &[u8]) -> Result<Tensor, NucleusError> {
+        let x = token_tensor(tokens, 1, tokens.len(), &self.device)?;
+        let dist = self.student.forward(&x)?;
+        Ok(self.local.forward(&x, &dist)?.1)
+    }
+
+    /// Mean next-byte loss (nats) of `text`, over consecutive windows of the context length.
+    pub fn score(&self, text: &[u8]) -> Result<f32, NucleusError> {
+        if text.len() < 2 {
+            return Err(NucleusError::Data("need at least 2 bytes to score".into()));
+        }
+        let ctx = self.model.context;
+        let (mut total, mut count) = (0f64, 0usize);
+        let mut start = 0;
+        while start + 1 < text.len() {
+            let end = (start + ctx).min(text.len() - 1);
+            let x = &text[start..end];
+            let y = token_tensor(&text[start + 1..end + 1], 1, end - start, &self.device)?;
+            let loss = next_token_loss(&self.logits(x)?, &y)?.to_scalar::<f32>()?;
+            total += f64::from(loss) * (end - start) as f64;
+            count += end - start;
+            start = end;
+        }
+        Ok((total / count as f64) as f32)
+    }
+
+    /// Samples `n` bytes after `prompt` at `temperature` (0 = greedy), seeded.
+    pub fn generate(
+        &self,
+        prompt: &[u8],
+        n: usize,
+        temperature: f32,
+        seed: u64,
+    ) -> Result<Vec<u8>, NucleusError> {
+        use rand::Rng;
+        if prompt.is_empty() {
+            return Err(NucleusError::Data("empty prompt".into()));
+        }
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let mut text = prompt.to_vec();
+        for _ in 0..n {
+            let window = &text[text.len().saturating_sub(self.model.context)..];
+            let logits = self.logits(window)?;
+            let last = logits.get(0)?.get(window.len() - 1)?.to_vec1::<f32>()?;
+            let next = if temperature <= 0.0 {
+                argmax(&last)
+            } else {
+                let m = last.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                let p: Vec<f32> = last.iter().map(|l| ((l - m) / temperature).exp()).collect();
+                let total: f32 = p.iter().sum();
+                let mut r = rng.gen::<f32>() * total;
+                let mut pick = p.len() - 1;
+                for (i, w) in p.iter().enumerate() {
+                    if r < *w {
+                        pick = i;
+                        break;
+                    }
+                    r -= w;
+                }
+                pick
+            };
+            text.push(next as u8);
+        }
+        Ok(text.split_off(prompt.len()))
+    }
+}
+
+fn argmax(v: &[f32]) -> usize {
+    v.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).map(|(i, _)| i).unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn batch(seed: u8) -> Batch {
+        let tokens: Vec<u8> = (0..64u8).map(|i| i.wrapping_mul(seed).wrapping_add(7)).collect();
+        let targets: Vec<u8> = tokens.iter().map(|t| t.wrapping_add(1)).collect();
+        Batch::new(tokens, targets, 2, 32).unwrap()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(24))]
+        #[test]
+        fn route_picks_at_most_k_distinct_known_candidates(
+            candidates in proptest::collection::vec(0u16..12, 0..20),
+            seed in 0u8..255,
+        ) {
+            let mut n = Nucleus::new(NucleusConfig::tiny(u64::from(seed))).unwrap();
+            let r = n.route(&batch(seed), &candidates);
+            let known: Vec<u16> = candidates.iter().copied().filter(|c| *c < 8).collect();
+            let mut distinct = known.clone();
+            distinct.sort();
+            distinct.dedup();
+            prop_assert_eq!(r.len(), distinct.len().min(2));
+            prop_assert!(r.iter().all(|u| known.contains(u)));
+            let mut d = r.clone();
+            d.sort();
+            d.dedup();
+            prop_assert_eq!(d.len(), r.len());
+        }
+
+        #[test]
+        fn weights_are_a_normalised_row(obs in proptest::collection::vec(-1f32..1.0, 1..8)) {
+            let mut n = Nucleus::new(NucleusConfig::tiny(0)).unwrap();
+            for (i, o) in obs.iter().enumerate() {
+                n.scores[i] = *o;
+                n.seen[i] = true;
+            }
+            let w = n.weights();
+            let sum: f32 = w.iter().map(|(_, w)| w).sum();
+            if obs.iter().any(|o| *o > 0.0) {
+                prop_assert!((sum - 1.0).abs() < 1e-5);
+                prop_assert!(w.iter().all(|(u, w)| *w > 0.0 && obs[usize::from(*u)] > 0.0));
+            } else {
+                prop_assert!(w.is_empty());
+            }
+        }
+    }
+
+    #[test]
+    fn bad_configs_are_refused() {
+        let mut c = NucleusConfig::tiny(0);
+        c.student.output_dim += 1;
+        assert!(matches!(Nucleus::new(c), Err(NucleusError::Config(_))));
+        let mut c = NucleusConfig::tiny(0);
+        c.model.heads = 3;
+        assert!(Nucleus::new(c).is_err());
+        let mut c = NucleusConfig::tiny(0);
+        c.smoothing = 0.0;
+        assert!(Nucleus::new(c).is_err());
+    }
+
+    #[test]
+    fn same_seed_same_model() {
+        let b = batch(3);
+        let a = Nucleus::new(NucleusConfig::tiny(4)).unwrap();
+        let c = Nucleus::new(NucleusConfig::tiny(4)).unwrap();
+        let d = Nucleus::new(NucleusConfig::tiny(5)).unwrap();
+        let out = |n: &Nucleus| n.serve_forward(&b.tokens, 2, 32).unwrap();
+        assert_eq!(out(&a), out(&c));
+        assert_ne!(out(&a), out(&d));
+        assert_eq!(out(&a).len(), 2 * 32 * 16);
+    }
+}
