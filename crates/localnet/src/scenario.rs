@@ -133,12 +133,12 @@ impl Default for Scenario {
             peers: vec![
                 p("honest-computers", Role::Honest, ModelSize::Small, "computers", 1),
                 p("honest-science", Role::Honest, ModelSize::Medium, "science", 2),
-                p("honest-literature", Role::Honest, ModelSize::Small, "literature", 3),
+                p("honest-startrek", Role::Honest, ModelSize::Small, "startrek", 3),
                 dup,
                 p("noise", Role::Noise, ModelSize::Small, "computers", 5),
-                p("offline", Role::Offline, ModelSize::Small, "wisdom", 6),
-                p("cabal-a", Role::Cabal, ModelSize::Small, "people", 7),
-                p("cabal-b", Role::Cabal, ModelSize::Small, "people", 8),
+                p("offline", Role::Offline, ModelSize::Small, "food", 6),
+                p("cabal-a", Role::Cabal, ModelSize::Small, "food", 7),
+                p("cabal-b", Role::Cabal, ModelSize::Small, "food", 8),
             ],
         }
     }

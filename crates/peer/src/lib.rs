@@ -10,10 +10,17 @@
 //! gating layer need) and [`WeightSetter`] (scores -> a weight row the chain accepts, submitted
 //! every `interval` blocks; the localnet's cabal override).
 //!
+//! On that link sits the participant itself (`agora peer run`): [`run::run`] registers, serves
+//! the nucleus on a `wire` axon through [`serve::ModelHandler`] (f_i for Forward; bounded,
+//! stake-weighted gradients for Backward; the axon's stake-priority queue fed from each
+//! metagraph sync), and loops: sample a batch, route it to k peers with the dendrite, train,
+//! send each peer its gradient, set weights every few blocks, log a status row, checkpoint.
+//! [`preset`] holds the model sizes every peer of a network agrees on.
+//!
 //! It assumes the chain's rules are the ledger's: everything it checks locally (rate limit,
 //! row length, bounded change) is read from the chain's genesis, never hard-coded, and the
-//! ledger remains the judge. It knows nothing of tensors or models (the `wire` and `nucleus`
-//! crates), so the training loop plugs in through `Vec<(uid, score)>`. [`files`] defines what a
+//! ledger remains the judge. The maths of learning and scoring is the `nucleus` crate's; the
+//! tensor RPC is the `wire` crate's. [`files`] defines what a
 //! peer process leaves on disk for the localnet report (`status.csv`, `final.json`).
 
 mod chain;
@@ -21,7 +28,10 @@ pub mod files;
 mod local;
 mod metagraph;
 mod participant;
+pub mod preset;
 mod rpc;
+pub mod run;
+pub mod serve;
 mod weights;
 
 pub use chain::{Chain, ChainError};
@@ -30,8 +40,5 @@ pub use metagraph::{follow, MetagraphView};
 pub use participant::{applied, sign, transact, Participant, RateLimitPolicy, WeightsOutcome};
 pub use rpc::RpcChain;
 pub use weights::{StepError, WeightRowError, WeightSetter};
-pub mod preset;
-pub mod run;
-pub mod serve;
 
 pub use preset::{nucleus_preset, ModelSize};
