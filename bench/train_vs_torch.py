@@ -3,7 +3,7 @@
 architecture in PyTorch on the CPU, in the same run; prints tokens/s of both and the ratio.
 
 Same work on both sides: byte embedding + learned positions + a linear map of the (zero)
-joined peer input, `depth` pre-LN blocks (causal attention, 4x tanh-GELU MLP), final LN,
+joined peer input, `depth` pre-LN blocks (causal attention, 4x MLP with GELU as x*sigmoid(1.702x)), final LN,
 projection to output_dim, byte head; mean cross-entropy, backward, global-norm clip 1.0,
 AdamW (lr 2e-3, no weight decay). Batches are random windows of the same built-in text.
 
@@ -46,7 +46,8 @@ class Block(nn.Module):
         att = att.softmax(dim=-1)
         y = (att @ v).transpose(1, 2).reshape(b, t, d)
         x = x + self.proj(y)
-        return x + self.fc2(F.gelu(self.fc1(self.ln2(x)), approximate="tanh"))
+        h = self.fc1(self.ln2(x))
+        return x + self.fc2(h * torch.sigmoid(1.702 * h))
 
 
 class LocalModel(nn.Module):

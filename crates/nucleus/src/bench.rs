@@ -43,6 +43,8 @@ pub fn train_tokens_per_s(cfg: &NucleusConfig, steps: usize) -> Result<TrainBenc
     let varmap = VarMap::new();
     let vb = VarBuilder::from_varmap(&varmap, DType::F32, &device);
     let model = LocalModel::new(m, vb)?;
+    // The nucleus's own initialisation (GPT-2 style, seeded), as the PyTorch script uses.
+    crate::nucleus::init_vars(&varmap, cfg.seed)?;
     let vars: Vec<_> = {
         let data =
             varmap.data().lock().map_err(|_| NucleusError::Config("variable map lock poisoned".into()))?;

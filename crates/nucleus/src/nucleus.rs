@@ -228,7 +228,7 @@ impl Gate {
 /// Initialises every variable from `seed` (candle's CPU generator cannot be seeded):
 /// biases 0, LayerNorm gains 1, the gate's W_g and W_noise 0 (a balanced gate at start, as in
 /// Shazeer et al.), everything else N(0, 0.02²) as in GPT-2.
-fn init_vars(varmap: &VarMap, seed: u64) -> Result<(), NucleusError> {
+pub(crate) fn init_vars(varmap: &VarMap, seed: u64) -> Result<(), NucleusError> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let normal = Normal::new(0f32, 0.02).map_err(|e| NucleusError::Config(e.to_string()))?;
     let data = varmap.data().lock().map_err(|_| NucleusError::Config("variable map lock poisoned".into()))?;

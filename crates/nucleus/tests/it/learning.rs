@@ -43,6 +43,7 @@ fn useful_neighbour_lowers_held_out_loss() {
     eprintln!("held-out loss after {STEPS} steps: with neighbour {l_with:.3}, alone {l_alone:.3}");
     assert!(l_with + MARGIN_NEIGHBOUR < l_alone, "{l_with} vs {l_alone}");
 }
+/// Measured: 2.898 with the neighbour, 3.148 alone (tiny config, 120 steps, seeds fixed).
 const MARGIN_NEIGHBOUR: f32 = 0.1;
 
 #[test]
@@ -125,4 +126,5 @@ fn student_stands_in_and_training_goes_on_without_neighbours() {
         assert_eq!(r, vec![4, 5]);
     }
 }
-const MARGIN_STUDENT: f32 = 0.5;
+/// Measured: gated 2.8527, student 2.8520 (tiny config, 240 steps with the neighbour).
+const MARGIN_STUDENT: f32 = 0.1;

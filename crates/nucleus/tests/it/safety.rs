@@ -34,8 +34,9 @@ fn hostile_gradients_move_the_loss_by_less_than_the_bound() {
     eprintln!("held-out loss {before:.4} -> {after:.4} after 20 hostile gradients");
     assert!((after - before).abs() < HOSTILE_BOUND, "{before} -> {after}");
 }
-/// 20 worst-case steps of at most remote_lr·grad_clip = 1e-3 in parameter norm each.
-const HOSTILE_BOUND: f32 = 0.05;
+/// 20 worst-case steps of at most remote_lr·grad_clip = 1e-3 in parameter norm each; measured
+/// change 1e-4 (2.9923 -> 2.9924).
+const HOSTILE_BOUND: f32 = 0.01;
 
 #[test]
 fn a_backward_from_a_neighbour_improves_its_service() {
