@@ -241,6 +241,9 @@ impl PeerProcess {
         let err = log.try_clone().map_err(|e| LocalnetError::io(&log_path, e))?;
         let child = Command::new(agora)
             .args(&argv)
+            // Eight peers share the cores: candle's default pool (one spinning thread per
+            // core in every process) would make each of them several times slower.
+            .env("CANDLE_NUM_THREADS", "1")
             .stdin(Stdio::null())
             .stdout(Stdio::from(log))
             .stderr(Stdio::from(err))
