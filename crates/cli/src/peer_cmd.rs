@@ -20,7 +20,7 @@ pub struct PeerArgs {
 enum PeerCommand {
     /// Join a chain as a peer: register (proof of work) if needed, serve the model on an axon,
     /// train on the dataset with the neighbours the gate picks, score them and set weights
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Write a peer's student and local model (safetensors + config) for `agora infer`
     Export {
         /// The peer's checkpoint directory (`OUT/checkpoint` of `agora peer run --out OUT`)
@@ -121,7 +121,7 @@ impl From<SizeArg> for ModelSize {
 
 pub fn run(args: PeerArgs) -> Result<()> {
     match args.command {
-        PeerCommand::Run(a) => run_peer(a),
+        PeerCommand::Run(a) => run_peer(*a),
         PeerCommand::Export { checkpoint, out } => {
             let n = Nucleus::load_checkpoint(&checkpoint)
                 .with_context(|| format!("loading the checkpoint in {}", checkpoint.display()))?;
@@ -135,11 +135,7 @@ pub fn run(args: PeerArgs) -> Result<()> {
 /// A dataset flag: an existing path, else a fortunes topic.
 pub fn load_corpus(dataset: &str) -> Result<Corpus> {
     let path = Path::new(dataset);
-    let corpus = if path.exists() {
-        Corpus::from_path(path)
-    } else {
-        Corpus::fortune_topic(dataset)
-    };
+    let corpus = if path.exists() { Corpus::from_path(path) } else { Corpus::fortune_topic(dataset) };
     corpus.with_context(|| format!("dataset {dataset:?} (a path, or a fortunes topic)"))
 }
 
@@ -155,7 +151,9 @@ fn run_peer(a: RunArgs) -> Result<()> {
         RoleArg::Noise => Role::Noise,
         RoleArg::Cabal if a.cabal_uids.is_empty() => bail!("--role cabal needs --cabal-uids"),
         RoleArg::Cabal => Role::Cabal(a.cabal_uids.clone()),
-        RoleArg::Offline => Role::OfflineAt(a.offline_at_block.context("--role offline needs --offline-at-block")?),
+        RoleArg::Offline => {
+            Role::OfflineAt(a.offline_at_block.context("--role offline needs --offline-at-block")?)
+        }
     };
     if a.timeout <= 0.0 || !a.timeout.is_finite() || a.status_every <= 0.0 || !a.status_every.is_finite() {
         bail!("--timeout and --status-every must be positive seconds");
@@ -224,7 +222,8 @@ pub struct InferArgs {
 }
 
 pub fn infer(a: InferArgs) -> Result<()> {
-    let model = Inference::load(&a.model).with_context(|| format!("loading the model in {}", a.model.display()))?;
+    let model =
+        Inference::load(&a.model).with_context(|| format!("loading the model in {}", a.model.display()))?;
     if let Some(file) = a.score {
         let text = std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
         let loss = model.score(&text)?;

@@ -186,7 +186,9 @@ pub fn peer_argv(l: &PeerLaunch) -> Result<Vec<String>, LocalnetError> {
         Role::Honest | Role::Duplicate => vec!["honest".to_string()],
         Role::Noise => vec!["noise".to_string()],
         Role::Cabal => vec!["cabal".to_string()],
-        Role::Offline => vec!["offline".to_string(), "--offline-at-block".to_string(), l.offline_at_block.to_string()],
+        Role::Offline => {
+            vec!["offline".to_string(), "--offline-at-block".to_string(), l.offline_at_block.to_string()]
+        }
     };
     let mut argv: Vec<String> = vec![
         "peer".into(),

@@ -443,7 +443,9 @@ mod tests {
     fn true_values_sum_ablations_and_refuse_unknown_uids() {
         let f = |uid, pairs: &[(&str, f64)]| FinalReport {
             uid,
+            steps: 10,
             heldout_loss: 2.0,
+            student_loss: None,
             ablation: pairs.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
         };
         let v = true_values(&[f(0, &[("1", 0.5), ("2", 0.1)]), f(1, &[("0", 0.2), ("2", 0.3)])], 3).unwrap();
@@ -499,7 +501,13 @@ mod tests {
             let pd = peer_dir(&dir, peers[*uid].0);
             std::fs::create_dir_all(&pd).unwrap();
             let map: BTreeMap<String, f64> = ab.iter().map(|(k, v)| (k.to_string(), *v)).collect();
-            let f = FinalReport { uid: *uid as u16, heldout_loss: 3.0, ablation: map };
+            let f = FinalReport {
+                uid: *uid as u16,
+                steps: 10,
+                heldout_loss: 3.0,
+                student_loss: Some(3.1),
+                ablation: map,
+            };
             std::fs::write(pd.join("final.json"), serde_json::to_string(&f).unwrap()).unwrap();
             std::fs::write(
                 pd.join("status.csv"),

@@ -1,7 +1,7 @@
 //! The model presets a peer can run. Every preset speaks the same network-standard output
 //! width and context, so peers of different sizes can join each other's gates.
 
-use nucleus::{ModelConfig, NucleusConfig};
+use nucleus::{ModelConfig, NucleusConfig, Scoring};
 
 /// Width of the representation every peer serves (`[batch, seq, OUTPUT_DIM]`).
 pub const OUTPUT_DIM: usize = 32;
@@ -35,6 +35,10 @@ pub fn nucleus_preset(size: ModelSize, seed: u64) -> NucleusConfig {
         student,
         slots: SLOTS,
         top_k: 3,
+        // The gate's own running scores are only a guide here: the weights a peer submits come
+        // from its scoring rounds (masking over every neighbour, see `run`), so the cheap Fisher
+        // form saves one forward pass per neighbour per step.
+        scoring: Scoring::PruningFisher,
         batch: if size == ModelSize::Tiny { 8 } else { 16 },
         seed,
         ..NucleusConfig::default()

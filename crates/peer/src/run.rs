@@ -31,7 +31,8 @@ pub enum Role {
     Honest,
     /// Serves noise (and trains and scores as usual): a worthless peer.
     Noise,
-    /// Puts all its weight on these uids, whatever their value.
+    /// Serves noise and puts all its weight on these uids (its fellow colluders), whatever
+    /// their value: the papers' dishonest minority that tries to pay itself.
     Cabal(Vec<u16>),
     /// Honest until the chain reaches this block, then leaves without a word.
     OfflineAt(u64),
@@ -96,6 +97,8 @@ pub enum Ending {
 }
 
 const HELD_OUT_BATCHES: usize = 4;
+/// Weight of a scoring round's measurement in the smoothed score of a neighbour.
+const SCORE_SMOOTHING: f32 = 0.3;
 
 /// Runs the peer until `shutdown` resolves, `max_steps` is reached or its role takes it
 /// offline. Logs one status line per `status_every` on stdout.
@@ -121,17 +124,28 @@ pub async fn run(cfg: RunConfig, shutdown: impl Future<Output = ()>) -> Result<E
     let stakes = StakeTable::new();
     let total_stake = Arc::new(AtomicU64::new(0));
     refresh_stakes(&view, &stakes, &total_stake);
-    let serving = if cfg.role == Role::Noise { Serving::Noise } else { Serving::Model };
-    let handler = ModelHandler::new(nucleus.clone(), serving, total_stake.clone(), cfg.nucleus.seed ^ 0x6e6f6973);
+    let serving = match cfg.role {
+        Role::Noise | Role::Cabal(_) => Serving::Noise,
+        Role::Honest | Role::OfflineAt(_) => Serving::Model,
+    };
+    let handler =
+        ModelHandler::new(nucleus.clone(), serving, total_stake.clone(), cfg.nucleus.seed ^ 0x6e6f6973);
     let axon_config = AxonConfig {
         addr: cfg.axon_addr,
         // Long enough to wait out one training step of ours, which holds the model.
         deadline: cfg.timeout.max(Duration::from_secs(5)),
         ..AxonConfig::default()
     };
-    let axon = wire::axon::serve(axon_config, cfg.hotkey.clone(), Arc::new(handler), Arc::new(stakes.clone())).await?;
+    let axon =
+        wire::axon::serve(axon_config, cfg.hotkey.clone(), Arc::new(handler), Arc::new(stakes.clone()))
+            .await?;
     let addr = axon.local_addr();
-    let endpoint = Endpoint { ip: addr.ip().into(), port: addr.port(), protocol: Protocol::Grpc, modality: EndpointModality::Text };
+    let endpoint = Endpoint {
+        ip: addr.ip().into(),
+        port: addr.port(),
+        protocol: Protocol::Grpc,
+        modality: EndpointModality::Text,
+    };
     participant.serve(endpoint).await?;
     println!("axon serving on {addr}");
 
@@ -140,12 +154,20 @@ pub async fn run(cfg: RunConfig, shutdown: impl Future<Output = ()>) -> Result<E
         Role::Cabal(uids) => WeightSetter::new(cfg.weights_interval).with_cabal(uids.clone()),
         _ => WeightSetter::new(cfg.weights_interval),
     };
-    let held_out = cfg.corpus.batches(Split::HeldOut, batch_size, context, HELD_OUT_BATCHES, cfg.nucleus.seed ^ 0x68656c64)?;
+    let held_out = cfg.corpus.batches(
+        Split::HeldOut,
+        batch_size,
+        context,
+        HELD_OUT_BATCHES,
+        cfg.nucleus.seed ^ 0x68656c64,
+    )?;
     let mut rng = ChaCha8Rng::seed_from_u64(cfg.nucleus.seed);
     let mut status = StatusWriter::create(&cfg.out)?;
     let started = Instant::now();
     let mut last_status = Instant::now();
     let mut steps = 0u64;
+    let mut rounds = 0u64;
+    let mut scores = BTreeMap::<u16, f32>::new();
 
     tokio::pin!(shutdown);
     let ending = loop {
@@ -171,16 +193,36 @@ pub async fn run(cfg: RunConfig, shutdown: impl Future<Output = ()>) -> Result<E
         let answering = step.answering;
 
         if setter.due(head) {
-            let scores = read(&nucleus).weights();
+            // A scoring round over every serving neighbour, not only the k the gate routes to,
+            // so every honest peer has an opinion of every peer and the stake majority can agree.
+            let batch = &held_out[(rounds as usize) % held_out.len()];
+            rounds += 1;
+            let (_, ablation) = evaluate_with(
+                &nucleus,
+                &dendrite,
+                &view,
+                uid,
+                std::slice::from_ref(batch),
+                cfg.timeout,
+                Routing::All,
+            )
+            .await?;
+            for (u, delta) in ablation {
+                let s = scores.entry(u).or_insert(delta);
+                *s = (1.0 - SCORE_SMOOTHING) * *s + SCORE_SMOOTHING * delta;
+            }
+            let scores: Vec<(u16, f32)> = scores.iter().map(|(&u, &s)| (u, s)).collect();
             match setter.step(&participant, &scores).await {
-                Ok(Some(WeightsOutcome::Applied { height })) => println!("weights set in block {height}: {} peers", scores.len()),
+                Ok(Some(WeightsOutcome::Applied { height })) => {
+                    println!("weights set in block {height}: {} peers", scores.len())
+                }
                 Ok(_) => {}
                 // No score above zero yet (nobody answered) is normal at the start.
                 Err(StepError::Row(e)) => eprintln!("weights not set: {e}"),
                 Err(StepError::Chain(e)) => eprintln!("weights not set: {e}"),
             }
         }
-        if steps % cfg.checkpoint_every.max(1) == 0 {
+        if steps.is_multiple_of(cfg.checkpoint_every.max(1)) {
             read(&nucleus).save_checkpoint(&checkpoint)?;
         }
         if last_status.elapsed() >= cfg.status_every {
@@ -232,7 +274,10 @@ pub async fn run(cfg: RunConfig, shutdown: impl Future<Output = ()>) -> Result<E
     read(&nucleus).save_checkpoint(&checkpoint)?;
     let path = report.write(&cfg.out)?;
     axon.shutdown().await?;
-    println!("final held-out loss {heldout_loss:.4} (student alone {student_loss:.4}); wrote {}", path.display());
+    println!(
+        "final held-out loss {heldout_loss:.4} (student alone {student_loss:.4}); wrote {}",
+        path.display()
+    );
     Ok(Ending::Finished(report))
 }
 
@@ -251,7 +296,9 @@ fn candidates(view: &MetagraphView, me: u16, slots: usize) -> BTreeMap<u16, Targ
     view.serving()
         .into_iter()
         .filter(|(uid, _, _)| *uid != me && usize::from(*uid) < slots)
-        .map(|(uid, hotkey, e)| (uid, Target { hotkey: hotkey.0, addr: SocketAddr::new(e.ip.into(), e.port) }))
+        .map(|(uid, hotkey, e)| {
+            (uid, Target { hotkey: hotkey.0, addr: SocketAddr::new(e.ip.into(), e.port) })
+        })
         .collect()
 }
 
@@ -269,23 +316,39 @@ fn text_tensor(batch: &Batch) -> OwnedTensor {
     }
 }
 
-/// Routes `batch` to k peers and returns what each answered (`None` for a failure).
+/// Which neighbours a batch goes to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Routing {
+    /// The k the gate picks (noisy top-k): training and the status line.
+    Gate,
+    /// Every serving neighbour: scoring rounds.
+    All,
+}
+
+/// Sends `batch` to the neighbours `routing` picks and returns what each answered (`None` for
+/// a failure).
 async fn query(
     nucleus: &RwLock<Nucleus>,
     dendrite: &Dendrite,
     targets: &BTreeMap<u16, Target>,
     batch: &Batch,
     timeout: Duration,
+    routing: Routing,
 ) -> (Vec<(u16, Option<Vec<f32>>)>, Vec<Target>, OwnedTensor) {
     let uids: Vec<u16> = targets.keys().copied().collect();
-    let chosen = nucleus.write().unwrap_or_else(|e| e.into_inner()).route(batch, &uids);
+    let chosen = match routing {
+        Routing::Gate => nucleus.write().unwrap_or_else(|e| e.into_inner()).route(batch, &uids),
+        Routing::All => uids,
+    };
     let chosen_targets: Vec<Target> = chosen.iter().filter_map(|u| targets.get(u).copied()).collect();
     let inputs = text_tensor(batch);
     let results = dendrite.forward(&chosen_targets, &inputs, timeout).await;
     let responses = chosen
         .iter()
         .zip(results)
-        .map(|(&uid, r)| (uid, r.tensor.filter(|_| r.code == wire::ReturnCode::Success).and_then(|t| as_f32(&t))))
+        .map(|(&uid, r)| {
+            (uid, r.tensor.filter(|_| r.code == wire::ReturnCode::Success).and_then(|t| as_f32(&t)))
+        })
         .collect();
     (responses, chosen_targets, inputs)
 }
@@ -305,7 +368,7 @@ async fn train_step(
 ) -> Result<StepOutcome, RunError> {
     let slots = read(nucleus).config().slots;
     let targets = candidates(view, me, slots);
-    let (responses, _, inputs) = query(nucleus, dendrite, &targets, &batch, timeout).await;
+    let (responses, _, inputs) = query(nucleus, dendrite, &targets, &batch, timeout, Routing::Gate).await;
     let answering = responses.iter().filter(|(_, r)| r.is_some()).count();
     let model = nucleus.clone();
     let report = tokio::task::spawn_blocking(move || {
@@ -321,7 +384,11 @@ async fn train_step(
         .iter()
         .filter_map(|(uid, g)| {
             let t = targets.get(uid)?;
-            let shape = [inputs.shape[0], inputs.shape[1], (g.len() as u64) / (inputs.shape[0] * inputs.shape[1]).max(1)];
+            let shape = [
+                inputs.shape[0],
+                inputs.shape[1],
+                (g.len() as u64) / (inputs.shape[0] * inputs.shape[1]).max(1),
+            ];
             Some((*t, OwnedTensor::from_f32(Modality::Tensor, &shape, g)))
         })
         .unzip();
@@ -342,12 +409,24 @@ async fn evaluate(
     batches: &[Batch],
     timeout: Duration,
 ) -> Result<(f32, BTreeMap<u16, f32>), RunError> {
+    evaluate_with(nucleus, dendrite, view, me, batches, timeout, Routing::Gate).await
+}
+
+async fn evaluate_with(
+    nucleus: &Arc<RwLock<Nucleus>>,
+    dendrite: &Dendrite,
+    view: &MetagraphView,
+    me: u16,
+    batches: &[Batch],
+    timeout: Duration,
+    routing: Routing,
+) -> Result<(f32, BTreeMap<u16, f32>), RunError> {
     let slots = read(nucleus).config().slots;
     let targets = candidates(view, me, slots);
     let mut loss = 0.0;
     let mut ablation = BTreeMap::<u16, f32>::new();
     for batch in batches {
-        let (responses, _, _) = query(nucleus, dendrite, &targets, batch, timeout).await;
+        let (responses, _, _) = query(nucleus, dendrite, &targets, batch, timeout, routing).await;
         let n = read(nucleus);
         loss += n.held_out_loss(batch, &responses)?;
         for (uid, delta) in n.ablation(batch, &responses)? {

@@ -31,7 +31,12 @@ pub struct ModelHandler {
 }
 
 impl ModelHandler {
-    pub fn new(nucleus: Arc<RwLock<Nucleus>>, serving: Serving, total_stake: Arc<AtomicU64>, seed: u64) -> Self {
+    pub fn new(
+        nucleus: Arc<RwLock<Nucleus>>,
+        serving: Serving,
+        total_stake: Arc<AtomicU64>,
+        seed: u64,
+    ) -> Self {
         let (output_dim, context) = {
             let n = read(&nucleus);
             (n.config().model.output_dim, n.config().model.context)
@@ -94,10 +99,14 @@ pub fn text_tokens(inputs: &TensorView<'_>) -> Result<(Vec<u8>, usize, usize), H
             .chunks_exact(8)
             .map(|c| {
                 let id = i64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
-                u8::try_from(id).map_err(|_| HandlerError::BadRequest(format!("token id {id} is not a byte (vocabulary 256)")))
+                u8::try_from(id).map_err(|_| {
+                    HandlerError::BadRequest(format!("token id {id} is not a byte (vocabulary 256)"))
+                })
             })
             .collect::<Result<Vec<u8>, _>>()?,
-        other => return Err(HandlerError::BadRequest(format!("TEXT tokens must be u8 or i64, got {other:?}"))),
+        other => {
+            return Err(HandlerError::BadRequest(format!("TEXT tokens must be u8 or i64, got {other:?}")))
+        }
     };
     Ok((tokens, batch as usize, seq as usize))
 }
@@ -202,7 +211,8 @@ mod tests {
         let (h, _) = handler(Serving::Model);
         let long = vec![b'a'; 1000];
         assert!(matches!(h.forward(&CALLER, &text(&[1, 1000], &long)), Err(HandlerError::BadRequest(_))));
-        let image = TensorView { dtype: DType::U8, modality: Modality::Image, shape: &[1, 1, 1, 1, 1], data: &[0] };
+        let image =
+            TensorView { dtype: DType::U8, modality: Modality::Image, shape: &[1, 1, 1, 1, 1], data: &[0] };
         assert!(matches!(h.forward(&CALLER, &image), Err(HandlerError::NotImplemented(_))));
     }
 
@@ -226,13 +236,26 @@ mod tests {
         let before = nucleus.read().unwrap().serve_forward(&tokens, 1, 8).expect("serve");
         let d = before.len() / 8;
         let grads: Vec<u8> = wire::tensor::f32s_to_le_bytes(&vec![0.5; before.len()]);
-        let g = TensorView { dtype: DType::F32, modality: Modality::Tensor, shape: &[1, 8, d as u64], data: &grads };
+        let g = TensorView {
+            dtype: DType::F32,
+            modality: Modality::Tensor,
+            shape: &[1, 8, d as u64],
+            data: &grads,
+        };
         let nobody = Caller { hotkey: [2; 32], stake: 0 };
         assert_eq!(h.backward(&nobody, &text(&[1, 8], &tokens), &g), Ok(None));
         assert_eq!(nucleus.read().unwrap().serve_forward(&tokens, 1, 8).expect("serve"), before);
         assert_eq!(h.backward(&CALLER, &text(&[1, 8], &tokens), &g), Ok(None));
         assert_ne!(nucleus.read().unwrap().serve_forward(&tokens, 1, 8).expect("serve"), before);
-        let wrong = TensorView { dtype: DType::F32, modality: Modality::Tensor, shape: &[1, 8, 1], data: &grads[..32] };
-        assert!(matches!(h.backward(&CALLER, &text(&[1, 8], &tokens), &wrong), Err(HandlerError::BadRequest(_))));
+        let wrong = TensorView {
+            dtype: DType::F32,
+            modality: Modality::Tensor,
+            shape: &[1, 8, 1],
+            data: &grads[..32],
+        };
+        assert!(matches!(
+            h.backward(&CALLER, &text(&[1, 8], &tokens), &wrong),
+            Err(HandlerError::BadRequest(_))
+        ));
     }
 }

@@ -3,6 +3,7 @@
 
 mod localnet;
 mod node;
+mod peer;
 mod peer_chain;
 mod sim;
 mod tx;
@@ -66,5 +67,9 @@ fn top_level_help_lists_only_real_subcommands() {
         .take_while(|l| l.starts_with("  "))
         .filter_map(|l| l.split_whitespace().next())
         .collect();
-    assert_eq!(commands, ["sim", "node", "wallet", "tx", "metagraph", "localnet", "peer", "infer", "bench", "help"], "{help}");
+    assert_eq!(
+        commands,
+        ["sim", "node", "wallet", "tx", "metagraph", "localnet", "peer", "infer", "bench", "help"],
+        "{help}"
+    );
 }
