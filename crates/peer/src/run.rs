@@ -69,6 +69,8 @@ pub struct RunConfig {
 /// Why a run stopped early.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
+    #[error("cannot reach the chain at {url}: {source}")]
+    Connect { url: String, source: ChainError },
     #[error("chain: {0}")]
     Chain(#[from] ChainError),
     #[error("model: {0}")]
@@ -104,7 +106,9 @@ const SCORE_SMOOTHING: f32 = 0.3;
 /// offline. Logs one status line per `status_every` on stdout.
 pub async fn run(cfg: RunConfig, shutdown: impl Future<Output = ()>) -> Result<Ending, RunError> {
     std::fs::create_dir_all(&cfg.out).map_err(io_err(&cfg.out))?;
-    let chain = RpcChain::connect(&cfg.chain).await?;
+    let chain = RpcChain::connect(&cfg.chain)
+        .await
+        .map_err(|source| RunError::Connect { url: cfg.chain.clone(), source })?;
     let participant = Participant::new(chain, cfg.hotkey.clone(), cfg.coldkey).await?;
     let uid = participant.register().await?;
     println!("registered as uid {uid} ({})", participant.hotkey());
