@@ -201,7 +201,7 @@ pub async fn run(cfg: RunConfig, shutdown: impl Future<Output = ()>) -> Result<E
             // so every honest peer has an opinion of every peer and the stake majority can agree.
             let batch = &held_out[(rounds as usize) % held_out.len()];
             rounds += 1;
-            let (_, ablation) = evaluate_with(
+            let (_, ablation) = evaluate(
                 &nucleus,
                 &dendrite,
                 &view,
@@ -231,7 +231,8 @@ pub async fn run(cfg: RunConfig, shutdown: impl Future<Output = ()>) -> Result<E
         }
         if last_status.elapsed() >= cfg.status_every {
             last_status = Instant::now();
-            let (heldout, _) = evaluate(&nucleus, &dendrite, &view, uid, &held_out[..1], cfg.timeout).await?;
+            let (heldout, _) =
+                evaluate(&nucleus, &dendrite, &view, uid, &held_out[..1], cfg.timeout, Routing::Gate).await?;
             let stake = view.stake(uid);
             let incentive = view.info().I.get(usize::from(uid)).copied().unwrap_or(0.0);
             println!(
@@ -259,7 +260,8 @@ pub async fn run(cfg: RunConfig, shutdown: impl Future<Output = ()>) -> Result<E
     }
 
     println!("shutting down: final evaluation on {} held-out batches", held_out.len());
-    let (heldout_loss, ablation) = evaluate(&nucleus, &dendrite, &view, uid, &held_out, cfg.timeout).await?;
+    let (heldout_loss, ablation) =
+        evaluate(&nucleus, &dendrite, &view, uid, &held_out, cfg.timeout, Routing::Gate).await?;
     let student_loss = {
         let n = read(&nucleus);
         let mut sum = 0.0;
@@ -403,20 +405,9 @@ async fn train_step(
     Ok(StepOutcome { loss: report.loss, answering })
 }
 
-/// Mean held-out loss over `batches` with the peers the gate picks, and the mean increase of
+/// Mean held-out loss over `batches` with the peers `routing` picks, and the mean increase of
 /// that loss when each peer is removed (eq. 2 made empirical).
 async fn evaluate(
-    nucleus: &Arc<RwLock<Nucleus>>,
-    dendrite: &Dendrite,
-    view: &MetagraphView,
-    me: u16,
-    batches: &[Batch],
-    timeout: Duration,
-) -> Result<(f32, BTreeMap<u16, f32>), RunError> {
-    evaluate_with(nucleus, dendrite, view, me, batches, timeout, Routing::Gate).await
-}
-
-async fn evaluate_with(
     nucleus: &Arc<RwLock<Nucleus>>,
     dendrite: &Dendrite,
     view: &MetagraphView,
