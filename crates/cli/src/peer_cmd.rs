@@ -100,6 +100,10 @@ struct RunArgs {
     /// Resume from OUT/checkpoint if it exists
     #[arg(long)]
     resume: bool,
+    /// Serve Prometheus metrics (requests, return codes and latency per neighbour, both as axon
+    /// and as dendrite) at http://ADDR/metrics
+    #[arg(long, value_name = "ADDR")]
+    metrics_addr: Option<SocketAddr>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -173,6 +177,7 @@ fn run_peer(a: RunArgs) -> Result<()> {
         timeout: Duration::from_secs_f64(a.timeout),
         max_steps: a.max_steps,
         resume: a.resume,
+        metrics_addr: a.metrics_addr,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let ending = runtime.block_on(peer::run::run(cfg, shutdown_signal()))?;

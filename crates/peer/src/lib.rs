@@ -27,6 +27,7 @@ mod chain;
 pub mod files;
 mod local;
 mod metagraph;
+pub mod metrics_http;
 mod participant;
 pub mod preset;
 mod rpc;

@@ -64,6 +64,8 @@ pub struct RunConfig {
     pub max_steps: Option<u64>,
     /// Resume from `out/checkpoint` when it exists.
     pub resume: bool,
+    /// Serve the axon's and the dendrite's metrics at `http://ADDR/metrics`.
+    pub metrics_addr: Option<SocketAddr>,
 }
 
 /// Why a run stopped early.
@@ -77,6 +79,8 @@ pub enum RunError {
     Nucleus(#[from] NucleusError),
     #[error("axon: {0}")]
     Axon(#[from] wire::AxonError),
+    #[error("cannot serve metrics on {addr}: {source}")]
+    Metrics { addr: SocketAddr, source: std::io::Error },
     #[error("{path}: {source}")]
     Io { path: PathBuf, source: std::io::Error },
     #[error(transparent)]
@@ -154,6 +158,17 @@ pub async fn run(cfg: RunConfig, shutdown: impl Future<Output = ()>) -> Result<E
     println!("axon serving on {addr}");
 
     let dendrite = Dendrite::new(cfg.hotkey.clone());
+    let _metrics = match cfg.metrics_addr {
+        Some(addr) => {
+            let (bound, task) =
+                crate::metrics_http::serve_metrics(addr, vec![axon.metrics(), dendrite.metrics()])
+                    .await
+                    .map_err(|source| RunError::Metrics { addr, source })?;
+            println!("metrics on http://{bound}/metrics");
+            Some(AbortOnDrop(task))
+        }
+        None => None,
+    };
     let mut setter = match &cfg.role {
         Role::Cabal(uids) => WeightSetter::new(cfg.weights_interval).with_cabal(uids.clone()),
         _ => WeightSetter::new(cfg.weights_interval),
@@ -285,6 +300,15 @@ pub async fn run(cfg: RunConfig, shutdown: impl Future<Output = ()>) -> Result<E
         path.display()
     );
     Ok(Ending::Finished(report))
+}
+
+/// Stops the metrics server when the run ends.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 fn read(nucleus: &RwLock<Nucleus>) -> std::sync::RwLockReadGuard<'_, Nucleus> {
