@@ -103,6 +103,8 @@ pub enum Ending {
 }
 
 const HELD_OUT_BATCHES: usize = 4;
+/// How long the axon keeps serving after the final report is written.
+const FINAL_LINGER: Duration = Duration::from_secs(8);
 /// Weight of a scoring round's measurement in the smoothed score of a neighbour.
 const SCORE_SMOOTHING: f32 = 0.3;
 
@@ -294,6 +296,10 @@ pub async fn run(cfg: RunConfig, shutdown: impl Future<Output = ()>) -> Result<E
     };
     read(&nucleus).save_checkpoint(&checkpoint)?;
     let path = report.write(&cfg.out)?;
+    // The other peers are usually shutting down at the same moment and querying us for their
+    // own final evaluation: keep answering a little longer, or we would look worthless to them.
+    println!("serving {} s more for the other peers' final evaluations", FINAL_LINGER.as_secs());
+    tokio::time::sleep(FINAL_LINGER).await;
     axon.shutdown().await?;
     println!(
         "final held-out loss {heldout_loss:.4} (student alone {student_loss:.4}); wrote {}",
