@@ -196,26 +196,30 @@ async fn run_async(opts: &RunOptions, stop: &AtomicBool) -> Result<RunOutcome, L
             h = chain.next_block(head) => h,
             _ = tokio::time::sleep(Duration::from_millis(250)) => continue,
         };
-        let next = match next {
-            Ok(h) => h,
+        match next {
+            Ok(_) => {}
             // Interrupted while waiting: stop cleanly below, whatever the node said.
             Err(_) if stop.load(Ordering::SeqCst) => {
                 interrupted = true;
                 break;
             }
             Err(e) => return Err(e.into()),
-        };
-        // Blocks produced while this loop was busy (a loaded machine): fetched at their own
-        // height, so every epoch's emission is seen. The node rebuilds a past metagraph by
-        // replay, so only short gaps are filled.
-        if head >= start && next.height > head + 1 && next.height - head <= MAX_GAP {
-            for h in head + 1..next.height {
-                let m = chain.client().metagraph(Some(h)).await.map_err(peer::ChainError::from)?;
-                sampler.write(&rows_of(&m, &names, t0.elapsed().as_secs_f64()))?;
+        }
+        // The newest metagraph, which may already be past the block waited for on a loaded machine. Blocks
+        // produced while this loop was busy are fetched at their own height, so every epoch's
+        // emission is seen; the node rebuilds a past metagraph by replay, so only short gaps
+        // are filled.
+        let m = chain.metagraph().await?;
+        if m.block <= head {
+            continue;
+        }
+        if m.block - head <= MAX_GAP {
+            for h in head + 1..m.block {
+                let past = chain.client().metagraph(Some(h)).await.map_err(peer::ChainError::from)?;
+                sampler.write(&rows_of(&past, &names, t0.elapsed().as_secs_f64()))?;
             }
         }
-        head = next.height;
-        let m = chain.metagraph().await?;
+        head = m.block;
         let rows = rows_of(&m, &names, t0.elapsed().as_secs_f64());
         sampler.write(&rows)?;
         view.update(
