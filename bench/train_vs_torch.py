@@ -26,6 +26,20 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 
+def standard_basis(vocab, width, seed=0x61676F72615F7631):
+    """nucleus::model::standard_basis: ±1 from the top bit of splitmix64(seed + i)."""
+    m = (1 << 64) - 1
+
+    def splitmix64(x):
+        z = (x + 0x9E3779B97F4A7C15) & m
+        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & m
+        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & m
+        return z ^ (z >> 31)
+
+    bits = [splitmix64((seed + i) & m) >> 63 for i in range(vocab * width)]
+    return torch.tensor(bits, dtype=torch.float32).reshape(vocab, width) * 2 - 1
+
+
 class Block(nn.Module):
     def __init__(self, dim, heads):
         super().__init__()
@@ -62,6 +76,7 @@ class LocalModel(nn.Module):
         self.head = nn.Linear(output_dim, vocab)
         mask = torch.triu(torch.full((context, context), -1e9), diagonal=1)
         self.register_buffer("mask", mask)
+        self.register_buffer("basis", standard_basis(vocab, output_dim))
         for name, p in self.named_parameters():
             if name.endswith("bias"):
                 nn.init.zeros_(p)
@@ -75,8 +90,12 @@ class LocalModel(nn.Module):
         x = self.tok(tokens) + self.pos[:t] + self.gate_in(joined)
         for blk in self.blocks:
             x = blk(x, self.mask)
-        rep = self.rep(self.ln_f(x))
-        return rep, self.head(rep)
+        hidden = self.rep(self.ln_f(x))
+        logits = self.head(hidden)
+        # What a peer serves: its next-byte distribution on the network's standard basis
+        # (nucleus::model::standard_basis; computed by the Rust model too, so timed here too).
+        rep = logits.softmax(dim=-1) @ self.basis
+        return rep, logits
 
 
 def torch_bench(cfg, steps, text):

@@ -73,13 +73,14 @@ fn print_outcome(o: &localnet::RunOutcome) {
     let s = &o.summary;
     let f = |x: Option<f64>| x.map_or("n/a".to_string(), |v| format!("{v:.4}"));
     println!(
-        "{}: blocks {}..={}, Spearman(I, value) {}, Spearman(R, value) {}, noise emission {}, cabal stake {} -> {}{}",
+        "{}: blocks {}..={}, Spearman(I, value) {}, Spearman(R, value) {}, noise emission {} (incentive {}), cabal stake {} -> {}{}",
         s.mechanism,
         s.first_block,
         s.last_block,
         f(s.spearman_incentive),
         f(s.spearman_rank),
         f(s.noise_emission_share),
+        f(s.noise_incentive_share),
         f(s.cabal_share_start),
         f(s.cabal_share_end),
         if o.interrupted { " (interrupted)" } else { "" }

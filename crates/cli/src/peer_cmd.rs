@@ -4,7 +4,7 @@
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand, ValueEnum};
 use nucleus::{Corpus, Inference, Nucleus, NucleusConfig};
-use peer::run::{Ending, Role, RunConfig};
+use peer::run::{Ending, PretrainConfig, Role, RunConfig};
 use peer::ModelSize;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -21,6 +21,9 @@ enum PeerCommand {
     /// Join a chain as a peer: register (proof of work) if needed, serve the model on an axon,
     /// train on the dataset with the neighbours the gate picks, score them and set weights
     Run(Box<RunArgs>),
+    /// Train a peer's model alone on its dataset, no chain needed, into OUT/checkpoint: then
+    /// `agora peer run --out OUT --resume` joins the network with it
+    Pretrain(PretrainArgs),
     /// Write a peer's student and local model (safetensors + config) for `agora infer`
     Export {
         /// The peer's checkpoint directory (`OUT/checkpoint` of `agora peer run --out OUT`)
@@ -97,6 +100,10 @@ struct RunArgs {
     /// Stop after this many training steps (default: run until Ctrl-C or SIGTERM)
     #[arg(long)]
     max_steps: Option<u64>,
+    /// Train alone on the dataset for this many steps before joining the network, so the model
+    /// served has something to offer (with --resume: only the steps the checkpoint lacks)
+    #[arg(long, default_value_t = 0)]
+    pretrain_steps: u64,
     /// Resume from OUT/checkpoint if it exists
     #[arg(long)]
     resume: bool,
@@ -104,6 +111,28 @@ struct RunArgs {
     /// and as dendrite) at http://ADDR/metrics
     #[arg(long, value_name = "ADDR")]
     metrics_addr: Option<SocketAddr>,
+}
+
+#[derive(Debug, Args)]
+struct PretrainArgs {
+    /// Training text, as for `agora peer run --dataset`
+    #[arg(long, value_name = "PATH|TOPIC")]
+    dataset: String,
+    /// Steps the model should have when done (a checkpoint already in OUT counts)
+    #[arg(long)]
+    steps: u64,
+    /// The peer's directory: the model goes to OUT/checkpoint
+    #[arg(long, value_name = "DIR", default_value = "./agora-peer")]
+    out: PathBuf,
+    /// Model preset
+    #[arg(long, value_enum, default_value_t = SizeArg::Small)]
+    model_size: SizeArg,
+    /// Seed of the model's initialisation and the data order
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Seconds between two progress lines
+    #[arg(long, default_value_t = 10.0)]
+    status_every: f64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -126,6 +155,7 @@ impl From<SizeArg> for ModelSize {
 pub fn run(args: PeerArgs) -> Result<()> {
     match args.command {
         PeerCommand::Run(a) => run_peer(*a),
+        PeerCommand::Pretrain(a) => pretrain(a),
         PeerCommand::Export { checkpoint, out } => {
             let n = Nucleus::load_checkpoint(&checkpoint)
                 .with_context(|| format!("loading the checkpoint in {}", checkpoint.display()))?;
@@ -134,6 +164,26 @@ pub fn run(args: PeerArgs) -> Result<()> {
             Ok(())
         }
     }
+}
+
+fn pretrain(a: PretrainArgs) -> Result<()> {
+    if a.status_every <= 0.0 || !a.status_every.is_finite() {
+        bail!("--status-every must be positive seconds");
+    }
+    let cfg = PretrainConfig {
+        nucleus: peer::nucleus_preset(a.model_size.into(), a.seed),
+        corpus: load_corpus(&a.dataset)?,
+        checkpoint: a.out.join("checkpoint"),
+        steps: a.steps,
+        status_every: Duration::from_secs_f64(a.status_every),
+    };
+    let checkpoint = cfg.checkpoint.clone();
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    match runtime.block_on(peer::run::pretrain_only(cfg, shutdown_signal()))? {
+        Some(steps) => println!("model at step {steps} in {}", checkpoint.display()),
+        None => println!("interrupted: the steps done so far are in {}", checkpoint.display()),
+    }
+    Ok(())
 }
 
 /// A dataset flag: an existing path, else a fortunes topic.
@@ -176,6 +226,7 @@ fn run_peer(a: RunArgs) -> Result<()> {
         checkpoint_every: a.checkpoint_every,
         timeout: Duration::from_secs_f64(a.timeout),
         max_steps: a.max_steps,
+        pretrain_steps: a.pretrain_steps,
         resume: a.resume,
         metrics_addr: a.metrics_addr,
     };
@@ -184,6 +235,7 @@ fn run_peer(a: RunArgs) -> Result<()> {
     match ending {
         Ending::Finished(r) => println!("done after {} steps: held-out loss {:.4}", r.steps, r.heldout_loss),
         Ending::WentOffline { block } => println!("offline since block {block}"),
+        Ending::Interrupted => println!("stopped before joining the network"),
     }
     Ok(())
 }

@@ -216,6 +216,11 @@ pub fn peer_argv(l: &PeerLaunch) -> Result<Vec<String>, LocalnetError> {
     if let Some(seed) = l.spec.seed {
         argv.extend(["--seed".into(), seed.to_string()]);
     }
+    if l.spec.pretrain_steps > 0 {
+        // The pretraining phase left the model in OUT/checkpoint; should it have failed, the
+        // peer pretrains by itself before joining.
+        argv.extend(["--pretrain-steps".into(), l.spec.pretrain_steps.to_string(), "--resume".into()]);
+    }
     argv.extend(["--weights-interval".into(), l.weights_interval.to_string()]);
     // A status row (one held-out evaluation) every few seconds: the report's loss curves.
     argv.extend(["--status-every".into(), "3".into()]);
@@ -291,6 +296,34 @@ impl Drop for PeerProcess {
             let _ = c.wait();
         }
     }
+}
+
+/// `agora peer pretrain` for one peer: its model trained alone into `out/checkpoint`, with
+/// stdout and stderr in `out/pretrain.log`.
+pub fn spawn_pretrain(agora: &Path, spec: &PeerSpec, out: &Path) -> Result<Child, LocalnetError> {
+    let dataset = dataset_path(&spec.dataset)?;
+    std::fs::create_dir_all(out).map_err(|e| LocalnetError::io(out, e))?;
+    let log_path = out.join("pretrain.log");
+    let log = std::fs::File::create(&log_path).map_err(|e| LocalnetError::io(&log_path, e))?;
+    let err = log.try_clone().map_err(|e| LocalnetError::io(&log_path, e))?;
+    let mut cmd = Command::new(agora);
+    cmd.args(["peer", "pretrain", "--dataset"])
+        .arg(dataset)
+        .arg("--steps")
+        .arg(spec.pretrain_steps.to_string())
+        .arg("--out")
+        .arg(out)
+        .args(["--model-size", model_size(spec.model_size), "--status-every", "5"]);
+    if let Some(seed) = spec.seed {
+        cmd.args(["--seed", &seed.to_string()]);
+    }
+    cmd.env("CANDLE_NUM_THREADS", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(log))
+        .stderr(Stdio::from(err))
+        .process_group(0)
+        .spawn()
+        .map_err(|e| LocalnetError::Peer { name: spec.name.clone(), reason: format!("pretraining: {e}") })
 }
 
 #[cfg(test)]

@@ -70,8 +70,16 @@ pub struct Summary {
     pub reports: usize,
     pub spearman_incentive: Option<f64>,
     pub spearman_rank: Option<f64>,
-    /// Noise peers' share of all emission over the epochs sampled.
+    /// Spearman of the mean incentive over the epochs of the run's second half.
+    #[serde(default)]
+    pub spearman_mean_incentive: Option<f64>,
+    /// Noise peers' share of all emission over the epochs sampled: what they earn serving
+    /// (incentive) and validating (dividends) together.
     pub noise_emission_share: Option<f64>,
+    /// Noise peers' mean share of the incentive over the epochs that paid any: what the chain
+    /// pays them for what they serve.
+    #[serde(default)]
+    pub noise_incentive_share: Option<f64>,
     /// Cabal's share of stake at the first and last sampled block.
     pub cabal_share_start: Option<f64>,
     pub cabal_share_end: Option<f64>,
@@ -146,6 +154,25 @@ pub fn write_report(dir: &Path, scenario: &Scenario) -> Result<Summary, Localnet
         Some(v) => (spearman(&incentive, v), spearman(&ranks, v)),
         None => (None, None),
     };
+    // The last block's incentive is one epoch's snapshot; the mean over the epochs of the run's
+    // second half says what the chain paid once the peers had settled.
+    let mean_incentive: Vec<f64> = {
+        let epochs: Vec<&Vec<&MetagraphRow>> = blocks
+            .iter()
+            .filter(|(b, _)| *b % scenario.tempo == 0 && 2 * (*b - first_block) >= last_block - first_block)
+            .map(|(_, rs)| rs)
+            .collect();
+        (0..n)
+            .map(|uid| {
+                let sum: f64 = epochs
+                    .iter()
+                    .filter_map(|rs| rs.iter().find(|r| usize::from(r.uid) == uid).map(|r| r.incentive))
+                    .sum();
+                sum / epochs.len().max(1) as f64
+            })
+            .collect()
+    };
+    let sp_mean = values.as_ref().and_then(|v| spearman(&mean_incentive, v));
 
     // Emission over the run: each epoch's E, read at the epoch's block.
     let mut emitted = vec![0u128; n];
@@ -164,6 +191,19 @@ pub fn write_report(dir: &Path, scenario: &Scenario) -> Result<Summary, Localnet
         (total_emitted > 0 && last.iter().any(|r| r.role == role)).then(|| mine as f64 / total_emitted as f64)
     };
     let noise_share = share_of(Role::Noise);
+    let noise_incentive = {
+        let per_epoch: Vec<f64> = blocks
+            .iter()
+            .filter(|(b, _)| **b % scenario.tempo == 0)
+            .filter_map(|(_, rs)| {
+                let total: f64 = rs.iter().map(|r| r.incentive).sum();
+                let noise: f64 = rs.iter().filter(|r| r.role == Role::Noise).map(|r| r.incentive).sum();
+                (total > 0.0).then(|| noise / total)
+            })
+            .collect();
+        let any_noise = last.iter().any(|r| r.role == Role::Noise);
+        (any_noise && !per_epoch.is_empty()).then(|| per_epoch.iter().sum::<f64>() / per_epoch.len() as f64)
+    };
 
     // Stake share per role over time, and the cabal's per epoch.
     let mut shares_csv = String::from("block,time_s");
@@ -291,7 +331,9 @@ pub fn write_report(dir: &Path, scenario: &Scenario) -> Result<Summary, Localnet
         reports: reports.len(),
         spearman_incentive: sp_i,
         spearman_rank: sp_r,
+        spearman_mean_incentive: sp_mean,
         noise_emission_share: noise_share,
+        noise_incentive_share: noise_incentive,
         cabal_share_start: cabal_first,
         cabal_share_end: cabal_last,
         cabal_share_falls: (falls, transitions),
@@ -309,7 +351,9 @@ pub fn write_report(dir: &Path, scenario: &Scenario) -> Result<Summary, Localnet
          | measure | value | goal |\n| --- | --- | --- |\n\
          | Spearman(chain incentive, true value) | {si} | >= 0.9: {gi} |\n\
          | Spearman(chain ranks, true value) | {sr} | >= 0.9: {gr} |\n\
-         | noise peers' share of emission | {ns} | < 1%: {gn} |\n\
+         | Spearman(mean incentive over the run's second half, true value) | {sm} | >= 0.9: {gm} |\n\
+         | noise peers' share of emission (serving and validating) | {ns} | < 1%: {gn} |\n\
+         | noise peers' share of incentive (what serving earns) | {ni} | < 1%: {gni} |\n\
          | cabal share of stake, start -> end | {cs} -> {ce} | shrinking: {gc} |\n\
          | epochs where the cabal's share fell | {ff} of {tt} | every epoch |\n\n",
         mech = scenario.mechanism,
@@ -319,8 +363,12 @@ pub fn write_report(dir: &Path, scenario: &Scenario) -> Result<Summary, Localnet
         gi = goal(sp_i.map(|x| x >= 0.9)),
         sr = fmt(sp_r),
         gr = goal(sp_r.map(|x| x >= 0.9)),
+        sm = fmt(sp_mean),
+        gm = goal(sp_mean.map(|x| x >= 0.9)),
         ns = fmt(noise_share),
         gn = goal(noise_share.map(|x| x < 0.01)),
+        ni = fmt(noise_incentive),
+        gni = goal(noise_incentive.map(|x| x < 0.01)),
         cs = fmt(cabal_first),
         ce = fmt(cabal_last),
         gc = goal(cabal_first.zip(cabal_last).map(|(a, b)| b < a)),
@@ -366,7 +414,9 @@ pub fn compare_markdown(summaries: &[Summary]) -> String {
     let rows = vec![
         row("Spearman(incentive, true value)", &|s| fmt(s.spearman_incentive)),
         row("Spearman(ranks, true value)", &|s| fmt(s.spearman_rank)),
+        row("Spearman(mean incentive, 2nd half)", &|s| fmt(s.spearman_mean_incentive)),
         row("noise share of emission", &|s| fmt(s.noise_emission_share)),
+        row("noise share of incentive", &|s| fmt(s.noise_incentive_share)),
         row("cabal stake share start", &|s| fmt(s.cabal_share_start)),
         row("cabal stake share end", &|s| fmt(s.cabal_share_end)),
         row("epochs the cabal share fell", &|s| {
@@ -520,7 +570,9 @@ mod tests {
         // True values: uid0 0.5, uid1 0.3, uid2 -0.01, uid3 0.15; incentive 0.5, 0.3, 0, 0.2: same order.
         assert_eq!(sum.spearman_incentive, Some(1.0));
         assert_eq!(sum.spearman_rank, Some(1.0));
+        assert_eq!(sum.spearman_mean_incentive, Some(1.0));
         assert_eq!(sum.noise_emission_share, Some(0.0));
+        assert_eq!(sum.noise_incentive_share, Some(0.0));
         assert_eq!((sum.first_block, sum.last_block, sum.peers, sum.reports), (1, 6, 4, 2));
         // Epoch blocks 2, 4, 6: the cabal's share falls at each transition.
         assert_eq!(sum.cabal_share_falls, (2, 2));

@@ -104,6 +104,88 @@ pub fn compare(opts: &RunOptions, mechanisms: &[&str]) -> Result<Vec<RunOutcome>
     Ok(outcomes)
 }
 
+/// The pretraining phase, before the chain starts: every peer with `pretrain_steps` trains
+/// alone (`agora peer pretrain`, as many at once as there are cores) into its checkpoint; a
+/// duplicate gets a copy of its original's, as an exact copy would.
+async fn pretrain_all(
+    opts: &RunOptions,
+    scenario: &Scenario,
+    stop: &AtomicBool,
+    view: &LiveView,
+) -> Result<(), LocalnetError> {
+    let mut queue: std::collections::VecDeque<&crate::PeerSpec> =
+        scenario.peers.iter().filter(|p| p.pretrain_steps > 0 && p.role != Role::Duplicate).collect();
+    if queue.is_empty() {
+        return Ok(());
+    }
+    let slots = std::thread::available_parallelism().map_or(1, |n| n.get());
+    view.note(&format!("pretraining {} peers alone, {slots} at a time", queue.len()));
+    let started = Instant::now();
+    let mut running: Vec<(&crate::PeerSpec, std::process::Child)> = Vec::new();
+    let kill_all = |running: &mut Vec<(&crate::PeerSpec, std::process::Child)>| {
+        for (_, c) in running.iter_mut() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    };
+    while !queue.is_empty() || !running.is_empty() {
+        if stop.load(Ordering::SeqCst) {
+            kill_all(&mut running);
+            return Err(LocalnetError::Interrupted);
+        }
+        while running.len() < slots {
+            let Some(spec) = queue.pop_front() else { break };
+            let child = crate::process::spawn_pretrain(&opts.agora, spec, &peer_dir(&opts.out, &spec.name))?;
+            running.push((spec, child));
+        }
+        let mut k = 0;
+        while k < running.len() {
+            let status = running[k].1.try_wait().map_err(|e| LocalnetError::Peer {
+                name: running[k].0.name.clone(),
+                reason: format!("pretraining: {e}"),
+            })?;
+            match status {
+                None => k += 1,
+                Some(status) => {
+                    let (spec, _) = running.remove(k);
+                    if !status.success() {
+                        kill_all(&mut running);
+                        let log = peer_dir(&opts.out, &spec.name).join("pretrain.log");
+                        return Err(LocalnetError::Peer {
+                            name: spec.name.clone(),
+                            reason: format!("pretraining failed ({status}); see {}", log.display()),
+                        });
+                    }
+                    view.note(&format!(
+                        "{} pretrained: {} steps ({:.0} s in)",
+                        spec.name,
+                        spec.pretrain_steps,
+                        started.elapsed().as_secs_f64()
+                    ));
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    for dup in scenario.peers.iter().filter(|p| p.role == Role::Duplicate && p.pretrain_steps > 0) {
+        let Some(of) = &dup.duplicate_of else { continue };
+        let from = peer_dir(&opts.out, of).join("checkpoint");
+        let to = peer_dir(&opts.out, &dup.name).join("checkpoint");
+        copy_dir(&from, &to)?;
+    }
+    Ok(())
+}
+
+fn copy_dir(from: &Path, to: &Path) -> Result<(), LocalnetError> {
+    std::fs::create_dir_all(to).map_err(|e| LocalnetError::io(to, e))?;
+    for entry in std::fs::read_dir(from).map_err(|e| LocalnetError::io(from, e))? {
+        let entry = entry.map_err(|e| LocalnetError::io(from, e))?;
+        let target = to.join(entry.file_name());
+        std::fs::copy(entry.path(), &target).map_err(|e| LocalnetError::io(&target, e))?;
+    }
+    Ok(())
+}
+
 fn watch_ctrl_c(stop: Arc<AtomicBool>) {
     tokio::spawn(async move {
         if tokio::signal::ctrl_c().await.is_ok() {
@@ -133,6 +215,14 @@ async fn run_async(opts: &RunOptions, stop: &AtomicBool) -> Result<RunOutcome, L
     write(out, "genesis.json", &g.to_json_pretty())?;
 
     let view = LiveView::new(scenario.blocks(), opts.quiet);
+    let peers_root = out.join("peers");
+    if peers_root.exists() {
+        // `agora peer run --resume` must not pick up a previous run's checkpoint.
+        std::fs::remove_dir_all(&peers_root).map_err(|e| LocalnetError::io(&peers_root, e))?;
+    }
+    if opts.spawn_peers {
+        pretrain_all(opts, &scenario, stop, &view).await?;
+    }
     let mut node = NodeProcess::spawn(
         &opts.agora,
         &out.join("genesis.json"),

@@ -72,6 +72,10 @@ pub struct PeerSpec {
     /// Seed of the peer's model and data order; a duplicate takes its original's.
     #[serde(default)]
     pub seed: Option<u64>,
+    /// Steps the peer trains alone on its dataset before joining the network (`agora peer
+    /// run --pretrain-steps`); a duplicate takes its original's.
+    #[serde(default)]
+    pub pretrain_steps: u64,
 }
 
 fn default_size() -> ModelSize {
@@ -107,19 +111,22 @@ pub struct Scenario {
 }
 
 impl Default for Scenario {
-    /// 8 peers: three honest of different sizes and domains, a duplicate of the first, a noise
-    /// peer, one that goes offline half way, and a 2-peer cabal with 30% of the stake.
-    /// 50 epochs of 10 one-second blocks: about 9 minutes of chain time.
+    /// 8 peers: three honest of different sizes, domains and pretraining (a small model
+    /// pretrained 600 steps on science, tiny ones 600 on startrek and 300 on computers), a
+    /// duplicate of the computers peer, a noise peer, one that goes offline half way, and a
+    /// 2-peer cabal with 30% of the stake. About 1.5 minutes of pretraining, then 50 epochs of
+    /// 10 one-second blocks: about 9 minutes of chain time.
     fn default() -> Self {
-        let p = |name: &str, role, size, dataset: &str, seed| PeerSpec {
+        let p = |name: &str, role, size, dataset: &str, seed, pretrain_steps| PeerSpec {
             name: name.into(),
             role,
             model_size: size,
             dataset: dataset.into(),
             duplicate_of: None,
             seed: Some(seed),
+            pretrain_steps,
         };
-        let mut dup = p("duplicate", Role::Duplicate, ModelSize::Small, "computers", 1);
+        let mut dup = p("duplicate", Role::Duplicate, ModelSize::Tiny, "computers", 1, 300);
         dup.duplicate_of = Some("honest-computers".into());
         Scenario {
             mechanism: "yuma".into(),
@@ -131,14 +138,15 @@ impl Default for Scenario {
             inflation_per_epoch: 0.02,
             weights_interval: 10,
             peers: vec![
-                p("honest-computers", Role::Honest, ModelSize::Small, "computers", 1),
-                p("honest-science", Role::Honest, ModelSize::Medium, "science", 2),
-                p("honest-startrek", Role::Honest, ModelSize::Small, "startrek", 3),
+                p("honest-computers", Role::Honest, ModelSize::Tiny, "computers", 1, 300),
+                p("honest-science", Role::Honest, ModelSize::Small, "science", 2, 600),
+                p("honest-startrek", Role::Honest, ModelSize::Tiny, "startrek", 3, 600),
                 dup,
-                p("noise", Role::Noise, ModelSize::Small, "computers", 5),
-                p("offline", Role::Offline, ModelSize::Small, "food", 6),
-                p("cabal-a", Role::Cabal, ModelSize::Small, "food", 7),
-                p("cabal-b", Role::Cabal, ModelSize::Small, "food", 8),
+                // The worthless peers do not pretrain: what they serve is noise anyway.
+                p("noise", Role::Noise, ModelSize::Tiny, "computers", 5, 0),
+                p("offline", Role::Offline, ModelSize::Tiny, "food", 6, 300),
+                p("cabal-a", Role::Cabal, ModelSize::Tiny, "food", 7, 0),
+                p("cabal-b", Role::Cabal, ModelSize::Tiny, "food", 8, 0),
             ],
         }
     }
@@ -210,9 +218,10 @@ impl Scenario {
                     if orig.role == Role::Duplicate {
                         return bad(format!("{:?} duplicates another duplicate {of:?}", p.name));
                     }
-                    let (size, dataset, seed) = (orig.model_size, orig.dataset.clone(), orig.seed);
+                    let (size, dataset, seed, pretrain) =
+                        (orig.model_size, orig.dataset.clone(), orig.seed, orig.pretrain_steps);
                     let p = &mut self.peers[k];
-                    (p.model_size, p.dataset, p.seed) = (size, dataset, seed);
+                    (p.model_size, p.dataset, p.seed, p.pretrain_steps) = (size, dataset, seed, pretrain);
                 }
                 (_, Some(_)) => return bad(format!("{:?}: duplicate_of is only for role duplicate", p.name)),
                 (_, None) => {}
@@ -269,6 +278,7 @@ impl Scenario {
                     dataset: TOPICS[k % TOPICS.len()].into(),
                     duplicate_of: None,
                     seed: Some(100 + k as u64),
+                    pretrain_steps: self.peers.first().map_or(0, |p| p.pretrain_steps),
                 });
             }
             k += 1;

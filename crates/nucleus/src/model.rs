@@ -210,14 +210,45 @@ impl Encoder {
     }
 }
 
+/// The network standard's basis: a fixed `[vocab, output_dim]` matrix of ±1, the same for
+/// every peer, onto which a peer projects its next-byte distribution to make the
+/// representation it serves. Entry (v, d) is +1 when the top bit of
+/// `splitmix64(STANDARD_BASIS_SEED + v * output_dim + d)` is set, else -1: a few lines in any
+/// language (docs/python-peer.md has them in Python).
+///
+/// Why: eq. (10) sums the neighbours' outputs. Were each peer to serve its own learned hidden
+/// features, the sum would add vectors written in unrelated coordinate systems, which no gate
+/// can make sense of when the routed set changes from batch to batch. Projected predictive
+/// distributions share one coordinate system, so G(x) is (a sketch of) a mixture of the
+/// neighbours' predictions and a better-trained neighbour is plainly more useful.
+pub fn standard_basis(vocab: usize, output_dim: usize, device: &Device) -> candle_core::Result<Tensor> {
+    let v: Vec<f32> = (0..(vocab * output_dim) as u64)
+        .map(|i| if splitmix64(STANDARD_BASIS_SEED.wrapping_add(i)) >> 63 == 1 { 1.0 } else { -1.0 })
+        .collect();
+    Tensor::from_vec(v, (vocab, output_dim), device)
+}
+
+/// Part of the network standard: changing it makes peers unintelligible to each other.
+pub const STANDARD_BASIS_SEED: u64 = 0x6167_6f72_615f_7631; // "agora_v1"
+
+/// Steele, Lea and Flood's SplitMix64 output function.
+fn splitmix64(x: u64) -> u64 {
+    let mut z = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
 /// The local model f_i of eq. (9): f_i(x, G(x)). The joined peer representation enters through
 /// a linear map added to the byte embeddings, so a peer with no useful neighbours still learns
-/// from its own bytes.
+/// from its own bytes. What it serves is its next-byte distribution in the network standard
+/// ([`standard_basis`]).
 #[derive(Clone, Debug)]
 pub struct LocalModel {
     pub encoder: Encoder,
     gate_in: Linear,
     head: Linear,
+    basis: Tensor,
 }
 
 impl LocalModel {
@@ -226,6 +257,7 @@ impl LocalModel {
             encoder: Encoder::new(cfg, vb.clone())?,
             gate_in: candle_nn::linear(cfg.output_dim, cfg.dim, vb.pp("gate_in"))?,
             head: candle_nn::linear(cfg.output_dim, cfg.vocab, vb.pp("head"))?,
+            basis: standard_basis(cfg.vocab, cfg.output_dim, vb.device())?,
         })
     }
 
@@ -233,8 +265,11 @@ impl LocalModel {
     /// logits [b, t, vocab]).
     pub fn forward(&self, tokens: &Tensor, joined: &Tensor) -> candle_core::Result<(Tensor, Tensor)> {
         let x = self.encoder.embed(tokens)?.broadcast_add(&lin(&self.gate_in, joined)?)?;
-        let rep = self.encoder.forward_embedded(&x)?;
-        let logits = lin(&self.head, &rep)?;
+        let hidden = self.encoder.forward_embedded(&x)?;
+        let logits = lin(&self.head, &hidden)?;
+        let (b, t, v) = logits.dims3()?;
+        let probs = candle_nn::ops::softmax(&logits.reshape((b * t, v))?, D::Minus1)?;
+        let rep = probs.matmul(&self.basis)?.reshape((b, t, self.basis.dim(1)?))?;
         Ok((rep, logits))
     }
 }
@@ -259,4 +294,21 @@ pub fn kl_to_teacher(student_logits: &Tensor, teacher_logits: &Tensor) -> candle
 /// A zero tensor [b, t, output_dim] (the joined input when a model runs without peers).
 pub fn zeros_rep(b: usize, t: usize, cfg: &ModelConfig, device: &Device) -> candle_core::Result<Tensor> {
     Tensor::zeros((b, t, cfg.output_dim), DType::F32, device)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_standard_basis_is_pinned_and_tells_bytes_apart() {
+        let b = standard_basis(256, 32, &Device::Cpu).unwrap().to_vec2::<f32>().unwrap();
+        // Pinned: other implementations (docs/python-peer.md) must produce the same matrix.
+        assert_eq!(&b[0][..8], &[1.0, -1.0, 1.0, 1.0, -1.0, -1.0, 1.0, 1.0]);
+        assert!(b.iter().flatten().all(|v| *v == 1.0 || *v == -1.0));
+        let mut rows: Vec<&Vec<f32>> = b.iter().collect();
+        rows.sort_by(|x, y| x.partial_cmp(y).unwrap());
+        rows.dedup();
+        assert_eq!(rows.len(), 256, "every byte has its own direction");
+    }
 }

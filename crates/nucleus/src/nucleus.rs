@@ -183,7 +183,8 @@ pub enum JoinMode {
 pub struct StepReport {
     /// Mean next-byte cross-entropy (nats) of f_i on the batch, before the update.
     pub loss: f32,
-    /// KL(G-fed f_i || dist-fed f_i) + MSE(dist(x), G(x)); 0 in student mode.
+    /// KL(G-fed f_i || dist-fed f_i) + MSE(dist(x), G(x)); 0 in student mode; in
+    /// [`Nucleus::pretrain_step`], MSE(dist(x), f_i's own representation).
     pub distill_loss: f32,
     pub mode: JoinMode,
     /// For each joined uid, ∂loss/∂(its response), shape `[batch, seq, output_dim]` row-major:
@@ -578,11 +579,44 @@ impl Nucleus {
         Ok(out)
     }
 
+    /// One step of a peer that has not joined the network yet: f_i learns from its own bytes,
+    /// fed by the student, and the student learns f_i's own served representation (a next-byte
+    /// distribution in the network standard, like any neighbour's answer). With no G to
+    /// distil, this keeps f_i reading network-standard input, so the neighbours' answers,
+    /// written in the same coordinates, are of use from the first step they arrive; a peer
+    /// pretrained with [`Nucleus::train_step`] alone first learns to ignore its gate input,
+    /// and rated every neighbour a loss for its first minutes on the localnet.
+    pub fn pretrain_step(&mut self, batch: &Batch) -> Result<StepReport, NucleusError> {
+        self.check_tokens(&batch.tokens, batch.batch, batch.seq)?;
+        let (b, t) = (batch.batch, batch.seq);
+        let x = token_tensor(&batch.tokens, b, t, &self.device)?;
+        let y = token_tensor(&batch.targets, b, t, &self.device)?;
+        let dist = self.student.forward(&x)?;
+        let (rep, logits) = self.local.forward(&x, &dist.detach())?;
+        let loss = next_token_loss(&logits, &y)?;
+        let loss_v = loss.to_scalar::<f32>()?;
+        let mse = candle_nn::loss::mse(&dist, &rep.detach())?;
+        let distill_v = mse.to_scalar::<f32>()?;
+        let store = (&loss + (mse * self.cfg.distill_weight)?)?.backward()?;
+        self.optimise(&store)?;
+        self.steps += 1;
+        Ok(StepReport {
+            loss: loss_v,
+            distill_loss: distill_v,
+            mode: JoinMode::Student,
+            grads: Vec::new(),
+            gates: Vec::new(),
+            observed: Vec::new(),
+            failed: Vec::new(),
+        })
+    }
+
     /// One optimisation step of f_i, the gate and the student on `batch`.
     ///
     /// `responses`: for each queried uid, `Some(out)` with `out.len() == batch*seq*output_dim`,
     /// or `None` if it failed or timed out. Invalid responses count as failures. When no
-    /// response is usable, the student stands in and only f_i learns this step.
+    /// response is usable, the student stands in and only f_i learns this step (the student
+    /// keeps what it distilled from the network).
     pub fn train_step(
         &mut self,
         batch: &Batch,

@@ -62,6 +62,11 @@ pub struct RunConfig {
     pub timeout: Duration,
     /// Stop after this many steps (otherwise at shutdown).
     pub max_steps: Option<u64>,
+    /// Train alone on the own dataset for this many steps before joining the network (no
+    /// queries, no axon yet): a peer arrives with a model that has something to offer, as a
+    /// miner would, rather than with random weights. Skipped as far as a resumed checkpoint
+    /// already went.
+    pub pretrain_steps: u64,
     /// Resume from `out/checkpoint` when it exists.
     pub resume: bool,
     /// Serve the axon's and the dendrite's metrics at `http://ADDR/metrics`.
@@ -100,9 +105,13 @@ pub enum Ending {
     Finished(FinalReport),
     /// The `OfflineAt` block came: the peer left without a report.
     WentOffline { block: u64 },
+    /// Shut down while still pretraining: the checkpoint holds the pretraining so far.
+    Interrupted,
 }
 
-const HELD_OUT_BATCHES: usize = 4;
+const HELD_OUT_BATCHES: usize = 8;
+/// Held-out batches per scoring round (taken in turn from the `HELD_OUT_BATCHES`).
+const SCORE_BATCHES: usize = 4;
 /// How long the axon keeps serving after the final report is written.
 const FINAL_LINGER: Duration = Duration::from_secs(8);
 /// Weight of a scoring round's measurement in the smoothed score of a neighbour.
@@ -128,7 +137,25 @@ pub async fn run(cfg: RunConfig, shutdown: impl Future<Output = ()>) -> Result<E
         Nucleus::new(cfg.nucleus.clone())?
     };
     let (batch_size, context) = (cfg.nucleus.batch, nucleus.config().model.context);
-    let nucleus = Arc::new(RwLock::new(nucleus));
+    let mut rng = ChaCha8Rng::seed_from_u64(cfg.nucleus.seed);
+    tokio::pin!(shutdown);
+    let pretrained = pretrain(
+        nucleus,
+        &cfg.corpus,
+        cfg.pretrain_steps,
+        &checkpoint,
+        cfg.status_every,
+        &mut rng,
+        &mut shutdown,
+    )
+    .await?;
+    let nucleus = match pretrained {
+        Some(n) => Arc::new(RwLock::new(n)),
+        None => {
+            println!("stopped while pretraining: nothing served, no report");
+            return Ok(Ending::Interrupted);
+        }
+    };
 
     let mut view = participant.sync().await?;
     let stakes = StakeTable::new();
@@ -182,7 +209,6 @@ pub async fn run(cfg: RunConfig, shutdown: impl Future<Output = ()>) -> Result<E
         HELD_OUT_BATCHES,
         cfg.nucleus.seed ^ 0x68656c64,
     )?;
-    let mut rng = ChaCha8Rng::seed_from_u64(cfg.nucleus.seed);
     let mut status = StatusWriter::create(&cfg.out)?;
     let started = Instant::now();
     let mut last_status = Instant::now();
@@ -190,7 +216,6 @@ pub async fn run(cfg: RunConfig, shutdown: impl Future<Output = ()>) -> Result<E
     let mut rounds = 0u64;
     let mut scores = BTreeMap::<u16, f32>::new();
 
-    tokio::pin!(shutdown);
     let ending = loop {
         if cfg.max_steps.is_some_and(|m| steps >= m) {
             break None;
@@ -216,18 +241,15 @@ pub async fn run(cfg: RunConfig, shutdown: impl Future<Output = ()>) -> Result<E
         if setter.due(head) {
             // A scoring round over every serving neighbour, not only the k the gate routes to,
             // so every honest peer has an opinion of every peer and the stake majority can agree.
-            let batch = &held_out[(rounds as usize) % held_out.len()];
+            // Several batches per round: a weaker neighbour's contribution is a few thousandths
+            // of a nat, below one batch's noise, and only a consistent sign across the honest
+            // peers gives it a stake majority (consensus) on chain.
+            let from = (rounds as usize * SCORE_BATCHES) % held_out.len();
+            let batches: Vec<Batch> =
+                (0..SCORE_BATCHES).map(|k| held_out[(from + k) % held_out.len()].clone()).collect();
             rounds += 1;
-            let (_, ablation) = evaluate(
-                &nucleus,
-                &dendrite,
-                &view,
-                uid,
-                std::slice::from_ref(batch),
-                cfg.timeout,
-                Routing::All,
-            )
-            .await?;
+            let (_, ablation) =
+                evaluate(&nucleus, &dendrite, &view, uid, &batches, cfg.timeout, Routing::All).await?;
             for (u, delta) in ablation {
                 let s = scores.entry(u).or_insert(delta);
                 *s = (1.0 - SCORE_SMOOTHING) * *s + SCORE_SMOOTHING * delta;
@@ -392,6 +414,97 @@ async fn query(
 /// A response's values as f32 (other peers, in Python say, may answer in f16 or bf16).
 fn as_f32(t: &OwnedTensor) -> Option<Vec<f32>> {
     wire::TensorView { dtype: t.dtype, modality: t.modality, shape: &t.shape, data: &t.data }.to_f32_vec()
+}
+
+/// What `agora peer pretrain` needs: a model, its data and where to keep it.
+#[derive(Clone, Debug)]
+pub struct PretrainConfig {
+    pub nucleus: NucleusConfig,
+    pub corpus: Corpus,
+    /// The checkpoint directory (`OUT/checkpoint` of `agora peer run --out OUT`).
+    pub checkpoint: PathBuf,
+    /// Total steps the model should have when done; a checkpoint already there counts.
+    pub steps: u64,
+    pub status_every: Duration,
+}
+
+/// Trains a model alone up to `cfg.steps` steps, resuming `cfg.checkpoint` if it holds one, and
+/// saves it there: what `agora peer run --resume --out` then starts from. Returns the model's
+/// step count, or `None` when `shutdown` came first (the checkpoint keeps the steps done).
+pub async fn pretrain_only(
+    cfg: PretrainConfig,
+    shutdown: impl Future<Output = ()>,
+) -> Result<Option<u64>, RunError> {
+    let nucleus = if cfg.checkpoint.join("state.json").is_file() {
+        let n = Nucleus::load_checkpoint(&cfg.checkpoint)?;
+        println!("resuming {} at step {}", cfg.checkpoint.display(), n.steps());
+        n
+    } else {
+        Nucleus::new(cfg.nucleus.clone())?
+    };
+    let mut rng = ChaCha8Rng::seed_from_u64(cfg.nucleus.seed ^ PRETRAIN_DATA_SEED);
+    tokio::pin!(shutdown);
+    let done =
+        pretrain(nucleus, &cfg.corpus, cfg.steps, &cfg.checkpoint, cfg.status_every, &mut rng, &mut shutdown)
+            .await?;
+    Ok(done.map(|n| n.steps()))
+}
+
+/// Data order of pretraining, apart from the run's.
+const PRETRAIN_DATA_SEED: u64 = 0x7072_6574_7261_696e;
+
+/// f_i alone on the own dataset (the student stands in for the network) until it has `steps`
+/// steps, with a progress line every `status_every`, then a checkpoint. `None` when `shutdown`
+/// came first; the checkpoint then holds the steps done.
+async fn pretrain(
+    mut nucleus: Nucleus,
+    corpus: &Corpus,
+    steps: u64,
+    checkpoint: &Path,
+    status_every: Duration,
+    rng: &mut ChaCha8Rng,
+    shutdown: &mut std::pin::Pin<&mut impl Future<Output = ()>>,
+) -> Result<Option<Nucleus>, RunError> {
+    let todo = steps.saturating_sub(nucleus.steps());
+    if todo == 0 {
+        return Ok(Some(nucleus));
+    }
+    println!("pretraining alone for {todo} steps before joining the network");
+    let (batch_size, context) = (nucleus.config().batch, nucleus.config().model.context);
+    let started = Instant::now();
+    let mut last_status = Instant::now();
+    for done in 1..=todo {
+        let batch = corpus.sample(Split::Train, batch_size, context, rng)?;
+        let mut step = tokio::task::spawn_blocking(move || {
+            let report = nucleus.pretrain_step(&batch);
+            (nucleus, report)
+        });
+        let mut stop = false;
+        let joined = tokio::select! {
+            r = &mut step => r,
+            _ = &mut *shutdown => {
+                stop = true;
+                step.await
+            }
+        };
+        let (n, report) = joined.map_err(|e| RunError::Join(e.to_string()))?;
+        nucleus = n;
+        let report = report?;
+        if stop {
+            nucleus.save_checkpoint(checkpoint)?;
+            return Ok(None);
+        }
+        if last_status.elapsed() >= status_every || done == todo {
+            last_status = Instant::now();
+            println!(
+                "pretrain {done:>6}/{todo}  loss {:.3}  ({:.0} s)",
+                report.loss,
+                started.elapsed().as_secs_f64()
+            );
+        }
+    }
+    nucleus.save_checkpoint(checkpoint)?;
+    Ok(Some(nucleus))
 }
 
 async fn train_step(

@@ -95,6 +95,8 @@ fn a_tiny_localnet_with_real_peers_trains_pays_and_reports() {
         dataset: dataset.into(),
         duplicate_of: None,
         seed: Some(seed),
+        // A few steps alone first, so the pretraining path runs end to end too.
+        pretrain_steps: 20,
     };
     let scenario = Scenario {
         epochs: 8,
@@ -123,7 +125,7 @@ fn a_tiny_localnet_with_real_peers_trains_pays_and_reports() {
     }
     // Emission needs weights on chain before an epoch ends; a heavily loaded machine may not
     // get a peer that far in a run this short, so the share is checked when there is one.
-    if let Some(noise) = s.noise_emission_share {
+    for noise in [s.noise_emission_share, s.noise_incentive_share].into_iter().flatten() {
         assert!((0.0..=1.0).contains(&noise), "noise share {noise}");
     }
     for name in ["honest-computers", "honest-science", "noise"] {

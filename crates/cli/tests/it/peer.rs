@@ -1,5 +1,5 @@
-//! `agora peer run`, `agora peer export` and `agora infer` refusing bad input clearly, before
-//! anything is touched. (The peer running for real is the tiny localnet in `localnet.rs`.)
+//! `agora peer run`, `agora peer pretrain`, `agora peer export` and `agora infer` refusing bad
+//! input clearly, before anything is touched. (The peer running for real is the tiny localnet in `localnet.rs`.)
 
 use crate::wallet::{wallet, CHEAP_KDF};
 use crate::{agora, stderr, TempDir};
@@ -46,4 +46,53 @@ fn export_and_infer_refuse_missing_or_damaged_models() {
     refused(&["infer", "--model", missing, "--prompt", "hi"], "model");
     std::fs::write(dir.0.join("config.json"), b"{ not json").expect("write");
     refused(&["infer", "--model", dir.path(), "--prompt", "hi"], "model");
+}
+
+/// `agora peer pretrain` trains into OUT/checkpoint without a chain, counts a checkpoint already
+/// there (a second call with more steps only adds the difference), and refuses bad input.
+#[test]
+fn pretrain_writes_a_checkpoint_that_counts_on_a_second_call() {
+    let dir = TempDir::new("pretrain");
+    let out = dir.0.join("p");
+    let out = out.to_str().expect("utf-8");
+    let pretrain = |steps: &str| {
+        agora(&[
+            "peer",
+            "pretrain",
+            "--dataset",
+            "food",
+            "--model-size",
+            "tiny",
+            "--steps",
+            steps,
+            "--out",
+            out,
+        ])
+    };
+    let o = pretrain("3");
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("model at step 3"));
+    let o = pretrain("5");
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout.contains("resuming") && stdout.contains("for 2 steps"), "{stdout}");
+    assert!(stdout.contains("model at step 5"), "{stdout}");
+    // The result is a model `agora peer export` takes.
+    let exported = dir.0.join("exported");
+    let checkpoint = format!("{out}/checkpoint");
+    let o =
+        agora(&["peer", "export", "--checkpoint", &checkpoint, "--out", exported.to_str().expect("utf-8")]);
+    assert!(o.status.success(), "{}", stderr(&o));
+
+    refused(
+        &["peer", "pretrain", "--dataset", "no-such-topic", "--steps", "3", "--out", out],
+        "no-such-topic",
+    );
+    refused(&["peer", "pretrain", "--dataset", "food", "--out", out], "--steps");
+    refused(
+        &["peer", "pretrain", "--dataset", "food", "--steps", "3", "--status-every", "0", "--out", out],
+        "--status-every",
+    );
+    std::fs::write(format!("{out}/checkpoint/state.json"), b"{ damaged").expect("write");
+    refused(&["peer", "pretrain", "--dataset", "food", "--steps", "9", "--out", out], "checkpoint");
 }
