@@ -353,7 +353,11 @@ mod tests {
         assert!(argv.starts_with(
             "peer run --wallet-dir /w --wallet cabal-a --hotkey default --chain ws://127.0.0.1:1"
         ));
-        assert!(argv.contains("--role cabal --cabal-uids 6,7 --model-size small --seed 7"), "{argv}");
+        assert!(argv.contains("--role cabal --cabal-uids 6,7 --model-size tiny --seed 7"), "{argv}");
+        assert!(!argv.contains("--pretrain-steps"), "the cabal does not pretrain: {argv}");
+        l.spec.pretrain_steps = 300;
+        let argv = peer_argv(&l).unwrap().join(" ");
+        assert!(argv.contains("--pretrain-steps 300 --resume"), "{argv}");
         l.spec.role = Role::Offline;
         let argv = peer_argv(&l).unwrap().join(" ");
         assert!(argv.contains("--role offline --offline-at-block 250 --model-size"), "{argv}");
