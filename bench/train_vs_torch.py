@@ -8,10 +8,12 @@ projection to output_dim, byte head; mean cross-entropy, backward, global-norm c
 AdamW (lr 2e-3, no weight decay). Batches are random windows of the same built-in text.
 
     pip install torch            # CPU wheel; or --index-url https://download.pytorch.org/whl/cpu
-    python3 bench/train_vs_torch.py [--steps 30] [--threads 2]
+    python3 bench/train_vs_torch.py [--steps 30] [--threads 1] [--rounds 3]
 
-Run from the repository root. The Rust side is
-`cargo run --release -p nucleus --example bench_train -- --json --steps N`.
+Run from the repository root. The Rust side is the `bench_train` example
+(`cargo run --release -p nucleus --example bench_train -- --json --steps N`), run with
+RAYON_NUM_THREADS and CANDLE_NUM_THREADS set to --threads: candle's matrix products follow
+RAYON_NUM_THREADS, its element-wise pool CANDLE_NUM_THREADS.
 """
 import argparse
 import json
@@ -130,35 +132,60 @@ def torch_bench(cfg, steps, text):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--steps", type=int, default=30)
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--rust-json", help="use this bench_train --json output instead of running cargo")
+    ap.add_argument("--steps", type=int, default=30, help="timed steps per round (default 30)")
+    ap.add_argument("--threads", type=int, default=1,
+                    help="threads for each side (default 1: torch.set_num_threads and "
+                         "RAYON_NUM_THREADS/CANDLE_NUM_THREADS for ours)")
+    ap.add_argument("--rounds", type=int, default=3,
+                    help="rounds of (ours, then PyTorch); the ratio reported is the median "
+                         "of the per-round ratios, so a noisy neighbour hits both (default 3)")
+    ap.add_argument("--rust-json", help="use this bench_train --json output instead of running ours")
     args = ap.parse_args()
+    if args.steps < 1 or args.threads < 1 or args.rounds < 1:
+        ap.error("--steps, --threads and --rounds must be at least 1")
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-    if args.rust_json:
-        ours = json.loads(open(args.rust_json).read())
-    else:
-        cmd = ["cargo", "run", "--release", "-q", "-p", "nucleus", "--example", "bench_train",
-               "--", "--json", "--steps", str(args.steps)]
-        out = subprocess.run(cmd, cwd=root, check=True, capture_output=True, text=True)
-        ours = json.loads(out.stdout.strip().splitlines()[-1])
+    binary = os.path.join(root, "target", "release", "examples", "bench_train")
+    if not args.rust_json:
+        print("building the Rust side (cargo build --release -p nucleus --example bench_train)...",
+              file=sys.stderr)
+        subprocess.run(["cargo", "build", "--release", "-q", "-p", "nucleus", "--example",
+                        "bench_train"], cwd=root, check=True)
+    env = dict(os.environ, RAYON_NUM_THREADS=str(args.threads),
+               CANDLE_NUM_THREADS=str(args.threads))
+
+    def ours_once():
+        if args.rust_json:
+            return json.loads(open(args.rust_json).read())
+        out = subprocess.run([binary, "--json", "--steps", str(args.steps)], cwd=root, env=env,
+                             check=True, capture_output=True, text=True)
+        return json.loads(out.stdout.strip().splitlines()[-1])
 
     torch.set_num_threads(args.threads)
     text = open(os.path.join(root, "crates/nucleus/data/food"), "rb").read()
-    theirs = torch_bench(ours, args.steps, text)
+    rounds = []
+    for r in range(args.rounds):
+        ours = ours_once()
+        theirs = torch_bench(ours, args.steps, text)
+        ratio = ours["tokens_per_s"] / theirs["tokens_per_s"]
+        rounds.append((ratio, ours, theirs))
+        print(f"round {r + 1}/{args.rounds}: candle {ours['tokens_per_s']:.0f} tokens/s, "
+              f"pytorch {theirs['tokens_per_s']:.0f} tokens/s, ratio {ratio:.2f}", file=sys.stderr)
+    rounds.sort(key=lambda x: x[0])
+    ratio, ours, theirs = rounds[len(rounds) // 2]
     if theirs["parameters"] != ours["parameters"]:
         print(f"warning: parameter counts differ: torch {theirs['parameters']}, "
               f"candle {ours['parameters']}", file=sys.stderr)
     shape = (f"dim {ours['dim']} depth {ours['depth']} heads {ours['heads']} "
              f"context {ours['context']} batch {ours['batch']}, {ours['parameters']} parameters")
-    print(f"model: {shape}; {args.steps} timed steps; torch threads {args.threads}, "
-          f"torch {torch.__version__}")
+    print(f"model: {shape}; {args.steps} timed steps x {args.rounds} rounds; "
+          f"{args.threads} thread(s) each, torch {torch.__version__}")
     print(f"candle (agora nucleus): {ours['tokens_per_s']:10.0f} tokens/s  "
-          f"loss {ours['first_loss']:.3f} -> {ours['last_loss']:.3f}")
+          f"loss {ours['first_loss']:.3f} -> {ours['last_loss']:.3f}   (median round)")
     print(f"pytorch:                {theirs['tokens_per_s']:10.0f} tokens/s  "
           f"loss {theirs['first_loss']:.3f} -> {theirs['last_loss']:.3f}")
-    print(f"ratio candle/pytorch: {ours['tokens_per_s'] / theirs['tokens_per_s']:.2f}")
+    print(f"ratio candle/pytorch: {ratio:.2f} (median of {args.rounds}; "
+          f"range {rounds[0][0]:.2f}-{rounds[-1][0]:.2f})")
 
 
 if __name__ == "__main__":

@@ -248,9 +248,11 @@ impl PeerProcess {
         let err = log.try_clone().map_err(|e| LocalnetError::io(&log_path, e))?;
         let child = Command::new(agora)
             .args(&argv)
-            // Eight peers share the cores: candle's default pool (one spinning thread per
-            // core in every process) would make each of them several times slower.
+            // Eight peers share the cores: candle's default pools (one spinning thread per
+            // core in every process; matrix products follow RAYON_NUM_THREADS, element-wise
+            // operations CANDLE_NUM_THREADS) would make each of them several times slower.
             .env("CANDLE_NUM_THREADS", "1")
+            .env("RAYON_NUM_THREADS", "1")
             .stdin(Stdio::null())
             .stdout(Stdio::from(log))
             .stderr(Stdio::from(err))
@@ -318,6 +320,7 @@ pub fn spawn_pretrain(agora: &Path, spec: &PeerSpec, out: &Path) -> Result<Child
         cmd.args(["--seed", &seed.to_string()]);
     }
     cmd.env("CANDLE_NUM_THREADS", "1")
+        .env("RAYON_NUM_THREADS", "1")
         .stdin(Stdio::null())
         .stdout(Stdio::from(log))
         .stderr(Stdio::from(err))

@@ -18,10 +18,14 @@
 //! slots one-to-one (`uid < slots`). Every peer agrees on `output_dim` and the byte tokenizer.
 //! Runs on the CPU with candle; numbers are f32.
 //!
-//! Threads: candle's CPU pool spins while it waits for its workers, which on a loaded 2-core
-//! machine makes a step 3-4x slower than one thread (measured: default model 1.07 s per step
-//! with the default pool vs 0.28 s with `CANDLE_NUM_THREADS=1`). Processes that share cores
-//! should set `CANDLE_NUM_THREADS=1` (read once, before the first tensor operation).
+//! Speed: the training step's hot operations (linear layers, attention, LayerNorm, softmax,
+//! cross-entropy) are fused kernels with hand-written backward passes ([`kernels`]); the
+//! rest is candle.
+//!
+//! Threads: candle's matrix products and these kernels use RAYON_NUM_THREADS threads, its
+//! element-wise operations a pool of CANDLE_NUM_THREADS that spins while it waits for its
+//! workers, which on a loaded 2-core machine made a step 3-4x slower than one thread.
+//! Processes that share cores should set both to 1.
 //!
 //! Memory: every candle operation allocates its output. Above glibc's (adaptive) mmap threshold
 //! each of those is a fresh mapping, zeroed by the kernel and unmapped again when dropped;
@@ -29,6 +33,7 @@
 
 pub mod bench;
 pub mod data;
+pub mod kernels;
 pub mod model;
 mod nucleus;
 pub mod optim;

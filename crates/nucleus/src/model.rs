@@ -10,7 +10,7 @@ use candle_core::{DType, Device, Module, Tensor, D};
 use candle_nn::{Embedding, Linear, VarBuilder};
 use serde::{Deserialize, Serialize};
 
-use crate::NucleusError;
+use crate::{kernels, NucleusError};
 
 /// Shape of one transformer.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -53,7 +53,7 @@ impl ModelConfig {
     }
 }
 
-/// LayerNorm written from differentiable primitives: candle-nn's fused kernel has no backward.
+/// LayerNorm with learned gain and bias, on the fused kernel ([`kernels::layer_norm`]).
 #[derive(Clone, Debug)]
 pub struct LayerNorm {
     weight: Tensor,
@@ -71,32 +71,28 @@ impl LayerNorm {
 
 impl Module for LayerNorm {
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        let mean = x.mean_keepdim(D::Minus1)?;
-        let centred = x.broadcast_sub(&mean)?;
-        let var = centred.sqr()?.mean_keepdim(D::Minus1)?;
-        let normed = centred.broadcast_div(&(var + 1e-5)?.sqrt()?)?;
-        normed.broadcast_mul(&self.weight)?.broadcast_add(&self.bias)
+        kernels::layer_norm(x, &self.weight, &self.bias, 1e-5)
     }
 }
 
-/// A linear layer over the last dimension of a 3-D input, as one 2-D matrix product. candle's
-/// `Linear` on [b, t, d] broadcasts its weight into b small batched products (and sums b
-/// weight gradients in the backward), several times slower for our shapes.
+/// A linear layer over the last dimension, as one fused autograd node ([`kernels::linear`]).
 fn lin(layer: &Linear, x: &Tensor) -> candle_core::Result<Tensor> {
-    let (b, t, d) = x.dims3()?;
-    let y = layer.forward(&x.reshape((b * t, d))?)?;
-    let out = y.dim(1)?;
-    y.reshape((b, t, out))
+    match layer.bias() {
+        Some(bias) => kernels::linear(x, layer.weight(), bias),
+        None => layer.forward(x),
+    }
 }
 
-/// GELU as x·σ(1.702x) (Hendrycks & Gimpel's sigmoid form, as in CLIP): candle's CPU `gelu`
-/// (tanh form) costs ~5x more per element than its sigmoid, and the MLP activation dominated
-/// the step time.
-fn quick_gelu(x: &Tensor) -> candle_core::Result<Tensor> {
-    x * candle_nn::ops::sigmoid(&(x * 1.702)?)?
+/// [`lin`] then x·σ(1.702x), fused when the layer has a bias.
+fn lin_gelu(layer: &Linear, x: &Tensor) -> candle_core::Result<Tensor> {
+    match layer.bias() {
+        Some(bias) => kernels::linear_gelu(x, layer.weight(), bias),
+        None => kernels::quick_gelu(&layer.forward(x)?),
+    }
 }
 
-/// One pre-LN block: causal self-attention then a 4x GELU (sigmoid form) MLP, each with a residual.
+/// One pre-LN block: causal self-attention then a 4x GELU MLP, each with a residual. The GELU is
+/// x·σ(1.702x) (Hendrycks & Gimpel's sigmoid form, as in CLIP): one exp per element.
 #[derive(Clone, Debug)]
 struct Block {
     ln1: LayerNorm,
@@ -121,24 +117,12 @@ impl Block {
         })
     }
 
-    /// x: [b, t, d]; mask: [t, t] with -1e9 above the diagonal.
-    fn forward(&self, x: &Tensor, mask: &Tensor) -> candle_core::Result<Tensor> {
-        let (b, t, d) = x.dims3()?;
-        let hd = d / self.heads;
+    /// x: [b, t, d].
+    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         let qkv = lin(&self.qkv, &self.ln1.forward(x)?)?;
-        // [b, t, 3, h, hd] -> [3, b, h, t, hd]
-        let qkv = qkv.reshape((b, t, 3, self.heads, hd))?.permute((2, 0, 3, 1, 4))?;
-        let q = qkv.get(0)?.contiguous()?;
-        let k = qkv.get(1)?.contiguous()?;
-        let v = qkv.get(2)?.contiguous()?;
-        let scale = 1.0 / (hd as f64).sqrt();
-        // [b, h, t, t]
-        let att = (q.matmul(&k.t()?)? * scale)?.broadcast_add(mask)?;
-        let att = candle_nn::ops::softmax(&att, D::Minus1)?;
-        // [b, h, t, hd] -> [b, t, d]
-        let y = att.matmul(&v)?.transpose(1, 2)?.reshape((b, t, d))?;
+        let y = kernels::causal_attention(&qkv, self.heads)?;
         let x = (x + lin(&self.proj, &y)?)?;
-        let h = quick_gelu(&lin(&self.fc1, &self.ln2.forward(&x)?)?)?;
+        let h = lin_gelu(&self.fc1, &self.ln2.forward(&x)?)?;
         x + lin(&self.fc2, &h)?
     }
 }
@@ -152,10 +136,12 @@ pub struct Encoder {
     blocks: Vec<Block>,
     ln_f: LayerNorm,
     rep: Linear,
-    mask: Tensor,
     pub cfg: ModelConfig,
 }
 
+/// Additive causal mask [t, t]: -1e9 above the diagonal (the composite form of
+/// [`kernels::causal_attention`], kept for its tests).
+#[cfg(test)]
 pub(crate) fn causal_mask(t: usize, device: &Device) -> candle_core::Result<Tensor> {
     let m: Vec<f32> = (0..t).flat_map(|i| (0..t).map(move |j| if j > i { -1e9 } else { 0.0 })).collect();
     Tensor::from_vec(m, (t, t), device)
@@ -178,7 +164,6 @@ impl Encoder {
             blocks,
             ln_f: LayerNorm::new(cfg.dim, vb.pp("ln_f"))?,
             rep: candle_nn::linear(cfg.dim, cfg.output_dim, vb.pp("rep"))?,
-            mask: causal_mask(cfg.context, vb.device())?,
             cfg: cfg.clone(),
         })
     }
@@ -186,20 +171,14 @@ impl Encoder {
     /// Token and position embeddings of `tokens` [b, t] u32 -> [b, t, dim].
     pub fn embed(&self, tokens: &Tensor) -> candle_core::Result<Tensor> {
         let (_, t) = tokens.dims2()?;
-        self.tok.forward(tokens)?.broadcast_add(&self.pos.narrow(0, 0, t)?)
+        kernels::add_bias(&self.tok.forward(tokens)?, &self.pos.narrow(0, 0, t)?)
     }
 
     /// From embedded input [b, t, dim] to the representation [b, t, output_dim].
     pub fn forward_embedded(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        let (_, t, _) = x.dims3()?;
-        let mask = if t == self.cfg.context {
-            self.mask.clone()
-        } else {
-            self.mask.narrow(0, 0, t)?.narrow(1, 0, t)?.contiguous()?
-        };
         let mut h = x.clone();
         for block in &self.blocks {
-            h = block.forward(&h, &mask)?;
+            h = block.forward(&h)?;
         }
         lin(&self.rep, &self.ln_f.forward(&h)?)
     }
@@ -268,7 +247,7 @@ impl LocalModel {
         let hidden = self.encoder.forward_embedded(&x)?;
         let logits = lin(&self.head, &hidden)?;
         let (b, t, v) = logits.dims3()?;
-        let probs = candle_nn::ops::softmax(&logits.reshape((b * t, v))?, D::Minus1)?;
+        let probs = kernels::softmax_last_dim(&logits.reshape((b * t, v))?)?;
         let rep = probs.matmul(&self.basis)?.reshape((b, t, self.basis.dim(1)?))?;
         Ok((rep, logits))
     }
@@ -277,7 +256,7 @@ impl LocalModel {
 /// Mean next-byte cross-entropy (nats) of logits [b, t, vocab] against targets [b, t] u32.
 pub fn next_token_loss(logits: &Tensor, targets: &Tensor) -> candle_core::Result<Tensor> {
     let (b, t, v) = logits.dims3()?;
-    candle_nn::loss::cross_entropy(&logits.reshape((b * t, v))?, &targets.reshape(b * t)?)
+    kernels::cross_entropy(&logits.reshape((b * t, v))?, &targets.reshape(b * t)?)
 }
 
 /// Mean over positions of KL(p_teacher || p_student) between two logit tensors [b, t, vocab];
