@@ -12,8 +12,10 @@ AdamW (lr 2e-3, no weight decay). Batches are random windows of the same built-i
 
 Run from the repository root. The Rust side is the `bench_train` example
 (`cargo run --release -p nucleus --example bench_train -- --json --steps N`), run with
-RAYON_NUM_THREADS and CANDLE_NUM_THREADS set to --threads: candle's matrix products follow
-RAYON_NUM_THREADS, its element-wise pool CANDLE_NUM_THREADS.
+RAYON_NUM_THREADS=--threads (the pool of candle's matrix products and of nucleus's fused
+kernels) and CANDLE_NUM_THREADS=1 (candle's second, element-wise pool, which `agora` turns
+off by default: it spins and fights the first for the cores). So each side uses --threads
+cores.
 """
 import argparse
 import json
@@ -134,8 +136,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--steps", type=int, default=30, help="timed steps per round (default 30)")
     ap.add_argument("--threads", type=int, default=1,
-                    help="threads for each side (default 1: torch.set_num_threads and "
-                         "RAYON_NUM_THREADS/CANDLE_NUM_THREADS for ours)")
+                    help="threads for each side (default 1): torch.set_num_threads, and "
+                         "RAYON_NUM_THREADS for ours (with CANDLE_NUM_THREADS=1)")
     ap.add_argument("--rounds", type=int, default=3,
                     help="rounds of (ours, then PyTorch); the ratio reported is the median "
                          "of the per-round ratios, so a noisy neighbour hits both (default 3)")
@@ -151,8 +153,7 @@ def main():
               file=sys.stderr)
         subprocess.run(["cargo", "build", "--release", "-q", "-p", "nucleus", "--example",
                         "bench_train"], cwd=root, check=True)
-    env = dict(os.environ, RAYON_NUM_THREADS=str(args.threads),
-               CANDLE_NUM_THREADS=str(args.threads))
+    env = dict(os.environ, RAYON_NUM_THREADS=str(args.threads), CANDLE_NUM_THREADS="1")
 
     def ours_once():
         if args.rust_json:

@@ -253,6 +253,7 @@ enum Reference {
 }
 
 fn main() -> ExitCode {
+    nucleus::configure_threads();
     nucleus::keep_freed_memory();
     let cli = Cli::parse();
     let result = match cli.command {

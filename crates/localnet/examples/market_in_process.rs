@@ -44,6 +44,7 @@ fn answer(p: &mut Peer, b: &Batch) -> Option<Vec<f32>> {
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
+    nucleus::configure_threads();
     nucleus::keep_freed_memory();
     let args: Vec<String> = std::env::args().collect();
     let steps: usize = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(200);

@@ -6,6 +6,7 @@
 use nucleus::{bench::train_tokens_per_s, NucleusConfig};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
+    nucleus::configure_threads();
     nucleus::keep_freed_memory();
     let mut cfg = NucleusConfig::default();
     let mut steps = 30usize;

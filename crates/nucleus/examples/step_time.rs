@@ -4,6 +4,7 @@ use std::time::Instant;
 use nucleus::{Corpus, Nucleus, NucleusConfig, Split};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
+    nucleus::configure_threads();
     nucleus::keep_freed_memory();
     let cfg = if std::env::args().any(|a| a == "--default") {
         NucleusConfig::default()

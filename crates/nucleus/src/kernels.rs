@@ -38,7 +38,7 @@ fn rows_of<'a>(storage: &'a CpuStorage, layout: &Layout, op: &str) -> candle_cor
 }
 
 /// Runs `f` on the f32 data of a CPU tensor, made contiguous if it is not.
-fn with_f32<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> candle_core::Result<R> {
+pub(crate) fn with_f32<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> candle_core::Result<R> {
     let t = t.contiguous()?;
     let (storage, layout) = t.storage_and_layout();
     match &*storage {
@@ -68,6 +68,16 @@ struct QuickGelu;
 #[inline(always)]
 fn sigmoid(v: f32) -> f32 {
     1.0 / (1.0 + exp(-v))
+}
+
+/// x·σ(1.702x) of each element of `x` into `y`.
+fn gelu_into(x: &[f32], y: &mut [f32]) {
+    y.iter_mut().zip(x).for_each(|(o, &v)| *o = v * sigmoid(1.702 * v));
+}
+
+/// The gradient through x·σ(1.702x): `dx = g · slope(x)`.
+fn gelu_backward_into(x: &[f32], g: &[f32], dx: &mut [f32]) {
+    dx.iter_mut().zip(x).zip(g).for_each(|((d, &v), &gy)| *d = gy * quick_gelu_slope(v));
 }
 
 /// The derivative of x·σ(1.702x).
@@ -106,18 +116,65 @@ impl CustomOp1 for QuickGelu {
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
         let x = rows_of(s, l, self.name())?;
-        let y = x.iter().map(|&v| v * sigmoid(1.702 * v)).collect();
+        let mut y = vec![0f32; x.len()];
+        map_rows(x, x, 1, &mut y, 1, |xb, _, yb| gelu_into(xb, yb));
         Ok((CpuStorage::F32(y), l.shape().clone()))
     }
 
     fn bwd(&self, arg: &Tensor, _res: &Tensor, grad: &Tensor) -> candle_core::Result<Option<Tensor>> {
         let dx = with_f32(arg, |x| {
             with_f32(grad, |g| {
-                x.iter().zip(g).map(|(&v, &gy)| gy * quick_gelu_slope(v)).collect::<Vec<f32>>()
+                let mut dx = vec![0f32; x.len()];
+                map_rows(x, g, 1, &mut dx, 1, gelu_backward_into);
+                dx
             })
         })??;
         Ok(Some(tensor_like(dx, arg)?))
     }
+}
+
+/// Lanes of the reductions below: eight independent partial results let LLVM keep them in
+/// vector registers, where one running total is a chain it must evaluate in order.
+const LANES: usize = 8;
+
+/// Σ f(a_i, b_i) over equal-length slices, in `LANES` partial sums.
+#[inline(always)]
+fn reduce_pairs(a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> f32) -> f32 {
+    let mut acc = [0f32; LANES];
+    let (ca, cb) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
+    let tail: f32 = ca.remainder().iter().zip(cb.remainder()).map(|(&x, &y)| f(x, y)).sum();
+    for (xa, xb) in ca.zip(cb) {
+        for i in 0..LANES {
+            acc[i] += f(xa[i], xb[i]);
+        }
+    }
+    acc.iter().sum::<f32>() + tail
+}
+
+/// Σ x_i.
+#[inline(always)]
+fn sum(xs: &[f32]) -> f32 {
+    reduce_pairs(xs, xs, |x, _| x)
+}
+
+/// Σ a_i·b_i.
+#[inline(always)]
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    reduce_pairs(a, b, |x, y| x * y)
+}
+
+/// The largest element (-∞ for none), in `LANES` partial maxima.
+#[inline(always)]
+fn max(xs: &[f32]) -> f32 {
+    let mut acc = [f32::NEG_INFINITY; LANES];
+    let chunks = xs.chunks_exact(LANES);
+    let tail = chunks.remainder().iter().fold(f32::NEG_INFINITY, |a, &v| a.max(v));
+    for c in chunks {
+        for i in 0..LANES {
+            acc[i] = if c[i] > acc[i] { c[i] } else { acc[i] };
+        }
+    }
+    acc.iter().fold(tail, |a, &v| a.max(v))
 }
 
 /// Softmax over the last dimension.
@@ -148,13 +205,11 @@ impl Softmax {
         let scale = self.scale();
         for (r, (xr, yr)) in x.chunks_exact(n).zip(y.chunks_exact_mut(n)).enumerate() {
             let m = self.visible(r, n);
-            let max = xr[..m].iter().fold(f32::NEG_INFINITY, |a, &v| a.max(v));
-            let mut sum = 0f32;
+            let top = max(&xr[..m]);
             for (yv, &xv) in yr[..m].iter_mut().zip(&xr[..m]) {
-                *yv = exp((xv - max) * scale);
-                sum += *yv;
+                *yv = exp((xv - top) * scale);
             }
-            let inv = 1.0 / sum;
+            let inv = 1.0 / sum(&yr[..m]);
             yr[..m].iter_mut().for_each(|v| *v *= inv);
             yr[m..].fill(0.0);
         }
@@ -167,9 +222,9 @@ impl Softmax {
             y.chunks_exact(n).zip(g.chunks_exact(n)).zip(dx.chunks_exact_mut(n)).enumerate()
         {
             let m = self.visible(r, n);
-            let dot: f32 = yr[..m].iter().zip(&gr[..m]).map(|(a, b)| a * b).sum();
+            let yg = dot(&yr[..m], &gr[..m]);
             for ((d, &yv), &gv) in dr[..m].iter_mut().zip(&yr[..m]).zip(&gr[..m]) {
-                *d = scale * yv * (gv - dot);
+                *d = scale * yv * (gv - yg);
             }
             dr[m..].fill(0.0);
         }
@@ -189,7 +244,12 @@ impl CustomOp1 for Softmax {
         let n = last_dim(l.shape(), self.name())?;
         let x = rows_of(s, l, self.name())?;
         let mut y = vec![0f32; x.len()];
-        self.rows(x, &mut y, n);
+        if self.causal_scale.is_some() {
+            // Causal rows know their position from their index: keep them in one block.
+            self.rows(x, &mut y, n);
+        } else {
+            map_rows(x, x, n, &mut y, n, |xb, _, yb| self.rows(xb, yb, n));
+        }
         Ok((CpuStorage::F32(y), l.shape().clone()))
     }
 
@@ -198,7 +258,11 @@ impl CustomOp1 for Softmax {
         let dx = with_f32(res, |y| {
             with_f32(grad, |g| {
                 let mut dx = vec![0f32; y.len()];
-                self.rows_backward(y, g, &mut dx, n);
+                if self.causal_scale.is_some() {
+                    self.rows_backward(y, g, &mut dx, n);
+                } else {
+                    map_rows(y, g, n, &mut dx, n, |yb, gb, db| self.rows_backward(yb, gb, db, n));
+                }
                 dx
             })
         })??;
@@ -280,8 +344,8 @@ impl LayerNormOp {
     /// Mean and 1/std of one row.
     fn moments(&self, row: &[f32]) -> (f32, f32) {
         let n = row.len() as f32;
-        let mean = row.iter().sum::<f32>() / n;
-        let var = row.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / n;
+        let mean = sum(row) / n;
+        let var = reduce_pairs(row, row, |v, _| (v - mean) * (v - mean)) / n;
         (mean, 1.0 / (var + self.eps).sqrt())
     }
 }
@@ -305,12 +369,14 @@ impl CustomOp3 for LayerNormOp {
         let w = rows_of(s2, l2, self.name())?;
         let b = rows_of(s3, l3, self.name())?;
         let mut y = vec![0f32; x.len()];
-        for (xr, yr) in x.chunks_exact(n).zip(y.chunks_exact_mut(n)) {
-            let (mean, rstd) = self.moments(xr);
-            for (((yv, &xv), &wv), &bv) in yr.iter_mut().zip(xr).zip(w.iter()).zip(b.iter()) {
-                *yv = (xv - mean) * rstd * wv + bv;
+        map_rows(x, x, n, &mut y, n, |xb, _, yb| {
+            for (xr, yr) in xb.chunks_exact(n).zip(yb.chunks_exact_mut(n)) {
+                let (mean, rstd) = self.moments(xr);
+                for (((yv, &xv), &wv), &bv) in yr.iter_mut().zip(xr).zip(w.iter()).zip(b.iter()) {
+                    *yv = (xv - mean) * rstd * wv + bv;
+                }
             }
-        }
+        });
         Ok((CpuStorage::F32(y), l1.shape().clone()))
     }
 
@@ -326,27 +392,42 @@ impl CustomOp3 for LayerNormOp {
         let (dx, dw, db) = with_f32(x, |x| {
             with_f32(weight, |w| {
                 with_f32(grad, |g| {
+                    // One block of rows: its dx rows, and its share of dw and db.
+                    let block = |xb: &[f32], gb: &[f32], dxb: &mut [f32]| -> (Vec<f32>, Vec<f32>) {
+                        let (mut dw, mut db) = (vec![0f32; n], vec![0f32; n]);
+                        let (mut xhat, mut dxhat) = (vec![0f32; n], vec![0f32; n]);
+                        for ((xr, gr), dr) in
+                            xb.chunks_exact(n).zip(gb.chunks_exact(n)).zip(dxb.chunks_exact_mut(n))
+                        {
+                            let (mean, rstd) = self.moments(xr);
+                            for k in 0..n {
+                                xhat[k] = (xr[k] - mean) * rstd;
+                                dxhat[k] = gr[k] * w[k];
+                                dw[k] += gr[k] * xhat[k];
+                                db[k] += gr[k];
+                            }
+                            let mean_dxhat = sum(&dxhat) / n as f32;
+                            let mean_dxhat_xhat = dot(&dxhat, &xhat) / n as f32;
+                            for k in 0..n {
+                                dr[k] = rstd * (dxhat[k] - mean_dxhat - xhat[k] * mean_dxhat_xhat);
+                            }
+                        }
+                        (dw, db)
+                    };
                     let mut dx = vec![0f32; x.len()];
+                    let parts: Vec<(Vec<f32>, Vec<f32>)> = match row_blocks(x.len() / n, n) {
+                        Some(rows) => x
+                            .par_chunks(rows * n)
+                            .zip(g.par_chunks(rows * n))
+                            .zip(dx.par_chunks_mut(rows * n))
+                            .map(|((xb, gb), dxb)| block(xb, gb, dxb))
+                            .collect(),
+                        None => vec![block(x, g, &mut dx)],
+                    };
                     let (mut dw, mut db) = (vec![0f32; n], vec![0f32; n]);
-                    let mut xhat = vec![0f32; n];
-                    let mut dxhat = vec![0f32; n];
-                    for ((xr, gr), dr) in x.chunks_exact(n).zip(g.chunks_exact(n)).zip(dx.chunks_exact_mut(n))
-                    {
-                        let (mean, rstd) = self.moments(xr);
-                        let (mut mean_dxhat, mut mean_dxhat_xhat) = (0f32, 0f32);
-                        for k in 0..n {
-                            xhat[k] = (xr[k] - mean) * rstd;
-                            dxhat[k] = gr[k] * w[k];
-                            dw[k] += gr[k] * xhat[k];
-                            db[k] += gr[k];
-                            mean_dxhat += dxhat[k];
-                            mean_dxhat_xhat += dxhat[k] * xhat[k];
-                        }
-                        mean_dxhat /= n as f32;
-                        mean_dxhat_xhat /= n as f32;
-                        for k in 0..n {
-                            dr[k] = rstd * (dxhat[k] - mean_dxhat - xhat[k] * mean_dxhat_xhat);
-                        }
+                    for (pw, pb) in parts {
+                        dw.iter_mut().zip(pw).for_each(|(d, v)| *d += v);
+                        db.iter_mut().zip(pb).for_each(|(d, v)| *d += v);
                     }
                     (dx, dw, db)
                 })
@@ -357,13 +438,69 @@ impl CustomOp3 for LayerNormOp {
 }
 
 /// How many threads the kernels may use: candle's own setting (RAYON_NUM_THREADS, else the
-/// physical cores).
+/// physical cores), read once: candle recomputes the default from /proc on every call.
 fn threads() -> usize {
     #[cfg(test)]
     if let Some(n) = tests::THREADS.with(|t| t.get()) {
         return n;
     }
-    candle_core::utils::get_num_threads()
+    static THREADS: OnceLock<usize> = OnceLock::new();
+    *THREADS.get_or_init(candle_core::utils::get_num_threads)
+}
+
+/// Elements below which a row kernel stays on one thread (small in the unit tests, so that
+/// they run the parallel paths on small inputs).
+const MIN_PARALLEL: usize = if cfg!(test) { 64 } else { 1 << 15 };
+
+/// Rows per block when `rows` rows of `width` elements are split over the pool, or `None` to
+/// stay on this thread: one thread, already inside a pool task, or too little work to pay
+/// for the hand-off.
+fn row_blocks(rows: usize, width: usize) -> Option<usize> {
+    let threads = threads();
+    if threads < 2 || rows < threads || rows * width < MIN_PARALLEL || rayon::current_thread_index().is_some()
+    {
+        return None;
+    }
+    Some(rows.div_ceil(threads))
+}
+
+/// `f(block of a, block of b, block of out)` over matching row blocks (`a` and `b` rows of
+/// `n_in`, `out` rows of `n_out`), on the pool when [`row_blocks`] says so.
+fn map_rows(
+    a: &[f32],
+    b: &[f32],
+    n_in: usize,
+    out: &mut [f32],
+    n_out: usize,
+    f: impl Fn(&[f32], &[f32], &mut [f32]) + Sync + Send,
+) {
+    match row_blocks(a.len() / n_in.max(1), n_in.max(n_out)) {
+        Some(block) => a
+            .par_chunks(block * n_in)
+            .zip(b.par_chunks(block * n_in))
+            .zip(out.par_chunks_mut(block * n_out))
+            .for_each(|((ab, bb), ob)| f(ab, bb, ob)),
+        None => f(a, b, out),
+    }
+}
+
+/// Σ over row blocks of `f(block of a, block of b)` (rows of `n`), on the pool when
+/// [`row_blocks`] says so; `R` adds up the blocks' results.
+fn sum_rows<R: Send + std::ops::Add<Output = R>>(
+    a: &[f32],
+    b: &[f32],
+    n: usize,
+    f: impl Fn(&[f32], &[f32]) -> R + Sync + Send,
+) -> R {
+    match row_blocks(a.len() / n.max(1), n) {
+        Some(block) => {
+            let mut parts: Vec<R> =
+                a.par_chunks(block * n).zip(b.par_chunks(block * n)).map(|(ab, bb)| f(ab, bb)).collect();
+            let first = parts.remove(0);
+            parts.into_iter().fold(first, |acc, r| acc + r)
+        }
+        None => f(a, b),
+    }
 }
 
 /// A read-only matrix view: element (r, c) is `data[r * rs + c * cs]`, so a transpose is a
@@ -536,7 +673,8 @@ impl CustomOp3 for Linear {
             gemm(&mut y, out, Mat::row_major(x, rows, inp), wt, true)?;
         }
         if self.gelu {
-            let activated = y.iter().map(|&v| v * sigmoid(1.702 * v)).collect();
+            let mut activated = vec![0f32; y.len()];
+            map_rows(&y, &y, 1, &mut activated, 1, |xb, _, yb| gelu_into(xb, yb));
             // A node's forward runs once; were it run again it would find the same values.
             let _ = self.pre_activation.set(y);
             y = activated;
@@ -567,8 +705,11 @@ impl CustomOp3 for Linear {
                             .pre_activation
                             .get()
                             .ok_or_else(|| err("linear-gelu: backward before forward".into()))?;
-                        through_gelu =
-                            pre.iter().zip(g).map(|(&v, &gy)| gy * quick_gelu_slope(v)).collect::<Vec<_>>();
+                        through_gelu = {
+                            let mut d = vec![0f32; g.len()];
+                            map_rows(pre, g, 1, &mut d, 1, gelu_backward_into);
+                            d
+                        };
                         &through_gelu[..]
                     } else {
                         g
@@ -752,16 +893,26 @@ impl CustomOp2 for CrossEntropy {
         let n = last_dim(l1.shape(), self.name())?;
         let z = rows_of(s1, l1, self.name())?;
         let targets = targets_of(s2, l2)?;
-        let mut total = 0f64;
-        for (zr, &t) in z.chunks_exact(n).zip(targets) {
-            let t = t as usize;
-            if t >= n {
-                return Err(err(format!("cross-entropy: target {t} out of {n} classes")));
-            }
-            let max = zr.iter().fold(f32::NEG_INFINITY, |a, &v| a.max(v));
-            let sum: f32 = zr.iter().map(|&v| exp(v - max)).sum();
-            total += f64::from(max + sum.ln() - zr[t]);
+        if let Some(t) = targets.iter().find(|&&t| t as usize >= n) {
+            return Err(err(format!("cross-entropy: target {t} out of {n} classes")));
         }
+        // Σ over a block of rows of -log softmax(z)[target].
+        let block = |zb: &[f32], tb: &[u32]| -> f64 {
+            let mut scratch = vec![0f32; n];
+            let mut total = 0f64;
+            for (zr, &t) in zb.chunks_exact(n).zip(tb) {
+                let top = max(zr);
+                scratch.iter_mut().zip(zr).for_each(|(e, &v)| *e = exp(v - top));
+                total += f64::from(top + sum(&scratch).ln() - zr[t as usize]);
+            }
+            total
+        };
+        let total: f64 = match row_blocks(targets.len(), n) {
+            Some(rows) => {
+                z.par_chunks(rows * n).zip(targets.par_chunks(rows)).map(|(zb, tb)| block(zb, tb)).sum()
+            }
+            None => block(z, targets),
+        };
         let mean = (total / targets.len().max(1) as f64) as f32;
         Ok((CpuStorage::F32(vec![mean]), Shape::from(())))
     }
@@ -777,21 +928,111 @@ impl CustomOp2 for CrossEntropy {
         let targets: Vec<u32> = targets.to_vec1()?;
         let g = grad.to_scalar::<f32>()? / targets.len().max(1) as f32;
         let dz = with_f32(logits, |z| {
-            let mut dz = vec![0f32; z.len()];
-            for ((zr, dr), &t) in z.chunks_exact(n).zip(dz.chunks_exact_mut(n)).zip(&targets) {
-                let max = zr.iter().fold(f32::NEG_INFINITY, |a, &v| a.max(v));
-                let mut sum = 0f32;
-                for (d, &v) in dr.iter_mut().zip(zr) {
-                    *d = exp(v - max);
-                    sum += *d;
+            // A block of rows: g·(softmax(z) − one-hot(target)).
+            let block = |zb: &[f32], tb: &[u32], db: &mut [f32]| {
+                for ((zr, dr), &t) in zb.chunks_exact(n).zip(db.chunks_exact_mut(n)).zip(tb) {
+                    let top = max(zr);
+                    dr.iter_mut().zip(zr).for_each(|(d, &v)| *d = exp(v - top));
+                    let inv = g / sum(dr);
+                    dr.iter_mut().for_each(|d| *d *= inv);
+                    dr[t as usize] -= g;
                 }
-                let inv = g / sum;
-                dr.iter_mut().for_each(|d| *d *= inv);
-                dr[t as usize] -= g;
+            };
+            let mut dz = vec![0f32; z.len()];
+            match row_blocks(targets.len(), n) {
+                Some(rows) => z
+                    .par_chunks(rows * n)
+                    .zip(targets.par_chunks(rows))
+                    .zip(dz.par_chunks_mut(rows * n))
+                    .for_each(|((zb, tb), db)| block(zb, tb, db)),
+                None => block(z, &targets, &mut dz),
             }
             dz
         })?;
         Ok((Some(tensor_like(dz, logits)?), None))
+    }
+}
+
+/// Mean over rows of KL(p ‖ q) between the softmaxes of `teacher` (p) and `student` (q)
+/// logits `[rows, classes]`, in nats; only the student side gets a gradient, (q − p)/rows, so
+/// the teacher is as if detached (the distillation loss of eq. 11).
+pub fn kl_divergence(student: &Tensor, teacher: &Tensor) -> candle_core::Result<Tensor> {
+    let (rows, classes) = student.dims2()?;
+    if teacher.dims() != [rows, classes] || classes == 0 {
+        return Err(err(format!(
+            "kl-divergence: student {:?} and teacher {:?} differ",
+            student.dims(),
+            teacher.dims()
+        )));
+    }
+    student.contiguous()?.apply_op2(&teacher.contiguous()?, KlDivergence)
+}
+
+struct KlDivergence;
+
+/// log-softmax of one row into `out`.
+fn log_softmax_row(z: &[f32], out: &mut [f32]) {
+    let top = max(z);
+    out.iter_mut().zip(z).for_each(|(o, &v)| *o = exp(v - top));
+    let log_sum = top + sum(out).ln();
+    out.iter_mut().zip(z).for_each(|(o, &v)| *o = v - log_sum);
+}
+
+impl CustomOp2 for KlDivergence {
+    fn name(&self) -> &'static str {
+        "kl-divergence"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let n = last_dim(l1.shape(), self.name())?;
+        let (q, p) = (rows_of(s1, l1, self.name())?, rows_of(s2, l2, self.name())?);
+        let total = sum_rows(q, p, n, |qb, pb| {
+            let (mut log_q, mut log_p) = (vec![0f32; n], vec![0f32; n]);
+            let mut total = 0f64;
+            for (qr, pr) in qb.chunks_exact(n).zip(pb.chunks_exact(n)) {
+                log_softmax_row(qr, &mut log_q);
+                log_softmax_row(pr, &mut log_p);
+                total += f64::from(reduce_pairs(&log_p, &log_q, |lp, lq| exp(lp) * (lp - lq)));
+            }
+            total
+        });
+        let rows = (q.len() / n).max(1);
+        Ok((CpuStorage::F32(vec![(total / rows as f64) as f32]), Shape::from(())))
+    }
+
+    fn bwd(
+        &self,
+        student: &Tensor,
+        teacher: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
+        let n = last_dim(student.shape(), self.name())?;
+        let rows = (student.elem_count() / n).max(1);
+        let g = grad.to_scalar::<f32>()? / rows as f32;
+        let dq = with_f32(student, |q| {
+            with_f32(teacher, |p| {
+                let mut dq = vec![0f32; q.len()];
+                map_rows(q, p, n, &mut dq, n, |qb, pb, db| {
+                    let mut log_p = vec![0f32; n];
+                    for ((qr, pr), dr) in
+                        qb.chunks_exact(n).zip(pb.chunks_exact(n)).zip(db.chunks_exact_mut(n))
+                    {
+                        log_softmax_row(qr, dr);
+                        log_softmax_row(pr, &mut log_p);
+                        dr.iter_mut().zip(&log_p).for_each(|(d, &lp)| *d = g * (exp(*d) - exp(lp)));
+                    }
+                });
+                dq
+            })
+        })??;
+        Ok((Some(tensor_like(dq, student)?), None))
     }
 }
 
@@ -900,6 +1141,19 @@ mod tests {
         }
 
         #[test]
+        fn kl_divergence_matches_the_log_softmax_composite(rows in 1usize..12, classes in 1usize..300, seed in 0u64..1000) {
+            let q = randn(&[rows, classes], seed);
+            let p = randn(&[rows, classes], seed + 1);
+            let log_q = candle_nn::ops::log_softmax(&q, D::Minus1).unwrap();
+            let log_p = candle_nn::ops::log_softmax(&p.as_tensor().detach(), D::Minus1).unwrap();
+            let composite = ((log_p.exp().unwrap() * (log_p - log_q).unwrap()).unwrap().sum_all().unwrap() / rows as f64).unwrap();
+            let fused = kl_divergence(&q, &p).unwrap();
+            check(&[&q], &fused, &composite, 1e-4);
+            let grads = fused.backward().unwrap();
+            prop_assert!(grads.get(&p).is_none(), "the teacher gets no gradient");
+        }
+
+        #[test]
         fn linear_gelu_matches_linear_then_gelu(rows in 1usize..9, inp in 1usize..40, out in 1usize..40, seed in 0u64..1000) {
             let x = randn(&[2, rows, inp], seed);
             let w = randn(&[out, inp], seed + 1);
@@ -934,7 +1188,16 @@ mod tests {
             let b2 = randn(&[24], 5);
             let y = linear(&causal_attention(&linear(&x, &w1, &b1).unwrap(), 3).unwrap(), &w2, &b2).unwrap();
             let y = linear_gelu(&y, &w2, &b2).unwrap();
-            let grads = (&y * randn(y.dims(), 6).as_tensor()).unwrap().sum_all().unwrap().backward().unwrap();
+            let y = layer_norm(&y, &b2, &b2, 1e-5).unwrap();
+            let y = quick_gelu(&softmax_last_dim(&y).unwrap()).unwrap();
+            let logits = y.reshape((36, 24)).unwrap();
+            let targets = Tensor::from_vec((0..36u32).map(|i| i % 24).collect(), 36, &Device::Cpu).unwrap();
+            let teacher = randn(&[36, 24], 7);
+            let loss = (cross_entropy(&logits, &targets).unwrap()
+                + kl_divergence(&logits, &teacher).unwrap())
+            .unwrap();
+            let loss = (loss + (&y * randn(y.dims(), 6).as_tensor()).unwrap().sum_all().unwrap()).unwrap();
+            let grads = loss.backward().unwrap();
             THREADS.with(|t| t.set(None));
             let mut out = vec![y.flatten_all().unwrap().to_vec1::<f32>().unwrap()];
             for v in [&x, &w1, &b1, &w2, &b2] {
@@ -946,6 +1209,18 @@ mod tests {
         for (a, b) in one.iter().zip(&several) {
             let worst = a.iter().zip(b).map(|(p, q)| (p - q).abs()).fold(0f32, f32::max);
             assert!(worst < 1e-4, "threads change a result by {worst}");
+        }
+    }
+
+    #[test]
+    fn lane_reductions_agree_with_plain_ones() {
+        for len in [0usize, 1, 7, 8, 9, 31, 64, 257] {
+            let a: Vec<f32> = (0..len).map(|i| ((i * 37 % 11) as f32 - 5.0) * 0.25).collect();
+            let b: Vec<f32> = (0..len).map(|i| ((i * 13 % 7) as f32 - 3.0) * 0.5).collect();
+            assert!((sum(&a) - a.iter().sum::<f32>()).abs() < 1e-4, "sum of {len}");
+            let plain_dot: f32 = a.iter().zip(&b).map(|(x, y)| x * y).sum();
+            assert!((dot(&a, &b) - plain_dot).abs() < 1e-4, "dot of {len}");
+            assert_eq!(max(&a), a.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v)), "max of {len}");
         }
     }
 
@@ -974,6 +1249,7 @@ mod tests {
         assert!(cross_entropy(&x, &t).is_err(), "a target past the last class");
         let t = Tensor::from_vec(vec![0u32], 1, &Device::Cpu).unwrap();
         assert!(cross_entropy(&x, &t).is_err(), "fewer targets than rows");
+        assert!(kl_divergence(&x, &x.t().unwrap()).is_err());
         let ints = Tensor::from_vec(vec![1u32, 2, 3, 4, 5, 6], (2, 3), &Device::Cpu).unwrap();
         assert!(quick_gelu(&ints).is_err());
         let w = Tensor::zeros((4, 3), DType::F32, &Device::Cpu).unwrap();

@@ -6,7 +6,7 @@
 //! `output_dim`; f_i's next-byte logits are read from that representation, so what a peer
 //! serves is exactly what carries its predictions.
 
-use candle_core::{DType, Device, Module, Tensor, D};
+use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::{Embedding, Linear, VarBuilder};
 use serde::{Deserialize, Serialize};
 
@@ -262,12 +262,11 @@ pub fn next_token_loss(logits: &Tensor, targets: &Tensor) -> candle_core::Result
 /// Mean over positions of KL(p_teacher || p_student) between two logit tensors [b, t, vocab];
 /// the teacher side is detached so only the student side learns (eq. 11).
 pub fn kl_to_teacher(student_logits: &Tensor, teacher_logits: &Tensor) -> candle_core::Result<Tensor> {
-    let (b, t, _) = student_logits.dims3()?;
-    let log_q = candle_nn::ops::log_softmax(student_logits, D::Minus1)?;
-    let log_p = candle_nn::ops::log_softmax(&teacher_logits.detach(), D::Minus1)?;
-    let p = log_p.exp()?;
-    let kl = (p * (log_p - log_q)?)?.sum_all()?;
-    kl / (b * t) as f64
+    let (b, t, v) = student_logits.dims3()?;
+    // Detached, not merely given no gradient: candle's backward expects a gradient for every
+    // tracked node it walks through, and the teacher side must not be walked.
+    let teacher = teacher_logits.detach().reshape((b * t, v))?;
+    kernels::kl_divergence(&student_logits.reshape((b * t, v))?, &teacher)
 }
 
 /// A zero tensor [b, t, output_dim] (the joined input when a model runs without peers).

@@ -5,6 +5,8 @@ use std::collections::HashMap;
 
 use candle_core::{backprop::GradStore, Tensor, Var};
 
+use crate::kernels::with_f32;
+
 /// AdamW (Loshchilov & Hutter) over a fixed, name-sorted list of variables.
 pub struct AdamW {
     pub vars: Vec<(String, Var)>,
@@ -33,18 +35,38 @@ impl AdamW {
         self.step += 1;
         let bc1 = 1.0 - self.beta1.powi(self.step as i32);
         let bc2 = 1.0 - self.beta2.powi(self.step as i32);
+        let (b1, b2) = (self.beta1 as f32, self.beta2 as f32);
+        let (scale, eps) = (grad_scale as f32, self.eps as f32);
+        let (step1, step2) = ((self.lr / bc1) as f32, (1.0 / bc2) as f32);
+        let decay = (1.0 - self.lr * self.weight_decay) as f32;
         for (i, (_, var)) in self.vars.iter().enumerate() {
             let Some(g) = grads.get(var.as_tensor()) else {
                 continue;
             };
-            let g = (g * grad_scale)?;
-            let m = ((&self.m[i] * self.beta1)? + (&g * (1.0 - self.beta1))?)?;
-            let v = ((&self.v[i] * self.beta2)? + (g.sqr()? * (1.0 - self.beta2))?)?;
-            let update = ((&m / bc1)? / ((&v / bc2)?.sqrt()? + self.eps)?)?;
-            let decayed = (var.as_tensor() * (1.0 - self.lr * self.weight_decay))?;
-            var.set(&(decayed - (update * self.lr)?)?)?;
-            self.m[i] = m;
-            self.v[i] = v;
+            // One pass over (w, g, m, v) per variable, where the tensor expression took twelve
+            // operations, each allocating its output.
+            let (w, m, v) = with_f32(var.as_tensor(), |w| {
+                with_f32(g, |g| {
+                    with_f32(&self.m[i], |m| {
+                        with_f32(&self.v[i], |v| {
+                            let mut out = (w.to_vec(), m.to_vec(), v.to_vec());
+                            for (((wk, mk), vk), &gk) in
+                                out.0.iter_mut().zip(out.1.iter_mut()).zip(out.2.iter_mut()).zip(g)
+                            {
+                                let gk = gk * scale;
+                                *mk = b1 * *mk + (1.0 - b1) * gk;
+                                *vk = b2 * *vk + (1.0 - b2) * gk * gk;
+                                *wk = *wk * decay - step1 * *mk / ((*vk * step2).sqrt() + eps);
+                            }
+                            out
+                        })
+                    })
+                })
+            })????;
+            let like = var.as_tensor();
+            var.set(&Tensor::from_vec(w, like.shape(), like.device())?)?;
+            self.m[i] = Tensor::from_vec(m, like.shape(), like.device())?;
+            self.v[i] = Tensor::from_vec(v, like.shape(), like.device())?;
         }
         Ok(())
     }
@@ -85,7 +107,7 @@ pub fn grad_norm(grads: &GradStore, vars: &[(String, Var)]) -> candle_core::Resu
     let mut sq = 0f64;
     for (_, v) in vars {
         if let Some(g) = grads.get(v.as_tensor()) {
-            sq += f64::from(g.sqr()?.sum_all()?.to_scalar::<f32>()?);
+            sq += with_f32(g, |g| g.iter().map(|&x| f64::from(x) * f64::from(x)).sum::<f64>())?;
         }
     }
     Ok(sq.sqrt())
@@ -113,6 +135,28 @@ mod tests {
             prop_assert!(f > 0.0 && f <= 1.0);
             prop_assert!(norm * f <= max * (1.0 + 1e-9) || norm <= max);
         }
+    }
+
+    #[test]
+    fn one_adamw_step_follows_the_formula() {
+        let w = Var::from_tensor(&Tensor::new(&[1f32, -2.0, 0.5], &Device::Cpu).unwrap()).unwrap();
+        let mut opt = AdamW::new(vec![("w".into(), w.clone())], 0.01, 0.1).unwrap();
+        // loss = Σ 3·w, so every gradient is 3; clipped by 0.5 to 1.5.
+        let g = (w.as_tensor() * 3.0).unwrap().sum_all().unwrap().backward().unwrap();
+        opt.step(&g, 0.5).unwrap();
+        let (m, v) = (0.1 * 1.5, 0.001 * 1.5 * 1.5);
+        let (m_hat, v_hat) = (m / (1.0 - 0.9), v / (1.0 - 0.999));
+        let want: Vec<f64> = [1.0, -2.0, 0.5]
+            .iter()
+            .map(|x| x * (1.0 - 0.01 * 0.1) - 0.01 * m_hat / (f64::sqrt(v_hat) + 1e-8))
+            .collect();
+        let got = w.as_tensor().to_vec1::<f32>().unwrap();
+        for (g, w) in got.iter().zip(&want) {
+            assert!((f64::from(*g) - w).abs() < 1e-6, "{got:?} vs {want:?}");
+        }
+        // Relative: β2 = 0.999 is not exact in f32.
+        assert!((f64::from(opt.m[0].to_vec1::<f32>().unwrap()[0]) / m - 1.0).abs() < 1e-4);
+        assert!((f64::from(opt.v[0].to_vec1::<f32>().unwrap()[0]) / v - 1.0).abs() < 1e-4);
     }
 
     #[test]

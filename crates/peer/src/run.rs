@@ -365,7 +365,8 @@ struct StepOutcome {
     answering: usize,
 }
 
-fn text_tensor(batch: &Batch) -> OwnedTensor {
+/// A batch's bytes as the wire's text tensor `[batch, seq]` of u8: what a Forward carries.
+pub fn text_tensor(batch: &Batch) -> OwnedTensor {
     OwnedTensor {
         dtype: wire::DType::U8,
         modality: Modality::Text,

@@ -307,8 +307,10 @@ impl Inner {
 fn status_code(status: &tonic::Status) -> ReturnCode {
     use tonic::Code;
     match status.code() {
-        Code::Unavailable => ReturnCode::Unavailable,
-        Code::DeadlineExceeded | Code::Cancelled => ReturnCode::Timeout,
+        // The axon answers its own deadline with TIMEOUT in the reply; a cancelled gRPC stream
+        // is the connection going away under the call (an axon shutting down), not slowness.
+        Code::Unavailable | Code::Cancelled => ReturnCode::Unavailable,
+        Code::DeadlineExceeded => ReturnCode::Timeout,
         Code::Unimplemented => ReturnCode::NotImplemented,
         // A message over a size limit, on either side.
         Code::OutOfRange | Code::ResourceExhausted => ReturnCode::RequestShapeError,
