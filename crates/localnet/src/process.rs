@@ -242,21 +242,9 @@ impl PeerProcess {
     /// `AGORA peer run ...` with stdout and stderr into `OUT/peer.log`.
     pub fn spawn(agora: &Path, launch: &PeerLaunch) -> Result<PeerProcess, LocalnetError> {
         let argv = peer_argv(launch)?;
-        std::fs::create_dir_all(&launch.out).map_err(|e| LocalnetError::io(&launch.out, e))?;
-        let log_path = launch.out.join("peer.log");
-        let log = std::fs::File::create(&log_path).map_err(|e| LocalnetError::io(&log_path, e))?;
-        let err = log.try_clone().map_err(|e| LocalnetError::io(&log_path, e))?;
-        let child = Command::new(agora)
-            .args(&argv)
-            // Eight peers share the cores: candle's default pools (one spinning thread per
-            // core in every process; matrix products follow RAYON_NUM_THREADS, element-wise
-            // operations CANDLE_NUM_THREADS) would make each of them several times slower.
-            .env("CANDLE_NUM_THREADS", "1")
-            .env("RAYON_NUM_THREADS", "1")
-            .stdin(Stdio::null())
-            .stdout(Stdio::from(log))
-            .stderr(Stdio::from(err))
-            .process_group(0)
+        let mut cmd = Command::new(agora);
+        cmd.args(&argv);
+        let child = training_child(&mut cmd, &launch.out, "peer.log")?
             .spawn()
             .map_err(|e| LocalnetError::Peer { name: launch.spec.name.clone(), reason: e.to_string() })?;
         Ok(PeerProcess { name: launch.spec.name.clone(), child: Some(child) })
@@ -304,10 +292,6 @@ impl Drop for PeerProcess {
 /// stdout and stderr in `out/pretrain.log`.
 pub fn spawn_pretrain(agora: &Path, spec: &PeerSpec, out: &Path) -> Result<Child, LocalnetError> {
     let dataset = dataset_path(&spec.dataset)?;
-    std::fs::create_dir_all(out).map_err(|e| LocalnetError::io(out, e))?;
-    let log_path = out.join("pretrain.log");
-    let log = std::fs::File::create(&log_path).map_err(|e| LocalnetError::io(&log_path, e))?;
-    let err = log.try_clone().map_err(|e| LocalnetError::io(&log_path, e))?;
     let mut cmd = Command::new(agora);
     cmd.args(["peer", "pretrain", "--dataset"])
         .arg(dataset)
@@ -319,14 +303,28 @@ pub fn spawn_pretrain(agora: &Path, spec: &PeerSpec, out: &Path) -> Result<Child
     if let Some(seed) = spec.seed {
         cmd.args(["--seed", &seed.to_string()]);
     }
-    cmd.env("CANDLE_NUM_THREADS", "1")
-        .env("RAYON_NUM_THREADS", "1")
-        .stdin(Stdio::null())
-        .stdout(Stdio::from(log))
-        .stderr(Stdio::from(err))
-        .process_group(0)
+    training_child(&mut cmd, out, "pretrain.log")?
         .spawn()
         .map_err(|e| LocalnetError::Peer { name: spec.name.clone(), reason: format!("pretraining: {e}") })
+}
+
+/// Readies `cmd`, an `agora` process that trains a model, to run beside the others: stdout
+/// and stderr into `dir/log`, no stdin, its own process group (Ctrl-C reaches the localnet,
+/// which stops it), and one thread for each of candle's pools. Eight peers share the cores:
+/// candle's default pools (one thread per core in every process, one of them spinning) would
+/// make each of them several times slower.
+fn training_child<'a>(cmd: &'a mut Command, dir: &Path, log: &str) -> Result<&'a mut Command, LocalnetError> {
+    std::fs::create_dir_all(dir).map_err(|e| LocalnetError::io(dir, e))?;
+    let log_path = dir.join(log);
+    let out = std::fs::File::create(&log_path).map_err(|e| LocalnetError::io(&log_path, e))?;
+    let err = out.try_clone().map_err(|e| LocalnetError::io(&log_path, e))?;
+    Ok(cmd
+        .env("CANDLE_NUM_THREADS", "1")
+        .env("RAYON_NUM_THREADS", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(out))
+        .stderr(Stdio::from(err))
+        .process_group(0))
 }
 
 #[cfg(test)]
