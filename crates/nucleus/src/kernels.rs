@@ -270,6 +270,15 @@ impl CustomOp1 for Softmax {
     }
 }
 
+/// The sums over rows of `g` (rows of `n`): the gradient of a bias added to every row.
+fn column_sums(g: &[f32], n: usize) -> Vec<f32> {
+    let mut sums = vec![0f32; n];
+    for row in g.chunks_exact(n) {
+        sums.iter_mut().zip(row).for_each(|(s, &v)| *s += v);
+    }
+    sums
+}
+
 /// `x + bias`, where `bias`'s shape is the trailing part of `x`'s (a Linear's bias over
 /// `[rows, out]`, learned positions `[t, d]` over `[b, t, d]`). The bias gradient is a
 /// row-major sum over the leading blocks, not candle's strided broadcast reduction.
@@ -312,13 +321,7 @@ impl CustomOp2 for AddBias {
         grad: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
         let n = bias.elem_count();
-        let db = with_f32(grad, |g| {
-            let mut db = vec![0f32; n];
-            for row in g.chunks_exact(n) {
-                db.iter_mut().zip(row).for_each(|(d, &v)| *d += v);
-            }
-            db
-        })?;
+        let db = with_f32(grad, |g| column_sums(g, n))?;
         Ok((Some(grad.clone()), Some(tensor_like(db, bias)?)))
     }
 }
@@ -730,11 +733,7 @@ impl CustomOp3 for Linear {
                         (input_grad(), weight_grad())
                     };
                     let (dx, dw) = (dx?, dw?);
-                    let mut db = vec![0f32; out];
-                    for row in g.chunks_exact(out) {
-                        db.iter_mut().zip(row).for_each(|(d, &v)| *d += v);
-                    }
-                    Ok((dx, dw, db))
+                    Ok((dx, dw, column_sums(g, out)))
                 })
             })
         })????;
