@@ -31,6 +31,23 @@ pub struct LocalnetArgs {
     /// Print the scenario as TOML (a starting point for --scenario) and exit
     #[arg(long)]
     print_scenario: bool,
+    /// Run the market in this process, in lockstep, from --seed: the real peer loop and ledger,
+    /// no node or peer processes, no sockets; one training step per peer per block
+    #[arg(long, conflicts_with = "no_peers")]
+    in_process: bool,
+    /// Seed of an --in-process run (keys, noise, random weights): the same seed replays the run
+    #[arg(long, default_value_t = 0, requires = "in_process")]
+    seed: u64,
+    /// --in-process negative control: every peer outside the cabal sets random weights
+    #[arg(long, requires = "in_process")]
+    random_weights: bool,
+    /// Epochs between two measurements of the independent judge while the run goes (it always
+    /// measures at the end)
+    #[arg(long, value_name = "EPOCHS", default_value_t = 10)]
+    judge_every: u64,
+    /// Test batches per peer topic the judge reads (each: 8 sequences of 64 bytes)
+    #[arg(long, value_name = "N", default_value_t = 2)]
+    judge_batches: usize,
 }
 
 pub fn run(args: LocalnetArgs) -> Result<()> {
@@ -44,13 +61,17 @@ pub fn run(args: LocalnetArgs) -> Result<()> {
     if let Some(e) = args.epochs {
         scenario.epochs = e;
     }
-    if let Some(m) = args.mechanism {
+    if let Some(m) = args.mechanism.clone() {
         scenario.mechanism = m;
     }
     let scenario = scenario.validated()?;
     if args.print_scenario {
         print!("{}", scenario.to_toml());
         return Ok(());
+    }
+    let judge = localnet::JudgeConfig { batches: args.judge_batches.max(1), ..Default::default() };
+    if args.in_process {
+        return run_in_process(&args, scenario, judge);
     }
     let agora = std::env::current_exe().context("locating the agora binary")?;
     let mut opts = RunOptions::new(agora, args.out.clone(), scenario);
@@ -69,23 +90,58 @@ pub fn run(args: LocalnetArgs) -> Result<()> {
     Ok(())
 }
 
+fn run_in_process(args: &LocalnetArgs, scenario: Scenario, judge: localnet::JudgeConfig) -> Result<()> {
+    let mechanisms: Vec<String> = if args.compare {
+        mechanism::MECHANISM_NAMES.iter().map(|m| m.to_string()).collect()
+    } else {
+        vec![scenario.mechanism.clone()]
+    };
+    let mut summaries = Vec::new();
+    for m in &mechanisms {
+        let mut opts = localnet::MarketOptions::new(
+            Scenario { mechanism: m.clone(), ..scenario.clone() },
+            if args.compare { args.out.join(m) } else { args.out.clone() },
+        );
+        opts.seed = args.seed;
+        opts.judge = judge;
+        opts.judge_every = args.judge_every;
+        opts.verbose = true;
+        if args.random_weights {
+            opts.weights = localnet::WeightsPolicy::Random;
+        }
+        let outcome = localnet::run_market(&opts)?;
+        print_summary(&outcome.summary, false);
+        println!("report: {}", opts.out.join("report.md").display());
+        summaries.push(outcome.summary);
+    }
+    if args.compare {
+        localnet::write_compare(&args.out, &summaries)?;
+        println!("side by side: {}", args.out.join("compare.md").display());
+    }
+    Ok(())
+}
+
 fn print_outcome(o: &localnet::RunOutcome) {
-    let s = &o.summary;
-    let f = |x: Option<f64>| x.map_or("n/a".to_string(), |v| format!("{v:.4}"));
-    println!(
-        "{}: blocks {}..={}, Spearman(I, value) {}, Spearman(R, value) {}, noise emission {} (incentive {}), cabal stake {} -> {}{}",
-        s.mechanism,
-        s.first_block,
-        s.last_block,
-        f(s.spearman_incentive),
-        f(s.spearman_rank),
-        f(s.noise_emission_share),
-        f(s.noise_incentive_share),
-        f(s.cabal_share_start),
-        f(s.cabal_share_end),
-        if o.interrupted { " (interrupted)" } else { "" }
-    );
+    print_summary(&o.summary, o.interrupted);
     for (name, code) in &o.peers_exited_early {
         println!("  peer {name} exited early (code {code:?}); see its peer.log");
     }
+}
+
+fn print_summary(s: &localnet::Summary, interrupted: bool) {
+    let f = |x: Option<f64>| x.map_or("n/a".to_string(), |v| format!("{v:.4}"));
+    println!(
+        "{}: blocks {}..={}, against the {} value: Spearman(I) {}, Spearman(emission) {}; noise share of serving emission {}, of all emission {}; cabal stake {} -> {}{}",
+        s.mechanism,
+        s.first_block,
+        s.last_block,
+        s.truth,
+        f(s.spearman_incentive),
+        f(s.spearman_emission),
+        f(s.noise_serving_share),
+        f(s.noise_emission_share),
+        f(s.cabal_share_start),
+        f(s.cabal_share_end),
+        if interrupted { " (interrupted)" } else { "" }
+    );
 }

@@ -45,6 +45,8 @@ enum RoleArg {
     Cabal,
     /// Honest until --offline-at-block, then leave without a word
     Offline,
+    /// Serve the model as initialised, never train it; score neighbours as usual
+    Lazy,
 }
 
 #[derive(Debug, Args)]
@@ -208,6 +210,7 @@ fn run_peer(a: RunArgs) -> Result<()> {
         RoleArg::Offline => {
             Role::OfflineAt(a.offline_at_block.context("--role offline needs --offline-at-block")?)
         }
+        RoleArg::Lazy => Role::Lazy,
     };
     if a.timeout <= 0.0 || !a.timeout.is_finite() || a.status_every <= 0.0 || !a.status_every.is_finite() {
         bail!("--timeout and --status-every must be positive seconds");

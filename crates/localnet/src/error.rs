@@ -24,6 +24,12 @@ pub enum LocalnetError {
     Parse { path: PathBuf, line: u64, reason: String },
     #[error("report: {0}")]
     Report(String),
+    #[error("judge: {0}")]
+    Judge(String),
+    #[error("model: {0}")]
+    Model(#[from] nucleus::NucleusError),
+    #[error("peer: {0}")]
+    Run(#[from] peer::run::RunError),
     #[error("interrupted (Ctrl-C)")]
     Interrupted,
 }

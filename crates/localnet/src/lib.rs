@@ -16,6 +16,8 @@
 
 pub mod error;
 mod genesis;
+pub mod judge;
+pub mod market;
 pub mod monitor;
 pub mod process;
 pub mod report;
@@ -25,6 +27,8 @@ pub mod setup;
 
 pub use error::LocalnetError;
 pub use genesis::{faucet_key, genesis, CHAIN_ID, FEE_BUDGET};
+pub use judge::{Judge, JudgeConfig, Judgement};
+pub use market::{run_market, MarketOptions, MarketOutcome, WeightsPolicy};
 pub use process::{dataset_path, peer_argv, PeerLaunch};
 pub use report::{compare_markdown, write_compare, write_report, Summary};
 pub use run::{compare, run, RunOptions, RunOutcome};

@@ -186,6 +186,7 @@ pub fn peer_argv(l: &PeerLaunch) -> Result<Vec<String>, LocalnetError> {
         Role::Honest | Role::Duplicate => vec!["honest".to_string()],
         Role::Noise => vec!["noise".to_string()],
         Role::Cabal => vec!["cabal".to_string()],
+        Role::Lazy => vec!["lazy".to_string()],
         Role::Offline => {
             vec!["offline".to_string(), "--offline-at-block".to_string(), l.offline_at_block.to_string()]
         }
@@ -216,7 +217,7 @@ pub fn peer_argv(l: &PeerLaunch) -> Result<Vec<String>, LocalnetError> {
     if let Some(seed) = l.spec.seed {
         argv.extend(["--seed".into(), seed.to_string()]);
     }
-    if l.spec.pretrain_steps > 0 {
+    if l.spec.pretrain_steps > 0 && l.spec.role != Role::Lazy {
         // The pretraining phase left the model in OUT/checkpoint; should it have failed, the
         // peer pretrains by itself before joining.
         argv.extend(["--pretrain-steps".into(), l.spec.pretrain_steps.to_string(), "--resume".into()]);

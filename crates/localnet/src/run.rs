@@ -113,8 +113,11 @@ async fn pretrain_all(
     stop: &AtomicBool,
     view: &LiveView,
 ) -> Result<(), LocalnetError> {
-    let mut queue: std::collections::VecDeque<&crate::PeerSpec> =
-        scenario.peers.iter().filter(|p| p.pretrain_steps > 0 && p.role != Role::Duplicate).collect();
+    let mut queue: std::collections::VecDeque<&crate::PeerSpec> = scenario
+        .peers
+        .iter()
+        .filter(|p| p.pretrain_steps > 0 && !matches!(p.role, Role::Duplicate | Role::Lazy))
+        .collect();
     if queue.is_empty() {
         return Ok(());
     }
@@ -246,6 +249,8 @@ async fn run_async(opts: &RunOptions, stop: &AtomicBool) -> Result<RunOutcome, L
     };
     let start = chain.head().await?.height;
     let end = start + scenario.blocks();
+    crate::market::run_info(&scenario, &g, "processes", start, end, start + scenario.blocks() / 2)
+        .write(out)?;
     let cabal_uids: Vec<u16> = registered
         .iter()
         .zip(&scenario.peers)

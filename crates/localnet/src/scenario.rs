@@ -19,6 +19,9 @@ pub enum Role {
     Offline,
     /// Weights only the other cabal members; holds a chosen share of the stake.
     Cabal,
+    /// Serves a model frozen at initialisation (never pretrained, never trained) and scores
+    /// its neighbours as usual: a free rider.
+    Lazy,
 }
 
 impl Role {
@@ -29,10 +32,12 @@ impl Role {
             Role::Noise => "noise",
             Role::Offline => "offline",
             Role::Cabal => "cabal",
+            Role::Lazy => "lazy",
         }
     }
 
-    pub const ALL: [Role; 5] = [Role::Honest, Role::Duplicate, Role::Noise, Role::Offline, Role::Cabal];
+    pub const ALL: [Role; 6] =
+        [Role::Honest, Role::Duplicate, Role::Noise, Role::Offline, Role::Cabal, Role::Lazy];
 }
 
 /// The model a peer trains (the nucleus crate's presets).
@@ -52,6 +57,29 @@ impl ModelSize {
             ModelSize::Small => "small",
             ModelSize::Medium => "medium",
         }
+    }
+}
+
+/// The nucleus configuration a peer of this size runs (the `peer` crate's presets).
+pub fn peer_preset(size: ModelSize, seed: u64) -> nucleus::NucleusConfig {
+    let size = match size {
+        ModelSize::Tiny => peer::ModelSize::Tiny,
+        ModelSize::Small => peer::ModelSize::Small,
+        ModelSize::Medium => peer::ModelSize::Medium,
+    };
+    peer::nucleus_preset(size, seed)
+}
+
+/// How a peer of scenario role `role` behaves in the peer loop: a duplicate is an honest peer
+/// (what makes it a duplicate is its model), the cabal weights `cabal_uids`, the offline peer
+/// leaves at `leaves_at`.
+pub fn peer_role(role: Role, cabal_uids: &[u16], leaves_at: u64) -> peer::run::Role {
+    match role {
+        Role::Honest | Role::Duplicate => peer::run::Role::Honest,
+        Role::Noise => peer::run::Role::Noise,
+        Role::Cabal => peer::run::Role::Cabal(cabal_uids.to_vec()),
+        Role::Offline => peer::run::Role::OfflineAt(leaves_at),
+        Role::Lazy => peer::run::Role::Lazy,
     }
 }
 
@@ -199,6 +227,12 @@ impl Scenario {
             if !names.insert(p.name.clone()) {
                 return bad(format!("peer name {:?} appears twice", p.name));
             }
+        }
+        if let Some(p) = self.peers.iter().find(|p| p.role == Role::Lazy && p.pretrain_steps > 0) {
+            return bad(format!(
+                "{:?} is lazy (its model stays as initialised): pretrain_steps must be 0",
+                p.name
+            ));
         }
         let cabal = self.peers.iter().filter(|p| p.role == Role::Cabal).count();
         if self.cabal_stake_share > 0.0 && cabal == 0 {

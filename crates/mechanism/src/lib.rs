@@ -83,6 +83,17 @@ impl Mechanism {
         }
     }
 
+    /// The share of an epoch's emission paid by incentive when dividends are paid too (see
+    /// [`split_emission`]): `server_share` for `yuma`, 1/2 for `nakamoto`, 1 for the variants
+    /// without dividends.
+    pub fn server_share(&self) -> f64 {
+        match self {
+            Mechanism::Yuma(p) => p.server_share,
+            Mechanism::Nakamoto(_) => nakamoto::SERVER_SHARE,
+            Mechanism::Basic(_) | Mechanism::Connectivity(_) | Mechanism::Trust(_) => 1.0,
+        }
+    }
+
     /// Runs one epoch. Validates the input, then dispatches to the variant.
     pub fn epoch(&self, input: &EpochInput<'_>) -> Result<EpochOutput, MechanismError> {
         input.validate()?;
@@ -268,13 +279,21 @@ pub fn sigmoid(x: f64) -> f64 {
 /// `1 - server_share`. When one of the two is all zero its part goes to the other; when both
 /// are zero nothing is paid.
 pub fn split_emission(emission: f64, incentive: &[f64], dividends: &[f64], server_share: f64) -> Vec<f64> {
+    let (wi, wd) = split_shares(incentive, dividends, server_share);
+    incentive.iter().zip(dividends).map(|(i, d)| emission * (wi * i + wd * d)).collect()
+}
+
+/// The shares of an epoch's emission that [`split_emission`] pays by incentive (serving) and
+/// by dividends (validating): `(server_share, 1 - server_share)`, or all to the side that is
+/// not all zero, or `(0, 0)` when both are. Peer i's serving part is `emission * wi * I_i`,
+/// its validating part `emission * wd * D_i`.
+pub fn split_shares(incentive: &[f64], dividends: &[f64], server_share: f64) -> (f64, f64) {
     let has_i = incentive.iter().any(|&x| x > 0.0);
     let has_d = dividends.iter().any(|&x| x > 0.0);
-    let (wi, wd) = match (has_i, has_d) {
+    match (has_i, has_d) {
         (true, true) => (server_share, 1.0 - server_share),
         (true, false) => (1.0, 0.0),
         (false, true) => (0.0, 1.0),
         (false, false) => (0.0, 0.0),
-    };
-    incentive.iter().zip(dividends).map(|(i, d)| emission * (wi * i + wd * d)).collect()
+    }
 }

@@ -18,6 +18,10 @@ use crate::{
 use serde::{Deserialize, Serialize};
 use std::cell::Cell;
 
+/// Share of the emission paid by incentive; the other half goes to dividends (notes 003:
+/// `Delta S = 1/2 B^T I + 1/2 I`).
+pub const SERVER_SHARE: f64 = 0.5;
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct NakamotoParams {
@@ -143,7 +147,7 @@ pub fn epoch(p: &NakamotoParams, input: &EpochInput<'_>) -> Result<EpochOutput, 
         incentive.iter().zip(&bond_totals).map(|(&i, &q)| if q > 0.0 { i / q } else { 0.0 }).collect();
     let dividends = normalized(&bonds.mul(&payout));
 
-    let emission = split_emission(input.emission, &incentive, &dividends, 0.5);
+    let emission = split_emission(input.emission, &incentive, &dividends, SERVER_SHARE);
     Ok(EpochOutput {
         ranks,
         trust,
@@ -221,7 +225,7 @@ pub fn epoch_dense(p: &NakamotoParams, input: &EpochInput<'_>) -> Result<EpochOu
         *d = if total > 0.0 { *d / total } else { 0.0 };
     }
 
-    let emission = split_emission(input.emission, &incentive, &dividends, 0.5);
+    let emission = split_emission(input.emission, &incentive, &dividends, SERVER_SHARE);
     Ok(EpochOutput {
         ranks,
         trust,

@@ -1,6 +1,10 @@
 //! A peer's dataset D_i: text loaded from fortune files (entries separated by lines holding just
 //! `%`, as in Debian's `fortunes` package), plain text files, or a directory of them; split into
-//! train and held-out parts deterministically; sampled as byte batches from a seed.
+//! train, held-out and test parts deterministically; sampled as byte batches from a seed.
+//!
+//! The three parts have three owners: a peer trains (and pretrains) on `Train`, scores its
+//! neighbours on `HeldOut`, and never reads `Test`, which belongs to the market's independent
+//! judge (DESIGN.md: value is judged from outside the market, on data no peer has seen).
 
 use std::path::Path;
 
@@ -23,14 +27,21 @@ fn builtin_bytes(topic: &str) -> Option<&'static [u8]> {
     }
 }
 
-/// Every `HELD_OUT_EVERY`-th entry (by position in the source) is held out.
+/// Entries are dealt in rounds of `HELD_OUT_EVERY` by their position in the source: the last of
+/// each round is held out, the middle one is test, the rest train.
 pub const HELD_OUT_EVERY: usize = 10;
+/// Position within a round of the entry that goes to the test part.
+const TEST_SLOT: usize = HELD_OUT_EVERY / 2 - 1;
 
 /// Which part of a corpus to sample from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Split {
+    /// What a peer trains and pretrains on.
     Train,
+    /// What a peer scores its neighbours on (the weights it sets) and reports its loss on.
     HeldOut,
+    /// Seen by no peer: the judge's measurements only.
+    Test,
 }
 
 /// A text corpus as bytes (the tokenizer is the identity on bytes: vocabulary 256, nothing to
@@ -40,6 +51,7 @@ pub struct Corpus {
     pub name: String,
     pub train: Vec<u8>,
     pub held_out: Vec<u8>,
+    pub test: Vec<u8>,
 }
 
 /// Splits fortune-file text into entries: blocks separated by lines holding just `%`.
@@ -74,22 +86,28 @@ fn is_fortune_text(text: &str) -> bool {
 
 impl Corpus {
     /// Builds a corpus from entries: entry `i` is held out when `i % HELD_OUT_EVERY ==
-    /// HELD_OUT_EVERY - 1`, so the split depends only on the source order.
+    /// HELD_OUT_EVERY - 1`, test when `i % HELD_OUT_EVERY == 4`, train otherwise, so the split
+    /// depends only on the source order.
     pub fn from_entries(name: &str, entries: &[String]) -> Result<Self, NucleusError> {
         let mut train = Vec::new();
         let mut held_out = Vec::new();
+        let mut test = Vec::new();
         for (i, e) in entries.iter().enumerate() {
-            let part = if i % HELD_OUT_EVERY == HELD_OUT_EVERY - 1 { &mut held_out } else { &mut train };
+            let part = match i % HELD_OUT_EVERY {
+                r if r == HELD_OUT_EVERY - 1 => &mut held_out,
+                TEST_SLOT => &mut test,
+                _ => &mut train,
+            };
             part.extend_from_slice(e.as_bytes());
             part.push(b'\n');
         }
-        if train.is_empty() || held_out.is_empty() {
+        if train.is_empty() || held_out.is_empty() || test.is_empty() {
             return Err(NucleusError::Data(format!(
                 "corpus {name}: {} entries, need at least {HELD_OUT_EVERY} to hold some out",
                 entries.len()
             )));
         }
-        Ok(Corpus { name: name.to_string(), train, held_out })
+        Ok(Corpus { name: name.to_string(), train, held_out, test })
     }
 
     /// Parses text as fortune entries if it has `%` separator lines, else as paragraphs.
@@ -157,6 +175,7 @@ impl Corpus {
         match split {
             Split::Train => &self.train,
             Split::HeldOut => &self.held_out,
+            Split::Test => &self.test,
         }
     }
 
@@ -241,9 +260,16 @@ mod tests {
             let c = Corpus::builtin(t).unwrap();
             assert!(c.train.len() > 20_000, "{t}: {}", c.train.len());
             assert!(c.held_out.len() > 1_000, "{t}: {}", c.held_out.len());
-            // Held-out entries are not in the training part.
-            let probe = &c.held_out[..40];
-            assert!(!c.train.windows(40).any(|w| w == probe), "{t}");
+            assert!(c.test.len() > 1_000, "{t}: {}", c.test.len());
+            // No part shares an entry with another (the sources repeat the odd quotation, so
+            // 20 probes spread over each part, of which at most two may be found elsewhere).
+            for (a, b) in [(&c.held_out, &c.train), (&c.test, &c.train), (&c.test, &c.held_out)] {
+                let found = (0..20)
+                    .map(|k| &a[k * (a.len() - 40) / 20..][..40])
+                    .filter(|probe| b.windows(40).any(|w| w == *probe))
+                    .count();
+                assert!(found <= 2, "{t}: {found} of 20 probes found in another part");
+            }
         }
         let a = Corpus::builtin("food").unwrap();
         let b = Corpus::builtin("science").unwrap();
@@ -272,7 +298,7 @@ mod tests {
         std::fs::write(dir.join("topic.dat"), [0u8, 1, 2, 255]).unwrap();
         std::fs::write(dir.join("notes.txt"), "para one\n\npara two\n").unwrap();
         let c = Corpus::from_path(&dir).unwrap();
-        let all = [c.train.clone(), c.held_out.clone()].concat();
+        let all = [c.train.clone(), c.held_out.clone(), c.test.clone()].concat();
         assert!(!all.contains(&255));
         assert!(String::from_utf8_lossy(&all).contains("para two"));
         assert!(String::from_utf8_lossy(&c.held_out).contains("entry number 7\n")); // 2 paragraphs of notes.txt come first

@@ -38,10 +38,12 @@ pub mod kernels;
 pub mod model;
 mod nucleus;
 pub mod optim;
+pub mod standard;
 
 pub use data::{Batch, Corpus, Split, BUILTIN_TOPICS};
 pub use model::ModelConfig;
 pub use nucleus::{FailReason, Inference, JoinMode, Nucleus, NucleusConfig, Scoring, StepReport};
+pub use standard::StandardReader;
 
 /// Settles candle's thread pools from the environment, once, at the start of `main` (before
 /// any other thread exists):

@@ -201,10 +201,14 @@ impl Encoder {
 /// distributions share one coordinate system, so G(x) is (a sketch of) a mixture of the
 /// neighbours' predictions and a better-trained neighbour is plainly more useful.
 pub fn standard_basis(vocab: usize, output_dim: usize, device: &Device) -> candle_core::Result<Tensor> {
-    let v: Vec<f32> = (0..(vocab * output_dim) as u64)
+    Tensor::from_vec(standard_basis_values(vocab, output_dim), (vocab, output_dim), device)
+}
+
+/// [`standard_basis`] as plain row-major values (`vocab` rows of `output_dim`).
+pub fn standard_basis_values(vocab: usize, output_dim: usize) -> Vec<f32> {
+    (0..(vocab * output_dim) as u64)
         .map(|i| if splitmix64(STANDARD_BASIS_SEED.wrapping_add(i)) >> 63 == 1 { 1.0 } else { -1.0 })
-        .collect();
-    Tensor::from_vec(v, (vocab, output_dim), device)
+        .collect()
 }
 
 /// Part of the network standard: changing it makes peers unintelligible to each other.

@@ -793,8 +793,48 @@ impl Nucleus {
         Ok(next_token_loss(&logits, &y)?.to_scalar::<f32>()?)
     }
 
-    /// Increase of the loss on `batch` when each usable uid's term is removed from G (eq. 2 made
-    /// empirical); failed uids get 0. Nothing is updated.
+    /// Loss of f_i on the batch with peer `j`'s answers shuffled between the batch's sequences
+    /// (sequence b reads the answer to sequence b+1, cyclically), minus the full loss. With one
+    /// sequence there is nothing to shuffle with, and j's term is removed instead
+    /// ([`Nucleus::masked_increase`]).
+    fn permuted_increase(
+        &self,
+        x: &Tensor,
+        y: &Tensor,
+        g_x: &Tensor,
+        gates: &Tensor,
+        joined: &[Joined],
+        full_loss: f32,
+    ) -> Result<Vec<f32>, NucleusError> {
+        let b = gates.dim(0)?;
+        if b < 2 {
+            return self.masked_increase(x, y, g_x, gates, joined, full_loss);
+        }
+        let rolled: Vec<u32> = (0..b as u32).map(|s| (s + 1) % b as u32).collect();
+        let rolled = Tensor::from_vec(rolled, b, &self.device)?;
+        let mut out = Vec::with_capacity(joined.len());
+        for (j, peer) in joined.iter().enumerate() {
+            let g_j = gates.narrow(1, j, 1)?.reshape((b, 1, 1))?.detach();
+            let f_j = peer.var.as_tensor().detach();
+            let shuffled = f_j.index_select(&rolled, 0)?;
+            let g_perm = (g_x.detach() + (shuffled - f_j)?.broadcast_mul(&g_j)?)?;
+            let (_, logits) = self.local.forward(x, &g_perm)?;
+            let loss = next_token_loss(&logits, y)?.to_scalar::<f32>()?;
+            out.push(loss - full_loss);
+        }
+        Ok(out)
+    }
+
+    /// What each usable uid's answers are worth to f_i on `batch` (eq. 2 made empirical): the
+    /// increase of the loss when its answers no longer match the inputs they answer, by
+    /// shuffling them between the batch's sequences. Failed uids get 0. Nothing is updated.
+    ///
+    /// Why shuffled rather than removed (the printed eq. 2 removes the peer): removing a term
+    /// changes the scale and spread of G(x) that f_i was trained on, so it costs loss even for
+    /// a peer that answers pure noise; f_i is calibrated to its presence. Shuffled answers keep
+    /// their distribution and lose only what they say about this input, so a noise peer, or
+    /// one that answers the same thing whatever it is asked, is worth 0 in expectation, and an
+    /// informative one is worth the information (permutation importance).
     pub fn ablation(
         &self,
         batch: &Batch,
@@ -803,7 +843,7 @@ impl Nucleus {
         let (loss, parts) = self.eval(batch, responses)?;
         let mut out: Vec<(u16, f32)> = Vec::new();
         if let Some((x, y, g_x, gates, joined)) = parts {
-            let inc = self.masked_increase(&x, &y, &g_x, &gates, &joined, loss)?;
+            let inc = self.permuted_increase(&x, &y, &g_x, &gates, &joined, loss)?;
             out.extend(joined.iter().map(|p| p.uid).zip(inc));
         }
         for (uid, _) in responses {

@@ -25,9 +25,11 @@
 
 mod chain;
 pub mod files;
+pub mod learner;
 mod local;
 mod metagraph;
 pub mod metrics_http;
+pub mod neighbours;
 mod participant;
 pub mod preset;
 mod rpc;
@@ -36,8 +38,10 @@ pub mod serve;
 mod weights;
 
 pub use chain::{Chain, ChainError};
+pub use learner::Learner;
 pub use local::LocalChain;
 pub use metagraph::{follow, MetagraphView};
+pub use neighbours::{InProcess, Neighbours, Switchboard};
 pub use participant::{applied, sign, transact, Participant, RateLimitPolicy, WeightsOutcome};
 pub use rpc::RpcChain;
 pub use weights::{StepError, WeightRowError, WeightSetter};

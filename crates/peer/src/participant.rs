@@ -97,6 +97,11 @@ impl<C: Chain> Participant<C> {
         ledger::public_key(&self.hotkey)
     }
 
+    /// The hotkey that signs this participant's transactions.
+    pub fn signing_key(&self) -> &SigningKey {
+        &self.hotkey
+    }
+
     pub fn coldkey(&self) -> PublicKey {
         self.coldkey
     }

@@ -8,21 +8,21 @@
 
 use crate::chain::{Chain, ChainError};
 use crate::files::{FileError, FinalReport, StatusRow, StatusWriter};
+use crate::learner::{read, Learner, StepOutcome, HELD_OUT_BATCHES, PRETRAIN_DATA_SEED};
 use crate::serve::{ModelHandler, Serving};
 use crate::{MetagraphView, Participant, RpcChain, StepError, WeightSetter, WeightsOutcome};
 use ed25519_dalek::SigningKey;
 use ledger::{Endpoint, Modality as EndpointModality, Protocol, PublicKey};
-use nucleus::{Batch, Corpus, Nucleus, NucleusConfig, NucleusError, Split};
+use nucleus::{Corpus, Nucleus, NucleusConfig, NucleusError, Split};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
-use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
-use wire::{AxonConfig, Dendrite, Modality, OwnedTensor, StakeTable, Target};
+use wire::{AxonConfig, Dendrite, StakeTable};
 
 /// How a peer behaves in the market (the localnet's roles).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -36,6 +36,28 @@ pub enum Role {
     Cabal(Vec<u16>),
     /// Honest until the chain reaches this block, then leaves without a word.
     OfflineAt(u64),
+    /// Serves its model as initialised, never trains it (not even from the gradients others
+    /// send), and scores its neighbours as usual: a free rider with nothing to offer.
+    Lazy,
+}
+
+impl Role {
+    /// What its axon answers.
+    pub fn serving(&self) -> Serving {
+        match self {
+            Role::Noise | Role::Cabal(_) => Serving::Noise,
+            Role::Honest | Role::OfflineAt(_) => Serving::Model,
+            Role::Lazy => Serving::Frozen,
+        }
+    }
+
+    /// How it turns its scores into weights: the cabal weights only its members.
+    pub fn weight_setter(&self, interval: u64) -> WeightSetter {
+        match self {
+            Role::Cabal(uids) => WeightSetter::new(interval).with_cabal(uids.clone()),
+            _ => WeightSetter::new(interval),
+        }
+    }
 }
 
 /// Everything `agora peer run` needs.
@@ -109,16 +131,15 @@ pub enum Ending {
     Interrupted,
 }
 
-const HELD_OUT_BATCHES: usize = 8;
-/// Held-out batches per scoring round (taken in turn from the `HELD_OUT_BATCHES`).
-const SCORE_BATCHES: usize = 4;
 /// How long the axon keeps serving after the final report is written.
 const FINAL_LINGER: Duration = Duration::from_secs(8);
-/// Weight of a scoring round's measurement in the smoothed score of a neighbour.
-const SCORE_SMOOTHING: f32 = 0.3;
 
 /// Runs the peer until `shutdown` resolves, `max_steps` is reached or its role takes it
 /// offline. Logs one status line per `status_every` on stdout.
+///
+/// The phases: join (register, load or pretrain the model, serve it on an axon and publish the
+/// endpoint), then the loop of [`Learner`] steps with a scoring round and a `set_weights` every
+/// `weights_interval` blocks, then the final report.
 pub async fn run(cfg: RunConfig, shutdown: impl Future<Output = ()>) -> Result<Ending, RunError> {
     std::fs::create_dir_all(&cfg.out).map_err(io_err(&cfg.out))?;
     let chain = RpcChain::connect(&cfg.chain)
@@ -136,37 +157,36 @@ pub async fn run(cfg: RunConfig, shutdown: impl Future<Output = ()>) -> Result<E
     } else {
         Nucleus::new(cfg.nucleus.clone())?
     };
-    let (batch_size, context) = (cfg.nucleus.batch, nucleus.config().model.context);
     let mut rng = ChaCha8Rng::seed_from_u64(cfg.nucleus.seed);
     tokio::pin!(shutdown);
+    // A lazy peer never trains: what it serves is its model as initialised.
+    let pretrain_steps = if cfg.role == Role::Lazy { 0 } else { cfg.pretrain_steps };
     let pretrained = pretrain(
         nucleus,
         &cfg.corpus,
-        cfg.pretrain_steps,
+        pretrain_steps,
         &checkpoint,
         cfg.status_every,
         &mut rng,
         &mut shutdown,
     )
     .await?;
-    let nucleus = match pretrained {
-        Some(n) => Arc::new(RwLock::new(n)),
-        None => {
-            println!("stopped while pretraining: nothing served, no report");
-            return Ok(Ending::Interrupted);
-        }
+    let Some(nucleus) = pretrained else {
+        println!("stopped while pretraining: nothing served, no report");
+        return Ok(Ending::Interrupted);
     };
+    let mut learner = Learner::new(nucleus, uid, cfg.corpus.clone(), rng, cfg.timeout)?;
 
     let mut view = participant.sync().await?;
     let stakes = StakeTable::new();
     let total_stake = Arc::new(AtomicU64::new(0));
     refresh_stakes(&view, &stakes, &total_stake);
-    let serving = match cfg.role {
-        Role::Noise | Role::Cabal(_) => Serving::Noise,
-        Role::Honest | Role::OfflineAt(_) => Serving::Model,
-    };
-    let handler =
-        ModelHandler::new(nucleus.clone(), serving, total_stake.clone(), cfg.nucleus.seed ^ 0x6e6f6973);
+    let handler = ModelHandler::new(
+        learner.nucleus().clone(),
+        cfg.role.serving(),
+        total_stake.clone(),
+        cfg.nucleus.seed ^ 0x6e6f6973,
+    );
     let axon_config = AxonConfig {
         addr: cfg.axon_addr,
         // Long enough to wait out one training step of ours, which holds the model.
@@ -198,26 +218,14 @@ pub async fn run(cfg: RunConfig, shutdown: impl Future<Output = ()>) -> Result<E
         }
         None => None,
     };
-    let mut setter = match &cfg.role {
-        Role::Cabal(uids) => WeightSetter::new(cfg.weights_interval).with_cabal(uids.clone()),
-        _ => WeightSetter::new(cfg.weights_interval),
-    };
-    let held_out = cfg.corpus.batches(
-        Split::HeldOut,
-        batch_size,
-        context,
-        HELD_OUT_BATCHES,
-        cfg.nucleus.seed ^ 0x68656c64,
-    )?;
+    let mut setter = cfg.role.weight_setter(cfg.weights_interval);
     let mut status = StatusWriter::create(&cfg.out)?;
     let started = Instant::now();
     let mut last_status = Instant::now();
-    let mut steps = 0u64;
-    let mut rounds = 0u64;
-    let mut scores = BTreeMap::<u16, f32>::new();
+    let mut last = StepOutcome { loss: f32::NAN, answering: 0 };
 
     let ending = loop {
-        if cfg.max_steps.is_some_and(|m| steps >= m) {
+        if cfg.max_steps.is_some_and(|m| learner.steps() >= m) {
             break None;
         }
         let head = participant.chain().head().await?.height;
@@ -230,31 +238,21 @@ pub async fn run(cfg: RunConfig, shutdown: impl Future<Output = ()>) -> Result<E
                 break Some(head);
             }
         }
-        let batch = cfg.corpus.sample(Split::Train, batch_size, context, &mut rng)?;
-        let step = tokio::select! {
-            _ = &mut shutdown => break None,
-            step = train_step(&nucleus, &dendrite, &view, uid, batch, cfg.timeout) => step?,
-        };
-        steps += 1;
-        let answering = step.answering;
+        if cfg.role == Role::Lazy {
+            // Nothing to train: wait for the next block (or the end) before scoring again.
+            tokio::select! {
+                _ = &mut shutdown => break None,
+                next = participant.chain().next_block(head) => { next?; }
+            }
+        } else {
+            last = tokio::select! {
+                _ = &mut shutdown => break None,
+                step = learner.train_step(&dendrite, &view) => step?,
+            };
+        }
 
         if setter.due(head) {
-            // A scoring round over every serving neighbour, not only the k the gate routes to,
-            // so every honest peer has an opinion of every peer and the stake majority can agree.
-            // Several batches per round: a weaker neighbour's contribution is a few thousandths
-            // of a nat, below one batch's noise, and only a consistent sign across the honest
-            // peers gives it a stake majority (consensus) on chain.
-            let from = (rounds as usize * SCORE_BATCHES) % held_out.len();
-            let batches: Vec<Batch> =
-                (0..SCORE_BATCHES).map(|k| held_out[(from + k) % held_out.len()].clone()).collect();
-            rounds += 1;
-            let (_, ablation) =
-                evaluate(&nucleus, &dendrite, &view, uid, &batches, cfg.timeout, Routing::All).await?;
-            for (u, delta) in ablation {
-                let s = scores.entry(u).or_insert(delta);
-                *s = (1.0 - SCORE_SMOOTHING) * *s + SCORE_SMOOTHING * delta;
-            }
-            let scores: Vec<(u16, f32)> = scores.iter().map(|(&u, &s)| (u, s)).collect();
+            let scores = learner.scoring_round(&dendrite, &view).await?;
             match setter.step(&participant, &scores).await {
                 Ok(Some(WeightsOutcome::Applied { height })) => {
                     println!("weights set in block {height}: {} peers", scores.len())
@@ -265,27 +263,28 @@ pub async fn run(cfg: RunConfig, shutdown: impl Future<Output = ()>) -> Result<E
                 Err(StepError::Chain(e)) => eprintln!("weights not set: {e}"),
             }
         }
-        if steps.is_multiple_of(cfg.checkpoint_every.max(1)) {
-            read(&nucleus).save_checkpoint(&checkpoint)?;
+        if learner.steps() > 0 && learner.steps().is_multiple_of(cfg.checkpoint_every.max(1)) {
+            read(learner.nucleus()).save_checkpoint(&checkpoint)?;
         }
         if last_status.elapsed() >= cfg.status_every {
             last_status = Instant::now();
-            let (heldout, _) =
-                evaluate(&nucleus, &dendrite, &view, uid, &held_out[..1], cfg.timeout, Routing::Gate).await?;
+            let heldout = learner.held_out_loss(&dendrite, &view).await?;
             let stake = view.stake(uid);
             let incentive = view.info().I.get(usize::from(uid)).copied().unwrap_or(0.0);
             println!(
-                "step {steps:>6}  block {head:>5}  loss {:.3}  held-out {heldout:.3}  peers answering {answering}  stake {:.3}  incentive {incentive:.4}",
-                step.loss,
+                "step {:>6}  block {head:>5}  loss {:.3}  held-out {heldout:.3}  peers answering {}  stake {:.3}  incentive {incentive:.4}",
+                learner.steps(),
+                last.loss,
+                last.answering,
                 stake as f64 / ledger::UNITS_PER_TOKEN as f64,
             );
             status.append(&StatusRow {
                 time_s: started.elapsed().as_secs_f64(),
-                step: steps,
+                step: learner.steps(),
                 block: head,
-                loss: f64::from(step.loss),
+                loss: f64::from(last.loss),
                 heldout_loss: f64::from(heldout),
-                peers_answering: answering as u32,
+                peers_answering: last.answering as u32,
                 stake,
                 incentive,
             })?;
@@ -298,25 +297,9 @@ pub async fn run(cfg: RunConfig, shutdown: impl Future<Output = ()>) -> Result<E
         return Ok(Ending::WentOffline { block });
     }
 
-    println!("shutting down: final evaluation on {} held-out batches", held_out.len());
-    let (heldout_loss, ablation) =
-        evaluate(&nucleus, &dendrite, &view, uid, &held_out, cfg.timeout, Routing::Gate).await?;
-    let student_loss = {
-        let n = read(&nucleus);
-        let mut sum = 0.0;
-        for b in &held_out {
-            sum += n.student_loss(b)?;
-        }
-        sum / held_out.len() as f32
-    };
-    let report = FinalReport {
-        uid,
-        steps,
-        heldout_loss: f64::from(heldout_loss),
-        student_loss: Some(f64::from(student_loss)),
-        ablation: ablation.into_iter().map(|(u, d)| (u.to_string(), f64::from(d))).collect(),
-    };
-    read(&nucleus).save_checkpoint(&checkpoint)?;
+    println!("shutting down: final evaluation on {HELD_OUT_BATCHES} held-out batches");
+    let report = learner.final_report(&dendrite, &view).await?;
+    read(learner.nucleus()).save_checkpoint(&checkpoint)?;
     let path = report.write(&cfg.out)?;
     // The other peers are usually shutting down at the same moment and querying us for their
     // own final evaluation: keep answering a little longer, or we would look worthless to them.
@@ -324,7 +307,9 @@ pub async fn run(cfg: RunConfig, shutdown: impl Future<Output = ()>) -> Result<E
     tokio::time::sleep(FINAL_LINGER).await;
     axon.shutdown().await?;
     println!(
-        "final held-out loss {heldout_loss:.4} (student alone {student_loss:.4}); wrote {}",
+        "final held-out loss {:.4} (student alone {:.4}); wrote {}",
+        report.heldout_loss,
+        report.student_loss.unwrap_or(f64::NAN),
         path.display()
     );
     Ok(Ending::Finished(report))
@@ -339,82 +324,10 @@ impl Drop for AbortOnDrop {
     }
 }
 
-fn read(nucleus: &RwLock<Nucleus>) -> std::sync::RwLockReadGuard<'_, Nucleus> {
-    nucleus.read().unwrap_or_else(|e| e.into_inner())
-}
-
 fn refresh_stakes(view: &MetagraphView, stakes: &StakeTable, total: &AtomicU64) {
     let by_hotkey = view.stake_by_hotkey();
     total.store(by_hotkey.values().sum(), Ordering::Relaxed);
     stakes.replace_all(by_hotkey);
-}
-
-/// The peers that can be queried: serving, not us, and inside the gate.
-fn candidates(view: &MetagraphView, me: u16, slots: usize) -> BTreeMap<u16, Target> {
-    view.serving()
-        .into_iter()
-        .filter(|(uid, _, _)| *uid != me && usize::from(*uid) < slots)
-        .map(|(uid, hotkey, e)| {
-            (uid, Target { hotkey: hotkey.0, addr: SocketAddr::new(e.ip.into(), e.port) })
-        })
-        .collect()
-}
-
-struct StepOutcome {
-    loss: f32,
-    answering: usize,
-}
-
-/// A batch's bytes as the wire's text tensor `[batch, seq]` of u8: what a Forward carries.
-pub fn text_tensor(batch: &Batch) -> OwnedTensor {
-    OwnedTensor {
-        dtype: wire::DType::U8,
-        modality: Modality::Text,
-        shape: vec![batch.batch as u64, batch.seq as u64],
-        data: batch.tokens.clone(),
-    }
-}
-
-/// Which neighbours a batch goes to.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Routing {
-    /// The k the gate picks (noisy top-k): training and the status line.
-    Gate,
-    /// Every serving neighbour: scoring rounds.
-    All,
-}
-
-/// Sends `batch` to the neighbours `routing` picks and returns what each answered (`None` for
-/// a failure).
-async fn query(
-    nucleus: &RwLock<Nucleus>,
-    dendrite: &Dendrite,
-    targets: &BTreeMap<u16, Target>,
-    batch: &Batch,
-    timeout: Duration,
-    routing: Routing,
-) -> (Vec<(u16, Option<Vec<f32>>)>, Vec<Target>, OwnedTensor) {
-    let uids: Vec<u16> = targets.keys().copied().collect();
-    let chosen = match routing {
-        Routing::Gate => nucleus.write().unwrap_or_else(|e| e.into_inner()).route(batch, &uids),
-        Routing::All => uids,
-    };
-    let chosen_targets: Vec<Target> = chosen.iter().filter_map(|u| targets.get(u).copied()).collect();
-    let inputs = text_tensor(batch);
-    let results = dendrite.forward(&chosen_targets, &inputs, timeout).await;
-    let responses = chosen
-        .iter()
-        .zip(results)
-        .map(|(&uid, r)| {
-            (uid, r.tensor.filter(|_| r.code == wire::ReturnCode::Success).and_then(|t| as_f32(&t)))
-        })
-        .collect();
-    (responses, chosen_targets, inputs)
-}
-
-/// A response's values as f32 (other peers, in Python say, may answer in f16 or bf16).
-fn as_f32(t: &OwnedTensor) -> Option<Vec<f32>> {
-    wire::TensorView { dtype: t.dtype, modality: t.modality, shape: &t.shape, data: &t.data }.to_f32_vec()
 }
 
 /// What `agora peer pretrain` needs: a model, its data and where to keep it.
@@ -450,9 +363,6 @@ pub async fn pretrain_only(
             .await?;
     Ok(done.map(|n| n.steps()))
 }
-
-/// Data order of pretraining, apart from the run's.
-const PRETRAIN_DATA_SEED: u64 = 0x7072_6574_7261_696e;
 
 /// f_i alone on the own dataset (the student stands in for the network) until it has `steps`
 /// steps, with a progress line every `status_every`, then a checkpoint. `None` when `shutdown`
@@ -506,71 +416,4 @@ async fn pretrain(
     }
     nucleus.save_checkpoint(checkpoint)?;
     Ok(Some(nucleus))
-}
-
-async fn train_step(
-    nucleus: &Arc<RwLock<Nucleus>>,
-    dendrite: &Dendrite,
-    view: &MetagraphView,
-    me: u16,
-    batch: Batch,
-    timeout: Duration,
-) -> Result<StepOutcome, RunError> {
-    let slots = read(nucleus).config().slots;
-    let targets = candidates(view, me, slots);
-    let (responses, _, inputs) = query(nucleus, dendrite, &targets, &batch, timeout, Routing::Gate).await;
-    let answering = responses.iter().filter(|(_, r)| r.is_some()).count();
-    let model = nucleus.clone();
-    let report = tokio::task::spawn_blocking(move || {
-        model.write().unwrap_or_else(|e| e.into_inner()).train_step(&batch, &responses)
-    })
-    .await
-    .map_err(|e| RunError::Join(e.to_string()))??;
-
-    // The loss gradient w.r.t. each answer goes back to its peer (step 4: "out to the
-    // network"); it is not waited for, so a slow peer does not slow our training.
-    let (grad_targets, grads): (Vec<Target>, Vec<OwnedTensor>) = report
-        .grads
-        .iter()
-        .filter_map(|(uid, g)| {
-            let t = targets.get(uid)?;
-            let shape = [
-                inputs.shape[0],
-                inputs.shape[1],
-                (g.len() as u64) / (inputs.shape[0] * inputs.shape[1]).max(1),
-            ];
-            Some((*t, OwnedTensor::from_f32(Modality::Tensor, &shape, g)))
-        })
-        .unzip();
-    if !grad_targets.is_empty() {
-        let dendrite = dendrite.clone();
-        tokio::spawn(async move { dendrite.backward(&grad_targets, &inputs, &grads, timeout).await });
-    }
-    Ok(StepOutcome { loss: report.loss, answering })
-}
-
-/// Mean held-out loss over `batches` with the peers `routing` picks, and the mean increase of
-/// that loss when each peer is removed (eq. 2 made empirical).
-async fn evaluate(
-    nucleus: &Arc<RwLock<Nucleus>>,
-    dendrite: &Dendrite,
-    view: &MetagraphView,
-    me: u16,
-    batches: &[Batch],
-    timeout: Duration,
-    routing: Routing,
-) -> Result<(f32, BTreeMap<u16, f32>), RunError> {
-    let slots = read(nucleus).config().slots;
-    let targets = candidates(view, me, slots);
-    let mut loss = 0.0;
-    let mut ablation = BTreeMap::<u16, f32>::new();
-    for batch in batches {
-        let (responses, _, _) = query(nucleus, dendrite, &targets, batch, timeout, routing).await;
-        let n = read(nucleus);
-        loss += n.held_out_loss(batch, &responses)?;
-        for (uid, delta) in n.ablation(batch, &responses)? {
-            *ablation.entry(uid).or_default() += delta / batches.len() as f32;
-        }
-    }
-    Ok((loss / batches.len().max(1) as f32, ablation))
 }

@@ -16,6 +16,9 @@ pub enum Serving {
     /// Gaussian noise of the right shape: the localnet's worthless peer. It still acknowledges
     /// Backward calls, and learns nothing from them.
     Noise,
+    /// The local model as it is, never changed by Backward calls (acknowledged and dropped):
+    /// the lazy peer's model frozen at initialisation.
+    Frozen,
 }
 
 /// The axon handler of a running peer.
@@ -123,7 +126,9 @@ impl Handler for ModelHandler {
         let (tokens, batch, seq) = self.tokens(inputs)?;
         let len = batch * seq * self.output_dim;
         let values = match self.serving {
-            Serving::Model => read(&self.nucleus).serve_forward(&tokens, batch, seq).map_err(model_error)?,
+            Serving::Model | Serving::Frozen => {
+                read(&self.nucleus).serve_forward(&tokens, batch, seq).map_err(model_error)?
+            }
             Serving::Noise => {
                 let mut rng = self.noise.lock().unwrap_or_else(|e| e.into_inner());
                 // Standard normal by Box-Muller: enough for noise, no extra dependency.
@@ -157,7 +162,7 @@ impl Handler for ModelHandler {
             return Err(HandlerError::BadRequest(format!("gradients must be floats, got {:?}", grads.dtype)));
         };
         let weight = self.stake_weight(caller);
-        if self.serving == Serving::Noise || weight == 0.0 {
+        if self.serving != Serving::Model || weight == 0.0 {
             return Ok(None);
         }
         write(&self.nucleus)

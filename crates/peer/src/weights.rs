@@ -1,6 +1,7 @@
 //! From a peer's scores of its neighbours to the row of W it writes on the chain.
 
 use crate::chain::{Chain, ChainError};
+use crate::metagraph::MetagraphView;
 use crate::participant::{Participant, RateLimitPolicy, WeightsOutcome};
 use thiserror::Error;
 
@@ -122,8 +123,29 @@ impl WeightSetter {
         top_normalised(&mut entries, max_len)
     }
 
-    /// Submits a row for `scores` if one is due at the head and the rate limit allows it.
-    /// `Ok(None)`: not due. The bounded change and the row length come from the chain's genesis.
+    /// The row this neuron (`uid`, on the chain `view` shows) should hold for `scores`: the
+    /// target row moved from its current row within the chain's bounded change (`rules`
+    /// from the genesis).
+    pub fn next_row(
+        &self,
+        view: &MetagraphView,
+        uid: u16,
+        rules: &ledger::WeightsConfig,
+        scores: &[(u16, f32)],
+    ) -> Result<Vec<(u16, f64)>, WeightRowError> {
+        let target = self.row(scores, view.n(), rules.max_len)?;
+        Ok(Self::bounded(&target, view.weights_of(uid), rules.max_change, rules.max_len))
+    }
+
+    /// Records that a row was applied (or queued for) block `height`: the next is due
+    /// `interval` blocks later.
+    pub fn submitted(&mut self, height: u64) {
+        self.last_submitted = Some(height);
+    }
+
+    /// Submits a row for `scores` if one is due at the head and the rate limit allows it, and
+    /// waits for its block. `Ok(None)`: not due. The bounded change and the row length come
+    /// from the chain's genesis.
     pub async fn step<C: Chain>(
         &mut self,
         participant: &Participant<C>,
@@ -136,13 +158,11 @@ impl WeightSetter {
         let view = participant.sync().await?;
         let me = participant.hotkey();
         let uid = view.uid_of(&me).ok_or(ChainError::NotRegistered(me))?;
-        let rules = &participant.genesis().weights;
-        let target = self.row(scores, view.n(), rules.max_len)?;
-        let row = Self::bounded(&target, view.weights_of(uid), rules.max_change, rules.max_len);
+        let row = self.next_row(&view, uid, &participant.genesis().weights, scores)?;
         let (uids, values): (Vec<u16>, Vec<f64>) = row.into_iter().unzip();
         let outcome = participant.set_weights(uids, &values, RateLimitPolicy::Skip).await?;
         if let WeightsOutcome::Applied { height } = outcome {
-            self.last_submitted = Some(height);
+            self.submitted(height);
         }
         Ok(Some(outcome))
     }

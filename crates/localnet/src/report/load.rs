@@ -1,0 +1,102 @@
+//! Reading a run directory back: every file a run leaves, into one [`RunData`].
+
+use crate::error::LocalnetError;
+use crate::judge::{read_judge_csv, JudgeRow, JUDGE_FILE};
+use crate::monitor::{read_metagraph_csv, MetagraphRow};
+use peer::files::{FinalReport, StatusRow};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// `DIR/run.json`: what a report needs to know about the run that the samples do not say.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RunInfo {
+    /// `processes` (`agora localnet`) or `in-process` (the lockstep market).
+    pub driver: String,
+    pub mechanism: String,
+    pub tempo: u64,
+    /// The block the run proper started at (after registration) and ends at.
+    pub start_block: u64,
+    pub end_block: u64,
+    /// Block at which the offline role leaves, if the scenario has one.
+    pub leaves_at: Option<u64>,
+    /// The chain's activity cutoff in blocks (a neuron that set no weights for longer earns no
+    /// dividends), if the chain has one.
+    pub activity_cutoff: Option<u64>,
+    /// Share of an epoch's emission paid by incentive when dividends are paid too.
+    pub server_share: f64,
+}
+
+pub const RUN_INFO_FILE: &str = "run.json";
+
+impl RunInfo {
+    pub fn write(&self, dir: &Path) -> Result<(), LocalnetError> {
+        let path = dir.join(RUN_INFO_FILE);
+        let json = serde_json::to_string_pretty(self).map_err(|e| LocalnetError::Report(e.to_string()))?;
+        std::fs::write(&path, json).map_err(|e| LocalnetError::io(&path, e))
+    }
+
+    pub fn read(dir: &Path) -> Result<Option<RunInfo>, LocalnetError> {
+        let path = dir.join(RUN_INFO_FILE);
+        if !path.is_file() {
+            return Ok(None);
+        }
+        let text = std::fs::read_to_string(&path).map_err(|e| LocalnetError::io(&path, e))?;
+        serde_json::from_str(&text).map(Some).map_err(|e| LocalnetError::Parse {
+            path,
+            line: e.line() as u64,
+            reason: e.to_string(),
+        })
+    }
+}
+
+/// The directory of a peer's files.
+pub fn peer_dir(dir: &Path, name: &str) -> PathBuf {
+    dir.join("peers").join(name)
+}
+
+/// Everything a run left, as read from its directory.
+#[derive(Clone, Debug, Default)]
+pub struct RunData {
+    /// `metagraph.csv`: every neuron at every sampled block.
+    pub rows: Vec<MetagraphRow>,
+    /// The peers' `final.json` (their own estimate of what each neighbour was worth to them).
+    pub finals: Vec<FinalReport>,
+    /// The peers' `status.csv`, by name.
+    pub status: Vec<(String, Vec<StatusRow>)>,
+    /// `judge.csv`: the judge's measurements, in block order.
+    pub judgements: Vec<(u64, Vec<JudgeRow>)>,
+    pub info: Option<RunInfo>,
+    /// Peers whose `final.json` is missing (`name (uid u)`).
+    pub missing: Vec<String>,
+}
+
+/// Reads `dir`. Only `metagraph.csv` is required.
+pub fn load(dir: &Path) -> Result<RunData, LocalnetError> {
+    let rows = read_metagraph_csv(&dir.join("metagraph.csv"))?;
+    let Some(last_block) = rows.iter().map(|r| r.block).max() else {
+        return Err(LocalnetError::Report("metagraph.csv has no samples".into()));
+    };
+    let mut last: Vec<&MetagraphRow> = rows.iter().filter(|r| r.block == last_block).collect();
+    last.sort_by_key(|r| r.uid);
+    let mut data = RunData::default();
+    for r in &last {
+        let pd = peer_dir(dir, &r.name);
+        let fin = pd.join(peer::files::FINAL_FILE);
+        if fin.is_file() {
+            data.finals.push(FinalReport::read(&fin)?);
+        } else {
+            data.missing.push(format!("{} (uid {})", r.name, r.uid));
+        }
+        let st = pd.join(peer::files::STATUS_FILE);
+        if st.is_file() {
+            data.status.push((r.name.clone(), peer::files::read_status(&st)?));
+        }
+    }
+    let judge = dir.join(JUDGE_FILE);
+    if judge.is_file() {
+        data.judgements = read_judge_csv(&judge)?;
+    }
+    data.info = RunInfo::read(dir)?;
+    data.rows = rows;
+    Ok(data)
+}

@@ -1,0 +1,150 @@
+//! How a peer reaches its neighbours' axons: one small trait, [`Neighbours`], implemented by the
+//! wire's [`Dendrite`] (gRPC, the real network) and by [`InProcess`], which calls each
+//! neighbour's [`Handler`] directly (the same handler its axon would run, without sockets).
+//!
+//! The in-process transport lets a whole market run in one process, in lockstep, from a seed:
+//! what the peer loop does is the same code either way; only the wire is left out.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+use wire::{Caller, Dendrite, Handler, OwnedTensor, StakeLookup, StakeTable, Target, TensorView};
+
+/// A peer's way to its neighbours.
+///
+/// Contract: `forward` returns one entry per target, in the targets' order, `None` for a
+/// neighbour that failed, timed out or refused (the reason is the transport's business: the
+/// wire counts it in its metrics). `backward` hands each target its gradient and returns
+/// without waiting for the answers: a slow neighbour must not slow the sender's training.
+pub trait Neighbours: Send + Sync {
+    /// Sends `inputs` to every target; each answer within about `timeout`.
+    fn forward(
+        &self,
+        targets: &[Target],
+        inputs: &OwnedTensor,
+        timeout: Duration,
+    ) -> impl Future<Output = Vec<Option<OwnedTensor>>> + Send;
+
+    /// Sends `grads[i]`, the gradient of our loss w.r.t. `targets[i]`'s answer to `inputs`.
+    fn backward(&self, targets: Vec<Target>, inputs: OwnedTensor, grads: Vec<OwnedTensor>, timeout: Duration);
+}
+
+impl Neighbours for Dendrite {
+    async fn forward(
+        &self,
+        targets: &[Target],
+        inputs: &OwnedTensor,
+        timeout: Duration,
+    ) -> Vec<Option<OwnedTensor>> {
+        Dendrite::forward(self, targets, inputs, timeout)
+            .await
+            .into_iter()
+            .map(|r| if r.is_success() { r.tensor } else { None })
+            .collect()
+    }
+
+    fn backward(
+        &self,
+        targets: Vec<Target>,
+        inputs: OwnedTensor,
+        grads: Vec<OwnedTensor>,
+        timeout: Duration,
+    ) {
+        if targets.is_empty() {
+            return;
+        }
+        let dendrite = self.clone();
+        tokio::spawn(async move { Dendrite::backward(&dendrite, &targets, &inputs, &grads, timeout).await });
+    }
+}
+
+/// Every axon handler of an in-process market, by hotkey: who is reachable. A peer that goes
+/// offline is disconnected, and its neighbours' calls to it fail as they would on the wire.
+#[derive(Clone, Default)]
+pub struct Switchboard {
+    handlers: Arc<RwLock<HashMap<[u8; 32], Arc<dyn Handler>>>>,
+    /// Every caller's stake, as an axon reads it from the metagraph.
+    stakes: StakeTable,
+}
+
+impl Switchboard {
+    pub fn new() -> Switchboard {
+        Switchboard::default()
+    }
+
+    /// Makes `hotkey`'s handler reachable (replacing any earlier one).
+    pub fn connect(&self, hotkey: [u8; 32], handler: Arc<dyn Handler>) {
+        self.handlers.write().unwrap_or_else(|e| e.into_inner()).insert(hotkey, handler);
+    }
+
+    /// Takes `hotkey` off the network: calls to it fail from now on.
+    pub fn disconnect(&self, hotkey: &[u8; 32]) {
+        self.handlers.write().unwrap_or_else(|e| e.into_inner()).remove(hotkey);
+    }
+
+    /// The stake table handlers are told callers' stake from; refresh it after each block.
+    pub fn stakes(&self) -> &StakeTable {
+        &self.stakes
+    }
+
+    /// The transport of the peer with `hotkey`.
+    pub fn caller(&self, hotkey: [u8; 32]) -> InProcess {
+        InProcess { board: self.clone(), hotkey }
+    }
+
+    fn handler(&self, hotkey: &[u8; 32]) -> Option<Arc<dyn Handler>> {
+        self.handlers.read().unwrap_or_else(|e| e.into_inner()).get(hotkey).cloned()
+    }
+}
+
+/// One peer's calls on a [`Switchboard`]: each neighbour's handler runs in the caller's thread,
+/// one after another, so a market of them is deterministic.
+#[derive(Clone)]
+pub struct InProcess {
+    board: Switchboard,
+    hotkey: [u8; 32],
+}
+
+impl InProcess {
+    fn caller(&self) -> Caller {
+        Caller { hotkey: self.hotkey, stake: self.board.stakes.stake(&self.hotkey).unwrap_or(0) }
+    }
+}
+
+impl Neighbours for InProcess {
+    async fn forward(
+        &self,
+        targets: &[Target],
+        inputs: &OwnedTensor,
+        _timeout: Duration,
+    ) -> Vec<Option<OwnedTensor>> {
+        let caller = self.caller();
+        let view = view_of(inputs);
+        targets
+            .iter()
+            .map(|t| self.board.handler(&t.hotkey).and_then(|h| h.forward(&caller, &view).ok()))
+            .collect()
+    }
+
+    fn backward(
+        &self,
+        targets: Vec<Target>,
+        inputs: OwnedTensor,
+        grads: Vec<OwnedTensor>,
+        _timeout: Duration,
+    ) {
+        let caller = self.caller();
+        let view = view_of(&inputs);
+        for (t, g) in targets.iter().zip(&grads) {
+            if let Some(h) = self.board.handler(&t.hotkey) {
+                // A refused gradient is the neighbour's business, as on the wire.
+                let _ = h.backward(&caller, &view, &view_of(g));
+            }
+        }
+    }
+}
+
+fn view_of(t: &OwnedTensor) -> TensorView<'_> {
+    TensorView { dtype: t.dtype, modality: t.modality, shape: &t.shape, data: &t.data }
+}
