@@ -135,7 +135,7 @@ pub(crate) fn run_epoch(state: &mut State, height: u64) -> EpochReport {
     let previous = state.mech.clone();
     let result = SparseMatrix::from_rows(n, rows).and_then(|w| {
         let mstate = carried_state(previous, n, &state.globals.replaced_since_epoch)?;
-        let input = EpochInput { weights: &w, stake: &stake, emission: amount as f64, state: &mstate };
+        let input = EpochInput::new(&w, &stake, amount as f64, &mstate);
         cfg.mechanism.epoch(&input)
     });
     let out = match result {

@@ -352,7 +352,7 @@ impl GenesisConfig {
         // bad parameter is refused at genesis instead of silently skipping every epoch.
         let w = SparseMatrix::zeros(1);
         let state = MechanismState::genesis(1);
-        let input = EpochInput { weights: &w, stake: &[1.0], emission: 0.0, state: &state };
+        let input = EpochInput::new(&w, &[1.0], 0.0, &state);
         self.mechanism.epoch(&input).map_err(|e| GenesisError::Mechanism(e.to_string()))?;
         Ok(())
     }
