@@ -130,8 +130,9 @@ impl YumaParams {
 /// Not modelled here (a ledger concern, not the mechanism's): who holds a validator permit or
 /// is active (the ledger passes the mask), weights older than a neuron's registration, and
 /// liquid alpha / bond penalty (subtensor's defaults give the bonds above). Subtensor clears
-/// the bonds of a neuron that loses its permit after the epoch; here the ledger clears them
-/// before it, which pays the same (the neuron earns no dividends either way).
+/// the bonds of a neuron that loses its permit after the epoch; the ledger clears them before
+/// it, so the other holders' shares of those columns grow one epoch earlier (the neuron earns
+/// no dividends either way).
 ///
 /// Every sum that decides or makes up the result runs in ascending index order. Columns'
 /// selections and rows' dividends run on rayon's pool, each by the same sequential code, so
