@@ -42,7 +42,7 @@ enum Command {
     /// wait for the block that includes it
     Tx(tx_cmd::TxArgs),
     /// Print the network's neurons: uid, hotkey, stake, rank, trust, consensus, incentive,
-    /// dividends, emission, endpoint
+    /// dividends, validator trust, emission, validator permit, active, endpoint
     Metagraph(metagraph_cmd::MetagraphArgs),
     /// Run a whole market on this machine: a node and one `agora peer run` process per peer
     /// with roles (honest, duplicate, noise, offline, cabal), a live metagraph, and

@@ -1,5 +1,6 @@
 //! `agora metagraph`: the network as the chain's last epoch describes it, one row per neuron,
-//! in the columns of the bittensor metagraph (S, R, T, C, I, D, E and the endpoint).
+//! in the columns of the bittensor metagraph (S, R, T, C, I, D, VT, E, validator permit,
+//! activity and the endpoint).
 
 use anyhow::Result;
 use clap::Args;
@@ -64,7 +65,7 @@ fn table(chain_id: &str, mechanism: &str, mg: &MetagraphInfo) -> String {
         crate::tx_cmd::format_tokens_u128(issuance)
     );
     out += &format!(
-        "{:>5}  {:<12}  {:>16}  {:>8}  {:>8}  {:>9}  {:>9}  {:>9}  {:>14}  {}\n",
+        "{:>5}  {:<12}  {:>16}  {:>8}  {:>8}  {:>9}  {:>9}  {:>9}  {:>8}  {:>14}  {:>3}  {:>6}  {}\n",
         "UID",
         "HOTKEY",
         "STAKE",
@@ -73,13 +74,27 @@ fn table(chain_id: &str, mechanism: &str, mg: &MetagraphInfo) -> String {
         "CONSENSUS",
         "INCENTIVE",
         "DIVIDENDS",
+        "VT",
         "EMISSION",
+        "VAL",
+        "ACTIVE",
         "ENDPOINT"
     );
     for uid in 0..mg.n as usize {
         // The vectors are all n long (the node builds them from one neuron table); `get` keeps a
         // malformed answer from panicking.
         let f = |v: &Vec<f64>| v.get(uid).copied().unwrap_or(f64::NAN);
+        // btcli's marks: `*` for a validator permit, 1/0 for active; `-` from a node without them.
+        let flag = |v: &Vec<bool>, yes: &'static str, no: &'static str| match v.get(uid) {
+            Some(&b) => {
+                if b {
+                    yes
+                } else {
+                    no
+                }
+            }
+            None => "-",
+        };
         let hotkey = mg.hotkeys.get(uid).map(|k| k.to_hex()).unwrap_or_default();
         let short = format!("{}..", &hotkey[..hotkey.len().min(10)]);
         let endpoint = match mg.endpoints.get(uid).copied().flatten() {
@@ -93,14 +108,17 @@ fn table(chain_id: &str, mechanism: &str, mg: &MetagraphInfo) -> String {
             None => "-".into(),
         };
         out += &format!(
-            "{uid:>5}  {short:<12}  {:>16}  {:>8.5}  {:>8.5}  {:>9.5}  {:>9.5}  {:>9.5}  {:>14}  {endpoint}\n",
+            "{uid:>5}  {short:<12}  {:>16}  {:>8.5}  {:>8.5}  {:>9.5}  {:>9.5}  {:>9.5}  {:>8.5}  {:>14}  {:>3}  {:>6}  {endpoint}\n",
             format_tokens(mg.S.get(uid).copied().unwrap_or(0)),
             f(&mg.R),
             f(&mg.T),
             f(&mg.C),
             f(&mg.I),
             f(&mg.D),
+            f(&mg.VT),
             format_tokens(mg.E.get(uid).copied().unwrap_or(0)),
+            flag(&mg.validator_permit, "*", ""),
+            flag(&mg.active, "1", "0"),
         );
     }
     out

@@ -100,6 +100,8 @@ pub struct NewHead {
 /// `agora_metagraph`: the network as the bittensor metagraph exposes it. Every vector is indexed
 /// by uid (`0..n`); S and E are in base units; W and B are sparse rows of `[uid, value]`, W
 /// normalised to sum to 1 per row (the chain stores integers over 65,535, converted here).
+/// R, T, C, I, D, E, VT, `active` and `validator_permit` are those of the last epoch; the last
+/// three are read as empty from a node that predates them.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[allow(non_snake_case)]
 pub struct MetagraphInfo {
@@ -122,6 +124,19 @@ pub struct MetagraphInfo {
     pub D: Vec<f64>,
     /// Emission of the last epoch, base units.
     pub E: Vec<u64>,
+    /// Validator trust: how much of each neuron's weight row survived the mechanism's consensus
+    /// (yuma: the row sum of its clipped weights), 0 for a neuron that did not validate. Set
+    /// beside D, it shows whether dividends follow validation quality or only stake.
+    #[serde(default)]
+    pub VT: Vec<f64>,
+    /// Whether each neuron set weights (or registered) within the chain's `activity_cutoff`
+    /// blocks of the last epoch.
+    #[serde(default)]
+    pub active: Vec<bool>,
+    /// Whether each neuron held one of the chain's `max_validators` permits (top stake) at the
+    /// last epoch. Only neurons both active and permitted validate and earn dividends.
+    #[serde(default)]
+    pub validator_permit: Vec<bool>,
     /// Block of each neuron's last `set_weights` (bittensor's `last_update`).
     pub last_update: Vec<Option<u64>>,
     pub weights: Vec<Vec<(u16, f64)>>,
@@ -146,6 +161,9 @@ impl From<&Metagraph> for MetagraphInfo {
             I: m.incentive(),
             D: m.dividends(),
             E: m.emission(),
+            VT: m.validator_trust(),
+            active: m.active(),
+            validator_permit: m.validator_permit(),
             last_update: m.neurons.iter().map(|n| n.last_weights_block).collect(),
             weights: m
                 .weights
@@ -161,3 +179,61 @@ impl From<&Metagraph> for MetagraphInfo {
 
 /// `agora_head`.
 pub type HeadInfo = ChainHead;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ledger::{Neuron, NeuronScores, WeightRow};
+
+    fn neuron(uid: u16, scores: NeuronScores) -> Neuron {
+        Neuron {
+            uid,
+            hotkey: PublicKey([uid as u8; 32]),
+            coldkey: PublicKey([9; 32]),
+            stake: 100,
+            endpoint: None,
+            registered_at: 0,
+            last_weights_block: Some(3),
+            last_emission_block: 0,
+            pending_emission: 0,
+            emission_rate: 0,
+            scores,
+        }
+    }
+
+    #[test]
+    fn the_metagraph_carries_validator_trust_activity_and_permits() {
+        let validating = NeuronScores {
+            dividends: 0.75,
+            validator_trust: 0.5,
+            active: true,
+            validator_permit: true,
+            ..Default::default()
+        };
+        let absent = NeuronScores { validator_permit: true, ..Default::default() };
+        let m = Metagraph {
+            block: 10,
+            n: 2,
+            neurons: vec![neuron(0, validating), neuron(1, absent)],
+            weights: vec![WeightRow::default(); 2],
+            bonds: vec![Vec::new(); 2],
+            issuance: Issuance::default(),
+            difficulty: 1,
+        };
+        let info = MetagraphInfo::from(&m);
+        assert_eq!(info.VT, vec![0.5, 0.0]);
+        assert_eq!(info.active, vec![true, false]);
+        assert_eq!(info.validator_permit, vec![true, true]);
+        let json = serde_json::to_value(&info).unwrap();
+        assert_eq!(json["VT"], serde_json::json!([0.5, 0.0]));
+        assert_eq!(json["active"], serde_json::json!([true, false]));
+        // An answer from a node that predates the three reads them as empty.
+        let mut old = json.clone();
+        for field in ["VT", "active", "validator_permit"] {
+            old.as_object_mut().unwrap().remove(field);
+        }
+        let read: MetagraphInfo = serde_json::from_value(old).unwrap();
+        assert!(read.VT.is_empty() && read.active.is_empty() && read.validator_permit.is_empty());
+        assert_eq!(read.D, info.D);
+    }
+}

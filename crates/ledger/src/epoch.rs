@@ -10,12 +10,24 @@
 //! - the emission the schedule allows, `M = tempo * emission_per_block`, cut to what
 //!   `max_issuance` still permits;
 //! - the bonds and scaling vector kept from the last epoch, with the rows and columns of uids
-//!   replaced since then cleared and the matrix grown to the current neuron count.
+//!   replaced since then cleared, the rows of neurons without a validator permit cleared, and
+//!   the matrix grown to the current neuron count;
+//! - which neurons validate ([`mechanism::EpochInput::validators`]): those that are *active*
+//!   and hold a *validator permit*. Active: its last accepted `set_weights`, or its
+//!   registration before the first, is at most `activity_cutoff` blocks before the epoch's
+//!   height (subtensor's `last_update + activity_cutoff >= current_block`). Permit: it is among
+//!   the `max_validators` neurons with the most stake, ties to the lower uid (subtensor's
+//!   `is_topk(stake)`), over all neurons, active or not. The mechanism then ignores the others'
+//!   rows, counts their stake as zero in its shares, pays them no dividends and gives them no
+//!   new bonds, so the bonds of an inactive neuron decay; a neuron without a permit loses its
+//!   bonds here, as on subtensor. The ledger decides who validates; the mechanism knows no
+//!   blocks.
 //!
 //! Its f64 emission vector is turned into integers by the largest remainder rule
 //! ([`crate::apportion()`]), so exactly `M` is minted, credited to stake; or nothing, when the
 //! mechanism pays nothing (no weights yet, or the `trust` variant withholding while its chain
-//! loss is >= 0). R, T, C, I, D and the integer E are stored on each neuron (the metagraph).
+//! loss is >= 0). R, T, C, I, D, the integer E, validator trust VT and the two flags (active,
+//! validator permit) are stored on each neuron (the metagraph).
 //!
 //! # Lazy mode (market paper §5 and its second version, "Transactions and Token Inflation")
 //! The papers let a peer's pending emission accrue with the blocks since its last transaction,
@@ -68,21 +80,24 @@ fn headroom(state: &State) -> u128 {
     u128::from(state.config().max_issuance).saturating_sub(state.globals.issuance.total())
 }
 
-/// The mechanism state for `n` neurons: bonds rows and columns of replaced uids cleared, bonds
-/// grown to n x n, the scaling vector (if the variant keeps one) grown with 1s and reset to 1 for
-/// replaced uids.
+/// The mechanism state for `n` neurons: bonds rows and columns of replaced uids cleared, rows of
+/// neurons without a validator permit cleared, bonds grown to n x n, the scaling vector (if the
+/// variant keeps one) grown with 1s and reset to 1 for replaced uids.
 fn carried_state(
     m: MechanismState,
     n: usize,
     replaced: &BTreeSet<u16>,
+    permit: &[bool],
 ) -> Result<MechanismState, MechanismError> {
     let b = m.bonds;
     let keep = |j: usize| u16::try_from(j).is_ok_and(|j| !replaced.contains(&j));
-    let bonds = if b.n() == n && replaced.is_empty() {
+    let has_permit = |i: usize| permit.get(i).copied().unwrap_or(true);
+    let unpermitted_bonds = (0..b.n().min(n)).any(|i| !has_permit(i) && !b.row(i).0.is_empty());
+    let bonds = if b.n() == n && replaced.is_empty() && !unpermitted_bonds {
         b
     } else {
         let rows = (0..n).map(|i| {
-            if i < b.n() && keep(i) {
+            if i < b.n() && keep(i) && has_permit(i) {
                 let (cols, vals) = b.row(i);
                 cols.iter().zip(vals).map(|(&j, &v)| (j as usize, v)).filter(|&(j, _)| keep(j)).collect()
             } else {
@@ -101,6 +116,36 @@ fn carried_state(
         }
     }
     Ok(MechanismState { bonds, stake_scaling: a })
+}
+
+/// Whether each neuron is active at `height`: its last `set_weights`, or its registration before
+/// the first, is at most `activity_cutoff` blocks back.
+fn activity(state: &State, height: u64) -> Vec<bool> {
+    let cutoff = state.cfg.activity_cutoff;
+    state
+        .neurons
+        .iter()
+        .map(|x| {
+            let last_update = x.last_weights_block.map_or(x.registered_at, |w| w.max(x.registered_at));
+            height.saturating_sub(last_update) <= cutoff
+        })
+        .collect()
+}
+
+/// Validator permits: the `max_validators` neurons with the most stake, ties to the lower uid.
+fn permits(state: &State) -> Vec<bool> {
+    let n = state.n();
+    let k = usize::try_from(state.cfg.max_validators).unwrap_or(usize::MAX);
+    let mut permit = vec![true; n];
+    if k < n {
+        let mut order: Vec<(u64, u16)> = state.neurons.iter().map(|x| (x.stake, x.uid)).collect();
+        // Stake descending, then uid ascending.
+        order.sort_unstable_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+        for &(_, uid) in &order[k..] {
+            permit[usize::from(uid)] = false;
+        }
+    }
+    permit
 }
 
 /// Runs the epoch at `height` (the caller checks `height % tempo == 0`).
@@ -130,12 +175,15 @@ pub(crate) fn run_epoch(state: &mut State, height: u64) -> EpochReport {
         })
         .collect();
     let stake: Vec<f64> = state.neurons.iter().map(|x| x.stake as f64).collect();
+    let active = activity(state, height);
+    let permit = permits(state);
+    let validators: Vec<bool> = active.iter().zip(&permit).map(|(&a, &p)| a && p).collect();
     // A copy, so a refused epoch leaves the stored state as it was (O(nnz(B)), small next to
     // the epoch itself).
     let previous = state.mech.clone();
     let result = SparseMatrix::from_rows(n, rows).and_then(|w| {
-        let mstate = carried_state(previous, n, &state.globals.replaced_since_epoch)?;
-        let input = EpochInput { weights: &w, stake: &stake, emission: amount as f64, state: &mstate };
+        let mstate = carried_state(previous, n, &state.globals.replaced_since_epoch, &permit)?;
+        let input = EpochInput::new(&w, &stake, amount as f64, &mstate).with_validators(&validators);
         cfg.mechanism.epoch(&input)
     });
     let out = match result {
@@ -199,6 +247,9 @@ pub(crate) fn run_epoch(state: &mut State, height: u64) -> EpochReport {
             incentive: finite(out.incentive.get(i)),
             dividends: finite(out.dividends.get(i)),
             emission: e_int.get(i).copied().unwrap_or(0),
+            validator_trust: finite(out.validator_trust.get(i)),
+            active: active[i],
+            validator_permit: permit[i],
         };
     }
     state.touch_all_neurons();

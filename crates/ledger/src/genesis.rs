@@ -195,6 +195,26 @@ pub struct GenesisConfig {
     pub max_neurons: u32,
     /// Blocks after registration during which a neuron cannot be replaced.
     pub immunity_period: u64,
+    /// A neuron validates at an epoch only if its last accepted `set_weights` (or, before its
+    /// first, its registration) is at most this many blocks before the epoch's height
+    /// (subtensor's `activity_cutoff`). An inactive neuron's weights do not count and its
+    /// stake counts zero in the mechanism's validation; it earns no dividends and its bonds
+    /// decay. Its stake is untouched, and others' weights on it still count.
+    ///
+    /// Default 5,000, subtensor's: 50 of our default epochs of 100 blocks, room for a validator
+    /// to restart or upgrade without losing its bonds, while one that left stops earning within
+    /// a day at second-long blocks. It must be at least `weights.rate_limit`, or no neuron could
+    /// stay active; set it well above the interval at which validators set weights.
+    pub activity_cutoff: u64,
+    /// Validator permits: at each epoch only the `max_validators` neurons with the most stake
+    /// (ties to the lower uid) may validate; the others' weights are ignored, they earn no
+    /// dividends and their bonds are cleared (subtensor's `max_allowed_validators`). A table
+    /// with fewer neurons gives every one a permit.
+    ///
+    /// Default 128, subtensor's for a subnet of 4,096 uids (our default `max_neurons`): enough
+    /// validators that no small group decides consensus, few enough that every validator's
+    /// weights are backed by stake worth checking.
+    pub max_validators: u32,
     pub registration: RegistrationConfig,
     pub weights: WeightsConfig,
     pub fees: FeeSchedule,
@@ -216,6 +236,8 @@ impl Default for GenesisConfig {
             max_issuance: 21_000_000 * crate::UNITS_PER_TOKEN,
             max_neurons: 4096,
             immunity_period: 1000,
+            activity_cutoff: 5000,
+            max_validators: 128,
             registration: RegistrationConfig::default(),
             weights: WeightsConfig::default(),
             fees: FeeSchedule::default(),
@@ -301,6 +323,20 @@ impl GenesisConfig {
         if self.neurons.len() > self.max_neurons as usize {
             return bad("neurons", &self.neurons.len(), "more genesis neurons than max_neurons");
         }
+        if self.activity_cutoff == 0 || self.activity_cutoff < self.weights.rate_limit {
+            return bad(
+                "activity_cutoff",
+                &self.activity_cutoff,
+                "must be at least 1 block and at least weights.rate_limit, or no neuron could stay active",
+            );
+        }
+        if self.max_validators == 0 {
+            return bad(
+                "max_validators",
+                &self.max_validators,
+                "must be at least 1, or nobody could validate",
+            );
+        }
         let r = &self.registration;
         if r.min_difficulty == 0 || r.min_difficulty > r.max_difficulty {
             return bad("registration.min_difficulty", &r.min_difficulty, "must be in 1..=max_difficulty");
@@ -352,7 +388,7 @@ impl GenesisConfig {
         // bad parameter is refused at genesis instead of silently skipping every epoch.
         let w = SparseMatrix::zeros(1);
         let state = MechanismState::genesis(1);
-        let input = EpochInput { weights: &w, stake: &[1.0], emission: 0.0, state: &state };
+        let input = EpochInput::new(&w, &[1.0], 0.0, &state);
         self.mechanism.epoch(&input).map_err(|e| GenesisError::Mechanism(e.to_string()))?;
         Ok(())
     }
@@ -414,5 +450,40 @@ mod tests {
         g.accounts.clear();
         g.mechanism = Mechanism::Yuma(mechanism::yuma::YumaParams { kappa: 2.0, ..Default::default() });
         assert!(matches!(g.validate(), Err(GenesisError::Mechanism(_))));
+        g.mechanism = Mechanism::from_name("yuma").unwrap();
+        g.validate().unwrap();
+        for (cutoff, rate_limit) in [(0, 0), (3, 4)] {
+            let g = GenesisConfig {
+                activity_cutoff: cutoff,
+                weights: WeightsConfig { rate_limit, ..Default::default() },
+                ..g.clone()
+            };
+            assert!(matches!(g.validate(), Err(GenesisError::Invalid { field: "activity_cutoff", .. })));
+        }
+        let g = GenesisConfig { max_validators: 0, ..g };
+        let err = g.validate().unwrap_err();
+        assert!(matches!(err, GenesisError::Invalid { field: "max_validators", .. }), "{err}");
+        assert!(err.to_string().contains("max_validators = 0"), "{err}");
+    }
+
+    #[test]
+    fn files_from_before_activity_and_permits_load_with_the_defaults() {
+        // A genesis file written before these fields existed (and before yuma's dividend rule).
+        let old = r#"{"chain_id": "old", "tempo": 10, "max_neurons": 16,
+            "mechanism": {"kind": "yuma", "kappa": 0.5, "bonds_moving_average": 0.9, "server_share": 0.5}}"#;
+        let g = GenesisConfig::from_json(old).unwrap();
+        assert_eq!((g.activity_cutoff, g.max_validators), (5000, 128));
+        assert_eq!(g.mechanism, Mechanism::from_name("yuma").unwrap());
+        // And the new fields are read when given.
+        let new = r#"{"activity_cutoff": 20, "max_validators": 3,
+            "mechanism": {"kind": "yuma", "dividend_rule": "validator_trust"}}"#;
+        let g = GenesisConfig::from_json(new).unwrap();
+        assert_eq!((g.activity_cutoff, g.max_validators), (20, 3));
+        let Mechanism::Yuma(p) = &g.mechanism else { panic!("{:?}", g.mechanism) };
+        assert_eq!(p.dividend_rule, mechanism::yuma::DividendRule::ValidatorTrust);
+        assert!(matches!(
+            GenesisConfig::from_json(r#"{"activity_cutoff": -1}"#),
+            Err(GenesisError::Parse(_))
+        ));
     }
 }

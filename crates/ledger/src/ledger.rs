@@ -487,7 +487,7 @@ pub struct Metagraph {
     pub block: u64,
     pub n: u32,
     /// One per uid, in uid order: hotkey, coldkey, stake S, endpoint, last update, and the last
-    /// epoch's R, T, C, I, D, E in `scores`.
+    /// epoch's R, T, C, I, D, E, VT, active and validator permit in `scores`.
     pub neurons: Vec<Neuron>,
     /// W, one row per uid.
     pub weights: Vec<WeightRow>,
@@ -518,5 +518,14 @@ impl Metagraph {
     }
     pub fn emission(&self) -> Vec<u64> {
         self.neurons.iter().map(|n| n.scores.emission).collect()
+    }
+    pub fn validator_trust(&self) -> Vec<f64> {
+        self.neurons.iter().map(|n| n.scores.validator_trust).collect()
+    }
+    pub fn active(&self) -> Vec<bool> {
+        self.neurons.iter().map(|n| n.scores.active).collect()
+    }
+    pub fn validator_permit(&self) -> Vec<bool> {
+        self.neurons.iter().map(|n| n.scores.validator_permit).collect()
     }
 }

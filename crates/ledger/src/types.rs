@@ -235,9 +235,10 @@ pub struct Endpoint {
     pub modality: Modality,
 }
 
-/// What the last epoch computed for one neuron (the metagraph vectors R, T, C, I, D, E).
-/// The floats come from the mechanism; `emission` is in base units: what was minted to the neuron
-/// in per-epoch mode, and what the mechanism assigned to it (not minted) in lazy mode.
+/// What the last epoch computed for one neuron (the metagraph vectors R, T, C, I, D, E, VT and
+/// who validated). The floats come from the mechanism; `emission` is in base units: what was
+/// minted to the neuron in per-epoch mode, and what the mechanism assigned to it (not minted) in
+/// lazy mode.
 #[derive(
     Clone, Copy, Debug, Default, PartialEq, BorshSerialize, BorshDeserialize, Serialize, Deserialize,
 )]
@@ -248,6 +249,16 @@ pub struct NeuronScores {
     pub incentive: f64,
     pub dividends: f64,
     pub emission: u64,
+    /// VT: how much of its weight row survived the mechanism's consensus (yuma: row sum of the
+    /// clipped weights; 0 when it did not validate, and for variants without the notion).
+    #[serde(default)]
+    pub validator_trust: f64,
+    /// Whether it set weights (or registered) within `activity_cutoff` blocks of the epoch.
+    #[serde(default)]
+    pub active: bool,
+    /// Whether it was among the `max_validators` neurons with the most stake at the epoch.
+    #[serde(default)]
+    pub validator_permit: bool,
 }
 
 /// One slot of the neuron table. `uid` is the slot index: uids are dense, `0..n`, and a

@@ -197,12 +197,7 @@ fn bench_epochs(c: &mut Criterion, samples: &Samples) {
             let network = &net.as_ref().expect("just built").1;
             if state.is_none() {
                 let genesis = MechanismState::genesis(case.n);
-                let input = EpochInput {
-                    weights: &network.weights,
-                    stake: &network.stake,
-                    emission: 1.0,
-                    state: &genesis,
-                };
+                let input = EpochInput::new(&network.weights, &network.stake, 1.0, &genesis);
                 *state = Some(mechanism.epoch(&input).expect("warm-up epoch").state);
             }
         };
@@ -217,12 +212,8 @@ fn bench_epochs(c: &mut Criterion, samples: &Samples) {
             group.bench_function(&id, |b| {
                 setup(&mut net, &mut state);
                 let network = &net.as_ref().expect("set up").1;
-                let input = EpochInput {
-                    weights: &network.weights,
-                    stake: &network.stake,
-                    emission: 1.0,
-                    state: state.as_ref().expect("set up"),
-                };
+                let input =
+                    EpochInput::new(&network.weights, &network.stake, 1.0, state.as_ref().expect("set up"));
                 b.iter_custom(|iters| {
                     let cpu_before = process_cpu();
                     let start = Instant::now();

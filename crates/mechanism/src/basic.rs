@@ -7,7 +7,8 @@
 //! `tau sqrt(n)` depending on how R is spread, so a chain could not keep an issuance schedule.
 //! We divide by the L1 norm (as the market paper's eq. 2 does with `||R||`), so the epoch mints
 //! exactly `input.emission`: incentive `I = R / ||R||_1` and emission `E = emission * I`.
-//! This variant has no trust, consensus, dividends or bonds: those vectors stay zero.
+//! This variant has no trust, consensus, dividends, validator trust or bonds: those vectors stay
+//! zero. A peer that does not validate (`EpochInput::validators`) adds nothing to R.
 
 use crate::{normalized, EpochInput, EpochOutput, Extras, MechanismError, MechanismState};
 use serde::{Deserialize, Serialize};
@@ -16,6 +17,8 @@ use serde::{Deserialize, Serialize};
 pub struct BasicParams {}
 
 pub fn epoch(_p: &BasicParams, input: &EpochInput<'_>) -> Result<EpochOutput, MechanismError> {
+    let masked = input.masked();
+    let input = &masked.apply(input);
     let n = input.n();
     let w = input.weights.row_normalized();
     let inv_n = 1.0 / n as f64;
@@ -28,6 +31,7 @@ pub fn epoch(_p: &BasicParams, input: &EpochInput<'_>) -> Result<EpochOutput, Me
         consensus: vec![0.0; n],
         incentive,
         dividends: vec![0.0; n],
+        validator_trust: vec![0.0; n],
         emission,
         state: MechanismState::genesis(n),
         extras: Extras::None,
@@ -37,6 +41,8 @@ pub fn epoch(_p: &BasicParams, input: &EpochInput<'_>) -> Result<EpochOutput, Me
 /// Dense reference: `r_j = (1/n) sum_i s_i w_ij` with plain loops over an n x n matrix.
 #[allow(clippy::needless_range_loop)] // index loops on purpose: the reference reads like the equation
 pub fn epoch_dense(_p: &BasicParams, input: &EpochInput<'_>) -> Result<EpochOutput, MechanismError> {
+    let masked = input.masked();
+    let input = &masked.apply(input);
     let n = input.n();
     let w = crate::dense_rows_normalized(input.weights, false);
     let mut ranks = vec![0.0; n];
@@ -55,6 +61,7 @@ pub fn epoch_dense(_p: &BasicParams, input: &EpochInput<'_>) -> Result<EpochOutp
         consensus: vec![0.0; n],
         incentive,
         dividends: vec![0.0; n],
+        validator_trust: vec![0.0; n],
         state: MechanismState::genesis(n),
         extras: Extras::None,
     })
@@ -78,7 +85,7 @@ mod tests {
         let w =
             SparseMatrix::from_rows(3, [vec![(1, 1.0)], vec![(0, 0.5), (2, 0.5)], vec![(1, 1.0)]]).unwrap();
         let state = MechanismState::genesis(3);
-        let input = EpochInput { weights: &w, stake: &[1.0, 2.0, 1.0], emission: 8.0, state: &state };
+        let input = EpochInput::new(&w, &[1.0, 2.0, 1.0], 8.0, &state);
         let out = Mechanism::Basic(BasicParams {}).epoch(&input).unwrap();
         let close = |a: &[f64], b: &[f64]| a.iter().zip(b).all(|(x, y)| (x - y).abs() < 1e-12);
         assert!(close(&out.ranks, &[1.0 / 3.0, 2.0 / 3.0, 1.0 / 3.0]), "{:?}", out.ranks);
@@ -92,7 +99,7 @@ mod tests {
         // S = [1, 1]: r = (1/2)[0.5, 1.5] = [0.25, 0.75]
         let w = SparseMatrix::from_rows(2, [vec![(0, 2.0), (1, 2.0)], vec![(1, 5.0)]]).unwrap();
         let state = MechanismState::genesis(2);
-        let input = EpochInput { weights: &w, stake: &[1.0, 1.0], emission: 1.0, state: &state };
+        let input = EpochInput::new(&w, &[1.0, 1.0], 1.0, &state);
         let out = epoch(&BasicParams {}, &input).unwrap();
         assert_eq!(out.ranks, vec![0.25, 0.75]);
     }

@@ -22,8 +22,12 @@
 //! mechanism" asks for.
 //!
 //! Incentive `I = R / ||R||_1`, emission `E = emission * I` (eq. 2 with the L1 norm). The
-//! `trust` output is the share of (clipped) stake that reaches each peer; consensus, dividends
-//! and bonds are not part of this variant and stay zero.
+//! `trust` output is the share of (clipped) stake that reaches each peer; consensus, dividends,
+//! validator trust and bonds are not part of this variant and stay zero.
+//!
+//! A peer that does not validate (`EpochInput::validators`) has no row and no stake here: walks
+//! end at it, and reaching it counts nothing, since S is both what weighs an opinion and what
+//! a walk reaches in this variant.
 
 use crate::error::check_parameter;
 use crate::walk::{for_each_source, visits_dense};
@@ -105,6 +109,7 @@ fn output(
         consensus: vec![0.0; n],
         incentive,
         dividends: vec![0.0; n],
+        validator_trust: vec![0.0; n],
         state: MechanismState::genesis(n),
         extras: Extras::Connectivity { clipped_stake: clipped, reach: reach.out_share },
     }
@@ -112,6 +117,8 @@ fn output(
 
 pub fn epoch(p: &ConnectivityParams, input: &EpochInput<'_>) -> Result<EpochOutput, MechanismError> {
     p.validate()?;
+    let masked = input.masked();
+    let input = &masked.apply(input);
     let n = input.n();
     let q = input.weights.row_normalized();
     let s_hat = normalized(input.stake);
@@ -152,6 +159,8 @@ pub fn epoch(p: &ConnectivityParams, input: &EpochInput<'_>) -> Result<EpochOutp
 /// by plain loops.
 pub fn epoch_dense(p: &ConnectivityParams, input: &EpochInput<'_>) -> Result<EpochOutput, MechanismError> {
     p.validate()?;
+    let masked = input.masked();
+    let input = &masked.apply(input);
     let n = input.n();
     let w = input.weights.row_normalized().to_dense();
     let v = visits_dense(&w, p.depth);
@@ -196,7 +205,7 @@ mod tests {
 
     fn run(p: ConnectivityParams, w: &SparseMatrix, stake: &[f64]) -> EpochOutput {
         let state = MechanismState::genesis(w.n());
-        let input = EpochInput { weights: w, stake, emission: 1.0, state: &state };
+        let input = EpochInput::new(w, stake, 1.0, &state);
         let sparse = Mechanism::Connectivity(p.clone()).epoch(&input).unwrap();
         let dense = Mechanism::Connectivity(p).epoch_dense(&input).unwrap();
         for (a, b) in sparse.ranks.iter().zip(&dense.ranks) {
@@ -267,7 +276,7 @@ mod tests {
     fn bad_parameters_are_typed_errors() {
         let w = two_pairs();
         let state = MechanismState::genesis(4);
-        let input = EpochInput { weights: &w, stake: &[1.0; 4], emission: 1.0, state: &state };
+        let input = EpochInput::new(&w, &[1.0; 4], 1.0, &state);
         for p in [
             ConnectivityParams { rho: f64::NAN, ..Default::default() },
             ConnectivityParams { threshold: -1.0, ..Default::default() },

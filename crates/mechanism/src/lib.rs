@@ -18,6 +18,11 @@
 //! - [`Mechanism::Yuma`]: stake-weighted median consensus, clipping, bond moving average,
 //!   dividends and a 50/50 server/validator split (the production chain today).
 //!
+//! A ledger says which peers validate this epoch ([`EpochInput::validators`]: its activity
+//! cutoff and validator permits); the others' rows and stake do not count, and they earn no
+//! dividends. Every variant reports validator trust (how much of a peer's row survived
+//! consensus) where it has a notion of it, for the metagraph to show beside dividends.
+//!
 //! Inputs are validated up front: a NaN, a negative weight, a length mismatch or an empty
 //! network is a [`MechanismError`], never a panic.
 
@@ -151,9 +156,39 @@ pub struct EpochInput<'a> {
     pub emission: f64,
     /// What the previous epoch returned in [`EpochOutput::state`].
     pub state: &'a MechanismState,
+    /// Which peers validate this epoch (a ledger's activity cutoff and validator permits); empty
+    /// means every peer does. A peer with `validators[i] == false`, in every variant:
+    /// - its row of W is ignored, as if it had set no weights;
+    /// - its stake counts zero wherever stake weighs an opinion: every variant computes with
+    ///   S where `s_i = 0`, so shares are of the validating stake only (subtensor's "active
+    ///   stake": an absent whale neither blocks consensus nor dilutes it);
+    /// - it earns no dividends (`D_i = 0`, D renormalised over the others) and gains no new
+    ///   bonds, so its bonds decay by the moving average (`yuma`) or stand still while others'
+    ///   grow (`nakamoto`).
+    ///
+    /// Its stake is not otherwise touched (the mechanism returns no stake), its column is
+    /// untouched (others' weights on it count: a server need not validate), and its
+    /// `validator_trust` is 0.
+    pub validators: &'a [bool],
 }
 
 impl<'a> EpochInput<'a> {
+    /// An epoch where every peer validates.
+    pub fn new(
+        weights: &'a SparseMatrix,
+        stake: &'a [f64],
+        emission: f64,
+        state: &'a MechanismState,
+    ) -> Self {
+        EpochInput { weights, stake, emission, state, validators: &[] }
+    }
+
+    /// The same epoch with only the peers marked `true` validating (see
+    /// [`EpochInput::validators`]).
+    pub fn with_validators(self, validators: &'a [bool]) -> Self {
+        EpochInput { validators, ..self }
+    }
+
     /// Checks the shapes and values shared by every variant.
     pub fn validate(&self) -> Result<(), MechanismError> {
         let n = self.weights.n();
@@ -175,6 +210,13 @@ impl<'a> EpochInput<'a> {
         if self.state.bonds.n() != n {
             return Err(MechanismError::MatrixShape { rows: self.state.bonds.n(), expected: n });
         }
+        if !self.validators.is_empty() && self.validators.len() != n {
+            return Err(MechanismError::VectorLength {
+                what: "validators",
+                got: self.validators.len(),
+                expected: n,
+            });
+        }
         let a = &self.state.stake_scaling;
         if !a.is_empty() {
             if a.len() != n {
@@ -194,6 +236,53 @@ impl<'a> EpochInput<'a> {
     pub fn n(&self) -> usize {
         self.weights.n()
     }
+
+    /// Whether peer `i` validates this epoch (see [`EpochInput::validators`]).
+    pub fn validates(&self, i: usize) -> bool {
+        self.validators.get(i).copied().unwrap_or(true)
+    }
+
+    /// W without the rows of the peers that do not validate and S with their stake at 0, as
+    /// copies, or nothing to copy when every peer validates. A variant starts with
+    /// `let masked = input.masked(); let input = &masked.apply(input);` and then reads W and S
+    /// from `input` as usual; it still honours the dividend part of the mask itself
+    /// ([`EpochInput::keep_validators`]). Call after [`EpochInput::validate`].
+    pub(crate) fn masked(&self) -> Masked {
+        if self.validators.iter().all(|&v| v) {
+            return Masked { weights: None, stake: None };
+        }
+        let weights = self.weights.without_rows(|i| !self.validates(i));
+        let stake =
+            self.stake.iter().enumerate().map(|(i, &s)| if self.validates(i) { s } else { 0.0 }).collect();
+        Masked { weights: Some(weights), stake: Some(stake) }
+    }
+
+    /// Zeroes the entries of peers that do not validate (their dividends, before the variant
+    /// normalises them).
+    pub(crate) fn keep_validators(&self, x: &mut [f64]) {
+        for (i, v) in x.iter_mut().enumerate() {
+            if !self.validates(i) {
+                *v = 0.0;
+            }
+        }
+    }
+}
+
+/// The masked copies of W and S made by [`EpochInput::masked`].
+pub(crate) struct Masked {
+    weights: Option<SparseMatrix>,
+    stake: Option<Vec<f64>>,
+}
+
+impl Masked {
+    /// `input` reading W and S from the masked copies (the mask itself is kept).
+    pub(crate) fn apply<'b>(&'b self, input: &EpochInput<'b>) -> EpochInput<'b> {
+        EpochInput {
+            weights: self.weights.as_ref().unwrap_or(input.weights),
+            stake: self.stake.as_deref().unwrap_or(input.stake),
+            ..*input
+        }
+    }
 }
 
 /// What one epoch computes. Every vector has one entry per peer. A variant that has no notion
@@ -210,6 +299,11 @@ pub struct EpochOutput {
     pub incentive: Vec<f64>,
     /// D: sums to 1 for the variants with bonds when anything is to be paid, else all zero.
     pub dividends: Vec<f64>,
+    /// VT: how much of each peer's normalised weight row survived the variant's consensus
+    /// (`yuma`: row sums of the clipped weights; `nakamoto`: the consensus-weighted share of
+    /// the row). Zero for the variants without validators apart from servers (`basic`,
+    /// `connectivity`, `trust`) and for peers that do not validate.
+    pub validator_trust: Vec<f64>,
     /// New stake owed to each peer this epoch: sums to `input.emission`, or to 0 when the epoch
     /// pays nothing (no usable weights, or the `trust` variant withholding emission).
     pub emission: Vec<f64>,
@@ -235,10 +329,6 @@ pub enum Extras {
         chain_loss: f64,
         /// True when L >= 0: the epoch minted nothing and moved A instead.
         emission_withheld: bool,
-    },
-    Yuma {
-        /// Row sums of the clipped weights: how much of each validator's weight survived.
-        validator_trust: Vec<f64>,
     },
 }
 

@@ -82,8 +82,13 @@ impl NakamotoParams {
 ///   `b_ij` is peer i's bond in peer j, what peer i is owed is `(B I)_i`, a sum over its own
 ///   row, and that is what we compute (`B^T I` with this orientation would pay j for the bonds
 ///   others hold in it).
+///   A peer that does not validate (`input.validators`) has no row and no stake here, so it
+///   gains no bonds, and its dividend is 0 before normalising.
 /// - emission `E = split_emission(emission, I, D, 1/2)`, notes 003's `Delta S = 1/2 B^T I +
 ///   1/2 I` scaled to the epoch's emission.
+/// - validator trust `VT_i = sum_j w_ij c_j`: the share of i's row that lands on peers the
+///   stake majority also weights (this chain clips nothing, so consensus is what confirms a
+///   weight). Not in notes 003; reported so the metagraph can set it beside D.
 ///
 /// Outputs: `ranks = R`, `trust = t`, `consensus = c`, no extras; `stake_scaling` stays empty.
 ///
@@ -92,13 +97,15 @@ impl NakamotoParams {
 /// rounding: W is normalised by multiplying with `1 / row sum`, and dividends use
 /// `b_ij (I_j / Q_j)` for `(b_ij / Q_j) I_j`, with `Q_j = sum_k b_kj`.
 ///
-/// Cost: one pass over W and B_prev that also writes the new B, and one pass over B for the
-/// dividends. At n = 65,536 with 256 weights a row, B alone is 200 MB, and writing it into
+/// Cost: one pass over W and B_prev that also writes the new B, one pass over B for the
+/// dividends and one over W for VT. At n = 65,536 with 256 weights a row, B alone is 200 MB, and writing it into
 /// fresh memory is a large part of the epoch (see `benches/epoch.rs`).
 pub fn epoch(p: &NakamotoParams, input: &EpochInput<'_>) -> Result<EpochOutput, MechanismError> {
     // Callable directly, not only through `Mechanism::epoch`: check the shared input too.
     input.validate()?;
     p.validate()?;
+    let masked = input.masked();
+    let input = &masked.apply(input);
     let n = input.n();
     let s = normalized(input.stake);
 
@@ -145,7 +152,13 @@ pub fn epoch(p: &NakamotoParams, input: &EpochInput<'_>) -> Result<EpochOutput, 
     // rounding).
     let payout: Vec<f64> =
         incentive.iter().zip(&bond_totals).map(|(&i, &q)| if q > 0.0 { i / q } else { 0.0 }).collect();
-    let dividends = normalized(&bonds.mul(&payout));
+    let mut dividends = bonds.mul(&payout);
+    input.keep_validators(&mut dividends);
+    let dividends = normalized(&dividends);
+    // VT_i = sum_j w_ij c_j: one more pass over W, in row order.
+    let validator_trust: Vec<f64> = (0..n)
+        .map(|i| input.weights.normalized_row(i, false).map(|(j, wij)| wij * consensus[j]).sum())
+        .collect();
 
     let emission = split_emission(input.emission, &incentive, &dividends, SERVER_SHARE);
     Ok(EpochOutput {
@@ -154,6 +167,7 @@ pub fn epoch(p: &NakamotoParams, input: &EpochInput<'_>) -> Result<EpochOutput, 
         consensus,
         incentive,
         dividends,
+        validator_trust,
         emission,
         state: MechanismState { bonds, stake_scaling: Vec::new() },
         extras: Extras::None,
@@ -177,6 +191,8 @@ pub fn epoch_dense(p: &NakamotoParams, input: &EpochInput<'_>) -> Result<EpochOu
     // Callable directly, not only through `Mechanism::epoch`: check the shared input too.
     input.validate()?;
     p.validate()?;
+    let masked = input.masked();
+    let input = &masked.apply(input);
     let n = input.n();
     let s = normalized(input.stake);
     let w = crate::dense_rows_normalized(input.weights, false);
@@ -214,6 +230,9 @@ pub fn epoch_dense(p: &NakamotoParams, input: &EpochInput<'_>) -> Result<EpochOu
     }
     let mut dividends = vec![0.0; n];
     for i in 0..n {
+        if !input.validates(i) {
+            continue;
+        }
         for j in 0..n {
             if col_totals[j] > 0.0 {
                 dividends[i] += bonds[i][j] / col_totals[j] * incentive[j];
@@ -224,6 +243,7 @@ pub fn epoch_dense(p: &NakamotoParams, input: &EpochInput<'_>) -> Result<EpochOu
     for d in &mut dividends {
         *d = if total > 0.0 { *d / total } else { 0.0 };
     }
+    let validator_trust: Vec<f64> = (0..n).map(|i| (0..n).map(|j| w[i][j] * consensus[j]).sum()).collect();
 
     let emission = split_emission(input.emission, &incentive, &dividends, SERVER_SHARE);
     Ok(EpochOutput {
@@ -232,6 +252,7 @@ pub fn epoch_dense(p: &NakamotoParams, input: &EpochInput<'_>) -> Result<EpochOu
         consensus,
         incentive,
         dividends,
+        validator_trust,
         emission,
         state: MechanismState { bonds: SparseMatrix::from_dense(&bonds)?, stake_scaling: Vec::new() },
         extras: Extras::None,
@@ -252,7 +273,7 @@ mod tests {
         emission: f64,
         state: &MechanismState,
     ) -> EpochOutput {
-        let input = EpochInput { weights: w, stake, emission, state };
+        let input = EpochInput::new(w, stake, emission, state);
         let out = Mechanism::Nakamoto(p.clone()).epoch(&input).unwrap();
         let dense = Mechanism::Nakamoto(p.clone()).epoch_dense(&input).unwrap();
         assert_outputs_close(&out, &dense, 1e-12);
@@ -278,6 +299,7 @@ mod tests {
         // dB = W . s_hat: peer 0 {1: 0.5}, peer 1 {0: 0.125, 2: 0.125}, peer 2 {1: 0.25}; B = dB
         // column-normalised: col 0 -> peer 1: 1; col 1 -> peer 0: 2/3, peer 2: 1/3; col 2 -> peer 1: 1
         // D = B_norm I = [2/3 I_1, I_0 + I_2, 1/3 I_1] (sums to 1 already)
+        // VT = W c: peers 0 and 2 put their whole row on peer 1 (1 - a), peer 1 on 0 and 2 (a)
         // E = 10 * (I + D) / 2
         let w = three_peers();
         let p = NakamotoParams::default();
@@ -292,6 +314,7 @@ mod tests {
         assert!((inc[1] - 0.973367).abs() < 1e-6);
         let div = [2.0 / 3.0 * inc[1], inc[0] + inc[2], inc[1] / 3.0];
         assert_close(&out.dividends, &div, 1e-12);
+        assert_close(&out.validator_trust, &[1.0 - a, a, 1.0 - a], 1e-15);
         let e: Vec<f64> = (0..3).map(|i| 5.0 * (inc[i] + div[i])).collect();
         assert_close(&out.emission, &e, 1e-12);
         assert!((out.emission.iter().sum::<f64>() - 10.0).abs() < 1e-12);
@@ -306,6 +329,31 @@ mod tests {
         let again = run(&p, &w, &[2.0, 1.0, 1.0], 10.0, &out.state);
         assert_eq!(again.state.bonds.get(0, 1), 1.0);
         assert_close(&again.dividends, &div, 1e-12);
+    }
+
+    #[test]
+    fn a_masked_peer_gains_no_bonds_and_earns_no_dividends() {
+        // three_peers after one epoch, B_prev = [[0, 0.5, 0], [0.125, 0, 0.125], [0, 0.25, 0]],
+        // now with peer 0 masked: no row, no stake, so s_hat = [0, 0.5, 0.5].
+        // R = [0.25, 0.5, 0.25]; t = [0.5, 0.5, 0.5] -> c = 1/2 each; I = [0.25, 0.5, 0.25]
+        // dB: peer 1 {0: 0.25, 2: 0.25}, peer 2 {1: 0.5}; B = B_prev + dB:
+        //   [[0, 0.5, 0], [0.375, 0, 0.375], [0, 0.75, 0]] (peer 0's row unchanged)
+        // column 1 is 1.25: B I = [0.4 I_1, I_0 + I_2, 0.6 I_1] = [0.2, 0.5, 0.3]; peer 0 masked
+        // -> D = [0, 0.5, 0.3] / 0.8; VT = W c = [0 (masked), 1/2, 1/2]
+        let w = three_peers();
+        let p = NakamotoParams::default();
+        let first = run(&p, &w, &[2.0, 1.0, 1.0], 10.0, &MechanismState::genesis(3));
+        let mask = [false, true, true];
+        let input = EpochInput::new(&w, &[2.0, 1.0, 1.0], 10.0, &first.state).with_validators(&mask);
+        let out = epoch(&p, &input).unwrap();
+        assert_outputs_close(&out, &epoch_dense(&p, &input).unwrap(), 1e-12);
+        assert_close(&out.incentive, &[0.25, 0.5, 0.25], 1e-15);
+        assert_close(&out.dividends, &[0.0, 0.625, 0.375], 1e-15);
+        assert_close(&out.validator_trust, &[0.0, 0.5, 0.5], 1e-15);
+        assert_eq!(
+            out.state.bonds.to_dense(),
+            vec![vec![0.0, 0.5, 0.0], vec![0.375, 0.0, 0.375], vec![0.0, 0.75, 0.0]]
+        );
     }
 
     #[test]
@@ -385,7 +433,7 @@ mod tests {
     fn bad_parameters_are_rejected() {
         let w = three_peers();
         let state = MechanismState::genesis(3);
-        let input = EpochInput { weights: &w, stake: &[1.0; 3], emission: 1.0, state: &state };
+        let input = EpochInput::new(&w, &[1.0; 3], 1.0, &state);
         let bad = [
             (NakamotoParams { rho: f64::NAN, ..Default::default() }, "rho"),
             (NakamotoParams { rho: f64::INFINITY, ..Default::default() }, "rho"),
@@ -420,7 +468,7 @@ mod tests {
     #[test]
     fn same_bits_for_any_thread_count() {
         let (w, stake, state) = random_input(300, 40, 7);
-        let input = EpochInput { weights: &w, stake: &stake, emission: 1.0, state: &state };
+        let input = EpochInput::new(&w, &stake, 1.0, &state);
         let p = NakamotoParams { bonds_moving_average: Some(0.3), ..Default::default() };
         let on = |threads| {
             let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
@@ -439,7 +487,7 @@ mod tests {
             m in proptest::option::of(0.0..1.0f64),
         ) {
             let p = NakamotoParams { rho, kappa, bonds_moving_average: m };
-            let input = EpochInput { weights: &w, stake: &stake, emission, state: &state };
+            let input = EpochInput::new(&w, &stake, emission, &state);
             let sparse = epoch(&p, &input).unwrap();
             let dense = epoch_dense(&p, &input).unwrap();
             assert_outputs_close(&sparse, &dense, 1e-9);

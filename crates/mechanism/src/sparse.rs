@@ -165,6 +165,20 @@ impl SparseMatrix {
         out
     }
 
+    /// The same matrix with the rows `i` where `drop(i)` emptied (a copy, O(nnz + n)).
+    pub fn without_rows(&self, drop: impl Fn(usize) -> bool) -> SparseMatrix {
+        let mut out = RowsBuilder::with_capacity(self.n, self.nnz());
+        for i in 0..self.n {
+            if !drop(i) {
+                let (cols, vals) = self.row(i);
+                out.cols.extend_from_slice(cols);
+                out.vals.extend_from_slice(vals);
+            }
+            out.end_row();
+        }
+        out.finish()
+    }
+
     /// Sum of row i.
     pub fn row_sum(&self, i: usize) -> f64 {
         self.row(i).1.iter().sum()
@@ -573,6 +587,16 @@ mod tests {
         assert_eq!(w.nnz(), 3);
         assert_eq!(w.get(2, 0), 2.0);
         assert_eq!(w.get(1, 1), 0.0);
+    }
+
+    #[test]
+    fn without_rows_empties_only_the_dropped_rows() {
+        let w = m(&[&[(1, 1.0), (2, 2.0)], &[(0, 3.0)], &[(0, 4.0), (1, 5.0)]]);
+        let out = w.without_rows(|i| i == 1);
+        assert_eq!(out, m(&[&[(1, 1.0), (2, 2.0)], &[], &[(0, 4.0), (1, 5.0)]]));
+        out.check().unwrap();
+        assert_eq!(w.without_rows(|_| false), w);
+        assert_eq!(w.without_rows(|_| true), SparseMatrix::zeros(3));
     }
 
     #[test]

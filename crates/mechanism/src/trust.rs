@@ -34,7 +34,9 @@
 //!   cutoff kappa to force each expectation onto -1 and 1"). With the default sharpness, c is
 //!   exactly +-1 in f64 unless v is within 2e-5 of the cut-off.
 //!
-//! Outputs: `trust` is T, `consensus` is `u` (the net trusting stake), no dividends or bonds.
+//! Outputs: `trust` is T, `consensus` is `u` (the net trusting stake), no dividends, validator
+//! trust or bonds. A peer that does not validate (`EpochInput::validators`) has no row and no
+//! stake here, so it neither trusts nor distrusts anyone.
 
 use crate::connectivity::check_depth;
 use crate::error::check_parameter;
@@ -130,6 +132,7 @@ fn finish(
         consensus: u,
         incentive,
         dividends: vec![0.0; n],
+        validator_trust: vec![0.0; n],
         emission,
         state: MechanismState { bonds: crate::SparseMatrix::zeros(n), stake_scaling },
         extras: Extras::Trust { chain_loss, emission_withheld: !paying },
@@ -138,6 +141,8 @@ fn finish(
 
 pub fn epoch(p: &TrustParams, input: &EpochInput<'_>) -> Result<EpochOutput, MechanismError> {
     p.validate()?;
+    let masked = input.masked();
+    let input = &masked.apply(input);
     let n = input.n();
     let q = input.weights.row_normalized();
     let (s_hat, a) = scaled_shares(input);
@@ -173,6 +178,8 @@ pub fn epoch(p: &TrustParams, input: &EpochInput<'_>) -> Result<EpochOutput, Mec
 /// product by plain loops.
 pub fn epoch_dense(p: &TrustParams, input: &EpochInput<'_>) -> Result<EpochOutput, MechanismError> {
     p.validate()?;
+    let masked = input.masked();
+    let input = &masked.apply(input);
     let n = input.n();
     let w = input.weights.row_normalized().to_dense();
     let v = visits_dense(&w, p.depth);
@@ -231,7 +238,7 @@ mod tests {
         // I ~ [0.3 * 0.731, 0.3 * 0.731, 0.2 * 0.269, 0.2 * 0.269] normalised.
         let w = pairs();
         let state = MechanismState::genesis(4);
-        let input = EpochInput { weights: &w, stake: &[0.3, 0.3, 0.2, 0.2], emission: 2.0, state: &state };
+        let input = EpochInput::new(&w, &[0.3, 0.3, 0.2, 0.2], 2.0, &state);
         let out = both(&TrustParams::default(), &input);
         let s1 = 1.0 / (1.0 + (-1.0f64).exp());
         assert!((out.trust[0] - s1).abs() < 1e-15 && (out.trust[3] - (1.0 - s1)).abs() < 1e-15);
@@ -263,7 +270,7 @@ mod tests {
     fn loss_nonnegative_withholds_emission_and_moves_a() {
         let (w, stake) = split_network();
         let state = MechanismState::genesis(6);
-        let input = EpochInput { weights: &w, stake: &stake, emission: 1.0, state: &state };
+        let input = EpochInput::new(&w, &stake, 1.0, &state);
         let out = both(&TrustParams::default(), &input);
         assert!(out.emission.iter().all(|&e| e == 0.0));
         assert!(
@@ -277,7 +284,7 @@ mod tests {
     /// L as a function of A, for finite differences.
     fn loss_at(p: &TrustParams, w: &SparseMatrix, stake: &[f64], a: &[f64]) -> f64 {
         let state = MechanismState { bonds: SparseMatrix::zeros(w.n()), stake_scaling: a.to_vec() };
-        let input = EpochInput { weights: w, stake, emission: 1.0, state: &state };
+        let input = EpochInput::new(w, stake, 1.0, &state);
         match epoch(p, &input).unwrap().extras {
             Extras::Trust { chain_loss, .. } => chain_loss,
             _ => unreachable!(),
@@ -306,7 +313,7 @@ mod tests {
         // -lr * g never reaches the clamp.
         let p = TrustParams { sharpness: 2.0, cutoff: 0.5, learning_rate: 1e-3, ..Default::default() };
         let state = MechanismState { bonds: SparseMatrix::zeros(6), stake_scaling: a.to_vec() };
-        let input = EpochInput { weights: &w, stake: &stake, emission: 1.0, state: &state };
+        let input = EpochInput::new(&w, &stake, 1.0, &state);
         let out = both(&p, &input);
         assert!(matches!(out.extras, Extras::Trust { emission_withheld: true, .. }), "needs L >= 0");
         let sa_total: f64 = a.iter().zip(&stake).map(|(a, s)| a * s).sum();
@@ -326,7 +333,7 @@ mod tests {
     fn bad_parameters_and_scaling_are_typed_errors() {
         let (w, stake) = split_network();
         let state = MechanismState::genesis(6);
-        let input = EpochInput { weights: &w, stake: &stake, emission: 1.0, state: &state };
+        let input = EpochInput::new(&w, &stake, 1.0, &state);
         for p in [
             TrustParams { temperature: f64::INFINITY, ..Default::default() },
             TrustParams { sharpness: 0.0, ..Default::default() },

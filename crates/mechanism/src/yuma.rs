@@ -27,12 +27,49 @@ pub struct YumaParams {
     pub bonds_moving_average: f64,
     /// Share of emission paid to servers by incentive; the rest goes to validators by dividends.
     pub server_share: f64,
+    /// How validators' dividends follow their bonds (see [`DividendRule`]). A genesis file
+    /// without it gets [`DividendRule::Bonds`], the production chain's rule.
+    pub dividend_rule: DividendRule,
 }
 
 impl Default for YumaParams {
     fn default() -> Self {
-        YumaParams { kappa: 0.5, bonds_moving_average: 0.9, server_share: 0.5 }
+        YumaParams {
+            kappa: 0.5,
+            bonds_moving_average: 0.9,
+            server_share: 0.5,
+            dividend_rule: DividendRule::Bonds,
+        }
     }
+}
+
+/// How `yuma` turns bonds B and incentive I into dividends D. Named in a genesis file as
+/// `"dividend_rule": "bonds"` or `"dividend_rule": "validator_trust"`.
+///
+/// Both rules build bonds from clipped weights only (`dB = Wc o s_hat`), so weight above
+/// consensus never buys a bond. Under [`DividendRule::Bonds`], with weights held steady
+/// (B = dB column-normalised, `B_ij = wc_ij s_i / R_j`) dividends are
+/// `D_i = sum_j B_ij I_j = s_i sum_j wc_ij / sum_k R_k`, that is `D ∝ S o VT`: a validator
+/// whose weights are half clipped away earns half of what its stake would earn. Clipping
+/// only cuts weight *above* consensus, so this is the whole penalty for a validator that
+/// overrates a server nobody else rates.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DividendRule {
+    /// `D_i = sum_j B_ij I_j`, normalised (subtensor's `matmul_transpose(B, I)`): what the
+    /// production chain pays.
+    #[default]
+    Bonds,
+    /// `D_i ∝ VT_i sum_j B_ij I_j`, normalised: each validator's bond payout scaled by its
+    /// validator trust `VT_i = sum_j wc_ij`, the share of its row that survived clipping.
+    /// In steady state `D ∝ S o VT^2`: the reward for stake is discounted by validation
+    /// quality twice, once through the bonds (what a validator backed) and once through VT
+    /// (how much of what it said the stake majority confirmed), so a validator that spends
+    /// its row on weights the majority rejects loses dividends faster than under `bonds`,
+    /// and stake alone buys less. Clipping is the Yuma paper's defence of incentive against a
+    /// minority that overrates its friends; this rule carries the same test over to what
+    /// validators are paid for judging.
+    ValidatorTrust,
 }
 
 impl YumaParams {
@@ -54,6 +91,8 @@ impl YumaParams {
 /// included.
 ///
 /// Steps, in the order of subtensor's `run_epoch.rs`:
+/// - peers that do not validate (`input.validators`) lose their rows and count zero stake
+///   (subtensor's `validator_forbids` and `active_stake`), see [`EpochInput::validators`].
 /// - self-weights are removed (subtensor's `mask_diag`), then W is row-normalised (every
 ///   non-empty row sums to 1); stake is normalised, `s_hat = S / ||S||_1` (zeros if nobody has
 ///   stake).
@@ -75,21 +114,25 @@ impl YumaParams {
 ///   checked against these (`settle_ties`), so c_j does not depend on how it was found. At
 ///   kappa = 1 a column thus needs every staked peer, and whether their shares add up to
 ///   1.0 exactly is decided by those sums.
-/// - clipped weights `Wc = min(W, c)` column-wise; `validator_trust_i = sum_j wc_ij`
-///   (returned in [`Extras::Yuma`]).
+/// - clipped weights `Wc = min(W, c)` column-wise; validator trust `VT_i = sum_j wc_ij`
+///   (subtensor's `row_sum(clipped_weights)`), returned in `validator_trust`.
 /// - ranks `R = Wc^T s_hat`; trust `T_j = R_j / P_j` (0 when `P_j = 0`); incentive
 ///   `I = normalized(R)`.
 /// - bonds: `dB` = Wc row-scaled by `s_hat`, column-normalised; `B = (1 - m) dB + m B_prev`
 ///   with `m = bonds_moving_average`, then column-normalised again and returned in
 ///   `state.bonds`. A column nobody backs this epoch keeps its previous holders' proportions.
-/// - dividends `D_i = sum_j B_ij I_j`, normalised (subtensor's `matmul_transpose(B, I)`).
+/// - dividends `D_i = sum_j B_ij I_j` (subtensor's `matmul_transpose(B, I)`), times `VT_i`
+///   under [`DividendRule::ValidatorTrust`], 0 for peers that do not validate, normalised.
 /// - emission `E = split_emission(emission, I, D, server_share)`.
 ///
 /// Outputs: `ranks = R`, `trust = T`, `consensus = c`; `stake_scaling` stays empty.
 ///
-/// Not modelled (a ledger concern, not the mechanism's): validator permits, weights older
-/// than a neuron's registration, and liquid alpha / bond penalty (subtensor's defaults give
-/// the bonds above).
+/// Not modelled here (a ledger concern, not the mechanism's): who holds a validator permit or
+/// is active (the ledger passes the mask), weights older than a neuron's registration, and
+/// liquid alpha / bond penalty (subtensor's defaults give the bonds above). Subtensor clears
+/// the bonds of a neuron that loses its permit after the epoch; the ledger clears them before
+/// it, so the other holders' shares of those columns grow one epoch earlier (the neuron earns
+/// no dividends either way).
 ///
 /// Every sum that decides or makes up the result runs in ascending index order. Columns'
 /// selections and rows' dividends run on rayon's pool, each by the same sequential code, so
@@ -105,6 +148,8 @@ pub fn epoch(p: &YumaParams, input: &EpochInput<'_>) -> Result<EpochOutput, Mech
     // Callable directly, not only through `Mechanism::epoch`: check the shared input too.
     input.validate()?;
     p.validate()?;
+    let masked = input.masked();
+    let input = &masked.apply(input);
     let n = input.n();
     let s = normalized(input.stake);
 
@@ -176,7 +221,7 @@ pub fn epoch(p: &YumaParams, input: &EpochInput<'_>) -> Result<EpochOutput, Mech
         |j, b| bond_totals[j] += b,
     );
     bonds.divide_columns(&bond_totals);
-    let dividends = normalized(&bonds.mul(&incentive));
+    let dividends = dividends(p, input, bonds.mul(&incentive), &validator_trust);
 
     let emission = split_emission(input.emission, &incentive, &dividends, p.server_share);
     Ok(EpochOutput {
@@ -185,10 +230,27 @@ pub fn epoch(p: &YumaParams, input: &EpochInput<'_>) -> Result<EpochOutput, Mech
         consensus,
         incentive,
         dividends,
+        validator_trust,
         emission,
         state: MechanismState { bonds, stake_scaling: Vec::new() },
-        extras: Extras::Yuma { validator_trust },
+        extras: Extras::None,
     })
+}
+
+/// D from the bond payouts `B I`, by the rule of `p` and the validator mask of `input`.
+fn dividends(
+    p: &YumaParams,
+    input: &EpochInput<'_>,
+    mut payout: Vec<f64>,
+    validator_trust: &[f64],
+) -> Vec<f64> {
+    if p.dividend_rule == DividendRule::ValidatorTrust {
+        for (d, vt) in payout.iter_mut().zip(validator_trust) {
+            *d *= vt;
+        }
+    }
+    input.keep_validators(&mut payout);
+    normalized(&payout)
 }
 
 /// Per column, what pass 1 of [`epoch`] learns: the stake of the staked peers that weight j,
@@ -568,6 +630,8 @@ pub fn epoch_dense(p: &YumaParams, input: &EpochInput<'_>) -> Result<EpochOutput
     // Callable directly, not only through `Mechanism::epoch`: check the shared input too.
     input.validate()?;
     p.validate()?;
+    let masked = input.masked();
+    let input = &masked.apply(input);
     let n = input.n();
     let s = normalized(input.stake);
     // Self-weights masked as in the sparse path (subtensor's mask_diag).
@@ -663,8 +727,14 @@ pub fn epoch_dense(p: &YumaParams, input: &EpochInput<'_>) -> Result<EpochOutput
 
     let mut dividends = vec![0.0; n];
     for i in 0..n {
+        if !input.validates(i) {
+            continue;
+        }
         for j in 0..n {
             dividends[i] += bonds[i][j] * incentive[j];
+        }
+        if p.dividend_rule == DividendRule::ValidatorTrust {
+            dividends[i] *= validator_trust[i];
         }
     }
     let total: f64 = dividends.iter().sum();
@@ -679,9 +749,10 @@ pub fn epoch_dense(p: &YumaParams, input: &EpochInput<'_>) -> Result<EpochOutput
         consensus,
         incentive,
         dividends,
+        validator_trust,
         emission,
         state: MechanismState { bonds: SparseMatrix::from_dense(&bonds)?, stake_scaling: Vec::new() },
-        extras: Extras::Yuma { validator_trust },
+        extras: Extras::None,
     })
 }
 
@@ -701,7 +772,7 @@ mod tests {
         emission: f64,
         state: &MechanismState,
     ) -> EpochOutput {
-        let input = EpochInput { weights: w, stake, emission, state };
+        let input = EpochInput::new(w, stake, emission, state);
         let out = Mechanism::Yuma(p.clone()).epoch(&input).unwrap();
         let dense = Mechanism::Yuma(p.clone()).epoch_dense(&input).unwrap();
         assert_outputs_close(&out, &dense, 1e-12);
@@ -709,10 +780,7 @@ mod tests {
     }
 
     fn validator_trust(out: &EpochOutput) -> &[f64] {
-        match &out.extras {
-            Extras::Yuma { validator_trust } => validator_trust,
-            other => panic!("expected yuma extras, got {other:?}"),
-        }
+        &out.validator_trust
     }
 
     /// Four peers, S = [4, 3, 2, 1]. Raw rows (peer 0 also weights itself, which is masked):
@@ -922,6 +990,127 @@ mod tests {
         }
     }
 
+    /// Validators 0, 1 and 2 with one unit of stake each; servers 3, 4 and 5 without. Validators
+    /// 0 and 1 split their rows between servers 3 and 4; validator 2 gives 1/4 to server 3 and
+    /// 3/4 to server 5, which nobody else rates.
+    fn one_validator_mostly_clipped() -> (SparseMatrix, [f64; 6]) {
+        let w = SparseMatrix::from_rows(
+            6,
+            [
+                vec![(3, 0.5), (4, 0.5)],
+                vec![(3, 0.5), (4, 0.5)],
+                vec![(3, 0.25), (5, 0.75)],
+                vec![],
+                vec![],
+                vec![],
+            ],
+        )
+        .unwrap();
+        (w, [1.0, 1.0, 1.0, 0.0, 0.0, 0.0])
+    }
+
+    #[test]
+    fn dividend_rules_by_hand() {
+        // s_hat = [1/3, 1/3, 1/3, 0, 0, 0]
+        // consensus (kappa 1/2): col 3 gets 0.5, 0.5, 0.25: 2/3 of the stake at >= 0.5 -> c_3 = 0.5
+        //   col 4 gets 0.5, 0.5 -> c_4 = 0.5; col 5 only 0.75 from 1/3 of the stake -> c_5 = 0
+        // Wc: peers 0 and 1 {3: 0.5, 4: 0.5}, peer 2 {3: 0.25}: VT = [1, 1, 1/4, 0, 0, 0]
+        // R_3 = (0.5 + 0.5 + 0.25) / 3 = 5/12, R_4 = 1/3: I = [0, 0, 0, 5/9, 4/9, 0]
+        // B = dB column-normalised: col 3 -> [2/5, 2/5, 1/5], col 4 -> [1/2, 1/2, 0]
+        // B I = [2/5 5/9 + 1/2 4/9, the same, 1/5 5/9] = [4/9, 4/9, 1/9]
+        // bonds:           D = [4/9, 4/9, 1/9]  (= S o VT normalised: [1, 1, 1/4] / 9/4)
+        // validator_trust: D ∝ [4/9, 4/9, 1/36] = [16, 16, 1] / 36 -> D = [16/33, 16/33, 1/33]
+        // E (emission 18, half each) = 9 (I + D)
+        let (w, stake) = one_validator_mostly_clipped();
+        let genesis = MechanismState::genesis(6);
+        let bonds = run(&YumaParams::default(), &w, &stake, 18.0, &genesis);
+        let p = YumaParams { dividend_rule: DividendRule::ValidatorTrust, ..Default::default() };
+        let by_trust = run(&p, &w, &stake, 18.0, &genesis);
+        let t = 1e-12;
+        for out in [&bonds, &by_trust] {
+            assert_close(&out.consensus, &[0.0, 0.0, 0.0, 0.5, 0.5, 0.0], t);
+            assert_close(&out.validator_trust, &[1.0, 1.0, 0.25, 0.0, 0.0, 0.0], t);
+            assert_close(&out.incentive, &[0.0, 0.0, 0.0, 5.0 / 9.0, 4.0 / 9.0, 0.0], t);
+        }
+        // The rule changes D only: same bonds.
+        assert_eq!(bonds.state.bonds, by_trust.state.bonds);
+        assert_close(&bonds.dividends, &[4.0 / 9.0, 4.0 / 9.0, 1.0 / 9.0, 0.0, 0.0, 0.0], t);
+        assert_close(&by_trust.dividends, &[16.0 / 33.0, 16.0 / 33.0, 1.0 / 33.0, 0.0, 0.0, 0.0], t);
+        assert_close(&bonds.emission, &[4.0, 4.0, 1.0, 5.0, 4.0, 0.0], t);
+        assert_close(&by_trust.emission, &[48.0 / 11.0, 48.0 / 11.0, 3.0 / 11.0, 5.0, 4.0, 0.0], t);
+        // The validator whose weights were mostly clipped earns less than one with equal stake
+        // whose weights survived: a quarter under `bonds`, a sixteenth under `validator_trust`.
+        let ratio = |out: &EpochOutput| out.dividends[2] / out.dividends[0];
+        assert!((ratio(&bonds) - 0.25).abs() < t && (ratio(&by_trust) - 1.0 / 16.0).abs() < t);
+        // Named in a genesis file as a string; a file without it gets the production rule.
+        let json = r#"{"kappa": 0.5, "dividend_rule": "validator_trust"}"#;
+        assert_eq!(
+            serde_json::from_str::<YumaParams>(json).unwrap().dividend_rule,
+            DividendRule::ValidatorTrust
+        );
+        assert_eq!(serde_json::from_str::<YumaParams>("{}").unwrap(), YumaParams::default());
+        assert!(serde_json::from_str::<YumaParams>(r#"{"dividend_rule": "stake"}"#).is_err());
+    }
+
+    #[test]
+    fn an_absent_whale_neither_blocks_nor_dilutes_consensus() {
+        // Peer 0 holds 60% of the stake; its stale row gives everything to peer 4. Peers 1 and 2
+        // (20% each) give everything to peer 3. Counted, the whale's stale weight alone reaches
+        // kappa: I = [0, 0, 0, 0, 1], and the 40% behind peer 3 is not enough for it.
+        let w = SparseMatrix::from_rows(5, [vec![(4, 1.0)], vec![(3, 1.0)], vec![(3, 1.0)], vec![], vec![]])
+            .unwrap();
+        let stake = [6.0, 2.0, 2.0, 0.0, 0.0];
+        let genesis = MechanismState::genesis(5);
+        let counted = run(&YumaParams::default(), &w, &stake, 1.0, &genesis);
+        assert_close(&counted.incentive, &[0.0, 0.0, 0.0, 0.0, 1.0], 1e-15);
+        // Not validating, its row is ignored and its stake leaves the shares: peers 1 and 2
+        // hold all the validating stake, c_3 = 1, I = [0, 0, 0, 1, 0], D = [0, 1/2, 1/2, 0, 0].
+        let mask = [false, true, true, true, true];
+        let input = EpochInput::new(&w, &stake, 1.0, &genesis).with_validators(&mask);
+        let masked = epoch(&YumaParams::default(), &input).unwrap();
+        assert_outputs_close(&masked, &epoch_dense(&YumaParams::default(), &input).unwrap(), 1e-12);
+        assert_close(&masked.consensus, &[0.0, 0.0, 0.0, 1.0, 0.0], 1e-15);
+        assert_close(&masked.incentive, &[0.0, 0.0, 0.0, 1.0, 0.0], 1e-15);
+        assert_close(&masked.dividends, &[0.0, 0.5, 0.5, 0.0, 0.0], 1e-15);
+        assert_eq!(masked.validator_trust[0], 0.0);
+    }
+
+    #[test]
+    fn a_masked_validator_earns_nothing_and_its_bonds_decay() {
+        // four_peers with peer 1 masked and holding every bond before: B_prev = {1: {2: 1, 3: 1}}.
+        // s_hat = [4, 0, 2, 1] / 7. Consensus: col 2 has only peer 0's 0.5 (4/7 of the stake)
+        // -> c_2 = 0.5; col 3 has 0.75 (2/7) and 0.5 (4/7) -> c_3 = 0.5; cols 0 and 1 too little.
+        // Wc: peer 0 {2: 0.5, 3: 0.5}, peer 2 {3: 0.5}; R_2 = 2/7, R_3 = 3/7: I = [0, 0, 2/5, 3/5]
+        // dB: col 2 -> peer 0: 1; col 3 -> peer 0: 2/3, peer 2: 1/3
+        // B = 0.1 dB + 0.9 B_prev: col 2 [0.1, 0.9, 0, 0]; col 3 [1/15, 0.9, 1/30, 0] (sums are 1)
+        // B I = [0.04 + 0.04, 0.9, 0.02, 0]; peer 1 masked -> D = [0.08, 0, 0.02, 0] / 0.1
+        let (w, stake) = four_peers();
+        let mask = [true, false, true, true];
+        let mut state = MechanismState {
+            bonds: SparseMatrix::from_rows(4, [vec![], vec![(2, 1.0), (3, 1.0)], vec![], vec![]]).unwrap(),
+            stake_scaling: Vec::new(),
+        };
+        let input = EpochInput::new(&w, &stake, 1.0, &state).with_validators(&mask);
+        let out = epoch(&YumaParams::default(), &input).unwrap();
+        assert_outputs_close(&out, &epoch_dense(&YumaParams::default(), &input).unwrap(), 1e-12);
+        assert_close(&out.incentive, &[0.0, 0.0, 0.4, 0.6], 1e-12);
+        assert_close(&out.dividends, &[0.8, 0.0, 0.2, 0.0], 1e-12);
+        assert_close(&out.validator_trust, &[1.0, 0.0, 0.5, 0.0], 1e-12);
+        // Negative control: the same network stripped by hand but not masked pays peer 1 its
+        // bonds, 0.9 of D.
+        let stripped_w = w.without_rows(|i| i == 1);
+        let stripped = run(&YumaParams::default(), &stripped_w, &[4.0, 0.0, 2.0, 1.0], 1.0, &state);
+        assert_close(&stripped.dividends, &[0.08, 0.9, 0.02, 0.0], 1e-12);
+        // Epoch over epoch the masked validator's bond share decays by m = 0.9.
+        for k in 1..=4 {
+            let input = EpochInput::new(&w, &stake, 1.0, &state).with_validators(&mask);
+            let out = epoch(&YumaParams::default(), &input).unwrap();
+            assert_eq!(out.dividends[1], 0.0);
+            assert!((out.state.bonds.get(1, 2) - 0.9f64.powi(k)).abs() < 1e-12, "epoch {k}");
+            state = out.state;
+        }
+    }
+
     #[test]
     fn server_share_splits_the_emission() {
         // All to validators: E = 58 D = [32, 18, 8, 0] (D from four_peers_by_hand).
@@ -935,7 +1124,7 @@ mod tests {
     fn bad_parameters_are_rejected() {
         let (w, stake) = four_peers();
         let state = MechanismState::genesis(4);
-        let input = EpochInput { weights: &w, stake: &stake, emission: 1.0, state: &state };
+        let input = EpochInput::new(&w, &stake, 1.0, &state);
         let bad = [
             (YumaParams { kappa: -0.1, ..Default::default() }, "kappa"),
             (YumaParams { kappa: f64::NAN, ..Default::default() }, "kappa"),
@@ -961,7 +1150,7 @@ mod tests {
     #[test]
     fn same_bits_for_any_thread_count() {
         let (w, stake, state) = random_input(300, 40, 11);
-        let input = EpochInput { weights: &w, stake: &stake, emission: 1.0, state: &state };
+        let input = EpochInput::new(&w, &stake, 1.0, &state);
         let p = YumaParams::default();
         let on = |threads| {
             let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
@@ -982,9 +1171,11 @@ mod tests {
             kappa in prop_oneof![Just(0.0), Just(0.5), Just(1.0), 0.0..=1.0f64],
             m in 0.0..1.0f64,
             server_share in 0.0..=1.0f64,
+            by_trust in any::<bool>(),
         ) {
-            let p = YumaParams { kappa, bonds_moving_average: m, server_share };
-            let input = EpochInput { weights: &w, stake: &stake, emission, state: &state };
+            let dividend_rule = if by_trust { DividendRule::ValidatorTrust } else { DividendRule::Bonds };
+            let p = YumaParams { kappa, bonds_moving_average: m, server_share, dividend_rule };
+            let input = EpochInput::new(&w, &stake, emission, &state);
             let sparse = epoch(&p, &input).unwrap();
             let dense = epoch_dense(&p, &input).unwrap();
             assert_outputs_close(&sparse, &dense, 1e-9);

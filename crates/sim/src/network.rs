@@ -138,12 +138,7 @@ impl Run {
 
     /// One epoch minting `emission`: S += E, state <- output.state.
     pub fn step(&mut self, emission: f64) -> Result<EpochOutput, SimError> {
-        let input = EpochInput {
-            weights: &self.network.weights,
-            stake: &self.network.stake,
-            emission,
-            state: &self.state,
-        };
+        let input = EpochInput::new(&self.network.weights, &self.network.stake, emission, &self.state);
         let out = self.mechanism.epoch(&input).map_err(|reason| SimError::Mechanism {
             mechanism: self.mechanism.name(),
             epoch: self.epoch,

@@ -341,6 +341,10 @@ async fn node_from_a_genesis_file_runs_epochs_and_serves_the_metagraph() {
     assert!(mg.E.iter().sum::<u64>() > 0, "an epoch minted: {:?}", mg.E);
     assert!(mg.S.iter().all(|&s| s >= 100 * UNITS_PER_TOKEN));
     assert_eq!(mg.R.len(), 3);
+    // Every neuron set weights just now and holds a permit (3 of the default 128); yuma keeps
+    // all of each row (each column's consensus is the 0.5 both others give it): VT = 1.
+    assert_eq!((mg.active.clone(), mg.validator_permit.clone()), (vec![true; 3], vec![true; 3]));
+    assert!(mg.VT.iter().all(|&vt| (vt - 1.0).abs() < 1e-4), "{:?}", mg.VT);
     let by_uid = c.neuron(1).await.expect("uid 1");
     assert_eq!(c.neuron_by_hotkey(&public_key(&dev_key("n1"))).await.unwrap(), by_uid);
     assert_eq!(by_uid.stake, mg.S[1]);

@@ -88,6 +88,11 @@ fn the_cli_drives_a_dev_chain() {
     assert_eq!(json["hotkeys"][0], hot);
     assert_eq!(json["endpoints"][0]["port"], 8091);
     assert_eq!(json["weights"][0], serde_json::json!([[0, 1.0]]));
+    // Validator trust, permits and activity are there too (all as of the last epoch).
+    assert!(out.contains("  DIVIDENDS        VT  "), "{out}");
+    for field in ["VT", "active", "validator_permit"] {
+        assert_eq!(json[field].as_array().map(Vec::len), Some(1), "{field}: {json}");
+    }
 
     // Bad input: refused locally or by the node, with the reason, and nothing submitted.
     let weights = |uids: &str, values: &str| {

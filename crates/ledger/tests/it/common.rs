@@ -54,6 +54,8 @@ pub fn genesis(n: usize, mechanism: &str) -> GenesisConfig {
         max_issuance: 21_000_000 * TOKEN,
         max_neurons: 8,
         immunity_period: 4,
+        activity_cutoff: 5000,
+        max_validators: 128,
         registration: RegistrationConfig {
             difficulty: 64,
             min_difficulty: 1,

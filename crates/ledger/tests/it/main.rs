@@ -1,5 +1,6 @@
 //! Integration tests of the ledger, in one binary (links once).
 
+mod activity;
 mod bad_txs;
 mod common;
 mod determinism;

@@ -1,5 +1,7 @@
 //! Property tests over random transaction sequences: conservation and issuance hold after every
-//! block, in both emission modes and for every mechanism, and a replay reproduces the roots.
+//! block, in both emission modes, for every mechanism and for random activity cutoffs and
+//! validator permit counts; an epoch pays no dividends to a neuron that did not validate; and a
+//! replay reproduces the roots.
 
 use crate::common::*;
 use ledger::mechanism::MECHANISM_NAMES;
@@ -110,7 +112,7 @@ fn to_tx(c: &mut Chain, spent: &mut HashMap<PublicKey, u64>, op: &Op) -> Option<
     })
 }
 
-fn chain_genesis(mech: &str, lazy: bool) -> GenesisConfig {
+fn chain_genesis(mech: &str, lazy: bool, activity_cutoff: u64, max_validators: u32) -> GenesisConfig {
     let mut g = genesis(NEURONS, mech);
     g.accounts.push(GenesisAccount { key: pk("carol"), balance: 500 * TOKEN });
     // Keys of neurons that registration may create later, funded like the genesis ones.
@@ -128,7 +130,26 @@ fn chain_genesis(mech: &str, lazy: bool) -> GenesisConfig {
     g.registration.min_difficulty = 1;
     g.registration.max_difficulty = 1;
     g.emission_mode = if lazy { EmissionMode::Lazy } else { EmissionMode::PerEpoch };
+    g.activity_cutoff = activity_cutoff;
+    g.max_validators = max_validators;
     g
+}
+
+/// After a block that ran an epoch at `height`: the flags are the rules (active within the
+/// cutoff, `min(k, n)` permits), and a neuron that did not validate has no dividends and no
+/// validator trust.
+fn check_validators(c: &Chain, g: &GenesisConfig, height: u64) -> Result<(), TestCaseError> {
+    let neurons = c.ledger.neurons();
+    for x in neurons {
+        let last_update = x.last_weights_block.unwrap_or(0).max(x.registered_at);
+        prop_assert_eq!(x.scores.active, height - last_update <= g.activity_cutoff, "{:?}", x);
+        if !(x.scores.active && x.scores.validator_permit) {
+            prop_assert_eq!((x.scores.dividends, x.scores.validator_trust), (0.0, 0.0), "{:?}", x);
+        }
+    }
+    let permits = neurons.iter().filter(|x| x.scores.validator_permit).count();
+    prop_assert_eq!(permits, neurons.len().min(g.max_validators as usize));
+    Ok(())
 }
 
 proptest! {
@@ -138,14 +159,23 @@ proptest! {
     fn conservation_and_issuance_hold_at_every_block(
         mech in 0..MECHANISM_NAMES.len(),
         lazy in any::<bool>(),
+        // Cutoffs from one block (only who set weights in the epoch's block validates) to
+        // longer than the run; permits from one to more than the table holds.
+        activity_cutoff in 1u64..12,
+        max_validators in 1u32..8,
+        // Whether the genesis neurons first agree on a row, so that yuma reaches consensus and
+        // the variants with bonds have dividends to withhold from neurons that do not validate.
+        agree in any::<bool>(),
         blocks in proptest::collection::vec(proptest::collection::vec(op(), 0..8), 1..10),
     ) {
-        let g = chain_genesis(MECHANISM_NAMES[mech], lazy);
+        let g = chain_genesis(MECHANISM_NAMES[mech], lazy, activity_cutoff, max_validators);
         let mut c = Chain::new(g.clone());
         let genesis_issuance = c.ledger.issuance().total();
         let (mut minted, mut burned) = (0u128, 0u128);
         let mut produced = Vec::new();
-        for ops in &blocks {
+        let agreement: Vec<Op> = (0..NEURONS).map(|i| Op::SetWeights { i, row: vec![(0, 500), (1, 300), (2, 200)] }).collect();
+        let first = agree.then_some(&agreement);
+        for ops in first.into_iter().chain(&blocks) {
             let mut spent = HashMap::new();
             let txs: Vec<SignedTx> = ops.iter().filter_map(|o| to_tx(&mut c, &mut spent, o)).collect();
             let (block, out) = c.propose(txs);
@@ -179,6 +209,9 @@ proptest! {
                 }
                 (None, false) => prop_assert_eq!(out.minted, 0),
                 (None, true) => prop_assert_eq!(out.minted, lazy_paid),
+            }
+            if let Some(e) = out.epoch.as_ref().filter(|e| e.error.is_none() && e.n > 0) {
+                check_validators(&c, &g, e.height)?;
             }
             produced.push(block);
         }
