@@ -76,6 +76,8 @@ pub fn run(args: LocalnetArgs) -> Result<()> {
     let agora = std::env::current_exe().context("locating the agora binary")?;
     let mut opts = RunOptions::new(agora, args.out.clone(), scenario);
     opts.spawn_peers = !args.no_peers;
+    opts.judge = judge;
+    opts.judge_every = args.judge_every;
     if args.compare {
         let outcomes = localnet::compare(&opts, &mechanism::MECHANISM_NAMES)?;
         for o in &outcomes {

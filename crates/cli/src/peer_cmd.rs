@@ -96,6 +96,10 @@ struct RunArgs {
     /// Steps between two checkpoints
     #[arg(long, default_value_t = 200)]
     checkpoint_every: u64,
+    /// A hotkey (hex) the axon serves though it is not registered, e.g. an independent judge
+    /// measuring every peer (repeatable; still signature- and replay-checked, lowest priority)
+    #[arg(long, value_name = "HOTKEY")]
+    trust_caller: Vec<ledger::PublicKey>,
     /// Seconds a neighbour may take to answer a Forward
     #[arg(long, default_value_t = 5.0)]
     timeout: f64,
@@ -227,6 +231,7 @@ fn run_peer(a: RunArgs) -> Result<()> {
         weights_interval: a.weights_interval,
         status_every: Duration::from_secs_f64(a.status_every),
         checkpoint_every: a.checkpoint_every,
+        trusted_callers: a.trust_caller.clone(),
         timeout: Duration::from_secs_f64(a.timeout),
         max_steps: a.max_steps,
         pretrain_steps: a.pretrain_steps,

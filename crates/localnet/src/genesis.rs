@@ -23,7 +23,9 @@ pub fn faucet_key() -> SigningKey {
 /// - proof-of-work difficulty 1,000 (a few milliseconds) and room for every peer to register in
 ///   one block; immunity longer than any run, so no peer is replaced;
 /// - `set_weights` rate limit of half the peers' interval, and no bounded change (peers move
-///   their rows freely: the run is short).
+///   their rows freely: the run is short);
+/// - the scenario's activity cutoff (default 4 weight intervals), so a peer that leaves stops
+///   validating and earning dividends within the run.
 pub fn genesis(scenario: &Scenario) -> GenesisConfig {
     let stakes = scenario.stakes();
     let total: u64 = stakes.iter().sum();
@@ -46,6 +48,7 @@ pub fn genesis(scenario: &Scenario) -> GenesisConfig {
     g.registration.max_per_block = (n as u32).max(4);
     g.registration.target_per_interval = n.max(1);
     g.weights.rate_limit = (scenario.weights_interval / 2).max(1);
+    g.activity_cutoff = scenario.activity_cutoff().max(g.weights.rate_limit);
     g.weights.max_change = None;
     g
 }

@@ -17,6 +17,7 @@
 pub mod error;
 mod genesis;
 pub mod judge;
+pub mod judging;
 pub mod market;
 pub mod monitor;
 pub mod process;

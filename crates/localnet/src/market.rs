@@ -388,7 +388,7 @@ pub(crate) fn run_info(
         start_block: start,
         end_block: end,
         leaves_at: scenario.peers.iter().any(|p| p.role == Role::Offline).then_some(leaves_at),
-        activity_cutoff: None,
+        activity_cutoff: Some(g.activity_cutoff),
         server_share: g.mechanism.server_share(),
     }
 }

@@ -89,14 +89,33 @@ pub fn read_metagraph_csv(path: &Path) -> Result<Vec<MetagraphRow>, LocalnetErro
 
 /// The metagraph as a text table: the live view of a run.
 pub fn table(rows: &[MetagraphRow]) -> String {
+    table_with_values(rows, None)
+}
+
+/// [`table`] with the judge's last value of each peer as a last column.
+pub fn table_with_values(rows: &[MetagraphRow], values: Option<&[f64]>) -> String {
     let total: u64 = rows.iter().map(|r| r.stake).sum::<u64>().max(1);
     let mut out = format!(
-        "{:>3} {:<18} {:<9} {:>12} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7} {:>10}\n",
-        "uid", "name", "role", "stake", "S%", "R", "T", "C", "I", "D", "E"
+        "{:>3} {:<18} {:<9} {:>12} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7} {:>10}{}\n",
+        "uid",
+        "name",
+        "role",
+        "stake",
+        "S%",
+        "R",
+        "T",
+        "C",
+        "I",
+        "D",
+        "E",
+        if values.is_some() { "      value" } else { "" }
     );
     for r in rows {
+        let value = values
+            .and_then(|v| v.get(usize::from(r.uid)))
+            .map_or(String::new(), |v| format!(" {:>10.4}", if *v == 0.0 { 0.0 } else { *v }));
         out.push_str(&format!(
-            "{:>3} {:<18} {:<9} {:>12.3} {:>6.2}% {:>7.4} {:>7.4} {:>7.4} {:>7.4} {:>7.4} {:>10.4}\n",
+            "{:>3} {:<18} {:<9} {:>12.3} {:>6.2}% {:>7.4} {:>7.4} {:>7.4} {:>7.4} {:>7.4} {:>10.4}{value}\n",
             r.uid,
             truncate(&r.name, 18),
             r.role.name(),
@@ -121,6 +140,8 @@ fn truncate(s: &str, n: usize) -> String {
 /// stderr is not a terminal (tests, pipes), so logs stay clean.
 pub struct LiveView {
     bar: ProgressBar,
+    /// The judge's last values by uid and the block they were measured at.
+    judge: std::sync::Mutex<Option<(Vec<f64>, u64)>>,
 }
 
 impl LiveView {
@@ -137,13 +158,31 @@ impl LiveView {
             bar.set_style(style);
             bar
         };
-        LiveView { bar }
+        LiveView { bar, judge: std::sync::Mutex::new(None) }
+    }
+
+    /// The table then shows these values and the running Spearman of incentive against them.
+    pub fn set_judge(&self, values: Vec<f64>, block: u64) {
+        *self.judge.lock().unwrap_or_else(|e| e.into_inner()) = Some((values, block));
     }
 
     pub fn update(&self, done: u64, epoch: u64, rows: &[MetagraphRow]) {
         self.bar.set_position(done);
         self.bar.set_prefix(format!("epoch {epoch}"));
-        self.bar.set_message(table(rows).trim_end().to_string());
+        let judge = self.judge.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let text = match judge {
+            Some((values, block)) => {
+                let incentive: Vec<f64> = rows.iter().map(|r| r.incentive).collect();
+                let rho = crate::report::spearman(&incentive, &values);
+                format!(
+                    "{}Spearman(incentive now, judge's value at block {block}) = {}",
+                    table_with_values(rows, Some(&values)),
+                    rho.map_or("n/a".into(), |r| format!("{r:.3}"))
+                )
+            }
+            None => table(rows).trim_end().to_string(),
+        };
+        self.bar.set_message(text);
     }
 
     /// A line above the live view.

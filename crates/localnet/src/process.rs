@@ -225,6 +225,10 @@ pub fn peer_argv(l: &PeerLaunch) -> Result<Vec<String>, LocalnetError> {
     argv.extend(["--weights-interval".into(), l.weights_interval.to_string()]);
     // A status row (one held-out evaluation) every few seconds: the report's loss curves.
     argv.extend(["--status-every".into(), "3".into()]);
+    // The judge runs consumers from their checkpoints (fresh ones) and asks every axon with a
+    // key no chain knows.
+    argv.extend(["--checkpoint-every".into(), "50".into()]);
+    argv.extend(["--trust-caller".into(), ledger::public_key(&crate::judging::judge_key()).to_string()]);
     argv.extend(["--axon-addr".into(), "127.0.0.1:0".into()]);
     Ok(argv)
 }

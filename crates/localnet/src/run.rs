@@ -2,6 +2,8 @@
 
 use crate::error::LocalnetError;
 use crate::genesis::genesis;
+use crate::judge::{Judge, JudgeConfig, JudgeLog, Judgement, Subject};
+use crate::judging::LiveJudge;
 use crate::monitor::{rows_of, LiveView, Sampler};
 use crate::process::{NodeProcess, PeerLaunch, PeerProcess};
 use crate::report::{peer_dir, write_compare, write_report, Summary};
@@ -31,6 +33,10 @@ pub struct RunOptions {
     pub peer_grace: Duration,
     /// Never draw the live view (it is also hidden when stderr is not a terminal).
     pub quiet: bool,
+    /// What the independent judge reads.
+    pub judge: JudgeConfig,
+    /// Epochs between two judgements while the run goes (0: only at the end).
+    pub judge_every: u64,
 }
 
 impl RunOptions {
@@ -42,6 +48,8 @@ impl RunOptions {
             spawn_peers: true,
             peer_grace: Duration::from_secs(60),
             quiet: false,
+            judge: JudgeConfig::default(),
+            judge_every: 10,
         }
     }
 }
@@ -277,6 +285,17 @@ async fn run_async(opts: &RunOptions, stop: &AtomicBool) -> Result<RunOutcome, L
     }
 
     // The run proper: a sample per block until the end or Ctrl-C.
+    // The independent judge: the peers' topics' test splits, the consumers' checkpoints.
+    let mut subjects = Vec::new();
+    let mut checkpoints = std::collections::BTreeMap::new();
+    for (r, spec) in registered.iter().zip(&scenario.peers) {
+        subjects.push(Subject { uid: r.uid, corpus: crate::market::load_corpus(&spec.dataset)? });
+        checkpoints.insert(r.uid, peer_dir(out, &spec.name).join("checkpoint"));
+    }
+    let judge = LiveJudge::new(Judge::plan(&subjects, opts.judge)?, checkpoints);
+    let mut judge_log = JudgeLog::create(out)?;
+    let mut judging: Option<tokio::task::JoinHandle<JudgeResult>> = None;
+
     let mut sampler = Sampler::create(&out.join("metagraph.csv"))?;
     let t0 = Instant::now();
     let mut head = start.saturating_sub(1);
@@ -322,6 +341,23 @@ async fn run_async(opts: &RunOptions, stop: &AtomicBool) -> Result<RunOutcome, L
             head.saturating_sub(start) / scenario.tempo,
             &rows,
         );
+        if judging.as_ref().is_some_and(|t| t.is_finished()) {
+            if let Some(task) = judging.take() {
+                record(task.await, &mut judge_log, &view, &rows)?;
+            }
+        }
+        let epoch = head.saturating_sub(start) / scenario.tempo;
+        if opts.spawn_peers
+            && judging.is_none()
+            && opts.judge_every > 0
+            && head.is_multiple_of(scenario.tempo)
+            && epoch > 0
+            && epoch.is_multiple_of(opts.judge_every)
+            && head < end
+        {
+            let (j, m) = (judge.clone(), m.clone());
+            judging = Some(tokio::spawn(async move { j.measure(&m).await }));
+        }
         for p in peers.iter_mut() {
             if let Some(code) = p.exited() {
                 if !exited_early.iter().any(|(n, _)| n == &p.name) {
@@ -342,6 +378,19 @@ async fn run_async(opts: &RunOptions, stop: &AtomicBool) -> Result<RunOutcome, L
         }
         if head >= end {
             break;
+        }
+    }
+    // The judge's last word, while every peer still runs: a measurement under way finishes,
+    // then one at the end.
+    if opts.spawn_peers && !interrupted {
+        let m = chain.metagraph().await?;
+        let rows = rows_of(&m, &names, t0.elapsed().as_secs_f64());
+        if let Some(task) = judging.take() {
+            record(task.await, &mut judge_log, &view, &rows)?;
+        }
+        view.note(&format!("the judge measures every peer at block {}", m.block));
+        if let Some(j) = record(Ok(judge.measure(&m).await), &mut judge_log, &view, &rows)? {
+            judge_log.write_matrix(&j, &names)?;
         }
     }
     view.finish();
@@ -372,6 +421,44 @@ async fn run_async(opts: &RunOptions, stop: &AtomicBool) -> Result<RunOutcome, L
         peers_stopped_cleanly: (clean, still),
         peers_exited_early: exited_early,
     })
+}
+
+/// A judgement with the notes it left (consumers it could not load).
+type JudgeResult = Result<(Judgement, Vec<String>), LocalnetError>;
+
+/// Writes a finished judgement to `judge.csv` and tells the live view how the chain's
+/// incentive ranks against it. A failed judgement is reported and the run goes on.
+fn record(
+    done: Result<JudgeResult, tokio::task::JoinError>,
+    log: &mut JudgeLog,
+    view: &LiveView,
+    rows: &[crate::monitor::MetagraphRow],
+) -> Result<Option<Judgement>, LocalnetError> {
+    let (j, notes) = match done {
+        Ok(Ok(x)) => x,
+        Ok(Err(e)) => {
+            view.note(&format!("judge: {e}"));
+            return Ok(None);
+        }
+        Err(e) => {
+            view.note(&format!("judge: the measuring task failed: {e}"));
+            return Ok(None);
+        }
+    };
+    log.write(&j)?;
+    for n in &notes {
+        view.note(&format!("judge: {n}"));
+    }
+    let incentive: Vec<f64> = rows.iter().map(|r| r.incentive).collect();
+    let rho = crate::report::spearman(&incentive, &j.values(rows.len()));
+    view.set_judge(j.values(rows.len()), j.block);
+    view.note(&format!(
+        "judge at block {}: {} consumers; Spearman(incentive, value) = {}",
+        j.block,
+        j.consumers.len(),
+        rho.map_or("n/a".into(), |r| format!("{r:.3}"))
+    ));
+    Ok(Some(j))
 }
 
 fn write(dir: &Path, name: &str, text: &str) -> Result<(), LocalnetError> {

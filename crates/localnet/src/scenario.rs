@@ -134,6 +134,10 @@ pub struct Scenario {
     pub inflation_per_epoch: f64,
     /// Blocks between two `set_weights` of a peer.
     pub weights_interval: u64,
+    /// The chain's activity cutoff: a neuron that set no weights for this many blocks stops
+    /// validating and earns no dividends. Default: 4 weight intervals.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub activity_cutoff: Option<u64>,
     #[serde(rename = "peer")]
     pub peers: Vec<PeerSpec>,
 }
@@ -165,6 +169,7 @@ impl Default for Scenario {
             cabal_stake_share: 0.3,
             inflation_per_epoch: 0.02,
             weights_interval: 10,
+            activity_cutoff: None,
             peers: vec![
                 p("honest-computers", Role::Honest, ModelSize::Tiny, "computers", 1, 300),
                 p("honest-science", Role::Honest, ModelSize::Small, "science", 2, 600),
@@ -210,6 +215,13 @@ impl Scenario {
         }
         if self.epochs == 0 || self.tempo == 0 || self.block_time_ms == 0 || self.weights_interval == 0 {
             return bad("epochs, tempo, block_time_ms and weights_interval must be at least 1".into());
+        }
+        if self.activity_cutoff() < self.weights_interval {
+            return bad(format!(
+                "activity_cutoff {} is shorter than weights_interval {}: every peer would be inactive between two submissions",
+                self.activity_cutoff(),
+                self.weights_interval
+            ));
         }
         if self.base_stake == 0 {
             return bad("base_stake must be at least 1 token".into());
@@ -321,6 +333,11 @@ impl Scenario {
             self.cabal_stake_share = 0.0;
         }
         self.validated()
+    }
+
+    /// The chain's activity cutoff in blocks.
+    pub fn activity_cutoff(&self) -> u64 {
+        self.activity_cutoff.unwrap_or(4 * self.weights_interval)
     }
 
     /// Blocks of the run proper (after setup).

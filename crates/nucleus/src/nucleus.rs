@@ -878,8 +878,14 @@ impl Nucleus {
     /// moments) and `dir/state.json` (config, step counts, scores, RNG position).
     pub fn save_checkpoint(&self, dir: &Path) -> Result<(), NucleusError> {
         std::fs::create_dir_all(dir).map_err(|e| io_err(dir, e))?;
-        self.varmap.save(dir.join(MODEL_FILE))?;
-        candle_core::safetensors::save(&self.opt.state(), dir.join(OPT_FILE))?;
+        // Each file is written beside its final name and renamed into place, so a reader (the
+        // localnet's judge loads checkpoints while peers run) never sees half a file.
+        let model_tmp = dir.join(format!("{MODEL_FILE}.tmp"));
+        self.varmap.save(&model_tmp)?;
+        std::fs::rename(&model_tmp, dir.join(MODEL_FILE)).map_err(|e| io_err(dir, e))?;
+        let opt_tmp = dir.join(format!("{OPT_FILE}.tmp"));
+        candle_core::safetensors::save(&self.opt.state(), &opt_tmp)?;
+        std::fs::rename(&opt_tmp, dir.join(OPT_FILE)).map_err(|e| io_err(dir, e))?;
         let state = CheckpointState {
             version: CHECKPOINT_VERSION,
             config: self.cfg.clone(),
