@@ -34,8 +34,8 @@ pub mod proto {
 }
 
 pub use auth::{
-    authenticate_backward, authenticate_forward, sign_backward, sign_forward, verify_backward,
-    verify_forward, AuthError, Authenticated, Freshness, NonceCache,
+    AuthError, Authenticated, BodyDigest, Credentials, DigestAlgorithm, Freshness, NonceCache, Tier,
+    PROTOCOL_VERSION,
 };
 pub use axon::{
     serve, AxonConfig, AxonError, AxonHandle, Caller, Handler, HandlerError, StakeLookup, StakeTable,

@@ -11,8 +11,8 @@ use wire::metrics::Call;
 use wire::proto::axon_client::AxonClient;
 use wire::proto::{self, BackwardRequest, BackwardResponse, ForwardRequest, ForwardResponse};
 use wire::{
-    encode, serve, sign_forward, AxonConfig, AxonHandle, Caller, DType, Dendrite, Handler, HandlerError,
-    Limits, Modality, OwnedTensor, ReturnCode, StakeTable, Target, TensorView,
+    encode, serve, AxonConfig, AxonHandle, BodyDigest, Caller, Credentials, DType, Dendrite, Handler,
+    HandlerError, Limits, Modality, OwnedTensor, ReturnCode, StakeTable, Target, TensorView,
 };
 
 fn key(seed: u8) -> SigningKey {
@@ -457,10 +457,27 @@ async fn the_dendrite_reuses_one_connection_per_axon() {
     assert_eq!(r[0].code, ReturnCode::Unavailable, "{}", r[0].message);
 }
 
-fn signed(caller: u8, axon: &AxonHandle, inputs: Option<proto::Tensor>, nonce: u64) -> ForwardRequest {
-    let mut req = ForwardRequest { inputs, ..Default::default() };
-    sign_forward(&mut req, &key(caller), &axon.hotkey(), nonce, now_ms());
-    req
+/// A Forward signed the way a dendrite signs it, for hand-built clients.
+fn sign_as(
+    key: &SigningKey,
+    callee: &[u8; 32],
+    req: ForwardRequest,
+    nonce: u64,
+    ts: u64,
+) -> tonic::Request<ForwardRequest> {
+    let creds = Credentials::sign(key, Call::Forward, callee, nonce, ts, BodyDigest::of_message(&req));
+    let mut request = tonic::Request::new(req);
+    creds.write_headers(request.metadata_mut().as_mut());
+    request
+}
+
+fn signed(
+    caller: u8,
+    axon: &AxonHandle,
+    inputs: Option<proto::Tensor>,
+    nonce: u64,
+) -> tonic::Request<ForwardRequest> {
+    sign_as(&key(caller), &axon.hotkey(), ForwardRequest { inputs, ..Default::default() }, nonce, now_ms())
 }
 
 /// Bad input from a hand-built client: every case gets its code, no handler call is spent on
@@ -522,26 +539,40 @@ async fn bad_requests_get_clear_codes_and_never_reach_the_handler() {
         ),
     ];
     for (i, (what, tensor, want)) in cases.into_iter().enumerate() {
+        let tensor: Option<proto::Tensor> = tensor;
         let r = client.forward(signed(1, &axon, tensor, i as u64)).await.unwrap().into_inner();
         assert_eq!(r.code, want as i32, "{what}: {}", r.message);
         assert!(!r.message.is_empty() && r.outputs.is_none(), "{what}");
     }
     let good = || Some(input(&[1.0]).into_proto());
-    // Tampered after signing, replayed, addressed elsewhere, stale.
+    let header = |r: &mut tonic::Request<ForwardRequest>, k: &'static str, v: String| {
+        r.metadata_mut().insert(k, v.parse().unwrap());
+    };
+    // Tampered after signing (metadata, then body), replayed, addressed elsewhere, stale.
     let mut tampered = signed(1, &axon, good(), 100);
-    tampered.nonce += 1;
-    let replay = signed(1, &axon, good(), 101);
-    let mut elsewhere = ForwardRequest { inputs: good(), ..Default::default() };
-    sign_forward(&mut elsewhere, &key(1), &hotkey(9), 102, now_ms());
-    let mut stale = ForwardRequest { inputs: good(), ..Default::default() };
-    sign_forward(&mut stale, &key(1), &axon.hotkey(), 103, now_ms() - 120_000);
+    header(&mut tampered, wire::auth::keys::NONCE, "99999".into());
+    let mut tampered_body = signed(1, &axon, good(), 108);
+    tampered_body.get_mut().inputs = Some(input(&[2.0]).into_proto());
+    let ts = now_ms();
+    let replay =
+        || sign_as(&key(1), &axon.hotkey(), ForwardRequest { inputs: good(), ..Default::default() }, 101, ts);
+    let elsewhere =
+        sign_as(&key(1), &hotkey(9), ForwardRequest { inputs: good(), ..Default::default() }, 102, now_ms());
+    let stale = sign_as(
+        &key(1),
+        &axon.hotkey(),
+        ForwardRequest { inputs: good(), ..Default::default() },
+        103,
+        now_ms() - 120_000,
+    );
     let mut garbage_key = signed(1, &axon, good(), 104);
-    garbage_key.caller = vec![1, 2, 3];
-    let first = client.forward(replay.clone()).await.unwrap().into_inner();
+    header(&mut garbage_key, wire::auth::keys::CALLER, "010203".into());
+    let first = client.forward(replay()).await.unwrap().into_inner();
     assert_eq!(first.code, ReturnCode::Success as i32, "{}", first.message);
     for (what, req) in [
         ("tampered", tampered),
-        ("replay", replay),
+        ("tampered body", tampered_body),
+        ("replay", replay()),
         ("elsewhere", elsewhere),
         ("stale", stale),
         ("garbage key", garbage_key),
@@ -549,27 +580,30 @@ async fn bad_requests_get_clear_codes_and_never_reach_the_handler() {
         let r = client.forward(req).await.unwrap().into_inner();
         assert_eq!(r.code, ReturnCode::InvalidSignature as i32, "{what}: {}", r.message);
     }
-    // A message over gRPC's size limit (2 * max_bytes + envelope) is refused by gRPC itself.
+    // A declared body over the limit (2 * max_bytes + envelope) is refused before it is read.
     let huge =
         signed(1, &axon, Some(encode(DType::U8, &[1, 200_000], Modality::Text, vec![0; 200_000])), 105);
-    let status = client.forward(huge).await.unwrap_err();
-    assert!(matches!(status.code(), tonic::Code::OutOfRange | tonic::Code::ResourceExhausted), "{status:?}");
-    // Garbage and truncated protobuf frames.
-    let valid = signed(1, &axon, good(), 106).encode_to_vec();
+    let r = client.forward(huge).await.unwrap().into_inner();
+    assert_eq!(r.code, ReturnCode::RequestShapeError as i32, "{}", r.message);
+    assert!(r.message.contains("declares"), "{}", r.message);
+    // A body longer than its signed length is cut off with a gRPC status.
+    let mut lying = signed(1, &axon, good(), 109);
+    header(&mut lying, wire::auth::keys::BODY_LEN, "3".into());
+    let r = client.forward(lying).await;
+    assert!(r.is_err() || r.unwrap().into_inner().code != ReturnCode::Success as i32);
+    // Garbage and truncated protobuf frames without any metadata: refused unread.
+    let valid = ForwardRequest { inputs: good(), ..Default::default() }.encode_to_vec();
     for frame in [vec![0xff; 40], valid[..valid.len() / 2].to_vec(), vec![]] {
-        let r = raw_forward(axon.local_addr(), frame).await;
-        match r {
-            Ok(resp) => assert_ne!(resp.code, ReturnCode::Success as i32),
-            Err(status) => assert_eq!(status.code(), tonic::Code::Internal, "{status:?}"),
-        }
+        let r = raw_forward(axon.local_addr(), frame).await.unwrap();
+        assert_eq!(r.code, ReturnCode::UnsupportedVersion as i32, "{}", r.message);
     }
     assert_eq!(model.calls.load(Ordering::SeqCst), 1, "only the one valid request reached the model");
     let ok = client.forward(signed(1, &axon, good(), 107)).await.unwrap().into_inner();
     assert_eq!(ok.code, ReturnCode::Success as i32);
     let unverified = axon.metrics().requests("unverified", Call::Forward, ReturnCode::InvalidSignature);
-    // tampered, elsewhere, stale, garbage key, the empty frame (no caller); the replay came
-    // from a proven key and is counted under it.
-    assert!(unverified >= 5, "{unverified}");
+    // tampered, elsewhere, stale, garbage key; the replay and the tampered body came from a
+    // proven key and are counted under it.
+    assert!(unverified >= 4, "{unverified}");
     axon.shutdown().await.unwrap();
 }
 
