@@ -310,11 +310,31 @@ fn status_code(status: &tonic::Status) -> ReturnCode {
     match status.code() {
         // The axon answers its own deadline with TIMEOUT in the reply; a cancelled gRPC stream
         // is the connection going away under the call (an axon shutting down), not slowness.
+        // The call's own grpc-timeout fired in tonic a moment before ours did.
+        Code::Cancelled if caused_by::<tonic::TimeoutExpired>(status) => ReturnCode::Timeout,
         Code::Unavailable | Code::Cancelled => ReturnCode::Unavailable,
+        // A connection cut mid-call (tonic reports the transport's error as UNKNOWN): the
+        // link failed, not the axon's model.
+        Code::Unknown
+            if caused_by::<tonic::transport::Error>(status) || caused_by::<std::io::Error>(status) =>
+        {
+            ReturnCode::Unavailable
+        }
         Code::DeadlineExceeded => ReturnCode::Timeout,
         Code::Unimplemented => ReturnCode::NotImplemented,
         // A message over a size limit, on either side.
         Code::OutOfRange | Code::ResourceExhausted => ReturnCode::RequestShapeError,
         _ => ReturnCode::InternalError,
     }
+}
+
+fn caused_by<E: std::error::Error + 'static>(status: &tonic::Status) -> bool {
+    let mut source = std::error::Error::source(status);
+    while let Some(e) = source {
+        if e.is::<E>() {
+            return true;
+        }
+        source = e.source();
+    }
+    false
 }

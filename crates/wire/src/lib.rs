@@ -13,7 +13,9 @@
 //!   stake-priority queue, size/batch/concurrency limits and a deadline per request;
 //! - [`dendrite`]: the client: one batch fanned out to k axons in parallel under one deadline,
 //!   over reused connections, one [`PeerResult`] per axon;
-//! - [`metrics`]: per-peer counts by return code and latency histograms, in Prometheus text.
+//! - [`metrics`]: per-peer counts by return code and latency histograms, in Prometheus text;
+//! - [`chaos`]: faults on purpose, a loopback proxy that delays, loses, cuts or garbles the
+//!   traffic to an axon from a seed, for tests and `agora localnet --chaos`.
 //!
 //! Assumes a tokio multi-threaded runtime for the axon and dendrite, and a [`StakeLookup`] fed
 //! by the peer from the metagraph. Knows nothing about the models on either side and depends on
@@ -22,6 +24,7 @@
 
 pub mod auth;
 pub mod axon;
+pub mod chaos;
 pub mod dendrite;
 pub mod metrics;
 mod queue;
@@ -40,6 +43,7 @@ pub use auth::{
 pub use axon::{
     serve, AxonConfig, AxonError, AxonHandle, Caller, Handler, HandlerError, StakeLookup, StakeTable,
 };
+pub use chaos::{ChaosError, FaultConfig, FaultProxy, FaultStats};
 pub use dendrite::{Dendrite, PeerResult, Target};
 pub use metrics::{Call, Metrics};
 pub use proto::ReturnCode;
