@@ -313,3 +313,69 @@ impl AsyncWrite for CountingIo {
         Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn digested(expected: BodyDigest) -> Digested {
+        let ticket =
+            Ticket::new(Instant::now(), Err((None, (crate::ReturnCode::Unspecified, String::new()))));
+        Digested {
+            inner: Body::empty(),
+            expected,
+            prefix: [0; 5],
+            prefix_len: 0,
+            hasher: Some(BodyHasher::new(expected.algorithm)),
+            ticket,
+            metrics: Arc::new(Metrics::new("axon")),
+        }
+    }
+
+    /// Feeds `framed` in chunks cut at `cuts`; the verdict, or the first error.
+    fn feed(d: &mut Digested, framed: &[u8], cuts: &[usize]) -> Result<Result<(), AuthError>, Status> {
+        let mut points: Vec<usize> = cuts.iter().map(|c| c % (framed.len() + 1)).collect();
+        points.extend([0, framed.len()]);
+        points.sort_unstable();
+        for w in points.windows(2) {
+            d.consume(&framed[w[0]..w[1]])?;
+        }
+        Ok(d.ticket.body_verdict())
+    }
+
+    fn frame(message: &[u8]) -> Vec<u8> {
+        let mut f = vec![0];
+        f.extend_from_slice(&(message.len() as u32).to_be_bytes());
+        f.extend_from_slice(message);
+        f
+    }
+
+    proptest! {
+        /// However the transport splits a body into chunks, a body that matches its signed
+        /// length and digest passes, one changed byte fails the digest, and a body that runs
+        /// past its signed length is cut off.
+        #[test]
+        fn the_verdict_does_not_depend_on_chunking(
+            message in proptest::collection::vec(any::<u8>(), 0..300),
+            cuts in proptest::collection::vec(any::<usize>(), 0..8),
+            flip in any::<usize>(),
+        ) {
+            let expected = BodyDigest::of_bytes(&message);
+            let framed = frame(&message);
+            prop_assert_eq!(feed(&mut digested(expected), &framed, &cuts).unwrap(), Ok(()));
+            if !message.is_empty() {
+                let mut bad = framed.clone();
+                bad[5 + flip % message.len()] ^= 1;
+                prop_assert_eq!(feed(&mut digested(expected), &bad, &cuts).unwrap(), Err(AuthError::DigestMismatch));
+            }
+            let mut longer = framed.clone();
+            longer.push(0);
+            prop_assert!(feed(&mut digested(expected), &longer, &cuts).is_err());
+            // A frame whose own length differs from the signed one is refused at its prefix.
+            let mut other = frame(&[message.as_slice(), &[1]].concat());
+            other.truncate(5);
+            prop_assert!(feed(&mut digested(expected), &other, &cuts).is_err());
+        }
+    }
+}
