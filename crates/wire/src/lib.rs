@@ -8,9 +8,13 @@
 //!   read it);
 //! - [`tensor`]: the tensor codec, raw little-endian bytes with dtype, shape and modality,
 //!   validated before use and mapped to a [`proto::ReturnCode`] when refused;
-//! - [`auth`]: request signatures by the caller's hotkey, with freshness and replay checks;
-//! - [`axon`]: the server: a pluggable [`Handler`], blacklist and stake checks, the bounded
-//!   stake-priority queue, size/batch/concurrency limits and a deadline per request;
+//! - [`auth`]: protocol version 2's credentials, carried in the call's gRPC metadata and signed
+//!   by the caller's hotkey over the body's length and digest, with freshness checks and a
+//!   replay cache that keeps a floor per caller;
+//! - [`axon`]: the server: checks from the metadata before the body is read (version,
+//!   blacklist, stake, trusted keys, size, signature, bytes in flight per caller, replay), a
+//!   pluggable [`Handler`], the bounded stake-priority queue, size/batch/concurrency limits
+//!   and a deadline per request;
 //! - [`dendrite`]: the client: one batch fanned out to k axons in parallel under one deadline,
 //!   over reused connections, one [`PeerResult`] per axon;
 //! - [`metrics`]: per-peer counts by return code and latency histograms, in Prometheus text;
