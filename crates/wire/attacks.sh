@@ -9,11 +9,13 @@
 # protocol 1 with requests dated 29 s ahead (its window was 30 s both ways); "after" is this
 # tree, protocol 2, requests dated 1.9 s ahead (its future window is 2 s).
 #
-# usage: bash crates/wire/attacks.sh [BEFORE_REV]      (default: 1749fb1^, before protocol 2)
+# usage: bash crates/wire/attacks.sh [BEFORE_REV]
+#        (default: the parent of the commit that brought protocol 2 into crates/wire/src/auth.rs)
 set -euo pipefail
 cd "$(dirname "$0")"
 root=$(cd ../.. && pwd)
-before_rev=${1:-1749fb1^}
+introduced=$(git -C "$root" log --format=%h --reverse -S"pub const PROTOCOL_VERSION" -- crates/wire/src/auth.rs | head -1)
+before_rev=${1:-$introduced^}
 target="${CARGO_TARGET_DIR:-$root/target}"
 tmp=$(mktemp -d)
 pids=()
