@@ -1,21 +1,30 @@
-"""A Python peer for Agora's wire protocol (crates/wire/proto/agora.proto, package agora.v1).
+"""A Python peer for Agora's wire protocol, version 2 (crates/wire/proto/agora.proto, package
+agora.v1).
 
 Needs: grpcio, grpcio-tools (stub generation), numpy, cryptography (ed25519). No torch: a
 PyTorch model converts with `tensor.detach().numpy()` / `torch.from_numpy(array)`.
 
-The signature a caller puts on each request (see crates/wire/src/auth.rs):
+Every call carries its credentials as gRPC metadata (see crates/wire/src/auth.rs), so an axon
+checks them before it reads the body:
 
-    body    = the request's protobuf encoding with `signature` empty (proto3 default encoding:
-              fields in number order, defaults omitted -- what SerializeToString emits)
-    message = sha256( u64le(len(domain)) || domain
-                    || u64le(len(callee)) || callee
-                    || u64le(nonce) || u64le(timestamp_ms)
-                    || sha256(body) )
-    signature = ed25519_sign(caller_hotkey_seed, message)
+    agora-version       "2"
+    agora-caller        hex of the caller's 32-byte public hotkey
+    agora-callee        hex of the axon's 32-byte public hotkey
+    agora-nonce         decimal u64, unique per caller within 30 s
+    agora-timestamp-ms  decimal u64, ms since the Unix epoch (at most 2 s ahead of the axon)
+    agora-body-len      decimal length of the request message bytes as sent
+    agora-digest        "sha256:" + hex(sha256(those bytes))
+    agora-signature     hex of ed25519_sign(seed, preimage)
 
-with domain b"agora.v1.Axon/Forward" or b"agora.v1.Axon/Backward", callee the axon's 32-byte
-public hotkey. An axon refuses timestamps more than 30 s from its clock and repeated
-(caller, nonce) pairs.
+    preimage = field(b"agora/2") || field(path) || field(caller) || field(callee)
+               || u64le(nonce) || u64le(timestamp_ms)
+               || field(b"sha256") || u64le(body_len) || field(digest)
+    field(x) = u64le(len(x)) || x;  path = b"/agora.v1.Axon/Forward" or b"/agora.v1.Axon/Backward"
+
+The digest covers the exact bytes sent, so this module serializes each request once and sends
+those bytes (no canonical re-encoding needed). An axon refuses timestamps more than 30 s old or
+2 s ahead, repeated (caller, nonce) pairs, and a call without `agora-version`
+(RETURN_CODE_UNSUPPORTED_VERSION).
 """
 
 from __future__ import annotations
@@ -36,8 +45,9 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 HERE = os.path.dirname(os.path.abspath(__file__))
 PROTO_DIR = os.path.join(HERE, "..", "proto")
 
-DOMAIN_FORWARD = b"agora.v1.Axon/Forward"
-DOMAIN_BACKWARD = b"agora.v1.Axon/Backward"
+PROTOCOL_VERSION = 2
+PATH_FORWARD = "/agora.v1.Axon/Forward"
+PATH_BACKWARD = "/agora.v1.Axon/Backward"
 
 
 def load_stubs(out_dir: str | None = None):
@@ -104,13 +114,16 @@ def from_wire(t: "pb.Tensor", max_bytes: int = 64 << 20) -> np.ndarray:
     return array
 
 
-def signing_message(domain: bytes, callee: bytes, nonce: int, timestamp_ms: int, body: bytes) -> bytes:
-    h = hashlib.sha256()
-    h.update(struct.pack("<Q", len(domain)) + domain)
-    h.update(struct.pack("<Q", len(callee)) + callee)
-    h.update(struct.pack("<QQ", nonce, timestamp_ms))
-    h.update(hashlib.sha256(body).digest())
-    return h.digest()
+def _field(x: bytes) -> bytes:
+    return struct.pack("<Q", len(x)) + x
+
+
+def signing_message(path: str, caller: bytes, callee: bytes, nonce: int, timestamp_ms: int, body: bytes,
+                    version: int = PROTOCOL_VERSION) -> bytes:
+    """The bytes a caller signs for a call of `body` (the request message bytes as sent)."""
+    return (_field(f"agora/{version}".encode()) + _field(path.encode()) + _field(caller) + _field(callee)
+            + struct.pack("<QQ", nonce, timestamp_ms) + _field(b"sha256") + struct.pack("<Q", len(body))
+            + _field(hashlib.sha256(body).digest()))
 
 
 class Hotkey:
@@ -135,46 +148,67 @@ class Hotkey:
         self._nonce += 1
         return self._nonce
 
-    def sign(self, request, domain: bytes, callee: bytes):
-        request.caller = self.public
-        request.callee = callee
-        request.nonce = self.next_nonce()
-        request.timestamp_ms = int(time.time() * 1000)
-        request.signature = b""
-        message = signing_message(domain, callee, request.nonce, request.timestamp_ms, request.SerializeToString())
-        request.signature = self.private.sign(message)
-        return request
+    def credentials(self, path: str, callee: bytes, body: bytes) -> list[tuple[str, str]]:
+        """The metadata that signs a call of `body` (request message bytes) to `callee`."""
+        nonce, ts = self.next_nonce(), int(time.time() * 1000)
+        signature = self.private.sign(signing_message(path, self.public, callee, nonce, ts, body))
+        return [
+            ("agora-version", str(PROTOCOL_VERSION)),
+            ("agora-caller", self.public.hex()),
+            ("agora-callee", callee.hex()),
+            ("agora-nonce", str(nonce)),
+            ("agora-timestamp-ms", str(ts)),
+            ("agora-body-len", str(len(body))),
+            ("agora-digest", "sha256:" + hashlib.sha256(body).hexdigest()),
+            ("agora-signature", signature.hex()),
+        ]
 
 
-def verify(request, domain: bytes, me: bytes, window_ms: int = 30_000) -> bytes:
-    """Checks a request's signature, callee and freshness; returns the caller's hotkey.
-    (A long-running axon should also remember (caller, nonce) pairs to refuse replays.)"""
-    if request.callee != me:
-        raise BadTensor(pb.RETURN_CODE_INVALID_SIGNATURE, "addressed to another axon")
-    if abs(int(time.time() * 1000) - request.timestamp_ms) > window_ms:
-        raise BadTensor(pb.RETURN_CODE_INVALID_SIGNATURE, "stale timestamp")
-    unsigned = type(request)()
-    unsigned.CopyFrom(request)
-    unsigned.signature = b""
-    message = signing_message(domain, request.callee, request.nonce, request.timestamp_ms,
-                              unsigned.SerializeToString())
+def verify(metadata, path: str, body: bytes, me: bytes, window_ms: int = 30_000, max_future_ms: int = 2_000) -> bytes:
+    """Checks a call's version, callee, freshness, body digest and signature from its metadata
+    and raw body bytes; returns the caller's hotkey. (A long-running axon should also remember
+    (caller, nonce) pairs to refuse replays.)"""
+    md = {k: v for k, v in metadata}
+    if "agora-version" not in md:
+        raise BadTensor(pb.RETURN_CODE_UNSUPPORTED_VERSION,
+                        "no agora-version: this axon speaks agora protocol 2 (credentials in metadata)")
+    if md["agora-version"] != str(PROTOCOL_VERSION):
+        raise BadTensor(pb.RETURN_CODE_UNSUPPORTED_VERSION, f"agora-version {md['agora-version']!r} is not spoken here")
     try:
-        Ed25519PublicKey.from_public_bytes(request.caller).verify(request.signature, message)
+        caller, callee = bytes.fromhex(md["agora-caller"]), bytes.fromhex(md["agora-callee"])
+        nonce, ts = int(md["agora-nonce"]), int(md["agora-timestamp-ms"])
+        body_len, (alg, digest) = int(md["agora-body-len"]), md["agora-digest"].split(":", 1)
+        signature = bytes.fromhex(md["agora-signature"])
+    except (KeyError, ValueError) as e:
+        raise BadTensor(pb.RETURN_CODE_INVALID_SIGNATURE, f"malformed credentials: {e!r}") from e
+    if alg != "sha256":
+        raise BadTensor(pb.RETURN_CODE_UNSUPPORTED_VERSION, f"digest algorithm {alg!r} is not supported")
+    if callee != me:
+        raise BadTensor(pb.RETURN_CODE_INVALID_SIGNATURE, "addressed to another axon")
+    now = int(time.time() * 1000)
+    if ts < now - window_ms or ts > now + max_future_ms:
+        raise BadTensor(pb.RETURN_CODE_INVALID_SIGNATURE, "stale or future timestamp")
+    if body_len != len(body) or hashlib.sha256(body).hexdigest() != digest:
+        raise BadTensor(pb.RETURN_CODE_INVALID_SIGNATURE, "the body does not match its signed length and digest")
+    try:
+        Ed25519PublicKey.from_public_bytes(caller).verify(signature, signing_message(path, caller, callee, nonce, ts, body))
     except Exception as e:  # noqa: BLE001 - any failure is a bad signature
         raise BadTensor(pb.RETURN_CODE_INVALID_SIGNATURE, f"bad signature: {e}") from e
-    return bytes(request.caller)
+    return caller
 
 
-class AxonServicer(pb_grpc.AxonServicer):
+class AxonServicer:
     """Serves `forward(inputs) -> outputs` and optionally `backward(inputs, grads) -> grads or
-    None`, numpy in and out. Outputs must be float [batch, seq, dim]."""
+    None`, numpy in and out. Outputs must be float [batch, seq, dim]. Takes the raw request
+    bytes (no deserializer), so it digests exactly what was sent before parsing it."""
 
     def __init__(self, hotkey: Hotkey, forward, backward=None):
         self.hotkey, self.forward_fn, self.backward_fn = hotkey, forward, backward
 
-    def Forward(self, request, context):
+    def Forward(self, body: bytes, context):
         try:
-            verify(request, DOMAIN_FORWARD, self.hotkey.public)
+            verify(context.invocation_metadata(), PATH_FORWARD, body, self.hotkey.public)
+            request = pb.ForwardRequest.FromString(body)
             y = self.forward_fn(from_wire(request.inputs))
             return pb.ForwardResponse(outputs=to_wire(np.asarray(y, dtype="<f4")), code=pb.RETURN_CODE_SUCCESS)
         except BadTensor as e:
@@ -182,11 +216,12 @@ class AxonServicer(pb_grpc.AxonServicer):
         except Exception as e:  # noqa: BLE001 - the model failed; tell the caller, keep serving
             return pb.ForwardResponse(code=pb.RETURN_CODE_INTERNAL_ERROR, message=repr(e))
 
-    def Backward(self, request, context):
+    def Backward(self, body: bytes, context):
         if self.backward_fn is None:
             return pb.BackwardResponse(code=pb.RETURN_CODE_NOT_IMPLEMENTED, message="no backward")
         try:
-            verify(request, DOMAIN_BACKWARD, self.hotkey.public)
+            verify(context.invocation_metadata(), PATH_BACKWARD, body, self.hotkey.public)
+            request = pb.BackwardRequest.FromString(body)
             g = self.backward_fn(from_wire(request.inputs), from_wire(request.grads))
             grads = None if g is None else to_wire(np.asarray(g, dtype="<f4"))
             return pb.BackwardResponse(grads=grads, code=pb.RETURN_CODE_SUCCESS)
@@ -194,6 +229,17 @@ class AxonServicer(pb_grpc.AxonServicer):
             return pb.BackwardResponse(code=e.code, message=str(e))
         except Exception as e:  # noqa: BLE001
             return pb.BackwardResponse(code=pb.RETURN_CODE_INTERNAL_ERROR, message=repr(e))
+
+    def generic_handler(self):
+        import grpc
+
+        handlers = {
+            "Forward": grpc.unary_unary_rpc_method_handler(
+                self.Forward, request_deserializer=None, response_serializer=pb.ForwardResponse.SerializeToString),
+            "Backward": grpc.unary_unary_rpc_method_handler(
+                self.Backward, request_deserializer=None, response_serializer=pb.BackwardResponse.SerializeToString),
+        }
+        return grpc.method_handlers_generic_handler("agora.v1.Axon", handlers)
 
 
 MAX_MESSAGE = 2 * (64 << 20) + (64 << 10)
@@ -205,7 +251,7 @@ def serve(hotkey: Hotkey, forward, backward=None, addr: str = "127.0.0.1:0", wor
     import grpc
 
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers), options=OPTIONS)
-    pb_grpc.add_AxonServicer_to_server(AxonServicer(hotkey, forward, backward), server)
+    server.add_generic_rpc_handlers((AxonServicer(hotkey, forward, backward).generic_handler(),))
     port = server.add_insecure_port(addr)
     server.start()
     return server, port
@@ -219,20 +265,28 @@ class Dendrite:
 
         self.hotkey, self.grpc, self.channels = hotkey, grpc, {}
 
-    def _stub(self, endpoint: str):
+    def _channel(self, endpoint: str):
         if endpoint not in self.channels:
-            self.channels[endpoint] = pb_grpc.AxonStub(self.grpc.insecure_channel(endpoint, options=OPTIONS))
+            self.channels[endpoint] = self.grpc.insecure_channel(endpoint, options=OPTIONS)
         return self.channels[endpoint]
 
+    def call(self, endpoint: str, axon_hotkey: bytes, path: str, request, timeout: float = 12.0, metadata=None):
+        """Sends `request` (a message, or its bytes) signed for `axon_hotkey`; `metadata`
+        replaces the credentials when given (tests of refusals). Returns the response message."""
+        body = request if isinstance(request, bytes) else request.SerializeToString()
+        reply = pb.ForwardResponse if path == PATH_FORWARD else pb.BackwardResponse
+        rpc = self._channel(endpoint).unary_unary(path, request_serializer=None, response_deserializer=reply.FromString)
+        md = self.hotkey.credentials(path, axon_hotkey, body) if metadata is None else metadata
+        return rpc(body, timeout=timeout, metadata=md)
+
     def forward(self, endpoint: str, axon_hotkey: bytes, inputs: np.ndarray, timeout: float = 12.0, modality=None):
-        req = self.hotkey.sign(pb.ForwardRequest(inputs=to_wire(inputs, modality)), DOMAIN_FORWARD, axon_hotkey)
-        resp = self._stub(endpoint).Forward(req, timeout=timeout)
+        req = pb.ForwardRequest(inputs=to_wire(inputs, modality))
+        resp = self.call(endpoint, axon_hotkey, PATH_FORWARD, req, timeout)
         out = from_wire(resp.outputs) if resp.code == pb.RETURN_CODE_SUCCESS else None
         return resp.code, resp.message, out
 
     def backward(self, endpoint: str, axon_hotkey: bytes, inputs: np.ndarray, grads: np.ndarray, timeout=12.0):
         req = pb.BackwardRequest(inputs=to_wire(inputs), grads=to_wire(grads))
-        self.hotkey.sign(req, DOMAIN_BACKWARD, axon_hotkey)
-        resp = self._stub(endpoint).Backward(req, timeout=timeout)
+        resp = self.call(endpoint, axon_hotkey, PATH_BACKWARD, req, timeout)
         out = from_wire(resp.grads) if resp.code == pb.RETURN_CODE_SUCCESS and resp.HasField("grads") else None
         return resp.code, resp.message, out

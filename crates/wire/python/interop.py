@@ -34,13 +34,17 @@ def client(addr: str, axon_hex: str) -> None:
     assert code == aw.pb.RETURN_CODE_NON_FINITE, (code, msg)
     req = aw.pb.ForwardRequest(inputs=aw.pb.Tensor(data=b"\0" * 8, dtype=aw.pb.DTYPE_F32, shape=[1, 1, 3],
                                                    modality=aw.pb.MODALITY_TENSOR))
-    d.hotkey.sign(req, aw.DOMAIN_FORWARD, axon)
-    resp = d._stub(addr).Forward(req, timeout=5)
+    resp = d.call(addr, axon, aw.PATH_FORWARD, req, timeout=5)
     assert resp.code == aw.pb.RETURN_CODE_REQUEST_SHAPE_ERROR, resp
-    # A signature by someone else's key.
-    req = d.hotkey.sign(aw.pb.ForwardRequest(inputs=aw.to_wire(x)), aw.DOMAIN_FORWARD, axon)
-    req.caller = aw.Hotkey(bytes([0x44] * 32)).public
-    assert d._stub(addr).Forward(req, timeout=5).code == aw.pb.RETURN_CODE_INVALID_SIGNATURE
+    # A signature by someone else's key: credentials of key 0x33 with key 0x44 named as caller.
+    body = aw.pb.ForwardRequest(inputs=aw.to_wire(x)).SerializeToString()
+    md = [(k, aw.Hotkey(bytes([0x44] * 32)).public.hex() if k == "agora-caller" else v)
+          for k, v in d.hotkey.credentials(aw.PATH_FORWARD, axon, body)]
+    resp = d.call(addr, axon, aw.PATH_FORWARD, body, timeout=5, metadata=md)
+    assert resp.code == aw.pb.RETURN_CODE_INVALID_SIGNATURE, resp
+    # A protocol-1 call: no credentials in the metadata.
+    resp = d.call(addr, axon, aw.PATH_FORWARD, body, timeout=5, metadata=[])
+    assert resp.code == aw.pb.RETURN_CODE_UNSUPPORTED_VERSION, resp
     print(f"bad inputs refused with their codes ({msg})")
 
 

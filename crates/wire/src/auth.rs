@@ -1,163 +1,193 @@
-//! Request signatures: every Forward and Backward is signed by the caller's hotkey, and an axon
-//! refuses bad signatures, requests meant for another axon, stale requests and replays.
+//! Request signatures, protocol version 2: every Forward and Backward carries its caller's
+//! identity and signature in the call's gRPC metadata, so an axon checks who is calling, their
+//! stake, the signature, freshness and replays before it reads a byte of the body.
 //!
-//! The signed message is
-//! `sha256(domain || callee || nonce_le || timestamp_ms_le || sha256(body))`, where `domain`
-//! names the call (so a Forward signature is never a valid Backward one), `callee` is the
-//! axon's 32-byte hotkey, and `body` is the protobuf encoding of the request with `signature`
-//! left empty. The body hash covers the tensors and the caller; the fields around it are
-//! repeated outside the hash so a verifier can read what it checks without trusting the body.
+//! The metadata keys (ASCII values; keys and signatures in lowercase hex):
 //!
-//! The verifier re-encodes the decoded request, so a signer in another language must emit the
-//! usual proto3 encoding (fields in number order, default values omitted, no unknown fields),
-//! which every mainstream protobuf library does for these flat messages; anything else fails
-//! closed, as a bad signature.
+//! | key | value |
+//! |---|---|
+//! | `agora-version` | `2` ([`PROTOCOL_VERSION`]) |
+//! | `agora-caller` | the caller's 32-byte ed25519 hotkey |
+//! | `agora-callee` | the axon's 32-byte hotkey: binds the signature to one axon |
+//! | `agora-nonce` | decimal u64, unique per caller within the freshness window |
+//! | `agora-timestamp-ms` | decimal u64, milliseconds since the Unix epoch |
+//! | `agora-body-len` | decimal u64: length of the request message (the gRPC message bytes) |
+//! | `agora-digest` | `sha256:<hex>`: algorithm and digest of exactly those message bytes |
+//! | `agora-signature` | 64-byte ed25519 signature by the caller over [`signing_message`] |
+//!
+//! The digest covers the bytes as sent, not a re-encoding, so a signer in any language hashes
+//! whatever its protobuf library emitted. The algorithm is named beside the digest so a later
+//! version can move to another one (issue 15: BLAKE3) with a version bump and no new key.
+//! A request without `agora-version` is protocol 1 (auth fields inside the body) and is refused
+//! with UNSUPPORTED_VERSION, as is any version or digest algorithm this axon does not speak.
+//!
+//! Replays: [`NonceCache`] remembers `(caller, nonce)` per caller, with a floor per caller, so a
+//! caller that floods it only ever pushes its own floor up (issue 13).
 //!
 //! Clocks are arguments (`now_ms`), never read here, so the same code runs in tests and nodes.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
 use prost::Message;
 use sha2::{Digest, Sha256};
+use tonic::codegen::http::{HeaderMap, HeaderValue};
 
-use crate::proto::{BackwardRequest, ForwardRequest, ReturnCode};
+use crate::metrics::Call;
+use crate::proto::ReturnCode;
 
-const DOMAIN_FORWARD: &[u8] = b"agora.v1.Axon/Forward";
-const DOMAIN_BACKWARD: &[u8] = b"agora.v1.Axon/Backward";
+/// The protocol version this crate speaks, sent as `agora-version`.
+pub const PROTOCOL_VERSION: u32 = 2;
+
+/// The metadata keys of a signed call, in the order they are documented.
+pub mod keys {
+    pub const VERSION: &str = "agora-version";
+    pub const CALLER: &str = "agora-caller";
+    pub const CALLEE: &str = "agora-callee";
+    pub const NONCE: &str = "agora-nonce";
+    pub const TIMESTAMP_MS: &str = "agora-timestamp-ms";
+    pub const BODY_LEN: &str = "agora-body-len";
+    pub const DIGEST: &str = "agora-digest";
+    pub const SIGNATURE: &str = "agora-signature";
+}
 
 /// Why a request's authentication failed.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum AuthError {
+    #[error("no agora-version in the call's metadata: this axon speaks agora protocol {PROTOCOL_VERSION}, where caller, callee, nonce, timestamp, body digest and signature travel as gRPC metadata (agora-caller, ...), not inside the message (protocol 1); upgrade the client")]
+    MissingVersion,
+    #[error("agora-version {0:?} is not spoken here: this axon speaks agora protocol {PROTOCOL_VERSION}")]
+    UnsupportedVersion(String),
+    #[error("body digest algorithm {0:?} is not supported by protocol {PROTOCOL_VERSION} (use sha256)")]
+    UnsupportedDigest(String),
+    #[error("metadata {0} is missing")]
+    MissingField(&'static str),
+    #[error("metadata {key} is malformed: {reason}")]
+    MalformedField { key: &'static str, reason: String },
     #[error("caller must be a 32-byte ed25519 public key, got {0} bytes or an invalid point")]
     MalformedCaller(usize),
     #[error("signature must be 64 bytes, got {0}")]
     MalformedSignature(usize),
     #[error("request is addressed to another axon")]
     WrongCallee,
-    #[error("timestamp {timestamp_ms} ms is outside {window_ms} ms of now ({now_ms} ms)")]
+    #[error("timestamp {timestamp_ms} ms is more than {window_ms} ms before now ({now_ms} ms)")]
     Stale { timestamp_ms: u64, now_ms: u64, window_ms: u64 },
+    #[error("timestamp {timestamp_ms} ms is more than {max_future_ms} ms ahead of now ({now_ms} ms); check the caller's clock")]
+    FromTheFuture { timestamp_ms: u64, now_ms: u64, max_future_ms: u64 },
     #[error("signature does not verify for this caller and request")]
     BadSignature,
+    #[error("the body is {got} bytes, the signed agora-body-len says {declared}")]
+    BodyLength { declared: u64, got: u64 },
+    #[error("the body's digest does not match the signed agora-digest")]
+    DigestMismatch,
     #[error("nonce {nonce} from this caller was already used")]
     Replayed { nonce: u64 },
-    #[error("timestamp {timestamp_ms} ms is not after {floor_ms} ms, the oldest request the replay cache still remembers; retry with a fresh timestamp")]
+    #[error("timestamp {timestamp_ms} ms is not after {floor_ms} ms, the newest request of yours the replay cache had to forget; retry with a fresh timestamp")]
     BelowReplayFloor { timestamp_ms: u64, floor_ms: u64 },
+    #[error("the replay cache already tracks {callers} callers without stake; retry in {wait_ms} ms")]
+    TooManyUnstakedCallers { callers: usize, wait_ms: u64 },
 }
 
 impl AuthError {
     pub fn code(&self) -> ReturnCode {
         match self {
             // The cache forgot entries under load; a retry with a new timestamp succeeds.
-            AuthError::BelowReplayFloor { .. } => ReturnCode::Backoff,
+            AuthError::BelowReplayFloor { .. } | AuthError::TooManyUnstakedCallers { .. } => {
+                ReturnCode::Backoff
+            }
+            AuthError::MissingVersion
+            | AuthError::UnsupportedVersion(_)
+            | AuthError::UnsupportedDigest(_) => ReturnCode::UnsupportedVersion,
             _ => ReturnCode::InvalidSignature,
         }
     }
 }
 
-/// Remembers recently seen `(caller, nonce)` pairs so a captured request cannot be replayed
-/// within the freshness window. Bounded: when full it forgets the oldest entry and raises a
-/// floor below which every timestamp is refused, so forgetting never reopens a replay.
-#[derive(Debug)]
-pub struct NonceCache {
-    capacity: usize,
-    seen: HashSet<([u8; 32], u64)>,
-    // Same entries ordered by timestamp, to find the oldest.
-    by_time: BTreeSet<(u64, [u8; 32], u64)>,
-    floor_ms: Option<u64>,
+/// How a request body is digested. Protocol 2 knows one; the name travels in `agora-digest`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum DigestAlgorithm {
+    Sha256,
 }
 
-impl NonceCache {
-    pub fn new(capacity: usize) -> NonceCache {
-        NonceCache {
-            capacity: capacity.max(1),
-            seen: HashSet::new(),
-            by_time: BTreeSet::new(),
-            floor_ms: None,
+impl DigestAlgorithm {
+    pub fn name(self) -> &'static str {
+        match self {
+            DigestAlgorithm::Sha256 => "sha256",
         }
     }
 
-    pub fn len(&self) -> usize {
-        self.seen.len()
+    pub fn from_name(name: &str) -> Option<DigestAlgorithm> {
+        match name {
+            "sha256" => Some(DigestAlgorithm::Sha256),
+            _ => None,
+        }
+    }
+}
+
+/// What the signature says about the body: its length and digest.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct BodyDigest {
+    pub algorithm: DigestAlgorithm,
+    pub len: u64,
+    pub hash: [u8; 32],
+}
+
+impl BodyDigest {
+    /// The digest of `message`'s protobuf encoding, the bytes tonic sends, hashed as prost
+    /// encodes them: a multi-megabyte tensor costs no copy.
+    pub fn of_message<M: Message>(message: &M) -> BodyDigest {
+        let mut buf = HashingBuf::new();
+        message.encode_raw(&mut buf);
+        BodyDigest {
+            algorithm: DigestAlgorithm::Sha256,
+            len: message.encoded_len() as u64,
+            hash: buf.finish(),
+        }
+    }
+
+    pub fn of_bytes(bytes: &[u8]) -> BodyDigest {
+        let mut h = BodyHasher::new(DigestAlgorithm::Sha256);
+        h.update(bytes);
+        h.finish()
+    }
+
+    /// `sha256:<hex>`, the value of `agora-digest`.
+    pub fn header_value(&self) -> String {
+        format!("{}:{}", self.algorithm.name(), hex::encode(self.hash))
+    }
+}
+
+/// Digests a body as its bytes arrive, so an axon never holds a copy to hash.
+pub struct BodyHasher {
+    algorithm: DigestAlgorithm,
+    sha256: Sha256,
+    len: u64,
+}
+
+impl BodyHasher {
+    pub fn new(algorithm: DigestAlgorithm) -> BodyHasher {
+        BodyHasher { algorithm, sha256: Sha256::new(), len: 0 }
+    }
+
+    pub fn update(&mut self, bytes: &[u8]) {
+        self.sha256.update(bytes);
+        self.len += bytes.len() as u64;
+    }
+
+    pub fn len(&self) -> u64 {
+        self.len
     }
 
     pub fn is_empty(&self) -> bool {
-        self.seen.is_empty()
+        self.len == 0
     }
 
-    /// Records the pair, or refuses it if seen or if it is at or below the floor. Entries older
-    /// than `expire_before_ms` are dropped first: the freshness check already refuses them.
-    fn check_and_insert(
-        &mut self,
-        caller: [u8; 32],
-        nonce: u64,
-        timestamp_ms: u64,
-        expire_before_ms: u64,
-    ) -> Result<(), AuthError> {
-        while let Some(&oldest) = self.by_time.first() {
-            if oldest.0 >= expire_before_ms {
-                break;
-            }
-            self.forget(oldest);
-        }
-        if let Some(floor_ms) = self.floor_ms {
-            if timestamp_ms <= floor_ms {
-                return Err(AuthError::BelowReplayFloor { timestamp_ms, floor_ms });
-            }
-        }
-        if self.seen.contains(&(caller, nonce)) {
-            return Err(AuthError::Replayed { nonce });
-        }
-        if self.seen.len() >= self.capacity {
-            if let Some(&oldest) = self.by_time.first() {
-                self.forget(oldest);
-            }
-        }
-        self.seen.insert((caller, nonce));
-        self.by_time.insert((timestamp_ms, caller, nonce));
-        Ok(())
-    }
-
-    fn forget(&mut self, entry: (u64, [u8; 32], u64)) {
-        self.by_time.remove(&entry);
-        self.seen.remove(&(entry.1, entry.2));
-        self.floor_ms = Some(self.floor_ms.map_or(entry.0, |f| f.max(entry.0)));
+    pub fn finish(self) -> BodyDigest {
+        BodyDigest { algorithm: self.algorithm, len: self.len, hash: self.sha256.finalize().into() }
     }
 }
 
-/// What an axon checks beyond the signature itself.
-#[derive(Clone, Copy, Debug)]
-pub struct Freshness {
-    /// Largest accepted |now - timestamp|, both ways, to tolerate clock skew.
-    pub window_ms: u64,
-}
-
-impl Default for Freshness {
-    fn default() -> Self {
-        Freshness { window_ms: 30_000 }
-    }
-}
-
-fn signing_message(
-    domain: &[u8],
-    callee: &[u8],
-    nonce: u64,
-    timestamp_ms: u64,
-    body_hash: &[u8; 32],
-) -> [u8; 32] {
-    let mut h = Sha256::new();
-    h.update((domain.len() as u64).to_le_bytes());
-    h.update(domain);
-    h.update((callee.len() as u64).to_le_bytes());
-    h.update(callee);
-    h.update(nonce.to_le_bytes());
-    h.update(timestamp_ms.to_le_bytes());
-    h.update(body_hash);
-    h.finalize().into()
-}
-
-/// A `BufMut` that hashes what prost encodes into it instead of storing it: the body hash of a
-/// multi-megabyte request then costs no copy of its tensors.
+/// A `BufMut` that hashes what prost encodes into it instead of storing it.
 struct HashingBuf {
     hasher: Sha256,
     scratch: [u8; 64],
@@ -207,118 +237,187 @@ unsafe impl prost::bytes::BufMut for HashingBuf {
     }
 }
 
-/// The two signed request kinds share their auth fields; this is the one place that knows
-/// where those fields live and which domain tag separates the kinds.
-trait SignedRequest: Message + Clone {
-    const DOMAIN: &'static [u8];
-    fn parts(&self) -> AuthParts<'_>;
-    fn set_auth(&mut self, caller: Vec<u8>, callee: Vec<u8>, nonce: u64, timestamp_ms: u64);
-    fn set_signature(&mut self, signature: Vec<u8>);
-    /// Hashes the tensor fields (the lowest field numbers) the way prost encodes them, then
-    /// returns the rest of the request without tensors and with an empty signature.
-    fn hash_tensors_split(&self, buf: &mut HashingBuf) -> Self;
-
-    /// sha256 of the request's protobuf encoding with an empty signature. prost encodes fields
-    /// in field-number order and the tensors have the lowest numbers, so that encoding is the
-    /// tensor fields' encoding followed by the encoding of the rest: hashed here without
-    /// materialising either (`body_hash_matches_the_plain_encoding` checks the equivalence).
-    fn body_hash(&self) -> [u8; 32] {
-        let mut buf = HashingBuf::new();
-        let rest = self.hash_tensors_split(&mut buf);
-        rest.encode_raw(&mut buf);
-        buf.finish()
-    }
-
-    /// The message the signature covers.
-    fn signing_message(&self) -> [u8; 32] {
-        let p = self.parts();
-        signing_message(Self::DOMAIN, p.callee, p.nonce, p.timestamp_ms, &self.body_hash())
-    }
+/// Everything a signed call carries in its metadata.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Credentials {
+    pub version: u32,
+    pub caller: [u8; 32],
+    pub callee: [u8; 32],
+    pub nonce: u64,
+    pub timestamp_ms: u64,
+    pub body: BodyDigest,
+    pub signature: [u8; 64],
 }
 
-macro_rules! signed_request {
-    ($ty:ty, $domain:expr, $($field:ident = $tag:expr),+) => {
-        impl SignedRequest for $ty {
-            const DOMAIN: &'static [u8] = $domain;
-            fn parts(&self) -> AuthParts<'_> {
-                AuthParts {
-                    caller: &self.caller,
-                    callee: &self.callee,
-                    nonce: self.nonce,
-                    timestamp_ms: self.timestamp_ms,
-                    signature: &self.signature,
-                }
-            }
-            fn set_auth(&mut self, caller: Vec<u8>, callee: Vec<u8>, nonce: u64, timestamp_ms: u64) {
-                (self.caller, self.callee, self.nonce, self.timestamp_ms) =
-                    (caller, callee, nonce, timestamp_ms);
-            }
-            fn set_signature(&mut self, signature: Vec<u8>) {
-                self.signature = signature;
-            }
-            fn hash_tensors_split(&self, buf: &mut HashingBuf) -> Self {
-                $(
-                    if let Some(t) = &self.$field {
-                        prost::encoding::message::encode($tag, t, buf);
-                    }
-                )+
-                Self {
-                    $($field: None,)+
-                    caller: self.caller.clone(),
-                    callee: self.callee.clone(),
-                    nonce: self.nonce,
-                    timestamp_ms: self.timestamp_ms,
-                    signature: Vec::new(),
-                }
-            }
+fn field(out: &mut Vec<u8>, bytes: &[u8]) {
+    out.extend_from_slice(&(bytes.len() as u64).to_le_bytes());
+    out.extend_from_slice(bytes);
+}
+
+/// The exact bytes the caller signs (ed25519 over them, no pre-hash):
+///
+/// ```text
+/// field("agora/2") || field(path) || field(caller) || field(callee)
+///   || u64le(nonce) || u64le(timestamp_ms)
+///   || field(digest algorithm name) || u64le(body_len) || field(digest)
+/// field(x) = u64le(len(x)) || x;  path = "/agora.v1.Axon/Forward" or "/agora.v1.Axon/Backward"
+/// ```
+///
+/// The path separates the calls, so a Forward signature is never a valid Backward one.
+#[allow(clippy::too_many_arguments)]
+pub fn signing_message(
+    version: u32,
+    call: Call,
+    caller: &[u8; 32],
+    callee: &[u8; 32],
+    nonce: u64,
+    timestamp_ms: u64,
+    body: &BodyDigest,
+) -> Vec<u8> {
+    let mut out = Vec::with_capacity(256);
+    field(&mut out, format!("agora/{version}").as_bytes());
+    field(&mut out, call.path().as_bytes());
+    field(&mut out, caller);
+    field(&mut out, callee);
+    out.extend_from_slice(&nonce.to_le_bytes());
+    out.extend_from_slice(&timestamp_ms.to_le_bytes());
+    field(&mut out, body.algorithm.name().as_bytes());
+    out.extend_from_slice(&body.len.to_le_bytes());
+    field(&mut out, &body.hash);
+    out
+}
+
+impl Credentials {
+    /// Signs a call of `body` to the axon `callee` as `key`'s hotkey.
+    pub fn sign(
+        key: &SigningKey,
+        call: Call,
+        callee: &[u8; 32],
+        nonce: u64,
+        timestamp_ms: u64,
+        body: BodyDigest,
+    ) -> Credentials {
+        let caller = key.verifying_key().to_bytes();
+        let message = signing_message(PROTOCOL_VERSION, call, &caller, callee, nonce, timestamp_ms, &body);
+        let signature = key.sign(&message).to_bytes();
+        Credentials {
+            version: PROTOCOL_VERSION,
+            caller,
+            callee: *callee,
+            nonce,
+            timestamp_ms,
+            body,
+            signature,
         }
-    };
-}
+    }
 
-signed_request!(ForwardRequest, DOMAIN_FORWARD, inputs = 1);
-signed_request!(BackwardRequest, DOMAIN_BACKWARD, inputs = 1, grads = 2);
+    /// Writes the eight `agora-*` keys (replacing any already there).
+    pub fn write_headers(&self, headers: &mut HeaderMap) {
+        let mut put = |key: &'static str, value: String| {
+            // Hex and decimal digits are always valid header values.
+            if let Ok(v) = HeaderValue::from_str(&value) {
+                headers.insert(key, v);
+            }
+        };
+        put(keys::VERSION, self.version.to_string());
+        put(keys::CALLER, hex::encode(self.caller));
+        put(keys::CALLEE, hex::encode(self.callee));
+        put(keys::NONCE, self.nonce.to_string());
+        put(keys::TIMESTAMP_MS, self.timestamp_ms.to_string());
+        put(keys::BODY_LEN, self.body.len.to_string());
+        put(keys::DIGEST, self.body.header_value());
+        put(keys::SIGNATURE, hex::encode(self.signature));
+    }
 
-fn sign<R: SignedRequest>(req: &mut R, key: &SigningKey, callee: &[u8; 32], nonce: u64, timestamp_ms: u64) {
-    req.set_auth(key.verifying_key().to_bytes().to_vec(), callee.to_vec(), nonce, timestamp_ms);
-    let signature = key.sign(&req.signing_message()).to_bytes().to_vec();
-    req.set_signature(signature);
-}
+    /// Reads the keys back; the version is checked first so an old client hears why.
+    pub fn from_headers(headers: &HeaderMap) -> Result<Credentials, AuthError> {
+        let text = |key: &'static str| -> Result<&str, AuthError> {
+            let v = headers.get(key).ok_or(AuthError::MissingField(key))?;
+            v.to_str().map_err(|_| AuthError::MalformedField { key, reason: "not ASCII".into() })
+        };
+        let version = match headers.get(keys::VERSION) {
+            None => return Err(AuthError::MissingVersion),
+            Some(v) => {
+                let s = v.to_str().unwrap_or("<not ASCII>");
+                match s.trim().parse::<u32>() {
+                    Ok(PROTOCOL_VERSION) => PROTOCOL_VERSION,
+                    _ => return Err(AuthError::UnsupportedVersion(s.chars().take(32).collect())),
+                }
+            }
+        };
+        let number = |key: &'static str| -> Result<u64, AuthError> {
+            text(key)?.parse::<u64>().map_err(|e| AuthError::MalformedField { key, reason: e.to_string() })
+        };
+        fn bytes<const N: usize>(key: &'static str, s: &str) -> Result<[u8; N], AuthError> {
+            let v = hex::decode(s).map_err(|e| AuthError::MalformedField { key, reason: e.to_string() })?;
+            let n = v.len();
+            v.try_into()
+                .map_err(|_| AuthError::MalformedField { key, reason: format!("{n} bytes, expected {N}") })
+        }
+        let caller: [u8; 32] = match hex::decode(text(keys::CALLER)?) {
+            Ok(v) => {
+                let n = v.len();
+                v.try_into().map_err(|_| AuthError::MalformedCaller(n))?
+            }
+            Err(e) => return Err(AuthError::MalformedField { key: keys::CALLER, reason: e.to_string() }),
+        };
+        let signature: [u8; 64] = match hex::decode(text(keys::SIGNATURE)?) {
+            Ok(v) => {
+                let n = v.len();
+                v.try_into().map_err(|_| AuthError::MalformedSignature(n))?
+            }
+            Err(e) => return Err(AuthError::MalformedField { key: keys::SIGNATURE, reason: e.to_string() }),
+        };
+        let digest = text(keys::DIGEST)?;
+        let (name, hash) = digest.split_once(':').ok_or_else(|| AuthError::MalformedField {
+            key: keys::DIGEST,
+            reason: "expected <algorithm>:<hex>".into(),
+        })?;
+        let algorithm = DigestAlgorithm::from_name(name)
+            .ok_or_else(|| AuthError::UnsupportedDigest(name.chars().take(32).collect()))?;
+        Ok(Credentials {
+            version,
+            caller,
+            callee: bytes(keys::CALLEE, text(keys::CALLEE)?)?,
+            nonce: number(keys::NONCE)?,
+            timestamp_ms: number(keys::TIMESTAMP_MS)?,
+            body: BodyDigest { algorithm, len: number(keys::BODY_LEN)?, hash: bytes(keys::DIGEST, hash)? },
+            signature,
+        })
+    }
 
-/// The message a Forward request's signature covers.
-pub fn forward_signing_message(req: &ForwardRequest) -> [u8; 32] {
-    req.signing_message()
-}
-
-/// The message a Backward request's signature covers.
-pub fn backward_signing_message(req: &BackwardRequest) -> [u8; 32] {
-    req.signing_message()
-}
-
-/// Fills in the auth fields of `req` and signs it with the caller's hotkey.
-pub fn sign_forward(
-    req: &mut ForwardRequest,
-    key: &SigningKey,
-    callee: &[u8; 32],
-    nonce: u64,
-    timestamp_ms: u64,
-) {
-    sign(req, key, callee, nonce, timestamp_ms)
-}
-
-/// Fills in the auth fields of `req` and signs it with the caller's hotkey.
-pub fn sign_backward(
-    req: &mut BackwardRequest,
-    key: &SigningKey,
-    callee: &[u8; 32],
-    nonce: u64,
-    timestamp_ms: u64,
-) {
-    sign(req, key, callee, nonce, timestamp_ms)
+    /// Checks the callee, freshness and signature of a call addressed to `me`, without reading
+    /// the body (its digest is checked when it arrives) and without touching any replay cache
+    /// (see [`NonceCache::admit`]): a server verifies in parallel and locks the cache briefly.
+    pub fn authenticate(
+        &self,
+        call: Call,
+        me: &[u8; 32],
+        now_ms: u64,
+        freshness: &Freshness,
+    ) -> Result<Authenticated, AuthError> {
+        // Cheap checks first; the signature costs far more.
+        let key = VerifyingKey::from_bytes(&self.caller).map_err(|_| AuthError::MalformedCaller(32))?;
+        if &self.callee != me {
+            return Err(AuthError::WrongCallee);
+        }
+        freshness.check(self.timestamp_ms, now_ms)?;
+        let message = signing_message(
+            self.version,
+            call,
+            &self.caller,
+            &self.callee,
+            self.nonce,
+            self.timestamp_ms,
+            &self.body,
+        );
+        key.verify(&message, &Signature::from_bytes(&self.signature)).map_err(|_| AuthError::BadSignature)?;
+        Ok(Authenticated { caller: self.caller, nonce: self.nonce, timestamp_ms: self.timestamp_ms })
+    }
 }
 
 /// A request whose caller, callee, freshness and signature checked out; not yet checked
-/// against replays (see [`NonceCache::admit`]). Splitting the two lets a server verify many
-/// signatures in parallel and hold its replay cache only for the brief insert.
+/// against replays.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Authenticated {
     pub caller: [u8; 32],
@@ -326,144 +425,302 @@ pub struct Authenticated {
     pub timestamp_ms: u64,
 }
 
-/// Checks a Forward request addressed to `me` without touching any replay cache.
-pub fn authenticate_forward(
-    req: &ForwardRequest,
-    me: &[u8; 32],
-    now_ms: u64,
-    freshness: &Freshness,
-) -> Result<Authenticated, AuthError> {
-    authenticate(req.parts(), || req.signing_message(), me, now_ms, freshness)
+/// Which timestamps an axon accepts.
+#[derive(Clone, Copy, Debug)]
+pub struct Freshness {
+    /// Oldest accepted age of a request (network delay, queueing at the caller).
+    pub window_ms: u64,
+    /// Furthest ahead of the axon's clock a timestamp may be (clock skew only). Kept short: a
+    /// future-dated request stays in the replay cache until it is `window_ms` old.
+    pub max_future_ms: u64,
 }
 
-/// Checks a Backward request addressed to `me`; see [`authenticate_forward`].
-pub fn authenticate_backward(
-    req: &BackwardRequest,
-    me: &[u8; 32],
-    now_ms: u64,
-    freshness: &Freshness,
-) -> Result<Authenticated, AuthError> {
-    authenticate(req.parts(), || req.signing_message(), me, now_ms, freshness)
+impl Default for Freshness {
+    fn default() -> Self {
+        Freshness { window_ms: 30_000, max_future_ms: 2_000 }
+    }
+}
+
+impl Freshness {
+    pub fn check(&self, timestamp_ms: u64, now_ms: u64) -> Result<(), AuthError> {
+        if timestamp_ms < now_ms.saturating_sub(self.window_ms) {
+            return Err(AuthError::Stale { timestamp_ms, now_ms, window_ms: self.window_ms });
+        }
+        if timestamp_ms > now_ms.saturating_add(self.max_future_ms) {
+            return Err(AuthError::FromTheFuture { timestamp_ms, now_ms, max_future_ms: self.max_future_ms });
+        }
+        Ok(())
+    }
+}
+
+/// How much of the replay cache a caller may rely on, decided by the axon from its stake
+/// before the cache is touched.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Tier {
+    /// Positive stake, or a key the axon trusts: its own record, dropped only when it expires.
+    /// Their number is bounded by the metagraph (and the axon's config).
+    Staked,
+    /// Zero stake or unregistered: its own record too, but these records are bounded in number
+    /// and entries of this tier are forgotten first when the cache is full.
+    Unstaked,
+}
+
+/// One caller's remembered nonces and its floor.
+#[derive(Debug)]
+struct Record {
+    /// Fixed when the record is made: a caller whose stake changes keeps its record's tier
+    /// until the record expires, so a tier change never opens a gap in what is remembered.
+    tier: Tier,
+    nonces: HashSet<u64>,
+    // (timestamp, nonce), oldest first.
+    by_time: BTreeSet<(u64, u64)>,
+    /// Every timestamp at or below it is refused: the cache forgot some entry that old.
+    floor: Option<u64>,
+    /// Newest timestamp admitted; once it leaves the window the whole record is moot.
+    newest: u64,
+}
+
+/// Remembers recently seen `(caller, nonce)` pairs so a captured request cannot be replayed
+/// within the freshness window.
+///
+/// Per caller: each caller has its own record and its own floor. When the cache is full it
+/// forgets the oldest entry of the caller holding the most entries (unstaked callers first) and
+/// raises only that caller's floor to the forgotten timestamp, so forgetting never reopens a
+/// replay, and a flood, future-dated or not, only ever locks out the flooder: an honest
+/// caller's forgotten entries are in its past, below any fresh timestamp of its own.
+///
+/// Records are dropped only when their newest timestamp leaves the window, never to make
+/// room. Staked records are bounded by the metagraph; unstaked ones by `max_unstaked_callers`:
+/// past it a new unstaked caller is told to back off until some record expires. So a swarm of
+/// zero-stake keys can delay other zero-stake newcomers, and never a staked or trusted caller.
+#[derive(Debug)]
+pub struct NonceCache {
+    capacity: usize,
+    max_unstaked_callers: usize,
+    len: usize,
+    records: HashMap<[u8; 32], Record>,
+    /// Every entry, oldest first, for expiry: (timestamp, caller, nonce).
+    expiry: BTreeSet<(u64, [u8; 32], u64)>,
+    /// Every record by its newest timestamp, for dropping moot records.
+    by_newest: BTreeSet<(u64, [u8; 32])>,
+    /// Records by entry count, per tier: the largest holder is the last.
+    staked: BTreeSet<(usize, [u8; 32])>,
+    unstaked: BTreeSet<(usize, [u8; 32])>,
 }
 
 impl NonceCache {
+    /// At most `capacity` entries in all; unstaked records at most a quarter of that.
+    pub fn new(capacity: usize) -> NonceCache {
+        NonceCache::with_unstaked_callers(capacity, (capacity / 4).max(1))
+    }
+
+    pub fn with_unstaked_callers(capacity: usize, max_unstaked_callers: usize) -> NonceCache {
+        NonceCache {
+            capacity: capacity.max(1),
+            max_unstaked_callers: max_unstaked_callers.max(1),
+            len: 0,
+            records: HashMap::new(),
+            expiry: BTreeSet::new(),
+            by_newest: BTreeSet::new(),
+            staked: BTreeSet::new(),
+            unstaked: BTreeSet::new(),
+        }
+    }
+
+    /// Entries remembered, all callers.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Entries remembered for one caller.
+    pub fn entries_of(&self, caller: &[u8; 32]) -> usize {
+        self.records.get(caller).map_or(0, |r| r.nonces.len())
+    }
+
+    /// The caller's floor, if the cache forgot any of its entries still inside the window.
+    pub fn floor_of(&self, caller: &[u8; 32]) -> Option<u64> {
+        self.records.get(caller).and_then(|r| r.floor)
+    }
+
+    fn index(&mut self, tier: Tier) -> &mut BTreeSet<(usize, [u8; 32])> {
+        match tier {
+            Tier::Staked => &mut self.staked,
+            Tier::Unstaked => &mut self.unstaked,
+        }
+    }
+
     /// Records an authenticated request's nonce, refusing replays. Call it only after the
-    /// signature verified, so forged requests cannot fill the cache.
+    /// signature verified, so forged requests cannot fill the cache, and with the tier the
+    /// caller's stake earns.
     pub fn admit(
         &mut self,
         auth: &Authenticated,
+        tier: Tier,
         now_ms: u64,
         freshness: &Freshness,
     ) -> Result<(), AuthError> {
-        let expire_before_ms = now_ms.saturating_sub(freshness.window_ms);
-        self.check_and_insert(auth.caller, auth.nonce, auth.timestamp_ms, expire_before_ms)
+        self.expire(now_ms.saturating_sub(freshness.window_ms));
+        let (caller, nonce, ts) = (auth.caller, auth.nonce, auth.timestamp_ms);
+        match self.records.get(&caller) {
+            Some(r) => {
+                if let Some(floor_ms) = r.floor.filter(|&f| ts <= f) {
+                    return Err(AuthError::BelowReplayFloor { timestamp_ms: ts, floor_ms });
+                }
+                if r.nonces.contains(&nonce) {
+                    return Err(AuthError::Replayed { nonce });
+                }
+            }
+            None if tier == Tier::Unstaked && self.unstaked.len() >= self.max_unstaked_callers => {
+                let wait_ms = self.by_newest.first().map_or(0, |&(t, _)| {
+                    t.saturating_add(freshness.window_ms).saturating_sub(now_ms).saturating_add(1)
+                });
+                return Err(AuthError::TooManyUnstakedCallers { callers: self.unstaked.len(), wait_ms });
+            }
+            None => {
+                let record = Record {
+                    tier,
+                    nonces: HashSet::new(),
+                    by_time: BTreeSet::new(),
+                    floor: None,
+                    newest: ts,
+                };
+                self.records.insert(caller, record);
+                self.index(tier).insert((0, caller));
+                self.by_newest.insert((ts, caller));
+            }
+        }
+        if self.len >= self.capacity {
+            self.evict_one();
+        }
+        let Some(r) = self.records.get_mut(&caller) else { return Ok(()) };
+        let (old_count, old_newest, tier) = (r.nonces.len(), r.newest, r.tier);
+        r.nonces.insert(nonce);
+        r.by_time.insert((ts, nonce));
+        r.newest = r.newest.max(ts);
+        let newest = r.newest;
+        self.index(tier).remove(&(old_count, caller));
+        self.index(tier).insert((old_count + 1, caller));
+        self.by_newest.remove(&(old_newest, caller));
+        self.by_newest.insert((newest, caller));
+        self.expiry.insert((ts, caller, nonce));
+        self.len += 1;
+        Ok(())
     }
-}
 
-/// Authenticates a Forward request addressed to `me` and records its nonce; returns the
-/// caller's key.
-pub fn verify_forward(
-    req: &ForwardRequest,
-    me: &[u8; 32],
-    now_ms: u64,
-    freshness: &Freshness,
-    cache: &mut NonceCache,
-) -> Result<VerifyingKey, AuthError> {
-    let auth = authenticate_forward(req, me, now_ms, freshness)?;
-    cache.admit(&auth, now_ms, freshness)?;
-    VerifyingKey::from_bytes(&auth.caller).map_err(|_| AuthError::MalformedCaller(32))
-}
-
-/// Authenticates a Backward request addressed to `me`; see [`verify_forward`].
-pub fn verify_backward(
-    req: &BackwardRequest,
-    me: &[u8; 32],
-    now_ms: u64,
-    freshness: &Freshness,
-    cache: &mut NonceCache,
-) -> Result<VerifyingKey, AuthError> {
-    let auth = authenticate_backward(req, me, now_ms, freshness)?;
-    cache.admit(&auth, now_ms, freshness)?;
-    VerifyingKey::from_bytes(&auth.caller).map_err(|_| AuthError::MalformedCaller(32))
-}
-
-struct AuthParts<'a> {
-    caller: &'a [u8],
-    callee: &'a [u8],
-    nonce: u64,
-    timestamp_ms: u64,
-    signature: &'a [u8],
-}
-
-fn authenticate(
-    parts: AuthParts<'_>,
-    message: impl FnOnce() -> [u8; 32],
-    me: &[u8; 32],
-    now_ms: u64,
-    freshness: &Freshness,
-) -> Result<Authenticated, AuthError> {
-    // Cheap checks first; hashing the body and verifying cost far more.
-    let caller: [u8; 32] =
-        parts.caller.try_into().map_err(|_| AuthError::MalformedCaller(parts.caller.len()))?;
-    let key = VerifyingKey::from_bytes(&caller).map_err(|_| AuthError::MalformedCaller(32))?;
-    let signature: [u8; 64] =
-        parts.signature.try_into().map_err(|_| AuthError::MalformedSignature(parts.signature.len()))?;
-    if parts.callee != me {
-        return Err(AuthError::WrongCallee);
+    /// Removes one entry from a record, keeping the indexes; `forgotten` raises its floor.
+    fn remove_entry(&mut self, caller: &[u8; 32], ts: u64, nonce: u64, forgotten: bool) {
+        let Some(r) = self.records.get_mut(caller) else { return };
+        if !r.nonces.remove(&nonce) {
+            return;
+        }
+        r.by_time.remove(&(ts, nonce));
+        if forgotten {
+            r.floor = Some(r.floor.map_or(ts, |f| f.max(ts)));
+        }
+        let (n, tier) = (r.nonces.len(), r.tier);
+        self.index(tier).remove(&(n + 1, *caller));
+        self.index(tier).insert((n, *caller));
+        self.expiry.remove(&(ts, *caller, nonce));
+        self.len -= 1;
     }
-    if now_ms.abs_diff(parts.timestamp_ms) > freshness.window_ms {
-        return Err(AuthError::Stale {
-            timestamp_ms: parts.timestamp_ms,
-            now_ms,
-            window_ms: freshness.window_ms,
-        });
+
+    /// Drops entries older than the window, and whole records whose newest timestamp is: the
+    /// freshness check refuses all of it, floors included (a floor never exceeds `newest`).
+    fn expire(&mut self, expire_before: u64) {
+        while let Some(&(ts, caller, nonce)) = self.expiry.first() {
+            if ts >= expire_before {
+                break;
+            }
+            self.remove_entry(&caller, ts, nonce, false);
+        }
+        while let Some(&(newest, caller)) = self.by_newest.first() {
+            if newest >= expire_before {
+                break;
+            }
+            self.by_newest.remove(&(newest, caller));
+            if let Some(r) = self.records.remove(&caller) {
+                // Its entries are older than `newest`, so already expired above.
+                debug_assert!(r.nonces.is_empty());
+                let tier = r.tier;
+                self.index(tier).remove(&(r.nonces.len(), caller));
+            }
+        }
     }
-    key.verify(&message(), &Signature::from_bytes(&signature)).map_err(|_| AuthError::BadSignature)?;
-    Ok(Authenticated { caller, nonce: parts.nonce, timestamp_ms: parts.timestamp_ms })
+
+    /// Forgets the oldest entry of the largest holder, unstaked callers first.
+    fn evict_one(&mut self) {
+        let victim = self
+            .unstaked
+            .last()
+            .filter(|(n, _)| *n > 0)
+            .or_else(|| self.staked.last().filter(|(n, _)| *n > 0))
+            .map(|&(_, c)| c);
+        let Some(caller) = victim else { return };
+        let oldest = self.records.get(&caller).and_then(|r| r.by_time.first().copied());
+        if let Some((ts, nonce)) = oldest {
+            self.remove_entry(&caller, ts, nonce, true);
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tensor::{encode, DType, Modality};
-
-    fn plain_body_hash<R: SignedRequest>(req: &R) -> [u8; 32] {
-        let mut unsigned = req.clone();
-        unsigned.set_signature(Vec::new());
-        Sha256::digest(unsigned.encode_to_vec()).into()
-    }
+    use proptest::prelude::*;
 
     #[test]
-    fn body_hash_matches_the_plain_encoding() {
+    fn digest_of_message_matches_the_encoded_bytes() {
+        use crate::proto::{BackwardRequest, ForwardRequest};
+        use crate::tensor::{encode, DType, Modality};
         let t = |n: usize| Some(encode(DType::F32, &[1, 1, n as u64], Modality::Tensor, vec![3; 4 * n]));
-        let forwards = [
-            ForwardRequest::default(),
-            ForwardRequest {
-                inputs: t(1000),
-                caller: vec![1; 32],
-                callee: vec![2; 32],
-                nonce: 7,
-                timestamp_ms: 9,
-                signature: vec![5; 64],
-            },
-            ForwardRequest { inputs: t(3), nonce: u64::MAX, ..Default::default() },
-        ];
-        for f in &forwards {
-            assert_eq!(f.body_hash(), plain_body_hash(f));
-        }
-        let backwards = [
-            BackwardRequest::default(),
-            BackwardRequest {
-                inputs: t(10),
-                grads: t(20),
-                caller: vec![1; 32],
-                signature: vec![1; 64],
-                ..Default::default()
-            },
-            BackwardRequest { grads: t(5), timestamp_ms: 1, ..Default::default() },
-        ];
-        for b in &backwards {
-            assert_eq!(b.body_hash(), plain_body_hash(b));
+        let f = ForwardRequest { inputs: t(1000), ..Default::default() };
+        let b = BackwardRequest { inputs: t(10), grads: t(20), ..Default::default() };
+        assert_eq!(BodyDigest::of_message(&f), BodyDigest::of_bytes(&f.encode_to_vec()));
+        assert_eq!(BodyDigest::of_message(&b), BodyDigest::of_bytes(&b.encode_to_vec()));
+        let empty = ForwardRequest::default();
+        assert_eq!(BodyDigest::of_message(&empty), BodyDigest::of_bytes(&[]));
+    }
+
+    fn auth(caller: u8, nonce: u64, ts: u64) -> Authenticated {
+        Authenticated { caller: [caller; 32], nonce, timestamp_ms: ts }
+    }
+
+    proptest! {
+        /// Whatever the arrivals, tiers and capacity: an admitted (caller, nonce) is never
+        /// admitted again while its timestamp is inside the window, and the cache never holds
+        /// more than its capacity.
+        #[test]
+        fn a_replay_inside_the_window_never_passes(
+            capacity in 1usize..12,
+            unstaked_callers in 1usize..4,
+            ops in proptest::collection::vec((0u8..5, 0u64..8, 0u64..40, any::<bool>(), 0u64..3), 1..200),
+        ) {
+            let fresh = Freshness { window_ms: 20, max_future_ms: 5 };
+            let mut cache = NonceCache::with_unstaked_callers(capacity, unstaked_callers);
+            let mut admitted: HashMap<([u8; 32], u64), u64> = HashMap::new();
+            let mut now = 100u64;
+            for (caller, nonce, offset, staked, tick) in ops {
+                now += tick;
+                let ts = now + offset % (fresh.max_future_ms + 1) - (offset % 7).min(now);
+                let a = auth(caller, nonce, ts);
+                let tier = if staked { Tier::Staked } else { Tier::Unstaked };
+                let ok = cache.admit(&a, tier, now, &fresh).is_ok();
+                if let Some(&first_ts) = admitted.get(&(a.caller, nonce)) {
+                    if first_ts >= now.saturating_sub(fresh.window_ms) && ts == first_ts {
+                        prop_assert!(!ok, "replay of {:?} passed", (caller, nonce, ts));
+                    }
+                }
+                if ok {
+                    admitted.insert((a.caller, nonce), ts);
+                }
+                prop_assert!(cache.len() <= capacity);
+                prop_assert_eq!(cache.len(), cache.expiry.len());
+                prop_assert!(cache.unstaked.len() <= unstaked_callers);
+            }
         }
     }
 }

@@ -2,8 +2,13 @@
 //! for a pluggable [`Handler`] (the peer's model), and stands between the network and that
 //! handler with, in this order:
 //!
-//! 1. a blacklist and a stake check on the claimed caller (cheap: no hashing yet);
-//! 2. the caller's signature, freshness and a replay cache ([`crate::auth`]);
+//! 1. from the call's metadata alone, before a byte of the body is read ([`gate`]): the
+//!    protocol version, a blacklist and a stake check on the claimed caller (or its place in
+//!    [`AxonConfig::trusted`]), the declared body size against the limits, the signature and
+//!    freshness, a per-caller budget of bytes in flight, and the replay cache
+//!    ([`crate::auth`]);
+//! 2. the body, read only for an admitted call and only up to its signed length, digested as
+//!    it arrives and compared with the signed digest;
 //! 3. tensor validation with the axon's [`Limits`] (shape, dtype, size, NaN/Inf), so garbage
 //!    never reaches the queue, let alone the model;
 //! 4. the bounded stake-priority queue ([`crate::queue`]) served by `concurrency` workers, each
@@ -11,28 +16,32 @@
 //! 5. a deadline per request: a request still waiting or running when it expires is answered
 //!    TIMEOUT.
 //!
-//! Every refusal is an in-band [`ReturnCode`] with a message saying what to fix; only a message
-//! over the size limit (refused by gRPC before this code sees it) or an undecodable protobuf
-//! comes back as a gRPC status. Nothing a caller sends stops the axon from serving the others.
+//! Every refusal is an in-band [`ReturnCode`] with a message saying what to fix; only a body
+//! longer than its signed length or an undecodable protobuf comes back as a gRPC status.
+//! Nothing a caller sends stops the axon from serving the others.
+
+mod budget;
+mod gate;
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::{Arc, Mutex, RwLock};
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use ed25519_dalek::SigningKey;
 use tokio::sync::oneshot;
+use tonic::codegen::http::HeaderMap;
 use tonic::transport::server::TcpIncoming;
 use tonic::{Request, Response, Status};
 
-use crate::auth::{self, Authenticated, Freshness, NonceCache};
+use crate::auth::{BodyDigest, Credentials, Freshness, NonceCache, Tier};
 use crate::metrics::{Call, Metrics, PeerLabel};
 use crate::proto::axon_server::{Axon, AxonServer};
 use crate::proto::{self, BackwardRequest, BackwardResponse, ForwardRequest, ForwardResponse, ReturnCode};
 use crate::queue::{Admission, JobQueue};
 use crate::tensor::{decode, decode_output, DType, Direction, Limits, Modality, OwnedTensor, TensorView};
+use budget::{Budget, Reservation};
+use gate::{CountingIncoming, Gate, Ticket};
 
 /// Who called: the verified hotkey and the stake the axon's [`StakeLookup`] gave for it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -145,14 +154,29 @@ pub struct AxonConfig {
     pub min_stake: u64,
     /// Serve hotkeys the stake lookup does not know, at priority 0 (otherwise UNKNOWN_CALLER).
     pub allow_unregistered: bool,
-    /// Hotkeys always refused (BLACKLISTED).
+    /// Hotkeys always refused (BLACKLISTED), even when trusted.
     pub blacklist: HashSet<[u8; 32]>,
+    /// Hotkeys served even though the stake lookup does not know them (an outside judge that
+    /// queries every peer), and even below `min_stake`. They queue at the lowest priority (0,
+    /// with zero-stake callers, so they never crowd out staked ones) and share the zero-stake
+    /// callers' half of the bytes-in-flight budget; their signatures and replays are checked
+    /// like anyone's, and each keeps its own protected record in the replay cache.
+    pub trusted: HashSet<[u8; 32]>,
     /// Longest a request may spend in the axon, queue and handler together, before TIMEOUT.
     /// A caller's shorter `grpc-timeout` also applies (gRPC answers it with a status).
     pub deadline: Duration,
     pub freshness: Freshness,
-    /// Entries of the replay cache (see [`NonceCache`]).
+    /// Entries of the replay cache, all callers (see [`NonceCache`]: each caller has its own
+    /// floor, so one caller's flood cannot lock out another).
     pub replay_cache: usize,
+    /// Request bytes one caller may have in the axon at once (admitted, not yet answered);
+    /// past it the caller gets BACKOFF before its body is read. At least the largest message
+    /// ([`max_message_bytes`] of `limits`).
+    pub max_inflight_bytes_per_caller: u64,
+    /// Request bytes all callers together may have in the axon; callers without stake
+    /// (zero-stake, unregistered, trusted) may hold at most half of it, so staked callers
+    /// always find room. At least `max_inflight_bytes_per_caller`.
+    pub max_inflight_bytes: u64,
 }
 
 impl Default for AxonConfig {
@@ -165,9 +189,12 @@ impl Default for AxonConfig {
             min_stake: 0,
             allow_unregistered: false,
             blacklist: HashSet::new(),
+            trusted: HashSet::new(),
             deadline: Duration::from_secs(12),
             freshness: Freshness::default(),
             replay_cache: 100_000,
+            max_inflight_bytes_per_caller: 256 << 20,
+            max_inflight_bytes: 1 << 30,
         }
     }
 }
@@ -266,6 +293,15 @@ pub async fn serve(
     if config.limits.max_bytes == 0 || config.limits.max_batch == 0 {
         return Err(AxonError::Config(format!("limits must admit some tensor: {:?}", config.limits)));
     }
+    let largest = max_message_bytes(&config.limits) as u64;
+    if config.max_inflight_bytes_per_caller < largest
+        || config.max_inflight_bytes < config.max_inflight_bytes_per_caller
+    {
+        return Err(AxonError::Config(format!(
+            "need max_inflight_bytes ({}) >= max_inflight_bytes_per_caller ({}) >= the largest message the limits admit ({largest})",
+            config.max_inflight_bytes, config.max_inflight_bytes_per_caller
+        )));
+    }
     let listener = tokio::net::TcpListener::bind(config.addr)
         .await
         .map_err(|source| AxonError::Bind { addr: config.addr, source })?;
@@ -276,6 +312,7 @@ pub async fn serve(
         me: hotkey,
         queue: JobQueue::new(config.queue_capacity),
         nonces: Mutex::new(NonceCache::new(config.replay_cache)),
+        budget: Arc::new(Budget::new(config.max_inflight_bytes_per_caller, config.max_inflight_bytes)),
         metrics: Arc::new(Metrics::new("axon")),
         handler,
         stakes,
@@ -284,13 +321,12 @@ pub async fn serve(
     for _ in 0..shared.config.concurrency {
         tokio::spawn(worker(shared.clone()));
     }
-    let incoming = CountingIncoming {
-        inner: TcpIncoming::from(listener).with_nodelay(Some(true)),
-        metrics: shared.metrics.clone(),
-    };
+    let incoming =
+        CountingIncoming::new(TcpIncoming::from(listener).with_nodelay(Some(true)), shared.metrics.clone());
     let service = AxonServer::new(AxonService { shared: shared.clone() })
         .max_decoding_message_size(max_message)
         .max_encoding_message_size(max_message);
+    let service = Gate::new(service, shared.clone());
     let (stop, stopped) = oneshot::channel::<()>();
     let server = tokio::spawn({
         let shared = shared.clone();
@@ -312,29 +348,12 @@ pub async fn serve(
     Ok(AxonHandle { local_addr, hotkey, shared, stop: Some(stop), server: Some(server) })
 }
 
-/// Counts accepted connections into the metrics, so connection reuse is observable.
-struct CountingIncoming {
-    inner: TcpIncoming,
-    metrics: Arc<Metrics>,
-}
-
-impl tokio_stream::Stream for CountingIncoming {
-    type Item = <TcpIncoming as tokio_stream::Stream>::Item;
-
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        let item = Pin::new(&mut self.inner).poll_next(cx);
-        if let Poll::Ready(Some(Ok(_))) = &item {
-            self.metrics.connection_opened();
-        }
-        item
-    }
-}
-
 struct Shared {
     me: [u8; 32],
     config: AxonConfig,
     queue: JobQueue<Job>,
     nonces: Mutex<NonceCache>,
+    budget: Arc<Budget>,
     metrics: Arc<Metrics>,
     handler: Arc<dyn Handler>,
     stakes: Arc<dyn StakeLookup>,
@@ -382,11 +401,13 @@ struct Job {
     work: Work,
     deadline: Instant,
     reply: oneshot::Sender<Outcome>,
+    /// The request's bytes stay counted against its caller until the job is gone, run or not.
+    _bytes: Reservation,
 }
 
 async fn worker(shared: Arc<Shared>) {
     while let Some(job) = shared.queue.pop().await {
-        let Job { caller, work, deadline, reply } = job;
+        let Job { caller, work, deadline, reply, _bytes } = job;
         // The caller gave up (its own deadline or a dropped connection): skip the work.
         if reply.is_closed() {
             continue;
@@ -398,7 +419,12 @@ async fn worker(shared: Arc<Shared>) {
         }
         let handler = shared.handler.clone();
         let limits = shared.config.limits;
-        let outcome = tokio::task::spawn_blocking(move || run(&*handler, &caller, &work, &limits)).await;
+        let outcome = tokio::task::spawn_blocking(move || {
+            let outcome = run(&*handler, &caller, &work, &limits);
+            drop((work, _bytes));
+            outcome
+        })
+        .await;
         let outcome = outcome.unwrap_or_else(|e| {
             Err((ReturnCode::InternalError, format!("the handler panicked or was cancelled: {e}")))
         });
@@ -437,87 +463,113 @@ fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
-/// What the handler of one RPC decides before the queue.
-struct Admitted {
+/// A call that passed every check the metadata allows: who, and the bytes reserved for it.
+pub(crate) struct Pass {
     caller: Caller,
-    work: Work,
+    bytes: Reservation,
+    /// The signed length and digest the body must match.
+    body: BodyDigest,
+}
+
+/// How the axon weighs an admitted caller.
+struct Standing {
+    /// Queue priority: the stake, 0 for unregistered or trusted-but-unknown callers.
+    stake: u64,
+    /// Replay-cache tier: staked or trusted callers keep their own protected record.
+    tier: Tier,
 }
 
 impl Shared {
-    /// Blacklist and stake checks on the claimed (not yet verified) caller. Refusing a forged
-    /// claim of a blacklisted key harms nobody, and spares hashing the body for such callers.
-    fn screen(&self, claimed: &[u8]) -> Result<Option<u64>, Refusal> {
-        let Ok(hotkey) = <[u8; 32]>::try_from(claimed) else {
-            return Ok(None); // authentication reports the malformed key
-        };
-        if self.config.blacklist.contains(&hotkey) {
+    /// Blacklist, trust and stake checks on the claimed (not yet verified) caller. Refusing a
+    /// forged claim of a blacklisted or unknown key harms nobody, and spares the signature.
+    fn screen(&self, hotkey: &[u8; 32]) -> Result<Standing, Refusal> {
+        if self.config.blacklist.contains(hotkey) {
             return Err((ReturnCode::Blacklisted, "this hotkey is blacklisted by the axon".to_string()));
         }
-        match self.stakes.stake(&hotkey) {
-            Some(stake) if stake < self.config.min_stake => Err((
+        let trusted = self.config.trusted.contains(hotkey);
+        let staked = |stake: u64| Standing {
+            stake,
+            tier: if stake > 0 || trusted { Tier::Staked } else { Tier::Unstaked },
+        };
+        match self.stakes.stake(hotkey) {
+            Some(stake) if stake < self.config.min_stake && !trusted => Err((
                 ReturnCode::Blacklisted,
                 format!("stake {stake} is below this axon's minimum of {}", self.config.min_stake),
             )),
-            Some(stake) => Ok(Some(stake)),
-            None if self.config.allow_unregistered => Ok(Some(0)),
+            Some(stake) => Ok(staked(stake)),
+            None if trusted => Ok(staked(0)),
+            None if self.config.allow_unregistered => Ok(staked(0)),
             None => {
                 Err((ReturnCode::UnknownCaller, "this hotkey is not registered on the metagraph".to_string()))
             }
         }
     }
 
-    fn admit_replay(&self, auth: &Authenticated) -> Result<(), Refusal> {
-        let mut nonces = self.nonces.lock().unwrap_or_else(|e| e.into_inner());
-        nonces.admit(auth, now_ms(), &self.config.freshness).map_err(|e| (e.code(), e.to_string()))
-    }
-
-    fn admit_forward(&self, req: ForwardRequest) -> Result<Admitted, (Option<[u8; 32]>, Refusal)> {
-        let stake = self.screen(&req.caller).map_err(|r| (None, r))?;
-        let auth = auth::authenticate_forward(&req, &self.me, now_ms(), &self.config.freshness)
-            .map_err(|e| (None, (e.code(), e.to_string())))?;
-        let verified = Some(auth.caller);
-        self.admit_replay(&auth).map_err(|r| (verified, r))?;
-        let caller = Caller { hotkey: auth.caller, stake: stake.unwrap_or(0) };
-        let inputs = req.inputs.ok_or((ReturnCode::EmptyRequest, "no inputs tensor".to_string()));
-        let inputs =
-            inputs.and_then(|t| Checked::new(t, &self.config.limits, false)).map_err(|r| (verified, r))?;
-        Ok(Admitted { caller, work: Work::Forward { inputs } })
-    }
-
-    fn admit_backward(&self, req: BackwardRequest) -> Result<Admitted, (Option<[u8; 32]>, Refusal)> {
-        let stake = self.screen(&req.caller).map_err(|r| (None, r))?;
-        let auth = auth::authenticate_backward(&req, &self.me, now_ms(), &self.config.freshness)
-            .map_err(|e| (None, (e.code(), e.to_string())))?;
-        let verified = Some(auth.caller);
-        self.admit_replay(&auth).map_err(|r| (verified, r))?;
-        let caller = Caller { hotkey: auth.caller, stake: stake.unwrap_or(0) };
-        let limits = &self.config.limits;
-        let checked = (|| {
-            let inputs = req.inputs.ok_or((ReturnCode::EmptyRequest, "no inputs tensor".to_string()))?;
-            let grads = req.grads.ok_or((ReturnCode::EmptyRequest, "no grads tensor".to_string()))?;
-            let inputs = Checked::new(inputs, limits, false)?;
-            let grads = Checked::new(grads, limits, true)?;
-            if grads.tensor.shape[..2] != inputs.tensor.shape[..2] {
-                return Err((
+    /// Everything decided from the call's metadata, before its body is read: version,
+    /// declared size, caller standing, signature, bytes in flight, replay. On refusal, the
+    /// caller's key once its signature verified (for the metrics), else `None`.
+    fn admit_headers(&self, call: Call, headers: &HeaderMap) -> Result<Pass, (Option<[u8; 32]>, Refusal)> {
+        let refuse = |e: crate::auth::AuthError| (e.code(), e.to_string());
+        let creds = Credentials::from_headers(headers).map_err(|e| (None, refuse(e)))?;
+        let largest = max_message_bytes(&self.config.limits) as u64;
+        if creds.body.len > largest {
+            return Err((
+                None,
+                (
                     ReturnCode::RequestShapeError,
                     format!(
-                        "grads shape {:?} does not match inputs [batch, seq] = {:?}",
-                        grads.tensor.shape,
-                        &inputs.tensor.shape[..2]
+                        "the request declares a {} byte body; this axon reads at most {largest}",
+                        creds.body.len
                     ),
-                ));
-            }
-            Ok(Work::Backward { inputs, grads })
-        })();
-        let work = checked.map_err(|r| (verified, r))?;
-        Ok(Admitted { caller, work })
+                ),
+            ));
+        }
+        let standing = self.screen(&creds.caller).map_err(|r| (None, r))?;
+        let now = now_ms();
+        let auth =
+            creds.authenticate(call, &self.me, now, &self.config.freshness).map_err(|e| (None, refuse(e)))?;
+        let verified = Some(auth.caller);
+        let bytes = self
+            .budget
+            .reserve(auth.caller, creds.body.len, standing.stake > 0)
+            .map_err(|r| (verified, r))?;
+        {
+            let mut nonces = self.nonces.lock().unwrap_or_else(|e| e.into_inner());
+            nonces
+                .admit(&auth, standing.tier, now, &self.config.freshness)
+                .map_err(|e| (verified, refuse(e)))?;
+        }
+        Ok(Pass { caller: Caller { hotkey: auth.caller, stake: standing.stake }, bytes, body: creds.body })
+    }
+
+    fn work_forward(&self, req: ForwardRequest) -> Result<Work, Refusal> {
+        let inputs = req.inputs.ok_or((ReturnCode::EmptyRequest, "no inputs tensor".to_string()))?;
+        Ok(Work::Forward { inputs: Checked::new(inputs, &self.config.limits, false)? })
+    }
+
+    fn work_backward(&self, req: BackwardRequest) -> Result<Work, Refusal> {
+        let limits = &self.config.limits;
+        let inputs = req.inputs.ok_or((ReturnCode::EmptyRequest, "no inputs tensor".to_string()))?;
+        let grads = req.grads.ok_or((ReturnCode::EmptyRequest, "no grads tensor".to_string()))?;
+        let inputs = Checked::new(inputs, limits, false)?;
+        let grads = Checked::new(grads, limits, true)?;
+        if grads.tensor.shape[..2] != inputs.tensor.shape[..2] {
+            return Err((
+                ReturnCode::RequestShapeError,
+                format!(
+                    "grads shape {:?} does not match inputs [batch, seq] = {:?}",
+                    grads.tensor.shape,
+                    &inputs.tensor.shape[..2]
+                ),
+            ));
+        }
+        Ok(Work::Backward { inputs, grads })
     }
 
     /// Queues admitted work and waits for its outcome until the deadline.
-    async fn execute(&self, admitted: Admitted, deadline: Instant) -> Outcome {
+    async fn execute(&self, caller: Caller, work: Work, bytes: Reservation, deadline: Instant) -> Outcome {
         let (reply, answer) = oneshot::channel();
-        let Admitted { caller, work } = admitted;
-        match self.queue.push(caller.stake, Job { caller, work, deadline, reply }) {
+        match self.queue.push(caller.stake, Job { caller, work, deadline, reply, _bytes: bytes }) {
             Admission::Queued => {}
             Admission::QueuedEvicting(evicted) => {
                 let _ = evicted.reply.send(Err((
@@ -549,6 +601,51 @@ impl Shared {
         }
     }
 
+    /// Runs one call whose request went through the [`Gate`]: the refusal it was given, or the
+    /// body's digest check, tensor validation and the queue.
+    /// Records the outcome under the caller's key (once verified) from the moment the gate
+    /// saw the call.
+    async fn answer<R>(
+        &self,
+        call: Call,
+        request: Request<R>,
+        work: impl FnOnce(&Self, R) -> Result<Work, Refusal>,
+        require_output: bool,
+    ) -> Outcome {
+        let Some(ticket) = request.extensions().get::<Ticket>().cloned() else {
+            return Err((ReturnCode::InternalError, "the call bypassed the axon's gate".to_string()));
+        };
+        let start = ticket.start();
+        let (who, outcome) = match ticket.take() {
+            Err((who, refusal)) => (who, Err(refusal)),
+            Ok(pass) => {
+                let who = Some(pass.caller.hotkey);
+                let outcome = match ticket.body_verdict() {
+                    Err(e) => Err((e.code(), e.to_string())),
+                    Ok(()) => match work(self, request.into_inner()) {
+                        Ok(work) => {
+                            self.execute(pass.caller, work, pass.bytes, start + self.config.deadline).await
+                        }
+                        Err(refusal) => Err(refusal),
+                    },
+                };
+                (who, outcome)
+            }
+        };
+        let outcome = match outcome {
+            Ok(None) if require_output => {
+                Err((ReturnCode::InternalError, "the handler returned no output".to_string()))
+            }
+            other => other,
+        };
+        let code = match &outcome {
+            Ok(_) => ReturnCode::Success,
+            Err((code, _)) => *code,
+        };
+        self.record(who, call, code, start);
+        outcome
+    }
+
     fn record(&self, who: Option<[u8; 32]>, call: Call, code: ReturnCode, start: Instant) {
         let label = match &who {
             Some(k) => PeerLabel::Hotkey(k),
@@ -565,28 +662,11 @@ struct AxonService {
 #[tonic::async_trait]
 impl Axon for AxonService {
     async fn forward(&self, request: Request<ForwardRequest>) -> Result<Response<ForwardResponse>, Status> {
-        let start = Instant::now();
-        let deadline = start + self.shared.config.deadline;
-        let (who, outcome) = match self.shared.admit_forward(request.into_inner()) {
-            Ok(admitted) => {
-                let who = Some(admitted.caller.hotkey);
-                (who, self.shared.execute(admitted, deadline).await)
-            }
-            Err((who, refusal)) => (who, Err(refusal)),
-        };
+        let outcome = self.shared.answer(Call::Forward, request, Shared::work_forward, true).await;
         let response = match outcome {
-            Ok(Some(t)) => {
-                ForwardResponse { outputs: Some(t), code: ReturnCode::Success as i32, message: String::new() }
-            }
-            Ok(None) => ForwardResponse {
-                outputs: None,
-                code: ReturnCode::InternalError as i32,
-                message: "the handler returned no output".to_string(),
-            },
+            Ok(t) => ForwardResponse { outputs: t, code: ReturnCode::Success as i32, message: String::new() },
             Err((code, message)) => ForwardResponse { outputs: None, code: code as i32, message },
         };
-        let code = ReturnCode::try_from(response.code).unwrap_or(ReturnCode::InternalError);
-        self.shared.record(who, Call::Forward, code, start);
         Ok(Response::new(response))
     }
 
@@ -594,21 +674,11 @@ impl Axon for AxonService {
         &self,
         request: Request<BackwardRequest>,
     ) -> Result<Response<BackwardResponse>, Status> {
-        let start = Instant::now();
-        let deadline = start + self.shared.config.deadline;
-        let (who, outcome) = match self.shared.admit_backward(request.into_inner()) {
-            Ok(admitted) => {
-                let who = Some(admitted.caller.hotkey);
-                (who, self.shared.execute(admitted, deadline).await)
-            }
-            Err((who, refusal)) => (who, Err(refusal)),
-        };
+        let outcome = self.shared.answer(Call::Backward, request, Shared::work_backward, false).await;
         let response = match outcome {
             Ok(grads) => BackwardResponse { grads, code: ReturnCode::Success as i32, message: String::new() },
             Err((code, message)) => BackwardResponse { grads: None, code: code as i32, message },
         };
-        let code = ReturnCode::try_from(response.code).unwrap_or(ReturnCode::InternalError);
-        self.shared.record(who, Call::Backward, code, start);
         Ok(Response::new(response))
     }
 }

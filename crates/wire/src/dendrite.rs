@@ -15,7 +15,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use ed25519_dalek::SigningKey;
 use tonic::transport::{Channel, Endpoint};
 
-use crate::auth::{sign_backward, sign_forward};
+use crate::auth::{BodyDigest, Credentials};
 use crate::axon::{max_message_bytes, CONNECTION_WINDOW, MAX_FRAME, STREAM_WINDOW};
 use crate::metrics::{Call, Metrics, PeerLabel};
 use crate::proto::axon_client::AxonClient;
@@ -101,16 +101,17 @@ impl Dendrite {
     ) -> Vec<PeerResult> {
         let start = Instant::now();
         let expect = expected_prefix(inputs);
-        let calls = targets.iter().zip(copies(inputs, targets.len())).map(|(&target, wire_inputs)| {
+        // The body no longer names its callee: one message and one digest serve every target.
+        let req = ForwardRequest { inputs: Some(inputs.clone().into_proto()), ..Default::default() };
+        let digest = BodyDigest::of_message(&req);
+        let calls = targets.iter().map(|&target| {
             let inner = self.inner.clone();
-            let req = ForwardRequest { inputs: Some(wire_inputs), ..Default::default() };
+            let req = req.clone();
             tokio::spawn(async move {
-                let mut req = req;
-                let (nonce, now) = inner.stamp();
-                sign_forward(&mut req, &inner.key, &target.hotkey, nonce, now);
+                let request = inner.signed(Call::Forward, &target, req, digest, deadline);
                 let mut client = inner.client(target.addr);
                 let call = async {
-                    let reply = client.forward(request(req, deadline)).await?.into_inner();
+                    let reply = client.forward(request).await?.into_inner();
                     Ok::<_, tonic::Status>((reply.code, reply.message, reply.outputs, true))
                 };
                 inner.finish(target, Call::Forward, start, deadline, expect, call).await
@@ -131,44 +132,38 @@ impl Dendrite {
     ) -> Vec<PeerResult> {
         let start = Instant::now();
         let expect = expected_prefix(inputs);
-        let calls =
-            targets.iter().zip(copies(inputs, targets.len())).enumerate().map(|(i, (&target, inputs))| {
-                let inner = self.inner.clone();
-                let grads = grads.get(i).cloned();
-                tokio::spawn(async move {
-                    let Some(grads) = grads else {
-                        return PeerResult {
-                            code: ReturnCode::EmptyRequest,
-                            message: format!("no gradient was given for target {i}"),
-                            tensor: None,
-                            latency: start.elapsed(),
-                        };
+        let inputs = inputs.clone().into_proto();
+        let calls = targets.iter().enumerate().map(|(i, &target)| {
+            let inner = self.inner.clone();
+            let grads = grads.get(i).cloned();
+            let inputs = inputs.clone();
+            tokio::spawn(async move {
+                let Some(grads) = grads else {
+                    return PeerResult {
+                        code: ReturnCode::EmptyRequest,
+                        message: format!("no gradient was given for target {i}"),
+                        tensor: None,
+                        latency: start.elapsed(),
                     };
-                    let mut req = BackwardRequest {
-                        inputs: Some(inputs),
-                        grads: Some(grads.into_proto()),
-                        ..Default::default()
-                    };
-                    let (nonce, now) = inner.stamp();
-                    sign_backward(&mut req, &inner.key, &target.hotkey, nonce, now);
-                    let mut client = inner.client(target.addr);
-                    let call = async {
-                        let reply = client.backward(request(req, deadline)).await?.into_inner();
-                        Ok::<_, tonic::Status>((reply.code, reply.message, reply.grads, false))
-                    };
-                    inner.finish(target, Call::Backward, start, deadline, expect, call).await
-                })
-            });
+                };
+                let req = BackwardRequest {
+                    inputs: Some(inputs),
+                    grads: Some(grads.into_proto()),
+                    ..Default::default()
+                };
+                let digest = BodyDigest::of_message(&req);
+                let request = inner.signed(Call::Backward, &target, req, digest, deadline);
+                let mut client = inner.client(target.addr);
+                let call = async {
+                    let reply = client.backward(request).await?.into_inner();
+                    Ok::<_, tonic::Status>((reply.code, reply.message, reply.grads, false))
+                };
+                inner.finish(target, Call::Backward, start, deadline, expect, call).await
+            })
+        });
         let handles: Vec<_> = calls.collect();
         join_in_order(handles, start).await
     }
-}
-
-/// The wire form of `inputs` once per target: each request is signed for its own callee, so
-/// each needs its own message, but they all share one buffer of tensor bytes.
-fn copies(inputs: &OwnedTensor, n: usize) -> Vec<proto::Tensor> {
-    let wire = inputs.clone().into_proto();
-    vec![wire; n]
 }
 
 /// `[batch, seq]` of the inputs: every output and returned gradient must start with it.
@@ -177,13 +172,6 @@ fn expected_prefix(inputs: &OwnedTensor) -> Option<[u64; 2]> {
         [b, s, ..] => Some([*b, *s]),
         _ => None,
     }
-}
-
-fn request<T>(message: T, deadline: Duration) -> tonic::Request<T> {
-    let mut request = tonic::Request::new(message);
-    // Tells the axon when to stop caring (gRPC's `grpc-timeout`).
-    request.set_timeout(deadline);
-    request
 }
 
 async fn join_in_order(handles: Vec<tokio::task::JoinHandle<PeerResult>>, start: Instant) -> Vec<PeerResult> {
@@ -200,10 +188,23 @@ async fn join_in_order(handles: Vec<tokio::task::JoinHandle<PeerResult>>, start:
 }
 
 impl Inner {
-    fn stamp(&self) -> (u64, u64) {
+    /// The call with its credentials in the metadata, addressed to `target`.
+    fn signed<T>(
+        &self,
+        call: Call,
+        target: &Target,
+        message: T,
+        digest: BodyDigest,
+        deadline: Duration,
+    ) -> tonic::Request<T> {
         let nonce = self.nonce.fetch_add(1, Ordering::Relaxed);
         let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
-        (nonce, now)
+        let credentials = Credentials::sign(&self.key, call, &target.hotkey, nonce, now, digest);
+        let mut request = tonic::Request::new(message);
+        credentials.write_headers(request.metadata_mut().as_mut());
+        // Tells the axon when to stop caring (gRPC's `grpc-timeout`).
+        request.set_timeout(deadline);
+        request
     }
 
     fn client(&self, addr: SocketAddr) -> AxonClient<Channel> {
@@ -309,11 +310,31 @@ fn status_code(status: &tonic::Status) -> ReturnCode {
     match status.code() {
         // The axon answers its own deadline with TIMEOUT in the reply; a cancelled gRPC stream
         // is the connection going away under the call (an axon shutting down), not slowness.
+        // The call's own grpc-timeout fired in tonic a moment before ours did.
+        Code::Cancelled if caused_by::<tonic::TimeoutExpired>(status) => ReturnCode::Timeout,
         Code::Unavailable | Code::Cancelled => ReturnCode::Unavailable,
+        // A connection cut mid-call (tonic reports the transport's error as UNKNOWN): the
+        // link failed, not the axon's model.
+        Code::Unknown
+            if caused_by::<tonic::transport::Error>(status) || caused_by::<std::io::Error>(status) =>
+        {
+            ReturnCode::Unavailable
+        }
         Code::DeadlineExceeded => ReturnCode::Timeout,
         Code::Unimplemented => ReturnCode::NotImplemented,
         // A message over a size limit, on either side.
         Code::OutOfRange | Code::ResourceExhausted => ReturnCode::RequestShapeError,
         _ => ReturnCode::InternalError,
     }
+}
+
+fn caused_by<E: std::error::Error + 'static>(status: &tonic::Status) -> bool {
+    let mut source = std::error::Error::source(status);
+    while let Some(e) = source {
+        if e.is::<E>() {
+            return true;
+        }
+        source = e.source();
+    }
+    false
 }

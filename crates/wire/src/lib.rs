@@ -8,12 +8,18 @@
 //!   read it);
 //! - [`tensor`]: the tensor codec, raw little-endian bytes with dtype, shape and modality,
 //!   validated before use and mapped to a [`proto::ReturnCode`] when refused;
-//! - [`auth`]: request signatures by the caller's hotkey, with freshness and replay checks;
-//! - [`axon`]: the server: a pluggable [`Handler`], blacklist and stake checks, the bounded
-//!   stake-priority queue, size/batch/concurrency limits and a deadline per request;
+//! - [`auth`]: protocol version 2's credentials, carried in the call's gRPC metadata and signed
+//!   by the caller's hotkey over the body's length and digest, with freshness checks and a
+//!   replay cache that keeps a floor per caller;
+//! - [`axon`]: the server: checks from the metadata before the body is read (version,
+//!   blacklist, stake, trusted keys, size, signature, bytes in flight per caller, replay), a
+//!   pluggable [`Handler`], the bounded stake-priority queue, size/batch/concurrency limits
+//!   and a deadline per request;
 //! - [`dendrite`]: the client: one batch fanned out to k axons in parallel under one deadline,
 //!   over reused connections, one [`PeerResult`] per axon;
-//! - [`metrics`]: per-peer counts by return code and latency histograms, in Prometheus text.
+//! - [`metrics`]: per-peer counts by return code and latency histograms, in Prometheus text;
+//! - [`chaos`]: faults on purpose, a loopback proxy that delays, loses, cuts or garbles the
+//!   traffic to an axon from a seed, for tests and `agora localnet --chaos`.
 //!
 //! Assumes a tokio multi-threaded runtime for the axon and dendrite, and a [`StakeLookup`] fed
 //! by the peer from the metagraph. Knows nothing about the models on either side and depends on
@@ -22,6 +28,7 @@
 
 pub mod auth;
 pub mod axon;
+pub mod chaos;
 pub mod dendrite;
 pub mod metrics;
 mod queue;
@@ -34,12 +41,13 @@ pub mod proto {
 }
 
 pub use auth::{
-    authenticate_backward, authenticate_forward, sign_backward, sign_forward, verify_backward,
-    verify_forward, AuthError, Authenticated, Freshness, NonceCache,
+    AuthError, Authenticated, BodyDigest, Credentials, DigestAlgorithm, Freshness, NonceCache, Tier,
+    PROTOCOL_VERSION,
 };
 pub use axon::{
     serve, AxonConfig, AxonError, AxonHandle, Caller, Handler, HandlerError, StakeLookup, StakeTable,
 };
+pub use chaos::{ChaosError, FaultConfig, FaultProxy, FaultStats};
 pub use dendrite::{Dendrite, PeerResult, Target};
 pub use metrics::{Call, Metrics};
 pub use proto::ReturnCode;

@@ -36,6 +36,18 @@ impl Call {
             Call::Backward => "backward",
         }
     }
+
+    /// The gRPC path of the call; signatures name it so a Forward's is never a Backward's.
+    pub fn path(self) -> &'static str {
+        match self {
+            Call::Forward => "/agora.v1.Axon/Forward",
+            Call::Backward => "/agora.v1.Axon/Backward",
+        }
+    }
+
+    pub fn from_path(path: &str) -> Option<Call> {
+        [Call::Forward, Call::Backward].into_iter().find(|c| c.path() == path)
+    }
 }
 
 /// Who a measurement is about.
@@ -75,11 +87,21 @@ pub struct Metrics {
     side: &'static str,
     peers: Mutex<HashMap<String, PeerStats>>,
     connections: AtomicU64,
+    /// Bytes read from the sockets (axon): what callers made this process take in.
+    received: AtomicU64,
+    /// Request-message bytes read by admitted calls (axon): the bodies it chose to read.
+    body: AtomicU64,
 }
 
 impl Metrics {
     pub fn new(side: &'static str) -> Metrics {
-        Metrics { side, peers: Mutex::new(HashMap::new()), connections: AtomicU64::new(0) }
+        Metrics {
+            side,
+            peers: Mutex::new(HashMap::new()),
+            connections: AtomicU64::new(0),
+            received: AtomicU64::new(0),
+            body: AtomicU64::new(0),
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, PeerStats>> {
@@ -108,6 +130,24 @@ impl Metrics {
 
     pub fn connections(&self) -> u64 {
         self.connections.load(Ordering::Relaxed)
+    }
+
+    pub fn add_received_bytes(&self, n: u64) {
+        self.received.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Bytes read from callers' connections, framing included.
+    pub fn received_bytes(&self) -> u64 {
+        self.received.load(Ordering::Relaxed)
+    }
+
+    pub fn add_body_bytes(&self, n: u64) {
+        self.body.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Request-message bytes that admitted calls read (refused calls read none).
+    pub fn body_bytes(&self) -> u64 {
+        self.body.load(Ordering::Relaxed)
     }
 
     /// Requests recorded for `peer` (hotkey hex, `unverified` or `other`) with this call and code.
@@ -167,6 +207,13 @@ impl Metrics {
         let _ = writeln!(out, "# HELP agora_wire_{side}_connections_total Connections opened.");
         let _ = writeln!(out, "# TYPE agora_wire_{side}_connections_total counter");
         let _ = writeln!(out, "agora_wire_{side}_connections_total {}", self.connections());
+        let _ = writeln!(out, "# HELP agora_wire_{side}_received_bytes_total Bytes read from connections.");
+        let _ = writeln!(out, "# TYPE agora_wire_{side}_received_bytes_total counter");
+        let _ = writeln!(out, "agora_wire_{side}_received_bytes_total {}", self.received_bytes());
+        let _ =
+            writeln!(out, "# HELP agora_wire_{side}_body_bytes_total Request bytes read by admitted calls.");
+        let _ = writeln!(out, "# TYPE agora_wire_{side}_body_bytes_total counter");
+        let _ = writeln!(out, "agora_wire_{side}_body_bytes_total {}", self.body_bytes());
         out
     }
 }

@@ -1,13 +1,17 @@
-//! Request signatures: a good request passes once; a bad signature, a tampered body, the wrong
-//! callee, a stale timestamp and a replayed nonce are each refused with their code.
+//! Request signatures (protocol 2, credentials in metadata): a good call passes once; a bad
+//! signature, a tampered field, the wrong callee, a stale or future timestamp, a replayed nonce
+//! and an old-format call are each refused with their code; the replay cache cannot be
+//! exhausted by one caller for another (issue 13).
 
 use ed25519_dalek::SigningKey;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
-use wire::proto::{BackwardRequest, ForwardRequest, ReturnCode};
+use tonic::codegen::http::{HeaderMap, HeaderValue};
+use wire::auth::keys;
+use wire::metrics::Call;
+use wire::proto::{ForwardRequest, ReturnCode};
 use wire::{
-    sign_backward, sign_forward, verify_backward, verify_forward, AuthError, Freshness, Modality, NonceCache,
-    OwnedTensor,
+    AuthError, Authenticated, BodyDigest, Credentials, Freshness, Modality, NonceCache, OwnedTensor, Tier,
 };
 
 const NOW: u64 = 1_800_000_000_000;
@@ -23,167 +27,177 @@ fn setup() -> Setup {
     let mut rng = StdRng::seed_from_u64(7);
     let caller = SigningKey::generate(&mut rng);
     let axon = SigningKey::generate(&mut rng).verifying_key().to_bytes();
-    Setup { caller, axon, fresh: Freshness { window_ms: 10_000 }, cache: NonceCache::new(1024) }
+    Setup {
+        caller,
+        axon,
+        fresh: Freshness { window_ms: 10_000, max_future_ms: 2_000 },
+        cache: NonceCache::new(1024),
+    }
 }
 
-fn forward(s: &Setup, nonce: u64, ts: u64) -> ForwardRequest {
-    let mut req = ForwardRequest {
+fn body() -> BodyDigest {
+    let req = ForwardRequest {
         inputs: Some(OwnedTensor::from_f32(Modality::Tensor, &[1, 1, 2], &[1.0, 2.0]).into_proto()),
         ..Default::default()
     };
-    sign_forward(&mut req, &s.caller, &s.axon, nonce, ts);
-    req
+    BodyDigest::of_message(&req)
 }
 
-fn verify(s: &mut Setup, req: &ForwardRequest, now: u64) -> Result<(), AuthError> {
-    verify_forward(req, &s.axon, now, &s.fresh, &mut s.cache).map(|_| ())
+fn creds(s: &Setup, nonce: u64, ts: u64) -> Credentials {
+    Credentials::sign(&s.caller, Call::Forward, &s.axon, nonce, ts, body())
 }
 
-/// Signs a fresh request and verifies it at `now`.
-fn sign_and_verify(s: &mut Setup, nonce: u64, ts: u64, now: u64) -> Result<(), AuthError> {
-    let req = forward(s, nonce, ts);
-    verify(s, &req, now)
+/// Authenticates at `now`, then admits into the cache as a staked caller.
+fn verify(s: &mut Setup, c: &Credentials, now: u64) -> Result<Authenticated, AuthError> {
+    let auth = c.authenticate(Call::Forward, &s.axon, now, &s.fresh)?;
+    s.cache.admit(&auth, Tier::Staked, now, &s.fresh)?;
+    Ok(auth)
+}
+
+fn sign_and_verify(s: &mut Setup, nonce: u64, ts: u64, now: u64) -> Result<Authenticated, AuthError> {
+    let c = creds(s, nonce, ts);
+    verify(s, &c, now)
+}
+
+fn headers(c: &Credentials) -> HeaderMap {
+    let mut h = HeaderMap::new();
+    c.write_headers(&mut h);
+    h
 }
 
 #[test]
-fn a_signed_request_verifies_and_names_its_caller() {
+fn a_signed_call_verifies_and_names_its_caller_after_a_round_trip_through_metadata() {
     let mut s = setup();
-    let req = forward(&s, 1, NOW);
-    let key = verify_forward(&req, &s.axon, NOW + 500, &s.fresh, &mut s.cache).unwrap();
-    assert_eq!(key, s.caller.verifying_key());
+    let c = creds(&s, 1, NOW);
+    let h = headers(&c);
+    assert_eq!(h.get(keys::VERSION).unwrap(), "2");
+    assert!(h.get(keys::DIGEST).unwrap().to_str().unwrap().starts_with("sha256:"));
+    let back = Credentials::from_headers(&h).unwrap();
+    assert_eq!(back, c);
+    let auth = verify(&mut s, &back, NOW + 500).unwrap();
+    assert_eq!(auth.caller, s.caller.verifying_key().to_bytes());
 }
 
 #[test]
-fn bad_signature_is_refused() {
+fn bad_signature_is_refused_and_does_not_burn_the_nonce() {
     let mut s = setup();
-    let mut req = forward(&s, 1, NOW);
-    req.signature[0] ^= 1;
-    let e = verify(&mut s, &req, NOW).unwrap_err();
+    let mut c = creds(&s, 1, NOW);
+    c.signature[0] ^= 1;
+    let e = verify(&mut s, &c, NOW).unwrap_err();
     assert_eq!((e.clone(), e.code()), (AuthError::BadSignature, ReturnCode::InvalidSignature));
-    // Refused requests do not burn the nonce: the genuine one still passes.
     assert!(sign_and_verify(&mut s, 1, NOW, NOW).is_ok());
 }
 
 #[test]
-fn tampered_body_or_header_is_refused() {
-    let mut s = setup();
-    let mut req = forward(&s, 1, NOW);
-    flip(&mut req.inputs.as_mut().unwrap().data, 0, 1);
-    assert_eq!(verify(&mut s, &req, NOW), Err(AuthError::BadSignature));
-    let mut req = forward(&s, 2, NOW);
-    req.nonce = 3;
-    assert_eq!(verify(&mut s, &req, NOW), Err(AuthError::BadSignature));
-    let mut req = forward(&s, 4, NOW);
-    req.timestamp_ms += 1;
-    assert_eq!(verify(&mut s, &req, NOW), Err(AuthError::BadSignature));
-}
-
-#[test]
-fn someone_elses_key_as_caller_is_refused() {
-    let mut s = setup();
-    let mut req = forward(&s, 1, NOW);
-    req.caller = s.axon.to_vec();
-    assert_eq!(verify(&mut s, &req, NOW), Err(AuthError::BadSignature));
+fn every_signed_field_is_covered() {
+    let s = setup();
+    let base = creds(&s, 1, NOW);
+    type Tamper = fn(&mut Credentials);
+    let tampered: [(&str, Tamper); 4] = [
+        ("nonce", |c| c.nonce += 1),
+        ("timestamp", |c| c.timestamp_ms += 1),
+        ("body length", |c| c.body.len += 1),
+        ("digest", |c| c.body.hash[0] ^= 1),
+    ];
+    for (what, change) in tampered {
+        let mut c = base;
+        change(&mut c);
+        assert_eq!(
+            c.authenticate(Call::Forward, &s.axon, NOW, &s.fresh),
+            Err(AuthError::BadSignature),
+            "{what}"
+        );
+    }
+    // Someone else's key as the caller.
+    let mut c = base;
+    c.caller = s.axon;
+    assert_eq!(c.authenticate(Call::Forward, &s.axon, NOW, &s.fresh), Err(AuthError::BadSignature));
+    // A Forward signature is not a Backward one.
+    assert_eq!(base.authenticate(Call::Backward, &s.axon, NOW, &s.fresh), Err(AuthError::BadSignature));
 }
 
 #[test]
 fn wrong_callee_is_refused() {
-    let mut s = setup();
-    let req = forward(&s, 1, NOW);
-    let other = [9u8; 32];
-    let e = verify_forward(&req, &other, NOW, &s.fresh, &mut s.cache).unwrap_err();
+    let s = setup();
+    let e = creds(&s, 1, NOW).authenticate(Call::Forward, &[9; 32], NOW, &s.fresh).unwrap_err();
     assert_eq!((e.clone(), e.code()), (AuthError::WrongCallee, ReturnCode::InvalidSignature));
 }
 
 #[test]
-fn stale_or_future_timestamp_is_refused() {
+fn stale_or_future_timestamps_are_refused_and_the_future_window_is_short() {
     let mut s = setup();
-    let old = forward(&s, 1, NOW - 10_001);
-    let e = verify(&mut s, &old, NOW).unwrap_err();
+    let e = sign_and_verify(&mut s, 1, NOW - 10_001, NOW).unwrap_err();
     assert_eq!(e, AuthError::Stale { timestamp_ms: NOW - 10_001, now_ms: NOW, window_ms: 10_000 });
     assert_eq!(e.code(), ReturnCode::InvalidSignature);
-    let future = forward(&s, 2, NOW + 10_001);
-    assert!(matches!(verify(&mut s, &future, NOW), Err(AuthError::Stale { .. })));
-    // The edges of the window are accepted.
+    let e = sign_and_verify(&mut s, 2, NOW + 2_001, NOW).unwrap_err();
+    assert_eq!(e, AuthError::FromTheFuture { timestamp_ms: NOW + 2_001, now_ms: NOW, max_future_ms: 2_000 });
+    // The edges are accepted.
     assert!(sign_and_verify(&mut s, 3, NOW - 10_000, NOW).is_ok());
-    assert!(sign_and_verify(&mut s, 4, NOW + 10_000, NOW).is_ok());
+    assert!(sign_and_verify(&mut s, 4, NOW + 2_000, NOW).is_ok());
+    assert!(Freshness::default().max_future_ms < Freshness::default().window_ms / 10);
 }
 
 #[test]
 fn replayed_nonce_is_refused() {
     let mut s = setup();
-    let req = forward(&s, 42, NOW);
-    assert!(verify(&mut s, &req, NOW).is_ok());
-    let e = verify(&mut s, &req, NOW + 1).unwrap_err();
+    let c = creds(&s, 42, NOW);
+    assert!(verify(&mut s, &c, NOW).is_ok());
+    let e = verify(&mut s, &c, NOW + 1).unwrap_err();
     assert_eq!((e.clone(), e.code()), (AuthError::Replayed { nonce: 42 }, ReturnCode::InvalidSignature));
     // Even re-signed with a new timestamp, the same nonce is a replay inside the window.
     assert_eq!(sign_and_verify(&mut s, 42, NOW + 2, NOW + 2), Err(AuthError::Replayed { nonce: 42 }));
 }
 
 #[test]
-fn malformed_auth_fields_are_refused() {
-    let mut s = setup();
-    let mut req = forward(&s, 1, NOW);
-    req.signature.pop();
-    assert_eq!(verify(&mut s, &req, NOW), Err(AuthError::MalformedSignature(63)));
-    let mut req = forward(&s, 2, NOW);
-    req.caller = vec![1; 31];
-    assert_eq!(verify(&mut s, &req, NOW), Err(AuthError::MalformedCaller(31)));
-}
-
-#[test]
-fn forward_signature_is_not_a_backward_signature() {
-    let mut s = setup();
-    let fwd = forward(&s, 1, NOW);
-    let bwd = BackwardRequest {
-        inputs: fwd.inputs.clone(),
-        caller: fwd.caller.clone(),
-        callee: fwd.callee.clone(),
-        nonce: fwd.nonce,
-        timestamp_ms: fwd.timestamp_ms,
-        signature: fwd.signature.clone(),
-        ..Default::default()
+fn malformed_or_old_format_metadata_is_refused_with_its_code() {
+    let s = setup();
+    let good = headers(&creds(&s, 1, NOW));
+    let with = |key: &'static str, value: Option<&str>| {
+        let mut h = good.clone();
+        match value {
+            Some(v) => h.insert(key, HeaderValue::from_str(v).unwrap()),
+            None => h.remove(key),
+        };
+        Credentials::from_headers(&h).unwrap_err()
     };
-    let e = verify_backward(&bwd, &s.axon, NOW, &s.fresh, &mut s.cache).unwrap_err();
-    assert_eq!(e, AuthError::BadSignature);
-}
-
-#[test]
-fn backward_requests_sign_and_verify_with_the_same_checks() {
-    let mut s = setup();
-    let grads = OwnedTensor::from_f32(Modality::Tensor, &[1, 1, 2], &[0.1, -0.1]).into_proto();
-    let mut req = BackwardRequest { grads: Some(grads), ..Default::default() };
-    sign_backward(&mut req, &s.caller, &s.axon, 5, NOW);
-    assert!(verify_backward(&req, &s.axon, NOW, &s.fresh, &mut s.cache).is_ok());
+    // Protocol 1 sent no version at all.
+    let e = with(keys::VERSION, None);
+    assert_eq!((e.clone(), e.code()), (AuthError::MissingVersion, ReturnCode::UnsupportedVersion));
+    assert!(e.to_string().contains("protocol 2"), "{e}");
+    let e = with(keys::VERSION, Some("3"));
     assert_eq!(
-        verify_backward(&req, &s.axon, NOW, &s.fresh, &mut s.cache),
-        Err(AuthError::Replayed { nonce: 5 })
+        (e.clone(), e.code()),
+        (AuthError::UnsupportedVersion("3".into()), ReturnCode::UnsupportedVersion)
     );
-    let mut tampered = req.clone();
-    flip(&mut tampered.grads.as_mut().unwrap().data, 3, 0x40);
-    tampered.nonce = 6;
+    let e = with(keys::DIGEST, Some(&format!("blake3:{}", "00".repeat(32))));
     assert_eq!(
-        verify_backward(&tampered, &s.axon, NOW, &s.fresh, &mut s.cache),
-        Err(AuthError::BadSignature)
+        (e.clone(), e.code()),
+        (AuthError::UnsupportedDigest("blake3".into()), ReturnCode::UnsupportedVersion)
     );
+    assert_eq!(with(keys::CALLER, Some(&"11".repeat(31))), AuthError::MalformedCaller(31));
+    assert_eq!(with(keys::SIGNATURE, Some(&"11".repeat(63))), AuthError::MalformedSignature(63));
+    assert_eq!(with(keys::NONCE, None), AuthError::MissingField(keys::NONCE));
+    assert!(matches!(with(keys::NONCE, Some("-1")), AuthError::MalformedField { key: keys::NONCE, .. }));
+    assert!(matches!(
+        with(keys::DIGEST, Some("sha256")),
+        AuthError::MalformedField { key: keys::DIGEST, .. }
+    ));
+    assert!(matches!(with(keys::CALLEE, Some("zz")), AuthError::MalformedField { key: keys::CALLEE, .. }));
 }
 
 #[test]
 fn a_full_nonce_cache_forgets_the_oldest_but_never_reopens_a_replay() {
     let mut s = setup();
     s.cache = NonceCache::new(2);
-    let a = forward(&s, 1, NOW);
-    let b = forward(&s, 2, NOW + 1);
-    let c = forward(&s, 3, NOW + 2);
-    for req in [&a, &b, &c] {
-        assert!(verify(&mut s, req, NOW + 2).is_ok());
+    let (a, b, c) = (creds(&s, 1, NOW), creds(&s, 2, NOW + 1), creds(&s, 3, NOW + 2));
+    for x in [&a, &b, &c] {
+        assert!(verify(&mut s, x, NOW + 2).is_ok());
     }
     assert_eq!(s.cache.len(), 2);
-    // `a` was forgotten; replaying it hits the floor instead of passing.
+    // `a` was forgotten; replaying it hits this caller's floor instead of passing.
     let e = verify(&mut s, &a, NOW + 3).unwrap_err();
     assert_eq!(e, AuthError::BelowReplayFloor { timestamp_ms: NOW, floor_ms: NOW });
     assert_eq!(e.code(), ReturnCode::Backoff);
-    // A fresh request is still served.
     assert!(sign_and_verify(&mut s, 4, NOW + 3, NOW + 3).is_ok());
 }
 
@@ -196,9 +210,81 @@ fn expired_entries_leave_the_cache() {
     assert_eq!(s.cache.len(), 1);
 }
 
-/// Flips bits of one byte of a tensor's (shared, immutable) bytes.
-fn flip(data: &mut prost::bytes::Bytes, index: usize, mask: u8) {
-    let mut v = data.to_vec();
-    v[index] ^= mask;
-    *data = v.into();
+fn auth(caller: u8, nonce: u64, ts: u64) -> Authenticated {
+    Authenticated { caller: [caller; 32], nonce, timestamp_ms: ts }
+}
+
+/// Issue 13, the exact attack on the cache: a registered zero-stake hotkey fills the replay
+/// cache with future-dated requests (as far ahead as the axon accepts) and keeps flooding; a
+/// staked caller's fresh requests must all pass. Before per-caller floors, the forgotten
+/// future timestamps became one floor above the clock and every honest request got BACKOFF.
+#[test]
+fn a_future_dated_flood_from_a_zero_stake_key_locks_out_only_itself() {
+    let fresh = Freshness::default();
+    let mut cache = NonceCache::new(1_000);
+    let (flooder, honest) = (1u8, 2u8);
+    let mut backoffs = 0;
+    for i in 0..5_000u64 {
+        let now = NOW + i / 10; // 10 requests a millisecond
+        let _ = cache.admit(&auth(flooder, i, now + fresh.max_future_ms), Tier::Unstaked, now, &fresh);
+        if i % 50 == 0 {
+            match cache.admit(&auth(honest, i, now), Tier::Staked, now, &fresh) {
+                Ok(()) => {}
+                Err(e) => {
+                    assert_eq!(e.code(), ReturnCode::Backoff, "{e}");
+                    backoffs += 1;
+                }
+            }
+        }
+    }
+    assert_eq!(backoffs, 0, "the staked caller was refused");
+    assert!(cache.len() <= 1_000);
+    // The flooder's own floor now sits in the future: its next request at the clock is refused.
+    let now = NOW + 500;
+    assert!(cache.floor_of(&[flooder; 32]).unwrap() > now);
+    assert_eq!(
+        cache.admit(&auth(flooder, 99_999, now), Tier::Unstaked, now, &fresh).unwrap_err().code(),
+        ReturnCode::Backoff
+    );
+}
+
+/// The same attack between two staked callers, and between two zero-stake ones: per-caller
+/// floors protect each honest caller whatever its tier.
+#[test]
+fn a_flood_cannot_lock_out_a_caller_of_the_same_tier() {
+    let fresh = Freshness::default();
+    for tier in [Tier::Staked, Tier::Unstaked] {
+        let mut cache = NonceCache::new(500);
+        for i in 0..3_000u64 {
+            let now = NOW + i / 10;
+            let _ = cache.admit(&auth(1, i, now + fresh.max_future_ms), tier, now, &fresh);
+            if i % 30 == 0 {
+                assert_eq!(cache.admit(&auth(2, i, now), tier, now, &fresh), Ok(()), "{tier:?} at {i}");
+            }
+        }
+    }
+}
+
+/// Many zero-stake keys (a sybil swarm) fill the records kept for callers without stake: new
+/// zero-stake callers are told to back off until records expire; staked and trusted callers
+/// never notice.
+#[test]
+fn a_swarm_of_zero_stake_keys_never_reaches_staked_callers() {
+    let fresh = Freshness::default();
+    let mut cache = NonceCache::with_unstaked_callers(400, 50);
+    for i in 0..2_000u64 {
+        let now = NOW + i;
+        let key = (i % 200) as u8 + 10; // 200 keys, room for 50 records
+        let _ = cache.admit(&auth(key, i, now + fresh.max_future_ms), Tier::Unstaked, now, &fresh);
+        if i % 20 == 0 {
+            assert_eq!(cache.admit(&auth(1, i, now), Tier::Staked, now, &fresh), Ok(()), "at {i}");
+        }
+    }
+    let now = NOW + 2_000;
+    let e = cache.admit(&auth(3, 1, now), Tier::Unstaked, now, &fresh).unwrap_err();
+    assert!(matches!(e, AuthError::TooManyUnstakedCallers { callers: 50, .. }), "{e}");
+    assert_eq!(e.code(), ReturnCode::Backoff);
+    // Once the swarm's records leave the window, a zero-stake newcomer is served.
+    let later = now + fresh.window_ms + fresh.max_future_ms + 1;
+    assert_eq!(cache.admit(&auth(3, 2, later), Tier::Unstaked, later, &fresh), Ok(()));
 }

@@ -11,8 +11,8 @@ use wire::metrics::Call;
 use wire::proto::axon_client::AxonClient;
 use wire::proto::{self, BackwardRequest, BackwardResponse, ForwardRequest, ForwardResponse};
 use wire::{
-    encode, serve, sign_forward, AxonConfig, AxonHandle, Caller, DType, Dendrite, Handler, HandlerError,
-    Limits, Modality, OwnedTensor, ReturnCode, StakeTable, Target, TensorView,
+    encode, serve, AxonConfig, AxonHandle, BodyDigest, Caller, Credentials, DType, Dendrite, Handler,
+    HandlerError, Limits, Modality, OwnedTensor, ReturnCode, StakeTable, Target, TensorView,
 };
 
 fn key(seed: u8) -> SigningKey {
@@ -457,10 +457,27 @@ async fn the_dendrite_reuses_one_connection_per_axon() {
     assert_eq!(r[0].code, ReturnCode::Unavailable, "{}", r[0].message);
 }
 
-fn signed(caller: u8, axon: &AxonHandle, inputs: Option<proto::Tensor>, nonce: u64) -> ForwardRequest {
-    let mut req = ForwardRequest { inputs, ..Default::default() };
-    sign_forward(&mut req, &key(caller), &axon.hotkey(), nonce, now_ms());
-    req
+/// A Forward signed the way a dendrite signs it, for hand-built clients.
+fn sign_as(
+    key: &SigningKey,
+    callee: &[u8; 32],
+    req: ForwardRequest,
+    nonce: u64,
+    ts: u64,
+) -> tonic::Request<ForwardRequest> {
+    let creds = Credentials::sign(key, Call::Forward, callee, nonce, ts, BodyDigest::of_message(&req));
+    let mut request = tonic::Request::new(req);
+    creds.write_headers(request.metadata_mut().as_mut());
+    request
+}
+
+fn signed(
+    caller: u8,
+    axon: &AxonHandle,
+    inputs: Option<proto::Tensor>,
+    nonce: u64,
+) -> tonic::Request<ForwardRequest> {
+    sign_as(&key(caller), &axon.hotkey(), ForwardRequest { inputs, ..Default::default() }, nonce, now_ms())
 }
 
 /// Bad input from a hand-built client: every case gets its code, no handler call is spent on
@@ -522,26 +539,40 @@ async fn bad_requests_get_clear_codes_and_never_reach_the_handler() {
         ),
     ];
     for (i, (what, tensor, want)) in cases.into_iter().enumerate() {
+        let tensor: Option<proto::Tensor> = tensor;
         let r = client.forward(signed(1, &axon, tensor, i as u64)).await.unwrap().into_inner();
         assert_eq!(r.code, want as i32, "{what}: {}", r.message);
         assert!(!r.message.is_empty() && r.outputs.is_none(), "{what}");
     }
     let good = || Some(input(&[1.0]).into_proto());
-    // Tampered after signing, replayed, addressed elsewhere, stale.
+    let header = |r: &mut tonic::Request<ForwardRequest>, k: &'static str, v: String| {
+        r.metadata_mut().insert(k, v.parse().unwrap());
+    };
+    // Tampered after signing (metadata, then body), replayed, addressed elsewhere, stale.
     let mut tampered = signed(1, &axon, good(), 100);
-    tampered.nonce += 1;
-    let replay = signed(1, &axon, good(), 101);
-    let mut elsewhere = ForwardRequest { inputs: good(), ..Default::default() };
-    sign_forward(&mut elsewhere, &key(1), &hotkey(9), 102, now_ms());
-    let mut stale = ForwardRequest { inputs: good(), ..Default::default() };
-    sign_forward(&mut stale, &key(1), &axon.hotkey(), 103, now_ms() - 120_000);
+    header(&mut tampered, wire::auth::keys::NONCE, "99999".into());
+    let mut tampered_body = signed(1, &axon, good(), 108);
+    tampered_body.get_mut().inputs = Some(input(&[2.0]).into_proto());
+    let ts = now_ms();
+    let replay =
+        || sign_as(&key(1), &axon.hotkey(), ForwardRequest { inputs: good(), ..Default::default() }, 101, ts);
+    let elsewhere =
+        sign_as(&key(1), &hotkey(9), ForwardRequest { inputs: good(), ..Default::default() }, 102, now_ms());
+    let stale = sign_as(
+        &key(1),
+        &axon.hotkey(),
+        ForwardRequest { inputs: good(), ..Default::default() },
+        103,
+        now_ms() - 120_000,
+    );
     let mut garbage_key = signed(1, &axon, good(), 104);
-    garbage_key.caller = vec![1, 2, 3];
-    let first = client.forward(replay.clone()).await.unwrap().into_inner();
+    header(&mut garbage_key, wire::auth::keys::CALLER, "010203".into());
+    let first = client.forward(replay()).await.unwrap().into_inner();
     assert_eq!(first.code, ReturnCode::Success as i32, "{}", first.message);
     for (what, req) in [
         ("tampered", tampered),
-        ("replay", replay),
+        ("tampered body", tampered_body),
+        ("replay", replay()),
         ("elsewhere", elsewhere),
         ("stale", stale),
         ("garbage key", garbage_key),
@@ -549,27 +580,30 @@ async fn bad_requests_get_clear_codes_and_never_reach_the_handler() {
         let r = client.forward(req).await.unwrap().into_inner();
         assert_eq!(r.code, ReturnCode::InvalidSignature as i32, "{what}: {}", r.message);
     }
-    // A message over gRPC's size limit (2 * max_bytes + envelope) is refused by gRPC itself.
+    // A declared body over the limit (2 * max_bytes + envelope) is refused before it is read.
     let huge =
         signed(1, &axon, Some(encode(DType::U8, &[1, 200_000], Modality::Text, vec![0; 200_000])), 105);
-    let status = client.forward(huge).await.unwrap_err();
-    assert!(matches!(status.code(), tonic::Code::OutOfRange | tonic::Code::ResourceExhausted), "{status:?}");
-    // Garbage and truncated protobuf frames.
-    let valid = signed(1, &axon, good(), 106).encode_to_vec();
+    let r = client.forward(huge).await.unwrap().into_inner();
+    assert_eq!(r.code, ReturnCode::RequestShapeError as i32, "{}", r.message);
+    assert!(r.message.contains("declares"), "{}", r.message);
+    // A body longer than its signed length is cut off with a gRPC status.
+    let mut lying = signed(1, &axon, good(), 109);
+    header(&mut lying, wire::auth::keys::BODY_LEN, "3".into());
+    let r = client.forward(lying).await;
+    assert!(r.is_err() || r.unwrap().into_inner().code != ReturnCode::Success as i32);
+    // Garbage and truncated protobuf frames without any metadata: refused unread.
+    let valid = ForwardRequest { inputs: good(), ..Default::default() }.encode_to_vec();
     for frame in [vec![0xff; 40], valid[..valid.len() / 2].to_vec(), vec![]] {
-        let r = raw_forward(axon.local_addr(), frame).await;
-        match r {
-            Ok(resp) => assert_ne!(resp.code, ReturnCode::Success as i32),
-            Err(status) => assert_eq!(status.code(), tonic::Code::Internal, "{status:?}"),
-        }
+        let r = raw_forward(axon.local_addr(), frame).await.unwrap();
+        assert_eq!(r.code, ReturnCode::UnsupportedVersion as i32, "{}", r.message);
     }
     assert_eq!(model.calls.load(Ordering::SeqCst), 1, "only the one valid request reached the model");
     let ok = client.forward(signed(1, &axon, good(), 107)).await.unwrap().into_inner();
     assert_eq!(ok.code, ReturnCode::Success as i32);
     let unverified = axon.metrics().requests("unverified", Call::Forward, ReturnCode::InvalidSignature);
-    // tampered, elsewhere, stale, garbage key, the empty frame (no caller); the replay came
-    // from a proven key and is counted under it.
-    assert!(unverified >= 5, "{unverified}");
+    // tampered, elsewhere, stale, garbage key; the replay and the tampered body came from a
+    // proven key and are counted under it.
+    assert!(unverified >= 4, "{unverified}");
     axon.shutdown().await.unwrap();
 }
 
@@ -618,4 +652,226 @@ impl tonic::codec::Decoder for ProstDecoder {
     ) -> Result<Option<ForwardResponse>, tonic::Status> {
         ForwardResponse::decode(src).map(Some).map_err(|e| tonic::Status::internal(e.to_string()))
     }
+}
+
+/// Issue 13: an unknown caller's 100 MB upload is refused from its metadata before the axon
+/// reads it. The axon takes in no more than the HTTP/2 stream window (8 MiB) of the 100 MB
+/// (before the fix it read and decoded all of it) and its handlers read none; a staked caller
+/// is served right after on the same connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unknown_callers_100_mb_upload_is_refused_before_it_is_read() {
+    let table = stakes(&[(1, 1000)]);
+    let model = Arc::new(Recorder::default());
+    let axon = start(AxonConfig::default(), 100, model.clone(), &table).await;
+    let mut client = AxonClient::connect(format!("http://{}", axon.local_addr()))
+        .await
+        .unwrap()
+        .max_encoding_message_size(usize::MAX);
+    let n = 100_000_000;
+    let req = ForwardRequest {
+        inputs: Some(encode(DType::U8, &[1, n as u64], Modality::Text, vec![7; n])),
+        ..Default::default()
+    };
+    // An unknown key does not get as far as its signature: no need to hash the 100 MB.
+    let fake = BodyDigest { len: req.encoded_len() as u64, ..BodyDigest::of_bytes(&[]) };
+    let creds = Credentials::sign(&key(66), Call::Forward, &axon.hotkey(), 1, now_ms(), fake);
+    let mut request = tonic::Request::new(req);
+    creds.write_headers(request.metadata_mut().as_mut());
+    let started = Instant::now();
+    let r = client.forward(request).await.unwrap().into_inner();
+    assert_eq!(r.code, ReturnCode::UnknownCaller as i32, "{}", r.message);
+    let took = started.elapsed();
+    let received = axon.metrics().received_bytes();
+    assert!(received < 24 << 20, "the axon read {received} bytes of a refused 100 MB upload");
+    assert_eq!(axon.metrics().body_bytes(), 0);
+    let ok =
+        client.forward(signed(1, &axon, Some(input(&[1.0]).into_proto()), 2)).await.unwrap().into_inner();
+    assert_eq!(ok.code, ReturnCode::Success as i32, "{}", ok.message);
+    assert_eq!(model.calls.load(Ordering::SeqCst), 1);
+    eprintln!("refused in {took:?}, {received} bytes read from the socket");
+    axon.shutdown().await.unwrap();
+}
+
+/// Issue 13: each caller's bytes in flight are bounded before its body is read. With two
+/// large calls of one caller held by the handler, its third is told to back off (the budget is
+/// one largest message: two maximal Forwards), while another caller is served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bytes_in_flight_are_bounded_per_caller() {
+    let gate = Arc::new(Gate::default());
+    let model = Arc::new(Recorder { gate: Some(gate.clone()), ..Default::default() });
+    let table = stakes(&[(1, 10), (2, 10)]);
+    let limits = Limits { max_bytes: 1 << 20, max_batch: 4 };
+    let per_caller = wire::axon::max_message_bytes(&limits) as u64;
+    let config = AxonConfig {
+        limits,
+        concurrency: 3,
+        max_inflight_bytes_per_caller: per_caller,
+        max_inflight_bytes: 4 * per_caller,
+        ..Default::default()
+    };
+    let axon = start(config, 100, model.clone(), &table).await;
+    let t = target(&axon);
+    let n = (1 << 20) / 4;
+    let call = move |seed: u8| {
+        tokio::spawn(async move {
+            let big = OwnedTensor::from_f32(Modality::Tensor, &[1, 1, n], &vec![0.5; n as usize]);
+            Dendrite::new(key(seed)).forward(&[t], &big, 10 * SECOND).await.remove(0)
+        })
+    };
+    let held = [call(1), call(1)];
+    let both_held =
+        tokio::time::timeout(10 * SECOND, until("two calls", || model.calls.load(Ordering::SeqCst) == 2));
+    let both_held = both_held.await.is_ok();
+    let third = call(1).await.unwrap();
+    let other = call(2);
+    let other_admitted = tokio::time::timeout(
+        10 * SECOND,
+        until("the other caller", || model.calls.load(Ordering::SeqCst) == 3),
+    );
+    let other_admitted = other_admitted.await.is_ok();
+    // Open before asserting: a failed assertion must not leave handlers blocked forever.
+    gate.open();
+    assert!(both_held && other_admitted, "both held {both_held}, other admitted {other_admitted}");
+    assert_eq!(third.code, ReturnCode::Backoff, "{}", third.message);
+    assert!(third.message.contains("per caller"), "{}", third.message);
+    for c in held.into_iter().chain([other]) {
+        let r = c.await.unwrap();
+        assert_eq!(r.code, ReturnCode::Success, "{}", r.message);
+    }
+    // Released: the same caller is served again.
+    assert_eq!(call(1).await.unwrap().code, ReturnCode::Success);
+    axon.shutdown().await.unwrap();
+}
+
+/// Issue 13, the exact attack over the wire: a registered hotkey with zero stake floods the
+/// axon's replay cache with future-dated empty requests (as far ahead as it accepts) while a
+/// caller with 1,000 stake keeps calling. Before per-caller floors the staked caller got
+/// BACKOFF on every request once the cache was full; now it is never refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_future_dated_flood_from_a_zero_stake_key_does_not_lock_out_a_staked_caller() {
+    let table = stakes(&[(1, 1000), (2, 0)]);
+    let config = AxonConfig { replay_cache: 100, ..Default::default() };
+    let ahead = config.freshness.max_future_ms;
+    let axon = start(config, 100, Arc::new(Recorder::default()), &table).await;
+    let addr = format!("http://{}", axon.local_addr());
+    let flooder = {
+        let (me, callee) = (key(2), axon.hotkey());
+        let mut client = AxonClient::connect(addr.clone()).await.unwrap();
+        tokio::spawn(async move {
+            let mut codes = std::collections::HashMap::<i32, usize>::new();
+            for nonce in 0..300 {
+                let req = sign_as(&me, &callee, ForwardRequest::default(), nonce, now_ms() + ahead);
+                let r = client.forward(req).await.unwrap().into_inner();
+                *codes.entry(r.code).or_default() += 1;
+            }
+            codes
+        })
+    };
+    let honest = Dendrite::new(key(1));
+    let t = target(&axon);
+    let mut results = Vec::new();
+    while !flooder.is_finished() {
+        results.push(honest.forward(&[t], &input(&[1.0]), SECOND).await.remove(0));
+    }
+    let codes = flooder.await.unwrap();
+    // The flood went through authentication into the cache (EMPTY_REQUEST), past its size.
+    assert!(codes.get(&(ReturnCode::EmptyRequest as i32)).copied().unwrap_or(0) > 200, "{codes:?}");
+    assert!(axon.metrics().requests(&hex::encode(hotkey(1)), Call::Forward, ReturnCode::Success) >= 5);
+    assert!(results.len() >= 5, "only {} honest calls during the flood", results.len());
+    let refused: Vec<_> = results.iter().filter(|r| !r.is_success()).collect();
+    assert!(
+        refused.is_empty(),
+        "{} of {} staked calls refused: {:?}",
+        refused.len(),
+        results.len(),
+        refused[0]
+    );
+    axon.shutdown().await.unwrap();
+}
+
+/// Issue 12: a trusted hotkey the stake lookup does not know is served, at the lowest
+/// priority, and still signature- and replay-checked; the blacklist still wins.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trusted_callers_are_served_last_and_still_checked() {
+    let gate = Arc::new(Gate::default());
+    let model = Arc::new(Recorder { gate: Some(gate.clone()), ..Default::default() });
+    let table = stakes(&[(1, 1000), (2, 1)]);
+    let judge = 9u8;
+    let config = AxonConfig {
+        concurrency: 1,
+        trusted: HashSet::from([hotkey(judge), hotkey(8)]),
+        blacklist: HashSet::from([hotkey(8)]),
+        ..Default::default()
+    };
+    let axon = start(config, 100, model.clone(), &table).await;
+    let t = target(&axon);
+    let call = move |seed: u8| {
+        tokio::spawn(async move { Dendrite::new(key(seed)).forward(&[t], &input(&[1.0]), 10 * SECOND).await })
+    };
+    let blocker = call(1);
+    until("the blocker", || model.calls.load(Ordering::SeqCst) == 1).await;
+    let trusted = call(judge);
+    until("the judge to queue", || axon.queued() == 1).await;
+    let low = call(2);
+    until("the low-stake caller to queue", || axon.queued() == 2).await;
+    gate.open();
+    for c in [blocker, trusted, low] {
+        let r = c.await.unwrap().remove(0);
+        assert_eq!(r.code, ReturnCode::Success, "{}", r.message);
+    }
+    // Stake 1 before the judge, who queued first: trusted callers never crowd out staked ones.
+    assert_eq!(*model.served.lock().unwrap(), vec![hotkey(1), hotkey(2), hotkey(judge)]);
+    let mut client = AxonClient::connect(format!("http://{}", axon.local_addr())).await.unwrap();
+    let ts = now_ms();
+    let req = || {
+        sign_as(
+            &key(judge),
+            &axon.hotkey(),
+            ForwardRequest { inputs: Some(input(&[1.0]).into_proto()), ..Default::default() },
+            7,
+            ts,
+        )
+    };
+    assert_eq!(client.forward(req()).await.unwrap().into_inner().code, ReturnCode::Success as i32);
+    let replay = client.forward(req()).await.unwrap().into_inner();
+    assert_eq!(replay.code, ReturnCode::InvalidSignature as i32, "{}", replay.message);
+    let mut forged = signed(judge, &axon, Some(input(&[1.0]).into_proto()), 8);
+    forged.metadata_mut().insert(wire::auth::keys::SIGNATURE, "00".repeat(64).parse().unwrap());
+    assert_eq!(client.forward(forged).await.unwrap().into_inner().code, ReturnCode::InvalidSignature as i32);
+    let banned = Dendrite::new(key(8)).forward(&[t], &input(&[1.0]), SECOND).await;
+    assert_eq!(banned[0].code, ReturnCode::Blacklisted);
+    axon.shutdown().await.unwrap();
+
+    // Negative control: without the trust entry the same judge is an unknown caller.
+    let axon = start(AxonConfig::default(), 100, model.clone(), &table).await;
+    let r = Dendrite::new(key(judge)).forward(&[target(&axon)], &input(&[1.0]), SECOND).await;
+    assert_eq!(r[0].code, ReturnCode::UnknownCaller);
+    axon.shutdown().await.unwrap();
+}
+
+/// A protocol-1 request (authentication inside the message, no metadata) is refused with
+/// UNSUPPORTED_VERSION and a message that says what changed, without reaching the handler.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[allow(deprecated)]
+async fn an_old_format_request_gets_unsupported_version() {
+    let model = Arc::new(Recorder::default());
+    let axon = start(AxonConfig::default(), 100, model.clone(), &stakes(&[(1, 10)])).await;
+    let mut client = AxonClient::connect(format!("http://{}", axon.local_addr())).await.unwrap();
+    let v1 = ForwardRequest {
+        inputs: Some(input(&[1.0]).into_proto()),
+        caller: hotkey(1).to_vec(),
+        callee: axon.hotkey().to_vec(),
+        nonce: 1,
+        timestamp_ms: now_ms(),
+        signature: vec![0; 64],
+    };
+    let r = client.forward(v1).await.unwrap().into_inner();
+    assert_eq!(r.code, ReturnCode::UnsupportedVersion as i32, "{}", r.message);
+    assert!(r.message.contains("protocol 2") && r.message.contains("metadata"), "{}", r.message);
+    let mut v3 = signed(1, &axon, Some(input(&[1.0]).into_proto()), 2);
+    v3.metadata_mut().insert(wire::auth::keys::VERSION, "3".parse().unwrap());
+    let r = client.forward(v3).await.unwrap().into_inner();
+    assert_eq!(r.code, ReturnCode::UnsupportedVersion as i32, "{}", r.message);
+    assert_eq!(model.calls.load(Ordering::SeqCst), 0);
+    axon.shutdown().await.unwrap();
 }
