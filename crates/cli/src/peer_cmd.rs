@@ -7,7 +7,7 @@ use nucleus::{Corpus, Inference, Nucleus, NucleusConfig};
 use peer::run::{Ending, PretrainConfig, Role, RunConfig};
 use peer::ModelSize;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 #[derive(Debug, Args)]
@@ -64,8 +64,9 @@ struct RunArgs {
     #[arg(long, default_value = "ws://127.0.0.1:9944")]
     chain: String,
     /// Training text: a fortunes file, a text file or a directory of them, or the name of a
-    /// fortunes topic (`science`, `computers`, ...: the installed package, else the built-in sample)
-    #[arg(long, value_name = "PATH|TOPIC")]
+    /// fortunes topic (`science`, `computers`, ...: $AGORA_FORTUNES_DIR, the installed package,
+    /// else the built-in sample); `+` joins several into one mixture (`science+computers`)
+    #[arg(long, value_name = "PATH|TOPIC[+...]")]
     dataset: String,
     /// Directory for status.csv, checkpoints and final.json
     #[arg(long, value_name = "DIR", default_value = "./agora-peer")]
@@ -192,11 +193,9 @@ fn pretrain(a: PretrainArgs) -> Result<()> {
     Ok(())
 }
 
-/// A dataset flag: an existing path, else a fortunes topic.
+/// A dataset flag: `+`-separated paths or fortunes topics (`nucleus::Corpus::resolve`).
 pub fn load_corpus(dataset: &str) -> Result<Corpus> {
-    let path = Path::new(dataset);
-    let corpus = if path.exists() { Corpus::from_path(path) } else { Corpus::fortune_topic(dataset) };
-    corpus.with_context(|| format!("dataset {dataset:?} (a path, or a fortunes topic)"))
+    Ok(Corpus::resolve(dataset)?)
 }
 
 fn run_peer(a: RunArgs) -> Result<()> {

@@ -8,8 +8,8 @@ pub enum LocalnetError {
     Scenario(String),
     #[error("{path}: {source}")]
     Io { path: PathBuf, source: std::io::Error },
-    #[error("dataset topic {topic:?} not found; looked in {looked:?} (install the Debian `fortunes` package or pass a path)")]
-    Dataset { topic: String, looked: Vec<PathBuf> },
+    #[error("dataset {topic:?}: {reason}")]
+    Dataset { topic: String, reason: String },
     #[error("node process: {0}")]
     Node(String),
     #[error("peer {name}: {reason}")]

@@ -30,7 +30,7 @@ pub use error::LocalnetError;
 pub use genesis::{faucet_key, genesis, CHAIN_ID, FEE_BUDGET};
 pub use judge::{Judge, JudgeConfig, Judgement};
 pub use market::{run_market, MarketOptions, MarketOutcome, WeightsPolicy};
-pub use process::{dataset_path, peer_argv, PeerLaunch};
+pub use process::{check_dataset, peer_argv, PeerLaunch};
 pub use report::{compare_markdown, write_compare, write_report, Summary};
 pub use run::{compare, run, RunOptions, RunOutcome};
 pub use scenario::{ModelSize, PeerSpec, Role, Scenario};

@@ -18,7 +18,6 @@ use crate::error::LocalnetError;
 use crate::genesis::genesis;
 use crate::judge::{Answers, Judge, JudgeConfig, JudgeLog, Judgement, Subject};
 use crate::monitor::{rows_of, table, Sampler};
-use crate::process::dataset_path;
 use crate::report::{peer_dir, write_report, RunInfo, Summary};
 use crate::scenario::{peer_preset, peer_role, Role, Scenario};
 use crate::setup::{fund_register_stake, PeerKeys};
@@ -123,10 +122,9 @@ fn market_keys(scenario: &Scenario, seed: u64) -> Vec<PeerKeys> {
         .collect()
 }
 
-/// A peer's topic, as its process would load it.
-pub fn load_corpus(topic: &str) -> Result<Corpus, LocalnetError> {
-    let path = dataset_path(topic)?;
-    Corpus::from_path(&path).map_err(|e| LocalnetError::Scenario(format!("dataset {topic}: {e}")))
+/// A peer's dataset, as its process loads it.
+pub fn load_corpus(spec: &str) -> Result<Corpus, LocalnetError> {
+    Corpus::resolve(spec).map_err(|e| LocalnetError::Dataset { topic: spec.into(), reason: e.to_string() })
 }
 
 async fn market(opts: &MarketOptions) -> Result<MarketOutcome, LocalnetError> {

@@ -11,33 +11,13 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-/// Where datasets come from: the Debian `fortunes` package's topic files, then the sample the
-/// nucleus crate ships. `AGORA_FORTUNES_DIR` overrides both.
-pub fn dataset_dirs() -> Vec<PathBuf> {
-    let mut dirs = Vec::new();
-    if let Some(d) = std::env::var_os("AGORA_FORTUNES_DIR") {
-        dirs.push(PathBuf::from(d));
-    }
-    dirs.push(PathBuf::from("/usr/share/games/fortunes"));
-    dirs.push(Path::new(env!("CARGO_MANIFEST_DIR")).join("../nucleus/data"));
-    dirs
-}
-
-/// The file of a dataset topic (`computers`, `science`, ...), or the path itself if the topic
-/// names an existing file.
-pub fn dataset_path(topic: &str) -> Result<PathBuf, LocalnetError> {
-    let direct = PathBuf::from(topic);
-    if topic.contains('/') && direct.is_file() {
-        return Ok(direct);
-    }
-    let dirs = dataset_dirs();
-    for d in &dirs {
-        let p = d.join(topic);
-        if p.is_file() {
-            return Ok(p);
-        }
-    }
-    Err(LocalnetError::Dataset { topic: topic.into(), looked: dirs })
+/// Checks that a scenario's dataset resolves (`nucleus::Corpus::resolve`: `+`-separated
+/// fortunes topics or paths), so a typo fails before any process starts. The peer process
+/// resolves the same text the same way.
+pub fn check_dataset(spec: &str) -> Result<(), LocalnetError> {
+    nucleus::Corpus::resolve(spec)
+        .map(|_| ())
+        .map_err(|e| LocalnetError::Dataset { topic: spec.into(), reason: e.to_string() })
 }
 
 /// Sends SIGTERM to `pid` through the system's `kill` (no unsafe code, no libc binding).
@@ -180,7 +160,7 @@ pub const HOTKEY: &str = "default";
 /// --axon-addr 127.0.0.1:0`; a duplicate runs as `honest` with its original's dataset, model
 /// size and seed. The wallet's coldkey password is [`crate::setup::PASSWORD`].
 pub fn peer_argv(l: &PeerLaunch) -> Result<Vec<String>, LocalnetError> {
-    let dataset = dataset_path(&l.spec.dataset)?;
+    check_dataset(&l.spec.dataset)?;
     let role = match l.spec.role {
         // A duplicate runs as honest with its original's dataset, size and seed.
         Role::Honest | Role::Duplicate => vec!["honest".to_string()],
@@ -203,7 +183,7 @@ pub fn peer_argv(l: &PeerLaunch) -> Result<Vec<String>, LocalnetError> {
         "--chain".into(),
         l.chain.clone(),
         "--dataset".into(),
-        dataset.display().to_string(),
+        l.spec.dataset.clone(),
         "--out".into(),
         l.out.display().to_string(),
         "--role".into(),
@@ -296,10 +276,10 @@ impl Drop for PeerProcess {
 /// `agora peer pretrain` for one peer: its model trained alone into `out/checkpoint`, with
 /// stdout and stderr in `out/pretrain.log`.
 pub fn spawn_pretrain(agora: &Path, spec: &PeerSpec, out: &Path) -> Result<Child, LocalnetError> {
-    let dataset = dataset_path(&spec.dataset)?;
+    check_dataset(&spec.dataset)?;
     let mut cmd = Command::new(agora);
     cmd.args(["peer", "pretrain", "--dataset"])
-        .arg(dataset)
+        .arg(&spec.dataset)
         .arg("--steps")
         .arg(spec.pretrain_steps.to_string())
         .arg("--out")

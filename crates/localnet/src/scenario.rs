@@ -91,7 +91,8 @@ pub struct PeerSpec {
     pub role: Role,
     #[serde(default = "default_size")]
     pub model_size: ModelSize,
-    /// A fortunes topic (`computers`, `science`, ...), resolved by [`crate::dataset_path`].
+    /// A fortunes topic (`computers`, `science`, ...), a path, or a `+`-separated mixture of
+    /// them (`science+computers`), as `nucleus::Corpus::resolve` reads it.
     #[serde(default = "default_dataset")]
     pub dataset: String,
     /// For [`Role::Duplicate`]: the name of the peer it copies.

@@ -36,26 +36,27 @@ fn peer(name: &str, role: Role, dataset: &str, seed: u64, pretrain_steps: u64) -
     }
 }
 
-/// Six tiny honest peers whose value to the others is graded by how long they trained alone,
-/// a noise peer, and a two-peer cabal with 30% of the stake that serves noise and weights only
-/// itself.
+/// Six tiny honest peers: on each of three topics an expert, whose value to the others is
+/// graded by how long it trained alone (1,200, 500 and 200 steps), and a newcomer that trained
+/// 30 steps and has little to offer; a noise peer; and a two-peer cabal with 30% of the stake
+/// that serves noise and weights only itself.
 fn graded_market() -> Scenario {
     Scenario {
         mechanism: "yuma".into(),
-        epochs: 10,
+        epochs: 12,
         tempo: 5,
         weights_interval: 5,
         cabal_stake_share: 0.3,
         peers: vec![
-            peer("h-1200", Role::Honest, "science", 1, 1200),
-            peer("h-600", Role::Honest, "science", 2, 600),
-            peer("h-250", Role::Honest, "science", 3, 250),
-            peer("h-100", Role::Honest, "science", 4, 100),
-            peer("h-30", Role::Honest, "science", 5, 30),
-            peer("h-0", Role::Honest, "science", 6, 0),
-            peer("noise", Role::Noise, "science", 7, 0),
-            peer("cabal-a", Role::Cabal, "science", 8, 0),
-            peer("cabal-b", Role::Cabal, "science", 9, 0),
+            peer("science-expert", Role::Honest, "science", 1, 1200),
+            peer("computers-expert", Role::Honest, "computers", 2, 500),
+            peer("startrek-expert", Role::Honest, "startrek", 3, 200),
+            peer("science-newcomer", Role::Honest, "science", 4, 30),
+            peer("computers-newcomer", Role::Honest, "computers", 5, 30),
+            peer("startrek-newcomer", Role::Honest, "startrek", 6, 30),
+            peer("noise", Role::Noise, "food", 7, 0),
+            peer("cabal-a", Role::Cabal, "food", 8, 0),
+            peer("cabal-b", Role::Cabal, "food", 9, 0),
         ],
         ..Scenario::default()
     }
@@ -87,6 +88,7 @@ fn the_market_pays_for_value_and_random_weights_do_not() {
     let dir = TempDir::new("scored");
     let mut opts = MarketOptions::new(graded_market(), dir.0.clone());
     opts.seed = 7;
+    opts.judge.batches = 4;
     let honest = run_market(&opts).expect("market");
     let s = &honest.summary;
     eprintln!("scored: {s:#?}");
@@ -95,6 +97,7 @@ fn the_market_pays_for_value_and_random_weights_do_not() {
     let dir = TempDir::new("random");
     let mut control = MarketOptions::new(graded_market(), dir.0.clone());
     control.seed = 7;
+    control.judge.batches = 4;
     control.weights = WeightsPolicy::Random;
     let random = run_market(&control).expect("control market");
     let c = &random.summary;

@@ -6,7 +6,7 @@
 //! neighbours on `HeldOut`, and never reads `Test`, which belongs to the market's independent
 //! judge (DESIGN.md: value is judged from outside the market, on data no peer has seen).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -25,6 +25,17 @@ fn builtin_bytes(topic: &str) -> Option<&'static [u8]> {
         "startrek" => Some(include_bytes!("../data/startrek")),
         _ => None,
     }
+}
+
+/// Where fortunes topics are looked for, in order: `AGORA_FORTUNES_DIR` if set, then Debian's
+/// `fortunes` package (`/usr/share/games/fortunes`); the built-in sample comes after them.
+pub fn fortune_dirs() -> Vec<PathBuf> {
+    let mut dirs = Vec::new();
+    if let Some(d) = std::env::var_os("AGORA_FORTUNES_DIR") {
+        dirs.push(PathBuf::from(d));
+    }
+    dirs.push(PathBuf::from("/usr/share/games/fortunes"));
+    dirs
 }
 
 /// Entries are dealt in rounds of `HELD_OUT_EVERY` by their position in the source: the last of
@@ -161,13 +172,58 @@ impl Corpus {
         }
     }
 
-    /// A topic from the installed `fortunes` package if present, else the built-in sample.
+    /// A fortunes topic: the file of that name in the first of [`fortune_dirs`] that has one,
+    /// else the built-in sample.
     pub fn fortune_topic(topic: &str) -> Result<Self, NucleusError> {
-        let installed = Path::new("/usr/share/games/fortunes").join(topic);
-        if installed.is_file() {
-            Self::from_path(&installed)
-        } else {
-            Self::builtin(topic)
+        for dir in fortune_dirs() {
+            let path = dir.join(topic);
+            if path.is_file() {
+                return Self::from_path(&path);
+            }
+        }
+        Self::builtin(topic).map_err(|_| {
+            NucleusError::Data(format!(
+                "no fortunes topic {topic:?} in {:?} and no built-in one (built in: {BUILTIN_TOPICS:?}); \
+                 install Debian's `fortunes` package, set AGORA_FORTUNES_DIR, or give a path",
+                fortune_dirs()
+            ))
+        })
+    }
+
+    /// A dataset as users name it: `+`-separated parts, each an existing file or directory
+    /// (see [`Corpus::from_path`]) or a fortunes topic ([`Corpus::fortune_topic`]). Several
+    /// parts make a mixture ([`Corpus::mixture`]): `science+computers`.
+    pub fn resolve(spec: &str) -> Result<Self, NucleusError> {
+        let parts: Vec<&str> = spec.split('+').map(str::trim).collect();
+        if parts.iter().any(|p| p.is_empty()) {
+            return Err(NucleusError::Data(format!("dataset {spec:?} has an empty part")));
+        }
+        let corpora = parts
+            .iter()
+            .map(|p| {
+                let path = Path::new(p);
+                if path.exists() {
+                    Self::from_path(path)
+                } else {
+                    Self::fortune_topic(p)
+                }
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        match corpora.len() {
+            1 => Ok(corpora.into_iter().next().expect("one part")),
+            _ => Ok(Self::mixture(spec, &corpora)),
+        }
+    }
+
+    /// Several corpora as one: each split is the concatenation of the parts' same split, so
+    /// a mixture's test text is still text none of its parts trains on.
+    pub fn mixture(name: &str, parts: &[Corpus]) -> Self {
+        let cat = |f: fn(&Corpus) -> &Vec<u8>| parts.iter().flat_map(|c| f(c).iter().copied()).collect();
+        Corpus {
+            name: name.to_string(),
+            train: cat(|c| &c.train),
+            held_out: cat(|c| &c.held_out),
+            test: cat(|c| &c.test),
         }
     }
 
@@ -303,6 +359,19 @@ mod tests {
         assert!(String::from_utf8_lossy(&all).contains("para two"));
         assert!(String::from_utf8_lossy(&c.held_out).contains("entry number 7\n")); // 2 paragraphs of notes.txt come first
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn datasets_resolve_to_topics_paths_and_mixtures() {
+        let one = Corpus::resolve("food").unwrap();
+        assert_eq!(one.train, Corpus::fortune_topic("food").unwrap().train);
+        let mix = Corpus::resolve("food+science").unwrap();
+        let (f, s) = (Corpus::fortune_topic("food").unwrap(), Corpus::fortune_topic("science").unwrap());
+        assert_eq!(mix.test.len(), f.test.len() + s.test.len());
+        assert_eq!(mix.train.len(), f.train.len() + s.train.len());
+        let err = Corpus::resolve("food+no-such-topic").unwrap_err().to_string();
+        assert!(err.contains("no-such-topic") && err.contains("AGORA_FORTUNES_DIR"), "{err}");
+        assert!(Corpus::resolve("food+").is_err());
     }
 
     #[test]
