@@ -30,6 +30,7 @@ mod epoch;
 pub mod error;
 mod exec;
 pub mod genesis;
+pub mod integrity;
 mod ledger;
 pub mod merkle;
 pub mod pow;
@@ -47,6 +48,7 @@ pub use genesis::{
     dev_key, public_key, EmissionMode, FeeSchedule, GenesisAccount, GenesisConfig, GenesisError,
     GenesisNeuron, Limits, RegistrationConfig, WeightsConfig,
 };
+pub use integrity::{state_records, stored_block, IntegrityError};
 pub use ledger::{ChainHead, Ledger, Metagraph};
 pub use state::{Issuance, State};
 pub use store::{MemStore, Store, StoreError, WriteBatch};
