@@ -12,15 +12,20 @@
 //! multi-validator engine would replace [`run`]'s producer loop and keep the rest. It never
 //! re-implements ledger rules: every check is the ledger's.
 
+pub mod chain_dir;
+pub mod history;
 pub mod mempool;
 pub mod metrics;
 pub mod rpc;
+pub mod server;
 pub mod store;
 
 use client::types::NewHead;
+use history::History;
 use ledger::{dev_key, public_key, GenesisConfig, Hash, Ledger, LedgerError, TxStatus, UNITS_PER_TOKEN};
 use mempool::{Mempool, MempoolError};
 use metrics::Metrics;
+use server::{Connections, RpcLimits};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -59,6 +64,53 @@ pub struct NodeArgs {
     /// Most transactions the mempool holds; submissions beyond are refused
     #[arg(long, default_value_t = 10_000)]
     pub mempool_size: usize,
+    /// Start a new chain although the data directory exists. Never replaces a readable chain;
+    /// an unreadable chain.redb is kept as chain.redb.unreadable-<time>
+    #[arg(long)]
+    pub new_chain: bool,
+    /// How many blocks back agora_metagraph serves past heights (a state checkpoint is kept
+    /// every epoch for as long)
+    #[arg(long, default_value_t = 10_000)]
+    pub history_blocks: u64,
+    /// Most RPC connections at once, HTTP and WebSocket
+    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..), help_heading = "RPC limits")]
+    pub rpc_max_connections: u32,
+    /// Most RPC connections at once from one IP address
+    #[arg(long, default_value_t = 128, value_parser = clap::value_parser!(u32).range(1..), help_heading = "RPC limits")]
+    pub rpc_max_connections_per_ip: u32,
+    /// Most WebSocket connections at once (counted apart, so subscriptions cannot take every slot)
+    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..), help_heading = "RPC limits")]
+    pub rpc_max_ws: u32,
+    /// Most WebSocket connections at once from one IP address
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..), help_heading = "RPC limits")]
+    pub rpc_max_ws_per_ip: u32,
+    /// Seconds a client has to send a request's headers, and again its body; an idle keep-alive
+    /// connection is closed after as long
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..), help_heading = "RPC limits")]
+    pub rpc_request_timeout_secs: u64,
+    /// Seconds a WebSocket may stay open with no subscription and no call
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..), help_heading = "RPC limits")]
+    pub rpc_ws_idle_secs: u64,
+    /// Most agora_metagraph calls at a past height running at once (each rebuilds a state);
+    /// others wait up to 2 s, then get error -33016
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..), help_heading = "RPC limits")]
+    pub rpc_max_historical: u32,
+}
+
+impl NodeArgs {
+    /// The RPC server's limits from the flags; the largest request holds one transaction of the
+    /// genesis' maximum size as hex, plus room for the JSON around it.
+    pub fn rpc_limits(&self, genesis: &GenesisConfig) -> RpcLimits {
+        RpcLimits {
+            max_connections: self.rpc_max_connections as usize,
+            max_connections_per_ip: self.rpc_max_connections_per_ip as usize,
+            max_ws: self.rpc_max_ws as usize,
+            max_ws_per_ip: self.rpc_max_ws_per_ip as usize,
+            request_timeout: Duration::from_secs(self.rpc_request_timeout_secs),
+            ws_idle_timeout: Duration::from_secs(self.rpc_ws_idle_secs),
+            max_request_bytes: genesis.limits.max_tx_bytes.saturating_mul(2).saturating_add(64 * 1024),
+        }
+    }
 }
 
 /// Why the node stopped or could not start.
@@ -70,6 +122,14 @@ pub enum NodeError {
     GenesisFile { path: PathBuf, reason: String },
     #[error("cannot create the data directory {path}: {source}")]
     DataDir { path: PathBuf, source: std::io::Error },
+    #[error("the data directory {path} exists but holds no chain ({found}). A node never starts a new chain over an existing directory: pass --new-chain to start one there, or use another --data-dir")]
+    NoChain { path: PathBuf, found: String },
+    #[error("the chain store {path} is damaged: {reason}. The node will not build on it: restore the data directory from a backup, or pass --new-chain to keep the damaged file aside and start a new chain")]
+    DamagedStore { path: PathBuf, reason: String },
+    #[error("--new-chain: {path} holds a chain at height {height}, and --new-chain never replaces a chain: drop the flag to resume it, or use another --data-dir")]
+    NewChainOverChain { path: PathBuf, height: u64 },
+    #[error("{path} is in use by another process: is another node running on this data directory?")]
+    InUse { path: PathBuf },
     #[error("ledger: {0}")]
     Ledger(#[from] LedgerError),
     #[error("block production failed: {0}")]
@@ -91,7 +151,21 @@ pub struct Shared {
     /// node remembers the recent ones for `agora_getTransaction`, in memory only.
     rejected_in_block: Mutex<HashMap<Hash, (u64, u32, ledger::Receipt)>>,
     pub metrics: Metrics,
+    /// Checkpoints and past states.
+    history: History,
+    /// Slots for past-metagraph calls (`--rpc-max-historical`).
+    historical: Arc<tokio::sync::Semaphore>,
+    max_historical: usize,
+    /// The RPC server's connections and refusals.
+    pub rpc: Arc<Connections>,
 }
+
+/// Subscriptions one WebSocket may hold.
+const MAX_SUBSCRIPTIONS_PER_WS: u32 = 16;
+/// Calls in one JSON-RPC batch (they run one after the other).
+const MAX_BATCH: u32 = 32;
+/// Messages queued for one WebSocket before a subscription skips heads.
+const WS_BUFFER: u32 = 64;
 
 /// How many in-block rejections [`Shared`] remembers (cleared when exceeded: they are rare).
 const REMEMBERED_REJECTIONS: usize = 10_000;
@@ -156,6 +230,11 @@ impl Shared {
             map.extend(rejected);
         }
         self.mempool().after_block(&ledger, &ids);
+        // A checkpoint at every epoch block; failing to write one only makes past metagraphs
+        // slower (they replay from an earlier one), so it does not stop the chain.
+        if let Err(e) = self.history.after_block(outcome.header.height, ledger.store()) {
+            eprintln!("checkpoint at block {}: {e}", outcome.header.height);
+        }
         drop(ledger);
 
         let m = &self.metrics;
@@ -211,15 +290,29 @@ pub fn run(args: NodeArgs) -> Result<(), NodeError> {
 }
 
 async fn run_async(args: NodeArgs) -> Result<(), NodeError> {
-    std::fs::create_dir_all(&args.data_dir)
-        .map_err(|source| NodeError::DataDir { path: args.data_dir.clone(), source })?;
-    let store = RedbStore::open(&args.data_dir.join("chain.redb")).map_err(LedgerError::from)?;
-    let ledger = Ledger::open_or_init(store, genesis_of(&args)?)?;
+    let genesis = genesis_of(&args)?;
+    let limits = args.rpc_limits(&genesis);
+    let (ledger, opened) = chain_dir::open(&args.data_dir, genesis.clone(), args.new_chain)?;
     let head = ledger.head();
+    let history = History::new(ledger.store().clone(), genesis, args.history_blocks);
+    // The checkpoint of the head, if a crash came between its block and its checkpoint.
+    if let Err(e) = history.after_block(head.height, ledger.store()) {
+        eprintln!("checkpoint at block {}: {e}", head.height);
+    }
 
     println!("agora node: chain {} (genesis {})", ledger.chain_id(), ledger.genesis().hash());
     println!("data directory: {}", args.data_dir.display());
-    println!("resuming at height {} (state root {})", head.height, head.state_root);
+    match opened {
+        chain_dir::Opened::Resumed => {
+            println!("resuming at height {} (state root {}), store checked", head.height, head.state_root)
+        }
+        chain_dir::Opened::Started => println!("new chain at height 0 (state root {})", head.state_root),
+        chain_dir::Opened::StartedOver { kept } => println!(
+            "new chain at height 0 (state root {}); the unreadable chain file was kept as {}",
+            head.state_root,
+            kept.display()
+        ),
+    }
     if args.dev {
         println!(
             "funded dev accounts ({} tokens each). INSECURE: their secret keys derive from the",
@@ -239,17 +332,40 @@ async fn run_async(args: NodeArgs) -> Result<(), NodeError> {
         new_tx: tokio::sync::Notify::new(),
         rejected_in_block: Mutex::new(HashMap::new()),
         metrics: Metrics::default(),
+        history,
+        historical: Arc::new(tokio::sync::Semaphore::new(args.rpc_max_historical as usize)),
+        max_historical: args.rpc_max_historical as usize,
+        rpc: Arc::new(Connections::new(&limits)),
     });
     shared.metrics.height.store(head.height, Ordering::Relaxed);
 
     let module = rpc::module(shared.clone()).map_err(|e| NodeError::Runtime(e.to_string()))?;
-    let server = jsonrpsee::server::Server::builder()
+    let config = jsonrpsee::server::ServerConfig::builder()
+        // jsonrpsee counts HTTP calls in flight and WebSockets under this one limit; the
+        // accept loop's limits (at most one call in flight per connection) are the binding ones.
+        .max_connections(limits.max_connections as u32)
+        .max_subscriptions_per_connection(MAX_SUBSCRIPTIONS_PER_WS)
+        .set_batch_request_config(jsonrpsee::server::BatchRequestConfig::Limit(MAX_BATCH))
+        .max_request_body_size(limits.max_request_bytes)
+        .set_message_buffer_capacity(WS_BUFFER)
+        // Closes WebSockets whose client stopped answering pings (a dead peer).
+        .enable_ws_ping(
+            jsonrpsee::server::PingConfig::new()
+                .ping_interval(Duration::from_secs(30))
+                .inactive_limit(Duration::from_secs(60)),
+        )
+        .build();
+    let svc_builder = jsonrpsee::server::Server::builder()
+        .set_config(config)
         .set_http_middleware(tower::ServiceBuilder::new().layer(metrics::MetricsLayer(shared.clone())))
-        .build(args.rpc_addr)
+        .set_rpc_middleware(jsonrpsee::server::middleware::rpc::RpcServiceBuilder::new().layer_fn(rpc::Guard))
+        .to_service_builder();
+    let listener = tokio::net::TcpListener::bind(args.rpc_addr)
         .await
         .map_err(|source| NodeError::Rpc { addr: args.rpc_addr, source })?;
-    let addr = server.local_addr().map_err(|source| NodeError::Rpc { addr: args.rpc_addr, source })?;
-    let handle = server.start(module);
+    let addr = listener.local_addr().map_err(|source| NodeError::Rpc { addr: args.rpc_addr, source })?;
+    let (stop, handle) = jsonrpsee::server::stop_channel();
+    tokio::spawn(server::serve(listener, svc_builder, module.into(), limits, shared.rpc.clone(), stop));
     // Tests and scripts parse this line for the bound address (port 0 picks a free one).
     println!("rpc listening on http://{addr} (WebSocket: ws://{addr}, metrics: http://{addr}/metrics)");
     match args.instant {
