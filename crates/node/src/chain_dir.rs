@@ -182,10 +182,9 @@ mod tests {
     use super::*;
     use ledger::{dev_key, public_key, Call, TxBody, UNITS_PER_TOKEN};
 
+    /// A data directory that does not exist yet.
     fn temp(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("agora-node-dir-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        dir
+        crate::test_util::temp_dir(name).join("data")
     }
 
     fn genesis() -> GenesisConfig {

@@ -106,10 +106,7 @@ mod tests {
     use ledger::{dev_key, public_key, Call, GenesisNeuron, TxBody, UNITS_PER_TOKEN};
 
     fn temp(name: &str) -> std::path::PathBuf {
-        let dir = std::env::temp_dir().join(format!("agora-node-history-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        dir
+        crate::test_util::temp_dir(name)
     }
 
     /// Three neurons setting weights, an epoch every 4 blocks.

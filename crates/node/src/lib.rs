@@ -19,6 +19,8 @@ pub mod metrics;
 pub mod rpc;
 pub mod server;
 pub mod store;
+#[cfg(test)]
+mod test_util;
 
 use client::types::NewHead;
 use history::History;

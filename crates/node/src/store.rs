@@ -236,10 +236,7 @@ mod tests {
     use ledger::{dev_key, public_key, Call, GenesisConfig, Ledger, MemStore, TxBody, UNITS_PER_TOKEN};
 
     fn temp(name: &str) -> std::path::PathBuf {
-        let dir = std::env::temp_dir().join(format!("agora-node-store-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        dir
+        crate::test_util::temp_dir(name)
     }
 
     fn transfers(chain: &str, nonce: u64) -> Vec<ledger::SignedTx> {
@@ -274,14 +271,20 @@ mod tests {
         std::fs::write(path, bytes).unwrap();
     }
 
+    /// A directory with a chain file of 150 blocks: (directory, file, the file's bytes).
+    fn sound_file(name: &str) -> (std::path::PathBuf, std::path::PathBuf, Vec<u8>) {
+        let dir = temp(name);
+        let path = dir.join("chain.redb");
+        chain_file(&path, 150);
+        let pristine = std::fs::read(&path).unwrap();
+        (dir, path, pristine)
+    }
+
     /// Issue 13: a file damaged by random writes opened at its old height, then reads failed
     /// or panicked inside redb. Now the open verifies every page and refuses it.
     #[test]
     fn a_damaged_file_is_refused_at_open() {
-        let dir = temp("damaged");
-        let path = dir.join("chain.redb");
-        chain_file(&path, 150);
-        let pristine = std::fs::read(&path).unwrap();
+        let (dir, path, pristine) = sound_file("damaged");
         assert!(Ledger::open(RedbStore::open(&path).unwrap()).unwrap().check_integrity().is_ok());
         for seed in 0..5 {
             damage(&path, &pristine, seed);
@@ -298,10 +301,7 @@ mod tests {
     /// panic into an error, so a damaged store never takes a client's call (or the node) down.
     #[test]
     fn reads_of_a_damaged_file_fail_without_panicking() {
-        let dir = temp("panics");
-        let path = dir.join("chain.redb");
-        chain_file(&path, 150);
-        let pristine = std::fs::read(&path).unwrap();
+        let (dir, path, pristine) = sound_file("panics");
         let mut caught = 0;
         for seed in 0..30 {
             damage(&path, &pristine, seed);
