@@ -94,7 +94,7 @@ pub struct NodeArgs {
     #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..), help_heading = "RPC limits")]
     pub rpc_ws_idle_secs: u64,
     /// Most agora_metagraph calls at a past height running at once (each rebuilds a state);
-    /// others wait up to 2 s, then get error -33016
+    /// others wait up to 10 s, then get error -33016
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..), help_heading = "RPC limits")]
     pub rpc_max_historical: u32,
 }
@@ -111,6 +111,7 @@ impl NodeArgs {
             request_timeout: Duration::from_secs(self.rpc_request_timeout_secs),
             ws_idle_timeout: Duration::from_secs(self.rpc_ws_idle_secs),
             max_request_bytes: genesis.limits.max_tx_bytes.saturating_mul(2).saturating_add(64 * 1024),
+            max_historical: self.rpc_max_historical as usize,
         }
     }
 }
@@ -155,9 +156,6 @@ pub struct Shared {
     pub metrics: Metrics,
     /// Checkpoints and past states.
     history: History,
-    /// Slots for past-metagraph calls (`--rpc-max-historical`).
-    historical: Arc<tokio::sync::Semaphore>,
-    max_historical: usize,
     /// The RPC server's connections and refusals.
     pub rpc: Arc<Connections>,
 }
@@ -335,8 +333,6 @@ async fn run_async(args: NodeArgs) -> Result<(), NodeError> {
         rejected_in_block: Mutex::new(HashMap::new()),
         metrics: Metrics::default(),
         history,
-        historical: Arc::new(tokio::sync::Semaphore::new(args.rpc_max_historical as usize)),
-        max_historical: args.rpc_max_historical as usize,
         rpc: Arc::new(Connections::new(&limits)),
     });
     shared.metrics.height.store(head.height, Ordering::Relaxed);
@@ -366,6 +362,7 @@ async fn run_async(args: NodeArgs) -> Result<(), NodeError> {
         .await
         .map_err(|source| NodeError::Rpc { addr: args.rpc_addr, source })?;
     let addr = listener.local_addr().map_err(|source| NodeError::Rpc { addr: args.rpc_addr, source })?;
+    let shutdown = shutdown_signal();
     let (stop, handle) = jsonrpsee::server::stop_channel();
     tokio::spawn(server::serve(listener, svc_builder, module.into(), limits, shared.rpc.clone(), stop));
     // Tests and scripts parse this line for the bound address (port 0 picks a free one).
@@ -378,7 +375,6 @@ async fn run_async(args: NodeArgs) -> Result<(), NodeError> {
     let proposer = public_key(&dev_key("validator"));
     let mut interval = tokio::time::interval(Duration::from_millis(args.block_time_ms));
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let shutdown = shutdown_signal();
     tokio::pin!(shutdown);
     let result = loop {
         tokio::select! {
@@ -411,26 +407,34 @@ async fn run_async(args: NodeArgs) -> Result<(), NodeError> {
     result
 }
 
-/// Resolves on Ctrl-C or (on Unix) SIGTERM.
-async fn shutdown_signal() {
+/// Resolves on Ctrl-C or (on Unix) SIGTERM. The handlers are installed when this is called,
+/// not when the future is first polled: a signal sent right after the node printed its address
+/// must stop it cleanly, not kill it.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
+        let term = signal(SignalKind::terminate());
+        let int = signal(SignalKind::interrupt());
+        async move {
+            match (term, int) {
+                (Ok(mut term), Ok(mut int)) => {
+                    tokio::select! {
+                        _ = int.recv() => {}
+                        _ = term.recv() => {}
+                    }
                 }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
+                _ => {
+                    let _ = tokio::signal::ctrl_c().await;
+                }
             }
         }
     }
     #[cfg(not(unix))]
     {
-        let _ = tokio::signal::ctrl_c().await;
+        async {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }
 

@@ -102,6 +102,12 @@ impl Metrics {
             rpc.tcp.in_use().to_string(),
         );
         metric("agora_rpc_websockets", "gauge", "Open WebSocket connections.", rpc.ws.in_use().to_string());
+        metric(
+            "agora_rpc_historical_peak",
+            "gauge",
+            "Most past-metagraph rebuilds that ran at once since the node started.",
+            rpc.historical.peak.load(Ordering::Relaxed).to_string(),
+        );
         let c = &rpc.counters;
         labelled(
             &mut out,

@@ -26,14 +26,14 @@ use jsonrpsee::RpcModule;
 use ledger::{Hash, LedgerError, PublicKey};
 use serde::Serialize;
 use std::future::Future;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::broadcast::error::RecvError;
 
 /// How long a past-metagraph call waits for one of the `--rpc-max-historical` slots before it
-/// is refused with [`codes::BUSY`].
-pub const HISTORICAL_WAIT: Duration = Duration::from_secs(2);
+/// is refused with [`codes::BUSY`] (see [`Expensive`]).
+pub const HISTORICAL_WAIT: Duration = Duration::from_secs(10);
 
 /// The subscription methods, which need a WebSocket.
 const SUBSCRIPTION_METHODS: [&str; 2] = ["agora_subscribeNewHeads", "agora_unsubscribeNewHeads"];
@@ -222,30 +222,69 @@ pub fn module(shared: Arc<Shared>) -> Result<RpcModule<Arc<Shared>>, jsonrpsee::
     Ok(m)
 }
 
-/// `agora_metagraph` at a past height: waits up to [`HISTORICAL_WAIT`] for a slot, then rebuilds
-/// the state from the latest checkpoint on a blocking thread.
-async fn historical_metagraph(s: &Arc<Shared>, h: u64, head: u64) -> Result<MetagraphInfo, ErrorObjectOwned> {
-    let permit = match tokio::time::timeout(HISTORICAL_WAIT, s.historical.clone().acquire_owned()).await {
-        Ok(Ok(p)) => p,
-        _ => {
-            s.rpc.counters.busy.fetch_add(1, Ordering::Relaxed);
-            return Err(error(
-                codes::BUSY,
-                format!(
-                    "{} past-metagraph calls are running and none finished within {} s: retry shortly",
-                    s.max_historical,
-                    HISTORICAL_WAIT.as_secs()
-                ),
-            ));
+/// At most `max` expensive calls (past metagraphs) run at once, each on a blocking thread;
+/// a call waits up to [`HISTORICAL_WAIT`] for its turn and is refused with [`codes::BUSY`] after.
+pub struct Expensive {
+    slots: Arc<tokio::sync::Semaphore>,
+    max: usize,
+    wait: Duration,
+    running: AtomicUsize,
+    /// The most that ran at once since the node started (`/metrics`).
+    pub peak: AtomicUsize,
+}
+
+impl Expensive {
+    pub fn new(max: usize, wait: Duration) -> Expensive {
+        Expensive {
+            slots: Arc::new(tokio::sync::Semaphore::new(max)),
+            max,
+            wait,
+            running: AtomicUsize::new(0),
+            peak: AtomicUsize::new(0),
         }
-    };
+    }
+
+    /// Runs `f` when a slot is free (within the wait), on a blocking thread.
+    pub async fn run<T: Send + 'static>(
+        self: &Arc<Self>,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, ErrorObjectOwned> {
+        let permit = match tokio::time::timeout(self.wait, self.slots.clone().acquire_owned()).await {
+            Ok(Ok(p)) => p,
+            _ => {
+                return Err(error(
+                    codes::BUSY,
+                    format!(
+                        "{} past-metagraph calls are running and none finished within {} s: retry shortly",
+                        self.max,
+                        self.wait.as_secs_f64()
+                    ),
+                ))
+            }
+        };
+        let me = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            let now = me.running.fetch_add(1, Ordering::SeqCst) + 1;
+            me.peak.fetch_max(now, Ordering::SeqCst);
+            let out = f();
+            me.running.fetch_sub(1, Ordering::SeqCst);
+            out
+        })
+        .await
+        .map_err(|e| error(codes::STORAGE, format!("the call failed: {e}")))
+    }
+}
+
+/// `agora_metagraph` at a past height: rebuilt from the latest checkpoint as an [`Expensive`]
+/// call.
+async fn historical_metagraph(s: &Arc<Shared>, h: u64, head: u64) -> Result<MetagraphInfo, ErrorObjectOwned> {
     let history = s.history.clone();
-    let rebuilt = tokio::task::spawn_blocking(move || {
-        let _permit = permit;
-        history.metagraph_at(h, head)
-    })
-    .await
-    .map_err(|e| error(codes::STORAGE, format!("rebuilding block {h} failed: {e}")))?;
+    let rebuilt = s.rpc.historical.run(move || history.metagraph_at(h, head)).await.inspect_err(|e| {
+        if e.code() == codes::BUSY {
+            s.rpc.counters.busy.fetch_add(1, Ordering::Relaxed);
+        }
+    })?;
     match rebuilt {
         Ok(m) => Ok(MetagraphInfo::from(&m)),
         Err(HistoryError::TooOld { oldest, .. }) => Err(error_with(
@@ -329,5 +368,36 @@ where
         n: Notification<'a>,
     ) -> impl Future<Output = Self::NotificationResponse> + Send + 'a {
         self.0.notification(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// With every slot taken, a call waits its time and is refused BUSY; a freed slot serves it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn expensive_calls_run_a_few_at_once_and_the_rest_are_told_to_retry() {
+        let limit = Arc::new(Expensive::new(2, Duration::from_millis(200)));
+        let (release, hold) = std::sync::mpsc::channel::<()>();
+        let hold = Arc::new(std::sync::Mutex::new(hold));
+        let mut running = Vec::new();
+        for _ in 0..2 {
+            let (l, h) = (limit.clone(), hold.clone());
+            running.push(tokio::spawn(async move { l.run(move || h.lock().unwrap().recv().ok()).await }));
+        }
+        while limit.running.load(Ordering::SeqCst) < 1 {
+            tokio::task::yield_now().await;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let refused = limit.run(|| ()).await.unwrap_err();
+        assert_eq!(refused.code(), codes::BUSY);
+        release.send(()).unwrap();
+        release.send(()).unwrap();
+        for r in running {
+            assert!(r.await.unwrap().is_ok());
+        }
+        assert!(limit.run(|| 7).await.is_ok_and(|v| v == 7));
+        assert!(limit.peak.load(Ordering::SeqCst) <= 2);
     }
 }

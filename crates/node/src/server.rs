@@ -50,6 +50,8 @@ pub struct RpcLimits {
     pub ws_idle_timeout: Duration,
     /// Largest request body (and WebSocket message) in bytes.
     pub max_request_bytes: u32,
+    /// Past-metagraph calls running at once.
+    pub max_historical: usize,
 }
 
 /// How often a WebSocket's idleness is looked at.
@@ -173,6 +175,8 @@ pub struct Connections {
     pub tcp: Arc<Pool>,
     pub ws: Arc<Pool>,
     pub counters: RpcCounters,
+    /// The expensive calls' limit (past metagraphs).
+    pub historical: Arc<crate::rpc::Expensive>,
 }
 
 impl Connections {
@@ -181,6 +185,10 @@ impl Connections {
             tcp: Pool::new(limits.max_connections, limits.max_connections_per_ip),
             ws: Pool::new(limits.max_ws, limits.max_ws_per_ip),
             counters: RpcCounters::default(),
+            historical: Arc::new(crate::rpc::Expensive::new(
+                limits.max_historical,
+                crate::rpc::HISTORICAL_WAIT,
+            )),
         }
     }
 }

@@ -12,13 +12,13 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-const FEE: u64 = 10_000;
+pub(crate) const FEE: u64 = 10_000;
 
 /// A running `agora node`, killed (SIGKILL) when dropped. Shared with the other modules that
 /// drive a node (`tx`).
 pub(crate) struct NodeProc {
     child: Child,
-    addr: String,
+    pub(crate) addr: String,
 }
 
 impl NodeProc {
@@ -54,17 +54,17 @@ impl NodeProc {
         format!("http://{}", self.addr)
     }
 
-    fn ws(&self) -> String {
+    pub(crate) fn ws(&self) -> String {
         format!("ws://{}", self.addr)
     }
 
-    fn sigkill(mut self) {
+    pub(crate) fn sigkill(mut self) {
         self.child.kill().expect("SIGKILL");
         self.child.wait().expect("reap");
     }
 
     /// SIGTERM, then the exit code.
-    fn sigterm(mut self) -> Option<i32> {
+    pub(crate) fn sigterm(mut self) -> Option<i32> {
         let pid = self.child.id().to_string();
         let ok = Command::new("kill").args(["-TERM", &pid]).status().expect("run kill").success();
         assert!(ok, "kill -TERM {pid}");
@@ -86,7 +86,7 @@ impl Drop for NodeProc {
     }
 }
 
-fn transfer(from: &str, to: &str, nonce: u64, amount: u64, chain: &str) -> SignedTx {
+pub(crate) fn transfer(from: &str, to: &str, nonce: u64, amount: u64, chain: &str) -> SignedTx {
     let k = dev_key(from);
     TxBody {
         sender: public_key(&k),
@@ -98,7 +98,7 @@ fn transfer(from: &str, to: &str, nonce: u64, amount: u64, chain: &str) -> Signe
 }
 
 /// `GET /metrics` over plain HTTP/1.0.
-fn metrics(addr: &str) -> String {
+pub(crate) fn metrics(addr: &str) -> String {
     let mut s = std::net::TcpStream::connect(addr).expect("connect");
     s.write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n").expect("write");
     let mut out = String::new();
