@@ -3,11 +3,11 @@
 //! oversized batch, an account holding two fees flooding the mempool, and a subscription asked
 //! for over HTTP.
 
-use crate::node::{metrics, transfer, NodeProc, FEE};
+use crate::node::{metrics, neuron_genesis, start_genesis, transfer, NodeProc, FEE};
 use crate::TempDir;
 use client::types::codes;
 use client::{Client, ClientError};
-use ledger::{dev_key, public_key, Call, GenesisConfig, GenesisNeuron, TxBody, UNITS_PER_TOKEN};
+use ledger::{dev_key, public_key, Call, TxBody};
 use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -253,23 +253,6 @@ async fn with_one_limit_of_100_slow_clients_do_keep_the_caller_out() {
     }
 }
 
-/// A genesis with three neurons, an epoch (and so a checkpoint) every 5 blocks.
-fn epoch_genesis(chain_id: &str) -> GenesisConfig {
-    let mut g = GenesisConfig::dev(&["alice", "n0", "n1", "n2"], 1_000 * UNITS_PER_TOKEN);
-    g.chain_id = chain_id.into();
-    g.tempo = 5;
-    g.neurons = ["n0", "n1", "n2"]
-        .iter()
-        .map(|n| GenesisNeuron {
-            hotkey: public_key(&dev_key(n)),
-            coldkey: public_key(&dev_key("alice")),
-            stake: 100 * UNITS_PER_TOKEN,
-            endpoint: None,
-        })
-        .collect();
-    g
-}
-
 /// Issue 13: a past metagraph cost a replay from genesis per call, with no limit on how many
 /// ran at once or on a batch's size (64 concurrent calls took a node from 84 to 440 MB; one
 /// 23 KB batch cost 26 s of CPU). Now it is rebuilt from the epoch's checkpoint, at most two
@@ -278,19 +261,8 @@ fn epoch_genesis(chain_id: &str) -> GenesisConfig {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn past_metagraphs_are_rebuilt_from_a_checkpoint_a_few_at_a_time() {
     let dir = TempDir::new("node-history");
-    let g = epoch_genesis("agora-history");
-    let file = dir.0.join("genesis.json");
-    std::fs::write(&file, g.to_json_pretty()).expect("write genesis");
-    let data = dir.0.join("data");
-    let n = NodeProc::start_with(&[
-        "--genesis",
-        file.to_str().unwrap(),
-        "--data-dir",
-        data.to_str().unwrap(),
-        "--instant",
-        "--history-blocks",
-        "60",
-    ]);
+    // An epoch, and so a checkpoint, every 5 blocks.
+    let n = start_genesis(&dir, &neuron_genesis("agora-history", 5), &["--history-blocks", "60"]);
     let c = Client::connect(&n.http()).await.expect("connect");
     // Weights early, so the epochs pay out and the metagraph differs from epoch to epoch.
     for (who, uids) in [("n0", [1u16, 2]), ("n1", [0, 2]), ("n2", [0, 1])] {
