@@ -184,7 +184,7 @@ mod tests {
 
     /// A data directory that does not exist yet.
     fn temp(name: &str) -> PathBuf {
-        crate::test_util::temp_dir(name).join("data")
+        crate::test_utils::temp_dir(name).join("data")
     }
 
     fn genesis() -> GenesisConfig {

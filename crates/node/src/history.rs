@@ -103,26 +103,15 @@ impl History {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ledger::{dev_key, public_key, Call, GenesisNeuron, TxBody, UNITS_PER_TOKEN};
+    use ledger::{dev_key, public_key, Call, TxBody};
 
     fn temp(name: &str) -> std::path::PathBuf {
-        crate::test_util::temp_dir(name)
+        crate::test_utils::temp_dir(name)
     }
 
     /// Three neurons setting weights, an epoch every 4 blocks.
     fn genesis() -> GenesisConfig {
-        let mut g = GenesisConfig::dev(&["alice", "n0", "n1", "n2"], 1_000 * UNITS_PER_TOKEN);
-        g.tempo = 4;
-        g.neurons = ["n0", "n1", "n2"]
-            .iter()
-            .map(|n| GenesisNeuron {
-                hotkey: public_key(&dev_key(n)),
-                coldkey: public_key(&dev_key("alice")),
-                stake: 100 * UNITS_PER_TOKEN,
-                endpoint: None,
-            })
-            .collect();
-        g
+        crate::test_utils::neuron_genesis("agora-dev", 4)
     }
 
     /// Runs `blocks` blocks on a redb ledger, with checkpoints as the node takes them, and keeps

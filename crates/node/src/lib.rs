@@ -19,8 +19,8 @@ pub mod metrics;
 pub mod rpc;
 pub mod server;
 pub mod store;
-#[cfg(test)]
-mod test_util;
+#[cfg(any(test, feature = "test-utils"))]
+pub mod test_utils;
 
 use client::types::NewHead;
 use history::History;
@@ -171,6 +171,35 @@ const WS_BUFFER: u32 = 64;
 const REMEMBERED_REJECTIONS: usize = 10_000;
 
 impl Shared {
+    /// What the producer and the RPC handlers of a node over `ledger` share.
+    fn new(
+        ledger: Ledger<RedbStore>,
+        history: History,
+        mempool_size: usize,
+        limits: &RpcLimits,
+    ) -> Arc<Shared> {
+        let height = ledger.head().height;
+        let (heads, _) = tokio::sync::broadcast::channel(256);
+        let shared = Shared {
+            ledger: Mutex::new(ledger),
+            mempool: Mutex::new(Mempool::new(mempool_size)),
+            heads,
+            new_tx: tokio::sync::Notify::new(),
+            rejected_in_block: Mutex::new(HashMap::new()),
+            metrics: Metrics::default(),
+            history,
+            rpc: Arc::new(Connections::new(limits)),
+        };
+        shared.metrics.height.store(height, Ordering::Relaxed);
+        Arc::new(shared)
+    }
+
+    /// Produces one block from the mempool (empty if it is), as the node's producer does.
+    pub fn produce_block(&self) -> Result<NewHead, NodeError> {
+        self.produce(public_key(&dev_key("validator")), false)?
+            .ok_or_else(|| NodeError::Runtime("no block produced".into()))
+    }
+
     /// The ledger, even if a thread panicked while holding it (its state is only changed by
     /// `propose`/`commit`, which leave it consistent or return an error).
     pub(crate) fn ledger(&self) -> MutexGuard<'_, Ledger<RedbStore>> {
@@ -277,6 +306,25 @@ pub fn genesis_of(args: &NodeArgs) -> Result<GenesisConfig, NodeError> {
     GenesisConfig::from_json(&text).map_err(|e| bad(e.to_string()))
 }
 
+/// The JSON-RPC API of a node over the chain in `data_dir` (opened or started as `agora node`
+/// does), with no server and no block producer: for callers in the same process, such as the
+/// fuzz harness (`RpcModule::raw_json_request`). Blocks come from [`Shared::produce_block`].
+pub fn api(
+    data_dir: &std::path::Path,
+    genesis: GenesisConfig,
+) -> Result<(jsonrpsee::RpcModule<Arc<Shared>>, Arc<Shared>), NodeError> {
+    let args = <NodeArgs as clap::FromArgMatches>::from_arg_matches(
+        &<NodeArgs as clap::Args>::augment_args(clap::Command::new("node")).get_matches_from(["node"]),
+    )
+    .map_err(|e| NodeError::Runtime(e.to_string()))?;
+    let limits = args.rpc_limits(&genesis);
+    let (ledger, _) = chain_dir::open(data_dir, genesis.clone(), false)?;
+    let history = History::new(ledger.store().clone(), genesis, args.history_blocks);
+    let shared = Shared::new(ledger, history, args.mempool_size, &limits);
+    let module = rpc::module(shared.clone()).map_err(|e| NodeError::Runtime(e.to_string()))?;
+    Ok((module, shared))
+}
+
 /// Runs the node until Ctrl-C or SIGTERM; the block being produced is finished first.
 pub fn run(args: NodeArgs) -> Result<(), NodeError> {
     // Before starting anything: a bad genesis file is a usage error.
@@ -324,19 +372,7 @@ async fn run_async(args: NodeArgs) -> Result<(), NodeError> {
         }
     }
 
-    let (heads, _) = tokio::sync::broadcast::channel(256);
-    let shared = Arc::new(Shared {
-        ledger: Mutex::new(ledger),
-        mempool: Mutex::new(Mempool::new(args.mempool_size)),
-        heads,
-        new_tx: tokio::sync::Notify::new(),
-        rejected_in_block: Mutex::new(HashMap::new()),
-        metrics: Metrics::default(),
-        history,
-        rpc: Arc::new(Connections::new(&limits)),
-    });
-    shared.metrics.height.store(head.height, Ordering::Relaxed);
-
+    let shared = Shared::new(ledger, history, args.mempool_size, &limits);
     let module = rpc::module(shared.clone()).map_err(|e| NodeError::Runtime(e.to_string()))?;
     let config = jsonrpsee::server::ServerConfig::builder()
         // jsonrpsee counts HTTP calls in flight and WebSockets under this one limit; the

@@ -236,7 +236,7 @@ mod tests {
     use ledger::{dev_key, public_key, Call, GenesisConfig, Ledger, MemStore, TxBody, UNITS_PER_TOKEN};
 
     fn temp(name: &str) -> std::path::PathBuf {
-        crate::test_util::temp_dir(name)
+        crate::test_utils::temp_dir(name)
     }
 
     fn transfers(chain: &str, nonce: u64) -> Vec<ledger::SignedTx> {

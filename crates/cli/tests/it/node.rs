@@ -259,24 +259,6 @@ async fn node_serves_rejects_and_survives_sigkill() {
     assert_eq!(n.sigterm(), Some(0));
 }
 
-/// A genesis with alice and three neurons n0, n1, n2 (owned by alice, 100 tokens staked each)
-/// and an epoch every `tempo` blocks.
-pub(crate) fn neuron_genesis(chain_id: &str, tempo: u64) -> ledger::GenesisConfig {
-    let mut g = ledger::GenesisConfig::dev(&["alice", "n0", "n1", "n2"], 1_000 * UNITS_PER_TOKEN);
-    g.chain_id = chain_id.into();
-    g.tempo = tempo;
-    g.neurons = ["n0", "n1", "n2"]
-        .iter()
-        .map(|n| ledger::GenesisNeuron {
-            hotkey: public_key(&dev_key(n)),
-            coldkey: public_key(&dev_key("alice")),
-            stake: 100 * UNITS_PER_TOKEN,
-            endpoint: None,
-        })
-        .collect();
-    g
-}
-
 /// `agora node --genesis DIR/genesis.json --data-dir DIR/data --instant EXTRA...` with `g` in
 /// the genesis file.
 pub(crate) fn start_genesis(dir: &TempDir, g: &ledger::GenesisConfig, extra: &[&str]) -> NodeProc {
@@ -302,7 +284,7 @@ fn node_without_a_chain_says_what_to_pass() {
 async fn node_from_a_genesis_file_runs_epochs_and_serves_the_metagraph() {
     let dir = TempDir::new("node-genesis");
     let names = ["n0", "n1", "n2"];
-    let g = neuron_genesis("agora-it", 2);
+    let g = node::test_utils::neuron_genesis("agora-it", 2);
     let n = start_genesis(&dir, &g, &[]);
     let c = Client::connect(&n.http()).await.expect("connect");
     assert_eq!(c.genesis().await.unwrap().config, g);

@@ -3,11 +3,12 @@
 //! oversized batch, an account holding two fees flooding the mempool, and a subscription asked
 //! for over HTTP.
 
-use crate::node::{metrics, neuron_genesis, start_genesis, transfer, NodeProc, FEE};
+use crate::node::{metrics, start_genesis, transfer, NodeProc, FEE};
 use crate::TempDir;
 use client::types::codes;
 use client::{Client, ClientError};
 use ledger::{dev_key, public_key, Call, TxBody};
+use node::test_utils::neuron_genesis;
 use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
