@@ -7,18 +7,21 @@ use crate::TempDir;
 use client::types::codes;
 use client::{Client, ClientError, TxLookup};
 use ledger::{dev_key, public_key, Call, SignedTx, TxBody, TxError, UNITS_PER_TOKEN};
-use std::io::{BufRead, BufReader, Read, Write};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use node::test_utils::NodeProcess;
+use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
 pub(crate) const FEE: u64 = 10_000;
 
-/// A running `agora node`, killed (SIGKILL) when dropped. Shared with the other modules that
-/// drive a node (`tx`).
-pub(crate) struct NodeProc {
-    child: Child,
-    pub(crate) addr: String,
+/// A running `agora node` (this test build's binary), killed (SIGKILL) when dropped. Shared
+/// with the other modules that drive a node.
+pub(crate) struct NodeProc(NodeProcess);
+
+impl std::ops::Deref for NodeProc {
+    type Target = NodeProcess;
+    fn deref(&self) -> &NodeProcess {
+        &self.0
+    }
 }
 
 impl NodeProc {
@@ -29,60 +32,16 @@ impl NodeProc {
 
     /// `agora node ARGS...` on a free port.
     pub(crate) fn start_with(args: &[&str]) -> NodeProc {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_agora"))
-            .args(["node", "--rpc-addr", "127.0.0.1:0"])
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start agora node");
-        let stdout = child.stdout.take().expect("piped stdout");
-        let (tx, rx) = mpsc::channel();
-        // Keep draining stdout for the node's whole life so it never blocks on a full pipe.
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(rest) = line.strip_prefix("rpc listening on http://") {
-                    let _ = tx.send(rest.split_whitespace().next().unwrap_or_default().to_string());
-                }
-            }
-        });
-        let addr = rx.recv_timeout(Duration::from_secs(30)).expect("node printed its RPC address");
-        NodeProc { child, addr }
+        NodeProc(NodeProcess::spawn(std::path::Path::new(env!("CARGO_BIN_EXE_agora")), args))
     }
 
-    pub(crate) fn http(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-
-    pub(crate) fn ws(&self) -> String {
-        format!("ws://{}", self.addr)
-    }
-
-    pub(crate) fn sigkill(mut self) {
-        self.child.kill().expect("SIGKILL");
-        self.child.wait().expect("reap");
+    pub(crate) fn sigkill(self) {
+        self.0.sigkill()
     }
 
     /// SIGTERM, then the exit code.
-    pub(crate) fn sigterm(mut self) -> Option<i32> {
-        let pid = self.child.id().to_string();
-        let ok = Command::new("kill").args(["-TERM", &pid]).status().expect("run kill").success();
-        assert!(ok, "kill -TERM {pid}");
-        let start = Instant::now();
-        loop {
-            if let Some(status) = self.child.try_wait().expect("wait") {
-                return status.code();
-            }
-            assert!(start.elapsed() < Duration::from_secs(20), "node did not stop on SIGTERM");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for NodeProc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+    pub(crate) fn sigterm(self) -> Option<i32> {
+        self.0.sigterm()
     }
 }
 

@@ -8,12 +8,11 @@ use crate::TempDir;
 use client::types::codes;
 use client::{Client, ClientError};
 use ledger::{dev_key, public_key, Call, TxBody};
+use node::test_utils::attack::{slow_body, websocket, Fate};
 use node::test_utils::neuron_genesis;
-use std::io::{Read, Write};
+use node::test_utils::post;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpSocket, TcpStream};
 
 /// The value of a metric line (`name` including its labels) in `/metrics` text.
 pub(crate) fn metric(text: &str, name: &str) -> f64 {
@@ -21,112 +20,6 @@ pub(crate) fn metric(text: &str, name: &str) -> f64 {
         .find_map(|l| l.strip_prefix(name).and_then(|rest| rest.strip_prefix(' ')))
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or_else(|| panic!("no metric {name} in\n{text}"))
-}
-
-/// A JSON-RPC POST over plain HTTP/1.0: the response body.
-fn post(addr: &str, body: &str) -> String {
-    let mut s = std::net::TcpStream::connect(addr).expect("connect");
-    let req = format!(
-        "POST / HTTP/1.0\r\nhost: node\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    s.write_all(req.as_bytes()).expect("write");
-    let mut out = String::new();
-    s.read_to_string(&mut out).expect("read");
-    out.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or(out)
-}
-
-/// A TCP connection to `addr` from the loopback address `src` (127.0.0.0/8 all reach this host,
-/// so one test can play clients at many addresses).
-async fn connect_from(src: [u8; 4], addr: SocketAddr) -> std::io::Result<TcpStream> {
-    let s = TcpSocket::new_v4()?;
-    s.bind(SocketAddr::from((src, 0)))?;
-    s.connect(addr).await
-}
-
-/// What the node did to an attacking connection.
-#[derive(Clone, Copy, Debug, PartialEq)]
-enum Fate {
-    /// Refused at once (a limit's 429/503, or closed before any timeout could fire).
-    Refused,
-    /// Closed by the node after this long.
-    Closed(Duration),
-    /// Still open when the attack ended.
-    Open,
-}
-
-/// Reads until the node answers or closes; `Closed` after `start`, `Refused` if that was at once.
-fn fate_of(start: Instant, answer: &[u8]) -> Fate {
-    let quick = start.elapsed() < Duration::from_millis(800);
-    if answer.starts_with(b"HTTP/1.1 429") || answer.starts_with(b"HTTP/1.1 503") || quick {
-        Fate::Refused
-    } else {
-        Fate::Closed(start.elapsed())
-    }
-}
-
-/// A slow HTTP client: declares a 100,000-byte body and sends one byte a second.
-async fn slow_body(src: [u8; 4], addr: SocketAddr, until: Instant) -> Fate {
-    let start = Instant::now();
-    let Ok(mut s) = connect_from(src, addr).await else { return Fate::Refused };
-    let head =
-        "POST / HTTP/1.1\r\nhost: node\r\ncontent-type: application/json\r\ncontent-length: 100000\r\n\r\n[";
-    if s.write_all(head.as_bytes()).await.is_err() {
-        return Fate::Refused;
-    }
-    let mut buf = [0u8; 256];
-    loop {
-        tokio::select! {
-            r = s.read(&mut buf) => return fate_of(start, &buf[..r.unwrap_or(0)]),
-            _ = tokio::time::sleep(Duration::from_secs(1)) => {
-                if Instant::now() > until {
-                    return Fate::Open;
-                }
-                if s.write_all(b" ").await.is_err() {
-                    return fate_of(start, &[]);
-                }
-            }
-        }
-    }
-}
-
-/// A WebSocket client that subscribes to new heads (and reads them), or stays idle.
-async fn websocket(src: [u8; 4], addr: SocketAddr, subscribe: bool, until: Instant) -> Fate {
-    let start = Instant::now();
-    let Ok(mut s) = connect_from(src, addr).await else { return Fate::Refused };
-    let upgrade = format!(
-        "GET / HTTP/1.1\r\nhost: {addr}\r\nupgrade: websocket\r\nconnection: Upgrade\r\n\
-         sec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\nsec-websocket-version: 13\r\n\r\n"
-    );
-    if s.write_all(upgrade.as_bytes()).await.is_err() {
-        return Fate::Refused;
-    }
-    let mut buf = vec![0u8; 4096];
-    let n = match tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf)).await {
-        Ok(Ok(n)) if n > 0 => n,
-        _ => return Fate::Refused,
-    };
-    if !buf[..n].starts_with(b"HTTP/1.1 101") {
-        return Fate::Refused;
-    }
-    if subscribe {
-        let payload = br#"{"jsonrpc":"2.0","id":1,"method":"agora_subscribeNewHeads","params":[]}"#;
-        let mask = [1u8, 2, 3, 4];
-        let mut frame = vec![0x81, 0x80 | payload.len() as u8];
-        frame.extend_from_slice(&mask);
-        frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
-        if s.write_all(&frame).await.is_err() {
-            return Fate::Closed(start.elapsed());
-        }
-    }
-    loop {
-        let left = until.saturating_duration_since(Instant::now());
-        match tokio::time::timeout(left, s.read(&mut buf)).await {
-            Err(_) => return Fate::Open,
-            Ok(Ok(0)) | Ok(Err(_)) => return Fate::Closed(start.elapsed()),
-            Ok(Ok(_)) => {}
-        }
-    }
 }
 
 /// Issue 13: 100 slow senders or 100 held subscriptions got every other client HTTP 429. Now
