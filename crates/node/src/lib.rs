@@ -1,16 +1,18 @@
 //! The Agora chain node: runs the `ledger` state machine as a chain.
 //!
 //! It owns what turns the pure ledger into a service: the embedded store ([`RedbStore`], one
-//! redb file under the data directory), the block producer of the single-validator embedded
-//! chain (a block every block time, or as soon as transactions wait in instant mode), the
-//! [`mempool`], the JSON-RPC 2.0 API over HTTP and WebSocket ([`rpc`], documented in
-//! `docs/rpc.md`) and `/metrics` ([`metrics`]) on the same port.
+//! redb file under the data directory, opened by [`chain_dir`] and checked at every start), the
+//! block producer of the single-validator embedded chain (a block every block time, or as soon
+//! as transactions wait in instant mode), the [`mempool`], per-epoch state checkpoints for past
+//! metagraphs ([`history`]), the JSON-RPC 2.0 API over HTTP and WebSocket ([`rpc`], documented
+//! in `docs/rpc.md`) behind its own accept loop with per-address limits and timeouts
+//! ([`server`]), and `/metrics` ([`metrics`]) on the same port.
 //!
 //! Blocks go through the ledger's own boundary, `propose -> commit`, so a block is durable
 //! (one redb write transaction) before it is announced, and a restart resumes from the last
-//! committed block (`Ledger::open_or_init`). It assumes it is the only validator: a
-//! multi-validator engine would replace [`run`]'s producer loop and keep the rest. It never
-//! re-implements ledger rules: every check is the ledger's.
+//! committed block. It assumes it is the only validator: a multi-validator engine would replace
+//! [`run`]'s producer loop and keep the rest. It never re-implements ledger rules: every check,
+//! mempool admission included, is the ledger's.
 
 pub mod chain_dir;
 pub mod history;
@@ -51,7 +53,8 @@ pub struct NodeArgs {
     /// Run a single-validator chain from this genesis file (JSON, `ledger::GenesisConfig`)
     #[arg(long, value_name = "FILE")]
     pub genesis: Option<PathBuf>,
-    /// Where the chain is stored (created if missing; reused on restart)
+    /// Where the chain is stored (reused on restart). A new chain starts only in a missing or
+    /// empty directory, or with --new-chain
     #[arg(long, value_name = "DIR", default_value = "agora-data")]
     pub data_dir: PathBuf,
     /// Milliseconds between blocks (empty blocks included)
