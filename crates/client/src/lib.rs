@@ -207,6 +207,33 @@ mod tests {
         }
     }
 
+    /// Issue 13: -32011 meant both "mempool full" (ours) and "batch response too large"
+    /// (jsonrpsee's). Our codes stay out of JSON-RPC's reserved range, where jsonrpsee's live.
+    #[test]
+    fn our_error_codes_are_distinct_and_outside_the_reserved_range() {
+        use jsonrpsee::types::error as j;
+        let theirs = [
+            j::PARSE_ERROR_CODE,
+            j::INVALID_REQUEST_CODE,
+            j::METHOD_NOT_FOUND_CODE,
+            j::INTERNAL_ERROR_CODE,
+            j::CALL_EXECUTION_FAILED_CODE,
+            j::UNKNOWN_ERROR_CODE,
+            j::BATCHES_NOT_SUPPORTED_CODE,
+            j::TOO_MANY_SUBSCRIPTIONS_CODE,
+            j::OVERSIZED_REQUEST_CODE,
+            j::OVERSIZED_RESPONSE_CODE,
+            j::SERVER_IS_BUSY_CODE,
+            j::TOO_BIG_BATCH_REQUEST_CODE,
+            j::TOO_BIG_BATCH_RESPONSE_CODE,
+        ];
+        for (k, code) in codes::ALL.iter().enumerate() {
+            assert!(!(-32768..=-32000).contains(code), "{code} is in JSON-RPC's reserved range");
+            assert!(!theirs.contains(code), "{code} is also a jsonrpsee code");
+            assert!(!codes::ALL[..k].contains(code), "{code} twice");
+        }
+    }
+
     #[test]
     fn urls_need_a_known_scheme() {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();

@@ -6,24 +6,42 @@ use ledger::{
 };
 use serde::{Deserialize, Serialize};
 
-/// Error codes of the `agora_*` methods (JSON-RPC reserves -32768..-32000 for itself and
-/// leaves -32099..-32000 to servers). `data` carries the typed detail where one exists.
+/// Error codes of the `agora_*` methods. They live in -33000..-33099, apart from the range
+/// JSON-RPC reserves (-32768..-32000), whose server part (-32099..-32000) jsonrpsee uses for
+/// its own errors: -32011 there is "batch response too large", which clients once could not tell
+/// from a full mempool. `data` carries the typed detail where one exists.
 pub mod codes {
     /// A transaction failed validation at submission; `data` is the ledger's `TxError` as
     /// JSON (`{"error": "bad_signature", "details": {...}}`).
-    pub const TX_REJECTED: i32 = -32010;
+    pub const TX_REJECTED: i32 = -33010;
     /// The mempool is full; retry later or raise the fee above the lowest pending one.
-    pub const MEMPOOL_FULL: i32 = -32011;
+    pub const MEMPOOL_FULL: i32 = -33011;
     /// Another transaction from the same sender with the same nonce is already pending.
-    pub const NONCE_PENDING: i32 = -32012;
+    pub const NONCE_PENDING: i32 = -33012;
     /// The block, neuron or transaction asked for does not exist.
-    pub const NOT_FOUND: i32 = -32013;
-    /// A metagraph at a height beyond what the node rebuilds by replay (100,000 blocks).
-    pub const HISTORICAL_STATE_UNAVAILABLE: i32 = -32014;
+    pub const NOT_FOUND: i32 = -33013;
+    /// A metagraph older than the history the node keeps (`--history-blocks`).
+    pub const HISTORICAL_STATE_UNAVAILABLE: i32 = -33014;
     /// The node's store failed; the node logs the detail.
-    pub const STORAGE: i32 = -32015;
+    pub const STORAGE: i32 = -33015;
+    /// Too many expensive calls (past metagraphs) at once: retry shortly.
+    pub const BUSY: i32 = -33016;
+    /// A subscription asked for over HTTP: subscriptions need a WebSocket (`ws://`).
+    pub const WEBSOCKET_REQUIRED: i32 = -33017;
     /// JSON-RPC's own code for parameters that do not parse (bad hex, wrong length, ...).
     pub const INVALID_PARAMS: i32 = -32602;
+
+    /// Every `agora_*` code above except JSON-RPC's own.
+    pub const ALL: [i32; 8] = [
+        TX_REJECTED,
+        MEMPOOL_FULL,
+        NONCE_PENDING,
+        NOT_FOUND,
+        HISTORICAL_STATE_UNAVAILABLE,
+        STORAGE,
+        BUSY,
+        WEBSOCKET_REQUIRED,
+    ];
 }
 
 /// `agora_account`: the account of a public key (zero balance and nonce if it never existed).

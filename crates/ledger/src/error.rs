@@ -75,6 +75,16 @@ pub enum TxError {
     BadEndpoint(String),
     #[error("amount overflow in {0}")]
     Overflow(String),
+
+    // --- refused by a mempool only (never in a block): appended last to keep borsh indices.
+    #[error("{sender} has {pending} transactions pending that may spend {pending_spend} of its balance {balance}; this one needs {needed} (fee and amount): wait until they are included")]
+    PendingSpendExceedsBalance {
+        sender: PublicKey,
+        pending: u64,
+        pending_spend: u64,
+        needed: u64,
+        balance: u64,
+    },
 }
 
 impl TxError {
@@ -94,6 +104,7 @@ impl TxError {
                 | TxError::CannotPayFee { .. }
                 | TxError::PowBlockOutOfWindow { .. }
                 | TxError::PowTooWeak { .. }
+                | TxError::PendingSpendExceedsBalance { .. }
         )
     }
 }
@@ -175,6 +186,13 @@ mod tests {
             TxError::RegistrationLimit { limit: 3 },
             TxError::BadEndpoint("port 0".into()),
             TxError::Overflow("x".into()),
+            TxError::PendingSpendExceedsBalance {
+                sender: k,
+                pending: 2,
+                pending_spend: 20,
+                needed: 10,
+                balance: 25,
+            },
         ];
         for e in all {
             let json = serde_json::to_string(&e).unwrap_or_else(|err| panic!("{e:?}: {err}"));

@@ -217,7 +217,7 @@ fn not_registered(state: &State, hotkey: &PublicKey) -> Result<(), TxError> {
 
 /// The hash of block `block` if a proof of work in block `ctx.height` may name it: one of the
 /// `pow_window` blocks before it.
-fn pow_block_hash(state: &State, ctx: &BlockCtx, block: u64) -> Result<Hash, TxError> {
+pub(crate) fn pow_block_hash(state: &State, ctx: &BlockCtx, block: u64) -> Result<Hash, TxError> {
     let newest = ctx.height.saturating_sub(1);
     let oldest = ctx.height.saturating_sub(state.config().registration.pow_window);
     let found = if (oldest..=newest).contains(&block) && ctx.height > 0 {

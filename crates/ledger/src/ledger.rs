@@ -19,6 +19,8 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
+mod admission;
+
 /// The last committed block.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
 pub struct ChainHead {
@@ -419,11 +421,7 @@ impl<S: Store> Ledger<S> {
 
     /// A committed block with its receipts.
     pub fn block(&self, height: u64) -> Result<Option<StoredBlock>, LedgerError> {
-        let key = keys::block(height);
-        match self.store.get(&key)? {
-            Some(v) => Ok(Some(decode(&key, &v)?)),
-            None => Ok(None),
-        }
+        crate::integrity::stored_block(&self.store, height)
     }
 
     pub fn block_by_hash(&self, hash: &Hash) -> Result<Option<StoredBlock>, LedgerError> {

@@ -19,7 +19,9 @@
 //! stakes after every block; an epoch mints exactly what the schedule allows (largest
 //! remainder, ties to the lower uid); a transaction that fails authentication changes nothing,
 //! one that fails its call rules changes only its fee and nonce; replaying the same blocks into
-//! a fresh store reproduces every root.
+//! a fresh store reproduces every root; a sender's queue admitted by
+//! [`Ledger::check_admission`] pays every fee when its block comes; a store whose records do not
+//! give the head's root, issuance or block links fails [`Ledger::check_integrity`].
 //!
 //! Where to start: [`GenesisConfig`] (what a chain is), [`Call`] / [`TxBody::sign`] (what a
 //! wallet sends), [`Ledger`] (what a node runs), [`TxError`] (why something was refused).
@@ -30,6 +32,7 @@ mod epoch;
 pub mod error;
 mod exec;
 pub mod genesis;
+pub mod integrity;
 mod ledger;
 pub mod merkle;
 pub mod pow;
@@ -47,6 +50,7 @@ pub use genesis::{
     dev_key, public_key, EmissionMode, FeeSchedule, GenesisAccount, GenesisConfig, GenesisError,
     GenesisNeuron, Limits, RegistrationConfig, WeightsConfig,
 };
+pub use integrity::{state_records, stored_block, IntegrityError};
 pub use ledger::{ChainHead, Ledger, Metagraph};
 pub use state::{Issuance, State};
 pub use store::{MemStore, Store, StoreError, WriteBatch};

@@ -1,26 +1,35 @@
 //! The Agora chain node: runs the `ledger` state machine as a chain.
 //!
 //! It owns what turns the pure ledger into a service: the embedded store ([`RedbStore`], one
-//! redb file under the data directory), the block producer of the single-validator embedded
-//! chain (a block every block time, or as soon as transactions wait in instant mode), the
-//! [`mempool`], the JSON-RPC 2.0 API over HTTP and WebSocket ([`rpc`], documented in
-//! `docs/rpc.md`) and `/metrics` ([`metrics`]) on the same port.
+//! redb file under the data directory, opened by [`chain_dir`] and checked at every start), the
+//! block producer of the single-validator embedded chain (a block every block time, or as soon
+//! as transactions wait in instant mode), the [`mempool`], per-epoch state checkpoints for past
+//! metagraphs ([`history`]), the JSON-RPC 2.0 API over HTTP and WebSocket ([`rpc`], documented
+//! in `docs/rpc.md`) behind its own accept loop with per-address limits and timeouts
+//! ([`server`]), and `/metrics` ([`metrics`]) on the same port.
 //!
 //! Blocks go through the ledger's own boundary, `propose -> commit`, so a block is durable
 //! (one redb write transaction) before it is announced, and a restart resumes from the last
-//! committed block (`Ledger::open_or_init`). It assumes it is the only validator: a
-//! multi-validator engine would replace [`run`]'s producer loop and keep the rest. It never
-//! re-implements ledger rules: every check is the ledger's.
+//! committed block. It assumes it is the only validator: a multi-validator engine would replace
+//! [`run`]'s producer loop and keep the rest. It never re-implements ledger rules: every check,
+//! mempool admission included, is the ledger's.
 
+pub mod chain_dir;
+pub mod history;
 pub mod mempool;
 pub mod metrics;
 pub mod rpc;
+pub mod server;
 pub mod store;
+#[cfg(any(test, feature = "test-utils"))]
+pub mod test_utils;
 
 use client::types::NewHead;
+use history::History;
 use ledger::{dev_key, public_key, GenesisConfig, Hash, Ledger, LedgerError, TxStatus, UNITS_PER_TOKEN};
 use mempool::{Mempool, MempoolError};
 use metrics::Metrics;
+use server::{Connections, RpcLimits};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -44,7 +53,8 @@ pub struct NodeArgs {
     /// Run a single-validator chain from this genesis file (JSON, `ledger::GenesisConfig`)
     #[arg(long, value_name = "FILE")]
     pub genesis: Option<PathBuf>,
-    /// Where the chain is stored (created if missing; reused on restart)
+    /// Where the chain is stored (reused on restart). A new chain starts only in a missing or
+    /// empty directory, or with --new-chain
     #[arg(long, value_name = "DIR", default_value = "agora-data")]
     pub data_dir: PathBuf,
     /// Milliseconds between blocks (empty blocks included)
@@ -59,6 +69,54 @@ pub struct NodeArgs {
     /// Most transactions the mempool holds; submissions beyond are refused
     #[arg(long, default_value_t = 10_000)]
     pub mempool_size: usize,
+    /// Start a new chain although the data directory exists. Never replaces a readable chain;
+    /// an unreadable chain.redb is kept as chain.redb.unreadable-<time>
+    #[arg(long)]
+    pub new_chain: bool,
+    /// How many blocks back agora_metagraph serves past heights (a state checkpoint is kept
+    /// every epoch for as long)
+    #[arg(long, default_value_t = 10_000)]
+    pub history_blocks: u64,
+    /// Most RPC connections at once, HTTP and WebSocket
+    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..), help_heading = "RPC limits")]
+    pub rpc_max_connections: u32,
+    /// Most RPC connections at once from one IP address
+    #[arg(long, default_value_t = 128, value_parser = clap::value_parser!(u32).range(1..), help_heading = "RPC limits")]
+    pub rpc_max_connections_per_ip: u32,
+    /// Most WebSocket connections at once (counted apart, so subscriptions cannot take every slot)
+    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..), help_heading = "RPC limits")]
+    pub rpc_max_ws: u32,
+    /// Most WebSocket connections at once from one IP address
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..), help_heading = "RPC limits")]
+    pub rpc_max_ws_per_ip: u32,
+    /// Seconds a client has to send a request's headers, and again its body; an idle keep-alive
+    /// connection is closed after as long
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..), help_heading = "RPC limits")]
+    pub rpc_request_timeout_secs: u64,
+    /// Seconds a WebSocket may stay open with no subscription and no call
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..), help_heading = "RPC limits")]
+    pub rpc_ws_idle_secs: u64,
+    /// Most agora_metagraph calls at a past height running at once (each rebuilds a state);
+    /// others wait up to 10 s, then get error -33016
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..), help_heading = "RPC limits")]
+    pub rpc_max_historical: u32,
+}
+
+impl NodeArgs {
+    /// The RPC server's limits from the flags; the largest request holds one transaction of the
+    /// genesis' maximum size as hex, plus room for the JSON around it.
+    pub fn rpc_limits(&self, genesis: &GenesisConfig) -> RpcLimits {
+        RpcLimits {
+            max_connections: self.rpc_max_connections as usize,
+            max_connections_per_ip: self.rpc_max_connections_per_ip as usize,
+            max_ws: self.rpc_max_ws as usize,
+            max_ws_per_ip: self.rpc_max_ws_per_ip as usize,
+            request_timeout: Duration::from_secs(self.rpc_request_timeout_secs),
+            ws_idle_timeout: Duration::from_secs(self.rpc_ws_idle_secs),
+            max_request_bytes: genesis.limits.max_tx_bytes.saturating_mul(2).saturating_add(64 * 1024),
+            max_historical: self.rpc_max_historical as usize,
+        }
+    }
 }
 
 /// Why the node stopped or could not start.
@@ -70,6 +128,14 @@ pub enum NodeError {
     GenesisFile { path: PathBuf, reason: String },
     #[error("cannot create the data directory {path}: {source}")]
     DataDir { path: PathBuf, source: std::io::Error },
+    #[error("the data directory {path} exists but holds no chain ({found}). A node never starts a new chain over an existing directory: pass --new-chain to start one there, or use another --data-dir")]
+    NoChain { path: PathBuf, found: String },
+    #[error("the chain store {path} is damaged: {reason}. The node will not build on it: restore the data directory from a backup, or pass --new-chain to keep the damaged file aside and start a new chain")]
+    DamagedStore { path: PathBuf, reason: String },
+    #[error("--new-chain: {path} holds a chain at height {height}, and --new-chain never replaces a chain: drop the flag to resume it, or use another --data-dir")]
+    NewChainOverChain { path: PathBuf, height: u64 },
+    #[error("{path} is in use by another process: is another node running on this data directory?")]
+    InUse { path: PathBuf },
     #[error("ledger: {0}")]
     Ledger(#[from] LedgerError),
     #[error("block production failed: {0}")]
@@ -91,12 +157,52 @@ pub struct Shared {
     /// node remembers the recent ones for `agora_getTransaction`, in memory only.
     rejected_in_block: Mutex<HashMap<Hash, (u64, u32, ledger::Receipt)>>,
     pub metrics: Metrics,
+    /// Checkpoints and past states.
+    history: History,
+    /// The RPC server's connections and refusals.
+    pub rpc: Arc<Connections>,
 }
+
+/// Subscriptions one WebSocket may hold.
+const MAX_SUBSCRIPTIONS_PER_WS: u32 = 16;
+/// Calls in one JSON-RPC batch (they run one after the other).
+const MAX_BATCH: u32 = 32;
+/// Messages queued for one WebSocket before a subscription skips heads.
+const WS_BUFFER: u32 = 64;
 
 /// How many in-block rejections [`Shared`] remembers (cleared when exceeded: they are rare).
 const REMEMBERED_REJECTIONS: usize = 10_000;
 
 impl Shared {
+    /// What the producer and the RPC handlers of a node over `ledger` share.
+    fn new(
+        ledger: Ledger<RedbStore>,
+        history: History,
+        mempool_size: usize,
+        limits: &RpcLimits,
+    ) -> Arc<Shared> {
+        let height = ledger.head().height;
+        let (heads, _) = tokio::sync::broadcast::channel(256);
+        let shared = Shared {
+            ledger: Mutex::new(ledger),
+            mempool: Mutex::new(Mempool::new(mempool_size)),
+            heads,
+            new_tx: tokio::sync::Notify::new(),
+            rejected_in_block: Mutex::new(HashMap::new()),
+            metrics: Metrics::default(),
+            history,
+            rpc: Arc::new(Connections::new(limits)),
+        };
+        shared.metrics.height.store(height, Ordering::Relaxed);
+        Arc::new(shared)
+    }
+
+    /// Produces one block from the mempool (empty if it is), as the node's producer does.
+    pub fn produce_block(&self) -> Result<NewHead, NodeError> {
+        self.produce(public_key(&dev_key("validator")), false)?
+            .ok_or_else(|| NodeError::Runtime("no block produced".into()))
+    }
+
     /// The ledger, even if a thread panicked while holding it (its state is only changed by
     /// `propose`/`commit`, which leave it consistent or return an error).
     pub(crate) fn ledger(&self) -> MutexGuard<'_, Ledger<RedbStore>> {
@@ -156,6 +262,11 @@ impl Shared {
             map.extend(rejected);
         }
         self.mempool().after_block(&ledger, &ids);
+        // A checkpoint at every epoch block; failing to write one only makes past metagraphs
+        // slower (they replay from an earlier one), so it does not stop the chain.
+        if let Err(e) = self.history.after_block(outcome.header.height, ledger.store()) {
+            eprintln!("checkpoint at block {}: {e}", outcome.header.height);
+        }
         drop(ledger);
 
         let m = &self.metrics;
@@ -198,6 +309,25 @@ pub fn genesis_of(args: &NodeArgs) -> Result<GenesisConfig, NodeError> {
     GenesisConfig::from_json(&text).map_err(|e| bad(e.to_string()))
 }
 
+/// The JSON-RPC API of a node over the chain in `data_dir` (opened or started as `agora node`
+/// does), with no server and no block producer: for callers in the same process, such as the
+/// fuzz harness (`RpcModule::raw_json_request`). Blocks come from [`Shared::produce_block`].
+pub fn api(
+    data_dir: &std::path::Path,
+    genesis: GenesisConfig,
+) -> Result<(jsonrpsee::RpcModule<Arc<Shared>>, Arc<Shared>), NodeError> {
+    let args = <NodeArgs as clap::FromArgMatches>::from_arg_matches(
+        &<NodeArgs as clap::Args>::augment_args(clap::Command::new("node")).get_matches_from(["node"]),
+    )
+    .map_err(|e| NodeError::Runtime(e.to_string()))?;
+    let limits = args.rpc_limits(&genesis);
+    let (ledger, _) = chain_dir::open(data_dir, genesis.clone(), false)?;
+    let history = History::new(ledger.store().clone(), genesis, args.history_blocks);
+    let shared = Shared::new(ledger, history, args.mempool_size, &limits);
+    let module = rpc::module(shared.clone()).map_err(|e| NodeError::Runtime(e.to_string()))?;
+    Ok((module, shared))
+}
+
 /// Runs the node until Ctrl-C or SIGTERM; the block being produced is finished first.
 pub fn run(args: NodeArgs) -> Result<(), NodeError> {
     // Before starting anything: a bad genesis file is a usage error.
@@ -211,15 +341,29 @@ pub fn run(args: NodeArgs) -> Result<(), NodeError> {
 }
 
 async fn run_async(args: NodeArgs) -> Result<(), NodeError> {
-    std::fs::create_dir_all(&args.data_dir)
-        .map_err(|source| NodeError::DataDir { path: args.data_dir.clone(), source })?;
-    let store = RedbStore::open(&args.data_dir.join("chain.redb")).map_err(LedgerError::from)?;
-    let ledger = Ledger::open_or_init(store, genesis_of(&args)?)?;
+    let genesis = genesis_of(&args)?;
+    let limits = args.rpc_limits(&genesis);
+    let (ledger, opened) = chain_dir::open(&args.data_dir, genesis.clone(), args.new_chain)?;
     let head = ledger.head();
+    let history = History::new(ledger.store().clone(), genesis, args.history_blocks);
+    // The checkpoint of the head, if a crash came between its block and its checkpoint.
+    if let Err(e) = history.after_block(head.height, ledger.store()) {
+        eprintln!("checkpoint at block {}: {e}", head.height);
+    }
 
     println!("agora node: chain {} (genesis {})", ledger.chain_id(), ledger.genesis().hash());
     println!("data directory: {}", args.data_dir.display());
-    println!("resuming at height {} (state root {})", head.height, head.state_root);
+    match opened {
+        chain_dir::Opened::Resumed => {
+            println!("resuming at height {} (state root {}), store checked", head.height, head.state_root)
+        }
+        chain_dir::Opened::Started => println!("new chain at height 0 (state root {})", head.state_root),
+        chain_dir::Opened::StartedOver { kept } => println!(
+            "new chain at height 0 (state root {}); the unreadable chain file was kept as {}",
+            head.state_root,
+            kept.display()
+        ),
+    }
     if args.dev {
         println!(
             "funded dev accounts ({} tokens each). INSECURE: their secret keys derive from the",
@@ -231,25 +375,35 @@ async fn run_async(args: NodeArgs) -> Result<(), NodeError> {
         }
     }
 
-    let (heads, _) = tokio::sync::broadcast::channel(256);
-    let shared = Arc::new(Shared {
-        ledger: Mutex::new(ledger),
-        mempool: Mutex::new(Mempool::new(args.mempool_size)),
-        heads,
-        new_tx: tokio::sync::Notify::new(),
-        rejected_in_block: Mutex::new(HashMap::new()),
-        metrics: Metrics::default(),
-    });
-    shared.metrics.height.store(head.height, Ordering::Relaxed);
-
+    let shared = Shared::new(ledger, history, args.mempool_size, &limits);
     let module = rpc::module(shared.clone()).map_err(|e| NodeError::Runtime(e.to_string()))?;
-    let server = jsonrpsee::server::Server::builder()
+    let config = jsonrpsee::server::ServerConfig::builder()
+        // jsonrpsee counts HTTP calls in flight and WebSockets under this one limit; the
+        // accept loop's limits (at most one call in flight per connection) are the binding ones.
+        .max_connections(limits.max_connections as u32)
+        .max_subscriptions_per_connection(MAX_SUBSCRIPTIONS_PER_WS)
+        .set_batch_request_config(jsonrpsee::server::BatchRequestConfig::Limit(MAX_BATCH))
+        .max_request_body_size(limits.max_request_bytes)
+        .set_message_buffer_capacity(WS_BUFFER)
+        // Closes WebSockets whose client stopped answering pings (a dead peer).
+        .enable_ws_ping(
+            jsonrpsee::server::PingConfig::new()
+                .ping_interval(Duration::from_secs(30))
+                .inactive_limit(Duration::from_secs(60)),
+        )
+        .build();
+    let svc_builder = jsonrpsee::server::Server::builder()
+        .set_config(config)
         .set_http_middleware(tower::ServiceBuilder::new().layer(metrics::MetricsLayer(shared.clone())))
-        .build(args.rpc_addr)
+        .set_rpc_middleware(jsonrpsee::server::middleware::rpc::RpcServiceBuilder::new().layer_fn(rpc::Guard))
+        .to_service_builder();
+    let listener = tokio::net::TcpListener::bind(args.rpc_addr)
         .await
         .map_err(|source| NodeError::Rpc { addr: args.rpc_addr, source })?;
-    let addr = server.local_addr().map_err(|source| NodeError::Rpc { addr: args.rpc_addr, source })?;
-    let handle = server.start(module);
+    let addr = listener.local_addr().map_err(|source| NodeError::Rpc { addr: args.rpc_addr, source })?;
+    let shutdown = shutdown_signal();
+    let (stop, handle) = jsonrpsee::server::stop_channel();
+    tokio::spawn(server::serve(listener, svc_builder, module.into(), limits, shared.rpc.clone(), stop));
     // Tests and scripts parse this line for the bound address (port 0 picks a free one).
     println!("rpc listening on http://{addr} (WebSocket: ws://{addr}, metrics: http://{addr}/metrics)");
     match args.instant {
@@ -260,7 +414,6 @@ async fn run_async(args: NodeArgs) -> Result<(), NodeError> {
     let proposer = public_key(&dev_key("validator"));
     let mut interval = tokio::time::interval(Duration::from_millis(args.block_time_ms));
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let shutdown = shutdown_signal();
     tokio::pin!(shutdown);
     let result = loop {
         tokio::select! {
@@ -293,26 +446,34 @@ async fn run_async(args: NodeArgs) -> Result<(), NodeError> {
     result
 }
 
-/// Resolves on Ctrl-C or (on Unix) SIGTERM.
-async fn shutdown_signal() {
+/// Resolves on Ctrl-C or (on Unix) SIGTERM. The handlers are installed when this is called,
+/// not when the future is first polled: a signal sent right after the node printed its address
+/// must stop it cleanly, not kill it.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
+        let term = signal(SignalKind::terminate());
+        let int = signal(SignalKind::interrupt());
+        async move {
+            match (term, int) {
+                (Ok(mut term), Ok(mut int)) => {
+                    tokio::select! {
+                        _ = int.recv() => {}
+                        _ = term.recv() => {}
+                    }
                 }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
+                _ => {
+                    let _ = tokio::signal::ctrl_c().await;
+                }
             }
         }
     }
     #[cfg(not(unix))]
     {
-        let _ = tokio::signal::ctrl_c().await;
+        async {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }
 

@@ -3,11 +3,11 @@
 //! Entry is validated against the ledger (`check_tx`), so a bad transaction is refused at
 //! submission with its typed reason instead of wasting a block slot. A sender may queue several
 //! transactions with consecutive nonces; only the first can be checked in full against the
-//! current state (the others are checked for signature and nonce, and fully once they become
-//! the first). Blocks take transactions by fee, highest first, then by arrival, while keeping
+//! current state, the others against the balance the earlier ones would leave at worst
+//! (`Ledger::check_admission`), so each can still pay its fee when its block comes. Blocks take transactions by fee, highest first, then by arrival, while keeping
 //! each sender's nonces in order. The pool is bounded: when full it refuses new transactions.
 
-use ledger::{Hash, Ledger, PublicKey, SignedTx, Store, TxError};
+use ledger::{Hash, Ledger, PublicKey, SignedTx, Store, TxBody, TxError};
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashMap};
 use thiserror::Error;
@@ -68,23 +68,18 @@ impl Mempool {
         }
         let sender = tx.body.sender;
         let account_nonce = ledger.account(&sender).nonce;
-        let queued = self.by_sender.get(&sender).map_or(0, BTreeMap::len) as u64;
+        let queue = self.by_sender.get(&sender);
+        let queued = queue.map_or(0, BTreeMap::len) as u64;
         // Queues are contiguous from the account's nonce (restored after every block).
         let next = account_nonce + queued;
         let nonce = tx.body.nonce;
         if queued > 0 && (account_nonce..next).contains(&nonce) {
             return Err(MempoolError::NoncePending { sender, nonce, next });
         }
-        if queued > 0 && nonce == next {
-            // Follows a pending transaction: the state it will meet is not known yet, so check
-            // what does not depend on it (signature, fee floor); the full check runs when it
-            // becomes the sender's first pending transaction.
-            tx.verify(ledger.chain_id()).map_err(MempoolError::Invalid)?;
-        } else {
-            // The sender's first pending transaction, or a nonce the ledger will refuse
-            // (reused or too high): the ledger's own check gives the reason.
-            ledger.check_tx(&tx).map_err(MempoolError::Invalid)?;
-        }
+        // Behind pending transactions, checked against the balance they would leave at worst.
+        let pending: Vec<&TxBody> =
+            queue.map(|q| q.values().map(|e| &e.tx.body).collect()).unwrap_or_default();
+        ledger.check_admission(&tx, &pending).map_err(MempoolError::Invalid)?;
         if self.ids.len() >= self.max {
             return Err(MempoolError::Full { max: self.max });
         }
@@ -229,6 +224,36 @@ mod tests {
         ));
         m.insert(&l, &transfer("alice", 1, 10_000, 1).encode()).unwrap();
         assert_eq!(m.insert(&l, &transfer("bob", 0, 10_000, 1).encode()), Err(MempoolError::Full { max: 2 }));
+    }
+
+    /// Issue 13: an account holding two fees queued a thousand transactions, which blocks then
+    /// stored as rejected without payment. Now it queues what its balance pays for.
+    #[test]
+    fn a_sender_queues_only_what_its_balance_pays_for() {
+        let mut l = Ledger::init(MemStore::new(), {
+            let mut g = GenesisConfig::dev(&["alice"], 10 * UNITS_PER_TOKEN);
+            g.accounts.push(ledger::GenesisAccount {
+                key: public_key(&dev_key("mallory")),
+                balance: 2 * 10_000 + 2,
+            });
+            g
+        })
+        .unwrap();
+        let mut m = Mempool::new(10_000);
+        let accepted =
+            (0..1_000).filter(|&n| m.insert(&l, &transfer("mallory", n, 10_000, 1).encode()).is_ok()).count();
+        assert_eq!(accepted, 2);
+        assert!(matches!(
+            m.insert(&l, &transfer("mallory", 2, 10_000, 1).encode()),
+            Err(MempoolError::Invalid(TxError::PendingSpendExceedsBalance { pending: 2, .. }))
+        ));
+        let txs = m.select(10_000);
+        let ids: Vec<Hash> = txs.iter().map(SignedTx::id).collect();
+        l.propose(txs, 1, public_key(&dev_key("v"))).unwrap();
+        let out = l.commit().unwrap();
+        assert!(out.receipts.iter().all(|r| r.is_applied()), "{:?}", out.receipts);
+        m.after_block(&l, &ids);
+        assert!(m.is_empty());
     }
 
     #[test]

@@ -3,43 +3,40 @@
 //! `INVALID_PARAMS` with what was expected), holds the ledger lock only to read, and never
 //! panics on input. Handlers are registered as blocking methods: the producer holds the ledger
 //! lock for a whole block (an epoch of thousands of neurons takes a while), and waiting for it
-//! must not stall the async workers that serve other connections and subscriptions.
+//! must not stall the async workers that serve other connections and subscriptions. A past
+//! metagraph is rebuilt from a checkpoint ([`crate::history`]) by at most
+//! `--rpc-max-historical` calls at once; [`Guard`] tells an HTTP caller that subscriptions need
+//! a WebSocket and records each WebSocket call for the idle timeout.
 
+use crate::history::HistoryError;
 use crate::mempool::MempoolError;
+use crate::server::{Activity, Transport};
 use crate::Shared;
 use client::types::{
     codes, AccountInfo, BlockId, BlockInfo, GenesisInfo, MetagraphInfo, NeuronQuery, TxLookup,
 };
+use jsonrpsee::core::middleware::{
+    Batch, BatchEntry, BatchEntryErr, Notification, ResponseFuture, RpcServiceT,
+};
 use jsonrpsee::core::SubscriptionResult;
+use jsonrpsee::server::middleware::rpc::Request;
+use jsonrpsee::server::MethodResponse;
 use jsonrpsee::types::{ErrorObject, ErrorObjectOwned, Params};
 use jsonrpsee::RpcModule;
 use ledger::{Hash, LedgerError, PublicKey};
 use serde::Serialize;
+use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::broadcast::error::RecvError;
 
-/// Deepest history `agora_metagraph` rebuilds by replay (the cost grows with the height).
-pub const MAX_REPLAY_BLOCKS: u64 = 100_000;
+/// How long a past-metagraph call waits for one of the `--rpc-max-historical` slots before it
+/// is refused with [`codes::BUSY`] (see [`Expensive`]).
+pub const HISTORICAL_WAIT: Duration = Duration::from_secs(10);
 
-/// The metagraph as it stood after block `height`. The node keeps only the latest state, but
-/// the state at any height is a pure function of the genesis and the blocks: replay the stored
-/// blocks into a fresh in-memory ledger, taking the node's lock for one block read at a time.
-fn metagraph_at(
-    s: &Shared,
-    genesis: ledger::GenesisConfig,
-    height: u64,
-) -> Result<ledger::Metagraph, ErrorObjectOwned> {
-    let storage =
-        |e: &dyn std::fmt::Display| error(codes::STORAGE, format!("replaying to block {height}: {e}"));
-    let mut replay = ledger::Ledger::init(ledger::MemStore::new(), genesis).map_err(|e| storage(&e))?;
-    for h in 1..=height {
-        let stored = s.ledger().block(h).map_err(|e| storage(&e))?;
-        let stored = stored.ok_or_else(|| storage(&format!("block {h} is missing from the store")))?;
-        replay.execute_block(&stored.block).map_err(|e| storage(&e))?;
-        replay.commit().map_err(|e| storage(&e))?;
-    }
-    Ok(replay.metagraph())
-}
+/// The subscription methods, which need a WebSocket.
+const SUBSCRIPTION_METHODS: [&str; 2] = ["agora_subscribeNewHeads", "agora_unsubscribeNewHeads"];
 
 fn error(code: i32, message: impl Into<String>) -> ErrorObjectOwned {
     ErrorObject::owned(code, message.into(), None::<()>)
@@ -127,7 +124,7 @@ pub fn module(shared: Arc<Shared>) -> Result<RpcModule<Arc<Shared>>, jsonrpsee::
         })
     })?;
 
-    m.register_blocking_method("agora_metagraph", |params, s, _| {
+    m.register_async_method("agora_metagraph", |params, s, _| async move {
         let height: Option<u64> = if params.is_object() {
             #[derive(serde::Deserialize)]
             struct Named {
@@ -135,31 +132,30 @@ pub fn module(shared: Arc<Shared>) -> Result<RpcModule<Arc<Shared>>, jsonrpsee::
             }
             params.parse::<Named>().map_err(|e| invalid(e.message().to_string()))?.block
         } else {
-            params.sequence().optional_next().map_err(|e| invalid(format!("expected a block height or null: {}", e.message())))?
+            params
+                .sequence()
+                .optional_next()
+                .map_err(|e| invalid(format!("expected a block height or null: {}", e.message())))?
         };
-        let ledger = s.ledger();
-        let head = ledger.head().height;
-        match height {
-            Some(h) if h > head => Err(error_with(
+        // The head and, if that is what is asked for, the latest metagraph, under the ledger's
+        // lock on a blocking thread (the producer may hold it for a whole epoch).
+        let s2 = s.clone();
+        let (head, latest) = tokio::task::spawn_blocking(move || {
+            let ledger = s2.ledger();
+            let head = ledger.head().height;
+            let latest = (height.is_none_or(|h| h == head)).then(|| MetagraphInfo::from(&ledger.metagraph()));
+            (head, latest)
+        })
+        .await
+        .map_err(|e| error(codes::STORAGE, format!("the metagraph could not be read: {e}")))?;
+        match (height, latest) {
+            (_, Some(latest)) => Ok(latest),
+            (Some(h), None) if h > head => Err(error_with(
                 codes::NOT_FOUND,
                 format!("block {h} does not exist yet: the head is block {head}"),
                 serde_json::json!({ "head": head, "requested": h }),
             )),
-            Some(h) if h > MAX_REPLAY_BLOCKS && h < head => Err(error_with(
-                codes::HISTORICAL_STATE_UNAVAILABLE,
-                format!(
-                    "the metagraph at block {h} would need a replay of {h} blocks (at most {MAX_REPLAY_BLOCKS}); \
-                     omit the height for the latest"
-                ),
-                serde_json::json!({ "head": head, "requested": h }),
-            )),
-            Some(h) if h < head => {
-                // Release the producer's lock: the replay runs on its own in-memory ledger.
-                let genesis = ledger.genesis().clone();
-                drop(ledger);
-                metagraph_at(&s, genesis, h).map(|m| MetagraphInfo::from(&m))
-            }
-            _ => Ok(MetagraphInfo::from(&ledger.metagraph())),
+            (h, None) => historical_metagraph(&s, h.unwrap_or(head), head).await,
         }
     })?;
 
@@ -200,15 +196,21 @@ pub fn module(shared: Arc<Shared>) -> Result<RpcModule<Arc<Shared>>, jsonrpsee::
         "agora_subscribeNewHeads",
         "agora_newHead",
         "agora_unsubscribeNewHeads",
-        |_, pending, s, _| async move {
+        |_, pending, s, ext| async move {
             let mut rx = s.heads.subscribe();
-            let sink = pending.accept().await?;
+            let mut sink = pending.accept().await?;
+            // Counted while it runs: a WebSocket with a subscription is not idle.
+            let _active = ext.get::<Arc<Activity>>().map(Activity::subscribed);
             loop {
                 tokio::select! {
                     _ = sink.closed() => break,
                     item = rx.recv() => match item {
-                        Ok(head) => sink.send(serde_json::value::to_raw_value(&head)?).await?,
-                        // A slow subscriber skips heads rather than holding the producer back.
+                        // A subscriber that does not read skips heads (its buffer is full) rather
+                        // than holding memory or the producer back.
+                        Ok(head) => match sink.try_send(serde_json::value::to_raw_value(&head)?) {
+                            Ok(()) | Err(jsonrpsee::core::server::TrySendError::Full(_)) => {}
+                            Err(jsonrpsee::core::server::TrySendError::Closed(_)) => break,
+                        },
                         Err(RecvError::Lagged(_)) => continue,
                         Err(RecvError::Closed) => break,
                     },
@@ -218,4 +220,184 @@ pub fn module(shared: Arc<Shared>) -> Result<RpcModule<Arc<Shared>>, jsonrpsee::
         },
     )?;
     Ok(m)
+}
+
+/// At most `max` expensive calls (past metagraphs) run at once, each on a blocking thread;
+/// a call waits up to [`HISTORICAL_WAIT`] for its turn and is refused with [`codes::BUSY`] after.
+pub struct Expensive {
+    slots: Arc<tokio::sync::Semaphore>,
+    max: usize,
+    wait: Duration,
+    running: AtomicUsize,
+    /// The most that ran at once since the node started (`/metrics`).
+    pub peak: AtomicUsize,
+}
+
+impl Expensive {
+    pub fn new(max: usize, wait: Duration) -> Expensive {
+        Expensive {
+            slots: Arc::new(tokio::sync::Semaphore::new(max)),
+            max,
+            wait,
+            running: AtomicUsize::new(0),
+            peak: AtomicUsize::new(0),
+        }
+    }
+
+    /// Runs `f` when a slot is free (within the wait), on a blocking thread.
+    pub async fn run<T: Send + 'static>(
+        self: &Arc<Self>,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, ErrorObjectOwned> {
+        let permit = match tokio::time::timeout(self.wait, self.slots.clone().acquire_owned()).await {
+            Ok(Ok(p)) => p,
+            _ => {
+                return Err(error(
+                    codes::BUSY,
+                    format!(
+                        "{} past-metagraph calls are running and none finished within {} s: retry shortly",
+                        self.max,
+                        self.wait.as_secs_f64()
+                    ),
+                ))
+            }
+        };
+        let me = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            let now = me.running.fetch_add(1, Ordering::SeqCst) + 1;
+            me.peak.fetch_max(now, Ordering::SeqCst);
+            let out = f();
+            me.running.fetch_sub(1, Ordering::SeqCst);
+            out
+        })
+        .await
+        .map_err(|e| error(codes::STORAGE, format!("the call failed: {e}")))
+    }
+}
+
+/// `agora_metagraph` at a past height: rebuilt from the latest checkpoint as an [`Expensive`]
+/// call.
+async fn historical_metagraph(s: &Arc<Shared>, h: u64, head: u64) -> Result<MetagraphInfo, ErrorObjectOwned> {
+    let history = s.history.clone();
+    let rebuilt = s.rpc.historical.run(move || history.metagraph_at(h, head)).await.inspect_err(|e| {
+        if e.code() == codes::BUSY {
+            s.rpc.counters.busy.fetch_add(1, Ordering::Relaxed);
+        }
+    })?;
+    match rebuilt {
+        Ok(m) => Ok(MetagraphInfo::from(&m)),
+        Err(HistoryError::TooOld { oldest, .. }) => Err(error_with(
+            codes::HISTORICAL_STATE_UNAVAILABLE,
+            format!(
+                "the node keeps the state of blocks {oldest}..={head} (--history-blocks): block {h} is older"
+            ),
+            serde_json::json!({ "head": head, "requested": h, "oldest": oldest }),
+        )),
+        Err(e) => {
+            eprintln!("rpc: past metagraph: {e}");
+            Err(error(codes::STORAGE, format!("rebuilding block {h} failed: {e}")))
+        }
+    }
+}
+
+/// JSON-RPC middleware: subscriptions over HTTP get [`codes::WEBSOCKET_REQUIRED`] (jsonrpsee
+/// answered -32603 "Internal error"), and every call counts as WebSocket activity.
+#[derive(Clone)]
+pub struct Guard<S>(pub S);
+
+fn over_http(ext: &jsonrpsee::Extensions) -> bool {
+    ext.get::<Transport>() == Some(&Transport::Http)
+}
+
+fn needs_websocket(method: &str) -> ErrorObjectOwned {
+    error(
+        codes::WEBSOCKET_REQUIRED,
+        format!(
+            "{method} is a subscription: connect over WebSocket (ws://host:port); HTTP carries single calls"
+        ),
+    )
+}
+
+impl<S> RpcServiceT for Guard<S>
+where
+    S: RpcServiceT<
+            MethodResponse = MethodResponse,
+            BatchResponse = MethodResponse,
+            NotificationResponse = MethodResponse,
+        > + Send
+        + Sync,
+{
+    type MethodResponse = MethodResponse;
+    type BatchResponse = MethodResponse;
+    type NotificationResponse = MethodResponse;
+
+    fn call<'a>(&self, req: Request<'a>) -> impl Future<Output = Self::MethodResponse> + Send + 'a {
+        if let Some(a) = req.extensions().get::<Arc<Activity>>() {
+            a.touch();
+        }
+        if over_http(req.extensions()) && SUBSCRIPTION_METHODS.contains(&req.method_name()) {
+            let rp = MethodResponse::error(req.id().into_owned(), needs_websocket(req.method_name()));
+            return ResponseFuture::ready(rp);
+        }
+        ResponseFuture::future(self.0.call(req))
+    }
+
+    fn batch<'a>(&self, mut batch: Batch<'a>) -> impl Future<Output = Self::BatchResponse> + Send + 'a {
+        for entry in batch.iter_mut() {
+            let refused = match entry {
+                Ok(BatchEntry::Call(req))
+                    if over_http(req.extensions()) && SUBSCRIPTION_METHODS.contains(&req.method_name()) =>
+                {
+                    Some((req.id().into_owned(), needs_websocket(req.method_name())))
+                }
+                _ => None,
+            };
+            if let Some((id, e)) = refused {
+                *entry = Err(BatchEntryErr::new(id, e));
+            }
+        }
+        if let Some(a) = batch.extensions().get::<Arc<Activity>>() {
+            a.touch();
+        }
+        self.0.batch(batch)
+    }
+
+    fn notification<'a>(
+        &self,
+        n: Notification<'a>,
+    ) -> impl Future<Output = Self::NotificationResponse> + Send + 'a {
+        self.0.notification(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// With every slot taken, a call waits its time and is refused BUSY; a freed slot serves it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn expensive_calls_run_a_few_at_once_and_the_rest_are_told_to_retry() {
+        let limit = Arc::new(Expensive::new(2, Duration::from_millis(200)));
+        let (release, hold) = std::sync::mpsc::channel::<()>();
+        let hold = Arc::new(std::sync::Mutex::new(hold));
+        let mut running = Vec::new();
+        for _ in 0..2 {
+            let (l, h) = (limit.clone(), hold.clone());
+            running.push(tokio::spawn(async move { l.run(move || h.lock().unwrap().recv().ok()).await }));
+        }
+        while limit.running.load(Ordering::SeqCst) < 1 {
+            tokio::task::yield_now().await;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let refused = limit.run(|| ()).await.unwrap_err();
+        assert_eq!(refused.code(), codes::BUSY);
+        release.send(()).unwrap();
+        release.send(()).unwrap();
+        for r in running {
+            assert!(r.await.unwrap().is_ok());
+        }
+        assert!(limit.run(|| 7).await.is_ok_and(|v| v == 7));
+        assert!(limit.peak.load(Ordering::SeqCst) <= 2);
+    }
 }

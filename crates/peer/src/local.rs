@@ -3,7 +3,7 @@
 
 use crate::chain::{Chain, ChainError};
 use client::{AccountInfo, MetagraphInfo};
-use ledger::{ChainHead, GenesisConfig, Hash, Ledger, MemStore, PublicKey, Receipt, SignedTx, TxError};
+use ledger::{ChainHead, GenesisConfig, Hash, Ledger, MemStore, PublicKey, Receipt, SignedTx};
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
 
@@ -91,25 +91,11 @@ impl Chain for LocalChain {
 
     async fn submit(&self, tx: &SignedTx) -> Result<Hash, ChainError> {
         let mut inner = self.lock();
-        let sender = tx.body.sender;
-        let queued = inner.queue.iter().filter(|t| t.body.sender == sender).count() as u64;
-        if queued == 0 {
-            inner.ledger.check_tx(tx).map_err(ChainError::Rejected)?;
-        } else {
-            // Behind a queued transaction of the same sender, as the node's mempool does: only
-            // what does not depend on the state it will meet (nonce order, signature).
-            let expected = inner.ledger.account(&sender).nonce + queued;
-            if tx.body.nonce != expected {
-                let got = tx.body.nonce;
-                let err = if got < expected {
-                    TxError::NonceReused { sender, expected, got }
-                } else {
-                    TxError::NonceTooHigh { sender, expected, got }
-                };
-                return Err(ChainError::Rejected(err));
-            }
-            tx.verify(inner.ledger.chain_id()).map_err(ChainError::Rejected)?;
-        }
+        // The node's mempool admission: the first pending transaction of a sender in full, the
+        // later ones against the balance the earlier ones would leave at worst.
+        let pending: Vec<&ledger::TxBody> =
+            inner.queue.iter().filter(|t| t.body.sender == tx.body.sender).map(|t| &t.body).collect();
+        inner.ledger.check_admission(tx, &pending).map_err(ChainError::Rejected)?;
         let id = tx.id();
         inner.queue.push(tx.clone());
         Ok(id)

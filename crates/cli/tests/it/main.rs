@@ -3,6 +3,8 @@
 
 mod localnet;
 mod node;
+mod node_attacks;
+mod node_crash;
 mod peer;
 mod peer_chain;
 mod sim;

@@ -7,18 +7,21 @@ use crate::TempDir;
 use client::types::codes;
 use client::{Client, ClientError, TxLookup};
 use ledger::{dev_key, public_key, Call, SignedTx, TxBody, TxError, UNITS_PER_TOKEN};
-use std::io::{BufRead, BufReader, Read, Write};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use node::test_utils::NodeProcess;
+use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
-const FEE: u64 = 10_000;
+pub(crate) const FEE: u64 = 10_000;
 
-/// A running `agora node`, killed (SIGKILL) when dropped. Shared with the other modules that
-/// drive a node (`tx`).
-pub(crate) struct NodeProc {
-    child: Child,
-    addr: String,
+/// A running `agora node` (this test build's binary), killed (SIGKILL) when dropped. Shared
+/// with the other modules that drive a node.
+pub(crate) struct NodeProc(NodeProcess);
+
+impl std::ops::Deref for NodeProc {
+    type Target = NodeProcess;
+    fn deref(&self) -> &NodeProcess {
+        &self.0
+    }
 }
 
 impl NodeProc {
@@ -29,64 +32,20 @@ impl NodeProc {
 
     /// `agora node ARGS...` on a free port.
     pub(crate) fn start_with(args: &[&str]) -> NodeProc {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_agora"))
-            .args(["node", "--rpc-addr", "127.0.0.1:0"])
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start agora node");
-        let stdout = child.stdout.take().expect("piped stdout");
-        let (tx, rx) = mpsc::channel();
-        // Keep draining stdout for the node's whole life so it never blocks on a full pipe.
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(rest) = line.strip_prefix("rpc listening on http://") {
-                    let _ = tx.send(rest.split_whitespace().next().unwrap_or_default().to_string());
-                }
-            }
-        });
-        let addr = rx.recv_timeout(Duration::from_secs(30)).expect("node printed its RPC address");
-        NodeProc { child, addr }
+        NodeProc(NodeProcess::spawn(std::path::Path::new(env!("CARGO_BIN_EXE_agora")), args))
     }
 
-    pub(crate) fn http(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-
-    fn ws(&self) -> String {
-        format!("ws://{}", self.addr)
-    }
-
-    fn sigkill(mut self) {
-        self.child.kill().expect("SIGKILL");
-        self.child.wait().expect("reap");
+    pub(crate) fn sigkill(self) {
+        self.0.sigkill()
     }
 
     /// SIGTERM, then the exit code.
-    fn sigterm(mut self) -> Option<i32> {
-        let pid = self.child.id().to_string();
-        let ok = Command::new("kill").args(["-TERM", &pid]).status().expect("run kill").success();
-        assert!(ok, "kill -TERM {pid}");
-        let start = Instant::now();
-        loop {
-            if let Some(status) = self.child.try_wait().expect("wait") {
-                return status.code();
-            }
-            assert!(start.elapsed() < Duration::from_secs(20), "node did not stop on SIGTERM");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+    pub(crate) fn sigterm(self) -> Option<i32> {
+        self.0.sigterm()
     }
 }
 
-impl Drop for NodeProc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn transfer(from: &str, to: &str, nonce: u64, amount: u64, chain: &str) -> SignedTx {
+pub(crate) fn transfer(from: &str, to: &str, nonce: u64, amount: u64, chain: &str) -> SignedTx {
     let k = dev_key(from);
     TxBody {
         sender: public_key(&k),
@@ -98,7 +57,7 @@ fn transfer(from: &str, to: &str, nonce: u64, amount: u64, chain: &str) -> Signe
 }
 
 /// `GET /metrics` over plain HTTP/1.0.
-fn metrics(addr: &str) -> String {
+pub(crate) fn metrics(addr: &str) -> String {
     let mut s = std::net::TcpStream::connect(addr).expect("connect");
     s.write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n").expect("write");
     let mut out = String::new();
@@ -259,6 +218,18 @@ async fn node_serves_rejects_and_survives_sigkill() {
     assert_eq!(n.sigterm(), Some(0));
 }
 
+/// `agora node --genesis DIR/genesis.json --data-dir DIR/data --instant EXTRA...` with `g` in
+/// the genesis file.
+pub(crate) fn start_genesis(dir: &TempDir, g: &ledger::GenesisConfig, extra: &[&str]) -> NodeProc {
+    let file = dir.0.join("genesis.json");
+    std::fs::write(&file, g.to_json_pretty()).expect("write genesis");
+    let data = dir.0.join("data");
+    let args =
+        [&["--genesis", file.to_str().unwrap(), "--data-dir", data.to_str().unwrap(), "--instant"], extra]
+            .concat();
+    NodeProc::start_with(&args)
+}
+
 #[test]
 fn node_without_a_chain_says_what_to_pass() {
     let o = crate::agora(&["node"]);
@@ -272,28 +243,8 @@ fn node_without_a_chain_says_what_to_pass() {
 async fn node_from_a_genesis_file_runs_epochs_and_serves_the_metagraph() {
     let dir = TempDir::new("node-genesis");
     let names = ["n0", "n1", "n2"];
-    let mut g = ledger::GenesisConfig::dev(&["alice", "n0", "n1", "n2"], 1_000 * UNITS_PER_TOKEN);
-    g.chain_id = "agora-it".into();
-    g.tempo = 2;
-    g.neurons = names
-        .iter()
-        .map(|n| ledger::GenesisNeuron {
-            hotkey: public_key(&dev_key(n)),
-            coldkey: public_key(&dev_key("alice")),
-            stake: 100 * UNITS_PER_TOKEN,
-            endpoint: None,
-        })
-        .collect();
-    let file = dir.0.join("genesis.json");
-    std::fs::write(&file, g.to_json_pretty()).expect("write genesis");
-    let data = dir.0.join("data");
-    let n = NodeProc::start_with(&[
-        "--genesis",
-        file.to_str().unwrap(),
-        "--data-dir",
-        data.to_str().unwrap(),
-        "--instant",
-    ]);
+    let g = node::test_utils::neuron_genesis("agora-it", 2);
+    let n = start_genesis(&dir, &g, &[]);
     let c = Client::connect(&n.http()).await.expect("connect");
     assert_eq!(c.genesis().await.unwrap().config, g);
 
