@@ -5,6 +5,12 @@ use clap::Args;
 use localnet::{RunOptions, Scenario};
 use std::path::PathBuf;
 
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum DividendArg {
+    Bonds,
+    ValidatorTrust,
+}
+
 #[derive(Debug, Args)]
 pub struct LocalnetArgs {
     /// Scenario file (TOML, `localnet::Scenario`); default: the built-in 8-peer scenario
@@ -19,6 +25,10 @@ pub struct LocalnetArgs {
     /// Incentive mechanism of the chain (basic, connectivity, trust, nakamoto, yuma)
     #[arg(long)]
     mechanism: Option<String>,
+    /// yuma's dividend rule: bonds (subtensor's) or validator-trust (bond payouts scaled by how
+    /// much of each validator's row survived clipping)
+    #[arg(long, value_enum)]
+    dividend_rule: Option<DividendArg>,
     /// Run the scenario once per mechanism and write DIR/compare.md side by side
     #[arg(long, conflicts_with = "mechanism")]
     compare: bool,
@@ -41,6 +51,9 @@ pub struct LocalnetArgs {
     /// --in-process negative control: every peer outside the cabal sets random weights
     #[arg(long, requires = "in_process")]
     random_weights: bool,
+    /// --in-process: training steps each peer takes per block
+    #[arg(long, default_value_t = 1, requires = "in_process")]
+    steps_per_block: u32,
     /// Epochs between two measurements of the independent judge while the run goes (it always
     /// measures at the end)
     #[arg(long, value_name = "EPOCHS", default_value_t = 10)]
@@ -63,6 +76,12 @@ pub fn run(args: LocalnetArgs) -> Result<()> {
     }
     if let Some(m) = args.mechanism.clone() {
         scenario.mechanism = m;
+    }
+    if let Some(rule) = args.dividend_rule {
+        scenario.dividend_rule = Some(match rule {
+            DividendArg::Bonds => mechanism::yuma::DividendRule::Bonds,
+            DividendArg::ValidatorTrust => mechanism::yuma::DividendRule::ValidatorTrust,
+        });
     }
     let scenario = scenario.validated()?;
     if args.print_scenario {
@@ -100,13 +119,15 @@ fn run_in_process(args: &LocalnetArgs, scenario: Scenario, judge: localnet::Judg
     };
     let mut summaries = Vec::new();
     for m in &mechanisms {
+        let dividend_rule = if m == "yuma" { scenario.dividend_rule } else { None };
         let mut opts = localnet::MarketOptions::new(
-            Scenario { mechanism: m.clone(), ..scenario.clone() },
+            Scenario { mechanism: m.clone(), dividend_rule, ..scenario.clone() },
             if args.compare { args.out.join(m) } else { args.out.clone() },
         );
         opts.seed = args.seed;
         opts.judge = judge;
         opts.judge_every = args.judge_every;
+        opts.steps_per_block = args.steps_per_block;
         opts.verbose = true;
         if args.random_weights {
             opts.weights = localnet::WeightsPolicy::Random;

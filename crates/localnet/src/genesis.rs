@@ -38,6 +38,9 @@ pub fn genesis(scenario: &Scenario) -> GenesisConfig {
         ..GenesisConfig::default()
     };
     g.mechanism = mechanism::Mechanism::from_name(&scenario.mechanism).unwrap_or(g.mechanism);
+    if let (mechanism::Mechanism::Yuma(p), Some(rule)) = (&mut g.mechanism, scenario.dividend_rule) {
+        p.dividend_rule = rule;
+    }
     let per_epoch = (total as f64 * scenario.inflation_per_epoch) as u64;
     g.emission_per_block = (per_epoch / scenario.tempo).max(1);
     g.max_neurons = (scenario.peers.len() as u32).max(2) * 2;

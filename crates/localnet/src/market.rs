@@ -57,6 +57,9 @@ pub struct MarketOptions {
     pub judge: JudgeConfig,
     /// Epochs between two judgements while it runs (0: only at the end).
     pub judge_every: u64,
+    /// Training steps each peer takes per block (a process peer takes as many as its share
+    /// of the CPU allows, usually several).
+    pub steps_per_block: u32,
     /// Print a line per epoch on stderr.
     pub verbose: bool,
 }
@@ -70,6 +73,7 @@ impl MarketOptions {
             weights: WeightsPolicy::Scored,
             judge: JudgeConfig::default(),
             judge_every: 0,
+            steps_per_block: 1,
             verbose: false,
         }
     }
@@ -243,7 +247,9 @@ async fn market(opts: &MarketOptions) -> Result<MarketOutcome, LocalnetError> {
             }
             let net = board.caller(p.hotkey);
             if p.role != Role::Lazy {
-                p.learner.train_step(&net, &view).await?;
+                for _ in 0..opts.steps_per_block.max(1) {
+                    p.learner.train_step(&net, &view).await?;
+                }
             }
             if p.setter.due(head) {
                 let scores = p.learner.scoring_round(&net, &view).await?;

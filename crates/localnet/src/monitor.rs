@@ -29,6 +29,13 @@ pub struct MetagraphRow {
     pub emission: u64,
     /// Block of the last `set_weights` (empty before the first).
     pub last_update: Option<u64>,
+    /// Validator trust: how much of its weight row survived the mechanism's clipping.
+    #[serde(default)]
+    pub validator_trust: f64,
+    /// Whether it counted as a validator in the last epoch (active within the cutoff and
+    /// holding a permit).
+    #[serde(default)]
+    pub validating: bool,
 }
 
 /// The rows of one metagraph; uids the run did not register are labelled `unknown`/honest.
@@ -51,6 +58,9 @@ pub fn rows_of(m: &MetagraphInfo, names: &[(String, Role)], time_s: f64) -> Vec<
                 dividends: f(&m.D),
                 emission: m.E.get(u).copied().unwrap_or(0),
                 last_update: m.last_update.get(u).copied().flatten(),
+                validator_trust: f(&m.VT),
+                validating: m.active.get(u).copied().unwrap_or(false)
+                    && m.validator_permit.get(u).copied().unwrap_or(false),
             }
         })
         .collect()
@@ -226,6 +236,8 @@ mod tests {
             dividends: 0.2,
             emission: 99,
             last_update: lu,
+            validator_trust: 0.5,
+            validating: true,
         };
         let rows = vec![row(0, None), row(1, Some(5))];
         let mut s = Sampler::create(&path).unwrap();

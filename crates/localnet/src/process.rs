@@ -315,16 +315,22 @@ fn training_child<'a>(cmd: &'a mut Command, dir: &Path, log: &str) -> Result<&'a
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::scenario::Scenario;
 
     #[test]
     fn roles_map_onto_peer_run_flags() {
         let dir = std::env::temp_dir().join(format!("agora-localnet-argv-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join("topic"), "a fortune\n%\n").unwrap();
-        let s = Scenario::default();
-        let mut spec = s.peers[6].clone();
-        spec.dataset = dir.join("topic").display().to_string();
+        let entries: String = (0..30).map(|i| format!("fortune {i}\n%\n")).collect();
+        std::fs::write(dir.join("topic"), entries).unwrap();
+        let spec = crate::PeerSpec {
+            name: "cabal-a".into(),
+            role: Role::Cabal,
+            model_size: crate::ModelSize::Tiny,
+            dataset: dir.join("topic").display().to_string(),
+            duplicate_of: None,
+            seed: Some(7),
+            pretrain_steps: 0,
+        };
         let mut l = PeerLaunch {
             spec,
             uid: 6,
@@ -348,6 +354,11 @@ mod tests {
         let argv = peer_argv(&l).unwrap().join(" ");
         assert!(argv.contains("--role offline --offline-at-block 250 --model-size"), "{argv}");
         assert!(!argv.contains("cabal-uids"));
+        let judge = ledger::public_key(&crate::judging::judge_key());
+        assert!(argv.contains(&format!("--trust-caller {judge}")), "the judge must be served: {argv}");
+        l.spec.role = Role::Lazy;
+        let argv = peer_argv(&l).unwrap().join(" ");
+        assert!(argv.contains("--role lazy") && !argv.contains("--pretrain-steps"), "{argv}");
         l.spec.dataset = "no-such-topic-anywhere".into();
         assert!(matches!(peer_argv(&l), Err(LocalnetError::Dataset { .. })));
         std::fs::remove_dir_all(&dir).unwrap();

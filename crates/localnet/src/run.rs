@@ -96,6 +96,10 @@ pub fn compare(opts: &RunOptions, mechanisms: &[&str]) -> Result<Vec<RunOutcome>
         for m in mechanisms {
             let mut o = opts.clone();
             o.scenario.mechanism = m.to_string();
+            if *m != "yuma" {
+                // A yuma parameter: the other mechanisms run without it.
+                o.scenario.dividend_rule = None;
+            }
             o.scenario = o.scenario.validated()?;
             o.out = opts.out.join(m);
             let outcome = run_async(&o, &stop).await?;

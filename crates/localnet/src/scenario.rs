@@ -139,16 +139,27 @@ pub struct Scenario {
     /// validating and earns no dividends. Default: 4 weight intervals.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub activity_cutoff: Option<u64>,
+    /// For `yuma`: how dividends are paid, `bonds` (subtensor's rule, the default) or
+    /// `validator_trust` (bond payouts scaled by how much of a validator's row survived
+    /// clipping).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dividend_rule: Option<mechanism::yuma::DividendRule>,
     #[serde(rename = "peer")]
     pub peers: Vec<PeerSpec>,
 }
 
+/// The text every generalist of the default scenario reads: the four topics the nucleus ships
+/// (and Debian's `fortunes` package has), mixed.
+pub const GENERALIST_DATASET: &str = "science+computers+startrek+food";
+
 impl Default for Scenario {
-    /// 8 peers: three honest of different sizes, domains and pretraining (a small model
-    /// pretrained 600 steps on science, tiny ones 600 on startrek and 300 on computers), a
-    /// duplicate of the computers peer, a noise peer, one that goes offline half way, and a
-    /// 2-peer cabal with 30% of the stake. About 1.5 minutes of pretraining, then 50 epochs of
-    /// 10 one-second blocks: about 9 minutes of chain time.
+    /// 16 peers where ranking is hard (issue 12): four topic experts of graded strength (a
+    /// small model pretrained 800 steps on science, a small one 500 on computers, tiny ones
+    /// 800 on startrek and 400 on food), a weaker science peer, five generalists reading all
+    /// four topics (one small, four tiny, pretrained 300 down to 0 steps), a duplicate of the
+    /// computers expert, a noise peer, one that goes offline half way, a lazy peer that serves
+    /// its model as initialised, and a 2-peer cabal with 30% of the stake. About a minute of
+    /// pretraining, then 50 epochs of 10 one-second blocks.
     fn default() -> Self {
         let p = |name: &str, role, size, dataset: &str, seed, pretrain_steps| PeerSpec {
             name: name.into(),
@@ -159,8 +170,9 @@ impl Default for Scenario {
             seed: Some(seed),
             pretrain_steps,
         };
-        let mut dup = p("duplicate", Role::Duplicate, ModelSize::Tiny, "computers", 1, 300);
-        dup.duplicate_of = Some("honest-computers".into());
+        let g = GENERALIST_DATASET;
+        let mut dup = p("duplicate", Role::Duplicate, ModelSize::Small, "computers", 2, 500);
+        dup.duplicate_of = Some("computers-expert".into());
         Scenario {
             mechanism: "yuma".into(),
             epochs: 50,
@@ -171,16 +183,25 @@ impl Default for Scenario {
             inflation_per_epoch: 0.02,
             weights_interval: 10,
             activity_cutoff: None,
+            dividend_rule: None,
             peers: vec![
-                p("honest-computers", Role::Honest, ModelSize::Tiny, "computers", 1, 300),
-                p("honest-science", Role::Honest, ModelSize::Small, "science", 2, 600),
-                p("honest-startrek", Role::Honest, ModelSize::Tiny, "startrek", 3, 600),
+                p("science-expert", Role::Honest, ModelSize::Small, "science", 1, 800),
+                p("computers-expert", Role::Honest, ModelSize::Small, "computers", 2, 500),
+                p("startrek-expert", Role::Honest, ModelSize::Tiny, "startrek", 3, 800),
+                p("food-expert", Role::Honest, ModelSize::Tiny, "food", 4, 400),
+                p("science-apprentice", Role::Honest, ModelSize::Tiny, "science", 5, 200),
+                p("generalist-small", Role::Honest, ModelSize::Small, g, 6, 300),
+                p("generalist-200", Role::Honest, ModelSize::Tiny, g, 7, 200),
+                p("generalist-100", Role::Honest, ModelSize::Tiny, g, 8, 100),
+                p("generalist-30", Role::Honest, ModelSize::Tiny, g, 9, 30),
+                p("generalist-0", Role::Honest, ModelSize::Tiny, g, 10, 0),
                 dup,
-                // The worthless peers do not pretrain: what they serve is noise anyway.
-                p("noise", Role::Noise, ModelSize::Tiny, "computers", 5, 0),
-                p("offline", Role::Offline, ModelSize::Tiny, "food", 6, 300),
-                p("cabal-a", Role::Cabal, ModelSize::Tiny, "food", 7, 0),
-                p("cabal-b", Role::Cabal, ModelSize::Tiny, "food", 8, 0),
+                // The worthless peers do not pretrain: what they serve is noise, or nothing.
+                p("noise", Role::Noise, ModelSize::Tiny, g, 12, 0),
+                p("offline", Role::Offline, ModelSize::Tiny, "startrek", 13, 300),
+                p("lazy", Role::Lazy, ModelSize::Tiny, g, 14, 0),
+                p("cabal-a", Role::Cabal, ModelSize::Tiny, g, 15, 0),
+                p("cabal-b", Role::Cabal, ModelSize::Tiny, g, 16, 0),
             ],
         }
     }
@@ -216,6 +237,9 @@ impl Scenario {
         }
         if self.epochs == 0 || self.tempo == 0 || self.block_time_ms == 0 || self.weights_interval == 0 {
             return bad("epochs, tempo, block_time_ms and weights_interval must be at least 1".into());
+        }
+        if self.dividend_rule.is_some() && self.mechanism != "yuma" {
+            return bad(format!("dividend_rule is a yuma parameter; the mechanism is {:?}", self.mechanism));
         }
         if self.activity_cutoff() < self.weights_interval {
             return bad(format!(
@@ -304,10 +328,11 @@ impl Scenario {
     }
 
     /// The scenario with `n` peers: its first `n`, or all of them plus honest peers cycling
-    /// through the topics below (small and medium models alternately). A cabal left with no
-    /// member gets no stake share; a duplicate whose original was cut is dropped first.
+    /// through the built-in topics and their mixture (small and medium models alternately). A
+    /// cabal left with no member gets no stake share; a duplicate whose original was cut is
+    /// dropped first.
     pub fn resized(mut self, n: usize) -> Result<Scenario, LocalnetError> {
-        const TOPICS: [&str; 6] = ["computers", "science", "literature", "wisdom", "people", "linux"];
+        const TOPICS: [&str; 5] = ["computers", "science", "startrek", "food", GENERALIST_DATASET];
         if n == 0 {
             return Err(LocalnetError::Scenario("--peers must be at least 1".into()));
         }
@@ -354,7 +379,7 @@ mod tests {
     #[test]
     fn the_default_has_every_role_and_round_trips_through_toml() {
         let s = Scenario::default().validated().unwrap();
-        assert_eq!(s.peers.len(), 8);
+        assert_eq!(s.peers.len(), 16);
         for role in Role::ALL {
             assert!(s.peers.iter().any(|p| p.role == role), "{role:?}");
         }
@@ -379,10 +404,13 @@ mod tests {
         let s = Scenario::default().resized(3).unwrap();
         assert_eq!(s.peers.len(), 3);
         assert_eq!(s.cabal_stake_share, 0.0);
-        let s = Scenario::default().resized(12).unwrap();
-        assert_eq!(s.peers.len(), 12);
-        assert_eq!(s.peers.iter().filter(|p| p.role == Role::Honest).count(), 3 + 4);
+        let s = Scenario::default().resized(20).unwrap();
+        assert_eq!(s.peers.len(), 20);
+        assert_eq!(s.peers.iter().filter(|p| p.role == Role::Honest).count(), 10 + 4);
         assert_eq!(s.cabal_stake_share, 0.3);
+        for p in &s.peers {
+            crate::process::check_dataset(&p.dataset).unwrap();
+        }
         assert!(Scenario::default().resized(0).is_err());
     }
 

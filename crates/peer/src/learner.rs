@@ -388,3 +388,38 @@ pub fn pretrain_steps(
     }
     Ok(last)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_score_becomes_a_weight_only_when_significantly_positive() {
+        // Steady, consistent value: significant.
+        let mut s = Score::of_round(&[0.05, 0.06, 0.04, 0.05]);
+        for _ in 0..5 {
+            s.fold(&Score::of_round(&[0.05, 0.055, 0.045, 0.05]));
+        }
+        assert!(s.weight() > 0.04, "{s:?}");
+        // Noise around zero, as a noise peer's answers give: never a weight, even when its
+        // mean happens to be positive.
+        let mut n = Score::of_round(&[0.03, -0.02, 0.01, -0.015]);
+        for k in 0..20 {
+            let sign = if k % 2 == 0 { 1.0 } else { -1.0 };
+            n.fold(&Score::of_round(&[0.02 * sign, -0.025 * sign, 0.03 * sign, -0.01 * sign]));
+        }
+        assert_eq!(n.weight(), 0.0, "{n:?}");
+        // One batch has no spread to judge by: its mean stands (0 only if not positive).
+        assert_eq!(Score::of_round(&[0.2]).weight(), 0.2);
+        assert_eq!(Score::of_round(&[-0.2]).weight(), 0.0);
+    }
+
+    #[test]
+    fn folding_is_the_moving_average_and_its_variance() {
+        let mut s = Score { mean: 1.0, var: 0.04 };
+        s.fold(&Score { mean: 0.0, var: 0.01 });
+        let a = SCORE_SMOOTHING;
+        assert!((s.mean - (1.0 - a)).abs() < 1e-6);
+        assert!((s.var - ((1.0 - a).powi(2) * 0.04 + a * a * 0.01)).abs() < 1e-7);
+    }
+}

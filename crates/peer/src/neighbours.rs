@@ -148,3 +148,51 @@ impl Neighbours for InProcess {
 fn view_of(t: &OwnedTensor) -> TensorView<'_> {
     TensorView { dtype: t.dtype, modality: t.modality, shape: &t.shape, data: &t.data }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wire::{DType, HandlerError, Modality};
+
+    /// Answers its caller's stake as the single value of a `[1, 1, 1]` tensor, and counts
+    /// Backward calls.
+    struct Echo(std::sync::atomic::AtomicU32);
+
+    impl Handler for Echo {
+        fn forward(&self, caller: &Caller, _: &TensorView<'_>) -> Result<OwnedTensor, HandlerError> {
+            Ok(OwnedTensor::from_f32(Modality::Tensor, &[1, 1, 1], &[caller.stake as f32]))
+        }
+        fn backward(
+            &self,
+            _: &Caller,
+            _: &TensorView<'_>,
+            _: &TensorView<'_>,
+        ) -> Result<Option<OwnedTensor>, HandlerError> {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Ok(None)
+        }
+    }
+
+    fn target(k: u8) -> Target {
+        Target { hotkey: [k; 32], addr: std::net::SocketAddr::from(([127, 0, 0, 1], 1)) }
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn the_switchboard_calls_handlers_as_the_caller_and_forgets_the_disconnected() {
+        let board = Switchboard::new();
+        let echo = Arc::new(Echo(Default::default()));
+        board.connect([1; 32], echo.clone());
+        board.stakes().replace_all([([9; 32], 42u64)]);
+        let me = board.caller([9; 32]);
+        let inputs =
+            OwnedTensor { dtype: DType::U8, modality: Modality::Text, shape: vec![1, 1], data: vec![7] };
+        let got = me.forward(&[target(1), target(2)], &inputs, Duration::from_secs(1)).await;
+        let first = got[0].as_ref().expect("a connected handler answers");
+        assert_eq!(wire::tensor::le_bytes_to_f32s(&first.data), vec![42.0], "called with the caller's stake");
+        assert!(got[1].is_none(), "nobody at hotkey 2");
+        me.backward(vec![target(1)], inputs.clone(), vec![first.clone()], Duration::from_secs(1));
+        assert_eq!(echo.0.load(std::sync::atomic::Ordering::SeqCst), 1);
+        board.disconnect(&[1; 32]);
+        assert!(me.forward(&[target(1)], &inputs, Duration::from_secs(1)).await[0].is_none());
+    }
+}

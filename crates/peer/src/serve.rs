@@ -235,6 +235,24 @@ mod tests {
     }
 
     #[test]
+    fn a_frozen_model_serves_itself_and_ignores_gradients() {
+        let (h, nucleus) = handler(Serving::Frozen);
+        let tokens = b"abcdefgh".to_vec();
+        let before = nucleus.read().unwrap().serve_forward(&tokens, 1, 8).expect("serve");
+        let out = h.forward(&CALLER, &text(&[1, 8], &tokens)).expect("forward");
+        assert_eq!(wire::tensor::le_bytes_to_f32s(&out.data), before);
+        let grads = wire::tensor::f32s_to_le_bytes(&vec![0.5; before.len()]);
+        let g = TensorView {
+            dtype: DType::F32,
+            modality: Modality::Tensor,
+            shape: &[1, 8, (before.len() / 8) as u64],
+            data: &grads,
+        };
+        assert_eq!(h.backward(&CALLER, &text(&[1, 8], &tokens), &g), Ok(None));
+        assert_eq!(nucleus.read().unwrap().serve_forward(&tokens, 1, 8).expect("serve"), before);
+    }
+
+    #[test]
     fn backward_moves_the_model_and_unstaked_callers_do_not() {
         let (h, nucleus) = handler(Serving::Model);
         let tokens = b"abcdefgh".to_vec();

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use ed25519_dalek::SigningKey;
 use nucleus::{Batch, Corpus, Nucleus, NucleusConfig, Split};
-use peer::run::text_tensor;
+use peer::learner::text_tensor;
 use peer::serve::{ModelHandler, Serving};
 use wire::{AxonConfig, Dendrite, Modality, OwnedTensor, StakeTable, Target, TensorView};
 

@@ -50,3 +50,31 @@ async fn a_peer_registers_serves_and_sets_weights_on_a_real_node() {
     assert!(matches!(out, WeightsOutcome::Applied { height: h } if h > height), "{out:?}");
     assert!(chain.head().await.unwrap().height > height);
 }
+
+/// A peer's link to its node survives the node going away: the node is killed and started
+/// again on the same port and data directory, and the same `RpcChain` (over a WebSocket, the
+/// transport that used to fail with "restart required") goes on reading the chain.
+#[tokio::test(flavor = "current_thread")]
+async fn the_chain_link_reconnects_when_the_node_restarts() {
+    let dir = TempDir::new("peer-reconnect");
+    let data = dir.0.join("data").to_str().expect("utf-8").to_string();
+    let node = NodeProc::start(&data, &["--block-time-ms", "100"]);
+    let addr = node.addr.clone();
+    let chain = RpcChain::connect(&node.ws()).await.expect("connect");
+    let before = chain.next_block(2).await.expect("a block").height;
+    node.sigkill();
+    // Started again a second later, on the same port, while the link is already waiting.
+    let restart = std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_secs(1));
+        std::process::Command::new(env!("CARGO_BIN_EXE_agora"))
+            .args(["node", "--dev", "--data-dir", &data, "--block-time-ms", "100", "--rpc-addr", &addr])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("restart the node")
+    });
+    let after = chain.next_block(before).await.expect("the link reconnected");
+    assert!(after.height > before, "{} then {}", before, after.height);
+    let mut restarted = restart.join().expect("restart thread");
+    let _ = restarted.kill();
+    let _ = restarted.wait();
+}

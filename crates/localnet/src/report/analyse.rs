@@ -105,6 +105,9 @@ pub struct PeerLine {
     pub rank: f64,
     pub incentive: f64,
     pub dividends: f64,
+    /// Validator trust in the last epoch, and whether it validated then.
+    pub validator_trust: f64,
+    pub validating: bool,
     /// Shares over the run of all emission, of the serving part and of the validating part.
     pub emission_share: Option<f64>,
     pub serving_share: Option<f64>,
@@ -319,6 +322,8 @@ pub fn analyse(
                 rank: r.rank,
                 incentive: r.incentive,
                 dividends: r.dividends,
+                validator_trust: r.validator_trust,
+                validating: r.validating,
                 emission_share: share(&emitted, u),
                 serving_share: share(&serving, u),
                 validating_share: share(&validating, u),

@@ -39,6 +39,7 @@ pub fn write_report(dir: &Path, scenario: &Scenario) -> Result<Summary, Localnet
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::judge::JudgeRow;
     use crate::monitor::{MetagraphRow, Sampler};
     use crate::scenario::Role;
     use std::collections::BTreeMap;
@@ -104,6 +105,8 @@ mod tests {
                         dividends: 0.0,
                         emission: [50, 30, 0, 20][u],
                         last_update: Some(block),
+                        validator_trust: 0.0,
+                        validating: true,
                     }
                 })
                 .collect();
@@ -168,5 +171,101 @@ mod tests {
         assert!(root.join("cabal_share_compare.png").is_file());
         assert!(std::fs::read_to_string(root.join("compare.md")).unwrap().contains("[yuma](yuma/report.md)"));
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    fn row(
+        block: u64,
+        uid: u16,
+        role: Role,
+        stake: u64,
+        incentive: f64,
+        dividends: f64,
+        emission: u64,
+    ) -> MetagraphRow {
+        MetagraphRow {
+            time_s: block as f64,
+            block,
+            uid,
+            name: format!("p{uid}"),
+            role,
+            stake,
+            rank: incentive,
+            trust: 0.0,
+            consensus: 0.0,
+            incentive,
+            dividends,
+            emission,
+            last_update: Some(block),
+            validator_trust: 0.0,
+            validating: true,
+        }
+    }
+
+    /// Emission is split into what serving (incentive) and validating (dividends) earned as
+    /// the mechanism split it, the offline peer's share after it left plus the cutoff is
+    /// counted from the epochs after that block only, and the judge is the yardstick.
+    #[test]
+    fn emission_is_split_and_the_judge_is_the_yardstick() {
+        // tempo 2; epochs at blocks 2, 4, 6, 8; server share 1/2.
+        // uid 0 honest: I 0.6, D 0.5 throughout; uid 1 noise: I 0, D 0.5 -> 0.5 then 0;
+        // uid 2 offline: I 0.4, D 0 until block 4, then I 0 and D 0.5 at block 6, 0 at 8.
+        let mut rows = Vec::new();
+        for b in 1..=8u64 {
+            let (i0, d0, i2, d2, d1) = match b {
+                ..=4 => (0.6, 0.5, 0.4, 0.0, 0.5),
+                5 | 6 => (1.0, 0.0, 0.0, 0.5, 0.5),
+                _ => (1.0, 1.0, 0.0, 0.0, 0.0),
+            };
+            let minted = 100.0;
+            let e = |i: f64, d: f64| (minted * (0.5 * i + 0.5 * d)) as u64;
+            let epoch = b % 2 == 0;
+            rows.push(row(b, 0, Role::Honest, 10, i0, d0, if epoch { e(i0, d0) } else { 0 }));
+            rows.push(row(b, 1, Role::Noise, 10, 0.0, d1, if epoch { e(0.0, d1) } else { 0 }));
+            rows.push(row(b, 2, Role::Offline, 10, i2, d2, if epoch { e(i2, d2) } else { 0 }));
+        }
+        let judge = vec![
+            (4, vec![JudgeRow { block: 4, uid: 0, quality: Some(3.0), value: 0.5 }]),
+            (
+                8,
+                vec![
+                    JudgeRow { block: 8, uid: 0, quality: Some(3.0), value: 0.9 },
+                    JudgeRow { block: 8, uid: 1, quality: Some(9.0), value: -0.01 },
+                ],
+            ),
+        ];
+        let data = RunData {
+            rows,
+            judgements: judge,
+            info: Some(RunInfo {
+                driver: "in-process".into(),
+                mechanism: "yuma".into(),
+                tempo: 2,
+                start_block: 1,
+                end_block: 8,
+                leaves_at: Some(3),
+                activity_cutoff: Some(2),
+                server_share: 0.5,
+            }),
+            ..RunData::default()
+        };
+        let a = analyse(&data, "yuma", 2, 0.5).unwrap();
+        let s = &a.summary;
+        assert_eq!(s.truth, "judge");
+        assert_eq!(s.judgements, 2);
+        // Serving: uid 0 earns 0.5*100*0.6 at blocks 2 and 4, 0.5*100 at 6, 0.5*100 at 8 = 160;
+        // uid 2 earns 20 at blocks 2 and 4 = 40. Validating: uid 0 25+25+0+50 = 100, uid 1
+        // 25+25+25 = 75, uid 2 25 at block 6.
+        let by_uid = |u: usize| &a.peers[u];
+        assert!((by_uid(0).serving_share.unwrap() - 160.0 / 200.0).abs() < 1e-9);
+        assert_eq!(s.noise_serving_share, Some(0.0));
+        assert!((by_uid(1).validating_share.unwrap() - 75.0 / 200.0).abs() < 1e-9);
+        // After block 3 + 2 = 5: epochs 6 and 8 mint 200; the offline peer got 25 of them.
+        assert!((s.offline_share_after_cutoff.unwrap() - 25.0 / 200.0).abs() < 1e-9);
+        // The judge's last values: 0.9, -0.01, 0 (not asked); incentive at the end 1, 0, 0.
+        assert_eq!(by_uid(0).value, Some(0.9));
+        assert_eq!(by_uid(2).value, Some(0.0));
+        assert!(s.spearman_incentive.unwrap() > 0.8);
+        assert_eq!(a.running.len(), 2);
+        assert_eq!(a.running[1].0, 8);
     }
 }

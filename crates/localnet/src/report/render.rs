@@ -178,13 +178,13 @@ pub fn render(dir: &Path, data: &RunData, a: &Analysis) -> Result<(), LocalnetEr
     // The end-of-run table.
     let opt = |x: Option<f64>| x.map_or(String::new(), |v| v.to_string());
     let mut final_csv = String::from(
-        "uid,name,role,stake_share,rank,incentive,dividends,emission_share,serving_share,validating_share,\
-         judge_value,judge_quality,own_estimate,heldout_loss\n",
+        "uid,name,role,stake_share,rank,incentive,dividends,validator_trust,validating,emission_share,\
+         serving_share,validating_share,judge_value,judge_quality,own_estimate,heldout_loss\n",
     );
     let mut md_rows = Vec::new();
     for p in &a.peers {
         final_csv.push_str(&format!(
-            "{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
+            "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
             p.uid,
             p.name,
             p.role.name(),
@@ -192,6 +192,8 @@ pub fn render(dir: &Path, data: &RunData, a: &Analysis) -> Result<(), LocalnetEr
             p.rank,
             p.incentive,
             p.dividends,
+            p.validator_trust,
+            p.validating,
             opt(p.emission_share),
             opt(p.serving_share),
             opt(p.validating_share),
@@ -207,6 +209,7 @@ pub fn render(dir: &Path, data: &RunData, a: &Analysis) -> Result<(), LocalnetEr
             sig(p.stake_share, 3),
             sig(p.incentive, 3),
             sig(p.dividends, 3),
+            format!("{}{}", sig(p.validator_trust, 3), if p.validating { "" } else { " (not validating)" }),
             pct(p.serving_share),
             pct(p.validating_share),
             pct(p.emission_share),
@@ -236,7 +239,7 @@ pub fn render(dir: &Path, data: &RunData, a: &Analysis) -> Result<(), LocalnetEr
         j = s.judgements,
     );
     md.push_str(&markdown_table(&["measure", "value", "goal"], &headline(s)));
-    md.push_str("\n## At the end\n\nEmission shares are over the whole run: serving = paid by incentive, validating = paid by dividends. Quality: the judge's cross-entropy (nats/byte) of the peer's answers on its own topic's test data, read through the network standard with no learned reader (lower is better).\n\n");
+    md.push_str("\n## At the end\n\nEmission shares are over the whole run: serving = paid by incentive, validating = paid by dividends. Validator trust: the share of the peer's last weight row that survived the mechanism's clipping (how much of what it said the stake majority confirmed), next to the dividends it earns for validating. Quality: the judge's cross-entropy (nats/byte) of the peer's answers on its own topic's test data, read through the network standard with no learned reader (lower is better).\n\n");
     md.push_str(&markdown_table(
         &[
             "uid",
@@ -245,6 +248,7 @@ pub fn render(dir: &Path, data: &RunData, a: &Analysis) -> Result<(), LocalnetEr
             "stake share",
             "incentive I",
             "dividends D",
+            "validator trust",
             "serving emission",
             "validating emission",
             "all emission",
