@@ -8,8 +8,8 @@
 //!   read it);
 //! - [`tensor`]: the tensor codec, raw little-endian bytes with dtype, shape and modality,
 //!   validated before use and mapped to a [`proto::ReturnCode`] when refused;
-//! - [`auth`]: protocol version 2's credentials, carried in the call's gRPC metadata and signed
-//!   by the caller's hotkey over the body's length and digest, with freshness checks and a
+//! - [`auth`]: protocol version 3's credentials, carried in the call's gRPC metadata and signed
+//!   by the caller's hotkey over the body's length and BLAKE3 digest, with freshness checks and a
 //!   replay cache that keeps a floor per caller;
 //! - [`axon`]: the server: checks from the metadata before the body is read (version,
 //!   blacklist, stake, trusted keys, size, signature, bytes in flight per caller, replay), a
