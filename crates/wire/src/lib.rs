@@ -29,6 +29,7 @@
 pub mod auth;
 pub mod axon;
 pub mod chaos;
+mod codec;
 pub mod dendrite;
 pub mod metrics;
 mod queue;
@@ -47,6 +48,7 @@ pub use auth::{
 pub use axon::{
     serve, AxonConfig, AxonError, AxonHandle, Caller, Handler, HandlerError, StakeLookup, StakeTable,
 };
+pub use bytes::Bytes;
 pub use chaos::{ChaosError, FaultConfig, FaultProxy, FaultStats};
 pub use dendrite::{Dendrite, PeerResult, Target};
 pub use metrics::{Call, Metrics};

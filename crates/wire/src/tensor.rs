@@ -7,6 +7,8 @@
 //! error and never an allocation), the caller's limits, and NaN/Inf in float tensors, which are
 //! reported rather than propagated into someone's model.
 
+use bytes::Bytes;
+
 use crate::proto;
 use crate::proto::ReturnCode;
 
@@ -196,18 +198,21 @@ pub struct TensorView<'a> {
     pub data: &'a [u8],
 }
 
-/// A validated tensor that owns its bytes, for building messages.
+/// A tensor that owns its bytes, for building messages and receiving answers. `data` is shared,
+/// not copied, when the tensor is cloned, sent (a dendrite's fan-out sends one buffer to every
+/// axon) or received (a dendrite's result is a slice of the frame it arrived in); build one from
+/// a `Vec<u8>` with `.into()`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct OwnedTensor {
     pub dtype: DType,
     pub modality: Modality,
     pub shape: Vec<u64>,
-    pub data: Vec<u8>,
+    pub data: Bytes,
 }
 
 /// Wraps raw parts into a wire tensor. Does not validate: the receiver does, with its own
 /// limits, and a sender building a deliberately odd tensor (tests, fuzzing) must be able to.
-pub fn encode(dtype: DType, shape: &[u64], modality: Modality, data: Vec<u8>) -> proto::Tensor {
+pub fn encode(dtype: DType, shape: &[u64], modality: Modality, data: impl Into<Bytes>) -> proto::Tensor {
     proto::Tensor {
         data: data.into(),
         dtype: dtype.to_proto() as i32,
@@ -340,7 +345,7 @@ impl TensorView<'_> {
             dtype: self.dtype,
             modality: self.modality,
             shape: self.shape.to_vec(),
-            data: self.data.to_vec(),
+            data: Bytes::copy_from_slice(self.data),
         }
     }
 
@@ -362,7 +367,12 @@ impl TensorView<'_> {
 impl OwnedTensor {
     /// An f32 tensor; the shape is not checked here (the receiver's `decode` does).
     pub fn from_f32(modality: Modality, shape: &[u64], values: &[f32]) -> OwnedTensor {
-        OwnedTensor { dtype: DType::F32, modality, shape: shape.to_vec(), data: f32s_to_le_bytes(values) }
+        OwnedTensor {
+            dtype: DType::F32,
+            modality,
+            shape: shape.to_vec(),
+            data: f32s_to_le_bytes(values).into(),
+        }
     }
 
     pub fn into_proto(self) -> proto::Tensor {
