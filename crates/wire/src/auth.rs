@@ -405,8 +405,23 @@ impl Credentials {
         now_ms: u64,
         freshness: &Freshness,
     ) -> Result<Authenticated, AuthError> {
-        // Cheap checks first; the signature costs far more.
         let key = VerifyingKey::from_bytes(&self.caller).map_err(|_| AuthError::MalformedCaller(32))?;
+        self.authenticate_as(&key, call, me, now_ms, freshness)
+    }
+
+    /// [`Credentials::authenticate`] with the caller's key already decompressed (a server keeps
+    /// its regular callers' keys: decompressing one costs about a fifth of a verification).
+    /// `key` must be the point `self.caller` encodes.
+    pub fn authenticate_as(
+        &self,
+        key: &VerifyingKey,
+        call: Call,
+        me: &[u8; 32],
+        now_ms: u64,
+        freshness: &Freshness,
+    ) -> Result<Authenticated, AuthError> {
+        debug_assert_eq!(key.as_bytes(), &self.caller);
+        // Cheap checks first; the signature costs far more.
         if &self.callee != me {
             return Err(AuthError::WrongCallee);
         }

@@ -30,14 +30,14 @@
 mod budget;
 mod service;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use ed25519_dalek::SigningKey;
+use ed25519_dalek::{SigningKey, VerifyingKey};
 use tokio::sync::oneshot;
 use tonic::codegen::http::HeaderMap;
 use tonic::transport::server::TcpIncoming;
@@ -326,6 +326,7 @@ pub async fn serve(
     let hotkey = key.verifying_key().to_bytes();
     let shared = Arc::new(Shared {
         me: hotkey,
+        keys: Mutex::new(HashMap::new()),
         scheduler: Scheduler::new(config.concurrency, config.queue_capacity),
         nonces: Mutex::new(NonceCache::new(config.replay_cache)),
         budget: Arc::new(Budget::new(config.max_inflight_bytes_per_caller, config.max_inflight_bytes)),
@@ -359,8 +360,13 @@ pub async fn serve(
     Ok(AxonHandle { local_addr, hotkey, shared, stop: Some(stop), server: Some(server) })
 }
 
+/// Staked callers' keys kept decompressed; past this many (a metagraph this large is unusual)
+/// the cache starts over.
+const MAX_KEPT_KEYS: usize = 1 << 16;
+
 struct Shared {
     me: [u8; 32],
+    keys: Mutex<HashMap<[u8; 32], VerifyingKey>>,
     config: AxonConfig,
     scheduler: Arc<Scheduler>,
     nonces: Mutex<NonceCache>,
@@ -534,8 +540,10 @@ impl Shared {
         }
         let standing = self.screen(&creds.caller).map_err(|r| (None, r))?;
         let now = now_ms();
-        let auth =
-            creds.authenticate(call, &self.me, now, &self.config.freshness).map_err(|e| (None, refuse(e)))?;
+        let key = self.verifying_key(&creds.caller, standing.tier).map_err(|e| (None, refuse(e)))?;
+        let auth = creds
+            .authenticate_as(&key, call, &self.me, now, &self.config.freshness)
+            .map_err(|e| (None, refuse(e)))?;
         let verified = Some(auth.caller);
         let bytes = self
             .budget
@@ -548,6 +556,24 @@ impl Shared {
                 .map_err(|e| (verified, refuse(e)))?;
         }
         Ok(Pass { caller: Caller { hotkey: auth.caller, stake: standing.stake }, bytes, body: creds.body })
+    }
+
+    /// The caller's decompressed key: kept for staked and trusted callers (their number is
+    /// bounded by the metagraph and the config), decompressed anew for the others.
+    fn verifying_key(&self, caller: &[u8; 32], tier: Tier) -> Result<VerifyingKey, crate::auth::AuthError> {
+        let mut keys = self.keys.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(k) = keys.get(caller) {
+            return Ok(*k);
+        }
+        let key =
+            VerifyingKey::from_bytes(caller).map_err(|_| crate::auth::AuthError::MalformedCaller(32))?;
+        if tier == Tier::Staked {
+            if keys.len() >= MAX_KEPT_KEYS {
+                keys.clear();
+            }
+            keys.insert(*caller, key);
+        }
+        Ok(key)
     }
 
     fn work_forward(&self, req: ForwardRequest) -> Result<Work, Refusal> {

@@ -14,16 +14,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use bytes::Bytes;
 use ed25519_dalek::SigningKey;
-use http_body_util::BodyExt;
-use hyper::client::conn::http2::SendRequest;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use h2::client::SendRequest;
 use prost::Message;
 use tonic::codegen::http::{self, HeaderValue};
 
 use crate::auth::{BodyDigest, Credentials};
 use crate::axon::{max_message_bytes, CONNECTION_WINDOW, MAX_FRAME, STREAM_WINDOW};
-use crate::codec::{self, ChunkBody, Encoded, MessageReader};
+use crate::codec::{self, Encoded, MessageReader};
 use crate::metrics::{Call, Metrics, PeerLabel};
 use crate::proto::{self, BackwardRequest, ForwardRequest, ReturnCode};
 use crate::tensor::{decode_output, Direction, Limits, OwnedTensor};
@@ -71,9 +70,16 @@ struct Inner {
 }
 
 /// One axon's HTTP/2 connection: opened on first use (concurrent first calls wait for the same
-/// one), replaced on the next call once it has closed.
+/// one), replaced on the next call once it has closed. Calls drive their own streams (h2, not
+/// hyper's client, which spawns a task per request): the connection's task only moves frames.
 #[derive(Default)]
-struct Connection(tokio::sync::Mutex<Option<SendRequest<ChunkBody>>>);
+struct Connection(tokio::sync::Mutex<Option<Open>>);
+
+struct Open {
+    sender: SendRequest<Bytes>,
+    /// Set by the connection's task when the connection ends.
+    closed: Arc<std::sync::atomic::AtomicBool>,
+}
 
 /// What an axon answered, before the dendrite's checks.
 struct Reply {
@@ -247,7 +253,7 @@ impl Inner {
         let credentials = Credentials::sign(&self.key, call, &target.hotkey, nonce, now, digest);
         let uri = format!("http://{}{}", target.addr, call.path());
         let mut request = http::Request::post(uri)
-            .body(ChunkBody::new(encoded, None))
+            .body(())
             .map_err(|e| (ReturnCode::InternalError, format!("cannot build the request: {e}")))?;
         let headers = request.headers_mut();
         headers.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
@@ -259,13 +265,22 @@ impl Inner {
         }
         credentials.write_headers(headers);
 
-        let mut sender = self.sender(target.addr).await?;
-        let gone = |e: hyper::Error| {
+        let gone = |e: h2::Error| {
             (ReturnCode::Unavailable, format!("the connection to {} failed: {e}", target.addr))
         };
-        sender.ready().await.map_err(gone)?;
-        let response = sender.send_request(request).await.map_err(gone)?;
-        let (parts, mut body) = response.into_parts();
+        let mut sender = self.sender(target.addr).await?.ready().await.map_err(gone)?;
+        let (response, mut body) = sender.send_request(request, false).map_err(gone)?;
+        // The chunks are queued as they are (h2 sends them as flow control allows): the
+        // tensor's own buffer, no copy. An axon may answer from the headers alone and reset the
+        // stream before the body is queued (another thread runs the connection): the answer,
+        // read below, says why; a broken connection fails there too.
+        let mut chunks = encoded.into_chunks().into_iter().peekable();
+        while let Some(chunk) = chunks.next() {
+            if body.send_data(chunk, chunks.peek().is_none()).is_err() {
+                break;
+            }
+        }
+        let (parts, mut body) = response.await.map_err(gone)?.into_parts();
         if parts.status != http::StatusCode::OK {
             return Err((http_status_code(parts.status), format!("the axon answered HTTP {}", parts.status)));
         }
@@ -274,19 +289,14 @@ impl Inner {
             return Err(grpc_failure(&status));
         }
         let mut reader = MessageReader::new(max_message_bytes(&self.limits) as u64);
-        let mut trailers = None;
-        while let Some(frame) = body.frame().await {
-            let frame = frame.map_err(gone)?;
-            match frame.into_data() {
-                Ok(data) => {
-                    reader
-                        .push(data)
-                        .map_err(|e| (ReturnCode::ResponseShapeError, format!("the axon's response: {e}")))?;
-                }
-                Err(frame) => trailers = frame.into_trailers().ok(),
-            }
+        while let Some(data) = body.data().await {
+            let data = data.map_err(gone)?;
+            let _ = body.flow_control().release_capacity(data.len());
+            reader
+                .push(data)
+                .map_err(|e| (ReturnCode::ResponseShapeError, format!("the axon's response: {e}")))?;
         }
-        match trailers.as_ref().and_then(tonic::Status::from_header_map) {
+        match body.trailers().await.map_err(gone)?.as_ref().and_then(tonic::Status::from_header_map) {
             Some(status) if status.code() == tonic::Code::Ok => {}
             Some(status) => return Err(grpc_failure(&status)),
             None => {
@@ -315,31 +325,37 @@ impl Inner {
     }
 
     /// The connection to `addr`: the open one, or a new one.
-    async fn sender(&self, addr: SocketAddr) -> Result<SendRequest<ChunkBody>, Failure> {
+    async fn sender(&self, addr: SocketAddr) -> Result<SendRequest<Bytes>, Failure> {
         let connection = {
             let mut peers = self.peers.lock().unwrap_or_else(|e| e.into_inner());
             peers.entry(addr).or_default().clone()
         };
         let mut open = connection.0.lock().await;
-        if let Some(sender) = open.as_ref().filter(|s| !s.is_closed()) {
-            return Ok(sender.clone());
+        if let Some(o) = open.as_ref().filter(|o| !o.closed.load(Ordering::Acquire)) {
+            return Ok(o.sender.clone());
         }
         let cannot =
             |e: &dyn std::fmt::Display| (ReturnCode::Unavailable, format!("cannot connect to {addr}: {e}"));
         let stream = tokio::net::TcpStream::connect(addr).await.map_err(|e| cannot(&e))?;
         stream.set_nodelay(true).map_err(|e| cannot(&e))?;
-        let (sender, driver) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
-            .timer(TokioTimer::new())
-            .initial_stream_window_size(STREAM_WINDOW)
+        let (sender, driver) = h2::client::Builder::new()
+            .initial_window_size(STREAM_WINDOW)
             .initial_connection_window_size(CONNECTION_WINDOW)
             .max_frame_size(MAX_FRAME)
-            .handshake(TokioIo::new(stream))
+            .handshake(stream)
             .await
             .map_err(|e| cannot(&e))?;
+        let closed = Arc::new(std::sync::atomic::AtomicBool::new(false));
         // The connection runs in its own task until either side closes it.
-        tokio::spawn(driver);
+        tokio::spawn({
+            let closed = closed.clone();
+            async move {
+                let _ = driver.await;
+                closed.store(true, Ordering::Release);
+            }
+        });
         self.metrics.connection_opened();
-        *open = Some(sender.clone());
+        *open = Some(Open { sender: sender.clone(), closed });
         Ok(sender)
     }
 

@@ -268,9 +268,10 @@ async fn blacklisted_unregistered_and_low_stake_callers_are_refused_without_a_ha
         Dendrite::new(key(seed)).forward(&t, &input(&[1.0]), SECOND).await.remove(0)
     };
     assert_eq!(code(1).await.code, ReturnCode::Success);
-    assert_eq!(code(2).await.code, ReturnCode::Blacklisted);
+    let two = code(2).await;
+    assert_eq!(two.code, ReturnCode::Blacklisted, "{}", two.message);
     let low = code(3).await;
-    assert_eq!(low.code, ReturnCode::Blacklisted);
+    assert_eq!(low.code, ReturnCode::Blacklisted, "{}", low.message);
     assert!(low.message.contains("below"), "{}", low.message);
     assert_eq!(code(4).await.code, ReturnCode::UnknownCaller);
     assert_eq!(model.calls.load(Ordering::SeqCst), 1);
