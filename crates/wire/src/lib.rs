@@ -17,6 +17,10 @@
 //!   and a deadline per request;
 //! - [`dendrite`]: the client: one batch fanned out to k axons in parallel under one deadline,
 //!   over reused connections, one [`PeerResult`] per axon;
+//! - the codec both use instead of tonic's (private `codec`): a message goes out as chunks with
+//!   each tensor's bytes as their own HTTP/2 frame and is decoded from the frames as they
+//!   arrived, so tensors ([`Bytes`]) are never copied between the caller's buffer and the
+//!   socket, or between the socket's frame and the handler or the caller's result;
 //! - [`metrics`]: per-peer counts by return code and latency histograms, in Prometheus text;
 //! - [`chaos`]: faults on purpose, a loopback proxy that delays, loses, cuts or garbles the
 //!   traffic to an axon from a seed, for tests and `agora localnet --chaos`.
