@@ -7,9 +7,11 @@
 //!    [`AxonConfig::trusted`]), the declared body size against the limits, the signature and
 //!    freshness, a per-caller budget of bytes in flight, and the replay cache
 //!    ([`crate::auth`]);
-//! 2. the body, read only for an admitted call and only up to its signed length, digested as
-//!    it arrives and compared with the signed digest, within the axon's deadline;
-//! 3. tensor validation with the axon's [`Limits`] (shape, dtype, size, NaN/Inf), so garbage
+//! 2. the body, read only for an admitted call and only up to its signed length, within the
+//!    axon's deadline;
+//! 3. one pass over the body's bytes that computes its digest, compared with the signed one,
+//!    and scans the tensors for NaN/Inf block by block while the hash has them in cache; with
+//!    the other tensor checks against the axon's [`Limits`] (shape, dtype, size), so garbage
 //!    never reaches the queue, let alone the model;
 //! 4. `concurrency` handler slots: a request that finds one free runs at once in its own task;
 //!    the others wait in the bounded stake-priority queue ([`crate::queue`]) and a finishing
@@ -23,8 +25,8 @@
 //! axon from serving the others.
 //!
 //! The service is written against HTTP/2 directly ([`service`]), not tonic's generated server:
-//! the body is read frame by frame as it arrives (digested on the way), the tensors are decoded
-//! as slices of the received frames and the response's tensor is handed to the socket as the
+//! the body is read frame by frame as it arrives, the tensors are decoded as slices of the
+//! received frames and the response's tensor is handed to the socket as the
 //! handler returned it ([`crate::codec`]); the messages on the wire are the published schema's.
 
 mod budget;
@@ -44,9 +46,12 @@ use tonic::transport::server::TcpIncoming;
 
 use crate::auth::{BodyDigest, Credentials, Freshness, NonceCache, Tier};
 use crate::metrics::{Call, Metrics, PeerLabel};
-use crate::proto::{self, BackwardRequest, ForwardRequest, ReturnCode};
+use crate::proto::{self, ReturnCode};
 use crate::queue::{Entry, Permit, Scheduler, Turn};
-use crate::tensor::{decode, decode_output, DType, Direction, Limits, Modality, OwnedTensor, TensorView};
+use crate::tensor::{
+    check_finite, decode_output, decode_structure, DType, Direction, Limits, Modality, OwnedTensor,
+    TensorError, TensorView,
+};
 use budget::{Budget, Reservation};
 use service::{AxonService, CountingIncoming};
 
@@ -400,21 +405,37 @@ impl HandlerCost {
     }
 }
 
-/// A tensor that passed [`decode`]: its parsed dtype and modality beside the message's bytes,
-/// so the handler can be lent a view without validating again.
+/// A tensor that passed every check of [`crate::tensor::decode`]: its parsed dtype and modality beside the
+/// message's bytes, so the handler can be lent a view without validating again.
 struct Checked {
     dtype: DType,
     modality: Modality,
     tensor: proto::Tensor,
 }
 
+/// What [`decode_structure`] said about a request's tensor, before its bytes are scanned.
+type Structure = Result<(DType, Modality), TensorError>;
+
 impl Checked {
-    fn new(tensor: proto::Tensor, limits: &Limits, output: bool) -> Result<Checked, Refusal> {
-        let parsed = if output { decode_output(&tensor, limits) } else { decode(&tensor, limits) };
-        let (dtype, modality) = match parsed {
-            Ok(v) => (v.dtype, v.modality),
-            Err(e) => return Err((e.code(Direction::Request), e.to_string())),
-        };
+    /// The structural checks of a request's tensor (a Backward's `grads` is an output:
+    /// modality TENSOR), all of [`crate::tensor::decode`] but the NaN/Inf scan, which the service runs in its
+    /// pass over the body's bytes.
+    fn structure(tensor: &proto::Tensor, limits: &Limits, output: bool) -> Structure {
+        let v = decode_structure(tensor, limits)?;
+        if output && v.modality != Modality::Tensor {
+            return Err(TensorError::WrongModality { expected: Modality::Tensor, got: v.modality });
+        }
+        Ok((v.dtype, v.modality))
+    }
+
+    /// `tensor`, given its structure and whether the scan found a suspect element (then the
+    /// exact one is looked for, for the message).
+    fn finish(tensor: proto::Tensor, structure: Structure, suspect: bool) -> Result<Checked, Refusal> {
+        let refuse = |e: TensorError| (e.code(Direction::Request), e.to_string());
+        let (dtype, modality) = structure.map_err(refuse)?;
+        if suspect {
+            check_finite(dtype, &tensor.data).map_err(refuse)?;
+        }
         Ok(Checked { dtype, modality, tensor })
     }
 
@@ -576,17 +597,29 @@ impl Shared {
         Ok(key)
     }
 
-    fn work_forward(&self, req: ForwardRequest) -> Result<Work, Refusal> {
-        let inputs = req.inputs.ok_or((ReturnCode::EmptyRequest, "no inputs tensor".to_string()))?;
-        Ok(Work::Forward { inputs: Checked::new(inputs, &self.config.limits, false)? })
-    }
-
-    fn work_backward(&self, req: BackwardRequest) -> Result<Work, Refusal> {
-        let limits = &self.config.limits;
-        let inputs = req.inputs.ok_or((ReturnCode::EmptyRequest, "no inputs tensor".to_string()))?;
-        let grads = req.grads.ok_or((ReturnCode::EmptyRequest, "no grads tensor".to_string()))?;
-        let inputs = Checked::new(inputs, limits, false)?;
-        let grads = Checked::new(grads, limits, true)?;
+    /// The work of a verified request, its tensors checked in order (inputs, then grads): each
+    /// present, well-formed (`structure`, computed before the scan) and finite (`suspect`, from
+    /// the scan that ran beside the digest).
+    fn work(
+        &self,
+        call: Call,
+        tensors: [Option<proto::Tensor>; 2],
+        structure: [Option<Structure>; 2],
+        suspect: [bool; 2],
+    ) -> Result<Work, Refusal> {
+        let [inputs, grads] = tensors;
+        let [s_inputs, s_grads] = structure;
+        let missing = |what: &str| (ReturnCode::EmptyRequest, format!("no {what} tensor"));
+        let inputs = inputs.ok_or_else(|| missing("inputs"))?;
+        let checked = |t: proto::Tensor, s: Option<Structure>, suspect: bool| {
+            Checked::finish(t, s.unwrap_or(Err(TensorError::Missing)), suspect)
+        };
+        if call == Call::Forward {
+            return Ok(Work::Forward { inputs: checked(inputs, s_inputs, suspect[0])? });
+        }
+        let grads = grads.ok_or_else(|| missing("grads"))?;
+        let inputs = checked(inputs, s_inputs, suspect[0])?;
+        let grads = checked(grads, s_grads, suspect[1])?;
         if grads.tensor.shape[..2] != inputs.tensor.shape[..2] {
             return Err((
                 ReturnCode::RequestShapeError,
