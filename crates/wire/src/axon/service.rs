@@ -252,9 +252,15 @@ fn digest_and_scan(
                 continue;
             }
             hasher.update(&frame[pos..at]);
-            for block in frame[at..end].chunks(BLOCK) {
-                hasher.update(block);
-                suspect[i] |= may_be_non_finite(dtype, block);
+            // Hash blocks end on multiples of BLOCK in the message, so that BLAKE3 sees whole,
+            // aligned runs of chunks (its widest SIMD path); the scan follows on whole elements.
+            let (size, mut p, mut scanned) = (dtype.size(), at, at);
+            while p < end {
+                let q = end.min(p + BLOCK - (hasher.len() as usize % BLOCK));
+                hasher.update(&frame[p..q]);
+                let upto = at + (q - at) / size * size;
+                suspect[i] |= may_be_non_finite(dtype, &frame[scanned..upto]);
+                (p, scanned) = (q, upto);
             }
             done[i] = true;
             pos = end;
