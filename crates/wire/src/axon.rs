@@ -2,7 +2,7 @@
 //! for a pluggable [`Handler`] (the peer's model), and stands between the network and that
 //! handler with, in this order:
 //!
-//! 1. from the call's metadata alone, before a byte of the body is read ([`gate`]): the
+//! 1. from the call's metadata alone, before a byte of the body is read (`service`): the
 //!    protocol version, a blacklist and a stake check on the claimed caller (or its place in
 //!    [`AxonConfig::trusted`]), the declared body size against the limits, the signature and
 //!    freshness, a per-caller budget of bytes in flight, and the replay cache
@@ -14,7 +14,7 @@
 //!    the other tensor checks against the axon's [`Limits`] (shape, dtype, size), so garbage
 //!    never reaches the queue, let alone the model;
 //! 4. `concurrency` handler slots: a request that finds one free runs at once in its own task;
-//!    the others wait in the bounded stake-priority queue ([`crate::queue`]) and a finishing
+//!    the others wait in the bounded stake-priority queue (`queue`) and a finishing
 //!    request hands its slot to the most important one. The handler runs inline when its recent
 //!    calls were short ([`AxonConfig::inline_below`]), on a blocking thread otherwise;
 //! 5. a deadline per request: a request still waiting or running when it expires is answered
@@ -24,10 +24,10 @@
 //! longer than its signed length or an undecodable protobuf. Nothing a caller sends stops the
 //! axon from serving the others.
 //!
-//! The service is written against HTTP/2 directly ([`service`]), not tonic's generated server:
+//! The service is written against HTTP/2 directly (`service`), not tonic's generated server:
 //! the body is read frame by frame as it arrives, the tensors are decoded as slices of the
 //! received frames and the response's tensor is handed to the socket as the
-//! handler returned it ([`crate::codec`]); the messages on the wire are the published schema's.
+//! handler returned it (`codec`); the messages on the wire are the published schema's.
 
 mod budget;
 mod service;

@@ -6,7 +6,7 @@
 //! Connections are reused: one HTTP/2 connection per axon address, opened on first use and
 //! multiplexing every later call, reopened by the next call once it has closed (an axon that
 //! restarted). The request's tensor goes to the socket from the caller's own buffer and the
-//! answer's tensor is a slice of the frame it arrived in ([`crate::codec`]).
+//! answer's tensor is a slice of the frame it arrived in (`codec`).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
