@@ -38,6 +38,10 @@ def client(addr: str, axon_hex: str) -> None:
     assert y.shape == (2, 3, 4), y.shape
     assert np.array_equal(y, 2 * x + 1), (y, 2 * x + 1)
     print(f"forward ok: {y.size} values match 2x+1")
+    big = (np.arange(1 << 18, dtype=np.float32) % 97).reshape(1, 1, -1)
+    code, msg, y = d.forward(addr, axon, big)
+    assert code == aw.pb.RETURN_CODE_SUCCESS and np.array_equal(y, 2 * big + 1), (code, msg)
+    print("forward ok: 1 MiB tensor")
     g = (np.arange(24, dtype=np.float32) % 7 - 3.0).reshape(2, 3, 4)
     code, msg, dx = d.backward(addr, axon, x, g)
     assert code == aw.pb.RETURN_CODE_SUCCESS, (code, msg)
