@@ -696,3 +696,30 @@ impl Shared {
         self.metrics.record(label, call, code, start.elapsed());
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A handler runs inline only once its recent calls were all quick, and one slow call sends
+    /// the next ones back to blocking threads at once.
+    #[test]
+    fn the_handler_runs_inline_only_while_its_calls_are_quick() {
+        let limit = Duration::from_micros(100);
+        let cost = HandlerCost::new();
+        assert!(!cost.below(limit), "unknown handlers start on blocking threads");
+        let mut calls = 0;
+        while !cost.below(limit) {
+            cost.record(Duration::from_micros(20));
+            calls += 1;
+            assert!(calls < 200, "the estimate never fell");
+        }
+        assert!(calls > 10, "one quick call is not enough evidence ({calls})");
+        cost.record(Duration::from_millis(5));
+        assert!(!cost.below(limit));
+        cost.record(Duration::from_micros(20));
+        assert!(!cost.below(limit), "a slow call is not forgotten after one quick one");
+        // Zero disables inline calls.
+        assert!(!cost.below(Duration::ZERO));
+    }
+}
