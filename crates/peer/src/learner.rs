@@ -299,7 +299,7 @@ pub fn text_tensor(batch: &Batch) -> OwnedTensor {
         dtype: wire::DType::U8,
         modality: Modality::Text,
         shape: vec![batch.batch as u64, batch.seq as u64],
-        data: batch.tokens.clone(),
+        data: batch.tokens.clone().into(),
     }
 }
 

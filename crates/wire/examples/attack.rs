@@ -1,5 +1,6 @@
 //! The two attacks of issue 13, against an axon in another process (`flood_axon`), speaking
-//! either protocol version: 1 (credentials inside the message, as before the fix) or 2. Run by
+//! either way: protocol 1 (credentials inside the message, as before the fix) or, for any other
+//! PROTOCOL argument, credentials in metadata as this crate signs them (version 2, now 3). Run by
 //! `crates/wire/attacks.sh`, which starts the axons and reads their memory.
 //!
 //! `attack keys`: prints `HONEST <hex> FLOODER <hex>` (stake 1,000 and 0 in the script's table).

@@ -44,6 +44,17 @@ async fn main() -> anyhow::Result<()> {
     ensure!(dx == g.iter().map(|g| 2.0 * g).collect::<Vec<_>>(), "backward: {dx:?}");
     println!("backward ok: gradient is 2g");
 
+    // A 1 MiB tensor: the dendrite sends its bytes as a DATA frame of their own, which any
+    // gRPC server must read as part of the one message.
+    let n = 1 << 18;
+    let big: Vec<f32> = (0..n).map(|i| (i % 97) as f32).collect();
+    let inputs = OwnedTensor::from_f32(Modality::Tensor, &[1, 1, n as u64], &big);
+    let r = dendrite.forward(&target, &inputs, deadline).await.remove(0);
+    ensure!(r.code == ReturnCode::Success, "forward of 1 MiB: {:?} {}", r.code, r.message);
+    let y = wire::tensor::le_bytes_to_f32s(&r.tensor.context("forward of 1 MiB: no output")?.data);
+    ensure!(y == big.iter().map(|a| 2.0 * a + 1.0).collect::<Vec<_>>(), "forward of 1 MiB: wrong values");
+    println!("forward ok: 1 MiB tensor, {n} values match 2x+1");
+
     // A NaN input must come back as NON_FINITE from any conforming axon.
     let bad = OwnedTensor::from_f32(Modality::Tensor, &[1, 1, 2], &[1.0, f32::NAN]);
     let r = dendrite.forward(&target, &bad, deadline).await.remove(0);

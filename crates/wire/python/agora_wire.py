@@ -1,35 +1,34 @@
-"""A Python peer for Agora's wire protocol, version 2 (crates/wire/proto/agora.proto, package
+"""A Python peer for Agora's wire protocol, version 3 (crates/wire/proto/agora.proto, package
 agora.v1).
 
-Needs: grpcio, grpcio-tools (stub generation), numpy, cryptography (ed25519). No torch: a
+Needs: grpcio, grpcio-tools (stub generation), numpy, cryptography (ed25519), blake3. No torch: a
 PyTorch model converts with `tensor.detach().numpy()` / `torch.from_numpy(array)`.
 
 Every call carries its credentials as gRPC metadata (see crates/wire/src/auth.rs), so an axon
 checks them before it reads the body:
 
-    agora-version       "2"
+    agora-version       "3"
     agora-caller        hex of the caller's 32-byte public hotkey
     agora-callee        hex of the axon's 32-byte public hotkey
     agora-nonce         decimal u64, unique per caller within 30 s
     agora-timestamp-ms  decimal u64, ms since the Unix epoch (at most 2 s ahead of the axon)
     agora-body-len      decimal length of the request message bytes as sent
-    agora-digest        "sha256:" + hex(sha256(those bytes))
+    agora-digest        "blake3:" + hex(blake3(those bytes)), the 32-byte default output
     agora-signature     hex of ed25519_sign(seed, preimage)
 
-    preimage = field(b"agora/2") || field(path) || field(caller) || field(callee)
+    preimage = field(b"agora/3") || field(path) || field(caller) || field(callee)
                || u64le(nonce) || u64le(timestamp_ms)
-               || field(b"sha256") || u64le(body_len) || field(digest)
+               || field(b"blake3") || u64le(body_len) || field(digest)
     field(x) = u64le(len(x)) || x;  path = b"/agora.v1.Axon/Forward" or b"/agora.v1.Axon/Backward"
 
 The digest covers the exact bytes sent, so this module serializes each request once and sends
 those bytes (no canonical re-encoding needed). An axon refuses timestamps more than 30 s old or
 2 s ahead, repeated (caller, nonce) pairs, and a call without `agora-version`
-(RETURN_CODE_UNSUPPORTED_VERSION).
+(RETURN_CODE_UNSUPPORTED_VERSION), as is protocol 2 (the same with sha256 digests).
 """
 
 from __future__ import annotations
 
-import hashlib
 import importlib
 import os
 import struct
@@ -39,13 +38,15 @@ import time
 from concurrent import futures
 
 import numpy as np
+from blake3 import blake3
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PROTO_DIR = os.path.join(HERE, "..", "proto")
 
-PROTOCOL_VERSION = 2
+PROTOCOL_VERSION = 3
+DIGEST = "blake3"
 PATH_FORWARD = "/agora.v1.Axon/Forward"
 PATH_BACKWARD = "/agora.v1.Axon/Backward"
 
@@ -122,8 +123,8 @@ def signing_message(path: str, caller: bytes, callee: bytes, nonce: int, timesta
                     version: int = PROTOCOL_VERSION) -> bytes:
     """The bytes a caller signs for a call of `body` (the request message bytes as sent)."""
     return (_field(f"agora/{version}".encode()) + _field(path.encode()) + _field(caller) + _field(callee)
-            + struct.pack("<QQ", nonce, timestamp_ms) + _field(b"sha256") + struct.pack("<Q", len(body))
-            + _field(hashlib.sha256(body).digest()))
+            + struct.pack("<QQ", nonce, timestamp_ms) + _field(DIGEST.encode()) + struct.pack("<Q", len(body))
+            + _field(blake3(body).digest()))
 
 
 class Hotkey:
@@ -159,7 +160,7 @@ class Hotkey:
             ("agora-nonce", str(nonce)),
             ("agora-timestamp-ms", str(ts)),
             ("agora-body-len", str(len(body))),
-            ("agora-digest", "sha256:" + hashlib.sha256(body).hexdigest()),
+            ("agora-digest", f"{DIGEST}:" + blake3(body).hexdigest()),
             ("agora-signature", signature.hex()),
         ]
 
@@ -171,9 +172,10 @@ def verify(metadata, path: str, body: bytes, me: bytes, window_ms: int = 30_000,
     md = {k: v for k, v in metadata}
     if "agora-version" not in md:
         raise BadTensor(pb.RETURN_CODE_UNSUPPORTED_VERSION,
-                        "no agora-version: this axon speaks agora protocol 2 (credentials in metadata)")
+                        f"no agora-version: this axon speaks agora protocol {PROTOCOL_VERSION} (credentials in metadata)")
     if md["agora-version"] != str(PROTOCOL_VERSION):
-        raise BadTensor(pb.RETURN_CODE_UNSUPPORTED_VERSION, f"agora-version {md['agora-version']!r} is not spoken here")
+        raise BadTensor(pb.RETURN_CODE_UNSUPPORTED_VERSION,
+                        f"agora-version {md['agora-version']!r} is not spoken here: this axon speaks {PROTOCOL_VERSION}")
     try:
         caller, callee = bytes.fromhex(md["agora-caller"]), bytes.fromhex(md["agora-callee"])
         nonce, ts = int(md["agora-nonce"]), int(md["agora-timestamp-ms"])
@@ -181,14 +183,14 @@ def verify(metadata, path: str, body: bytes, me: bytes, window_ms: int = 30_000,
         signature = bytes.fromhex(md["agora-signature"])
     except (KeyError, ValueError) as e:
         raise BadTensor(pb.RETURN_CODE_INVALID_SIGNATURE, f"malformed credentials: {e!r}") from e
-    if alg != "sha256":
+    if alg != DIGEST:
         raise BadTensor(pb.RETURN_CODE_UNSUPPORTED_VERSION, f"digest algorithm {alg!r} is not supported")
     if callee != me:
         raise BadTensor(pb.RETURN_CODE_INVALID_SIGNATURE, "addressed to another axon")
     now = int(time.time() * 1000)
     if ts < now - window_ms or ts > now + max_future_ms:
         raise BadTensor(pb.RETURN_CODE_INVALID_SIGNATURE, "stale or future timestamp")
-    if body_len != len(body) or hashlib.sha256(body).hexdigest() != digest:
+    if body_len != len(body) or blake3(body).hexdigest() != digest:
         raise BadTensor(pb.RETURN_CODE_INVALID_SIGNATURE, "the body does not match its signed length and digest")
     try:
         Ed25519PublicKey.from_public_bytes(caller).verify(signature, signing_message(path, caller, callee, nonce, ts, body))

@@ -14,6 +14,21 @@ import numpy as np
 import agora_wire as aw
 
 
+def v2_credentials(hotkey: aw.Hotkey, callee: bytes, body: bytes) -> list[tuple[str, str]]:
+    """Protocol 2's metadata for `body`: version "2", a sha256 digest, signed over "agora/2"."""
+    import hashlib
+    import struct
+    import time
+
+    nonce, ts, digest = hotkey.next_nonce(), int(time.time() * 1000), hashlib.sha256(body).digest()
+    f = aw._field
+    pre = (f(b"agora/2") + f(aw.PATH_FORWARD.encode()) + f(hotkey.public) + f(callee) + struct.pack("<QQ", nonce, ts)
+           + f(b"sha256") + struct.pack("<Q", len(body)) + f(digest))
+    return [("agora-version", "2"), ("agora-caller", hotkey.public.hex()), ("agora-callee", callee.hex()),
+            ("agora-nonce", str(nonce)), ("agora-timestamp-ms", str(ts)), ("agora-body-len", str(len(body))),
+            ("agora-digest", "sha256:" + digest.hex()), ("agora-signature", hotkey.private.sign(pre).hex())]
+
+
 def client(addr: str, axon_hex: str) -> None:
     axon = bytes.fromhex(axon_hex)
     d = aw.Dendrite(aw.Hotkey(bytes([0x33] * 32)))
@@ -23,6 +38,10 @@ def client(addr: str, axon_hex: str) -> None:
     assert y.shape == (2, 3, 4), y.shape
     assert np.array_equal(y, 2 * x + 1), (y, 2 * x + 1)
     print(f"forward ok: {y.size} values match 2x+1")
+    big = (np.arange(1 << 18, dtype=np.float32) % 97).reshape(1, 1, -1)
+    code, msg, y = d.forward(addr, axon, big)
+    assert code == aw.pb.RETURN_CODE_SUCCESS and np.array_equal(y, 2 * big + 1), (code, msg)
+    print("forward ok: 1 MiB tensor")
     g = (np.arange(24, dtype=np.float32) % 7 - 3.0).reshape(2, 3, 4)
     code, msg, dx = d.backward(addr, axon, x, g)
     assert code == aw.pb.RETURN_CODE_SUCCESS, (code, msg)
@@ -45,6 +64,9 @@ def client(addr: str, axon_hex: str) -> None:
     # A protocol-1 call: no credentials in the metadata.
     resp = d.call(addr, axon, aw.PATH_FORWARD, body, timeout=5, metadata=[])
     assert resp.code == aw.pb.RETURN_CODE_UNSUPPORTED_VERSION, resp
+    # A protocol-2 call: the same credentials with a sha256 digest, signed as version 2.
+    resp = d.call(addr, axon, aw.PATH_FORWARD, body, timeout=5, metadata=v2_credentials(d.hotkey, axon, body))
+    assert resp.code == aw.pb.RETURN_CODE_UNSUPPORTED_VERSION and "sha256" in resp.message, resp
     print(f"bad inputs refused with their codes ({msg})")
 
 

@@ -2,7 +2,7 @@
 # Python <-> Rust interoperability of the wire protocol, both directions, on loopback:
 #  (a) a Rust axon (examples/known_axon.rs, y = 2x + 1) called by a Python dendrite;
 #  (b) a Python axon (interop.py axon) called by a Rust dendrite (examples/call_axon.rs).
-# Needs: python3 -m pip install grpcio grpcio-tools numpy cryptography. Exits non-zero on any
+# Needs: python3 -m pip install grpcio grpcio-tools numpy cryptography blake3. Exits non-zero on any
 # mismatch. Stubs are generated from proto/agora.proto into a temporary directory.
 set -euo pipefail
 cd "$(dirname "$0")"

@@ -2,46 +2,58 @@
 //! for a pluggable [`Handler`] (the peer's model), and stands between the network and that
 //! handler with, in this order:
 //!
-//! 1. from the call's metadata alone, before a byte of the body is read ([`gate`]): the
+//! 1. from the call's metadata alone, before a byte of the body is read (`service`): the
 //!    protocol version, a blacklist and a stake check on the claimed caller (or its place in
 //!    [`AxonConfig::trusted`]), the declared body size against the limits, the signature and
 //!    freshness, a per-caller budget of bytes in flight, and the replay cache
 //!    ([`crate::auth`]);
-//! 2. the body, read only for an admitted call and only up to its signed length, digested as
-//!    it arrives and compared with the signed digest;
-//! 3. tensor validation with the axon's [`Limits`] (shape, dtype, size, NaN/Inf), so garbage
+//! 2. the body, read only for an admitted call and only up to its signed length, within the
+//!    axon's deadline;
+//! 3. one pass over the body's bytes that computes its digest, compared with the signed one,
+//!    and scans the tensors for NaN/Inf block by block while the hash has them in cache; with
+//!    the other tensor checks against the axon's [`Limits`] (shape, dtype, size), so garbage
 //!    never reaches the queue, let alone the model;
-//! 4. the bounded stake-priority queue ([`crate::queue`]) served by `concurrency` workers, each
-//!    running the handler on a blocking thread;
+//! 4. `concurrency` handler slots: a request that finds one free runs at once in its own task;
+//!    the others wait in the bounded stake-priority queue (`queue`) and a finishing
+//!    request hands its slot to the most important one. The handler runs inline when its recent
+//!    calls were short ([`AxonConfig::inline_below`]), on a blocking thread otherwise;
 //! 5. a deadline per request: a request still waiting or running when it expires is answered
 //!    TIMEOUT.
 //!
-//! Every refusal is an in-band [`ReturnCode`] with a message saying what to fix; only a body
-//! longer than its signed length or an undecodable protobuf comes back as a gRPC status.
-//! Nothing a caller sends stops the axon from serving the others.
+//! Every refusal is an in-band [`ReturnCode`] with a message saying what to fix, even for a body
+//! longer than its signed length or an undecodable protobuf. Nothing a caller sends stops the
+//! axon from serving the others.
+//!
+//! The service is written against HTTP/2 directly (`service`), not tonic's generated server:
+//! the body is read frame by frame as it arrives, the tensors are decoded as slices of the
+//! received frames and the response's tensor is handed to the socket as the
+//! handler returned it (`codec`); the messages on the wire are the published schema's.
 
 mod budget;
-mod gate;
+mod service;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use ed25519_dalek::SigningKey;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use ed25519_dalek::{SigningKey, VerifyingKey};
 use tokio::sync::oneshot;
 use tonic::codegen::http::HeaderMap;
 use tonic::transport::server::TcpIncoming;
-use tonic::{Request, Response, Status};
 
 use crate::auth::{BodyDigest, Credentials, Freshness, NonceCache, Tier};
 use crate::metrics::{Call, Metrics, PeerLabel};
-use crate::proto::axon_server::{Axon, AxonServer};
-use crate::proto::{self, BackwardRequest, BackwardResponse, ForwardRequest, ForwardResponse, ReturnCode};
-use crate::queue::{Admission, JobQueue};
-use crate::tensor::{decode, decode_output, DType, Direction, Limits, Modality, OwnedTensor, TensorView};
+use crate::proto::{self, ReturnCode};
+use crate::queue::{Entry, Permit, Scheduler, Turn};
+use crate::tensor::{
+    check_finite, decode_output, decode_structure, DType, Direction, Limits, Modality, OwnedTensor,
+    TensorError, TensorView,
+};
 use budget::{Budget, Reservation};
-use gate::{CountingIncoming, Gate, Ticket};
+use service::{AxonService, CountingIncoming};
 
 /// Who called: the verified hotkey and the stake the axon's [`StakeLookup`] gave for it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -78,9 +90,10 @@ impl HandlerError {
 
 /// The peer's model behind the axon.
 ///
-/// Both calls are CPU-bound and synchronous: the axon runs them on blocking threads, at most
-/// `AxonConfig::concurrency` at a time, and may run several at once (hold the model behind a
-/// lock if it cannot be shared). Calls are independent and may arrive in any order: a Backward
+/// Both calls are CPU-bound and synchronous: the axon runs them at most
+/// `AxonConfig::concurrency` at a time, on blocking threads, or inline on its async threads while
+/// they return within `AxonConfig::inline_below`, and may run several at once (hold the model
+/// behind a lock if it cannot be shared). Calls are independent and may arrive in any order: a Backward
 /// is not guaranteed to follow its Forward. Inputs arrive validated ([`crate::tensor::decode`]
 /// with the axon's limits, finite floats); outputs are validated before they are sent.
 pub trait Handler: Send + Sync + 'static {
@@ -177,6 +190,12 @@ pub struct AxonConfig {
     /// (zero-stake, unregistered, trusted) may hold at most half of it, so staked callers
     /// always find room. At least `max_inflight_bytes_per_caller`.
     pub max_inflight_bytes: u64,
+    /// Handler calls run on the axon's own async thread, saving two thread hops (about 0.1 ms
+    /// a call), while the recent calls of their kind took less than this; longer ones run on a
+    /// blocking thread so they never hold up the network. The estimate is a decaying maximum:
+    /// one slow call moves the next ones to blocking threads at once. Zero: always a blocking
+    /// thread.
+    pub inline_below: Duration,
 }
 
 impl Default for AxonConfig {
@@ -195,6 +214,7 @@ impl Default for AxonConfig {
             replay_cache: 100_000,
             max_inflight_bytes_per_caller: 256 << 20,
             max_inflight_bytes: 1 << 30,
+            inline_below: Duration::from_micros(100),
         }
     }
 }
@@ -225,8 +245,10 @@ pub fn max_message_bytes(limits: &Limits) -> usize {
 /// round trips of WINDOW_UPDATE frames on loopback or a LAN.
 pub(crate) const STREAM_WINDOW: u32 = 8 << 20;
 pub(crate) const CONNECTION_WINDOW: u32 = 32 << 20;
-/// Largest HTTP/2 frame either side accepts: fewer, larger frames per tensor.
-pub(crate) const MAX_FRAME: u32 = 1 << 20;
+/// Largest HTTP/2 frame either side accepts: a tensor up to the stream window travels as one
+/// DATA frame and is decoded as a slice of it (split across frames it costs a copy). What a
+/// connection can make the other side buffer stays bounded by the connection window.
+pub(crate) const MAX_FRAME: u32 = STREAM_WINDOW;
 
 /// A running axon. Dropping the handle stops it, like [`AxonHandle::shutdown`] without waiting.
 pub struct AxonHandle {
@@ -251,9 +273,9 @@ impl AxonHandle {
         self.shared.metrics.clone()
     }
 
-    /// Requests waiting for a worker right now.
+    /// Requests waiting for a handler slot right now.
     pub fn queued(&self) -> usize {
-        self.shared.queue.len()
+        self.shared.scheduler.len()
     }
 
     /// Stops accepting, lets in-flight calls finish, answers still-queued ones UNAVAILABLE.
@@ -307,26 +329,21 @@ pub async fn serve(
         .map_err(|source| AxonError::Bind { addr: config.addr, source })?;
     let local_addr = listener.local_addr().map_err(|source| AxonError::Bind { addr: config.addr, source })?;
     let hotkey = key.verifying_key().to_bytes();
-    let max_message = max_message_bytes(&config.limits);
     let shared = Arc::new(Shared {
         me: hotkey,
-        queue: JobQueue::new(config.queue_capacity),
+        keys: Mutex::new(HashMap::new()),
+        scheduler: Scheduler::new(config.concurrency, config.queue_capacity),
         nonces: Mutex::new(NonceCache::new(config.replay_cache)),
         budget: Arc::new(Budget::new(config.max_inflight_bytes_per_caller, config.max_inflight_bytes)),
         metrics: Arc::new(Metrics::new("axon")),
+        cost: [HandlerCost::new(), HandlerCost::new()],
         handler,
         stakes,
         config,
     });
-    for _ in 0..shared.config.concurrency {
-        tokio::spawn(worker(shared.clone()));
-    }
     let incoming =
         CountingIncoming::new(TcpIncoming::from(listener).with_nodelay(Some(true)), shared.metrics.clone());
-    let service = AxonServer::new(AxonService { shared: shared.clone() })
-        .max_decoding_message_size(max_message)
-        .max_encoding_message_size(max_message);
-    let service = Gate::new(service, shared.clone());
+    let service = AxonService::new(shared.clone());
     let (stop, stopped) = oneshot::channel::<()>();
     let server = tokio::spawn({
         let shared = shared.clone();
@@ -340,40 +357,85 @@ pub async fn serve(
                     let _ = stopped.await;
                 })
                 .await;
-            // Still-queued jobs drop here: their callers hear UNAVAILABLE, workers exit.
-            drop(shared.queue.close());
+            // Still-queued requests hear UNAVAILABLE.
+            shared.scheduler.close();
             result
         }
     });
     Ok(AxonHandle { local_addr, hotkey, shared, stop: Some(stop), server: Some(server) })
 }
 
+/// Staked callers' keys kept decompressed; past this many (a metagraph this large is unusual)
+/// the cache starts over.
+const MAX_KEPT_KEYS: usize = 1 << 16;
+
 struct Shared {
     me: [u8; 32],
+    keys: Mutex<HashMap<[u8; 32], VerifyingKey>>,
     config: AxonConfig,
-    queue: JobQueue<Job>,
+    scheduler: Arc<Scheduler>,
     nonces: Mutex<NonceCache>,
     budget: Arc<Budget>,
     metrics: Arc<Metrics>,
+    /// Forward, Backward.
+    cost: [HandlerCost; 2],
     handler: Arc<dyn Handler>,
     stakes: Arc<dyn StakeLookup>,
 }
 
-/// A tensor that passed [`decode`]: its parsed dtype and modality beside the message's bytes,
-/// so the worker can lend a view without validating again.
+/// A decaying maximum of a handler's recent call durations, in nanoseconds: each call raises it
+/// to its own duration, or lets it decay by 1/8. Starts high, so the first calls run on
+/// blocking threads until the handler has shown it is quick.
+struct HandlerCost(AtomicU64);
+
+impl HandlerCost {
+    fn new() -> HandlerCost {
+        HandlerCost(AtomicU64::new(Duration::from_secs(1).as_nanos() as u64))
+    }
+
+    fn below(&self, limit: Duration) -> bool {
+        self.0.load(Ordering::Relaxed) < limit.as_nanos() as u64
+    }
+
+    fn record(&self, took: Duration) {
+        let took = took.as_nanos().min(u128::from(u64::MAX)) as u64;
+        // Races between concurrent calls lose an update at worst: it is an estimate.
+        let old = self.0.load(Ordering::Relaxed);
+        self.0.store(took.max(old - old / 8), Ordering::Relaxed);
+    }
+}
+
+/// A tensor that passed every check of [`crate::tensor::decode`]: its parsed dtype and modality beside the
+/// message's bytes, so the handler can be lent a view without validating again.
 struct Checked {
     dtype: DType,
     modality: Modality,
     tensor: proto::Tensor,
 }
 
+/// What [`decode_structure`] said about a request's tensor, before its bytes are scanned.
+type Structure = Result<(DType, Modality), TensorError>;
+
 impl Checked {
-    fn new(tensor: proto::Tensor, limits: &Limits, output: bool) -> Result<Checked, Refusal> {
-        let parsed = if output { decode_output(&tensor, limits) } else { decode(&tensor, limits) };
-        let (dtype, modality) = match parsed {
-            Ok(v) => (v.dtype, v.modality),
-            Err(e) => return Err((e.code(Direction::Request), e.to_string())),
-        };
+    /// The structural checks of a request's tensor (a Backward's `grads` is an output:
+    /// modality TENSOR), all of [`crate::tensor::decode`] but the NaN/Inf scan, which the service runs in its
+    /// pass over the body's bytes.
+    fn structure(tensor: &proto::Tensor, limits: &Limits, output: bool) -> Structure {
+        let v = decode_structure(tensor, limits)?;
+        if output && v.modality != Modality::Tensor {
+            return Err(TensorError::WrongModality { expected: Modality::Tensor, got: v.modality });
+        }
+        Ok((v.dtype, v.modality))
+    }
+
+    /// `tensor`, given its structure and whether the scan found a suspect element (then the
+    /// exact one is looked for, for the message).
+    fn finish(tensor: proto::Tensor, structure: Structure, suspect: bool) -> Result<Checked, Refusal> {
+        let refuse = |e: TensorError| (e.code(Direction::Request), e.to_string());
+        let (dtype, modality) = structure.map_err(refuse)?;
+        if suspect {
+            check_finite(dtype, &tensor.data).map_err(refuse)?;
+        }
         Ok(Checked { dtype, modality, tensor })
     }
 
@@ -392,48 +454,21 @@ enum Work {
     Backward { inputs: Checked, grads: Checked },
 }
 
+impl Work {
+    fn call(&self) -> Call {
+        match self {
+            Work::Forward { .. } => Call::Forward,
+            Work::Backward { .. } => Call::Backward,
+        }
+    }
+}
+
 type Refusal = (ReturnCode, String);
 /// The handler's output, already validated and in its wire form.
 type Outcome = Result<Option<proto::Tensor>, Refusal>;
 
-struct Job {
-    caller: Caller,
-    work: Work,
-    deadline: Instant,
-    reply: oneshot::Sender<Outcome>,
-    /// The request's bytes stay counted against its caller until the job is gone, run or not.
-    _bytes: Reservation,
-}
-
-async fn worker(shared: Arc<Shared>) {
-    while let Some(job) = shared.queue.pop().await {
-        let Job { caller, work, deadline, reply, _bytes } = job;
-        // The caller gave up (its own deadline or a dropped connection): skip the work.
-        if reply.is_closed() {
-            continue;
-        }
-        let waited = Instant::now();
-        if waited >= deadline {
-            let _ = reply.send(Err((ReturnCode::Timeout, "deadline passed while queued".to_string())));
-            continue;
-        }
-        let handler = shared.handler.clone();
-        let limits = shared.config.limits;
-        let outcome = tokio::task::spawn_blocking(move || {
-            let outcome = run(&*handler, &caller, &work, &limits);
-            drop((work, _bytes));
-            outcome
-        })
-        .await;
-        let outcome = outcome.unwrap_or_else(|e| {
-            Err((ReturnCode::InternalError, format!("the handler panicked or was cancelled: {e}")))
-        });
-        let _ = reply.send(outcome);
-    }
-}
-
 /// Runs the handler and checks what it returns before it goes on the wire: a broken model must
-/// not send NaN or a wrongly shaped tensor to its callers.
+/// not send NaN or a wrongly shaped tensor to its callers. The output's one finiteness scan.
 fn run(handler: &dyn Handler, caller: &Caller, work: &Work, limits: &Limits) -> Outcome {
     let (inputs, result) = match work {
         Work::Forward { inputs } => (inputs, handler.forward(caller, &inputs.view()).map(Some)),
@@ -526,8 +561,10 @@ impl Shared {
         }
         let standing = self.screen(&creds.caller).map_err(|r| (None, r))?;
         let now = now_ms();
-        let auth =
-            creds.authenticate(call, &self.me, now, &self.config.freshness).map_err(|e| (None, refuse(e)))?;
+        let key = self.verifying_key(&creds.caller, standing.tier).map_err(|e| (None, refuse(e)))?;
+        let auth = creds
+            .authenticate_as(&key, call, &self.me, now, &self.config.freshness)
+            .map_err(|e| (None, refuse(e)))?;
         let verified = Some(auth.caller);
         let bytes = self
             .budget
@@ -542,17 +579,47 @@ impl Shared {
         Ok(Pass { caller: Caller { hotkey: auth.caller, stake: standing.stake }, bytes, body: creds.body })
     }
 
-    fn work_forward(&self, req: ForwardRequest) -> Result<Work, Refusal> {
-        let inputs = req.inputs.ok_or((ReturnCode::EmptyRequest, "no inputs tensor".to_string()))?;
-        Ok(Work::Forward { inputs: Checked::new(inputs, &self.config.limits, false)? })
+    /// The caller's decompressed key: kept for staked and trusted callers (their number is
+    /// bounded by the metagraph and the config), decompressed anew for the others.
+    fn verifying_key(&self, caller: &[u8; 32], tier: Tier) -> Result<VerifyingKey, crate::auth::AuthError> {
+        let mut keys = self.keys.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(k) = keys.get(caller) {
+            return Ok(*k);
+        }
+        let key =
+            VerifyingKey::from_bytes(caller).map_err(|_| crate::auth::AuthError::MalformedCaller(32))?;
+        if tier == Tier::Staked {
+            if keys.len() >= MAX_KEPT_KEYS {
+                keys.clear();
+            }
+            keys.insert(*caller, key);
+        }
+        Ok(key)
     }
 
-    fn work_backward(&self, req: BackwardRequest) -> Result<Work, Refusal> {
-        let limits = &self.config.limits;
-        let inputs = req.inputs.ok_or((ReturnCode::EmptyRequest, "no inputs tensor".to_string()))?;
-        let grads = req.grads.ok_or((ReturnCode::EmptyRequest, "no grads tensor".to_string()))?;
-        let inputs = Checked::new(inputs, limits, false)?;
-        let grads = Checked::new(grads, limits, true)?;
+    /// The work of a verified request, its tensors checked in order (inputs, then grads): each
+    /// present, well-formed (`structure`, computed before the scan) and finite (`suspect`, from
+    /// the scan that ran beside the digest).
+    fn work(
+        &self,
+        call: Call,
+        tensors: [Option<proto::Tensor>; 2],
+        structure: [Option<Structure>; 2],
+        suspect: [bool; 2],
+    ) -> Result<Work, Refusal> {
+        let [inputs, grads] = tensors;
+        let [s_inputs, s_grads] = structure;
+        let missing = |what: &str| (ReturnCode::EmptyRequest, format!("no {what} tensor"));
+        let inputs = inputs.ok_or_else(|| missing("inputs"))?;
+        let checked = |t: proto::Tensor, s: Option<Structure>, suspect: bool| {
+            Checked::finish(t, s.unwrap_or(Err(TensorError::Missing)), suspect)
+        };
+        if call == Call::Forward {
+            return Ok(Work::Forward { inputs: checked(inputs, s_inputs, suspect[0])? });
+        }
+        let grads = grads.ok_or_else(|| missing("grads"))?;
+        let inputs = checked(inputs, s_inputs, suspect[0])?;
+        let grads = checked(grads, s_grads, suspect[1])?;
         if grads.tensor.shape[..2] != inputs.tensor.shape[..2] {
             return Err((
                 ReturnCode::RequestShapeError,
@@ -566,83 +633,58 @@ impl Shared {
         Ok(Work::Backward { inputs, grads })
     }
 
-    /// Queues admitted work and waits for its outcome until the deadline.
-    async fn execute(&self, caller: Caller, work: Work, bytes: Reservation, deadline: Instant) -> Outcome {
-        let (reply, answer) = oneshot::channel();
-        match self.queue.push(caller.stake, Job { caller, work, deadline, reply, _bytes: bytes }) {
-            Admission::Queued => {}
-            Admission::QueuedEvicting(evicted) => {
-                let _ = evicted.reply.send(Err((
-                    ReturnCode::Backoff,
-                    format!(
-                        "evicted from the full queue by a caller with more stake than {}",
-                        evicted.caller.stake
-                    ),
-                )));
-            }
-            Admission::Refused(_) => {
-                let lowest = self.queue.lowest().unwrap_or(0);
+    /// Waits for a handler slot by the caller's stake, then runs the handler; the caller (the
+    /// service) bounds all of it by the request's deadline. `bytes` stay reserved until the
+    /// handler is done with the request, even if the caller has given up by then.
+    async fn execute(self: &Arc<Self>, caller: Caller, work: Work, bytes: Reservation) -> Outcome {
+        let permit = match self.scheduler.enter(caller.stake) {
+            Entry::Run(p) => p,
+            Entry::Wait(turn) => match turn.await {
+                Ok(Turn::Run(p)) => p,
+                Ok(Turn::Evicted) => {
+                    return Err((
+                        ReturnCode::Backoff,
+                        format!(
+                            "evicted from the full queue by a caller with more stake than {}",
+                            caller.stake
+                        ),
+                    ))
+                }
+                Err(_) => return Err((ReturnCode::Unavailable, "the axon is shutting down".to_string())),
+            },
+            Entry::Full { lowest } => {
                 return Err((
                     ReturnCode::Backoff,
                     format!(
                         "queue full ({} waiting); it admits stake above {lowest}, yours is {}",
                         self.config.queue_capacity, caller.stake
                     ),
-                ));
+                ))
             }
+            Entry::Closed => return Err((ReturnCode::Unavailable, "the axon is shutting down".to_string())),
+        };
+        let cost = &self.cost[work.call() as usize];
+        if cost.below(self.config.inline_below) {
+            return self.run_timed(&caller, &work, permit, bytes);
         }
-        match tokio::time::timeout_at(deadline.into(), answer).await {
-            Ok(Ok(outcome)) => outcome,
-            Ok(Err(_)) => Err((ReturnCode::Unavailable, "the axon is shutting down".to_string())),
-            Err(_) => Err((
-                ReturnCode::Timeout,
-                format!("no result within the axon's deadline of {:?}", self.config.deadline),
-            )),
-        }
+        let shared = self.clone();
+        let outcome =
+            tokio::task::spawn_blocking(move || shared.run_timed(&caller, &work, permit, bytes)).await;
+        outcome.unwrap_or_else(|e| {
+            Err((ReturnCode::InternalError, format!("the handler panicked or was cancelled: {e}")))
+        })
     }
 
-    /// Runs one call whose request went through the [`Gate`]: the refusal it was given, or the
-    /// body's digest check, tensor validation and the queue.
-    /// Records the outcome under the caller's key (once verified) from the moment the gate
-    /// saw the call.
-    async fn answer<R>(
-        &self,
-        call: Call,
-        request: Request<R>,
-        work: impl FnOnce(&Self, R) -> Result<Work, Refusal>,
-        require_output: bool,
-    ) -> Outcome {
-        let Some(ticket) = request.extensions().get::<Ticket>().cloned() else {
-            return Err((ReturnCode::InternalError, "the call bypassed the axon's gate".to_string()));
-        };
-        let start = ticket.start();
-        let (who, outcome) = match ticket.take() {
-            Err((who, refusal)) => (who, Err(refusal)),
-            Ok(pass) => {
-                let who = Some(pass.caller.hotkey);
-                let outcome = match ticket.body_verdict() {
-                    Err(e) => Err((e.code(), e.to_string())),
-                    Ok(()) => match work(self, request.into_inner()) {
-                        Ok(work) => {
-                            self.execute(pass.caller, work, pass.bytes, start + self.config.deadline).await
-                        }
-                        Err(refusal) => Err(refusal),
-                    },
-                };
-                (who, outcome)
-            }
-        };
-        let outcome = match outcome {
-            Ok(None) if require_output => {
-                Err((ReturnCode::InternalError, "the handler returned no output".to_string()))
-            }
-            other => other,
-        };
-        let code = match &outcome {
-            Ok(_) => ReturnCode::Success,
-            Err((code, _)) => *code,
-        };
-        self.record(who, call, code, start);
+    /// Runs the handler holding its slot, records how long it took, then frees the slot and the
+    /// request's bytes.
+    fn run_timed(&self, caller: &Caller, work: &Work, permit: Permit, bytes: Reservation) -> Outcome {
+        let started = Instant::now();
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            run(&*self.handler, caller, work, &self.config.limits)
+        }))
+        .unwrap_or_else(|_| Err((ReturnCode::InternalError, "the handler panicked".to_string())));
+        self.cost[work.call() as usize].record(started.elapsed());
+        drop((permit, bytes));
         outcome
     }
 
@@ -655,30 +697,29 @@ impl Shared {
     }
 }
 
-struct AxonService {
-    shared: Arc<Shared>,
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-#[tonic::async_trait]
-impl Axon for AxonService {
-    async fn forward(&self, request: Request<ForwardRequest>) -> Result<Response<ForwardResponse>, Status> {
-        let outcome = self.shared.answer(Call::Forward, request, Shared::work_forward, true).await;
-        let response = match outcome {
-            Ok(t) => ForwardResponse { outputs: t, code: ReturnCode::Success as i32, message: String::new() },
-            Err((code, message)) => ForwardResponse { outputs: None, code: code as i32, message },
-        };
-        Ok(Response::new(response))
-    }
-
-    async fn backward(
-        &self,
-        request: Request<BackwardRequest>,
-    ) -> Result<Response<BackwardResponse>, Status> {
-        let outcome = self.shared.answer(Call::Backward, request, Shared::work_backward, false).await;
-        let response = match outcome {
-            Ok(grads) => BackwardResponse { grads, code: ReturnCode::Success as i32, message: String::new() },
-            Err((code, message)) => BackwardResponse { grads: None, code: code as i32, message },
-        };
-        Ok(Response::new(response))
+    /// A handler runs inline only once its recent calls were all quick, and one slow call sends
+    /// the next ones back to blocking threads at once.
+    #[test]
+    fn the_handler_runs_inline_only_while_its_calls_are_quick() {
+        let limit = Duration::from_micros(100);
+        let cost = HandlerCost::new();
+        assert!(!cost.below(limit), "unknown handlers start on blocking threads");
+        let mut calls = 0;
+        while !cost.below(limit) {
+            cost.record(Duration::from_micros(20));
+            calls += 1;
+            assert!(calls < 200, "the estimate never fell");
+        }
+        assert!(calls > 10, "one quick call is not enough evidence ({calls})");
+        cost.record(Duration::from_millis(5));
+        assert!(!cost.below(limit));
+        cost.record(Duration::from_micros(20));
+        assert!(!cost.below(limit), "a slow call is not forgotten after one quick one");
+        // Zero disables inline calls.
+        assert!(!cost.below(Duration::ZERO));
     }
 }

@@ -3,8 +3,10 @@
 //! one [`PeerResult`] per target, in the targets' order: a slow, dead or lying axon costs its
 //! own entry (TIMEOUT, UNAVAILABLE, RESPONSE_SHAPE_ERROR, NON_FINITE), never the others'.
 //!
-//! Connections are reused: one HTTP/2 channel per axon address, opened lazily on first use and
-//! multiplexing every later call (tonic reconnects it if the axon restarts).
+//! Connections are reused: one HTTP/2 connection per axon address, opened on first use and
+//! multiplexing every later call, reopened by the next call once it has closed (an axon that
+//! restarted). The request's tensor goes to the socket from the caller's own buffer and the
+//! answer's tensor is a slice of the frame it arrived in (`codec`).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -12,13 +14,16 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use bytes::Bytes;
 use ed25519_dalek::SigningKey;
-use tonic::transport::{Channel, Endpoint};
+use h2::client::SendRequest;
+use prost::Message;
+use tonic::codegen::http::{self, HeaderValue};
 
 use crate::auth::{BodyDigest, Credentials};
 use crate::axon::{max_message_bytes, CONNECTION_WINDOW, MAX_FRAME, STREAM_WINDOW};
+use crate::codec::{self, Encoded, MessageReader};
 use crate::metrics::{Call, Metrics, PeerLabel};
-use crate::proto::axon_client::AxonClient;
 use crate::proto::{self, BackwardRequest, ForwardRequest, ReturnCode};
 use crate::tensor::{decode_output, Direction, Limits, OwnedTensor};
 
@@ -35,7 +40,8 @@ pub struct PeerResult {
     pub code: ReturnCode,
     /// Why, when `code` is not SUCCESS (the axon's words, or the dendrite's).
     pub message: String,
-    /// Forward: the output, always on SUCCESS. Backward: the returned gradient, if any.
+    /// Forward: the output, always on SUCCESS. Backward: the returned gradient, if any. Its
+    /// data is a slice of the frame it arrived in.
     pub tensor: Option<OwnedTensor>,
     /// From the start of the fan-out to this answer (signing included).
     pub latency: Duration,
@@ -47,7 +53,7 @@ impl PeerResult {
     }
 }
 
-/// A client that signs as one hotkey. Cheap to clone: clones share the channels and metrics.
+/// A client that signs as one hotkey. Cheap to clone: clones share the connections and metrics.
 #[derive(Clone)]
 pub struct Dendrite {
     inner: Arc<Inner>,
@@ -56,12 +62,33 @@ pub struct Dendrite {
 struct Inner {
     key: SigningKey,
     limits: Limits,
-    channels: Mutex<HashMap<SocketAddr, Channel>>,
+    peers: Mutex<HashMap<SocketAddr, Arc<Connection>>>,
     // Unique per request within the axons' freshness window, across restarts too: it starts
     // from the clock in nanoseconds, which a restarted process has moved past.
     nonce: AtomicU64,
     metrics: Arc<Metrics>,
 }
+
+/// One axon's HTTP/2 connection: opened on first use (concurrent first calls wait for the same
+/// one), replaced on the next call once it has closed. Calls drive their own streams (h2, not
+/// hyper's client, which spawns a task per request): the connection's task only moves frames.
+#[derive(Default)]
+struct Connection(tokio::sync::Mutex<Option<Open>>);
+
+struct Open {
+    sender: SendRequest<Bytes>,
+    /// Set by the connection's task when the connection ends.
+    closed: Arc<std::sync::atomic::AtomicBool>,
+}
+
+/// What an axon answered, before the dendrite's checks.
+struct Reply {
+    code: i32,
+    message: String,
+    tensor: Option<proto::Tensor>,
+}
+
+type Failure = (ReturnCode, String);
 
 impl Dendrite {
     /// A dendrite with the default [`Limits`] on responses.
@@ -76,7 +103,7 @@ impl Dendrite {
             inner: Arc::new(Inner {
                 key,
                 limits,
-                channels: Mutex::new(HashMap::new()),
+                peers: Mutex::new(HashMap::new()),
                 nonce: AtomicU64::new(start),
                 metrics: Arc::new(Metrics::new("dendrite")),
             }),
@@ -87,7 +114,7 @@ impl Dendrite {
         self.inner.key.verifying_key().to_bytes()
     }
 
-    /// Per-axon counts by code and latency; `connections_total` counts channels opened.
+    /// Per-axon counts by code and latency; `connections_total` counts connections opened.
     pub fn metrics(&self) -> Arc<Metrics> {
         self.inner.metrics.clone()
     }
@@ -101,24 +128,17 @@ impl Dendrite {
     ) -> Vec<PeerResult> {
         let start = Instant::now();
         let expect = expected_prefix(inputs);
-        // The body no longer names its callee: one message and one digest serve every target.
+        // The body no longer names its callee: one message and one digest serve every target,
+        // and its tensor is the caller's buffer, shared, not copied.
         let req = ForwardRequest { inputs: Some(inputs.clone().into_proto()), ..Default::default() };
-        let digest = BodyDigest::of_message(&req);
-        let calls = targets.iter().map(|&target| {
-            let inner = self.inner.clone();
-            let req = req.clone();
-            tokio::spawn(async move {
-                let request = inner.signed(Call::Forward, &target, req, digest, deadline);
-                let mut client = inner.client(target.addr);
-                let call = async {
-                    let reply = client.forward(request).await?.into_inner();
-                    Ok::<_, tonic::Status>((reply.code, reply.message, reply.outputs, true))
-                };
-                inner.finish(target, Call::Forward, start, deadline, expect, call).await
-            })
-        });
-        let handles: Vec<_> = calls.collect();
-        join_in_order(handles, start).await
+        let encoded = codec::forward_request(&req);
+        let digest = BodyDigest::of_chunks(encoded.message_chunks());
+        let inner = &self.inner;
+        fan_out(targets, start, |_, target| {
+            let (inner, encoded) = (inner.clone(), encoded.clone());
+            async move { inner.call(target, Call::Forward, encoded, digest, start, deadline, expect).await }
+        })
+        .await
     }
 
     /// Sends each target the gradient of the caller's loss w.r.t. that target's Forward output
@@ -133,11 +153,10 @@ impl Dendrite {
         let start = Instant::now();
         let expect = expected_prefix(inputs);
         let inputs = inputs.clone().into_proto();
-        let calls = targets.iter().enumerate().map(|(i, &target)| {
-            let inner = self.inner.clone();
-            let grads = grads.get(i).cloned();
-            let inputs = inputs.clone();
-            tokio::spawn(async move {
+        let inner = &self.inner;
+        fan_out(targets, start, |i, target| {
+            let (inner, inputs, grads) = (inner.clone(), inputs.clone(), grads.get(i).cloned());
+            async move {
                 let Some(grads) = grads else {
                     return PeerResult {
                         code: ReturnCode::EmptyRequest,
@@ -151,30 +170,26 @@ impl Dendrite {
                     grads: Some(grads.into_proto()),
                     ..Default::default()
                 };
-                let digest = BodyDigest::of_message(&req);
-                let request = inner.signed(Call::Backward, &target, req, digest, deadline);
-                let mut client = inner.client(target.addr);
-                let call = async {
-                    let reply = client.backward(request).await?.into_inner();
-                    Ok::<_, tonic::Status>((reply.code, reply.message, reply.grads, false))
-                };
-                inner.finish(target, Call::Backward, start, deadline, expect, call).await
-            })
-        });
-        let handles: Vec<_> = calls.collect();
-        join_in_order(handles, start).await
+                let encoded = codec::backward_request(&req);
+                let digest = BodyDigest::of_chunks(encoded.message_chunks());
+                inner.call(target, Call::Backward, encoded, digest, start, deadline, expect).await
+            }
+        })
+        .await
     }
 }
 
-/// `[batch, seq]` of the inputs: every output and returned gradient must start with it.
-fn expected_prefix(inputs: &OwnedTensor) -> Option<[u64; 2]> {
-    match inputs.shape.as_slice() {
-        [b, s, ..] => Some([*b, *s]),
-        _ => None,
+/// Runs one call per target, in parallel tasks, and returns the results in the targets' order.
+/// A single target is called in the caller's own task: no spawn, no hand-over.
+async fn fan_out<F, Fut>(targets: &[Target], start: Instant, call: F) -> Vec<PeerResult>
+where
+    F: Fn(usize, Target) -> Fut,
+    Fut: std::future::Future<Output = PeerResult> + Send + 'static,
+{
+    if let [target] = targets {
+        return vec![call(0, *target).await];
     }
-}
-
-async fn join_in_order(handles: Vec<tokio::task::JoinHandle<PeerResult>>, start: Instant) -> Vec<PeerResult> {
+    let handles: Vec<_> = targets.iter().enumerate().map(|(i, &t)| tokio::spawn(call(i, t))).collect();
     let mut results = Vec::with_capacity(handles.len());
     for handle in handles {
         results.push(handle.await.unwrap_or_else(|e| PeerResult {
@@ -187,81 +202,172 @@ async fn join_in_order(handles: Vec<tokio::task::JoinHandle<PeerResult>>, start:
     results
 }
 
+/// `[batch, seq]` of the inputs: every output and returned gradient must start with it.
+fn expected_prefix(inputs: &OwnedTensor) -> Option<[u64; 2]> {
+    match inputs.shape.as_slice() {
+        [b, s, ..] => Some([*b, *s]),
+        _ => None,
+    }
+}
+
 impl Inner {
-    /// The call with its credentials in the metadata, addressed to `target`.
-    fn signed<T>(
-        &self,
-        call: Call,
-        target: &Target,
-        message: T,
-        digest: BodyDigest,
-        deadline: Duration,
-    ) -> tonic::Request<T> {
-        let nonce = self.nonce.fetch_add(1, Ordering::Relaxed);
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
-        let credentials = Credentials::sign(&self.key, call, &target.hotkey, nonce, now, digest);
-        let mut request = tonic::Request::new(message);
-        credentials.write_headers(request.metadata_mut().as_mut());
-        // Tells the axon when to stop caring (gRPC's `grpc-timeout`).
-        request.set_timeout(deadline);
-        request
-    }
-
-    fn client(&self, addr: SocketAddr) -> AxonClient<Channel> {
-        let channel = {
-            let mut channels = self.channels.lock().unwrap_or_else(|e| e.into_inner());
-            channels
-                .entry(addr)
-                .or_insert_with(|| {
-                    self.metrics.connection_opened();
-                    // A SocketAddr always forms a valid URI, so this cannot fail.
-                    Endpoint::from_shared(format!("http://{addr}"))
-                        .expect("a socket address is a valid authority")
-                        .tcp_nodelay(true)
-                        .initial_stream_window_size(STREAM_WINDOW)
-                        .initial_connection_window_size(CONNECTION_WINDOW)
-                        .max_frame_size(MAX_FRAME)
-                        .connect_lazy()
-                })
-                .clone()
-        };
-        let max = max_message_bytes(&self.limits);
-        AxonClient::new(channel).max_decoding_message_size(max).max_encoding_message_size(max)
-    }
-
-    /// Awaits one call under the deadline, validates the answer and records it.
-    async fn finish(
+    /// One signed call under the deadline, its answer checked and recorded.
+    #[allow(clippy::too_many_arguments)]
+    async fn call(
         &self,
         target: Target,
         call: Call,
+        encoded: Encoded,
+        digest: BodyDigest,
         start: Instant,
         deadline: Duration,
         expect: Option<[u64; 2]>,
-        rpc: impl std::future::Future<Output = Result<(i32, String, Option<proto::Tensor>, bool), tonic::Status>>,
     ) -> PeerResult {
-        let outcome = tokio::time::timeout_at((start + deadline).into(), rpc).await;
-        let (code, message, tensor) = match outcome {
+        let at = start + deadline;
+        let rpc = self.exchange(target, call, encoded, digest, deadline);
+        let (code, message, tensor) = match tokio::time::timeout_at(at.into(), rpc).await {
             Err(_) => (ReturnCode::Timeout, format!("no answer within {deadline:?}"), None),
-            Ok(Err(status)) => {
-                (status_code(&status), format!("gRPC {:?}: {}", status.code(), status.message()), None)
+            // A failure at the deadline is the deadline's doing (the axon gave up on the call).
+            Ok(Err((_, why))) if Instant::now() >= at => {
+                (ReturnCode::Timeout, format!("no answer within {deadline:?} ({why})"), None)
             }
-            Ok(Ok((code, message, tensor, required))) => self.check(code, message, tensor, required, expect),
+            Ok(Err((code, message))) => (code, message, None),
+            Ok(Ok(reply)) => self.check(reply, call == Call::Forward, expect),
         };
         let latency = start.elapsed();
         self.metrics.record(PeerLabel::Hotkey(&target.hotkey), call, code, latency);
         PeerResult { code, message, tensor, latency }
     }
 
+    /// Signs, sends and reads back one call over the target's connection.
+    async fn exchange(
+        &self,
+        target: Target,
+        call: Call,
+        encoded: Encoded,
+        digest: BodyDigest,
+        deadline: Duration,
+    ) -> Result<Reply, Failure> {
+        let nonce = self.nonce.fetch_add(1, Ordering::Relaxed);
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+        let credentials = Credentials::sign(&self.key, call, &target.hotkey, nonce, now, digest);
+        let uri = format!("http://{}{}", target.addr, call.path());
+        let mut request = http::Request::post(uri)
+            .body(())
+            .map_err(|e| (ReturnCode::InternalError, format!("cannot build the request: {e}")))?;
+        let headers = request.headers_mut();
+        headers.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
+        headers.insert(http::header::TE, HeaderValue::from_static("trailers"));
+        // Tells the axon when to stop caring (gRPC's `grpc-timeout`, at most 8 digits).
+        let ms = deadline.as_millis().clamp(1, 99_999_999);
+        if let Ok(v) = HeaderValue::from_str(&format!("{ms}m")) {
+            headers.insert("grpc-timeout", v);
+        }
+        credentials.write_headers(headers);
+
+        let gone = |e: h2::Error| {
+            (ReturnCode::Unavailable, format!("the connection to {} failed: {e}", target.addr))
+        };
+        let mut sender = self.sender(target.addr).await?.ready().await.map_err(gone)?;
+        let (response, mut body) = sender.send_request(request, false).map_err(gone)?;
+        // The chunks are queued as they are (h2 sends them as flow control allows): the
+        // tensor's own buffer, no copy. An axon may answer from the headers alone and reset the
+        // stream before the body is queued (another thread runs the connection): the answer,
+        // read below, says why; a broken connection fails there too.
+        let mut chunks = encoded.into_chunks().into_iter().peekable();
+        while let Some(chunk) = chunks.next() {
+            if body.send_data(chunk, chunks.peek().is_none()).is_err() {
+                break;
+            }
+        }
+        let (parts, mut body) = response.await.map_err(gone)?.into_parts();
+        if parts.status != http::StatusCode::OK {
+            return Err((http_status_code(parts.status), format!("the axon answered HTTP {}", parts.status)));
+        }
+        if let Some(status) = tonic::Status::from_header_map(&parts.headers) {
+            // Trailers-only: an error from the axon's gRPC server, not its service.
+            return Err(grpc_failure(&status));
+        }
+        let mut reader = MessageReader::new(max_message_bytes(&self.limits) as u64);
+        while let Some(data) = body.data().await {
+            let data = data.map_err(gone)?;
+            let _ = body.flow_control().release_capacity(data.len());
+            reader
+                .push(data)
+                .map_err(|e| (ReturnCode::ResponseShapeError, format!("the axon's response: {e}")))?;
+        }
+        match body.trailers().await.map_err(gone)?.as_ref().and_then(tonic::Status::from_header_map) {
+            Some(status) if status.code() == tonic::Code::Ok => {}
+            Some(status) => return Err(grpc_failure(&status)),
+            None => {
+                return Err((
+                    ReturnCode::Unavailable,
+                    "the axon's response ended without grpc-status".to_string(),
+                ))
+            }
+        }
+        let chunks = reader
+            .finish()
+            .map_err(|e| (ReturnCode::ResponseShapeError, format!("the axon's response: {e}")))?;
+        let undecodable = |e: prost::DecodeError| {
+            (ReturnCode::ResponseShapeError, format!("the axon's response does not decode: {e}"))
+        };
+        Ok(match call {
+            Call::Forward => {
+                let r = proto::ForwardResponse::decode(chunks).map_err(undecodable)?;
+                Reply { code: r.code, message: r.message, tensor: r.outputs }
+            }
+            Call::Backward => {
+                let r = proto::BackwardResponse::decode(chunks).map_err(undecodable)?;
+                Reply { code: r.code, message: r.message, tensor: r.grads }
+            }
+        })
+    }
+
+    /// The connection to `addr`: the open one, or a new one.
+    async fn sender(&self, addr: SocketAddr) -> Result<SendRequest<Bytes>, Failure> {
+        let connection = {
+            let mut peers = self.peers.lock().unwrap_or_else(|e| e.into_inner());
+            peers.entry(addr).or_default().clone()
+        };
+        let mut open = connection.0.lock().await;
+        if let Some(o) = open.as_ref().filter(|o| !o.closed.load(Ordering::Acquire)) {
+            return Ok(o.sender.clone());
+        }
+        let cannot =
+            |e: &dyn std::fmt::Display| (ReturnCode::Unavailable, format!("cannot connect to {addr}: {e}"));
+        let stream = tokio::net::TcpStream::connect(addr).await.map_err(|e| cannot(&e))?;
+        stream.set_nodelay(true).map_err(|e| cannot(&e))?;
+        let (sender, driver) = h2::client::Builder::new()
+            .initial_window_size(STREAM_WINDOW)
+            .initial_connection_window_size(CONNECTION_WINDOW)
+            .max_frame_size(MAX_FRAME)
+            .handshake(stream)
+            .await
+            .map_err(|e| cannot(&e))?;
+        let closed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        // The connection runs in its own task until either side closes it.
+        tokio::spawn({
+            let closed = closed.clone();
+            async move {
+                let _ = driver.await;
+                closed.store(true, Ordering::Release);
+            }
+        });
+        self.metrics.connection_opened();
+        *open = Some(Open { sender: sender.clone(), closed });
+        Ok(sender)
+    }
+
     /// An axon's answer is input like any other: its code must be known, and its tensor must
     /// be a finite `[batch, seq, dim]` TENSOR within limits matching the inputs' batch and seq.
     fn check(
         &self,
-        code: i32,
-        message: String,
-        tensor: Option<proto::Tensor>,
+        reply: Reply,
         required: bool,
         expect: Option<[u64; 2]>,
     ) -> (ReturnCode, String, Option<OwnedTensor>) {
+        let Reply { code, message, tensor } = reply;
         let code = match ReturnCode::try_from(code) {
             Ok(ReturnCode::Unspecified) | Err(_) => {
                 return (
@@ -297,44 +403,38 @@ impl Inner {
                 None,
             ),
             Ok((dtype, modality)) => {
-                let owned = OwnedTensor { dtype, modality, shape: tensor.shape, data: tensor.data.into() };
+                let owned = OwnedTensor { dtype, modality, shape: tensor.shape, data: tensor.data };
                 (code, message, Some(owned))
             }
         }
     }
 }
 
-/// gRPC failures as return codes, so a caller handles one kind of answer.
+fn grpc_failure(status: &tonic::Status) -> Failure {
+    (status_code(status), format!("gRPC {:?}: {}", status.code(), status.message()))
+}
+
+/// gRPC's mapping of HTTP statuses from something that is not a gRPC server.
+fn http_status_code(status: http::StatusCode) -> ReturnCode {
+    match status.as_u16() {
+        404 => ReturnCode::NotImplemented,
+        429 | 502 | 503 | 504 => ReturnCode::Unavailable,
+        _ => ReturnCode::InternalError,
+    }
+}
+
+/// gRPC failures (a status from the axon's gRPC server, not its service) as return codes, so a
+/// caller handles one kind of answer. The call's own deadline is handled before this.
 fn status_code(status: &tonic::Status) -> ReturnCode {
     use tonic::Code;
     match status.code() {
-        // The axon answers its own deadline with TIMEOUT in the reply; a cancelled gRPC stream
-        // is the connection going away under the call (an axon shutting down), not slowness.
-        // The call's own grpc-timeout fired in tonic a moment before ours did.
-        Code::Cancelled if caused_by::<tonic::TimeoutExpired>(status) => ReturnCode::Timeout,
+        // A cancelled stream is the connection going away under the call (an axon shutting
+        // down), not slowness.
         Code::Unavailable | Code::Cancelled => ReturnCode::Unavailable,
-        // A connection cut mid-call (tonic reports the transport's error as UNKNOWN): the
-        // link failed, not the axon's model.
-        Code::Unknown
-            if caused_by::<tonic::transport::Error>(status) || caused_by::<std::io::Error>(status) =>
-        {
-            ReturnCode::Unavailable
-        }
         Code::DeadlineExceeded => ReturnCode::Timeout,
         Code::Unimplemented => ReturnCode::NotImplemented,
         // A message over a size limit, on either side.
         Code::OutOfRange | Code::ResourceExhausted => ReturnCode::RequestShapeError,
         _ => ReturnCode::InternalError,
     }
-}
-
-fn caused_by<E: std::error::Error + 'static>(status: &tonic::Status) -> bool {
-    let mut source = std::error::Error::source(status);
-    while let Some(e) = source {
-        if e.is::<E>() {
-            return true;
-        }
-        source = e.source();
-    }
-    false
 }

@@ -8,8 +8,8 @@
 //!   read it);
 //! - [`tensor`]: the tensor codec, raw little-endian bytes with dtype, shape and modality,
 //!   validated before use and mapped to a [`proto::ReturnCode`] when refused;
-//! - [`auth`]: protocol version 2's credentials, carried in the call's gRPC metadata and signed
-//!   by the caller's hotkey over the body's length and digest, with freshness checks and a
+//! - [`auth`]: protocol version 3's credentials, carried in the call's gRPC metadata and signed
+//!   by the caller's hotkey over the body's length and BLAKE3 digest, with freshness checks and a
 //!   replay cache that keeps a floor per caller;
 //! - [`axon`]: the server: checks from the metadata before the body is read (version,
 //!   blacklist, stake, trusted keys, size, signature, bytes in flight per caller, replay), a
@@ -17,6 +17,10 @@
 //!   and a deadline per request;
 //! - [`dendrite`]: the client: one batch fanned out to k axons in parallel under one deadline,
 //!   over reused connections, one [`PeerResult`] per axon;
+//! - the codec both use instead of tonic's (private `codec`): a message goes out as chunks with
+//!   each tensor's bytes as their own HTTP/2 frame and is decoded from the frames as they
+//!   arrived, so tensors ([`Bytes`]) are never copied between the caller's buffer and the
+//!   socket, or between the socket's frame and the handler or the caller's result;
 //! - [`metrics`]: per-peer counts by return code and latency histograms, in Prometheus text;
 //! - [`chaos`]: faults on purpose, a loopback proxy that delays, loses, cuts or garbles the
 //!   traffic to an axon from a seed, for tests and `agora localnet --chaos`.
@@ -29,6 +33,7 @@
 pub mod auth;
 pub mod axon;
 pub mod chaos;
+mod codec;
 pub mod dendrite;
 pub mod metrics;
 mod queue;
@@ -47,6 +52,7 @@ pub use auth::{
 pub use axon::{
     serve, AxonConfig, AxonError, AxonHandle, Caller, Handler, HandlerError, StakeLookup, StakeTable,
 };
+pub use bytes::Bytes;
 pub use chaos::{ChaosError, FaultConfig, FaultProxy, FaultStats};
 pub use dendrite::{Dendrite, PeerResult, Target};
 pub use metrics::{Call, Metrics};

@@ -9,9 +9,9 @@
 
 use std::cmp::Reverse;
 use std::collections::BTreeMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
-use tokio::sync::Semaphore;
+use tokio::sync::oneshot;
 
 /// What happened to a pushed item.
 #[derive(Debug)]
@@ -78,56 +78,127 @@ impl<T> PriorityQueue<T> {
     }
 }
 
-/// The queue shared by the RPC handlers (which push) and the axon's workers (which pop).
-/// `ready` holds one permit per queued item, so a worker that got a permit always finds an
-/// item, and waiting costs nothing.
-pub(crate) struct JobQueue<T> {
-    inner: Mutex<PriorityQueue<T>>,
-    ready: Semaphore,
+/// Handler slots, `concurrency` of them, and the requests waiting for one. A request that finds
+/// a free slot runs at once in its own task, with no queue and no hand-over between tasks; the
+/// others wait here by priority, and a finishing request hands its slot straight to the most
+/// important waiter still waiting.
+pub(crate) struct Scheduler {
+    state: Mutex<State>,
 }
 
-impl<T> JobQueue<T> {
-    pub(crate) fn new(capacity: usize) -> Self {
-        JobQueue { inner: Mutex::new(PriorityQueue::new(capacity)), ready: Semaphore::new(0) }
+struct State {
+    free: usize,
+    waiting: PriorityQueue<Waiter>,
+    closed: bool,
+}
+
+/// A queued request: its priority is the queue's key, this is how it is told its turn.
+pub(crate) struct Waiter {
+    turn: oneshot::Sender<Turn>,
+}
+
+/// What a waiting request is told.
+pub(crate) enum Turn {
+    /// Its slot: run now; dropping it hands the slot on.
+    Run(Permit),
+    /// A request with more priority took its place in the full queue.
+    Evicted,
+}
+
+/// What [`Scheduler::enter`] decided.
+pub(crate) enum Entry {
+    Run(Permit),
+    /// Queued: wait for the turn (a closed channel means the axon shut down).
+    Wait(oneshot::Receiver<Turn>),
+    /// The queue is full of requests with at least this priority.
+    Full {
+        lowest: u64,
+    },
+    Closed,
+}
+
+/// One handler slot, held while the handler runs; released (to the next waiter) on drop.
+pub(crate) struct Permit {
+    scheduler: Option<Arc<Scheduler>>,
+}
+
+impl Scheduler {
+    pub(crate) fn new(slots: usize, capacity: usize) -> Arc<Scheduler> {
+        Arc::new(Scheduler {
+            state: Mutex::new(State { free: slots, waiting: PriorityQueue::new(capacity), closed: false }),
+        })
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, PriorityQueue<T>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         // A panic while holding this lock cannot leave the map half-updated (BTreeMap
         // operations are atomic from the outside), so a poisoned lock is still usable.
-        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Requests waiting for a slot (some may have given up and not been skipped yet).
     pub(crate) fn len(&self) -> usize {
-        self.lock().len()
+        self.lock().waiting.len()
     }
 
-    pub(crate) fn lowest(&self) -> Option<u64> {
-        self.lock().lowest()
-    }
-
-    pub(crate) fn push(&self, priority: u64, item: T) -> Admission<T> {
-        if self.ready.is_closed() {
-            return Admission::Refused(item);
+    /// A slot now, or a place in the queue (evicting a lower priority, which is told so).
+    pub(crate) fn enter(self: &Arc<Self>, priority: u64) -> Entry {
+        let (entry, evicted) = {
+            let mut s = self.lock();
+            if s.closed {
+                return Entry::Closed;
+            }
+            if s.free > 0 {
+                s.free -= 1;
+                return Entry::Run(Permit { scheduler: Some(self.clone()) });
+            }
+            let (turn, rx) = oneshot::channel();
+            match s.waiting.push(priority, Waiter { turn }) {
+                Admission::Queued => (Entry::Wait(rx), None),
+                Admission::QueuedEvicting(evicted) => (Entry::Wait(rx), Some(evicted)),
+                Admission::Refused(_) => (Entry::Full { lowest: s.waiting.lowest().unwrap_or(0) }, None),
+            }
+        };
+        if let Some(e) = evicted {
+            let _ = e.turn.send(Turn::Evicted);
         }
-        let admission = self.lock().push(priority, item);
-        // An eviction swaps one item for another: the count of ready items is unchanged.
-        if let Admission::Queued = admission {
-            self.ready.add_permits(1);
+        entry
+    }
+
+    /// Gives a freed slot to the most important request still waiting, or frees it.
+    fn hand_over(self: &Arc<Self>) {
+        loop {
+            let next = {
+                let mut s = self.lock();
+                match s.waiting.pop() {
+                    Some((_, w)) if !s.closed => w,
+                    _ => {
+                        s.free += 1;
+                        return;
+                    }
+                }
+            };
+            // Outside the lock: a refused permit is disarmed, not dropped, so it cannot recurse.
+            match next.turn.send(Turn::Run(Permit { scheduler: Some(self.clone()) })) {
+                Ok(()) => return,
+                Err(Turn::Run(mut p)) => p.scheduler = None,
+                Err(Turn::Evicted) => {}
+            }
         }
-        admission
     }
 
-    /// Waits for the most important item; `None` once the queue is closed.
-    pub(crate) async fn pop(&self) -> Option<T> {
-        let permit = self.ready.acquire().await.ok()?;
-        permit.forget();
-        self.lock().pop().map(|(_, item)| item)
+    /// Refuses new requests and tells every waiting one (their channels close).
+    pub(crate) fn close(&self) {
+        let mut s = self.lock();
+        s.closed = true;
+        drop(s.waiting.drain());
     }
+}
 
-    /// Stops the workers and hands back what was still waiting.
-    pub(crate) fn close(&self) -> Vec<T> {
-        self.ready.close();
-        self.lock().drain()
+impl Drop for Permit {
+    fn drop(&mut self) {
+        if let Some(s) = self.scheduler.take() {
+            s.hand_over();
+        }
     }
 }
 
@@ -201,17 +272,25 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn job_queue_pop_waits_for_push_and_close_releases_workers() {
-        let q = std::sync::Arc::new(JobQueue::new(4));
-        let worker = tokio::spawn({
-            let q = q.clone();
-            async move { (q.pop().await, q.pop().await) }
-        });
-        tokio::task::yield_now().await;
-        assert!(matches!(q.push(1, 7), Admission::Queued));
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        assert_eq!(q.close(), Vec::<i32>::new());
-        assert_eq!(worker.await.unwrap(), (Some(7), None));
-        assert!(matches!(q.push(1, 8), Admission::Refused(8)));
+    async fn a_free_slot_runs_at_once_and_a_finished_one_goes_to_the_highest_waiter() {
+        let s = Scheduler::new(1, 2);
+        let Entry::Run(first) = s.enter(1) else { panic!("a free slot") };
+        let (Entry::Wait(low), Entry::Wait(high)) = (s.enter(1), s.enter(5)) else { panic!("queued") };
+        assert!(matches!(s.enter(1), Entry::Full { lowest: 1 }));
+        // A richer newcomer evicts the poorest waiter, which is told so.
+        let Entry::Wait(richest) = s.enter(9) else { panic!("queued by eviction") };
+        assert!(matches!(low.await, Ok(Turn::Evicted)));
+        // A waiter that gave up is skipped: its turn goes to the next.
+        drop(richest);
+        drop(first);
+        let Ok(Turn::Run(p)) = high.await else { panic!("the slot") };
+        assert_eq!(s.len(), 0);
+        drop(p);
+        let Entry::Run(p) = s.enter(0) else { panic!("the slot is free again") };
+        let Entry::Wait(w) = s.enter(0) else { panic!("queued") };
+        s.close();
+        assert!(w.await.is_err(), "closing tells the waiters");
+        drop(p);
+        assert!(matches!(s.enter(0), Entry::Closed));
     }
 }

@@ -7,6 +7,8 @@
 //! error and never an allocation), the caller's limits, and NaN/Inf in float tensors, which are
 //! reported rather than propagated into someone's model.
 
+use bytes::Bytes;
+
 use crate::proto;
 use crate::proto::ReturnCode;
 
@@ -196,18 +198,21 @@ pub struct TensorView<'a> {
     pub data: &'a [u8],
 }
 
-/// A validated tensor that owns its bytes, for building messages.
+/// A tensor that owns its bytes, for building messages and receiving answers. `data` is shared,
+/// not copied, when the tensor is cloned, sent (a dendrite's fan-out sends one buffer to every
+/// axon) or received (a dendrite's result is a slice of the frame it arrived in); build one from
+/// a `Vec<u8>` with `.into()`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct OwnedTensor {
     pub dtype: DType,
     pub modality: Modality,
     pub shape: Vec<u64>,
-    pub data: Vec<u8>,
+    pub data: Bytes,
 }
 
 /// Wraps raw parts into a wire tensor. Does not validate: the receiver does, with its own
 /// limits, and a sender building a deliberately odd tensor (tests, fuzzing) must be able to.
-pub fn encode(dtype: DType, shape: &[u64], modality: Modality, data: Vec<u8>) -> proto::Tensor {
+pub fn encode(dtype: DType, shape: &[u64], modality: Modality, data: impl Into<Bytes>) -> proto::Tensor {
     proto::Tensor {
         data: data.into(),
         dtype: dtype.to_proto() as i32,
@@ -218,6 +223,17 @@ pub fn encode(dtype: DType, shape: &[u64], modality: Modality, data: Vec<u8>) ->
 
 /// Validates a wire tensor against `limits`; see the module doc for the checks and their order.
 pub fn decode<'a>(tensor: &'a proto::Tensor, limits: &Limits) -> Result<TensorView<'a>, TensorError> {
+    let view = decode_structure(tensor, limits)?;
+    check_finite(view.dtype, view.data)?;
+    Ok(view)
+}
+
+/// Every check of [`decode`] but the scan for NaN/Inf, for a caller that scans the bytes in a
+/// pass of its own (the axon, while it digests them).
+pub(crate) fn decode_structure<'a>(
+    tensor: &'a proto::Tensor,
+    limits: &Limits,
+) -> Result<TensorView<'a>, TensorError> {
     // Size limit first: cheapest, and it bounds the work of every later check.
     if tensor.data.len() > limits.max_bytes {
         return Err(TensorError::TooLarge { bytes: tensor.data.len() as u64, max: limits.max_bytes });
@@ -253,7 +269,6 @@ pub fn decode<'a>(tensor: &'a proto::Tensor, limits: &Limits) -> Result<TensorVi
     if shape[0] > limits.max_batch {
         return Err(TensorError::BatchTooLarge { batch: shape[0], max: limits.max_batch });
     }
-    check_finite(dtype, &tensor.data)?;
     Ok(TensorView { dtype, modality, shape, data: &tensor.data })
 }
 
@@ -288,19 +303,24 @@ fn any_exponent_all_ones<const W: usize>(data: &[u8], mask: u32) -> bool {
     tail.chunks_exact(W).any(|c| element(c) & mask == mask)
 }
 
-/// NaN or Inf anywhere in a float tensor is refused with the first offending element, so a
-/// broken peer is noticed instead of silently poisoning the caller's gradients.
-fn check_finite(dtype: DType, data: &[u8]) -> Result<(), TensorError> {
-    // A branch-free scan of the exponent bits first (fixed-size inner blocks, which the
-    // compiler vectorises; this runs on every tensor in and out of a peer), the slow search
-    // for the culprit only when it fails.
-    let suspect = match dtype {
+/// Whether `data`, whole elements of `dtype` from an element boundary, may hold NaN or Inf: a
+/// branch-free scan of the exponent bits (fixed-size inner blocks, which the compiler
+/// vectorises; this runs on every tensor in and out of a peer). Exact for floats; always false
+/// for integers.
+pub(crate) fn may_be_non_finite(dtype: DType, data: &[u8]) -> bool {
+    match dtype {
         DType::F32 => any_exponent_all_ones::<4>(data, 0x7f80_0000),
         DType::F16 => any_exponent_all_ones::<2>(data, 0x7c00),
         DType::BF16 => any_exponent_all_ones::<2>(data, 0x7f80),
         DType::I64 | DType::U8 => false,
-    };
-    if !suspect {
+    }
+}
+
+/// NaN or Inf anywhere in a float tensor is refused with the first offending element, so a
+/// broken peer is noticed instead of silently poisoning the caller's gradients.
+pub(crate) fn check_finite(dtype: DType, data: &[u8]) -> Result<(), TensorError> {
+    // The fast scan first, the slow search for the culprit only when it fails.
+    if !may_be_non_finite(dtype, data) {
         return Ok(());
     }
     let bad = |index: usize, value: f32| Err(TensorError::NonFinite { index, value: value.to_string() });
@@ -340,7 +360,7 @@ impl TensorView<'_> {
             dtype: self.dtype,
             modality: self.modality,
             shape: self.shape.to_vec(),
-            data: self.data.to_vec(),
+            data: Bytes::copy_from_slice(self.data),
         }
     }
 
@@ -362,7 +382,12 @@ impl TensorView<'_> {
 impl OwnedTensor {
     /// An f32 tensor; the shape is not checked here (the receiver's `decode` does).
     pub fn from_f32(modality: Modality, shape: &[u64], values: &[f32]) -> OwnedTensor {
-        OwnedTensor { dtype: DType::F32, modality, shape: shape.to_vec(), data: f32s_to_le_bytes(values) }
+        OwnedTensor {
+            dtype: DType::F32,
+            modality,
+            shape: shape.to_vec(),
+            data: f32s_to_le_bytes(values).into(),
+        }
     }
 
     pub fn into_proto(self) -> proto::Tensor {

@@ -1,4 +1,4 @@
-//! Request signatures (protocol 2, credentials in metadata): a good call passes once; a bad
+//! Request signatures (protocol 3, credentials in metadata, BLAKE3 body digest): a good call passes once; a bad
 //! signature, a tampered field, the wrong callee, a stale or future timestamp, a replayed nonce
 //! and an old-format call are each refused with their code; the replay cache cannot be
 //! exhausted by one caller for another (issue 13).
@@ -70,8 +70,8 @@ fn a_signed_call_verifies_and_names_its_caller_after_a_round_trip_through_metada
     let mut s = setup();
     let c = creds(&s, 1, NOW);
     let h = headers(&c);
-    assert_eq!(h.get(keys::VERSION).unwrap(), "2");
-    assert!(h.get(keys::DIGEST).unwrap().to_str().unwrap().starts_with("sha256:"));
+    assert_eq!(h.get(keys::VERSION).unwrap(), "3");
+    assert!(h.get(keys::DIGEST).unwrap().to_str().unwrap().starts_with("blake3:"));
     let back = Credentials::from_headers(&h).unwrap();
     assert_eq!(back, c);
     let auth = verify(&mut s, &back, NOW + 500).unwrap();
@@ -163,23 +163,27 @@ fn malformed_or_old_format_metadata_is_refused_with_its_code() {
     // Protocol 1 sent no version at all.
     let e = with(keys::VERSION, None);
     assert_eq!((e.clone(), e.code()), (AuthError::MissingVersion, ReturnCode::UnsupportedVersion));
-    assert!(e.to_string().contains("protocol 2"), "{e}");
-    let e = with(keys::VERSION, Some("3"));
+    assert!(e.to_string().contains("protocol 3"), "{e}");
+    // Protocol 2 (sha256 digests) is refused with a message that says what changed.
+    let e = with(keys::VERSION, Some("2"));
     assert_eq!(
         (e.clone(), e.code()),
-        (AuthError::UnsupportedVersion("3".into()), ReturnCode::UnsupportedVersion)
+        (AuthError::UnsupportedVersion("2".into()), ReturnCode::UnsupportedVersion)
     );
-    let e = with(keys::DIGEST, Some(&format!("blake3:{}", "00".repeat(32))));
+    assert!(e.to_string().contains("sha256") && e.to_string().contains("blake3"), "{e}");
+    let e = with(keys::VERSION, Some("4"));
+    assert_eq!(e, AuthError::UnsupportedVersion("4".into()));
+    let e = with(keys::DIGEST, Some(&format!("sha256:{}", "00".repeat(32))));
     assert_eq!(
         (e.clone(), e.code()),
-        (AuthError::UnsupportedDigest("blake3".into()), ReturnCode::UnsupportedVersion)
+        (AuthError::UnsupportedDigest("sha256".into()), ReturnCode::UnsupportedVersion)
     );
     assert_eq!(with(keys::CALLER, Some(&"11".repeat(31))), AuthError::MalformedCaller(31));
     assert_eq!(with(keys::SIGNATURE, Some(&"11".repeat(63))), AuthError::MalformedSignature(63));
     assert_eq!(with(keys::NONCE, None), AuthError::MissingField(keys::NONCE));
     assert!(matches!(with(keys::NONCE, Some("-1")), AuthError::MalformedField { key: keys::NONCE, .. }));
     assert!(matches!(
-        with(keys::DIGEST, Some("sha256")),
+        with(keys::DIGEST, Some("blake3")),
         AuthError::MalformedField { key: keys::DIGEST, .. }
     ));
     assert!(matches!(with(keys::CALLEE, Some("zz")), AuthError::MalformedField { key: keys::CALLEE, .. }));

@@ -268,9 +268,10 @@ async fn blacklisted_unregistered_and_low_stake_callers_are_refused_without_a_ha
         Dendrite::new(key(seed)).forward(&t, &input(&[1.0]), SECOND).await.remove(0)
     };
     assert_eq!(code(1).await.code, ReturnCode::Success);
-    assert_eq!(code(2).await.code, ReturnCode::Blacklisted);
+    let two = code(2).await;
+    assert_eq!(two.code, ReturnCode::Blacklisted, "{}", two.message);
     let low = code(3).await;
-    assert_eq!(low.code, ReturnCode::Blacklisted);
+    assert_eq!(low.code, ReturnCode::Blacklisted, "{}", low.message);
     assert!(low.message.contains("below"), "{}", low.message);
     assert_eq!(code(4).await.code, ReturnCode::UnknownCaller);
     assert_eq!(model.calls.load(Ordering::SeqCst), 1);
@@ -867,11 +868,15 @@ async fn an_old_format_request_gets_unsupported_version() {
     };
     let r = client.forward(v1).await.unwrap().into_inner();
     assert_eq!(r.code, ReturnCode::UnsupportedVersion as i32, "{}", r.message);
-    assert!(r.message.contains("protocol 2") && r.message.contains("metadata"), "{}", r.message);
-    let mut v3 = signed(1, &axon, Some(input(&[1.0]).into_proto()), 2);
-    v3.metadata_mut().insert(wire::auth::keys::VERSION, "3".parse().unwrap());
-    let r = client.forward(v3).await.unwrap().into_inner();
-    assert_eq!(r.code, ReturnCode::UnsupportedVersion as i32, "{}", r.message);
+    assert!(r.message.contains("protocol 3") && r.message.contains("metadata"), "{}", r.message);
+    // Protocol 2 (a sha256 digest) and a version from the future are refused with their reason.
+    for (version, says) in [("2", "sha256"), ("4", "protocol 3")] {
+        let mut other = signed(1, &axon, Some(input(&[1.0]).into_proto()), 2);
+        other.metadata_mut().insert(wire::auth::keys::VERSION, version.parse().unwrap());
+        let r = client.forward(other).await.unwrap().into_inner();
+        assert_eq!(r.code, ReturnCode::UnsupportedVersion as i32, "{}", r.message);
+        assert!(r.message.contains(says), "{}", r.message);
+    }
     assert_eq!(model.calls.load(Ordering::SeqCst), 0);
     axon.shutdown().await.unwrap();
 }
