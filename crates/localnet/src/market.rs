@@ -60,6 +60,11 @@ pub struct MarketOptions {
     /// Training steps each peer takes per block (a process peer takes as many as its share
     /// of the CPU allows, usually several).
     pub steps_per_block: u32,
+    /// A directory keeping pretrained models between runs, by model size, dataset, seed and
+    /// steps: a second run of the same peers (a negative control, another mechanism) loads
+    /// them instead of pretraining again. Pretraining is deterministic, so a loaded model is
+    /// the one that would have been trained.
+    pub pretrain_cache: Option<PathBuf>,
     /// Print a line per epoch on stderr.
     pub verbose: bool,
 }
@@ -74,6 +79,7 @@ impl MarketOptions {
             judge: JudgeConfig::default(),
             judge_every: 0,
             steps_per_block: 1,
+            pretrain_cache: None,
             verbose: false,
         }
     }
@@ -169,14 +175,27 @@ async fn market(opts: &MarketOptions) -> Result<MarketOutcome, LocalnetError> {
         let role = peer_role(spec.role, &cabal_uids, u64::MAX);
         let seed = spec.seed.unwrap_or(0);
         let corpus = load_corpus(&spec.dataset)?;
-        let mut nucleus = Nucleus::new(peer_preset(spec.model_size, seed))?;
         // A duplicate is pretrained exactly like its original (same seed, data and steps), so it
         // joins with an identical model, as the process localnet's copied checkpoint does.
         let steps = if spec.role == Role::Lazy { 0 } else { spec.pretrain_steps };
-        let mut rng = ChaCha8Rng::seed_from_u64(seed ^ PRETRAIN_DATA_SEED);
-        if let Some(loss) = pretrain_steps(&mut nucleus, &corpus, steps, &mut rng)? {
-            say(&format!("{} pretrained {steps} steps: loss {loss:.3}", spec.name));
-        }
+        let cached = opts.pretrain_cache.as_ref().filter(|_| steps > 0).map(|dir| {
+            let key = format!("{}-{}-{seed}-{steps}", spec.model_size.name(), spec.dataset);
+            dir.join(key.replace(|c: char| !c.is_ascii_alphanumeric() && c != '-', "_"))
+        });
+        let nucleus = match &cached {
+            Some(dir) if dir.join("state.json").is_file() => Nucleus::load_checkpoint(dir)?,
+            _ => {
+                let mut nucleus = Nucleus::new(peer_preset(spec.model_size, seed))?;
+                let mut rng = ChaCha8Rng::seed_from_u64(seed ^ PRETRAIN_DATA_SEED);
+                if let Some(loss) = pretrain_steps(&mut nucleus, &corpus, steps, &mut rng)? {
+                    say(&format!("{} pretrained {steps} steps: loss {loss:.3}", spec.name));
+                }
+                if let Some(dir) = &cached {
+                    nucleus.save_checkpoint(dir)?;
+                }
+                nucleus
+            }
+        };
         subjects.push(Subject { uid: r.uid, corpus: corpus.clone() });
         let learner =
             Learner::new(nucleus, r.uid, corpus, ChaCha8Rng::seed_from_u64(seed), Duration::from_secs(10))?;

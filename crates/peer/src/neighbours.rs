@@ -184,8 +184,12 @@ mod tests {
         board.connect([1; 32], echo.clone());
         board.stakes().replace_all([([9; 32], 42u64)]);
         let me = board.caller([9; 32]);
-        let inputs =
-            OwnedTensor { dtype: DType::U8, modality: Modality::Text, shape: vec![1, 1], data: vec![7] };
+        let inputs = OwnedTensor {
+            dtype: DType::U8,
+            modality: Modality::Text,
+            shape: vec![1, 1],
+            data: vec![7].into(),
+        };
         let got = me.forward(&[target(1), target(2)], &inputs, Duration::from_secs(1)).await;
         let first = got[0].as_ref().expect("a connected handler answers");
         assert_eq!(wire::tensor::le_bytes_to_f32s(&first.data), vec![42.0], "called with the caller's stake");
