@@ -54,6 +54,16 @@ pub struct LocalnetArgs {
     /// --in-process: training steps each peer takes per block
     #[arg(long, default_value_t = 1, requires = "in_process")]
     steps_per_block: u32,
+    /// Inject faults between the peers: every axon is published behind a proxy that loses
+    /// --chaos-loss of the chunks it relays and adds up to --chaos-jitter-ms of jitter
+    #[arg(long, conflicts_with = "in_process")]
+    chaos: bool,
+    /// With --chaos: share of relayed chunks lost (each delivered after 200 ms)
+    #[arg(long, default_value_t = 0.2, value_name = "P")]
+    chaos_loss: f64,
+    /// With --chaos: jitter added to each relayed chunk, up to this many milliseconds
+    #[arg(long, default_value_t = 200, value_name = "MS")]
+    chaos_jitter_ms: u64,
     /// Epochs between two measurements of the independent judge while the run goes (it always
     /// measures at the end)
     #[arg(long, value_name = "EPOCHS", default_value_t = 10)]
@@ -97,6 +107,16 @@ pub fn run(args: LocalnetArgs) -> Result<()> {
     opts.spawn_peers = !args.no_peers;
     opts.judge = judge;
     opts.judge_every = args.judge_every;
+    if args.chaos {
+        if !(0.0..1.0).contains(&args.chaos_loss) {
+            anyhow::bail!("--chaos-loss {} must be in [0, 1)", args.chaos_loss);
+        }
+        opts.chaos = Some(localnet::FaultConfig::lossy(
+            0x6368_616f_73,
+            args.chaos_loss,
+            std::time::Duration::from_millis(args.chaos_jitter_ms),
+        ));
+    }
     if args.compare {
         let outcomes = localnet::compare(&opts, &mechanism::MECHANISM_NAMES)?;
         for o in &outcomes {

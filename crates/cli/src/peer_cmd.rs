@@ -101,6 +101,9 @@ struct RunArgs {
     /// measuring every peer (repeatable; still signature- and replay-checked, lowest priority)
     #[arg(long, value_name = "HOTKEY")]
     trust_caller: Vec<ledger::PublicKey>,
+    /// Publish this address on chain instead of the axon's own (a proxy or NAT in front of it)
+    #[arg(long, value_name = "ADDR")]
+    announce_addr: Option<SocketAddr>,
     /// Seconds a neighbour may take to answer a Forward
     #[arg(long, default_value_t = 5.0)]
     timeout: f64,
@@ -231,6 +234,7 @@ fn run_peer(a: RunArgs) -> Result<()> {
         status_every: Duration::from_secs_f64(a.status_every),
         checkpoint_every: a.checkpoint_every,
         trusted_callers: a.trust_caller.clone(),
+        announce_addr: a.announce_addr,
         timeout: Duration::from_secs_f64(a.timeout),
         max_steps: a.max_steps,
         pretrain_steps: a.pretrain_steps,

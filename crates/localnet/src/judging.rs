@@ -33,11 +33,25 @@ pub struct LiveJudge {
     dendrite: Dendrite,
     /// uid -> the directory its process saves checkpoints in.
     checkpoints: BTreeMap<u16, PathBuf>,
+    /// uid -> where to reach its axon, where that is not the endpoint on chain (behind a fault
+    /// proxy the judge would measure the faults, not the peer).
+    addresses: BTreeMap<u16, SocketAddr>,
 }
 
 impl LiveJudge {
     pub fn new(judge: Judge, checkpoints: BTreeMap<u16, PathBuf>) -> LiveJudge {
-        LiveJudge { judge: Arc::new(judge), dendrite: Dendrite::new(judge_key()), checkpoints }
+        LiveJudge {
+            judge: Arc::new(judge),
+            dendrite: Dendrite::new(judge_key()),
+            checkpoints,
+            addresses: BTreeMap::new(),
+        }
+    }
+
+    /// Reaches these uids at these addresses rather than at their endpoints on chain.
+    pub fn with_addresses(mut self, addresses: BTreeMap<u16, SocketAddr>) -> LiveJudge {
+        self.addresses = addresses;
+        self
     }
 
     /// One measurement at `m.block`: every peer serving in `m` answers every test batch;
@@ -53,7 +67,9 @@ impl LiveJudge {
                 let e = (*e)?;
                 let uid = uid as u16;
                 self.checkpoints.contains_key(&uid).then_some(())?;
-                Some((uid, Target { hotkey: hk.0, addr: SocketAddr::new(e.ip.into(), e.port) }))
+                let addr =
+                    self.addresses.get(&uid).copied().unwrap_or_else(|| SocketAddr::new(e.ip.into(), e.port));
+                Some((uid, Target { hotkey: hk.0, addr }))
             })
             .collect();
         let only: Vec<Target> = targets.iter().map(|(_, t)| *t).collect();

@@ -34,3 +34,5 @@ pub use process::{check_dataset, peer_argv, PeerLaunch};
 pub use report::{compare_markdown, write_compare, write_report, Summary};
 pub use run::{compare, run, RunOptions, RunOutcome};
 pub use scenario::{ModelSize, PeerSpec, Role, Scenario};
+/// The faults `RunOptions::chaos` injects between peers (the wire crate's fault proxy).
+pub use wire::chaos::FaultConfig;

@@ -147,6 +147,9 @@ pub struct PeerLaunch {
     /// For [`Role::Offline`]: the block it leaves at.
     pub offline_at_block: u64,
     pub weights_interval: u64,
+    /// Where the axon listens and the address it publishes instead (a fault-injecting proxy
+    /// in front of it); `None`: a free port, published as bound.
+    pub axon: Option<(std::net::SocketAddr, std::net::SocketAddr)>,
 }
 
 /// The name of the hotkey every localnet wallet uses.
@@ -209,7 +212,15 @@ pub fn peer_argv(l: &PeerLaunch) -> Result<Vec<String>, LocalnetError> {
     // key no chain knows.
     argv.extend(["--checkpoint-every".into(), "50".into()]);
     argv.extend(["--trust-caller".into(), ledger::public_key(&crate::judging::judge_key()).to_string()]);
-    argv.extend(["--axon-addr".into(), "127.0.0.1:0".into()]);
+    match l.axon {
+        Some((listen, announce)) => argv.extend([
+            "--axon-addr".into(),
+            listen.to_string(),
+            "--announce-addr".into(),
+            announce.to_string(),
+        ]),
+        None => argv.extend(["--axon-addr".into(), "127.0.0.1:0".into()]),
+    }
     Ok(argv)
 }
 
@@ -340,6 +351,7 @@ mod tests {
             cabal_uids: vec![6, 7],
             offline_at_block: 250,
             weights_interval: 10,
+            axon: None,
         };
         let argv = peer_argv(&l).unwrap().join(" ");
         assert!(argv.starts_with(
@@ -359,6 +371,10 @@ mod tests {
         l.spec.role = Role::Lazy;
         let argv = peer_argv(&l).unwrap().join(" ");
         assert!(argv.contains("--role lazy") && !argv.contains("--pretrain-steps"), "{argv}");
+        let (listen, announce) = ("127.0.0.1:4000".parse().unwrap(), "127.0.0.1:5000".parse().unwrap());
+        l.axon = Some((listen, announce));
+        let argv = peer_argv(&l).unwrap().join(" ");
+        assert!(argv.contains("--axon-addr 127.0.0.1:4000 --announce-addr 127.0.0.1:5000"), "{argv}");
         l.spec.dataset = "no-such-topic-anywhere".into();
         assert!(matches!(peer_argv(&l), Err(LocalnetError::Dataset { .. })));
         std::fs::remove_dir_all(&dir).unwrap();

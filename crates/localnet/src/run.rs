@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use wire::chaos::{FaultConfig, FaultProxy};
 
 /// Longest run of missed blocks the sampler fills in from the node's history.
 const MAX_GAP: u64 = 20;
@@ -37,6 +38,9 @@ pub struct RunOptions {
     pub judge: JudgeConfig,
     /// Epochs between two judgements while the run goes (0: only at the end).
     pub judge_every: u64,
+    /// Faults injected between the peers: each axon is published behind a proxy with these
+    /// faults (`wire::chaos`); the judge and the node are not behind them.
+    pub chaos: Option<FaultConfig>,
 }
 
 impl RunOptions {
@@ -50,6 +54,7 @@ impl RunOptions {
             quiet: false,
             judge: JudgeConfig::default(),
             judge_every: 10,
+            chaos: None,
         }
     }
 }
@@ -271,8 +276,25 @@ async fn run_async(opts: &RunOptions, stop: &AtomicBool) -> Result<RunOutcome, L
         .collect();
 
     let mut peers = Vec::new();
+    let mut proxies: Vec<(String, FaultProxy)> = Vec::new();
+    let mut real_axons = std::collections::BTreeMap::new();
     if opts.spawn_peers {
         for (r, spec) in registered.iter().zip(&scenario.peers) {
+            let axon = match &opts.chaos {
+                Some(faults) => {
+                    let listen = free_port()?;
+                    let mut faults = faults.clone();
+                    faults.seed ^= u64::from(r.uid);
+                    let proxy = FaultProxy::start(listen, faults)
+                        .await
+                        .map_err(|e| LocalnetError::Node(format!("fault proxy for {}: {e}", spec.name)))?;
+                    let announce = proxy.local_addr();
+                    proxies.push((spec.name.clone(), proxy));
+                    real_axons.insert(r.uid, listen);
+                    Some((listen, announce))
+                }
+                None => None,
+            };
             let launch = PeerLaunch {
                 spec: spec.clone(),
                 uid: r.uid,
@@ -282,6 +304,7 @@ async fn run_async(opts: &RunOptions, stop: &AtomicBool) -> Result<RunOutcome, L
                 cabal_uids: cabal_uids.clone(),
                 offline_at_block: start + scenario.blocks() / 2,
                 weights_interval: scenario.weights_interval,
+                axon,
             };
             peers.push(PeerProcess::spawn(&opts.agora, &launch)?);
         }
@@ -296,7 +319,9 @@ async fn run_async(opts: &RunOptions, stop: &AtomicBool) -> Result<RunOutcome, L
         subjects.push(Subject { uid: r.uid, corpus: crate::market::load_corpus(&spec.dataset)? });
         checkpoints.insert(r.uid, peer_dir(out, &spec.name).join("checkpoint"));
     }
-    let judge = LiveJudge::new(Judge::plan(&subjects, opts.judge)?, checkpoints);
+    // Behind the fault proxies the judge would measure the faults; it asks the axons directly.
+    let judge =
+        LiveJudge::new(Judge::plan(&subjects, opts.judge)?, checkpoints).with_addresses(real_axons.clone());
     let mut judge_log = JudgeLog::create(out)?;
     let mut judging: Option<tokio::task::JoinHandle<JudgeResult>> = None;
 
@@ -416,6 +441,24 @@ async fn run_async(opts: &RunOptions, stop: &AtomicBool) -> Result<RunOutcome, L
         }
     }
     let node_clean = node.stop(Duration::from_secs(20));
+    if let Some(faults) = &opts.chaos {
+        let chaos = crate::report::ChaosReport {
+            loss: faults.loss,
+            jitter_ms: faults.jitter.as_millis() as u64,
+            delay_ms: faults.delay.as_millis() as u64,
+            disconnect: faults.disconnect,
+            garbage: faults.garbage,
+            peers: proxies
+                .iter()
+                .map(|(name, p)| {
+                    let s = p.stats();
+                    (name.clone(), s.connections, s.chunks, s.lost, s.disconnects, s.garbled_connections)
+                })
+                .collect(),
+        };
+        let json = serde_json::to_string_pretty(&chaos).map_err(|e| LocalnetError::Report(e.to_string()))?;
+        write(out, crate::report::CHAOS_FILE, &json)?;
+    }
     let summary = write_report(out, &scenario)?;
     Ok(RunOutcome {
         summary,
@@ -463,6 +506,14 @@ fn record(
         rho.map_or("n/a".into(), |r| format!("{r:.3}"))
     ));
     Ok(Some(j))
+}
+
+/// A free loopback port, found by binding port 0 and letting it go: what an axon behind a
+/// proxy listens on (the proxy needs its address before the peer starts).
+fn free_port() -> Result<std::net::SocketAddr, LocalnetError> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0")
+        .map_err(|e| LocalnetError::Node(format!("no free port: {e}")))?;
+    l.local_addr().map_err(|e| LocalnetError::Node(format!("no free port: {e}")))
 }
 
 fn write(dir: &Path, name: &str, text: &str) -> Result<(), LocalnetError> {

@@ -308,8 +308,37 @@ pub fn as_f32(t: &OwnedTensor) -> Option<Vec<f32>> {
     wire::TensorView { dtype: t.dtype, modality: t.modality, shape: &t.shape, data: &t.data }.to_f32_vec()
 }
 
-/// What each neighbour answered to `batch` (`None` for a failure), the targets queried, and
-/// the inputs sent.
+/// The neighbours `routing` picks for `batch` (noisy top-k draws from the gate's generator).
+fn choose(
+    nucleus: &RwLock<Nucleus>,
+    targets: &BTreeMap<u16, Target>,
+    batch: &Batch,
+    routing: Routing,
+) -> Vec<u16> {
+    let uids: Vec<u16> = targets.keys().copied().collect();
+    match routing {
+        Routing::Gate => nucleus.write().unwrap_or_else(|e| e.into_inner()).route(batch, &uids),
+        Routing::All => uids,
+    }
+}
+
+/// Asks the `chosen` neighbours about `batch`: what each answered (`None` for a failure), the
+/// targets queried, and the inputs sent.
+async fn ask(
+    net: &impl Neighbours,
+    targets: &BTreeMap<u16, Target>,
+    chosen: &[u16],
+    batch: &Batch,
+    timeout: Duration,
+) -> (Vec<(u16, Option<Vec<f32>>)>, Vec<Target>, OwnedTensor) {
+    let chosen_targets: Vec<Target> = chosen.iter().filter_map(|u| targets.get(u).copied()).collect();
+    let inputs = text_tensor(batch);
+    let results = net.forward(&chosen_targets, &inputs, timeout).await;
+    let responses = chosen.iter().zip(results).map(|(&uid, r)| (uid, r.as_ref().and_then(as_f32))).collect();
+    (responses, chosen_targets, inputs)
+}
+
+/// [`choose`] then [`ask`].
 async fn query(
     nucleus: &RwLock<Nucleus>,
     net: &impl Neighbours,
@@ -318,16 +347,8 @@ async fn query(
     timeout: Duration,
     routing: Routing,
 ) -> (Vec<(u16, Option<Vec<f32>>)>, Vec<Target>, OwnedTensor) {
-    let uids: Vec<u16> = targets.keys().copied().collect();
-    let chosen = match routing {
-        Routing::Gate => nucleus.write().unwrap_or_else(|e| e.into_inner()).route(batch, &uids),
-        Routing::All => uids,
-    };
-    let chosen_targets: Vec<Target> = chosen.iter().filter_map(|u| targets.get(u).copied()).collect();
-    let inputs = text_tensor(batch);
-    let results = net.forward(&chosen_targets, &inputs, timeout).await;
-    let responses = chosen.iter().zip(results).map(|(&uid, r)| (uid, r.as_ref().and_then(as_f32))).collect();
-    (responses, chosen_targets, inputs)
+    let chosen = choose(nucleus, targets, batch, routing);
+    ask(net, targets, &chosen, batch, timeout).await
 }
 
 /// An evaluation over some batches.
@@ -358,8 +379,15 @@ pub async fn evaluate(
     let mut ablation = BTreeMap::<u16, f32>::new();
     let mut per_batch = BTreeMap::<u16, Vec<f32>>::new();
     let mut answered = BTreeSet::new();
-    for batch in batches {
-        let (responses, _, _) = query(nucleus, net, &targets, batch, timeout, routing).await;
+    // Every batch's question goes out at once: over a slow or lossy network a round costs one
+    // deadline, not one per batch. The routing is drawn first, in batch order, so a seeded run
+    // draws the same noise.
+    let chosen: Vec<Vec<u16>> = batches.iter().map(|b| choose(nucleus, &targets, b, routing)).collect();
+    let asked = futures_util::future::join_all(
+        batches.iter().zip(&chosen).map(|(b, c)| ask(net, &targets, c, b, timeout)),
+    )
+    .await;
+    for (batch, (responses, _, _)) in batches.iter().zip(asked) {
         answered.extend(responses.iter().filter(|(_, r)| r.is_some()).map(|(u, _)| *u));
         let n = read(nucleus);
         loss += n.held_out_loss(batch, &responses)?;

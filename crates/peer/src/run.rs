@@ -95,6 +95,9 @@ pub struct RunConfig {
     pub metrics_addr: Option<SocketAddr>,
     /// Hotkeys the axon serves though no chain knows them (the localnet's independent judge).
     pub trusted_callers: Vec<PublicKey>,
+    /// The address to publish on chain instead of the one the axon is bound to (a proxy or
+    /// NAT in front of it; the localnet's fault-injecting proxy).
+    pub announce_addr: Option<SocketAddr>,
 }
 
 /// Why a run stopped early.
@@ -204,7 +207,8 @@ pub async fn run(cfg: RunConfig, shutdown: impl Future<Output = ()>) -> Result<E
     let axon =
         wire::axon::serve(axon_config, cfg.hotkey.clone(), Arc::new(handler), Arc::new(stakes.clone()))
             .await?;
-    let addr = axon.local_addr();
+    let bound = axon.local_addr();
+    let addr = cfg.announce_addr.unwrap_or(bound);
     let endpoint = Endpoint {
         ip: addr.ip().into(),
         port: addr.port(),
@@ -212,7 +216,11 @@ pub async fn run(cfg: RunConfig, shutdown: impl Future<Output = ()>) -> Result<E
         modality: EndpointModality::Text,
     };
     participant.serve(endpoint).await?;
-    println!("axon serving on {addr}");
+    if addr == bound {
+        println!("axon serving on {addr}");
+    } else {
+        println!("axon serving on {bound}, announced as {addr}");
+    }
 
     let dendrite = Dendrite::new(cfg.hotkey.clone());
     let _metrics = match cfg.metrics_addr {

@@ -27,6 +27,21 @@ pub struct RunInfo {
 }
 
 pub const RUN_INFO_FILE: &str = "run.json";
+pub const CHAOS_FILE: &str = "chaos.json";
+
+/// `DIR/chaos.json`: the faults a run injected between its peers, and what each peer's proxy
+/// did.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ChaosReport {
+    pub loss: f64,
+    pub jitter_ms: u64,
+    pub delay_ms: u64,
+    pub disconnect: f64,
+    pub garbage: f64,
+    /// Per peer: name, connections, chunks relayed, chunks lost (retransmitted late),
+    /// connections cut, connections garbled.
+    pub peers: Vec<(String, u64, u64, u64, u64, u64)>,
+}
 
 impl RunInfo {
     pub fn write(&self, dir: &Path) -> Result<(), LocalnetError> {
@@ -66,6 +81,7 @@ pub struct RunData {
     /// `judge.csv`: the judge's measurements, in block order.
     pub judgements: Vec<(u64, Vec<JudgeRow>)>,
     pub info: Option<RunInfo>,
+    pub chaos: Option<ChaosReport>,
     /// Peers whose `final.json` is missing (`name (uid u)`).
     pub missing: Vec<String>,
 }
@@ -97,6 +113,15 @@ pub fn load(dir: &Path) -> Result<RunData, LocalnetError> {
         data.judgements = read_judge_csv(&judge)?;
     }
     data.info = RunInfo::read(dir)?;
+    let chaos = dir.join(CHAOS_FILE);
+    if chaos.is_file() {
+        let text = std::fs::read_to_string(&chaos).map_err(|e| LocalnetError::io(&chaos, e))?;
+        data.chaos = Some(serde_json::from_str(&text).map_err(|e| LocalnetError::Parse {
+            path: chaos,
+            line: e.line() as u64,
+            reason: e.to_string(),
+        })?);
+    }
     data.rows = rows;
     Ok(data)
 }

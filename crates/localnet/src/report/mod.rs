@@ -15,7 +15,7 @@ pub use analyse::{
     analyse, by_block, emission_parts, judge_values, role_shares, spearman, true_values, Analysis, PeerLine,
     Summary,
 };
-pub use load::{load, peer_dir, RunData, RunInfo, RUN_INFO_FILE};
+pub use load::{load, peer_dir, ChaosReport, RunData, RunInfo, CHAOS_FILE, RUN_INFO_FILE};
 pub use render::{compare_markdown, render, write_compare};
 
 use crate::error::LocalnetError;

@@ -264,6 +264,44 @@ pub fn render(dir: &Path, data: &RunData, a: &Analysis) -> Result<(), LocalnetEr
             data.missing.join(", ")
         ));
     }
+    if let Some(c) = &data.chaos {
+        md.push_str(&format!(
+            "\n## Faults injected\n\nEvery axon was published behind a proxy (`wire::chaos`) that lost {}% of the \
+             chunks it relayed (each delivered late, after TCP's 200 ms retransmission timeout), added 0..{} ms of \
+             jitter and {} ms of delay per chunk, cut {}% and garbled {}% of the connections. The node and the judge \
+             were not behind the proxies.\n\n",
+            sig(100.0 * c.loss, 3),
+            c.jitter_ms,
+            c.delay_ms,
+            sig(100.0 * c.disconnect, 3),
+            sig(100.0 * c.garbage, 3)
+        ));
+        let rows: Vec<Vec<String>> = c
+            .peers
+            .iter()
+            .map(|(n, conns, chunks, lost, cut, garbled)| {
+                vec![
+                    n.clone(),
+                    conns.to_string(),
+                    chunks.to_string(),
+                    lost.to_string(),
+                    cut.to_string(),
+                    garbled.to_string(),
+                ]
+            })
+            .collect();
+        md.push_str(&markdown_table(
+            &[
+                "peer (its proxy)",
+                "connections",
+                "chunks relayed",
+                "chunks lost",
+                "connections cut",
+                "garbled",
+            ],
+            &rows,
+        ));
+    }
     if !a.running.is_empty() {
         md.push_str("\n## The judge over the run\n\nSpearman(chain incentive at the judgement's block, the judge's value then).\n\n");
         let rows: Vec<Vec<String>> = a.running.iter().map(|(b, r)| vec![b.to_string(), fmt(*r)]).collect();
