@@ -112,7 +112,7 @@ pub fn run(args: LocalnetArgs) -> Result<()> {
             anyhow::bail!("--chaos-loss {} must be in [0, 1)", args.chaos_loss);
         }
         opts.chaos = Some(localnet::FaultConfig::lossy(
-            0x6368_616f_73,
+            0x0063_6861_6f73,
             args.chaos_loss,
             std::time::Duration::from_millis(args.chaos_jitter_ms),
         ));

@@ -15,7 +15,6 @@
 //! peer takes as many as its CPU share allows).
 
 use crate::error::LocalnetError;
-use crate::genesis::genesis;
 use crate::judge::{Answers, Judge, JudgeConfig, JudgeLog, Judgement, Subject};
 use crate::monitor::{rows_of, table, Sampler};
 use crate::report::{peer_dir, write_report, RunInfo, Summary};
@@ -140,14 +139,7 @@ pub fn load_corpus(spec: &str) -> Result<Corpus, LocalnetError> {
 async fn market(opts: &MarketOptions) -> Result<MarketOutcome, LocalnetError> {
     let scenario = opts.scenario.clone().validated()?;
     let out = &opts.out;
-    std::fs::create_dir_all(out).map_err(|e| LocalnetError::io(out, e))?;
-    let peers_root = out.join("peers");
-    if peers_root.exists() {
-        std::fs::remove_dir_all(&peers_root).map_err(|e| LocalnetError::io(&peers_root, e))?;
-    }
-    write(out, "scenario.toml", &scenario.to_toml())?;
-    let g = genesis(&scenario);
-    write(out, "genesis.json", &g.to_json_pretty())?;
+    let g = crate::run::prepare_out(out, &scenario)?;
     let say = |m: &str| {
         if opts.verbose {
             eprintln!("{m}");
@@ -414,9 +406,4 @@ pub(crate) fn run_info(
         activity_cutoff: Some(g.activity_cutoff),
         server_share: g.mechanism.server_share(),
     }
-}
-
-fn write(dir: &std::path::Path, name: &str, text: &str) -> Result<(), LocalnetError> {
-    let p = dir.join(name);
-    std::fs::write(&p, text).map_err(|e| LocalnetError::io(&p, e))
 }

@@ -221,25 +221,29 @@ fn check(stop: &AtomicBool) -> Result<(), LocalnetError> {
     Ok(())
 }
 
+/// Readies a run's output directory: created, a previous run's chain and peers' files removed
+/// (`agora peer run --resume` must not pick up an old checkpoint, and the chain had other
+/// wallets), the scenario and its genesis written. Returns the genesis.
+pub(crate) fn prepare_out(out: &Path, scenario: &Scenario) -> Result<ledger::GenesisConfig, LocalnetError> {
+    std::fs::create_dir_all(out).map_err(|e| LocalnetError::io(out, e))?;
+    for old in [out.join("chain"), out.join("peers")] {
+        if old.exists() {
+            std::fs::remove_dir_all(&old).map_err(|e| LocalnetError::io(&old, e))?;
+        }
+    }
+    write(out, "scenario.toml", &scenario.to_toml())?;
+    let g = genesis(scenario);
+    write(out, "genesis.json", &g.to_json_pretty())?;
+    Ok(g)
+}
+
 async fn run_async(opts: &RunOptions, stop: &AtomicBool) -> Result<RunOutcome, LocalnetError> {
     let scenario = opts.scenario.clone().validated()?;
     let out = &opts.out;
-    std::fs::create_dir_all(out).map_err(|e| LocalnetError::io(out, e))?;
+    let g = prepare_out(out, &scenario)?;
     let data = out.join("chain");
-    if data.exists() {
-        // A previous run's chain has another genesis (fresh wallets): start over.
-        std::fs::remove_dir_all(&data).map_err(|e| LocalnetError::io(&data, e))?;
-    }
-    write(out, "scenario.toml", &scenario.to_toml())?;
-    let g = genesis(&scenario);
-    write(out, "genesis.json", &g.to_json_pretty())?;
 
     let view = LiveView::new(scenario.blocks(), opts.quiet);
-    let peers_root = out.join("peers");
-    if peers_root.exists() {
-        // `agora peer run --resume` must not pick up a previous run's checkpoint.
-        std::fs::remove_dir_all(&peers_root).map_err(|e| LocalnetError::io(&peers_root, e))?;
-    }
     if opts.spawn_peers {
         pretrain_all(opts, &scenario, stop, &view).await?;
     }
@@ -283,7 +287,7 @@ async fn run_async(opts: &RunOptions, stop: &AtomicBool) -> Result<RunOutcome, L
             let axon = match &opts.chaos {
                 Some(faults) => {
                     let listen = free_port()?;
-                    let mut faults = faults.clone();
+                    let mut faults = *faults;
                     faults.seed ^= u64::from(r.uid);
                     let proxy = FaultProxy::start(listen, faults)
                         .await

@@ -253,6 +253,13 @@ pub(crate) fn init_vars(varmap: &VarMap, seed: u64) -> Result<(), NucleusError> 
     Ok(())
 }
 
+/// How [`Nucleus::increase`] takes a peer out of G.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Ablation {
+    Remove,
+    Shuffle,
+}
+
 /// One peer's learning state.
 pub struct Nucleus {
     cfg: NucleusConfig,
@@ -557,28 +564,6 @@ impl Nucleus {
         g_x.ok_or_else(|| candle_core::Error::Msg("join of no peers".into()))
     }
 
-    /// Loss of f_i on the batch with peer `j`'s term removed from G, minus the full loss.
-    fn masked_increase(
-        &self,
-        x: &Tensor,
-        y: &Tensor,
-        g_x: &Tensor,
-        gates: &Tensor,
-        joined: &[Joined],
-        full_loss: f32,
-    ) -> Result<Vec<f32>, NucleusError> {
-        let b = gates.dim(0)?;
-        let mut out = Vec::with_capacity(joined.len());
-        for (j, peer) in joined.iter().enumerate() {
-            let g_j = gates.narrow(1, j, 1)?.reshape((b, 1, 1))?.detach();
-            let removed = (g_x.detach() - peer.var.as_tensor().detach().broadcast_mul(&g_j)?)?;
-            let (_, logits) = self.local.forward(x, &removed)?;
-            let loss = next_token_loss(&logits, y)?.to_scalar::<f32>()?;
-            out.push(loss - full_loss);
-        }
-        Ok(out)
-    }
-
     /// One step of a peer that has not joined the network yet: f_i learns from its own bytes,
     /// fed by the student, and the student learns f_i's own served representation (a next-byte
     /// distribution in the network standard, like any neighbour's answer). With no G to
@@ -674,7 +659,9 @@ impl Nucleus {
             let mean_gates = gates.mean(0)?.to_vec1::<f32>()?;
             let observed_joined: Vec<f32> = match self.cfg.scoring {
                 Scoring::Gating => mean_gates.clone(),
-                Scoring::PruningMask => self.masked_increase(&x, &y, &g_x, &gates, &joined, loss_v)?,
+                Scoring::PruningMask => {
+                    self.increase(&x, &y, &g_x, &gates, &joined, loss_v, Ablation::Remove)?
+                }
                 Scoring::PruningFisher => {
                     let bt = (b * t) as f32;
                     joined
@@ -793,11 +780,12 @@ impl Nucleus {
         Ok(next_token_loss(&logits, &y)?.to_scalar::<f32>()?)
     }
 
-    /// Loss of f_i on the batch with peer `j`'s answers shuffled between the batch's sequences
-    /// (sequence b reads the answer to sequence b+1, cyclically), minus the full loss. With one
-    /// sequence there is nothing to shuffle with, and j's term is removed instead
-    /// ([`Nucleus::masked_increase`]).
-    fn permuted_increase(
+    /// Loss of f_i on the batch with each joined peer's term changed in G, minus the full
+    /// loss: removed (`Ablation::Remove`), or its answers shuffled between the batch's
+    /// sequences (`Ablation::Shuffle`: sequence b reads the answer to sequence b+1,
+    /// cyclically; with one sequence there is nothing to shuffle with, and the term is removed).
+    #[allow(clippy::too_many_arguments)]
+    fn increase(
         &self,
         x: &Tensor,
         y: &Tensor,
@@ -805,20 +793,20 @@ impl Nucleus {
         gates: &Tensor,
         joined: &[Joined],
         full_loss: f32,
+        how: Ablation,
     ) -> Result<Vec<f32>, NucleusError> {
         let b = gates.dim(0)?;
-        if b < 2 {
-            return self.masked_increase(x, y, g_x, gates, joined, full_loss);
-        }
         let rolled: Vec<u32> = (0..b as u32).map(|s| (s + 1) % b as u32).collect();
         let rolled = Tensor::from_vec(rolled, b, &self.device)?;
+        let shuffle = how == Ablation::Shuffle && b >= 2;
         let mut out = Vec::with_capacity(joined.len());
         for (j, peer) in joined.iter().enumerate() {
             let g_j = gates.narrow(1, j, 1)?.reshape((b, 1, 1))?.detach();
             let f_j = peer.var.as_tensor().detach();
-            let shuffled = f_j.index_select(&rolled, 0)?;
-            let g_perm = (g_x.detach() + (shuffled - f_j)?.broadcast_mul(&g_j)?)?;
-            let (_, logits) = self.local.forward(x, &g_perm)?;
+            // G with f_j's term replaced: by nothing, or by the shuffled answers.
+            let replacement = if shuffle { (f_j.index_select(&rolled, 0)? - &f_j)? } else { f_j.neg()? };
+            let changed = (g_x.detach() + replacement.broadcast_mul(&g_j)?)?;
+            let (_, logits) = self.local.forward(x, &changed)?;
             let loss = next_token_loss(&logits, y)?.to_scalar::<f32>()?;
             out.push(loss - full_loss);
         }
@@ -843,7 +831,7 @@ impl Nucleus {
         let (loss, parts) = self.eval(batch, responses)?;
         let mut out: Vec<(u16, f32)> = Vec::new();
         if let Some((x, y, g_x, gates, joined)) = parts {
-            let inc = self.permuted_increase(&x, &y, &g_x, &gates, &joined, loss)?;
+            let inc = self.increase(&x, &y, &g_x, &gates, &joined, loss, Ablation::Shuffle)?;
             out.extend(joined.iter().map(|p| p.uid).zip(inc));
         }
         for (uid, _) in responses {

@@ -61,9 +61,12 @@ impl Neighbours for Dendrite {
 
 /// Every axon handler of an in-process market, by hotkey: who is reachable. A peer that goes
 /// offline is disconnected, and its neighbours' calls to it fail as they would on the wire.
+/// Handlers by hotkey.
+type Handlers = HashMap<[u8; 32], Arc<dyn Handler>>;
+
 #[derive(Clone, Default)]
 pub struct Switchboard {
-    handlers: Arc<RwLock<HashMap<[u8; 32], Arc<dyn Handler>>>>,
+    handlers: Arc<RwLock<Handlers>>,
     /// Every caller's stake, as an axon reads it from the metagraph.
     stakes: StakeTable,
 }

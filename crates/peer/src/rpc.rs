@@ -54,14 +54,11 @@ impl RpcChain {
             match call(client.clone()).await {
                 Err(ClientError::Transport(_)) if start.elapsed() < self.reconnect_for => {
                     tokio::time::sleep(Duration::from_millis(500)).await;
-                    match Client::connect(&self.url).await {
-                        Ok(fresh) => {
-                            client = Arc::new(fresh);
-                            *self.client.write().unwrap_or_else(|e| e.into_inner()) = client.clone();
-                        }
-                        // Still down: the next turn calls the old connection, fails the same
-                        // way and tries again, until `reconnect_for` has passed.
-                        Err(_) => {}
+                    // Still down: the next turn calls the old connection, fails the same way
+                    // and tries again, until `reconnect_for` has passed.
+                    if let Ok(fresh) = Client::connect(&self.url).await {
+                        client = Arc::new(fresh);
+                        *self.client.write().unwrap_or_else(|e| e.into_inner()) = client.clone();
                     }
                 }
                 other => return other.map_err(ChainError::from),

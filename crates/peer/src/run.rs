@@ -104,9 +104,10 @@ pub struct RunConfig {
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
     #[error("cannot reach the chain at {url}: {source}")]
-    Connect { url: String, source: ChainError },
+    Connect { url: String, source: Box<ChainError> },
+    /// Boxed: a ledger refusal is large, and this error travels through every phase.
     #[error("chain: {0}")]
-    Chain(#[from] ChainError),
+    Chain(Box<ChainError>),
     #[error("model: {0}")]
     Nucleus(#[from] NucleusError),
     #[error("axon: {0}")]
@@ -119,6 +120,12 @@ pub enum RunError {
     File(#[from] FileError),
     #[error("the training thread stopped: {0}")]
     Join(String),
+}
+
+impl From<ChainError> for RunError {
+    fn from(e: ChainError) -> Self {
+        RunError::Chain(Box::new(e))
+    }
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> RunError + '_ {
@@ -149,7 +156,7 @@ pub async fn run(cfg: RunConfig, shutdown: impl Future<Output = ()>) -> Result<E
     std::fs::create_dir_all(&cfg.out).map_err(io_err(&cfg.out))?;
     let chain = RpcChain::connect(&cfg.chain)
         .await
-        .map_err(|source| RunError::Connect { url: cfg.chain.clone(), source })?;
+        .map_err(|source| RunError::Connect { url: cfg.chain.clone(), source: Box::new(source) })?;
     let participant = Participant::new(chain, cfg.hotkey.clone(), cfg.coldkey).await?;
     let uid = participant.register().await?;
     println!("registered as uid {uid} ({})", participant.hotkey());
