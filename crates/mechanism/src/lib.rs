@@ -42,7 +42,7 @@ pub mod walk;
 pub mod yuma;
 
 pub use error::MechanismError;
-pub use sparse::SparseMatrix;
+pub use sparse::{SparseMatrix, SparseMatrixBuilder};
 
 use serde::{Deserialize, Serialize};
 
@@ -107,7 +107,10 @@ impl Mechanism {
             Mechanism::Connectivity(p) => connectivity::epoch(p, input),
             Mechanism::Trust(p) => trust::epoch(p, input),
             Mechanism::Nakamoto(p) => nakamoto::epoch(p, input),
-            Mechanism::Yuma(p) => yuma::epoch(p, input),
+            Mechanism::Yuma(p) => {
+                p.validate()?;
+                Ok(yuma::run(p, input))
+            }
         }
     }
 
@@ -195,8 +198,7 @@ impl<'a> EpochInput<'a> {
         if n == 0 {
             return Err(MechanismError::EmptyNetwork);
         }
-        self.weights.check()?;
-        self.state.bonds.check()?;
+        // The values of W and B need no check: a `SparseMatrix` is valid by construction.
         if self.stake.len() != n {
             return Err(MechanismError::StakeLength { stake: self.stake.len(), rows: n });
         }
@@ -255,6 +257,18 @@ impl<'a> EpochInput<'a> {
         let stake =
             self.stake.iter().enumerate().map(|(i, &s)| if self.validates(i) { s } else { 0.0 }).collect();
         Masked { weights: Some(weights), stake: Some(stake) }
+    }
+
+    /// `s_hat`: the stake of the peers that validate, normalised to sum to 1, 0 for the others
+    /// (all zeros when they hold none). The same as `normalized` of the masked stake of
+    /// [`EpochInput::masked`], without the copy of W.
+    pub(crate) fn validating_stake(&self) -> Vec<f64> {
+        if self.validators.is_empty() {
+            return normalized(self.stake);
+        }
+        let masked: Vec<f64> =
+            self.stake.iter().zip(self.validators).map(|(&s, &v)| if v { s } else { 0.0 }).collect();
+        normalized(&masked)
     }
 
     /// Zeroes the entries of peers that do not validate (their dividends, before the variant
