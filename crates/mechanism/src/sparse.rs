@@ -451,12 +451,14 @@ impl SparseMatrix {
 /// ```
 pub struct SparseMatrixBuilder {
     rows: RowsBuilder,
+    /// The row being pushed, before it is checked.
+    staged: Vec<(u32, f64)>,
 }
 
 impl SparseMatrix {
     /// A builder for an n x n matrix with room for `nnz` entries (see [`SparseMatrixBuilder`]).
     pub fn builder(n: usize, nnz: usize) -> SparseMatrixBuilder {
-        SparseMatrixBuilder { rows: RowsBuilder::with_capacity(n, nnz) }
+        SparseMatrixBuilder { rows: RowsBuilder::with_capacity(n, nnz), staged: Vec::new() }
     }
 }
 
@@ -472,16 +474,20 @@ impl SparseMatrixBuilder {
             return Err(MechanismError::MatrixShape { rows: row + 1, expected: n });
         }
         let first = b.cols.len();
-        for (j, v) in entries {
-            b.cols.push(j);
-            b.vals.push(v);
-        }
-        // Checked after the copy, in loops without early exits (see `SparseMatrix::check`).
+        // Staged, then copied and checked in straight loops without early exits (columns
+        // rising, values finite and >= 0), which the compiler vectorises: pushing each entry to
+        // two vectors instead costs several times more.
+        self.staged.clear();
+        self.staged.extend(entries);
+        b.cols.extend(self.staged.iter().map(|e| e.0));
+        b.vals.extend(self.staged.iter().map(|e| e.1));
         let (cols, vals) = (&b.cols[first..], &b.vals[first..]);
-        let ascending = cols.windows(2).fold(true, |ok, w| ok & (w[0] < w[1]));
-        let in_range = cols.last().is_none_or(|&j| (j as usize) < n);
-        let finite = vals.iter().fold(true, |ok, &v| ok & finite_non_negative(v));
-        if !(ascending && in_range && finite) {
+        let ok = cols.windows(2).fold(true, |ok, w| ok & (w[0] < w[1]))
+            & vals.iter().fold(true, |ok, &v| ok & finite_non_negative(v));
+        // One above the last column.
+        let prev = cols.last().map_or(0, |&j| u64::from(j) + 1);
+        if !(ok && prev <= n as u64) {
+            let (cols, vals) = (&b.cols[first..], &b.vals[first..]);
             let err = (0..cols.len())
                 .find_map(|k| {
                     let (j, v) = (cols[k] as usize, vals[k]);
@@ -523,11 +529,46 @@ pub(crate) struct RowsBuilder {
     vals: Vec<f64>,
 }
 
+/// The vectors of a matrix, to build another one in (see [`RowsBuilder::reusing`]).
+#[derive(Debug, Default)]
+pub(crate) struct Parts {
+    row_ptr: Vec<usize>,
+    cols: Vec<u32>,
+    vals: Vec<f64>,
+}
+
+impl Parts {
+    /// The bytes the vectors hold on to.
+    pub(crate) fn capacity_bytes(&self) -> usize {
+        8 * self.row_ptr.capacity() + 4 * self.cols.capacity() + 8 * self.vals.capacity()
+    }
+}
+
+impl SparseMatrix {
+    /// Gives up the matrix's vectors, for building another one in them.
+    pub(crate) fn into_parts(self) -> Parts {
+        Parts { row_ptr: self.row_ptr, cols: self.cols, vals: self.vals }
+    }
+}
+
 impl RowsBuilder {
     pub(crate) fn with_capacity(n: usize, nnz: usize) -> Self {
-        let mut row_ptr = Vec::with_capacity(n + 1);
+        RowsBuilder::reusing(n, nnz, Parts::default())
+    }
+
+    /// A builder that writes into `parts` (cleared), grown to hold `nnz` entries: memory kept
+    /// from an earlier matrix is written again instead of being allocated, which would cost a
+    /// page fault per 4 KB on first touch.
+    pub(crate) fn reusing(n: usize, nnz: usize, parts: Parts) -> Self {
+        let Parts { mut row_ptr, mut cols, mut vals } = parts;
+        row_ptr.clear();
+        row_ptr.reserve(n + 1);
         row_ptr.push(0);
-        RowsBuilder { n, row_ptr, cols: Vec::with_capacity(nnz), vals: Vec::with_capacity(nnz) }
+        cols.clear();
+        cols.reserve(nnz);
+        vals.clear();
+        vals.reserve(nnz);
+        RowsBuilder { n, row_ptr, cols, vals }
     }
 
     /// Appends the next row: the sorted merge of rows a and b, `f(a_value, b_value)` on each
@@ -599,6 +640,13 @@ impl RowsBuilder {
     /// Closes the current row.
     pub(crate) fn end_row(&mut self) {
         self.row_ptr.push(self.cols.len());
+    }
+
+    /// The matrix, keeping the vectors' spare capacity (for a matrix that lives only as long
+    /// as the epoch, and whose vectors are then reused).
+    pub(crate) fn finish_in_place(self) -> SparseMatrix {
+        debug_assert_eq!(self.row_ptr.len(), self.n + 1);
+        SparseMatrix { n: self.n, row_ptr: self.row_ptr, cols: self.cols, vals: self.vals }
     }
 
     pub(crate) fn finish(mut self) -> SparseMatrix {

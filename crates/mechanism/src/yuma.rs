@@ -11,12 +11,13 @@
 //! The full computation and its choices are written on [`epoch`].
 
 use crate::error::{check_parameter, KAPPA_RANGE, MOVING_AVERAGE_RANGE};
-use crate::sparse::{Lanes, RowsBuilder};
+use crate::sparse::{Lanes, Parts, RowsBuilder};
 use crate::{
     normalized, split_emission, EpochInput, EpochOutput, Extras, MechanismError, MechanismState, SparseMatrix,
 };
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
+use std::cell::RefCell;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
@@ -171,6 +172,42 @@ pub fn epoch(p: &YumaParams, input: &EpochInput<'_>) -> Result<EpochOutput, Mech
 
 /// [`epoch`] on an input and parameters already validated.
 pub(crate) fn run(p: &YumaParams, input: &EpochInput<'_>) -> EpochOutput {
+    let mut scratch = SCRATCH.with(|s| std::mem::take(&mut *s.borrow_mut()));
+    let out = run_in(p, input, &mut scratch);
+    if scratch.bytes() <= SCRATCH_KEPT_BYTES {
+        SCRATCH.with(|s| *s.borrow_mut() = scratch);
+    }
+    out
+}
+
+/// An epoch's largest working memory, kept per thread from one epoch to the next: a fresh
+/// allocation of that size costs a page fault per 4 KB on first touch (in this project's VM,
+/// about a third of the n = 256 epoch), and the allocator hands such blocks back to the system
+/// when they are freed. The results never depend on what it held: every element is written
+/// before it is read.
+#[derive(Default)]
+struct Scratch {
+    /// The columns' (weight, stake) pairs.
+    pairs: Vec<(f64, f64)>,
+    /// The vectors of the restricted W.
+    restricted: Parts,
+}
+
+impl Scratch {
+    fn bytes(&self) -> usize {
+        16 * self.pairs.capacity() + self.restricted.capacity_bytes()
+    }
+}
+
+/// Scratch larger than this is let go after the epoch (an epoch of 65,536 peers weighting
+/// 256 each needs ~110 MB).
+const SCRATCH_KEPT_BYTES: usize = 1 << 28;
+
+thread_local! {
+    static SCRATCH: RefCell<Scratch> = RefCell::default();
+}
+
+fn run_in(p: &YumaParams, input: &EpochInput<'_>, scratch: &mut Scratch) -> EpochOutput {
     let n = input.n();
     // s_hat over the validating stake; the rows of peers that do not validate are skipped
     // below instead of being removed from a copy of W.
@@ -197,7 +234,7 @@ pub(crate) fn run(p: &YumaParams, input: &EpochInput<'_>) -> EpochOutput {
 
     // Pass 2 over W: W restricted to the columns that can have consensus (Wc is this clipped
     // on the fly) and, per column, consensus, preranks and ranks.
-    let Consensus { consensus, preranks, ranks, restricted } = consensus(input, &s, &tally, p.kappa);
+    let Consensus { consensus, preranks, ranks, restricted } = consensus(input, &s, &tally, p.kappa, scratch);
 
     // R_j > 0 only where c_j > 0, and there `consensus` computed P_j; elsewhere T_j = 0.
     let trust: Vec<f64> =
@@ -206,6 +243,7 @@ pub(crate) fn run(p: &YumaParams, input: &EpochInput<'_>) -> EpochOutput {
 
     let Bonds { bonds, payout, validator_trust } =
         bonds(p.bonds_moving_average, &input.state.bonds, &restricted, &s, &consensus, &ranks, &incentive);
+    scratch.restricted = restricted.into_parts();
     let dividends = dividends(p, input, payout, &validator_trust);
 
     let emission = split_emission(input.emission, &incentive, &dividends, p.server_share);
@@ -268,7 +306,13 @@ struct Consensus {
 /// qualify, whatever n is. Their (weight, stake) pairs are gathered into one buffer (a
 /// partial transpose, in ascending row order) while the preranks are summed row by row, then
 /// each column selects its quantile, independently and in parallel.
-fn consensus(input: &EpochInput<'_>, s: &[f64], tally: &[ColumnTally], kappa: f64) -> Consensus {
+fn consensus(
+    input: &EpochInput<'_>,
+    s: &[f64],
+    tally: &[ColumnTally],
+    kappa: f64,
+    scratch: &mut Scratch,
+) -> Consensus {
     let w = input.weights;
     let n = w.n();
     let mut consensus = vec![0.0; n];
@@ -286,15 +330,16 @@ fn consensus(input: &EpochInput<'_>, s: &[f64], tally: &[ColumnTally], kappa: f6
 
     // A bitmap of the qualifying columns (8 KB at n = 65,536: it stays in L1, where a lookup
     // table of n entries would miss cache on most of the 75-100% of entries that are not
-    // qualifying); slot[j] is j's place in `columns`, start[q] where its pairs begin.
+    // qualifying); start[q] is where the pairs of column `columns[q]` begin, next[j] where
+    // column j's next pair goes.
     let mut qualifies = vec![0u64; n.div_ceil(64)];
-    let mut slot = vec![0u32; n];
     let mut start = Vec::with_capacity(columns.len() + 1);
+    let mut next = vec![0; n];
     let mut total = 0;
-    for (q, &j) in columns.iter().enumerate() {
+    for &j in &columns {
         qualifies[j / 64] |= 1 << (j % 64);
-        slot[j] = q as u32;
         start.push(total);
+        next[j] = total;
         // One spare pair per column: with every column 2^k pairs long, the columns' write
         // positions in the gather below would fall into the same few cache sets.
         total += tally[j].staked as usize + 1;
@@ -304,9 +349,12 @@ fn consensus(input: &EpochInput<'_>, s: &[f64], tally: &[ColumnTally], kappa: f6
     // (bounded by their lengths).
     let unstaked: usize =
         (0..n).filter(|&i| s[i] == 0.0 && input.validates(i)).map(|i| w.row(i).0.len()).sum();
-    let mut next = start.clone();
-    let mut pairs = vec![(0.0, 0.0); total];
-    let mut restricted = RowsBuilder::with_capacity(n, total + unstaked);
+    // Every pair a column reads is written first, so kept scratch needs no clearing.
+    if scratch.pairs.len() < total {
+        scratch.pairs.resize(total, (0.0, 0.0));
+    }
+    let pairs = &mut scratch.pairs[..total];
+    let mut restricted = RowsBuilder::reusing(n, total + unstaked, std::mem::take(&mut scratch.restricted));
     // Positions of a row's entries in qualifying columns. Collected without branching (write
     // every position, advance only on a hit): a hit is a coin flip the branch predictor
     // cannot learn, and most entries are misses that need nothing else. When every column
@@ -334,7 +382,7 @@ fn consensus(input: &EpochInput<'_>, s: &[f64], tally: &[ColumnTally], kappa: f6
         if si > 0.0 {
             let (cols, vals) = restricted.since(first);
             for (&j, &wij) in cols.iter().zip(vals) {
-                let next = &mut next[slot[j as usize] as usize];
+                let next = &mut next[j as usize];
                 pairs[*next] = (wij, si);
                 *next += 1;
             }
@@ -345,7 +393,7 @@ fn consensus(input: &EpochInput<'_>, s: &[f64], tally: &[ColumnTally], kappa: f6
     // Each column's pairs, in ascending peer order (entries whose normalised value
     // underflowed were counted but not gathered). The columns select in parallel, each by
     // the same sequential code.
-    let column = |q: usize| &pairs[start[q]..next[q]];
+    let column = |q: usize| &pairs[start[q]..next[columns[q]]];
     let one = |ws: &mut Workspace, q: usize| ColumnConsensus::new(column(q), ws, kappa);
     let per_column: Vec<ColumnConsensus> = if total < PARALLEL_PAIRS {
         let mut ws = Workspace::default();
@@ -356,7 +404,7 @@ fn consensus(input: &EpochInput<'_>, s: &[f64], tally: &[ColumnTally], kappa: f6
     for (&j, c) in columns.iter().zip(per_column) {
         (consensus[j], preranks[j], ranks[j]) = (c.consensus, c.prerank, c.rank);
     }
-    Consensus { consensus, preranks, ranks, restricted: restricted.finish() }
+    Consensus { consensus, preranks, ranks, restricted: restricted.finish_in_place() }
 }
 
 /// Below this many (weight, stake) pairs the columns select on the calling thread: handing
