@@ -451,22 +451,25 @@ impl SparseMatrix {
 /// ```
 pub struct SparseMatrixBuilder {
     rows: RowsBuilder,
-    /// The row being pushed, before it is checked.
-    staged: Vec<(u32, f64)>,
 }
 
 impl SparseMatrix {
     /// A builder for an n x n matrix with room for `nnz` entries (see [`SparseMatrixBuilder`]).
     pub fn builder(n: usize, nnz: usize) -> SparseMatrixBuilder {
-        SparseMatrixBuilder { rows: RowsBuilder::with_capacity(n, nnz), staged: Vec::new() }
+        SparseMatrixBuilder { rows: RowsBuilder::with_capacity(n, nnz) }
     }
 }
 
 impl SparseMatrixBuilder {
     /// Appends the next row. Rejects, leaving the builder as it was, a column out of range or
     /// not above the one before it, a value that is negative, NaN or infinite, and a row past
-    /// the n-th.
-    pub fn push_row(&mut self, entries: impl IntoIterator<Item = (u32, f64)>) -> Result<(), MechanismError> {
+    /// the n-th. (The entries are read twice, columns then values, hence `Clone`: slice
+    /// iterators and their maps and filters are.)
+    pub fn push_row<I>(&mut self, entries: I) -> Result<(), MechanismError>
+    where
+        I: IntoIterator<Item = (u32, f64)>,
+        I::IntoIter: Clone,
+    {
         let b = &mut self.rows;
         let row = b.row_ptr.len() - 1;
         let n = b.n;
@@ -474,13 +477,12 @@ impl SparseMatrixBuilder {
             return Err(MechanismError::MatrixShape { rows: row + 1, expected: n });
         }
         let first = b.cols.len();
-        // Staged, then copied and checked in straight loops without early exits (columns
-        // rising, values finite and >= 0), which the compiler vectorises: pushing each entry to
-        // two vectors instead costs several times more.
-        self.staged.clear();
-        self.staged.extend(entries);
-        b.cols.extend(self.staged.iter().map(|e| e.0));
-        b.vals.extend(self.staged.iter().map(|e| e.1));
+        // Copied columns first, then values, and checked in straight loops without early exits
+        // (columns rising, values finite and >= 0), which the compiler vectorises: pushing each
+        // entry to two vectors instead costs several times more.
+        let entries = entries.into_iter();
+        b.cols.extend(entries.clone().map(|e| e.0));
+        b.vals.extend(entries.map(|e| e.1));
         let (cols, vals) = (&b.cols[first..], &b.vals[first..]);
         let ok = cols.windows(2).fold(true, |ok, w| ok & (w[0] < w[1]))
             & vals.iter().fold(true, |ok, &v| ok & finite_non_negative(v));
