@@ -28,7 +28,8 @@
 //!
 //! Besides criterion's report, a table at the end gives per case the median wall time of a
 //! converted epoch, its median CPU time (all threads; on a shared machine the two differ by the
-//! time other processes took), the conversion's share, weights per second, the dense/sparse
+//! time other processes took), the conversion's share of the wall time (timed inside the same
+//! samples), weights per second, the dense/sparse
 //! ratio (same run) and, for the notes' shapes, the ratio to subtensor's time recorded there
 //! (a different run on a quiet machine: a proxy, not a same-run comparison).
 
@@ -213,9 +214,11 @@ fn network(n: usize, k: usize, validators: Option<usize>, seed: u64) -> Network 
 /// included).
 #[derive(Default)]
 struct Record {
-    /// Wall time and CPU time (all threads; `None` off Linux) of one epoch, per sample.
+    /// Wall time and CPU time (all threads; `None` off Linux) of one epoch, and the wall time
+    /// of its conversion from integer rows, per sample.
     wall: Vec<f64>,
     cpu: Vec<f64>,
+    conversion: Vec<f64>,
 }
 
 type Samples = RefCell<BTreeMap<String, Record>>;
@@ -245,21 +248,7 @@ fn group_name(case: &Case) -> String {
     }
 }
 
-/// The median time to convert a network's rows into W alone (the share of the conversion in
-/// the timed epochs), from a short run of its own.
-fn conversion_time(net: &Network) -> f64 {
-    let runs = (2_000_000 / net.nnz().max(1)).clamp(3, 200);
-    let mut times: Vec<f64> = (0..runs)
-        .map(|_| {
-            let start = Instant::now();
-            black_box(net.weights());
-            start.elapsed().as_secs_f64()
-        })
-        .collect();
-    median(&mut times)
-}
-
-fn bench_epochs(c: &mut Criterion, samples: &Samples, conversions: &mut BTreeMap<String, f64>) {
+fn bench_epochs(c: &mut Criterion, samples: &Samples) {
     let mut net: Option<(String, Network)> = None;
     for case in CASES {
         let Some(mechanism) = Mechanism::from_name(case.variant) else {
@@ -279,12 +268,13 @@ fn bench_epochs(c: &mut Criterion, samples: &Samples, conversions: &mut BTreeMap
 
         // Inputs and warm-up state are built on first use, so a filtered-out case costs nothing.
         let mut state: Option<MechanismState> = None;
-        let mut setup = |net: &mut Option<(String, Network)>, state: &mut Option<MechanismState>| {
+        let setup = |net: &mut Option<(String, Network)>, state: &mut Option<MechanismState>| {
             if net.as_ref().map(|(name, _)| name) != Some(&group_name) {
                 *net = None; // free the previous size first
-                let network = network(case.n, case.k, case.validators, 0x5eed ^ case.n as u64);
-                conversions.entry(group_name.clone()).or_insert_with(|| conversion_time(&network));
-                *net = Some((group_name.clone(), network));
+                *net = Some((
+                    group_name.clone(),
+                    network(case.n, case.k, case.validators, 0x5eed ^ case.n as u64),
+                ));
             }
             let network = &net.as_ref().expect("just built").1;
             if state.is_none() {
@@ -311,9 +301,12 @@ fn bench_epochs(c: &mut Criterion, samples: &Samples, conversions: &mut BTreeMap
                 b.iter_custom(|iters| {
                     let cpu_before = process_cpu();
                     let start = Instant::now();
+                    let mut conversion = Duration::ZERO;
                     for _ in 0..iters {
                         // From the integer rows, every time: the conversion is part of it.
+                        let converting = Instant::now();
                         let w = network.weights();
+                        conversion += converting.elapsed();
                         let input = EpochInput::new(&w, &network.stake, 1.0, state)
                             .with_validators(&network.validators);
                         let out = if kind == "sparse" {
@@ -328,6 +321,7 @@ fn bench_epochs(c: &mut Criterion, samples: &Samples, conversions: &mut BTreeMap
                     let mut samples = samples.borrow_mut();
                     let record = samples.entry(full_id.clone()).or_default();
                     record.wall.push(elapsed.as_secs_f64() / iters as f64);
+                    record.conversion.push(conversion.as_secs_f64() / elapsed.as_secs_f64());
                     if let Some(cpu) = cpu {
                         record.cpu.push(cpu / iters as f64);
                     }
@@ -354,7 +348,7 @@ fn human_time(secs: f64) -> String {
     }
 }
 
-fn print_summary(samples: &Samples, conversions: &BTreeMap<String, f64>) {
+fn print_summary(samples: &Samples) {
     let samples = samples.borrow();
     if samples.is_empty() {
         return;
@@ -371,7 +365,7 @@ fn print_summary(samples: &Samples, conversions: &BTreeMap<String, f64>) {
         let Some(sparse) = samples.get(&key("sparse")) else { continue };
         let wall = median(&mut sparse.wall.clone());
         let cpu = (!sparse.cpu.is_empty()).then(|| median(&mut sparse.cpu.clone()));
-        let conversion = conversions.get(&group).map(|c| c / wall);
+        let conversion = median(&mut sparse.conversion.clone());
         let dense = samples.get(&key("dense")).map(|d| median(&mut d.wall.clone()));
         // Against subtensor's time in the notes: CPU time where known (closest to a quiet
         // machine's wall time), wall time otherwise.
@@ -385,7 +379,7 @@ fn print_summary(samples: &Samples, conversions: &BTreeMap<String, f64>) {
             label,
             human_time(wall),
             cpu.map_or("-".into(), human_time),
-            conversion.map_or("-".into(), |c| format!("{:.0}%", 100.0 * c)),
+            format!("{:.0}%", 100.0 * conversion),
             weights_of(case) as f64 / wall,
             dense.map_or("-".into(), human_time),
             dense.map_or("-".into(), |d| format!("{:.1}x", d / wall)),
@@ -401,9 +395,8 @@ fn print_summary(samples: &Samples, conversions: &BTreeMap<String, f64>) {
 
 fn main() {
     let samples = Samples::default();
-    let mut conversions = BTreeMap::new();
     let mut c = Criterion::default().configure_from_args();
-    bench_epochs(&mut c, &samples, &mut conversions);
+    bench_epochs(&mut c, &samples);
     c.final_summary();
-    print_summary(&samples, &conversions);
+    print_summary(&samples);
 }
