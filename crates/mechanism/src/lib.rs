@@ -5,7 +5,8 @@
 //! consensus C, incentive I, dividends D, bonds B and the emission each peer is owed. It does no
 //! I/O, reads no clock and draws no randomness: the same input gives bit-identical output on
 //! every machine and for every thread count (transcendental functions come from `libm`, and
-//! every sum runs in ascending index order, never as a thread-timed reduction).
+//! every sum runs in a fixed order, over peers in ascending index order or along a row in four
+//! interleaved lanes, never as a thread-timed reduction).
 //!
 //! The five variants, chosen by a ledger's genesis configuration through [`Mechanism`]:
 //! - [`Mechanism::Basic`]: stake-weighted column sums (intermodel paper §2.4, eq. 5-6).
@@ -24,7 +25,16 @@
 //! consensus) where it has a notion of it, for the metagraph to show beside dividends.
 //!
 //! Inputs are validated up front: a NaN, a negative weight, a length mismatch or an empty
-//! network is a [`MechanismError`], never a panic.
+//! network is a [`MechanismError`], never a panic. A [`SparseMatrix`] is valid by
+//! construction (deserialising one checks it), so an epoch checks the shapes and the stake,
+//! not every weight again; [`SparseMatrix::builder`] brings in rows already sorted by column,
+//! as a ledger keeps them, without the sort of [`SparseMatrix::from_rows`].
+//!
+//! Two choices of [`Mechanism::Yuma`] worth knowing before reading [`yuma::epoch`]: the
+//! previous bonds are column-normalised before the moving average, as subtensor does (a ledger
+//! that clears bond rows leaves columns summing to less than 1), and an epoch where no column
+//! reaches consensus mints nothing, where subtensor pays validators by stake: paying for no
+//! recognised value would reward a stake majority for withholding agreement.
 
 // Index loops are how the papers write these sums (and how the dense references must read to
 // be obviously right), so clippy's iterator rewrite is not wanted here.

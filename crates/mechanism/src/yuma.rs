@@ -107,14 +107,14 @@ impl YumaParams {
 ///   kappa = 0, where c_j is then the largest weight a staked peer gives j. If the stake on
 ///   the column's non-zero entries is below kappa, `c_j = 0` without selecting anything (at
 ///   most `k_max / kappa` columns pass this filter, whatever n is); the rest gather their
-///   (weight, stake) pairs and run an in-place weighted selection (see
-///   `weighted_quantile`: sampled brackets, median-of-three rounds, and a stable sort once
-///   rounds stop shrinking the range, so crafted weights cannot make it quadratic).
-///   Choice: the stake sums compared with kappa are f64 sums over peers in ascending index
-///   order, like every other sum here; the selection sums in its own order and is then
-///   checked against these, so c_j does not depend on how it was found. At kappa = 1 a
-///   column thus needs every staked peer, and whether their shares add up to 1.0 exactly is
-///   decided by those sums.
+///   (weight, stake) pairs and run a weighted radix selection on the weights' bits (see
+///   `weighted_quantile`: at most 16 rounds of one pass each, whatever the weights, so crafted
+///   weights cannot make it slow). Choice: the stake sums compared with kappa are f64 sums
+///   over peers in ascending index order; the selection sums in its own order, and its
+///   verdict stands only where its sums clear kappa by more than any summation order can
+///   differ, the definition deciding the rest (`Selected::confirms`), so c_j does not depend
+///   on how it was found. At kappa = 1 a column thus needs every staked peer, and whether
+///   their shares add up to 1.0 exactly is decided by those sums.
 /// - clipped weights `Wc = min(W, c)` column-wise; validator trust `VT_i = sum_j wc_ij`
 ///   (subtensor's `row_sum(clipped_weights)`), returned in `validator_trust`.
 /// - ranks `R = Wc^T s_hat`; trust `T_j = R_j / P_j` (0 when `P_j = 0`); incentive
@@ -152,17 +152,22 @@ impl YumaParams {
 /// it, so the other holders' shares of those columns grow one epoch earlier (the neuron earns
 /// no dividends either way).
 ///
-/// Every sum that decides or makes up the result runs in ascending index order. Columns'
-/// selections run on rayon's pool, each by the same sequential code, so the result is
-/// bit-identical for every thread count. It matches [`epoch_dense`] up to rounding: W is
-/// normalised by multiplying with `1 / row sum` rather than dividing (and the bonds by
-/// reciprocals of their column sums), which moves values by an ulp (and could, in
-/// principle, reorder two weights an ulp apart).
+/// Every sum runs in a fixed order: the stake sums that decide consensus over peers in
+/// ascending index order, the sums along a row (W's normalisation, VT, the payout `B I`) and
+/// along a column's pairs (P, R) in four interleaved lanes ([`Lanes`]), so they do not wait on
+/// one addition at a time. Columns' selections run on rayon's pool when there are many pairs,
+/// each by the same sequential code, so the result is bit-identical for every thread count. It
+/// matches [`epoch_dense`] up to rounding: W is normalised by multiplying with `1 / row sum`
+/// rather than dividing, and the bonds by reciprocals, which moves values by an ulp (and could,
+/// in principle, reorder two weights an ulp apart).
 ///
 /// Cost: two passes over W (the first reads only column indices), a partial transpose of the
-/// columns that pass the filter into (weight, stake) pairs, the selections, then two passes
-/// over the clipped W (which holds only those columns) and two over the bonds. No copy of W
-/// is made, not for the validator mask either.
+/// columns that pass the filter into (weight, stake) pairs, a selection of one or two passes
+/// over each column's pairs and one more for P and R, then one pass over the clipped W and the
+/// bonds together (new bonds, their normalisation, VT and the payout), after one over the
+/// previous bonds for their column sums. No copy of W is made, not for the validator mask
+/// either. `benches/epoch.rs` times it at the production chain's shapes, beside the dense
+/// reference (figures in the README's Benchmark section).
 pub fn epoch(p: &YumaParams, input: &EpochInput<'_>) -> Result<EpochOutput, MechanismError> {
     // Callable directly, not only through `Mechanism::epoch`: check the shared input too.
     input.validate()?;
