@@ -168,6 +168,16 @@ impl SparseMatrix {
         Ok(())
     }
 
+    /// Where row i starts among the stored entries (`i = n`: their number).
+    pub(crate) fn row_start(&self, i: usize) -> usize {
+        self.row_ptr[i]
+    }
+
+    /// Every stored entry's column and value, row after row.
+    pub(crate) fn entries(&self) -> (&[u32], &[f64]) {
+        (&self.cols, &self.vals)
+    }
+
     /// Number of peers (rows = columns).
     pub fn n(&self) -> usize {
         self.n
@@ -827,7 +837,8 @@ impl RowsBuilder {
 
     /// Removes the entries equal to 0 from position `first` on; true if there were any.
     pub(crate) fn drop_zeros_since(&mut self, first: usize) -> bool {
-        if !self.vals[first..].contains(&0.0) {
+        // A fold rather than `contains`, whose early exit keeps the compiler from vectorising.
+        if !self.vals[first..].iter().fold(false, |zero, &v| zero | (v == 0.0)) {
             return false;
         }
         let mut at = first;

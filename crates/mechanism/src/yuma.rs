@@ -213,33 +213,17 @@ thread_local! {
 }
 
 fn run_in(p: &YumaParams, input: &EpochInput<'_>, scratch: &mut Scratch) -> EpochOutput {
-    let n = input.n();
     // s_hat over the validating stake; the rows of peers that do not validate are skipped
     // below instead of being removed from a copy of W.
     let s = input.validating_stake();
 
-    // Pass 1 over W, reading only its column indices: for each column the stake and number
-    // of staked peers weighting it, which decide whether it needs a median and size its
-    // buffer. Side by side, so each visit touches one cache line. A stored entry counts even
-    // if normalising would underflow it to 0: that only lets a column through the filter
-    // that then selects among its true values, so the result is unchanged.
-    let mut tally = vec![ColumnTally::default(); n];
-    for (i, &si) in s.iter().enumerate() {
-        if si > 0.0 {
-            for &j in input.weights.row(i).0 {
-                let j = j as usize;
-                if j != i {
-                    let t = &mut tally[j];
-                    t.stake += si;
-                    t.staked += 1;
-                }
-            }
-        }
-    }
-
-    // Pass 2 over W: W restricted to the columns that can have consensus (Wc is this clipped
-    // on the fly) and, per column, consensus, preranks and ranks.
-    let Consensus { consensus, preranks, ranks, restricted } = consensus(input, &s, &tally, p.kappa, scratch);
+    // W restricted to the columns that can have consensus (Wc is this clipped on the fly) and,
+    // per column, consensus, preranks and ranks.
+    let Consensus { consensus, preranks, ranks, restricted } = if dense_block(input, &s) {
+        consensus_by_columns(input, &s, p.kappa, scratch)
+    } else {
+        consensus(input, &s, p.kappa, scratch)
+    };
 
     // R_j > 0 only where c_j > 0, and there `consensus` computed P_j; elsewhere T_j = 0.
     let trust: Vec<f64> =
@@ -304,6 +288,83 @@ struct Consensus {
     restricted: SparseMatrix,
 }
 
+/// Whether the staked peers' rows fill at least half of the block they span (staked rows x n
+/// columns), and that block is small: then [`consensus_by_columns`] gathers each column's
+/// pairs by walking all staked rows, which costs one step per cell of the block, instead of
+/// transposing W. At n = 256 with 64 validators weighting everyone that saves the column
+/// tally and the scattered writes of the transpose (a quarter of the epoch).
+fn dense_block(input: &EpochInput<'_>, s: &[f64]) -> bool {
+    let w = input.weights;
+    let (mut rows, mut entries) = (0usize, 0usize);
+    for (i, &si) in s.iter().enumerate() {
+        if si > 0.0 {
+            rows += 1;
+            entries += w.row(i).0.len();
+        }
+    }
+    let cells = rows.saturating_mul(w.n());
+    cells <= DENSE_BLOCK_CELLS && 2 * entries >= cells
+}
+
+/// The largest block of staked rows x columns [`consensus_by_columns`] walks (4 M cells: 16 MB
+/// of pairs, were they gathered at once).
+const DENSE_BLOCK_CELLS: usize = 1 << 22;
+
+/// [`consensus`] for a dense block of staked rows (see [`dense_block`]): W is normalised row by
+/// row into the restricted W (all its columns), then the columns are taken in ascending order,
+/// each gathering its (weight, stake) pairs from a cursor in every staked row, in ascending
+/// peer order (the same pairs as the transpose gives), and selecting at once while the pairs
+/// are in L1. Columns run on the calling thread: the block is small.
+fn consensus_by_columns(input: &EpochInput<'_>, s: &[f64], kappa: f64, scratch: &mut Scratch) -> Consensus {
+    let w = input.weights;
+    let n = w.n();
+    let validating: usize = (0..n).filter(|&i| input.validates(i)).map(|i| w.row(i).0.len()).sum();
+    let mut restricted = RowsBuilder::reusing(n, validating, std::mem::take(&mut scratch.restricted));
+    for i in 0..n {
+        if input.validates(i) {
+            restricted.push_normalized(w, i, None);
+        }
+        restricted.end_row();
+    }
+    let restricted = restricted.finish_in_place();
+
+    // Per staked row: where its cursor and its end are in the restricted W, and its stake.
+    let mut rows: Vec<(usize, usize, f64)> = (0..n)
+        .filter(|&i| s[i] > 0.0)
+        .map(|i| (restricted.row_start(i), restricted.row_start(i + 1), s[i]))
+        .collect();
+    let (cols, vals) = restricted.entries();
+    let mut consensus = vec![0.0; n];
+    let mut preranks = vec![0.0; n];
+    let mut ranks = vec![0.0; n];
+    if vals.is_empty() {
+        return Consensus { consensus, preranks, ranks, restricted };
+    }
+    let last = vals.len() - 1;
+    let mut column = vec![(0.0, 0.0); rows.len()];
+    let mut ws = Workspace::default();
+    for j in 0..n {
+        // Branch-free: every staked row writes its candidate pair, and only a row whose cursor
+        // sits on column j keeps it and moves on.
+        let mut found = 0;
+        for row in rows.iter_mut() {
+            let (k, end, si) = *row;
+            let hit = k < end && cols[k] as usize == j;
+            column[found] = (vals[k.min(last)], si);
+            found += hit as usize;
+            row.0 += hit as usize;
+        }
+        // No stake filter here (the block is dense: most columns qualify); a column whose
+        // weights carry too little stake selects c = 0, which `Selected::confirms` accepts
+        // when the stake is short of kappa by more than rounding.
+        if found > 0 {
+            let c = ColumnConsensus::new(&column[..found], &mut ws, kappa);
+            (consensus[j], preranks[j], ranks[j]) = (c.consensus, c.prerank, c.rank);
+        }
+    }
+    Consensus { consensus, preranks, ranks, restricted }
+}
+
 /// The consensus weight of every column (see [`epoch`]), in one more pass over W.
 ///
 /// Only a column whose non-zero entries carry at least kappa of the stake can have `c_j > 0`;
@@ -311,15 +372,28 @@ struct Consensus {
 /// qualify, whatever n is. Their (weight, stake) pairs are gathered into one buffer (a
 /// partial transpose, in ascending row order) while the preranks are summed row by row, then
 /// each column selects its quantile, independently and in parallel.
-fn consensus(
-    input: &EpochInput<'_>,
-    s: &[f64],
-    tally: &[ColumnTally],
-    kappa: f64,
-    scratch: &mut Scratch,
-) -> Consensus {
+fn consensus(input: &EpochInput<'_>, s: &[f64], kappa: f64, scratch: &mut Scratch) -> Consensus {
     let w = input.weights;
     let n = w.n();
+    // Pass 1 over W, reading only its column indices: for each column the stake and number
+    // of staked peers weighting it, which decide whether it needs a median and size its
+    // buffer. Side by side, so each visit touches one cache line. A stored entry counts even
+    // if normalising would underflow it to 0: that only lets a column through the filter
+    // that then selects among its true values, so the result is unchanged.
+    let mut tally = vec![ColumnTally::default(); n];
+    for (i, &si) in s.iter().enumerate() {
+        if si > 0.0 {
+            for &j in w.row(i).0 {
+                let j = j as usize;
+                if j != i {
+                    let t = &mut tally[j];
+                    t.stake += si;
+                    t.staked += 1;
+                }
+            }
+        }
+    }
+
     let mut consensus = vec![0.0; n];
     let mut preranks = vec![0.0; n];
     let mut ranks = vec![0.0; n];
@@ -432,7 +506,7 @@ impl ColumnConsensus {
         let c = if selected.confirms(kappa, column.len()) {
             selected.value
         } else {
-            // A near-tie, or c = 0 (see `Selected::confirms`): rare, settled by the definition.
+            // A near-tie (see `Selected::confirms`): rare, settled by the definition.
             quantile_by_definition(column, kappa)
         };
         let (prerank, rank) = Lanes::sum2_by(column.len(), |k| {
@@ -580,14 +654,19 @@ impl Selected {
     /// of kappa they can disagree. Any two orders of summing m non-negative terms differ by
     /// at most `2 gamma_{m-1}` of their total (Higham, "Accuracy and Stability of Numerical
     /// Algorithms", §4.2), so where the selection's sums clear kappa by more than that, the
-    /// ascending sums agree and x stands; the other columns (near-ties, and x = 0, which is
-    /// right only if weights underflowed) are settled by [`quantile_by_definition`]. Either
+    /// ascending sums agree and x stands (x = 0 stands where the whole column's stake falls
+    /// short); the other columns (near-ties) are settled by [`quantile_by_definition`]. Either
     /// way c_j depends only on the input, not on how it was selected.
     fn confirms(&self, kappa: f64, m: usize) -> bool {
         // 2 gamma_{m-1} <= 2 m u / (1 - m u) < 4 m u = 2 m EPSILON for every m this can see;
         // the sums are at most 1 (shares of s_hat) up to the same rounding.
         let tolerance = 2.0 * (m as f64) * f64::EPSILON;
-        self.value > 0.0 && self.above < kappa - tolerance && self.at_or_above >= kappa + tolerance
+        if self.value == 0.0 {
+            // Nothing reached kappa: right if all the stake falls short of it by more than
+            // rounding.
+            return self.above < kappa - tolerance;
+        }
+        self.above < kappa - tolerance && self.at_or_above >= kappa + tolerance
     }
 }
 
@@ -1372,6 +1451,29 @@ mod tests {
     }
 
     proptest! {
+        #[test]
+        fn column_walk_matches_the_transpose(
+            (w, stake, state) in arb_input(14),
+            kappa in prop_oneof![Just(0.0), Just(0.5), Just(1.0), 0.0..=1.0f64],
+            masked in proptest::collection::vec(any::<bool>(), 14),
+        ) {
+            // The two ways `run` gathers the columns' pairs, on the same input: every c_j, R_j
+            // and (where a column has consensus) P_j agree bit for bit.
+            let mask: Vec<bool> = masked[..w.n()].iter().map(|&m| !m).collect();
+            let input = EpochInput::new(&w, &stake, 1.0, &state).with_validators(&mask);
+            let s = input.validating_stake();
+            let by_transpose = consensus(&input, &s, kappa, &mut Scratch::default());
+            let by_columns = consensus_by_columns(&input, &s, kappa, &mut Scratch::default());
+            let bits = |x: &[f64]| x.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+            prop_assert_eq!(bits(&by_transpose.consensus), bits(&by_columns.consensus));
+            prop_assert_eq!(bits(&by_transpose.ranks), bits(&by_columns.ranks));
+            for j in 0..w.n() {
+                if by_transpose.consensus[j] > 0.0 {
+                    prop_assert_eq!(by_transpose.preranks[j].to_bits(), by_columns.preranks[j].to_bits());
+                }
+            }
+        }
+
         #[test]
         fn sparse_matches_dense(
             (w, stake, state) in arb_input(12),
