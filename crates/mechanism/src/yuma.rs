@@ -165,7 +165,9 @@ impl YumaParams {
 /// columns that pass the filter into (weight, stake) pairs, a selection of one or two passes
 /// over each column's pairs and one more for P and R, then one pass over the clipped W and the
 /// bonds together (new bonds, their normalisation, VT and the payout), after one over the
-/// previous bonds for their column sums. No copy of W is made, not for the validator mask
+/// previous bonds for their column sums. When the staked rows are dense (the production
+/// chain's shape at n = 256: validators weight everyone), the columns are gathered by walking
+/// those rows instead of transposing W (see `dense_block`). No copy of W is made, not for the validator mask
 /// either. `benches/epoch.rs` times it at the production chain's shapes, beside the dense
 /// reference (figures in the README's Benchmark section).
 pub fn epoch(p: &YumaParams, input: &EpochInput<'_>) -> Result<EpochOutput, MechanismError> {
