@@ -1446,10 +1446,33 @@ mod tests {
             pool.install(|| epoch(&p, &input).unwrap())
         };
         let one = on(1);
-        // The input must exercise the parallel median: several columns reach consensus.
+        // The input must exercise the median: several columns reach consensus.
         assert!(one.consensus.iter().filter(|&&c| c > 0.0).count() >= 5, "{:?}", one.consensus);
         assert_eq!(bits(&one), bits(&on(2)));
         assert_outputs_close(&one, &epoch_dense(&p, &input).unwrap(), 1e-9);
+
+        // Large enough that the columns select on rayon's pool: 3,500 peers whose rows all
+        // weight the same 24 popular servers (random_input's first k / 4 columns), so those
+        // columns alone hold ~75,000 staked pairs, and too sparse for the column walk.
+        let n = 3500;
+        let (w, stake, state) = random_input(n, 96, 12);
+        let staked_pairs: usize = (0..n)
+            .filter(|&i| stake[i] > 0.0)
+            .map(|i| w.row(i).0.iter().filter(|&&j| j < 24 && j as usize != i).count())
+            .sum();
+        assert!(staked_pairs >= PARALLEL_PAIRS, "{staked_pairs}");
+        let input = EpochInput::new(&w, &stake, 1.0, &state);
+        assert!(!dense_block(&input, &input.validating_stake()));
+        let one = on_input(&p, &input, 1);
+        assert!(one.consensus[..24].iter().all(|&c| c > 0.0), "{:?}", &one.consensus[..24]);
+        for threads in [2, 3] {
+            assert_eq!(bits(&one), bits(&on_input(&p, &input, threads)), "{threads} threads");
+        }
+    }
+
+    fn on_input(p: &YumaParams, input: &EpochInput<'_>, threads: usize) -> EpochOutput {
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+        pool.install(|| epoch(p, input).unwrap())
     }
 
     proptest! {
@@ -1495,10 +1518,10 @@ mod tests {
 
         #[test]
         fn weighted_quantile_matches_sorting(
-            // Up to 3000 pairs: short ranges are sorted, middling ones take median-of-three
-            // rounds, long ones sampled brackets. Weights from a few levels (ties) or
-            // continuous; stake heavy-tailed, so samples can mislead. Drawn from a seed:
-            // proptest's own vectors of this length are slow to generate.
+            // Up to 3000 pairs: short ranges are sorted, longer ones take one or more rounds
+            // of buckets. Weights from a few levels (ties, so a bucket can hold one weight
+            // many times) or continuous; stake heavy-tailed. Drawn from a seed: proptest's own
+            // vectors of this length are slow to generate.
             len in 0..3000usize,
             seed in any::<u64>(),
             levels in proptest::option::of(1..6u32),
