@@ -1,8 +1,14 @@
 //! Ledger throughput: signed `set_weights` transactions applied and committed per second on one
 //! core (signature checks included) with 4,096 neurons, and one epoch of 4,096 neurons.
 //!
-//! `cargo bench -p ledger --bench ledger` (add `-- --quick` for a short run). Everything
-//! measured runs on a one-thread rayon pool, so the figures are per core. The times criterion
+//! It also times the epoch at the production chain's shape (n = 256, 64 validators weighting
+//! the 255 others, `shared/notes/subtensor-epoch.md`) the way subtensor's figure counts it:
+//! the conversion from the ledger's integer rows into the mechanism's input
+//! ([`State::epoch_inputs`]) plus the mechanism, without the commit.
+//!
+//! `cargo bench -p ledger --bench ledger` (add `-- --quick` for a short run, or a filter such
+//! as `-- epoch_inputs`). Everything measured runs on a one-thread rayon pool, so the figures
+//! are per core. The times criterion
 //! reports are that thread's CPU time (Linux `/proc/thread-self/schedstat`; wall-clock
 //! elsewhere), so other processes on a shared machine do not distort them. The run ends with a
 //! summary: transactions per CPU-second and per wall-clock second, and ratios against two
@@ -138,6 +144,57 @@ fn timed<T: Send>(pool: &ThreadPool, f: impl FnOnce() -> T + Send) -> (T, Timing
     })
 }
 
+/// A chain at the production chain's shape: `n` neurons, the `v` with the most stake are the
+/// validators (`max_validators = v`) and each sets a row on every other neuron, agreeing on
+/// their quality up to ~20% noise; two epochs have run, so bonds are populated.
+fn production_shape(n: usize, v: usize) -> Ledger<MemStore> {
+    let mut rng = ChaCha8Rng::seed_from_u64(3);
+    let keys: Vec<SigningKey> = (0..n).map(hotkey).collect();
+    let mut g = GenesisConfig {
+        chain_id: "agora-bench".into(),
+        tempo: 2,
+        max_neurons: n as u32,
+        max_validators: v as u32,
+        ..Default::default()
+    };
+    for (i, k) in keys.iter().enumerate() {
+        let hot = public_key(k);
+        g.accounts.push(GenesisAccount { key: hot, balance: 1_000 * UNITS_PER_TOKEN });
+        let stake =
+            if i < v { rng.gen_range(1_000..100_000) } else { rng.gen_range(1..100) } * UNITS_PER_TOKEN;
+        g.neurons.push(GenesisNeuron {
+            hotkey: hot,
+            coldkey: public_key(&dev_key(&format!("bench-cold-{i}"))),
+            stake,
+            endpoint: None,
+        });
+    }
+    g.weights.rate_limit = 1;
+    let mut ledger = Ledger::init(MemStore::new(), g).expect("genesis");
+    let quality: Vec<f64> = (0..n).map(|_| rng.gen_range(0.1..1.0)).collect();
+    let fee = ledger.genesis().fees.set_weights;
+    let chain_id = ledger.chain_id().to_string();
+    let txs: Vec<SignedTx> = keys[..v]
+        .iter()
+        .enumerate()
+        .map(|(i, k)| {
+            let uids: Vec<u16> = (0..n as u16).filter(|&j| usize::from(j) != i).collect();
+            let raw: Vec<f64> =
+                uids.iter().map(|&j| quality[usize::from(j)] * rng.gen_range(0.8..1.2)).collect();
+            let sum: f64 = raw.iter().sum();
+            let values: Vec<f64> = raw.iter().map(|x| x / sum).collect();
+            TxBody { sender: public_key(k), nonce: 0, fee, call: Call::set_weights(uids, &values) }
+                .sign(k, &chain_id)
+        })
+        .collect();
+    for (time, txs) in [(1_000, txs), (2_000, vec![]), (3_000, vec![]), (4_000, vec![])] {
+        let (_, out) = ledger.propose(txs, time, PublicKey([0; 32])).expect("propose");
+        assert!(out.receipts.iter().all(Receipt::is_applied));
+        ledger.commit().expect("commit");
+    }
+    ledger
+}
+
 fn signature_jobs(count: usize) -> Vec<SigJob> {
     let mut b = Bench::new(1_000_000);
     let txs = b.next_txs();
@@ -266,6 +323,51 @@ fn benches(c: &mut Criterion) {
     });
     group.finish();
 
+    // The epoch at the production chain's shape, as subtensor's figure counts it: the ledger's
+    // integer rows converted into the mechanism's input, then the mechanism (no commit). The
+    // mechanism alone on the converted input is timed beside it, for the conversion's share.
+    let (n, v) = (256, 64);
+    let shape = RefCell::new(None::<Ledger<MemStore>>);
+    let mut group = c.benchmark_group("epoch_inputs");
+    group.sample_size(30);
+    let (mut converted_runs, mut mechanism_runs) = (Vec::new(), Vec::new());
+    let epoch_once = |converted: bool, runs: &mut Vec<Timing>, iters: u64| -> Duration {
+        let mut shape = shape.borrow_mut();
+        let ledger = shape.get_or_insert_with(|| production_shape(n, v));
+        let (state, mechanism) = (ledger.state(), &ledger.genesis().mechanism);
+        let height = ledger.head().height + 2 - ledger.head().height % 2;
+        let emission = (ledger.genesis().tempo * ledger.genesis().emission_per_block) as f64;
+        let prepared = state.epoch_inputs(height).expect("inputs");
+        assert!(
+            prepared.weights.nnz() == v * (n - 1) && prepared.validators.iter().filter(|&&x| x).count() == v
+        );
+        // Timed as one batch: the thread's CPU clock advances in steps too coarse for one epoch.
+        let (paid, t) = timed(&pool, || {
+            (0..iters)
+                .map(|_| {
+                    let out = if converted {
+                        let inputs = state.epoch_inputs(height).expect("inputs");
+                        mechanism.epoch(&inputs.input(emission)).expect("epoch")
+                    } else {
+                        mechanism.epoch(&prepared.input(emission)).expect("epoch")
+                    };
+                    out.emission.iter().filter(|&&e| e > 0.0).count()
+                })
+                .min()
+        });
+        assert!(paid.is_some_and(|p| p > v), "the epoch pays validators and servers");
+        let per = |d: Duration| d / iters as u32;
+        runs.push(Timing { wall: per(t.wall), cpu: t.cpu.map(per) });
+        t.reported()
+    };
+    group.bench_function(BenchmarkId::new("convert_and_yuma", format!("n{n}_v{v}")), |b| {
+        b.iter_custom(|iters| epoch_once(true, &mut converted_runs, iters))
+    });
+    group.bench_function(BenchmarkId::new("yuma_alone", format!("n{n}_v{v}")), |b| {
+        b.iter_custom(|iters| epoch_once(false, &mut mechanism_runs, iters))
+    });
+    group.finish();
+
     // Criterion filters may skip a group; report only what ran.
     println!("\n== ledger benchmark summary: one thread, {N} neurons, {ROW} weights a row, medians ==");
     let single = medians(&single_runs);
@@ -290,6 +392,24 @@ fn benches(c: &mut Criterion) {
         if let Some(b) = batch {
             println!("  = {:.0}% of the batch-verification rate", 100.0 * cpu_or_wall(b) / cpu_or_wall(m));
         }
+    }
+    if let Some((wall, cpu)) = medians(&converted_runs) {
+        let per = |x: (f64, Option<f64>)| x.1.unwrap_or(x.0);
+        println!(
+            "epoch at n = {n}, {v} validators x {} weights, integer rows converted + yuma: {:.1} us CPU ({:.1} us wall-clock)",
+            n - 1,
+            per((wall, cpu)) * 1e6,
+            wall * 1e6
+        );
+        if let Some(alone) = medians(&mechanism_runs) {
+            println!("  of which the conversion: {:.1} us", (per((wall, cpu)) - per(alone)) * 1e6);
+        }
+        // subtensor's math.rs at this shape, one thread, a quiet machine: 1.46 ms
+        // (shared/notes/subtensor-epoch.md). Not measured here: a proxy.
+        println!(
+            "  = {:.1}x subtensor's 1.46 ms from the notes (another run, a quiet machine)",
+            1.46e-3 / per((wall, cpu))
+        );
     }
     if let Some((wall, cpu)) = medians(&epoch_runs) {
         match cpu {

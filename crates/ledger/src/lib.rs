@@ -44,6 +44,7 @@ pub mod verify;
 
 pub use apportion::apportion;
 pub use block::{Block, BlockHeader, BlockOutcome, EpochReport, Receipt, StoredBlock, TxStatus};
+pub use epoch::EpochInputs;
 pub use error::{BlockError, LedgerError, TxError};
 pub use exec::WEIGHT_SUM_TOLERANCE;
 pub use genesis::{

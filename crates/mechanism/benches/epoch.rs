@@ -2,24 +2,36 @@
 //! where an n x n matrix fits, the dense reference measured in the same run.
 //!
 //! Run everything with `cargo bench -p mechanism`, or pick cases with criterion's name filter
-//! (a regex over `n<size>_k<weights per row>/<variant>/<sparse|dense>`):
+//! (a regex over `n<size>_k<weights per row>[_v<validators>]/<variant>/<sparse|dense>`):
 //!
 //! ```text
 //! cargo bench -p mechanism -- 'nakamoto|yuma|basic'
-//! RAYON_NUM_THREADS=1 cargo bench -p mechanism -- 'n65536.*(yuma|nakamoto)'
+//! RAYON_NUM_THREADS=1 cargo bench -p mechanism -- '_v'           # the production chain's shapes
+//! RAYON_NUM_THREADS=1 cargo bench -p mechanism -- 'n65536_k256/yuma'
 //! ```
 //!
-//! Inputs are generated from a fixed ChaCha seed and look like a working network: most peers
-//! agree on a shared set of good servers (each honest row puts most of its weight there, with
-//! per-row noise, plus small weights on random others), a tenth of the peers weight at random,
-//! and stake is heavy-tailed. With uniformly random weights and k << n no column would reach
-//! the kappa majority and the median consensus would have nothing to do. The previous state
-//! is the one a warm-up epoch on the same input returns, so bonds are populated.
+//! Two kinds of shape:
+//! - everyone weights: every peer sets a row of k weights (`n<n>_k<k>`);
+//! - v validators weight (`n<n>_k<k>_v<v>`): the v peers with the most stake set rows of k
+//!   weights and are the epoch's validators (`EpochInput::validators`), the other peers set
+//!   none. This is how the production chain runs, and the shapes of its table in the notes.
 //!
-//! Besides criterion's report, a table at the end gives per case the median wall time of an
-//! epoch, its mean process CPU time (on a shared machine the two differ by the time other
-//! processes took), weights per second (stored entries of W over the wall time) and the
-//! dense/sparse ratio of wall times.
+//! Inputs are generated from a fixed ChaCha seed and look like a working network: most
+//! weighting peers agree on a shared set of good servers (each honest row puts most of its
+//! weight there, with per-row noise, plus small weights on random others), a tenth weight at
+//! random, and stake is heavy-tailed. With uniformly random weights and k << n no column would
+//! reach the kappa majority and the median consensus would have nothing to do. Rows are kept
+//! as a ledger keeps them, integers sorted by column, and every timed epoch starts from them:
+//! the conversion into the mechanism's input (`SparseMatrix::builder`, as the ledger does it)
+//! is counted in the figure. The previous state is the one a warm-up epoch on the same input
+//! returns, so bonds are populated.
+//!
+//! Besides criterion's report, a table at the end gives per case the median wall time of a
+//! converted epoch, its median CPU time (all threads; on a shared machine the two differ by the
+//! time other processes took), the conversion's share of the wall time (timed inside the same
+//! samples), weights per second, the dense/sparse
+//! ratio (same run) and, for the notes' shapes, the ratio to subtensor's time recorded there
+//! (a different run on a quiet machine: a proxy, not a same-run comparison).
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -35,18 +47,24 @@ struct Case {
     variant: &'static str,
     /// Peers.
     n: usize,
-    /// Non-zero weights per row.
+    /// Non-zero weights per weighting row.
     k: usize,
+    /// The peers that weight and validate, or `None` for everyone.
+    validators: Option<usize>,
     /// Also time the dense reference (needs a few n x n f64 matrices: 0.5 MB each at n = 256,
     /// 134 MB at n = 4096, 34 GB at n = 65,536, so never there).
     dense: bool,
 }
 
 const fn case(variant: &'static str, n: usize, k: usize, dense: bool) -> Case {
-    Case { variant, n, k, dense }
+    Case { variant, n, k, validators: None, dense }
 }
 
-/// The cases, grouped by size (inputs are generated once per size, in this order).
+const fn validators(n: usize, v: usize, dense: bool) -> Case {
+    Case { variant: "yuma", n, k: 256, validators: Some(v), dense }
+}
+
+/// The cases, grouped by input (inputs are generated once per shape, in this order).
 /// `connectivity` and `trust` run at 256 and 4096 only: their random-walk reachability costs
 /// O(n k^depth) (about 65,536 * 256^3 steps at the largest size), far beyond one epoch's
 /// budget, so that size measures only the variants whose cost grows with nnz.
@@ -69,19 +87,51 @@ const CASES: &[Case] = &[
     case("basic", 65_536, 256, false),
     case("nakamoto", 65_536, 256, false),
     case("yuma", 65_536, 256, false),
+    // The production chain's shapes (the notes' table): v validators with permits weight 256
+    // peers each (all the others at n = 256), the rest weight nobody. 65,535 is the largest n
+    // its u16 uids allow.
+    validators(256, 64, true),
+    validators(1024, 64, true),
+    validators(4096, 256, false),
+    validators(16_384, 256, false),
+    validators(65_535, 256, false),
 ];
+
+/// Subtensor's epoch (its `math.rs`, sparse path, one thread, quiet machine) at the notes'
+/// shapes `(n, v, seconds)`: from `shared/notes/subtensor-epoch.md`, not measured here.
+const SUBTENSOR_NOTES: &[(usize, usize, f64)] =
+    &[(256, 64, 1.46e-3), (1024, 64, 1.9e-3), (4096, 256, 11.4e-3), (16_384, 256, 115e-3)];
 
 /// Servers every honest peer weights, and the share of honest peers.
 const POPULAR: usize = 64;
 const HONEST: f64 = 0.9;
 
+/// A network as a ledger holds it: integer weight rows sorted by column (empty for peers that
+/// do not weight), stake, and which peers validate (empty: all).
 struct Network {
-    weights: SparseMatrix,
+    rows: Vec<Vec<(u32, u16)>>,
     stake: Vec<f64>,
+    validators: Vec<bool>,
 }
 
-/// A deterministic network of `n` peers with `k` weights per row (see the module doc).
-fn network(n: usize, k: usize, seed: u64) -> Network {
+impl Network {
+    fn nnz(&self) -> usize {
+        self.rows.iter().map(Vec::len).sum()
+    }
+
+    /// W from the integer rows, as the ledger converts them (`ledger::State::epoch_inputs`).
+    fn weights(&self) -> SparseMatrix {
+        let mut w = SparseMatrix::builder(self.rows.len(), self.nnz());
+        for row in &self.rows {
+            w.push_row(row.iter().map(|&(j, v)| (j, f64::from(v)))).expect("generated rows are valid");
+        }
+        w.finish().expect("one row per peer")
+    }
+}
+
+/// A deterministic network of `n` peers (see the module doc): every peer weights `k` others,
+/// or only the `v` with the most stake when `validators` is `Some(v)`.
+fn network(n: usize, k: usize, validators: Option<usize>, seed: u64) -> Network {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     // The popular servers and how good each one is.
     let mut popular = Vec::with_capacity(POPULAR);
@@ -92,20 +142,38 @@ fn network(n: usize, k: usize, seed: u64) -> Network {
         }
     }
     let quality: Vec<f64> = popular.iter().map(|_| rng.gen_range(0.5..1.5)).collect();
+    // Heavy-tailed stake: most peers hold little, a few hold a lot.
+    let stake: Vec<f64> = (0..n).map(|_| 1.0 + 1e4 * rng.gen::<f64>().powi(4)).collect();
+    let weighting: Vec<bool> = match validators {
+        None => vec![true; n],
+        Some(v) => {
+            // The v largest stakes, ties to the lower index (as a ledger hands out permits).
+            let mut order: Vec<usize> = (0..n).collect();
+            order.sort_by(|&a, &b| stake[b].total_cmp(&stake[a]).then(a.cmp(&b)));
+            let mut mask = vec![false; n];
+            for &i in &order[..v.min(n)] {
+                mask[i] = true;
+            }
+            mask
+        }
+    };
     // stamp[j] == i + 1 marks column j as already in row i, so picking k distinct columns
     // costs O(k) per row, not O(n).
     let mut stamp = vec![0usize; n];
-    let rows: Vec<Vec<(usize, f64)>> = (0..n)
+    let rows = (0..n)
         .map(|i| {
+            if !weighting[i] {
+                return Vec::new();
+            }
             let mark = i + 1;
             stamp[i] = mark; // no self-weights
-            let mut row = Vec::with_capacity(k);
+            let mut row: Vec<(u32, f64)> = Vec::with_capacity(k);
             if rng.gen_bool(HONEST) {
                 for (&j, &q) in popular.iter().zip(&quality) {
                     if stamp[j] != mark {
                         stamp[j] = mark;
                         // Each peer measures the server's quality with ~20% noise.
-                        row.push((j, q * rng.gen_range(0.8..1.2)));
+                        row.push((j as u32, q * rng.gen_range(0.8..1.2)));
                     }
                 }
             }
@@ -117,7 +185,7 @@ fn network(n: usize, k: usize, seed: u64) -> Network {
                 for (j, seen) in stamp.iter_mut().enumerate() {
                     if *seen != mark {
                         *seen = mark;
-                        row.push((j, small * rng.gen::<f64>()));
+                        row.push((j as u32, small * rng.gen::<f64>()));
                     }
                 }
             } else {
@@ -125,56 +193,70 @@ fn network(n: usize, k: usize, seed: u64) -> Network {
                     let j = rng.gen_range(0..n);
                     if stamp[j] != mark {
                         stamp[j] = mark;
-                        row.push((j, small * rng.gen::<f64>()));
+                        row.push((j as u32, small * rng.gen::<f64>()));
                     }
                 }
             }
+            // As a ledger stores it: integers (units of 1/65,535 of the row's largest weight
+            // here; the mechanism normalises rows itself), sorted by column, no zeros.
+            let top = row.iter().map(|e| e.1).fold(0.0, f64::max);
+            let mut row: Vec<(u32, u16)> =
+                row.into_iter().map(|(j, x)| (j, ((x / top * 65_535.0) as u16).max(1))).collect();
+            row.sort_unstable();
             row
         })
         .collect();
-    // Heavy-tailed stake: most peers hold little, a few hold a lot.
-    let stake = (0..n).map(|_| 1.0 + 1e4 * rng.gen::<f64>().powi(4)).collect();
-    let weights = SparseMatrix::from_rows(n, rows).expect("generated weights are valid");
-    Network { weights, stake }
+    let validators = if validators.is_some() { weighting } else { Vec::new() };
+    Network { rows, stake, validators }
 }
 
 /// What the summary needs of one case id, over every sample criterion took (warm-up
 /// included).
 #[derive(Default)]
 struct Record {
-    /// Wall time of one epoch, per sample.
-    per_epoch: Vec<f64>,
-    /// Process CPU time (all threads) and epochs run, summed over the samples; `None` where
-    /// the platform does not report it.
-    cpu: Option<f64>,
-    epochs: u64,
+    /// Wall time and CPU time (all threads; `None` off Linux) of one epoch, and the wall time
+    /// of its conversion from integer rows, per sample.
+    wall: Vec<f64>,
+    cpu: Vec<f64>,
+    conversion: Vec<f64>,
 }
 
 type Samples = RefCell<BTreeMap<String, Record>>;
 
-/// CPU time used so far by the whole process (every thread), in seconds, from
-/// `/proc/self/stat` (Linux; `None` elsewhere). It ticks in 1/100 s (USER_HZ), so it is only
-/// meaningful summed over many epochs, which is how the summary uses it: on a shared machine
-/// it tells the mechanism's own cost apart from time lost to other processes.
+/// CPU time used so far by every thread of the process (rayon's workers included), in
+/// seconds, from `/proc/self/task/*/schedstat` (Linux, nanoseconds; `None` elsewhere). On a
+/// shared machine it tells the mechanism's own cost apart from time lost to other processes.
 fn process_cpu() -> Option<f64> {
-    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
-    // Fields after the command name (which may contain spaces) start with the state, field 3;
-    // utime and stime are fields 14 and 15.
-    let rest = stat.get(stat.rfind(')')? + 1..)?;
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |k: usize| fields.get(k).and_then(|f| f.parse::<f64>().ok());
-    Some((ticks(11)? + ticks(12)?) / 100.0)
+    let mut total = 0.0;
+    for task in std::fs::read_dir("/proc/self/task").ok()? {
+        let stat = std::fs::read_to_string(task.ok()?.path().join("schedstat")).ok()?;
+        total += stat.split_whitespace().next()?.parse::<f64>().ok()? * 1e-9;
+    }
+    Some(total)
+}
+
+/// The weights a case's network holds: min(k, n - 1) per weighting row.
+fn weights_of(case: &Case) -> usize {
+    case.validators.unwrap_or(case.n) * case.k.min(case.n - 1)
+}
+
+/// Group name of a case: `n<n>_k<k>` or `n<n>_k<k>_v<v>`.
+fn group_name(case: &Case) -> String {
+    match case.validators {
+        None => format!("n{}_k{}", case.n, case.k),
+        Some(v) => format!("n{}_k{}_v{v}", case.n, case.k),
+    }
 }
 
 fn bench_epochs(c: &mut Criterion, samples: &Samples) {
-    let mut net: Option<((usize, usize), Network)> = None;
+    let mut net: Option<(String, Network)> = None;
     for case in CASES {
         let Some(mechanism) = Mechanism::from_name(case.variant) else {
             panic!("unknown variant {} in CASES", case.variant);
         };
-        let group_name = format!("n{}_k{}", case.n, case.k);
+        let group_name = group_name(case);
         let mut group = c.benchmark_group(&group_name);
-        if case.n >= 4096 {
+        if case.n * case.validators.unwrap_or(case.n) >= 4096 * 4096 {
             group.sample_size(10).sampling_mode(SamplingMode::Flat).warm_up_time(Duration::from_secs(1));
             group.measurement_time(Duration::from_secs(if case.n > 4096 { 4 } else { 3 }));
         } else {
@@ -184,24 +266,27 @@ fn bench_epochs(c: &mut Criterion, samples: &Samples) {
                 .measurement_time(Duration::from_secs(2));
         }
 
-        // Every row holds exactly k weights, so criterion's elements/s is weights/s.
-        group.throughput(Throughput::Elements((case.n * case.k) as u64));
-
-        // Input and warm-up state are built on first use, so a filtered-out case costs nothing.
+        // Inputs and warm-up state are built on first use, so a filtered-out case costs nothing.
         let mut state: Option<MechanismState> = None;
-        let setup = |net: &mut Option<((usize, usize), Network)>, state: &mut Option<MechanismState>| {
-            if net.as_ref().map(|(shape, _)| *shape) != Some((case.n, case.k)) {
+        let setup = |net: &mut Option<(String, Network)>, state: &mut Option<MechanismState>| {
+            if net.as_ref().map(|(name, _)| name) != Some(&group_name) {
                 *net = None; // free the previous size first
-                *net = Some(((case.n, case.k), network(case.n, case.k, 0x5eed ^ case.n as u64)));
+                *net = Some((
+                    group_name.clone(),
+                    network(case.n, case.k, case.validators, 0x5eed ^ case.n as u64),
+                ));
             }
             let network = &net.as_ref().expect("just built").1;
             if state.is_none() {
-                let genesis = MechanismState::genesis(case.n);
-                let input = EpochInput::new(&network.weights, &network.stake, 1.0, &genesis);
+                let (w, genesis) = (network.weights(), MechanismState::genesis(case.n));
+                let input =
+                    EpochInput::new(&w, &network.stake, 1.0, &genesis).with_validators(&network.validators);
                 *state = Some(mechanism.epoch(&input).expect("warm-up epoch").state);
             }
         };
-
+        // Every weighting row holds min(k, n - 1) weights, so criterion's elements/s is
+        // weights/s.
+        group.throughput(Throughput::Elements(weights_of(case) as u64));
         let runs: &[(&str, bool)] = &[("sparse", true), ("dense", case.dense)];
         for &(kind, enabled) in runs {
             if !enabled {
@@ -212,12 +297,18 @@ fn bench_epochs(c: &mut Criterion, samples: &Samples) {
             group.bench_function(&id, |b| {
                 setup(&mut net, &mut state);
                 let network = &net.as_ref().expect("set up").1;
-                let input =
-                    EpochInput::new(&network.weights, &network.stake, 1.0, state.as_ref().expect("set up"));
+                let state = state.as_ref().expect("set up");
                 b.iter_custom(|iters| {
                     let cpu_before = process_cpu();
                     let start = Instant::now();
+                    let mut conversion = Duration::ZERO;
                     for _ in 0..iters {
+                        // From the integer rows, every time: the conversion is part of it.
+                        let converting = Instant::now();
+                        let w = network.weights();
+                        conversion += converting.elapsed();
+                        let input = EpochInput::new(&w, &network.stake, 1.0, state)
+                            .with_validators(&network.validators);
                         let out = if kind == "sparse" {
                             mechanism.epoch(&input)
                         } else {
@@ -229,10 +320,11 @@ fn bench_epochs(c: &mut Criterion, samples: &Samples) {
                     let cpu = cpu_before.zip(process_cpu()).map(|(a, b)| b - a);
                     let mut samples = samples.borrow_mut();
                     let record = samples.entry(full_id.clone()).or_default();
-                    record.per_epoch.push(elapsed.as_secs_f64() / iters as f64);
-                    record.cpu =
-                        if record.epochs == 0 { cpu } else { record.cpu.zip(cpu).map(|(a, b)| a + b) };
-                    record.epochs += iters;
+                    record.wall.push(elapsed.as_secs_f64() / iters as f64);
+                    record.conversion.push(conversion.as_secs_f64() / elapsed.as_secs_f64());
+                    if let Some(cpu) = cpu {
+                        record.cpu.push(cpu / iters as f64);
+                    }
                     elapsed
                 });
             });
@@ -241,10 +333,9 @@ fn bench_epochs(c: &mut Criterion, samples: &Samples) {
     }
 }
 
-fn median(xs: &[f64]) -> f64 {
-    let mut v = xs.to_vec();
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
+fn median(xs: &mut [f64]) -> f64 {
+    xs.sort_by(f64::total_cmp);
+    xs[xs.len() / 2]
 }
 
 fn human_time(secs: f64) -> String {
@@ -263,29 +354,43 @@ fn print_summary(samples: &Samples) {
         return;
     }
     let threads = std::env::var("RAYON_NUM_THREADS").unwrap_or_else(|_| "all cores".into());
-    println!("\nper epoch: median wall time, mean process CPU time (rayon threads: {threads})");
+    println!("\nper epoch from integer rows (conversion included): median wall and CPU time (rayon threads: {threads})");
     println!(
-        "{:<26} {:>11} {:>11} {:>12} {:>11} {:>13}",
-        "case", "sparse", "sparse cpu", "weights/s", "dense", "dense/sparse"
+        "{:<30} {:>10} {:>10} {:>6} {:>10} {:>10} {:>8} {:>16}",
+        "case", "sparse", "cpu", "conv", "weights/s", "dense", "dense/", "subtensor/sparse"
     );
     for case in CASES {
-        let key = |kind: &str| format!("n{}_k{}/{}/{kind}", case.n, case.k, case.variant);
+        let group = group_name(case);
+        let key = |kind: &str| format!("{group}/{}/{kind}", case.variant);
         let Some(sparse) = samples.get(&key("sparse")) else { continue };
-        let wall = median(&sparse.per_epoch);
-        let cpu = sparse.cpu.map(|c| c / sparse.epochs as f64);
-        // Every row holds k weights (the generator never drops one), so nnz = n k.
-        let nnz = (case.n * case.k) as f64;
-        let dense = samples.get(&key("dense")).map(|d| median(&d.per_epoch));
+        let wall = median(&mut sparse.wall.clone());
+        let cpu = (!sparse.cpu.is_empty()).then(|| median(&mut sparse.cpu.clone()));
+        let conversion = median(&mut sparse.conversion.clone());
+        let dense = samples.get(&key("dense")).map(|d| median(&mut d.wall.clone()));
+        // Against subtensor's time in the notes: CPU time where known (closest to a quiet
+        // machine's wall time), wall time otherwise.
+        let notes = SUBTENSOR_NOTES.iter().find(|&&(n, v, _)| Some(v) == case.validators && n == case.n);
+        let label = match case.validators {
+            None => format!("{} n={} k={}", case.variant, case.n, case.k),
+            Some(v) => format!("{} n={} v={v} k={}", case.variant, case.n, case.k),
+        };
         println!(
-            "{:<26} {:>11} {:>11} {:>12.3e} {:>11} {:>13}",
-            format!("{} n={} k={}", case.variant, case.n, case.k),
+            "{:<30} {:>10} {:>10} {:>6} {:>10.3e} {:>10} {:>8} {:>16}",
+            label,
             human_time(wall),
             cpu.map_or("-".into(), human_time),
-            nnz / wall,
+            format!("{:.0}%", 100.0 * conversion),
+            weights_of(case) as f64 / wall,
             dense.map_or("-".into(), human_time),
             dense.map_or("-".into(), |d| format!("{:.1}x", d / wall)),
+            notes.map_or("-".into(), |&(_, _, t)| format!("{:.1}x (notes)", t / cpu.unwrap_or(wall))),
         );
     }
+    println!(
+        "dense/: the dense reference over the sparse path, both from the same integer rows in this run. \
+         subtensor/sparse: subtensor's time at that shape from shared/notes/subtensor-epoch.md \
+         (its math.rs, one thread, a quiet machine, not this run) over this run's CPU time: a proxy."
+    );
 }
 
 fn main() {

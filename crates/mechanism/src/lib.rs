@@ -5,7 +5,8 @@
 //! consensus C, incentive I, dividends D, bonds B and the emission each peer is owed. It does no
 //! I/O, reads no clock and draws no randomness: the same input gives bit-identical output on
 //! every machine and for every thread count (transcendental functions come from `libm`, and
-//! every sum runs in ascending index order, never as a thread-timed reduction).
+//! every sum runs in a fixed order, over peers in ascending index order or along a row in four
+//! interleaved lanes, never as a thread-timed reduction).
 //!
 //! The five variants, chosen by a ledger's genesis configuration through [`Mechanism`]:
 //! - [`Mechanism::Basic`]: stake-weighted column sums (intermodel paper §2.4, eq. 5-6).
@@ -24,7 +25,16 @@
 //! consensus) where it has a notion of it, for the metagraph to show beside dividends.
 //!
 //! Inputs are validated up front: a NaN, a negative weight, a length mismatch or an empty
-//! network is a [`MechanismError`], never a panic.
+//! network is a [`MechanismError`], never a panic. A [`SparseMatrix`] is valid by
+//! construction (deserialising one checks it), so an epoch checks the shapes and the stake,
+//! not every weight again; [`SparseMatrix::builder`] brings in rows already sorted by column,
+//! as a ledger keeps them, without the sort of [`SparseMatrix::from_rows`].
+//!
+//! Two choices of [`Mechanism::Yuma`] worth knowing before reading [`yuma::epoch`]: the
+//! previous bonds are column-normalised before the moving average, as subtensor does (a ledger
+//! that clears bond rows leaves columns summing to less than 1), and an epoch where no column
+//! reaches consensus mints nothing, where subtensor pays validators by stake: paying for no
+//! recognised value would reward a stake majority for withholding agreement.
 
 // Index loops are how the papers write these sums (and how the dense references must read to
 // be obviously right), so clippy's iterator rewrite is not wanted here.
@@ -42,7 +52,7 @@ pub mod walk;
 pub mod yuma;
 
 pub use error::MechanismError;
-pub use sparse::SparseMatrix;
+pub use sparse::{SparseMatrix, SparseMatrixBuilder};
 
 use serde::{Deserialize, Serialize};
 
@@ -107,7 +117,10 @@ impl Mechanism {
             Mechanism::Connectivity(p) => connectivity::epoch(p, input),
             Mechanism::Trust(p) => trust::epoch(p, input),
             Mechanism::Nakamoto(p) => nakamoto::epoch(p, input),
-            Mechanism::Yuma(p) => yuma::epoch(p, input),
+            Mechanism::Yuma(p) => {
+                p.validate()?;
+                Ok(yuma::run(p, input))
+            }
         }
     }
 
@@ -195,8 +208,7 @@ impl<'a> EpochInput<'a> {
         if n == 0 {
             return Err(MechanismError::EmptyNetwork);
         }
-        self.weights.check()?;
-        self.state.bonds.check()?;
+        // The values of W and B need no check: a `SparseMatrix` is valid by construction.
         if self.stake.len() != n {
             return Err(MechanismError::StakeLength { stake: self.stake.len(), rows: n });
         }
@@ -255,6 +267,18 @@ impl<'a> EpochInput<'a> {
         let stake =
             self.stake.iter().enumerate().map(|(i, &s)| if self.validates(i) { s } else { 0.0 }).collect();
         Masked { weights: Some(weights), stake: Some(stake) }
+    }
+
+    /// `s_hat`: the stake of the peers that validate, normalised to sum to 1, 0 for the others
+    /// (all zeros when they hold none). The same as `normalized` of the masked stake of
+    /// [`EpochInput::masked`], without the copy of W.
+    pub(crate) fn validating_stake(&self) -> Vec<f64> {
+        if self.validators.is_empty() {
+            return normalized(self.stake);
+        }
+        let masked: Vec<f64> =
+            self.stake.iter().zip(self.validators).map(|(&s, &v)| if v { s } else { 0.0 }).collect();
+        normalized(&masked)
     }
 
     /// Zeroes the entries of peers that do not validate (their dividends, before the variant

@@ -2,20 +2,52 @@
 //!
 //! Row i holds what peer i says about the others: `w[i][j]` is the score peer i gives peer j.
 //! Columns within a row are kept sorted and unique, and explicit zeros are dropped, so "peer i
-//! weights peer j" is exactly "(i, j) is stored". Every reduction below sums in ascending
-//! index order from 0.0, which makes results bit-identical however the caller splits work.
+//! weights peer j" is exactly "(i, j) is stored". Every reduction below sums in a fixed
+//! order (over rows in ascending index order, or along a row in [`Lanes`]), which makes
+//! results bit-identical however the caller splits work.
+//!
+//! A `SparseMatrix` is valid by construction: every way to make one (the constructors, the
+//! operations, and deserialisation, which runs [`SparseMatrix::check`]) yields the right shape,
+//! sorted unique columns in range and finite values >= 0. So an epoch does not re-check its
+//! matrices: at n = 65,536 with 256 weights a row that was two passes over 16.8 M entries.
 
 use crate::error::MechanismError;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "RawSparseMatrix")]
 pub struct SparseMatrix {
     n: usize,
     /// `row_ptr[i]..row_ptr[i + 1]` indexes row i in `cols` and `vals`; length n + 1.
     row_ptr: Vec<usize>,
     cols: Vec<u32>,
     vals: Vec<f64>,
+}
+
+/// What a stored value must be. (NaN fails both comparisons.)
+#[inline]
+fn finite_non_negative(v: f64) -> bool {
+    (0.0..=f64::MAX).contains(&v)
+}
+
+/// The stored form of a [`SparseMatrix`], checked before it becomes one.
+#[derive(Deserialize)]
+struct RawSparseMatrix {
+    n: usize,
+    row_ptr: Vec<usize>,
+    cols: Vec<u32>,
+    vals: Vec<f64>,
+}
+
+impl TryFrom<RawSparseMatrix> for SparseMatrix {
+    type Error = MechanismError;
+
+    fn try_from(raw: RawSparseMatrix) -> Result<Self, MechanismError> {
+        let m = SparseMatrix { n: raw.n, row_ptr: raw.row_ptr, cols: raw.cols, vals: raw.vals };
+        m.check()?;
+        Ok(m)
+    }
 }
 
 impl SparseMatrix {
@@ -89,9 +121,9 @@ impl SparseMatrix {
         Self::from_rows(n, sparse_rows)
     }
 
-    /// Checks the invariants `from_rows` establishes, for a matrix that arrived some other way
-    /// (deserialised from a store or the network): shape, sorted unique columns in range, and
-    /// finite non-negative values.
+    /// Checks the invariants `from_rows` establishes: shape, sorted unique columns in range, and
+    /// finite non-negative values. Deserialisation runs it; every other way to make a matrix
+    /// keeps them.
     pub fn check(&self) -> Result<(), MechanismError> {
         let n = self.n;
         if self.row_ptr.len() != n + 1
@@ -104,6 +136,19 @@ impl SparseMatrix {
                 rows: self.row_ptr.len().saturating_sub(1),
                 expected: n,
             });
+        }
+        // The common case, a valid matrix, in loops without early exits, which the compiler
+        // vectorises: every value finite and >= 0 (NaN fails both comparisons), every column
+        // in range, columns ascending within each row. Only a failure takes the loop below,
+        // which finds the first offending entry.
+        let values_ok = self.vals.iter().fold(true, |ok, &v| ok & finite_non_negative(v));
+        let cols_ok = self.cols.is_empty() || (self.cols.iter().fold(0, |m, &j| m.max(j)) as usize) < n;
+        let ascending = (0..n).all(|i| {
+            let cols = &self.cols[self.row_ptr[i]..self.row_ptr[i + 1]];
+            cols.windows(2).fold(true, |ok, w| ok & (w[0] < w[1]))
+        });
+        if values_ok && cols_ok && ascending {
+            return Ok(());
         }
         for i in 0..n {
             let (cols, vals) = self.row(i);
@@ -121,6 +166,16 @@ impl SparseMatrix {
             }
         }
         Ok(())
+    }
+
+    /// Where row i starts among the stored entries (`i = n`: their number).
+    pub(crate) fn row_start(&self, i: usize) -> usize {
+        self.row_ptr[i]
+    }
+
+    /// Every stored entry's column and value, row after row.
+    pub(crate) fn entries(&self) -> (&[u32], &[f64]) {
+        (&self.cols, &self.vals)
     }
 
     /// Number of peers (rows = columns).
@@ -187,8 +242,9 @@ impl SparseMatrix {
     /// Sum of every column: `out[j] = sum_i w[i][j]`.
     pub fn col_sums(&self) -> Vec<f64> {
         let mut out = vec![0.0; self.n];
-        for (_, j, v) in self.iter() {
-            out[j] += v;
+        // Entries are stored row by row, so this sums each column over i ascending.
+        for (&j, &v) in self.cols.iter().zip(&self.vals) {
+            out[j as usize] += v;
         }
         out
     }
@@ -222,7 +278,8 @@ impl SparseMatrix {
     }
 
     /// Row i multiplied by `x[i]`: `out[i][j] = x[i] * w[i][j]` (W with S on its rows).
-    pub fn row_scaled(&self, x: &[f64]) -> SparseMatrix {
+    #[cfg(test)]
+    fn row_scaled(&self, x: &[f64]) -> SparseMatrix {
         let mut out = self.clone();
         for (i, &xi) in x[..self.n].iter().enumerate() {
             for v in &mut out.vals[self.row_ptr[i]..self.row_ptr[i + 1]] {
@@ -291,17 +348,20 @@ impl SparseMatrix {
 
     /// Entry-wise `alpha * self + (1 - alpha) * previous`, the exponential moving average the
     /// bonds use; entries stored in either matrix are kept.
-    pub fn moving_average(&self, previous: &SparseMatrix, alpha: f64) -> SparseMatrix {
+    #[cfg(test)]
+    fn moving_average(&self, previous: &SparseMatrix, alpha: f64) -> SparseMatrix {
         self.zip_rows(previous, |a, b| alpha * a + (1.0 - alpha) * b)
     }
 
     /// Entry-wise sum.
-    pub fn add(&self, other: &SparseMatrix) -> SparseMatrix {
+    #[cfg(test)]
+    fn add(&self, other: &SparseMatrix) -> SparseMatrix {
         self.zip_rows(other, |a, b| a + b)
     }
 
     /// Applies `f` to every stored value in place (values that become 0 are dropped).
-    pub fn map_values(&self, mut f: impl FnMut(usize, usize, f64) -> f64) -> SparseMatrix {
+    #[cfg(test)]
+    fn map_values(&self, mut f: impl FnMut(usize, usize, f64) -> f64) -> SparseMatrix {
         let mut out = self.clone();
         for i in 0..self.n {
             for k in self.row_ptr[i]..self.row_ptr[i + 1] {
@@ -312,20 +372,9 @@ impl SparseMatrix {
         out
     }
 
-    /// Replaces every stored value v at (i, j) by `f(i, j, v)` in place, dropping results equal
-    /// to 0 (`f` must return finite values >= 0).
-    pub(crate) fn update_values(&mut self, mut f: impl FnMut(usize, usize, f64) -> f64) {
-        for i in 0..self.n {
-            for k in self.row_ptr[i]..self.row_ptr[i + 1] {
-                self.vals[k] = f(i, self.cols[k] as usize, self.vals[k]);
-                debug_assert!(self.vals[k] >= 0.0 && self.vals[k].is_finite());
-            }
-        }
-        self.drop_zeros();
-    }
-
     /// Merges two matrices of the same size row by row: entries present in either one are
     /// combined with `f(self_value, other_value)`, missing entries read as 0.
+    #[cfg(test)]
     fn zip_rows(&self, other: &SparseMatrix, f: impl Fn(f64, f64) -> f64) -> SparseMatrix {
         debug_assert_eq!(self.n, other.n);
         let mut out = RowsBuilder::with_capacity(self.n, self.nnz().max(other.nnz()));
@@ -372,21 +421,7 @@ impl SparseMatrix {
         out.finish()
     }
 
-    /// Divides column j by `sums[j]` in place where `sums[j] > 0`: with the column sums this
-    /// normalises the columns (the moving-average bonds of `yuma` are renormalised every
-    /// epoch; in place, because they are the largest matrix of the epoch).
-    pub(crate) fn divide_columns(&mut self, sums: &[f64]) {
-        for (v, &j) in self.vals.iter_mut().zip(&self.cols) {
-            let s = sums[j as usize];
-            if s > 0.0 {
-                *v /= s;
-            }
-        }
-        // A quotient of two positive finite numbers can underflow to 0 only when the column
-        // sum is ~1e308 times the entry; drop such entries so "stored" still means "non-zero".
-        self.drop_zeros();
-    }
-
+    #[cfg(test)]
     fn drop_zeros(&mut self) {
         if !self.vals.contains(&0.0) {
             return;
@@ -410,6 +445,94 @@ impl SparseMatrix {
     }
 }
 
+/// Builds a [`SparseMatrix`] row by row from entries already in ascending column order,
+/// checking them as they come: the cheap way to bring rows a caller keeps sorted (a ledger's
+/// weight rows) into the mechanism, where [`SparseMatrix::from_rows`] would copy and sort
+/// each row first. Zeros are dropped, as `from_rows` does.
+///
+/// ```
+/// # use mechanism::SparseMatrix;
+/// let mut b = SparseMatrix::builder(3, 3);
+/// b.push_row([(1, 2.0), (2, 0.0)]).unwrap();
+/// b.push_row([]).unwrap();
+/// b.push_row([(0, 1.0), (2, 4.0)]).unwrap();
+/// let w = b.finish().unwrap();
+/// assert_eq!(w, SparseMatrix::from_rows(3, [vec![(1, 2.0)], vec![], vec![(2, 4.0), (0, 1.0)]]).unwrap());
+/// ```
+pub struct SparseMatrixBuilder {
+    rows: RowsBuilder,
+}
+
+impl SparseMatrix {
+    /// A builder for an n x n matrix with room for `nnz` entries (see [`SparseMatrixBuilder`]).
+    pub fn builder(n: usize, nnz: usize) -> SparseMatrixBuilder {
+        SparseMatrixBuilder { rows: RowsBuilder::with_capacity(n, nnz) }
+    }
+}
+
+impl SparseMatrixBuilder {
+    /// Appends the next row. Rejects, leaving the builder as it was, a column out of range or
+    /// not above the one before it, a value that is negative, NaN or infinite, and a row past
+    /// the n-th. (The entries are read twice, columns then values, hence `Clone`: slice
+    /// iterators and their maps and filters are.)
+    pub fn push_row<I>(&mut self, entries: I) -> Result<(), MechanismError>
+    where
+        I: IntoIterator<Item = (u32, f64)>,
+        I::IntoIter: Clone,
+    {
+        let b = &mut self.rows;
+        let row = b.row_ptr.len() - 1;
+        let n = b.n;
+        if row >= n {
+            return Err(MechanismError::MatrixShape { rows: row + 1, expected: n });
+        }
+        let first = b.cols.len();
+        // Copied columns first, then values, and checked in straight loops without early exits
+        // (columns rising, values finite and >= 0), which the compiler vectorises: pushing each
+        // entry to two vectors instead costs several times more.
+        let entries = entries.into_iter();
+        b.cols.extend(entries.clone().map(|e| e.0));
+        b.vals.extend(entries.map(|e| e.1));
+        let (cols, vals) = (&b.cols[first..], &b.vals[first..]);
+        let ok = cols.windows(2).fold(true, |ok, w| ok & (w[0] < w[1]))
+            & vals.iter().fold(true, |ok, &v| ok & finite_non_negative(v));
+        // One above the last column.
+        let prev = cols.last().map_or(0, |&j| u64::from(j) + 1);
+        if !(ok && prev <= n as u64) {
+            let (cols, vals) = (&b.cols[first..], &b.vals[first..]);
+            let err = (0..cols.len())
+                .find_map(|k| {
+                    let (j, v) = (cols[k] as usize, vals[k]);
+                    if j >= n {
+                        Some(MechanismError::ColumnOutOfRange { row, col: j, n })
+                    } else if k > 0 && cols[k - 1] as usize >= j {
+                        Some(MechanismError::DuplicateColumn { row, col: j })
+                    } else if !finite_non_negative(v) {
+                        Some(MechanismError::BadWeight { row, col: j, value: v })
+                    } else {
+                        None
+                    }
+                })
+                .expect("a failed check names an entry");
+            b.cols.truncate(first);
+            b.vals.truncate(first);
+            return Err(err);
+        }
+        b.drop_zeros_since(first);
+        b.end_row();
+        Ok(())
+    }
+
+    /// The matrix, once all n rows are in.
+    pub fn finish(self) -> Result<SparseMatrix, MechanismError> {
+        let rows = self.rows.row_ptr.len() - 1;
+        if rows != self.rows.n {
+            return Err(MechanismError::MatrixShape { rows, expected: self.rows.n });
+        }
+        Ok(self.rows.finish())
+    }
+}
+
 /// Builds a matrix row by row, keeping the invariants (sorted unique columns, no zeros).
 pub(crate) struct RowsBuilder {
     n: usize,
@@ -418,11 +541,46 @@ pub(crate) struct RowsBuilder {
     vals: Vec<f64>,
 }
 
+/// The vectors of a matrix, to build another one in (see [`RowsBuilder::reusing`]).
+#[derive(Debug, Default)]
+pub(crate) struct Parts {
+    row_ptr: Vec<usize>,
+    cols: Vec<u32>,
+    vals: Vec<f64>,
+}
+
+impl Parts {
+    /// The bytes the vectors hold on to.
+    pub(crate) fn capacity_bytes(&self) -> usize {
+        8 * self.row_ptr.capacity() + 4 * self.cols.capacity() + 8 * self.vals.capacity()
+    }
+}
+
+impl SparseMatrix {
+    /// Gives up the matrix's vectors, for building another one in them.
+    pub(crate) fn into_parts(self) -> Parts {
+        Parts { row_ptr: self.row_ptr, cols: self.cols, vals: self.vals }
+    }
+}
+
 impl RowsBuilder {
     pub(crate) fn with_capacity(n: usize, nnz: usize) -> Self {
-        let mut row_ptr = Vec::with_capacity(n + 1);
+        RowsBuilder::reusing(n, nnz, Parts::default())
+    }
+
+    /// A builder that writes into `parts` (cleared), grown to hold `nnz` entries: memory kept
+    /// from an earlier matrix is written again instead of being allocated, which would cost a
+    /// page fault per 4 KB on first touch.
+    pub(crate) fn reusing(n: usize, nnz: usize, parts: Parts) -> Self {
+        let Parts { mut row_ptr, mut cols, mut vals } = parts;
+        row_ptr.clear();
+        row_ptr.reserve(n + 1);
         row_ptr.push(0);
-        RowsBuilder { n, row_ptr, cols: Vec::with_capacity(nnz), vals: Vec::with_capacity(nnz) }
+        cols.clear();
+        cols.reserve(nnz);
+        vals.clear();
+        vals.reserve(nnz);
+        RowsBuilder { n, row_ptr, cols, vals }
     }
 
     /// Appends the next row: the sorted merge of rows a and b, `f(a_value, b_value)` on each
@@ -496,6 +654,13 @@ impl RowsBuilder {
         self.row_ptr.push(self.cols.len());
     }
 
+    /// The matrix, keeping the vectors' spare capacity (for a matrix that lives only as long
+    /// as the epoch, and whose vectors are then reused).
+    pub(crate) fn finish_in_place(self) -> SparseMatrix {
+        debug_assert_eq!(self.row_ptr.len(), self.n + 1);
+        SparseMatrix { n: self.n, row_ptr: self.row_ptr, cols: self.cols, vals: self.vals }
+    }
+
     pub(crate) fn finish(mut self) -> SparseMatrix {
         debug_assert_eq!(self.row_ptr.len(), self.n + 1);
         // Capacity is reserved for the worst case (say, previous bonds plus all new ones);
@@ -546,6 +711,45 @@ impl Iterator for NormalizedRow<'_> {
     }
 }
 
+/// Sums in four interleaved lanes: term k of a sequence goes to lane `k % 4`, and the total
+/// is `(lane 0 + lane 1) + (lane 2 + lane 3)`. A fixed order, so the result is the same on
+/// every machine, but four additions in flight instead of one: a plain sum along a row of
+/// 256 weights waits 256 times on the latency of an addition, which was a fifth of a small
+/// epoch.
+pub(crate) struct Lanes;
+
+impl Lanes {
+    /// `sum_k term(k)` over `k in 0..len`, in this order. `term` is called with k ascending,
+    /// so it may also write out what it computes.
+    #[inline]
+    pub(crate) fn sum_by(len: usize, mut term: impl FnMut(usize) -> f64) -> f64 {
+        Lanes::sum2_by(len, |k| (term(k), 0.0)).0
+    }
+
+    /// Two such sums over the same terms' index, side by side.
+    #[inline]
+    pub(crate) fn sum2_by(len: usize, mut terms: impl FnMut(usize) -> (f64, f64)) -> (f64, f64) {
+        // Unrolled by hand, so that each lane is a register of its own.
+        let (mut a, mut b) = ([0.0; 4], [0.0; 4]);
+        let full = len - len % 4;
+        let mut k = 0;
+        while k < full {
+            for lane in 0..4 {
+                let (x, y) = terms(k + lane);
+                a[lane] += x;
+                b[lane] += y;
+            }
+            k += 4;
+        }
+        for (lane, k) in (full..len).enumerate() {
+            let (x, y) = terms(k);
+            a[lane] += x;
+            b[lane] += y;
+        }
+        ((a[0] + a[1]) + (a[2] + a[3]), (b[0] + b[1]) + (b[2] + b[3]))
+    }
+}
+
 impl SparseMatrix {
     /// Row i scaled to sum to 1 (without its diagonal entry when `skip_diagonal`), computed on
     /// the spot: the row is summed, then iterated while it is still in cache. This lets a
@@ -555,20 +759,109 @@ impl SparseMatrix {
     /// Entry (i, j) is `w_ij * (1 / sum_i)`: one multiplication per entry instead of a
     /// division, which would be most of the cost of a pass; it can differ from `w_ij / sum_i`
     /// in the last bit. When `1 / sum_i` is not finite (a row of subnormal weights) the row
-    /// divides instead. The sum runs over j ascending, as a dense loop with `w_ii = 0` would.
-    /// Entries whose value is 0 (a row sum that overflowed to infinity, or a quotient that
-    /// underflowed) are skipped, so every item is `> 0`.
+    /// divides instead. The sum is taken in [`Lanes`] over the row's stored entries, the
+    /// skipped diagonal counting as +0. Entries whose value is 0 (a row sum that overflowed
+    /// to infinity, or a quotient that underflowed) are skipped, so every item is `> 0`.
     #[inline]
     pub(crate) fn normalized_row(&self, i: usize, skip_diagonal: bool) -> NormalizedRow<'_> {
         let (cols, vals) = self.row(i);
+        let (skip, sum) = self.row_sum_without(i, skip_diagonal);
+        NormalizedRow { cols: cols.iter(), vals: vals.iter(), skip, inv: 1.0 / sum, sum }
+    }
+
+    /// Row i's sum in [`Lanes`], its diagonal entry counting as +0 when `skip_diagonal`, and
+    /// the column to skip (i, or `usize::MAX`).
+    fn row_sum_without(&self, i: usize, skip_diagonal: bool) -> (usize, f64) {
+        let (cols, vals) = self.row(i);
         let skip = if skip_diagonal { i } else { usize::MAX };
-        let mut sum = 0.0;
-        for (&j, &v) in cols.iter().zip(vals) {
-            if j as usize != skip {
-                sum += v;
+        let d = if skip_diagonal { cols.binary_search(&(i as u32)).ok() } else { None };
+        let sum = match d {
+            Some(d) => Lanes::sum_by(vals.len(), |k| if k == d { 0.0 } else { vals[k] }),
+            None => Lanes::sum_by(vals.len(), |k| vals[k]),
+        };
+        (skip, sum)
+    }
+}
+
+impl RowsBuilder {
+    /// Appends to the current row row i of `w` normalised as [`SparseMatrix::normalized_row`]
+    /// gives it (diagonal skipped, zeros dropped), only its entries at the positions `keep`
+    /// (ascending) or all of them. Returns where the appended entries start.
+    pub(crate) fn push_normalized(&mut self, w: &SparseMatrix, i: usize, keep: Option<&[u32]>) -> usize {
+        let (cols, vals) = w.row(i);
+        let (_, sum) = w.row_sum_without(i, true);
+        let first = self.cols.len();
+        // A valid row's sum is never NaN.
+        if sum <= 0.0 {
+            return first;
+        }
+        let inv = 1.0 / sum;
+        let scale = |v: f64| if inv.is_finite() { v * inv } else { v / sum };
+        match keep {
+            None => {
+                // The row around its diagonal entry, as two straight copies.
+                let d = cols.binary_search(&(i as u32)).map_or(cols.len(), |d| d);
+                for span in [0..d, (d + 1).min(cols.len())..cols.len()] {
+                    self.cols.extend_from_slice(&cols[span.clone()]);
+                    if inv.is_finite() {
+                        self.vals.extend(vals[span].iter().map(|&v| v * inv));
+                    } else {
+                        self.vals.extend(vals[span].iter().map(|&v| v / sum));
+                    }
+                }
+            }
+            Some(keep) => {
+                for &k in keep {
+                    let k = k as usize;
+                    if cols[k] as usize != i {
+                        self.cols.push(cols[k]);
+                        self.vals.push(scale(vals[k]));
+                    }
+                }
             }
         }
-        NormalizedRow { cols: cols.iter(), vals: vals.iter(), skip, inv: 1.0 / sum, sum }
+        // Quotients that underflowed (rare).
+        self.drop_zeros_since(first);
+        first
+    }
+
+    /// Appends to the current row the entries `cols` (ascending), with values 0 for the caller
+    /// to fill in through the returned slice; [`RowsBuilder::drop_zeros_since`] then removes
+    /// those left at 0.
+    pub(crate) fn append_columns(&mut self, cols: &[u32]) -> &mut [f64] {
+        let first = self.cols.len();
+        self.cols.extend_from_slice(cols);
+        self.vals.resize(first + cols.len(), 0.0);
+        &mut self.vals[first..]
+    }
+
+    /// Removes the entries equal to 0 from position `first` on; true if there were any.
+    pub(crate) fn drop_zeros_since(&mut self, first: usize) -> bool {
+        // A fold rather than `contains`, whose early exit keeps the compiler from vectorising.
+        if !self.vals[first..].iter().fold(false, |zero, &v| zero | (v == 0.0)) {
+            return false;
+        }
+        let mut at = first;
+        for k in first..self.vals.len() {
+            if self.vals[k] != 0.0 {
+                self.cols[at] = self.cols[k];
+                self.vals[at] = self.vals[k];
+                at += 1;
+            }
+        }
+        self.cols.truncate(at);
+        self.vals.truncate(at);
+        true
+    }
+
+    /// The number of entries pushed so far.
+    pub(crate) fn len(&self) -> usize {
+        self.cols.len()
+    }
+
+    /// The entries appended to the current row since position `first`.
+    pub(crate) fn since(&self, first: usize) -> (&[u32], &[f64]) {
+        (&self.cols[first..], &self.vals[first..])
     }
 }
 
@@ -687,19 +980,47 @@ mod tests {
     }
 
     #[test]
-    fn in_place_column_normalisation_and_value_updates() {
-        // [[1, 3], [3, 0]]: column sums [4, 3]
-        let mut w = m(&[&[(0, 1.0), (1, 3.0)], &[(0, 3.0)]]);
-        let before = w.clone();
-        let sums = w.col_sums();
-        assert_eq!(sums, vec![4.0, 3.0]);
-        w.divide_columns(&sums);
-        assert_eq!(w.to_dense(), vec![vec![0.25, 1.0], vec![0.75, 0.0]]);
-        assert_eq!(w, before.col_normalized());
-        // min(v, [0.5, 0][j]): column 1 is clipped away entirely and dropped.
-        w.update_values(|_, j, v| v.min([0.5, 0.0][j]));
-        assert_eq!(w.to_dense(), vec![vec![0.25, 0.0], vec![0.5, 0.0]]);
+    fn builder_checks_sorted_rows_and_refuses_bad_ones_whole() {
+        let mut b = SparseMatrix::builder(3, 4);
+        b.push_row([(0, 1.0), (2, 0.0)]).unwrap();
+        // Each bad row is refused with the offending entry, and leaves no trace.
+        assert_eq!(
+            b.push_row([(1, 1.0), (3, 1.0)]),
+            Err(MechanismError::ColumnOutOfRange { row: 1, col: 3, n: 3 })
+        );
+        assert_eq!(b.push_row([(2, 1.0), (1, 1.0)]), Err(MechanismError::DuplicateColumn { row: 1, col: 1 }));
+        assert_eq!(b.push_row([(1, 1.0), (1, 2.0)]), Err(MechanismError::DuplicateColumn { row: 1, col: 1 }));
+        assert!(matches!(b.push_row([(0, f64::NAN)]), Err(MechanismError::BadWeight { row: 1, col: 0, .. })));
+        assert!(matches!(b.push_row([(0, -1.0)]), Err(MechanismError::BadWeight { row: 1, col: 0, .. })));
+        assert!(matches!(b.push_row([(0, f64::INFINITY)]), Err(MechanismError::BadWeight { .. })));
+        b.push_row([(1, 3.0)]).unwrap();
+        // Too few rows, then too many.
+        let mut short = SparseMatrix::builder(3, 0);
+        short.push_row([]).unwrap();
+        assert_eq!(short.finish(), Err(MechanismError::MatrixShape { rows: 1, expected: 3 }));
+        b.push_row([]).unwrap();
+        assert_eq!(b.push_row([]), Err(MechanismError::MatrixShape { rows: 4, expected: 3 }));
+        let w = b.finish().unwrap();
+        assert_eq!(w, m(&[&[(0, 1.0)], &[(1, 3.0)], &[]]));
         assert_eq!(w.nnz(), 2);
+    }
+
+    #[test]
+    fn deserialising_checks_the_invariants() {
+        let w = m(&[&[(1, 0.5)], &[(0, 2.0), (1, 1.0)]]);
+        let json = serde_json::to_string(&w).unwrap();
+        assert_eq!(serde_json::from_str::<SparseMatrix>(&json).unwrap(), w);
+        // The same text with a negative value, a column out of range, columns out of order and a
+        // row pointer past the end: each is refused, so no invalid matrix can exist.
+        for bad in [
+            json.replace("2.0", "-2.0"),
+            json.replace("\"cols\":[1,0,1]", "\"cols\":[1,0,7]"),
+            json.replace("\"cols\":[1,0,1]", "\"cols\":[1,1,0]"),
+            json.replace("\"row_ptr\":[0,1,3]", "\"row_ptr\":[0,1,4]"),
+        ] {
+            assert_ne!(bad, json);
+            assert!(serde_json::from_str::<SparseMatrix>(&bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -11,12 +11,13 @@
 //! The full computation and its choices are written on [`epoch`].
 
 use crate::error::{check_parameter, KAPPA_RANGE, MOVING_AVERAGE_RANGE};
-use crate::sparse::RowsBuilder;
+use crate::sparse::{Lanes, Parts, RowsBuilder};
 use crate::{
     normalized, split_emission, EpochInput, EpochOutput, Extras, MechanismError, MechanismState, SparseMatrix,
 };
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
+use std::cell::RefCell;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
@@ -106,26 +107,43 @@ impl YumaParams {
 ///   kappa = 0, where c_j is then the largest weight a staked peer gives j. If the stake on
 ///   the column's non-zero entries is below kappa, `c_j = 0` without selecting anything (at
 ///   most `k_max / kappa` columns pass this filter, whatever n is); the rest gather their
-///   (weight, stake) pairs and run an in-place weighted selection (see
-///   `weighted_quantile`: sampled brackets, median-of-three rounds, and a stable sort once
-///   rounds stop shrinking the range, so crafted weights cannot make it quadratic).
-///   Choice: the stake sums compared with kappa are f64 sums over peers in ascending index
-///   order, like every other sum here; the selection sums in its own order and is then
-///   checked against these (`settle_ties`), so c_j does not depend on how it was found. At
-///   kappa = 1 a column thus needs every staked peer, and whether their shares add up to
-///   1.0 exactly is decided by those sums.
+///   (weight, stake) pairs and run a weighted radix selection on the weights' bits (see
+///   `weighted_quantile`: at most 16 rounds of one pass each, whatever the weights, so crafted
+///   weights cannot make it slow). Choice: the stake sums compared with kappa are f64 sums
+///   over peers in ascending index order; the selection sums in its own order, and its
+///   verdict stands only where its sums clear kappa by more than any summation order can
+///   differ, the definition deciding the rest (`Selected::confirms`), so c_j does not depend
+///   on how it was found. At kappa = 1 a column thus needs every staked peer, and whether
+///   their shares add up to 1.0 exactly is decided by those sums.
 /// - clipped weights `Wc = min(W, c)` column-wise; validator trust `VT_i = sum_j wc_ij`
 ///   (subtensor's `row_sum(clipped_weights)`), returned in `validator_trust`.
 /// - ranks `R = Wc^T s_hat`; trust `T_j = R_j / P_j` (0 when `P_j = 0`); incentive
 ///   `I = normalized(R)`.
-/// - bonds: `dB` = Wc row-scaled by `s_hat`, column-normalised; `B = (1 - m) dB + m B_prev`
-///   with `m = bonds_moving_average`, then column-normalised again and returned in
-///   `state.bonds`. A column nobody backs this epoch keeps its previous holders' proportions.
+/// - bonds: `dB` = Wc row-scaled by `s_hat`, column-normalised; the previous bonds
+///   column-normalised too (subtensor's `inplace_col_normalize_sparse(bonds)`), so that each
+///   column of `B_prev` weighs m whatever it summed to; `B = (1 - m) dB + m B_prev` with
+///   `m = bonds_moving_average`, then column-normalised again and returned in `state.bonds`.
+///   The stored bonds come out of this step column-normalised, but a ledger that clears rows
+///   of them between epochs (a neuron replaced, a permit lost) hands back columns summing to
+///   less than 1: without the first normalisation those columns would give this epoch's dB
+///   the weight `(1 - m) / ((1 - m) + m sigma_j)` instead of `1 - m`. A column nobody backs
+///   this epoch keeps its previous holders' proportions.
 /// - dividends `D_i = sum_j B_ij I_j` (subtensor's `matmul_transpose(B, I)`), times `VT_i`
 ///   under [`DividendRule::ValidatorTrust`], 0 for peers that do not validate, normalised.
 /// - emission `E = split_emission(emission, I, D, server_share)`.
 ///
 /// Outputs: `ranks = R`, `trust = T`, `consensus = c`; `stake_scaling` stays empty.
+///
+/// When no column reaches consensus (`I = 0`, hence `D = B I = 0`), the epoch mints nothing:
+/// every entry of `emission` is 0 and a ledger withholds the epoch's emission. Subtensor pays
+/// such an epoch to validators by active stake instead. Choice, and why: an epoch pays for
+/// what the stake majority recognised as valuable (the papers' premise: new stake goes to the
+/// peers the majority values, and to the validators through the bonds they hold in them). A
+/// payout by stake when nothing is recognised would give validators the whole emission, where
+/// agreeing gives them `1 - server_share` of it: validators holding more than `1 - kappa` of
+/// the stake could double their share by withholding agreement (setting weights no majority
+/// shares), and stake would earn with no judgement behind it. Withholding leaves the emission
+/// unminted (issuance stays below the schedule, never above it).
 ///
 /// Not modelled here (a ledger concern, not the mechanism's): who holds a validator permit or
 /// is active (the ledger passes the mask), weights older than a neuron's registration, and
@@ -134,97 +152,93 @@ impl YumaParams {
 /// it, so the other holders' shares of those columns grow one epoch earlier (the neuron earns
 /// no dividends either way).
 ///
-/// Every sum that decides or makes up the result runs in ascending index order. Columns'
-/// selections and rows' dividends run on rayon's pool, each by the same sequential code, so
-/// the result is bit-identical for every thread count. It matches [`epoch_dense`] up to
-/// rounding: W is normalised by multiplying with `1 / row sum` rather than dividing, which
-/// moves weights by an ulp (and could, in principle, reorder two weights an ulp apart).
+/// Every sum runs in a fixed order: the stake sums that decide consensus over peers in
+/// ascending index order, the sums along a row (W's normalisation, VT, the payout `B I`) and
+/// along a column's pairs (P, R) in four interleaved lanes ([`Lanes`]), so they do not wait on
+/// one addition at a time. Columns' selections run on rayon's pool when there are many pairs,
+/// each by the same sequential code, so the result is bit-identical for every thread count. It
+/// matches [`epoch_dense`] up to rounding: W is normalised by multiplying with `1 / row sum`
+/// rather than dividing, and the bonds by reciprocals, which moves values by an ulp (and could,
+/// in principle, reorder two weights an ulp apart).
 ///
-/// Cost at n = 65,536 with 256 weights a row (16.8 M weights, see `benches/epoch.rs`): two
-/// passes over W (the first reads only column indices), a partial transpose of the columns
-/// that pass the filter, and passes over the clipped W and the bonds, which hold only the
-/// columns with consensus.
+/// Cost: two passes over W (the first reads only column indices), a partial transpose of the
+/// columns that pass the filter into (weight, stake) pairs, a selection of one or two passes
+/// over each column's pairs and one more for P and R, then one pass over the clipped W and the
+/// bonds together (new bonds, their normalisation, VT and the payout), after one over the
+/// previous bonds for their column sums. When the staked rows are dense (the production
+/// chain's shape at n = 256: validators weight everyone), the columns are gathered by walking
+/// those rows instead of transposing W (see `dense_block`). No copy of W is made, not for the validator mask
+/// either. `benches/epoch.rs` times it at the production chain's shapes, beside the dense
+/// reference (figures in the README's Benchmark section).
 pub fn epoch(p: &YumaParams, input: &EpochInput<'_>) -> Result<EpochOutput, MechanismError> {
     // Callable directly, not only through `Mechanism::epoch`: check the shared input too.
     input.validate()?;
     p.validate()?;
-    let masked = input.masked();
-    let input = &masked.apply(input);
-    let n = input.n();
-    let s = normalized(input.stake);
+    Ok(run(p, input))
+}
 
-    // Pass 1 over W, reading only its column indices: for each column the stake and number
-    // of staked peers weighting it, which decide whether it needs a median and size its
-    // buffer. Side by side, so each visit touches one cache line. A stored entry counts even
-    // if normalising would underflow it to 0: that only lets a column through the filter
-    // that then selects among its true values, so the result is unchanged.
-    let mut tally = vec![ColumnTally::default(); n];
-    for (i, &si) in s.iter().enumerate() {
-        let staked = (si > 0.0) as u32;
-        for &j in input.weights.row(i).0 {
-            let j = j as usize;
-            if j != i {
-                let t = &mut tally[j];
-                t.stake += si;
-                t.staked += staked;
-                t.entries += 1;
-            }
-        }
+/// [`epoch`] on an input and parameters already validated.
+pub(crate) fn run(p: &YumaParams, input: &EpochInput<'_>) -> EpochOutput {
+    let mut scratch = SCRATCH.with(|s| std::mem::take(&mut *s.borrow_mut()));
+    let out = run_in(p, input, &mut scratch);
+    if scratch.bytes() <= SCRATCH_KEPT_BYTES {
+        SCRATCH.with(|s| *s.borrow_mut() = scratch);
     }
+    out
+}
 
-    // Pass 2 over W: consensus, preranks where they matter, and W restricted to the columns
-    // that can have consensus, which is then clipped into Wc.
-    let Consensus { consensus, preranks, restricted } = consensus(input.weights, &s, &tally, p.kappa);
-    let mut clipped = restricted;
-    clipped.update_values(|_, j, wij| wij.min(consensus[j]));
+/// An epoch's largest working memory, kept per thread from one epoch to the next: a fresh
+/// allocation of that size costs a page fault per 4 KB on first touch (in this project's VM,
+/// about a third of the n = 256 epoch), and the allocator hands such blocks back to the system
+/// when they are freed. The results never depend on what it held: every element is written
+/// before it is read.
+#[derive(Default)]
+struct Scratch {
+    /// The columns' (weight, stake) pairs.
+    pairs: Vec<(f64, f64)>,
+    /// The vectors of the restricted W.
+    restricted: Parts,
+}
 
-    // Validator trust (row sums of Wc) and ranks R = Wc^T s_hat, over Wc only: every entry
-    // outside it is clipped to 0.
-    let mut ranks = vec![0.0; n];
-    let mut validator_trust = vec![0.0; n];
-    for (i, &si) in s.iter().enumerate() {
-        let (cols, vals) = clipped.row(i);
-        let mut row_sum = 0.0;
-        for (&j, &wc) in cols.iter().zip(vals) {
-            row_sum += wc;
-            ranks[j as usize] += wc * si;
-        }
-        validator_trust[i] = row_sum;
+impl Scratch {
+    fn bytes(&self) -> usize {
+        16 * self.pairs.capacity() + self.restricted.capacity_bytes()
     }
+}
+
+/// Scratch larger than this is let go after the epoch (an epoch of 65,536 peers weighting
+/// 256 each needs ~110 MB).
+const SCRATCH_KEPT_BYTES: usize = 1 << 28;
+
+thread_local! {
+    static SCRATCH: RefCell<Scratch> = RefCell::default();
+}
+
+fn run_in(p: &YumaParams, input: &EpochInput<'_>, scratch: &mut Scratch) -> EpochOutput {
+    // s_hat over the validating stake; the rows of peers that do not validate are skipped
+    // below instead of being removed from a copy of W.
+    let s = input.validating_stake();
+
+    // W restricted to the columns that can have consensus (Wc is this clipped on the fly) and,
+    // per column, consensus, preranks and ranks.
+    let Consensus { consensus, preranks, ranks, restricted } = if dense_block(input, &s) {
+        consensus_by_columns(input, &s, p.kappa, scratch)
+    } else {
+        consensus(input, &s, p.kappa, scratch)
+    };
+
     // R_j > 0 only where c_j > 0, and there `consensus` computed P_j; elsewhere T_j = 0.
     let trust: Vec<f64> =
         ranks.iter().zip(&preranks).map(|(&r, &pr)| if r > 0.0 && pr > 0.0 { r / pr } else { 0.0 }).collect();
     let incentive = normalized(&ranks);
 
-    // Bonds. dB_ij = wc_ij s_hat_i, and the column sums of dB are exactly R (the same products
-    // summed over i ascending), so dB is column-normalised by dividing by R_j while it is
-    // generated row by row and merged with B_prev.
-    let m = p.bonds_moving_average;
-    let mut bond_totals = vec![0.0; n];
-    let mut bonds = input.state.bonds.merge_generated_rows(
-        clipped.nnz(),
-        |i, out_cols, out_vals| {
-            let si = s[i];
-            if si == 0.0 {
-                return;
-            }
-            let (cols, vals) = clipped.row(i);
-            for (&j, &wc) in cols.iter().zip(vals) {
-                let db = wc * si;
-                if db > 0.0 {
-                    out_cols.push(j);
-                    out_vals.push(db / ranks[j as usize]);
-                }
-            }
-        },
-        |db, prev| (1.0 - m) * db + m * prev,
-        |j, b| bond_totals[j] += b,
-    );
-    bonds.divide_columns(&bond_totals);
-    let dividends = dividends(p, input, bonds.mul(&incentive), &validator_trust);
+    let Bonds { bonds, payout, validator_trust } =
+        bonds(p.bonds_moving_average, &input.state.bonds, &restricted, &s, &consensus, &ranks, &incentive);
+    scratch.restricted = restricted.into_parts();
+    let dividends = dividends(p, input, payout, &validator_trust);
 
     let emission = split_emission(input.emission, &incentive, &dividends, p.server_share);
-    Ok(EpochOutput {
+    EpochOutput {
         ranks,
         trust,
         consensus,
@@ -234,7 +248,7 @@ pub fn epoch(p: &YumaParams, input: &EpochInput<'_>) -> Result<EpochOutput, Mech
         emission,
         state: MechanismState { bonds, stake_scaling: Vec::new() },
         extras: Extras::None,
-    })
+    }
 }
 
 /// D from the bond payouts `B I`, by the rule of `p` and the validator mask of `input`.
@@ -260,8 +274,6 @@ struct ColumnTally {
     stake: f64,
     /// Entries from peers with stake: the column's (weight, stake) pairs for the median.
     staked: u32,
-    /// All entries, zero-stake peers' included: the column's share of the restricted W.
-    entries: u32,
 }
 
 /// What pass 2 of [`epoch`] computes.
@@ -271,9 +283,88 @@ struct Consensus {
     /// `P_j` for the columns that can have consensus (0 elsewhere, where `R_j = 0` and trust
     /// is 0 whatever `P_j` is).
     preranks: Vec<f64>,
-    /// W restricted to the columns that can have consensus (all rows, zero-stake ones too),
-    /// not yet clipped.
+    /// `R_j = sum_i min(w_ij, c_j) s_hat_i` (0 outside the columns that can have consensus).
+    ranks: Vec<f64>,
+    /// Normalised W restricted to the columns that can have consensus, over the rows of the
+    /// peers that validate (zero-stake ones too), not yet clipped.
     restricted: SparseMatrix,
+}
+
+/// Whether the staked peers' rows fill at least half of the block they span (staked rows x n
+/// columns), and that block is small: then [`consensus_by_columns`] gathers each column's
+/// pairs by walking all staked rows, which costs one step per cell of the block, instead of
+/// transposing W. At n = 256 with 64 validators weighting everyone that saves the column
+/// tally and the scattered writes of the transpose (a quarter of the epoch).
+fn dense_block(input: &EpochInput<'_>, s: &[f64]) -> bool {
+    let w = input.weights;
+    let (mut rows, mut entries) = (0usize, 0usize);
+    for (i, &si) in s.iter().enumerate() {
+        if si > 0.0 {
+            rows += 1;
+            entries += w.row(i).0.len();
+        }
+    }
+    let cells = rows.saturating_mul(w.n());
+    cells <= DENSE_BLOCK_CELLS && 2 * entries >= cells
+}
+
+/// The largest block of staked rows x columns [`consensus_by_columns`] walks (4 M cells: 16 MB
+/// of pairs, were they gathered at once).
+const DENSE_BLOCK_CELLS: usize = 1 << 22;
+
+/// [`consensus`] for a dense block of staked rows (see [`dense_block`]): W is normalised row by
+/// row into the restricted W (all its columns), then the columns are taken in ascending order,
+/// each gathering its (weight, stake) pairs from a cursor in every staked row, in ascending
+/// peer order (the same pairs as the transpose gives), and selecting at once while the pairs
+/// are in L1. Columns run on the calling thread: the block is small.
+fn consensus_by_columns(input: &EpochInput<'_>, s: &[f64], kappa: f64, scratch: &mut Scratch) -> Consensus {
+    let w = input.weights;
+    let n = w.n();
+    let validating: usize = (0..n).filter(|&i| input.validates(i)).map(|i| w.row(i).0.len()).sum();
+    let mut restricted = RowsBuilder::reusing(n, validating, std::mem::take(&mut scratch.restricted));
+    for i in 0..n {
+        if input.validates(i) {
+            restricted.push_normalized(w, i, None);
+        }
+        restricted.end_row();
+    }
+    let restricted = restricted.finish_in_place();
+
+    // Per staked row: where its cursor and its end are in the restricted W, and its stake.
+    let mut rows: Vec<(usize, usize, f64)> = (0..n)
+        .filter(|&i| s[i] > 0.0)
+        .map(|i| (restricted.row_start(i), restricted.row_start(i + 1), s[i]))
+        .collect();
+    let (cols, vals) = restricted.entries();
+    let mut consensus = vec![0.0; n];
+    let mut preranks = vec![0.0; n];
+    let mut ranks = vec![0.0; n];
+    if vals.is_empty() {
+        return Consensus { consensus, preranks, ranks, restricted };
+    }
+    let last = vals.len() - 1;
+    let mut column = vec![(0.0, 0.0); rows.len()];
+    let mut ws = Workspace::default();
+    for j in 0..n {
+        // Branch-free: every staked row writes its candidate pair, and only a row whose cursor
+        // sits on column j keeps it and moves on.
+        let mut found = 0;
+        for row in rows.iter_mut() {
+            let (k, end, si) = *row;
+            let hit = k < end && cols[k] as usize == j;
+            column[found] = (vals[k.min(last)], si);
+            found += hit as usize;
+            row.0 += hit as usize;
+        }
+        // No stake filter here (the block is dense: most columns qualify); a column whose
+        // weights carry too little stake selects c = 0, which `Selected::confirms` accepts
+        // when the stake is short of kappa by more than rounding.
+        if found > 0 {
+            let c = ColumnConsensus::new(&column[..found], &mut ws, kappa);
+            (consensus[j], preranks[j], ranks[j]) = (c.consensus, c.prerank, c.rank);
+        }
+    }
+    Consensus { consensus, preranks, ranks, restricted }
 }
 
 /// The consensus weight of every column (see [`epoch`]), in one more pass over W.
@@ -281,156 +372,252 @@ struct Consensus {
 /// Only a column whose non-zero entries carry at least kappa of the stake can have `c_j > 0`;
 /// since `sum_j stake_j = sum_i s_hat_i k_i <= max_i k_i`, at most `k_max / kappa` columns
 /// qualify, whatever n is. Their (weight, stake) pairs are gathered into one buffer (a
-/// partial transpose, in ascending row order), then each column computes `P_j` from its pairs
-/// and selects its quantile, independently and in parallel.
-fn consensus(w: &SparseMatrix, s: &[f64], tally: &[ColumnTally], kappa: f64) -> Consensus {
+/// partial transpose, in ascending row order) while the preranks are summed row by row, then
+/// each column selects its quantile, independently and in parallel.
+fn consensus(input: &EpochInput<'_>, s: &[f64], kappa: f64, scratch: &mut Scratch) -> Consensus {
+    let w = input.weights;
     let n = w.n();
+    // Pass 1 over W, reading only its column indices: for each column the stake and number
+    // of staked peers weighting it, which decide whether it needs a median and size its
+    // buffer. Side by side, so each visit touches one cache line. A stored entry counts even
+    // if normalising would underflow it to 0: that only lets a column through the filter
+    // that then selects among its true values, so the result is unchanged.
+    let mut tally = vec![ColumnTally::default(); n];
+    for (i, &si) in s.iter().enumerate() {
+        if si > 0.0 {
+            for &j in w.row(i).0 {
+                let j = j as usize;
+                if j != i {
+                    let t = &mut tally[j];
+                    t.stake += si;
+                    t.staked += 1;
+                }
+            }
+        }
+    }
+
     let mut consensus = vec![0.0; n];
     let mut preranks = vec![0.0; n];
+    let mut ranks = vec![0.0; n];
     let columns: Vec<usize> = (0..n).filter(|&j| tally[j].staked > 0 && tally[j].stake >= kappa).collect();
     if columns.is_empty() {
-        return Consensus { consensus, preranks, restricted: SparseMatrix::zeros(n) };
+        return Consensus {
+            consensus,
+            ranks: preranks.clone(),
+            preranks,
+            restricted: SparseMatrix::zeros(n),
+        };
     }
 
     // A bitmap of the qualifying columns (8 KB at n = 65,536: it stays in L1, where a lookup
     // table of n entries would miss cache on most of the 75-100% of entries that are not
-    // qualifying); slot[j] is j's place in `columns`, start[q] where its pairs begin.
+    // qualifying); start[q] is where the pairs of column `columns[q]` begin, next[j] where
+    // column j's next pair goes.
     let mut qualifies = vec![0u64; n.div_ceil(64)];
-    let mut slot = vec![0u32; n];
     let mut start = Vec::with_capacity(columns.len() + 1);
-    let (mut total, mut candidates) = (0, 0);
-    for (q, &j) in columns.iter().enumerate() {
+    let mut next = vec![0; n];
+    let mut total = 0;
+    for &j in &columns {
         qualifies[j / 64] |= 1 << (j % 64);
-        slot[j] = q as u32;
         start.push(total);
-        total += tally[j].staked as usize;
-        candidates += tally[j].entries as usize;
+        next[j] = total;
+        // One spare pair per column: with every column 2^k pairs long, the columns' write
+        // positions in the gather below would fall into the same few cache sets.
+        total += tally[j].staked as usize + 1;
     }
     start.push(total);
-    let mut next = start.clone();
-    let mut pairs = vec![(0.0, 0.0); total];
-    let mut restricted = RowsBuilder::with_capacity(n, candidates);
+    // The restricted W holds the pairs' entries plus those of validating rows without stake
+    // (bounded by their lengths).
+    let unstaked: usize =
+        (0..n).filter(|&i| s[i] == 0.0 && input.validates(i)).map(|i| w.row(i).0.len()).sum();
+    // Every pair a column reads is written first, so kept scratch needs no clearing.
+    if scratch.pairs.len() < total {
+        scratch.pairs.resize(total, (0.0, 0.0));
+    }
+    let pairs = &mut scratch.pairs[..total];
+    let mut restricted = RowsBuilder::reusing(n, total + unstaked, std::mem::take(&mut scratch.restricted));
     // Positions of a row's entries in qualifying columns. Collected without branching (write
     // every position, advance only on a hit): a hit is a coin flip the branch predictor
-    // cannot learn, and most entries are misses that need nothing else.
+    // cannot learn, and most entries are misses that need nothing else. When every column
+    // qualifies (small networks where validators weight everyone) every entry is a hit.
+    let every_column = columns.len() == n;
     let mut hits = Vec::new();
     for (i, &si) in s.iter().enumerate() {
-        let (cols, vals) = w.row(i);
-        hits.resize(cols.len() + 1, 0u32);
-        let mut found = 0;
-        for (k, &j) in cols.iter().enumerate() {
-            hits[found] = k as u32;
-            found += (qualifies[j as usize / 64] >> (j % 64) & 1) as usize;
+        if !input.validates(i) {
+            restricted.end_row();
+            continue;
         }
-        if found > 0 {
-            let row = w.normalized_row(i, true);
-            for &k in &hits[..found] {
-                let k = k as usize;
-                let j = cols[k] as usize;
-                let Some(wij) = row.value(j, vals[k]) else { continue };
-                restricted.push(j, wij);
-                if si > 0.0 {
-                    let next = &mut next[slot[j] as usize];
-                    pairs[*next] = (wij, si);
-                    *next += 1;
-                }
+        let keep = if every_column {
+            None
+        } else {
+            let cols = w.row(i).0;
+            hits.resize(cols.len() + 1, 0u32);
+            let mut found = 0;
+            for (k, &j) in cols.iter().enumerate() {
+                hits[found] = k as u32;
+                found += (qualifies[j as usize / 64] >> (j % 64) & 1) as usize;
+            }
+            Some(&hits[..found])
+        };
+        let first = restricted.push_normalized(w, i, keep);
+        if si > 0.0 {
+            let (cols, vals) = restricted.since(first);
+            for (&j, &wij) in cols.iter().zip(vals) {
+                let next = &mut next[j as usize];
+                pairs[*next] = (wij, si);
+                *next += 1;
             }
         }
         restricted.end_row();
     }
 
-    // Hand each column its own disjoint slice, so the columns can run in parallel.
-    let mut slices = Vec::with_capacity(columns.len());
-    let mut rest = pairs.as_mut_slice();
-    for q in 0..columns.len() {
-        let (column, tail) = rest.split_at_mut(start[q + 1] - start[q]);
-        // Entries whose normalised value underflowed were counted but not gathered.
-        slices.push(&mut column[..next[q] - start[q]]);
-        rest = tail;
+    // Each column's pairs, in ascending peer order (entries whose normalised value
+    // underflowed were counted but not gathered). The columns select in parallel, each by
+    // the same sequential code.
+    let column = |q: usize| &pairs[start[q]..next[columns[q]]];
+    let one = |ws: &mut Workspace, q: usize| ColumnConsensus::new(column(q), ws, kappa);
+    let per_column: Vec<ColumnConsensus> = if total < PARALLEL_PAIRS {
+        let mut ws = Workspace::default();
+        (0..columns.len()).map(|q| one(&mut ws, q)).collect()
+    } else {
+        (0..columns.len()).into_par_iter().with_min_len(64).map_init(Workspace::default, one).collect()
+    };
+    for (&j, c) in columns.iter().zip(per_column) {
+        (consensus[j], preranks[j], ranks[j]) = (c.consensus, c.prerank, c.rank);
     }
-    let results: Vec<(f64, f64)> = slices
-        .into_par_iter()
-        .map(|column| {
-            // P_j = sum_i w_ij s_hat_i over i ascending, before the selection reorders.
-            let (mut prerank, mut stake) = (0.0, 0.0);
-            for &(wij, si) in column.iter() {
-                prerank += wij * si;
-                stake += si;
-            }
-            (weighted_quantile(column, stake, kappa), prerank)
-        })
-        .collect();
-    for (&j, (c, prerank)) in columns.iter().zip(results) {
-        consensus[j] = c;
-        preranks[j] = prerank;
-    }
-    drop(pairs);
-    let restricted = restricted.finish();
-    settle_ties(&restricted, s, &columns, &slot, &mut consensus, kappa);
-    Consensus { consensus, preranks, restricted }
+    Consensus { consensus, preranks, ranks, restricted: restricted.finish_in_place() }
 }
 
-/// Makes the selected consensus weights exactly those of the definition.
+/// Below this many (weight, stake) pairs the columns select on the calling thread: handing
+/// them to rayon's pool and waiting for it costs tens of microseconds (two thread switches),
+/// as much as selecting ~10,000 pairs.
+const PARALLEL_PAIRS: usize = 1 << 16;
+
+/// One column's share of the epoch, from its (weight, stake) pairs in ascending peer order.
+struct ColumnConsensus {
+    consensus: f64,
+    /// `P_j = sum_i w_ij s_hat_i` and `R_j = sum_i min(w_ij, c_j) s_hat_i`, in [`Lanes`] over
+    /// the column's pairs in ascending peer order (peers without stake would add zeros).
+    prerank: f64,
+    rank: f64,
+}
+
+impl ColumnConsensus {
+    fn new(column: &[(f64, f64)], ws: &mut Workspace, kappa: f64) -> ColumnConsensus {
+        let selected = weighted_quantile(column, ws, kappa);
+        let c = if selected.confirms(kappa, column.len()) {
+            selected.value
+        } else {
+            // A near-tie (see `Selected::confirms`): rare, settled by the definition.
+            quantile_by_definition(column, kappa)
+        };
+        let (prerank, rank) = Lanes::sum2_by(column.len(), |k| {
+            let (w, s) = column[k];
+            (w * s, w.min(c) * s)
+        });
+        ColumnConsensus { consensus: c, prerank, rank }
+    }
+}
+
+/// What [`bonds`] computes.
+struct Bonds {
+    /// B, column-normalised.
+    bonds: SparseMatrix,
+    /// `(B I)_i`, in [`Lanes`] along row i.
+    payout: Vec<f64>,
+    /// `VT_i = sum_j min(w_ij, c_j)`, in [`Lanes`] along row i.
+    validator_trust: Vec<f64>,
+}
+
+/// The new bonds, the bond payouts `B I` and validator trust, in one pass over the clipped W
+/// and the previous bonds, row by row.
 ///
-/// The selection compares kappa with stake summed in the order its partitions leave the
-/// pairs; the definition sums stake over peers in ascending index order, as every other sum
-/// of the epoch does. The two orders round differently, so when a sum lands within rounding
-/// of kappa they can disagree. One pass over the restricted W (rows ascending) sums, for
-/// each column, the stake at or above its selected c and strictly above it; a column where
-/// these do not confirm c (a near-tie, rare) is settled by [`quantile_by_definition`]. After
-/// this c_j depends only on the input, not on how it was selected.
-fn settle_ties(
+/// `dB_ij = wc_ij s_hat_i` and the column sums of dB are exactly R (the same products summed
+/// over i ascending), so `dB_ij / R_j` is dB column-normalised; the previous bonds are
+/// column-normalised by their column sums `sigma_j`, from a pass over them first. Both
+/// normalised columns sum to 1 where they are not empty, so the column sums of
+/// `(1 - m) dB + m B_prev` are `tau_j = (1 - m) [R_j > 0] + m [sigma_j > 0]` and the final
+/// normalisation divides by tau_j as each entry is written: no pass to sum the new columns,
+/// none to divide them. (Dividing by the computed sums instead would move entries by a few
+/// ulps; the stored columns sum to 1 within rounding either way.) The payout `(B I)_i` and
+/// `VT_i` are summed while the row is in cache.
+fn bonds(
+    m: f64,
+    previous: &SparseMatrix,
     restricted: &SparseMatrix,
     s: &[f64],
-    columns: &[usize],
-    slot: &[u32],
-    consensus: &mut [f64],
-    kappa: f64,
-) {
-    let selected: Vec<f64> = columns.iter().map(|&j| consensus[j]).collect();
-    let mut at_or_above = vec![0.0; columns.len()];
-    let mut above = vec![0.0; columns.len()];
+    consensus: &[f64],
+    ranks: &[f64],
+    incentive: &[f64],
+) -> Bonds {
+    let n = restricted.n();
+    let prev_sums = previous.col_sums();
+    // Per column, what multiplies `wc_ij s_hat_i` and `b_prev_ij`: ((1 - m) / R_j) / tau_j and
+    // (m / sigma_j) / tau_j.
+    let (mut fresh, mut kept) = (vec![0.0; n], vec![0.0; n]);
+    for j in 0..n {
+        let (has_fresh, has_kept) = (ranks[j] > 0.0, prev_sums[j] > 0.0);
+        let tau = if has_fresh { 1.0 - m } else { 0.0 } + if has_kept { m } else { 0.0 };
+        if has_fresh {
+            fresh[j] = (1.0 - m) / ranks[j] / tau;
+        }
+        if has_kept {
+            kept[j] = m / prev_sums[j] / tau;
+        }
+    }
+
+    let mut payout = vec![0.0; n];
+    let mut validator_trust = vec![0.0; n];
+    let mut bonds = RowsBuilder::with_capacity(n, previous.nnz() + restricted.nnz());
     for (i, &si) in s.iter().enumerate() {
-        if si == 0.0 {
-            continue;
-        }
-        let (cols, vals) = restricted.row(i);
-        for (&j, &w) in cols.iter().zip(vals) {
-            let q = slot[j as usize] as usize;
-            at_or_above[q] += masked(si, w >= selected[q]);
-            above[q] += masked(si, w > selected[q]);
-        }
-    }
-    // c > 0 is right if the stake at or above it reaches kappa and the stake above it does
-    // not; c = 0 is right if the stake on all positive weights does not.
-    let failing: Vec<usize> = (0..columns.len())
-        .filter(|&q| !(above[q] < kappa && (selected[q] == 0.0 || at_or_above[q] >= kappa)))
-        .collect();
-    if failing.is_empty() {
-        return;
-    }
-    // Settle them all with one more pass over the rows: each failing column's pairs, in
-    // ascending peer order.
-    let mut place = vec![usize::MAX; columns.len()];
-    for (f, &q) in failing.iter().enumerate() {
-        place[q] = f;
-    }
-    let mut lists: Vec<Vec<(f64, f64)>> = vec![Vec::new(); failing.len()];
-    for (i, &si) in s.iter().enumerate() {
-        if si == 0.0 {
-            continue;
-        }
-        let (cols, vals) = restricted.row(i);
-        for (&j, &w) in cols.iter().zip(vals) {
-            let f = place[slot[j as usize] as usize];
-            if f != usize::MAX {
-                lists[f].push((w, si));
+        let (pc, pv) = previous.row(i);
+        let (rc, rv) = restricted.row(i);
+        let first = bonds.len();
+        let row_payout = |bonds: &RowsBuilder| {
+            let (cols, vals) = bonds.since(first);
+            Lanes::sum_by(cols.len(), |k| vals[k] * incentive[cols[k] as usize])
+        };
+        if pc == rc {
+            // The steady state: a validator holds bonds exactly where it weights. No merge, and
+            // VT and the payout summed in the same loop.
+            let out = bonds.append_columns(rc);
+            (validator_trust[i], payout[i]) = Lanes::sum2_by(rc.len(), |k| {
+                let j = rc[k] as usize;
+                let wc = rv[k].min(consensus[j]);
+                out[k] = wc * si * fresh[j] + pv[k] * kept[j];
+                (wc, out[k] * incentive[j])
+            });
+            if bonds.drop_zeros_since(first) {
+                // Entries that underflowed (rare) shift the lanes of the rest.
+                payout[i] = row_payout(&bonds);
             }
+        } else {
+            let (mut p, mut r) = (0, 0);
+            // Two sorted rows merged; an entry present in one only reads the other as 0.
+            while p < pc.len() || r < rc.len() {
+                let jp = pc.get(p).map_or(usize::MAX, |&j| j as usize);
+                let jr = rc.get(r).map_or(usize::MAX, |&j| j as usize);
+                let j = jp.min(jr);
+                let mut b = 0.0;
+                if jr == j {
+                    // 0 where c_j = 0 clips the weight away.
+                    b = rv[r].min(consensus[j]) * si * fresh[j];
+                    r += 1;
+                }
+                if jp == j {
+                    b += pv[p] * kept[j];
+                    p += 1;
+                }
+                if b > 0.0 {
+                    bonds.push(j, b);
+                }
+            }
+            validator_trust[i] = Lanes::sum_by(rc.len(), |k| rv[k].min(consensus[rc[k] as usize]));
+            payout[i] = row_payout(&bonds);
         }
+        bonds.end_row();
     }
-    for (&q, list) in failing.iter().zip(&lists) {
-        consensus[columns[q]] = quantile_by_definition(list, kappa);
-    }
+    Bonds { bonds: bonds.finish(), payout, validator_trust }
 }
 
 /// The consensus weight straight from its definition, on one column's (weight, stake) pairs
@@ -447,179 +634,166 @@ fn quantile_by_definition(column: &[(f64, f64)], kappa: f64) -> f64 {
     candidates.get(k).copied().unwrap_or(0.0)
 }
 
+/// What [`weighted_quantile`] found: the weight and the stake sums that decided it, each
+/// summed in the order the selection met the pairs.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Selected {
+    /// The weight x, or 0 when no weight gathers kappa.
+    value: f64,
+    /// Stake of the pairs with weight > x (with x = 0: all of them).
+    above: f64,
+    /// Stake of the pairs with weight >= x.
+    at_or_above: f64,
+}
+
+impl Selected {
+    /// Whether the definition, which sums the same `m` stakes in ascending peer order, must
+    /// give the same x.
+    ///
+    /// The selection compares kappa with stake summed in the order its rounds meet the pairs;
+    /// the definition sums stake over peers in ascending index order, as every other sum of
+    /// the epoch does. The two orders round differently, so when a sum lands within rounding
+    /// of kappa they can disagree. Any two orders of summing m non-negative terms differ by
+    /// at most `2 gamma_{m-1}` of their total (Higham, "Accuracy and Stability of Numerical
+    /// Algorithms", §4.2), so where the selection's sums clear kappa by more than that, the
+    /// ascending sums agree and x stands (x = 0 stands where the whole column's stake falls
+    /// short); the other columns (near-ties) are settled by [`quantile_by_definition`]. Either
+    /// way c_j depends only on the input, not on how it was selected.
+    fn confirms(&self, kappa: f64, m: usize) -> bool {
+        // 2 gamma_{m-1} <= 2 m u / (1 - m u) < 4 m u = 2 m EPSILON for every m this can see;
+        // the sums are at most 1 (shares of s_hat) up to the same rounding.
+        let tolerance = 2.0 * (m as f64) * f64::EPSILON;
+        if self.value == 0.0 {
+            // Nothing reached kappa: right if all the stake falls short of it by more than
+            // rounding.
+            return self.above < kappa - tolerance;
+        }
+        self.above < kappa - tolerance && self.at_or_above >= kappa + tolerance
+    }
+}
+
+/// Working space of [`weighted_quantile`], kept by the caller so that a run of columns
+/// allocates it once.
+#[derive(Default)]
+struct Workspace {
+    /// The pairs kept by the last two rounds (each round reads one and fills the other).
+    kept: [Vec<(f64, f64)>; 2],
+    /// Per bucket: its stake, and the last pair put in it (`NONE` for none).
+    stake: Vec<f64>,
+    head: Vec<u32>,
+    /// Per pair: the pair put in the same bucket before it.
+    link: Vec<u32>,
+}
+
+const NONE: u32 = u32::MAX;
+
 /// The largest weight x among `pairs` (weight > 0, stake > 0) such that the pairs with
-/// weight >= x hold at least `kappa` of the stake, or 0 when none does. `stake` is the pairs'
-/// total stake (it only steers the search). Reorders `pairs`.
-fn weighted_quantile(pairs: &mut [(f64, f64)], stake: f64, kappa: f64) -> f64 {
-    // Each round shrinks the range by a large factor on ordinary inputs; ~2 log2(len) rounds
-    // without finishing means the pivots are being defeated, so finish by sorting instead.
-    let budget = 2 * (usize::BITS - pairs.len().leading_zeros()) as usize + 4;
-    weighted_quantile_with_budget(pairs, stake, kappa, budget)
-}
-
-/// Ranges this short are sorted: cheaper than another round of partitioning.
-const SORT_AT_MOST: usize = 16;
-/// Pairs sampled to estimate a bracket around the answer, and how many sampled weights on
-/// either side of the estimate the bracket spans (about the estimate's standard error).
-const SAMPLE: usize = 256;
-const SAMPLE_MARGIN: usize = 16;
-
-fn weighted_quantile_with_budget(pairs: &mut [(f64, f64)], stake: f64, kappa: f64, mut budget: usize) -> f64 {
-    // Invariant: the answer, if any, is a weight in pairs[lo..hi]; `above` is the stake of the
-    // pairs set aside for having larger weights than any in the range, `stake` (roughly) the
-    // range's own.
-    let (mut lo, mut hi, mut above, mut stake) = (0, pairs.len(), 0.0, stake);
-    while lo < hi {
-        let range = &mut pairs[lo..hi];
-        if range.len() <= SORT_AT_MOST || budget == 0 {
-            return quantile_by_sorting(range, above, kappa);
+/// weight >= x hold at least `kappa` of the stake, or 0 when none does. Leaves `pairs` as
+/// they are.
+///
+/// A radix selection on the weights' bits (a positive f64 orders as its bit pattern does):
+/// each round spreads the range's span of bit patterns over up to 2^11 buckets, sums the
+/// stake per bucket while chaining each bucket's pairs into a list, walks the buckets from
+/// the top to the one where the stake reaches kappa, and keeps only that bucket's pairs. A
+/// round is one pass over the range, and no comparison can be defeated: each round divides
+/// the span of bit patterns by the number of buckets (at least 16), so after at most 16
+/// rounds the range holds one weight, whatever the weights. On ordinary columns one round
+/// leaves a handful of pairs, which are sorted.
+fn weighted_quantile(pairs: &[(f64, f64)], ws: &mut Workspace, kappa: f64) -> Selected {
+    let Workspace { kept, stake, head, link } = ws;
+    let [mut src, mut dst] = std::mem::take(kept);
+    // `above`: the stake of the pairs set aside for having larger weights than the range.
+    let mut above = 0.0;
+    let mut range = pairs;
+    let selected = loop {
+        if range.len() <= SORT_AT_MOST {
+            dst.clear();
+            dst.extend_from_slice(range);
+            break quantile_by_sorting(&mut dst, above, kappa);
         }
-        budget -= 1;
-
-        // First try to cut the range down to a narrow bracket [low, high] around the answer,
-        // estimated from an evenly spaced sample (Floyd and Rivest's idea): one pass then
-        // keeps ~1/8 of the range. The sums decide whether the answer is really inside; if
-        // the sample misjudged the stake, a plain round below follows instead.
-        if range.len() >= 4 * SAMPLE {
-            if let Some((low, high)) = sample_bracket(range, stake, kappa - above) {
-                let (inside, stake_above, stake_inside) = partition_between(range, low, high);
-                if above + stake_above < kappa && above + stake_above + stake_inside >= kappa {
-                    above += stake_above;
-                    stake = stake_inside;
-                    hi = lo + inside;
-                    continue;
-                }
+        let (lo, hi) = bit_bounds(range);
+        // Bucket b holds the bit patterns lo + [b << shift, (b + 1) << shift).
+        let bits = range.len().ilog2().clamp(4, 11);
+        let shift = (u64::BITS - (hi - lo).leading_zeros()).saturating_sub(bits);
+        let buckets = ((hi - lo) >> shift) as usize + 1;
+        stake.clear();
+        stake.resize(buckets, 0.0);
+        head.clear();
+        head.resize(buckets, NONE);
+        link.resize(range.len(), NONE);
+        for (k, &(w, s)) in range.iter().enumerate() {
+            let b = ((w.to_bits() - lo) >> shift) as usize;
+            stake[b] += s;
+            link[k] = head[b];
+            head[b] = k as u32;
+        }
+        // The highest bucket whose stake, with all above it, reaches kappa holds the answer.
+        let Some(b) = (0..buckets).rev().find(|&b| {
+            let reached = above + stake[b] >= kappa;
+            if !reached {
+                above += stake[b];
             }
+            reached
+        }) else {
+            // Not even the whole range reaches kappa.
+            break Selected { value: 0.0, above, at_or_above: above };
+        };
+        if shift == 0 {
+            // A bucket per bit pattern: every pair in bucket b has the same weight.
+            let at_or_above = above + stake[b];
+            break Selected { value: f64::from_bits(lo + ((b as u64) << shift)), above, at_or_above };
         }
-
-        let pivot = median_of_three(range[0].0, range[range.len() / 2].0, range[range.len() - 1].0);
-        let (gt, stake_gt, stake_eq) = partition_above(range, pivot);
-        if gt > 0 && above + stake_gt >= kappa {
-            // The smallest weight above the pivot already qualifies: the answer is above it.
-            // (With nothing above the pivot, as at kappa = 0 on the largest weight, the pivot
-            // itself is the candidate and the next branch decides.)
-            hi = lo + gt;
-            stake = stake_gt;
-        } else if above + stake_gt + stake_eq >= kappa {
-            return pivot;
-        } else {
-            // The answer is below the pivot: set the pivot's ties aside with the larger weights.
-            let ties = partition_ties(&mut range[gt..], pivot);
-            above += stake_gt + stake_eq;
-            stake -= stake_gt + stake_eq;
-            lo += gt + ties;
+        dst.clear();
+        let mut k = head[b];
+        while k != NONE {
+            dst.push(range[k as usize]);
+            k = link[k as usize];
         }
-    }
-    0.0
+        std::mem::swap(&mut src, &mut dst);
+        range = &src;
+    };
+    *kept = [src, dst];
+    selected
 }
 
-/// Estimates `(low, high)` weights that bracket the answer, from `SAMPLE` evenly spaced pairs
-/// of `range` (whose stake is `stake`; `need` is the stake the answer must gather from the
-/// range's top). `None` if the sample carries no stake to scale by.
-fn sample_bracket(range: &[(f64, f64)], stake: f64, need: f64) -> Option<(f64, f64)> {
-    let mut sample = [(0.0, 0.0); SAMPLE];
-    for (t, slot) in sample.iter_mut().enumerate() {
-        *slot = range[t * range.len() / SAMPLE];
-    }
-    // Stable, so the estimate depends on nothing but the input.
-    sample.sort_by(|a, b| b.0.total_cmp(&a.0));
-    let sample_stake: f64 = sample.iter().map(|p| p.1).sum();
-    if !(sample_stake > 0.0 && stake > 0.0) {
-        return None;
-    }
-    let target = need * (sample_stake / stake);
-    let mut gathered = 0.0;
-    let mut q = SAMPLE - 1;
-    for (t, p) in sample.iter().enumerate() {
-        gathered += p.1;
-        if gathered >= target {
-            q = t;
-            break;
+/// Ranges this short are sorted: cheaper than another round of buckets.
+const SORT_AT_MOST: usize = 16;
+
+/// The smallest and largest bit patterns of the weights in `range`.
+fn bit_bounds(range: &[(f64, f64)]) -> (u64, u64) {
+    // Four running minima and maxima, so that the comparisons do not wait on each other.
+    let (mut lo, mut hi) = ([u64::MAX; 4], [0; 4]);
+    let mut chunks = range.chunks_exact(4);
+    for chunk in &mut chunks {
+        for (lane, p) in chunk.iter().enumerate() {
+            lo[lane] = lo[lane].min(p.0.to_bits());
+            hi[lane] = hi[lane].max(p.0.to_bits());
         }
     }
-    let high = if q >= SAMPLE_MARGIN { sample[q - SAMPLE_MARGIN].0 } else { f64::INFINITY };
-    let low = if q + SAMPLE_MARGIN < SAMPLE { sample[q + SAMPLE_MARGIN].0 } else { 0.0 };
-    Some((low, high))
+    for p in chunks.remainder() {
+        lo[0] = lo[0].min(p.0.to_bits());
+        hi[0] = hi[0].max(p.0.to_bits());
+    }
+    (lo.into_iter().min().unwrap_or(u64::MAX), hi.into_iter().max().unwrap_or(0))
 }
 
 /// Walks the range in descending weight order (stable, so the order of equal weights and thus
 /// of the stake sums is fixed), one group of equal weights at a time.
-fn quantile_by_sorting(range: &mut [(f64, f64)], mut above: f64, kappa: f64) -> f64 {
+fn quantile_by_sorting(range: &mut [(f64, f64)], mut above: f64, kappa: f64) -> Selected {
     range.sort_by(|a, b| b.0.total_cmp(&a.0));
     let mut k = 0;
     while k < range.len() {
         let x = range[k].0;
+        let before = above;
         while k < range.len() && range[k].0 == x {
             above += range[k].1;
             k += 1;
         }
         if above >= kappa {
-            return x;
+            return Selected { value: x, above: before, at_or_above: above };
         }
     }
-    0.0
-}
-
-fn median_of_three(a: f64, b: f64, c: f64) -> f64 {
-    a.max(b).min(a.min(b).max(c))
-}
-
-/// Moves the pairs with weight above `pivot` to the front of `range`, and returns how many
-/// they are, their stake and the stake of the pivot's ties (summed in the order the loop
-/// meets them, which is fixed).
-///
-/// Branch-free (Lomuto's scheme as in Alexandrescu's "Lomuto's Comeback"): whether a weight
-/// is above the pivot is a coin flip the branch predictor cannot learn, and mispredictions
-/// cost more than the rest of the loop.
-fn partition_above(range: &mut [(f64, f64)], pivot: f64) -> (usize, f64, f64) {
-    let (mut first, mut stake_gt, mut stake_eq) = (0, 0.0, 0.0);
-    for k in 0..range.len() {
-        let pair = range[k];
-        let above = pair.0 > pivot;
-        // The stake or +0.0, selected by a bit mask: written as an `if`, the compiler emits a
-        // branch. Adding an exact +0.0 leaves a sum's bits unchanged, so these are the plain
-        // sums of the selected stakes.
-        stake_gt += masked(pair.1, above);
-        stake_eq += masked(pair.1, pair.0 == pivot);
-        // range[..first] is above the pivot, range[first..k] is not: swap the pair to `first`
-        // (what was there is not above, so it may go to k) and keep it in front only if it is.
-        range.swap(k, first);
-        first += above as usize;
-    }
-    (first, stake_gt, stake_eq)
-}
-
-/// Moves the pairs with `low <= weight <= high` to the front of `range`, and returns how many
-/// they are, the stake above `high` and the stake inside. Branch-free, as [`partition_above`].
-fn partition_between(range: &mut [(f64, f64)], low: f64, high: f64) -> (usize, f64, f64) {
-    let (mut first, mut stake_above, mut stake_inside) = (0, 0.0, 0.0);
-    for k in 0..range.len() {
-        let pair = range[k];
-        let inside = (low <= pair.0) & (pair.0 <= high);
-        stake_above += masked(pair.1, pair.0 > high);
-        stake_inside += masked(pair.1, inside);
-        range.swap(k, first);
-        first += inside as usize;
-    }
-    (first, stake_above, stake_inside)
-}
-
-/// `x` if `keep`, else +0.0 (for `x >= 0`), without a branch.
-#[inline]
-fn masked(x: f64, keep: bool) -> f64 {
-    f64::from_bits(x.to_bits() & 0u64.wrapping_sub(keep as u64))
-}
-
-/// Moves the pairs whose weight equals `pivot` to the front of `range` (which holds no weight
-/// above it) and returns how many they are. Branch-free, as [`partition_above`].
-fn partition_ties(range: &mut [(f64, f64)], pivot: f64) -> usize {
-    let mut first = 0;
-    for k in 0..range.len() {
-        let pair = range[k];
-        range.swap(k, first);
-        first += (pair.0 == pivot) as usize;
-    }
-    first
+    Selected { value: 0.0, above, at_or_above: above }
 }
 
 /// Dense reference of [`epoch`]: the same equations as textbook loops over n x n matrices,
@@ -715,7 +889,10 @@ pub fn epoch_dense(p: &YumaParams, input: &EpochInput<'_>) -> Result<EpochOutput
         }
     }
     column_normalise(&mut delta);
-    let prev = input.state.bonds.to_dense();
+    // The previous bonds column-normalised first, as subtensor does: a ledger may have cleared
+    // some of their rows.
+    let mut prev = input.state.bonds.to_dense();
+    column_normalise(&mut prev);
     let m = p.bonds_moving_average;
     let mut bonds = vec![vec![0.0; n]; n];
     for i in 0..n {
@@ -841,6 +1018,55 @@ mod tests {
     }
 
     #[test]
+    fn cleared_bond_rows_do_not_inflate_this_epochs_bonds() {
+        // four_peers, after a ledger cleared bond entries of replaced neurons: peer 2's bond in
+        // column 2 and peer 3's in column 3 (0.25 each) are gone, so both columns of B_prev
+        // sum to 0.75: B_prev = {0: {2: 0.5, 3: 0.25}, 1: {2: 0.25, 3: 0.25}, 2: {3: 0.25}}.
+        // Normalised first (subtensor's inplace_col_normalize_sparse), B_prev's column 2 is
+        // [2/3, 1/3, 0], column 3 [1/3, 1/3, 1/3]; dB (four_peers_by_hand) is [4/7, 3/7, 0] and
+        // [8/15, 3/15, 4/15].
+        // col 2: B = 0.1 dB + 0.9 B_prev = [4/70 + 42/70, 3/70 + 21/70, 0] = [23/35, 12/35, 0]
+        // col 3: [8/150 + 45/150, 3/150 + 45/150, 4/150 + 45/150] = [53/150, 48/150, 49/150]
+        // Both already sum to 1. With I = [0, 0, 14/29, 15/29]:
+        // D_0 = 23/35 14/29 + 53/150 15/29 = (9.2 + 5.3) / 29 = 14.5 / 29
+        // D_1 = 12/35 14/29 + 48/150 15/29 = (4.8 + 4.8) / 29 = 9.6 / 29
+        // D_2 = 49/150 15/29 = 4.9 / 29
+        // Mixed in unnormalised, each column would weigh dB by 0.1 / (0.1 + 0.9 * 0.75) = 0.129
+        // instead of 0.1, and D_0 would come out as 14.548 / 29.
+        let (w, stake) = four_peers();
+        let prev = MechanismState {
+            bonds: SparseMatrix::from_rows(
+                4,
+                [vec![(2, 0.5), (3, 0.25)], vec![(2, 0.25), (3, 0.25)], vec![(3, 0.25)], vec![]],
+            )
+            .unwrap(),
+            stake_scaling: Vec::new(),
+        };
+        let out = run(&YumaParams::default(), &w, &stake, 1.0, &prev);
+        let t = 1e-12;
+        assert_close(&out.dividends, &[14.5 / 29.0, 9.6 / 29.0, 4.9 / 29.0, 0.0], t);
+        let b = out.state.bonds.to_dense();
+        assert_close(
+            &[b[0][2], b[1][2], b[0][3], b[1][3], b[2][3]],
+            &[23.0 / 35.0, 12.0 / 35.0, 53.0 / 150.0, 48.0 / 150.0, 49.0 / 150.0],
+            t,
+        );
+        // Only the proportions within B_prev's columns matter, not what they sum to.
+        let tripled: Vec<Vec<(usize, f64)>> = (0..4)
+            .map(|i| {
+                prev.bonds
+                    .row(i)
+                    .0
+                    .iter()
+                    .map(|&j| (j as usize, 3.0 * prev.bonds.get(i, j as usize)))
+                    .collect()
+            })
+            .collect();
+        let tripled = MechanismState { bonds: SparseMatrix::from_rows(4, tripled).unwrap(), ..prev.clone() };
+        assert_close(&run(&YumaParams::default(), &w, &stake, 1.0, &tripled).dividends, &out.dividends, t);
+    }
+
+    #[test]
     fn bonds_move_by_the_moving_average() {
         // As above, but peer 2 held all of peer 2's bonds before: B_prev = {peer 2: {2: 1}}.
         // col 2: B = 0.1 [4/7, 3/7, 0] + 0.9 [0, 0, 1] = [0.4/7, 0.3/7, 0.9], already summing to 1
@@ -876,10 +1102,13 @@ mod tests {
         assert_close(&out.dividends, &[0.0, 1.0 / 3.0, 1.0 / 3.0, 1.0 / 3.0], 1e-15);
     }
 
-    /// `weighted_quantile` with the total stake it needs.
     fn quantile(pairs: &mut [(f64, f64)], kappa: f64) -> f64 {
-        let stake = pairs.iter().map(|p| p.1).sum();
-        weighted_quantile(pairs, stake, kappa)
+        weighted_quantile(pairs, &mut Workspace::default(), kappa).value
+    }
+
+    /// The answer by sorting, for comparison.
+    fn sorted_quantile(pairs: &[(f64, f64)], kappa: f64) -> f64 {
+        quantile_by_sorting(&mut pairs.to_vec(), 0.0, kappa).value
     }
 
     #[test]
@@ -902,10 +1131,8 @@ mod tests {
     fn weighted_quantile_survives_adversarial_orders() {
         // Ascending, descending, organ-pipe and sawtooth orders of n weights with equal stake
         // (2^-11 each for n = 2048, so every partial sum is exact); whatever the order and the
-        // ties, the answer at kappa = 1/2 is the (n/2)th weight from the top. n = 2048 takes
-        // the sampled-bracket rounds, n = 512 the median-of-three rounds, and a budget of 0
-        // the sorting fallback.
-        for n in [2048usize, 512] {
+        // ties, the answer at kappa = 1/2 is the (n/2)th weight from the top.
+        for n in [2048usize, 512, 64] {
             let stake = 1.0 / n as f64;
             let orders: Vec<Vec<f64>> = vec![
                 (0..n).map(|k| k as f64 + 1.0).collect(),
@@ -918,7 +1145,7 @@ mod tests {
                 sorted.sort_by(|a, b| b.total_cmp(a));
                 let pairs: Vec<(f64, f64)> = weights.iter().map(|&x| (x, stake)).collect();
                 assert_eq!(quantile(&mut pairs.clone(), 0.5), sorted[n / 2 - 1]);
-                assert_eq!(weighted_quantile_with_budget(&mut pairs.clone(), 1.0, 0.5, 0), sorted[n / 2 - 1]);
+                assert_eq!(sorted_quantile(&pairs, 0.5), sorted[n / 2 - 1]);
             }
             let mut equal = vec![(0.25, stake); n];
             assert_eq!(quantile(&mut equal, 0.5), 0.25);
@@ -926,20 +1153,44 @@ mod tests {
     }
 
     #[test]
-    fn weighted_quantile_recovers_from_a_misleading_sample() {
-        // The sample reads every 8th pair (positions 0, 8, 16, ...): hide almost all the stake
-        // in pairs it never sees, at the top weights, so its bracket lands far too low.
-        // Weights are k + 1 at position k; positions 2041..2047 (weights 2042..2048) hold
-        // stake 1 each, the rest 1e-6. At kappa 1/2 of the total (~7.002) the top 4 suffice:
-        // the answer is 2045.
+    fn weighted_quantile_survives_spread_and_clustered_bits() {
+        // Bucketing is by bit pattern, so try what could make it slow or wrong: weights over
+        // a thousand binades (2^-k), a cluster an ulp wide beside one far outlier (every round
+        // but the last puts the cluster in one bucket), weights in adjacent bit patterns, and
+        // the smallest subnormals. Each is checked against sorting at several kappa.
+        let geometric: Vec<(f64, f64)> = (0..1000).map(|k| (libm::exp2(-(k as f64)), 1.0)).collect();
+        let mut clustered: Vec<(f64, f64)> =
+            (0..500).map(|k| (f64::from_bits(0.25f64.to_bits() + k % 3), 1.0 + (k % 5) as f64)).collect();
+        clustered.push((1e300, 0.5));
+        let adjacent: Vec<(f64, f64)> =
+            (0..300).map(|k| (f64::from_bits(1.0f64.to_bits() + k), 1.0)).collect();
+        let subnormal: Vec<(f64, f64)> =
+            (1..100).map(|k| (f64::from_bits(k), (k % 4) as f64 + 1.0)).collect();
+        for pairs in [geometric, clustered, adjacent, subnormal] {
+            let total: f64 = pairs.iter().map(|p| p.1).sum();
+            for share in [0.0, 0.001, 0.25, 0.5, 0.999, 1.0] {
+                let kappa = share * total;
+                assert_eq!(
+                    quantile(&mut pairs.clone(), kappa),
+                    sorted_quantile(&pairs, kappa),
+                    "share {share}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn weighted_quantile_finds_stake_hidden_at_the_top() {
+        // Almost all the stake sits on the top 7 of 2048 weights: weights are k + 1 at
+        // position k; positions 2041..2047 (weights 2042..2048) hold stake 1 each, the rest
+        // 1e-6. At kappa 1/2 of the total (~7.002) the top 4 suffice: the answer is 2045.
         let n = 2048;
         let pairs: Vec<(f64, f64)> =
             (0..n).map(|k| (k as f64 + 1.0, if k > 2040 { 1.0 } else { 1e-6 })).collect();
         let total: f64 = pairs.iter().map(|p| p.1).sum();
-        let mut sorted = pairs.clone();
-        let want = quantile_by_sorting(&mut sorted, 0.0, 0.5 * total);
+        let want = sorted_quantile(&pairs, 0.5 * total);
         assert_eq!(want, 2045.0);
-        assert_eq!(weighted_quantile(&mut pairs.clone(), total, 0.5 * total), want);
+        assert_eq!(quantile(&mut pairs.clone(), 0.5 * total), want);
     }
 
     #[test]
@@ -988,6 +1239,44 @@ mod tests {
             // No new bonds: the old ones decay by m and are renormalised back to [1/2, 1/2].
             assert_eq!(out.state.bonds.to_dense()[0], vec![0.0, 0.5, 0.0]);
         }
+    }
+
+    #[test]
+    fn no_consensus_mints_nothing_so_withholding_agreement_does_not_pay() {
+        // Validators 0, 1 and 2 (stake 1 each) and servers 3, 4, 5. Agreeing, each validator
+        // weights all three servers alike: every column reaches consensus, servers take half the
+        // emission by incentive and the validators the other half by dividends.
+        let agree = SparseMatrix::from_rows(
+            6,
+            (0..6).map(|i| if i < 3 { vec![(3, 1.0), (4, 1.0), (5, 1.0)] } else { vec![] }),
+        )
+        .unwrap();
+        // Withholding agreement, each backs a different server: no column carries kappa = 1/2
+        // of the stake, so no column has consensus.
+        let withhold =
+            SparseMatrix::from_rows(6, (0..6).map(|i| if i < 3 { vec![(i + 3, 1.0)] } else { vec![] }))
+                .unwrap();
+        let stake = [1.0, 1.0, 1.0, 0.0, 0.0, 0.0];
+        let genesis = MechanismState::genesis(6);
+        let validators_share = |out: &EpochOutput| out.emission[..3].iter().sum::<f64>();
+
+        let agreed = run(&YumaParams::default(), &agree, &stake, 30.0, &genesis);
+        assert_close(&agreed.emission, &[5.0, 5.0, 5.0, 5.0, 5.0, 5.0], 1e-12);
+        assert!((validators_share(&agreed) - 15.0).abs() < 1e-12);
+
+        // The epoch without consensus pays nobody: no incentive, no dividends, no emission
+        // (subtensor would pay all 30 to the validators by stake, twice what agreeing earns).
+        let withheld = run(&YumaParams::default(), &withhold, &stake, 30.0, &genesis);
+        assert_eq!(withheld.consensus, vec![0.0; 6]);
+        assert_eq!((withheld.incentive.clone(), withheld.dividends.clone()), (vec![0.0; 6], vec![0.0; 6]));
+        assert_eq!(withheld.emission, vec![0.0; 6]);
+        assert_eq!(validators_share(&withheld), 0.0);
+        // Nothing is clipped to a consensus of 0 that was not chosen: the validators' rows
+        // simply find no majority, so their validator trust is 0 too.
+        assert_eq!(withheld.validator_trust, vec![0.0; 6]);
+        // Through `Mechanism::epoch` too, which a ledger calls.
+        let input = EpochInput::new(&withhold, &stake, 30.0, &genesis);
+        assert_eq!(Mechanism::from_name("yuma").unwrap().epoch(&input).unwrap().emission, vec![0.0; 6]);
     }
 
     /// Validators 0, 1 and 2 with one unit of stake each; servers 3, 4 and 5 without. Validators
@@ -1157,13 +1446,59 @@ mod tests {
             pool.install(|| epoch(&p, &input).unwrap())
         };
         let one = on(1);
-        // The input must exercise the parallel median: several columns reach consensus.
+        // The input must exercise the median: several columns reach consensus.
         assert!(one.consensus.iter().filter(|&&c| c > 0.0).count() >= 5, "{:?}", one.consensus);
         assert_eq!(bits(&one), bits(&on(2)));
         assert_outputs_close(&one, &epoch_dense(&p, &input).unwrap(), 1e-9);
+
+        // Large enough that the columns select on rayon's pool: 3,500 peers whose rows all
+        // weight the same 24 popular servers (random_input's first k / 4 columns), so those
+        // columns alone hold ~75,000 staked pairs, and too sparse for the column walk.
+        let n = 3500;
+        let (w, stake, state) = random_input(n, 96, 12);
+        let staked_pairs: usize = (0..n)
+            .filter(|&i| stake[i] > 0.0)
+            .map(|i| w.row(i).0.iter().filter(|&&j| j < 24 && j as usize != i).count())
+            .sum();
+        assert!(staked_pairs >= PARALLEL_PAIRS, "{staked_pairs}");
+        let input = EpochInput::new(&w, &stake, 1.0, &state);
+        assert!(!dense_block(&input, &input.validating_stake()));
+        let one = on_input(&p, &input, 1);
+        assert!(one.consensus[..24].iter().all(|&c| c > 0.0), "{:?}", &one.consensus[..24]);
+        for threads in [2, 3] {
+            assert_eq!(bits(&one), bits(&on_input(&p, &input, threads)), "{threads} threads");
+        }
+    }
+
+    fn on_input(p: &YumaParams, input: &EpochInput<'_>, threads: usize) -> EpochOutput {
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+        pool.install(|| epoch(p, input).unwrap())
     }
 
     proptest! {
+        #[test]
+        fn column_walk_matches_the_transpose(
+            (w, stake, state) in arb_input(14),
+            kappa in prop_oneof![Just(0.0), Just(0.5), Just(1.0), 0.0..=1.0f64],
+            masked in proptest::collection::vec(any::<bool>(), 14),
+        ) {
+            // The two ways `run` gathers the columns' pairs, on the same input: every c_j, R_j
+            // and (where a column has consensus) P_j agree bit for bit.
+            let mask: Vec<bool> = masked[..w.n()].iter().map(|&m| !m).collect();
+            let input = EpochInput::new(&w, &stake, 1.0, &state).with_validators(&mask);
+            let s = input.validating_stake();
+            let by_transpose = consensus(&input, &s, kappa, &mut Scratch::default());
+            let by_columns = consensus_by_columns(&input, &s, kappa, &mut Scratch::default());
+            let bits = |x: &[f64]| x.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+            prop_assert_eq!(bits(&by_transpose.consensus), bits(&by_columns.consensus));
+            prop_assert_eq!(bits(&by_transpose.ranks), bits(&by_columns.ranks));
+            for j in 0..w.n() {
+                if by_transpose.consensus[j] > 0.0 {
+                    prop_assert_eq!(by_transpose.preranks[j].to_bits(), by_columns.preranks[j].to_bits());
+                }
+            }
+        }
+
         #[test]
         fn sparse_matches_dense(
             (w, stake, state) in arb_input(12),
@@ -1183,10 +1518,10 @@ mod tests {
 
         #[test]
         fn weighted_quantile_matches_sorting(
-            // Up to 3000 pairs: short ranges are sorted, middling ones take median-of-three
-            // rounds, long ones sampled brackets. Weights from a few levels (ties) or
-            // continuous; stake heavy-tailed, so samples can mislead. Drawn from a seed:
-            // proptest's own vectors of this length are slow to generate.
+            // Up to 3000 pairs: short ranges are sorted, longer ones take one or more rounds
+            // of buckets. Weights from a few levels (ties, so a bucket can hold one weight
+            // many times) or continuous; stake heavy-tailed. Drawn from a seed: proptest's own
+            // vectors of this length are slow to generate.
             len in 0..3000usize,
             seed in any::<u64>(),
             levels in proptest::option::of(1..6u32),
@@ -1203,10 +1538,17 @@ mod tests {
                 })
                 .collect();
             let total: f64 = pairs.iter().map(|p| p.1).sum();
-            let mut a: Vec<(f64, f64)> = pairs.iter().map(|&(w, s)| (w, s / total)).collect();
+            let a: Vec<(f64, f64)> = pairs.iter().map(|&(w, s)| (w, s / total)).collect();
             let mut b = a.clone();
-            let x = quantile(&mut a, kappa);
-            let y = quantile_by_sorting(&mut b, 0.0, kappa);
+            let selected = weighted_quantile(&a, &mut Workspace::default(), kappa);
+            let x = selected.value;
+            let y = quantile_by_sorting(&mut b, 0.0, kappa).value;
+            // The sums it reports are those of the pairs above x and at or above it, up to
+            // the rounding of the order it summed them in.
+            let stake_where = |keep: &dyn Fn(f64) -> bool| b.iter().filter(|p| keep(p.0)).map(|p| p.1).sum::<f64>();
+            let tolerance = 2.0 * len as f64 * f64::EPSILON;
+            prop_assert!((selected.above - stake_where(&|w| w > x)).abs() <= tolerance);
+            prop_assert!((selected.at_or_above - stake_where(&|w| w >= x)).abs() <= tolerance);
             // Equal unless the stake accumulated in the two orders rounds across kappa.
             if x != y {
                 let stake_at = |v: f64| b.iter().filter(|p| p.0 >= v).map(|p| p.1).sum::<f64>();

@@ -390,20 +390,25 @@ fn duplicate_weights_are_an_error() {
 
 #[test]
 fn damaged_deserialised_matrices_are_refused() {
-    // A matrix can also arrive from a store or the network, bypassing `from_rows`.
-    for json in [
-        r#"{"n":2,"row_ptr":[0,1,1],"cols":[5],"vals":[1.0]}"#,
-        r#"{"n":2,"row_ptr":[0,2,2],"cols":[1,0],"vals":[1.0,1.0]}"#,
-        r#"{"n":2,"row_ptr":[0,1,1],"cols":[1],"vals":[-3.0]}"#,
-        r#"{"n":2,"row_ptr":[0,1],"cols":[1],"vals":[1.0]}"#,
-        r#"{"n":2,"row_ptr":[0,2,1],"cols":[1],"vals":[1.0]}"#,
+    // A matrix can also arrive from a store or the network, bypassing `from_rows`: it is
+    // checked as it is deserialised, so no mechanism ever sees a damaged one. Each refusal
+    // names what is wrong.
+    for (json, why) in [
+        (r#"{"n":2,"row_ptr":[0,1,1],"cols":[5],"vals":[1.0]}"#, "names peer 5"),
+        (r#"{"n":2,"row_ptr":[0,2,2],"cols":[1,0],"vals":[1.0,1.0]}"#, "names peer 0 twice"),
+        (r#"{"n":2,"row_ptr":[0,1,1],"cols":[1],"vals":[-3.0]}"#, "is -3"),
+        (r#"{"n":2,"row_ptr":[0,1],"cols":[1],"vals":[1.0]}"#, "matrix has 1 rows, expected 2"),
+        (r#"{"n":2,"row_ptr":[0,2,1],"cols":[1],"vals":[1.0]}"#, "matrix has 2 rows, expected 2"),
     ] {
-        let w: SparseMatrix = serde_json::from_str(json).unwrap();
-        let state = MechanismState::genesis(2);
-        for m in mechanisms() {
-            assert!(m.epoch(&EpochInput::new(&w, &[1.0, 1.0], 1.0, &state)).is_err(), "{json}");
-        }
+        let err = serde_json::from_str::<SparseMatrix>(json).unwrap_err().to_string();
+        assert!(err.contains(why), "{json}: {err}");
+        let state = format!(r#"{{"bonds":{json},"stake_scaling":[]}}"#);
+        assert!(serde_json::from_str::<MechanismState>(&state).is_err(), "{state}");
     }
+    // The same text undamaged is accepted (the check is not refusing everything).
+    let good = r#"{"n":2,"row_ptr":[0,1,1],"cols":[1],"vals":[1.0]}"#;
+    let w: SparseMatrix = serde_json::from_str(good).unwrap();
+    assert_eq!(w, SparseMatrix::from_rows(2, [vec![(1, 1.0)], vec![]]).unwrap());
 }
 
 /// Same input, different thread counts, bit-identical output.
