@@ -9,8 +9,8 @@
 //! ```
 
 use ledger::{
-    dev_key, pow, public_key, Call, CallKind, Endpoint, Float, Hash, Ip, Modality, Protocol, PublicKey,
-    SignedTx, TxBody, TxError,
+    dev_key, pow, public_key, Call, Endpoint, Float, Hash, Ip, Modality, Protocol, PublicKey, SignedTx,
+    TxBody, TxError,
 };
 use serde_json::{json, Value};
 use std::path::PathBuf;
@@ -175,45 +175,7 @@ fn pow_vectors() -> Vec<Value> {
 /// Every refusal kind as the node sends it (`data` of error -33010, a receipt's reason), with
 /// the ledger's sentence.
 fn error_vectors() -> Vec<Value> {
-    let k = key("alice");
-    let all = vec![
-        TxError::Oversized { size: 70_000, max: 65_536 },
-        TxError::Malformed("unexpected end of input".into()),
-        TxError::BadPublicKey(k),
-        TxError::BadSignature { sender: k, chain_id: "agora-dev".into() },
-        TxError::NonceReused { sender: k, expected: 2, got: 1 },
-        TxError::NonceTooHigh { sender: k, expected: 2, got: 3 },
-        TxError::FeeTooLow { kind: CallKind::SetWeights, min: 10_000, got: 1 },
-        TxError::CannotPayFee { sender: k, fee: 10_000, balance: 5 },
-        TxError::ZeroAmount { what: "transfer".into() },
-        TxError::InsufficientBalance { what: "stake".into(), needed: 2, available: 1 },
-        TxError::InsufficientStake { hotkey: k, needed: 2, available: 1 },
-        TxError::NotRegistered(k),
-        TxError::AlreadyRegistered { hotkey: k, uid: 3 },
-        TxError::NotOwner { sender: k, hotkey: k, coldkey: k },
-        TxError::WeightLengthMismatch { uids: 1, values: 2 },
-        TxError::EmptyWeights,
-        TxError::TooManyWeights { len: 300, max: 256 },
-        TxError::UnknownUid { uid: 9, n: 4 },
-        TxError::DuplicateUid { uid: 1 },
-        TxError::BadWeight { uid: 1, value: Float(-1.0) },
-        TxError::NotNormalized { sum: Float(0.5) },
-        TxError::WeightsRateLimited { last: 10, next_allowed: 15 },
-        TxError::WeightChangeTooLarge { distance: Float(1.5), max: Float(1.0) },
-        TxError::PowBlockOutOfWindow { block: 1, oldest: 2, newest: 3 },
-        TxError::PowTooWeak { difficulty: 5, seal: Hash([1; 32]) },
-        TxError::TableFullAllImmune { max_neurons: 4, immunity_period: 10 },
-        TxError::RegistrationLimit { limit: 3 },
-        TxError::BadEndpoint("port 0".into()),
-        TxError::Overflow("stake".into()),
-        TxError::PendingSpendExceedsBalance {
-            sender: k,
-            pending: 2,
-            pending_spend: 20,
-            needed: 10,
-            balance: 25,
-        },
-    ];
+    let all = TxError::one_of_each(key("alice"));
     all.into_iter().map(|e| json!({ "json": e, "message": e.to_string() })).collect()
 }
 

@@ -180,23 +180,15 @@ pub fn peer_argv(l: &PeerLaunch) -> Result<Vec<String>, LocalnetError> {
             vec!["offline".to_string(), "--offline-at-block".to_string(), l.offline_at_block.to_string()]
         }
     };
-    let mut argv: Vec<String> = vec![
-        "peer".into(),
-        "run".into(),
-        "--wallet-dir".into(),
-        l.wallet_dir.display().to_string(),
-        "--wallet".into(),
-        l.spec.name.clone(),
-        "--hotkey".into(),
-        HOTKEY.into(),
-        "--chain".into(),
-        l.chain.clone(),
+    let mut argv: Vec<String> = vec!["peer".into(), "run".into()];
+    argv.extend(identity_args(l));
+    argv.extend([
         "--dataset".into(),
         l.spec.dataset.clone(),
         "--out".into(),
         l.out.display().to_string(),
         "--role".into(),
-    ];
+    ]);
     argv.extend(role);
     if l.spec.role == Role::Cabal {
         let uids: Vec<String> = l.cabal_uids.iter().map(u16::to_string).collect();
@@ -234,6 +226,21 @@ fn model_size(m: ModelSize) -> &'static str {
     m.name()
 }
 
+/// Who a peer is and which chain it joins, the same for a Rust and a Python peer:
+/// `--wallet-dir D --wallet NAME --hotkey default --chain URL`.
+fn identity_args(l: &PeerLaunch) -> [String; 8] {
+    [
+        "--wallet-dir".into(),
+        l.wallet_dir.display().to_string(),
+        "--wallet".into(),
+        l.spec.name.clone(),
+        "--hotkey".into(),
+        HOTKEY.into(),
+        "--chain".into(),
+        l.chain.clone(),
+    ]
+}
+
 /// The interpreter that runs Python peers: `AGORA_PYTHON`, else `python3` from the PATH. It
 /// needs the package (`pip install ./python`) and torch.
 pub fn python_interpreter() -> PathBuf {
@@ -261,15 +268,9 @@ fn write_python_data(spec: &PeerSpec, dir: &Path) -> Result<(PathBuf, PathBuf), 
 /// data files.
 pub fn python_argv(l: &PeerLaunch) -> Result<Vec<String>, LocalnetError> {
     let (train, held_out) = write_python_data(&l.spec, &l.out)?;
-    let mut argv: Vec<String> = ["-m", "agora.torch_peer", "run", "--wallet-dir"].map(String::from).to_vec();
+    let mut argv: Vec<String> = ["-m", "agora.torch_peer", "run"].map(String::from).to_vec();
+    argv.extend(identity_args(l));
     argv.extend([
-        l.wallet_dir.display().to_string(),
-        "--wallet".into(),
-        l.spec.name.clone(),
-        "--hotkey".into(),
-        HOTKEY.into(),
-        "--chain".into(),
-        l.chain.clone(),
         "--train".into(),
         train.display().to_string(),
         "--held-out".into(),
