@@ -102,10 +102,10 @@ def dev_node() -> Iterator[DevNode]:
             node.stop()
 
 
-def run_agora(*args: str, env: dict | None = None, check: bool = True) -> subprocess.CompletedProcess:
+def run_agora(*args: str, env: dict | None = None, check: bool = True, timeout: float = 300) -> subprocess.CompletedProcess:
     """Runs the agora CLI; a failure shows its output."""
     p = subprocess.run([str(need_agora()), *args], capture_output=True, text=True, env={**os.environ, **(env or {})},
-                       timeout=300)
+                       timeout=timeout)
     if check and p.returncode != 0:
         raise AssertionError(f"agora {' '.join(args)} exited {p.returncode}:\n{p.stdout}\n{p.stderr}")
     return p

@@ -32,7 +32,8 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = Path(os.environ.get("AGORA_MIXED_OUT") or tmp_path_factory.mktemp("mixed"))
     if (out / "report.md").is_file():
         return out
-    run_agora("localnet", "--scenario", str(SCENARIO), "--out", str(out), env={"AGORA_PYTHON": sys.executable})
+    run_agora("localnet", "--scenario", str(SCENARIO), "--out", str(out), env={"AGORA_PYTHON": sys.executable},
+              timeout=1800)
     return out
 
 
