@@ -20,6 +20,10 @@ from typing import Iterator
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
+# The tests are of the installed package (`pip install ./python`: its gRPC stubs exist only in
+# the build). `python3 -m pytest` run inside python/ puts that directory first on sys.path,
+# where `agora` is the source tree without stubs: take it out before anything imports agora.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != ROOT / "python"]
 VECTORS = ROOT / "docs" / "vectors" / "transactions.json"
 
 
