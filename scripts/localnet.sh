@@ -2,7 +2,7 @@
 # The main job: a whole market on this machine. Installs Debian's `fortunes` corpus when it can
 # (the peers' training text; without it they train on the built-in sample in
 # crates/nucleus/data), builds agora in release mode, and runs `agora localnet` with the
-# arguments given (default: the built-in 8-peer scenario, report in ./agora-localnet).
+# arguments given (default: the built-in 16-peer scenario, report in ./agora-localnet).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

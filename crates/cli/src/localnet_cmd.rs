@@ -13,7 +13,7 @@ enum DividendArg {
 
 #[derive(Debug, Args)]
 pub struct LocalnetArgs {
-    /// Scenario file (TOML, `localnet::Scenario`); default: the built-in 8-peer scenario
+    /// Scenario file (TOML, `localnet::Scenario`); default: the built-in 16-peer scenario (`--print-scenario` shows it)
     #[arg(long, value_name = "FILE")]
     scenario: Option<PathBuf>,
     /// Number of peers: the scenario's first N, or all of them plus honest peers up to N

@@ -1,5 +1,5 @@
 //! What a localnet run is made of: peers with roles, stakes, the chain's pace. A TOML file
-//! or [`Scenario::default`] (the 8 peers of issue 6).
+//! or [`Scenario::default`] (16 peers where ranking is hard, issue 12).
 
 use crate::error::LocalnetError;
 use serde::{Deserialize, Serialize};
