@@ -22,6 +22,12 @@ pub enum Role {
     /// Serves a model frozen at initialisation (never pretrained, never trained) and scores
     /// its neighbours as usual: a free rider.
     Lazy,
+    /// An honest peer written in Python: the PyTorch peer of the Python package
+    /// (`python -m agora.torch_peer run`, `python/agora/torch_peer.py`), started with the
+    /// interpreter `AGORA_PYTHON` names (default `python3`), which must have the package and
+    /// torch installed. The judge measures it as a provider only: it keeps no nucleus
+    /// checkpoint to run as a consumer.
+    Python,
 }
 
 impl Role {
@@ -33,11 +39,12 @@ impl Role {
             Role::Offline => "offline",
             Role::Cabal => "cabal",
             Role::Lazy => "lazy",
+            Role::Python => "python",
         }
     }
 
-    pub const ALL: [Role; 6] =
-        [Role::Honest, Role::Duplicate, Role::Noise, Role::Offline, Role::Cabal, Role::Lazy];
+    pub const ALL: [Role; 7] =
+        [Role::Honest, Role::Duplicate, Role::Noise, Role::Offline, Role::Cabal, Role::Lazy, Role::Python];
 }
 
 /// The model a peer trains (the nucleus crate's presets).
@@ -72,10 +79,11 @@ pub fn peer_preset(size: ModelSize, seed: u64) -> nucleus::NucleusConfig {
 
 /// How a peer of scenario role `role` behaves in the peer loop: a duplicate is an honest peer
 /// (what makes it a duplicate is its model), the cabal weights `cabal_uids`, the offline peer
-/// leaves at `leaves_at`.
+/// leaves at `leaves_at`. A Python peer runs its own loop, not this one (the in-process market
+/// refuses it); it behaves as an honest peer.
 pub fn peer_role(role: Role, cabal_uids: &[u16], leaves_at: u64) -> peer::run::Role {
     match role {
-        Role::Honest | Role::Duplicate => peer::run::Role::Honest,
+        Role::Honest | Role::Duplicate | Role::Python => peer::run::Role::Honest,
         Role::Noise => peer::run::Role::Noise,
         Role::Cabal => peer::run::Role::Cabal(cabal_uids.to_vec()),
         Role::Offline => peer::run::Role::OfflineAt(leaves_at),
@@ -289,6 +297,12 @@ impl Scenario {
                     if orig.role == Role::Duplicate {
                         return bad(format!("{:?} duplicates another duplicate {of:?}", p.name));
                     }
+                    if orig.role == Role::Python {
+                        return bad(format!(
+                            "{:?} duplicates the Python peer {of:?}: a duplicate copies a nucleus checkpoint, which a Python peer does not keep",
+                            p.name
+                        ));
+                    }
                     let (size, dataset, seed, pretrain) =
                         (orig.model_size, orig.dataset.clone(), orig.seed, orig.pretrain_steps);
                     let p = &mut self.peers[k];
@@ -380,7 +394,8 @@ mod tests {
     fn the_default_has_every_role_and_round_trips_through_toml() {
         let s = Scenario::default().validated().unwrap();
         assert_eq!(s.peers.len(), 16);
-        for role in Role::ALL {
+        // The Python peer needs an interpreter with torch: the built-in scenario has none.
+        for role in Role::ALL.into_iter().filter(|r| *r != Role::Python) {
             assert!(s.peers.iter().any(|p| p.role == role), "{role:?}");
         }
         let back = Scenario::from_toml(&s.to_toml()).unwrap();
@@ -436,5 +451,9 @@ mod tests {
             .replace("role = \"honest\"\n", "role = \"honest\"\ndataset = \"science\"\nseed = 9\n");
         let s = Scenario::from_toml(&dup).unwrap();
         assert_eq!((s.peers[1].dataset.as_str(), s.peers[1].seed), ("science", Some(9)));
+        let py = format!("{ok}[[peer]]\nname = \"py\"\nrole = \"python\"\nmodel_size = \"tiny\"\n");
+        assert_eq!(Scenario::from_toml(&py).unwrap().peers[1].role, Role::Python);
+        assert!(err(&format!("{py}[[peer]]\nname = \"d\"\nrole = \"duplicate\"\nduplicate_of = \"py\"\n"))
+            .contains("Python peer"));
     }
 }
