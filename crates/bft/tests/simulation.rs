@@ -7,7 +7,7 @@
 
 use bft::{Chain, Timeouts, ValidatorKey};
 use commonware_p2p::simulated::{Config, Link, Network, Oracle};
-use commonware_runtime::{deterministic, Clock, Quota, Runner, Supervisor};
+use commonware_runtime::{deterministic, Clock, Quota, Runner, Spawner, Supervisor};
 use commonware_utils::{probability, NZUsize, NZU32};
 use ledger::{
     dev_key, public_key, Call, GenesisConfig, GenesisValidator, Hash, Ledger, MemStore, TxBody, TxStatus,
@@ -73,16 +73,21 @@ async fn link(
     }
 }
 
-/// Starts validator `i` on fresh registrations of its four channels.
+/// Starts validator `i` with its engine journal in its own storage partition.
 async fn start(
     context: &Ctx,
     oracle: &Oracle<ValidatorKey, Ctx>,
     i: usize,
     chain: &Arc<Chain<MemStore>>,
 ) -> bft::Validator {
-    let secret = dev_key(&format!("validator-{i}")).to_bytes();
-    let key = bft::signing_key(&secret);
-    let me = commonware_cryptography::Signer::public_key(&key);
+    start_as(context, oracle, i, chain, &format!("validator-{i}")).await
+}
+
+type Channel =
+    (commonware_p2p::simulated::Sender<ValidatorKey, Ctx>, commonware_p2p::simulated::Receiver<ValidatorKey>);
+
+/// Registers `me`'s four channels (anew after a crash).
+async fn channels(oracle: &Oracle<ValidatorKey, Ctx>, me: &ValidatorKey) -> Vec<Channel> {
     let control = oracle.control(me.clone());
     let quota = Quota::per_second(NZU32!(10_000));
     let mut channels = Vec::new();
@@ -94,15 +99,32 @@ async fn start(
     ] {
         channels.push(control.register(c, quota).await.expect("register"));
     }
-    let mut channels = channels.into_iter();
+    channels
+}
+
+fn signing_key(i: usize) -> commonware_cryptography::ed25519::PrivateKey {
+    bft::signing_key(&dev_key(&format!("validator-{i}")).to_bytes())
+}
+
+/// Starts validator `i` with its engine journal in storage partition `partition`.
+async fn start_as(
+    context: &Ctx,
+    oracle: &Oracle<ValidatorKey, Ctx>,
+    i: usize,
+    chain: &Arc<Chain<MemStore>>,
+    partition: &str,
+) -> bft::Validator {
+    let key = signing_key(i);
+    let me = commonware_cryptography::Signer::public_key(&key);
+    let mut channels = channels(oracle, &me).await.into_iter();
     let mut next = || channels.next().expect("four channels");
     bft::start(
         context.child("validator").with_attribute("index", i),
         chain.clone(),
         key,
         Timeouts::default(),
-        format!("validator-{i}"),
-        control,
+        partition.to_string(),
+        oracle.control(me.clone()),
         next(),
         next(),
         next(),
@@ -215,8 +237,18 @@ fn simulate(seed: u64) -> Vec<Row> {
         let top = heads(&chains).into_iter().max().unwrap_or(0);
         reach(&context, &chains, &all, top + 3, Duration::from_secs(300)).await;
 
+        // Validator 2 loses its data directory (ledger and journal): it rejoins from genesis,
+        // fetching every payload from the others.
+        validators[2].take().expect("running").abort();
+        let wiped = Arc::new(Chain::new(Ledger::init(MemStore::new(), g.clone()).expect("genesis"), 10_000));
+        validators[2] = Some(start_as(&context, &oracle, 2, &wiped, "validator-2-wiped").await);
+        let mut chains = chains;
+        chains[2] = wiped;
+        let top = heads(&chains).into_iter().max().unwrap_or(0);
+        reach(&context, &chains, &all, top + 2, Duration::from_secs(300)).await;
+
         eprintln!(
-            "seed {seed}: after the restart, heads {:?} at {:?}",
+            "seed {seed}: after the restart and the wipe, heads {:?} at {:?}",
             heads(&chains),
             context.current().duration_since(std::time::UNIX_EPOCH).unwrap_or_default()
         );
@@ -271,4 +303,94 @@ fn four_validators_survive_loss_a_partition_and_a_restart_without_forking_and_re
             assert_eq!(simulate(seed), chain, "seed {seed} did not replay the same chain");
         }
     }
+}
+
+/// A Byzantine validator: for every notarize or finalize vote it hears, it signs one for the
+/// heard proposal and one for another payload in the same view, and sends both to everyone.
+async fn equivocate(scheme: bft::Scheme, (mut sender, mut receiver): Channel) {
+    use commonware_codec::{DecodeExt, Encode};
+    use commonware_consensus::simplex::types::{Finalize, Notarize, Proposal, Vote};
+    use commonware_p2p::{Receiver, Recipients, Sender};
+    while let Ok((_, message)) = receiver.recv().await {
+        let Ok(vote) = Vote::<bft::Scheme, bft::Digest>::decode(message) else { continue };
+        let other = |p: &Proposal<bft::Digest>| bft::payload::digest(p.payload.as_ref());
+        let votes: Vec<Vote<bft::Scheme, bft::Digest>> = match vote {
+            Vote::Notarize(n) => {
+                [Proposal::new(n.round(), n.proposal.parent, other(&n.proposal)), n.proposal]
+                    .into_iter()
+                    .filter_map(|p| Notarize::sign(&scheme, p).map(Vote::Notarize))
+                    .collect()
+            }
+            Vote::Finalize(f) => {
+                [Proposal::new(f.round(), f.proposal.parent, other(&f.proposal)), f.proposal]
+                    .into_iter()
+                    .filter_map(|p| Finalize::sign(&scheme, p).map(Vote::Finalize))
+                    .collect()
+            }
+            _ => continue,
+        };
+        for v in votes {
+            let _ = sender.send(Recipients::All, v.encode(), true);
+        }
+    }
+}
+
+/// One of four validators equivocates (two votes for different payloads in every view it
+/// votes in). The three honest ones, exactly a quorum, keep finalizing the same chain, and
+/// each reports the equivocation with the validator's index.
+#[test]
+fn an_equivocating_validator_is_reported_and_does_not_fork_the_chain() {
+    let config = deterministic::Config::new().with_seed(7).with_timeout(Some(Duration::from_secs(3_600)));
+    deterministic::Runner::new(config).start(|context| async move {
+        let g = genesis();
+        let set = bft::participants(&g).expect("validators");
+        let keys: Vec<ValidatorKey> = set.clone().into_iter().collect();
+        let (network, oracle) = Network::new_with_peers(
+            context.child("network"),
+            Config {
+                max_size: (bft::payload::MAX_PAYLOAD_BYTES + 1024) as u32,
+                max_peers_per_set: NZUsize!(VALIDATORS),
+                disconnect_on_block: false,
+                tracked_peer_sets: NZUsize!(1),
+            },
+            keys.clone(),
+        )
+        .await;
+        network.start();
+        link(&oracle, &keys, |_, _| true, true).await;
+        let chains: Vec<Arc<Chain<MemStore>>> = (0..3)
+            .map(|_| Arc::new(Chain::new(Ledger::init(MemStore::new(), g.clone()).expect("genesis"), 10_000)))
+            .collect();
+        let mut validators = Vec::new();
+        for (i, chain) in chains.iter().enumerate() {
+            validators.push(start(&context, &oracle, i, chain).await);
+        }
+        let key = signing_key(3);
+        let me = commonware_cryptography::Signer::public_key(&key);
+        let byzantine = keys.iter().position(|k| *k == me).expect("in the set") as u32;
+        let namespace = format!("agora/{}", g.chain_id).into_bytes();
+        let scheme = bft::Scheme::signer(&namespace, set, key).expect("a validator");
+        let votes = channels(&oracle, &me).await.into_iter().next().expect("the vote channel");
+        context.child("byzantine").spawn(move |_| equivocate(scheme, votes));
+
+        let honest: Vec<usize> = (0..3).collect();
+        reach(&context, &chains, &honest, 10, Duration::from_secs(600)).await;
+        let height = heads(&chains).into_iter().min().unwrap_or(0);
+        let roots = |c: &Chain<MemStore>| -> Vec<Hash> {
+            let l = c.ledger();
+            (1..=height).map(|h| l.block(h).expect("store").expect("block").block.header.state_root).collect()
+        };
+        for c in &chains[1..] {
+            assert_eq!(roots(c), roots(&chains[0]), "the honest validators forked");
+        }
+        for (i, c) in chains.iter().enumerate() {
+            let evidence = c.evidence();
+            assert!(!evidence.is_empty(), "validator {i} reported no equivocation");
+            assert!(
+                evidence.iter().all(|e| e.validator == byzantine),
+                "{evidence:?} blames an honest validator"
+            );
+        }
+        drop(validators);
+    })
 }
