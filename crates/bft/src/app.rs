@@ -60,6 +60,10 @@ pub enum Message {
         tx: Vec<u8>,
         response: oneshot::Sender<Result<Hash, MempoolError>>,
     },
+    /// A transaction already admitted here (by [`Chain::admit`]): sent to the other validators.
+    Forward {
+        tx: Vec<u8>,
+    },
 }
 
 /// Proof that a validator equivocated, as the engine reported it (already verified there).
@@ -87,6 +91,12 @@ impl Mailbox {
             return Err(SubmitError::Stopped);
         }
         receiver.await.map_err(|_| SubmitError::Stopped)?.map_err(SubmitError::Mempool)
+    }
+
+    /// Sends a transaction that [`Chain::admit`] took as new to the other validators (for
+    /// callers that admit it themselves, such as a node's RPC handler).
+    pub fn forward(&self, tx: Vec<u8>) {
+        self.sender.send_lossy(Message::Forward { tx });
     }
 }
 
@@ -326,6 +336,7 @@ where
                 }
                 response.send_lossy(result.map(|(id, _)| id));
             }
+            Message::Forward { tx } => self.send(Recipients::All, Wire::Tx(tx.into())),
         }
     }
 

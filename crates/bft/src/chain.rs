@@ -26,7 +26,12 @@ pub struct Chain<St: Store> {
     notarized: AtomicU64,
     evidence: Mutex<Vec<Evidence>>,
     heads: commonware_utils::channel::watch::Sender<ChainHead>,
+    on_commit: std::sync::OnceLock<OnCommit<St>>,
 }
+
+/// Called after each block this chain commits, with the ledger still locked (see
+/// [`Chain::on_commit`]).
+pub type OnCommit<St> = Box<dyn Fn(&BlockOutcome, &Ledger<St>) + Send + Sync>;
 
 impl<St: Store> Chain<St> {
     /// The chain of `ledger` with a mempool of at most `mempool_size` transactions.
@@ -38,7 +43,14 @@ impl<St: Store> Chain<St> {
             mempool: Mutex::new(Mempool::new(mempool_size)),
             evidence: Mutex::new(Vec::new()),
             heads: commonware_utils::channel::watch::channel(head).0,
+            on_commit: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Sets what runs after every committed block (once; later calls are ignored): a node
+    /// announces the head, keeps its checkpoints and counts its metrics there.
+    pub fn on_commit(&self, f: OnCommit<St>) {
+        let _ = self.on_commit.set(f);
     }
 
     /// The ledger, even if a thread panicked while holding it (it is only changed by
@@ -47,7 +59,8 @@ impl<St: Store> Chain<St> {
         self.ledger.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn mempool(&self) -> MutexGuard<'_, Mempool> {
+    /// The mempool, even if a thread panicked while holding it.
+    pub fn mempool(&self) -> MutexGuard<'_, Mempool> {
         self.mempool.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -119,6 +132,9 @@ impl<St: Store> Chain<St> {
             .map_err(|source| ExecuteError::Block { height, source })?;
         let outcome = ledger.commit().map_err(|source| ExecuteError::Ledger { height, source })?;
         self.mempool().after_block(&ledger, &ids);
+        if let Some(f) = self.on_commit.get() {
+            f(&outcome, &ledger);
+        }
         let head = ledger.head();
         drop(ledger);
         self.heads.send_replace(head);

@@ -16,6 +16,7 @@
 
 pub mod app;
 pub mod chain;
+pub mod net;
 pub mod payload;
 
 pub use app::{Evidence, Mailbox, SubmitError};
