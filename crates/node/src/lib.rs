@@ -81,6 +81,33 @@ pub struct NodeConfig {
     /// How many blocks back past metagraphs are served (a checkpoint every epoch for as long).
     pub history_blocks: u64,
     pub rpc_limits: RpcLimits,
+    /// One of the genesis' validators (blocks ordered and finalized by the consensus engine
+    /// among them), instead of the single-validator producer.
+    pub validator: Option<ValidatorConfig>,
+}
+
+/// This node as one of several validators.
+#[derive(Clone)]
+pub struct ValidatorConfig {
+    /// The validator's ed25519 secret key (its public key must be in the genesis' set).
+    pub secret: [u8; 32],
+    /// Where the other validators reach this one, and the others with their keys.
+    pub listen: SocketAddr,
+    pub peers: Vec<(ledger::PublicKey, SocketAddr)>,
+    /// The consensus journal's directory.
+    pub storage: PathBuf,
+    pub timeouts: bft::Timeouts,
+}
+
+/// The secret stays out of logs.
+impl std::fmt::Debug for ValidatorConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ValidatorConfig")
+            .field("listen", &self.listen)
+            .field("peers", &self.peers)
+            .field("storage", &self.storage)
+            .finish_non_exhaustive()
+    }
 }
 
 impl NodeConfig {
@@ -94,6 +121,7 @@ impl NodeConfig {
             mempool_size: 10_000,
             history_blocks: 10_000,
             rpc_limits,
+            validator: None,
         }
     }
 }
@@ -121,6 +149,8 @@ pub enum NodeError {
     Block(#[from] ledger::BlockError),
     #[error("cannot start the RPC server on {addr}: {source}")]
     Rpc { addr: SocketAddr, source: std::io::Error },
+    #[error("validator: {0}")]
+    Validator(#[from] bft::net::NetError),
     #[error("runtime: {0}")]
     Runtime(String),
 }
@@ -130,8 +160,13 @@ pub type NodeLedger = Ledger<Box<dyn NodeStore>>;
 
 /// What the RPC handlers and the producer share. Lock order: `ledger` before `mempool`.
 pub struct Shared {
-    ledger: Mutex<NodeLedger>,
-    mempool: Mutex<Mempool>,
+    /// The ledger and its mempool (shared with the consensus engine's application when the
+    /// node is one of several validators).
+    chain: Arc<bft::Chain<Box<dyn NodeStore>>>,
+    /// Sends admitted transactions to the other validators (validator mode only).
+    forward: std::sync::OnceLock<bft::Mailbox>,
+    /// How many validators the genesis names (0: the single-validator chain).
+    validators: usize,
     heads: tokio::sync::broadcast::Sender<NewHead>,
     new_tx: tokio::sync::Notify,
     /// Transactions a block recorded as rejected (authentication failed at execution, e.g. a
@@ -159,10 +194,12 @@ impl Shared {
     /// What the producer and the RPC handlers of a node over `ledger` share.
     fn new(ledger: NodeLedger, history: History, mempool_size: usize, limits: &RpcLimits) -> Arc<Shared> {
         let height = ledger.head().height;
+        let validators = ledger.genesis().validators.len();
         let (heads, _) = tokio::sync::broadcast::channel(256);
         let shared = Shared {
-            ledger: Mutex::new(ledger),
-            mempool: Mutex::new(Mempool::new(mempool_size)),
+            chain: Arc::new(bft::Chain::new(ledger, mempool_size)),
+            forward: std::sync::OnceLock::new(),
+            validators,
             heads,
             new_tx: tokio::sync::Notify::new(),
             rejected_in_block: Mutex::new(HashMap::new()),
@@ -183,11 +220,32 @@ impl Shared {
     /// The ledger, even if a thread panicked while holding it (its state is only changed by
     /// `propose`/`commit`, which leave it consistent or return an error).
     pub(crate) fn ledger(&self) -> MutexGuard<'_, NodeLedger> {
-        self.ledger.lock().unwrap_or_else(|p| p.into_inner())
+        self.chain.ledger()
     }
 
     pub(crate) fn mempool(&self) -> MutexGuard<'_, Mempool> {
-        self.mempool.lock().unwrap_or_else(|p| p.into_inner())
+        self.chain.mempool()
+    }
+
+    /// The chain's status: the finalized head, the latest (notarized) height, the validator
+    /// count and the equivocations reported.
+    pub fn status(&self) -> client::types::ChainStatus {
+        let evidence = self
+            .chain
+            .evidence()
+            .into_iter()
+            .map(|e| client::types::EvidenceInfo {
+                kind: e.kind.to_string(),
+                validator: e.validator,
+                view: e.view,
+            })
+            .collect();
+        client::types::ChainStatus {
+            finalized: self.chain.head(),
+            latest: self.chain.latest_height(),
+            validators: self.validators as u32,
+            evidence,
+        }
     }
 
     /// A transaction a recent block recorded as rejected: `(height, index, receipt)`.
@@ -199,11 +257,13 @@ impl Shared {
         self.mempool().len()
     }
 
-    /// Validates and queues a transaction; wakes the producer in instant mode.
+    /// Validates and queues a transaction; wakes the producer in instant mode, or sends it to
+    /// the other validators.
     pub fn submit(&self, bytes: &[u8]) -> Result<Hash, MempoolError> {
-        let ledger = self.ledger();
-        let id = self.mempool().insert(&ledger, bytes)?;
-        drop(ledger);
+        let (id, new) = self.chain.admit(bytes)?;
+        if let (true, Some(forward)) = (new, self.forward.get()) {
+            forward.forward(bytes.to_vec());
+        }
         self.new_tx.notify_one();
         Ok(id)
     }
@@ -225,6 +285,14 @@ impl Shared {
         ledger.propose(txs, timestamp, proposer)?;
         let outcome = ledger.commit()?;
         let took = start.elapsed().as_micros() as u64;
+        self.mempool().after_block(&ledger, &ids);
+        let head = self.after_commit(&outcome, &ledger, took);
+        Ok(Some(head))
+    }
+
+    /// What follows every committed block, from the producer or the consensus engine: the
+    /// rejections remembered, the checkpoint, the metrics, the head announced.
+    fn after_commit(&self, outcome: &ledger::BlockOutcome, ledger: &NodeLedger, took: u64) -> NewHead {
         // Remembered before the mempool forgets them, so a lookup never falls between the two.
         let rejected: Vec<_> = (0u32..)
             .zip(&outcome.receipts)
@@ -238,14 +306,11 @@ impl Shared {
             }
             map.extend(rejected);
         }
-        self.mempool().after_block(&ledger, &ids);
         // A checkpoint at every epoch block; failing to write one only makes past metagraphs
         // slower (they replay from an earlier one), so it does not stop the chain.
         if let Err(e) = self.history.after_block(outcome.header.height, ledger.store()) {
             eprintln!("checkpoint at block {}: {e}", outcome.header.height);
         }
-        drop(ledger);
-
         let m = &self.metrics;
         m.height.store(outcome.header.height, Ordering::Relaxed);
         m.blocks.fetch_add(1, Ordering::Relaxed);
@@ -270,7 +335,7 @@ impl Shared {
         };
         // No subscriber is not an error.
         let _ = self.heads.send(head.clone());
-        Ok(Some(head))
+        head
     }
 }
 
@@ -329,6 +394,10 @@ impl Node {
         }
         let limits = config.rpc_limits.clone();
         let shared = Shared::new(ledger, history, config.mempool_size, &limits);
+        let running = match config.validator.clone() {
+            Some(v) => Some(start_validator(&shared, v)?),
+            None => None,
+        };
         let module = rpc::module(shared.clone()).map_err(|e| NodeError::Runtime(e.to_string()))?;
         let server_config = jsonrpsee::server::ServerConfig::builder()
             // jsonrpsee counts HTTP calls in flight and WebSockets under this one limit; the
@@ -367,10 +436,40 @@ impl Node {
             shared.rpc.clone(),
             stop_rpc,
         ));
-        let (stop, stopped) = tokio::sync::watch::channel(false);
-        let producer = tokio::spawn(produce_blocks(shared.clone(), config.production, stopped));
+        let (stop, mut stopped) = tokio::sync::watch::channel(false);
+        let producer = match running {
+            None => tokio::spawn(produce_blocks(shared.clone(), config.production, stopped)),
+            // The engine decides the blocks; the node only stops it.
+            Some(running) => tokio::spawn(async move {
+                let _ = stopped.wait_for(|s| *s).await;
+                tokio::task::spawn_blocking(move || running.stop())
+                    .await
+                    .map_err(|e| NodeError::Runtime(format!("validator: {e}")))
+            }),
+        };
         Ok(NodeHandle { addr, shared, stop, producer, rpc })
     }
+}
+
+/// Starts this node's validator: the engine executes final blocks into the node's ledger
+/// and the node announces them as its producer's.
+fn start_validator(shared: &Arc<Shared>, v: ValidatorConfig) -> Result<bft::net::Running, NodeError> {
+    let weak = Arc::downgrade(shared);
+    shared.chain.on_commit(Box::new(move |outcome, ledger| {
+        if let Some(s) = weak.upgrade() {
+            s.after_commit(outcome, ledger, 0);
+        }
+    }));
+    let peers = v
+        .peers
+        .iter()
+        .map(|(k, a)| Ok((bft::validator_key(k)?, *a)))
+        .collect::<Result<Vec<_>, bft::KeyError>>()
+        .map_err(bft::net::NetError::from)?;
+    let net = bft::net::NetConfig { listen: v.listen, peers, storage: v.storage, timeouts: v.timeouts };
+    let running = bft::net::spawn(shared.chain.clone(), bft::signing_key(&v.secret), net)?;
+    let _ = shared.forward.set(running.mailbox.clone());
+    Ok(running)
 }
 
 /// The single validator's loop: a block every interval (or when transactions wait) until
@@ -542,5 +641,73 @@ mod tests {
                 .expect("starts");
         let head = node.run_until(tokio::time::sleep(Duration::from_millis(200))).await.expect("clean stop");
         assert!(head.height >= 2, "blocks every 10 ms for 200 ms: {}", head.height);
+    }
+
+    /// Four nodes, each one of the genesis' four validators, in this process on loopback: a
+    /// transfer submitted over RPC to one is final on all, with the same blocks, and
+    /// `agora_status` tells finalized from latest.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn four_validator_nodes_finalize_the_same_chain() {
+        let free =
+            || std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free port");
+        let secret = |i: usize| dev_key(&format!("validator-{i}")).to_bytes();
+        let mut genesis = dev_genesis();
+        genesis.validators = (0..4)
+            .map(|i| ledger::GenesisValidator {
+                key: public_key(&dev_key(&format!("validator-{i}"))),
+                power: 1,
+            })
+            .collect();
+        let p2p: Vec<SocketAddr> = (0..4).map(|_| free()).collect();
+        let dir = std::env::temp_dir().join(format!("agora-node-validators-{}", std::process::id()));
+        let mut nodes = Vec::new();
+        for i in 0..4 {
+            let peers = (0..4)
+                .filter(|&j| j != i)
+                .map(|j| (public_key(&dev_key(&format!("validator-{j}"))), p2p[j]))
+                .collect();
+            let validator = ValidatorConfig {
+                secret: secret(i),
+                listen: p2p[i],
+                peers,
+                storage: dir.join(i.to_string()),
+                timeouts: bft::Timeouts::default(),
+            };
+            let config = NodeConfig {
+                rpc_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+                validator: Some(validator),
+                ..NodeConfig::new(genesis.clone())
+            };
+            nodes.push(Node::start(config, SharedMemStore::new()).await.expect("starts"));
+        }
+        let c = client::Client::connect(&nodes[1].http_url()).await.expect("connect");
+        let k = dev_key("alice");
+        let tx = TxBody {
+            sender: public_key(&k),
+            nonce: 0,
+            fee: 10_000,
+            call: Call::Transfer { to: public_key(&dev_key("bob")), amount: 5 },
+        }
+        .sign(&k, &genesis.chain_id);
+        let (height, receipt) = c.submit_and_wait(&tx).await.expect("included");
+        assert!(receipt.is_applied(), "{receipt:?}");
+        for n in &nodes {
+            tokio::time::timeout(Duration::from_secs(60), n.wait_for_height(height + 1))
+                .await
+                .expect("final everywhere");
+        }
+        let status = c.status().await.expect("status");
+        assert_eq!(status.validators, 4);
+        assert!(status.latest >= status.finalized.height && status.evidence.is_empty(), "{status:?}");
+        let mut blocks = Vec::new();
+        for n in &nodes {
+            let c = client::Client::connect(&n.http_url()).await.expect("connect");
+            blocks.push(c.block(height).await.expect("block").hash);
+        }
+        assert!(blocks.windows(2).all(|w| w[0] == w[1]), "{blocks:?}");
+        for n in nodes {
+            n.stop().await.expect("stops");
+        }
+        let _ = std::fs::remove_dir_all(dir);
     }
 }
