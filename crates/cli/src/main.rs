@@ -33,8 +33,9 @@ struct Cli {
 enum Command {
     /// Run the papers' experiments on the real mechanism code (CSV, PNG and markdown into --out)
     Sim(SimArgs),
-    /// Run a single-validator chain node (`--dev`: a development chain with funded, insecure dev
-    /// accounts; or `--genesis FILE`), with JSON-RPC (HTTP and WebSocket) and /metrics on --rpc-addr
+    /// Run a chain node (`--dev`: a development chain with funded, insecure dev accounts; or
+    /// `--genesis FILE`), the single validator or, with `--validator-key`, one of the genesis'
+    /// validators; JSON-RPC (HTTP and WebSocket) and /metrics on --rpc-addr
     Node(node_cmd::NodeArgs),
     /// Create, list, show and regenerate wallets (an encrypted coldkey and its hotkeys); ask a
     /// node for their balance

@@ -45,6 +45,19 @@ pub struct NodeArgs {
     /// every epoch for as long)
     #[arg(long, default_value_t = 10_000)]
     pub history_blocks: u64,
+    /// Run as one of the genesis' validators with this key: a wallet hotkey file
+    /// (`~/.agora/wallets/NAME/hotkeys/HOTKEY`) whose public key is in the genesis'
+    /// `validators`. Blocks are then ordered and finalized by the consensus engine among the
+    /// validators instead of produced here
+    #[arg(long, value_name = "FILE", requires = "peers", conflicts_with_all = ["dev", "instant"], help_heading = "Validator network")]
+    pub validator_key: Option<PathBuf>,
+    /// The other validators, comma-separated: KEY@HOST:PORT, KEY their public key in hex as in
+    /// the genesis, HOST:PORT their --p2p-addr
+    #[arg(long, value_name = "KEY@ADDR,...", value_delimiter = ',', value_parser = parse_peer, requires = "validator_key", help_heading = "Validator network")]
+    pub peers: Vec<(ledger::PublicKey, SocketAddr)>,
+    /// Where this validator listens for the others (authenticated, encrypted connections)
+    #[arg(long, default_value = "0.0.0.0:9945", help_heading = "Validator network")]
+    pub p2p_addr: SocketAddr,
     /// Most RPC connections at once, HTTP and WebSocket
     #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..), help_heading = "RPC limits")]
     pub rpc_max_connections: u32,
@@ -97,6 +110,28 @@ impl NodeArgs {
             ..NodeConfig::new(genesis)
         }
     }
+}
+
+/// `KEY@HOST:PORT`.
+fn parse_peer(s: &str) -> Result<(ledger::PublicKey, SocketAddr), String> {
+    let (key, addr) = s.split_once('@').ok_or_else(|| format!("{s:?}: expected KEY@HOST:PORT"))?;
+    let key = key.parse().map_err(|e| format!("{key:?}: not a public key: {e}"))?;
+    let addr = addr.parse().map_err(|e| format!("{addr:?}: not an address: {e}"))?;
+    Ok((key, addr))
+}
+
+/// The validator the arguments name, if any: its key from the hotkey file, its journal under
+/// the data directory.
+pub fn validator_of(args: &NodeArgs) -> anyhow::Result<Option<node::ValidatorConfig>> {
+    let Some(file) = &args.validator_key else { return Ok(None) };
+    let key = wallet::read_hotkey_file(file)
+        .map_err(|e| anyhow::anyhow!("--validator-key {}: {e}", file.display()))?;
+    Ok(Some(node::ValidatorConfig::new(
+        key.to_bytes(),
+        args.p2p_addr,
+        args.peers.clone(),
+        args.data_dir.join("consensus"),
+    )))
 }
 
 /// The genesis the arguments name: the dev genesis for `--dev`, else the `--genesis` file.
@@ -152,7 +187,9 @@ async fn run_async(args: NodeArgs, genesis: GenesisConfig) -> anyhow::Result<()>
             println!("  {name:<8} {}", public_key(&dev_key(name)));
         }
     }
-    let config = args.config(genesis);
+    let validator = validator_of(&args)?;
+    let validators = genesis.validators.len();
+    let config = NodeConfig { validator, ..args.config(genesis) };
     let handle = Node::start(config, ledger.into_store()).await?;
     let addr = handle.addr();
     println!("rpc listening on http://{addr} (WebSocket: ws://{addr}, metrics: http://{addr}/metrics)");
@@ -161,13 +198,24 @@ async fn run_async(args: NodeArgs, genesis: GenesisConfig) -> anyhow::Result<()>
         let tmp = file.with_extension("tmp");
         std::fs::write(&tmp, addr.to_string()).and_then(|()| std::fs::rename(&tmp, file))?;
     }
-    match args.instant {
-        true => println!("producing a block as soon as transactions arrive (instant mode)"),
-        false => println!("producing a block every {} ms", args.block_time_ms),
+    match (&config_validator_key(&args), args.instant) {
+        (Some(key), _) => println!(
+            "validator {key} of {validators}: blocks final when the consensus engine says so; p2p on {}, peers {}",
+            args.p2p_addr,
+            args.peers.iter().map(|(k, a)| format!("{k}@{a}")).collect::<Vec<_>>().join(",")
+        ),
+        (None, true) => println!("producing a block as soon as transactions arrive (instant mode)"),
+        (None, false) => println!("producing a block every {} ms", args.block_time_ms),
     }
     let head = handle.run_until(shutdown).await?;
     println!("stopped at height {} (state root {})", head.height, head.state_root);
     Ok(())
+}
+
+/// The public key of `--validator-key`, for the start message.
+fn config_validator_key(args: &NodeArgs) -> Option<ledger::PublicKey> {
+    let file = args.validator_key.as_ref()?;
+    wallet::read_hotkey_file(file).ok().map(|k| ledger::public_key(&k))
 }
 
 /// Resolves on Ctrl-C or (on Unix) SIGTERM. The handlers are installed when this is called,
@@ -234,6 +282,37 @@ mod tests {
         assert!(Cli::try_parse_from(["node", "--dev", "--instant", "--block-time-ms", "5"]).is_err());
         assert!(Cli::try_parse_from(["node", "--dev", "--block-time-ms", "0"]).is_err());
         let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn validator_flags_are_parsed_or_refused_with_the_reason() {
+        let key = ledger::public_key(&ledger::dev_key("v1"));
+        let a = args(&[
+            "--genesis",
+            "g.json",
+            "--validator-key",
+            "k",
+            "--peers",
+            &format!("{key}@127.0.0.1:9000"),
+        ]);
+        assert_eq!(a.peers, vec![(key, "127.0.0.1:9000".parse().unwrap())]);
+        assert!(parse_peer("127.0.0.1:9000").unwrap_err().contains("KEY@HOST:PORT"));
+        assert!(parse_peer(&format!("{key}@nowhere")).unwrap_err().contains("not an address"));
+        assert!(parse_peer("zz@127.0.0.1:1").unwrap_err().contains("not a public key"));
+        assert!(
+            Cli::try_parse_from(["node", "--genesis", "g", "--validator-key", "k"]).is_err(),
+            "peers needed"
+        );
+        assert!(Cli::try_parse_from(["node", "--dev", "--validator-key", "k", "--peers", "x"]).is_err());
+        let missing = validator_of(&args(&[
+            "--genesis",
+            "g",
+            "--validator-key",
+            "/nonexistent",
+            "--peers",
+            &format!("{key}@127.0.0.1:1"),
+        ]));
+        assert!(missing.unwrap_err().to_string().contains("--validator-key /nonexistent"));
     }
 
     #[test]

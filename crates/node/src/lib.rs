@@ -99,6 +99,18 @@ pub struct ValidatorConfig {
     pub timeouts: bft::Timeouts,
 }
 
+impl ValidatorConfig {
+    /// A validator with the engine's default timeouts.
+    pub fn new(
+        secret: [u8; 32],
+        listen: SocketAddr,
+        peers: Vec<(ledger::PublicKey, SocketAddr)>,
+        storage: PathBuf,
+    ) -> ValidatorConfig {
+        ValidatorConfig { secret, listen, peers, storage, timeouts: bft::Timeouts::default() }
+    }
+}
+
 /// The secret stays out of logs.
 impl std::fmt::Debug for ValidatorConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
