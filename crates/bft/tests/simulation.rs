@@ -157,29 +157,34 @@ fn heads(chains: &[Arc<Chain<MemStore>>]) -> Vec<u64> {
     chains.iter().map(|c| c.head().height).collect()
 }
 
+/// The simulated network of the validators `keys`, every pair linked.
+async fn network(context: &Ctx, keys: &[ValidatorKey]) -> Oracle<ValidatorKey, Ctx> {
+    let config = Config {
+        max_size: (bft::payload::MAX_PAYLOAD_BYTES + 1024) as u32,
+        max_peers_per_set: NZUsize!(VALIDATORS),
+        disconnect_on_block: true,
+        tracked_peer_sets: NZUsize!(1),
+    };
+    let (network, oracle) = Network::new_with_peers(context.child("network"), config, keys.to_vec()).await;
+    network.start();
+    link(&oracle, keys, |_, _| true, true).await;
+    oracle
+}
+
+/// A ledger of genesis `g` in memory, with a mempool.
+fn chain(g: &GenesisConfig) -> Arc<Chain<MemStore>> {
+    Arc::new(Chain::new(Ledger::init(MemStore::new(), g.clone()).expect("genesis"), 10_000))
+}
+
 /// Runs the whole scenario under `seed`; returns the common chain.
 fn simulate(seed: u64) -> Vec<Row> {
     let config = deterministic::Config::new().with_seed(seed).with_timeout(Some(Duration::from_secs(3_600)));
     deterministic::Runner::new(config).start(|context| async move {
         let g = genesis();
         let keys: Vec<ValidatorKey> = bft::participants(&g).expect("validators").into_iter().collect();
-        let (network, oracle) = Network::new_with_peers(
-            context.child("network"),
-            Config {
-                max_size: (bft::payload::MAX_PAYLOAD_BYTES + 1024) as u32,
-                max_peers_per_set: NZUsize!(VALIDATORS),
-                disconnect_on_block: true,
-                tracked_peer_sets: NZUsize!(1),
-            },
-            keys.clone(),
-        )
-        .await;
-        network.start();
-        link(&oracle, &keys, |_, _| true, true).await;
+        let oracle = network(&context, &keys).await;
 
-        let chains: Vec<Arc<Chain<MemStore>>> = (0..VALIDATORS)
-            .map(|_| Arc::new(Chain::new(Ledger::init(MemStore::new(), g.clone()).expect("genesis"), 10_000)))
-            .collect();
+        let chains: Vec<Arc<Chain<MemStore>>> = (0..VALIDATORS).map(|_| chain(&g)).collect();
         let mut validators = Vec::new();
         for (i, chain) in chains.iter().enumerate() {
             validators.push(Some(start(&context, &oracle, i, chain).await));
@@ -240,7 +245,7 @@ fn simulate(seed: u64) -> Vec<Row> {
         // Validator 2 loses its data directory (ledger and journal): it rejoins from genesis,
         // fetching every payload from the others.
         validators[2].take().expect("running").abort();
-        let wiped = Arc::new(Chain::new(Ledger::init(MemStore::new(), g.clone()).expect("genesis"), 10_000));
+        let wiped = chain(&g);
         validators[2] = Some(start_as(&context, &oracle, 2, &wiped, "validator-2-wiped").await);
         let mut chains = chains;
         chains[2] = wiped;
@@ -345,22 +350,8 @@ fn an_equivocating_validator_is_reported_and_does_not_fork_the_chain() {
         let g = genesis();
         let set = bft::participants(&g).expect("validators");
         let keys: Vec<ValidatorKey> = set.clone().into_iter().collect();
-        let (network, oracle) = Network::new_with_peers(
-            context.child("network"),
-            Config {
-                max_size: (bft::payload::MAX_PAYLOAD_BYTES + 1024) as u32,
-                max_peers_per_set: NZUsize!(VALIDATORS),
-                disconnect_on_block: false,
-                tracked_peer_sets: NZUsize!(1),
-            },
-            keys.clone(),
-        )
-        .await;
-        network.start();
-        link(&oracle, &keys, |_, _| true, true).await;
-        let chains: Vec<Arc<Chain<MemStore>>> = (0..3)
-            .map(|_| Arc::new(Chain::new(Ledger::init(MemStore::new(), g.clone()).expect("genesis"), 10_000)))
-            .collect();
+        let oracle = network(&context, &keys).await;
+        let chains: Vec<Arc<Chain<MemStore>>> = (0..3).map(|_| chain(&g)).collect();
         let mut validators = Vec::new();
         for (i, chain) in chains.iter().enumerate() {
             validators.push(start(&context, &oracle, i, chain).await);

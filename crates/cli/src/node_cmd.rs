@@ -14,7 +14,8 @@ pub struct NodeArgs {
     /// Run a single-validator development chain from the dev genesis (funded, insecure keys)
     #[arg(long, conflicts_with = "genesis")]
     pub dev: bool,
-    /// Run a single-validator chain from this genesis file (JSON, `ledger::GenesisConfig`)
+    /// Run the chain of this genesis file (JSON, `ledger::GenesisConfig`): its single validator, or
+    /// one of its validators with --validator-key
     #[arg(long, value_name = "FILE")]
     pub genesis: Option<PathBuf>,
     /// Where the chain is stored (reused on restart). A new chain starts only in a missing or
