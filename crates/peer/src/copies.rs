@@ -260,7 +260,7 @@ mod tests {
         assert_eq!(relative_distance(&answer(&a), &answer(&twin), &neutral), Some(0.0));
         let mut detector = CopyDetector::with_neutral(neutral);
         let (x, y) = (answer(&a), answer(&b));
-        assert!(detector.observe(0, &[(0, &x), (1, &y)], |u| u64::from(u)).is_empty());
+        assert!(detector.observe(0, &[(0, &x), (1, &y)], u64::from).is_empty());
     }
 
     #[test]
@@ -269,6 +269,6 @@ mod tests {
         let answers: Vec<Vec<f32>> = (0..8).map(|s| gaussian(256, s)).collect();
         let refs: Vec<(u16, &[f32])> =
             answers.iter().enumerate().map(|(u, a)| (u as u16, a.as_slice())).collect();
-        assert!(d.observe(0, &refs, |u| u64::from(u)).is_empty());
+        assert!(d.observe(0, &refs, u64::from).is_empty());
     }
 }

@@ -229,12 +229,7 @@ impl Learner {
 
     /// The copies among this round's answers to the held-out probes `from..` (and the earlier
     /// answers to them); a uid that changed hands is forgotten first.
-    fn find_copies(
-        &mut self,
-        view: &MetagraphView,
-        from: usize,
-        responses: &[Vec<(u16, Option<Vec<f32>>)>],
-    ) -> BTreeSet<Copy> {
+    fn find_copies(&mut self, view: &MetagraphView, from: usize, responses: &[Responses]) -> BTreeSet<Copy> {
         for (uid, hotkey) in view.info().hotkeys.iter().enumerate() {
             let uid = uid as u16;
             if self.hotkeys.insert(uid, hotkey.0).is_some_and(|old| old != hotkey.0) {
@@ -399,6 +394,9 @@ async fn query(
     ask(net, targets, &chosen, batch, timeout).await
 }
 
+/// What each neighbour answered to one batch (`None`: it failed), by uid.
+pub type Responses = Vec<(u16, Option<Vec<f32>>)>;
+
 /// An evaluation over some batches.
 pub struct Evaluation {
     /// Mean loss.
@@ -409,8 +407,8 @@ pub struct Evaluation {
     pub per_batch: BTreeMap<u16, Vec<f32>>,
     /// The neighbours that answered at least one batch.
     pub answered: BTreeSet<u16>,
-    /// What each neighbour answered, batch by batch (`None`: it failed).
-    pub responses: Vec<Vec<(u16, Option<Vec<f32>>)>>,
+    /// What each neighbour answered, batch by batch.
+    pub responses: Vec<Responses>,
 }
 
 /// Mean loss over `batches` with the neighbours `routing` picks, and the mean increase of that

@@ -69,7 +69,7 @@ impl MetagraphView {
     /// row per neuron that has set weights, each `(callee hotkey, w_ij)`; with `only_to`, each
     /// row keeps only its entry for that uid (an axon needs its own column alone), and stays
     /// present, empty, when it gives that uid nothing.
-    pub fn weights_by_hotkey(&self, only_to: Option<u16>) -> Vec<([u8; 32], Vec<([u8; 32], f64)>)> {
+    pub fn weights_by_hotkey(&self, only_to: Option<u16>) -> Vec<([u8; 32], wire::WeightRow)> {
         let hotkeys = &self.info.hotkeys;
         hotkeys
             .iter()

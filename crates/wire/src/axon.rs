@@ -155,6 +155,9 @@ pub trait StakeLookup: Send + Sync + 'static {
     }
 }
 
+/// One caller's row of W by callee hotkey: `(callee, w_ij)`.
+pub type WeightRow = Vec<([u8; 32], f64)>;
+
 /// One metagraph's stakes and weights, by hotkey.
 #[derive(Debug, Default)]
 struct Standings {
@@ -194,7 +197,7 @@ impl StakeTable {
     pub fn replace_all_with_weights(
         &self,
         stakes: impl IntoIterator<Item = ([u8; 32], u64)>,
-        weights: impl IntoIterator<Item = ([u8; 32], Vec<([u8; 32], f64)>)>,
+        weights: impl IntoIterator<Item = ([u8; 32], WeightRow)>,
     ) {
         let fresh = Standings {
             stakes: stakes.into_iter().collect(),

@@ -55,6 +55,7 @@ pub use auth::{
 };
 pub use axon::{
     serve, AxonConfig, AxonError, AxonHandle, Caller, Handler, HandlerError, StakeLookup, StakeTable,
+    WeightRow,
 };
 pub use bytes::Bytes;
 pub use chaos::{ChaosError, FaultConfig, FaultProxy, FaultStats};
