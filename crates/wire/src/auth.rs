@@ -386,7 +386,12 @@ impl Credentials {
     /// ([`signing_message`]), which name the call, caller, callee, nonce, timestamp and body. The
     /// axon signs its response over it (protocol 4), so an answer belongs to one request.
     pub fn request_hash(&self, call: Call) -> [u8; 32] {
-        let message = signing_message(
+        blake3::hash(&self.signed_bytes(call)).into()
+    }
+
+    /// [`signing_message`] of these credentials.
+    fn signed_bytes(&self, call: Call) -> Vec<u8> {
+        signing_message(
             self.version,
             call,
             &self.caller,
@@ -394,8 +399,7 @@ impl Credentials {
             self.nonce,
             self.timestamp_ms,
             &self.body,
-        );
-        blake3::hash(&message).into()
+        )
     }
 
     /// Checks the callee, freshness and signature of a call addressed to `me`, without reading
@@ -429,15 +433,7 @@ impl Credentials {
             return Err(AuthError::WrongCallee);
         }
         freshness.check(self.timestamp_ms, now_ms)?;
-        let message = signing_message(
-            self.version,
-            call,
-            &self.caller,
-            &self.callee,
-            self.nonce,
-            self.timestamp_ms,
-            &self.body,
-        );
+        let message = self.signed_bytes(call);
         key.verify(&message, &Signature::from_bytes(&self.signature)).map_err(|_| AuthError::BadSignature)?;
         Ok(Authenticated { caller: self.caller, nonce: self.nonce, timestamp_ms: self.timestamp_ms })
     }

@@ -201,26 +201,39 @@ async fn queued_requests_are_served_by_stake_then_arrival() {
     let table = stakes(&[(1, 1000), (2, 1), (3, 1), (4, 50), (5, 20)]);
     let config = AxonConfig { concurrency: 1, ..Default::default() };
     let axon = start(config, 100, model.clone(), &table).await;
-    let t = target(&axon);
+    let served = serve_in_turns(&axon, &model, &gate, 1, &[2, 3, 4, 5]).await;
+    assert_eq!(served, vec![hotkey(1), hotkey(4), hotkey(5), hotkey(2), hotkey(3)]);
+    axon.shutdown().await.unwrap();
+}
 
-    let mut calls = Vec::new();
-    let blocker =
-        tokio::spawn(async move { Dendrite::new(key(1)).forward(&[t], &input(&[1.0]), 10 * SECOND).await });
+/// Caller `blocker` takes the axon's only worker (the model waits at `gate`), then each of
+/// `queued` calls in turn and waits in the queue; the gate opens and every call must succeed.
+/// Whom the model served, in order.
+async fn serve_in_turns(
+    axon: &AxonHandle,
+    model: &Recorder,
+    gate: &Gate,
+    blocker: u8,
+    queued: &[u8],
+) -> Vec<[u8; 32]> {
+    let t = target(axon);
+    let call = move |seed: u8| {
+        tokio::spawn(async move { Dendrite::new(key(seed)).forward(&[t], &input(&[1.0]), 10 * SECOND).await })
+    };
+    let first = call(blocker);
     until("the blocker to hold the worker", || model.calls.load(Ordering::SeqCst) == 1).await;
-    for (n, seed) in [2u8, 3, 4, 5].into_iter().enumerate() {
-        calls.push(tokio::spawn(async move {
-            Dendrite::new(key(seed)).forward(&[t], &input(&[1.0]), 10 * SECOND).await
-        }));
+    let mut calls = Vec::new();
+    for (n, &seed) in queued.iter().enumerate() {
+        calls.push(call(seed));
         until("the request to queue", || axon.queued() == n + 1).await;
     }
     gate.open();
-    assert_eq!(blocker.await.unwrap()[0].code, ReturnCode::Success);
+    assert_eq!(first.await.unwrap()[0].code, ReturnCode::Success);
     for c in calls {
         assert_eq!(c.await.unwrap()[0].code, ReturnCode::Success);
     }
     let served = model.served.lock().unwrap().clone();
-    assert_eq!(served, vec![hotkey(1), hotkey(4), hotkey(5), hotkey(2), hotkey(3)]);
-    axon.shutdown().await.unwrap();
+    served
 }
 
 /// Market paper §3, issue 16: the queue orders by w_ij * s_i. Of callers with equal stake, the
@@ -241,28 +254,12 @@ async fn queued_requests_are_served_by_weight_times_stake() {
     table.set_weights(hotkey(4), [(elsewhere, 1.0)]);
     let config = AxonConfig { concurrency: 1, ..Default::default() };
     let axon = start(config, 100, model.clone(), &table).await;
-    let t = target(&axon);
     use wire::StakeLookup;
     assert_eq!([2, 3, 4].map(|c| table.priority(&hotkey(c), &me)), [40, 240, 0]);
     assert_eq!(table.priority(&hotkey(1), &me), 1000, "no weights: the stake alone");
 
-    let mut calls = Vec::new();
-    let blocker =
-        tokio::spawn(async move { Dendrite::new(key(1)).forward(&[t], &input(&[1.0]), 10 * SECOND).await });
-    until("the blocker to hold the worker", || model.calls.load(Ordering::SeqCst) == 1).await;
     // Arrival order 4, 2, 3: the opposite of what they earned.
-    for (n, seed) in [4u8, 2, 3].into_iter().enumerate() {
-        calls.push(tokio::spawn(async move {
-            Dendrite::new(key(seed)).forward(&[t], &input(&[1.0]), 10 * SECOND).await
-        }));
-        until("the request to queue", || axon.queued() == n + 1).await;
-    }
-    gate.open();
-    assert_eq!(blocker.await.unwrap()[0].code, ReturnCode::Success);
-    for c in calls {
-        assert_eq!(c.await.unwrap()[0].code, ReturnCode::Success);
-    }
-    let served = model.served.lock().unwrap().clone();
+    let served = serve_in_turns(&axon, &model, &gate, 1, &[4, 2, 3]).await;
     assert_eq!(served, vec![hotkey(1), hotkey(3), hotkey(2), hotkey(4)]);
     axon.shutdown().await.unwrap();
 }
