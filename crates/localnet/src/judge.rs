@@ -11,9 +11,10 @@
 //!   peer that does not answer has none;
 //! - **value**: its marginal value to the market, eq. (2) of the market paper measured on unseen
 //!   data: for every consumer i (a peer whose model the judge can run: its checkpoint, or the
-//!   live model in process), the increase of i's test loss when j's answer is removed from i's
-//!   gate (every answering peer joined by i's clean gate, j's term masked out, as
-//!   `Nucleus::ablation` does), summed over the consumers.
+//!   live model in process), the increase of i's test loss when j's answers are shuffled
+//!   between the sequences of i's batch (every answering peer joined by i's clean gate, j's
+//!   term answering another sequence, as `Nucleus::ablation` does: permutation importance, so
+//!   a peer whose answers say nothing about the input is worth 0), summed over the consumers.
 //!
 //! Measuring is split from asking: [`Judge::plan`] names the batches, the caller gathers the
 //! answers with its transport, and [`Judge::measure`] is a pure computation over them.

@@ -138,6 +138,12 @@ pub fn load_corpus(spec: &str) -> Result<Corpus, LocalnetError> {
 
 async fn market(opts: &MarketOptions) -> Result<MarketOutcome, LocalnetError> {
     let scenario = opts.scenario.clone().validated()?;
+    if let Some(p) = scenario.peers.iter().find(|p| p.role == Role::Python) {
+        return Err(LocalnetError::Scenario(format!(
+            "{:?} is a Python peer: it runs as its own process, so only a process localnet (`agora localnet`) can start it",
+            p.name
+        )));
+    }
     let out = &opts.out;
     let g = crate::run::prepare_out(out, &scenario)?;
     let say = |m: &str| {

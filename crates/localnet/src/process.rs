@@ -181,27 +181,25 @@ pub fn peer_argv(l: &PeerLaunch) -> Result<Vec<String>, LocalnetError> {
             })?;
             vec!["copycat".to_string(), "--copy-of".to_string(), of.to_string()]
         }
+        Role::Python => {
+            return Err(LocalnetError::Scenario(format!(
+                "{:?} is a Python peer: python_argv, not agora peer run, starts it",
+                l.spec.name
+            )))
+        }
         Role::Offline => {
             vec!["offline".to_string(), "--offline-at-block".to_string(), l.offline_at_block.to_string()]
         }
     };
-    let mut argv: Vec<String> = vec![
-        "peer".into(),
-        "run".into(),
-        "--wallet-dir".into(),
-        l.wallet_dir.display().to_string(),
-        "--wallet".into(),
-        l.spec.name.clone(),
-        "--hotkey".into(),
-        HOTKEY.into(),
-        "--chain".into(),
-        l.chain.clone(),
+    let mut argv: Vec<String> = vec!["peer".into(), "run".into()];
+    argv.extend(identity_args(l));
+    argv.extend([
         "--dataset".into(),
         l.spec.dataset.clone(),
         "--out".into(),
         l.out.display().to_string(),
         "--role".into(),
-    ];
+    ]);
     argv.extend(role);
     if l.spec.role == Role::Cabal {
         let uids: Vec<String> = l.cabal_uids.iter().map(u16::to_string).collect();
@@ -239,6 +237,78 @@ fn model_size(m: ModelSize) -> &'static str {
     m.name()
 }
 
+/// Who a peer is and which chain it joins, the same for a Rust and a Python peer:
+/// `--wallet-dir D --wallet NAME --hotkey default --chain URL`.
+fn identity_args(l: &PeerLaunch) -> [String; 8] {
+    [
+        "--wallet-dir".into(),
+        l.wallet_dir.display().to_string(),
+        "--wallet".into(),
+        l.spec.name.clone(),
+        "--hotkey".into(),
+        HOTKEY.into(),
+        "--chain".into(),
+        l.chain.clone(),
+    ]
+}
+
+/// The interpreter that runs Python peers: `AGORA_PYTHON`, else `python3` from the PATH. It
+/// needs the package (`pip install ./python`) and torch.
+pub fn python_interpreter() -> PathBuf {
+    std::env::var_os("AGORA_PYTHON").map_or_else(|| PathBuf::from("python3"), PathBuf::from)
+}
+
+/// The data a Python peer reads, written into its directory: the train and held-out parts of
+/// its dataset as `nucleus::Corpus::resolve` splits it for the Rust peers (`train.txt`,
+/// `held_out.txt`). The test part stays out: only the judge reads it.
+fn write_python_data(spec: &PeerSpec, dir: &Path) -> Result<(PathBuf, PathBuf), LocalnetError> {
+    let corpus = nucleus::Corpus::resolve(&spec.dataset)
+        .map_err(|e| LocalnetError::Dataset { topic: spec.dataset.clone(), reason: e.to_string() })?;
+    std::fs::create_dir_all(dir).map_err(|e| LocalnetError::io(dir, e))?;
+    let (train, held_out) = (dir.join("train.txt"), dir.join("held_out.txt"));
+    std::fs::write(&train, &corpus.train).map_err(|e| LocalnetError::io(&train, e))?;
+    std::fs::write(&held_out, &corpus.held_out).map_err(|e| LocalnetError::io(&held_out, e))?;
+    Ok((train, held_out))
+}
+
+/// The command line of a Python peer (after the interpreter), the counterpart of
+/// [`peer_argv`]: `-m agora.torch_peer run --wallet-dir D --wallet NAME --hotkey default
+/// --chain ws://127.0.0.1:PORT --train PEERDIR/train.txt --held-out PEERDIR/held_out.txt
+/// --out PEERDIR --model-size S [--seed S] [--pretrain-steps N] --weights-interval B
+/// --status-every 3 --trust-caller JUDGE --axon-addr 127.0.0.1:0 --threads 1`. Writes the
+/// data files.
+pub fn python_argv(l: &PeerLaunch) -> Result<Vec<String>, LocalnetError> {
+    let (train, held_out) = write_python_data(&l.spec, &l.out)?;
+    let mut argv: Vec<String> = ["-m", "agora.torch_peer", "run"].map(String::from).to_vec();
+    argv.extend(identity_args(l));
+    argv.extend([
+        "--train".into(),
+        train.display().to_string(),
+        "--held-out".into(),
+        held_out.display().to_string(),
+        "--out".into(),
+        l.out.display().to_string(),
+        "--model-size".into(),
+        model_size(l.spec.model_size).into(),
+    ]);
+    if let Some(seed) = l.spec.seed {
+        argv.extend(["--seed".into(), seed.to_string()]);
+    }
+    if l.spec.pretrain_steps > 0 {
+        // Done before the node started (spawn_pretrain); the peer resumes its checkpoint.
+        argv.extend(["--pretrain-steps".into(), l.spec.pretrain_steps.to_string()]);
+    }
+    argv.extend([
+        "--weights-interval".into(),
+        l.weights_interval.to_string(),
+        "--status-every".into(),
+        "3".into(),
+    ]);
+    argv.extend(["--trust-caller".into(), ledger::public_key(&crate::judging::judge_key()).to_string()]);
+    argv.extend(["--axon-addr".into(), "127.0.0.1:0".into(), "--threads".into(), "1".into()]);
+    Ok(argv)
+}
+
 /// A running peer.
 pub struct PeerProcess {
     pub name: String,
@@ -247,10 +317,17 @@ pub struct PeerProcess {
 
 impl PeerProcess {
     /// `AGORA peer run ...` with stdout and stderr into `OUT/peer.log`.
+    /// A Python peer runs `AGORA_PYTHON -m agora.torch_peer run ...` instead ([`python_argv`]).
     pub fn spawn(agora: &Path, launch: &PeerLaunch) -> Result<PeerProcess, LocalnetError> {
-        let argv = peer_argv(launch)?;
-        let mut cmd = Command::new(agora);
-        cmd.args(&argv);
+        let mut cmd = if launch.spec.role == Role::Python {
+            let mut c = Command::new(python_interpreter());
+            c.args(python_argv(launch)?).env("OMP_NUM_THREADS", "1");
+            c
+        } else {
+            let mut c = Command::new(agora);
+            c.args(peer_argv(launch)?);
+            c
+        };
         let child = training_child(&mut cmd, &launch.out, "peer.log")?
             .spawn()
             .map_err(|e| LocalnetError::Peer { name: launch.spec.name.clone(), reason: e.to_string() })?;
@@ -299,6 +376,9 @@ impl Drop for PeerProcess {
 /// stdout and stderr in `out/pretrain.log`.
 pub fn spawn_pretrain(agora: &Path, spec: &PeerSpec, out: &Path) -> Result<Child, LocalnetError> {
     check_dataset(&spec.dataset)?;
+    if spec.role == Role::Python {
+        return spawn_python_pretrain(spec, out);
+    }
     let mut cmd = Command::new(agora);
     cmd.args(["peer", "pretrain", "--dataset"])
         .arg(&spec.dataset)
@@ -307,6 +387,27 @@ pub fn spawn_pretrain(agora: &Path, spec: &PeerSpec, out: &Path) -> Result<Child
         .arg("--out")
         .arg(out)
         .args(["--model-size", model_size(spec.model_size), "--status-every", "5"]);
+    if let Some(seed) = spec.seed {
+        cmd.args(["--seed", &seed.to_string()]);
+    }
+    training_child(&mut cmd, out, "pretrain.log")?
+        .spawn()
+        .map_err(|e| LocalnetError::Peer { name: spec.name.clone(), reason: format!("pretraining: {e}") })
+}
+
+/// `AGORA_PYTHON -m agora.torch_peer pretrain` for a Python peer: its model trained alone into
+/// `out/torch_checkpoint.pt`, which `run` resumes.
+fn spawn_python_pretrain(spec: &PeerSpec, out: &Path) -> Result<Child, LocalnetError> {
+    let (train, _) = write_python_data(spec, out)?;
+    let mut cmd = Command::new(python_interpreter());
+    cmd.args(["-m", "agora.torch_peer", "pretrain", "--train"])
+        .arg(&train)
+        .arg("--steps")
+        .arg(spec.pretrain_steps.to_string())
+        .arg("--out")
+        .arg(out)
+        .args(["--model-size", model_size(spec.model_size), "--status-every", "5", "--threads", "1"])
+        .env("OMP_NUM_THREADS", "1");
     if let Some(seed) = spec.seed {
         cmd.args(["--seed", &seed.to_string()]);
     }
@@ -395,6 +496,25 @@ mod tests {
         assert!(argv.contains("--axon-addr 127.0.0.1:4000 --announce-addr 127.0.0.1:5000"), "{argv}");
         l.spec.dataset = "no-such-topic-anywhere".into();
         assert!(matches!(peer_argv(&l), Err(LocalnetError::Dataset { .. })));
+        // A Python peer: the package's torch peer with the same wallet, chain and judge, and
+        // its data written beside it without the judge's test part.
+        l.spec.role = Role::Python;
+        l.spec.dataset = dir.join("topic").display().to_string();
+        l.out = dir.join("py");
+        assert!(peer_argv(&l).is_err(), "agora peer run does not start a Python peer");
+        let argv = python_argv(&l).unwrap().join(" ");
+        assert!(
+            argv.starts_with("-m agora.torch_peer run --wallet-dir /w --wallet cabal-a --hotkey default"),
+            "{argv}"
+        );
+        assert!(argv.contains(&format!("--trust-caller {judge}")), "the judge must be served: {argv}");
+        assert!(
+            argv.contains("--pretrain-steps 300") && argv.contains("--model-size tiny --seed 7"),
+            "{argv}"
+        );
+        let corpus = nucleus::Corpus::resolve(&l.spec.dataset).unwrap();
+        assert_eq!(std::fs::read(l.out.join("train.txt")).unwrap(), corpus.train);
+        assert_eq!(std::fs::read(l.out.join("held_out.txt")).unwrap(), corpus.held_out);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -25,6 +25,12 @@ pub enum Role {
     /// Answers with another peer's answers (`duplicate_of` names it), fetched through the
     /// dendrite when asked and signed as its own; trains and scores as usual (issue 16).
     Copycat,
+    /// An honest peer written in Python: the PyTorch peer of the Python package
+    /// (`python -m agora.torch_peer run`, `python/agora/torch_peer.py`), started with the
+    /// interpreter `AGORA_PYTHON` names (default `python3`), which must have the package and
+    /// torch installed. The judge measures it as a provider only: it keeps no nucleus
+    /// checkpoint to run as a consumer.
+    Python,
 }
 
 impl Role {
@@ -37,11 +43,20 @@ impl Role {
             Role::Cabal => "cabal",
             Role::Lazy => "lazy",
             Role::Copycat => "copycat",
+            Role::Python => "python",
         }
     }
 
-    pub const ALL: [Role; 7] =
-        [Role::Honest, Role::Duplicate, Role::Noise, Role::Offline, Role::Cabal, Role::Lazy, Role::Copycat];
+    pub const ALL: [Role; 8] = [
+        Role::Honest,
+        Role::Duplicate,
+        Role::Noise,
+        Role::Offline,
+        Role::Cabal,
+        Role::Lazy,
+        Role::Python,
+        Role::Copycat,
+    ];
 }
 
 /// The model a peer trains (the nucleus crate's presets).
@@ -76,11 +91,12 @@ pub fn peer_preset(size: ModelSize, seed: u64) -> nucleus::NucleusConfig {
 
 /// How a peer of scenario role `role` behaves in the peer loop: a duplicate is an honest peer
 /// (what makes it a duplicate is its model), the cabal weights `cabal_uids`, the offline peer
-/// leaves at `leaves_at`. A copycat learns and weights as an honest peer: what it serves is
-/// decided where its axon handler is built (it needs its original's address).
+/// leaves at `leaves_at`. A Python peer runs its own loop, not this one (the in-process market
+/// refuses it); it behaves as an honest peer. A copycat learns and weights as an honest peer:
+/// what it serves is decided where its axon handler is built (it needs its original's address).
 pub fn peer_role(role: Role, cabal_uids: &[u16], leaves_at: u64) -> peer::run::Role {
     match role {
-        Role::Honest | Role::Duplicate | Role::Copycat => peer::run::Role::Honest,
+        Role::Honest | Role::Duplicate | Role::Python | Role::Copycat => peer::run::Role::Honest,
         Role::Noise => peer::run::Role::Noise,
         Role::Cabal => peer::run::Role::Cabal(cabal_uids.to_vec()),
         Role::Offline => peer::run::Role::OfflineAt(leaves_at),
@@ -295,6 +311,12 @@ impl Scenario {
                     if orig.role == Role::Duplicate {
                         return bad(format!("{:?} duplicates another duplicate {of:?}", p.name));
                     }
+                    if orig.role == Role::Python {
+                        return bad(format!(
+                            "{:?} duplicates the Python peer {of:?}: a duplicate copies a nucleus checkpoint, which a Python peer does not keep",
+                            p.name
+                        ));
+                    }
                     let (size, dataset, seed, pretrain) =
                         (orig.model_size, orig.dataset.clone(), orig.seed, orig.pretrain_steps);
                     let p = &mut self.peers[k];
@@ -394,9 +416,10 @@ mod tests {
     fn the_default_has_every_role_and_round_trips_through_toml() {
         let s = Scenario::default().validated().unwrap();
         assert_eq!(s.peers.len(), 16);
-        // The copycat (issue 16) is left out of the built-in scenario, whose figures the README
-        // quotes; the market test runs one.
-        for role in Role::ALL.into_iter().filter(|r| *r != Role::Copycat) {
+        // The Python peer needs an interpreter with torch: the built-in scenario has none. The
+        // copycat (issue 16) is left out of it too, whose figures the README quotes; the market
+        // test runs one.
+        for role in Role::ALL.into_iter().filter(|r| !matches!(r, Role::Python | Role::Copycat)) {
             assert!(s.peers.iter().any(|p| p.role == role), "{role:?}");
         }
         let back = Scenario::from_toml(&s.to_toml()).unwrap();
@@ -460,5 +483,9 @@ mod tests {
             .contains("not another peer"));
         let cat = format!("{ok}[[peer]]\nname = \"c\"\nrole = \"copycat\"\nduplicate_of = \"a\"\nseed = 4\n");
         assert_eq!(Scenario::from_toml(&cat).unwrap().peers[1].seed, Some(4));
+        let py = format!("{ok}[[peer]]\nname = \"py\"\nrole = \"python\"\nmodel_size = \"tiny\"\n");
+        assert_eq!(Scenario::from_toml(&py).unwrap().peers[1].role, Role::Python);
+        assert!(err(&format!("{py}[[peer]]\nname = \"d\"\nrole = \"duplicate\"\nduplicate_of = \"py\"\n"))
+            .contains("Python peer"));
     }
 }

@@ -311,3 +311,19 @@ fn reseal_changes_the_password_and_kdf_but_not_the_key() {
         serde_json::from_slice(&std::fs::read(tmp.0.join("alice/coldkey")).unwrap()).unwrap();
     assert_eq!(file["kdf_params"]["m_kib"], 256);
 }
+
+/// The shared wallet vector (`docs/vectors/wallets/rusty`, written by `agora wallet regen` with
+/// the mnemonic below, password "rust", the test KDF): the Python package's tests open the
+/// same files, so a change to the format on either side fails one of the two.
+#[test]
+fn the_shared_wallet_vector_opens_to_the_keys_of_its_mnemonic() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/vectors/wallets");
+    let words = "legal winner thank year wave sausage worth useful legal winner thank yellow";
+    let expected = wallet::public_key(&wallet::key_from_mnemonic(&wallet::parse_mnemonic(words).unwrap()));
+    let w = Wallet::open(&root, "rusty").unwrap();
+    assert_eq!(w.coldkey_public(), expected);
+    assert_eq!(wallet::public_key(&w.unlock_coldkey(b"rust").unwrap()), expected);
+    assert!(matches!(w.unlock_coldkey(b"python"), Err(WalletError::WrongPassword(_))));
+    assert_eq!(wallet::public_key(&w.hotkey("miner").unwrap()), expected);
+    assert_eq!(w.hotkeys().unwrap(), vec!["miner".to_string()]);
+}

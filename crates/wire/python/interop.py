@@ -1,4 +1,5 @@
-"""Python half of the interoperability check (run by interop.sh).
+"""Python half of the interoperability check (run by interop.sh), on the `agora` package
+(`pip install ./python`).
 
   python3 interop.py client <addr> <axon hotkey hex>   call a (Rust) axon serving y = 2x + 1
   python3 interop.py axon                              serve y = 2x + 1 as a Python axon;
@@ -7,75 +8,76 @@
 Exits non-zero on any mismatch.
 """
 
+import hashlib
+import struct
 import sys
+import time
 
 import numpy as np
 
-import agora_wire as aw
+from agora import wire
+from agora.keys import Keypair
 
 
-def v2_credentials(hotkey: aw.Hotkey, callee: bytes, body: bytes) -> list[tuple[str, str]]:
+def v2_credentials(hotkey: Keypair, callee: bytes, body: bytes) -> list[tuple[str, str]]:
     """Protocol 2's metadata for `body`: version "2", a sha256 digest, signed over "agora/2"."""
-    import hashlib
-    import struct
-    import time
-
-    nonce, ts, digest = hotkey.next_nonce(), int(time.time() * 1000), hashlib.sha256(body).digest()
-    f = aw._field
-    pre = (f(b"agora/2") + f(aw.PATH_FORWARD.encode()) + f(hotkey.public) + f(callee) + struct.pack("<QQ", nonce, ts)
+    nonce, ts, digest = time.time_ns(), int(time.time() * 1000), hashlib.sha256(body).digest()
+    f = wire._field
+    pre = (f(b"agora/2") + f(wire.PATH_FORWARD.encode()) + f(hotkey.public) + f(callee) + struct.pack("<QQ", nonce, ts)
            + f(b"sha256") + struct.pack("<Q", len(body)) + f(digest))
     return [("agora-version", "2"), ("agora-caller", hotkey.public.hex()), ("agora-callee", callee.hex()),
             ("agora-nonce", str(nonce)), ("agora-timestamp-ms", str(ts)), ("agora-body-len", str(len(body))),
-            ("agora-digest", "sha256:" + digest.hex()), ("agora-signature", hotkey.private.sign(pre).hex())]
+            ("agora-digest", "sha256:" + digest.hex()), ("agora-signature", hotkey.sign(pre).hex())]
 
 
 def client(addr: str, axon_hex: str) -> None:
     axon = bytes.fromhex(axon_hex)
-    d = aw.Dendrite(aw.Hotkey(bytes([0x33] * 32)))
+    me = Keypair(bytes([0x33] * 32))
+    d = wire.Dendrite(me)
     x = (np.arange(24, dtype=np.float32) * 0.5 - 4.0).reshape(2, 3, 4)
-    code, msg, y = d.forward(addr, axon, x)
-    assert code == aw.pb.RETURN_CODE_SUCCESS, (code, msg)
-    assert y.shape == (2, 3, 4), y.shape
-    assert np.array_equal(y, 2 * x + 1), (y, 2 * x + 1)
-    print(f"forward ok: {y.size} values match 2x+1")
+    r = d.forward(addr, axon, x)
+    assert r.ok, r
+    assert r.tensor.shape == (2, 3, 4), r.tensor.shape
+    assert np.array_equal(r.tensor, 2 * x + 1), (r.tensor, 2 * x + 1)
+    print(f"forward ok: {r.tensor.size} values match 2x+1")
     big = (np.arange(1 << 18, dtype=np.float32) % 97).reshape(1, 1, -1)
-    code, msg, y = d.forward(addr, axon, big)
-    assert code == aw.pb.RETURN_CODE_SUCCESS and np.array_equal(y, 2 * big + 1), (code, msg)
+    r = d.forward(addr, axon, big)
+    assert r.ok and np.array_equal(r.tensor, 2 * big + 1), r
     print("forward ok: 1 MiB tensor")
     g = (np.arange(24, dtype=np.float32) % 7 - 3.0).reshape(2, 3, 4)
-    code, msg, dx = d.backward(addr, axon, x, g)
-    assert code == aw.pb.RETURN_CODE_SUCCESS, (code, msg)
-    assert np.array_equal(dx, 2 * g), dx
+    r = d.backward(addr, axon, x, g)
+    assert r.ok, r
+    assert np.array_equal(r.tensor, 2 * g), r.tensor
     print("backward ok: gradient is 2g")
     # What the Rust axon must refuse, with its code: NaN, a shape the bytes do not fill.
-    bad = np.array([[[1.0, np.nan]]], dtype=np.float32)
-    code, msg, _ = d.forward(addr, axon, bad)
-    assert code == aw.pb.RETURN_CODE_NON_FINITE, (code, msg)
-    req = aw.pb.ForwardRequest(inputs=aw.pb.Tensor(data=b"\0" * 8, dtype=aw.pb.DTYPE_F32, shape=[1, 1, 3],
-                                                   modality=aw.pb.MODALITY_TENSOR))
-    resp = d.call(addr, axon, aw.PATH_FORWARD, req, timeout=5)
-    assert resp.code == aw.pb.RETURN_CODE_REQUEST_SHAPE_ERROR, resp
+    r = d.forward(addr, axon, np.array([[[1.0, np.nan]]], dtype=np.float32))
+    assert r.code == wire.NON_FINITE, r
+    req = wire.pb.ForwardRequest(inputs=wire.pb.Tensor(data=b"\0" * 8, dtype=wire.pb.DTYPE_F32, shape=[1, 1, 3],
+                                                       modality=wire.pb.MODALITY_TENSOR))
+    resp = d.call(addr, axon, wire.PATH_FORWARD, req, timeout=5)
+    assert resp.code == wire.REQUEST_SHAPE_ERROR, resp
     # A signature by someone else's key: credentials of key 0x33 with key 0x44 named as caller.
-    body = aw.pb.ForwardRequest(inputs=aw.to_wire(x)).SerializeToString()
-    md = [(k, aw.Hotkey(bytes([0x44] * 32)).public.hex() if k == "agora-caller" else v)
-          for k, v in d.hotkey.credentials(aw.PATH_FORWARD, axon, body)]
-    resp = d.call(addr, axon, aw.PATH_FORWARD, body, timeout=5, metadata=md)
-    assert resp.code == aw.pb.RETURN_CODE_INVALID_SIGNATURE, resp
+    body = wire.pb.ForwardRequest(inputs=wire.to_wire(x)).SerializeToString()
+    digest = wire.blake3(body).digest()
+    md = [(k, Keypair(bytes([0x44] * 32)).public.hex() if k == "agora-caller" else v)
+          for k, v in d.signer.credentials(wire.PATH_FORWARD, axon, len(body), digest)]
+    resp = d.call(addr, axon, wire.PATH_FORWARD, body, timeout=5, metadata=md)
+    assert resp.code == wire.INVALID_SIGNATURE, resp
     # A protocol-1 call: no credentials in the metadata.
-    resp = d.call(addr, axon, aw.PATH_FORWARD, body, timeout=5, metadata=[])
-    assert resp.code == aw.pb.RETURN_CODE_UNSUPPORTED_VERSION, resp
+    resp = d.call(addr, axon, wire.PATH_FORWARD, body, timeout=5, metadata=[])
+    assert resp.code == wire.UNSUPPORTED_VERSION, resp
     # A protocol-2 call: the same credentials with a sha256 digest, signed as version 2.
-    resp = d.call(addr, axon, aw.PATH_FORWARD, body, timeout=5, metadata=v2_credentials(d.hotkey, axon, body))
-    assert resp.code == aw.pb.RETURN_CODE_UNSUPPORTED_VERSION and "sha256" in resp.message, resp
-    print(f"bad inputs refused with their codes ({msg})")
+    resp = d.call(addr, axon, wire.PATH_FORWARD, body, timeout=5, metadata=v2_credentials(me, axon, body))
+    assert resp.code == wire.UNSUPPORTED_VERSION and "sha256" in resp.message, resp
+    print(f"bad inputs refused with their codes ({r.message})")
 
 
 def axon() -> None:
-    hotkey = aw.Hotkey(bytes([0x55] * 32))
-    server, port = aw.serve(hotkey, forward=lambda x: 2 * x + 1, backward=lambda x, g: 2 * g)
-    print(f"LISTEN 127.0.0.1:{port} {hotkey.public.hex()}", flush=True)
+    hotkey = Keypair(bytes([0x55] * 32))
+    a = wire.serve(hotkey, forward=lambda x, caller: 2 * x + 1, backward=lambda x, g, caller: 2 * g)
+    print(f"LISTEN 127.0.0.1:{a.port} {hotkey.public.hex()}", flush=True)
     sys.stdin.read()
-    server.stop(grace=1)
+    a.stop(1)
 
 
 if __name__ == "__main__":

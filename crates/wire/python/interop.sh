@@ -2,8 +2,8 @@
 # Python <-> Rust interoperability of the wire protocol, both directions, on loopback:
 #  (a) a Rust axon (examples/known_axon.rs, y = 2x + 1) called by a Python dendrite;
 #  (b) a Python axon (interop.py axon) called by a Rust dendrite (examples/call_axon.rs).
-# Needs: python3 -m pip install grpcio grpcio-tools numpy cryptography blake3. Exits non-zero on any
-# mismatch. Stubs are generated from proto/agora.proto into a temporary directory.
+# Needs the Python package: python3 -m pip install ./python (from the repository root; its gRPC
+# stubs are generated from proto/agora.proto when it is built). Exits non-zero on any mismatch.
 set -euo pipefail
 cd "$(dirname "$0")"
 root=$(cd ../../.. && pwd)
@@ -15,8 +15,7 @@ cleanup() {
   rm -rf "$tmp"
 }
 trap cleanup EXIT
-export AGORA_STUBS="$tmp/stubs"
-mkdir -p "$AGORA_STUBS"
+python3 -c "import agora.wire" || { echo "interop: install the Python package first: python3 -m pip install $root/python"; exit 1; }
 
 cargo build --quiet --manifest-path "$root/Cargo.toml" -p wire --example known_axon --example call_axon
 examples="${CARGO_TARGET_DIR:-$root/target}/debug/examples"

@@ -243,7 +243,8 @@ pub fn render(dir: &Path, data: &RunData, a: &Analysis) -> Result<(), LocalnetEr
          The yardstick is the **judge's value**: each peer's marginal value to the others, measured by the \
          orchestrator on each topic's test split, which no peer trains, pretrains or scores on. For every \
          consumer i (a peer whose model the judge runs) it is the increase of i's test loss when the peer's \
-         answer is removed from i's gate, summed over consumers (eq. 2 of the market paper, on unseen data). \
+         answers are shuffled between the sequences of i's batch, so they no longer answer what was asked \
+         (eq. 2 of the market paper as permutation importance, on unseen data), summed over consumers. \
          The peers' own estimate (the same measurement on their held-out split, by the estimator the chain \
          aggregates) is a second column.\n\n",
         mech = s.mechanism,

@@ -1,0 +1,217 @@
+"""The Python axon and dendrite against each other, and against what cannot answer: every
+failure is a return code, never an exception out of a call. (Against the Rust axon and
+dendrite: crates/wire/python/interop.sh.)"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from concurrent import futures
+from typing import Iterator
+
+import grpc
+import numpy as np
+import pytest
+
+from agora import wire
+from agora.keys import Keypair
+from agora.standard import standard_basis
+
+AXON_KEY = Keypair(bytes([0x55] * 32))
+CALLER = Keypair(bytes([0x33] * 32))
+
+
+def affine(x: np.ndarray, caller: wire.Caller) -> np.ndarray:
+    return 2 * x.astype(np.float32) + 1
+
+
+@pytest.fixture
+def axon() -> Iterator[wire.Axon]:
+    a = wire.serve(AXON_KEY, affine, lambda x, g, caller: 2 * g)
+    yield a
+    a.stop(0)
+
+
+def endpoint(a: wire.Axon) -> str:
+    return f"127.0.0.1:{a.port}"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_forward_and_backward_carry_the_numbers(axon: wire.Axon) -> None:
+    d = wire.Dendrite(CALLER)
+    x = (np.arange(24, dtype=np.float32) * 0.5 - 4).reshape(2, 3, 4)
+    r = d.forward(endpoint(axon), AXON_KEY.public, x)
+    assert r.ok and np.array_equal(r.tensor, 2 * x + 1), r
+    g = np.ones((2, 3, 4), dtype=np.float32)
+    r = d.backward(endpoint(axon), AXON_KEY.public, x, g)
+    assert r.ok and np.array_equal(r.tensor, 2 * g)
+    text = np.frombuffer(b"hello world, hello market" * 2, dtype=np.uint8)[:48].reshape(2, 24)
+    # The handler answers [2, 24] to TEXT: the axon checks its own model's output first.
+    r = d.forward(endpoint(axon), AXON_KEY.public, text)
+    assert r.code == wire.INTERNAL_ERROR and "expected [2, 24, dim]" in r.message, r
+    assert axon.stats.count("Forward") >= 1 and CALLER.public in axon.stats.callers
+
+
+def test_refusals_have_the_rust_codes(axon: wire.Axon) -> None:
+    d = wire.Dendrite(CALLER)
+    x = np.ones((1, 2, 3), dtype=np.float32)
+    assert d.forward(endpoint(axon), AXON_KEY.public, np.array([[[1.0, np.nan]]], dtype=np.float32)).code == wire.NON_FINITE
+    assert d.forward(endpoint(axon), bytes(32), x).code == wire.INVALID_SIGNATURE, "addressed to another axon"
+    short = wire.pb.ForwardRequest(inputs=wire.pb.Tensor(data=b"\0" * 8, dtype=wire.pb.DTYPE_F32, shape=[1, 1, 3],
+                                                         modality=wire.pb.MODALITY_TENSOR))
+    assert d.call(endpoint(axon), AXON_KEY.public, wire.PATH_FORWARD, short).code == wire.REQUEST_SHAPE_ERROR
+    body = wire.pb.ForwardRequest(inputs=wire.to_wire(x)).SerializeToString()
+    digest = wire.blake3(body).digest()
+    md = d.signer.credentials(wire.PATH_FORWARD, AXON_KEY.public, len(body), digest)
+    assert d.call(endpoint(axon), AXON_KEY.public, wire.PATH_FORWARD, body, metadata=md).code == wire.SUCCESS
+    replay = d.call(endpoint(axon), AXON_KEY.public, wire.PATH_FORWARD, body, metadata=md)
+    assert replay.code == wire.INVALID_SIGNATURE and "replay" in replay.message
+    other = [(k, Keypair(bytes([0x44] * 32)).public.hex() if k == "agora-caller" else v)
+             for k, v in d.signer.credentials(wire.PATH_FORWARD, AXON_KEY.public, len(body), digest)]
+    assert d.call(endpoint(axon), AXON_KEY.public, wire.PATH_FORWARD, body, metadata=other).code == wire.INVALID_SIGNATURE
+    assert d.call(endpoint(axon), AXON_KEY.public, wire.PATH_FORWARD, body, metadata=[]).code == wire.UNSUPPORTED_VERSION
+    v2 = [(k, "2" if k == "agora-version" else v) for k, v in md]
+    r = d.call(endpoint(axon), AXON_KEY.public, wire.PATH_FORWARD, body, metadata=v2)
+    assert r.code == wire.UNSUPPORTED_VERSION and "sha256" in r.message
+    tampered = body[:-1] + bytes([body[-1] ^ 1])
+    md = d.signer.credentials(wire.PATH_FORWARD, AXON_KEY.public, len(body), digest)
+    assert d.call(endpoint(axon), AXON_KEY.public, wire.PATH_FORWARD, tampered, metadata=md).code == wire.INVALID_SIGNATURE
+    stale = [(k, str(int(time.time() * 1000) - 60_000) if k == "agora-timestamp-ms" else v)
+             for k, v in d.signer.credentials(wire.PATH_FORWARD, AXON_KEY.public, len(body), digest)]
+    assert d.call(endpoint(axon), AXON_KEY.public, wire.PATH_FORWARD, body, metadata=stale).code == wire.INVALID_SIGNATURE
+
+
+def test_unregistered_callers_are_refused_unless_trusted() -> None:
+    stakes = wire.StakeTable()
+    judge = Keypair(bytes([0x77] * 32))
+    stakes.replace({CALLER.public: 5})
+    seen: list[wire.Caller] = []
+    a = wire.serve(AXON_KEY, lambda x, c: seen.append(c) or x, stakes=stakes, trusted=[judge.public])
+    try:
+        x = np.ones((1, 1, 2), dtype=np.float32)
+        assert wire.Dendrite(CALLER).forward(endpoint(a), AXON_KEY.public, x).ok
+        assert wire.Dendrite(judge).forward(endpoint(a), AXON_KEY.public, x).ok
+        stranger = wire.Dendrite(Keypair(bytes([0x99] * 32))).forward(endpoint(a), AXON_KEY.public, x)
+        assert stranger.code == wire.UNKNOWN_CALLER, stranger
+        assert [c.stake for c in seen] == [5, 0]
+        assert wire.Dendrite(CALLER).backward(endpoint(a), AXON_KEY.public, x, x).code == wire.NOT_IMPLEMENTED
+    finally:
+        a.stop(0)
+
+
+def test_unreachable_and_wrong_endpoints_are_unavailable_not_exceptions() -> None:
+    d = wire.Dendrite(CALLER)
+    x = np.ones((1, 1, 2), dtype=np.float32)
+    closed = d.forward(f"127.0.0.1:{free_port()}", AXON_KEY.public, x, timeout=3)
+    assert closed.code == wire.UNAVAILABLE, closed
+    # A TCP server that is not gRPC: accepts and closes at once.
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen()
+    stop = threading.Event()
+
+    def refuse() -> None:
+        srv.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                conn, _ = srv.accept()
+                conn.recv(64)
+                conn.sendall(b"HTTP/1.1 400 Bad Request\r\n\r\n")
+                conn.close()
+            except OSError:
+                continue
+
+    t = threading.Thread(target=refuse, daemon=True)
+    t.start()
+    try:
+        wrong = d.forward(f"127.0.0.1:{srv.getsockname()[1]}", AXON_KEY.public, x, timeout=3)
+        assert wrong.code == wire.UNAVAILABLE, wrong
+    finally:
+        stop.set()
+        t.join()
+        srv.close()
+    garbage = d.forward("not an endpoint at all:::", AXON_KEY.public, x, timeout=2)
+    assert garbage.code == wire.UNAVAILABLE, garbage
+    assert d.backward(f"127.0.0.1:{free_port()}", AXON_KEY.public, x, x, timeout=2).code == wire.UNAVAILABLE
+
+
+def test_a_fan_out_gives_each_target_its_own_answer_within_one_deadline(axon: wire.Axon) -> None:
+    slow = wire.serve(AXON_KEY, lambda x, c: time.sleep(3) or affine(x, c))
+    try:
+        d = wire.Dendrite(CALLER)
+        x = np.ones((2, 2, 2), dtype=np.float32)
+        targets = [wire.Target(endpoint(axon), AXON_KEY.public), wire.Target(f"127.0.0.1:{free_port()}", AXON_KEY.public),
+                   wire.Target(f"127.0.0.1:{slow.port}", AXON_KEY.public)]
+        t0 = time.monotonic()
+        ok, dead, late = d.forward_many(targets, x, timeout=1.0)
+        assert time.monotonic() - t0 < 2.5, "one deadline for the whole fan-out"
+        assert ok.ok and dead.code == wire.UNAVAILABLE and late.code == wire.TIMEOUT, (ok, dead, late)
+    finally:
+        slow.stop(0)
+
+
+def lying_axon(answer: wire.pb.ForwardResponse) -> tuple[grpc.Server, int]:
+    """A gRPC server that answers every Forward with `answer`, whatever it is asked."""
+    handler = grpc.method_handlers_generic_handler("agora.v1.Axon", {
+        "Forward": grpc.unary_unary_rpc_method_handler(lambda body, ctx: answer, request_deserializer=None,
+                                                       response_serializer=wire.pb.ForwardResponse.SerializeToString)})
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+    server.add_generic_rpc_handlers((handler,))
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    return server, port
+
+
+def test_a_lying_axon_is_caught_by_the_dendrite() -> None:
+    d = wire.Dendrite(CALLER)
+    x = np.ones((2, 3, 4), dtype=np.float32)
+    cases = [
+        (wire.to_wire(np.ones((3, 3, 4), dtype=np.float32)), wire.RESPONSE_SHAPE_ERROR),
+        (wire.to_wire(np.array([[[np.inf]]] * 2 * 3, dtype=np.float32).reshape(2, 3, 1)), wire.NON_FINITE),
+        (wire.pb.Tensor(data=b"\0" * 3, dtype=wire.pb.DTYPE_F32, shape=[2, 3, 1], modality=wire.pb.MODALITY_TENSOR),
+         wire.RESPONSE_SHAPE_ERROR),
+    ]
+    for tensor, code in cases:
+        server, port = lying_axon(wire.pb.ForwardResponse(outputs=tensor, code=wire.SUCCESS))
+        try:
+            r = d.forward(f"127.0.0.1:{port}", AXON_KEY.public, x, timeout=3)
+            assert r.code == code, r
+        finally:
+            server.stop(0)
+
+
+def test_a_model_that_fails_is_reported_and_the_axon_keeps_serving() -> None:
+    calls = []
+
+    def flaky(x: np.ndarray, c: wire.Caller) -> np.ndarray:
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("model exploded")
+        if len(calls) == 2:
+            return np.full((x.shape[0], x.shape[1], 2), np.nan, dtype=np.float32)
+        return np.zeros((x.shape[0], x.shape[1], 2), dtype=np.float32)
+
+    a = wire.serve(AXON_KEY, flaky)
+    try:
+        d = wire.Dendrite(CALLER)
+        x = np.ones((1, 3, 2), dtype=np.float32)
+        first, second, third = (d.forward(endpoint(a), AXON_KEY.public, x) for _ in range(3))
+        assert first.code == wire.INTERNAL_ERROR and "exploded" in first.message
+        assert second.code == wire.INTERNAL_ERROR and "NaN" in second.message
+        assert third.ok
+    finally:
+        a.stop(0)
+
+
+def test_the_standard_basis_is_the_nucleus_one() -> None:
+    b = standard_basis()
+    assert b.shape == (256, 32) and set(np.unique(b)) == {-1.0, 1.0}
+    # Pinned in nucleus::model::tests::the_standard_basis_is_pinned_and_tells_bytes_apart.
+    assert b[0, :8].tolist() == [1.0, -1.0, 1.0, 1.0, -1.0, -1.0, 1.0, 1.0]
+    assert len({row.tobytes() for row in b}) == 256
