@@ -12,6 +12,7 @@ use std::process::ExitCode;
 
 mod localnet_cmd;
 mod metagraph_cmd;
+mod node_cmd;
 mod peer_cmd;
 mod tx_cmd;
 mod wallet_cmd;
@@ -32,9 +33,10 @@ struct Cli {
 enum Command {
     /// Run the papers' experiments on the real mechanism code (CSV, PNG and markdown into --out)
     Sim(SimArgs),
-    /// Run a single-validator chain node (`--dev`: a development chain with funded, insecure dev
-    /// accounts; or `--genesis FILE`), with JSON-RPC (HTTP and WebSocket) and /metrics on --rpc-addr
-    Node(node::NodeArgs),
+    /// Run a chain node (`--dev`: a development chain with funded, insecure dev accounts; or
+    /// `--genesis FILE`), the single validator or, with `--validator-key`, one of the genesis'
+    /// validators; JSON-RPC (HTTP and WebSocket) and /metrics on --rpc-addr
+    Node(node_cmd::NodeArgs),
     /// Create, list, show and regenerate wallets (an encrypted coldkey and its hotkeys); ask a
     /// node for their balance
     Wallet(wallet_cmd::WalletArgs),
@@ -258,7 +260,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Sim(args) => sim_command(args),
-        Command::Node(args) => node::run(args).map_err(anyhow::Error::from),
+        Command::Node(args) => node_cmd::run(args),
         Command::Wallet(args) => wallet_cmd::run(args),
         Command::Tx(args) => tx_cmd::run(args),
         Command::Metagraph(args) => metagraph_cmd::run(args),

@@ -163,6 +163,11 @@ impl Client {
         self.call("agora_head", rpc_params![]).await
     }
 
+    /// `agora_status`: the finalized head, the latest height, the validators, the evidence.
+    pub async fn status(&self) -> Result<types::ChainStatus, ClientError> {
+        self.call("agora_status", rpc_params![]).await
+    }
+
     /// `agora_genesis`.
     pub async fn genesis(&self) -> Result<GenesisInfo, ClientError> {
         self.call("agora_genesis", rpc_params![]).await

@@ -203,6 +203,28 @@ impl From<&Metagraph> for MetagraphInfo {
 /// `agora_head`.
 pub type HeadInfo = ChainHead;
 
+/// `agora_status`: where the chain is. With several validators the latest block (notarized by
+/// the engine) can be ahead of the finalized one; with one they are the same.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ChainStatus {
+    /// The last final (executed and committed) block: what every other method reads.
+    pub finalized: ChainHead,
+    /// The height of the latest block the engine notarized (at or above `finalized.height`).
+    pub latest: u64,
+    /// Validators in the genesis (0: the single-validator chain).
+    pub validators: u32,
+    /// Equivocations the engine proved (two conflicting signed messages for one view).
+    pub evidence: Vec<EvidenceInfo>,
+}
+
+/// One equivocation: which validator (index in the sorted validator set), in which view.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EvidenceInfo {
+    pub kind: String,
+    pub validator: u32,
+    pub view: u64,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

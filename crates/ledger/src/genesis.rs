@@ -53,6 +53,24 @@ pub struct GenesisNeuron {
     pub endpoint: Option<Endpoint>,
 }
 
+/// A validator of the chain: one of the keys that order and finalise blocks (the consensus
+/// engine's participants, ed25519), not a neuron. An empty list is the single-validator chain
+/// of `agora node` without `--validator-key`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GenesisValidator {
+    pub key: PublicKey,
+    /// Voting power. The engine (commonware simplex) counts every validator once: a block is
+    /// final with the votes of more than two thirds of the validators, so all powers must be
+    /// equal (checked by `validate`).
+    #[serde(default = "one")]
+    pub power: u64,
+}
+
+fn one() -> u64 {
+    1
+}
+
 /// Proof-of-work registration (market paper v2, "Transactions and Token Inflation") and its
 /// difficulty adjustment.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -219,6 +237,10 @@ pub struct GenesisConfig {
     pub weights: WeightsConfig,
     pub fees: FeeSchedule,
     pub limits: Limits,
+    /// The validator set (empty: the single-validator chain). Not serialised when empty, so
+    /// the hash of a genesis without validators is what it was before validators existed.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub validators: Vec<GenesisValidator>,
 }
 
 impl Default for GenesisConfig {
@@ -242,6 +264,7 @@ impl Default for GenesisConfig {
             weights: WeightsConfig::default(),
             fees: FeeSchedule::default(),
             limits: Limits::default(),
+            validators: Vec::new(),
         }
     }
 }
@@ -383,6 +406,22 @@ impl GenesisConfig {
                 return Err(GenesisError::DuplicateKey(n.hotkey, "neurons"));
             }
         }
+        let mut validators = std::collections::BTreeSet::new();
+        for v in &self.validators {
+            if !validators.insert(v.key) {
+                return Err(GenesisError::DuplicateKey(v.key, "validators"));
+            }
+            if v.power == 0 {
+                return bad("validators.power", &v.power, "must be at least 1");
+            }
+            if v.power != self.validators[0].power {
+                return bad(
+                    "validators.power",
+                    &v.power,
+                    "must be the same for every validator (the engine counts each validator once)",
+                );
+            }
+        }
         self.issuance()?;
         // The mechanism validates its parameters at every epoch; run one trivial epoch now so a
         // bad parameter is refused at genesis instead of silently skipping every epoch.
@@ -416,6 +455,24 @@ mod tests {
         let back = GenesisConfig::from_json(&g.to_json_pretty()).unwrap();
         assert_eq!(back, g);
         assert_eq!(back.hash(), g.hash());
+    }
+
+    #[test]
+    fn validators_keep_old_hashes_and_must_vote_alike() {
+        let g = GenesisConfig::default();
+        let before = g.hash();
+        assert!(!g.to_json_pretty().contains("\"validators\""), "an empty set is not written");
+        let v = |seed: u8, power: u64| GenesisValidator { key: PublicKey([seed; 32]), power };
+        let with = GenesisConfig { validators: vec![v(1, 1), v(2, 1)], ..g.clone() };
+        with.validate().unwrap();
+        assert_ne!(with.hash(), before, "the validator set is part of the chain");
+        assert_eq!(GenesisConfig::from_json(&with.to_json_pretty()).unwrap(), with);
+        let uneven = GenesisConfig { validators: vec![v(1, 1), v(2, 3)], ..g.clone() };
+        assert!(matches!(uneven.validate(), Err(GenesisError::Invalid { field: "validators.power", .. })));
+        let twice = GenesisConfig { validators: vec![v(1, 1), v(1, 1)], ..g.clone() };
+        assert!(matches!(twice.validate(), Err(GenesisError::DuplicateKey(_, "validators"))));
+        let zero = GenesisConfig { validators: vec![v(1, 0)], ..g };
+        assert!(matches!(zero.validate(), Err(GenesisError::Invalid { field: "validators.power", .. })));
     }
 
     #[test]

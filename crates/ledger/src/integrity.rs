@@ -124,7 +124,7 @@ impl<S: Store> Ledger<S> {
 }
 
 /// The committed block at `height` in a store holding a chain, if there is one.
-pub fn stored_block<S: Store>(store: &S, height: u64) -> Result<Option<StoredBlock>, LedgerError> {
+pub fn stored_block<S: Store + ?Sized>(store: &S, height: u64) -> Result<Option<StoredBlock>, LedgerError> {
     let key = keys::block(height);
     match store.get(&key)? {
         Some(v) => Ok(Some(decode(&key, &v)?)),
@@ -136,7 +136,7 @@ pub fn stored_block<S: Store>(store: &S, height: u64) -> Result<Option<StoredBlo
 /// genesis, head), but not the blocks and their indexes, as one batch. Committed to an empty
 /// store, [`Ledger::open`] on it resumes at the same head with the same root: a checkpoint from
 /// which later blocks replay.
-pub fn state_records<S: Store>(store: &S) -> Result<WriteBatch, StoreError> {
+pub fn state_records<S: Store + ?Sized>(store: &S) -> Result<WriteBatch, StoreError> {
     let mut batch = WriteBatch::new();
     for prefix in [
         &[keys::ACCOUNT][..],

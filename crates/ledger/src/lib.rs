@@ -34,6 +34,7 @@ mod exec;
 pub mod genesis;
 pub mod integrity;
 mod ledger;
+pub mod mempool;
 pub mod merkle;
 pub mod pow;
 pub mod state;
@@ -49,10 +50,11 @@ pub use error::{BlockError, LedgerError, TxError};
 pub use exec::WEIGHT_SUM_TOLERANCE;
 pub use genesis::{
     dev_key, public_key, EmissionMode, FeeSchedule, GenesisAccount, GenesisConfig, GenesisError,
-    GenesisNeuron, Limits, RegistrationConfig, WeightsConfig,
+    GenesisNeuron, GenesisValidator, Limits, RegistrationConfig, WeightsConfig,
 };
 pub use integrity::{state_records, stored_block, IntegrityError};
 pub use ledger::{ChainHead, Ledger, Metagraph};
+pub use mempool::{Mempool, MempoolError};
 pub use state::{Issuance, State};
 pub use store::{MemStore, Store, StoreError, WriteBatch};
 pub use tx::{Call, CallKind, PreparedTx, SignedTx, TxBody};

@@ -153,20 +153,28 @@ impl Store for MemStore {
     }
 }
 
-/// Lets a caller keep ownership of its store (tests inspect it between blocks).
-impl<S: Store + ?Sized> Store for &mut S {
-    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        (**self).get(key)
-    }
+/// A store behind a pointer is the store: `&mut S` lets a caller keep ownership of its store
+/// (tests inspect it between blocks); `Box<S>` lets a node hold any backend behind one type
+/// (`Box<dyn NodeStore>`).
+macro_rules! forward_store {
+    ($($pointer:ty),*) => {$(
+        impl<S: Store + ?Sized> Store for $pointer {
+            fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+                (**self).get(key)
+            }
 
-    fn scan_prefix(&self, prefix: &[u8], f: &mut Visitor<'_>) -> Result<(), StoreError> {
-        (**self).scan_prefix(prefix, f)
-    }
+            fn scan_prefix(&self, prefix: &[u8], f: &mut Visitor<'_>) -> Result<(), StoreError> {
+                (**self).scan_prefix(prefix, f)
+            }
 
-    fn commit(&mut self, batch: WriteBatch) -> Result<(), StoreError> {
-        (**self).commit(batch)
-    }
+            fn commit(&mut self, batch: WriteBatch) -> Result<(), StoreError> {
+                (**self).commit(batch)
+            }
+        }
+    )*};
 }
+
+forward_store!(&mut S, Box<S>);
 
 /// The contract every [`Store`] keeps, as a check any backend can run from its own tests: a
 /// batch applies in order and in full (a later put or delete of a key wins), `get` reads what

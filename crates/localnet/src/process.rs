@@ -4,11 +4,9 @@
 
 use crate::error::LocalnetError;
 use crate::scenario::{ModelSize, PeerSpec, Role};
-use std::io::{BufRead, BufReader};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 /// Checks that a scenario's dataset resolves (`nucleus::Corpus::resolve`: `+`-separated
@@ -41,7 +39,7 @@ fn wait_timeout(child: &mut Child, timeout: Duration) -> bool {
     }
 }
 
-/// A running `agora node`, stdout parsed for its address and copied to `node.log`.
+/// A running `agora node`, its output in its log file.
 pub struct NodeProcess {
     child: Option<Child>,
     /// `127.0.0.1:PORT` of its JSON-RPC.
@@ -50,7 +48,8 @@ pub struct NodeProcess {
 
 impl NodeProcess {
     /// `AGORA node --genesis GENESIS --data-dir DATA --block-time-ms T --rpc-addr 127.0.0.1:0`,
-    /// waiting (up to 60 s) for the line that gives the bound address.
+    /// waiting (up to 60 s) for the bound address, which the node writes to `--rpc-addr-file`
+    /// (LOG with the extension `addr`).
     pub fn spawn(
         agora: &Path,
         genesis: &Path,
@@ -58,46 +57,55 @@ impl NodeProcess {
         block_time_ms: u64,
         log: &Path,
     ) -> Result<NodeProcess, LocalnetError> {
-        let mut log_file = std::fs::File::create(log).map_err(|e| LocalnetError::io(log, e))?;
+        let args: Vec<std::ffi::OsString> = vec![
+            "--genesis".into(),
+            genesis.into(),
+            "--data-dir".into(),
+            data_dir.into(),
+            "--block-time-ms".into(),
+            block_time_ms.to_string().into(),
+        ];
+        NodeProcess::spawn_with(agora, &args, log)
+    }
+
+    /// `AGORA node --rpc-addr 127.0.0.1:0 ARGS...`, as [`NodeProcess::spawn`].
+    pub fn spawn_with(
+        agora: &Path,
+        args: &[std::ffi::OsString],
+        log: &Path,
+    ) -> Result<NodeProcess, LocalnetError> {
+        let log_file = std::fs::File::create(log).map_err(|e| LocalnetError::io(log, e))?;
         let err_log = log_file.try_clone().map_err(|e| LocalnetError::io(log, e))?;
-        let mut child = Command::new(agora)
+        let addr_file = log.with_extension("addr");
+        let _ = std::fs::remove_file(&addr_file);
+        let child = Command::new(agora)
             .arg("node")
-            .arg("--genesis")
-            .arg(genesis)
-            .arg("--data-dir")
-            .arg(data_dir)
-            .args(["--block-time-ms", &block_time_ms.to_string(), "--rpc-addr", "127.0.0.1:0"])
+            .args(args)
+            .args(["--rpc-addr", "127.0.0.1:0", "--rpc-addr-file"])
+            .arg(&addr_file)
             .stdin(Stdio::null())
-            .stdout(Stdio::piped())
+            .stdout(Stdio::from(log_file))
             .stderr(Stdio::from(err_log))
             // Its own process group: a Ctrl-C at the terminal reaches localnet only, which then
             // stops the peers before the node they depend on.
             .process_group(0)
             .spawn()
             .map_err(|e| LocalnetError::Node(format!("cannot start {}: {e}", agora.display())))?;
-        let stdout = child.stdout.take().ok_or_else(|| LocalnetError::Node("no stdout pipe".into()))?;
-        let (tx, rx) = mpsc::channel();
-        // Drains stdout for the node's whole life (a full pipe would block it) into the log.
-        std::thread::spawn(move || {
-            use std::io::Write;
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(rest) = line.strip_prefix("rpc listening on http://") {
-                    let _ = tx.send(rest.split_whitespace().next().unwrap_or_default().to_string());
-                }
-                let _ = writeln!(log_file, "{line}");
-            }
-        });
         let mut node = NodeProcess { child: Some(child), addr: String::new() };
-        match rx.recv_timeout(Duration::from_secs(60)) {
-            Ok(addr) => node.addr = addr,
-            Err(_) => {
-                return Err(LocalnetError::Node(format!(
-                    "did not print its RPC address within 60 s (see {})",
-                    log.display()
-                )))
+        let start = Instant::now();
+        loop {
+            if let Ok(addr) = std::fs::read_to_string(&addr_file) {
+                node.addr = addr;
+                return Ok(node);
             }
+            if !node.running() || start.elapsed() > Duration::from_secs(60) {
+                return Err(LocalnetError::Node(format!(
+                    "did not start listening within 60 s (see {})",
+                    log.display()
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(20));
         }
-        Ok(node)
     }
 
     pub fn http(&self) -> String {

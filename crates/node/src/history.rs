@@ -4,19 +4,20 @@
 //! can always be rebuilt by replay; replaying from genesis per call cost a node 26 s of CPU for
 //! one batch and 360 MB for 64 concurrent calls at height 1,500. So after every block whose
 //! height is a multiple of the tempo (the epoch blocks) the node stores the state records as a
-//! checkpoint ([`RedbStore::write_checkpoint`]), and a past height is rebuilt from the latest
+//! checkpoint ([`NodeStore::write_checkpoint`]), and a past height is rebuilt from the latest
 //! checkpoint at or below it: at most `tempo - 1` ordinary blocks, never an epoch (the next
 //! epoch block is the next checkpoint). Checkpoints older than the history window are dropped;
 //! heights before it are refused. A replay that passes a checkpoint height with no checkpoint
 //! (a chain older than this code, or a crash between a block and its checkpoint) stores it.
 
-use crate::store::RedbStore;
+use crate::store::NodeStore;
 use ledger::{GenesisConfig, Ledger, LedgerError, MemStore, Metagraph, Store, StoreError};
+use std::sync::Arc;
 
 /// The node's checkpoints and what it serves from them.
 #[derive(Clone)]
 pub struct History {
-    store: RedbStore,
+    store: Arc<dyn NodeStore>,
     genesis: GenesisConfig,
     /// Blocks between checkpoints: the tempo.
     interval: u64,
@@ -45,9 +46,9 @@ impl From<StoreError> for HistoryError {
 
 impl History {
     /// Checkpoints every `genesis.tempo` blocks, serving the last `window` blocks.
-    pub fn new(store: RedbStore, genesis: GenesisConfig, window: u64) -> History {
+    pub fn new(store: Box<dyn NodeStore>, genesis: GenesisConfig, window: u64) -> History {
         let interval = genesis.tempo.max(1);
-        History { store, genesis, interval, window }
+        History { store: Arc::from(store), genesis, interval, window }
     }
 
     /// The oldest height served when the head is `head`.
@@ -81,7 +82,7 @@ impl History {
             None => (0, Ledger::init(MemStore::new(), self.genesis.clone())?),
         };
         for h in from + 1..=height {
-            let stored = ledger::stored_block(&self.store, h)?.ok_or(HistoryError::MissingBlock(h))?;
+            let stored = ledger::stored_block(&*self.store, h)?.ok_or(HistoryError::MissingBlock(h))?;
             let failed =
                 |e: &dyn std::fmt::Display| HistoryError::Replay { height: h, reason: e.to_string() };
             replay.execute_block(&stored.block).map_err(|e| failed(&e))?;
@@ -103,6 +104,7 @@ impl History {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::RedbStore;
     use ledger::{dev_key, public_key, Call, TxBody};
 
     fn temp(name: &str) -> std::path::PathBuf {
@@ -118,7 +120,7 @@ mod tests {
     /// every metagraph it passed through.
     fn run(dir: &std::path::Path, blocks: u64, window: u64) -> (History, Vec<Metagraph>) {
         let store = RedbStore::create(&dir.join("chain.redb")).unwrap();
-        let history = History::new(store.clone(), genesis(), window);
+        let history = History::new(store.handle(), genesis(), window);
         let mut l = Ledger::init(store, genesis()).unwrap();
         let mut seen = vec![l.metagraph()];
         for h in 1..=blocks {
@@ -163,7 +165,7 @@ mod tests {
         assert!(!history.store.has_checkpoint(8).unwrap(), "dropped with the window");
         // A chain from before checkpoints: the first call replays from genesis and leaves the
         // checkpoints it passes, so the next call is short.
-        let wide = History::new(history.store.clone(), genesis(), 1_000);
+        let wide = History::new(history.store.handle(), genesis(), 1_000);
         assert_eq!(wide.replay_length(11).unwrap(), 11);
         assert_eq!(wide.metagraph_at(11, 30).unwrap(), seen[11]);
         assert_eq!(wide.replay_length(11).unwrap(), 3);

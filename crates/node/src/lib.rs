@@ -1,22 +1,26 @@
-//! The Agora chain node: runs the `ledger` state machine as a chain.
+//! The Agora chain node, as a library: runs the `ledger` state machine as a chain.
 //!
-//! It owns what turns the pure ledger into a service: the embedded store ([`RedbStore`], one
-//! redb file under the data directory, opened by [`chain_dir`] and checked at every start), the
-//! block producer of the single-validator embedded chain (a block every block time, or as soon
-//! as transactions wait in instant mode), the [`mempool`], per-epoch state checkpoints for past
-//! metagraphs ([`history`]), the JSON-RPC 2.0 API over HTTP and WebSocket ([`rpc`], documented
-//! in `docs/rpc.md`) behind its own accept loop with per-address limits and timeouts
-//! ([`server`]), and `/metrics` ([`metrics`]) on the same port.
+//! [`Node::start`] starts a node over any [`NodeStore`] (the embedded redb file, [`RedbStore`],
+//! opened by [`chain_dir`] and checked at every start; or [`SharedMemStore`] in memory) and
+//! returns a [`NodeHandle`]: its RPC address, a stop, and the stream of finalized heads. The
+//! `agora node` command (crate `cli`) only parses flags, prints, and calls it; tests start nodes
+//! in-process the same way.
+//!
+//! It owns what turns the pure ledger into a service: the block producer of the
+//! single-validator embedded chain (a block every block time, or as soon as transactions wait
+//! in instant mode), the mempool (`ledger::Mempool`, the same admission code as the in-process
+//! `LocalChain`), per-epoch state checkpoints for past metagraphs ([`history`]), the JSON-RPC
+//! 2.0 API over HTTP and WebSocket ([`rpc`], documented in `docs/rpc.md`) behind its own accept
+//! loop with per-address limits and timeouts ([`server`]), and `/metrics` ([`metrics`]) on the
+//! same port.
 //!
 //! Blocks go through the ledger's own boundary, `propose -> commit`, so a block is durable
-//! (one redb write transaction) before it is announced, and a restart resumes from the last
-//! committed block. It assumes it is the only validator: a multi-validator engine would replace
-//! [`run`]'s producer loop and keep the rest. It never re-implements ledger rules: every check,
-//! mempool admission included, is the ledger's.
+//! (one store transaction) before it is announced, and a restart resumes from the last
+//! committed block. It never re-implements ledger rules: every check, mempool admission
+//! included, is the ledger's.
 
 pub mod chain_dir;
 pub mod history;
-pub mod mempool;
 pub mod metrics;
 pub mod rpc;
 pub mod server;
@@ -24,19 +28,25 @@ pub mod store;
 #[cfg(any(test, feature = "test-utils"))]
 pub mod test_utils;
 
+/// The mempool moved into the ledger crate; kept under its old path for callers.
+pub use ledger::mempool;
+
 use client::types::NewHead;
 use history::History;
-use ledger::{dev_key, public_key, GenesisConfig, Hash, Ledger, LedgerError, TxStatus, UNITS_PER_TOKEN};
-use mempool::{Mempool, MempoolError};
+use ledger::{
+    dev_key, public_key, ChainHead, GenesisConfig, Hash, Ledger, LedgerError, TxStatus, UNITS_PER_TOKEN,
+};
+use ledger::{Mempool, MempoolError};
 use metrics::Metrics;
 use server::{Connections, RpcLimits};
 use std::collections::HashMap;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-pub use store::RedbStore;
+pub use store::{NodeStore, RedbStore, SharedMemStore};
 use thiserror::Error;
 
 /// The names of the funded development accounts of `--dev` (keys from `ledger::dev_key`).
@@ -44,77 +54,86 @@ pub const DEV_ACCOUNTS: [&str; 6] = ["alice", "bob", "charlie", "dave", "eve", "
 /// Each dev account's genesis balance: one million tokens.
 pub const DEV_BALANCE: u64 = 1_000_000 * UNITS_PER_TOKEN;
 
-/// `agora node` options.
-#[derive(Debug, Clone, clap::Args)]
-pub struct NodeArgs {
-    /// Run a single-validator development chain from the dev genesis (funded, insecure keys)
-    #[arg(long, conflicts_with = "genesis")]
-    pub dev: bool,
-    /// Run a single-validator chain from this genesis file (JSON, `ledger::GenesisConfig`)
-    #[arg(long, value_name = "FILE")]
-    pub genesis: Option<PathBuf>,
-    /// Where the chain is stored (reused on restart). A new chain starts only in a missing or
-    /// empty directory, or with --new-chain
-    #[arg(long, value_name = "DIR", default_value = "agora-data")]
-    pub data_dir: PathBuf,
-    /// Milliseconds between blocks (empty blocks included)
-    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..))]
-    pub block_time_ms: u64,
-    /// Produce a block as soon as transactions wait, and no empty blocks (for tests)
-    #[arg(long, conflicts_with = "block_time_ms")]
-    pub instant: bool,
-    /// Address of JSON-RPC (HTTP and WebSocket) and GET /metrics; port 0 picks a free port
-    #[arg(long, default_value = "127.0.0.1:9944")]
-    pub rpc_addr: SocketAddr,
-    /// Most transactions the mempool holds; submissions beyond are refused
-    #[arg(long, default_value_t = 10_000)]
-    pub mempool_size: usize,
-    /// Start a new chain although the data directory exists. Never replaces a readable chain;
-    /// an unreadable chain.redb is kept as chain.redb.unreadable-<time>
-    #[arg(long)]
-    pub new_chain: bool,
-    /// How many blocks back agora_metagraph serves past heights (a state checkpoint is kept
-    /// every epoch for as long)
-    #[arg(long, default_value_t = 10_000)]
-    pub history_blocks: u64,
-    /// Most RPC connections at once, HTTP and WebSocket
-    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..), help_heading = "RPC limits")]
-    pub rpc_max_connections: u32,
-    /// Most RPC connections at once from one IP address
-    #[arg(long, default_value_t = 128, value_parser = clap::value_parser!(u32).range(1..), help_heading = "RPC limits")]
-    pub rpc_max_connections_per_ip: u32,
-    /// Most WebSocket connections at once (counted apart, so subscriptions cannot take every slot)
-    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..), help_heading = "RPC limits")]
-    pub rpc_max_ws: u32,
-    /// Most WebSocket connections at once from one IP address
-    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..), help_heading = "RPC limits")]
-    pub rpc_max_ws_per_ip: u32,
-    /// Seconds a client has to send a request's headers, and again its body; an idle keep-alive
-    /// connection is closed after as long
-    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..), help_heading = "RPC limits")]
-    pub rpc_request_timeout_secs: u64,
-    /// Seconds a WebSocket may stay open with no subscription and no call
-    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..), help_heading = "RPC limits")]
-    pub rpc_ws_idle_secs: u64,
-    /// Most agora_metagraph calls at a past height running at once (each rebuilds a state);
-    /// others wait up to 10 s, then get error -33016
-    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..), help_heading = "RPC limits")]
-    pub rpc_max_historical: u32,
+/// The dev chain's genesis (`agora node --dev`).
+pub fn dev_genesis() -> GenesisConfig {
+    GenesisConfig::dev(&DEV_ACCOUNTS, DEV_BALANCE)
 }
 
-impl NodeArgs {
-    /// The RPC server's limits from the flags; the largest request holds one transaction of the
-    /// genesis' maximum size as hex, plus room for the JSON around it.
-    pub fn rpc_limits(&self, genesis: &GenesisConfig) -> RpcLimits {
-        RpcLimits {
-            max_connections: self.rpc_max_connections as usize,
-            max_connections_per_ip: self.rpc_max_connections_per_ip as usize,
-            max_ws: self.rpc_max_ws as usize,
-            max_ws_per_ip: self.rpc_max_ws_per_ip as usize,
-            request_timeout: Duration::from_secs(self.rpc_request_timeout_secs),
-            ws_idle_timeout: Duration::from_secs(self.rpc_ws_idle_secs),
-            max_request_bytes: genesis.limits.max_tx_bytes.saturating_mul(2).saturating_add(64 * 1024),
-            max_historical: self.rpc_max_historical as usize,
+/// When the single validator produces a block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Production {
+    /// A block every interval, empty blocks included.
+    Interval(Duration),
+    /// A block as soon as transactions wait, and no empty blocks (for tests).
+    Instant,
+}
+
+/// How a node runs: everything `agora node`'s flags say, once parsed.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    /// The chain; a store holding another chain is refused.
+    pub genesis: GenesisConfig,
+    /// JSON-RPC (HTTP and WebSocket) and GET /metrics; port 0 picks a free port.
+    pub rpc_addr: SocketAddr,
+    pub production: Production,
+    /// Most transactions the mempool holds.
+    pub mempool_size: usize,
+    /// How many blocks back past metagraphs are served (a checkpoint every epoch for as long).
+    pub history_blocks: u64,
+    pub rpc_limits: RpcLimits,
+    /// One of the genesis' validators (blocks ordered and finalized by the consensus engine
+    /// among them), instead of the single-validator producer.
+    pub validator: Option<ValidatorConfig>,
+}
+
+/// This node as one of several validators.
+#[derive(Clone)]
+pub struct ValidatorConfig {
+    /// The validator's ed25519 secret key (its public key must be in the genesis' set).
+    pub secret: [u8; 32],
+    /// Where the other validators reach this one, and the others with their keys.
+    pub listen: SocketAddr,
+    pub peers: Vec<(ledger::PublicKey, SocketAddr)>,
+    /// The consensus journal's directory.
+    pub storage: PathBuf,
+    pub timeouts: bft::Timeouts,
+}
+
+impl ValidatorConfig {
+    /// A validator with the engine's default timeouts.
+    pub fn new(
+        secret: [u8; 32],
+        listen: SocketAddr,
+        peers: Vec<(ledger::PublicKey, SocketAddr)>,
+        storage: PathBuf,
+    ) -> ValidatorConfig {
+        ValidatorConfig { secret, listen, peers, storage, timeouts: bft::Timeouts::default() }
+    }
+}
+
+/// The secret stays out of logs.
+impl std::fmt::Debug for ValidatorConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ValidatorConfig")
+            .field("listen", &self.listen)
+            .field("peers", &self.peers)
+            .field("storage", &self.storage)
+            .finish_non_exhaustive()
+    }
+}
+
+impl NodeConfig {
+    /// The defaults of `agora node` for `genesis`: a block a second, RPC on 127.0.0.1:9944.
+    pub fn new(genesis: GenesisConfig) -> NodeConfig {
+        let rpc_limits = RpcLimits::for_genesis(&genesis);
+        NodeConfig {
+            genesis,
+            rpc_addr: SocketAddr::from(([127, 0, 0, 1], 9944)),
+            production: Production::Interval(Duration::from_secs(1)),
+            mempool_size: 10_000,
+            history_blocks: 10_000,
+            rpc_limits,
+            validator: None,
         }
     }
 }
@@ -142,14 +161,24 @@ pub enum NodeError {
     Block(#[from] ledger::BlockError),
     #[error("cannot start the RPC server on {addr}: {source}")]
     Rpc { addr: SocketAddr, source: std::io::Error },
+    #[error("validator: {0}")]
+    Validator(#[from] bft::net::NetError),
     #[error("runtime: {0}")]
     Runtime(String),
 }
 
+/// The node's ledger over whichever store it was started with.
+pub type NodeLedger = Ledger<Box<dyn NodeStore>>;
+
 /// What the RPC handlers and the producer share. Lock order: `ledger` before `mempool`.
 pub struct Shared {
-    ledger: Mutex<Ledger<RedbStore>>,
-    mempool: Mutex<Mempool>,
+    /// The ledger and its mempool (shared with the consensus engine's application when the
+    /// node is one of several validators).
+    chain: Arc<bft::Chain<Box<dyn NodeStore>>>,
+    /// Sends admitted transactions to the other validators (validator mode only).
+    forward: std::sync::OnceLock<bft::Mailbox>,
+    /// How many validators the genesis names (0: the single-validator chain).
+    validators: usize,
     heads: tokio::sync::broadcast::Sender<NewHead>,
     new_tx: tokio::sync::Notify,
     /// Transactions a block recorded as rejected (authentication failed at execution, e.g. a
@@ -175,17 +204,14 @@ const REMEMBERED_REJECTIONS: usize = 10_000;
 
 impl Shared {
     /// What the producer and the RPC handlers of a node over `ledger` share.
-    fn new(
-        ledger: Ledger<RedbStore>,
-        history: History,
-        mempool_size: usize,
-        limits: &RpcLimits,
-    ) -> Arc<Shared> {
+    fn new(ledger: NodeLedger, history: History, mempool_size: usize, limits: &RpcLimits) -> Arc<Shared> {
         let height = ledger.head().height;
+        let validators = ledger.genesis().validators.len();
         let (heads, _) = tokio::sync::broadcast::channel(256);
         let shared = Shared {
-            ledger: Mutex::new(ledger),
-            mempool: Mutex::new(Mempool::new(mempool_size)),
+            chain: Arc::new(bft::Chain::new(ledger, mempool_size)),
+            forward: std::sync::OnceLock::new(),
+            validators,
             heads,
             new_tx: tokio::sync::Notify::new(),
             rejected_in_block: Mutex::new(HashMap::new()),
@@ -205,12 +231,33 @@ impl Shared {
 
     /// The ledger, even if a thread panicked while holding it (its state is only changed by
     /// `propose`/`commit`, which leave it consistent or return an error).
-    pub(crate) fn ledger(&self) -> MutexGuard<'_, Ledger<RedbStore>> {
-        self.ledger.lock().unwrap_or_else(|p| p.into_inner())
+    pub(crate) fn ledger(&self) -> MutexGuard<'_, NodeLedger> {
+        self.chain.ledger()
     }
 
     pub(crate) fn mempool(&self) -> MutexGuard<'_, Mempool> {
-        self.mempool.lock().unwrap_or_else(|p| p.into_inner())
+        self.chain.mempool()
+    }
+
+    /// The chain's status: the finalized head, the latest (notarized) height, the validator
+    /// count and the equivocations reported.
+    pub fn status(&self) -> client::types::ChainStatus {
+        let evidence = self
+            .chain
+            .evidence()
+            .into_iter()
+            .map(|e| client::types::EvidenceInfo {
+                kind: e.kind.to_string(),
+                validator: e.validator,
+                view: e.view,
+            })
+            .collect();
+        client::types::ChainStatus {
+            finalized: self.chain.head(),
+            latest: self.chain.latest_height(),
+            validators: self.validators as u32,
+            evidence,
+        }
     }
 
     /// A transaction a recent block recorded as rejected: `(height, index, receipt)`.
@@ -222,11 +269,13 @@ impl Shared {
         self.mempool().len()
     }
 
-    /// Validates and queues a transaction; wakes the producer in instant mode.
+    /// Validates and queues a transaction; wakes the producer in instant mode, or sends it to
+    /// the other validators.
     pub fn submit(&self, bytes: &[u8]) -> Result<Hash, MempoolError> {
-        let ledger = self.ledger();
-        let id = self.mempool().insert(&ledger, bytes)?;
-        drop(ledger);
+        let (id, new) = self.chain.admit(bytes)?;
+        if let (true, Some(forward)) = (new, self.forward.get()) {
+            forward.forward(bytes.to_vec());
+        }
         self.new_tx.notify_one();
         Ok(id)
     }
@@ -248,6 +297,14 @@ impl Shared {
         ledger.propose(txs, timestamp, proposer)?;
         let outcome = ledger.commit()?;
         let took = start.elapsed().as_micros() as u64;
+        self.mempool().after_block(&ledger, &ids);
+        let head = self.after_commit(&outcome, &ledger, took);
+        Ok(Some(head))
+    }
+
+    /// What follows every committed block, from the producer or the consensus engine: the
+    /// rejections remembered, the checkpoint, the metrics, the head announced.
+    fn after_commit(&self, outcome: &ledger::BlockOutcome, ledger: &NodeLedger, took: u64) -> NewHead {
         // Remembered before the mempool forgets them, so a lookup never falls between the two.
         let rejected: Vec<_> = (0u32..)
             .zip(&outcome.receipts)
@@ -261,14 +318,11 @@ impl Shared {
             }
             map.extend(rejected);
         }
-        self.mempool().after_block(&ledger, &ids);
         // A checkpoint at every epoch block; failing to write one only makes past metagraphs
         // slower (they replay from an earlier one), so it does not stop the chain.
         if let Err(e) = self.history.after_block(outcome.header.height, ledger.store()) {
             eprintln!("checkpoint at block {}: {e}", outcome.header.height);
         }
-        drop(ledger);
-
         let m = &self.metrics;
         m.height.store(outcome.header.height, Ordering::Relaxed);
         m.blocks.fetch_add(1, Ordering::Relaxed);
@@ -293,20 +347,20 @@ impl Shared {
         };
         // No subscriber is not an error.
         let _ = self.heads.send(head.clone());
-        Ok(Some(head))
+        head
     }
 }
 
-/// The genesis the arguments name: the dev genesis for `--dev`, else the `--genesis` file.
-pub fn genesis_of(args: &NodeArgs) -> Result<GenesisConfig, NodeError> {
-    if args.dev {
-        return Ok(GenesisConfig::dev(&DEV_ACCOUNTS, DEV_BALANCE));
+/// Opens a ledger over `store` (a new chain from `genesis` if the store holds none) and checks
+/// that the store's chain is `genesis`'.
+fn open_ledger<S: NodeStore>(store: S, genesis: &GenesisConfig) -> Result<NodeLedger, NodeError> {
+    let ledger = Ledger::open_or_init(Box::new(store) as Box<dyn NodeStore>, genesis.clone())?;
+    let stored = ledger.state().globals().genesis_hash;
+    let given = genesis.hash();
+    if stored != given {
+        return Err(LedgerError::GenesisMismatch { stored, given }.into());
     }
-    let path = args.genesis.as_ref().ok_or(NodeError::NoGenesis)?;
-    let bad = |reason: String| NodeError::GenesisFile { path: path.clone(), reason };
-    let text = std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))?;
-    // `from_json` also validates (supply, mechanism parameters, limits).
-    GenesisConfig::from_json(&text).map_err(|e| bad(e.to_string()))
+    Ok(ledger)
 }
 
 /// The JSON-RPC API of a node over the chain in `data_dir` (opened or started as `agora node`
@@ -316,199 +370,356 @@ pub fn api(
     data_dir: &std::path::Path,
     genesis: GenesisConfig,
 ) -> Result<(jsonrpsee::RpcModule<Arc<Shared>>, Arc<Shared>), NodeError> {
-    let args = <NodeArgs as clap::FromArgMatches>::from_arg_matches(
-        &<NodeArgs as clap::Args>::augment_args(clap::Command::new("node")).get_matches_from(["node"]),
-    )
-    .map_err(|e| NodeError::Runtime(e.to_string()))?;
-    let limits = args.rpc_limits(&genesis);
+    let config = NodeConfig::new(genesis.clone());
     let (ledger, _) = chain_dir::open(data_dir, genesis.clone(), false)?;
-    let history = History::new(ledger.store().clone(), genesis, args.history_blocks);
-    let shared = Shared::new(ledger, history, args.mempool_size, &limits);
+    let ledger = open_ledger(ledger.into_store(), &genesis)?;
+    let history = History::new(ledger.store().handle(), genesis, config.history_blocks);
+    let shared = Shared::new(ledger, history, config.mempool_size, &config.rpc_limits);
     let module = rpc::module(shared.clone()).map_err(|e| NodeError::Runtime(e.to_string()))?;
     Ok((module, shared))
 }
 
-/// Runs the node until Ctrl-C or SIGTERM; the block being produced is finished first.
-pub fn run(args: NodeArgs) -> Result<(), NodeError> {
-    // Before starting anything: a bad genesis file is a usage error.
-    genesis_of(&args)?;
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(|e| NodeError::Runtime(e.to_string()))?;
-    rt.block_on(run_async(args))
+/// A running node: [`Node::start`] returns it.
+pub struct NodeHandle {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    stop: tokio::sync::watch::Sender<bool>,
+    producer: tokio::task::JoinHandle<Result<(), NodeError>>,
+    rpc: jsonrpsee::server::ServerHandle,
 }
 
-async fn run_async(args: NodeArgs) -> Result<(), NodeError> {
-    let genesis = genesis_of(&args)?;
-    let limits = args.rpc_limits(&genesis);
-    let (ledger, opened) = chain_dir::open(&args.data_dir, genesis.clone(), args.new_chain)?;
-    let head = ledger.head();
-    let history = History::new(ledger.store().clone(), genesis, args.history_blocks);
-    // The checkpoint of the head, if a crash came between its block and its checkpoint.
-    if let Err(e) = history.after_block(head.height, ledger.store()) {
-        eprintln!("checkpoint at block {}: {e}", head.height);
-    }
+/// The node: see [`Node::start`].
+pub struct Node;
 
-    println!("agora node: chain {} (genesis {})", ledger.chain_id(), ledger.genesis().hash());
-    println!("data directory: {}", args.data_dir.display());
-    match opened {
-        chain_dir::Opened::Resumed => {
-            println!("resuming at height {} (state root {}), store checked", head.height, head.state_root)
+impl Node {
+    /// Starts a node over `store` (a new chain from `config.genesis` if the store holds none;
+    /// a store holding another chain is refused): binds the RPC address, then produces blocks
+    /// until [`NodeHandle::stop`]. Must be called within a tokio runtime (multi-threaded: block
+    /// execution runs on its blocking pool).
+    pub async fn start<S: NodeStore>(config: NodeConfig, store: S) -> Result<NodeHandle, NodeError> {
+        let ledger = open_ledger(store, &config.genesis)?;
+        let head = ledger.head();
+        let history = History::new(ledger.store().handle(), config.genesis.clone(), config.history_blocks);
+        // The checkpoint of the head, if a crash came between its block and its checkpoint.
+        if let Err(e) = history.after_block(head.height, ledger.store()) {
+            eprintln!("checkpoint at block {}: {e}", head.height);
         }
-        chain_dir::Opened::Started => println!("new chain at height 0 (state root {})", head.state_root),
-        chain_dir::Opened::StartedOver { kept } => println!(
-            "new chain at height 0 (state root {}); the unreadable chain file was kept as {}",
-            head.state_root,
-            kept.display()
-        ),
+        let limits = config.rpc_limits.clone();
+        let shared = Shared::new(ledger, history, config.mempool_size, &limits);
+        let running = match config.validator.clone() {
+            Some(v) => Some(start_validator(&shared, v)?),
+            None => None,
+        };
+        let module = rpc::module(shared.clone()).map_err(|e| NodeError::Runtime(e.to_string()))?;
+        let server_config = jsonrpsee::server::ServerConfig::builder()
+            // jsonrpsee counts HTTP calls in flight and WebSockets under this one limit; the
+            // accept loop's limits (at most one call in flight per connection) are the binding
+            // ones.
+            .max_connections(limits.max_connections as u32)
+            .max_subscriptions_per_connection(MAX_SUBSCRIPTIONS_PER_WS)
+            .set_batch_request_config(jsonrpsee::server::BatchRequestConfig::Limit(MAX_BATCH))
+            .max_request_body_size(limits.max_request_bytes)
+            .set_message_buffer_capacity(WS_BUFFER)
+            // Closes WebSockets whose client stopped answering pings (a dead peer).
+            .enable_ws_ping(
+                jsonrpsee::server::PingConfig::new()
+                    .ping_interval(Duration::from_secs(30))
+                    .inactive_limit(Duration::from_secs(60)),
+            )
+            .build();
+        let svc_builder = jsonrpsee::server::Server::builder()
+            .set_config(server_config)
+            .set_http_middleware(tower::ServiceBuilder::new().layer(metrics::MetricsLayer(shared.clone())))
+            .set_rpc_middleware(
+                jsonrpsee::server::middleware::rpc::RpcServiceBuilder::new().layer_fn(rpc::Guard),
+            )
+            .to_service_builder();
+        let listener = tokio::net::TcpListener::bind(config.rpc_addr)
+            .await
+            .map_err(|source| NodeError::Rpc { addr: config.rpc_addr, source })?;
+        let addr =
+            listener.local_addr().map_err(|source| NodeError::Rpc { addr: config.rpc_addr, source })?;
+        let (stop_rpc, rpc) = jsonrpsee::server::stop_channel();
+        tokio::spawn(server::serve(
+            listener,
+            svc_builder,
+            module.into(),
+            limits,
+            shared.rpc.clone(),
+            stop_rpc,
+        ));
+        let (stop, mut stopped) = tokio::sync::watch::channel(false);
+        let producer = match running {
+            None => tokio::spawn(produce_blocks(shared.clone(), config.production, stopped)),
+            // The engine decides the blocks; the node only stops it.
+            Some(running) => tokio::spawn(async move {
+                let _ = stopped.wait_for(|s| *s).await;
+                tokio::task::spawn_blocking(move || running.stop())
+                    .await
+                    .map_err(|e| NodeError::Runtime(format!("validator: {e}")))
+            }),
+        };
+        Ok(NodeHandle { addr, shared, stop, producer, rpc })
     }
-    if args.dev {
-        println!(
-            "funded dev accounts ({} tokens each). INSECURE: their secret keys derive from the",
-            DEV_BALANCE / UNITS_PER_TOKEN
-        );
-        println!("  names (ledger::dev_key), so anyone can spend them; use them on dev chains only:");
-        for name in DEV_ACCOUNTS {
-            println!("  {name:<8} {}", public_key(&dev_key(name)));
+}
+
+/// Starts this node's validator: the engine executes final blocks into the node's ledger
+/// and the node announces them as its producer's.
+fn start_validator(shared: &Arc<Shared>, v: ValidatorConfig) -> Result<bft::net::Running, NodeError> {
+    let weak = Arc::downgrade(shared);
+    shared.chain.on_commit(Box::new(move |outcome, ledger| {
+        if let Some(s) = weak.upgrade() {
+            s.after_commit(outcome, ledger, 0);
         }
-    }
+    }));
+    let peers = v
+        .peers
+        .iter()
+        .map(|(k, a)| Ok((bft::validator_key(k)?, *a)))
+        .collect::<Result<Vec<_>, bft::KeyError>>()
+        .map_err(bft::net::NetError::from)?;
+    let net = bft::net::NetConfig { listen: v.listen, peers, storage: v.storage, timeouts: v.timeouts };
+    let running = bft::net::spawn(shared.chain.clone(), bft::signing_key(&v.secret), net)?;
+    let _ = shared.forward.set(running.mailbox.clone());
+    Ok(running)
+}
 
-    let shared = Shared::new(ledger, history, args.mempool_size, &limits);
-    let module = rpc::module(shared.clone()).map_err(|e| NodeError::Runtime(e.to_string()))?;
-    let config = jsonrpsee::server::ServerConfig::builder()
-        // jsonrpsee counts HTTP calls in flight and WebSockets under this one limit; the
-        // accept loop's limits (at most one call in flight per connection) are the binding ones.
-        .max_connections(limits.max_connections as u32)
-        .max_subscriptions_per_connection(MAX_SUBSCRIPTIONS_PER_WS)
-        .set_batch_request_config(jsonrpsee::server::BatchRequestConfig::Limit(MAX_BATCH))
-        .max_request_body_size(limits.max_request_bytes)
-        .set_message_buffer_capacity(WS_BUFFER)
-        // Closes WebSockets whose client stopped answering pings (a dead peer).
-        .enable_ws_ping(
-            jsonrpsee::server::PingConfig::new()
-                .ping_interval(Duration::from_secs(30))
-                .inactive_limit(Duration::from_secs(60)),
-        )
-        .build();
-    let svc_builder = jsonrpsee::server::Server::builder()
-        .set_config(config)
-        .set_http_middleware(tower::ServiceBuilder::new().layer(metrics::MetricsLayer(shared.clone())))
-        .set_rpc_middleware(jsonrpsee::server::middleware::rpc::RpcServiceBuilder::new().layer_fn(rpc::Guard))
-        .to_service_builder();
-    let listener = tokio::net::TcpListener::bind(args.rpc_addr)
-        .await
-        .map_err(|source| NodeError::Rpc { addr: args.rpc_addr, source })?;
-    let addr = listener.local_addr().map_err(|source| NodeError::Rpc { addr: args.rpc_addr, source })?;
-    let shutdown = shutdown_signal();
-    let (stop, handle) = jsonrpsee::server::stop_channel();
-    tokio::spawn(server::serve(listener, svc_builder, module.into(), limits, shared.rpc.clone(), stop));
-    // Tests and scripts parse this line for the bound address (port 0 picks a free one).
-    println!("rpc listening on http://{addr} (WebSocket: ws://{addr}, metrics: http://{addr}/metrics)");
-    match args.instant {
-        true => println!("producing a block as soon as transactions arrive (instant mode)"),
-        false => println!("producing a block every {} ms", args.block_time_ms),
-    }
-
+/// The single validator's loop: a block every interval (or when transactions wait) until
+/// `stop` turns true; the block being produced is finished first.
+async fn produce_blocks(
+    shared: Arc<Shared>,
+    production: Production,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> Result<(), NodeError> {
     let proposer = public_key(&dev_key("validator"));
-    let mut interval = tokio::time::interval(Duration::from_millis(args.block_time_ms));
+    let instant = production == Production::Instant;
+    let period = match production {
+        Production::Interval(d) => d,
+        Production::Instant => Duration::from_secs(3600),
+    };
+    let mut interval = tokio::time::interval(period);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    tokio::pin!(shutdown);
-    let result = loop {
+    loop {
         tokio::select! {
             // Checked first: once asked to stop, start no new block.
             biased;
-            _ = &mut shutdown => break Ok(()),
-            _ = shared.new_tx.notified(), if args.instant => {}
-            _ = interval.tick(), if !args.instant => {}
+            _ = stop.wait_for(|s| *s) => return Ok(()),
+            _ = shared.new_tx.notified(), if instant => {}
+            _ = interval.tick(), if !instant => {}
         }
-        // Runs to completion even if a signal arrives meanwhile: the signal is seen above,
-        // between blocks, so the current block is always finished.
+        // Runs to completion even if a stop arrives meanwhile: the stop is seen above, between
+        // blocks, so the current block is always finished.
         let s = shared.clone();
-        let produced = tokio::task::spawn_blocking(move || s.produce(proposer, args.instant)).await;
-        match produced {
-            Ok(Ok(_)) => {
-                // A block holds at most `max_block_txs`; in instant mode the rest must not wait
-                // for the next submission to wake the producer.
-                if args.instant && shared.mempool_len() > 0 {
-                    shared.new_tx.notify_one();
-                }
-            }
-            Ok(Err(e)) => break Err(e),
-            Err(e) => break Err(NodeError::Runtime(format!("block producer: {e}"))),
-        }
-    };
-    let _ = handle.stop();
-    handle.stopped().await;
-    let head = shared.ledger().head();
-    println!("stopped at height {} (state root {})", head.height, head.state_root);
-    result
-}
-
-/// Resolves on Ctrl-C or (on Unix) SIGTERM. The handlers are installed when this is called,
-/// not when the future is first polled: a signal sent right after the node printed its address
-/// must stop it cleanly, not kill it.
-fn shutdown_signal() -> impl std::future::Future<Output = ()> {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        let term = signal(SignalKind::terminate());
-        let int = signal(SignalKind::interrupt());
-        async move {
-            match (term, int) {
-                (Ok(mut term), Ok(mut int)) => {
-                    tokio::select! {
-                        _ = int.recv() => {}
-                        _ = term.recv() => {}
-                    }
-                }
-                _ => {
-                    let _ = tokio::signal::ctrl_c().await;
-                }
-            }
+        match tokio::task::spawn_blocking(move || s.produce(proposer, instant)).await {
+            // A block holds at most `max_block_txs`; in instant mode the rest must not wait for
+            // the next submission to wake the producer.
+            Ok(Ok(_)) if instant && shared.mempool_len() > 0 => shared.new_tx.notify_one(),
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => return Err(e),
+            Err(e) => return Err(NodeError::Runtime(format!("block producer: {e}"))),
         }
     }
-    #[cfg(not(unix))]
-    {
-        async {
-            let _ = tokio::signal::ctrl_c().await;
+}
+
+impl NodeHandle {
+    /// The bound JSON-RPC address (the real port when the config asked for port 0).
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://ADDR`, for `client::Client::connect`.
+    pub fn http_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The last committed (final) block.
+    pub fn head(&self) -> ChainHead {
+        self.shared.ledger().head()
+    }
+
+    /// Every finalized block from now on, in order (a slow receiver skips, see
+    /// `tokio::sync::broadcast`).
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<NewHead> {
+        self.shared.heads.subscribe()
+    }
+
+    /// Waits until a block at `height` or above is final; returns the head then.
+    pub async fn wait_for_height(&self, height: u64) -> ChainHead {
+        let mut heads = self.subscribe();
+        loop {
+            let head = self.head();
+            if head.height >= height {
+                return head;
+            }
+            // Lagged or closed: look at the head again.
+            let _ = heads.recv().await;
         }
+    }
+
+    /// What the RPC handlers and the producer share (metrics, the mempool, the ledger).
+    pub fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
+    /// Runs until `signal` resolves or the producer fails, then stops as [`NodeHandle::stop`].
+    pub async fn run_until(mut self, signal: impl Future<Output = ()>) -> Result<ChainHead, NodeError> {
+        let ended = tokio::select! {
+            _ = signal => None,
+            r = &mut self.producer => Some(r),
+        };
+        let Some(r) = ended else { return self.stop().await };
+        let _ = self.rpc.stop();
+        self.rpc.clone().stopped().await;
+        r.map_err(|e| NodeError::Runtime(format!("block producer: {e}")))??;
+        Ok(self.head())
+    }
+
+    /// Stops producing (the block in progress is finished and committed), then the RPC
+    /// server; returns the last committed head, or the producer's error.
+    pub async fn stop(self) -> Result<ChainHead, NodeError> {
+        let _ = self.stop.send(true);
+        let produced = self.producer.await;
+        let _ = self.rpc.stop();
+        self.rpc.stopped().await;
+        produced.map_err(|e| NodeError::Runtime(format!("block producer: {e}")))??;
+        Ok(self.shared.ledger().head())
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::Parser;
+    use ledger::{Call, TxBody};
 
-    #[derive(Parser)]
-    struct Cli {
-        #[command(flatten)]
-        node: NodeArgs,
+    fn transfer(nonce: u64, amount: u64) -> ledger::SignedTx {
+        let k = dev_key("alice");
+        TxBody {
+            sender: public_key(&k),
+            nonce,
+            fee: 10_000,
+            call: Call::Transfer { to: public_key(&dev_key("bob")), amount },
+        }
+        .sign(&k, "agora-dev")
     }
 
-    fn args(a: &[&str]) -> NodeArgs {
-        Cli::try_parse_from(std::iter::once("node").chain(a.iter().copied())).expect("parses").node
+    fn config(production: Production) -> NodeConfig {
+        NodeConfig {
+            rpc_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            production,
+            ..NodeConfig::new(dev_genesis())
+        }
     }
 
-    #[test]
-    fn the_chain_comes_from_dev_or_a_genesis_file() {
-        assert_eq!(genesis_of(&args(&["--dev"])).unwrap(), GenesisConfig::dev(&DEV_ACCOUNTS, DEV_BALANCE));
-        assert!(matches!(genesis_of(&args(&[])), Err(NodeError::NoGenesis)));
-        let dir = std::env::temp_dir().join(format!("agora-node-genesis-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let file = dir.join("genesis.json");
-        let mut g = GenesisConfig::dev(&["zed"], 7);
-        g.chain_id = "agora-test".into();
-        std::fs::write(&file, g.to_json_pretty()).unwrap();
-        let path = file.to_str().unwrap();
-        assert_eq!(genesis_of(&args(&["--genesis", path])).unwrap(), g);
-        std::fs::write(&file, "{").unwrap();
-        assert!(matches!(genesis_of(&args(&["--genesis", path])), Err(NodeError::GenesisFile { .. })));
-        assert!(Cli::try_parse_from(["node", "--dev", "--genesis", path]).is_err(), "one chain at a time");
-        assert!(Cli::try_parse_from(["node", "--dev", "--instant", "--block-time-ms", "5"]).is_err());
-        assert!(Cli::try_parse_from(["node", "--dev", "--block-time-ms", "0"]).is_err());
+    /// A node started in-process over memory: its address comes from the handle, a
+    /// transaction goes through RPC, mempool and a block, and a stop returns the head it kept.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_node_starts_in_process_serves_and_stops() {
+        let store = SharedMemStore::new();
+        let node = Node::start(config(Production::Instant), store.clone()).await.expect("starts");
+        assert_ne!(node.addr().port(), 0, "the bound port, not the asked one");
+        let c = client::Client::connect(&node.http_url()).await.expect("connect");
+        let (height, receipt) = c.submit_and_wait(&transfer(0, 5)).await.expect("included");
+        assert!(receipt.is_applied(), "{receipt:?}");
+        assert_eq!(node.wait_for_height(height).await.height, height);
+        let mut heads = node.subscribe();
+        c.submit(&transfer(1, 5)).await.expect("queued");
+        assert_eq!(heads.recv().await.expect("a head").height, height + 1);
+        let stopped = node.stop().await.expect("stops cleanly");
+        assert_eq!(stopped.height, height + 1);
+
+        // The same store resumes where it stopped; another chain's genesis is refused.
+        let again = Node::start(config(Production::Interval(Duration::from_millis(20))), store.clone())
+            .await
+            .expect("resumes");
+        assert!(again.head().height > height);
+        again.wait_for_height(height + 3).await;
+        again.stop().await.expect("stops");
+        let other = NodeConfig {
+            genesis: GenesisConfig { chain_id: "other".into(), ..dev_genesis() },
+            ..config(Production::Instant)
+        };
+        assert!(matches!(
+            Node::start(other, store).await,
+            Err(NodeError::Ledger(LedgerError::GenesisMismatch { .. }))
+        ));
+    }
+
+    /// `run_until` ends on its signal like `stop`.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn run_until_stops_on_the_signal() {
+        let node =
+            Node::start(config(Production::Interval(Duration::from_millis(10))), SharedMemStore::new())
+                .await
+                .expect("starts");
+        let head = node.run_until(tokio::time::sleep(Duration::from_millis(200))).await.expect("clean stop");
+        assert!(head.height >= 2, "blocks every 10 ms for 200 ms: {}", head.height);
+    }
+
+    /// Four nodes, each one of the genesis' four validators, in this process on loopback: a
+    /// transfer submitted over RPC to one is final on all, with the same blocks, and
+    /// `agora_status` tells finalized from latest.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn four_validator_nodes_finalize_the_same_chain() {
+        let free =
+            || std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free port");
+        let secret = |i: usize| dev_key(&format!("validator-{i}")).to_bytes();
+        let mut genesis = dev_genesis();
+        genesis.validators = (0..4)
+            .map(|i| ledger::GenesisValidator {
+                key: public_key(&dev_key(&format!("validator-{i}"))),
+                power: 1,
+            })
+            .collect();
+        let p2p: Vec<SocketAddr> = (0..4).map(|_| free()).collect();
+        let dir = std::env::temp_dir().join(format!("agora-node-validators-{}", std::process::id()));
+        let mut nodes = Vec::new();
+        for i in 0..4 {
+            let peers = (0..4)
+                .filter(|&j| j != i)
+                .map(|j| (public_key(&dev_key(&format!("validator-{j}"))), p2p[j]))
+                .collect();
+            let validator = ValidatorConfig {
+                secret: secret(i),
+                listen: p2p[i],
+                peers,
+                storage: dir.join(i.to_string()),
+                timeouts: bft::Timeouts::default(),
+            };
+            let config = NodeConfig {
+                rpc_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+                validator: Some(validator),
+                ..NodeConfig::new(genesis.clone())
+            };
+            nodes.push(Node::start(config, SharedMemStore::new()).await.expect("starts"));
+        }
+        let c = client::Client::connect(&nodes[1].http_url()).await.expect("connect");
+        let k = dev_key("alice");
+        let tx = TxBody {
+            sender: public_key(&k),
+            nonce: 0,
+            fee: 10_000,
+            call: Call::Transfer { to: public_key(&dev_key("bob")), amount: 5 },
+        }
+        .sign(&k, &genesis.chain_id);
+        let (height, receipt) = c.submit_and_wait(&tx).await.expect("included");
+        assert!(receipt.is_applied(), "{receipt:?}");
+        for n in &nodes {
+            tokio::time::timeout(Duration::from_secs(60), n.wait_for_height(height + 1))
+                .await
+                .expect("final everywhere");
+        }
+        let status = c.status().await.expect("status");
+        assert_eq!(status.validators, 4);
+        assert!(status.latest >= status.finalized.height && status.evidence.is_empty(), "{status:?}");
+        let mut blocks = Vec::new();
+        for n in &nodes {
+            let c = client::Client::connect(&n.http_url()).await.expect("connect");
+            blocks.push(c.block(height).await.expect("block").hash);
+        }
+        assert!(blocks.windows(2).all(|w| w[0] == w[1]), "{blocks:?}");
+        for n in nodes {
+            n.stop().await.expect("stops");
+        }
         let _ = std::fs::remove_dir_all(dir);
     }
 }

@@ -183,6 +183,7 @@ pub fn module(shared: Arc<Shared>) -> Result<RpcModule<Arc<Shared>>, jsonrpsee::
     })?;
 
     m.register_blocking_method("agora_head", |_, s, _| Ok::<_, ErrorObjectOwned>(s.ledger().head()))?;
+    m.register_blocking_method("agora_status", |_, s, _| Ok::<_, ErrorObjectOwned>(s.status()))?;
     m.register_blocking_method("agora_genesis", |_, s, _| {
         let ledger = s.ledger();
         let config = ledger.genesis().clone();

@@ -33,7 +33,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tower::Service;
 
-/// The limits of the RPC server (each has an `agora node` flag, see `NodeArgs`).
+/// The limits of the RPC server (each has an `agora node` flag).
 #[derive(Clone, Debug)]
 pub struct RpcLimits {
     /// TCP connections at once (HTTP and WebSocket).
@@ -52,6 +52,23 @@ pub struct RpcLimits {
     pub max_request_bytes: u32,
     /// Past-metagraph calls running at once.
     pub max_historical: usize,
+}
+
+impl RpcLimits {
+    /// `agora node`'s default limits; the largest request holds one transaction of the
+    /// genesis' maximum size as hex, plus room for the JSON around it.
+    pub fn for_genesis(genesis: &ledger::GenesisConfig) -> RpcLimits {
+        RpcLimits {
+            max_connections: 1024,
+            max_connections_per_ip: 128,
+            max_ws: 256,
+            max_ws_per_ip: 64,
+            request_timeout: Duration::from_secs(10),
+            ws_idle_timeout: Duration::from_secs(60),
+            max_request_bytes: genesis.limits.max_tx_bytes.saturating_mul(2).saturating_add(64 * 1024),
+            max_historical: 2,
+        }
+    }
 }
 
 /// How often a WebSocket's idleness is looked at.

@@ -15,9 +15,86 @@
 use ledger::store::Visitor;
 use ledger::{MemStore, Store, StoreError, WriteBatch};
 use redb::{Database, DatabaseError, Durability, ReadableDatabase, TableDefinition};
+use std::collections::BTreeMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+/// What a node needs of its store beyond the ledger's [`Store`]: per-epoch state checkpoints
+/// (for past metagraphs, see `history`) and a second handle on the same data, which serves
+/// reads of past blocks without the ledger's lock. [`RedbStore`] is the node's own;
+/// [`SharedMemStore`] keeps a chain in memory (tests, benches, in-process networks).
+pub trait NodeStore: Store + Send + Sync + 'static {
+    /// Stores `records` (the state after block `height`) as a checkpoint and drops the
+    /// checkpoints of heights below `keep_from`, atomically.
+    fn write_checkpoint(&self, height: u64, records: &WriteBatch, keep_from: u64) -> Result<(), StoreError>;
+    /// The latest checkpoint at or below `height`: its height and its records in a fresh
+    /// in-memory store, from which `Ledger::open` resumes.
+    fn checkpoint_at_or_before(&self, height: u64) -> Result<Option<(u64, MemStore)>, StoreError>;
+    /// Whether a checkpoint is stored for exactly `height`.
+    fn has_checkpoint(&self, height: u64) -> Result<bool, StoreError>;
+    /// Another handle on the same data: what one commits, the other reads.
+    fn handle(&self) -> Box<dyn NodeStore>;
+}
+
+/// A chain in memory whose clones share it: a [`MemStore`] and its checkpoints behind one lock.
+#[derive(Clone, Default)]
+pub struct SharedMemStore {
+    inner: Arc<Mutex<(MemStore, BTreeMap<u64, MemStore>)>>,
+}
+
+impl SharedMemStore {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, (MemStore, BTreeMap<u64, MemStore>)> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl Store for SharedMemStore {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        self.lock().0.get(key)
+    }
+
+    fn scan_prefix(&self, prefix: &[u8], f: &mut Visitor<'_>) -> Result<(), StoreError> {
+        self.lock().0.scan_prefix(prefix, f)
+    }
+
+    fn commit(&mut self, batch: WriteBatch) -> Result<(), StoreError> {
+        self.lock().0.commit(batch)
+    }
+}
+
+impl NodeStore for SharedMemStore {
+    fn write_checkpoint(&self, height: u64, records: &WriteBatch, keep_from: u64) -> Result<(), StoreError> {
+        let mut mem = MemStore::new();
+        let mut batch = WriteBatch::new();
+        for (k, v) in records.iter() {
+            if let Some(v) = v {
+                batch.put(k.to_vec(), v.to_vec());
+            }
+        }
+        mem.commit(batch)?;
+        let mut inner = self.lock();
+        inner.1.insert(height, mem);
+        inner.1.retain(|&h, _| h >= keep_from);
+        Ok(())
+    }
+
+    fn checkpoint_at_or_before(&self, height: u64) -> Result<Option<(u64, MemStore)>, StoreError> {
+        Ok(self.lock().1.range(..=height).next_back().map(|(&h, m)| (h, m.clone())))
+    }
+
+    fn has_checkpoint(&self, height: u64) -> Result<bool, StoreError> {
+        Ok(self.lock().1.contains_key(&height))
+    }
+
+    fn handle(&self) -> Box<dyn NodeStore> {
+        Box::new(self.clone())
+    }
+}
 
 /// The ledger's table: ledger key -> ledger value.
 const TABLE: TableDefinition<&[u8], &[u8]> = TableDefinition::new("ledger");
@@ -112,15 +189,12 @@ impl RedbStore {
         .map_err(|e| OpenError::Damaged(e.to_string()))?;
         Ok(RedbStore { db: Arc::new(db) })
     }
+}
 
+impl NodeStore for RedbStore {
     /// Stores `records` (the state after block `height`) as a checkpoint and drops the
     /// checkpoints of heights below `keep_from`, in one transaction.
-    pub fn write_checkpoint(
-        &self,
-        height: u64,
-        records: &WriteBatch,
-        keep_from: u64,
-    ) -> Result<(), StoreError> {
+    fn write_checkpoint(&self, height: u64, records: &WriteBatch, keep_from: u64) -> Result<(), StoreError> {
         guarded("checkpoint", || {
             let mut tx = self.db.begin_write().map_err(backend)?;
             tx.set_durability(Durability::Immediate).map_err(backend)?;
@@ -140,7 +214,7 @@ impl RedbStore {
 
     /// The latest checkpoint at or below `height`: its height and its records in a fresh
     /// in-memory store, from which `Ledger::open` resumes.
-    pub fn checkpoint_at_or_before(&self, height: u64) -> Result<Option<(u64, MemStore)>, StoreError> {
+    fn checkpoint_at_or_before(&self, height: u64) -> Result<Option<(u64, MemStore)>, StoreError> {
         guarded("checkpoint", || {
             let tx = self.db.begin_read().map_err(backend)?;
             let table = tx.open_table(CHECKPOINTS).map_err(backend)?;
@@ -167,7 +241,7 @@ impl RedbStore {
     }
 
     /// Whether a checkpoint is stored for exactly `height`.
-    pub fn has_checkpoint(&self, height: u64) -> Result<bool, StoreError> {
+    fn has_checkpoint(&self, height: u64) -> Result<bool, StoreError> {
         guarded("checkpoint", || {
             let tx = self.db.begin_read().map_err(backend)?;
             let table = tx.open_table(CHECKPOINTS).map_err(backend)?;
@@ -178,6 +252,10 @@ impl RedbStore {
                 None => false,
             })
         })
+    }
+
+    fn handle(&self) -> Box<dyn NodeStore> {
+        Box::new(self.clone())
     }
 }
 
@@ -233,6 +311,26 @@ impl Store for RedbStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The in-memory store keeps the ledger's store contract, and its checkpoints behave as the
+    /// redb ones (found at or below a height, pruned below the window), across handles.
+    #[test]
+    fn the_shared_memory_store_keeps_the_contract_and_checkpoints() {
+        let mut s = SharedMemStore::new();
+        ledger::store::check_store_contract(&mut s);
+        let other = s.handle();
+        let mut b = WriteBatch::new();
+        b.put(b"k".to_vec(), b"v".to_vec());
+        s.commit(b.clone()).unwrap();
+        assert_eq!(other.get(b"k").unwrap(), Some(b"v".to_vec()), "handles share the data");
+        for h in [4, 8, 12] {
+            other.write_checkpoint(h, &b, 0).unwrap();
+        }
+        other.write_checkpoint(16, &b, 10).unwrap();
+        assert!(!s.has_checkpoint(8).unwrap() && s.has_checkpoint(12).unwrap());
+        assert_eq!(s.checkpoint_at_or_before(15).unwrap().map(|(h, _)| h), Some(12));
+        assert_eq!(s.checkpoint_at_or_before(11).unwrap().map(|(h, _)| h), None);
+    }
     use ledger::{dev_key, public_key, Call, GenesisConfig, Ledger, MemStore, TxBody, UNITS_PER_TOKEN};
 
     fn temp(name: &str) -> std::path::PathBuf {

@@ -2,10 +2,8 @@
 //! integration tests, the fuzz harness): behind the `test-utils` feature.
 
 use ledger::{dev_key, public_key, GenesisConfig, GenesisNeuron, UNITS_PER_TOKEN};
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 /// A fresh, empty directory under the system temp dir, unique to this test process.
@@ -42,26 +40,33 @@ pub struct NodeProcess {
 }
 
 impl NodeProcess {
-    /// `AGORA node --rpc-addr 127.0.0.1:0 ARGS...`, once it printed its address.
+    /// `AGORA node --rpc-addr 127.0.0.1:0 ARGS...`, once it listens: the node writes its bound
+    /// address to `--rpc-addr-file` (nothing parses its output).
     pub fn spawn(agora: &Path, args: &[&str]) -> NodeProcess {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let file = std::env::temp_dir().join(format!("agora-rpc-addr-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_file(&file);
         let mut child = Command::new(agora)
-            .args(["node", "--rpc-addr", "127.0.0.1:0"])
+            .args(["node", "--rpc-addr", "127.0.0.1:0", "--rpc-addr-file"])
+            .arg(&file)
             .args(args)
-            .stdout(Stdio::piped())
+            .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()
             .expect("start agora node");
-        let stdout = child.stdout.take().expect("piped stdout");
-        let (tx, rx) = mpsc::channel();
-        // Keep draining stdout for the node's whole life so it never blocks on a full pipe.
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(rest) = line.strip_prefix("rpc listening on http://") {
-                    let _ = tx.send(rest.split_whitespace().next().unwrap_or_default().to_string());
-                }
+        let start = Instant::now();
+        let addr = loop {
+            if let Ok(addr) = std::fs::read_to_string(&file) {
+                break addr;
             }
-        });
-        let addr = rx.recv_timeout(Duration::from_secs(30)).expect("node printed its RPC address");
+            if let Some(status) = child.try_wait().expect("wait") {
+                panic!("agora node exited ({status}) before listening");
+            }
+            assert!(start.elapsed() < Duration::from_secs(30), "node did not listen within 30 s");
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        let _ = std::fs::remove_file(&file);
         NodeProcess { child, addr }
     }
 

@@ -18,6 +18,11 @@ pub enum ChainError {
     /// The node could not be reached or answered with an error.
     #[error("node: {0}")]
     Client(ClientError),
+    /// The in-process chain's mempool refused a valid transaction (full, or another one with
+    /// its nonce is pending); a node says the same with RPC codes `MEMPOOL_FULL` and
+    /// `NONCE_PENDING`, which arrive as [`ChainError::Client`].
+    #[error("mempool: {0}")]
+    Mempool(ledger::MempoolError),
     /// The in-process ledger failed (store or block error).
     #[error("in-process ledger: {0}")]
     Ledger(String),
@@ -51,7 +56,8 @@ impl From<ClientError> for ChainError {
 ///   head; it never returns a head at or below `after`. A chain that produces blocks on a clock
 ///   waits for one; an on-demand chain ([`crate::LocalChain`]) produces one.
 /// - `submit` checks the transaction against the current state and queues it; a refusal is
-///   [`ChainError::Rejected`] with the ledger's reason and nothing is queued. Transactions of
+///   [`ChainError::Rejected`] with the ledger's reason (or the mempool's refusal: full, nonce
+///   already pending) and nothing is queued. Transactions of
 ///   one sender must be submitted in nonce order (the ledger's rule).
 /// - `wait_for(id)` resolves with the height and receipt of the block that included `id`
 ///   (whatever its status), or [`ChainError::Timeout`].

@@ -3,9 +3,14 @@
 
 use crate::chain::{Chain, ChainError};
 use client::{AccountInfo, MetagraphInfo};
-use ledger::{ChainHead, GenesisConfig, Hash, Ledger, MemStore, PublicKey, Receipt, SignedTx};
+use ledger::{
+    ChainHead, GenesisConfig, Hash, Ledger, MemStore, Mempool, MempoolError, PublicKey, Receipt, SignedTx,
+};
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
+
+/// Most transactions waiting at once (the node's default `--mempool-size`).
+const MEMPOOL_SIZE: usize = 10_000;
 
 /// Milliseconds between the timestamps of consecutive local blocks (the ledger only needs
 /// them not to decrease; a fixed step keeps runs reproducible).
@@ -13,8 +18,8 @@ const BLOCK_STEP_MS: u64 = 1000;
 
 struct Inner {
     ledger: Ledger<MemStore>,
-    /// Submitted, not yet in a block, in submission order.
-    queue: Vec<SignedTx>,
+    /// Submitted, not yet in a block: the node's own mempool, so both admit by the same code.
+    mempool: Mempool,
     /// Where included transactions went: id -> (height, receipt).
     included: HashMap<Hash, (u64, Receipt)>,
 }
@@ -30,7 +35,8 @@ impl LocalChain {
         genesis.validate().map_err(|e| ChainError::Ledger(e.to_string()))?;
         let ledger =
             Ledger::init(MemStore::default(), genesis).map_err(|e| ChainError::Ledger(e.to_string()))?;
-        Ok(LocalChain { inner: Mutex::new(Inner { ledger, queue: Vec::new(), included: HashMap::new() }) })
+        let mempool = Mempool::new(MEMPOOL_SIZE);
+        Ok(LocalChain { inner: Mutex::new(Inner { ledger, mempool, included: HashMap::new() }) })
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -39,7 +45,8 @@ impl LocalChain {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Executes and commits one block holding every queued transaction; returns the new head.
+    /// Executes and commits one block with the mempool's selection (every waiting transaction
+    /// up to the genesis' block limit); returns the new head.
     pub fn produce_block(&self) -> Result<ChainHead, ChainError> {
         let mut inner = self.lock();
         produce(&mut inner)
@@ -52,12 +59,14 @@ impl LocalChain {
 }
 
 fn produce(inner: &mut Inner) -> Result<ChainHead, ChainError> {
-    let txs = std::mem::take(&mut inner.queue);
+    let limit = inner.ledger.genesis().limits.max_block_txs as usize;
+    let txs = inner.mempool.select(limit);
     let ids: Vec<Hash> = txs.iter().map(SignedTx::id).collect();
     let ts = inner.ledger.head().timestamp_ms + BLOCK_STEP_MS;
     let proposer = ledger::public_key(&ledger::dev_key("local-validator"));
     inner.ledger.propose(txs, ts, proposer).map_err(|e| ChainError::Ledger(e.to_string()))?;
     let outcome = inner.ledger.commit().map_err(|e| ChainError::Ledger(e.to_string()))?;
+    inner.mempool.after_block(&inner.ledger, &ids);
     for (id, r) in ids.into_iter().zip(outcome.receipts) {
         inner.included.insert(id, (outcome.header.height, r));
     }
@@ -91,14 +100,11 @@ impl Chain for LocalChain {
 
     async fn submit(&self, tx: &SignedTx) -> Result<Hash, ChainError> {
         let mut inner = self.lock();
-        // The node's mempool admission: the first pending transaction of a sender in full, the
-        // later ones against the balance the earlier ones would leave at worst.
-        let pending: Vec<&ledger::TxBody> =
-            inner.queue.iter().filter(|t| t.body.sender == tx.body.sender).map(|t| &t.body).collect();
-        inner.ledger.check_admission(tx, &pending).map_err(ChainError::Rejected)?;
-        let id = tx.id();
-        inner.queue.push(tx.clone());
-        Ok(id)
+        let Inner { ledger, mempool, .. } = &mut *inner;
+        mempool.insert(ledger, &tx.encode()).map_err(|e| match e {
+            MempoolError::Invalid(reason) => ChainError::Rejected(reason),
+            other => ChainError::Mempool(other),
+        })
     }
 
     async fn wait_for(&self, id: Hash) -> Result<(u64, Receipt), ChainError> {
@@ -106,7 +112,8 @@ impl Chain for LocalChain {
         if let Some(r) = inner.included.get(&id) {
             return Ok(r.clone());
         }
-        if inner.queue.iter().any(|t| t.id() == id) {
+        // A block may hold fewer than the pool (the block limit): produce until it is in.
+        while inner.mempool.contains(&id) {
             produce(&mut inner)?;
         }
         inner.included.get(&id).cloned().ok_or(ChainError::Timeout { id, waited: std::time::Duration::ZERO })

@@ -140,20 +140,22 @@ async fn submissions_are_checked_like_the_node_checks_them() {
     let chain = LocalChain::new(genesis(1, None)).unwrap();
     let g = chain.genesis().await.unwrap();
     let k = dev_key("p0");
-    let tx = |nonce| {
+    let transfer = |nonce, amount| {
         ledger::TxBody {
             sender: public_key(&k),
             nonce,
             fee: g.fees.transfer,
-            call: ledger::Call::Transfer { to: public_key(&dev_key("p1")), amount: 5 },
+            call: ledger::Call::Transfer { to: public_key(&dev_key("p1")), amount },
         }
         .sign(&k, &g.chain_id)
     };
+    let tx = |nonce| transfer(nonce, 5);
     let a = chain.submit(&tx(0)).await.unwrap();
     let b = chain.submit(&tx(1)).await.unwrap();
+    assert_eq!(chain.submit(&tx(1)).await.unwrap(), b, "the same transaction again is the one pending");
     assert!(matches!(
-        chain.submit(&tx(1)).await,
-        Err(ChainError::Rejected(ledger::TxError::NonceReused { .. }))
+        chain.submit(&transfer(1, 6)).await,
+        Err(ChainError::Mempool(ledger::MempoolError::NoncePending { nonce: 1, next: 2, .. }))
     ));
     assert!(matches!(
         chain.submit(&tx(5)).await,

@@ -297,6 +297,26 @@ fn unseal(path: &Path, f: &ColdkeyFile, password: &[u8]) -> Result<SigningKey> {
     Ok(key)
 }
 
+/// Reads a hotkey file (`<wallet>/hotkeys/<name>`, or a copy of one anywhere): its signing key,
+/// checked against the public key stored beside it. A validator's key is such a file.
+pub fn read_hotkey_file(path: &Path) -> Result<SigningKey> {
+    let bytes = Zeroizing::new(read_file(path)?);
+    let file: HotkeyFile =
+        serde_json::from_slice(&bytes).map_err(|e| corrupt(path, format!("not a hotkey file: {e}")))?;
+    if file.version != FORMAT_VERSION {
+        return Err(corrupt(path, format!("unknown format version {}", file.version)));
+    }
+    let secret = Zeroizing::new(hex_field::<32>(path, "secret_key", &file.secret_key)?);
+    let mut bytes = [0u8; 32];
+    bytes.copy_from_slice(&secret);
+    let key = SigningKey::from_bytes(&bytes);
+    bytes.zeroize();
+    if public_key(&key) != file.public_key {
+        return Err(corrupt(path, "secret key does not match the stored public key"));
+    }
+    Ok(key)
+}
+
 /// Checks a wallet or hotkey name: it becomes a path component, so no separators or `..`.
 pub fn check_name(name: &str) -> Result<()> {
     let ok = !name.is_empty()
@@ -523,21 +543,7 @@ impl Wallet {
         if !path.is_file() {
             return Err(WalletError::NoHotkey { wallet: self.name.clone(), name: name.to_string() });
         }
-        let bytes = Zeroizing::new(read_file(&path)?);
-        let file: HotkeyFile =
-            serde_json::from_slice(&bytes).map_err(|e| corrupt(&path, format!("not a hotkey file: {e}")))?;
-        if file.version != FORMAT_VERSION {
-            return Err(corrupt(&path, format!("unknown format version {}", file.version)));
-        }
-        let secret = Zeroizing::new(hex_field::<32>(&path, "secret_key", &file.secret_key)?);
-        let mut bytes = [0u8; 32];
-        bytes.copy_from_slice(&secret);
-        let key = SigningKey::from_bytes(&bytes);
-        bytes.zeroize();
-        if public_key(&key) != file.public_key {
-            return Err(corrupt(&path, "secret key does not match the stored public key"));
-        }
-        Ok(key)
+        read_hotkey_file(&path)
     }
 
     /// Hotkey `name`'s public key.

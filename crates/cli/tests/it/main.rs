@@ -9,6 +9,7 @@ mod peer;
 mod peer_chain;
 mod sim;
 mod tx;
+mod validators;
 mod wallet;
 
 use std::path::PathBuf;

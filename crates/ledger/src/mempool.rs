@@ -1,4 +1,6 @@
-//! The mempool: transactions accepted by the node and waiting for a block.
+//! The mempool: transactions accepted by a node (or the in-process `LocalChain`) and waiting
+//! for a block. It lives beside the ledger because it needs nothing but the ledger's rules, so
+//! every chain admits transactions by the same code.
 //!
 //! Entry is validated against the ledger (`check_tx`), so a bad transaction is refused at
 //! submission with its typed reason instead of wasting a block slot. A sender may queue several
@@ -7,7 +9,7 @@
 //! (`Ledger::check_admission`), so each can still pay its fee when its block comes. Blocks take transactions by fee, highest first, then by arrival, while keeping
 //! each sender's nonces in order. The pool is bounded: when full it refuses new transactions.
 
-use ledger::{Hash, Ledger, PublicKey, SignedTx, Store, TxBody, TxError};
+use crate::{Hash, Ledger, PublicKey, SignedTx, Store, TxBody, TxError};
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashMap};
 use thiserror::Error;
@@ -161,7 +163,7 @@ impl Mempool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ledger::{dev_key, public_key, Call, GenesisConfig, MemStore, TxBody, UNITS_PER_TOKEN};
+    use crate::{dev_key, public_key, Call, GenesisConfig, MemStore, TxBody, UNITS_PER_TOKEN};
 
     fn ledger() -> Ledger<MemStore> {
         Ledger::init(MemStore::new(), GenesisConfig::dev(&["alice", "bob", "carol"], 10 * UNITS_PER_TOKEN))
@@ -232,7 +234,7 @@ mod tests {
     fn a_sender_queues_only_what_its_balance_pays_for() {
         let mut l = Ledger::init(MemStore::new(), {
             let mut g = GenesisConfig::dev(&["alice"], 10 * UNITS_PER_TOKEN);
-            g.accounts.push(ledger::GenesisAccount {
+            g.accounts.push(crate::GenesisAccount {
                 key: public_key(&dev_key("mallory")),
                 balance: 2 * 10_000 + 2,
             });

@@ -1,0 +1,146 @@
+//! A validator on real sockets: commonware's tokio runtime (on a thread of its own, since it
+//! owns its executor) and its authenticated `lookup` network (every validator's key and
+//! address known up front, connections encrypted and authenticated with the validators'
+//! ed25519 keys). The consensus journal lives under `storage`.
+
+use crate::{start, Chain, KeyError, Mailbox, Timeouts, ValidatorKey};
+use commonware_cryptography::{ed25519, ChaCha20Poly1305, Signer};
+use commonware_p2p::authenticated::lookup;
+use commonware_p2p::{Address, AddressableManager};
+use commonware_runtime::{Quota, Runner, Supervisor};
+use commonware_stream::cups::{self, Cups};
+use commonware_stream::sake::{self, Sake};
+use commonware_utils::{ordered::Map, NZUsize, NZU32};
+use ledger::Store;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use thiserror::Error;
+
+/// Where a validator listens and finds the others.
+#[derive(Clone, Debug)]
+pub struct NetConfig {
+    /// The address the other validators dial.
+    pub listen: SocketAddr,
+    /// Every other validator: its key and the address it listens on.
+    pub peers: Vec<(ValidatorKey, SocketAddr)>,
+    /// The consensus journal's directory.
+    pub storage: PathBuf,
+    pub timeouts: Timeouts,
+}
+
+/// Why a validator did not start.
+#[derive(Debug, Error)]
+pub enum NetError {
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    #[error("the peer list names a key twice")]
+    DuplicatePeer,
+    #[error("the validator's runtime stopped before it started")]
+    Stopped,
+    #[error("cannot start the validator's thread: {0}")]
+    Thread(std::io::Error),
+}
+
+/// A validator running on its own thread; [`Running::stop`] ends it.
+pub struct Running {
+    pub mailbox: Mailbox,
+    stop: Option<futures::channel::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Running {
+    /// Stops the engine, the application and the network, and waits for the thread.
+    pub fn stop(mut self) {
+        self.shutdown();
+    }
+
+    fn shutdown(&mut self) {
+        drop(self.stop.take());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+/// Starts validator `key` of `chain` on the network `net`. Returns once the engine runs.
+pub fn spawn<St: Store + Send + 'static>(
+    chain: Arc<Chain<St>>,
+    key: ed25519::PrivateKey,
+    net: NetConfig,
+) -> Result<Running, NetError> {
+    let namespace = format!("agora/{}", chain.ledger().genesis().chain_id).into_bytes();
+    let me = key.public_key();
+    let mut addresses: Vec<(ValidatorKey, Address)> = vec![(me, Address::Symmetric(net.listen))];
+    addresses.extend(net.peers.iter().map(|(k, a)| (k.clone(), Address::Symmetric(*a))));
+    let peers = addresses.len();
+    let addresses = Map::try_from(addresses).map_err(|_| NetError::DuplicatePeer)?;
+    let (started, on_start) = std::sync::mpsc::channel::<Result<Mailbox, KeyError>>();
+    let (stop, stopped) = futures::channel::oneshot::channel::<()>();
+    let runtime = commonware_runtime::tokio::Config::new()
+        .with_worker_threads(2)
+        .with_storage_directory(net.storage.clone());
+    let thread = std::thread::Builder::new()
+        .name("validator".into())
+        .spawn(move || {
+            commonware_runtime::tokio::Runner::new(runtime).start(|context| async move {
+                let handshake = Cups::<_, ChaCha20Poly1305>::new(
+                    Sake {
+                        signer: key.clone(),
+                        synchrony_bound: Duration::from_secs(5),
+                        max_handshake_age: Duration::from_secs(10),
+                        version: sake::Version::V1,
+                    },
+                    cups::Version::V1,
+                );
+                let config = lookup::Config::local(
+                    handshake,
+                    &namespace,
+                    net.listen,
+                    NZUsize!(peers),
+                    (crate::payload::MAX_PAYLOAD_BYTES + 1024) as u32,
+                    NZUsize!(1024),
+                );
+                let (mut network, mut oracle) = lookup::Network::new(context.child("network"), config);
+                let _ = oracle.track(0, addresses);
+                let quota = Quota::per_second(NZU32!(10_000));
+                let votes = network.register(crate::channels::VOTES, quota);
+                let certificates = network.register(crate::channels::CERTIFICATES, quota);
+                let resolver = network.register(crate::channels::RESOLVER, quota);
+                let application = network.register(crate::channels::APPLICATION, quota);
+                network.start();
+                let validator = match start(
+                    context.child("validator"),
+                    chain,
+                    key,
+                    net.timeouts,
+                    "consensus".into(),
+                    oracle,
+                    votes,
+                    certificates,
+                    resolver,
+                    application,
+                ) {
+                    Ok(v) => v,
+                    Err(e) => {
+                        let _ = started.send(Err(e));
+                        return;
+                    }
+                };
+                let _ = started.send(Ok(validator.mailbox.clone()));
+                // Runs until the handle is stopped or dropped.
+                let _ = stopped.await;
+                validator.abort();
+            })
+        })
+        .map_err(NetError::Thread)?;
+    let mailbox = on_start.recv().map_err(|_| NetError::Stopped)??;
+    Ok(Running { mailbox, stop: Some(stop), thread: Some(thread) })
+}
