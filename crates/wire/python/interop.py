@@ -76,9 +76,9 @@ def client(addr: str, axon_hex: str) -> None:
     resp = d.call(addr, axon, wire.PATH_FORWARD, body, timeout=5, metadata=v3)
     assert resp.code == wire.UNSUPPORTED_VERSION, resp
     # The axon's answers are its own: called under another hotkey, its signed answer is refused.
-    r = d.forward(addr, Keypair(bytes([0x44] * 32)).public, x)
-    assert r.code == wire.INVALID_RESPONSE_SIGNATURE, r
-    print(f"bad inputs refused with their codes ({r.message})")
+    other = d.forward(addr, Keypair(bytes([0x44] * 32)).public, x)
+    assert other.code == wire.INVALID_RESPONSE_SIGNATURE, other
+    print(f"bad inputs refused with their codes ({r.message}); an answer under another hotkey refused: {wire.code_name(other.code)}")
 
 
 def axon() -> None:
