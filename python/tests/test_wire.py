@@ -8,7 +8,7 @@ import socket
 import threading
 import time
 from concurrent import futures
-from typing import Iterator
+from typing import Any, Callable, Iterator
 
 import grpc
 import numpy as np
@@ -235,25 +235,27 @@ def test_the_standard_basis_is_the_nucleus_one() -> None:
 
 OTHER_KEY = Keypair(bytes([0x66] * 32))
 MODEL = wire.ModelVersion(bytes([3] * 32), 41)
+Metadata = list[tuple[str, str]]
+Rewrite = Callable[[Metadata], Metadata]
 
 
 class TamperingAxon(wire.Axon):
     """A real axon whose answers are altered after it signs them: `metadata` rewrites the
     initial metadata it sends, `body` the bytes."""
 
-    def __init__(self, metadata=lambda md: md, body=lambda b: b, **kwargs) -> None:  # type: ignore[no-untyped-def]
-        super().__init__(AXON_KEY, lambda x, c: wire.Versioned(affine(x, c), MODEL), lambda x, g, c: 2 * g, **kwargs)
+    def __init__(self, metadata: Rewrite = lambda md: md, body: Callable[[bytes], bytes] = lambda b: b) -> None:
+        super().__init__(AXON_KEY, lambda x, c: wire.Versioned(affine(x, c), MODEL), lambda x, g, c: 2 * g)
         self.tamper_metadata, self.tamper_body = metadata, body
 
-    def _send_seal(self, context, path, request_hash, body, model) -> None:  # type: ignore[no-untyped-def]
+    def _send_seal(self, context: Any, path: str, request_hash: bytes, body: bytes, model: wire.ModelVersion) -> None:
         md = wire.seal_response(self.hotkey, path, request_hash, body, model)
         context.send_initial_metadata(self.tamper_metadata(md))
 
-    def _answer(self, path, body, context, handle) -> bytes:  # type: ignore[no-untyped-def]
+    def _answer(self, path: str, body: bytes, context: Any, handle: Any) -> bytes:
         return self.tamper_body(super()._answer(path, body, context, handle))
 
 
-def replace(key: str, value) -> "object":  # type: ignore[no-untyped-def]
+def replace(key: str, value: Callable[[str], str]) -> Rewrite:
     """A metadata rewrite setting `key` to `value(old)`."""
     return lambda md: [(k, value(v) if k == key else v) for k, v in md]
 
@@ -263,10 +265,11 @@ def flip_hex(v: str, at: int = 0) -> str:
 
 
 def resign(key: Keypair, claim: bytes | None = None, request_hash: bytes | None = None,
-           model: wire.ModelVersion | None = None):  # type: ignore[no-untyped-def]
-    """Signs the answer again, by `key` (claiming to be `claim`), over another request or model."""
+           model: wire.ModelVersion | None = None) -> Rewrite:
+    """Signs the answer again, by `key` (claiming to be `claim`), over another request (by
+    default one of 32 bytes 9) or model."""
 
-    def redo(md: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    def redo(md: Metadata) -> Metadata:
         m = dict(md)
         body_len, digest = int(m["agora-body-len"]), bytes.fromhex(m["agora-digest"].split(":")[1])
         used = model or wire.ModelVersion(bytes.fromhex(m["agora-model-version"]), int(m["agora-model-step"]))
