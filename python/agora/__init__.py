@@ -1,6 +1,6 @@
 """Agora for Python: join the market of the Bittensor papers from Python.
 
-- `agora.wire`: the peer protocol (axon, dendrite, tensors, request signatures);
+- `agora.wire`: the peer protocol, version 4 (axon, dendrite, tensors, signed requests and answers);
 - `agora.chain`: the node's JSON-RPC over HTTP or WebSocket, and signed transactions
   (transfer, register by proof of work, serve, stake, unstake, set_weights);
 - `agora.metagraph`: the network as numpy arrays and a plain table;

@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from blake3 import blake3
 
 try:
     import torch
@@ -266,14 +267,32 @@ class Learner:
         self.noise = torch.Generator().manual_seed(cfg.seed ^ 0x9E3779B9)
         self.steps = 0
         self.lock = threading.RLock()
+        # Parameter updates so far (training steps and remote gradients): the model version is
+        # hashed again only after one, not for every answer.
+        self._updates = 0
+        self._version: tuple[int, wire.ModelVersion] | None = None
 
     # -------------------------------------------------------- serving
 
-    def serve(self, tokens: np.ndarray) -> np.ndarray:
-        """Forward for a caller: TEXT `[batch, seq]` bytes -> `[batch, seq, output_dim]`."""
+    def serve(self, tokens: np.ndarray) -> wire.Versioned:
+        """Forward for a caller: TEXT `[batch, seq]` bytes -> `[batch, seq, output_dim]`, with
+        the version of the model that computed it (signed into the answer, protocol 4)."""
         x = _tokens(tokens, self.cfg.context)
         with self.lock, torch.no_grad():
-            return self.model.serve(x).numpy()
+            return wire.Versioned(self.model.serve(x).numpy(), self.model_version())
+
+    def model_version(self) -> wire.ModelVersion:
+        """BLAKE3 over the parameters (by name, shape and little-endian float32 bytes) and the
+        training step; recomputed only after an update."""
+        with self.lock:
+            if self._version is None or self._version[0] != self._updates:
+                h = blake3()
+                for name, p in self.model.state_dict().items():
+                    data = p.detach().to(torch.float32).contiguous().numpy().astype("<f4", copy=False)
+                    h.update(name.encode() + b"\0" + str(list(p.shape)).encode() + b"\0")
+                    h.update(data.tobytes())
+                self._version = (self._updates, wire.ModelVersion(h.digest(), self.steps))
+            return self._version[1]
 
     def apply_remote_gradient(self, tokens: np.ndarray, grads: np.ndarray, weight: float) -> float:
         """A caller's gradient for our answer to `tokens` (market paper §9 step 4): clipped to
@@ -307,6 +326,7 @@ class Learner:
                 for p, pg in zip(params, pgrads):
                     if pg is not None:
                         p -= self.cfg.remote_lr * clip * pg
+            self._updates += 1
         return norm * scale
 
     # -------------------------------------------------------- routing and joining
@@ -412,6 +432,7 @@ class Learner:
             self.opt.zero_grad(set_to_none=True)
             raise FloatingPointError(f"gradient norm {float(norm)}; step skipped")
         self.opt.step()
+        self._updates += 1
 
     # -------------------------------------------------------- evaluation
 

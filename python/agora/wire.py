@@ -1,14 +1,29 @@
-"""The peer protocol, version 3 (crates/wire/proto/agora.proto, package agora.v1): tensors, request
-credentials, an axon (server) and a dendrite (client), numpy in and out.
+"""The peer protocol, version 4 (crates/wire/proto/agora.proto, package agora.v1): tensors, signed
+requests and signed responses, an axon (server) and a dendrite (client), numpy in and out.
 
 Every call carries its credentials in the gRPC metadata, so an axon decides before it parses the
 body (the exact bytes are in docs/python-peer.md and crates/wire/src/auth.rs):
 
-    agora-version 3, agora-caller, agora-callee (hex hotkeys), agora-nonce, agora-timestamp-ms,
+    agora-version 4, agora-caller, agora-callee (hex hotkeys), agora-nonce, agora-timestamp-ms,
     agora-body-len, agora-digest "blake3:<hex>", agora-signature (hex ed25519)
-    preimage = field("agora/3") || field(path) || field(caller) || field(callee)
+    preimage = field("agora/4") || field(path) || field(caller) || field(callee)
                || u64le(nonce) || u64le(timestamp_ms) || field("blake3") || u64le(body_len)
                || field(digest);  field(x) = u64le(len(x)) || x
+
+Every answer, refusals included, is signed by the axon's hotkey in its initial metadata
+(crates/wire/src/auth/response.rs), over the request it answers (request_hash = BLAKE3 of the
+caller's preimage above; 32 zero bytes when the axon could not read the credentials), the exact
+response message bytes and the model that answered:
+
+    agora-version 4, agora-responder (hex hotkey), agora-model-version (hex, 32 bytes),
+    agora-model-step, agora-body-len, agora-digest "blake3:<hex>", agora-signature
+    preimage = field("agora/4/response") || field(path) || field(responder) || field(request_hash)
+               || field("blake3") || u64le(body_len) || field(digest)
+               || field(model_version) || u64le(model_step)
+
+The dendrite checks the responder is the axon it called, the body's length and digest and the
+signature: any failure is INVALID_RESPONSE_SIGNATURE, an unsigned answer (protocol 3 or older)
+UNSUPPORTED_VERSION.
 
 The dendrite never raises out of a call: a refused, slow, unreachable or lying axon is a
 [`Response`] with its return code (UNAVAILABLE, TIMEOUT, RESPONSE_SHAPE_ERROR, NON_FINITE, ...),
@@ -45,7 +60,7 @@ except ImportError as _e:  # pragma: no cover - only in a source tree that was n
         "`pip install ./python` from the repository root"
     ) from _e
 
-PROTOCOL_VERSION = 3
+PROTOCOL_VERSION = 4
 DIGEST = "blake3"
 PATH_FORWARD = "/agora.v1.Axon/Forward"
 PATH_BACKWARD = "/agora.v1.Axon/Backward"
@@ -69,6 +84,7 @@ INVALID_SIGNATURE: Code = pb.RETURN_CODE_INVALID_SIGNATURE
 INTERNAL_ERROR: Code = pb.RETURN_CODE_INTERNAL_ERROR
 NON_FINITE: Code = pb.RETURN_CODE_NON_FINITE
 UNSUPPORTED_VERSION: Code = pb.RETURN_CODE_UNSUPPORTED_VERSION
+INVALID_RESPONSE_SIGNATURE: Code = pb.RETURN_CODE_INVALID_RESPONSE_SIGNATURE
 
 
 def code_name(code: Code) -> str:
@@ -167,8 +183,15 @@ class Signer:
             return self._nonce
 
     def credentials(self, path: str, callee: bytes, body_len: int, digest: bytes) -> list[tuple[str, str]]:
+        """The metadata of a call (see [`Signer.sign`] for its request hash too)."""
+        return self.sign(path, callee, body_len, digest)[0]
+
+    def sign(self, path: str, callee: bytes, body_len: int, digest: bytes) -> tuple[list[tuple[str, str]], bytes]:
+        """The metadata of a call and its request hash (BLAKE3 of the signed preimage), which
+        the axon's signed answer must name."""
         nonce, ts = self.next_nonce(), int(time.time() * 1000)
-        sig = self.hotkey.sign(signing_message(path, self.hotkey.public, callee, nonce, ts, body_len, digest))
+        pre = signing_message(path, self.hotkey.public, callee, nonce, ts, body_len, digest)
+        sig = self.hotkey.sign(pre)
         return [
             ("agora-version", str(PROTOCOL_VERSION)),
             ("agora-caller", self.hotkey.public.hex()),
@@ -178,7 +201,7 @@ class Signer:
             ("agora-body-len", str(body_len)),
             ("agora-digest", f"{DIGEST}:{digest.hex()}"),
             ("agora-signature", sig.hex()),
-        ]
+        ], blake3(pre).digest()
 
 
 @dataclass(frozen=True)
@@ -193,29 +216,51 @@ class Credentials:
     digest: bytes
     signature: bytes
 
+    def request_hash(self, path: str) -> bytes:
+        """The request's identity for its answer: BLAKE3 of the bytes its caller signed."""
+        return blake3(signing_message(path, self.caller, self.callee, self.nonce, self.timestamp_ms,
+                                      self.body_len, self.digest)).digest()
+
+
+def _sized(hex_value: Any, n: int, key: str) -> bytes:
+    """`n` bytes from hex, or ValueError naming the key."""
+    b = bytes.fromhex(str(hex_value))
+    if len(b) != n:
+        raise ValueError(f"{key}: {len(b)} bytes, expected {n}")
+    return b
+
+
+def _u64(value: Any, key: str) -> int:
+    """A decimal u64 as Rust parses it (digits only, below 2^64), or ValueError naming the key."""
+    text = str(value)
+    if not text.isascii() or not text.isdigit() or int(text) >= 1 << 64:
+        raise ValueError(f"{key}: {text[:32]!r} is not a u64")
+    return int(text)
+
 
 def read_credentials(metadata: Iterable[tuple[str, Any]]) -> Credentials:
-    """Parses the metadata of a version-3 call (UNSUPPORTED_VERSION for another version or
+    """Parses the metadata of a version-4 call (UNSUPPORTED_VERSION for another version or
     digest, INVALID_SIGNATURE for anything malformed)."""
     md = {k: v for k, v in metadata}
     version = md.get("agora-version")
     if version is None:
         raise BadTensor(UNSUPPORTED_VERSION, f"no agora-version: this axon speaks agora protocol {PROTOCOL_VERSION} (credentials in metadata)")
     if version != str(PROTOCOL_VERSION):
-        hint = " (protocol 2 digested with sha256, no longer read)" if version == "2" else ""
+        hint = {"2": " (protocol 2 digested with sha256, no longer read)",
+                "3": " (protocol 3 left responses unsigned, no longer spoken)"}.get(str(version), "")
         raise BadTensor(UNSUPPORTED_VERSION, f"agora-version {version!r} is not spoken here: this axon speaks {PROTOCOL_VERSION}{hint}")
     try:
         alg, digest_hex = str(md["agora-digest"]).split(":", 1)
         if alg != DIGEST:
             raise BadTensor(UNSUPPORTED_VERSION, f"digest algorithm {alg!r} is not supported: this axon speaks {DIGEST}")
         return Credentials(
-            caller=bytes.fromhex(md["agora-caller"]),
-            callee=bytes.fromhex(md["agora-callee"]),
-            nonce=int(md["agora-nonce"]),
-            timestamp_ms=int(md["agora-timestamp-ms"]),
-            body_len=int(md["agora-body-len"]),
-            digest=bytes.fromhex(digest_hex),
-            signature=bytes.fromhex(md["agora-signature"]),
+            caller=_sized(md["agora-caller"], 32, "agora-caller"),
+            callee=_sized(md["agora-callee"], 32, "agora-callee"),
+            nonce=_u64(md["agora-nonce"], "agora-nonce"),
+            timestamp_ms=_u64(md["agora-timestamp-ms"], "agora-timestamp-ms"),
+            body_len=_u64(md["agora-body-len"], "agora-body-len"),
+            digest=_sized(digest_hex, 32, "agora-digest"),
+            signature=_sized(md["agora-signature"], 64, "agora-signature"),
         )
     except (KeyError, ValueError) as e:
         if isinstance(e, BadTensor):
@@ -233,7 +278,7 @@ def check_credentials(c: Credentials, path: str, body: bytes, me: bytes, now_ms:
     if c.body_len != len(body) or blake3(body).digest() != c.digest:
         raise BadTensor(INVALID_SIGNATURE, "the body does not match its signed length and digest")
     pre = signing_message(path, c.caller, c.callee, c.nonce, c.timestamp_ms, c.body_len, c.digest)
-    if len(c.caller) != 32 or not verify_signature(c.caller, c.signature, pre):
+    if not verify_signature(c.caller, c.signature, pre):
         raise BadTensor(INVALID_SIGNATURE, "bad signature")
 
 
@@ -261,6 +306,106 @@ class ReplayCache:
                 return False
             self._seen[key] = timestamp_ms
             return True
+
+
+# ---------------------------------------------------------------- response signatures
+
+NO_REQUEST = bytes(32)
+
+
+@dataclass(frozen=True)
+class ModelVersion:
+    """Which model answered: 32 bytes naming its parameters (a hash of them) and its training
+    step; all zero and 0 for "no model" (a refusal, or a handler that does not say)."""
+
+    id: bytes = bytes(32)
+    step: int = 0
+
+    def __post_init__(self) -> None:
+        if len(self.id) != 32 or not 0 <= self.step < 1 << 64:
+            raise ValueError(f"a model version is 32 bytes and a u64 step, got {len(self.id)} bytes and {self.step}")
+
+    @property
+    def unversioned(self) -> bool:
+        return self.id == bytes(32)
+
+    def short(self) -> str:
+        return self.id[:6].hex()
+
+
+UNVERSIONED = ModelVersion()
+
+
+@dataclass(frozen=True)
+class Versioned:
+    """What a handler returns to name the model that computed its answer: `Axon` signs `model`
+    into the response. A handler returning a bare array answers [`UNVERSIONED`]."""
+
+    value: Any
+    model: ModelVersion
+
+
+def response_signing_message(path: str, responder: bytes, request_hash: bytes, body_len: int, digest: bytes,
+                             model: ModelVersion, version: int = PROTOCOL_VERSION) -> bytes:
+    """The preimage an axon signs for its answer of `body_len` message bytes with BLAKE3
+    `digest` to the request `request_hash` (`wire::auth::response::response_signing_message`)."""
+    return (_field(f"agora/{version}/response".encode()) + _field(path.encode()) + _field(responder)
+            + _field(request_hash) + _field(DIGEST.encode()) + struct.pack("<Q", body_len) + _field(digest)
+            + _field(model.id) + struct.pack("<Q", model.step))
+
+
+def seal_response(hotkey: Keypair, path: str, request_hash: bytes, body: bytes,
+                  model: ModelVersion = UNVERSIONED) -> list[tuple[str, str]]:
+    """The initial metadata that signs `body` (the exact response message bytes) as `hotkey`'s
+    answer to the request `request_hash` (NO_REQUEST when its credentials could not be read)."""
+    digest = blake3(body).digest()
+    sig = hotkey.sign(response_signing_message(path, hotkey.public, request_hash, len(body), digest, model))
+    return [
+        ("agora-version", str(PROTOCOL_VERSION)),
+        ("agora-responder", hotkey.public.hex()),
+        ("agora-model-version", model.id.hex()),
+        ("agora-model-step", str(model.step)),
+        ("agora-body-len", str(len(body))),
+        ("agora-digest", f"{DIGEST}:{digest.hex()}"),
+        ("agora-signature", sig.hex()),
+    ]
+
+
+def verify_response(metadata: Iterable[tuple[str, Any]] | None, path: str, axon: bytes, request_hash: bytes,
+                    body: bytes) -> ModelVersion:
+    """Checks that `axon` signed `body` as its answer to the request `request_hash`; returns the
+    model it names. BadTensor UNSUPPORTED_VERSION for an unsigned answer (protocol 3 or older) or
+    another version, INVALID_RESPONSE_SIGNATURE for anything else wrong."""
+    md = {k: v for k, v in (metadata or ())}
+    version = md.get("agora-version")
+    if version is None:
+        raise BadTensor(UNSUPPORTED_VERSION, "the axon's response is not signed (no agora-version in its metadata): "
+                        f"it speaks agora protocol 3 or older, this dendrite accepts only protocol {PROTOCOL_VERSION}'s signed responses")
+    if str(version).strip() != str(PROTOCOL_VERSION):
+        raise BadTensor(UNSUPPORTED_VERSION, f"the axon's response says agora-version {str(version)[:32]!r}; "
+                        f"this dendrite speaks protocol {PROTOCOL_VERSION}")
+    try:
+        alg, digest_hex = str(md["agora-digest"]).split(":", 1)
+        if alg != DIGEST:
+            raise ValueError(f"agora-digest: algorithm {alg[:32]!r}, expected {DIGEST}")
+        responder = _sized(md["agora-responder"], 32, "agora-responder")
+        model = ModelVersion(_sized(md["agora-model-version"], 32, "agora-model-version"),
+                             _u64(md["agora-model-step"], "agora-model-step"))
+        body_len = _u64(md["agora-body-len"], "agora-body-len")
+        digest = _sized(digest_hex, 32, "agora-digest")
+        signature = _sized(md["agora-signature"], 64, "agora-signature")
+    except (KeyError, ValueError) as e:
+        raise BadTensor(INVALID_RESPONSE_SIGNATURE, f"the axon's response metadata: {e!r}") from e
+    if responder != axon:
+        raise BadTensor(INVALID_RESPONSE_SIGNATURE, f"the response is signed by {responder.hex()}, not by the axon called ({axon.hex()})")
+    if body_len != len(body):
+        raise BadTensor(INVALID_RESPONSE_SIGNATURE, f"the response body is {len(body)} bytes, its signature says {body_len}")
+    if blake3(body).digest() != digest:
+        raise BadTensor(INVALID_RESPONSE_SIGNATURE, "the response body's digest does not match the signed agora-digest")
+    pre = response_signing_message(path, axon, request_hash, body_len, digest, model)
+    if not verify_signature(axon, signature, pre):
+        raise BadTensor(INVALID_RESPONSE_SIGNATURE, "the response signature does not verify for this axon, request, body and model version")
+    return model
 
 
 # ---------------------------------------------------------------- axon
@@ -324,7 +469,9 @@ class Axon:
     """Serves `forward(inputs, caller) -> outputs` and optionally `backward(inputs, grads,
     caller) -> grads or None`, numpy in and out; outputs must be float `[batch, seq, dim]` with
     the inputs' batch and seq. Takes the raw request bytes, so it digests exactly what was sent
-    before parsing it.
+    before parsing it, and serializes its answer itself, so it signs exactly what it sends. A
+    handler returning [`Versioned`]`(value, model)` names the model that answered in the
+    response's signature; a bare value names none ([`UNVERSIONED`]).
 
     `stakes`: when given, a caller the table does not know is refused (`UNKNOWN_CALLER`) unless
     its hotkey is in `trusted` or `allow_unregistered`; without it every correctly signed caller
@@ -341,8 +488,7 @@ class Axon:
         self.server: Any = None
         self.port: int | None = None
 
-    def _admit(self, metadata: Iterable[tuple[str, Any]], path: str, body: bytes) -> Caller:
-        c = read_credentials(metadata)
+    def _admit(self, c: Credentials, path: str, body: bytes) -> Caller:
         check_credentials(c, path, body, self.hotkey.public)
         stake = self.stakes.get(c.caller) if self.stakes is not None else 0
         if stake is None:
@@ -363,47 +509,72 @@ class Axon:
             raise BadTensor(INTERNAL_ERROR, "the model answered NaN or Inf")
         return out
 
-    def Forward(self, body: bytes, context: Any) -> "pb.ForwardResponse":
-        caller = None
+    def _answer(self, path: str, body: bytes, context: Any,
+                handle: Callable[[Caller], tuple[Any, ModelVersion]]) -> bytes:
+        """One call: admit, `handle` (-> response message, model), then the message serialized
+        here and signed over exactly those bytes (protocol 4), the seal sent as the initial
+        metadata. A refusal is signed too, naming no model."""
+        reply = pb.ForwardResponse if path == PATH_FORWARD else pb.BackwardResponse
+        creds: Credentials | None = None
         try:
-            caller = self._admit(context.invocation_metadata(), PATH_FORWARD, body)
-            request = pb.ForwardRequest.FromString(body)
-            x = from_wire(request.inputs)
-            y = self._check_output(self.forward_fn(x, caller), x)
-            resp = pb.ForwardResponse(outputs=to_wire(y), code=SUCCESS)
+            creds = read_credentials(context.invocation_metadata())
+            request_hash = creds.request_hash(path)
         except BadTensor as e:
-            resp = pb.ForwardResponse(code=e.code, message=str(e))
-        except Exception as e:  # noqa: BLE001 - the model failed: tell the caller, keep serving
-            resp = pb.ForwardResponse(code=INTERNAL_ERROR, message=repr(e))
-        self.stats.record("Forward", resp.code, caller.hotkey if caller else None)
-        return resp
-
-    def Backward(self, body: bytes, context: Any) -> "pb.BackwardResponse":
-        caller = None
+            unreadable, request_hash = e, NO_REQUEST
+        caller, model = None, UNVERSIONED
         try:
-            if self.backward_fn is None:
+            if path == PATH_BACKWARD and self.backward_fn is None:
                 raise BadTensor(NOT_IMPLEMENTED, "this axon does not take gradients")
-            caller = self._admit(context.invocation_metadata(), PATH_BACKWARD, body)
-            request = pb.BackwardRequest.FromString(body)
-            g = self.backward_fn(from_wire(request.inputs), from_wire(request.grads), caller)
-            grads = None if g is None else to_wire(np.asarray(g, dtype="<f4"))
-            resp = pb.BackwardResponse(grads=grads, code=SUCCESS)
+            if creds is None:
+                raise unreadable
+            caller = self._admit(creds, path, body)
+            resp, model = handle(caller)
         except BadTensor as e:
-            resp = pb.BackwardResponse(code=e.code, message=str(e))
-        except Exception as e:  # noqa: BLE001
-            resp = pb.BackwardResponse(code=INTERNAL_ERROR, message=repr(e))
-        self.stats.record("Backward", resp.code, caller.hotkey if caller else None)
-        return resp
+            resp = reply(code=e.code, message=str(e))
+        except Exception as e:  # noqa: BLE001 - the model failed: tell the caller, keep serving
+            resp = reply(code=INTERNAL_ERROR, message=repr(e))
+        if resp.code != SUCCESS:
+            model = UNVERSIONED
+        self.stats.record(path.rsplit("/", 1)[1], resp.code, caller.hotkey if caller else None)
+        out = resp.SerializeToString()
+        self._send_seal(context, path, request_hash, out, model)
+        return out
+
+    def _send_seal(self, context: Any, path: str, request_hash: bytes, body: bytes, model: ModelVersion) -> None:
+        context.send_initial_metadata(seal_response(self.hotkey, path, request_hash, body, model))
+
+    @staticmethod
+    def _unwrap(answer: Any) -> tuple[Any, ModelVersion]:
+        if isinstance(answer, Versioned):
+            return answer.value, answer.model
+        return answer, UNVERSIONED
+
+    def Forward(self, body: bytes, context: Any) -> bytes:
+        def handle(caller: Caller) -> tuple[Any, ModelVersion]:
+            x = from_wire(pb.ForwardRequest.FromString(body).inputs)
+            y, model = self._unwrap(self.forward_fn(x, caller))
+            return pb.ForwardResponse(outputs=to_wire(self._check_output(y, x)), code=SUCCESS), model
+
+        return self._answer(PATH_FORWARD, body, context, handle)
+
+    def Backward(self, body: bytes, context: Any) -> bytes:
+        def handle(caller: Caller) -> tuple[Any, ModelVersion]:
+            request = pb.BackwardRequest.FromString(body)
+            assert self.backward_fn is not None  # _answer refused NOT_IMPLEMENTED
+            g, model = self._unwrap(self.backward_fn(from_wire(request.inputs), from_wire(request.grads), caller))
+            grads = None if g is None else to_wire(np.asarray(g, dtype="<f4"))
+            return pb.BackwardResponse(grads=grads, code=SUCCESS), model
+
+        return self._answer(PATH_BACKWARD, body, context, handle)
 
     def start(self, addr: str = "127.0.0.1:0", workers: int = 4) -> int:
         """Listens on `addr` (port 0: any free port); returns the port."""
         import grpc
 
         handlers = {
-            "Forward": grpc.unary_unary_rpc_method_handler(
-                self.Forward, request_deserializer=None, response_serializer=pb.ForwardResponse.SerializeToString),
-            "Backward": grpc.unary_unary_rpc_method_handler(
-                self.Backward, request_deserializer=None, response_serializer=pb.BackwardResponse.SerializeToString),
+            # Raw bytes both ways: the request is digested as sent, the response as signed.
+            "Forward": grpc.unary_unary_rpc_method_handler(self.Forward, request_deserializer=None, response_serializer=None),
+            "Backward": grpc.unary_unary_rpc_method_handler(self.Backward, request_deserializer=None, response_serializer=None),
         }
         self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers), options=GRPC_OPTIONS)
         self.server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler("agora.v1.Axon", handlers),))
@@ -432,13 +603,15 @@ def serve(hotkey: Keypair, forward: ForwardFn, backward: BackwardFn | None = Non
 
 @dataclass
 class Response:
-    """One target's answer: its return code, the axon's message, the tensor on success, and
-    the round trip in seconds."""
+    """One target's answer: its return code, the axon's message, the tensor on success, the
+    round trip in seconds, and the model the axon's verified signature names (UNVERSIONED for a
+    refusal; None when no signed answer was verified)."""
 
     code: Code
     message: str
     tensor: np.ndarray | None
     latency: float
+    model: ModelVersion | None = None
 
     @property
     def ok(self) -> bool:
@@ -504,34 +677,57 @@ class Dendrite:
             self._channels.clear()
 
     def _start(self, target: Target, path: str, body: bytes, digest: bytes, timeout: float,
-               metadata: list[tuple[str, str]] | None) -> Any:
-        reply = pb.ForwardResponse if path == PATH_FORWARD else pb.BackwardResponse
-        rpc = self._channel(target.endpoint).unary_unary(path, request_serializer=None, response_deserializer=reply.FromString)
-        md = metadata if metadata is not None else self.signer.credentials(path, target.hotkey, len(body), digest)
-        return rpc.future(body, timeout=timeout, metadata=md)
+               metadata: list[tuple[str, str]] | None) -> tuple[Any, bytes]:
+        """The call under way (its response as raw bytes, so their digest is checked against
+        the axon's signature) and the hash of its request, which that signature must name.
+        With `metadata` given, the request hash is the one an axon derives from it."""
+        rpc = self._channel(target.endpoint).unary_unary(path, request_serializer=None, response_deserializer=None)
+        if metadata is None:
+            md, request_hash = self.signer.sign(path, target.hotkey, len(body), digest)
+        else:
+            md = metadata
+            try:
+                request_hash = read_credentials(md).request_hash(path)
+            except BadTensor:
+                request_hash = NO_REQUEST
+        return rpc.future(body, timeout=timeout, metadata=md), request_hash
 
-    def _finish(self, fut: Any, path: str, expect: tuple[int, int] | None, started: float) -> Response:
+    def _verified(self, fut: Any, path: str, axon: bytes, request_hash: bytes) -> tuple[Any, ModelVersion]:
+        """The response message once the axon's signature on its bytes checks out (BadTensor
+        with the code otherwise; grpc.RpcError for a transport failure)."""
+        raw = fut.result()
+        model = verify_response(fut.initial_metadata(), path, axon, request_hash, raw)
+        reply = pb.ForwardResponse if path == PATH_FORWARD else pb.BackwardResponse
         try:
-            msg = fut.result()
+            return reply.FromString(raw), model
+        except Exception as e:  # noqa: BLE001 - protobuf's DecodeError
+            raise BadTensor(RESPONSE_SHAPE_ERROR, f"the axon's response does not decode: {e!r}") from e
+
+    def _finish(self, fut: Any, path: str, axon: bytes, request_hash: bytes, expect: tuple[int, int] | None,
+                started: float) -> Response:
+        try:
+            msg, model = self._verified(fut, path, axon, request_hash)
         except self._grpc.RpcError as e:
             return Response(_status_code(e.code()), f"gRPC {e.code().name}: {e.details()}", None, time.perf_counter() - started)
+        except BadTensor as e:
+            return Response(e.code, str(e), None, time.perf_counter() - started)
         except Exception as e:  # noqa: BLE001 - a dendrite never raises out of a call
             return Response(INTERNAL_ERROR, repr(e), None, time.perf_counter() - started)
         latency = time.perf_counter() - started
         if msg.code != SUCCESS:
-            return Response(msg.code, msg.message, None, latency)
+            return Response(msg.code, msg.message, None, latency, model)
         field_name = "outputs" if path == PATH_FORWARD else "grads"
         if not msg.HasField(field_name):
             if path == PATH_BACKWARD:
-                return Response(SUCCESS, msg.message, None, latency)
-            return Response(RESPONSE_SHAPE_ERROR, "a successful Forward without outputs", None, latency)
+                return Response(SUCCESS, msg.message, None, latency, model)
+            return Response(RESPONSE_SHAPE_ERROR, "a successful Forward without outputs", None, latency, model)
         try:
             t = from_wire(getattr(msg, field_name), request=False)
         except BadTensor as e:
-            return Response(e.code, f"the axon's response: {e}", None, latency)
+            return Response(e.code, f"the axon's response: {e}", None, latency, model)
         if expect is not None and (t.ndim != 3 or t.shape[:2] != expect):
-            return Response(RESPONSE_SHAPE_ERROR, f"the axon's response has shape {list(t.shape)}, expected [batch, seq] = {list(expect)}", None, latency)
-        return Response(SUCCESS, msg.message, t, latency)
+            return Response(RESPONSE_SHAPE_ERROR, f"the axon's response has shape {list(t.shape)}, expected [batch, seq] = {list(expect)}", None, latency, model)
+        return Response(SUCCESS, msg.message, t, latency, model)
 
     def _fan_out(self, targets: Sequence[Target], path: str, bodies: Sequence[bytes], timeout: float,
                  expect: tuple[int, int] | None) -> list[Response]:
@@ -544,16 +740,17 @@ class Dendrite:
             if d is None:
                 d = digests[id(body)] = blake3(body).digest()
             try:
-                pending.append((self._start(target, path, body, d, timeout, None), None))
+                fut, request_hash = self._start(target, path, body, d, timeout, None)
+                pending.append((target, fut, request_hash, None))
             except Exception as e:  # noqa: BLE001 - a malformed endpoint is that target's failure
-                pending.append((None, e))
+                pending.append((target, None, NO_REQUEST, e))
         out = []
         # (A grpc future is itself an Exception subclass: failures travel beside it, not as it.)
-        for fut, err in pending:
+        for target, fut, request_hash, err in pending:
             if fut is None:
                 out.append(Response(UNAVAILABLE, f"cannot call: {err!r}", None, 0.0))
             else:
-                out.append(self._finish(fut, path, expect, started))
+                out.append(self._finish(fut, path, target.hotkey, request_hash, expect, started))
         return out
 
     def forward_many(self, targets: Sequence[Target], inputs: np.ndarray, timeout: float = 12.0,
@@ -586,9 +783,12 @@ class Dendrite:
 
     def call(self, endpoint: str, axon_hotkey: bytes, path: str, request: Any, timeout: float = 12.0,
              metadata: list[tuple[str, str]] | None = None) -> Any:
-        """A raw call of `request` (a message or its bytes) returning the response message;
-        `metadata` replaces the credentials (for tests of refusals). Raises grpc.RpcError on a
-        transport failure: use `forward`/`backward` for calls that never raise."""
+        """A raw call of `request` (a message or its bytes) returning the response message once
+        the axon's signature on it verifies; `metadata` replaces the credentials (for tests of
+        refusals: the answer must then name the request an axon reads from them). Raises
+        grpc.RpcError on a transport failure and BadTensor (INVALID_RESPONSE_SIGNATURE,
+        UNSUPPORTED_VERSION) on an answer not signed by the axon: use `forward`/`backward` for
+        calls that never raise."""
         body = request if isinstance(request, bytes) else request.SerializeToString()
-        fut = self._start(Target(endpoint, axon_hotkey), path, body, blake3(body).digest(), timeout, metadata)
-        return fut.result()
+        fut, request_hash = self._start(Target(endpoint, axon_hotkey), path, body, blake3(body).digest(), timeout, metadata)
+        return self._verified(fut, path, axon_hotkey, request_hash)[0]

@@ -38,7 +38,7 @@ def oracle(b: tp.Batch) -> np.ndarray:
 def test_it_serves_a_distribution_in_the_standard_basis() -> None:
     learner = tiny()
     b = batch(random.Random(0))
-    out = learner.serve(b.tokens)
+    out = learner.serve(b.tokens).value
     assert out.shape == (8, 64, 32) and out.dtype == np.float32
     # A convex combination of ±1 rows: every coordinate within [-1, 1].
     assert np.abs(out).max() <= 1.0 + 1e-5
@@ -182,4 +182,20 @@ def test_a_checkpoint_restores_the_model(tmp_path) -> None:
     learner.save(tmp_path / "ckpt.pt")
     back = tp.Learner.load(tmp_path / "ckpt.pt")
     b = batch(rng)
-    assert back.steps == 5 and np.array_equal(back.serve(b.tokens), learner.serve(b.tokens))
+    assert back.steps == 5 and np.array_equal(back.serve(b.tokens).value, learner.serve(b.tokens).value)
+    # The same parameters and step are the same model version (what its answers are signed with).
+    assert back.model_version() == learner.model_version() and learner.model_version().step == 5
+
+
+def test_the_model_version_follows_the_parameters() -> None:
+    learner, rng = tiny(9), random.Random(9)
+    v0 = learner.serve(batch(rng).tokens).model
+    assert v0 == learner.model_version() and not v0.unversioned and v0.step == 0
+    assert tiny(10).model_version().id != v0.id, "other parameters, another version"
+    learner.pretrain_step(batch(rng))
+    v1 = learner.model_version()
+    assert v1.id != v0.id and v1.step == 1
+    b = batch(rng)
+    learner.apply_remote_gradient(b.tokens, np.ones((8, 64, 32), dtype=np.float32), 1.0)
+    v2 = learner.model_version()
+    assert v2.id != v1.id and v2.step == 1, "a remote gradient moves the parameters, not the step"

@@ -8,7 +8,7 @@ import socket
 import threading
 import time
 from concurrent import futures
-from typing import Iterator
+from typing import Any, Callable, Iterator
 
 import grpc
 import numpy as np
@@ -62,12 +62,16 @@ def test_refusals_have_the_rust_codes(axon: wire.Axon) -> None:
     d = wire.Dendrite(CALLER)
     x = np.ones((1, 2, 3), dtype=np.float32)
     assert d.forward(endpoint(axon), AXON_KEY.public, np.array([[[1.0, np.nan]]], dtype=np.float32)).code == wire.NON_FINITE
-    assert d.forward(endpoint(axon), bytes(32), x).code == wire.INVALID_SIGNATURE, "addressed to another axon"
+    body = wire.pb.ForwardRequest(inputs=wire.to_wire(x)).SerializeToString()
+    digest = wire.blake3(body).digest()
+    elsewhere = d.signer.credentials(wire.PATH_FORWARD, bytes(32), len(body), digest)
+    r = d.call(endpoint(axon), AXON_KEY.public, wire.PATH_FORWARD, body, metadata=elsewhere)
+    assert r.code == wire.INVALID_SIGNATURE, "addressed to another axon"
+    # Calling an axon under another hotkey: its (signed) refusal is not that hotkey's answer.
+    assert d.forward(endpoint(axon), bytes(32), x).code == wire.INVALID_RESPONSE_SIGNATURE
     short = wire.pb.ForwardRequest(inputs=wire.pb.Tensor(data=b"\0" * 8, dtype=wire.pb.DTYPE_F32, shape=[1, 1, 3],
                                                          modality=wire.pb.MODALITY_TENSOR))
     assert d.call(endpoint(axon), AXON_KEY.public, wire.PATH_FORWARD, short).code == wire.REQUEST_SHAPE_ERROR
-    body = wire.pb.ForwardRequest(inputs=wire.to_wire(x)).SerializeToString()
-    digest = wire.blake3(body).digest()
     md = d.signer.credentials(wire.PATH_FORWARD, AXON_KEY.public, len(body), digest)
     assert d.call(endpoint(axon), AXON_KEY.public, wire.PATH_FORWARD, body, metadata=md).code == wire.SUCCESS
     replay = d.call(endpoint(axon), AXON_KEY.public, wire.PATH_FORWARD, body, metadata=md)
@@ -79,6 +83,9 @@ def test_refusals_have_the_rust_codes(axon: wire.Axon) -> None:
     v2 = [(k, "2" if k == "agora-version" else v) for k, v in md]
     r = d.call(endpoint(axon), AXON_KEY.public, wire.PATH_FORWARD, body, metadata=v2)
     assert r.code == wire.UNSUPPORTED_VERSION and "sha256" in r.message
+    v3 = [(k, "3" if k == "agora-version" else v) for k, v in md]
+    r = d.call(endpoint(axon), AXON_KEY.public, wire.PATH_FORWARD, body, metadata=v3)
+    assert r.code == wire.UNSUPPORTED_VERSION and "unsigned" in r.message, r
     tampered = body[:-1] + bytes([body[-1] ^ 1])
     md = d.signer.credentials(wire.PATH_FORWARD, AXON_KEY.public, len(body), digest)
     assert d.call(endpoint(axon), AXON_KEY.public, wire.PATH_FORWARD, tampered, metadata=md).code == wire.INVALID_SIGNATURE
@@ -157,10 +164,17 @@ def test_a_fan_out_gives_each_target_its_own_answer_within_one_deadline(axon: wi
 
 
 def lying_axon(answer: wire.pb.ForwardResponse) -> tuple[grpc.Server, int]:
-    """A gRPC server that answers every Forward with `answer`, whatever it is asked."""
+    """A gRPC server that answers every Forward with `answer`, whatever it is asked, signed as
+    AXON_KEY's answer to the request: a lie its signature does not expose."""
+
+    def lie(body: bytes, ctx: grpc.ServicerContext) -> bytes:
+        out = answer.SerializeToString()
+        request_hash = wire.read_credentials(ctx.invocation_metadata()).request_hash(wire.PATH_FORWARD)
+        ctx.send_initial_metadata(wire.seal_response(AXON_KEY, wire.PATH_FORWARD, request_hash, out))
+        return out
+
     handler = grpc.method_handlers_generic_handler("agora.v1.Axon", {
-        "Forward": grpc.unary_unary_rpc_method_handler(lambda body, ctx: answer, request_deserializer=None,
-                                                       response_serializer=wire.pb.ForwardResponse.SerializeToString)})
+        "Forward": grpc.unary_unary_rpc_method_handler(lie, request_deserializer=None, response_serializer=None)})
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
     server.add_generic_rpc_handlers((handler,))
     port = server.add_insecure_port("127.0.0.1:0")
@@ -215,3 +229,126 @@ def test_the_standard_basis_is_the_nucleus_one() -> None:
     # Pinned in nucleus::model::tests::the_standard_basis_is_pinned_and_tells_bytes_apart.
     assert b[0, :8].tolist() == [1.0, -1.0, 1.0, 1.0, -1.0, -1.0, 1.0, 1.0]
     assert len({row.tobytes() for row in b}) == 256
+
+
+# ---------------------------------------------------------------- signed responses (protocol 4)
+
+OTHER_KEY = Keypair(bytes([0x66] * 32))
+MODEL = wire.ModelVersion(bytes([3] * 32), 41)
+Metadata = list[tuple[str, str]]
+Rewrite = Callable[[Metadata], Metadata]
+
+
+class TamperingAxon(wire.Axon):
+    """A real axon whose answers are altered after it signs them: `metadata` rewrites the
+    initial metadata it sends, `body` the bytes."""
+
+    def __init__(self, metadata: Rewrite = lambda md: md, body: Callable[[bytes], bytes] = lambda b: b) -> None:
+        super().__init__(AXON_KEY, lambda x, c: wire.Versioned(affine(x, c), MODEL), lambda x, g, c: 2 * g)
+        self.tamper_metadata, self.tamper_body = metadata, body
+
+    def _send_seal(self, context: Any, path: str, request_hash: bytes, body: bytes, model: wire.ModelVersion) -> None:
+        md = wire.seal_response(self.hotkey, path, request_hash, body, model)
+        context.send_initial_metadata(self.tamper_metadata(md))
+
+    def _answer(self, path: str, body: bytes, context: Any, handle: Any) -> bytes:
+        return self.tamper_body(super()._answer(path, body, context, handle))
+
+
+def replace(key: str, value: Callable[[str], str]) -> Rewrite:
+    """A metadata rewrite setting `key` to `value(old)`."""
+    return lambda md: [(k, value(v) if k == key else v) for k, v in md]
+
+
+def flip_hex(v: str, at: int = 0) -> str:
+    return v[:at] + format(int(v[at], 16) ^ 1, "x") + v[at + 1:]
+
+
+def resign(key: Keypair, claim: bytes | None = None, request_hash: bytes | None = None,
+           model: wire.ModelVersion | None = None) -> Rewrite:
+    """Signs the answer again, by `key` (claiming to be `claim`), over another request (by
+    default one of 32 bytes 9) or model."""
+
+    def redo(md: Metadata) -> Metadata:
+        m = dict(md)
+        body_len, digest = int(m["agora-body-len"]), bytes.fromhex(m["agora-digest"].split(":")[1])
+        used = model or wire.ModelVersion(bytes.fromhex(m["agora-model-version"]), int(m["agora-model-step"]))
+        responder = claim or key.public
+        pre = wire.response_signing_message(wire.PATH_FORWARD, responder, request_hash or bytes([9] * 32), body_len, digest, used)
+        m.update({"agora-responder": responder.hex(), "agora-signature": key.sign(pre).hex(),
+                  "agora-model-version": used.id.hex(), "agora-model-step": str(used.step)})
+        return list(m.items())
+
+    return redo
+
+
+TAMPERINGS = {
+    "a body byte": dict(body=lambda b: b[:-1] + bytes([b[-1] ^ 1])),
+    "a byte cut from the body": dict(body=lambda b: b[:-1]),
+    "the body's declared length": dict(metadata=replace("agora-body-len", lambda v: str(int(v) + 1))),
+    "the digest": dict(metadata=replace("agora-digest", lambda v: flip_hex(v, len("blake3:")))),
+    "the model version": dict(metadata=replace("agora-model-version", flip_hex)),
+    "the model step": dict(metadata=replace("agora-model-step", lambda v: str(int(v) + 1))),
+    "a signature bit": dict(metadata=replace("agora-signature", lambda v: flip_hex(v, 10))),
+    "signed by another key, as itself": dict(metadata=resign(OTHER_KEY)),
+    "signed by another key, claiming the axon's": dict(metadata=resign(OTHER_KEY, claim=AXON_KEY.public)),
+    "signed for another request": dict(metadata=resign(AXON_KEY)),
+    "a malformed step": dict(metadata=replace("agora-model-step", lambda v: "-1")),
+    "no signature": dict(metadata=lambda md: [(k, v) for k, v in md if k != "agora-signature"]),
+}
+
+
+@pytest.mark.parametrize("what", list(TAMPERINGS))
+def test_a_tampered_response_is_caught_as_an_invalid_response_signature(what: str) -> None:
+    a = TamperingAxon(**TAMPERINGS[what])
+    a.start()
+    try:
+        d = wire.Dendrite(CALLER)
+        x = np.ones((2, 3, 4), dtype=np.float32)
+        r = d.forward(endpoint(a), AXON_KEY.public, x, timeout=5)
+        assert r.code == wire.INVALID_RESPONSE_SIGNATURE and r.tensor is None and r.model is None, r
+        # The call was answered (the axon served it): the dendrite refused the answer.
+        assert a.stats.count("Forward") == 1
+    finally:
+        a.stop(0)
+
+
+def test_an_unsigned_or_other_version_response_is_unsupported() -> None:
+    for tamper in (lambda md: [], replace("agora-version", lambda v: "3"), replace("agora-version", lambda v: "5")):
+        a = TamperingAxon(metadata=tamper)
+        a.start()
+        try:
+            r = wire.Dendrite(CALLER).forward(endpoint(a), AXON_KEY.public, np.ones((1, 1, 2), dtype=np.float32), timeout=5)
+            assert r.code == wire.UNSUPPORTED_VERSION, r
+        finally:
+            a.stop(0)
+
+
+def test_an_untampered_answer_names_its_model_and_a_refusal_none() -> None:
+    a = TamperingAxon()
+    a.start()
+    try:
+        d = wire.Dendrite(CALLER)
+        x = np.ones((2, 3, 4), dtype=np.float32)
+        r = d.forward(endpoint(a), AXON_KEY.public, x)
+        assert r.ok and r.model == MODEL, r
+        refused = d.forward(endpoint(a), AXON_KEY.public, np.array([[[np.nan]]], dtype=np.float32))
+        assert refused.code == wire.NON_FINITE and refused.model == wire.UNVERSIONED, refused
+        # A handler returning a bare array names no model; nor do unreadable credentials' refusals.
+        g = d.backward(endpoint(a), AXON_KEY.public, x, x)
+        assert g.ok and g.model == wire.UNVERSIONED, g
+        body = wire.pb.ForwardRequest(inputs=wire.to_wire(x)).SerializeToString()
+        r = d.call(endpoint(a), AXON_KEY.public, wire.PATH_FORWARD, body, metadata=[("agora-version", "4")])
+        assert r.code == wire.INVALID_SIGNATURE, r
+    finally:
+        a.stop(0)
+
+
+def test_the_response_preimage_is_the_rust_layout() -> None:
+    """Each field of `wire::auth::response::response_signing_message`, in order."""
+    pre = wire.response_signing_message(wire.PATH_BACKWARD, bytes([1] * 32), bytes([2] * 32), 7, bytes([4] * 32), MODEL)
+    u64 = lambda n: n.to_bytes(8, "little")  # noqa: E731
+    f = lambda b: u64(len(b)) + b  # noqa: E731
+    assert pre == (f(b"agora/4/response") + f(b"/agora.v1.Axon/Backward") + f(bytes([1] * 32)) + f(bytes([2] * 32))
+                   + f(b"blake3") + u64(7) + f(bytes([4] * 32)) + f(bytes([3] * 32)) + u64(41))
+    assert wire.signing_message(wire.PATH_FORWARD, bytes(32), bytes(32), 1, 2, 3, bytes(32))[:15] == f(b"agora/4")

@@ -47,6 +47,9 @@ enum RoleArg {
     Offline,
     /// Serve the model as initialised, never train it; score neighbours as usual
     Lazy,
+    /// Answer with what the peer --copy-of answers (through the dendrite), signed as our own;
+    /// train and score as usual (a dishonest role, for copy detection to catch)
+    Copycat,
 }
 
 #[derive(Debug, Args)]
@@ -79,6 +82,9 @@ struct RunArgs {
     /// Block at which --role offline leaves
     #[arg(long)]
     offline_at_block: Option<u64>,
+    /// The hotkey (hex) whose answers --role copycat relays
+    #[arg(long, value_name = "HOTKEY")]
+    copy_of: Option<ledger::PublicKey>,
     /// Model preset
     #[arg(long, value_enum, default_value_t = SizeArg::Small)]
     model_size: SizeArg,
@@ -217,6 +223,7 @@ fn run_peer(a: RunArgs) -> Result<()> {
             Role::OfflineAt(a.offline_at_block.context("--role offline needs --offline-at-block")?)
         }
         RoleArg::Lazy => Role::Lazy,
+        RoleArg::Copycat => Role::Copycat(a.copy_of.context("--role copycat needs --copy-of HOTKEY")?),
     };
     if a.timeout <= 0.0 || !a.timeout.is_finite() || a.status_every <= 0.0 || !a.status_every.is_finite() {
         bail!("--timeout and --status-every must be positive seconds");

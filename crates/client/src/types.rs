@@ -157,6 +157,10 @@ pub struct MetagraphInfo {
     pub validator_permit: Vec<bool>,
     /// Block of each neuron's last `set_weights` (bittensor's `last_update`).
     pub last_update: Vec<Option<u64>>,
+    /// Block each neuron registered in (its uid's current holder); empty from a node that
+    /// predates it. Copy detection flags the later registered of two peers answering alike.
+    #[serde(default)]
+    pub registered_at: Vec<u64>,
     pub weights: Vec<Vec<(u16, f64)>>,
     pub bonds: Vec<Vec<(u16, f64)>>,
     pub issuance: Issuance,
@@ -183,6 +187,7 @@ impl From<&Metagraph> for MetagraphInfo {
             active: m.active(),
             validator_permit: m.validator_permit(),
             last_update: m.neurons.iter().map(|n| n.last_weights_block).collect(),
+            registered_at: m.neurons.iter().map(|n| n.registered_at).collect(),
             weights: m
                 .weights
                 .iter()

@@ -24,7 +24,7 @@ use ledger::{Call, Endpoint, Modality, Protocol};
 use nucleus::{Corpus, Nucleus};
 use peer::files::{StatusRow, StatusWriter};
 use peer::learner::{as_f32, pretrain_steps, read, text_tensor, PRETRAIN_DATA_SEED};
-use peer::serve::ModelHandler;
+use peer::serve::{ModelHandler, RelayHandler};
 use peer::{Chain, Learner, LocalChain, MetagraphView, Neighbours, Participant, Switchboard, WeightSetter};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -32,7 +32,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use wire::Target;
+use wire::{Handler, HandlerError, Target};
 
 /// How the peers turn their scores into weights.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -197,14 +197,27 @@ async fn market(opts: &MarketOptions) -> Result<MarketOutcome, LocalnetError> {
         subjects.push(Subject { uid: r.uid, corpus: corpus.clone() });
         let learner =
             Learner::new(nucleus, r.uid, corpus, ChaCha8Rng::seed_from_u64(seed), Duration::from_secs(10))?;
-        let handler = ModelHandler::new(
-            learner.nucleus().clone(),
-            role.serving(),
-            total_stake.clone(),
-            seed ^ opts.seed ^ 0x6e6f6973,
-        );
         let hotkey = k.hotkey_public().0;
-        board.connect(hotkey, Arc::new(handler));
+        let original = spec.duplicate_of.as_ref().and_then(|of| keys.iter().find(|o| &o.name == of));
+        let handler: Arc<dyn Handler> = match original.filter(|_| spec.role == Role::Copycat) {
+            // The copycat answers what its original answers to the same inputs, asked as itself
+            // through the switchboard when the call comes (the process localnet: the dendrite).
+            Some(original) => {
+                let (board, original) = (board.clone(), original.hotkey_public().0);
+                Arc::new(RelayHandler::new(Box::new(move |_caller, inputs| {
+                    board
+                        .forward_now(hotkey, &original, inputs)
+                        .ok_or_else(|| HandlerError::Internal("the peer copied did not answer".into()))
+                })))
+            }
+            None => Arc::new(ModelHandler::new(
+                learner.nucleus().clone(),
+                role.serving(),
+                total_stake.clone(),
+                seed ^ opts.seed ^ 0x6e6f6973,
+            )),
+        };
+        board.connect(hotkey, handler);
         let participant = Participant::new(chain.clone(), k.hotkey.clone(), k.coldkey_public()).await?;
         // An endpoint nobody dials: in process, the switchboard routes by hotkey.
         let endpoint = Endpoint {
@@ -252,7 +265,7 @@ async fn market(opts: &MarketOptions) -> Result<MarketOutcome, LocalnetError> {
     while head < end {
         let view = MetagraphView::sync(&chain).await?;
         total_stake.store(view.stake_by_hotkey().values().sum(), Ordering::Relaxed);
-        board.stakes().replace_all(view.stake_by_hotkey());
+        board.stakes().replace_all_with_weights(view.stake_by_hotkey(), view.weights_by_hotkey(None));
         for p in peers.iter_mut() {
             if p.leaves_at.is_some_and(|b| head >= b) {
                 if p.online {
@@ -323,6 +336,10 @@ async fn market(opts: &MarketOptions) -> Result<MarketOutcome, LocalnetError> {
     for p in peers.iter().filter(|p| p.online) {
         let report = p.learner.final_report(&board.caller(p.hotkey), &view).await?;
         report.write(&peer_dir(out, &p.name))?;
+    }
+    // A copycat's handler holds the switchboard: unplug every handler so none outlives the run.
+    for p in &peers {
+        board.disconnect(&p.hotkey);
     }
     let summary = write_report(out, &scenario)?;
     let state_root = chain.with_ledger(|l| l.head().state_root);
@@ -411,5 +428,11 @@ pub(crate) fn run_info(
         leaves_at: scenario.peers.iter().any(|p| p.role == Role::Offline).then_some(leaves_at),
         activity_cutoff: Some(g.activity_cutoff),
         server_share: g.mechanism.server_share(),
+        copied: scenario
+            .peers
+            .iter()
+            .filter(|p| p.role == Role::Copycat)
+            .filter_map(|p| p.duplicate_of.clone())
+            .collect(),
     }
 }

@@ -154,6 +154,8 @@ pub struct PeerLaunch {
     pub cabal_uids: Vec<u16>,
     /// For [`Role::Offline`]: the block it leaves at.
     pub offline_at_block: u64,
+    /// For [`Role::Copycat`]: the hotkey of the peer it copies.
+    pub copy_of: Option<ledger::PublicKey>,
     pub weights_interval: u64,
     /// Where the axon listens and the address it publishes instead (a fault-injecting proxy
     /// in front of it); `None`: a free port, published as bound.
@@ -178,6 +180,15 @@ pub fn peer_argv(l: &PeerLaunch) -> Result<Vec<String>, LocalnetError> {
         Role::Noise => vec!["noise".to_string()],
         Role::Cabal => vec!["cabal".to_string()],
         Role::Lazy => vec!["lazy".to_string()],
+        Role::Copycat => {
+            let of = l.copy_of.ok_or_else(|| {
+                LocalnetError::Scenario(format!(
+                    "copycat {:?}: the hotkey of the peer it copies is unknown",
+                    l.spec.name
+                ))
+            })?;
+            vec!["copycat".to_string(), "--copy-of".to_string(), of.to_string()]
+        }
         Role::Python => {
             return Err(LocalnetError::Scenario(format!(
                 "{:?} is a Python peer: python_argv, not agora peer run, starts it",
@@ -459,6 +470,7 @@ mod tests {
             out: "/o".into(),
             cabal_uids: vec![6, 7],
             offline_at_block: 250,
+            copy_of: None,
             weights_interval: 10,
             axon: None,
         };
@@ -480,6 +492,12 @@ mod tests {
         l.spec.role = Role::Lazy;
         let argv = peer_argv(&l).unwrap().join(" ");
         assert!(argv.contains("--role lazy") && !argv.contains("--pretrain-steps"), "{argv}");
+        l.spec.role = Role::Copycat;
+        assert!(matches!(peer_argv(&l), Err(LocalnetError::Scenario(_))), "a copycat needs its original");
+        let original = ledger::public_key(&crate::judging::judge_key());
+        l.copy_of = Some(original);
+        let argv = peer_argv(&l).unwrap().join(" ");
+        assert!(argv.contains(&format!("--role copycat --copy-of {original}")), "{argv}");
         let (listen, announce) = ("127.0.0.1:4000".parse().unwrap(), "127.0.0.1:5000".parse().unwrap());
         l.axon = Some((listen, announce));
         let argv = peer_argv(&l).unwrap().join(" ");

@@ -307,6 +307,12 @@ async fn run_async(opts: &RunOptions, stop: &AtomicBool) -> Result<RunOutcome, L
                 out: peer_dir(out, &spec.name),
                 cabal_uids: cabal_uids.clone(),
                 offline_at_block: start + scenario.blocks() / 2,
+                copy_of: spec
+                    .duplicate_of
+                    .as_ref()
+                    .filter(|_| spec.role == Role::Copycat)
+                    .and_then(|of| registered.iter().find(|o| &o.name == of))
+                    .map(|o| o.hotkey),
                 weights_interval: scenario.weights_interval,
                 axon,
             };

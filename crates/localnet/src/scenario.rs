@@ -22,6 +22,9 @@ pub enum Role {
     /// Serves a model frozen at initialisation (never pretrained, never trained) and scores
     /// its neighbours as usual: a free rider.
     Lazy,
+    /// Answers with another peer's answers (`duplicate_of` names it), fetched through the
+    /// dendrite when asked and signed as its own; trains and scores as usual (issue 16).
+    Copycat,
     /// An honest peer written in Python: the PyTorch peer of the Python package
     /// (`python -m agora.torch_peer run`, `python/agora/torch_peer.py`), started with the
     /// interpreter `AGORA_PYTHON` names (default `python3`), which must have the package and
@@ -39,12 +42,21 @@ impl Role {
             Role::Offline => "offline",
             Role::Cabal => "cabal",
             Role::Lazy => "lazy",
+            Role::Copycat => "copycat",
             Role::Python => "python",
         }
     }
 
-    pub const ALL: [Role; 7] =
-        [Role::Honest, Role::Duplicate, Role::Noise, Role::Offline, Role::Cabal, Role::Lazy, Role::Python];
+    pub const ALL: [Role; 8] = [
+        Role::Honest,
+        Role::Duplicate,
+        Role::Noise,
+        Role::Offline,
+        Role::Cabal,
+        Role::Lazy,
+        Role::Python,
+        Role::Copycat,
+    ];
 }
 
 /// The model a peer trains (the nucleus crate's presets).
@@ -80,10 +92,11 @@ pub fn peer_preset(size: ModelSize, seed: u64) -> nucleus::NucleusConfig {
 /// How a peer of scenario role `role` behaves in the peer loop: a duplicate is an honest peer
 /// (what makes it a duplicate is its model), the cabal weights `cabal_uids`, the offline peer
 /// leaves at `leaves_at`. A Python peer runs its own loop, not this one (the in-process market
-/// refuses it); it behaves as an honest peer.
+/// refuses it); it behaves as an honest peer. A copycat learns and weights as an honest peer:
+/// what it serves is decided where its axon handler is built (it needs its original's address).
 pub fn peer_role(role: Role, cabal_uids: &[u16], leaves_at: u64) -> peer::run::Role {
     match role {
-        Role::Honest | Role::Duplicate | Role::Python => peer::run::Role::Honest,
+        Role::Honest | Role::Duplicate | Role::Python | Role::Copycat => peer::run::Role::Honest,
         Role::Noise => peer::run::Role::Noise,
         Role::Cabal => peer::run::Role::Cabal(cabal_uids.to_vec()),
         Role::Offline => peer::run::Role::OfflineAt(leaves_at),
@@ -103,7 +116,8 @@ pub struct PeerSpec {
     /// them (`science+computers`), as `nucleus::Corpus::resolve` reads it.
     #[serde(default = "default_dataset")]
     pub dataset: String,
-    /// For [`Role::Duplicate`]: the name of the peer it copies.
+    /// For [`Role::Duplicate`]: the name of the peer it copies; for [`Role::Copycat`]: the
+    /// name of the peer whose answers it relays.
     #[serde(default)]
     pub duplicate_of: Option<String>,
     /// Seed of the peer's model and data order; a duplicate takes its original's.
@@ -308,7 +322,15 @@ impl Scenario {
                     let p = &mut self.peers[k];
                     (p.model_size, p.dataset, p.seed, p.pretrain_steps) = (size, dataset, seed, pretrain);
                 }
-                (_, Some(_)) => return bad(format!("{:?}: duplicate_of is only for role duplicate", p.name)),
+                (Role::Copycat, None) => return bad(format!("copycat {:?} needs duplicate_of", p.name)),
+                (Role::Copycat, Some(of)) => {
+                    if !self.peers.iter().any(|o| &o.name == of && o.name != p.name) {
+                        return bad(format!("{:?} copies {of:?}, which is not another peer", p.name));
+                    }
+                }
+                (_, Some(_)) => {
+                    return bad(format!("{:?}: duplicate_of is only for roles duplicate and copycat", p.name))
+                }
                 (_, None) => {}
             }
         }
@@ -394,8 +416,10 @@ mod tests {
     fn the_default_has_every_role_and_round_trips_through_toml() {
         let s = Scenario::default().validated().unwrap();
         assert_eq!(s.peers.len(), 16);
-        // The Python peer needs an interpreter with torch: the built-in scenario has none.
-        for role in Role::ALL.into_iter().filter(|r| *r != Role::Python) {
+        // The Python peer needs an interpreter with torch: the built-in scenario has none. The
+        // copycat (issue 16) is left out of it too, whose figures the README quotes; the market
+        // test runs one.
+        for role in Role::ALL.into_iter().filter(|r| !matches!(r, Role::Python | Role::Copycat)) {
             assert!(s.peers.iter().any(|p| p.role == role), "{role:?}");
         }
         let back = Scenario::from_toml(&s.to_toml()).unwrap();
@@ -451,6 +475,14 @@ mod tests {
             .replace("role = \"honest\"\n", "role = \"honest\"\ndataset = \"science\"\nseed = 9\n");
         let s = Scenario::from_toml(&dup).unwrap();
         assert_eq!((s.peers[1].dataset.as_str(), s.peers[1].seed), ("science", Some(9)));
+        // A copycat names whom it copies, another peer; it keeps its own model and data.
+        assert!(
+            err(&format!("{ok}[[peer]]\nname = \"c\"\nrole = \"copycat\"\n")).contains("needs duplicate_of")
+        );
+        assert!(err(&format!("{ok}[[peer]]\nname = \"c\"\nrole = \"copycat\"\nduplicate_of = \"c\"\n"))
+            .contains("not another peer"));
+        let cat = format!("{ok}[[peer]]\nname = \"c\"\nrole = \"copycat\"\nduplicate_of = \"a\"\nseed = 4\n");
+        assert_eq!(Scenario::from_toml(&cat).unwrap().peers[1].seed, Some(4));
         let py = format!("{ok}[[peer]]\nname = \"py\"\nrole = \"python\"\nmodel_size = \"tiny\"\n");
         assert_eq!(Scenario::from_toml(&py).unwrap().peers[1].role, Role::Python);
         assert!(err(&format!("{py}[[peer]]\nname = \"d\"\nrole = \"duplicate\"\nduplicate_of = \"py\"\n"))

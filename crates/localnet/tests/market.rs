@@ -143,3 +143,73 @@ fn a_seeded_market_replays_exactly() {
     assert_eq!(x.judgement, y.judgement);
     assert_eq!(x.summary, y.summary);
 }
+
+/// A peer's mean share of the incentive over the epochs of a run that paid any, from the run's
+/// `metagraph.csv`.
+fn incentive_share(dir: &TempDir, name: &str, tempo: u64) -> f64 {
+    let data = localnet::report::load(&dir.0).expect("the run's files");
+    let shares: Vec<f64> = localnet::report::by_block(&data.rows)
+        .iter()
+        .filter(|(b, _)| **b % tempo == 0)
+        .filter_map(|(_, rows)| {
+            let total: f64 = rows.iter().map(|r| r.incentive).sum();
+            let mine: f64 = rows.iter().filter(|r| r.name == name).map(|r| r.incentive).sum();
+            (total > 0.0).then(|| mine / total)
+        })
+        .collect();
+    shares.iter().sum::<f64>() / shares.len().max(1) as f64
+}
+
+/// Issue 16: a copycat answers every query with what the science expert answers to it, signed
+/// as its own. The validators' copy detection finds its answers equal to the expert's (the
+/// later registered of the two is the copier) and weights it zero: under 1% of the incentive,
+/// while the expert keeps at least 80% of the share it earns in the same market without the
+/// copycat.
+#[test]
+fn a_copycat_is_not_paid_and_its_original_keeps_its_share() {
+    const MIX: &str = "science+science+startrek";
+    let market = |copycat: bool| {
+        let mut peers = vec![
+            peer("science-expert", Role::Honest, "science", 1, 800),
+            peer("startrek-expert", Role::Honest, "startrek", 2, 800),
+            peer("generalist-a", Role::Honest, MIX, 4, 100),
+            peer("generalist-b", Role::Honest, MIX, 5, 100),
+            peer("generalist-c", Role::Honest, MIX, 6, 100),
+        ];
+        if copycat {
+            let mut c = peer("copycat", Role::Copycat, MIX, 10, 0);
+            c.duplicate_of = Some("science-expert".into());
+            peers.push(c);
+        }
+        Scenario {
+            mechanism: "yuma".into(),
+            epochs: 10,
+            tempo: 5,
+            weights_interval: 5,
+            cabal_stake_share: 0.0,
+            peers,
+            ..Scenario::default()
+        }
+    };
+    let cache = TempDir::new("copycat-pretrained");
+    let run = |dir: &TempDir, copycat: bool| {
+        let mut opts = MarketOptions::new(market(copycat), dir.0.clone());
+        opts.seed = 11;
+        opts.judge.batches = 2;
+        opts.steps_per_block = 2;
+        opts.pretrain_cache = Some(cache.0.clone());
+        run_market(&opts).expect("market").summary
+    };
+    let alone = TempDir::new("copycat-baseline");
+    run(&alone, false);
+    let baseline = incentive_share(&alone, "science-expert", 5);
+    let dir = TempDir::new("copycat");
+    let s = run(&dir, true);
+    eprintln!("with a copycat: {s:#?}\nthe expert's share without it: {baseline:.4}");
+    let copycat = s.copycat_incentive_share.expect("a copycat ran");
+    let original = s.copied_incentive_share.expect("the copied peer ran");
+    assert_eq!(original, incentive_share(&dir, "science-expert", 5));
+    assert!(copycat < 0.01, "the copycat earned {copycat:.4} of the incentive");
+    assert!(baseline > 0.05, "the expert earns something on its own: {baseline:.4}");
+    assert!(original >= 0.8 * baseline, "the expert's share fell from {baseline:.4} to {original:.4}");
+}

@@ -276,6 +276,11 @@ pub struct Nucleus {
     /// Smoothed failure rate per slot.
     fail_rate: Vec<f32>,
     steps: u64,
+    /// Bumped by every change to the parameters (an optimiser step, a remote gradient), so
+    /// [`Nucleus::model_version`] hashes them again only when they changed.
+    revision: u64,
+    /// The last version computed: (revision, hash of the parameters).
+    version: std::sync::Mutex<Option<(u64, [u8; 32])>>,
 }
 
 /// Responses accepted for the join, and the refused ones with their reason.
@@ -348,6 +353,8 @@ impl Nucleus {
             opt,
             rng,
             steps: 0,
+            revision: 0,
+            version: std::sync::Mutex::new(None),
         })
     }
 
@@ -399,6 +406,31 @@ impl Nucleus {
         Ok(rep.flatten_all()?.to_vec1::<f32>()?)
     }
 
+    /// Which model [`Nucleus::serve_forward`] answers with (issue 16: signed into every axon
+    /// response): BLAKE3 over every parameter (name, then the f32 values little-endian, in name
+    /// order), and the optimisation steps taken. Hashed again only after the parameters changed
+    /// (an optimiser step, an applied remote gradient); otherwise it costs a lock.
+    pub fn model_version(&self) -> Result<([u8; 32], u64), NucleusError> {
+        let mut cache = self.version.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((revision, id)) = *cache {
+            if revision == self.revision {
+                return Ok((id, self.steps));
+            }
+        }
+        let mut h = blake3::Hasher::new();
+        for (name, var) in named_vars(&self.varmap, "")? {
+            h.update(&(name.len() as u64).to_le_bytes());
+            h.update(name.as_bytes());
+            let values = var.as_tensor().flatten_all()?.to_vec1::<f32>()?;
+            let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+            h.update(&(bytes.len() as u64).to_le_bytes());
+            h.update(&bytes);
+        }
+        let id: [u8; 32] = h.finalize().into();
+        *cache = Some((self.revision, id));
+        Ok((id, self.steps))
+    }
+
     /// Applies a gradient another peer sent for our served output on `tokens`: NaN/Inf is
     /// refused, the gradient is clipped to `remote_grad_max_norm` and scaled by `weight` (the
     /// sender's stake share in [0, 1]); the resulting parameter gradient of f_i is clipped to
@@ -441,6 +473,7 @@ impl Nucleus {
         let store = surrogate.backward()?;
         let vars = named_vars(&self.varmap, "local.")?;
         let clip = clip_factor(grad_norm(&store, &vars)?, self.cfg.grad_clip);
+        self.revision += 1;
         for (_, var) in &vars {
             if let Some(pg) = store.get(var.as_tensor()) {
                 let step = (pg * (self.cfg.remote_lr * clip))?;
@@ -708,6 +741,7 @@ impl Nucleus {
         if !norm.is_finite() {
             return Err(NucleusError::NonFinite(format!("gradient norm {norm}; step skipped")));
         }
+        self.revision += 1;
         self.opt.step(store, clip_factor(norm, self.cfg.grad_clip))?;
         Ok(())
     }

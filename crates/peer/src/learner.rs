@@ -4,6 +4,7 @@
 //! dendrite or an in-process switchboard) and the metagraph as a [`MetagraphView`], so the same
 //! code runs in `agora peer run` and in an in-process market.
 
+use crate::copies::{neutral_answer, Copy, CopyDetector};
 use crate::files::FinalReport;
 use crate::metagraph::MetagraphView;
 use crate::neighbours::Neighbours;
@@ -66,6 +67,12 @@ pub struct Learner {
     scores: BTreeMap<u16, Score>,
     /// Consecutive scoring rounds each neighbour failed to answer.
     misses: BTreeMap<u16, u32>,
+    /// Every neighbour's last answers to the held-out probes, to catch copies (issue 16).
+    copies: CopyDetector,
+    /// The copies found in the last scoring round.
+    copiers: BTreeSet<Copy>,
+    /// Hotkey of each uid when last seen, so a uid that changed hands starts afresh.
+    hotkeys: BTreeMap<u16, [u8; 32]>,
     rounds: u64,
     steps: u64,
 }
@@ -84,6 +91,7 @@ impl Learner {
             (nucleus.config().batch, nucleus.config().model.context, nucleus.config().seed);
         let held_out =
             corpus.batches(Split::HeldOut, batch, context, HELD_OUT_BATCHES, seed ^ HELD_OUT_SEED)?;
+        let neutral = neutral_answer(nucleus.config().model.vocab, nucleus.config().model.output_dim);
         Ok(Learner {
             nucleus: Arc::new(RwLock::new(nucleus)),
             uid,
@@ -93,6 +101,9 @@ impl Learner {
             timeout,
             scores: BTreeMap::new(),
             misses: BTreeMap::new(),
+            copies: CopyDetector::with_neutral(neutral),
+            copiers: BTreeSet::new(),
+            hotkeys: BTreeMap::new(),
             rounds: 0,
             steps: 0,
         })
@@ -116,6 +127,11 @@ impl Learner {
     /// [`SIGNIFICANCE`] standard errors above 0, else 0.
     pub fn scores(&self) -> Vec<(u16, f32)> {
         self.scores.iter().map(|(&u, s)| (u, s.weight())).collect()
+    }
+
+    /// The copies the last scoring round found (each copier is weighted 0).
+    pub fn copiers(&self) -> &BTreeSet<Copy> {
+        &self.copiers
     }
 
     /// The smoothed scores and their standard errors, by uid, whether significant or not.
@@ -169,7 +185,9 @@ impl Learner {
     /// every peer has an opinion of every peer and the stake majority can agree: the increase
     /// of the held-out loss without each neighbour (eq. 2 made empirical) on each of
     /// [`SCORE_BATCHES`] batches, folded into the smoothed scores with their uncertainty. A
-    /// neighbour that failed to answer [`MISSES_BEFORE_ZERO`] rounds in a row is scored 0.
+    /// neighbour that failed to answer [`MISSES_BEFORE_ZERO`] rounds in a row is scored 0, and
+    /// so is one whose answers copy another's, now or in an earlier round (see [`crate::copies`]):
+    /// the later registered of the two.
     /// Returns the scores to set as weights ([`Learner::scores`]).
     ///
     /// Several batches a round: a weaker neighbour's contribution is a few thousandths of a
@@ -185,12 +203,17 @@ impl Learner {
             (0..SCORE_BATCHES).map(|k| self.held_out[(from + k) % self.held_out.len()].clone()).collect();
         self.rounds += 1;
         let eval = evaluate(&self.nucleus, net, view, self.uid, &batches, self.timeout, Routing::All).await?;
+        self.copiers = self.find_copies(view, from, &eval.responses);
         for (&u, per_batch) in &eval.per_batch {
             let misses = self.misses.entry(u).or_default();
             if eval.answered.contains(&u) {
                 *misses = 0;
                 let round = Score::of_round(per_batch);
                 self.scores.entry(u).and_modify(|s| s.fold(&round)).or_insert(round);
+                if self.copiers.iter().any(|c| c.copier == u) {
+                    // Nothing of its own: its score starts over, and is 0 while it copies.
+                    self.scores.insert(u, Score { mean: 0.0, var: 0.0 });
+                }
             } else {
                 *misses += 1;
                 let s = self.scores.entry(u).or_insert(Score { mean: 0.0, var: 0.0 });
@@ -202,6 +225,26 @@ impl Learner {
             }
         }
         Ok(self.scores())
+    }
+
+    /// The copies among this round's answers to the held-out probes `from..` (and the earlier
+    /// answers to them); a uid that changed hands is forgotten first.
+    fn find_copies(&mut self, view: &MetagraphView, from: usize, responses: &[Responses]) -> BTreeSet<Copy> {
+        for (uid, hotkey) in view.info().hotkeys.iter().enumerate() {
+            let uid = uid as u16;
+            if self.hotkeys.insert(uid, hotkey.0).is_some_and(|old| old != hotkey.0) {
+                self.copies.forget(uid);
+            }
+        }
+        let registered = |uid: u16| view.registered_at(uid);
+        let mut found = BTreeSet::new();
+        for (k, batch) in responses.iter().enumerate() {
+            let probe = (from + k) % self.held_out.len();
+            let answers: Vec<(u16, &[f32])> =
+                batch.iter().filter_map(|(u, r)| r.as_deref().map(|r| (*u, r))).collect();
+            found.extend(self.copies.observe(probe, &answers, registered));
+        }
+        found
     }
 
     /// The held-out loss on one batch with the neighbours the gate picks: a status line's.
@@ -351,6 +394,9 @@ async fn query(
     ask(net, targets, &chosen, batch, timeout).await
 }
 
+/// What each neighbour answered to one batch (`None`: it failed), by uid.
+pub type Responses = Vec<(u16, Option<Vec<f32>>)>;
+
 /// An evaluation over some batches.
 pub struct Evaluation {
     /// Mean loss.
@@ -361,6 +407,8 @@ pub struct Evaluation {
     pub per_batch: BTreeMap<u16, Vec<f32>>,
     /// The neighbours that answered at least one batch.
     pub answered: BTreeSet<u16>,
+    /// What each neighbour answered, batch by batch.
+    pub responses: Vec<Responses>,
 }
 
 /// Mean loss over `batches` with the neighbours `routing` picks, and the mean increase of that
@@ -387,6 +435,7 @@ pub async fn evaluate(
         batches.iter().zip(&chosen).map(|(b, c)| ask(net, &targets, c, b, timeout)),
     )
     .await;
+    let mut all = Vec::with_capacity(batches.len());
     for (batch, (responses, _, _)) in batches.iter().zip(asked) {
         answered.extend(responses.iter().filter(|(_, r)| r.is_some()).map(|(u, _)| *u));
         let n = read(nucleus);
@@ -395,8 +444,9 @@ pub async fn evaluate(
             *ablation.entry(uid).or_default() += delta / batches.len() as f32;
             per_batch.entry(uid).or_default().push(delta);
         }
+        all.push(responses);
     }
-    Ok(Evaluation { loss: loss / batches.len().max(1) as f32, ablation, per_batch, answered })
+    Ok(Evaluation { loss: loss / batches.len().max(1) as f32, ablation, per_batch, answered, responses: all })
 }
 
 /// `steps` pretraining steps (f_i alone on its own training data, the student standing in for

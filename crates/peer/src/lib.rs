@@ -24,6 +24,7 @@
 //! peer process leaves on disk for the localnet report (`status.csv`, `final.json`).
 
 mod chain;
+pub mod copies;
 pub mod files;
 pub mod learner;
 mod local;

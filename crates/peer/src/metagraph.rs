@@ -65,9 +65,35 @@ impl MetagraphView {
         self.info.hotkeys.iter().zip(&self.info.S).map(|(hk, s)| (hk.0, *s)).collect()
     }
 
+    /// The rows of W by hotkey, for the axon's queue (w_ij * s_i, [`wire::StakeTable`]): one
+    /// row per neuron that has set weights, each `(callee hotkey, w_ij)`; with `only_to`, each
+    /// row keeps only its entry for that uid (an axon needs its own column alone), and stays
+    /// present, empty, when it gives that uid nothing.
+    pub fn weights_by_hotkey(&self, only_to: Option<u16>) -> Vec<([u8; 32], wire::WeightRow)> {
+        let hotkeys = &self.info.hotkeys;
+        hotkeys
+            .iter()
+            .zip(&self.info.weights)
+            .filter(|(_, row)| !row.is_empty())
+            .map(|(caller, row)| {
+                let entries = row
+                    .iter()
+                    .filter(|(j, _)| only_to.is_none_or(|o| o == *j))
+                    .filter_map(|&(j, w)| hotkeys.get(usize::from(j)).map(|hk| (hk.0, w)))
+                    .collect();
+                (caller.0, entries)
+            })
+            .collect()
+    }
+
     /// This neuron's row of W as the chain holds it (`(uid, weight)`, summing to 1, or empty).
     pub fn weights_of(&self, uid: u16) -> &[(u16, f64)] {
         self.info.weights.get(usize::from(uid)).map_or(&[], Vec::as_slice)
+    }
+
+    /// Block `uid` registered in (0 from a node that does not say, or for an unknown uid).
+    pub fn registered_at(&self, uid: u16) -> u64 {
+        self.info.registered_at.get(usize::from(uid)).copied().unwrap_or(0)
     }
 
     /// Block of `uid`'s last accepted `set_weights`.

@@ -96,6 +96,13 @@ impl Switchboard {
         InProcess { board: self.clone(), hotkey }
     }
 
+    /// `from` asks `to` about `inputs` at once, in this thread: what a handler that relays
+    /// another's answers calls (the localnet's copycat). `None` when `to` is offline or refuses.
+    pub fn forward_now(&self, from: [u8; 32], to: &[u8; 32], inputs: &TensorView<'_>) -> Option<OwnedTensor> {
+        let caller = self.caller(from).caller(to);
+        self.handler(to)?.forward(&caller, inputs).ok()
+    }
+
     fn handler(&self, hotkey: &[u8; 32]) -> Option<Arc<dyn Handler>> {
         self.handlers.read().unwrap_or_else(|e| e.into_inner()).get(hotkey).cloned()
     }
@@ -110,8 +117,14 @@ pub struct InProcess {
 }
 
 impl InProcess {
-    fn caller(&self) -> Caller {
-        Caller { hotkey: self.hotkey, stake: self.board.stakes.stake(&self.hotkey).unwrap_or(0) }
+    /// Who calls `callee`, as its axon would see us.
+    fn caller(&self, callee: &[u8; 32]) -> Caller {
+        let stakes = &self.board.stakes;
+        Caller {
+            hotkey: self.hotkey,
+            stake: stakes.stake(&self.hotkey).unwrap_or(0),
+            priority: stakes.priority(&self.hotkey, callee),
+        }
     }
 }
 
@@ -122,11 +135,13 @@ impl Neighbours for InProcess {
         inputs: &OwnedTensor,
         _timeout: Duration,
     ) -> Vec<Option<OwnedTensor>> {
-        let caller = self.caller();
         let view = view_of(inputs);
         targets
             .iter()
-            .map(|t| self.board.handler(&t.hotkey).and_then(|h| h.forward(&caller, &view).ok()))
+            .map(|t| {
+                let h = self.board.handler(&t.hotkey)?;
+                h.forward(&self.caller(&t.hotkey), &view).ok()
+            })
             .collect()
     }
 
@@ -137,12 +152,11 @@ impl Neighbours for InProcess {
         grads: Vec<OwnedTensor>,
         _timeout: Duration,
     ) {
-        let caller = self.caller();
         let view = view_of(&inputs);
         for (t, g) in targets.iter().zip(&grads) {
             if let Some(h) = self.board.handler(&t.hotkey) {
                 // A refused gradient is the neighbour's business, as on the wire.
-                let _ = h.backward(&caller, &view, &view_of(g));
+                let _ = h.backward(&self.caller(&t.hotkey), &view, &view_of(g));
             }
         }
     }

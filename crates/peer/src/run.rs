@@ -4,12 +4,13 @@
 //! the dendrite, train f_i, the gate and the student on their answers, send each queried peer
 //! the gradient of our loss w.r.t. its answer, and every few blocks write the smoothed scores
 //! to the chain as weights. Meanwhile the axon serves f_i to the others, its queue ordered by
-//! the stake the metagraph gives each caller.
+//! the weight each caller gives us on chain times its stake (w_ij * s_i), and signs every
+//! answer with the version of f_i that computed it.
 
 use crate::chain::{Chain, ChainError};
 use crate::files::{FileError, FinalReport, StatusRow, StatusWriter};
 use crate::learner::{read, Learner, StepOutcome, HELD_OUT_BATCHES, PRETRAIN_DATA_SEED};
-use crate::serve::{ModelHandler, Serving};
+use crate::serve::{ModelHandler, RelayHandler, Serving};
 use crate::{MetagraphView, Participant, RpcChain, StepError, WeightSetter, WeightsOutcome};
 use ed25519_dalek::SigningKey;
 use ledger::{Endpoint, Modality as EndpointModality, Protocol, PublicKey};
@@ -22,7 +23,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use wire::{AxonConfig, Dendrite, StakeTable};
+use wire::{AxonConfig, Dendrite, HandlerError, StakeTable, Target};
 
 /// How a peer behaves in the market (the localnet's roles).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -39,6 +40,10 @@ pub enum Role {
     /// Serves its model as initialised, never trains it (not even from the gradients others
     /// send), and scores its neighbours as usual: a free rider with nothing to offer.
     Lazy,
+    /// Answers every Forward with what the peer of this hotkey answers to the same inputs,
+    /// asked through the dendrite when the call comes, signed as its own; trains and scores as
+    /// usual (issue 16: what copy detection must catch).
+    Copycat(PublicKey),
 }
 
 impl Role {
@@ -46,7 +51,8 @@ impl Role {
     pub fn serving(&self) -> Serving {
         match self {
             Role::Noise | Role::Cabal(_) => Serving::Noise,
-            Role::Honest | Role::OfflineAt(_) => Serving::Model,
+            // A copycat's own model is what it would serve if it stopped relaying.
+            Role::Honest | Role::OfflineAt(_) | Role::Copycat(_) => Serving::Model,
             Role::Lazy => Serving::Frozen,
         }
     }
@@ -197,23 +203,36 @@ pub async fn run(cfg: RunConfig, shutdown: impl Future<Output = ()>) -> Result<E
     let mut view = participant.sync().await?;
     let stakes = StakeTable::new();
     let total_stake = Arc::new(AtomicU64::new(0));
-    refresh_stakes(&view, &stakes, &total_stake);
-    let handler = ModelHandler::new(
-        learner.nucleus().clone(),
-        cfg.role.serving(),
-        total_stake.clone(),
-        cfg.nucleus.seed ^ 0x6e6f6973,
-    );
+    refresh_stakes(&view, uid, &stakes, &total_stake);
+    let dendrite = Dendrite::new(cfg.hotkey.clone());
+    // The copycat's original, as the last metagraph sync publishes it.
+    let original = Arc::new(std::sync::RwLock::new(None::<Target>));
+    let handler: Arc<dyn wire::Handler> = match &cfg.role {
+        Role::Copycat(of) => {
+            set_original(&view, of, &original);
+            Arc::new(relay(dendrite.clone(), original.clone(), cfg.timeout))
+        }
+        _ => Arc::new(ModelHandler::new(
+            learner.nucleus().clone(),
+            cfg.role.serving(),
+            total_stake.clone(),
+            cfg.nucleus.seed ^ 0x6e6f6973,
+        )),
+    };
     let axon_config = AxonConfig {
         addr: cfg.axon_addr,
         // Long enough to wait out one training step of ours, which holds the model.
         deadline: cfg.timeout.max(Duration::from_secs(5)),
         trusted: cfg.trusted_callers.iter().map(|k| k.0).collect(),
+        // A relay waits on the network: never on the axon's async threads.
+        inline_below: if matches!(cfg.role, Role::Copycat(_)) {
+            Duration::ZERO
+        } else {
+            AxonConfig::default().inline_below
+        },
         ..AxonConfig::default()
     };
-    let axon =
-        wire::axon::serve(axon_config, cfg.hotkey.clone(), Arc::new(handler), Arc::new(stakes.clone()))
-            .await?;
+    let axon = wire::axon::serve(axon_config, cfg.hotkey.clone(), handler, Arc::new(stakes.clone())).await?;
     let bound = axon.local_addr();
     let addr = cfg.announce_addr.unwrap_or(bound);
     let endpoint = Endpoint {
@@ -229,7 +248,6 @@ pub async fn run(cfg: RunConfig, shutdown: impl Future<Output = ()>) -> Result<E
         println!("axon serving on {bound}, announced as {addr}");
     }
 
-    let dendrite = Dendrite::new(cfg.hotkey.clone());
     let _metrics = match cfg.metrics_addr {
         Some(addr) => {
             let (bound, task) =
@@ -254,7 +272,10 @@ pub async fn run(cfg: RunConfig, shutdown: impl Future<Output = ()>) -> Result<E
         let head = participant.chain().head().await?.height;
         if head > view.block() {
             view = participant.sync().await?;
-            refresh_stakes(&view, &stakes, &total_stake);
+            refresh_stakes(&view, uid, &stakes, &total_stake);
+            if let Role::Copycat(of) = &cfg.role {
+                set_original(&view, of, &original);
+            }
         }
         if let Role::OfflineAt(block) = cfg.role {
             if head >= block {
@@ -347,10 +368,51 @@ impl Drop for AbortOnDrop {
     }
 }
 
-fn refresh_stakes(view: &MetagraphView, stakes: &StakeTable, total: &AtomicU64) {
+/// Where the copycat's original serves, per `view`.
+fn set_original(view: &MetagraphView, of: &PublicKey, original: &std::sync::RwLock<Option<Target>>) {
+    let target = view
+        .serving()
+        .into_iter()
+        .find(|(_, hk, _)| hk == of)
+        .map(|(_, hk, e)| Target { hotkey: hk.0, addr: SocketAddr::new(e.ip.into(), e.port) });
+    *original.write().unwrap_or_else(|e| e.into_inner()) = target;
+}
+
+/// The copycat's axon handler: each Forward asks the original through the real dendrite and
+/// answers what it answered. Runs on the axon's blocking threads (`inline_below` zero), where
+/// waiting on the runtime is allowed.
+fn relay(
+    dendrite: Dendrite,
+    original: Arc<std::sync::RwLock<Option<Target>>>,
+    timeout: Duration,
+) -> RelayHandler {
+    let runtime = tokio::runtime::Handle::current();
+    RelayHandler::new(Box::new(move |_caller, inputs| {
+        let target = *original.read().unwrap_or_else(|e| e.into_inner());
+        let target = target.ok_or_else(|| HandlerError::Internal("the peer copied is not serving".into()))?;
+        let inputs = wire::OwnedTensor {
+            dtype: inputs.dtype,
+            modality: inputs.modality,
+            shape: inputs.shape.to_vec(),
+            data: wire::Bytes::copy_from_slice(inputs.data),
+        };
+        let answer = runtime.block_on(dendrite.forward(&[target], &inputs, timeout));
+        match answer.into_iter().next() {
+            Some(r) if r.is_success() => r.tensor.ok_or_else(|| HandlerError::Internal("no output".into())),
+            Some(r) => {
+                Err(HandlerError::Internal(format!("the peer copied answered {:?}: {}", r.code, r.message)))
+            }
+            None => Err(HandlerError::Internal("no answer".into())),
+        }
+    }))
+}
+
+/// Feeds the axon this block's stakes and the weights the others give this neuron: its queue
+/// orders callers by w_ij * s_i (market paper §3).
+fn refresh_stakes(view: &MetagraphView, me: u16, stakes: &StakeTable, total: &AtomicU64) {
     let by_hotkey = view.stake_by_hotkey();
     total.store(by_hotkey.values().sum(), Ordering::Relaxed);
-    stakes.replace_all(by_hotkey);
+    stakes.replace_all_with_weights(by_hotkey, view.weights_by_hotkey(Some(me)));
 }
 
 /// What `agora peer pretrain` needs: a model, its data and where to keep it.

@@ -6,7 +6,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
-use wire::{Caller, DType, Handler, HandlerError, Modality, OwnedTensor, TensorView};
+use wire::{Caller, DType, Handler, HandlerError, Modality, ModelVersion, OwnedTensor, TensorView};
 
 /// What the axon serves for Forward.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -121,27 +121,47 @@ fn model_error(e: NucleusError) -> HandlerError {
     }
 }
 
+/// The nucleus's version as the axon signs it.
+fn version_of(nucleus: &Nucleus) -> Result<ModelVersion, HandlerError> {
+    let (id, step) = nucleus.model_version().map_err(model_error)?;
+    Ok(ModelVersion { id, step })
+}
+
 impl Handler for ModelHandler {
-    fn forward(&self, _caller: &Caller, inputs: &TensorView<'_>) -> Result<OwnedTensor, HandlerError> {
+    fn forward(&self, caller: &Caller, inputs: &TensorView<'_>) -> Result<OwnedTensor, HandlerError> {
+        self.forward_versioned(caller, inputs).map(|(t, _)| t)
+    }
+
+    /// The output and the version of the model that computed it, read under the same lock: a
+    /// training step in between cannot make the signature name another model. Noise names no
+    /// model ([`ModelVersion::UNVERSIONED`]).
+    fn forward_versioned(
+        &self,
+        _caller: &Caller,
+        inputs: &TensorView<'_>,
+    ) -> Result<(OwnedTensor, ModelVersion), HandlerError> {
         let (tokens, batch, seq) = self.tokens(inputs)?;
         let len = batch * seq * self.output_dim;
-        let values = match self.serving {
+        let (values, version) = match self.serving {
             Serving::Model | Serving::Frozen => {
-                read(&self.nucleus).serve_forward(&tokens, batch, seq).map_err(model_error)?
+                let nucleus = read(&self.nucleus);
+                let values = nucleus.serve_forward(&tokens, batch, seq).map_err(model_error)?;
+                (values, version_of(&nucleus)?)
             }
             Serving::Noise => {
                 let mut rng = self.noise.lock().unwrap_or_else(|e| e.into_inner());
                 // Standard normal by Box-Muller: enough for noise, no extra dependency.
-                (0..len)
+                let noise = (0..len)
                     .map(|_| {
                         let (u, v): (f32, f32) = (rng.gen_range(f32::EPSILON..1.0), rng.gen());
                         (-2.0 * u.ln()).sqrt() * (std::f32::consts::TAU * v).cos()
                     })
-                    .collect()
+                    .collect();
+                (noise, ModelVersion::UNVERSIONED)
             }
         };
         let shape = [batch as u64, seq as u64, self.output_dim as u64];
-        Ok(OwnedTensor::from_f32(Modality::Tensor, &shape, &values))
+        Ok((OwnedTensor::from_f32(Modality::Tensor, &shape, &values), version))
     }
 
     fn backward(
@@ -150,6 +170,16 @@ impl Handler for ModelHandler {
         inputs: &TensorView<'_>,
         grads: &TensorView<'_>,
     ) -> Result<Option<OwnedTensor>, HandlerError> {
+        self.backward_versioned(caller, inputs, grads).map(|(t, _)| t)
+    }
+
+    /// Applies the gradient (see the module doc); the version is the model's as it received it.
+    fn backward_versioned(
+        &self,
+        caller: &Caller,
+        inputs: &TensorView<'_>,
+        grads: &TensorView<'_>,
+    ) -> Result<(Option<OwnedTensor>, ModelVersion), HandlerError> {
         let (tokens, batch, seq) = self.tokens(inputs)?;
         let expected = [batch as u64, seq as u64, self.output_dim as u64];
         if grads.shape != expected {
@@ -162,12 +192,49 @@ impl Handler for ModelHandler {
             return Err(HandlerError::BadRequest(format!("gradients must be floats, got {:?}", grads.dtype)));
         };
         let weight = self.stake_weight(caller);
-        if self.serving != Serving::Model || weight == 0.0 {
-            return Ok(None);
+        if self.serving == Serving::Noise {
+            return Ok((None, ModelVersion::UNVERSIONED));
         }
-        write(&self.nucleus)
-            .apply_remote_gradient(&tokens, batch, seq, &values, weight)
-            .map_err(model_error)?;
+        if self.serving != Serving::Model || weight == 0.0 {
+            return Ok((None, version_of(&read(&self.nucleus))?));
+        }
+        let mut nucleus = write(&self.nucleus);
+        let version = version_of(&nucleus)?;
+        nucleus.apply_remote_gradient(&tokens, batch, seq, &values, weight).map_err(model_error)?;
+        Ok((None, version))
+    }
+}
+
+/// How a copycat fetches another peer's answer to the inputs it was sent.
+pub type Relay = dyn Fn(&Caller, &TensorView<'_>) -> Result<OwnedTensor, HandlerError> + Send + Sync;
+
+/// The axon handler of the localnet's `copycat` (issue 16): a dishonest peer that answers
+/// Forward with another peer's answer to the same inputs, fetched when asked (through the real
+/// dendrite in `agora peer run`, through the switchboard in process), and signs it as its own.
+/// Its signature names no model ([`ModelVersion::UNVERSIONED`]): it has none that answered.
+/// Gradients sent to it are acknowledged and dropped. Copy detection
+/// ([`crate::copies`]) is what must keep it from being paid.
+pub struct RelayHandler {
+    relay: Box<Relay>,
+}
+
+impl RelayHandler {
+    pub fn new(relay: Box<Relay>) -> RelayHandler {
+        RelayHandler { relay }
+    }
+}
+
+impl Handler for RelayHandler {
+    fn forward(&self, caller: &Caller, inputs: &TensorView<'_>) -> Result<OwnedTensor, HandlerError> {
+        (self.relay)(caller, inputs)
+    }
+
+    fn backward(
+        &self,
+        _caller: &Caller,
+        _inputs: &TensorView<'_>,
+        _grads: &TensorView<'_>,
+    ) -> Result<Option<OwnedTensor>, HandlerError> {
         Ok(None)
     }
 }
@@ -187,7 +254,7 @@ mod tests {
         TensorView { dtype: DType::U8, modality: Modality::Text, shape, data }
     }
 
-    const CALLER: Caller = Caller { hotkey: [1; 32], stake: 50 };
+    const CALLER: Caller = Caller { hotkey: [1; 32], stake: 50, priority: 50 };
 
     #[test]
     fn forward_serves_the_nucleus_representation() {
@@ -198,6 +265,27 @@ mod tests {
         assert_eq!(out.shape, vec![2, 9, d]);
         let direct = nucleus.read().unwrap().serve_forward(&tokens, 2, 9).expect("serve");
         assert_eq!(wire::tensor::le_bytes_to_f32s(&out.data), direct);
+    }
+
+    /// Issue 16: the version signed with an answer is the nucleus's, and it changes when a
+    /// caller's gradient changes the model; noise names no model.
+    #[test]
+    fn answers_name_the_model_version_that_computed_them() {
+        let (h, nucleus) = handler(Serving::Model);
+        let tokens = b"abcdefgh".to_vec();
+        let (out, v) = h.forward_versioned(&CALLER, &text(&[1, 8], &tokens)).expect("forward");
+        let (id, step) = nucleus.read().unwrap().model_version().unwrap();
+        assert_eq!(v, ModelVersion { id, step });
+        assert!(!v.is_unversioned());
+        let grads = wire::tensor::f32s_to_le_bytes(&vec![0.5; out.data.len() / 4]);
+        let g = TensorView { dtype: DType::F32, modality: Modality::Tensor, shape: &out.shape, data: &grads };
+        let (_, received) = h.backward_versioned(&CALLER, &text(&[1, 8], &tokens), &g).expect("backward");
+        assert_eq!(received, v, "the model as it received the gradient");
+        let (_, after) = h.forward_versioned(&CALLER, &text(&[1, 8], &tokens)).expect("forward");
+        assert_ne!(after.id, v.id);
+        let (noise, _) = handler(Serving::Noise);
+        let (_, nv) = noise.forward_versioned(&CALLER, &text(&[1, 8], &tokens)).expect("forward");
+        assert!(nv.is_unversioned());
     }
 
     #[test]
@@ -265,7 +353,7 @@ mod tests {
             shape: &[1, 8, d as u64],
             data: &grads,
         };
-        let nobody = Caller { hotkey: [2; 32], stake: 0 };
+        let nobody = Caller { hotkey: [2; 32], stake: 0, priority: 0 };
         assert_eq!(h.backward(&nobody, &text(&[1, 8], &tokens), &g), Ok(None));
         assert_eq!(nucleus.read().unwrap().serve_forward(&tokens, 1, 8).expect("serve"), before);
         assert_eq!(h.backward(&CALLER, &text(&[1, 8], &tokens), &g), Ok(None));

@@ -39,7 +39,9 @@ def client(addr: str, axon_hex: str) -> None:
     assert r.ok, r
     assert r.tensor.shape == (2, 3, 4), r.tensor.shape
     assert np.array_equal(r.tensor, 2 * x + 1), (r.tensor, 2 * x + 1)
-    print(f"forward ok: {r.tensor.size} values match 2x+1")
+    # The answer verified as signed by the axon called, for this request (protocol 4).
+    assert r.model is not None, r
+    print(f"forward ok: {r.tensor.size} values match 2x+1, signed by the axon (model {r.model.short()}, step {r.model.step})")
     big = (np.arange(1 << 18, dtype=np.float32) % 97).reshape(1, 1, -1)
     r = d.forward(addr, axon, big)
     assert r.ok and np.array_equal(r.tensor, 2 * big + 1), r
@@ -69,12 +71,21 @@ def client(addr: str, axon_hex: str) -> None:
     # A protocol-2 call: the same credentials with a sha256 digest, signed as version 2.
     resp = d.call(addr, axon, wire.PATH_FORWARD, body, timeout=5, metadata=v2_credentials(me, axon, body))
     assert resp.code == wire.UNSUPPORTED_VERSION and "sha256" in resp.message, resp
-    print(f"bad inputs refused with their codes ({r.message})")
+    # A protocol-3 call: version 4's credentials under version "3" (its answers were unsigned).
+    v3 = [(k, "3" if k == "agora-version" else v) for k, v in d.signer.credentials(wire.PATH_FORWARD, axon, len(body), digest)]
+    resp = d.call(addr, axon, wire.PATH_FORWARD, body, timeout=5, metadata=v3)
+    assert resp.code == wire.UNSUPPORTED_VERSION, resp
+    # The axon's answers are its own: called under another hotkey, its signed answer is refused.
+    other = d.forward(addr, Keypair(bytes([0x44] * 32)).public, x)
+    assert other.code == wire.INVALID_RESPONSE_SIGNATURE, other
+    print(f"bad inputs refused with their codes ({r.message}); an answer under another hotkey refused: {wire.code_name(other.code)}")
 
 
 def axon() -> None:
     hotkey = Keypair(bytes([0x55] * 32))
-    a = wire.serve(hotkey, forward=lambda x, caller: 2 * x + 1, backward=lambda x, g, caller: 2 * g)
+    # Forward names a model (a fixed one: the function never changes), Backward none.
+    model = wire.ModelVersion(bytes([0x2A] * 32), 1)
+    a = wire.serve(hotkey, forward=lambda x, caller: wire.Versioned(2 * x + 1, model), backward=lambda x, g, caller: 2 * g)
     print(f"LISTEN 127.0.0.1:{a.port} {hotkey.public.hex()}", flush=True)
     sys.stdin.read()
     a.stop(1)

@@ -1,4 +1,4 @@
-//! Request signatures, protocol version 3: every Forward and Backward carries its caller's
+//! Request signatures, protocol version 4: every Forward and Backward carries its caller's
 //! identity and signature in the call's gRPC metadata, so an axon checks who is calling, their
 //! stake, the signature, freshness and replays before it reads a byte of the body.
 //!
@@ -6,7 +6,7 @@
 //!
 //! | key | value |
 //! |---|---|
-//! | `agora-version` | `3` ([`PROTOCOL_VERSION`]) |
+//! | `agora-version` | `4` ([`PROTOCOL_VERSION`]) |
 //! | `agora-caller` | the caller's 32-byte ed25519 hotkey |
 //! | `agora-callee` | the axon's 32-byte hotkey: binds the signature to one axon |
 //! | `agora-nonce` | decimal u64, unique per caller within the freshness window |
@@ -16,11 +16,14 @@
 //! | `agora-signature` | 64-byte ed25519 signature by the caller over [`signing_message`] |
 //!
 //! The digest covers the bytes as sent, not a re-encoding, so a signer in any language hashes
-//! whatever its protobuf library emitted. Protocol 3 differs from 2 only in the digest: BLAKE3
+//! whatever its protobuf library emitted. Protocol 3 differed from 2 only in the digest: BLAKE3
 //! (several GB/s on one core, where SHA-256 cost a third of each side's CPU at 1 MB, issue 15)
-//! instead of SHA-256. A request without `agora-version` is protocol 1 (auth fields inside the
-//! body); it, protocol 2 and any digest algorithm but `blake3` are refused with
-//! UNSUPPORTED_VERSION and a message naming what this axon speaks.
+//! instead of SHA-256. Protocol 4 signs the requests as 3 did (with `agora/4` in the signed
+//! bytes) and adds a signature on every response, by the axon's hotkey, over the request, the
+//! response body and the model version that answered ([`response`], issue 16). A request
+//! without `agora-version` is protocol 1 (auth fields inside the body); it, protocols 2 and 3
+//! and any digest algorithm but `blake3` are refused with UNSUPPORTED_VERSION and a message
+//! naming what this axon speaks.
 //!
 //! Replays: [`NonceCache`] remembers `(caller, nonce)` per caller, with a floor per caller, so a
 //! caller that floods it only ever pushes its own floor up (issue 13).
@@ -36,8 +39,10 @@ use tonic::codegen::http::{HeaderMap, HeaderValue};
 use crate::metrics::Call;
 use crate::proto::ReturnCode;
 
+pub mod response;
+
 /// The protocol version this crate speaks, sent as `agora-version`.
-pub const PROTOCOL_VERSION: u32 = 3;
+pub const PROTOCOL_VERSION: u32 = 4;
 
 /// The metadata keys of a signed call, in the order they are documented.
 pub mod keys {
@@ -56,7 +61,7 @@ pub mod keys {
 pub enum AuthError {
     #[error("no agora-version in the call's metadata: this axon speaks agora protocol {PROTOCOL_VERSION}, where caller, callee, nonce, timestamp, body digest and signature travel as gRPC metadata (agora-caller, ...), not inside the message (protocol 1); upgrade the client")]
     MissingVersion,
-    #[error("agora-version {0:?} is not spoken here: this axon speaks agora protocol {PROTOCOL_VERSION} (protocol 2 with its sha256 body digests is no longer read; protocol 3 signs a blake3 digest); upgrade the client")]
+    #[error("agora-version {0:?} is not spoken here: this axon speaks agora protocol {PROTOCOL_VERSION} (protocol 2 with its sha256 body digests and protocol 3 with its unsigned responses are no longer spoken; protocol 4 signs requests over a blake3 digest and signs every response); upgrade the client")]
     UnsupportedVersion(String),
     #[error("body digest algorithm {0:?} is not supported by protocol {PROTOCOL_VERSION} (use blake3)")]
     UnsupportedDigest(String),
@@ -103,7 +108,7 @@ impl AuthError {
     }
 }
 
-/// How a request body is digested. Protocol 3 knows one; the name travels in `agora-digest`.
+/// How a request or response body is digested. Protocols 3 and 4 know one; the name travels in `agora-digest`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum DigestAlgorithm {
     /// BLAKE3 with its default 32-byte output, unkeyed.
@@ -266,7 +271,7 @@ fn field(out: &mut Vec<u8>, bytes: &[u8]) {
 /// The exact bytes the caller signs (ed25519 over them, no pre-hash):
 ///
 /// ```text
-/// field("agora/3") || field(path) || field(caller) || field(callee)
+/// field("agora/4") || field(path) || field(caller) || field(callee)
 ///   || u64le(nonce) || u64le(timestamp_ms)
 ///   || field(digest algorithm name) || u64le(body_len) || field(digest)
 /// field(x) = u64le(len(x)) || x;  path = "/agora.v1.Axon/Forward" or "/agora.v1.Axon/Backward"
@@ -340,10 +345,6 @@ impl Credentials {
 
     /// Reads the keys back; the version is checked first so an old client hears why.
     pub fn from_headers(headers: &HeaderMap) -> Result<Credentials, AuthError> {
-        let text = |key: &'static str| -> Result<&str, AuthError> {
-            let v = headers.get(key).ok_or(AuthError::MissingField(key))?;
-            v.to_str().map_err(|_| AuthError::MalformedField { key, reason: "not ASCII".into() })
-        };
         let version = match headers.get(keys::VERSION) {
             None => return Err(AuthError::MissingVersion),
             Some(v) => {
@@ -354,45 +355,51 @@ impl Credentials {
                 }
             }
         };
-        let number = |key: &'static str| -> Result<u64, AuthError> {
-            text(key)?.parse::<u64>().map_err(|e| AuthError::MalformedField { key, reason: e.to_string() })
-        };
-        fn bytes<const N: usize>(key: &'static str, s: &str) -> Result<[u8; N], AuthError> {
-            let v = hex::decode(s).map_err(|e| AuthError::MalformedField { key, reason: e.to_string() })?;
-            let n = v.len();
-            v.try_into()
-                .map_err(|_| AuthError::MalformedField { key, reason: format!("{n} bytes, expected {N}") })
-        }
-        let caller: [u8; 32] = match hex::decode(text(keys::CALLER)?) {
+        let caller: [u8; 32] = match hex::decode(header_text(headers, keys::CALLER)?) {
             Ok(v) => {
                 let n = v.len();
                 v.try_into().map_err(|_| AuthError::MalformedCaller(n))?
             }
             Err(e) => return Err(AuthError::MalformedField { key: keys::CALLER, reason: e.to_string() }),
         };
-        let signature: [u8; 64] = match hex::decode(text(keys::SIGNATURE)?) {
+        let signature: [u8; 64] = match hex::decode(header_text(headers, keys::SIGNATURE)?) {
             Ok(v) => {
                 let n = v.len();
                 v.try_into().map_err(|_| AuthError::MalformedSignature(n))?
             }
             Err(e) => return Err(AuthError::MalformedField { key: keys::SIGNATURE, reason: e.to_string() }),
         };
-        let digest = text(keys::DIGEST)?;
-        let (name, hash) = digest.split_once(':').ok_or_else(|| AuthError::MalformedField {
-            key: keys::DIGEST,
-            reason: "expected <algorithm>:<hex>".into(),
-        })?;
-        let algorithm = DigestAlgorithm::from_name(name)
-            .ok_or_else(|| AuthError::UnsupportedDigest(name.chars().take(32).collect()))?;
+        // The digest's algorithm before the rest: a protocol-2 style `sha256:` hears why.
+        let body = header_body(headers)?;
         Ok(Credentials {
             version,
             caller,
-            callee: bytes(keys::CALLEE, text(keys::CALLEE)?)?,
-            nonce: number(keys::NONCE)?,
-            timestamp_ms: number(keys::TIMESTAMP_MS)?,
-            body: BodyDigest { algorithm, len: number(keys::BODY_LEN)?, hash: bytes(keys::DIGEST, hash)? },
+            callee: header_bytes(headers, keys::CALLEE)?,
+            nonce: header_number(headers, keys::NONCE)?,
+            timestamp_ms: header_number(headers, keys::TIMESTAMP_MS)?,
+            body,
             signature,
         })
+    }
+
+    /// The request's identity for its answer: BLAKE3 of the exact bytes the caller signed
+    /// ([`signing_message`]), which name the call, caller, callee, nonce, timestamp and body. The
+    /// axon signs its response over it (protocol 4), so an answer belongs to one request.
+    pub fn request_hash(&self, call: Call) -> [u8; 32] {
+        blake3::hash(&self.signed_bytes(call)).into()
+    }
+
+    /// [`signing_message`] of these credentials.
+    fn signed_bytes(&self, call: Call) -> Vec<u8> {
+        signing_message(
+            self.version,
+            call,
+            &self.caller,
+            &self.callee,
+            self.nonce,
+            self.timestamp_ms,
+            &self.body,
+        )
     }
 
     /// Checks the callee, freshness and signature of a call addressed to `me`, without reading
@@ -426,18 +433,53 @@ impl Credentials {
             return Err(AuthError::WrongCallee);
         }
         freshness.check(self.timestamp_ms, now_ms)?;
-        let message = signing_message(
-            self.version,
-            call,
-            &self.caller,
-            &self.callee,
-            self.nonce,
-            self.timestamp_ms,
-            &self.body,
-        );
+        let message = self.signed_bytes(call);
         key.verify(&message, &Signature::from_bytes(&self.signature)).map_err(|_| AuthError::BadSignature)?;
         Ok(Authenticated { caller: self.caller, nonce: self.nonce, timestamp_ms: self.timestamp_ms })
     }
+}
+
+/// A metadata value as ASCII text.
+pub(crate) fn header_text<'a>(headers: &'a HeaderMap, key: &'static str) -> Result<&'a str, AuthError> {
+    let v = headers.get(key).ok_or(AuthError::MissingField(key))?;
+    v.to_str().map_err(|_| AuthError::MalformedField { key, reason: "not ASCII".into() })
+}
+
+/// A decimal u64 metadata value.
+pub(crate) fn header_number(headers: &HeaderMap, key: &'static str) -> Result<u64, AuthError> {
+    header_text(headers, key)?
+        .parse::<u64>()
+        .map_err(|e| AuthError::MalformedField { key, reason: e.to_string() })
+}
+
+/// An N-byte metadata value in hex.
+pub(crate) fn header_bytes<const N: usize>(
+    headers: &HeaderMap,
+    key: &'static str,
+) -> Result<[u8; N], AuthError> {
+    let v = hex::decode(header_text(headers, key)?)
+        .map_err(|e| AuthError::MalformedField { key, reason: e.to_string() })?;
+    let n = v.len();
+    v.try_into().map_err(|_| AuthError::MalformedField { key, reason: format!("{n} bytes, expected {N}") })
+}
+
+/// `agora-body-len` and `agora-digest` together.
+pub(crate) fn header_body(headers: &HeaderMap) -> Result<BodyDigest, AuthError> {
+    let digest = header_text(headers, keys::DIGEST)?;
+    let (name, hash) = digest.split_once(':').ok_or_else(|| AuthError::MalformedField {
+        key: keys::DIGEST,
+        reason: "expected <algorithm>:<hex>".into(),
+    })?;
+    let algorithm = DigestAlgorithm::from_name(name)
+        .ok_or_else(|| AuthError::UnsupportedDigest(name.chars().take(32).collect()))?;
+    let hash = hex::decode(hash)
+        .map_err(|e| AuthError::MalformedField { key: keys::DIGEST, reason: e.to_string() })?;
+    let n = hash.len();
+    let hash = hash.try_into().map_err(|_| AuthError::MalformedField {
+        key: keys::DIGEST,
+        reason: format!("{n} bytes, expected 32"),
+    })?;
+    Ok(BodyDigest { algorithm, len: header_number(headers, keys::BODY_LEN)?, hash })
 }
 
 /// A request whose caller, callee, freshness and signature checked out; not yet checked

@@ -41,9 +41,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use ed25519_dalek::{SigningKey, VerifyingKey};
 use tokio::sync::oneshot;
-use tonic::codegen::http::HeaderMap;
 use tonic::transport::server::TcpIncoming;
 
+use crate::auth::response::ModelVersion;
 use crate::auth::{BodyDigest, Credentials, Freshness, NonceCache, Tier};
 use crate::metrics::{Call, Metrics, PeerLabel};
 use crate::proto::{self, ReturnCode};
@@ -55,12 +55,16 @@ use crate::tensor::{
 use budget::{Budget, Reservation};
 use service::{AxonService, CountingIncoming};
 
-/// Who called: the verified hotkey and the stake the axon's [`StakeLookup`] gave for it.
+/// Who called: the verified hotkey, and the stake and queue priority the axon's
+/// [`StakeLookup`] gave for it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Caller {
     pub hotkey: [u8; 32],
-    /// The queue priority; 0 for an unregistered caller the axon admits anyway.
+    /// The caller's stake; 0 for an unregistered caller the axon admits anyway.
     pub stake: u64,
+    /// Its place in the queue: w_ij * s_i, scaled ([`StakeLookup::priority`]); 0 for an
+    /// unregistered or trusted-but-unknown caller.
+    pub priority: u64,
 }
 
 /// Why a handler refused or failed a call; each maps to a [`ReturnCode`] the caller sees.
@@ -109,36 +113,111 @@ pub trait Handler: Send + Sync + 'static {
         inputs: &TensorView<'_>,
         grads: &TensorView<'_>,
     ) -> Result<Option<OwnedTensor>, HandlerError>;
+
+    /// [`Handler::forward`] and the version of the model that computed the output, which the
+    /// axon signs into its response (protocol 4). The default says
+    /// [`ModelVersion::UNVERSIONED`]; a handler whose model changes while it serves overrides
+    /// this and reads the version under the same lock as the output, so the signature never
+    /// names a model that did not answer.
+    fn forward_versioned(
+        &self,
+        caller: &Caller,
+        inputs: &TensorView<'_>,
+    ) -> Result<(OwnedTensor, ModelVersion), HandlerError> {
+        Ok((self.forward(caller, inputs)?, ModelVersion::UNVERSIONED))
+    }
+
+    /// [`Handler::backward`] and the version of the model that received the gradient (as it
+    /// was before applying it), like [`Handler::forward_versioned`].
+    fn backward_versioned(
+        &self,
+        caller: &Caller,
+        inputs: &TensorView<'_>,
+        grads: &TensorView<'_>,
+    ) -> Result<(Option<OwnedTensor>, ModelVersion), HandlerError> {
+        Ok((self.backward(caller, inputs, grads)?, ModelVersion::UNVERSIONED))
+    }
 }
 
-/// The caller's stake as the axon should weigh it, fed by the peer from the metagraph.
-/// `None` means the hotkey is not registered. Called once per request, from async code: it must
-/// be fast and must not block.
+/// The caller's stake and queue priority as the axon should weigh them, fed by the peer from
+/// the metagraph. Called once per request, from async code: both must be fast and must not
+/// block.
 pub trait StakeLookup: Send + Sync + 'static {
+    /// The hotkey's stake; `None` means it is not registered.
     fn stake(&self, hotkey: &[u8; 32]) -> Option<u64>;
+
+    /// How urgently the axon `callee` serves `caller`: market paper §3, "messages from peer i to
+    /// peer j are queued w.r.t. the stake weight between them", w_ij * s_i (any positive scale:
+    /// only the order matters). The default is the stake alone, for lookups that know no
+    /// weights.
+    fn priority(&self, caller: &[u8; 32], _callee: &[u8; 32]) -> u64 {
+        self.stake(caller).unwrap_or(0)
+    }
 }
 
-/// The ready [`StakeLookup`]: a table the peer replaces after each metagraph sync.
+/// One caller's row of W by callee hotkey: `(callee, w_ij)`.
+pub type WeightRow = Vec<([u8; 32], f64)>;
+
+/// One metagraph's stakes and weights, by hotkey.
+#[derive(Debug, Default)]
+struct Standings {
+    stakes: HashMap<[u8; 32], u64>,
+    /// Rows of W by caller, each by callee; a caller absent here has set no weights.
+    weights: HashMap<[u8; 32], HashMap<[u8; 32], f64>>,
+}
+
+/// The ready [`StakeLookup`]: a table the peer replaces after each metagraph sync, with the
+/// stake S and, when given, the weights W of every neuron.
+///
+/// Priority (market paper §3): w_ij * s_i for a caller i that has set weights (0 when it gives
+/// the callee j none: weighting honestly is how one gets served), scaled by the number of
+/// neurons n so it stays an integer of useful resolution: n * w_ij * s_i, in the stake's base
+/// units, saturating at `u64::MAX`. A caller that has set no weights yet is ranked as if it
+/// weighted all n neurons equally, which makes its priority its stake alone, s_i: it never
+/// outranks a caller of the same stake that weights the callee above the average (ranking it
+/// above every weight-setter would pay a caller for never setting weights).
 #[derive(Clone, Debug, Default)]
-pub struct StakeTable(Arc<RwLock<std::collections::HashMap<[u8; 32], u64>>>);
+pub struct StakeTable(Arc<RwLock<Standings>>);
 
 impl StakeTable {
     pub fn new() -> StakeTable {
         StakeTable::default()
     }
 
-    /// Replaces every entry at once, so a lookup never sees half a metagraph.
+    /// Replaces every stake at once, so a lookup never sees half a metagraph; forgets the
+    /// weights (every caller falls back to s_i / n).
     pub fn replace_all(&self, stakes: impl IntoIterator<Item = ([u8; 32], u64)>) {
-        let fresh = stakes.into_iter().collect();
+        self.replace_all_with_weights(stakes, std::iter::empty());
+    }
+
+    /// Replaces every stake and weight at once. `weights` holds rows of W by caller hotkey, each
+    /// `(callee hotkey, w_ij)` summing to at most 1; a row that is present, even empty, means
+    /// its caller has set weights. A table that serves one axon may keep only the entries for
+    /// that axon's hotkey in each row.
+    pub fn replace_all_with_weights(
+        &self,
+        stakes: impl IntoIterator<Item = ([u8; 32], u64)>,
+        weights: impl IntoIterator<Item = ([u8; 32], WeightRow)>,
+    ) {
+        let fresh = Standings {
+            stakes: stakes.into_iter().collect(),
+            weights: weights.into_iter().map(|(caller, row)| (caller, row.into_iter().collect())).collect(),
+        };
         *self.0.write().unwrap_or_else(|e| e.into_inner()) = fresh;
     }
 
     pub fn set(&self, hotkey: [u8; 32], stake: u64) {
-        self.0.write().unwrap_or_else(|e| e.into_inner()).insert(hotkey, stake);
+        self.0.write().unwrap_or_else(|e| e.into_inner()).stakes.insert(hotkey, stake);
+    }
+
+    /// Sets `caller`'s row of W (its weights by callee hotkey), replacing any earlier one.
+    pub fn set_weights(&self, caller: [u8; 32], row: impl IntoIterator<Item = ([u8; 32], f64)>) {
+        let row = row.into_iter().collect();
+        self.0.write().unwrap_or_else(|e| e.into_inner()).weights.insert(caller, row);
     }
 
     pub fn len(&self) -> usize {
-        self.0.read().unwrap_or_else(|e| e.into_inner()).len()
+        self.0.read().unwrap_or_else(|e| e.into_inner()).stakes.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -148,7 +227,19 @@ impl StakeTable {
 
 impl StakeLookup for StakeTable {
     fn stake(&self, hotkey: &[u8; 32]) -> Option<u64> {
-        self.0.read().unwrap_or_else(|e| e.into_inner()).get(hotkey).copied()
+        self.0.read().unwrap_or_else(|e| e.into_inner()).stakes.get(hotkey).copied()
+    }
+
+    fn priority(&self, caller: &[u8; 32], callee: &[u8; 32]) -> u64 {
+        let s = self.0.read().unwrap_or_else(|e| e.into_inner());
+        let Some(&stake) = s.stakes.get(caller) else { return 0 };
+        let Some(row) = s.weights.get(caller) else { return stake };
+        let w = row.get(callee).copied().unwrap_or(0.0);
+        let n = s.stakes.len().max(1) as f64;
+        // Weights outside [0, 1] (or NaN) are the feeder's mistake: they neither overflow nor go
+        // negative. The float-to-integer cast saturates.
+        let w = if w.is_finite() { w.clamp(0.0, 1.0) } else { 0.0 };
+        (n * w * stake as f64).round() as u64
     }
 }
 
@@ -331,6 +422,7 @@ pub async fn serve(
     let hotkey = key.verifying_key().to_bytes();
     let shared = Arc::new(Shared {
         me: hotkey,
+        key,
         keys: Mutex::new(HashMap::new()),
         scheduler: Scheduler::new(config.concurrency, config.queue_capacity),
         nonces: Mutex::new(NonceCache::new(config.replay_cache)),
@@ -371,6 +463,8 @@ const MAX_KEPT_KEYS: usize = 1 << 16;
 
 struct Shared {
     me: [u8; 32],
+    /// Signs every response (protocol 4).
+    key: SigningKey,
     keys: Mutex<HashMap<[u8; 32], VerifyingKey>>,
     config: AxonConfig,
     scheduler: Arc<Scheduler>,
@@ -464,18 +558,28 @@ impl Work {
 }
 
 type Refusal = (ReturnCode, String);
-/// The handler's output, already validated and in its wire form.
-type Outcome = Result<Option<proto::Tensor>, Refusal>;
+
+/// The handler's output, already validated and in its wire form, and the model that computed it.
+struct Served {
+    tensor: Option<proto::Tensor>,
+    model: ModelVersion,
+}
+
+type Outcome = Result<Served, Refusal>;
 
 /// Runs the handler and checks what it returns before it goes on the wire: a broken model must
 /// not send NaN or a wrongly shaped tensor to its callers. The output's one finiteness scan.
 fn run(handler: &dyn Handler, caller: &Caller, work: &Work, limits: &Limits) -> Outcome {
     let (inputs, result) = match work {
-        Work::Forward { inputs } => (inputs, handler.forward(caller, &inputs.view()).map(Some)),
-        Work::Backward { inputs, grads } => (inputs, handler.backward(caller, &inputs.view(), &grads.view())),
+        Work::Forward { inputs } => {
+            (inputs, handler.forward_versioned(caller, &inputs.view()).map(|(t, m)| (Some(t), m)))
+        }
+        Work::Backward { inputs, grads } => {
+            (inputs, handler.backward_versioned(caller, &inputs.view(), &grads.view()))
+        }
     };
-    let output = result.map_err(|e| (e.code(), e.to_string()))?;
-    let Some(output) = output else { return Ok(None) };
+    let (output, model) = result.map_err(|e| (e.code(), e.to_string()))?;
+    let Some(output) = output else { return Ok(Served { tensor: None, model }) };
     let refuse = |code, what: String| Err((code, format!("the axon's handler returned {what}")));
     let encoded = output.into_proto();
     // The handler's own output is measured against the same limits as any tensor.
@@ -491,7 +595,7 @@ fn run(handler: &dyn Handler, caller: &Caller, work: &Work, limits: &Limits) -> 
         }
         Err(e) => return refuse(e.code(Direction::Response), e.to_string()),
     }
-    Ok(Some(encoded))
+    Ok(Served { tensor: Some(encoded), model })
 }
 
 fn now_ms() -> u64 {
@@ -508,8 +612,10 @@ pub(crate) struct Pass {
 
 /// How the axon weighs an admitted caller.
 struct Standing {
-    /// Queue priority: the stake, 0 for unregistered or trusted-but-unknown callers.
+    /// The stake, 0 for unregistered or trusted-but-unknown callers.
     stake: u64,
+    /// Queue priority, w_ij * s_i ([`StakeLookup::priority`]); 0 with the stake.
+    priority: u64,
     /// Replay-cache tier: staked or trusted callers keep their own protected record.
     tier: Tier,
 }
@@ -524,6 +630,7 @@ impl Shared {
         let trusted = self.config.trusted.contains(hotkey);
         let staked = |stake: u64| Standing {
             stake,
+            priority: if stake > 0 { self.stakes.priority(hotkey, &self.me) } else { 0 },
             tier: if stake > 0 || trusted { Tier::Staked } else { Tier::Unstaked },
         };
         match self.stakes.stake(hotkey) {
@@ -543,9 +650,13 @@ impl Shared {
     /// Everything decided from the call's metadata, before its body is read: version,
     /// declared size, caller standing, signature, bytes in flight, replay. On refusal, the
     /// caller's key once its signature verified (for the metrics), else `None`.
-    fn admit_headers(&self, call: Call, headers: &HeaderMap) -> Result<Pass, (Option<[u8; 32]>, Refusal)> {
+    fn admit_headers(
+        &self,
+        call: Call,
+        creds: Result<Credentials, crate::auth::AuthError>,
+    ) -> Result<Pass, (Option<[u8; 32]>, Refusal)> {
         let refuse = |e: crate::auth::AuthError| (e.code(), e.to_string());
-        let creds = Credentials::from_headers(headers).map_err(|e| (None, refuse(e)))?;
+        let creds = creds.map_err(|e| (None, refuse(e)))?;
         let largest = max_message_bytes(&self.config.limits) as u64;
         if creds.body.len > largest {
             return Err((
@@ -576,7 +687,8 @@ impl Shared {
                 .admit(&auth, standing.tier, now, &self.config.freshness)
                 .map_err(|e| (verified, refuse(e)))?;
         }
-        Ok(Pass { caller: Caller { hotkey: auth.caller, stake: standing.stake }, bytes, body: creds.body })
+        let caller = Caller { hotkey: auth.caller, stake: standing.stake, priority: standing.priority };
+        Ok(Pass { caller, bytes, body: creds.body })
     }
 
     /// The caller's decompressed key: kept for staked and trusted callers (their number is
@@ -633,11 +745,11 @@ impl Shared {
         Ok(Work::Backward { inputs, grads })
     }
 
-    /// Waits for a handler slot by the caller's stake, then runs the handler; the caller (the
+    /// Waits for a handler slot by the caller's priority, then runs the handler; the caller (the
     /// service) bounds all of it by the request's deadline. `bytes` stay reserved until the
     /// handler is done with the request, even if the caller has given up by then.
     async fn execute(self: &Arc<Self>, caller: Caller, work: Work, bytes: Reservation) -> Outcome {
-        let permit = match self.scheduler.enter(caller.stake) {
+        let permit = match self.scheduler.enter(caller.priority) {
             Entry::Run(p) => p,
             Entry::Wait(turn) => match turn.await {
                 Ok(Turn::Run(p)) => p,
@@ -645,8 +757,8 @@ impl Shared {
                     return Err((
                         ReturnCode::Backoff,
                         format!(
-                            "evicted from the full queue by a caller with more stake than {}",
-                            caller.stake
+                            "evicted from the full queue by a caller with more priority (weight to this axon times stake) than {}",
+                            caller.priority
                         ),
                     ))
                 }
@@ -656,8 +768,8 @@ impl Shared {
                 return Err((
                     ReturnCode::Backoff,
                     format!(
-                        "queue full ({} waiting); it admits stake above {lowest}, yours is {}",
-                        self.config.queue_capacity, caller.stake
+                        "queue full ({} waiting); it admits priority (weight to this axon times stake) above {lowest}, yours is {}",
+                        self.config.queue_capacity, caller.priority
                     ),
                 ))
             }

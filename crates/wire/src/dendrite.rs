@@ -5,7 +5,12 @@
 //!
 //! Connections are reused: one HTTP/2 connection per axon address, opened on first use and
 //! multiplexing every later call, reopened by the next call once it has closed (an axon that
-//! restarted). The request's tensor goes to the socket from the caller's own buffer and the
+//! restarted).
+//!
+//! Every answer must carry the axon's signature (protocol 4, [`crate::auth::response`]): by the
+//! hotkey called, over this request, the body received and the model version it names. One
+//! that does not is INVALID_RESPONSE_SIGNATURE (UNSUPPORTED_VERSION from an axon too old to
+//! sign), whatever it holds; the verified version comes back in [`PeerResult::model`]. The request's tensor goes to the socket from the caller's own buffer and the
 //! answer's tensor is a slice of the frame it arrived in (`codec`).
 
 use std::collections::HashMap;
@@ -20,7 +25,8 @@ use h2::client::SendRequest;
 use prost::Message;
 use tonic::codegen::http::{self, HeaderValue};
 
-use crate::auth::{BodyDigest, Credentials};
+use crate::auth::response::{ModelVersion, ResponseSeal};
+use crate::auth::{BodyDigest, BodyHasher, Credentials, DigestAlgorithm};
 use crate::axon::{max_message_bytes, CONNECTION_WINDOW, MAX_FRAME, STREAM_WINDOW};
 use crate::codec::{self, Encoded, MessageReader};
 use crate::metrics::{Call, Metrics, PeerLabel};
@@ -45,6 +51,10 @@ pub struct PeerResult {
     pub tensor: Option<OwnedTensor>,
     /// From the start of the fan-out to this answer (signing included).
     pub latency: Duration,
+    /// The model the axon signed its answer with (protocol 4): set whenever the response's
+    /// signature verified, to [`ModelVersion::UNVERSIONED`] for a refusal; `None` when no
+    /// signed answer came back.
+    pub model: Option<ModelVersion>,
 }
 
 impl PeerResult {
@@ -81,11 +91,12 @@ struct Open {
     closed: Arc<std::sync::atomic::AtomicBool>,
 }
 
-/// What an axon answered, before the dendrite's checks.
+/// What an axon answered, its signature verified, before the dendrite's other checks.
 struct Reply {
     code: i32,
     message: String,
     tensor: Option<proto::Tensor>,
+    model: ModelVersion,
 }
 
 type Failure = (ReturnCode, String);
@@ -163,6 +174,7 @@ impl Dendrite {
                         message: format!("no gradient was given for target {i}"),
                         tensor: None,
                         latency: start.elapsed(),
+                        model: None,
                     };
                 };
                 let req = BackwardRequest {
@@ -197,6 +209,7 @@ where
             message: format!("the dendrite's call task failed: {e}"),
             tensor: None,
             latency: start.elapsed(),
+            model: None,
         }));
     }
     results
@@ -225,18 +238,22 @@ impl Inner {
     ) -> PeerResult {
         let at = start + deadline;
         let rpc = self.exchange(target, call, encoded, digest, deadline);
-        let (code, message, tensor) = match tokio::time::timeout_at(at.into(), rpc).await {
-            Err(_) => (ReturnCode::Timeout, format!("no answer within {deadline:?}"), None),
+        let (code, message, tensor, model) = match tokio::time::timeout_at(at.into(), rpc).await {
+            Err(_) => (ReturnCode::Timeout, format!("no answer within {deadline:?}"), None, None),
             // A failure at the deadline is the deadline's doing (the axon gave up on the call).
             Ok(Err((_, why))) if Instant::now() >= at => {
-                (ReturnCode::Timeout, format!("no answer within {deadline:?} ({why})"), None)
+                (ReturnCode::Timeout, format!("no answer within {deadline:?} ({why})"), None, None)
             }
-            Ok(Err((code, message))) => (code, message, None),
-            Ok(Ok(reply)) => self.check(reply, call == Call::Forward, expect),
+            Ok(Err((code, message))) => (code, message, None, None),
+            Ok(Ok(reply)) => {
+                let model = reply.model;
+                let (code, message, tensor) = self.check(reply, call == Call::Forward, expect);
+                (code, message, tensor, Some(model))
+            }
         };
         let latency = start.elapsed();
         self.metrics.record(PeerLabel::Hotkey(&target.hotkey), call, code, latency);
-        PeerResult { code, message, tensor, latency }
+        PeerResult { code, message, tensor, latency, model }
     }
 
     /// Signs, sends and reads back one call over the target's connection.
@@ -251,6 +268,7 @@ impl Inner {
         let nonce = self.nonce.fetch_add(1, Ordering::Relaxed);
         let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
         let credentials = Credentials::sign(&self.key, call, &target.hotkey, nonce, now, digest);
+        let request_hash = credentials.request_hash(call);
         let uri = format!("http://{}{}", target.addr, call.path());
         let mut request = http::Request::post(uri)
             .body(())
@@ -288,13 +306,17 @@ impl Inner {
             // Trailers-only: an error from the axon's gRPC server, not its service.
             return Err(grpc_failure(&status));
         }
+        // Judged once the body is in: an unsigned answer from an older axon still says why.
+        let seal = ResponseSeal::from_headers(&parts.headers);
         let mut reader = MessageReader::new(max_message_bytes(&self.limits) as u64);
+        let mut hasher = BodyHasher::new(DigestAlgorithm::Blake3);
         while let Some(data) = body.data().await {
             let data = data.map_err(gone)?;
             let _ = body.flow_control().release_capacity(data.len());
-            reader
+            let part = reader
                 .push(data)
                 .map_err(|e| (ReturnCode::ResponseShapeError, format!("the axon's response: {e}")))?;
+            hasher.update(&part);
         }
         match body.trailers().await.map_err(gone)?.as_ref().and_then(tonic::Status::from_header_map) {
             Some(status) if status.code() == tonic::Code::Ok => {}
@@ -312,14 +334,33 @@ impl Inner {
         let undecodable = |e: prost::DecodeError| {
             (ReturnCode::ResponseShapeError, format!("the axon's response does not decode: {e}"))
         };
+        let verified = seal.and_then(|s| s.verify(call, &target.hotkey, &request_hash, &hasher.finish()));
+        let model = match verified {
+            Ok(model) => model,
+            Err(e) => {
+                // What an unsigned answer said, for the operator; it is not acted on.
+                let said = match call {
+                    Call::Forward => proto::ForwardResponse::decode(chunks).ok().map(|r| (r.code, r.message)),
+                    Call::Backward => {
+                        proto::BackwardResponse::decode(chunks).ok().map(|r| (r.code, r.message))
+                    }
+                };
+                let said = said.map_or(String::new(), |(code, message)| {
+                    let name = ReturnCode::try_from(code)
+                        .map_or("an unknown code".into(), |c| c.as_str_name().to_string());
+                    format!(" (it answered {name}: {message})")
+                });
+                return Err((e.code(), format!("{e}{said}")));
+            }
+        };
         Ok(match call {
             Call::Forward => {
                 let r = proto::ForwardResponse::decode(chunks).map_err(undecodable)?;
-                Reply { code: r.code, message: r.message, tensor: r.outputs }
+                Reply { code: r.code, message: r.message, tensor: r.outputs, model }
             }
             Call::Backward => {
                 let r = proto::BackwardResponse::decode(chunks).map_err(undecodable)?;
-                Reply { code: r.code, message: r.message, tensor: r.grads }
+                Reply { code: r.code, message: r.message, tensor: r.grads, model }
             }
         })
     }
@@ -367,7 +408,7 @@ impl Inner {
         required: bool,
         expect: Option<[u64; 2]>,
     ) -> (ReturnCode, String, Option<OwnedTensor>) {
-        let Reply { code, message, tensor } = reply;
+        let Reply { code, message, tensor, .. } = reply;
         let code = match ReturnCode::try_from(code) {
             Ok(ReturnCode::Unspecified) | Err(_) => {
                 return (

@@ -8,13 +8,16 @@
 //!   read it);
 //! - [`tensor`]: the tensor codec, raw little-endian bytes with dtype, shape and modality,
 //!   validated before use and mapped to a [`proto::ReturnCode`] when refused;
-//! - [`auth`]: protocol version 3's credentials, carried in the call's gRPC metadata and signed
+//! - [`auth`]: protocol version 4's credentials, carried in the call's gRPC metadata and signed
 //!   by the caller's hotkey over the body's length and BLAKE3 digest, with freshness checks and a
-//!   replay cache that keeps a floor per caller;
+//!   replay cache that keeps a floor per caller; and its response signatures
+//!   ([`auth::response`]), by the axon's hotkey over the request, the response body and the
+//!   [`ModelVersion`] that answered;
 //! - [`axon`]: the server: checks from the metadata before the body is read (version,
 //!   blacklist, stake, trusted keys, size, signature, bytes in flight per caller, replay), a
-//!   pluggable [`Handler`], the bounded stake-priority queue, size/batch/concurrency limits
-//!   and a deadline per request;
+//!   pluggable [`Handler`], the bounded priority queue (w_ij * s_i: the caller's weight to
+//!   this axon times its stake), size/batch/concurrency limits, a deadline per request and a
+//!   signature on every answer;
 //! - [`dendrite`]: the client: one batch fanned out to k axons in parallel under one deadline,
 //!   over reused connections, one [`PeerResult`] per axon;
 //! - the codec both use instead of tonic's (private `codec`): a message goes out as chunks with
@@ -45,12 +48,14 @@ pub mod proto {
     tonic::include_proto!("agora.v1");
 }
 
+pub use auth::response::{ModelVersion, ResponseError, ResponseSeal};
 pub use auth::{
     AuthError, Authenticated, BodyDigest, Credentials, DigestAlgorithm, Freshness, NonceCache, Tier,
     PROTOCOL_VERSION,
 };
 pub use axon::{
     serve, AxonConfig, AxonError, AxonHandle, Caller, Handler, HandlerError, StakeLookup, StakeTable,
+    WeightRow,
 };
 pub use bytes::Bytes;
 pub use chaos::{ChaosError, FaultConfig, FaultProxy, FaultStats};

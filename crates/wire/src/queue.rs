@@ -1,7 +1,8 @@
-//! The axon's bounded stake-priority queue. Market paper §3: "messages from peer i to peer j are
-//! queued w.r.t. the stake weight between them". The priority is whatever the axon's
-//! [`crate::StakeLookup`] returns for the caller (its stake, or a stake-weight the peer computes
-//! from the metagraph); ties are served first come, first served.
+//! The axon's bounded priority queue. Market paper §3: "messages from peer i to peer j are
+//! queued w.r.t. the stake weight between them". The priority is what the axon's
+//! [`crate::StakeLookup::priority`] returns for the caller: w_ij * s_i, the weight the caller
+//! gives this axon's neuron on chain times its stake ([`crate::StakeTable`]); ties are served
+//! first come, first served.
 //!
 //! Bounded: when full, a newcomer with strictly more priority than the lowest queued request
 //! evicts it (the evicted caller is told to back off); otherwise the newcomer is refused. So a

@@ -1,4 +1,4 @@
-//! Request signatures (protocol 3, credentials in metadata, BLAKE3 body digest): a good call passes once; a bad
+//! Request signatures (protocol 4, credentials in metadata, BLAKE3 body digest): a good call passes once; a bad
 //! signature, a tampered field, the wrong callee, a stale or future timestamp, a replayed nonce
 //! and an old-format call are each refused with their code; the replay cache cannot be
 //! exhausted by one caller for another (issue 13).
@@ -70,7 +70,7 @@ fn a_signed_call_verifies_and_names_its_caller_after_a_round_trip_through_metada
     let mut s = setup();
     let c = creds(&s, 1, NOW);
     let h = headers(&c);
-    assert_eq!(h.get(keys::VERSION).unwrap(), "3");
+    assert_eq!(h.get(keys::VERSION).unwrap(), "4");
     assert!(h.get(keys::DIGEST).unwrap().to_str().unwrap().starts_with("blake3:"));
     let back = Credentials::from_headers(&h).unwrap();
     assert_eq!(back, c);
@@ -163,7 +163,7 @@ fn malformed_or_old_format_metadata_is_refused_with_its_code() {
     // Protocol 1 sent no version at all.
     let e = with(keys::VERSION, None);
     assert_eq!((e.clone(), e.code()), (AuthError::MissingVersion, ReturnCode::UnsupportedVersion));
-    assert!(e.to_string().contains("protocol 3"), "{e}");
+    assert!(e.to_string().contains("protocol 4"), "{e}");
     // Protocol 2 (sha256 digests) is refused with a message that says what changed.
     let e = with(keys::VERSION, Some("2"));
     assert_eq!(
@@ -171,8 +171,12 @@ fn malformed_or_old_format_metadata_is_refused_with_its_code() {
         (AuthError::UnsupportedVersion("2".into()), ReturnCode::UnsupportedVersion)
     );
     assert!(e.to_string().contains("sha256") && e.to_string().contains("blake3"), "{e}");
-    let e = with(keys::VERSION, Some("4"));
-    assert_eq!(e, AuthError::UnsupportedVersion("4".into()));
+    // Protocol 3 (unsigned responses) is refused too, and told why.
+    let e = with(keys::VERSION, Some("3"));
+    assert_eq!(e, AuthError::UnsupportedVersion("3".into()));
+    assert!(e.to_string().contains("unsigned responses"), "{e}");
+    let e = with(keys::VERSION, Some("5"));
+    assert_eq!(e, AuthError::UnsupportedVersion("5".into()));
     let e = with(keys::DIGEST, Some(&format!("sha256:{}", "00".repeat(32))));
     assert_eq!(
         (e.clone(), e.code()),

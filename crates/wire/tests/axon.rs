@@ -201,25 +201,66 @@ async fn queued_requests_are_served_by_stake_then_arrival() {
     let table = stakes(&[(1, 1000), (2, 1), (3, 1), (4, 50), (5, 20)]);
     let config = AxonConfig { concurrency: 1, ..Default::default() };
     let axon = start(config, 100, model.clone(), &table).await;
-    let t = target(&axon);
+    let served = serve_in_turns(&axon, &model, &gate, 1, &[2, 3, 4, 5]).await;
+    assert_eq!(served, vec![hotkey(1), hotkey(4), hotkey(5), hotkey(2), hotkey(3)]);
+    axon.shutdown().await.unwrap();
+}
 
-    let mut calls = Vec::new();
-    let blocker =
-        tokio::spawn(async move { Dendrite::new(key(1)).forward(&[t], &input(&[1.0]), 10 * SECOND).await });
+/// Caller `blocker` takes the axon's only worker (the model waits at `gate`), then each of
+/// `queued` calls in turn and waits in the queue; the gate opens and every call must succeed.
+/// Whom the model served, in order.
+async fn serve_in_turns(
+    axon: &AxonHandle,
+    model: &Recorder,
+    gate: &Gate,
+    blocker: u8,
+    queued: &[u8],
+) -> Vec<[u8; 32]> {
+    let t = target(axon);
+    let call = move |seed: u8| {
+        tokio::spawn(async move { Dendrite::new(key(seed)).forward(&[t], &input(&[1.0]), 10 * SECOND).await })
+    };
+    let first = call(blocker);
     until("the blocker to hold the worker", || model.calls.load(Ordering::SeqCst) == 1).await;
-    for (n, seed) in [2u8, 3, 4, 5].into_iter().enumerate() {
-        calls.push(tokio::spawn(async move {
-            Dendrite::new(key(seed)).forward(&[t], &input(&[1.0]), 10 * SECOND).await
-        }));
+    let mut calls = Vec::new();
+    for (n, &seed) in queued.iter().enumerate() {
+        calls.push(call(seed));
         until("the request to queue", || axon.queued() == n + 1).await;
     }
     gate.open();
-    assert_eq!(blocker.await.unwrap()[0].code, ReturnCode::Success);
+    assert_eq!(first.await.unwrap()[0].code, ReturnCode::Success);
     for c in calls {
         assert_eq!(c.await.unwrap()[0].code, ReturnCode::Success);
     }
     let served = model.served.lock().unwrap().clone();
-    assert_eq!(served, vec![hotkey(1), hotkey(4), hotkey(5), hotkey(2), hotkey(3)]);
+    served
+}
+
+/// Market paper §3, issue 16: the queue orders by w_ij * s_i. Of callers with equal stake, the
+/// one that weights this axon's neuron more on chain is served first under load; one that has
+/// set no weights yet ranks by its stake alone, as if it weighted everyone equally (1/n: here
+/// 1/4), and one that weights the axon not at all comes last.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queued_requests_are_served_by_weight_times_stake() {
+    let gate = Arc::new(Gate::default());
+    let model = Arc::new(Recorder { gate: Some(gate.clone()), ..Default::default() });
+    let table = stakes(&[(1, 1000), (2, 100), (3, 100), (4, 100)]);
+    let me = hotkey(100);
+    let elsewhere = hotkey(9);
+    // Caller 2 gives the axon 0.1 of its weight, caller 3 gives it 0.6, caller 4 none at all
+    // (it weights someone else); caller 1, the blocker, has set no weights.
+    table.set_weights(hotkey(2), [(me, 0.1), (elsewhere, 0.9)]);
+    table.set_weights(hotkey(3), [(me, 0.6), (elsewhere, 0.4)]);
+    table.set_weights(hotkey(4), [(elsewhere, 1.0)]);
+    let config = AxonConfig { concurrency: 1, ..Default::default() };
+    let axon = start(config, 100, model.clone(), &table).await;
+    use wire::StakeLookup;
+    assert_eq!([2, 3, 4].map(|c| table.priority(&hotkey(c), &me)), [40, 240, 0]);
+    assert_eq!(table.priority(&hotkey(1), &me), 1000, "no weights: the stake alone");
+
+    // Arrival order 4, 2, 3: the opposite of what they earned.
+    let served = serve_in_turns(&axon, &model, &gate, 1, &[4, 2, 3]).await;
+    assert_eq!(served, vec![hotkey(1), hotkey(3), hotkey(2), hotkey(4)]);
     axon.shutdown().await.unwrap();
 }
 
@@ -312,16 +353,31 @@ async fn a_request_that_waits_past_the_axons_deadline_answers_timeout() {
 }
 
 /// A foreign axon that lies: answers with whatever the test chose, bypassing our checks, as a
-/// buggy or hostile peer in another language could.
-struct Liar(ForwardResponse);
+/// buggy or hostile peer in another language could. It signs its lies properly (protocol 4):
+/// what the dendrite must catch here is the content, not the signature.
+struct Liar(SigningKey, ForwardResponse);
 
 #[tonic::async_trait]
 impl proto::axon_server::Axon for Liar {
     async fn forward(
         &self,
-        _: tonic::Request<ForwardRequest>,
+        request: tonic::Request<ForwardRequest>,
     ) -> Result<tonic::Response<ForwardResponse>, tonic::Status> {
-        Ok(tonic::Response::new(self.0.clone()))
+        let creds = Credentials::from_headers(&request.metadata().clone().into_headers())
+            .map_err(|e| tonic::Status::unauthenticated(e.to_string()))?;
+        let body = BodyDigest::of_message(&self.1);
+        let seal = wire::ResponseSeal::sign(
+            &self.0,
+            Call::Forward,
+            &creds.request_hash(Call::Forward),
+            body,
+            Default::default(),
+        );
+        let mut headers = tonic::codegen::http::HeaderMap::new();
+        seal.write_headers(&mut headers);
+        let mut response = tonic::Response::new(self.1.clone());
+        *response.metadata_mut() = tonic::metadata::MetadataMap::from_headers(headers);
+        Ok(response)
     }
     async fn backward(
         &self,
@@ -331,12 +387,12 @@ impl proto::axon_server::Axon for Liar {
     }
 }
 
-async fn start_liar(answer: ForwardResponse) -> std::net::SocketAddr {
+async fn start_liar(seed: u8, answer: ForwardResponse) -> std::net::SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(
         tonic::transport::Server::builder()
-            .add_service(proto::axon_server::AxonServer::new(Liar(answer)))
+            .add_service(proto::axon_server::AxonServer::new(Liar(key(seed), answer)))
             .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener)),
     );
     addr
@@ -357,19 +413,26 @@ async fn one_fan_out_isolates_slow_dead_and_broken_peers() {
         l.local_addr().unwrap()
     };
     let nan_bytes = wire::tensor::f32s_to_le_bytes(&[f32::NAN]);
-    let liar_nan = start_liar(ForwardResponse {
-        outputs: Some(encode(DType::F32, &[1, 1, 1], Modality::Tensor, nan_bytes)),
-        code: ReturnCode::Success as i32,
-        message: String::new(),
-    })
+    let liar_nan = start_liar(
+        106,
+        ForwardResponse {
+            outputs: Some(encode(DType::F32, &[1, 1, 1], Modality::Tensor, nan_bytes)),
+            code: ReturnCode::Success as i32,
+            message: String::new(),
+        },
+    )
     .await;
-    let liar_shape = start_liar(ForwardResponse {
-        outputs: Some(encode(DType::F32, &[1, 1, 4], Modality::Tensor, vec![0; 12])),
-        code: ReturnCode::Success as i32,
-        message: String::new(),
-    })
+    let liar_shape = start_liar(
+        107,
+        ForwardResponse {
+            outputs: Some(encode(DType::F32, &[1, 1, 4], Modality::Tensor, vec![0; 12])),
+            code: ReturnCode::Success as i32,
+            message: String::new(),
+        },
+    )
     .await;
-    let liar_code = start_liar(ForwardResponse { outputs: None, code: 999, message: String::new() }).await;
+    let liar_code =
+        start_liar(108, ForwardResponse { outputs: None, code: 999, message: String::new() }).await;
 
     let d = Dendrite::new(key(1));
     let targets = [
@@ -868,9 +931,10 @@ async fn an_old_format_request_gets_unsupported_version() {
     };
     let r = client.forward(v1).await.unwrap().into_inner();
     assert_eq!(r.code, ReturnCode::UnsupportedVersion as i32, "{}", r.message);
-    assert!(r.message.contains("protocol 3") && r.message.contains("metadata"), "{}", r.message);
-    // Protocol 2 (a sha256 digest) and a version from the future are refused with their reason.
-    for (version, says) in [("2", "sha256"), ("4", "protocol 3")] {
+    assert!(r.message.contains("protocol 4") && r.message.contains("metadata"), "{}", r.message);
+    // Protocol 2 (a sha256 digest), 3 (unsigned responses) and a version from the future are
+    // refused with their reason.
+    for (version, says) in [("2", "sha256"), ("3", "unsigned responses"), ("5", "protocol 4")] {
         let mut other = signed(1, &axon, Some(input(&[1.0]).into_proto()), 2);
         other.metadata_mut().insert(wire::auth::keys::VERSION, version.parse().unwrap());
         let r = client.forward(other).await.unwrap().into_inner();

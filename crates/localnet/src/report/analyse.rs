@@ -85,6 +85,16 @@ pub struct Summary {
     pub noise_serving_share: Option<f64>,
     /// Noise peers' mean share of the incentive over the epochs that paid any.
     pub noise_incentive_share: Option<f64>,
+    /// Copycats' mean share of the incentive over the epochs that paid any (issue 16: copy
+    /// detection must keep it under 1%), and that of the peers they copy.
+    #[serde(default)]
+    pub copycat_incentive_share: Option<f64>,
+    #[serde(default)]
+    pub copied_incentive_share: Option<f64>,
+    /// Duplicates' mean share of the incentive (an exact copy of another peer's model at the
+    /// start, trained on its own since).
+    #[serde(default)]
+    pub duplicate_incentive_share: Option<f64>,
     /// The offline peers' share of all emission in the epochs after they left plus the
     /// activity cutoff (`None` without an offline peer or a cutoff).
     pub offline_share_after_cutoff: Option<f64>,
@@ -250,19 +260,25 @@ pub fn analyse(
         (t > 0.0).then(|| v[u] / t)
     };
 
-    let noise_incentive_share = {
+    // The mean over the epochs that paid any incentive of the share the peers `chosen` got.
+    let incentive_share = |chosen: &dyn Fn(&MetagraphRow) -> bool| {
         let per_epoch: Vec<f64> = blocks
             .iter()
             .filter(|(b, _)| **b % tempo == 0)
             .filter_map(|(_, rs)| {
                 let total: f64 = rs.iter().map(|r| r.incentive).sum();
-                let noise: f64 = rs.iter().filter(|r| r.role == Role::Noise).map(|r| r.incentive).sum();
-                (total > 0.0).then(|| noise / total)
+                let mine: f64 = rs.iter().filter(|r| chosen(r)).map(|r| r.incentive).sum();
+                (total > 0.0).then(|| mine / total)
             })
             .collect();
-        let any_noise = last.iter().any(|r| r.role == Role::Noise);
-        (any_noise && !per_epoch.is_empty()).then(|| per_epoch.iter().sum::<f64>() / per_epoch.len() as f64)
+        let any = last.iter().any(|r| chosen(r));
+        (any && !per_epoch.is_empty()).then(|| per_epoch.iter().sum::<f64>() / per_epoch.len() as f64)
     };
+    let noise_incentive_share = incentive_share(&|r| r.role == Role::Noise);
+    let copycat_incentive_share = incentive_share(&|r| r.role == Role::Copycat);
+    let duplicate_incentive_share = incentive_share(&|r| r.role == Role::Duplicate);
+    let copied = data.info.as_ref().map_or(&[][..], |i| i.copied.as_slice());
+    let copied_incentive_share = incentive_share(&|r| copied.contains(&r.name));
 
     let offline_share_after_cutoff = data.info.as_ref().and_then(|info| {
         let from = info.leaves_at?.checked_add(info.activity_cutoff?)?;
@@ -351,6 +367,9 @@ pub fn analyse(
         noise_emission_share: role_share(&last, &emitted, Role::Noise),
         noise_serving_share: role_share(&last, &serving, Role::Noise),
         noise_incentive_share,
+        copycat_incentive_share,
+        copied_incentive_share,
+        duplicate_incentive_share,
         offline_share_after_cutoff,
         cabal_share_start,
         cabal_share_end,

@@ -24,6 +24,9 @@ pub struct RunInfo {
     pub activity_cutoff: Option<u64>,
     /// Share of an epoch's emission paid by incentive when dividends are paid too.
     pub server_share: f64,
+    /// Names of the peers a copycat copies (issue 16).
+    #[serde(default)]
+    pub copied: Vec<String>,
 }
 
 pub const RUN_INFO_FILE: &str = "run.json";

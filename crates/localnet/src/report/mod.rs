@@ -245,6 +245,7 @@ mod tests {
                 leaves_at: Some(3),
                 activity_cutoff: Some(2),
                 server_share: 0.5,
+                copied: Vec::new(),
             }),
             ..RunData::default()
         };

@@ -85,6 +85,21 @@ fn headline(s: &Summary) -> Vec<Vec<String>> {
             "".into(),
         ),
         row(
+            "copycats' share of incentive (mean per epoch; they relay another peer's answers)".into(),
+            pct(s.copycat_incentive_share),
+            format!("< 1%: {}", goal(s.copycat_incentive_share.map(|x| x < 0.01))),
+        ),
+        row(
+            "share of incentive of the peers copied (mean per epoch)".into(),
+            pct(s.copied_incentive_share),
+            "kept".into(),
+        ),
+        row(
+            "duplicates' share of incentive (mean per epoch; copy detection weights 0 whichever of two peers answering alike registered later)".into(),
+            pct(s.duplicate_incentive_share),
+            "".into(),
+        ),
+        row(
             "offline peer's share of all emission after it left plus the activity cutoff".into(),
             pct(s.offline_share_after_cutoff),
             format!("0: {}", goal(s.offline_share_after_cutoff.map(|x| x == 0.0))),

@@ -69,3 +69,33 @@ fn export_runs_offline_like_the_student_fed_model() {
     assert!(inf.score(long).unwrap().is_finite());
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// Issue 16: the model version names the parameters. It is the same for the same parameters
+/// (a resumed checkpoint, a call between changes), and changes with a training step and with an
+/// applied remote gradient; two models of other seeds differ.
+#[test]
+fn the_model_version_follows_the_parameters() {
+    crate::setup();
+    let food = Corpus::builtin("food").unwrap();
+    let mut n = Nucleus::new(NucleusConfig::tiny(2)).unwrap();
+    let c = n.config().clone();
+    let (v0, s0) = n.model_version().unwrap();
+    assert_eq!(n.model_version().unwrap(), (v0, s0));
+    assert_eq!(s0, 0);
+    assert_ne!(Nucleus::new(NucleusConfig::tiny(3)).unwrap().model_version().unwrap().0, v0);
+    let batches = food.batches(Split::Train, c.batch, c.model.context, 2, 2).unwrap();
+    n.pretrain_step(&batches[0]).unwrap();
+    let (v1, s1) = n.model_version().unwrap();
+    assert_ne!(v1, v0);
+    assert_eq!(s1, 1);
+    let b = &batches[1];
+    let grads = vec![0.5f32; c.batch * c.model.context * c.model.output_dim];
+    n.apply_remote_gradient(&b.tokens, b.batch, b.seq, &grads, 1.0).unwrap();
+    let (v2, s2) = n.model_version().unwrap();
+    assert_ne!(v2, v1, "a remote gradient changes the model");
+    assert_eq!(s2, 1, "but is not one of its own steps");
+    let dir = tmp("version");
+    n.save_checkpoint(&dir).unwrap();
+    assert_eq!(Nucleus::load_checkpoint(&dir).unwrap().model_version().unwrap(), (v2, s2));
+    let _ = std::fs::remove_dir_all(&dir);
+}

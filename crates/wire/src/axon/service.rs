@@ -26,8 +26,11 @@ use tonic::codegen::Service;
 use tonic::server::NamedService;
 use tonic::transport::server::{Connected, TcpConnectInfo, TcpIncoming};
 
-use super::{Checked, Outcome, Refusal, Shared, Work};
-use crate::auth::{AuthError, BodyDigest, BodyHasher};
+use ed25519_dalek::SigningKey;
+
+use super::{Checked, Outcome, Refusal, Served, Shared, Work};
+use crate::auth::response::{ModelVersion, ResponseSeal};
+use crate::auth::{AuthError, BodyDigest, BodyHasher, Credentials};
 use crate::codec::{self, ChunkBody, Chunks, FrameError, MessageReader};
 use crate::metrics::{Call, Metrics};
 use crate::proto::{self, ReturnCode};
@@ -74,7 +77,10 @@ impl Shared {
             let status = tonic::Status::unimplemented(format!("no method {}", parts.uri.path()));
             return status.into_http();
         };
-        let (who, outcome) = match self.admit_headers(call, &parts.headers) {
+        let creds = Credentials::from_headers(&parts.headers);
+        // What the response's signature names as its request; zeros for unreadable credentials.
+        let request_hash = creds.as_ref().map_or([0; 32], |c| c.request_hash(call));
+        let (who, outcome) = match self.admit_headers(call, creds) {
             Err((who, refusal)) => {
                 drop(body);
                 (who, Err(refusal))
@@ -97,7 +103,7 @@ impl Shared {
             }
         };
         let outcome = match outcome {
-            Ok(None) if call == Call::Forward => {
+            Ok(Served { tensor: None, .. }) if call == Call::Forward => {
                 Err((ReturnCode::InternalError, "the handler returned no output".to_string()))
             }
             other => other,
@@ -107,7 +113,7 @@ impl Shared {
             Err((code, _)) => *code,
         };
         self.record(who, call, code, start);
-        respond(call, outcome)
+        respond(call, outcome, &self.key, &request_hash)
     }
 }
 
@@ -276,20 +282,25 @@ fn digest_and_scan(
 }
 
 /// The answer as a gRPC response: the message (tensor data as its own chunk), then `grpc-status:
-/// 0`; refusals travel in-band in the message's code.
-fn respond(call: Call, outcome: Outcome) -> http::Response<Body> {
-    let (tensor, code, message) = match outcome {
-        Ok(t) => (t, ReturnCode::Success as i32, String::new()),
-        Err((code, message)) => (None, code as i32, message),
+/// 0`; refusals travel in-band in the message's code. Signed in the response's headers by
+/// `key` over `request_hash`, the message's digest and the model that answered (protocol 4;
+/// a refusal names no model).
+fn respond(call: Call, outcome: Outcome, key: &SigningKey, request_hash: &[u8; 32]) -> http::Response<Body> {
+    let (tensor, model, code, message) = match outcome {
+        Ok(Served { tensor, model }) => (tensor, model, ReturnCode::Success as i32, String::new()),
+        Err((code, message)) => (None, ModelVersion::UNVERSIONED, code as i32, message),
     };
     let encoded = match call {
         Call::Forward => codec::forward_response(&proto::ForwardResponse { outputs: tensor, code, message }),
         Call::Backward => codec::backward_response(&proto::BackwardResponse { grads: tensor, code, message }),
     };
+    let seal =
+        ResponseSeal::sign(key, call, request_hash, BodyDigest::of_chunks(encoded.message_chunks()), model);
     let mut trailers = HeaderMap::new();
     trailers.insert("grpc-status", HeaderValue::from_static("0"));
     let mut response = http::Response::new(Body::new(ChunkBody::new(encoded, Some(trailers))));
     response.headers_mut().insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
+    seal.write_headers(response.headers_mut());
     response
 }
 

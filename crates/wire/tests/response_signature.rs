@@ -1,0 +1,248 @@
+//! Response signatures (protocol 4, issue 16) end to end. The real dendrite calls a real axon
+//! and gets back the model version its handler reported, signed, for Forward and Backward. Then
+//! it calls a lying axon: an HTTP/2 server in this file that answers like an axon, signs with
+//! wire's own `ResponseSeal`, and then tampers with one thing (the body, the model version or
+//! step, the signature), signs with another key, signs for another request, or does not sign.
+//! Each lie is caught and reported with its own code, never as SUCCESS.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use ed25519_dalek::SigningKey;
+use prost::Message;
+use tonic::codegen::http::{self, HeaderMap, HeaderValue};
+use wire::auth::response::response_keys;
+use wire::metrics::Call;
+use wire::proto::{ForwardRequest, ForwardResponse};
+use wire::{
+    serve, AxonConfig, BodyDigest, Caller, Credentials, Dendrite, Handler, HandlerError, Modality,
+    ModelVersion, OwnedTensor, ResponseSeal, ReturnCode, StakeTable, Target, TensorView,
+};
+
+const SECOND: Duration = Duration::from_secs(1);
+const MODEL: ModelVersion = ModelVersion { id: [5; 32], step: 12 };
+
+fn key(seed: u8) -> SigningKey {
+    SigningKey::from_bytes(&[seed; 32])
+}
+
+fn input() -> OwnedTensor {
+    OwnedTensor::from_f32(Modality::Tensor, &[1, 1, 3], &[1.0, -2.0, 0.5])
+}
+
+/// y = 2x + 1, served by a model that says which version it is.
+struct Versioned;
+
+fn affine(x: &TensorView<'_>) -> OwnedTensor {
+    let y: Vec<f32> = x.to_f32_vec().unwrap_or_default().iter().map(|a| 2.0 * a + 1.0).collect();
+    OwnedTensor::from_f32(Modality::Tensor, x.shape, &y)
+}
+
+impl Handler for Versioned {
+    fn forward(&self, _c: &Caller, x: &TensorView<'_>) -> Result<OwnedTensor, HandlerError> {
+        Ok(affine(x))
+    }
+
+    fn backward(
+        &self,
+        _c: &Caller,
+        _x: &TensorView<'_>,
+        g: &TensorView<'_>,
+    ) -> Result<Option<OwnedTensor>, HandlerError> {
+        Ok(Some(affine(g)))
+    }
+
+    fn forward_versioned(
+        &self,
+        c: &Caller,
+        x: &TensorView<'_>,
+    ) -> Result<(OwnedTensor, ModelVersion), HandlerError> {
+        Ok((self.forward(c, x)?, MODEL))
+    }
+
+    fn backward_versioned(
+        &self,
+        c: &Caller,
+        x: &TensorView<'_>,
+        g: &TensorView<'_>,
+    ) -> Result<(Option<OwnedTensor>, ModelVersion), HandlerError> {
+        Ok((self.backward(c, x, g)?, MODEL))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_real_axon_signs_its_answers_with_the_model_version_and_its_refusals_with_none() {
+    let table = StakeTable::new();
+    table.set(key(1).verifying_key().to_bytes(), 10);
+    let axon = serve(AxonConfig::default(), key(100), Arc::new(Versioned), Arc::new(table)).await.unwrap();
+    let t = Target { hotkey: axon.hotkey(), addr: axon.local_addr() };
+    let d = Dendrite::new(key(1));
+    let r = d.forward(&[t], &input(), SECOND).await;
+    assert_eq!(r[0].code, ReturnCode::Success, "{}", r[0].message);
+    assert_eq!(r[0].model, Some(MODEL));
+    let r = d.backward(&[t], &input(), &[input()], SECOND).await;
+    assert_eq!(r[0].code, ReturnCode::Success, "{}", r[0].message);
+    assert_eq!(r[0].model, Some(MODEL));
+    // A refusal is signed too (the caller knows the axon said it), naming no model.
+    let r = Dendrite::new(key(2)).forward(&[t], &input(), SECOND).await;
+    assert_eq!(r[0].code, ReturnCode::UnknownCaller, "{}", r[0].message);
+    assert_eq!(r[0].model, Some(ModelVersion::UNVERSIONED));
+    // The answer is bound to the axon called: the same axon reached under another hotkey (a
+    // copier relaying it, or a stale metagraph) fails the check.
+    let elsewhere = Target { hotkey: key(101).verifying_key().to_bytes(), addr: axon.local_addr() };
+    let r = d.forward(&[elsewhere], &input(), SECOND).await;
+    assert_ne!(r[0].code, ReturnCode::Success);
+    axon.shutdown().await.unwrap();
+}
+
+/// What the lying axon does after signing an honest answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Lie {
+    Nothing,
+    /// Sends another output than the one signed.
+    Body,
+    ModelVersion,
+    ModelStep,
+    Signature,
+    /// Signs with its own key and says so: not the axon called.
+    OtherKey,
+    /// Signs with another key but names the axon called as responder.
+    OtherKeyClaimingTheAxon,
+    /// Signs an answer to another request (a relayed or replayed answer).
+    OtherRequest,
+    /// Signs nothing: an axon of protocol 3.
+    Unsigned,
+}
+
+/// A one-connection-at-a-time HTTP/2 server answering Forward like an axon of `key`, with `lie`.
+async fn lying_axon(key: SigningKey, lie: Lie) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((socket, _)) = listener.accept().await {
+            let key = key.clone();
+            tokio::spawn(async move {
+                let mut conn = h2::server::handshake(socket).await.unwrap();
+                while let Some(Ok((request, respond))) = conn.accept().await {
+                    tokio::spawn(answer(request, respond, key.clone(), lie));
+                }
+            });
+        }
+    });
+    addr
+}
+
+async fn answer(
+    request: http::Request<h2::RecvStream>,
+    mut respond: h2::server::SendResponse<Bytes>,
+    key: SigningKey,
+    lie: Lie,
+) {
+    let (parts, mut body) = request.into_parts();
+    let mut bytes = Vec::new();
+    while let Some(data) = body.data().await {
+        let data = data.unwrap();
+        let _ = body.flow_control().release_capacity(data.len());
+        bytes.extend_from_slice(&data);
+    }
+    let call = Call::from_path(parts.uri.path()).unwrap();
+    let creds = Credentials::from_headers(&parts.headers).unwrap();
+    let request = ForwardRequest::decode(&bytes[5..]).unwrap();
+    let x = wire::decode(request.inputs.as_ref().unwrap(), &wire::Limits::default()).unwrap();
+    let reply = |y: OwnedTensor| {
+        ForwardResponse {
+            outputs: Some(y.into_proto()),
+            code: ReturnCode::Success as i32,
+            message: String::new(),
+        }
+        .encode_to_vec()
+    };
+    let honest = reply(affine(&x));
+    let mut request_hash = creds.request_hash(call);
+    if lie == Lie::OtherRequest {
+        request_hash[0] ^= 1;
+    }
+    let signer = match lie {
+        Lie::OtherKey | Lie::OtherKeyClaimingTheAxon => SigningKey::from_bytes(&[77; 32]),
+        _ => key.clone(),
+    };
+    let seal = ResponseSeal::sign(&signer, call, &request_hash, BodyDigest::of_bytes(&honest), MODEL);
+    let mut headers = HeaderMap::new();
+    seal.write_headers(&mut headers);
+    let mut put = |k: &'static str, v: String| {
+        headers.insert(k, HeaderValue::from_str(&v).unwrap());
+    };
+    let mut sent = honest.clone();
+    match lie {
+        Lie::Body => {
+            // The same length, one output changed: what a relay that edits answers sends.
+            let mut y = wire::tensor::le_bytes_to_f32s(&affine(&x).data);
+            y[0] += 1.0;
+            sent = reply(OwnedTensor::from_f32(Modality::Tensor, x.shape, &y));
+            assert_eq!(sent.len(), honest.len());
+        }
+        Lie::ModelVersion => put(response_keys::MODEL_VERSION, hex::encode([6; 32])),
+        Lie::ModelStep => put(response_keys::MODEL_STEP, (MODEL.step + 1).to_string()),
+        Lie::Signature => {
+            let mut sig = seal.signature;
+            sig[10] ^= 4;
+            put(wire::auth::keys::SIGNATURE, hex::encode(sig));
+        }
+        Lie::OtherKeyClaimingTheAxon => {
+            put(response_keys::RESPONDER, hex::encode(key.verifying_key().to_bytes()))
+        }
+        Lie::Unsigned => headers.clear(),
+        Lie::Nothing | Lie::OtherKey | Lie::OtherRequest => {}
+    }
+    let mut response = http::Response::new(());
+    *response.headers_mut() = headers;
+    response.headers_mut().insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
+    let mut stream = respond.send_response(response, false).unwrap();
+    let mut framed = vec![0];
+    framed.extend_from_slice(&(sent.len() as u32).to_be_bytes());
+    framed.extend_from_slice(&sent);
+    stream.send_data(Bytes::from(framed), false).unwrap();
+    let mut trailers = HeaderMap::new();
+    trailers.insert("grpc-status", HeaderValue::from_static("0"));
+    stream.send_trailers(trailers).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_lie_in_a_response_is_caught_with_its_code() {
+    let axon_key = key(100);
+    let hotkey = axon_key.verifying_key().to_bytes();
+    let d = Dendrite::new(key(1));
+    let cases = [
+        (Lie::Nothing, ReturnCode::Success, ""),
+        (Lie::Body, ReturnCode::InvalidResponseSignature, "digest"),
+        (Lie::ModelVersion, ReturnCode::InvalidResponseSignature, "does not verify"),
+        (Lie::ModelStep, ReturnCode::InvalidResponseSignature, "does not verify"),
+        (Lie::Signature, ReturnCode::InvalidResponseSignature, "does not verify"),
+        (Lie::OtherKey, ReturnCode::InvalidResponseSignature, "not by the axon called"),
+        (Lie::OtherKeyClaimingTheAxon, ReturnCode::InvalidResponseSignature, "does not verify"),
+        (Lie::OtherRequest, ReturnCode::InvalidResponseSignature, "does not verify"),
+        (Lie::Unsigned, ReturnCode::UnsupportedVersion, "protocol 3 or older"),
+    ];
+    for (lie, code, says) in cases {
+        let addr = lying_axon(axon_key.clone(), lie).await;
+        let r = d.forward(&[Target { hotkey, addr }], &input(), SECOND).await;
+        assert_eq!(r[0].code, code, "{lie:?}: {}", r[0].message);
+        assert!(r[0].message.contains(says), "{lie:?}: {}", r[0].message);
+        if code == ReturnCode::Success {
+            assert_eq!(r[0].model, Some(MODEL));
+            assert!(r[0].tensor.is_some());
+        } else {
+            assert_eq!(
+                (r[0].model, r[0].tensor.is_some()),
+                (None, false),
+                "{lie:?}: nothing of a lie is kept"
+            );
+        }
+    }
+    // The dendrite counts them like any code, under the axon's key.
+    let m = d.metrics();
+    let them = hex::encode(hotkey);
+    assert_eq!(m.requests(&them, Call::Forward, ReturnCode::InvalidResponseSignature), 7);
+}
