@@ -15,6 +15,8 @@
 //! authenticated p2p network in a node.
 
 pub mod app;
+#[cfg(any(test, feature = "test-utils"))]
+pub mod byzantine;
 pub mod chain;
 pub mod net;
 pub mod payload;

@@ -2,6 +2,7 @@
 //! One test binary (modules below) so the workspace links it once.
 
 mod localnet;
+mod localnet_validators;
 mod node;
 mod node_attacks;
 mod node_crash;
