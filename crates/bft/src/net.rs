@@ -109,6 +109,9 @@ fn spawn_as<St: Store + Send + 'static>(
     key: ed25519::PrivateKey,
     net: NetConfig,
 ) -> Result<Running, NetError> {
+    // Without the test utilities an honest validator is the only kind.
+    #[cfg(not(feature = "test-utils"))]
+    let Role::Honest = role;
     let namespace = format!("agora/{}", chain.ledger().genesis().chain_id).into_bytes();
     let me = key.public_key();
     let mut addresses: Vec<(ValidatorKey, Address)> = vec![(me, Address::Symmetric(net.listen))];
