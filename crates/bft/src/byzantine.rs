@@ -20,14 +20,18 @@ where
         let Ok(vote) = Vote::<Scheme, crate::Digest>::decode(message) else { continue };
         let other = |p: &Proposal<crate::Digest>| crate::payload::digest(p.payload.as_ref());
         let votes: Vec<Vote<Scheme, crate::Digest>> = match vote {
-            Vote::Notarize(n) => [n.proposal.clone(), Proposal::new(n.round(), n.proposal.parent, other(&n.proposal))]
-                .into_iter()
-                .filter_map(|p| Notarize::sign(&scheme, p).map(Vote::Notarize))
-                .collect(),
-            Vote::Finalize(f) => [f.proposal.clone(), Proposal::new(f.round(), f.proposal.parent, other(&f.proposal))]
-                .into_iter()
-                .filter_map(|p| Finalize::sign(&scheme, p).map(Vote::Finalize))
-                .collect(),
+            Vote::Notarize(n) => {
+                [n.proposal.clone(), Proposal::new(n.round(), n.proposal.parent, other(&n.proposal))]
+                    .into_iter()
+                    .filter_map(|p| Notarize::sign(&scheme, p).map(Vote::Notarize))
+                    .collect()
+            }
+            Vote::Finalize(f) => {
+                [f.proposal.clone(), Proposal::new(f.round(), f.proposal.parent, other(&f.proposal))]
+                    .into_iter()
+                    .filter_map(|p| Finalize::sign(&scheme, p).map(Vote::Finalize))
+                    .collect()
+            }
             _ => continue,
         };
         for v in votes {

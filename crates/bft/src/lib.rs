@@ -197,8 +197,7 @@ where
     let me = key.public_key();
     let scheme =
         Scheme::signer(&namespace, participants, key).ok_or(KeyError::NotAValidator(ledger_key(&me)))?;
-    let (app, mailbox) =
-        app::Application::new(
+    let (app, mailbox) = app::Application::new(
         chain,
         app::Config { me, fetch_retry: timeouts.fetch, block_time: timeouts.block_time },
         application,

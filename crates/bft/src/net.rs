@@ -7,9 +7,9 @@ use crate::{start, Chain, KeyError, Mailbox, Timeouts, ValidatorKey};
 use commonware_cryptography::{ed25519, ChaCha20Poly1305, Signer};
 use commonware_p2p::authenticated::lookup;
 use commonware_p2p::{Address, AddressableManager};
-use commonware_runtime::{Quota, Runner, Supervisor};
 #[cfg(feature = "test-utils")]
 use commonware_runtime::Spawner;
+use commonware_runtime::{Quota, Runner, Supervisor};
 use commonware_stream::cups::{self, Cups};
 use commonware_stream::sake::{self, Sake};
 use commonware_utils::{ordered::Map, NZUsize, NZU32};
@@ -173,7 +173,9 @@ fn spawn_as<St: Store + Send + 'static>(
                     };
                     let (app, mailbox) = crate::app::Application::new(chain, config, application);
                     let app = app.start(context.child("application"));
-                    let votes = context.child("byzantine").spawn(move |_| crate::byzantine::equivocate(scheme, votes));
+                    let votes = context
+                        .child("byzantine")
+                        .spawn(move |_| crate::byzantine::equivocate(scheme, votes));
                     let _ = started.send(Ok(mailbox));
                     let _ = stopped.await;
                     app.abort();

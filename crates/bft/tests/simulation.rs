@@ -247,7 +247,8 @@ fn simulate(seed: u64) -> Vec<Row> {
         // fetching every payload from the others.
         validators[2].take().expect("running").abort();
         let wiped = chain(&g);
-        validators[2] = Some(start_as(&context, &oracle, 2, &wiped, "validator-2-wiped", Timeouts::default()).await);
+        validators[2] =
+            Some(start_as(&context, &oracle, 2, &wiped, "validator-2-wiped", Timeouts::default()).await);
         let mut chains = chains;
         chains[2] = wiped;
         let top = heads(&chains).into_iter().max().unwrap_or(0);
@@ -372,7 +373,8 @@ fn a_paced_chain_keeps_the_block_time_between_blocks() {
         let mut validators = Vec::new();
         for (i, chain) in chains.iter().enumerate() {
             let partition = format!("validator-{i}");
-            validators.push(start_as(&context, &oracle, i, chain, &partition, Timeouts::paced(block_time)).await);
+            validators
+                .push(start_as(&context, &oracle, i, chain, &partition, Timeouts::paced(block_time)).await);
         }
         let all: Vec<usize> = (0..VALIDATORS).collect();
         let started = context.current();

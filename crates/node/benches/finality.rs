@@ -70,8 +70,13 @@ fn weight_txs(g: &GenesisConfig) -> Vec<SignedTx> {
             let raw: Vec<f64> = (0..ROW).map(|j| 1.0 + ((i + j) % 5) as f64).collect();
             let sum: f64 = raw.iter().sum();
             let values: Vec<f64> = raw.iter().map(|v| v / sum).collect();
-            TxBody { sender: public_key(&k), nonce: 0, fee: g.fees.set_weights, call: Call::set_weights(uids, &values) }
-                .sign(&k, &g.chain_id)
+            TxBody {
+                sender: public_key(&k),
+                nonce: 0,
+                fee: g.fees.set_weights,
+                call: Call::set_weights(uids, &values),
+            }
+            .sign(&k, &g.chain_id)
         })
         .collect()
 }

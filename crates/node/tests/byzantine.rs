@@ -46,11 +46,10 @@ async fn an_equivocating_validator_is_reported_over_rpc_and_the_chain_does_not_f
         };
         nodes.push(Node::start(config, SharedMemStore::new()).await.expect("an honest validator starts"));
     }
-    let chain = Arc::new(bft::Chain::new(Ledger::init(MemStore::new(), genesis.clone()).expect("genesis"), 100));
-    let peers = others(byzantine)
-        .into_iter()
-        .map(|(k, a)| (bft::validator_key(&k).expect("a key"), a))
-        .collect();
+    let chain =
+        Arc::new(bft::Chain::new(Ledger::init(MemStore::new(), genesis.clone()).expect("genesis"), 100));
+    let peers =
+        others(byzantine).into_iter().map(|(k, a)| (bft::validator_key(&k).expect("a key"), a)).collect();
     let net = bft::net::NetConfig {
         listen: p2p[byzantine],
         peers,

@@ -45,7 +45,8 @@ fn expert_market() -> Scenario {
 #[test]
 fn a_market_on_four_validator_processes_agrees_and_pays_by_value() {
     let dir = TempDir::new("localnet-validators");
-    let mut opts = RunOptions::new(PathBuf::from(env!("CARGO_BIN_EXE_agora")), dir.0.clone(), expert_market());
+    let mut opts =
+        RunOptions::new(PathBuf::from(env!("CARGO_BIN_EXE_agora")), dir.0.clone(), expert_market());
     opts.quiet = true;
     opts.validators = 4;
     opts.judge_every = 0;
@@ -64,9 +65,10 @@ fn a_market_on_four_validator_processes_agrees_and_pays_by_value() {
     )
     .expect("agreement json");
     assert_eq!(file, a);
-    let genesis: ledger::GenesisConfig =
-        ledger::GenesisConfig::from_json(&std::fs::read_to_string(dir.0.join("genesis.json")).expect("genesis"))
-            .expect("genesis json");
+    let genesis: ledger::GenesisConfig = ledger::GenesisConfig::from_json(
+        &std::fs::read_to_string(dir.0.join("genesis.json")).expect("genesis"),
+    )
+    .expect("genesis json");
     assert_eq!(genesis.validators.len(), 4);
     for i in 0..4 {
         let log = std::fs::read_to_string(dir.0.join(format!("validator-{i}.log"))).expect("validator log");
@@ -85,5 +87,8 @@ fn a_market_on_four_validator_processes_agrees_and_pays_by_value() {
     assert_eq!(s.reports, 3, "every peer wrote final.json");
     assert!(row("expert").incentive > row("noise").incentive, "{at_end:?}");
     let noise = s.noise_serving_share.expect("emission paid");
-    assert!(noise < 1.0 / 3.0, "the noise peer got {noise:.3} of the serving emission, an equal split 0.333: {s:#?}");
+    assert!(
+        noise < 1.0 / 3.0,
+        "the noise peer got {noise:.3} of the serving emission, an equal split 0.333: {s:#?}"
+    );
 }
