@@ -14,7 +14,7 @@
 //!
 //! Each validator is a `node::Node` in this process (its RPC server, its redb store in a
 //! temporary directory, commonware's authenticated p2p on loopback), with 1 and with 4
-//! validators. `cargo bench -p node --bench finality` (about a minute after the build).
+//! validators. `cargo bench -p node --bench finality` (two to three minutes after the build).
 
 use client::Client;
 use ledger::{dev_key, public_key, Call, GenesisConfig, GenesisNeuron, GenesisValidator, Ledger, MemStore};

@@ -37,8 +37,8 @@ async fn an_equivocating_validator_is_reported_over_rpc_and_the_chain_does_not_f
     };
 
     let mut nodes = Vec::new();
-    for i in 0..3 {
-        let validator = ValidatorConfig::new(secret(i), p2p[i], others(i), dir.join(i.to_string()));
+    for (i, listen) in p2p.iter().enumerate().take(3) {
+        let validator = ValidatorConfig::new(secret(i), *listen, others(i), dir.join(i.to_string()));
         let config = NodeConfig {
             rpc_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             validator: Some(validator),
