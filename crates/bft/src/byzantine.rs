@@ -3,6 +3,7 @@
 use crate::{Scheme, ValidatorKey};
 use commonware_codec::{DecodeExt, Encode};
 use commonware_consensus::simplex::types::{Finalize, Notarize, Proposal, Vote};
+use commonware_consensus::types::Round;
 use commonware_p2p::{Receiver, Recipients, Sender};
 
 /// Runs on the votes channel of a validator that signs with `scheme`: for every notarize or
@@ -10,7 +11,10 @@ use commonware_p2p::{Receiver, Recipients, Sender};
 /// payload in the same view, and sends both to everyone. In that order: a validator that
 /// already knows the view's proposal drops a vote for another one without keeping it (it only
 /// blocks the sender), so the conflicting vote must come second to become evidence. Ends when
-/// the channel closes.
+/// the channel closes. It also signs, for the view after each it hears a notarize in, a
+/// notarize for a made-up payload: it reaches the others before that view's leader proposes
+/// (a view on loopback closes before a reply to its votes arrives, so only a vote sent ahead
+/// of the proposal reliably meets the real one while the view is open).
 pub async fn equivocate<S, R>(scheme: Scheme, (mut sender, mut receiver): (S, R))
 where
     S: Sender<PublicKey = ValidatorKey>,
@@ -21,7 +25,12 @@ where
         let other = |p: &Proposal<crate::Digest>| crate::payload::digest(p.payload.as_ref());
         let votes: Vec<Vote<Scheme, crate::Digest>> = match vote {
             Vote::Notarize(n) => {
-                [n.proposal.clone(), Proposal::new(n.round(), n.proposal.parent, other(&n.proposal))]
+                // Also a vote for the next view before its leader proposes: that view's real
+                // proposal, voted for when heard, then conflicts with it at every validator.
+                let round = n.round();
+                let next = Round::new(round.epoch(), round.view().next());
+                let early = Proposal::new(next, round.view(), other(&n.proposal));
+                [n.proposal.clone(), Proposal::new(round, n.proposal.parent, other(&n.proposal)), early]
                     .into_iter()
                     .filter_map(|p| Notarize::sign(&scheme, p).map(Vote::Notarize))
                     .collect()

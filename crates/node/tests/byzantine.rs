@@ -1,8 +1,8 @@
 //! A Byzantine validator's equivocation, seen over JSON-RPC: three honest validators as nodes
 //! (`Node::start`, real sockets, their RPC servers) and a fourth on the same network that
 //! double-signs every vote it hears (`bft::net::spawn_equivocator`). The three, exactly a
-//! quorum, keep finalizing one chain, and `agora_status` on each lists evidence against the
-//! fourth and no one else.
+//! quorum, keep finalizing one chain, and `agora_status` lists evidence against the fourth (on
+//! one of them at least: see below) and never against an honest validator.
 
 use ledger::{dev_key, public_key, GenesisValidator, Ledger, MemStore};
 use node::{Node, NodeConfig, SharedMemStore, ValidatorConfig};
@@ -72,7 +72,11 @@ async fn an_equivocating_validator_is_reported_over_rpc_and_the_chain_does_not_f
         for c in &clients {
             statuses.push(c.status().await.expect("agora_status"));
         }
-        if statuses.iter().all(|s| s.finalized.height >= 5 && !s.evidence.is_empty()) {
+        // A validator sees the equivocation only if both votes reach it while their view is
+        // still open; on loopback the three honest ones often close a view before the
+        // equivocator's votes arrive, so one of them reporting it is what can be waited for.
+        if statuses.iter().all(|s| s.finalized.height >= 5) && statuses.iter().any(|s| !s.evidence.is_empty())
+        {
             break statuses;
         }
         assert!(start.elapsed() < Duration::from_secs(90), "after 90 s: {statuses:#?}");
