@@ -9,7 +9,9 @@ use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
-use wire::{Caller, Dendrite, Handler, MaskingConfig, OwnedTensor, StakeLookup, StakeTable, Target, TensorView};
+use wire::{
+    Caller, Dendrite, Handler, MaskingConfig, OwnedTensor, StakeLookup, StakeTable, Target, TensorView,
+};
 
 /// A peer's way to its neighbours.
 ///
@@ -83,7 +85,10 @@ impl Switchboard {
     /// [`wire::AxonConfig::competitive_masking`] does: Forward answers scaled by the caller's
     /// factor, Backward gradients likewise before the handler; `trusted` callers are spared.
     pub fn with_masking(masking: MaskingConfig, trusted: impl IntoIterator<Item = [u8; 32]>) -> Switchboard {
-        Switchboard { masking: Some((masking, Arc::new(trusted.into_iter().collect()))), ..Switchboard::default() }
+        Switchboard {
+            masking: Some((masking, Arc::new(trusted.into_iter().collect()))),
+            ..Switchboard::default()
+        }
     }
 
     /// The factor `callee` answers `caller` with; `None`: unmasked.
@@ -96,7 +101,13 @@ impl Switchboard {
     }
 
     /// `to`'s handler answering `from`, masked as its axon would.
-    fn ask(&self, from: &[u8; 32], to: &[u8; 32], caller: &Caller, inputs: &TensorView<'_>) -> Option<OwnedTensor> {
+    fn ask(
+        &self,
+        from: &[u8; 32],
+        to: &[u8; 32],
+        caller: &Caller,
+        inputs: &TensorView<'_>,
+    ) -> Option<OwnedTensor> {
         let answer = self.handler(to)?.forward(caller, inputs).ok()?;
         Some(match self.mask(from, to) {
             Some(m) => wire::masking::scale(answer, m),
@@ -256,15 +267,24 @@ mod tests {
             [([1; 32], 100), ([8; 32], 100), ([9; 32], 100), (judge, 100)],
             [([8; 32], vec![([1; 32], 1.0)]), ([9; 32], vec![([2; 32], 1.0)])],
         );
-        let inputs =
-            OwnedTensor { dtype: DType::U8, modality: Modality::Text, shape: vec![1, 1], data: vec![7].into() };
+        let inputs = OwnedTensor {
+            dtype: DType::U8,
+            modality: Modality::Text,
+            shape: vec![1, 1],
+            data: vec![7].into(),
+        };
         let sigma = |z: f32| 1.0 / (1.0 + (-z).exp());
-        for (caller, want) in [([8; 32], 100.0 * sigma(3.0)), ([9; 32], 100.0 * sigma(-1.0)), (judge, 100.0)] {
+        for (caller, want) in [([8; 32], 100.0 * sigma(3.0)), ([9; 32], 100.0 * sigma(-1.0)), (judge, 100.0)]
+        {
             let got = board.caller(caller).forward(&[target(1)], &inputs, Duration::from_secs(1)).await;
             let v = wire::tensor::le_bytes_to_f32s(&got[0].as_ref().expect("answered").data)[0];
             assert!((v - want).abs() < 1e-4, "caller {}: {v} != {want}", caller[0]);
             let relayed = board.forward_now(caller, &[1; 32], &inputs.view()).expect("answered");
-            assert_eq!(wire::tensor::le_bytes_to_f32s(&relayed.data)[0], v, "a relay hears what a caller hears");
+            assert_eq!(
+                wire::tensor::le_bytes_to_f32s(&relayed.data)[0],
+                v,
+                "a relay hears what a caller hears"
+            );
         }
     }
 }

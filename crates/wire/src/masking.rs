@@ -111,25 +111,26 @@ pub fn scale(tensor: OwnedTensor, mask: f32) -> OwnedTensor {
             let v: Vec<f32> = le_bytes_to_f32s(&tensor.data).into_iter().map(|x| x * mask).collect();
             f32s_to_le_bytes(&v)
         }
-        DType::F16 => tensor
-            .data
-            .chunks_exact(2)
-            .flat_map(|c| {
-                let x = half::f16::from_le_bytes([c[0], c[1]]).to_f32();
-                half::f16::from_f32(x * mask).to_le_bytes()
-            })
-            .collect(),
-        DType::BF16 => tensor
-            .data
-            .chunks_exact(2)
-            .flat_map(|c| {
-                let x = half::bf16::from_le_bytes([c[0], c[1]]).to_f32();
-                half::bf16::from_f32(x * mask).to_le_bytes()
-            })
-            .collect(),
+        DType::F16 => scale_halves(
+            &tensor.data,
+            mask,
+            |b| half::f16::from_le_bytes(b).to_f32(),
+            |x| half::f16::from_f32(x).to_le_bytes(),
+        ),
+        DType::BF16 => scale_halves(
+            &tensor.data,
+            mask,
+            |b| half::bf16::from_le_bytes(b).to_f32(),
+            |x| half::bf16::from_f32(x).to_le_bytes(),
+        ),
         DType::I64 | DType::U8 => return tensor,
     };
     OwnedTensor { data: data.into(), ..tensor }
+}
+
+/// A 16-bit float tensor's bytes times `mask`, widened to f32 for the product.
+fn scale_halves(data: &[u8], mask: f32, widen: fn([u8; 2]) -> f32, narrow: fn(f32) -> [u8; 2]) -> Vec<u8> {
+    data.chunks_exact(2).flat_map(|c| narrow(widen([c[0], c[1]]) * mask)).collect()
 }
 
 #[cfg(test)]
