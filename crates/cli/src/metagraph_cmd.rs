@@ -83,7 +83,7 @@ fn table(chain_id: &str, mechanism: &str, mg: &MetagraphInfo) -> String {
     for uid in 0..mg.n as usize {
         // The vectors are all n long (the node builds them from one neuron table); `get` keeps a
         // malformed answer from panicking.
-        let f = |v: &Vec<f64>| v.get(uid).copied().unwrap_or(f64::NAN);
+        let f = |v: &Vec<f64>| v.get(uid).copied().map_or(f64::NAN, shown);
         // btcli's marks: `*` for a validator permit, 1/0 for active; `-` from a node without them.
         let flag = |v: &Vec<bool>, yes: &'static str, no: &'static str| match v.get(uid) {
             Some(&b) => {
@@ -122,4 +122,29 @@ fn table(chain_id: &str, mechanism: &str, mg: &MetagraphInfo) -> String {
         );
     }
     out
+}
+
+/// A score as the table shows it (five decimals): rounding noise below that (a -1e-12 left by
+/// a normalisation, or -0.0) prints as 0.00000, not -0.00000.
+fn shown(x: f64) -> f64 {
+    if x.abs() < 5e-6 {
+        0.0
+    } else {
+        x
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::shown;
+
+    #[test]
+    fn scores_round_to_zero_without_a_sign() {
+        for x in [-0.0, -1e-12, -4.9e-6, 1e-9] {
+            assert_eq!(format!("{:.5}", shown(x)), "0.00000", "{x}");
+        }
+        assert_eq!(format!("{:.5}", shown(-0.25)), "-0.25000");
+        assert_eq!(format!("{:.5}", shown(0.5)), "0.50000");
+        assert!(shown(f64::NAN).is_nan());
+    }
 }

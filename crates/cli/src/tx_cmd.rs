@@ -22,7 +22,7 @@ use wallet::Wallet;
 use crate::wallet_cmd::{unlock_password, wallet_root, PasswordArgs};
 
 /// Where `agora node --dev` listens by default.
-pub const DEFAULT_CHAIN: &str = "http://127.0.0.1:9944";
+pub const DEFAULT_CHAIN: &str = "http://127.0.0.1:9960";
 
 /// Decimal places of a token: `UNITS_PER_TOKEN` is 10^9.
 const DECIMALS: usize = 9;
