@@ -71,9 +71,10 @@ pub struct LocalnetArgs {
     /// Test batches per peer topic the judge reads (each: 8 sequences of 64 bytes)
     #[arg(long, value_name = "N", default_value_t = 2)]
     judge_batches: usize,
-    /// Competitive masking at temperature T in every peer's axon (`agora peer run
-    /// --competitive-masking T`; in process, in every answer): each answer to a caller scaled by
-    /// sigmoid((s_i w_ij - mean over all neurons) / T); the judge is answered unmasked [default: off]
+    /// Competitive masking at temperature T in every Rust peer's axon (`agora peer run
+    /// --competitive-masking T`; in process, in every answer; the Python peer does not mask):
+    /// each answer to a caller scaled by sigmoid((s_i w_ij - mean over all neurons) / T); the
+    /// judge is answered unmasked [default: off]
     #[arg(long, value_name = "T")]
     competitive_masking: Option<f64>,
 }

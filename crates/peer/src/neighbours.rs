@@ -100,16 +100,10 @@ impl Switchboard {
         masking.factor(&self.stakes, caller, callee)
     }
 
-    /// `to`'s handler answering `from`, masked as its axon would.
-    fn ask(
-        &self,
-        from: &[u8; 32],
-        to: &[u8; 32],
-        caller: &Caller,
-        inputs: &TensorView<'_>,
-    ) -> Option<OwnedTensor> {
+    /// `to`'s handler answering `caller`, masked as its axon would.
+    fn ask(&self, to: &[u8; 32], caller: &Caller, inputs: &TensorView<'_>) -> Option<OwnedTensor> {
         let answer = self.handler(to)?.forward(caller, inputs).ok()?;
-        Some(match self.mask(from, to) {
+        Some(match self.mask(&caller.hotkey, to) {
             Some(m) => wire::masking::scale(answer, m),
             None => answer,
         })
@@ -139,7 +133,7 @@ impl Switchboard {
     /// another's answers calls (the localnet's copycat). `None` when `to` is offline or refuses.
     pub fn forward_now(&self, from: [u8; 32], to: &[u8; 32], inputs: &TensorView<'_>) -> Option<OwnedTensor> {
         let caller = self.caller(from).caller(to);
-        self.ask(&from, to, &caller, inputs)
+        self.ask(to, &caller, inputs)
     }
 
     fn handler(&self, hotkey: &[u8; 32]) -> Option<Arc<dyn Handler>> {
@@ -177,7 +171,7 @@ impl Neighbours for InProcess {
         let view = inputs.view();
         targets
             .iter()
-            .map(|t| self.board.ask(&self.hotkey, &t.hotkey, &self.caller(&t.hotkey), &view))
+            .map(|t| self.board.ask(&t.hotkey, &self.caller(&t.hotkey), &view))
             .collect()
     }
 
