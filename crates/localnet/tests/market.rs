@@ -253,7 +253,8 @@ fn competitive_masking_in_the_graded_market() {
         table += &format!("| {} | {} |\n", p.name, cells.join(" | "));
     }
     let f = |x: Option<f64>| x.map_or("n/a".to_string(), |v| format!("{v:.3}"));
-    let rows: [(&str, fn(&Summary) -> Option<f64>); 6] = [
+    type Figure = fn(&Summary) -> Option<f64>;
+    let rows: [(&str, Figure); 6] = [
         ("Spearman(incentive, judge's value)", |s| s.spearman_incentive),
         ("Spearman(mean incentive 2nd half, value)", |s| s.spearman_mean_incentive),
         ("Spearman(emission over the run, value)", |s| s.spearman_emission),

@@ -169,10 +169,7 @@ impl Neighbours for InProcess {
         _timeout: Duration,
     ) -> Vec<Option<OwnedTensor>> {
         let view = inputs.view();
-        targets
-            .iter()
-            .map(|t| self.board.ask(&t.hotkey, &self.caller(&t.hotkey), &view))
-            .collect()
+        targets.iter().map(|t| self.board.ask(&t.hotkey, &self.caller(&t.hotkey), &view)).collect()
     }
 
     fn backward(
