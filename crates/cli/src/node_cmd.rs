@@ -41,7 +41,7 @@ pub struct NodeArgs {
     #[arg(long, default_value_t = 10_000)]
     pub mempool_size: usize,
     /// Start a new chain although the data directory exists. Never replaces a readable chain;
-    /// an unreadable chain.redb is kept as chain.redb.unreadable-<time>
+    /// an unreadable chain.redb is kept as chain.redb.unreadable-TIME
     #[arg(long)]
     pub new_chain: bool,
     /// How many blocks back agora_metagraph serves past heights (a state checkpoint is kept

@@ -39,6 +39,7 @@ pub mod merkle;
 pub mod pow;
 pub mod state;
 pub mod store;
+pub mod tokens;
 pub mod tx;
 pub mod types;
 pub mod verify;
@@ -57,6 +58,7 @@ pub use ledger::{ChainHead, Ledger, Metagraph};
 pub use mempool::{Mempool, MempoolError};
 pub use state::{Issuance, State};
 pub use store::{MemStore, Store, StoreError, WriteBatch};
+pub use tokens::{Tokens, TokensError};
 pub use tx::{Call, CallKind, PreparedTx, SignedTx, TxBody};
 pub use types::{
     Account, Endpoint, Float, Hash, Ip, Modality, Neuron, NeuronScores, Protocol, PublicKey, SignatureBytes,

@@ -272,7 +272,10 @@ impl Shared {
     /// Validates and queues a transaction; wakes the producer in instant mode, or sends it to
     /// the other validators.
     pub fn submit(&self, bytes: &[u8]) -> Result<Hash, MempoolError> {
-        let (id, new) = self.chain.admit(bytes)?;
+        let (id, new) = self
+            .chain
+            .admit(bytes)
+            .inspect_err(|e| tracing::debug!(reason = %e, "transaction refused at submission"))?;
         if let (true, Some(forward)) = (new, self.forward.get()) {
             forward.forward(bytes.to_vec());
         }
@@ -321,8 +324,9 @@ impl Shared {
         // A checkpoint at every epoch block; failing to write one only makes past metagraphs
         // slower (they replay from an earlier one), so it does not stop the chain.
         if let Err(e) = self.history.after_block(outcome.header.height, ledger.store()) {
-            eprintln!("checkpoint at block {}: {e}", outcome.header.height);
+            tracing::warn!(height = outcome.header.height, error = %e, "checkpoint not written");
         }
+        log_block(outcome, took);
         let m = &self.metrics;
         m.height.store(outcome.header.height, Ordering::Relaxed);
         m.blocks.fetch_add(1, Ordering::Relaxed);
@@ -348,6 +352,49 @@ impl Shared {
         // No subscriber is not an error.
         let _ = self.heads.send(head.clone());
         head
+    }
+}
+
+/// The node's log of a committed block (`RUST_LOG`, see the binary): the block at info, its
+/// epoch at info (what it minted, or why nothing), each refused or failed transaction with
+/// the ledger's reason at debug.
+fn log_block(outcome: &ledger::BlockOutcome, took_us: u64) {
+    let height = outcome.header.height;
+    let count = |f: fn(&TxStatus) -> bool| outcome.receipts.iter().filter(|r| f(&r.status)).count();
+    tracing::info!(
+        height,
+        txs = outcome.receipts.len(),
+        applied = count(|s| matches!(s, TxStatus::Applied)),
+        failed = count(|s| matches!(s, TxStatus::Failed(_))),
+        rejected = count(|s| matches!(s, TxStatus::Rejected(_))),
+        took_ms = took_us as f64 / 1e3,
+        "block"
+    );
+    if let Some(epoch) = &outcome.epoch {
+        match &epoch.error {
+            Some(e) => {
+                tracing::warn!(height, error = %e, "epoch: the mechanism refused its input, nothing minted")
+            }
+            None if epoch.withheld => tracing::info!(
+                height,
+                n = epoch.n,
+                "epoch: paid nothing (no weights yet, no consensus among them, or the mechanism withholding)"
+            ),
+            None => {
+                tracing::info!(height, n = epoch.n, minted = %ledger::Tokens::from(epoch.minted), "epoch")
+            }
+        }
+    }
+    for r in &outcome.receipts {
+        match &r.status {
+            TxStatus::Applied => {}
+            TxStatus::Failed(e) => {
+                tracing::debug!(height, tx = %r.tx_id, reason = %e, "transaction failed (fee charged)")
+            }
+            TxStatus::Rejected(e) => {
+                tracing::debug!(height, tx = %r.tx_id, reason = %e, "transaction rejected")
+            }
+        }
     }
 }
 
@@ -402,7 +449,7 @@ impl Node {
         let history = History::new(ledger.store().handle(), config.genesis.clone(), config.history_blocks);
         // The checkpoint of the head, if a crash came between its block and its checkpoint.
         if let Err(e) = history.after_block(head.height, ledger.store()) {
-            eprintln!("checkpoint at block {}: {e}", head.height);
+            tracing::warn!(height = head.height, error = %e, "checkpoint not written");
         }
         let limits = config.rpc_limits.clone();
         let shared = Shared::new(ledger, history, config.mempool_size, &limits);

@@ -16,7 +16,7 @@
 //! | `agora-digest` | `blake3:<hex>` of exactly those bytes |
 //! | `agora-signature` | 64-byte ed25519 signature by the responder over [`response_signing_message`] |
 //!
-//! The request is named by its hash, [`Credentials::request_hash`]: BLAKE3 of the bytes its
+//! The request is named by its hash, [`Credentials::request_hash`](super::Credentials::request_hash): BLAKE3 of the bytes its
 //! caller signed. An axon that could not read the request's credentials (no or malformed
 //! `agora-*` metadata) signs over 32 zero bytes instead. A caller checks that the responder is
 //! the axon it called, the body's length and digest, and the signature; any failure is
