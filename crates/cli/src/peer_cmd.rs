@@ -123,6 +123,12 @@ struct RunArgs {
     /// Resume from OUT/checkpoint if it exists
     #[arg(long)]
     resume: bool,
+    /// Competitive masking (the intermodel paper's §2.5) at temperature T: the axon scales its
+    /// answer to each caller by sigmoid((s_i w_ij - mean over all neurons) / T), stake times
+    /// weight in units of a uniform network's (1 = mean stake, uniform weight); trusted callers
+    /// are answered unmasked [default: off]
+    #[arg(long, value_name = "T")]
+    competitive_masking: Option<f64>,
     /// Serve Prometheus metrics (requests, return codes and latency per neighbour, both as axon
     /// and as dendrite) at http://ADDR/metrics
     #[arg(long, value_name = "ADDR")]
@@ -247,6 +253,7 @@ fn run_peer(a: RunArgs) -> Result<()> {
         pretrain_steps: a.pretrain_steps,
         resume: a.resume,
         metrics_addr: a.metrics_addr,
+        competitive_masking: a.competitive_masking.map(peer::MaskingConfig::new).transpose()?,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let ending = runtime.block_on(peer::run::run(cfg, shutdown_signal()))?;

@@ -66,6 +66,9 @@ pub struct MarketOptions {
     pub pretrain_cache: Option<PathBuf>,
     /// Print a line per epoch on stderr.
     pub verbose: bool,
+    /// Competitive masking in every peer's answers, as `agora peer run --competitive-masking`
+    /// does in its axon (the judge, trusted, is answered unmasked). `None`: off.
+    pub competitive_masking: Option<wire::MaskingConfig>,
 }
 
 impl MarketOptions {
@@ -80,6 +83,7 @@ impl MarketOptions {
             steps_per_block: 1,
             pretrain_cache: None,
             verbose: false,
+            competitive_masking: None,
         }
     }
 }
@@ -163,7 +167,10 @@ async fn market(opts: &MarketOptions) -> Result<MarketOutcome, LocalnetError> {
         .map(|(r, _)| r.uid)
         .collect();
 
-    let board = Switchboard::new();
+    let board = match opts.competitive_masking {
+        Some(m) => Switchboard::with_masking(m, [market_judge()]),
+        None => Switchboard::new(),
+    };
     let total_stake = Arc::new(AtomicU64::new(0));
     let mut peers = Vec::with_capacity(scenario.peers.len());
     let mut subjects = Vec::with_capacity(scenario.peers.len());
@@ -383,6 +390,11 @@ async fn submit_weights(
     Ok(())
 }
 
+/// The in-process judge's hotkey: registered nowhere, trusted by every peer.
+fn market_judge() -> [u8; 32] {
+    ledger::public_key(&ledger::dev_key("market/judge")).0
+}
+
 /// Every online peer answers every test batch through the switchboard (as the judge, a caller
 /// with no stake), and the online peers' live models are the consumers.
 async fn judge_now(
@@ -391,7 +403,7 @@ async fn judge_now(
     board: &Switchboard,
     block: u64,
 ) -> Result<Judgement, LocalnetError> {
-    let judge_net = board.caller(ledger::public_key(&ledger::dev_key("market/judge")).0);
+    let judge_net = board.caller(market_judge());
     let online: Vec<&MarketPeer> = peers.iter().filter(|p| p.online).collect();
     let targets: Vec<Target> = online
         .iter()

@@ -160,6 +160,8 @@ pub struct PeerLaunch {
     /// Where the axon listens and the address it publishes instead (a fault-injecting proxy
     /// in front of it); `None`: a free port, published as bound.
     pub axon: Option<(std::net::SocketAddr, std::net::SocketAddr)>,
+    /// The axon's competitive masking (`--competitive-masking T`); `None`: off.
+    pub competitive_masking: Option<wire::MaskingConfig>,
 }
 
 /// The name of the hotkey every localnet wallet uses.
@@ -237,6 +239,9 @@ pub fn peer_argv(l: &PeerLaunch) -> Result<Vec<String>, LocalnetError> {
             announce.to_string(),
         ]),
         None => argv.extend(["--axon-addr".into(), "127.0.0.1:0".into()]),
+    }
+    if let Some(m) = l.competitive_masking {
+        argv.extend(["--competitive-masking".into(), m.temperature().to_string()]);
     }
     Ok(argv)
 }
@@ -473,6 +478,7 @@ mod tests {
             copy_of: None,
             weights_interval: 10,
             axon: None,
+            competitive_masking: None,
         };
         let argv = peer_argv(&l).unwrap().join(" ");
         assert!(argv.starts_with(
@@ -502,6 +508,11 @@ mod tests {
         l.axon = Some((listen, announce));
         let argv = peer_argv(&l).unwrap().join(" ");
         assert!(argv.contains("--axon-addr 127.0.0.1:4000 --announce-addr 127.0.0.1:5000"), "{argv}");
+        assert!(!argv.contains("--competitive-masking"), "off by default: {argv}");
+        l.competitive_masking = Some(wire::MaskingConfig::new(0.5).unwrap());
+        let argv = peer_argv(&l).unwrap().join(" ");
+        assert!(argv.ends_with("--competitive-masking 0.5"), "{argv}");
+        l.competitive_masking = None;
         l.spec.dataset = "no-such-topic-anywhere".into();
         assert!(matches!(peer_argv(&l), Err(LocalnetError::Dataset { .. })));
         // A Python peer: the package's torch peer with the same wallet, chain and judge, and

@@ -41,6 +41,9 @@ pub struct RunOptions {
     /// Faults injected between the peers: each axon is published behind a proxy with these
     /// faults (`wire::chaos`); the judge and the node are not behind them.
     pub chaos: Option<FaultConfig>,
+    /// Competitive masking in every Rust peer's axon (`agora peer run --competitive-masking`;
+    /// the Python peer's axon does not mask). `None`: off.
+    pub competitive_masking: Option<wire::MaskingConfig>,
 }
 
 impl RunOptions {
@@ -55,6 +58,7 @@ impl RunOptions {
             judge: JudgeConfig::default(),
             judge_every: 10,
             chaos: None,
+            competitive_masking: None,
         }
     }
 }
@@ -315,6 +319,7 @@ async fn run_async(opts: &RunOptions, stop: &AtomicBool) -> Result<RunOutcome, L
                     .map(|o| o.hotkey),
                 weights_interval: scenario.weights_interval,
                 axon,
+                competitive_masking: opts.competitive_masking,
             };
             peers.push(PeerProcess::spawn(&opts.agora, &launch)?);
         }

@@ -46,5 +46,7 @@ pub use neighbours::{InProcess, Neighbours, Switchboard};
 pub use participant::{applied, sign, transact, Participant, RateLimitPolicy, WeightsOutcome};
 pub use rpc::RpcChain;
 pub use weights::{StepError, WeightRowError, WeightSetter};
+/// The axon's competitive masking, as `RunConfig` and the switchboard take it.
+pub use wire::MaskingConfig;
 
 pub use preset::{nucleus_preset, ModelSize};

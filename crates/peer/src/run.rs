@@ -104,6 +104,10 @@ pub struct RunConfig {
     /// The address to publish on chain instead of the one the axon is bound to (a proxy or
     /// NAT in front of it; the localnet's fault-injecting proxy).
     pub announce_addr: Option<SocketAddr>,
+    /// The axon's competitive masking (the intermodel paper's §2.5, [`wire::masking`]): answers
+    /// to each caller scaled by σ((its weight to us times its stake − the mean) / T). `None`:
+    /// off, answers as the model computed them.
+    pub competitive_masking: Option<wire::MaskingConfig>,
 }
 
 /// Why a run stopped early.
@@ -224,6 +228,7 @@ pub async fn run(cfg: RunConfig, shutdown: impl Future<Output = ()>) -> Result<E
         // Long enough to wait out one training step of ours, which holds the model.
         deadline: cfg.timeout.max(Duration::from_secs(5)),
         trusted: cfg.trusted_callers.iter().map(|k| k.0).collect(),
+        competitive_masking: cfg.competitive_masking,
         // A relay waits on the network: never on the axon's async threads.
         inline_below: if matches!(cfg.role, Role::Copycat(_)) {
             Duration::ZERO
@@ -408,7 +413,8 @@ fn relay(
 }
 
 /// Feeds the axon this block's stakes and the weights the others give this neuron: its queue
-/// orders callers by w_ij * s_i (market paper §3).
+/// orders callers by w_ij * s_i (market paper §3), and competitive masking compares each
+/// caller's s_i w_ij with the mean of this column over every neuron.
 fn refresh_stakes(view: &MetagraphView, me: u16, stakes: &StakeTable, total: &AtomicU64) {
     let by_hotkey = view.stake_by_hotkey();
     total.store(by_hotkey.values().sum(), Ordering::Relaxed);
