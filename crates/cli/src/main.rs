@@ -16,6 +16,7 @@ mod node_cmd;
 mod peer_cmd;
 mod tx_cmd;
 mod wallet_cmd;
+mod weights_commit;
 
 #[derive(Debug, Parser)]
 #[command(

@@ -34,6 +34,10 @@ pub fn run(args: MetagraphArgs) -> Result<()> {
             if let Some(obj) = v.as_object_mut() {
                 obj.insert("chain_id".into(), chain.id().into());
                 obj.insert("mechanism".into(), mechanism.into());
+                // The keys again as SS58 addresses (the ledger's JSON has them in hex).
+                let ss58 = |keys: &[ledger::PublicKey]| keys.iter().map(|k| k.to_ss58()).collect::<Vec<_>>();
+                obj.insert("hotkeys_ss58".into(), ss58(&mg.hotkeys).into());
+                obj.insert("coldkeys_ss58".into(), ss58(&mg.coldkeys).into());
             }
             write_out(&format!("{}\n", serde_json::to_string_pretty(&v)?))
         } else {
@@ -95,7 +99,8 @@ fn table(chain_id: &str, mechanism: &str, mg: &MetagraphInfo) -> String {
             }
             None => "-",
         };
-        let hotkey = mg.hotkeys.get(uid).map(|k| k.to_hex()).unwrap_or_default();
+        // The SS58 address's first ten characters, as btcli shortens hotkeys.
+        let hotkey = mg.hotkeys.get(uid).map(|k| k.to_ss58()).unwrap_or_default();
         let short = format!("{}..", &hotkey[..hotkey.len().min(10)]);
         let endpoint = match mg.endpoints.get(uid).copied().flatten() {
             Some(e) => {

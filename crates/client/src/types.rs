@@ -243,6 +243,7 @@ mod tests {
             pending_emission: 0,
             emission_rate: 0,
             scores,
+            weights_commit: None,
         }
     }
 

@@ -28,6 +28,7 @@
 
 pub mod apportion;
 pub mod block;
+pub mod commit_reveal;
 mod epoch;
 pub mod error;
 mod exec;
@@ -37,6 +38,7 @@ mod ledger;
 pub mod mempool;
 pub mod merkle;
 pub mod pow;
+pub mod ss58;
 pub mod state;
 pub mod store;
 pub mod tx;
@@ -45,6 +47,7 @@ pub mod verify;
 
 pub use apportion::apportion;
 pub use block::{Block, BlockHeader, BlockOutcome, EpochReport, Receipt, StoredBlock, TxStatus};
+pub use commit_reveal::{commitment, CommitRevealConfig, WeightsCommit};
 pub use epoch::EpochInputs;
 pub use error::{BlockError, LedgerError, TxError};
 pub use exec::WEIGHT_SUM_TOLERANCE;
@@ -59,8 +62,8 @@ pub use state::{Issuance, State};
 pub use store::{MemStore, Store, StoreError, WriteBatch};
 pub use tx::{Call, CallKind, PreparedTx, SignedTx, TxBody};
 pub use types::{
-    Account, Endpoint, Float, Hash, Ip, Modality, Neuron, NeuronScores, Protocol, PublicKey, SignatureBytes,
-    WeightRow, UNITS_PER_TOKEN, WEIGHT_SCALE,
+    Account, Endpoint, Float, Hash, Ip, Modality, Neuron, NeuronScores, Protocol, PublicKey, Salt,
+    SignatureBytes, WeightRow, UNITS_PER_TOKEN, WEIGHT_SCALE,
 };
 
 /// Re-exported so wallets and the node sign with the same key type.

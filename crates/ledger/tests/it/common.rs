@@ -66,7 +66,7 @@ pub fn genesis(n: usize, mechanism: &str) -> GenesisConfig {
             burn: TOKEN,
             max_per_block: 3,
         },
-        weights: WeightsConfig { rate_limit: 2, max_change: Some(1.0), max_len: 64 },
+        weights: WeightsConfig { rate_limit: 2, max_change: Some(1.0), max_len: 64, commit_reveal: None },
         fees: FeeSchedule {
             transfer: FEE,
             register: 0,

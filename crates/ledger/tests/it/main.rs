@@ -2,9 +2,11 @@
 
 mod activity;
 mod bad_txs;
+mod commit_reveal;
 mod common;
 mod determinism;
 mod emission;
+mod free_weights;
 mod lazy;
 mod properties;
 mod registration;
