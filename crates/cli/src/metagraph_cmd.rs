@@ -61,12 +61,15 @@ fn write_out(text: &str) -> Result<()> {
 fn table(chain_id: &str, mechanism: &str, mg: &MetagraphInfo) -> String {
     // Saturating: a node's numbers are input, and a bad answer must not panic the CLI.
     let issuance = (u128::from(mg.issuance.genesis) + mg.issuance.minted).saturating_sub(mg.issuance.burned);
+    // Sparsity of W at the last epoch, what adaptive inflation steers tau by.
+    let sparsity = mg.sparsity.map_or("-".to_string(), |s| format!("{s:.4}"));
     let mut out = format!(
-        "chain {chain_id}  block {}  n {}  mechanism {mechanism}  difficulty {}  issuance {}\n",
+        "chain {chain_id}  block {}  n {}  mechanism {mechanism}  difficulty {}  issuance {}  tau {}/block  sparsity {sparsity}\n",
         mg.block,
         mg.n,
         mg.difficulty,
-        crate::tx_cmd::format_tokens_u128(issuance)
+        crate::tx_cmd::format_tokens_u128(issuance),
+        format_tokens(mg.tau),
     );
     out += &format!(
         "{:>5}  {:<12}  {:>16}  {:>8}  {:>8}  {:>9}  {:>9}  {:>9}  {:>8}  {:>14}  {:>3}  {:>6}  {}\n",

@@ -251,6 +251,12 @@ pub struct GenesisConfig {
     pub weights: WeightsConfig,
     pub fees: FeeSchedule,
     pub limits: Limits,
+    /// Adaptive inflation ([`crate::inflation`], the intermodel paper's Figure 5): each epoch
+    /// the emission per block tau moves toward a target sparsity of W, within bounds. `None`
+    /// (the default): tau is `emission_per_block` for ever. Not written when off, so the hash of
+    /// a genesis without it is what it was before it existed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub adaptive_inflation: Option<crate::inflation::AdaptiveInflation>,
     /// The validator set (empty: the single-validator chain). Not serialised when empty, so
     /// the hash of a genesis without validators is what it was before validators existed.
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -278,6 +284,7 @@ impl Default for GenesisConfig {
             weights: WeightsConfig::default(),
             fees: FeeSchedule::default(),
             limits: Limits::default(),
+            adaptive_inflation: None,
             validators: Vec::new(),
         }
     }
@@ -353,6 +360,11 @@ impl GenesisConfig {
         }
         if self.emission_per_block >= 1u64 << (64 - LAZY_FRACTION_BITS) {
             return bad("emission_per_block", &self.emission_per_block, "must be below 2^48 base units");
+        }
+        if let Some(a) = &self.adaptive_inflation {
+            if let Some((field, value, reason)) = a.invalid(self.emission_per_block) {
+                return Err(GenesisError::Invalid { field, value, reason });
+            }
         }
         if self.max_neurons == 0 || self.max_neurons > MAX_NEURONS_LIMIT {
             return bad("max_neurons", &self.max_neurons, "must be in 1..=65536 (uids are u16)");

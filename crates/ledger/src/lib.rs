@@ -33,6 +33,7 @@ mod epoch;
 pub mod error;
 mod exec;
 pub mod genesis;
+pub mod inflation;
 pub mod integrity;
 mod ledger;
 pub mod mempool;
@@ -55,6 +56,7 @@ pub use genesis::{
     dev_key, public_key, EmissionMode, FeeSchedule, GenesisAccount, GenesisConfig, GenesisError,
     GenesisNeuron, GenesisValidator, Limits, RegistrationConfig, WeightsConfig,
 };
+pub use inflation::AdaptiveInflation;
 pub use integrity::{state_records, stored_block, IntegrityError};
 pub use ledger::{ChainHead, Ledger, Metagraph};
 pub use mempool::{Mempool, MempoolError};

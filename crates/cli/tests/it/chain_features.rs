@@ -134,3 +134,57 @@ fn commit_reveal_weights_through_the_cli() {
     let w = json["weights"][0].as_array().unwrap();
     assert_eq!((w.len(), &w[1][0]), (2, &serde_json::json!(1)), "{w:?}");
 }
+
+#[test]
+fn the_metagraph_shows_tau_moving_under_adaptive_inflation() {
+    let dir = TempDir::new("features-tau");
+    // Alice and bob are neurons; an epoch every 2 blocks; tau gains 0.5 * (0.5 - sparsity)
+    // tokens per epoch.
+    let mut g = GenesisConfig::dev(&["alice", "bob"], 1_000 * UNITS_PER_TOKEN);
+    for name in ["alice", "bob"] {
+        let k = ledger::public_key(&ledger::dev_key(name));
+        g.neurons.push(GenesisNeuron { hotkey: k, coldkey: k, stake: UNITS_PER_TOKEN, endpoint: None });
+    }
+    g.tempo = 2;
+    g.adaptive_inflation = Some(ledger::AdaptiveInflation {
+        target_sparsity: 0.5,
+        gain: 0.5,
+        min_per_block: 0,
+        max_per_block: 2 * UNITS_PER_TOKEN,
+    });
+    let file = dir.0.join("genesis.json");
+    std::fs::write(&file, g.to_json_pretty()).expect("write genesis");
+    let data = dir.0.join("data");
+    let node = NodeProc::start_with(&[
+        "--genesis",
+        file.to_str().unwrap(),
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--instant",
+    ]);
+    let url = node.http();
+    let run = |args: &[&str]| agora_at(&url, &dir, None, args);
+    let json = || -> serde_json::Value { serde_json::from_str(&ok(&run(&["metagraph", "--json"]))).unwrap() };
+    assert_eq!(json()["tau"], UNITS_PER_TOKEN);
+    assert!(ok(&run(&["metagraph"])).contains("  tau 1/block  sparsity -\n"));
+
+    // Each weights the other only (sparsity 0, below the target): tau rises a quarter token
+    // at each epoch (blocks 2 and 4).
+    let weights = |who: &str, uid: &str| {
+        applied(&run(&["tx", "weights", "--dev-account", who, "--uids", uid, "--values", "1"]))
+    };
+    assert_eq!(weights("alice", "1"), 1);
+    assert_eq!(weights("bob", "0"), 2);
+    assert_eq!(json()["tau"], 1_250_000_000u64);
+    let bob = ledger::public_key(&ledger::dev_key("bob")).to_hex();
+    for _ in 0..2 {
+        applied(&run(&["tx", "transfer", "--dev-account", "alice", "--to", &bob, "--amount", "1"]));
+    }
+    let m = json();
+    assert_eq!(
+        (m["block"].as_u64(), m["tau"].as_u64(), m["sparsity"].as_f64()),
+        (Some(4), Some(1_500_000_000), Some(0.0))
+    );
+    let table = ok(&run(&["metagraph"]));
+    assert!(table.contains("  tau 1.5/block  sparsity 0.0000\n"), "{table}");
+}

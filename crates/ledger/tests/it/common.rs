@@ -77,6 +77,7 @@ pub fn genesis(n: usize, mechanism: &str) -> GenesisConfig {
             set_weights: FEE,
         },
         limits: Limits { max_tx_bytes: 4096, max_block_txs: 1000 },
+        adaptive_inflation: None,
         validators: Vec::new(),
     }
 }

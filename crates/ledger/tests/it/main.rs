@@ -7,6 +7,7 @@ mod common;
 mod determinism;
 mod emission;
 mod free_weights;
+mod inflation;
 mod lazy;
 mod properties;
 mod registration;
