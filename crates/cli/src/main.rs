@@ -41,7 +41,8 @@ enum Command {
     /// Create, list, show and regenerate wallets (an encrypted coldkey and its hotkeys); ask a
     /// node for their balance
     Wallet(wallet_cmd::WalletArgs),
-    /// Sign and submit a transaction (transfer, register, serve, stake, unstake, weights) and
+    /// Sign and submit a transaction (transfer, register, serve, stake, unstake, weights,
+    /// commit-weights, reveal-weights) and
     /// wait for the block that includes it
     Tx(tx_cmd::TxArgs),
     /// Print the network's neurons: uid, hotkey, stake, rank, trust, consensus, incentive,
