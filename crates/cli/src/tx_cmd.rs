@@ -130,12 +130,8 @@ enum TxCommand {
         from: KeyFrom,
         #[command(flatten)]
         hotkey: HotkeyArg,
-        /// Uids, comma-separated
-        #[arg(long, value_delimiter = ',', required = true)]
-        uids: Vec<u16>,
-        /// One value per uid, comma-separated, finite and >= 0 (any scale: normalised)
-        #[arg(long, value_delimiter = ',', required = true, allow_negative_numbers = true)]
-        values: Vec<String>,
+        #[command(flatten)]
+        row: RowArgs,
     },
     /// Commit to a row of W without showing it (chains with commit-reveal on): sends a hash of
     /// the row and a random salt, and saves both locally until `reveal-weights`
@@ -144,12 +140,8 @@ enum TxCommand {
         from: KeyFrom,
         #[command(flatten)]
         hotkey: HotkeyArg,
-        /// Uids, comma-separated
-        #[arg(long, value_delimiter = ',', required = true)]
-        uids: Vec<u16>,
-        /// One value per uid, comma-separated, finite and >= 0 (any scale: normalised)
-        #[arg(long, value_delimiter = ',', required = true, allow_negative_numbers = true)]
-        values: Vec<String>,
+        #[command(flatten)]
+        row: RowArgs,
         /// Where the row and salt are saved [default: <wallet>/commits/<hotkey>.json, or
         /// <wallet dir>/dev-commits/<name>.json for a dev account]
         #[arg(long, value_name = "FILE")]
@@ -166,6 +158,17 @@ enum TxCommand {
         #[arg(long, value_name = "FILE")]
         commit_file: Option<PathBuf>,
     },
+}
+
+/// A row of W as `weights` and `commit-weights` take it.
+#[derive(Debug, Args)]
+struct RowArgs {
+    /// Uids, comma-separated
+    #[arg(long, value_delimiter = ',', required = true)]
+    uids: Vec<u16>,
+    /// One value per uid, comma-separated, finite and >= 0 (any scale: normalised)
+    #[arg(long, value_delimiter = ',', required = true, allow_negative_numbers = true)]
+    values: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -383,14 +386,14 @@ pub fn run(args: TxArgs) -> Result<()> {
             };
             (keys, Some(call))
         }
-        TxCommand::Weights { from, hotkey, uids, values } => {
-            let values = weight_values(uids, values)?;
-            (Keys::new(&wallet_dir, from, Some(hotkey))?, Some(Call::set_weights(uids.clone(), &values)))
+        TxCommand::Weights { from, hotkey, row } => {
+            let values = weight_values(&row.uids, &row.values)?;
+            (Keys::new(&wallet_dir, from, Some(hotkey))?, Some(Call::set_weights(row.uids.clone(), &values)))
         }
-        TxCommand::CommitWeights { from, hotkey, uids, values, commit_file } => {
-            let values = weight_values(uids, values)?;
+        TxCommand::CommitWeights { from, hotkey, row, commit_file } => {
+            let values = weight_values(&row.uids, &row.values)?;
             let keys = Keys::new(&wallet_dir, from, Some(hotkey))?;
-            let pending = PendingCommit::new(keys.hotkey()?, uids.clone(), &values);
+            let pending = PendingCommit::new(keys.hotkey()?, row.uids.clone(), &values);
             // Saved before sending: if the commitment lands, the salt must not be lost.
             let path = commit_path(&wallet_dir, from, hotkey, commit_file)?;
             pending.save(&path)?;

@@ -54,27 +54,38 @@ fn an_unfunded_hotkey_registers_and_sets_weights_and_keys_read_as_ss58() {
     assert!(acct.contains(&format!("hotkey miner {hot}  {hot58}  uid 0  stake 0")), "{acct}");
 }
 
-#[test]
-fn commit_reveal_weights_through_the_cli() {
-    let dir = TempDir::new("features-commit-reveal");
-    // The dev chain's id (so --dev-account signs) with alice and bob as genesis neurons (uids
-    // 0 and 1), commit-reveal on: a reveal opens 2 blocks after its commitment, for 3 blocks.
+/// The dev chain's id (so --dev-account signs) with the dev accounts alice and bob funded and
+/// registered as genesis neurons (uids 0 and 1, each its own coldkey).
+fn two_neurons() -> GenesisConfig {
     let mut g = GenesisConfig::dev(&["alice", "bob"], 1_000 * UNITS_PER_TOKEN);
     for name in ["alice", "bob"] {
         let k = ledger::public_key(&ledger::dev_key(name));
         g.neurons.push(GenesisNeuron { hotkey: k, coldkey: k, stake: UNITS_PER_TOKEN, endpoint: None });
     }
-    g.weights.commit_reveal = Some(ledger::CommitRevealConfig { reveal_delay: 2, reveal_window: 3 });
+    g
+}
+
+/// `agora node --genesis FILE --instant` for `g`, its data in `dir`.
+fn start(dir: &TempDir, g: &GenesisConfig) -> NodeProc {
     let file = dir.0.join("genesis.json");
     std::fs::write(&file, g.to_json_pretty()).expect("write genesis");
     let data = dir.0.join("data");
-    let node = NodeProc::start_with(&[
+    NodeProc::start_with(&[
         "--genesis",
         file.to_str().unwrap(),
         "--data-dir",
         data.to_str().unwrap(),
         "--instant",
-    ]);
+    ])
+}
+
+#[test]
+fn commit_reveal_weights_through_the_cli() {
+    let dir = TempDir::new("features-commit-reveal");
+    // Commit-reveal on: a reveal opens 2 blocks after its commitment, for 3 blocks.
+    let mut g = two_neurons();
+    g.weights.commit_reveal = Some(ledger::CommitRevealConfig { reveal_delay: 2, reveal_window: 3 });
+    let node = start(&dir, &g);
     let url = node.http();
     let run = |args: &[&str]| agora_at(&url, &dir, None, args);
     let as_alice = |verb: &str, more: &[&str]| {
@@ -138,13 +149,8 @@ fn commit_reveal_weights_through_the_cli() {
 #[test]
 fn the_metagraph_shows_tau_moving_under_adaptive_inflation() {
     let dir = TempDir::new("features-tau");
-    // Alice and bob are neurons; an epoch every 2 blocks; tau gains 0.5 * (0.5 - sparsity)
-    // tokens per epoch.
-    let mut g = GenesisConfig::dev(&["alice", "bob"], 1_000 * UNITS_PER_TOKEN);
-    for name in ["alice", "bob"] {
-        let k = ledger::public_key(&ledger::dev_key(name));
-        g.neurons.push(GenesisNeuron { hotkey: k, coldkey: k, stake: UNITS_PER_TOKEN, endpoint: None });
-    }
+    // An epoch every 2 blocks; tau gains 0.5 * (0.5 - sparsity) tokens per epoch.
+    let mut g = two_neurons();
     g.tempo = 2;
     g.adaptive_inflation = Some(ledger::AdaptiveInflation {
         target_sparsity: 0.5,
@@ -152,16 +158,7 @@ fn the_metagraph_shows_tau_moving_under_adaptive_inflation() {
         min_per_block: 0,
         max_per_block: 2 * UNITS_PER_TOKEN,
     });
-    let file = dir.0.join("genesis.json");
-    std::fs::write(&file, g.to_json_pretty()).expect("write genesis");
-    let data = dir.0.join("data");
-    let node = NodeProc::start_with(&[
-        "--genesis",
-        file.to_str().unwrap(),
-        "--data-dir",
-        data.to_str().unwrap(),
-        "--instant",
-    ]);
+    let node = start(&dir, &g);
     let url = node.http();
     let run = |args: &[&str]| agora_at(&url, &dir, None, args);
     let json = || -> serde_json::Value { serde_json::from_str(&ok(&run(&["metagraph", "--json"]))).unwrap() };
