@@ -64,7 +64,7 @@ struct RunArgs {
     #[arg(long, default_value = "default")]
     hotkey: String,
     /// The node's JSON-RPC URL (ws:// or http://)
-    #[arg(long, default_value = "ws://127.0.0.1:9944")]
+    #[arg(long, env = "AGORA_CHAIN", default_value = "ws://127.0.0.1:9960")]
     chain: String,
     /// Training text: a fortunes file, a text file or a directory of them, or the name of a
     /// fortunes topic (`science`, `computers`, ...: $AGORA_FORTUNES_DIR, the installed package,

@@ -23,11 +23,7 @@ use crate::wallet_cmd::{unlock_password, wallet_root, PasswordArgs};
 use crate::weights_commit::{self, PendingCommit};
 
 /// Where `agora node --dev` listens by default.
-pub const DEFAULT_CHAIN: &str = "http://127.0.0.1:9944";
-
-/// Decimal places of a token: `UNITS_PER_TOKEN` is 10^9.
-const DECIMALS: usize = 9;
-const _: () = assert!(10u64.pow(DECIMALS as u32) == ledger::UNITS_PER_TOKEN);
+pub const DEFAULT_CHAIN: &str = "http://127.0.0.1:9960";
 
 #[derive(Debug, Args)]
 pub struct TxArgs {
@@ -231,42 +227,16 @@ fn unreachable(url: &str, e: ClientError) -> anyhow::Error {
 
 /// Parses a token amount (`12`, `0.5`, `1.000000001`) into base units, exactly.
 pub(crate) fn parse_tokens(s: &str) -> Result<u64> {
-    let t = s.trim();
-    let (whole, frac) = t.split_once('.').unwrap_or((t, ""));
-    let digits = |x: &str| x.bytes().all(|b| b.is_ascii_digit());
-    if whole.is_empty() && frac.is_empty() || !digits(whole) || !digits(frac) {
-        bail!("amount {s:?} is not a number of tokens like 12 or 0.5 (digits and one '.', no sign)");
-    }
-    if frac.len() > DECIMALS {
-        bail!(
-            "amount {s:?} has {} decimals; a token has {DECIMALS} (the smallest amount is 0.000000001)",
-            frac.len()
-        );
-    }
-    let too_large = || anyhow!("amount {s:?} is too large for a u64 of base units");
-    let whole: u64 = if whole.is_empty() { 0 } else { whole.parse().map_err(|_| too_large())? };
-    let frac_units: u64 = if frac.is_empty() {
-        0
-    } else {
-        // Right-pad to nine digits: "5" is 500000000 units.
-        format!("{frac:0<DECIMALS$}").parse().map_err(|_| too_large())?
-    };
-    whole.checked_mul(ledger::UNITS_PER_TOKEN).and_then(|w| w.checked_add(frac_units)).ok_or_else(too_large)
+    Ok(ledger::Tokens::parse_units(s)?)
 }
 
 /// Base units as tokens, without trailing zeros: 1500000000 -> "1.5".
 pub(crate) fn format_tokens(units: u64) -> String {
-    format_tokens_u128(u128::from(units))
+    ledger::Tokens::from(units).to_string()
 }
 
 pub(crate) fn format_tokens_u128(units: u128) -> String {
-    let per = u128::from(ledger::UNITS_PER_TOKEN);
-    let (whole, frac) = (units / per, units % per);
-    if frac == 0 {
-        return whole.to_string();
-    }
-    let frac = format!("{frac:0DECIMALS$}");
-    format!("{whole}.{}", frac.trim_end_matches('0'))
+    ledger::Tokens(units).to_string()
 }
 
 /// Parses `--values` and normalises them to sum to 1, as the ledger requires (within 1e-6).

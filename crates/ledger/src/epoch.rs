@@ -174,7 +174,7 @@ pub struct EpochInputs<'a> {
     pub weights: SparseMatrix,
     /// S: each neuron's stake in base units.
     pub stake: Vec<f64>,
-    /// The state the mechanism carries between epochs, as [`carried_state`] leaves it.
+    /// The state the mechanism carries between epochs, as `carried_state` leaves it.
     pub state: Cow<'a, MechanismState>,
     /// Whether each neuron is active and holds a validator permit; `validators` is both.
     pub active: Vec<bool>,

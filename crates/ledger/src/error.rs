@@ -1,6 +1,7 @@
 //! Why the ledger refused something, with what the caller needs to fix it.
 
 use crate::store::StoreError;
+use crate::tokens::Tokens;
 use crate::tx::CallKind;
 use crate::types::{Float, Hash, PublicKey};
 use borsh::{BorshDeserialize, BorshSerialize};
@@ -27,17 +28,17 @@ pub enum TxError {
     NonceReused { sender: PublicKey, expected: u64, got: u64 },
     #[error("nonce {got} is ahead of {sender}'s next nonce {expected}: send the missing transactions first")]
     NonceTooHigh { sender: PublicKey, expected: u64, got: u64 },
-    #[error("fee {got} is below the minimum {min} for {kind}")]
+    #[error("fee {} is below the minimum {} for {kind}", Tokens::from(*.got), Tokens::from(*.min))]
     FeeTooLow { kind: CallKind, min: u64, got: u64 },
-    #[error("sender {sender} cannot pay the fee: {fee} needed, balance {balance}")]
+    #[error("sender {sender} cannot pay the fee: {} needed, balance {}", Tokens::from(*.fee), Tokens::from(*.balance))]
     CannotPayFee { sender: PublicKey, fee: u64, balance: u64 },
 
     // --- the call itself: the fee is charged and the nonce used, nothing else changes.
     #[error("{what} must be greater than zero")]
     ZeroAmount { what: String },
-    #[error("insufficient balance: {needed} needed for {what} after the fee, {available} available")]
+    #[error("insufficient balance: {} needed for {what} after the fee, {} available", Tokens::from(*.needed), Tokens::from(*.available))]
     InsufficientBalance { what: String, needed: u64, available: u64 },
-    #[error("insufficient stake on {hotkey}: {needed} requested, {available} staked")]
+    #[error("insufficient stake on {hotkey}: {} requested, {} staked", Tokens::from(*.needed), Tokens::from(*.available))]
     InsufficientStake { hotkey: PublicKey, needed: u64, available: u64 },
     #[error("hotkey {0} is not registered: register it first")]
     NotRegistered(PublicKey),
@@ -51,7 +52,7 @@ pub enum TxError {
     EmptyWeights,
     #[error("{len} weights in one row, more than the limit of {max}")]
     TooManyWeights { len: u64, max: u64 },
-    #[error("uid {uid} is unknown: the network has {n} neurons (uids 0..{n})")]
+    #[error("uid {uid} is unknown: {}", known_uids(*.n))]
     UnknownUid { uid: u16, n: u64 },
     #[error("uid {uid} appears twice in the weights: give each uid once")]
     DuplicateUid { uid: u16 },
@@ -77,7 +78,7 @@ pub enum TxError {
     Overflow(String),
 
     // --- refused by a mempool only (never in a block): appended last to keep borsh indices.
-    #[error("{sender} has {pending} transactions pending that may spend {pending_spend} of its balance {balance}; this one needs {needed} (fee and amount): wait until they are included")]
+    #[error("{sender} has {pending} transactions pending that may spend {} of its balance {}; this one needs {} (fee and amount): wait until they are included", Tokens::from(*.pending_spend), Tokens::from(*.balance), Tokens::from(*.needed))]
     PendingSpendExceedsBalance {
         sender: PublicKey,
         pending: u64,
@@ -103,6 +104,15 @@ pub enum TxError {
     RevealTooLate { committed_at: u64, deadline: u64 },
     #[error("the revealed weights and salt hash to {revealed}, not to the commitment {committed}: reveal exactly the uids, values and salt committed to")]
     RevealMismatch { committed: Hash, revealed: Hash },
+}
+
+/// The uids a network of `n` neurons has, in words.
+fn known_uids(n: u64) -> String {
+    match n {
+        0 => "the network has no neurons yet".into(),
+        1 => "the network has one neuron, uid 0".into(),
+        n => format!("the network has {n} neurons, uids 0 to {}", n - 1),
+    }
 }
 
 impl TxError {

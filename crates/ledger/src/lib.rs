@@ -42,6 +42,7 @@ pub mod pow;
 pub mod ss58;
 pub mod state;
 pub mod store;
+pub mod tokens;
 pub mod tx;
 pub mod types;
 pub mod verify;
@@ -62,6 +63,7 @@ pub use ledger::{ChainHead, Ledger, Metagraph};
 pub use mempool::{Mempool, MempoolError};
 pub use state::{Issuance, State};
 pub use store::{MemStore, Store, StoreError, WriteBatch};
+pub use tokens::{Tokens, TokensError};
 pub use tx::{Call, CallKind, PreparedTx, SignedTx, TxBody};
 pub use types::{
     Account, Endpoint, Float, Hash, Ip, Modality, Neuron, NeuronScores, Protocol, PublicKey, Salt,

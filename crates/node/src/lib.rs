@@ -123,12 +123,12 @@ impl std::fmt::Debug for ValidatorConfig {
 }
 
 impl NodeConfig {
-    /// The defaults of `agora node` for `genesis`: a block a second, RPC on 127.0.0.1:9944.
+    /// The defaults of `agora node` for `genesis`: a block a second, RPC on 127.0.0.1:9960.
     pub fn new(genesis: GenesisConfig) -> NodeConfig {
         let rpc_limits = RpcLimits::for_genesis(&genesis);
         NodeConfig {
             genesis,
-            rpc_addr: SocketAddr::from(([127, 0, 0, 1], 9944)),
+            rpc_addr: SocketAddr::from(([127, 0, 0, 1], 9960)),
             production: Production::Interval(Duration::from_secs(1)),
             mempool_size: 10_000,
             history_blocks: 10_000,

@@ -423,7 +423,7 @@ pub async fn serve(
     let shared = Arc::new(Shared {
         me: hotkey,
         key,
-        keys: Mutex::new(HashMap::new()),
+        keys: crate::auth::KeyCache::new(MAX_KEPT_KEYS),
         scheduler: Scheduler::new(config.concurrency, config.queue_capacity),
         nonces: Mutex::new(NonceCache::new(config.replay_cache)),
         budget: Arc::new(Budget::new(config.max_inflight_bytes_per_caller, config.max_inflight_bytes)),
@@ -465,7 +465,7 @@ struct Shared {
     me: [u8; 32],
     /// Signs every response (protocol 4).
     key: SigningKey,
-    keys: Mutex<HashMap<[u8; 32], VerifyingKey>>,
+    keys: crate::auth::KeyCache,
     config: AxonConfig,
     scheduler: Arc<Scheduler>,
     nonces: Mutex<NonceCache>,
@@ -694,19 +694,7 @@ impl Shared {
     /// The caller's decompressed key: kept for staked and trusted callers (their number is
     /// bounded by the metagraph and the config), decompressed anew for the others.
     fn verifying_key(&self, caller: &[u8; 32], tier: Tier) -> Result<VerifyingKey, crate::auth::AuthError> {
-        let mut keys = self.keys.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(k) = keys.get(caller) {
-            return Ok(*k);
-        }
-        let key =
-            VerifyingKey::from_bytes(caller).map_err(|_| crate::auth::AuthError::MalformedCaller(32))?;
-        if tier == Tier::Staked {
-            if keys.len() >= MAX_KEPT_KEYS {
-                keys.clear();
-            }
-            keys.insert(*caller, key);
-        }
-        Ok(key)
+        self.keys.get(caller, tier == Tier::Staked).ok_or(crate::auth::AuthError::MalformedCaller(32))
     }
 
     /// The work of a verified request, its tensors checked in order (inputs, then grads): each

@@ -80,6 +80,8 @@ fn the_cli_drives_a_dev_chain() {
     let out = ok(&run(None, &["metagraph"]));
     assert!(out.starts_with("chain agora-dev  block "), "{out}");
     assert!(out.contains("  n 1  mechanism yuma"), "{out}");
+    let epoch = out.lines().nth(1).unwrap_or_default();
+    assert!(epoch.starts_with("no epoch yet") && epoch.contains("at block 100 (every 100 blocks)"), "{out}");
     let row = out.lines().find(|l| l.trim_start().starts_with("0 ")).unwrap_or_else(|| panic!("{out}"));
     assert!(row.contains(&hot58[..10]) && row.contains(" 7.5 ") && row.contains("10.0.0.1:8091"), "{row}");
     let json: serde_json::Value =
