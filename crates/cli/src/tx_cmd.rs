@@ -138,8 +138,8 @@ enum TxCommand {
         hotkey: HotkeyArg,
         #[command(flatten)]
         row: RowArgs,
-        /// Where the row and salt are saved [default: <wallet>/commits/<hotkey>.json, or
-        /// <wallet dir>/dev-commits/<name>.json for a dev account]
+        /// Where the row and salt are saved [default: WALLET/commits/HOTKEY.json in the wallet
+        /// dir, or dev-commits/NAME.json there for a dev account]
         #[arg(long, value_name = "FILE")]
         commit_file: Option<PathBuf>,
     },
