@@ -16,6 +16,7 @@ mod node_cmd;
 mod peer_cmd;
 mod tx_cmd;
 mod wallet_cmd;
+mod weights_commit;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -40,7 +41,8 @@ enum Command {
     /// Create, list, show and regenerate wallets (an encrypted coldkey and its hotkeys); ask a
     /// node for their balance
     Wallet(wallet_cmd::WalletArgs),
-    /// Sign and submit a transaction (transfer, register, serve, stake, unstake, weights) and
+    /// Sign and submit a transaction (transfer, register, serve, stake, unstake, weights,
+    /// commit-weights, reveal-weights) and
     /// wait for the block that includes it
     Tx(tx_cmd::TxArgs),
     /// Print the network's neurons: uid, hotkey, stake, rank, trust, consensus, incentive,

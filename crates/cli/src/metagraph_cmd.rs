@@ -34,6 +34,10 @@ pub fn run(args: MetagraphArgs) -> Result<()> {
             if let Some(obj) = v.as_object_mut() {
                 obj.insert("chain_id".into(), chain.id().into());
                 obj.insert("mechanism".into(), mechanism.into());
+                // The keys again as SS58 addresses (the ledger's JSON has them in hex).
+                let ss58 = |keys: &[ledger::PublicKey]| keys.iter().map(|k| k.to_ss58()).collect::<Vec<_>>();
+                obj.insert("hotkeys_ss58".into(), ss58(&mg.hotkeys).into());
+                obj.insert("coldkeys_ss58".into(), ss58(&mg.coldkeys).into());
             }
             write_out(&format!("{}\n", serde_json::to_string_pretty(&v)?))
         } else {
@@ -69,12 +73,15 @@ fn write_out(text: &str) -> Result<()> {
 fn table(chain_id: &str, mechanism: &str, mg: &MetagraphInfo) -> String {
     // Saturating: a node's numbers are input, and a bad answer must not panic the CLI.
     let issuance = (u128::from(mg.issuance.genesis) + mg.issuance.minted).saturating_sub(mg.issuance.burned);
+    // Sparsity of W at the last epoch, what adaptive inflation steers tau by.
+    let sparsity = mg.sparsity.map_or("-".to_string(), |s| format!("{s:.4}"));
     let mut out = format!(
-        "chain {chain_id}  block {}  n {}  mechanism {mechanism}  difficulty {}  issuance {}\n",
+        "chain {chain_id}  block {}  n {}  mechanism {mechanism}  difficulty {}  issuance {}  tau {}/block  sparsity {sparsity}\n",
         mg.block,
         mg.n,
         mg.difficulty,
-        crate::tx_cmd::format_tokens_u128(issuance)
+        crate::tx_cmd::format_tokens_u128(issuance),
+        format_tokens(mg.tau),
     );
     out += &format!(
         "{:>5}  {:<12}  {:>16}  {:>8}  {:>8}  {:>9}  {:>9}  {:>9}  {:>8}  {:>14}  {:>3}  {:>6}  {}\n",
@@ -107,7 +114,8 @@ fn table(chain_id: &str, mechanism: &str, mg: &MetagraphInfo) -> String {
             }
             None => "-",
         };
-        let hotkey = mg.hotkeys.get(uid).map(|k| k.to_hex()).unwrap_or_default();
+        // The SS58 address's first ten characters, as btcli shortens hotkeys.
+        let hotkey = mg.hotkeys.get(uid).map(|k| k.to_ss58()).unwrap_or_default();
         let short = format!("{}..", &hotkey[..hotkey.len().min(10)]);
         let endpoint = match mg.endpoints.get(uid).copied().flatten() {
             Some(e) => {

@@ -165,6 +165,14 @@ pub struct MetagraphInfo {
     pub bonds: Vec<Vec<(u16, f64)>>,
     pub issuance: Issuance,
     pub difficulty: u64,
+    /// tau: the emission per block in force, in base units (adaptive inflation moves it each
+    /// epoch); 0 from a node that predates it.
+    #[serde(default)]
+    pub tau: u64,
+    /// `sum(diag W) / sum(W)` at the last epoch (what adaptive inflation steers toward its
+    /// target); `None` before an epoch with weights.
+    #[serde(default)]
+    pub sparsity: Option<f64>,
 }
 
 impl From<&Metagraph> for MetagraphInfo {
@@ -196,6 +204,8 @@ impl From<&Metagraph> for MetagraphInfo {
             bonds: m.bonds.clone(),
             issuance: m.issuance,
             difficulty: m.difficulty,
+            tau: m.tau,
+            sparsity: m.sparsity,
         }
     }
 }
@@ -243,6 +253,7 @@ mod tests {
             pending_emission: 0,
             emission_rate: 0,
             scores,
+            weights_commit: None,
         }
     }
 
@@ -264,6 +275,8 @@ mod tests {
             bonds: vec![Vec::new(); 2],
             issuance: Issuance::default(),
             difficulty: 1,
+            tau: 5,
+            sparsity: None,
         };
         let info = MetagraphInfo::from(&m);
         assert_eq!(info.VT, vec![0.5, 0.0]);

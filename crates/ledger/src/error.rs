@@ -86,6 +86,24 @@ pub enum TxError {
         needed: u64,
         balance: u64,
     },
+    #[error("{sender} has {pending} transactions pending and this one pays no fee: a free transaction (set_weights) is admitted only as its sender's next one, so it can be checked in full; wait until they are included")]
+    FreeBehindPending { sender: PublicKey, pending: u64 },
+
+    // --- commit-reveal weights (appended after the mempool's to keep borsh indices).
+    #[error(
+        "commit-reveal is off on this chain (genesis weights.commit_reveal): set weights with set_weights"
+    )]
+    CommitRevealDisabled,
+    #[error("commit-reveal is on on this chain: commit a hash of the weights with commit_weights, then reveal them with reveal_weights")]
+    CommitRevealRequired,
+    #[error("hotkey {0} has no weights commitment to reveal: commit first")]
+    NoWeightsCommit(PublicKey),
+    #[error("the commitment of block {committed_at} may be revealed from block {earliest}: wait")]
+    RevealTooEarly { committed_at: u64, earliest: u64 },
+    #[error("the commitment of block {committed_at} had to be revealed by block {deadline}: commit again")]
+    RevealTooLate { committed_at: u64, deadline: u64 },
+    #[error("the revealed weights and salt hash to {revealed}, not to the commitment {committed}: reveal exactly the uids, values and salt committed to")]
+    RevealMismatch { committed: Hash, revealed: Hash },
 }
 
 /// The uids a network of `n` neurons has, in words.
@@ -115,6 +133,7 @@ impl TxError {
                 | TxError::PowBlockOutOfWindow { .. }
                 | TxError::PowTooWeak { .. }
                 | TxError::PendingSpendExceedsBalance { .. }
+                | TxError::FreeBehindPending { .. }
         )
     }
 }
@@ -201,6 +220,13 @@ impl TxError {
                 needed: 10,
                 balance: 25,
             },
+            TxError::FreeBehindPending { sender: k, pending: 1 },
+            TxError::CommitRevealDisabled,
+            TxError::CommitRevealRequired,
+            TxError::NoWeightsCommit(k),
+            TxError::RevealTooEarly { committed_at: 10, earliest: 13 },
+            TxError::RevealTooLate { committed_at: 10, deadline: 14 },
+            TxError::RevealMismatch { committed: Hash([1; 32]), revealed: Hash([2; 32]) },
         ]
     }
 }
