@@ -36,7 +36,8 @@ NOT_FOUND = -33013
 
 # The fee schedule's field for each call kind (genesis `fees`).
 FEE_FIELD = {"transfer": "transfer", "register": "register", "register_by": "register_by", "serve": "serve",
-             "add_stake": "add_stake", "remove_stake": "remove_stake", "set_weights": "set_weights"}
+             "add_stake": "add_stake", "remove_stake": "remove_stake", "set_weights": "set_weights",
+             "publish_version": "serve"}  # publish_version pays serve's fee
 
 
 @dataclass(frozen=True)

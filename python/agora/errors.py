@@ -94,6 +94,8 @@ KINDS: list[tuple[str, str, str]] = [
     ("overflow", "Overflow", "an amount overflowed"),
     ("pending_spend_exceeds_balance", "PendingSpendExceedsBalance",
      "pending transactions may spend what this one needs"),
+    ("unversioned_model", "UnversionedModel", "an all-zero model version names no model"),
+    ("model_version_unchanged", "ModelVersionUnchanged", "this model version is already the one published"),
 ]
 
 BY_KIND: dict[str, type[TxError]] = {}

@@ -146,9 +146,20 @@ class SetWeights:
     KIND = "set_weights"
 
 
-Call = Union[Transfer, Register, RegisterBy, Serve, AddStake, RemoveStake, SetWeights]
+@dataclass(frozen=True)
+class PublishVersion:
+    """Sent by a registered hotkey: the model version its axon now signs its answers with (32
+    bytes, never all zero) and that model's training step. Pays the `serve` fee."""
+
+    version: bytes
+    step: int
+    KIND = "publish_version"
+
+
+Call = Union[Transfer, Register, RegisterBy, Serve, AddStake, RemoveStake, SetWeights, PublishVersion]
 # The borsh variant index of each call: its position in `ledger::Call`.
-CALLS: tuple[type, ...] = (Transfer, Register, RegisterBy, Serve, AddStake, RemoveStake, SetWeights)
+CALLS: tuple[type, ...] = (Transfer, Register, RegisterBy, Serve, AddStake, RemoveStake, SetWeights,
+                           PublishVersion)
 
 
 def set_weights(uids: list[int], values: list[float]) -> SetWeights:
@@ -264,6 +275,9 @@ def encode_call(call: Call) -> bytes:
         w.out += struct.pack("<I", len(call.values))
         for v in call.values:
             w.out += struct.pack("<d", v)
+    elif isinstance(call, PublishVersion):
+        w.key(call.version)
+        w.u64(call.step)
     return bytes(w.out)
 
 
@@ -283,6 +297,8 @@ def _decode_call(r: _Reader) -> Call:
         uids = tuple(r.u16() for _ in range(r.u32()))
         values = tuple(struct.unpack("<d", r.take(8))[0] for _ in range(r.u32()))
         return SetWeights(uids, values)
+    if tag == 7:
+        return PublishVersion(r.take(32), r.u64())
     raise ValueError(f"Call variant {tag} does not exist")
 
 

@@ -31,6 +31,8 @@ def body_from_json(v: dict) -> tx.TxBody:
         call = tx.RemoveStake(key(c["hotkey"]), c["amount"])
     elif kind == "set_weights":
         call = tx.SetWeights(tuple(c["uids"]), tuple(float(x) for x in c["values"]))
+    elif kind == "publish_version":
+        call = tx.PublishVersion(key(c["version"]), c["step"])
     else:
         raise AssertionError(f"unknown call {kind}")
     return tx.TxBody(key(v["sender"]), v["nonce"], v["fee"], call)
@@ -66,8 +68,8 @@ def test_decoding_round_trips_and_refuses_what_the_ledger_refuses(vectors: dict)
             tx.SignedTx.decode(raw[:-1])
         with pytest.raises(ValueError, match="limit"):
             tx.SignedTx.decode(raw, max_bytes=len(raw) - 1)
-    bad_variant = bytes(32 + 16) + bytes([7])
-    with pytest.raises(ValueError, match="variant 7"):
+    bad_variant = bytes(32 + 16) + bytes([8])
+    with pytest.raises(ValueError, match="variant 8"):
         tx.SignedTx.decode(bad_variant)
 
 

@@ -1,7 +1,8 @@
 //! The JSON-RPC API's types, shared by the node (which serves them) and clients.
 
 use ledger::{
-    Account, BlockHeader, ChainHead, Endpoint, GenesisConfig, Hash, Issuance, Metagraph, PublicKey, Receipt,
+    Account, BlockHeader, ChainHead, Endpoint, GenesisConfig, Hash, Issuance, Metagraph, PublicKey, PublishedModel,
+    Receipt,
     StoredBlock, WEIGHT_SCALE,
 };
 use serde::{Deserialize, Serialize};
@@ -161,6 +162,11 @@ pub struct MetagraphInfo {
     /// predates it. Copy detection flags the later registered of two peers answering alike.
     #[serde(default)]
     pub registered_at: Vec<u64>,
+    /// The model version each neuron last published (`publish_version`, issue 16) with its
+    /// step and the block it was published at; `None` before the first. Empty from a node that
+    /// predates it. Validators compare it with the version signed into each answer.
+    #[serde(default)]
+    pub models: Vec<Option<PublishedModel>>,
     pub weights: Vec<Vec<(u16, f64)>>,
     pub bonds: Vec<Vec<(u16, f64)>>,
     pub issuance: Issuance,
@@ -188,6 +194,7 @@ impl From<&Metagraph> for MetagraphInfo {
             validator_permit: m.validator_permit(),
             last_update: m.neurons.iter().map(|n| n.last_weights_block).collect(),
             registered_at: m.neurons.iter().map(|n| n.registered_at).collect(),
+            models: m.neurons.iter().map(|n| n.model).collect(),
             weights: m
                 .weights
                 .iter()
@@ -243,6 +250,7 @@ mod tests {
             pending_emission: 0,
             emission_rate: 0,
             scores,
+            model: None,
         }
     }
 

@@ -85,6 +85,12 @@ pub enum TxError {
         needed: u64,
         balance: u64,
     },
+
+    // --- the call itself again (issue 16), appended after the mempool's to keep borsh indices.
+    #[error("model version 0x00..00 names no model: publish the hash of the parameters your axon answers with")]
+    UnversionedModel,
+    #[error("model version {version} (step {step}) is already the one published, at block {published_at}: publish again when the model changes")]
+    ModelVersionUnchanged { version: Hash, step: u64, published_at: u64 },
 }
 
 impl TxError {
@@ -191,6 +197,8 @@ impl TxError {
                 needed: 10,
                 balance: 25,
             },
+            TxError::UnversionedModel,
+            TxError::ModelVersionUnchanged { version: Hash([2; 32]), step: 40, published_at: 17 },
         ]
     }
 }

@@ -59,7 +59,8 @@ pub use state::{Issuance, State};
 pub use store::{MemStore, Store, StoreError, WriteBatch};
 pub use tx::{Call, CallKind, PreparedTx, SignedTx, TxBody};
 pub use types::{
-    Account, Endpoint, Float, Hash, Ip, Modality, Neuron, NeuronScores, Protocol, PublicKey, SignatureBytes,
+    Account, Endpoint, Float, Hash, Ip, Modality, Neuron, NeuronScores, Protocol, PublicKey, PublishedModel,
+    SignatureBytes,
     WeightRow, UNITS_PER_TOKEN, WEIGHT_SCALE,
 };
 

@@ -230,6 +230,7 @@ impl State {
                 pending_emission: 0,
                 emission_rate: 0,
                 scores: NeuronScores::default(),
+                model: None,
             };
             s.push_neuron(n);
         }

@@ -44,6 +44,20 @@ pub enum Call {
     /// Sent by a registered hotkey: replace its row of W. `values[k]` is the weight on
     /// `uids[k]`; values must be finite, >= 0, and sum to 1 (within 1e-6).
     SetWeights { uids: Vec<u16>, values: Vec<Float> },
+    /// Sent by a registered hotkey: the model its axon now answers with (issue 16), as its
+    /// signed responses name it: `version` a hash of the parameters (never all zero: that
+    /// names no model) and `step` its training step. The chain records it with the block it
+    /// was published in, so a validator can tell which model answered and whose version
+    /// appeared first.
+    ///
+    /// A call of its own rather than an optional field of `Serve`: borsh has no optional
+    /// trailing fields, so a field added to `Serve` would change the bytes of every `serve`
+    /// ever signed (and the shared vectors), while a new variant, appended last, leaves every
+    /// existing encoding as it was. It is also lighter: a peer's model changes with training,
+    /// its endpoint almost never, and publishing a version re-checks no endpoint. It pays the
+    /// `serve` fee (both announce what a neuron serves), so the fee schedule and every genesis
+    /// hash stay as they were.
+    PublishVersion { version: Hash, step: u64 },
 }
 
 /// The kind of a [`Call`], for fees and error messages.
@@ -59,6 +73,7 @@ pub enum CallKind {
     AddStake,
     RemoveStake,
     SetWeights,
+    PublishVersion,
 }
 
 impl fmt::Display for CallKind {
@@ -71,6 +86,7 @@ impl fmt::Display for CallKind {
             CallKind::AddStake => "add_stake",
             CallKind::RemoveStake => "remove_stake",
             CallKind::SetWeights => "set_weights",
+            CallKind::PublishVersion => "publish_version",
         })
     }
 }
@@ -85,6 +101,7 @@ impl Call {
             Call::AddStake { .. } => CallKind::AddStake,
             Call::RemoveStake { .. } => CallKind::RemoveStake,
             Call::SetWeights { .. } => CallKind::SetWeights,
+            Call::PublishVersion { .. } => CallKind::PublishVersion,
         }
     }
 

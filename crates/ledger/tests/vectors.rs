@@ -126,6 +126,14 @@ fn cases() -> Vec<(&'static str, &'static str, &'static str, u64, u64, Call)> {
             20_000,
             Call::SetWeights { uids: long_uids, values: long_values.into_iter().map(Float).collect() },
         ),
+        (
+            "publish_version",
+            "miner-hotkey",
+            "agora-dev",
+            10,
+            10_000,
+            Call::PublishVersion { version: Hash(*b"blake3 of the model parameters!!"), step: 1_234 },
+        ),
     ]
 }
 
@@ -236,5 +244,5 @@ fn every_vector_decodes_verifies_and_refuses_tampering() {
     }
     let kinds: std::collections::BTreeSet<&str> =
         txs.iter().map(|v| v["body"]["call"]["type"].as_str().unwrap()).collect();
-    assert_eq!(kinds.len(), 7, "every call kind has a vector: {kinds:?}");
+    assert_eq!(kinds.len(), 8, "every call kind has a vector: {kinds:?}");
 }

@@ -9,7 +9,10 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
-use wire::{Caller, Dendrite, Handler, OwnedTensor, StakeLookup, StakeTable, Target, TensorView};
+use wire::{Caller, Dendrite, Handler, ModelVersion, OwnedTensor, StakeLookup, StakeTable, Target, TensorView};
+
+/// One neighbour's answer and the model version its signature names (protocol 4; issue 16).
+pub type Signed = (OwnedTensor, ModelVersion);
 
 /// A peer's way to its neighbours.
 ///
@@ -18,29 +21,49 @@ use wire::{Caller, Dendrite, Handler, OwnedTensor, StakeLookup, StakeTable, Targ
 /// wire counts it in its metrics). `backward` hands each target its gradient and returns
 /// without waiting for the answers: a slow neighbour must not slow the sender's training.
 pub trait Neighbours: Send + Sync {
-    /// Sends `inputs` to every target; each answer within about `timeout`.
+    /// Sends `inputs` to every target; each answer within about `timeout`, with the model
+    /// version its responder signed it with (a validator compares it with the version the
+    /// responder published on chain: see [`crate::copies`]).
+    fn forward_signed(
+        &self,
+        targets: &[Target],
+        inputs: &OwnedTensor,
+        timeout: Duration,
+    ) -> impl Future<Output = Vec<Option<Signed>>> + Send;
+
+    /// [`Neighbours::forward_signed`] without the versions.
     fn forward(
         &self,
         targets: &[Target],
         inputs: &OwnedTensor,
         timeout: Duration,
-    ) -> impl Future<Output = Vec<Option<OwnedTensor>>> + Send;
+    ) -> impl Future<Output = Vec<Option<OwnedTensor>>> + Send {
+        let signed = self.forward_signed(targets, inputs, timeout);
+        async move { signed.await.into_iter().map(|a| a.map(|(t, _)| t)).collect() }
+    }
 
     /// Sends `grads[i]`, the gradient of our loss w.r.t. `targets[i]`'s answer to `inputs`.
     fn backward(&self, targets: Vec<Target>, inputs: OwnedTensor, grads: Vec<OwnedTensor>, timeout: Duration);
 }
 
 impl Neighbours for Dendrite {
-    async fn forward(
+    async fn forward_signed(
         &self,
         targets: &[Target],
         inputs: &OwnedTensor,
         timeout: Duration,
-    ) -> Vec<Option<OwnedTensor>> {
+    ) -> Vec<Option<Signed>> {
         Dendrite::forward(self, targets, inputs, timeout)
             .await
             .into_iter()
-            .map(|r| if r.is_success() { r.tensor } else { None })
+            .map(|r| {
+                let model = r.model.unwrap_or(ModelVersion::UNVERSIONED);
+                if r.is_success() {
+                    r.tensor.map(|t| (t, model))
+                } else {
+                    None
+                }
+            })
             .collect()
     }
 
@@ -129,18 +152,19 @@ impl InProcess {
 }
 
 impl Neighbours for InProcess {
-    async fn forward(
+    async fn forward_signed(
         &self,
         targets: &[Target],
         inputs: &OwnedTensor,
         _timeout: Duration,
-    ) -> Vec<Option<OwnedTensor>> {
+    ) -> Vec<Option<Signed>> {
         let view = view_of(inputs);
         targets
             .iter()
             .map(|t| {
                 let h = self.board.handler(&t.hotkey)?;
-                h.forward(&self.caller(&t.hotkey), &view).ok()
+                // The version the axon would sign into its response.
+                h.forward_versioned(&self.caller(&t.hotkey), &view).ok()
             })
             .collect()
     }

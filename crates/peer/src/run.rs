@@ -11,7 +11,7 @@ use crate::chain::{Chain, ChainError};
 use crate::files::{FileError, FinalReport, StatusRow, StatusWriter};
 use crate::learner::{read, Learner, StepOutcome, HELD_OUT_BATCHES, PRETRAIN_DATA_SEED};
 use crate::serve::{ModelHandler, RelayHandler, Serving};
-use crate::{MetagraphView, Participant, RpcChain, StepError, WeightSetter, WeightsOutcome};
+use crate::{MetagraphView, Participant, RpcChain, StepError, VersionPublisher, WeightSetter, WeightsOutcome};
 use ed25519_dalek::SigningKey;
 use ledger::{Endpoint, Modality as EndpointModality, Protocol, PublicKey};
 use nucleus::{Corpus, Nucleus, NucleusConfig, NucleusError, Split};
@@ -104,6 +104,12 @@ pub struct RunConfig {
     /// The address to publish on chain instead of the one the axon is bound to (a proxy or
     /// NAT in front of it; the localnet's fault-injecting proxy).
     pub announce_addr: Option<SocketAddr>,
+    /// Blocks between two publications of a changed model version on chain
+    /// ([`crate::version`]; [`crate::DEFAULT_VERSION_INTERVAL`]).
+    pub version_interval: u64,
+    /// Look for neighbours copying others' answers and score them 0 ([`crate::copies`]); off
+    /// only to measure what it does.
+    pub copy_detection: bool,
 }
 
 /// Why a run stopped early.
@@ -193,7 +199,8 @@ pub async fn run(cfg: RunConfig, shutdown: impl Future<Output = ()>) -> Result<E
         println!("stopped while pretraining: nothing served, no report");
         return Ok(Ending::Interrupted);
     };
-    let mut learner = Learner::new(nucleus, uid, cfg.corpus.clone(), rng, cfg.timeout)?;
+    let mut learner =
+        Learner::new(nucleus, uid, cfg.corpus.clone(), rng, cfg.timeout)?.with_copy_detection(cfg.copy_detection);
     if !checkpoint.join("state.json").is_file() {
         // Someone may read the model before the first periodic save (the localnet's judge runs
         // every peer from its checkpoint): keep one from the start.
@@ -260,6 +267,7 @@ pub async fn run(cfg: RunConfig, shutdown: impl Future<Output = ()>) -> Result<E
         None => None,
     };
     let mut setter = cfg.role.weight_setter(cfg.weights_interval);
+    let publisher = VersionPublisher::new(cfg.version_interval);
     let mut status = StatusWriter::create(&cfg.out)?;
     let started = Instant::now();
     let mut last_status = Instant::now();
@@ -305,6 +313,16 @@ pub async fn run(cfg: RunConfig, shutdown: impl Future<Output = ()>) -> Result<E
                 // No score above zero yet (nobody answered) is normal at the start.
                 Err(StepError::Row(e)) => eprintln!("weights not set: {e}"),
                 Err(StepError::Chain(e)) => eprintln!("weights not set: {e}"),
+            }
+        }
+        // Noise names no model in its answers: nothing of it to publish.
+        if cfg.role.serving() != Serving::Noise {
+            let (id, step) = read(learner.nucleus()).model_version()?;
+            if let Some(call) = publisher.due(head, id, step, view.model(uid)) {
+                match participant.transact(call).await {
+                    Ok(h) => println!("model version {} (step {step}) published in block {h}", ledger::Hash(id).to_hex().get(..12).unwrap_or_default()),
+                    Err(e) => eprintln!("model version not published: {e}"),
+                }
             }
         }
         if learner.steps() > 0 && learner.steps().is_multiple_of(cfg.checkpoint_every.max(1)) {
