@@ -314,6 +314,7 @@ async fn run_async(opts: &RunOptions, stop: &AtomicBool) -> Result<RunOutcome, L
                     .and_then(|of| registered.iter().find(|o| &o.name == of))
                     .map(|o| o.hotkey),
                 weights_interval: scenario.weights_interval,
+                copy_detection: scenario.copy_detection,
                 axon,
             };
             peers.push(PeerProcess::spawn(&opts.agora, &launch)?);

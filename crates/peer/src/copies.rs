@@ -33,6 +33,13 @@
 //! 3. otherwise the one registered later (`registered_at`, ties to the higher uid): the
 //!    incumbent keeps its place, whichever answered first in time.
 //!
+//! A neighbour that publishes on chain a model version another neuron published first (the
+//! localnet's `duplicate`: it joins with a copy of its original's checkpoint, so both publish
+//! the same parameter hash) serves that neuron's model: [`VersionBook`] remembers the first
+//! publisher of every version seen and flags the later one as its copier for as long as it
+//! holds its uid, whatever its answers become as it trains on top of the copy. A hash of all
+//! parameters is equal only for equal models, so honest peers are never flagged this way.
+//!
 //! A copier that forwards with a delay answers a probe with what its original answered to it
 //! rounds before: each neighbour's last [`HISTORY`] answers to each probe are kept, so a relay
 //! delayed by up to that many of the probe's rounds is caught; memory is bounded by probes x
@@ -159,6 +166,57 @@ impl Provenance {
         } else {
             copy(b, a)
         }
+    }
+}
+
+/// Versions remembered by [`VersionBook`] at most (the oldest publications are forgotten
+/// first): 16 versions for each of 256 neurons.
+pub const BOOK_CAPACITY: usize = 4096;
+
+/// The first publication seen of each model version on chain, and who published a version
+/// someone else had published before.
+#[derive(Debug, Default)]
+pub struct VersionBook {
+    /// version -> (block, registered_at, uid) of its first publisher.
+    first: BTreeMap<[u8; 32], (u64, u64, u16)>,
+    /// copier -> the neuron whose version it published later.
+    copied: BTreeMap<u16, u16>,
+}
+
+impl VersionBook {
+    pub fn new() -> VersionBook {
+        VersionBook::default()
+    }
+
+    /// Reads the chain's published versions (`(uid, registered_at, published)` per neuron) and
+    /// returns every neighbour known to have published a version another published first.
+    /// Of two publishing one version in the same block, the later registered copies.
+    pub fn observe(&mut self, neurons: impl IntoIterator<Item = (u16, u64, Option<PublishedModel>)>) -> BTreeSet<Copy> {
+        for (uid, registered_at, published) in neurons {
+            let Some(m) = published else { continue };
+            let key = (m.published_at, registered_at, uid);
+            let first = self.first.entry(m.version.0).or_insert(key);
+            if key < *first {
+                // Seen late (a sync skipped blocks): the earlier publisher owns it.
+                let later = std::mem::replace(first, key);
+                self.copied.insert(later.2, uid);
+            } else if first.2 != uid {
+                self.copied.insert(uid, first.2);
+            }
+        }
+        while self.first.len() > BOOK_CAPACITY {
+            let oldest = self.first.iter().min_by_key(|(_, k)| k.0).map(|(v, _)| *v);
+            if let Some(v) = oldest {
+                self.first.remove(&v);
+            }
+        }
+        self.copied.iter().map(|(&copier, &original)| Copy { copier, original }).collect()
+    }
+
+    /// Forgets a uid (it went to someone else): its publications and its verdicts.
+    pub fn forget(&mut self, uid: u16) {
+        self.first.retain(|_, k| k.2 != uid);
+        self.copied.retain(|&c, &mut o| c != uid && o != uid);
     }
 }
 
@@ -391,6 +449,29 @@ mod tests {
         assert_eq!(pair(never, early), Copy { copier: 0, original: 1 });
         // Nothing on chain: the later registered copies.
         assert_eq!(pair(registered_at(5), registered_at(3)), Copy { copier: 0, original: 1 });
+    }
+
+    /// The duplicate's case: it publishes the version its original published first (the same
+    /// checkpoint), and stays flagged after both trained on; two neurons publishing other
+    /// versions are not flagged, nor is one republishing its own; a uid that changed hands
+    /// starts afresh.
+    #[test]
+    fn a_neuron_publishing_a_version_published_before_by_another_is_its_copier() {
+        let mut book = VersionBook::new();
+        // Block 5: uid 0 publishes version 1; uid 2 version 2.
+        let found = book.observe([(0, 1, published(1, 0, 5)), (1, 2, None), (2, 3, published(2, 0, 5))]);
+        assert!(found.is_empty(), "{found:?}");
+        // Block 6: uid 1 publishes version 1 too.
+        let found = book.observe([(0, 1, published(1, 0, 5)), (1, 2, published(1, 0, 6)), (2, 3, published(2, 0, 5))]);
+        assert_eq!(found, BTreeSet::from([Copy { copier: 1, original: 0 }]));
+        // Both trained: new versions of their own, and uid 2 republishes. Still a copy.
+        let found = book.observe([(0, 1, published(3, 9, 50)), (1, 2, published(4, 9, 51)), (2, 3, published(5, 9, 50))]);
+        assert_eq!(found, BTreeSet::from([Copy { copier: 1, original: 0 }]));
+        // Same block: the later registered copies.
+        let found = book.observe([(3, 9, published(7, 0, 60)), (4, 8, published(7, 0, 60))]);
+        assert!(found.contains(&Copy { copier: 3, original: 4 }), "{found:?}");
+        book.forget(1);
+        assert!(!book.observe([]).iter().any(|c| c.copier == 1));
     }
 
     /// The other side: two honest peers on the same topic, trained alike from other seeds, are

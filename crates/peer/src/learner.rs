@@ -4,8 +4,8 @@
 //! dendrite or an in-process switchboard) and the metagraph as a [`MetagraphView`], so the same
 //! code runs in `agora peer run` and in an in-process market.
 
-use crate::copies::{neutral_answer, Copy, CopyDetector, Provenance};
-use crate::files::FinalReport;
+use crate::copies::{neutral_answer, Copy, CopyDetector, Provenance, VersionBook};
+use crate::files::{FinalReport, FoundCopy};
 use crate::metagraph::MetagraphView;
 use crate::neighbours::Neighbours;
 use crate::run::RunError;
@@ -69,6 +69,10 @@ pub struct Learner {
     misses: BTreeMap<u16, u32>,
     /// Every neighbour's last answers to the held-out probes, to catch copies (issue 16).
     copies: CopyDetector,
+    /// The first publisher of every model version seen on chain (issue 16).
+    versions: VersionBook,
+    /// Scoring rounds in which each copy was found, over the run (`final.json`).
+    found: BTreeMap<Copy, u64>,
     /// The copies found in the last scoring round.
     copiers: BTreeSet<Copy>,
     /// Whether copies are looked for and their copiers scored 0 (on by default; off is the
@@ -105,6 +109,8 @@ impl Learner {
             scores: BTreeMap::new(),
             misses: BTreeMap::new(),
             copies: CopyDetector::with_neutral(neutral),
+            versions: VersionBook::new(),
+            found: BTreeMap::new(),
             copiers: BTreeSet::new(),
             detect_copies: true,
             hotkeys: BTreeMap::new(),
@@ -255,6 +261,7 @@ impl Learner {
             let uid = uid as u16;
             if self.hotkeys.insert(uid, hotkey.0).is_some_and(|old| old != hotkey.0) {
                 self.copies.forget(uid);
+                self.versions.forget(uid);
             }
         }
         let who = |uid: u16| Provenance {
@@ -262,12 +269,17 @@ impl Learner {
             signed: signed.get(&uid).copied(),
             published: view.model(uid),
         };
-        let mut found = BTreeSet::new();
+        let neurons = (0..view.n()).map(|u| (u, view.registered_at(u), view.model(u)));
+        let mut found: BTreeSet<Copy> =
+            self.versions.observe(neurons).into_iter().filter(|c| c.copier != self.uid).collect();
         for (k, batch) in responses.iter().enumerate() {
             let probe = (from + k) % self.held_out.len();
             let answers: Vec<(u16, &[f32])> =
                 batch.iter().filter_map(|(u, r)| r.as_deref().map(|r| (*u, r))).collect();
             found.extend(self.copies.observe(probe, &answers, who));
+        }
+        for c in &found {
+            *self.found.entry(*c).or_default() += 1;
         }
         found
     }
@@ -303,6 +315,11 @@ impl Learner {
             heldout_loss: f64::from(eval.loss),
             student_loss: Some(f64::from(student_loss)),
             ablation: eval.ablation.into_iter().map(|(u, d)| (u.to_string(), f64::from(d))).collect(),
+            copies: self
+                .found
+                .iter()
+                .map(|(c, &rounds)| FoundCopy { copier: c.copier, original: c.original, rounds })
+                .collect(),
         })
     }
 }

@@ -249,6 +249,10 @@ pub async fn run(cfg: RunConfig, shutdown: impl Future<Output = ()>) -> Result<E
         modality: EndpointModality::Text,
     };
     participant.serve(endpoint).await?;
+    // The model it joins with, on chain before anyone scores it.
+    let publisher = VersionPublisher::new(cfg.version_interval);
+    let head = participant.chain().head().await?.height;
+    publish_version(&participant, &learner, &cfg.role, &publisher, &view, head).await?;
     if addr == bound {
         println!("axon serving on {addr}");
     } else {
@@ -267,7 +271,6 @@ pub async fn run(cfg: RunConfig, shutdown: impl Future<Output = ()>) -> Result<E
         None => None,
     };
     let mut setter = cfg.role.weight_setter(cfg.weights_interval);
-    let publisher = VersionPublisher::new(cfg.version_interval);
     let mut status = StatusWriter::create(&cfg.out)?;
     let started = Instant::now();
     let mut last_status = Instant::now();
@@ -315,16 +318,7 @@ pub async fn run(cfg: RunConfig, shutdown: impl Future<Output = ()>) -> Result<E
                 Err(StepError::Chain(e)) => eprintln!("weights not set: {e}"),
             }
         }
-        // Noise names no model in its answers: nothing of it to publish.
-        if cfg.role.serving() != Serving::Noise {
-            let (id, step) = read(learner.nucleus()).model_version()?;
-            if let Some(call) = publisher.due(head, id, step, view.model(uid)) {
-                match participant.transact(call).await {
-                    Ok(h) => println!("model version {} (step {step}) published in block {h}", ledger::Hash(id).to_hex().get(..12).unwrap_or_default()),
-                    Err(e) => eprintln!("model version not published: {e}"),
-                }
-            }
-        }
+        publish_version(&participant, &learner, &cfg.role, &publisher, &view, head).await?;
         if learner.steps() > 0 && learner.steps().is_multiple_of(cfg.checkpoint_every.max(1)) {
             read(learner.nucleus()).save_checkpoint(&checkpoint)?;
         }
@@ -375,6 +369,34 @@ pub async fn run(cfg: RunConfig, shutdown: impl Future<Output = ()>) -> Result<E
         path.display()
     );
     Ok(Ending::Finished(report))
+}
+
+/// Publishes the model version the axon answers with if `publisher` says it is due (see
+/// [`crate::version`]). Noise names no model in its answers: nothing of it to publish. A
+/// refusal is reported and the run goes on.
+async fn publish_version(
+    participant: &Participant<impl Chain>,
+    learner: &Learner,
+    role: &Role,
+    publisher: &VersionPublisher,
+    view: &MetagraphView,
+    head: u64,
+) -> Result<(), RunError> {
+    if role.serving() == Serving::Noise {
+        return Ok(());
+    }
+    let uid = learner.uid();
+    let (id, step) = read(learner.nucleus()).model_version()?;
+    if let Some(call) = publisher.due(head, id, step, view.model(uid)) {
+        match participant.transact(call).await {
+            Ok(h) => println!(
+                "model version {} (step {step}) published in block {h}",
+                ledger::Hash(id).to_hex().get(..12).unwrap_or_default()
+            ),
+            Err(e) => eprintln!("model version not published: {e}"),
+        }
+    }
+    Ok(())
 }
 
 /// Stops the metrics server when the run ends.
