@@ -1,9 +1,8 @@
 //! The JSON-RPC API's types, shared by the node (which serves them) and clients.
 
 use ledger::{
-    Account, BlockHeader, ChainHead, Endpoint, GenesisConfig, Hash, Issuance, Metagraph, PublicKey, PublishedModel,
-    Receipt,
-    StoredBlock, WEIGHT_SCALE,
+    Account, BlockHeader, ChainHead, Endpoint, GenesisConfig, Hash, Issuance, Metagraph, PublicKey,
+    PublishedModel, Receipt, StoredBlock, WEIGHT_SCALE,
 };
 use serde::{Deserialize, Serialize};
 

@@ -87,7 +87,9 @@ pub enum TxError {
     },
 
     // --- the call itself again (issue 16), appended after the mempool's to keep borsh indices.
-    #[error("model version 0x00..00 names no model: publish the hash of the parameters your axon answers with")]
+    #[error(
+        "model version 0x00..00 names no model: publish the hash of the parameters your axon answers with"
+    )]
     UnversionedModel,
     #[error("model version {version} (step {step}) is already the one published, at block {published_at}: publish again when the model changes")]
     ModelVersionUnchanged { version: Hash, step: u64, published_at: u64 },

@@ -60,8 +60,7 @@ pub use store::{MemStore, Store, StoreError, WriteBatch};
 pub use tx::{Call, CallKind, PreparedTx, SignedTx, TxBody};
 pub use types::{
     Account, Endpoint, Float, Hash, Ip, Modality, Neuron, NeuronScores, Protocol, PublicKey, PublishedModel,
-    SignatureBytes,
-    WeightRow, UNITS_PER_TOKEN, WEIGHT_SCALE,
+    SignatureBytes, WeightRow, UNITS_PER_TOKEN, WEIGHT_SCALE,
 };
 
 /// Re-exported so wallets and the node sign with the same key type.

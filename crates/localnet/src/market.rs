@@ -24,8 +24,8 @@ use ledger::{Call, Endpoint, Modality, Protocol};
 use nucleus::{Corpus, Nucleus};
 use peer::files::{StatusRow, StatusWriter};
 use peer::learner::{as_f32, pretrain_steps, read, text_tensor, PRETRAIN_DATA_SEED};
-use peer::serve::{ModelHandler, RelayHandler};
 use peer::serve::Serving;
+use peer::serve::{ModelHandler, RelayHandler};
 use peer::{
     Chain, Learner, LocalChain, MetagraphView, Neighbours, Participant, Switchboard, VersionPublisher,
     WeightSetter,

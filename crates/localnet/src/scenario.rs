@@ -452,9 +452,13 @@ mod tests {
         assert_eq!(role("copycat").role, Role::Copycat);
         let dup = role("startrek-duplicate");
         let orig = role("startrek-expert");
-        assert_eq!((dup.seed, dup.pretrain_steps, &dup.dataset), (orig.seed, orig.pretrain_steps, &orig.dataset));
-        let off = Scenario::from_toml(&(s.to_toml().replacen("mechanism", "copy_detection = false\nmechanism", 1)))
-            .unwrap();
+        assert_eq!(
+            (dup.seed, dup.pretrain_steps, &dup.dataset),
+            (orig.seed, orig.pretrain_steps, &orig.dataset)
+        );
+        let off =
+            Scenario::from_toml(&(s.to_toml().replacen("mechanism", "copy_detection = false\nmechanism", 1)))
+                .unwrap();
         assert!(!off.copy_detection);
         assert!(!Scenario::default().to_toml().contains("copy_detection"), "the default is not written");
     }

@@ -227,6 +227,11 @@ fn without_copy_detection_the_copycat_is_paid() {
     let s = copycat_market(&dir, &cache, true, false);
     let copycat = s.copycat_incentive_share.expect("a copycat ran");
     let original = s.copied_incentive_share.expect("the copied peer ran");
-    eprintln!("copy detection off: the copycat earned {copycat:.4} of the incentive, the expert {original:.4}");
-    assert!(copycat >= 0.01, "without detection the copycat earned only {copycat:.4}: the test above proves nothing");
+    eprintln!(
+        "copy detection off: the copycat earned {copycat:.4} of the incentive, the expert {original:.4}"
+    );
+    assert!(
+        copycat >= 0.01,
+        "without detection the copycat earned only {copycat:.4}: the test above proves nothing"
+    );
 }

@@ -29,7 +29,8 @@
 //!    ([`VersionCheck::Contradicts`]: it signs no model, or an older step than it published,
 //!    while it published one) and the other's do not: a relay signs for no model of its own;
 //! 2. both signing the same model version: the one that published it on chain later (or not
-//!    at all): whose version appeared later;
+//!    at all): whose version appeared later (publications within [`SIMULTANEOUS_BLOCKS`] of each
+//!    other are a race, not an order: then the later registered);
 //! 3. otherwise the one registered later (`registered_at`, ties to the higher uid): the
 //!    incumbent keeps its place, whichever answered first in time.
 //!
@@ -157,7 +158,8 @@ impl Provenance {
                 };
                 let (pa, pb) = (appeared(a.1), appeared(b.1));
                 if pa != pb {
-                    return if pa > pb { copy(a, b) } else { copy(b, a) };
+                    let (ka, kb) = ((pa, a.1.registered_at, a.0), (pb, b.1.registered_at, b.0));
+                    return if earlier(kb, ka) { copy(a, b) } else { copy(b, a) };
                 }
             }
         }
@@ -189,18 +191,23 @@ impl VersionBook {
     }
 
     /// Reads the chain's published versions (`(uid, registered_at, published)` per neuron) and
-    /// returns every neighbour known to have published a version another published first.
-    /// Of two publishing one version in the same block, the later registered copies.
-    pub fn observe(&mut self, neurons: impl IntoIterator<Item = (u16, u64, Option<PublishedModel>)>) -> BTreeSet<Copy> {
+    /// returns every neighbour known to have published a version another published first
+    /// ([`earlier`] decides who was first).
+    pub fn observe(
+        &mut self,
+        neurons: impl IntoIterator<Item = (u16, u64, Option<PublishedModel>)>,
+    ) -> BTreeSet<Copy> {
         for (uid, registered_at, published) in neurons {
             let Some(m) = published else { continue };
             let key = (m.published_at, registered_at, uid);
             let first = self.first.entry(m.version.0).or_insert(key);
-            if key < *first {
-                // Seen late (a sync skipped blocks): the earlier publisher owns it.
+            if first.2 == uid {
+                continue;
+            }
+            if earlier(key, *first) {
                 let later = std::mem::replace(first, key);
                 self.copied.insert(later.2, uid);
-            } else if first.2 != uid {
+            } else {
                 self.copied.insert(uid, first.2);
             }
         }
@@ -217,6 +224,22 @@ impl VersionBook {
     pub fn forget(&mut self, uid: u16) {
         self.first.retain(|_, k| k.2 != uid);
         self.copied.retain(|&c, &mut o| c != uid && o != uid);
+    }
+}
+
+/// Publications of one version this many blocks apart or closer are simultaneous: peers that
+/// start with the same model (the localnet's duplicate and its original) race each other to the
+/// chain, and the block that wins says nothing about who had the model first.
+pub const SIMULTANEOUS_BLOCKS: u64 = 10;
+
+/// Whether the publication `a = (published_at, registered_at, uid)` of a version counts as
+/// before `b`'s: clearly earlier (more than [`SIMULTANEOUS_BLOCKS`]), else by registration,
+/// then uid.
+pub fn earlier(a: (u64, u64, u16), b: (u64, u64, u16)) -> bool {
+    if a.0.abs_diff(b.0) > SIMULTANEOUS_BLOCKS {
+        a.0 < b.0
+    } else {
+        (a.1, a.2) < (b.1, b.2)
     }
 }
 
@@ -438,15 +461,25 @@ mod tests {
             found.into_iter().next().unwrap()
         };
         // Uid 0 registered first but relays: it signs no model though it published one.
-        let relay = Provenance { registered_at: 1, signed: Some(ModelVersion::UNVERSIONED), published: published(3, 4, 2) };
-        let honest = Provenance { registered_at: 9, signed: Some(version(4, 40)), published: published(4, 30, 12) };
+        let relay = Provenance {
+            registered_at: 1,
+            signed: Some(ModelVersion::UNVERSIONED),
+            published: published(3, 4, 2),
+        };
+        let honest =
+            Provenance { registered_at: 9, signed: Some(version(4, 40)), published: published(4, 30, 12) };
         assert_eq!(pair(relay, honest), Copy { copier: 0, original: 1 });
-        // Both sign version 5: uid 1 published it at block 20, uid 0 at 30 (or never).
-        let early = Provenance { registered_at: 9, signed: Some(version(5, 50)), published: published(5, 50, 20) };
-        let late = Provenance { registered_at: 1, signed: Some(version(5, 50)), published: published(5, 50, 30) };
+        // Both sign version 5: uid 1 published it at block 20, uid 0 at 40 (or never).
+        let early =
+            Provenance { registered_at: 9, signed: Some(version(5, 50)), published: published(5, 50, 20) };
+        let late =
+            Provenance { registered_at: 1, signed: Some(version(5, 50)), published: published(5, 50, 40) };
         assert_eq!(pair(late, early), Copy { copier: 0, original: 1 });
         let never = Provenance { published: published(6, 10, 3), ..late };
         assert_eq!(pair(never, early), Copy { copier: 0, original: 1 });
+        // Published 5 blocks apart: a race; the later registered (uid 1) copies.
+        let close = Provenance { published: published(5, 50, 25), ..late };
+        assert_eq!(pair(close, early), Copy { copier: 1, original: 0 });
         // Nothing on chain: the later registered copies.
         assert_eq!(pair(registered_at(5), registered_at(3)), Copy { copier: 0, original: 1 });
     }
@@ -462,14 +495,25 @@ mod tests {
         let found = book.observe([(0, 1, published(1, 0, 5)), (1, 2, None), (2, 3, published(2, 0, 5))]);
         assert!(found.is_empty(), "{found:?}");
         // Block 6: uid 1 publishes version 1 too.
-        let found = book.observe([(0, 1, published(1, 0, 5)), (1, 2, published(1, 0, 6)), (2, 3, published(2, 0, 5))]);
+        let found = book.observe([
+            (0, 1, published(1, 0, 5)),
+            (1, 2, published(1, 0, 6)),
+            (2, 3, published(2, 0, 5)),
+        ]);
         assert_eq!(found, BTreeSet::from([Copy { copier: 1, original: 0 }]));
         // Both trained: new versions of their own, and uid 2 republishes. Still a copy.
-        let found = book.observe([(0, 1, published(3, 9, 50)), (1, 2, published(4, 9, 51)), (2, 3, published(5, 9, 50))]);
+        let found = book.observe([
+            (0, 1, published(3, 9, 50)),
+            (1, 2, published(4, 9, 51)),
+            (2, 3, published(5, 9, 50)),
+        ]);
         assert_eq!(found, BTreeSet::from([Copy { copier: 1, original: 0 }]));
-        // Same block: the later registered copies.
-        let found = book.observe([(3, 9, published(7, 0, 60)), (4, 8, published(7, 0, 60))]);
+        // Within SIMULTANEOUS_BLOCKS: a race, the later registered copies, whichever landed
+        // first; clearly earlier, the first publisher owns it.
+        let found = book.observe([(3, 9, published(7, 0, 60)), (4, 8, published(7, 0, 65))]);
         assert!(found.contains(&Copy { copier: 3, original: 4 }), "{found:?}");
+        let found = book.observe([(5, 9, published(8, 0, 60)), (6, 8, published(8, 0, 71))]);
+        assert!(found.contains(&Copy { copier: 6, original: 5 }), "{found:?}");
         book.forget(1);
         assert!(!book.observe([]).iter().any(|c| c.copier == 1));
     }

@@ -502,7 +502,14 @@ pub async fn evaluate(
         }
         all.push(responses);
     }
-    Ok(Evaluation { loss: loss / batches.len().max(1) as f32, ablation, per_batch, answered, responses: all, signed })
+    Ok(Evaluation {
+        loss: loss / batches.len().max(1) as f32,
+        ablation,
+        per_batch,
+        answered,
+        responses: all,
+        signed,
+    })
 }
 
 /// `steps` pretraining steps (f_i alone on its own training data, the student standing in for

@@ -9,7 +9,9 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
-use wire::{Caller, Dendrite, Handler, ModelVersion, OwnedTensor, StakeLookup, StakeTable, Target, TensorView};
+use wire::{
+    Caller, Dendrite, Handler, ModelVersion, OwnedTensor, StakeLookup, StakeTable, Target, TensorView,
+};
 
 /// One neighbour's answer and the model version its signature names (protocol 4; issue 16).
 pub type Signed = (OwnedTensor, ModelVersion);

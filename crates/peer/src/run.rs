@@ -11,7 +11,9 @@ use crate::chain::{Chain, ChainError};
 use crate::files::{FileError, FinalReport, StatusRow, StatusWriter};
 use crate::learner::{read, Learner, StepOutcome, HELD_OUT_BATCHES, PRETRAIN_DATA_SEED};
 use crate::serve::{ModelHandler, RelayHandler, Serving};
-use crate::{MetagraphView, Participant, RpcChain, StepError, VersionPublisher, WeightSetter, WeightsOutcome};
+use crate::{
+    MetagraphView, Participant, RpcChain, StepError, VersionPublisher, WeightSetter, WeightsOutcome,
+};
 use ed25519_dalek::SigningKey;
 use ledger::{Endpoint, Modality as EndpointModality, Protocol, PublicKey};
 use nucleus::{Corpus, Nucleus, NucleusConfig, NucleusError, Split};
@@ -199,8 +201,8 @@ pub async fn run(cfg: RunConfig, shutdown: impl Future<Output = ()>) -> Result<E
         println!("stopped while pretraining: nothing served, no report");
         return Ok(Ending::Interrupted);
     };
-    let mut learner =
-        Learner::new(nucleus, uid, cfg.corpus.clone(), rng, cfg.timeout)?.with_copy_detection(cfg.copy_detection);
+    let mut learner = Learner::new(nucleus, uid, cfg.corpus.clone(), rng, cfg.timeout)?
+        .with_copy_detection(cfg.copy_detection);
     if !checkpoint.join("state.json").is_file() {
         // Someone may read the model before the first periodic save (the localnet's judge runs
         // every peer from its checkpoint): keep one from the start.

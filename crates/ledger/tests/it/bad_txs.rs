@@ -318,9 +318,11 @@ fn publish_version_records_the_model_and_refuses_bad_ones() {
     let n0 = c.ledger.account(&pk("hot0")).nonce;
     // The same version again (at any step): nothing new to say.
     let t = signed(&c, &hot0, n0, FEE, Call::PublishVersion { version: v1, step: 41 });
-    refused(&mut c, t, |e| {
-        matches!(e, TxError::ModelVersionUnchanged { version, step: 40, published_at } if *version == v1 && *published_at == h)
-    });
+    refused(
+        &mut c,
+        t,
+        |e| matches!(e, TxError::ModelVersionUnchanged { version, step: 40, published_at } if *version == v1 && *published_at == h),
+    );
     // All zero names no model.
     let t = signed(&c, &hot0, n0, FEE, Call::PublishVersion { version: Hash::ZERO, step: 1 });
     refused(&mut c, t, |e| matches!(e, TxError::UnversionedModel));
