@@ -233,7 +233,7 @@ async fn market(opts: &MarketOptions) -> Result<MarketOutcome, LocalnetError> {
             modality: Modality::Text,
         };
         participant.serve(endpoint).await?;
-        let peer = MarketPeer {
+        peers.push(MarketPeer {
             name: spec.name.clone(),
             role: spec.role,
             uid: r.uid,
@@ -244,13 +244,8 @@ async fn market(opts: &MarketOptions) -> Result<MarketOutcome, LocalnetError> {
             leaves_at: None,
             online: true,
             status: StatusWriter::create(&peer_dir(out, &spec.name))?,
-        };
-        // The model it joins with, on chain before anyone scores it (as `agora peer run`).
-        publish_version(&peer, &MetagraphView::sync(&chain).await?, &g, &publisher).await?;
-        peers.push(peer);
+        });
     }
-    // The versions they joined with go into a block of their own, before any weights.
-    chain.produce_block()?;
     peers.sort_by_key(|p| p.uid);
     let names: Vec<(String, Role)> = peers.iter().map(|p| (p.name.clone(), p.role)).collect();
     let judge = Judge::plan(&subjects, opts.judge)?;
@@ -297,7 +292,9 @@ async fn market(opts: &MarketOptions) -> Result<MarketOutcome, LocalnetError> {
                 submit_weights(p, &view, &g, &scores, opts.weights, &mut weights_rng).await?;
             }
             // One transaction per peer and block (the nonce is read from the chain): the
-            // version waits for a block without weights.
+            // version waits for a block without weights, so the first goes out in the run's
+            // first such block (in `agora peer run`, as the peer starts serving). Publishing
+            // moves no stake: the market plays out as it would without it.
             if p.setter.last_submitted() != Some(head + 1) {
                 publish_version(p, &view, &g, &publisher).await?;
             }
