@@ -37,8 +37,9 @@ NOT_FOUND = -33013
 # The fee schedule's field for each call kind (genesis `fees`).
 FEE_FIELD = {"transfer": "transfer", "register": "register", "register_by": "register_by", "serve": "serve",
              "add_stake": "add_stake", "remove_stake": "remove_stake", "set_weights": "set_weights",
-             # The two halves of a set_weights pay what it pays.
-             "commit_weights": "set_weights", "reveal_weights": "set_weights"}
+             # The two halves of a set_weights pay what it pays; publish_version pays serve's.
+             "commit_weights": "set_weights", "reveal_weights": "set_weights",
+             "publish_version": "serve"}
 
 
 @dataclass(frozen=True)

@@ -101,6 +101,8 @@ KINDS: list[tuple[str, str, str]] = [
     ("reveal_too_early", "RevealTooEarly", "the reveal window has not opened yet"),
     ("reveal_too_late", "RevealTooLate", "the reveal window has closed"),
     ("reveal_mismatch", "RevealMismatch", "the revealed row and salt do not match the commitment"),
+    ("unversioned_model", "UnversionedModel", "an all-zero model version names no model"),
+    ("model_version_unchanged", "ModelVersionUnchanged", "this model version is already the one published"),
 ]
 
 BY_KIND: dict[str, type[TxError]] = {}

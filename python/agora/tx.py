@@ -147,6 +147,16 @@ class SetWeights:
 
 
 @dataclass(frozen=True)
+class PublishVersion:
+    """Sent by a registered hotkey: the model version its axon now signs its answers with (32
+    bytes, never all zero) and that model's training step. Pays the `serve` fee."""
+
+    version: bytes
+    step: int
+    KIND = "publish_version"
+
+
+@dataclass(frozen=True)
 class CommitWeights:
     """Sent by a registered hotkey on a chain with commit-reveal on: commit to a row of W by
     its hash ([`weights_commitment`]) without showing it."""
@@ -166,7 +176,8 @@ class RevealWeights:
     KIND = "reveal_weights"
 
 
-Call = Union[Transfer, Register, RegisterBy, Serve, AddStake, RemoveStake, SetWeights, CommitWeights, RevealWeights]
+Call = Union[Transfer, Register, RegisterBy, Serve, AddStake, RemoveStake, SetWeights, CommitWeights, RevealWeights,
+             PublishVersion]
 # The borsh variant index of each call: its position in `ledger::Call`.
 CALLS: tuple[type, ...] = (
     Transfer,
@@ -178,6 +189,7 @@ CALLS: tuple[type, ...] = (
     SetWeights,
     CommitWeights,
     RevealWeights,
+    PublishVersion,
 )
 
 
@@ -304,6 +316,9 @@ def encode_call(call: Call) -> bytes:
     elif isinstance(call, RevealWeights):
         w.out += _weight_row(call.uids, call.values)
         w.key(call.salt)
+    elif isinstance(call, PublishVersion):
+        w.key(call.version)
+        w.u64(call.step)
     return bytes(w.out)
 
 
@@ -325,6 +340,8 @@ def _decode_call(r: _Reader) -> Call:
         return SetWeights(uids, values) if tag == 6 else RevealWeights(uids, values, r.take(32))
     if tag == 7:
         return CommitWeights(r.take(32))
+    if tag == 9:
+        return PublishVersion(r.take(32), r.u64())
     raise ValueError(f"Call variant {tag} does not exist")
 
 

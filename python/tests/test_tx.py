@@ -35,6 +35,8 @@ def body_from_json(v: dict) -> tx.TxBody:
         call = tx.CommitWeights(key(c["commitment"]))
     elif kind == "reveal_weights":
         call = tx.RevealWeights(tuple(c["uids"]), tuple(float(x) for x in c["values"]), key(c["salt"]))
+    elif kind == "publish_version":
+        call = tx.PublishVersion(key(c["version"]), c["step"])
     else:
         raise AssertionError(f"unknown call {kind}")
     return tx.TxBody(key(v["sender"]), v["nonce"], v["fee"], call)
@@ -78,8 +80,8 @@ def test_decoding_round_trips_and_refuses_what_the_ledger_refuses(vectors: dict)
             tx.SignedTx.decode(raw[:-1])
         with pytest.raises(ValueError, match="limit"):
             tx.SignedTx.decode(raw, max_bytes=len(raw) - 1)
-    bad_variant = bytes(32 + 16) + bytes([9])
-    with pytest.raises(ValueError, match="variant 9"):
+    bad_variant = bytes(32 + 16) + bytes([10])
+    with pytest.raises(ValueError, match="variant 10"):
         tx.SignedTx.decode(bad_variant)
 
 

@@ -84,7 +84,7 @@ fn table(chain_id: &str, mechanism: &str, mg: &MetagraphInfo) -> String {
         format_tokens(mg.tau),
     );
     out += &format!(
-        "{:>5}  {:<12}  {:>16}  {:>8}  {:>8}  {:>9}  {:>9}  {:>9}  {:>8}  {:>14}  {:>3}  {:>6}  {}\n",
+        "{:>5}  {:<12}  {:>16}  {:>8}  {:>8}  {:>9}  {:>9}  {:>9}  {:>8}  {:>14}  {:>3}  {:>6}  {:<32}  {}\n",
         "UID",
         "HOTKEY",
         "STAKE",
@@ -97,6 +97,7 @@ fn table(chain_id: &str, mechanism: &str, mg: &MetagraphInfo) -> String {
         "EMISSION",
         "VAL",
         "ACTIVE",
+        "MODEL (VERSION/STEP @ BLOCK)",
         "ENDPOINT"
     );
     for uid in 0..mg.n as usize {
@@ -127,8 +128,9 @@ fn table(chain_id: &str, mechanism: &str, mg: &MetagraphInfo) -> String {
             }
             None => "-".into(),
         };
+        let model = model_cell(mg, uid);
         out += &format!(
-            "{uid:>5}  {short:<12}  {:>16}  {:>8.5}  {:>8.5}  {:>9.5}  {:>9.5}  {:>9.5}  {:>8.5}  {:>14}  {:>3}  {:>6}  {endpoint}\n",
+            "{uid:>5}  {short:<12}  {:>16}  {:>8.5}  {:>8.5}  {:>9.5}  {:>9.5}  {:>9.5}  {:>8.5}  {:>14}  {:>3}  {:>6}  {model:<32}  {endpoint}\n",
             format_tokens(mg.S.get(uid).copied().unwrap_or(0)),
             f(&mg.R),
             f(&mg.T),
@@ -142,6 +144,15 @@ fn table(chain_id: &str, mechanism: &str, mg: &MetagraphInfo) -> String {
         );
     }
     out
+}
+
+/// The model version a neuron last published (issue 16): the first 12 hex digits of the
+/// version, its step and the block that recorded it; `-` before its first publication.
+fn model_cell(mg: &MetagraphInfo, uid: usize) -> String {
+    match mg.models.get(uid).copied().flatten() {
+        Some(m) => format!("{}/{} @ {}", &m.version.to_hex()[..12], m.step, m.published_at),
+        None => "-".into(),
+    }
 }
 
 /// The height of the last epoch at or before `block` (epochs run at the multiples of `tempo`;

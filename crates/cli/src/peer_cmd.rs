@@ -133,6 +133,14 @@ struct RunArgs {
     /// and as dendrite) at http://ADDR/metrics
     #[arg(long, value_name = "ADDR")]
     metrics_addr: Option<SocketAddr>,
+    /// Blocks between two publications of the model version on chain (a publish_version
+    /// transaction when the model changed; the first at once)
+    #[arg(long, value_name = "BLOCKS", default_value_t = peer::DEFAULT_VERSION_INTERVAL)]
+    version_interval: u64,
+    /// Do not look for neighbours that copy others' answers (they are then scored like
+    /// anyone else: a control that shows what copy detection does)
+    #[arg(long)]
+    no_copy_detection: bool,
 }
 
 #[derive(Debug, Args)]
@@ -254,6 +262,8 @@ fn run_peer(a: RunArgs) -> Result<()> {
         resume: a.resume,
         metrics_addr: a.metrics_addr,
         competitive_masking: a.competitive_masking.map(peer::MaskingConfig::new).transpose()?,
+        version_interval: a.version_interval,
+        copy_detection: !a.no_copy_detection,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let ending = runtime.block_on(peer::run::run(cfg, shutdown_signal()))?;

@@ -1,8 +1,8 @@
 //! The JSON-RPC API's types, shared by the node (which serves them) and clients.
 
 use ledger::{
-    Account, BlockHeader, ChainHead, Endpoint, GenesisConfig, Hash, Issuance, Metagraph, PublicKey, Receipt,
-    StoredBlock, WEIGHT_SCALE,
+    Account, BlockHeader, ChainHead, Endpoint, GenesisConfig, Hash, Issuance, Metagraph, PublicKey,
+    PublishedModel, Receipt, StoredBlock, WEIGHT_SCALE,
 };
 use serde::{Deserialize, Serialize};
 
@@ -161,6 +161,11 @@ pub struct MetagraphInfo {
     /// predates it. Copy detection flags the later registered of two peers answering alike.
     #[serde(default)]
     pub registered_at: Vec<u64>,
+    /// The model version each neuron last published (`publish_version`, issue 16) with its
+    /// step and the block it was published at; `None` before the first. Empty from a node that
+    /// predates it. Validators compare it with the version signed into each answer.
+    #[serde(default)]
+    pub models: Vec<Option<PublishedModel>>,
     pub weights: Vec<Vec<(u16, f64)>>,
     pub bonds: Vec<Vec<(u16, f64)>>,
     pub issuance: Issuance,
@@ -196,6 +201,7 @@ impl From<&Metagraph> for MetagraphInfo {
             validator_permit: m.validator_permit(),
             last_update: m.neurons.iter().map(|n| n.last_weights_block).collect(),
             registered_at: m.neurons.iter().map(|n| n.registered_at).collect(),
+            models: m.neurons.iter().map(|n| n.model).collect(),
             weights: m
                 .weights
                 .iter()
@@ -254,6 +260,7 @@ mod tests {
             emission_rate: 0,
             scores,
             weights_commit: None,
+            model: None,
         }
     }
 

@@ -104,6 +104,14 @@ pub enum TxError {
     RevealTooLate { committed_at: u64, deadline: u64 },
     #[error("the revealed weights and salt hash to {revealed}, not to the commitment {committed}: reveal exactly the uids, values and salt committed to")]
     RevealMismatch { committed: Hash, revealed: Hash },
+
+    // --- the call itself again (issue 16), appended after the mempool's to keep borsh indices.
+    #[error(
+        "model version 0x00..00 names no model: publish the hash of the parameters your axon answers with"
+    )]
+    UnversionedModel,
+    #[error("model version {version} (step {step}) is already the one published, at block {published_at}: publish again when the model changes")]
+    ModelVersionUnchanged { version: Hash, step: u64, published_at: u64 },
 }
 
 /// The uids a network of `n` neurons has, in words.
@@ -227,6 +235,8 @@ impl TxError {
             TxError::RevealTooEarly { committed_at: 10, earliest: 13 },
             TxError::RevealTooLate { committed_at: 10, deadline: 14 },
             TxError::RevealMismatch { committed: Hash([1; 32]), revealed: Hash([2; 32]) },
+            TxError::UnversionedModel,
+            TxError::ModelVersionUnchanged { version: Hash([2; 32]), step: 40, published_at: 17 },
         ]
     }
 }

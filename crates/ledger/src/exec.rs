@@ -19,7 +19,7 @@ use crate::pow;
 use crate::state::State;
 use crate::tx::{Call, PreparedTx, SignedTx, TxBody};
 use crate::types::{
-    Account, Endpoint, Float, Hash, Neuron, NeuronScores, PublicKey, WeightRow, WEIGHT_SCALE,
+    Account, Endpoint, Float, Hash, Neuron, NeuronScores, PublicKey, PublishedModel, WeightRow, WEIGHT_SCALE,
 };
 
 /// Context of the block being executed.
@@ -87,6 +87,11 @@ pub(crate) enum Plan {
     RevealWeights {
         uid: u16,
         row: WeightRow,
+    },
+    PublishVersion {
+        uid: u16,
+        version: Hash,
+        step: u64,
     },
 }
 
@@ -229,6 +234,22 @@ pub(crate) fn plan(state: &State, ctx: &BlockCtx, body: &TxBody) -> Result<Plan,
                 return Err(TxError::InsufficientStake { hotkey: *hotkey, needed: *amount, available });
             }
             Ok(Plan::RemoveStake { uid, amount: *amount })
+        }
+        Call::PublishVersion { version, step } => {
+            let uid = registered(state, &sender)?;
+            if *version == Hash::ZERO {
+                return Err(TxError::UnversionedModel);
+            }
+            // The same model again says nothing new: refused, so a peer's retries cost it a fee
+            // and the chain no record.
+            if let Some(m) = state.neuron(uid).and_then(|n| n.model).filter(|m| m.version == *version) {
+                return Err(TxError::ModelVersionUnchanged {
+                    version: m.version,
+                    step: m.step,
+                    published_at: m.published_at,
+                });
+            }
+            Ok(Plan::PublishVersion { uid, version: *version, step: *step })
         }
         Call::SetWeights { uids, values } => {
             let uid = registered(state, &sender)?;
@@ -420,6 +441,7 @@ pub(crate) fn apply(state: &mut State, ctx: &mut BlockCtx, sender: PublicKey, pl
                 emission_rate: 0,
                 scores: NeuronScores::default(),
                 weights_commit: None,
+                model: None,
             };
             match slot {
                 Slot::Append(_) => state.push_neuron(neuron),
@@ -439,6 +461,12 @@ pub(crate) fn apply(state: &mut State, ctx: &mut BlockCtx, sender: PublicKey, pl
         Plan::Serve { uid, endpoint } => {
             if let Some(n) = state.neuron_mut(uid) {
                 n.endpoint = Some(endpoint);
+            }
+        }
+        Plan::PublishVersion { uid, version, step } => {
+            let published_at = ctx.height;
+            if let Some(n) = state.neuron_mut(uid) {
+                n.model = Some(PublishedModel { version, step, published_at });
             }
         }
         Plan::AddStake { uid, amount } => {

@@ -165,7 +165,8 @@ impl FeeSchedule {
             CallKind::Transfer => self.transfer,
             CallKind::Register => self.register,
             CallKind::RegisterBy => self.register_by,
-            CallKind::Serve => self.serve,
+            // Both announce what a neuron serves (see `Call::PublishVersion`).
+            CallKind::Serve | CallKind::PublishVersion => self.serve,
             CallKind::AddStake => self.add_stake,
             CallKind::RemoveStake => self.remove_stake,
             // The two halves of a set_weights cost what it costs.

@@ -66,8 +66,8 @@ pub use store::{MemStore, Store, StoreError, WriteBatch};
 pub use tokens::{Tokens, TokensError};
 pub use tx::{Call, CallKind, PreparedTx, SignedTx, TxBody};
 pub use types::{
-    Account, Endpoint, Float, Hash, Ip, Modality, Neuron, NeuronScores, Protocol, PublicKey, Salt,
-    SignatureBytes, WeightRow, UNITS_PER_TOKEN, WEIGHT_SCALE,
+    Account, Endpoint, Float, Hash, Ip, Modality, Neuron, NeuronScores, Protocol, PublicKey, PublishedModel,
+    Salt, SignatureBytes, WeightRow, UNITS_PER_TOKEN, WEIGHT_SCALE,
 };
 
 /// Re-exported so wallets and the node sign with the same key type.

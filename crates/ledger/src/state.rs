@@ -238,6 +238,7 @@ impl State {
                 emission_rate: 0,
                 scores: NeuronScores::default(),
                 weights_commit: None,
+                model: None,
             };
             s.push_neuron(n);
         }

@@ -51,6 +51,20 @@ pub enum Call {
     /// Sent by a registered hotkey: reveal the row committed to, with its salt, within the
     /// reveal window; it then replaces the hotkey's row of W as a `set_weights` would.
     RevealWeights { uids: Vec<u16>, values: Vec<Float>, salt: Salt },
+    /// Sent by a registered hotkey: the model its axon now answers with (issue 16), as its
+    /// signed responses name it: `version` a hash of the parameters (never all zero: that
+    /// names no model) and `step` its training step. The chain records it with the block it
+    /// was published in, so a validator can tell which model answered and whose version
+    /// appeared first.
+    ///
+    /// A call of its own rather than an optional field of `Serve`: borsh has no optional
+    /// trailing fields, so a field added to `Serve` would change the bytes of every `serve`
+    /// ever signed (and the shared vectors), while a new variant, appended last, leaves every
+    /// existing encoding as it was. It is also lighter: a peer's model changes with training,
+    /// its endpoint almost never, and publishing a version re-checks no endpoint. It pays the
+    /// `serve` fee (both announce what a neuron serves), so the fee schedule and every genesis
+    /// hash stay as they were.
+    PublishVersion { version: Hash, step: u64 },
 }
 
 /// The kind of a [`Call`], for fees and error messages.
@@ -68,6 +82,7 @@ pub enum CallKind {
     SetWeights,
     CommitWeights,
     RevealWeights,
+    PublishVersion,
 }
 
 impl fmt::Display for CallKind {
@@ -82,6 +97,7 @@ impl fmt::Display for CallKind {
             CallKind::SetWeights => "set_weights",
             CallKind::CommitWeights => "commit_weights",
             CallKind::RevealWeights => "reveal_weights",
+            CallKind::PublishVersion => "publish_version",
         })
     }
 }
@@ -98,6 +114,7 @@ impl Call {
             Call::SetWeights { .. } => CallKind::SetWeights,
             Call::CommitWeights { .. } => CallKind::CommitWeights,
             Call::RevealWeights { .. } => CallKind::RevealWeights,
+            Call::PublishVersion { .. } => CallKind::PublishVersion,
         }
     }
 

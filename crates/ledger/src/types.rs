@@ -332,6 +332,22 @@ pub struct Neuron {
     /// Commit-reveal: the commitment awaiting its reveal, if any.
     #[serde(default)]
     pub weights_commit: Option<crate::commit_reveal::WeightsCommit>,
+    /// The model its axon last said it answers with (`publish_version`, issue 16); `None`
+    /// before the first publication (and for a neuron registered into a replaced slot).
+    #[serde(default)]
+    pub model: Option<PublishedModel>,
+}
+
+/// A model version as a neuron published it on chain: what its signed responses name
+/// (`wire`'s `ModelVersion`) and the block that recorded it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+pub struct PublishedModel {
+    /// A hash of the parameters (never all zero).
+    pub version: Hash,
+    /// The model's training step when it was published.
+    pub step: u64,
+    /// Height of the block the `publish_version` was executed in.
+    pub published_at: u64,
 }
 
 /// Row i of W as the chain stores it: `(uid, weight)` sorted by uid, unique, every weight > 0,

@@ -153,6 +153,14 @@ fn cases() -> Vec<(&'static str, &'static str, &'static str, u64, u64, Call)> {
                 salt: Salt([0x5a; 32]),
             },
         ),
+        (
+            "publish_version",
+            "miner-hotkey",
+            "agora-dev",
+            10,
+            10_000,
+            Call::PublishVersion { version: Hash(*b"blake3 of the model parameters!!"), step: 1_234 },
+        ),
     ]
 }
 
@@ -263,5 +271,5 @@ fn every_vector_decodes_verifies_and_refuses_tampering() {
     }
     let kinds: std::collections::BTreeSet<&str> =
         txs.iter().map(|v| v["body"]["call"]["type"].as_str().unwrap()).collect();
-    assert_eq!(kinds.len(), 9, "every call kind has a vector: {kinds:?}");
+    assert_eq!(kinds.len(), 10, "every call kind has a vector: {kinds:?}");
 }

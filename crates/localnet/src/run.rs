@@ -318,6 +318,7 @@ async fn run_async(opts: &RunOptions, stop: &AtomicBool) -> Result<RunOutcome, L
                     .and_then(|of| registered.iter().find(|o| &o.name == of))
                     .map(|o| o.hotkey),
                 weights_interval: scenario.weights_interval,
+                copy_detection: scenario.copy_detection,
                 axon,
                 competitive_masking: opts.competitive_masking,
             };

@@ -160,51 +160,54 @@ fn incentive_share(dir: &TempDir, name: &str, tempo: u64) -> f64 {
     shares.iter().sum::<f64>() / shares.len().max(1) as f64
 }
 
-/// Issue 16: a copycat answers every query with what the science expert answers to it, signed
-/// as its own. The validators' copy detection finds its answers equal to the expert's (the
-/// later registered of the two is the copier) and weights it zero: under 1% of the incentive,
-/// while the expert keeps at least 80% of the share it earns in the same market without the
-/// copycat.
+/// Issue 16's market: two topic experts, three generalists reading science+science+startrek,
+/// and (with `copycat`) a copycat of the science expert that answers every query with what the
+/// expert answers to it, signed as its own; the peers' copy detection on or off. Seed 11, 10
+/// epochs of 5 blocks, two training steps a block; the pretrained models are cached in `cache`.
+fn copycat_market(dir: &TempDir, cache: &TempDir, copycat: bool, detection: bool) -> Summary {
+    const MIX: &str = "science+science+startrek";
+    let mut peers = vec![
+        peer("science-expert", Role::Honest, "science", 1, 800),
+        peer("startrek-expert", Role::Honest, "startrek", 2, 800),
+        peer("generalist-a", Role::Honest, MIX, 4, 100),
+        peer("generalist-b", Role::Honest, MIX, 5, 100),
+        peer("generalist-c", Role::Honest, MIX, 6, 100),
+    ];
+    if copycat {
+        let mut c = peer("copycat", Role::Copycat, MIX, 10, 0);
+        c.duplicate_of = Some("science-expert".into());
+        peers.push(c);
+    }
+    let scenario = Scenario {
+        mechanism: "yuma".into(),
+        epochs: 10,
+        tempo: 5,
+        weights_interval: 5,
+        cabal_stake_share: 0.0,
+        copy_detection: detection,
+        peers,
+        ..Scenario::default()
+    };
+    let mut opts = MarketOptions::new(scenario, dir.0.clone());
+    opts.seed = 11;
+    opts.judge.batches = 2;
+    opts.steps_per_block = 2;
+    opts.pretrain_cache = Some(cache.0.clone());
+    run_market(&opts).expect("market").summary
+}
+
+/// Issue 16: the validators' copy detection finds the copycat's answers equal to the expert's
+/// (the copycat signs no model though it published one, so it is the copier) and weights it
+/// zero: under 1% of the incentive, while the expert keeps at least 80% of the share it earns
+/// in the same market without the copycat.
 #[test]
 fn a_copycat_is_not_paid_and_its_original_keeps_its_share() {
-    const MIX: &str = "science+science+startrek";
-    let market = |copycat: bool| {
-        let mut peers = vec![
-            peer("science-expert", Role::Honest, "science", 1, 800),
-            peer("startrek-expert", Role::Honest, "startrek", 2, 800),
-            peer("generalist-a", Role::Honest, MIX, 4, 100),
-            peer("generalist-b", Role::Honest, MIX, 5, 100),
-            peer("generalist-c", Role::Honest, MIX, 6, 100),
-        ];
-        if copycat {
-            let mut c = peer("copycat", Role::Copycat, MIX, 10, 0);
-            c.duplicate_of = Some("science-expert".into());
-            peers.push(c);
-        }
-        Scenario {
-            mechanism: "yuma".into(),
-            epochs: 10,
-            tempo: 5,
-            weights_interval: 5,
-            cabal_stake_share: 0.0,
-            peers,
-            ..Scenario::default()
-        }
-    };
     let cache = TempDir::new("copycat-pretrained");
-    let run = |dir: &TempDir, copycat: bool| {
-        let mut opts = MarketOptions::new(market(copycat), dir.0.clone());
-        opts.seed = 11;
-        opts.judge.batches = 2;
-        opts.steps_per_block = 2;
-        opts.pretrain_cache = Some(cache.0.clone());
-        run_market(&opts).expect("market").summary
-    };
     let alone = TempDir::new("copycat-baseline");
-    run(&alone, false);
+    copycat_market(&alone, &cache, false, true);
     let baseline = incentive_share(&alone, "science-expert", 5);
     let dir = TempDir::new("copycat");
-    let s = run(&dir, true);
+    let s = copycat_market(&dir, &cache, true, true);
     eprintln!("with a copycat: {s:#?}\nthe expert's share without it: {baseline:.4}");
     let copycat = s.copycat_incentive_share.expect("a copycat ran");
     let original = s.copied_incentive_share.expect("the copied peer ran");
@@ -274,4 +277,23 @@ fn competitive_masking_in_the_graded_market() {
     if seed.is_none() {
         assert!(failures(&runs[0].0).is_empty(), "{:?}", failures(&runs[0].0));
     }
+}
+
+/// The negative control: the same market, same seed, with copy detection switched off
+/// (`Scenario::copy_detection = false`, what `agora peer run --no-copy-detection` does). The
+/// copycat is then paid for the expert's answers: the `< 1%` assertion above must fail.
+#[test]
+fn without_copy_detection_the_copycat_is_paid() {
+    let cache = TempDir::new("copycat-off-pretrained");
+    let dir = TempDir::new("copycat-off");
+    let s = copycat_market(&dir, &cache, true, false);
+    let copycat = s.copycat_incentive_share.expect("a copycat ran");
+    let original = s.copied_incentive_share.expect("the copied peer ran");
+    eprintln!(
+        "copy detection off: the copycat earned {copycat:.4} of the incentive, the expert {original:.4}"
+    );
+    assert!(
+        copycat >= 0.01,
+        "without detection the copycat earned only {copycat:.4}: the test above proves nothing"
+    );
 }

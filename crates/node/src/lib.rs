@@ -636,7 +636,7 @@ impl NodeHandle {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ledger::{Call, TxBody};
+    use ledger::{Call, TxBody, TxError};
 
     fn transfer(nonce: u64, amount: u64) -> ledger::SignedTx {
         let k = dev_key("alice");
@@ -689,6 +689,52 @@ mod tests {
             Node::start(other, store).await,
             Err(NodeError::Ledger(LedgerError::GenesisMismatch { .. }))
         ));
+    }
+
+    /// Issue 16 through RPC: a neuron's `publish_version` lands in a block, and the client
+    /// reads it back with the block in `agora_metagraph` (`models`) and `agora_neuron`; the
+    /// same version again, and one signed for another hotkey, are refused at submission with
+    /// their typed reasons.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_published_model_version_reaches_the_metagraph() {
+        let g = test_utils::neuron_genesis("agora-versions", 100);
+        let cfg = NodeConfig {
+            rpc_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            production: Production::Instant,
+            ..NodeConfig::new(g.clone())
+        };
+        let node = Node::start(cfg, SharedMemStore::new()).await.expect("starts");
+        let c = client::Client::connect(&node.http_url()).await.expect("connect");
+        let n1 = dev_key("n1");
+        let publish = |nonce, version: [u8; 32]| {
+            TxBody {
+                sender: public_key(&n1),
+                nonce,
+                fee: g.fees.serve,
+                call: Call::PublishVersion { version: ledger::Hash(version), step: 77 },
+            }
+            .sign(&n1, &g.chain_id)
+        };
+        let (height, receipt) = c.submit_and_wait(&publish(0, [5; 32])).await.expect("included");
+        assert!(receipt.is_applied(), "{receipt:?}");
+        let want =
+            Some(ledger::PublishedModel { version: ledger::Hash([5; 32]), step: 77, published_at: height });
+        let m = c.metagraph(None).await.expect("metagraph");
+        assert_eq!(m.models, vec![None, want, None]);
+        assert_eq!(c.neuron(1).await.expect("neuron").model, want);
+        // The mempool checks the call against the state: the same version is refused at once.
+        match c.submit(&publish(1, [5; 32])).await {
+            Err(client::ClientError::Rejected(TxError::ModelVersionUnchanged { published_at, .. }))
+                if published_at == height => {}
+            other => panic!("the same version again: {other:?}"),
+        }
+        let mut forged = publish(1, [6; 32]);
+        forged.body.sender = public_key(&dev_key("n2"));
+        match c.submit(&forged).await {
+            Err(client::ClientError::Rejected(TxError::BadSignature { .. })) => {}
+            other => panic!("a version signed by another hotkey: {other:?}"),
+        }
+        node.stop().await.expect("stops");
     }
 
     /// `run_until` ends on its signal like `stop`.

@@ -10,8 +10,12 @@ use std::future::Future;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 use wire::{
-    Caller, Dendrite, Handler, MaskingConfig, OwnedTensor, StakeLookup, StakeTable, Target, TensorView,
+    Caller, Dendrite, Handler, MaskingConfig, ModelVersion, OwnedTensor, StakeLookup, StakeTable, Target,
+    TensorView,
 };
+
+/// One neighbour's answer and the model version its signature names (protocol 4; issue 16).
+pub type Signed = (OwnedTensor, ModelVersion);
 
 /// A peer's way to its neighbours.
 ///
@@ -20,29 +24,49 @@ use wire::{
 /// wire counts it in its metrics). `backward` hands each target its gradient and returns
 /// without waiting for the answers: a slow neighbour must not slow the sender's training.
 pub trait Neighbours: Send + Sync {
-    /// Sends `inputs` to every target; each answer within about `timeout`.
+    /// Sends `inputs` to every target; each answer within about `timeout`, with the model
+    /// version its responder signed it with (a validator compares it with the version the
+    /// responder published on chain: see [`crate::copies`]).
+    fn forward_signed(
+        &self,
+        targets: &[Target],
+        inputs: &OwnedTensor,
+        timeout: Duration,
+    ) -> impl Future<Output = Vec<Option<Signed>>> + Send;
+
+    /// [`Neighbours::forward_signed`] without the versions.
     fn forward(
         &self,
         targets: &[Target],
         inputs: &OwnedTensor,
         timeout: Duration,
-    ) -> impl Future<Output = Vec<Option<OwnedTensor>>> + Send;
+    ) -> impl Future<Output = Vec<Option<OwnedTensor>>> + Send {
+        let signed = self.forward_signed(targets, inputs, timeout);
+        async move { signed.await.into_iter().map(|a| a.map(|(t, _)| t)).collect() }
+    }
 
     /// Sends `grads[i]`, the gradient of our loss w.r.t. `targets[i]`'s answer to `inputs`.
     fn backward(&self, targets: Vec<Target>, inputs: OwnedTensor, grads: Vec<OwnedTensor>, timeout: Duration);
 }
 
 impl Neighbours for Dendrite {
-    async fn forward(
+    async fn forward_signed(
         &self,
         targets: &[Target],
         inputs: &OwnedTensor,
         timeout: Duration,
-    ) -> Vec<Option<OwnedTensor>> {
+    ) -> Vec<Option<Signed>> {
         Dendrite::forward(self, targets, inputs, timeout)
             .await
             .into_iter()
-            .map(|r| if r.is_success() { r.tensor } else { None })
+            .map(|r| {
+                let model = r.model.unwrap_or(ModelVersion::UNVERSIONED);
+                if r.is_success() {
+                    r.tensor.map(|t| (t, model))
+                } else {
+                    None
+                }
+            })
             .collect()
     }
 
@@ -100,13 +124,15 @@ impl Switchboard {
         masking.factor(&self.stakes, caller, callee)
     }
 
-    /// `to`'s handler answering `caller`, masked as its axon would.
-    fn ask(&self, to: &[u8; 32], caller: &Caller, inputs: &TensorView<'_>) -> Option<OwnedTensor> {
-        let answer = self.handler(to)?.forward(caller, inputs).ok()?;
-        Some(match self.mask(&caller.hotkey, to) {
+    /// `to`'s handler answering `caller`, masked as its axon would, with the model version its
+    /// axon would sign into the response.
+    fn ask(&self, to: &[u8; 32], caller: &Caller, inputs: &TensorView<'_>) -> Option<Signed> {
+        let (answer, version) = self.handler(to)?.forward_versioned(caller, inputs).ok()?;
+        let answer = match self.mask(&caller.hotkey, to) {
             Some(m) => wire::masking::scale(answer, m),
             None => answer,
-        })
+        };
+        Some((answer, version))
     }
 
     /// Makes `hotkey`'s handler reachable (replacing any earlier one).
@@ -133,7 +159,7 @@ impl Switchboard {
     /// another's answers calls (the localnet's copycat). `None` when `to` is offline or refuses.
     pub fn forward_now(&self, from: [u8; 32], to: &[u8; 32], inputs: &TensorView<'_>) -> Option<OwnedTensor> {
         let caller = self.caller(from).caller(to);
-        self.ask(to, &caller, inputs)
+        self.ask(to, &caller, inputs).map(|(answer, _)| answer)
     }
 
     fn handler(&self, hotkey: &[u8; 32]) -> Option<Arc<dyn Handler>> {
@@ -162,12 +188,12 @@ impl InProcess {
 }
 
 impl Neighbours for InProcess {
-    async fn forward(
+    async fn forward_signed(
         &self,
         targets: &[Target],
         inputs: &OwnedTensor,
         _timeout: Duration,
-    ) -> Vec<Option<OwnedTensor>> {
+    ) -> Vec<Option<Signed>> {
         let view = inputs.view();
         targets.iter().map(|t| self.board.ask(&t.hotkey, &self.caller(&t.hotkey), &view)).collect()
     }

@@ -97,6 +97,9 @@ fn the_cli_drives_a_dev_chain() {
     for field in ["VT", "active", "validator_permit"] {
         assert_eq!(json[field].as_array().map(Vec::len), Some(1), "{field}: {json}");
     }
+    // The model version each neuron published (issue 16): none yet, `-` in the table.
+    assert!(out.contains("  MODEL (VERSION/STEP @ BLOCK)  "), "{out}");
+    assert_eq!(json["models"], serde_json::json!([null]));
 
     // Bad input: refused locally or by the node, with the reason, and nothing submitted.
     let weights = |uids: &str, values: &str| {

@@ -25,6 +25,7 @@ impl<S: Store> Ledger<S> {
             Call::RegisterBy { stake, .. } => self.genesis().registration.burn.saturating_add(*stake),
             Call::Register { .. }
             | Call::Serve { .. }
+            | Call::PublishVersion { .. }
             | Call::RemoveStake { .. }
             | Call::SetWeights { .. }
             | Call::CommitWeights { .. }
