@@ -342,11 +342,11 @@ fn publish_version_records_the_model_and_refuses_bad_ones() {
     // Malformed bytes: cut inside the version, or an unknown call index after it.
     let good = signed(&c, &hot0, n0, FEE, Call::PublishVersion { version: Hash([3; 32]), step: 1 }).encode();
     let call_at = 32 + 8 + 8; // sender, nonce, fee
-    assert_eq!(good[call_at], 7, "publish_version is the eighth call: existing indices unchanged");
+    assert_eq!(good[call_at], 9, "publish_version is the tenth call: existing indices unchanged");
     let max = c.ledger.genesis().limits.max_tx_bytes as usize;
     assert!(matches!(SignedTx::decode(&good[..call_at + 10], max), Err(TxError::Malformed(_))));
     let mut unknown = good.clone();
-    unknown[call_at] = 8;
+    unknown[call_at] = 10;
     assert!(matches!(SignedTx::decode(&unknown, max), Err(TxError::Malformed(_))));
 
     // A new version replaces the record, with its block.
