@@ -1,7 +1,7 @@
 """A client of the node's JSON-RPC (docs/rpc.md), over HTTP or WebSocket, and the transactions a
 participant sends through it.
 
-`Chain("http://127.0.0.1:9944")` or `Chain("ws://127.0.0.1:9944")`: every `agora_*` method has a
+`Chain("http://127.0.0.1:9960")` or `Chain("ws://127.0.0.1:9960")`: every `agora_*` method has a
 method here; `subscribe_new_heads()` needs a WebSocket and yields every committed block. The
 transaction helpers (`transfer`, `register`, `serve`, `add_stake`, `remove_stake`,
 `set_weights`) read the sender's nonce, the chain id and the minimum fee from the node, sign in
@@ -36,7 +36,10 @@ NOT_FOUND = -33013
 
 # The fee schedule's field for each call kind (genesis `fees`).
 FEE_FIELD = {"transfer": "transfer", "register": "register", "register_by": "register_by", "serve": "serve",
-             "add_stake": "add_stake", "remove_stake": "remove_stake", "set_weights": "set_weights"}
+             "add_stake": "add_stake", "remove_stake": "remove_stake", "set_weights": "set_weights",
+             # The two halves of a set_weights pay what it pays; publish_version pays serve's.
+             "commit_weights": "set_weights", "reveal_weights": "set_weights",
+             "publish_version": "serve"}
 
 
 @dataclass(frozen=True)
@@ -205,7 +208,7 @@ class Chain:
     """A node's JSON-RPC API. Thread-safe: calls from several threads are serialised on the
     connection."""
 
-    def __init__(self, url: str = "http://127.0.0.1:9944", timeout: float = 30.0, poll: float = 0.05,
+    def __init__(self, url: str = "http://127.0.0.1:9960", timeout: float = 30.0, poll: float = 0.05,
                  wait_timeout: float = 60.0) -> None:
         if url.startswith(("ws://", "wss://")):
             self.transport: _Http | _Ws = _Ws(url, timeout)

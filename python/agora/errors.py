@@ -94,6 +94,15 @@ KINDS: list[tuple[str, str, str]] = [
     ("overflow", "Overflow", "an amount overflowed"),
     ("pending_spend_exceeds_balance", "PendingSpendExceedsBalance",
      "pending transactions may spend what this one needs"),
+    ("free_behind_pending", "FreeBehindPending", "a free transaction must be its sender's next one"),
+    ("commit_reveal_disabled", "CommitRevealDisabled", "commit-reveal is off on this chain"),
+    ("commit_reveal_required", "CommitRevealRequired", "commit-reveal is on: commit, then reveal"),
+    ("no_weights_commit", "NoWeightsCommit", "there is no commitment to reveal"),
+    ("reveal_too_early", "RevealTooEarly", "the reveal window has not opened yet"),
+    ("reveal_too_late", "RevealTooLate", "the reveal window has closed"),
+    ("reveal_mismatch", "RevealMismatch", "the revealed row and salt do not match the commitment"),
+    ("unversioned_model", "UnversionedModel", "an all-zero model version names no model"),
+    ("model_version_unchanged", "ModelVersionUnchanged", "this model version is already the one published"),
 ]
 
 BY_KIND: dict[str, type[TxError]] = {}

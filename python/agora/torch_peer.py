@@ -1,6 +1,6 @@
 """A PyTorch peer (CPU): the example of a Python participant that earns in the market.
 
-    python -m agora.torch_peer run --wallet me --hotkey miner --chain ws://127.0.0.1:9944 \\
+    python -m agora.torch_peer run --wallet me --hotkey miner --chain ws://127.0.0.1:9960 \\
         --dataset /usr/share/games/fortunes/science --out ./py-peer
     python -m agora.torch_peer pretrain --dataset science.txt --steps 600 --out ./py-peer
 
@@ -880,7 +880,7 @@ def main(argv: list[str] | None = None) -> int:
 
     r = sub.add_parser("run", help="join a chain and the market")
     common(r)
-    r.add_argument("--chain", default=os.environ.get("AGORA_CHAIN", "ws://127.0.0.1:9944"))
+    r.add_argument("--chain", default=os.environ.get("AGORA_CHAIN", "ws://127.0.0.1:9960"))
     r.add_argument("--wallet", required=True)
     r.add_argument("--hotkey", default="default")
     r.add_argument("--wallet-dir", default=None, help="wallet root (default AGORA_WALLET_DIR or ~/.agora/wallets)")

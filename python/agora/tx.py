@@ -146,9 +146,63 @@ class SetWeights:
     KIND = "set_weights"
 
 
-Call = Union[Transfer, Register, RegisterBy, Serve, AddStake, RemoveStake, SetWeights]
+@dataclass(frozen=True)
+class PublishVersion:
+    """Sent by a registered hotkey: the model version its axon now signs its answers with (32
+    bytes, never all zero) and that model's training step. Pays the `serve` fee."""
+
+    version: bytes
+    step: int
+    KIND = "publish_version"
+
+
+@dataclass(frozen=True)
+class CommitWeights:
+    """Sent by a registered hotkey on a chain with commit-reveal on: commit to a row of W by
+    its hash ([`weights_commitment`]) without showing it."""
+
+    commitment: bytes
+    KIND = "commit_weights"
+
+
+@dataclass(frozen=True)
+class RevealWeights:
+    """Sent by a registered hotkey: reveal the committed row and its 32-byte salt within the
+    chain's reveal window."""
+
+    uids: tuple[int, ...]
+    values: tuple[float, ...]
+    salt: bytes
+    KIND = "reveal_weights"
+
+
+Call = Union[Transfer, Register, RegisterBy, Serve, AddStake, RemoveStake, SetWeights, CommitWeights, RevealWeights,
+             PublishVersion]
 # The borsh variant index of each call: its position in `ledger::Call`.
-CALLS: tuple[type, ...] = (Transfer, Register, RegisterBy, Serve, AddStake, RemoveStake, SetWeights)
+CALLS: tuple[type, ...] = (
+    Transfer,
+    Register,
+    RegisterBy,
+    Serve,
+    AddStake,
+    RemoveStake,
+    SetWeights,
+    CommitWeights,
+    RevealWeights,
+    PublishVersion,
+)
+
+
+def _weight_row(uids: tuple[int, ...], values: tuple[float, ...]) -> bytes:
+    """Borsh of the two sequences: u32 length then elements; floats by their IEEE-754 bits, so
+    a NaN still encodes and reaches the ledger's validation (which refuses it with a reason)."""
+    out = struct.pack("<I", len(uids)) + b"".join(struct.pack("<H", u) for u in uids)
+    return out + struct.pack("<I", len(values)) + b"".join(struct.pack("<d", v) for v in values)
+
+
+def weights_commitment(hotkey: bytes, uids: tuple[int, ...], values: tuple[float, ...], salt: bytes) -> bytes:
+    """`ledger::commitment`: SHA-256("agora/weights-commit/v1" || hotkey || row || salt)."""
+    return hashlib.sha256(b"agora/weights-commit/v1" + hotkey + _weight_row(uids, values) + salt).digest()
 
 
 def set_weights(uids: list[int], values: list[float]) -> SetWeights:
@@ -256,14 +310,15 @@ def encode_call(call: Call) -> bytes:
         w.key(call.hotkey)
         w.u64(call.amount)
     elif isinstance(call, SetWeights):
-        # Two sequences, each u32 length then elements; floats by their IEEE-754 bits, so a NaN
-        # still encodes and reaches the ledger's validation (which refuses it with a reason).
-        w.out += struct.pack("<I", len(call.uids))
-        for u in call.uids:
-            w.u16(u)
-        w.out += struct.pack("<I", len(call.values))
-        for v in call.values:
-            w.out += struct.pack("<d", v)
+        w.out += _weight_row(call.uids, call.values)
+    elif isinstance(call, CommitWeights):
+        w.key(call.commitment)
+    elif isinstance(call, RevealWeights):
+        w.out += _weight_row(call.uids, call.values)
+        w.key(call.salt)
+    elif isinstance(call, PublishVersion):
+        w.key(call.version)
+        w.u64(call.step)
     return bytes(w.out)
 
 
@@ -279,10 +334,14 @@ def _decode_call(r: _Reader) -> Call:
         return Serve(r.endpoint())
     if tag in (4, 5):
         return (AddStake if tag == 4 else RemoveStake)(r.take(32), r.u64())
-    if tag == 6:
+    if tag in (6, 8):
         uids = tuple(r.u16() for _ in range(r.u32()))
         values = tuple(struct.unpack("<d", r.take(8))[0] for _ in range(r.u32()))
-        return SetWeights(uids, values)
+        return SetWeights(uids, values) if tag == 6 else RevealWeights(uids, values, r.take(32))
+    if tag == 7:
+        return CommitWeights(r.take(32))
+    if tag == 9:
+        return PublishVersion(r.take(32), r.u64())
     raise ValueError(f"Call variant {tag} does not exist")
 
 

@@ -141,4 +141,4 @@ def test_an_unreachable_node_says_so() -> None:
     with pytest.raises(ChainUnreachable):
         Chain("ws://127.0.0.1:1").head()
     with pytest.raises(ValueError, match="http:// or ws://"):
-        Chain("127.0.0.1:9944")
+        Chain("127.0.0.1:9960")

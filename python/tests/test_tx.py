@@ -31,6 +31,12 @@ def body_from_json(v: dict) -> tx.TxBody:
         call = tx.RemoveStake(key(c["hotkey"]), c["amount"])
     elif kind == "set_weights":
         call = tx.SetWeights(tuple(c["uids"]), tuple(float(x) for x in c["values"]))
+    elif kind == "commit_weights":
+        call = tx.CommitWeights(key(c["commitment"]))
+    elif kind == "reveal_weights":
+        call = tx.RevealWeights(tuple(c["uids"]), tuple(float(x) for x in c["values"]), key(c["salt"]))
+    elif kind == "publish_version":
+        call = tx.PublishVersion(key(c["version"]), c["step"])
     else:
         raise AssertionError(f"unknown call {kind}")
     return tx.TxBody(key(v["sender"]), v["nonce"], v["fee"], call)
@@ -55,6 +61,14 @@ def test_every_vector_encodes_hashes_signs_and_identifies_as_the_ledger_does(vec
     assert kinds == {c.KIND for c in tx.CALLS}, "every call kind has a vector"
 
 
+def test_the_reveal_vector_opens_the_commit_vector(vectors: dict) -> None:
+    by_name = {v["name"]: body_from_json(v["body"]) for v in vectors["transactions"]}
+    commit, reveal = by_name["commit_weights"], by_name["reveal_weights"]
+    assert isinstance(commit.call, tx.CommitWeights) and isinstance(reveal.call, tx.RevealWeights)
+    opened = tx.weights_commitment(reveal.sender, reveal.call.uids, reveal.call.values, reveal.call.salt)
+    assert opened == commit.call.commitment
+
+
 def test_decoding_round_trips_and_refuses_what_the_ledger_refuses(vectors: dict) -> None:
     for v in vectors["transactions"]:
         raw = bytes.fromhex(v["tx_hex"])
@@ -66,8 +80,8 @@ def test_decoding_round_trips_and_refuses_what_the_ledger_refuses(vectors: dict)
             tx.SignedTx.decode(raw[:-1])
         with pytest.raises(ValueError, match="limit"):
             tx.SignedTx.decode(raw, max_bytes=len(raw) - 1)
-    bad_variant = bytes(32 + 16) + bytes([7])
-    with pytest.raises(ValueError, match="variant 7"):
+    bad_variant = bytes(32 + 16) + bytes([10])
+    with pytest.raises(ValueError, match="variant 10"):
         tx.SignedTx.decode(bad_variant)
 
 

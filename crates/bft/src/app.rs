@@ -1,7 +1,7 @@
 //! The application behind the engine: it proposes, checks and executes payloads, relays them
 //! and the mempool's transactions between validators, and fetches the payloads it missed.
 //!
-//! One task ([`Application::run`]) owns the payloads; the engine reaches it through a
+//! One task (`Application::run`) owns the payloads; the engine reaches it through a
 //! [`Mailbox`], which is the engine's `Automaton` (propose, verify), `Relay` (send a payload)
 //! and `Reporter` (finalizations, equivocation evidence). Requests that need a payload this
 //! validator does not hold yet stay pending, as the engine's contract asks, while the payload

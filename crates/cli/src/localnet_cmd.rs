@@ -75,6 +75,12 @@ pub struct LocalnetArgs {
     /// Test batches per peer topic the judge reads (each: 8 sequences of 64 bytes)
     #[arg(long, value_name = "N", default_value_t = 2)]
     judge_batches: usize,
+    /// Competitive masking at temperature T in every Rust peer's axon (`agora peer run
+    /// --competitive-masking T`; in process, in every answer; the Python peer does not mask):
+    /// each answer to a caller scaled by sigmoid((s_i w_ij - mean over all neurons) / T); the
+    /// judge is answered unmasked [default: off]
+    #[arg(long, value_name = "T")]
+    competitive_masking: Option<f64>,
 }
 
 pub fn run(args: LocalnetArgs) -> Result<()> {
@@ -103,12 +109,14 @@ pub fn run(args: LocalnetArgs) -> Result<()> {
         return Ok(());
     }
     let judge = localnet::JudgeConfig { batches: args.judge_batches.max(1), ..Default::default() };
+    let masking = args.competitive_masking.map(peer::MaskingConfig::new).transpose()?;
     if args.in_process {
-        return run_in_process(&args, scenario, judge);
+        return run_in_process(&args, scenario, judge, masking);
     }
     let agora = std::env::current_exe().context("locating the agora binary")?;
     let mut opts = RunOptions::new(agora, args.out.clone(), scenario);
     opts.spawn_peers = !args.no_peers;
+    opts.competitive_masking = masking;
     opts.judge = judge;
     opts.judge_every = args.judge_every;
     opts.validators = args.validators as usize;
@@ -136,7 +144,12 @@ pub fn run(args: LocalnetArgs) -> Result<()> {
     Ok(())
 }
 
-fn run_in_process(args: &LocalnetArgs, scenario: Scenario, judge: localnet::JudgeConfig) -> Result<()> {
+fn run_in_process(
+    args: &LocalnetArgs,
+    scenario: Scenario,
+    judge: localnet::JudgeConfig,
+    masking: Option<peer::MaskingConfig>,
+) -> Result<()> {
     let mechanisms: Vec<String> = if args.compare {
         mechanism::MECHANISM_NAMES.iter().map(|m| m.to_string()).collect()
     } else {
@@ -153,6 +166,7 @@ fn run_in_process(args: &LocalnetArgs, scenario: Scenario, judge: localnet::Judg
         opts.judge = judge;
         opts.judge_every = args.judge_every;
         opts.steps_per_block = args.steps_per_block;
+        opts.competitive_masking = masking;
         opts.verbose = true;
         if args.random_weights {
             opts.weights = localnet::WeightsPolicy::Random;

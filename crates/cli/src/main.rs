@@ -16,6 +16,7 @@ mod node_cmd;
 mod peer_cmd;
 mod tx_cmd;
 mod wallet_cmd;
+mod weights_commit;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -40,7 +41,8 @@ enum Command {
     /// Create, list, show and regenerate wallets (an encrypted coldkey and its hotkeys); ask a
     /// node for their balance
     Wallet(wallet_cmd::WalletArgs),
-    /// Sign and submit a transaction (transfer, register, serve, stake, unstake, weights) and
+    /// Sign and submit a transaction (transfer, register, serve, stake, unstake, weights,
+    /// commit-weights, reveal-weights) and
     /// wait for the block that includes it
     Tx(tx_cmd::TxArgs),
     /// Print the network's neurons: uid, hotkey, stake, rank, trust, consensus, incentive,
@@ -258,6 +260,7 @@ fn main() -> ExitCode {
     nucleus::configure_threads();
     nucleus::keep_freed_memory();
     let cli = Cli::parse();
+    init_logging();
     let result = match cli.command {
         Command::Sim(args) => sim_command(args),
         Command::Node(args) => node_cmd::run(args),
@@ -274,10 +277,71 @@ fn main() -> ExitCode {
         Err(e) => {
             // One line with the whole cause chain; no backtrace even under RUST_BACKTRACE,
             // since these are user errors (bad flags, unwritable directory), not bugs.
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", one_line(&e));
             ExitCode::FAILURE
         }
     }
+}
+
+/// How the run compares with the lines the paper printed: a count of lines equal at 15
+/// significant digits alone reads as a failure when it is short of all (the 15th digit of the
+/// paper's table is rounding noise), so the largest difference is said beside it.
+fn print_paper_matches(r: &sim::cabal::CabalReport) {
+    let Some((hit, of)) = r.paper_matches else { return };
+    if hit == of {
+        eprintln!("the paper's {of} printed lines: all {of} reproduced to the 15 digits printed");
+        return;
+    }
+    let worst =
+        r.rows.iter().filter_map(|row| row.paper.map(|p| (row.mechanism - p).abs())).fold(0.0, f64::max);
+    eprintln!(
+        "the paper's {of} printed lines: {hit} reproduced to the 15 digits printed, the other {} within \
+         {worst:.1e} (the 15th digit of the paper's table is rounding noise)",
+        of - hit
+    );
+}
+
+/// Logs to stderr (`agora node` logs each block, epoch and refused transaction), filtered by
+/// `RUST_LOG` (`RUST_LOG=node=debug` adds the refusals with their reasons); by default our
+/// crates at info and every dependency at warn. A malformed `RUST_LOG` falls back to that
+/// default with a warning rather than stopping the command.
+fn init_logging() {
+    use std::io::IsTerminal;
+    use tracing_subscriber::EnvFilter;
+    const DEFAULT: &str = "warn,node=info,bft=info,peer=info,localnet=info,ledger=info,wire=info";
+    let (filter, bad) = match std::env::var("RUST_LOG") {
+        Ok(v) if !v.trim().is_empty() => match EnvFilter::try_new(&v) {
+            Ok(f) => (f, None),
+            Err(e) => (EnvFilter::new(DEFAULT), Some(format!("RUST_LOG={v:?} ignored: {e}"))),
+        },
+        _ => (EnvFilter::new(DEFAULT), None),
+    };
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .try_init();
+    if let Some(warning) = bad {
+        eprintln!("warning: {warning}");
+    }
+}
+
+/// An error and its causes on one line, `outer: cause: root`, each said once: many library
+/// errors already include their source's text in their own message (`storage backend: {0}`),
+/// which anyhow's `{:#}` would print a second time.
+fn one_line(e: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if text.is_empty() || line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line += ": ";
+        }
+        line += &text;
+    }
+    line
 }
 
 fn sim_command(args: SimArgs) -> Result<()> {
@@ -289,9 +353,7 @@ fn sim_command(args: SimArgs) -> Result<()> {
             print_lines(&r.rows, print);
             let last = r.rows.last().expect("steps >= 1");
             eprintln!("mechanism vs closed form: max |difference| = {:.1e}", r.max_abs_diff);
-            if let Some((hit, of)) = r.paper_matches {
-                eprintln!("paper's printed lines reproduced: {hit}/{of}");
-            }
+            print_paper_matches(&r);
             if let Some(clipped) = last.clipped {
                 eprintln!(
                     "with stake clipping (eq. 8): cabal share {} at step {} (without: {})",
@@ -307,9 +369,7 @@ fn sim_command(args: SimArgs) -> Result<()> {
             let r = sim::cabal::run_002(&opts, out)?;
             print_lines(&r.rows, print);
             eprintln!("mechanism vs closed form: max |difference| = {:.1e}", r.max_abs_diff);
-            if let Some((hit, of)) = r.paper_matches {
-                eprintln!("paper's printed lines reproduced: {hit}/{of}");
-            }
+            print_paper_matches(&r);
             wrote(&r.files);
         }
         Experiment::TrustDescent(a) => {
@@ -406,6 +466,28 @@ fn display(p: &Path) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_error_chain_says_each_cause_once() {
+        // A library error that says its source's text and also returns it as its source.
+        #[derive(Debug)]
+        struct Backend(std::io::Error);
+        impl std::fmt::Display for Backend {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                write!(f, "storage backend: {}", self.0)
+            }
+        }
+        impl std::error::Error for Backend {
+            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+                Some(&self.0)
+            }
+        }
+        let root = std::io::Error::other("Database already open");
+        let e = anyhow::Error::new(Backend(root)).context("opening /tmp/chain");
+        assert_eq!(one_line(&e), "opening /tmp/chain: storage backend: Database already open");
+        let plain = anyhow::anyhow!("no such file").context("reading genesis.json");
+        assert_eq!(one_line(&plain), "reading genesis.json: no such file");
+    }
 
     /// The list defaults are spelled out as strings for the help text; they must stay the
     /// library's defaults.

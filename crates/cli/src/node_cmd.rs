@@ -30,7 +30,9 @@ pub struct NodeArgs {
     #[arg(long, conflicts_with = "block_time_ms")]
     pub instant: bool,
     /// Address of JSON-RPC (HTTP and WebSocket) and GET /metrics; port 0 picks a free port
-    #[arg(long, default_value = "127.0.0.1:9944")]
+    /// (the default port is Agora's own, not subtensor's 9944, so a client never reaches the
+    /// other chain by accident)
+    #[arg(long, default_value = "127.0.0.1:9960")]
     pub rpc_addr: SocketAddr,
     /// Write the bound RPC address (IP:PORT) to this file once the node listens, for scripts
     /// and tests that start it on port 0
@@ -40,7 +42,7 @@ pub struct NodeArgs {
     #[arg(long, default_value_t = 10_000)]
     pub mempool_size: usize,
     /// Start a new chain although the data directory exists. Never replaces a readable chain;
-    /// an unreadable chain.redb is kept as chain.redb.unreadable-<time>
+    /// an unreadable chain.redb is kept as chain.redb.unreadable-TIME
     #[arg(long)]
     pub new_chain: bool,
     /// How many blocks back agora_metagraph serves past heights (a state checkpoint is kept

@@ -64,7 +64,7 @@ struct RunArgs {
     #[arg(long, default_value = "default")]
     hotkey: String,
     /// The node's JSON-RPC URL (ws:// or http://)
-    #[arg(long, default_value = "ws://127.0.0.1:9944")]
+    #[arg(long, env = "AGORA_CHAIN", default_value = "ws://127.0.0.1:9960")]
     chain: String,
     /// Training text: a fortunes file, a text file or a directory of them, or the name of a
     /// fortunes topic (`science`, `computers`, ...: $AGORA_FORTUNES_DIR, the installed package,
@@ -123,10 +123,24 @@ struct RunArgs {
     /// Resume from OUT/checkpoint if it exists
     #[arg(long)]
     resume: bool,
+    /// Competitive masking (the intermodel paper's §2.5) at temperature T: the axon scales its
+    /// answer to each caller by sigmoid((s_i w_ij - mean over all neurons) / T), stake times
+    /// weight in units of a uniform network's (1 = mean stake, uniform weight); trusted callers
+    /// are answered unmasked [default: off]
+    #[arg(long, value_name = "T")]
+    competitive_masking: Option<f64>,
     /// Serve Prometheus metrics (requests, return codes and latency per neighbour, both as axon
     /// and as dendrite) at http://ADDR/metrics
     #[arg(long, value_name = "ADDR")]
     metrics_addr: Option<SocketAddr>,
+    /// Blocks between two publications of the model version on chain (a publish_version
+    /// transaction when the model changed; the first at once)
+    #[arg(long, value_name = "BLOCKS", default_value_t = peer::DEFAULT_VERSION_INTERVAL)]
+    version_interval: u64,
+    /// Do not look for neighbours that copy others' answers (they are then scored like
+    /// anyone else: a control that shows what copy detection does)
+    #[arg(long)]
+    no_copy_detection: bool,
 }
 
 #[derive(Debug, Args)]
@@ -247,6 +261,9 @@ fn run_peer(a: RunArgs) -> Result<()> {
         pretrain_steps: a.pretrain_steps,
         resume: a.resume,
         metrics_addr: a.metrics_addr,
+        competitive_masking: a.competitive_masking.map(peer::MaskingConfig::new).transpose()?,
+        version_interval: a.version_interval,
+        copy_detection: !a.no_copy_detection,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let ending = runtime.block_on(peer::run::run(cfg, shutdown_signal()))?;

@@ -20,13 +20,10 @@ use std::time::{Duration, Instant};
 use wallet::Wallet;
 
 use crate::wallet_cmd::{unlock_password, wallet_root, PasswordArgs};
+use crate::weights_commit::{self, PendingCommit};
 
 /// Where `agora node --dev` listens by default.
-pub const DEFAULT_CHAIN: &str = "http://127.0.0.1:9944";
-
-/// Decimal places of a token: `UNITS_PER_TOKEN` is 10^9.
-const DECIMALS: usize = 9;
-const _: () = assert!(10u64.pow(DECIMALS as u32) == ledger::UNITS_PER_TOKEN);
+pub const DEFAULT_CHAIN: &str = "http://127.0.0.1:9960";
 
 #[derive(Debug, Args)]
 pub struct TxArgs {
@@ -71,8 +68,9 @@ enum TxCommand {
     Transfer {
         #[command(flatten)]
         from: KeyFrom,
-        /// Recipient public key (64 hex digits, as `agora wallet show` prints it)
-        #[arg(long, value_name = "PUBKEY_HEX")]
+        /// Recipient public key: 64 hex digits or an SS58 address ("5..."), as `agora wallet
+        /// show` prints them
+        #[arg(long, value_name = "PUBKEY")]
         to: String,
         /// Amount in tokens (up to 9 decimals)
         #[arg(long, value_name = "TOKENS", allow_hyphen_values = true)]
@@ -128,13 +126,45 @@ enum TxCommand {
         from: KeyFrom,
         #[command(flatten)]
         hotkey: HotkeyArg,
-        /// Uids, comma-separated
-        #[arg(long, value_delimiter = ',', required = true)]
-        uids: Vec<u16>,
-        /// One value per uid, comma-separated, finite and >= 0 (any scale: normalised)
-        #[arg(long, value_delimiter = ',', required = true, allow_negative_numbers = true)]
-        values: Vec<String>,
+        #[command(flatten)]
+        row: RowArgs,
     },
+    /// Commit to a row of W without showing it (chains with commit-reveal on): sends a hash of
+    /// the row and a random salt, and saves both locally until `reveal-weights`
+    CommitWeights {
+        #[command(flatten)]
+        from: KeyFrom,
+        #[command(flatten)]
+        hotkey: HotkeyArg,
+        #[command(flatten)]
+        row: RowArgs,
+        /// Where the row and salt are saved [default: WALLET/commits/HOTKEY.json in the wallet
+        /// dir, or dev-commits/NAME.json there for a dev account]
+        #[arg(long, value_name = "FILE")]
+        commit_file: Option<PathBuf>,
+    },
+    /// Reveal the row saved by `commit-weights`, within the chain's reveal window; the row then
+    /// replaces the hotkey's row of W
+    RevealWeights {
+        #[command(flatten)]
+        from: KeyFrom,
+        #[command(flatten)]
+        hotkey: HotkeyArg,
+        /// The file `commit-weights` saved [default: as for commit-weights]
+        #[arg(long, value_name = "FILE")]
+        commit_file: Option<PathBuf>,
+    },
+}
+
+/// A row of W as `weights` and `commit-weights` take it.
+#[derive(Debug, Args)]
+struct RowArgs {
+    /// Uids, comma-separated
+    #[arg(long, value_delimiter = ',', required = true)]
+    uids: Vec<u16>,
+    /// One value per uid, comma-separated, finite and >= 0 (any scale: normalised)
+    #[arg(long, value_delimiter = ',', required = true, allow_negative_numbers = true)]
+    values: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -197,42 +227,16 @@ fn unreachable(url: &str, e: ClientError) -> anyhow::Error {
 
 /// Parses a token amount (`12`, `0.5`, `1.000000001`) into base units, exactly.
 pub(crate) fn parse_tokens(s: &str) -> Result<u64> {
-    let t = s.trim();
-    let (whole, frac) = t.split_once('.').unwrap_or((t, ""));
-    let digits = |x: &str| x.bytes().all(|b| b.is_ascii_digit());
-    if whole.is_empty() && frac.is_empty() || !digits(whole) || !digits(frac) {
-        bail!("amount {s:?} is not a number of tokens like 12 or 0.5 (digits and one '.', no sign)");
-    }
-    if frac.len() > DECIMALS {
-        bail!(
-            "amount {s:?} has {} decimals; a token has {DECIMALS} (the smallest amount is 0.000000001)",
-            frac.len()
-        );
-    }
-    let too_large = || anyhow!("amount {s:?} is too large for a u64 of base units");
-    let whole: u64 = if whole.is_empty() { 0 } else { whole.parse().map_err(|_| too_large())? };
-    let frac_units: u64 = if frac.is_empty() {
-        0
-    } else {
-        // Right-pad to nine digits: "5" is 500000000 units.
-        format!("{frac:0<DECIMALS$}").parse().map_err(|_| too_large())?
-    };
-    whole.checked_mul(ledger::UNITS_PER_TOKEN).and_then(|w| w.checked_add(frac_units)).ok_or_else(too_large)
+    Ok(ledger::Tokens::parse_units(s)?)
 }
 
 /// Base units as tokens, without trailing zeros: 1500000000 -> "1.5".
 pub(crate) fn format_tokens(units: u64) -> String {
-    format_tokens_u128(u128::from(units))
+    ledger::Tokens::from(units).to_string()
 }
 
 pub(crate) fn format_tokens_u128(units: u128) -> String {
-    let per = u128::from(ledger::UNITS_PER_TOKEN);
-    let (whole, frac) = (units / per, units % per);
-    if frac == 0 {
-        return whole.to_string();
-    }
-    let frac = format!("{frac:0DECIMALS$}");
-    format!("{whole}.{}", frac.trim_end_matches('0'))
+    ledger::Tokens(units).to_string()
 }
 
 /// Parses `--values` and normalises them to sum to 1, as the ledger requires (within 1e-6).
@@ -318,6 +322,8 @@ pub fn run(args: TxArgs) -> Result<()> {
     let TxArgs { chain: url, wallet_dir, fee, password, command } = args;
     // Check every local input before touching the network or asking for a password.
     let fee = fee.as_deref().map(parse_tokens).transpose()?;
+    // The commitment file a reveal spends: removed once the reveal is applied.
+    let mut spent_commit: Option<PathBuf> = None;
     let (keys, call) = match &command {
         TxCommand::Transfer { from, to, amount } => {
             let to: PublicKey = to.parse().map_err(|e| anyhow!("--to: {e}"))?;
@@ -350,9 +356,34 @@ pub fn run(args: TxArgs) -> Result<()> {
             };
             (keys, Some(call))
         }
-        TxCommand::Weights { from, hotkey, uids, values } => {
-            let values = weight_values(uids, values)?;
-            (Keys::new(&wallet_dir, from, Some(hotkey))?, Some(Call::set_weights(uids.clone(), &values)))
+        TxCommand::Weights { from, hotkey, row } => {
+            let values = weight_values(&row.uids, &row.values)?;
+            (Keys::new(&wallet_dir, from, Some(hotkey))?, Some(Call::set_weights(row.uids.clone(), &values)))
+        }
+        TxCommand::CommitWeights { from, hotkey, row, commit_file } => {
+            let values = weight_values(&row.uids, &row.values)?;
+            let keys = Keys::new(&wallet_dir, from, Some(hotkey))?;
+            let pending = PendingCommit::new(keys.hotkey()?, row.uids.clone(), &values);
+            // Saved before sending: if the commitment lands, the salt must not be lost.
+            let path = commit_path(&wallet_dir, from, hotkey, commit_file)?;
+            pending.save(&path)?;
+            eprintln!("row and salt saved to {} (reveal-weights reads them)", path.display());
+            (keys, Some(Call::CommitWeights { commitment: pending.commitment }))
+        }
+        TxCommand::RevealWeights { from, hotkey, commit_file } => {
+            let keys = Keys::new(&wallet_dir, from, Some(hotkey))?;
+            let path = commit_path(&wallet_dir, from, hotkey, commit_file)?;
+            let p = PendingCommit::load(&path)?;
+            if p.hotkey != keys.hotkey()? {
+                bail!(
+                    "{} holds a commitment of hotkey {}, not of {}",
+                    path.display(),
+                    p.hotkey,
+                    keys.hotkey()?
+                );
+            }
+            spent_commit = Some(path);
+            (keys, Some(Call::RevealWeights { uids: p.uids, values: p.values, salt: p.salt }))
         }
     };
     let kind = call.as_ref().map_or(CallKind::Register, Call::kind);
@@ -403,6 +434,18 @@ pub fn run(args: TxArgs) -> Result<()> {
                         println!("registered as uid {}", n.uid);
                     }
                 }
+                if let (CallKind::CommitWeights, Some(cr)) =
+                    (kind, &chain.genesis.config.weights.commit_reveal)
+                {
+                    let (earliest, deadline) = cr.reveal_range(height);
+                    println!(
+                        "reveal from block {earliest} to block {deadline} with `agora tx reveal-weights`"
+                    );
+                }
+                if let Some(path) = spent_commit {
+                    // Revealed: the salt has nothing left to hide and the commitment is spent.
+                    let _ = std::fs::remove_file(&path);
+                }
                 Ok(())
             }
             TxStatus::Failed(reason) => bail!(
@@ -426,6 +469,25 @@ fn units_note(reason: &ledger::TxError) -> &'static str {
         }
         _ => "",
     }
+}
+
+/// The commitment file of `commit-weights` / `reveal-weights`: `--commit-file`, else the
+/// default next to the wallet ([`weights_commit::default_path`]).
+fn commit_path(
+    root: &Option<PathBuf>,
+    from: &KeyFrom,
+    hotkey: &HotkeyArg,
+    file: &Option<PathBuf>,
+) -> Result<PathBuf> {
+    if let Some(f) = file {
+        return Ok(f.clone());
+    }
+    Ok(weights_commit::default_path(
+        &wallet_root(root.clone())?,
+        from.wallet.as_deref(),
+        hotkey.hotkey.as_deref(),
+        from.dev_account.as_deref(),
+    ))
 }
 
 /// Solves the proof of work of a `register` over the node's head block, with progress on

@@ -43,9 +43,10 @@ enum WalletCommand {
         #[command(flatten)]
         kdf: KdfArgs,
     },
-    /// List the wallets with their coldkey and hotkey public keys
+    /// List the wallets with their coldkey and hotkey public keys (hex, then SS58)
     List,
-    /// Print a wallet's public keys (hex, as the ledger shows them)
+    /// Print a wallet's public keys: hex, as the ledger shows them, then the SS58 address
+    /// (prefix 42, Bittensor's "5..." form)
     Show {
         /// Wallet name
         #[arg(long)]
@@ -193,14 +194,16 @@ fn new(
             let pw = new_password(password)?;
             let (w, mnemonic) = Wallet::create(root, name, &pw, words, kdf, overwrite)?;
             println!("created wallet {name} in {}", w.dir().display());
-            println!("coldkey {}", w.coldkey_public());
+            let cold = w.coldkey_public();
+            println!("coldkey {cold}  {}", cold.to_ss58());
             print_mnemonic("coldkey", &mnemonic, &format!("--name {name}"));
             w
         }
     };
     if let Some(h) = hotkey {
         let mnemonic = w.create_hotkey(h, words, overwrite)?;
-        println!("hotkey {h} {}", w.hotkey_public(h)?);
+        let pk = w.hotkey_public(h)?;
+        println!("hotkey {h} {pk}  {}", pk.to_ss58());
         print_mnemonic(&format!("hotkey {h}"), &mnemonic, &format!("--name {name} --hotkey {h}"));
     }
     Ok(())
@@ -231,10 +234,11 @@ fn list(root: &Path) -> Result<()> {
 }
 
 fn show(w: &Wallet) -> Result<()> {
-    println!("{}  coldkey {}", w.name(), w.coldkey_public());
+    let cold = w.coldkey_public();
+    println!("{}  coldkey {cold}  {}", w.name(), cold.to_ss58());
     for h in w.hotkeys()? {
         match w.hotkey_public(&h) {
-            Ok(pk) => println!("  hotkey {h} {pk}"),
+            Ok(pk) => println!("  hotkey {h} {pk}  {}", pk.to_ss58()),
             Err(e) => println!("  hotkey {h} error: {e}"),
         }
     }
@@ -250,7 +254,7 @@ fn balance(w: &Wallet, url: &str) -> Result<()> {
         let cold = w.coldkey_public();
         let account = chain.client.account(&cold).await?;
         println!("wallet {}  chain {}", w.name(), chain.id());
-        println!("coldkey {cold}");
+        println!("coldkey {cold}  {}", cold.to_ss58());
         println!("  free balance  {}", crate::tx_cmd::format_tokens(account.balance));
         let mut staked: u128 = 0;
         for h in hotkeys {
@@ -262,7 +266,7 @@ fn balance(w: &Wallet, url: &str) -> Result<()> {
                 }
             };
             match chain.neuron_by_hotkey(&pk).await? {
-                None => println!("hotkey {h} {pk}  not registered"),
+                None => println!("hotkey {h} {pk}  {}  not registered", pk.to_ss58()),
                 Some(n) => {
                     // Stake on a hotkey another coldkey owns is not this wallet's to withdraw.
                     let owner =
@@ -271,7 +275,8 @@ fn balance(w: &Wallet, url: &str) -> Result<()> {
                         staked += u128::from(n.stake);
                     }
                     println!(
-                        "hotkey {h} {pk}  uid {}  stake {}{owner}",
+                        "hotkey {h} {pk}  {}  uid {}  stake {}{owner}",
+                        pk.to_ss58(),
                         n.uid,
                         crate::tx_cmd::format_tokens(n.stake)
                     );

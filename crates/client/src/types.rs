@@ -1,8 +1,8 @@
 //! The JSON-RPC API's types, shared by the node (which serves them) and clients.
 
 use ledger::{
-    Account, BlockHeader, ChainHead, Endpoint, GenesisConfig, Hash, Issuance, Metagraph, PublicKey, Receipt,
-    StoredBlock, WEIGHT_SCALE,
+    Account, BlockHeader, ChainHead, Endpoint, GenesisConfig, Hash, Issuance, Metagraph, PublicKey,
+    PublishedModel, Receipt, StoredBlock, WEIGHT_SCALE,
 };
 use serde::{Deserialize, Serialize};
 
@@ -161,10 +161,23 @@ pub struct MetagraphInfo {
     /// predates it. Copy detection flags the later registered of two peers answering alike.
     #[serde(default)]
     pub registered_at: Vec<u64>,
+    /// The model version each neuron last published (`publish_version`, issue 16) with its
+    /// step and the block it was published at; `None` before the first. Empty from a node that
+    /// predates it. Validators compare it with the version signed into each answer.
+    #[serde(default)]
+    pub models: Vec<Option<PublishedModel>>,
     pub weights: Vec<Vec<(u16, f64)>>,
     pub bonds: Vec<Vec<(u16, f64)>>,
     pub issuance: Issuance,
     pub difficulty: u64,
+    /// tau: the emission per block in force, in base units (adaptive inflation moves it each
+    /// epoch); 0 from a node that predates it.
+    #[serde(default)]
+    pub tau: u64,
+    /// `sum(diag W) / sum(W)` at the last epoch (what adaptive inflation steers toward its
+    /// target); `None` before an epoch with weights.
+    #[serde(default)]
+    pub sparsity: Option<f64>,
 }
 
 impl From<&Metagraph> for MetagraphInfo {
@@ -188,6 +201,7 @@ impl From<&Metagraph> for MetagraphInfo {
             validator_permit: m.validator_permit(),
             last_update: m.neurons.iter().map(|n| n.last_weights_block).collect(),
             registered_at: m.neurons.iter().map(|n| n.registered_at).collect(),
+            models: m.neurons.iter().map(|n| n.model).collect(),
             weights: m
                 .weights
                 .iter()
@@ -196,6 +210,8 @@ impl From<&Metagraph> for MetagraphInfo {
             bonds: m.bonds.clone(),
             issuance: m.issuance,
             difficulty: m.difficulty,
+            tau: m.tau,
+            sparsity: m.sparsity,
         }
     }
 }
@@ -243,6 +259,8 @@ mod tests {
             pending_emission: 0,
             emission_rate: 0,
             scores,
+            weights_commit: None,
+            model: None,
         }
     }
 
@@ -264,6 +282,8 @@ mod tests {
             bonds: vec![Vec::new(); 2],
             issuance: Issuance::default(),
             difficulty: 1,
+            tau: 5,
+            sparsity: None,
         };
         let info = MetagraphInfo::from(&m);
         assert_eq!(info.VT, vec![0.5, 0.0]);

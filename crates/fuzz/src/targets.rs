@@ -87,6 +87,8 @@ fn calls() -> Vec<(usize, Call)> {
             2,
             Call::SetWeights { uids: vec![0, 0], values: vec![ledger::Float(f64::NAN), ledger::Float(-1.0)] },
         ),
+        (1, Call::PublishVersion { version: ledger::Hash([7; 32]), step: 3 }),
+        (1, Call::PublishVersion { version: ledger::Hash::ZERO, step: 0 }),
     ]
 }
 

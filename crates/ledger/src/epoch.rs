@@ -57,8 +57,9 @@
 use crate::apportion::apportion;
 use crate::block::EpochReport;
 use crate::genesis::{EmissionMode, LAZY_FRACTION_BITS};
+use crate::inflation;
 use crate::state::State;
-use crate::types::NeuronScores;
+use crate::types::{Float, NeuronScores};
 use mechanism::{EpochInput, MechanismError, MechanismState, SparseMatrix};
 use std::borrow::Cow;
 use std::collections::BTreeSet;
@@ -173,7 +174,7 @@ pub struct EpochInputs<'a> {
     pub weights: SparseMatrix,
     /// S: each neuron's stake in base units.
     pub stake: Vec<f64>,
-    /// The state the mechanism carries between epochs, as [`carried_state`] leaves it.
+    /// The state the mechanism carries between epochs, as `carried_state` leaves it.
     pub state: Cow<'a, MechanismState>,
     /// Whether each neuron is active and holds a validator permit; `validators` is both.
     pub active: Vec<bool>,
@@ -251,17 +252,17 @@ pub(crate) fn run_epoch(state: &mut State, height: u64) -> EpochReport {
         report.error = Some("no neurons registered".into());
         return report;
     }
-    let amount =
-        u128::from(cfg.tempo).saturating_mul(u128::from(cfg.emission_per_block)).min(headroom(state));
+    let tau = state.globals.tau;
+    let amount = u128::from(cfg.tempo).saturating_mul(u128::from(tau)).min(headroom(state));
     // amount <= max_issuance <= u64::MAX.
     let amount = u64::try_from(amount).unwrap_or(u64::MAX);
 
     // The inputs borrow the stored state, so a refused epoch leaves it as it was.
     let result = state.epoch_inputs(height).and_then(|inputs| {
         let out = cfg.mechanism.epoch(&inputs.input(amount as f64))?;
-        Ok((out, inputs.active, inputs.permit))
+        Ok((out, inputs.active, inputs.permit, inflation::sparsity(&inputs.weights)))
     });
-    let (out, active, permit) = match result {
+    let (out, active, permit, sparsity) = match result {
         Ok(out) => out,
         Err(e) => {
             // Leave the epoch as if it had not run: no mint, no score or rate change.
@@ -298,7 +299,7 @@ pub(crate) fn run_epoch(state: &mut State, height: u64) -> EpochReport {
                     .enumerate()
                     .map(|(i, x)| x.stake as f64 * if a.is_empty() { 1.0 } else { finite(a.get(i)) })
                     .collect();
-                apportion(cfg.emission_per_block << LAZY_FRACTION_BITS, &shares).unwrap_or_else(|| vec![0; n])
+                apportion(tau << LAZY_FRACTION_BITS, &shares).unwrap_or_else(|| vec![0; n])
             } else {
                 vec![0; n]
             };
@@ -331,6 +332,11 @@ pub(crate) fn run_epoch(state: &mut State, height: u64) -> EpochReport {
     state.set_mechanism_state(out.state);
     state.globals.replaced_since_epoch.clear();
     state.globals.last_epoch_block = height;
+    // Adaptive inflation steers the next epochs' tau by this epoch's W (see `inflation.rs`).
+    state.globals.sparsity = sparsity.map(Float);
+    if let Some(a) = &cfg.adaptive_inflation {
+        state.globals.tau = a.next_tau(tau, sparsity, cfg.emission_per_block);
+    }
     report
 }
 

@@ -1,6 +1,7 @@
 //! Why the ledger refused something, with what the caller needs to fix it.
 
 use crate::store::StoreError;
+use crate::tokens::Tokens;
 use crate::tx::CallKind;
 use crate::types::{Float, Hash, PublicKey};
 use borsh::{BorshDeserialize, BorshSerialize};
@@ -27,17 +28,17 @@ pub enum TxError {
     NonceReused { sender: PublicKey, expected: u64, got: u64 },
     #[error("nonce {got} is ahead of {sender}'s next nonce {expected}: send the missing transactions first")]
     NonceTooHigh { sender: PublicKey, expected: u64, got: u64 },
-    #[error("fee {got} is below the minimum {min} for {kind}")]
+    #[error("fee {} is below the minimum {} for {kind}", Tokens::from(*.got), Tokens::from(*.min))]
     FeeTooLow { kind: CallKind, min: u64, got: u64 },
-    #[error("sender {sender} cannot pay the fee: {fee} needed, balance {balance}")]
+    #[error("sender {sender} cannot pay the fee: {} needed, balance {}", Tokens::from(*.fee), Tokens::from(*.balance))]
     CannotPayFee { sender: PublicKey, fee: u64, balance: u64 },
 
     // --- the call itself: the fee is charged and the nonce used, nothing else changes.
     #[error("{what} must be greater than zero")]
     ZeroAmount { what: String },
-    #[error("insufficient balance: {needed} needed for {what} after the fee, {available} available")]
+    #[error("insufficient balance: {} needed for {what} after the fee, {} available", Tokens::from(*.needed), Tokens::from(*.available))]
     InsufficientBalance { what: String, needed: u64, available: u64 },
-    #[error("insufficient stake on {hotkey}: {needed} requested, {available} staked")]
+    #[error("insufficient stake on {hotkey}: {} requested, {} staked", Tokens::from(*.needed), Tokens::from(*.available))]
     InsufficientStake { hotkey: PublicKey, needed: u64, available: u64 },
     #[error("hotkey {0} is not registered: register it first")]
     NotRegistered(PublicKey),
@@ -51,7 +52,7 @@ pub enum TxError {
     EmptyWeights,
     #[error("{len} weights in one row, more than the limit of {max}")]
     TooManyWeights { len: u64, max: u64 },
-    #[error("uid {uid} is unknown: the network has {n} neurons (uids 0..{n})")]
+    #[error("uid {uid} is unknown: {}", known_uids(*.n))]
     UnknownUid { uid: u16, n: u64 },
     #[error("uid {uid} appears twice in the weights: give each uid once")]
     DuplicateUid { uid: u16 },
@@ -77,7 +78,7 @@ pub enum TxError {
     Overflow(String),
 
     // --- refused by a mempool only (never in a block): appended last to keep borsh indices.
-    #[error("{sender} has {pending} transactions pending that may spend {pending_spend} of its balance {balance}; this one needs {needed} (fee and amount): wait until they are included")]
+    #[error("{sender} has {pending} transactions pending that may spend {} of its balance {}; this one needs {} (fee and amount): wait until they are included", Tokens::from(*.pending_spend), Tokens::from(*.balance), Tokens::from(*.needed))]
     PendingSpendExceedsBalance {
         sender: PublicKey,
         pending: u64,
@@ -85,6 +86,41 @@ pub enum TxError {
         needed: u64,
         balance: u64,
     },
+    #[error("{sender} has {pending} transactions pending and this one pays no fee: a free transaction (set_weights) is admitted only as its sender's next one, so it can be checked in full; wait until they are included")]
+    FreeBehindPending { sender: PublicKey, pending: u64 },
+
+    // --- commit-reveal weights (appended after the mempool's to keep borsh indices).
+    #[error(
+        "commit-reveal is off on this chain (genesis weights.commit_reveal): set weights with set_weights"
+    )]
+    CommitRevealDisabled,
+    #[error("commit-reveal is on on this chain: commit a hash of the weights with commit_weights, then reveal them with reveal_weights")]
+    CommitRevealRequired,
+    #[error("hotkey {0} has no weights commitment to reveal: commit first")]
+    NoWeightsCommit(PublicKey),
+    #[error("the commitment of block {committed_at} may be revealed from block {earliest}: wait")]
+    RevealTooEarly { committed_at: u64, earliest: u64 },
+    #[error("the commitment of block {committed_at} had to be revealed by block {deadline}: commit again")]
+    RevealTooLate { committed_at: u64, deadline: u64 },
+    #[error("the revealed weights and salt hash to {revealed}, not to the commitment {committed}: reveal exactly the uids, values and salt committed to")]
+    RevealMismatch { committed: Hash, revealed: Hash },
+
+    // --- the call itself again (issue 16), appended after the mempool's to keep borsh indices.
+    #[error(
+        "model version 0x00..00 names no model: publish the hash of the parameters your axon answers with"
+    )]
+    UnversionedModel,
+    #[error("model version {version} (step {step}) is already the one published, at block {published_at}: publish again when the model changes")]
+    ModelVersionUnchanged { version: Hash, step: u64, published_at: u64 },
+}
+
+/// The uids a network of `n` neurons has, in words.
+fn known_uids(n: u64) -> String {
+    match n {
+        0 => "the network has no neurons yet".into(),
+        1 => "the network has one neuron, uid 0".into(),
+        n => format!("the network has {n} neurons, uids 0 to {}", n - 1),
+    }
 }
 
 impl TxError {
@@ -105,6 +141,7 @@ impl TxError {
                 | TxError::PowBlockOutOfWindow { .. }
                 | TxError::PowTooWeak { .. }
                 | TxError::PendingSpendExceedsBalance { .. }
+                | TxError::FreeBehindPending { .. }
         )
     }
 }
@@ -191,6 +228,15 @@ impl TxError {
                 needed: 10,
                 balance: 25,
             },
+            TxError::FreeBehindPending { sender: k, pending: 1 },
+            TxError::CommitRevealDisabled,
+            TxError::CommitRevealRequired,
+            TxError::NoWeightsCommit(k),
+            TxError::RevealTooEarly { committed_at: 10, earliest: 13 },
+            TxError::RevealTooLate { committed_at: 10, deadline: 14 },
+            TxError::RevealMismatch { committed: Hash([1; 32]), revealed: Hash([2; 32]) },
+            TxError::UnversionedModel,
+            TxError::ModelVersionUnchanged { version: Hash([2; 32]), step: 40, published_at: 17 },
         ]
     }
 }

@@ -11,6 +11,7 @@
 
 use crate::apportion::apportion;
 use crate::block::{Receipt, TxStatus};
+use crate::commit_reveal::{self, WeightsCommit};
 use crate::epoch;
 use crate::error::TxError;
 use crate::genesis::EmissionMode;
@@ -18,7 +19,7 @@ use crate::pow;
 use crate::state::State;
 use crate::tx::{Call, PreparedTx, SignedTx, TxBody};
 use crate::types::{
-    Account, Endpoint, Float, Hash, Neuron, NeuronScores, PublicKey, WeightRow, WEIGHT_SCALE,
+    Account, Endpoint, Float, Hash, Neuron, NeuronScores, PublicKey, PublishedModel, WeightRow, WEIGHT_SCALE,
 };
 
 /// Context of the block being executed.
@@ -51,12 +52,47 @@ impl Slot {
 /// A validated call, ready to apply.
 #[derive(Clone, Debug)]
 pub(crate) enum Plan {
-    Transfer { to: PublicKey, amount: u64 },
-    Register { hotkey: PublicKey, coldkey: PublicKey, slot: Slot, stake: u64, burn: u64 },
-    Serve { uid: u16, endpoint: Endpoint },
-    AddStake { uid: u16, amount: u64 },
-    RemoveStake { uid: u16, amount: u64 },
-    SetWeights { uid: u16, row: WeightRow },
+    Transfer {
+        to: PublicKey,
+        amount: u64,
+    },
+    Register {
+        hotkey: PublicKey,
+        coldkey: PublicKey,
+        slot: Slot,
+        stake: u64,
+        burn: u64,
+    },
+    Serve {
+        uid: u16,
+        endpoint: Endpoint,
+    },
+    AddStake {
+        uid: u16,
+        amount: u64,
+    },
+    RemoveStake {
+        uid: u16,
+        amount: u64,
+    },
+    SetWeights {
+        uid: u16,
+        row: WeightRow,
+    },
+    CommitWeights {
+        uid: u16,
+        commitment: Hash,
+    },
+    /// A matching reveal: the row replaces the neuron's and the commitment is spent.
+    RevealWeights {
+        uid: u16,
+        row: WeightRow,
+    },
+    PublishVersion {
+        uid: u16,
+        version: Hash,
+        step: u64,
+    },
 }
 
 /// The signature verdict for a transaction, computed before (in a batch, or singly).
@@ -199,11 +235,48 @@ pub(crate) fn plan(state: &State, ctx: &BlockCtx, body: &TxBody) -> Result<Plan,
             }
             Ok(Plan::RemoveStake { uid, amount: *amount })
         }
+        Call::PublishVersion { version, step } => {
+            let uid = registered(state, &sender)?;
+            if *version == Hash::ZERO {
+                return Err(TxError::UnversionedModel);
+            }
+            // The same model again says nothing new: refused, so a peer's retries cost it a fee
+            // and the chain no record.
+            if let Some(m) = state.neuron(uid).and_then(|n| n.model).filter(|m| m.version == *version) {
+                return Err(TxError::ModelVersionUnchanged {
+                    version: m.version,
+                    step: m.step,
+                    published_at: m.published_at,
+                });
+            }
+            Ok(Plan::PublishVersion { uid, version: *version, step: *step })
+        }
         Call::SetWeights { uids, values } => {
             let uid = registered(state, &sender)?;
             let neuron = state.neuron(uid).ok_or(TxError::NotRegistered(sender))?;
-            let row = validate_weights(state, ctx, neuron, uids, values)?;
+            if state.config().weights.commit_reveal.is_some() {
+                return Err(TxError::CommitRevealRequired);
+            }
+            rate_limit(state, ctx, neuron)?;
+            let row = validate_weights(state, neuron, uids, values)?;
             Ok(Plan::SetWeights { uid, row })
+        }
+        Call::CommitWeights { commitment } => {
+            let uid = registered(state, &sender)?;
+            let neuron = state.neuron(uid).ok_or(TxError::NotRegistered(sender))?;
+            let cfg = &state.config().weights;
+            commit_reveal::enabled(&cfg.commit_reveal)?;
+            commit_reveal::check_commit(cfg.rate_limit, neuron, ctx.height)?;
+            Ok(Plan::CommitWeights { uid, commitment: *commitment })
+        }
+        Call::RevealWeights { uids, values, salt } => {
+            let uid = registered(state, &sender)?;
+            let neuron = state.neuron(uid).ok_or(TxError::NotRegistered(sender))?;
+            let cr = commit_reveal::enabled(&state.config().weights.commit_reveal)?;
+            // The commitment was rate-limited; its reveal is bound to it, so it is not.
+            commit_reveal::check_reveal(cr, neuron, ctx.height, uids, values, salt)?;
+            let row = validate_weights(state, neuron, uids, values)?;
+            Ok(Plan::RevealWeights { uid, row })
         }
     }
 }
@@ -264,21 +337,25 @@ pub(crate) fn choose_slot(state: &State, height: u64, exclude: Option<u16>) -> R
 /// Tolerance on the sum of a submitted weight row.
 pub const WEIGHT_SUM_TOLERANCE: f64 = 1e-6;
 
-/// Checks a `set_weights` call and quantises it into the stored row.
+/// The per-neuron weights rate limit: `weights.rate_limit` blocks after its last row.
+fn rate_limit(state: &State, ctx: &BlockCtx, neuron: &Neuron) -> Result<(), TxError> {
+    if let Some(last) = neuron.last_weights_block {
+        let next_allowed = last.saturating_add(state.config().weights.rate_limit);
+        if ctx.height < next_allowed {
+            return Err(TxError::WeightsRateLimited { last, next_allowed });
+        }
+    }
+    Ok(())
+}
+
+/// Checks a weight row (of a `set_weights` or a reveal) and quantises it into the stored row.
 fn validate_weights(
     state: &State,
-    ctx: &BlockCtx,
     neuron: &Neuron,
     uids: &[u16],
     values: &[Float],
 ) -> Result<WeightRow, TxError> {
     let cfg = &state.config().weights;
-    if let Some(last) = neuron.last_weights_block {
-        let next_allowed = last.saturating_add(cfg.rate_limit);
-        if ctx.height < next_allowed {
-            return Err(TxError::WeightsRateLimited { last, next_allowed });
-        }
-    }
     if uids.len() != values.len() {
         return Err(TxError::WeightLengthMismatch { uids: uids.len() as u64, values: values.len() as u64 });
     }
@@ -363,6 +440,8 @@ pub(crate) fn apply(state: &mut State, ctx: &mut BlockCtx, sender: PublicKey, pl
                 pending_emission: 0,
                 emission_rate: 0,
                 scores: NeuronScores::default(),
+                weights_commit: None,
+                model: None,
             };
             match slot {
                 Slot::Append(_) => state.push_neuron(neuron),
@@ -384,6 +463,12 @@ pub(crate) fn apply(state: &mut State, ctx: &mut BlockCtx, sender: PublicKey, pl
                 n.endpoint = Some(endpoint);
             }
         }
+        Plan::PublishVersion { uid, version, step } => {
+            let published_at = ctx.height;
+            if let Some(n) = state.neuron_mut(uid) {
+                n.model = Some(PublishedModel { version, step, published_at });
+            }
+        }
         Plan::AddStake { uid, amount } => {
             debit(state, sender, amount);
             if let Some(n) = state.neuron_mut(uid) {
@@ -400,6 +485,18 @@ pub(crate) fn apply(state: &mut State, ctx: &mut BlockCtx, sender: PublicKey, pl
             state.set_row(uid, row);
             if let Some(n) = state.neuron_mut(uid) {
                 n.last_weights_block = Some(ctx.height);
+            }
+        }
+        Plan::CommitWeights { uid, commitment } => {
+            if let Some(n) = state.neuron_mut(uid) {
+                n.weights_commit = Some(WeightsCommit { commitment, block: ctx.height });
+            }
+        }
+        Plan::RevealWeights { uid, row } => {
+            state.set_row(uid, row);
+            if let Some(n) = state.neuron_mut(uid) {
+                n.last_weights_block = Some(ctx.height);
+                n.weights_commit = None;
             }
         }
     }

@@ -121,16 +121,28 @@ pub struct WeightsConfig {
     pub max_change: Option<f64>,
     /// Most entries in one row.
     pub max_len: u32,
+    /// Commit-reveal weights ([`crate::commit_reveal`]): `None` (the default), rows are set in
+    /// the open with `set_weights`; `Some`, only by `commit_weights` then `reveal_weights`. A
+    /// chain-wide parameter while there are no subnets. Not written when off, so the hash of a
+    /// genesis without it is what it was before it existed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub commit_reveal: Option<crate::commit_reveal::CommitRevealConfig>,
 }
 
 impl Default for WeightsConfig {
     fn default() -> Self {
-        WeightsConfig { rate_limit: 1, max_change: Some(1.0), max_len: 256 }
+        WeightsConfig { rate_limit: 1, max_change: Some(1.0), max_len: 256, commit_reveal: None }
     }
 }
 
 /// Minimum fee of each transaction kind, in base units. The fee is paid from the sender's free
 /// balance and burned (market paper §5: fees in the staking token).
+///
+/// Weight setting is free by default, as on Bittensor: a new hotkey registers by proof of work
+/// and sets weights without being funded first. What bounds it instead is the per-neuron
+/// `weights.rate_limit` (a `set_weights` within it is refused with `WeightsRateLimited` before
+/// it reaches a block) and the mempool's rule that a transaction paying no fee is admitted only
+/// as its sender's next one, checked in full against the current state.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct FeeSchedule {
@@ -141,6 +153,7 @@ pub struct FeeSchedule {
     pub serve: u64,
     pub add_stake: u64,
     pub remove_stake: u64,
+    /// Zero by default: weight setting is rate-limited instead (see above).
     pub set_weights: u64,
 }
 
@@ -152,10 +165,12 @@ impl FeeSchedule {
             CallKind::Transfer => self.transfer,
             CallKind::Register => self.register,
             CallKind::RegisterBy => self.register_by,
-            CallKind::Serve => self.serve,
+            // Both announce what a neuron serves (see `Call::PublishVersion`).
+            CallKind::Serve | CallKind::PublishVersion => self.serve,
             CallKind::AddStake => self.add_stake,
             CallKind::RemoveStake => self.remove_stake,
-            CallKind::SetWeights => self.set_weights,
+            // The two halves of a set_weights cost what it costs.
+            CallKind::SetWeights | CallKind::CommitWeights | CallKind::RevealWeights => self.set_weights,
         }
     }
 }
@@ -170,7 +185,7 @@ impl Default for FeeSchedule {
             serve: fee,
             add_stake: fee,
             remove_stake: fee,
-            set_weights: fee,
+            set_weights: 0,
         }
     }
 }
@@ -237,6 +252,12 @@ pub struct GenesisConfig {
     pub weights: WeightsConfig,
     pub fees: FeeSchedule,
     pub limits: Limits,
+    /// Adaptive inflation ([`crate::inflation`], the intermodel paper's Figure 5): each epoch
+    /// the emission per block tau moves toward a target sparsity of W, within bounds. `None`
+    /// (the default): tau is `emission_per_block` for ever. Not written when off, so the hash of
+    /// a genesis without it is what it was before it existed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub adaptive_inflation: Option<crate::inflation::AdaptiveInflation>,
     /// The validator set (empty: the single-validator chain). Not serialised when empty, so
     /// the hash of a genesis without validators is what it was before validators existed.
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -264,6 +285,7 @@ impl Default for GenesisConfig {
             weights: WeightsConfig::default(),
             fees: FeeSchedule::default(),
             limits: Limits::default(),
+            adaptive_inflation: None,
             validators: Vec::new(),
         }
     }
@@ -340,6 +362,11 @@ impl GenesisConfig {
         if self.emission_per_block >= 1u64 << (64 - LAZY_FRACTION_BITS) {
             return bad("emission_per_block", &self.emission_per_block, "must be below 2^48 base units");
         }
+        if let Some(a) = &self.adaptive_inflation {
+            if let Some((field, value, reason)) = a.invalid(self.emission_per_block) {
+                return Err(GenesisError::Invalid { field, value, reason });
+            }
+        }
         if self.max_neurons == 0 || self.max_neurons > MAX_NEURONS_LIMIT {
             return bad("max_neurons", &self.max_neurons, "must be in 1..=65536 (uids are u16)");
         }
@@ -383,6 +410,22 @@ impl GenesisConfig {
         if let Some(eps) = self.weights.max_change {
             if !eps.is_finite() || eps < 0.0 {
                 return bad("weights.max_change", &eps, "must be a finite L2 distance >= 0");
+            }
+        }
+        if let Some(cr) = &self.weights.commit_reveal {
+            if cr.reveal_delay == 0 {
+                return bad(
+                    "weights.commit_reveal.reveal_delay",
+                    &cr.reveal_delay,
+                    "must be at least 1 block, or the weights are never hidden",
+                );
+            }
+            if cr.reveal_window == 0 {
+                return bad(
+                    "weights.commit_reveal.reveal_window",
+                    &cr.reveal_window,
+                    "must be at least 1 block, or no reveal could land",
+                );
             }
         }
         if self.weights.max_len == 0 {

@@ -416,6 +416,8 @@ impl<S: Store> Ledger<S> {
             bonds: (0..n).map(|u| self.bonds(u as u16)).collect(),
             issuance: self.issuance(),
             difficulty: self.difficulty(),
+            tau: self.state.globals.tau,
+            sparsity: self.state.globals.sparsity.map(|s| s.0),
         }
     }
 
@@ -493,6 +495,13 @@ pub struct Metagraph {
     pub bonds: Vec<Vec<(u16, f64)>>,
     pub issuance: Issuance,
     pub difficulty: u64,
+    /// tau: the emission per block in force (base units); moved each epoch by adaptive
+    /// inflation when the genesis turns it on ([`crate::inflation`]).
+    #[serde(default)]
+    pub tau: u64,
+    /// `sum(diag W) / sum(W)` at the last epoch, the quantity adaptive inflation steers.
+    #[serde(default)]
+    pub sparsity: Option<f64>,
 }
 
 impl Metagraph {

@@ -28,23 +28,28 @@
 
 pub mod apportion;
 pub mod block;
+pub mod commit_reveal;
 mod epoch;
 pub mod error;
 mod exec;
 pub mod genesis;
+pub mod inflation;
 pub mod integrity;
 mod ledger;
 pub mod mempool;
 pub mod merkle;
 pub mod pow;
+pub mod ss58;
 pub mod state;
 pub mod store;
+pub mod tokens;
 pub mod tx;
 pub mod types;
 pub mod verify;
 
 pub use apportion::apportion;
 pub use block::{Block, BlockHeader, BlockOutcome, EpochReport, Receipt, StoredBlock, TxStatus};
+pub use commit_reveal::{commitment, CommitRevealConfig, WeightsCommit};
 pub use epoch::EpochInputs;
 pub use error::{BlockError, LedgerError, TxError};
 pub use exec::WEIGHT_SUM_TOLERANCE;
@@ -52,15 +57,17 @@ pub use genesis::{
     dev_key, public_key, EmissionMode, FeeSchedule, GenesisAccount, GenesisConfig, GenesisError,
     GenesisNeuron, GenesisValidator, Limits, RegistrationConfig, WeightsConfig,
 };
+pub use inflation::AdaptiveInflation;
 pub use integrity::{state_records, stored_block, IntegrityError};
 pub use ledger::{ChainHead, Ledger, Metagraph};
 pub use mempool::{Mempool, MempoolError};
 pub use state::{Issuance, State};
 pub use store::{MemStore, Store, StoreError, WriteBatch};
+pub use tokens::{Tokens, TokensError};
 pub use tx::{Call, CallKind, PreparedTx, SignedTx, TxBody};
 pub use types::{
-    Account, Endpoint, Float, Hash, Ip, Modality, Neuron, NeuronScores, Protocol, PublicKey, SignatureBytes,
-    WeightRow, UNITS_PER_TOKEN, WEIGHT_SCALE,
+    Account, Endpoint, Float, Hash, Ip, Modality, Neuron, NeuronScores, Protocol, PublicKey, PublishedModel,
+    Salt, SignatureBytes, WeightRow, UNITS_PER_TOKEN, WEIGHT_SCALE,
 };
 
 /// Re-exported so wallets and the node sign with the same key type.

@@ -69,6 +69,11 @@ pub struct Globals {
     pub replaced_since_epoch: BTreeSet<u16>,
     /// Size of the bonds matrix (the neuron count at the last epoch).
     pub bonds_n: u32,
+    /// tau: the emission per block in force, in base units (`emission_per_block` unless
+    /// adaptive inflation moved it: see [`crate::inflation`]).
+    pub tau: u64,
+    /// `sum(diag W) / sum(W)` at the last epoch (`None` before one, or when W was empty).
+    pub sparsity: Option<Float>,
 }
 
 impl Globals {
@@ -210,6 +215,8 @@ impl State {
                 last_epoch_block: 0,
                 replaced_since_epoch: BTreeSet::new(),
                 bonds_n: cfg.neurons.len() as u32,
+                tau: cfg.emission_per_block,
+                sparsity: None,
             },
         );
         for a in &cfg.accounts {
@@ -230,6 +237,8 @@ impl State {
                 pending_emission: 0,
                 emission_rate: 0,
                 scores: NeuronScores::default(),
+                weights_commit: None,
+                model: None,
             };
             s.push_neuron(n);
         }

@@ -15,7 +15,7 @@
 
 use crate::error::TxError;
 use crate::merkle::sha256;
-use crate::types::{Endpoint, Float, Hash, PublicKey, SignatureBytes};
+use crate::types::{Endpoint, Float, Hash, PublicKey, Salt, SignatureBytes};
 use borsh::{BorshDeserialize, BorshSerialize};
 use ed25519_dalek::{Signer, SigningKey};
 use serde::{Deserialize, Serialize};
@@ -44,6 +44,27 @@ pub enum Call {
     /// Sent by a registered hotkey: replace its row of W. `values[k]` is the weight on
     /// `uids[k]`; values must be finite, >= 0, and sum to 1 (within 1e-6).
     SetWeights { uids: Vec<u16>, values: Vec<Float> },
+    /// Sent by a registered hotkey on a chain with commit-reveal on: commit to a row of W
+    /// without showing it; `commitment` is [`crate::commit_reveal::commitment`] of the row and a
+    /// secret salt.
+    CommitWeights { commitment: Hash },
+    /// Sent by a registered hotkey: reveal the row committed to, with its salt, within the
+    /// reveal window; it then replaces the hotkey's row of W as a `set_weights` would.
+    RevealWeights { uids: Vec<u16>, values: Vec<Float>, salt: Salt },
+    /// Sent by a registered hotkey: the model its axon now answers with (issue 16), as its
+    /// signed responses name it: `version` a hash of the parameters (never all zero: that
+    /// names no model) and `step` its training step. The chain records it with the block it
+    /// was published in, so a validator can tell which model answered and whose version
+    /// appeared first.
+    ///
+    /// A call of its own rather than an optional field of `Serve`: borsh has no optional
+    /// trailing fields, so a field added to `Serve` would change the bytes of every `serve`
+    /// ever signed (and the shared vectors), while a new variant, appended last, leaves every
+    /// existing encoding as it was. It is also lighter: a peer's model changes with training,
+    /// its endpoint almost never, and publishing a version re-checks no endpoint. It pays the
+    /// `serve` fee (both announce what a neuron serves), so the fee schedule and every genesis
+    /// hash stay as they were.
+    PublishVersion { version: Hash, step: u64 },
 }
 
 /// The kind of a [`Call`], for fees and error messages.
@@ -59,6 +80,9 @@ pub enum CallKind {
     AddStake,
     RemoveStake,
     SetWeights,
+    CommitWeights,
+    RevealWeights,
+    PublishVersion,
 }
 
 impl fmt::Display for CallKind {
@@ -71,6 +95,9 @@ impl fmt::Display for CallKind {
             CallKind::AddStake => "add_stake",
             CallKind::RemoveStake => "remove_stake",
             CallKind::SetWeights => "set_weights",
+            CallKind::CommitWeights => "commit_weights",
+            CallKind::RevealWeights => "reveal_weights",
+            CallKind::PublishVersion => "publish_version",
         })
     }
 }
@@ -85,6 +112,9 @@ impl Call {
             Call::AddStake { .. } => CallKind::AddStake,
             Call::RemoveStake { .. } => CallKind::RemoveStake,
             Call::SetWeights { .. } => CallKind::SetWeights,
+            Call::CommitWeights { .. } => CallKind::CommitWeights,
+            Call::RevealWeights { .. } => CallKind::RevealWeights,
+            Call::PublishVersion { .. } => CallKind::PublishVersion,
         }
     }
 
@@ -115,7 +145,9 @@ impl TxBody {
         // Sized up front: a set_weights body is 10 bytes an entry, and growing a 2.5 KiB buffer
         // by doubling showed up in the block benchmark.
         let entries = match &self.call {
-            Call::SetWeights { uids, values } => uids.len() * 2 + values.len() * 8,
+            Call::SetWeights { uids, values } | Call::RevealWeights { uids, values, .. } => {
+                uids.len() * 2 + values.len() * 8
+            }
             _ => 0,
         };
         let mut out = Vec::with_capacity(128 + entries);

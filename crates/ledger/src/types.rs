@@ -49,9 +49,9 @@ macro_rules! hex_bytes {
             }
         }
 
-        impl FromStr for $name {
-            type Err = String;
-            fn from_str(s: &str) -> Result<Self, String> {
+        impl $name {
+            /// Parses `2 * LEN` hex digits, with or without `0x`.
+            pub fn from_hex(s: &str) -> Result<Self, String> {
                 let s = s.strip_prefix("0x").unwrap_or(s);
                 let mut out = [0u8; $n];
                 hex::decode_to_slice(s, &mut out).map_err(|e| {
@@ -94,8 +94,51 @@ hex_bytes!(
     64
 );
 
+hex_bytes!(
+    /// The secret of a weights commitment ([`crate::commit_reveal`]): 32 random bytes the
+    /// committer keeps until it reveals.
+    Salt,
+    32
+);
+
+impl FromStr for Salt {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Salt::from_hex(s)
+    }
+}
+
 impl Hash {
     pub const ZERO: Hash = Hash([0; 32]);
+}
+
+impl FromStr for Hash {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Hash::from_hex(s)
+    }
+}
+
+impl FromStr for SignatureBytes {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        SignatureBytes::from_hex(s)
+    }
+}
+
+/// A key parses from 64 hex digits (the ledger's form, `0x` optional) or from an SS58 address
+/// with prefix 42 (the "5..." form Bittensor users paste): see [`crate::ss58`].
+impl FromStr for PublicKey {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let t = s.trim();
+        let looks_hex = t.strip_prefix("0x").unwrap_or(t).bytes().all(|b| b.is_ascii_hexdigit());
+        if looks_hex {
+            return PublicKey::from_hex(t);
+        }
+        crate::ss58::decode(t)
+            .map_err(|e| format!("{t:?} is neither 64 hex digits nor an SS58 address of a PublicKey: {e}"))
+    }
 }
 
 /// An `f64` carried by its bit pattern, so every value (NaN and infinities included) has exactly
@@ -286,6 +329,25 @@ pub struct Neuron {
     /// Lazy emission: what it accrues per block until the next epoch, in 2^-16 base units.
     pub emission_rate: u64,
     pub scores: NeuronScores,
+    /// Commit-reveal: the commitment awaiting its reveal, if any.
+    #[serde(default)]
+    pub weights_commit: Option<crate::commit_reveal::WeightsCommit>,
+    /// The model its axon last said it answers with (`publish_version`, issue 16); `None`
+    /// before the first publication (and for a neuron registered into a replaced slot).
+    #[serde(default)]
+    pub model: Option<PublishedModel>,
+}
+
+/// A model version as a neuron published it on chain: what its signed responses name
+/// (`wire`'s `ModelVersion`) and the block that recorded it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+pub struct PublishedModel {
+    /// A hash of the parameters (never all zero).
+    pub version: Hash,
+    /// The model's training step when it was published.
+    pub step: u64,
+    /// Height of the block the `publish_version` was executed in.
+    pub published_at: u64,
 }
 
 /// Row i of W as the chain stores it: `(uid, weight)` sorted by uid, unique, every weight > 0,

@@ -9,7 +9,7 @@
 //! ```
 
 use ledger::{
-    dev_key, pow, public_key, Call, Endpoint, Float, Hash, Ip, Modality, Protocol, PublicKey, SignedTx,
+    dev_key, pow, public_key, Call, Endpoint, Float, Hash, Ip, Modality, Protocol, PublicKey, Salt, SignedTx,
     TxBody, TxError,
 };
 use serde_json::{json, Value};
@@ -126,6 +126,41 @@ fn cases() -> Vec<(&'static str, &'static str, &'static str, u64, u64, Call)> {
             20_000,
             Call::SetWeights { uids: long_uids, values: long_values.into_iter().map(Float).collect() },
         ),
+        (
+            "commit_weights",
+            "miner-hotkey",
+            "agora-dev",
+            10,
+            0,
+            Call::CommitWeights {
+                commitment: ledger::commitment(
+                    &key("miner-hotkey"),
+                    &[0, 2],
+                    &[Float(0.75), Float(0.25)],
+                    &Salt([0x5a; 32]),
+                ),
+            },
+        ),
+        (
+            "reveal_weights",
+            "miner-hotkey",
+            "agora-dev",
+            11,
+            0,
+            Call::RevealWeights {
+                uids: vec![0, 2],
+                values: vec![Float(0.75), Float(0.25)],
+                salt: Salt([0x5a; 32]),
+            },
+        ),
+        (
+            "publish_version",
+            "miner-hotkey",
+            "agora-dev",
+            10,
+            10_000,
+            Call::PublishVersion { version: Hash(*b"blake3 of the model parameters!!"), step: 1_234 },
+        ),
     ]
 }
 
@@ -236,5 +271,5 @@ fn every_vector_decodes_verifies_and_refuses_tampering() {
     }
     let kinds: std::collections::BTreeSet<&str> =
         txs.iter().map(|v| v["body"]["call"]["type"].as_str().unwrap()).collect();
-    assert_eq!(kinds.len(), 7, "every call kind has a vector: {kinds:?}");
+    assert_eq!(kinds.len(), 10, "every call kind has a vector: {kinds:?}");
 }

@@ -24,8 +24,12 @@ use ledger::{Call, Endpoint, Modality, Protocol};
 use nucleus::{Corpus, Nucleus};
 use peer::files::{StatusRow, StatusWriter};
 use peer::learner::{as_f32, pretrain_steps, read, text_tensor, PRETRAIN_DATA_SEED};
+use peer::serve::Serving;
 use peer::serve::{ModelHandler, RelayHandler};
-use peer::{Chain, Learner, LocalChain, MetagraphView, Neighbours, Participant, Switchboard, WeightSetter};
+use peer::{
+    Chain, Learner, LocalChain, MetagraphView, Neighbours, Participant, Switchboard, VersionPublisher,
+    WeightSetter,
+};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::path::PathBuf;
@@ -66,6 +70,9 @@ pub struct MarketOptions {
     pub pretrain_cache: Option<PathBuf>,
     /// Print a line per epoch on stderr.
     pub verbose: bool,
+    /// Competitive masking in every peer's answers, as `agora peer run --competitive-masking`
+    /// does in its axon (the judge, trusted, is answered unmasked). `None`: off.
+    pub competitive_masking: Option<wire::MaskingConfig>,
 }
 
 impl MarketOptions {
@@ -80,6 +87,7 @@ impl MarketOptions {
             steps_per_block: 1,
             pretrain_cache: None,
             verbose: false,
+            competitive_masking: None,
         }
     }
 }
@@ -163,9 +171,13 @@ async fn market(opts: &MarketOptions) -> Result<MarketOutcome, LocalnetError> {
         .map(|(r, _)| r.uid)
         .collect();
 
-    let board = Switchboard::new();
+    let board = match opts.competitive_masking {
+        Some(m) => Switchboard::with_masking(m, [market_judge()]),
+        None => Switchboard::new(),
+    };
     let total_stake = Arc::new(AtomicU64::new(0));
     let mut peers = Vec::with_capacity(scenario.peers.len());
+    let publisher = VersionPublisher::default();
     let mut subjects = Vec::with_capacity(scenario.peers.len());
     for ((spec, k), r) in scenario.peers.iter().zip(&keys).zip(&registered) {
         // When the offline peer leaves is set below, once the run's start is known; its role
@@ -196,7 +208,8 @@ async fn market(opts: &MarketOptions) -> Result<MarketOutcome, LocalnetError> {
         };
         subjects.push(Subject { uid: r.uid, corpus: corpus.clone() });
         let learner =
-            Learner::new(nucleus, r.uid, corpus, ChaCha8Rng::seed_from_u64(seed), Duration::from_secs(10))?;
+            Learner::new(nucleus, r.uid, corpus, ChaCha8Rng::seed_from_u64(seed), Duration::from_secs(10))?
+                .with_copy_detection(scenario.copy_detection);
         let hotkey = k.hotkey_public().0;
         let original = spec.duplicate_of.as_ref().and_then(|of| keys.iter().find(|o| &o.name == of));
         let handler: Arc<dyn Handler> = match original.filter(|_| spec.role == Role::Copycat) {
@@ -284,6 +297,13 @@ async fn market(opts: &MarketOptions) -> Result<MarketOutcome, LocalnetError> {
             if p.setter.due(head) {
                 let scores = p.learner.scoring_round(&net, &view).await?;
                 submit_weights(p, &view, &g, &scores, opts.weights, &mut weights_rng).await?;
+            }
+            // One transaction per peer and block (the nonce is read from the chain): the
+            // version waits for a block without weights, so the first goes out in the run's
+            // first such block (in `agora peer run`, as the peer starts serving). Publishing
+            // moves no stake: the market plays out as it would without it.
+            if p.setter.last_submitted() != Some(head + 1) {
+                publish_version(p, &view, &g, &publisher).await?;
             }
         }
         chain.produce_block()?;
@@ -383,6 +403,32 @@ async fn submit_weights(
     Ok(())
 }
 
+/// The in-process judge's hotkey: registered nowhere, trusted by every peer.
+fn market_judge() -> [u8; 32] {
+    ledger::public_key(&ledger::dev_key("market/judge")).0
+}
+
+/// Queues the peer's `publish_version` for the next block when its model changed and the
+/// publisher's interval allows (as `agora peer run` does; noise names no model).
+async fn publish_version(
+    p: &MarketPeer,
+    view: &MetagraphView,
+    g: &ledger::GenesisConfig,
+    publisher: &VersionPublisher,
+) -> Result<(), LocalnetError> {
+    let role = peer_role(p.role, &[], u64::MAX);
+    if role.serving() == Serving::Noise {
+        return Ok(());
+    }
+    let (id, step) = read(p.learner.nucleus()).model_version()?;
+    if let Some(call) = publisher.due(view.block(), id, step, view.model(p.uid)) {
+        let chain = p.participant.chain();
+        let tx = peer::sign(chain, g, p.participant.signing_key(), call).await?;
+        chain.submit(&tx).await?;
+    }
+    Ok(())
+}
+
 /// Every online peer answers every test batch through the switchboard (as the judge, a caller
 /// with no stake), and the online peers' live models are the consumers.
 async fn judge_now(
@@ -391,7 +437,7 @@ async fn judge_now(
     board: &Switchboard,
     block: u64,
 ) -> Result<Judgement, LocalnetError> {
-    let judge_net = board.caller(ledger::public_key(&ledger::dev_key("market/judge")).0);
+    let judge_net = board.caller(market_judge());
     let online: Vec<&MarketPeer> = peers.iter().filter(|p| p.online).collect();
     let targets: Vec<Target> = online
         .iter()

@@ -142,6 +142,38 @@ pub fn table_with_values(rows: &[MetagraphRow], values: Option<&[f64]>) -> Strin
     out
 }
 
+/// The line a run without a terminal prints when an epoch starts: where the run is, the top
+/// earner and, once the judge has spoken, the running Spearman against it.
+fn epoch_line(
+    elapsed: std::time::Duration,
+    done: u64,
+    blocks: Option<u64>,
+    epoch: u64,
+    rows: &[MetagraphRow],
+    judge: Option<&(Vec<f64>, u64)>,
+) -> String {
+    let secs = elapsed.as_secs();
+    let mut line = format!(
+        "[{:02}:{:02}:{:02}] epoch {epoch}, block {done}/{}",
+        secs / 3600,
+        secs / 60 % 60,
+        secs % 60,
+        blocks.map_or("?".into(), |b| b.to_string())
+    );
+    if let Some(top) =
+        rows.iter().filter(|r| r.incentive > 0.0).max_by(|a, b| a.incentive.total_cmp(&b.incentive))
+    {
+        line += &format!(", top incentive {} ({}) {:.3}", top.name, top.role.name(), top.incentive);
+    }
+    if let Some((values, block)) = judge {
+        let incentive: Vec<f64> = rows.iter().map(|r| r.incentive).collect();
+        if let Some(rho) = crate::report::spearman(&incentive, values) {
+            line += &format!(", Spearman(incentive, judge at block {block}) {rho:.3}");
+        }
+    }
+    line
+}
+
 fn truncate(s: &str, n: usize) -> String {
     s.chars().take(n).collect()
 }
@@ -152,11 +184,18 @@ pub struct LiveView {
     bar: ProgressBar,
     /// The judge's last values by uid and the block they were measured at.
     judge: std::sync::Mutex<Option<(Vec<f64>, u64)>>,
+    /// Without a terminal (a pipe, a log file, CI) and not quiet: one line per epoch instead
+    /// of the redrawn table, so a run that is not watched still says how far it got.
+    epoch_lines: bool,
+    /// The last epoch a line was printed for (`u64::MAX`: none yet).
+    last_epoch: std::sync::atomic::AtomicU64,
+    started: std::time::Instant,
 }
 
 impl LiveView {
     pub fn new(blocks: u64, force_hidden: bool) -> LiveView {
-        let bar = if force_hidden || !std::io::stderr().is_terminal() {
+        let terminal = std::io::stderr().is_terminal();
+        let bar = if force_hidden || !terminal {
             ProgressBar::with_draw_target(Some(blocks), ProgressDrawTarget::hidden())
         } else {
             let bar = ProgressBar::new(blocks);
@@ -168,7 +207,13 @@ impl LiveView {
             bar.set_style(style);
             bar
         };
-        LiveView { bar, judge: std::sync::Mutex::new(None) }
+        LiveView {
+            bar,
+            judge: std::sync::Mutex::new(None),
+            epoch_lines: !force_hidden && !terminal,
+            last_epoch: std::sync::atomic::AtomicU64::new(u64::MAX),
+            started: std::time::Instant::now(),
+        }
     }
 
     /// The table then shows these values and the running Spearman of incentive against them.
@@ -180,6 +225,12 @@ impl LiveView {
         self.bar.set_position(done);
         self.bar.set_prefix(format!("epoch {epoch}"));
         let judge = self.judge.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        if self.epoch_lines && self.last_epoch.swap(epoch, std::sync::atomic::Ordering::Relaxed) != epoch {
+            eprintln!(
+                "{}",
+                epoch_line(self.started.elapsed(), done, self.bar.length(), epoch, rows, judge.as_ref())
+            );
+        }
         let text = match judge {
             Some((values, block)) => {
                 let incentive: Vec<f64> = rows.iter().map(|r| r.incentive).collect();
@@ -246,5 +297,34 @@ mod tests {
         assert_eq!(read_metagraph_csv(&path).unwrap(), rows);
         assert!(table(&rows).contains("cabal"));
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn an_epoch_line_says_where_the_run_is_who_earns_most_and_how_it_ranks() {
+        let row = |uid: u16, name: &str, role, incentive| MetagraphRow {
+            time_s: 0.0,
+            block: 30,
+            uid,
+            name: name.into(),
+            role,
+            stake: 1,
+            rank: 0.0,
+            trust: 0.0,
+            consensus: 0.0,
+            incentive,
+            dividends: 0.0,
+            emission: 0,
+            last_update: None,
+            validator_trust: 0.0,
+            validating: false,
+        };
+        let rows = vec![row(0, "expert", Role::Honest, 0.7), row(1, "noise", Role::Noise, 0.3)];
+        let took = std::time::Duration::from_secs(3_725);
+        let before = epoch_line(took, 30, Some(500), 3, &rows, None);
+        assert_eq!(before, "[01:02:05] epoch 3, block 30/500, top incentive expert (honest) 0.700");
+        let judged = epoch_line(took, 30, Some(500), 3, &rows, Some(&(vec![0.1, 0.9], 20)));
+        assert!(judged.ends_with("Spearman(incentive, judge at block 20) -1.000"), "{judged}");
+        let nobody = epoch_line(took, 0, None, 0, &[row(0, "a", Role::Honest, 0.0)], None);
+        assert_eq!(nobody, "[01:02:05] epoch 0, block 0/?");
     }
 }

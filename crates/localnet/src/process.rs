@@ -157,9 +157,13 @@ pub struct PeerLaunch {
     /// For [`Role::Copycat`]: the hotkey of the peer it copies.
     pub copy_of: Option<ledger::PublicKey>,
     pub weights_interval: u64,
+    /// The scenario's `copy_detection`: off adds `--no-copy-detection`.
+    pub copy_detection: bool,
     /// Where the axon listens and the address it publishes instead (a fault-injecting proxy
     /// in front of it); `None`: a free port, published as bound.
     pub axon: Option<(std::net::SocketAddr, std::net::SocketAddr)>,
+    /// The axon's competitive masking (`--competitive-masking T`); `None`: off.
+    pub competitive_masking: Option<wire::MaskingConfig>,
 }
 
 /// The name of the hotkey every localnet wallet uses.
@@ -223,6 +227,9 @@ pub fn peer_argv(l: &PeerLaunch) -> Result<Vec<String>, LocalnetError> {
         argv.extend(["--pretrain-steps".into(), l.spec.pretrain_steps.to_string(), "--resume".into()]);
     }
     argv.extend(["--weights-interval".into(), l.weights_interval.to_string()]);
+    if !l.copy_detection {
+        argv.push("--no-copy-detection".into());
+    }
     // A status row (one held-out evaluation) every few seconds: the report's loss curves.
     argv.extend(["--status-every".into(), "3".into()]);
     // The judge runs consumers from their checkpoints (fresh ones) and asks every axon with a
@@ -237,6 +244,9 @@ pub fn peer_argv(l: &PeerLaunch) -> Result<Vec<String>, LocalnetError> {
             announce.to_string(),
         ]),
         None => argv.extend(["--axon-addr".into(), "127.0.0.1:0".into()]),
+    }
+    if let Some(m) = l.competitive_masking {
+        argv.extend(["--competitive-masking".into(), m.temperature().to_string()]);
     }
     Ok(argv)
 }
@@ -472,7 +482,9 @@ mod tests {
             offline_at_block: 250,
             copy_of: None,
             weights_interval: 10,
+            copy_detection: true,
             axon: None,
+            competitive_masking: None,
         };
         let argv = peer_argv(&l).unwrap().join(" ");
         assert!(argv.starts_with(
@@ -498,10 +510,19 @@ mod tests {
         l.copy_of = Some(original);
         let argv = peer_argv(&l).unwrap().join(" ");
         assert!(argv.contains(&format!("--role copycat --copy-of {original}")), "{argv}");
+        assert!(!argv.contains("--no-copy-detection"), "{argv}");
+        l.copy_detection = false;
+        assert!(peer_argv(&l).unwrap().join(" ").contains("--no-copy-detection"));
+        l.copy_detection = true;
         let (listen, announce) = ("127.0.0.1:4000".parse().unwrap(), "127.0.0.1:5000".parse().unwrap());
         l.axon = Some((listen, announce));
         let argv = peer_argv(&l).unwrap().join(" ");
         assert!(argv.contains("--axon-addr 127.0.0.1:4000 --announce-addr 127.0.0.1:5000"), "{argv}");
+        assert!(!argv.contains("--competitive-masking"), "off by default: {argv}");
+        l.competitive_masking = Some(wire::MaskingConfig::new(0.5).unwrap());
+        let argv = peer_argv(&l).unwrap().join(" ");
+        assert!(argv.ends_with("--competitive-masking 0.5"), "{argv}");
+        l.competitive_masking = None;
         l.spec.dataset = "no-such-topic-anywhere".into();
         assert!(matches!(peer_argv(&l), Err(LocalnetError::Dataset { .. })));
         // A Python peer: the package's torch peer with the same wallet, chain and judge, and

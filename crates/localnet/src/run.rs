@@ -45,6 +45,9 @@ pub struct RunOptions {
     /// are that many `agora node --validator-key` processes finalizing one chain by consensus,
     /// peer `k` talking to validator `k mod N`.
     pub validators: usize,
+    /// Competitive masking in every Rust peer's axon (`agora peer run --competitive-masking`;
+    /// the Python peer's axon does not mask). `None`: off.
+    pub competitive_masking: Option<wire::MaskingConfig>,
 }
 
 impl RunOptions {
@@ -60,6 +63,7 @@ impl RunOptions {
             judge_every: 10,
             chaos: None,
             validators: 1,
+            competitive_masking: None,
         }
     }
 }
@@ -344,7 +348,9 @@ async fn run_async(opts: &RunOptions, stop: &AtomicBool) -> Result<RunOutcome, L
                     .and_then(|of| registered.iter().find(|o| &o.name == of))
                     .map(|o| o.hotkey),
                 weights_interval: scenario.weights_interval,
+                copy_detection: scenario.copy_detection,
                 axon,
+                competitive_masking: opts.competitive_masking,
             };
             peers.push(PeerProcess::spawn(&opts.agora, &launch)?);
         }

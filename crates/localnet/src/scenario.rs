@@ -129,6 +129,14 @@ pub struct PeerSpec {
     pub pretrain_steps: u64,
 }
 
+fn on() -> bool {
+    true
+}
+
+fn is_on(b: &bool) -> bool {
+    *b
+}
+
 fn default_size() -> ModelSize {
     ModelSize::Small
 }
@@ -166,6 +174,11 @@ pub struct Scenario {
     /// clipping).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dividend_rule: Option<mechanism::yuma::DividendRule>,
+    /// Whether the peers look for neighbours copying others' answers and score them 0
+    /// (`peer::copies`; on by default). Off is the control that shows what it does: a copycat
+    /// is then paid for its relayed answers.
+    #[serde(default = "on", skip_serializing_if = "is_on")]
+    pub copy_detection: bool,
     #[serde(rename = "peer")]
     pub peers: Vec<PeerSpec>,
 }
@@ -206,6 +219,7 @@ impl Default for Scenario {
             weights_interval: 10,
             activity_cutoff: None,
             dividend_rule: None,
+            copy_detection: true,
             peers: vec![
                 p("science-expert", Role::Honest, ModelSize::Small, "science", 1, 800),
                 p("computers-expert", Role::Honest, ModelSize::Small, "computers", 2, 500),
@@ -424,6 +438,29 @@ mod tests {
         }
         let back = Scenario::from_toml(&s.to_toml()).unwrap();
         assert_eq!(back, s);
+    }
+
+    /// The issue-16 scenario the README runs: a copycat of the science expert and a duplicate
+    /// of the startrek expert, which inherits its original's model, data and pretraining; copy
+    /// detection on unless a scenario switches it off.
+    #[test]
+    fn the_copycat_scenario_is_valid() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scenarios/copycat.toml");
+        let s = Scenario::from_file(&path).unwrap();
+        assert!(s.copy_detection);
+        let role = |name: &str| s.peers.iter().find(|p| p.name == name).unwrap();
+        assert_eq!(role("copycat").role, Role::Copycat);
+        let dup = role("startrek-duplicate");
+        let orig = role("startrek-expert");
+        assert_eq!(
+            (dup.seed, dup.pretrain_steps, &dup.dataset),
+            (orig.seed, orig.pretrain_steps, &orig.dataset)
+        );
+        let off =
+            Scenario::from_toml(&(s.to_toml().replacen("mechanism", "copy_detection = false\nmechanism", 1)))
+                .unwrap();
+        assert!(!off.copy_detection);
+        assert!(!Scenario::default().to_toml().contains("copy_detection"), "the default is not written");
     }
 
     #[test]

@@ -154,7 +154,7 @@ impl YumaParams {
 ///
 /// Every sum runs in a fixed order: the stake sums that decide consensus over peers in
 /// ascending index order, the sums along a row (W's normalisation, VT, the payout `B I`) and
-/// along a column's pairs (P, R) in four interleaved lanes ([`Lanes`]), so they do not wait on
+/// along a column's pairs (P, R) in four interleaved lanes (`Lanes`), so they do not wait on
 /// one addition at a time. Columns' selections run on rayon's pool when there are many pairs,
 /// each by the same sequential code, so the result is bit-identical for every thread count. It
 /// matches [`epoch_dense`] up to rounding: W is normalised by multiplying with `1 / row sum`

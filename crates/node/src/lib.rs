@@ -123,12 +123,12 @@ impl std::fmt::Debug for ValidatorConfig {
 }
 
 impl NodeConfig {
-    /// The defaults of `agora node` for `genesis`: a block a second, RPC on 127.0.0.1:9944.
+    /// The defaults of `agora node` for `genesis`: a block a second, RPC on 127.0.0.1:9960.
     pub fn new(genesis: GenesisConfig) -> NodeConfig {
         let rpc_limits = RpcLimits::for_genesis(&genesis);
         NodeConfig {
             genesis,
-            rpc_addr: SocketAddr::from(([127, 0, 0, 1], 9944)),
+            rpc_addr: SocketAddr::from(([127, 0, 0, 1], 9960)),
             production: Production::Interval(Duration::from_secs(1)),
             mempool_size: 10_000,
             history_blocks: 10_000,
@@ -272,7 +272,10 @@ impl Shared {
     /// Validates and queues a transaction; wakes the producer in instant mode, or sends it to
     /// the other validators.
     pub fn submit(&self, bytes: &[u8]) -> Result<Hash, MempoolError> {
-        let (id, new) = self.chain.admit(bytes)?;
+        let (id, new) = self
+            .chain
+            .admit(bytes)
+            .inspect_err(|e| tracing::debug!(reason = %e, "transaction refused at submission"))?;
         if let (true, Some(forward)) = (new, self.forward.get()) {
             forward.forward(bytes.to_vec());
         }
@@ -321,8 +324,9 @@ impl Shared {
         // A checkpoint at every epoch block; failing to write one only makes past metagraphs
         // slower (they replay from an earlier one), so it does not stop the chain.
         if let Err(e) = self.history.after_block(outcome.header.height, ledger.store()) {
-            eprintln!("checkpoint at block {}: {e}", outcome.header.height);
+            tracing::warn!(height = outcome.header.height, error = %e, "checkpoint not written");
         }
+        log_block(outcome, took);
         let m = &self.metrics;
         m.height.store(outcome.header.height, Ordering::Relaxed);
         m.blocks.fetch_add(1, Ordering::Relaxed);
@@ -348,6 +352,49 @@ impl Shared {
         // No subscriber is not an error.
         let _ = self.heads.send(head.clone());
         head
+    }
+}
+
+/// The node's log of a committed block (`RUST_LOG`, see the binary): the block at info, its
+/// epoch at info (what it minted, or why nothing), each refused or failed transaction with
+/// the ledger's reason at debug.
+fn log_block(outcome: &ledger::BlockOutcome, took_us: u64) {
+    let height = outcome.header.height;
+    let count = |f: fn(&TxStatus) -> bool| outcome.receipts.iter().filter(|r| f(&r.status)).count();
+    tracing::info!(
+        height,
+        txs = outcome.receipts.len(),
+        applied = count(|s| matches!(s, TxStatus::Applied)),
+        failed = count(|s| matches!(s, TxStatus::Failed(_))),
+        rejected = count(|s| matches!(s, TxStatus::Rejected(_))),
+        took_ms = took_us as f64 / 1e3,
+        "block"
+    );
+    if let Some(epoch) = &outcome.epoch {
+        match &epoch.error {
+            Some(e) => {
+                tracing::warn!(height, error = %e, "epoch: the mechanism refused its input, nothing minted")
+            }
+            None if epoch.withheld => tracing::info!(
+                height,
+                n = epoch.n,
+                "epoch: paid nothing (no weights yet, no consensus among them, or the mechanism withholding)"
+            ),
+            None => {
+                tracing::info!(height, n = epoch.n, minted = %ledger::Tokens::from(epoch.minted), "epoch")
+            }
+        }
+    }
+    for r in &outcome.receipts {
+        match &r.status {
+            TxStatus::Applied => {}
+            TxStatus::Failed(e) => {
+                tracing::debug!(height, tx = %r.tx_id, reason = %e, "transaction failed (fee charged)")
+            }
+            TxStatus::Rejected(e) => {
+                tracing::debug!(height, tx = %r.tx_id, reason = %e, "transaction rejected")
+            }
+        }
     }
 }
 
@@ -402,7 +449,7 @@ impl Node {
         let history = History::new(ledger.store().handle(), config.genesis.clone(), config.history_blocks);
         // The checkpoint of the head, if a crash came between its block and its checkpoint.
         if let Err(e) = history.after_block(head.height, ledger.store()) {
-            eprintln!("checkpoint at block {}: {e}", head.height);
+            tracing::warn!(height = head.height, error = %e, "checkpoint not written");
         }
         let limits = config.rpc_limits.clone();
         let shared = Shared::new(ledger, history, config.mempool_size, &limits);
@@ -589,7 +636,7 @@ impl NodeHandle {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ledger::{Call, TxBody};
+    use ledger::{Call, TxBody, TxError};
 
     fn transfer(nonce: u64, amount: u64) -> ledger::SignedTx {
         let k = dev_key("alice");
@@ -642,6 +689,52 @@ mod tests {
             Node::start(other, store).await,
             Err(NodeError::Ledger(LedgerError::GenesisMismatch { .. }))
         ));
+    }
+
+    /// Issue 16 through RPC: a neuron's `publish_version` lands in a block, and the client
+    /// reads it back with the block in `agora_metagraph` (`models`) and `agora_neuron`; the
+    /// same version again, and one signed for another hotkey, are refused at submission with
+    /// their typed reasons.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_published_model_version_reaches_the_metagraph() {
+        let g = test_utils::neuron_genesis("agora-versions", 100);
+        let cfg = NodeConfig {
+            rpc_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            production: Production::Instant,
+            ..NodeConfig::new(g.clone())
+        };
+        let node = Node::start(cfg, SharedMemStore::new()).await.expect("starts");
+        let c = client::Client::connect(&node.http_url()).await.expect("connect");
+        let n1 = dev_key("n1");
+        let publish = |nonce, version: [u8; 32]| {
+            TxBody {
+                sender: public_key(&n1),
+                nonce,
+                fee: g.fees.serve,
+                call: Call::PublishVersion { version: ledger::Hash(version), step: 77 },
+            }
+            .sign(&n1, &g.chain_id)
+        };
+        let (height, receipt) = c.submit_and_wait(&publish(0, [5; 32])).await.expect("included");
+        assert!(receipt.is_applied(), "{receipt:?}");
+        let want =
+            Some(ledger::PublishedModel { version: ledger::Hash([5; 32]), step: 77, published_at: height });
+        let m = c.metagraph(None).await.expect("metagraph");
+        assert_eq!(m.models, vec![None, want, None]);
+        assert_eq!(c.neuron(1).await.expect("neuron").model, want);
+        // The mempool checks the call against the state: the same version is refused at once.
+        match c.submit(&publish(1, [5; 32])).await {
+            Err(client::ClientError::Rejected(TxError::ModelVersionUnchanged { published_at, .. }))
+                if published_at == height => {}
+            other => panic!("the same version again: {other:?}"),
+        }
+        let mut forged = publish(1, [6; 32]);
+        forged.body.sender = public_key(&dev_key("n2"));
+        match c.submit(&forged).await {
+            Err(client::ClientError::Rejected(TxError::BadSignature { .. })) => {}
+            other => panic!("a version signed by another hotkey: {other:?}"),
+        }
+        node.stop().await.expect("stops");
     }
 
     /// `run_until` ends on its signal like `stop`.

@@ -47,7 +47,7 @@ fn error_with<D: Serialize>(code: i32, message: impl Into<String>, data: D) -> E
 }
 
 fn storage(e: LedgerError) -> ErrorObjectOwned {
-    eprintln!("rpc: storage error: {e}");
+    tracing::error!(error = %e, "rpc: storage error");
     error(codes::STORAGE, format!("the node's store failed: {e}"))
 }
 
@@ -296,7 +296,7 @@ async fn historical_metagraph(s: &Arc<Shared>, h: u64, head: u64) -> Result<Meta
             serde_json::json!({ "head": head, "requested": h, "oldest": oldest }),
         )),
         Err(e) => {
-            eprintln!("rpc: past metagraph: {e}");
+            tracing::warn!(error = %e, "rpc: past metagraph");
             Err(error(codes::STORAGE, format!("rebuilding block {h} failed: {e}")))
         }
     }

@@ -345,7 +345,7 @@ pub async fn serve<RpcMiddleware, HttpMiddleware>(
             Ok(x) => x,
             Err(e) => {
                 // Out of file descriptors, or a connection reset before accept: keep serving.
-                eprintln!("rpc: accept failed: {e}");
+                tracing::warn!(error = %e, "rpc: accept failed");
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 continue;
             }

@@ -53,6 +53,8 @@ impl NodeProcess {
             .args(args)
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
+            // Its warnings and errors reach the test's output; not a line per block.
+            .env("RUST_LOG", "warn")
             .spawn()
             .expect("start agora node");
         let start = Instant::now();

@@ -97,6 +97,17 @@ pub struct FinalReport {
     /// uid (a string: JSON object keys) -> increase of this peer's held-out loss without it.
     #[serde(default)]
     pub ablation: BTreeMap<String, f64>,
+    /// The copies its copy detection found over the run (issue 16; empty with detection off).
+    #[serde(default)]
+    pub copies: Vec<FoundCopy>,
+}
+
+/// A neighbour found copying another, and in how many scoring rounds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FoundCopy {
+    pub copier: u16,
+    pub original: u16,
+    pub rounds: u64,
 }
 
 impl FinalReport {

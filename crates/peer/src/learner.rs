@@ -4,8 +4,8 @@
 //! dendrite or an in-process switchboard) and the metagraph as a [`MetagraphView`], so the same
 //! code runs in `agora peer run` and in an in-process market.
 
-use crate::copies::{neutral_answer, Copy, CopyDetector};
-use crate::files::FinalReport;
+use crate::copies::{neutral_answer, Copy, CopyDetector, Provenance, VersionBook};
+use crate::files::{FinalReport, FoundCopy};
 use crate::metagraph::MetagraphView;
 use crate::neighbours::Neighbours;
 use crate::run::RunError;
@@ -15,7 +15,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
-use wire::{Modality, OwnedTensor, Target};
+use wire::{Modality, ModelVersion, OwnedTensor, Target};
 
 /// Held-out batches a peer keeps for scoring and its reports.
 pub const HELD_OUT_BATCHES: usize = 8;
@@ -69,8 +69,15 @@ pub struct Learner {
     misses: BTreeMap<u16, u32>,
     /// Every neighbour's last answers to the held-out probes, to catch copies (issue 16).
     copies: CopyDetector,
+    /// The first publisher of every model version seen on chain (issue 16).
+    versions: VersionBook,
+    /// Scoring rounds in which each copy was found, over the run (`final.json`).
+    found: BTreeMap<Copy, u64>,
     /// The copies found in the last scoring round.
     copiers: BTreeSet<Copy>,
+    /// Whether copies are looked for and their copiers scored 0 (on by default; off is the
+    /// negative control of the copycat market, `Scenario::copy_detection`).
+    detect_copies: bool,
     /// Hotkey of each uid when last seen, so a uid that changed hands starts afresh.
     hotkeys: BTreeMap<u16, [u8; 32]>,
     rounds: u64,
@@ -102,11 +109,21 @@ impl Learner {
             scores: BTreeMap::new(),
             misses: BTreeMap::new(),
             copies: CopyDetector::with_neutral(neutral),
+            versions: VersionBook::new(),
+            found: BTreeMap::new(),
             copiers: BTreeSet::new(),
+            detect_copies: true,
             hotkeys: BTreeMap::new(),
             rounds: 0,
             steps: 0,
         })
+    }
+
+    /// Switches copy detection ([`crate::copies`]) on or off. Off, a copier is scored by what
+    /// its answers add like anyone else: the control that shows what detection is for.
+    pub fn with_copy_detection(mut self, on: bool) -> Learner {
+        self.detect_copies = on;
+        self
     }
 
     /// The model, shared with the axon's handler.
@@ -153,7 +170,7 @@ impl Learner {
         };
         let batch = self.corpus.sample(Split::Train, b, context, &mut self.rng)?;
         let targets = candidates(view, self.uid, read(&self.nucleus).config().slots);
-        let (responses, _, inputs) =
+        let (responses, _, _, inputs) =
             query(&self.nucleus, net, &targets, &batch, self.timeout, Routing::Gate).await;
         let answering = responses.iter().filter(|(_, r)| r.is_some()).count();
         let model = self.nucleus.clone();
@@ -203,7 +220,11 @@ impl Learner {
             (0..SCORE_BATCHES).map(|k| self.held_out[(from + k) % self.held_out.len()].clone()).collect();
         self.rounds += 1;
         let eval = evaluate(&self.nucleus, net, view, self.uid, &batches, self.timeout, Routing::All).await?;
-        self.copiers = self.find_copies(view, from, &eval.responses);
+        self.copiers = if self.detect_copies {
+            self.find_copies(view, from, &eval.responses, &eval.signed)
+        } else {
+            BTreeSet::new()
+        };
         for (&u, per_batch) in &eval.per_batch {
             let misses = self.misses.entry(u).or_default();
             if eval.answered.contains(&u) {
@@ -229,20 +250,36 @@ impl Learner {
 
     /// The copies among this round's answers to the held-out probes `from..` (and the earlier
     /// answers to them); a uid that changed hands is forgotten first.
-    fn find_copies(&mut self, view: &MetagraphView, from: usize, responses: &[Responses]) -> BTreeSet<Copy> {
+    fn find_copies(
+        &mut self,
+        view: &MetagraphView,
+        from: usize,
+        responses: &[Responses],
+        signed: &BTreeMap<u16, ModelVersion>,
+    ) -> BTreeSet<Copy> {
         for (uid, hotkey) in view.info().hotkeys.iter().enumerate() {
             let uid = uid as u16;
             if self.hotkeys.insert(uid, hotkey.0).is_some_and(|old| old != hotkey.0) {
                 self.copies.forget(uid);
+                self.versions.forget(uid);
             }
         }
-        let registered = |uid: u16| view.registered_at(uid);
-        let mut found = BTreeSet::new();
+        let who = |uid: u16| Provenance {
+            registered_at: view.registered_at(uid),
+            signed: signed.get(&uid).copied(),
+            published: view.model(uid),
+        };
+        let neurons = (0..view.n()).map(|u| (u, view.registered_at(u), view.model(u)));
+        let mut found: BTreeSet<Copy> =
+            self.versions.observe(neurons).into_iter().filter(|c| c.copier != self.uid).collect();
         for (k, batch) in responses.iter().enumerate() {
             let probe = (from + k) % self.held_out.len();
             let answers: Vec<(u16, &[f32])> =
                 batch.iter().filter_map(|(u, r)| r.as_deref().map(|r| (*u, r))).collect();
-            found.extend(self.copies.observe(probe, &answers, registered));
+            found.extend(self.copies.observe(probe, &answers, who));
+        }
+        for c in &found {
+            *self.found.entry(*c).or_default() += 1;
         }
         found
     }
@@ -278,6 +315,11 @@ impl Learner {
             heldout_loss: f64::from(eval.loss),
             student_loss: Some(f64::from(student_loss)),
             ablation: eval.ablation.into_iter().map(|(u, d)| (u.to_string(), f64::from(d))).collect(),
+            copies: self
+                .found
+                .iter()
+                .map(|(c, &rounds)| FoundCopy { copier: c.copier, original: c.original, rounds })
+                .collect(),
         })
     }
 }
@@ -365,20 +407,30 @@ fn choose(
     }
 }
 
-/// Asks the `chosen` neighbours about `batch`: what each answered (`None` for a failure), the
-/// targets queried, and the inputs sent.
+/// What [`ask`] returns: each chosen neighbour's answer (`None` for a failure), the model
+/// version each answer was signed with, the targets queried, and the inputs sent.
+type Asked = (Vec<(u16, Option<Vec<f32>>)>, Vec<(u16, ModelVersion)>, Vec<Target>, OwnedTensor);
+
+/// Asks the `chosen` neighbours about `batch`.
 async fn ask(
     net: &impl Neighbours,
     targets: &BTreeMap<u16, Target>,
     chosen: &[u16],
     batch: &Batch,
     timeout: Duration,
-) -> (Vec<(u16, Option<Vec<f32>>)>, Vec<Target>, OwnedTensor) {
+) -> Asked {
     let chosen_targets: Vec<Target> = chosen.iter().filter_map(|u| targets.get(u).copied()).collect();
     let inputs = text_tensor(batch);
-    let results = net.forward(&chosen_targets, &inputs, timeout).await;
-    let responses = chosen.iter().zip(results).map(|(&uid, r)| (uid, r.as_ref().and_then(as_f32))).collect();
-    (responses, chosen_targets, inputs)
+    let results = net.forward_signed(&chosen_targets, &inputs, timeout).await;
+    let mut versions = Vec::new();
+    let mut responses = Vec::with_capacity(chosen.len());
+    for (&uid, r) in chosen.iter().zip(results) {
+        if let Some((_, v)) = &r {
+            versions.push((uid, *v));
+        }
+        responses.push((uid, r.as_ref().and_then(|(t, _)| as_f32(t))));
+    }
+    (responses, versions, chosen_targets, inputs)
 }
 
 /// [`choose`] then [`ask`].
@@ -389,7 +441,7 @@ async fn query(
     batch: &Batch,
     timeout: Duration,
     routing: Routing,
-) -> (Vec<(u16, Option<Vec<f32>>)>, Vec<Target>, OwnedTensor) {
+) -> Asked {
     let chosen = choose(nucleus, targets, batch, routing);
     ask(net, targets, &chosen, batch, timeout).await
 }
@@ -409,6 +461,8 @@ pub struct Evaluation {
     pub answered: BTreeSet<u16>,
     /// What each neighbour answered, batch by batch.
     pub responses: Vec<Responses>,
+    /// The model version each neighbour signed its last answer with (issue 16).
+    pub signed: BTreeMap<u16, ModelVersion>,
 }
 
 /// Mean loss over `batches` with the neighbours `routing` picks, and the mean increase of that
@@ -436,7 +490,9 @@ pub async fn evaluate(
     )
     .await;
     let mut all = Vec::with_capacity(batches.len());
-    for (batch, (responses, _, _)) in batches.iter().zip(asked) {
+    let mut signed = BTreeMap::new();
+    for (batch, (responses, versions, _, _)) in batches.iter().zip(asked) {
+        signed.extend(versions);
         answered.extend(responses.iter().filter(|(_, r)| r.is_some()).map(|(u, _)| *u));
         let n = read(nucleus);
         loss += n.held_out_loss(batch, &responses)?;
@@ -446,7 +502,14 @@ pub async fn evaluate(
         }
         all.push(responses);
     }
-    Ok(Evaluation { loss: loss / batches.len().max(1) as f32, ablation, per_batch, answered, responses: all })
+    Ok(Evaluation {
+        loss: loss / batches.len().max(1) as f32,
+        ablation,
+        per_batch,
+        answered,
+        responses: all,
+        signed,
+    })
 }
 
 /// `steps` pretraining steps (f_i alone on its own training data, the student standing in for

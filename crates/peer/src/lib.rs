@@ -36,6 +36,7 @@ pub mod preset;
 mod rpc;
 pub mod run;
 pub mod serve;
+pub mod version;
 mod weights;
 
 pub use chain::{Chain, ChainError};
@@ -45,6 +46,9 @@ pub use metagraph::{follow, MetagraphView};
 pub use neighbours::{InProcess, Neighbours, Switchboard};
 pub use participant::{applied, sign, transact, Participant, RateLimitPolicy, WeightsOutcome};
 pub use rpc::RpcChain;
+pub use version::{VersionPublisher, DEFAULT_VERSION_INTERVAL};
 pub use weights::{StepError, WeightRowError, WeightSetter};
+/// The axon's competitive masking, as `RunConfig` and the switchboard take it.
+pub use wire::MaskingConfig;
 
 pub use preset::{nucleus_preset, ModelSize};

@@ -96,6 +96,12 @@ impl MetagraphView {
         self.info.registered_at.get(usize::from(uid)).copied().unwrap_or(0)
     }
 
+    /// The model version `uid` last published on chain (`publish_version`), with its step and
+    /// block; `None` before its first (or from a node that does not say).
+    pub fn model(&self, uid: u16) -> Option<ledger::PublishedModel> {
+        self.info.models.get(usize::from(uid)).copied().flatten()
+    }
+
     /// Block of `uid`'s last accepted `set_weights`.
     pub fn last_update(&self, uid: u16) -> Option<u64> {
         self.info.last_update.get(usize::from(uid)).copied().flatten()

@@ -11,7 +11,9 @@ use crate::chain::{Chain, ChainError};
 use crate::files::{FileError, FinalReport, StatusRow, StatusWriter};
 use crate::learner::{read, Learner, StepOutcome, HELD_OUT_BATCHES, PRETRAIN_DATA_SEED};
 use crate::serve::{ModelHandler, RelayHandler, Serving};
-use crate::{MetagraphView, Participant, RpcChain, StepError, WeightSetter, WeightsOutcome};
+use crate::{
+    MetagraphView, Participant, RpcChain, StepError, VersionPublisher, WeightSetter, WeightsOutcome,
+};
 use ed25519_dalek::SigningKey;
 use ledger::{Endpoint, Modality as EndpointModality, Protocol, PublicKey};
 use nucleus::{Corpus, Nucleus, NucleusConfig, NucleusError, Split};
@@ -104,6 +106,16 @@ pub struct RunConfig {
     /// The address to publish on chain instead of the one the axon is bound to (a proxy or
     /// NAT in front of it; the localnet's fault-injecting proxy).
     pub announce_addr: Option<SocketAddr>,
+    /// The axon's competitive masking (the intermodel paper's §2.5, [`wire::masking`]): answers
+    /// to each caller scaled by σ((its weight to us times its stake − the mean) / T). `None`:
+    /// off, answers as the model computed them.
+    pub competitive_masking: Option<wire::MaskingConfig>,
+    /// Blocks between two publications of a changed model version on chain
+    /// ([`crate::version`]; [`crate::DEFAULT_VERSION_INTERVAL`]).
+    pub version_interval: u64,
+    /// Look for neighbours copying others' answers and score them 0 ([`crate::copies`]); off
+    /// only to measure what it does.
+    pub copy_detection: bool,
 }
 
 /// Why a run stopped early.
@@ -193,7 +205,8 @@ pub async fn run(cfg: RunConfig, shutdown: impl Future<Output = ()>) -> Result<E
         println!("stopped while pretraining: nothing served, no report");
         return Ok(Ending::Interrupted);
     };
-    let mut learner = Learner::new(nucleus, uid, cfg.corpus.clone(), rng, cfg.timeout)?;
+    let mut learner = Learner::new(nucleus, uid, cfg.corpus.clone(), rng, cfg.timeout)?
+        .with_copy_detection(cfg.copy_detection);
     if !checkpoint.join("state.json").is_file() {
         // Someone may read the model before the first periodic save (the localnet's judge runs
         // every peer from its checkpoint): keep one from the start.
@@ -224,6 +237,7 @@ pub async fn run(cfg: RunConfig, shutdown: impl Future<Output = ()>) -> Result<E
         // Long enough to wait out one training step of ours, which holds the model.
         deadline: cfg.timeout.max(Duration::from_secs(5)),
         trusted: cfg.trusted_callers.iter().map(|k| k.0).collect(),
+        competitive_masking: cfg.competitive_masking,
         // A relay waits on the network: never on the axon's async threads.
         inline_below: if matches!(cfg.role, Role::Copycat(_)) {
             Duration::ZERO
@@ -242,6 +256,10 @@ pub async fn run(cfg: RunConfig, shutdown: impl Future<Output = ()>) -> Result<E
         modality: EndpointModality::Text,
     };
     participant.serve(endpoint).await?;
+    // The model it joins with, on chain before anyone scores it.
+    let publisher = VersionPublisher::new(cfg.version_interval);
+    let head = participant.chain().head().await?.height;
+    publish_version(&participant, &learner, &cfg.role, &publisher, &view, head).await?;
     if addr == bound {
         println!("axon serving on {addr}");
     } else {
@@ -307,6 +325,7 @@ pub async fn run(cfg: RunConfig, shutdown: impl Future<Output = ()>) -> Result<E
                 Err(StepError::Chain(e)) => eprintln!("weights not set: {e}"),
             }
         }
+        publish_version(&participant, &learner, &cfg.role, &publisher, &view, head).await?;
         if learner.steps() > 0 && learner.steps().is_multiple_of(cfg.checkpoint_every.max(1)) {
             read(learner.nucleus()).save_checkpoint(&checkpoint)?;
         }
@@ -359,6 +378,34 @@ pub async fn run(cfg: RunConfig, shutdown: impl Future<Output = ()>) -> Result<E
     Ok(Ending::Finished(report))
 }
 
+/// Publishes the model version the axon answers with if `publisher` says it is due (see
+/// [`crate::version`]). Noise names no model in its answers: nothing of it to publish. A
+/// refusal is reported and the run goes on.
+async fn publish_version(
+    participant: &Participant<impl Chain>,
+    learner: &Learner,
+    role: &Role,
+    publisher: &VersionPublisher,
+    view: &MetagraphView,
+    head: u64,
+) -> Result<(), RunError> {
+    if role.serving() == Serving::Noise {
+        return Ok(());
+    }
+    let uid = learner.uid();
+    let (id, step) = read(learner.nucleus()).model_version()?;
+    if let Some(call) = publisher.due(head, id, step, view.model(uid)) {
+        match participant.transact(call).await {
+            Ok(h) => println!(
+                "model version {} (step {step}) published in block {h}",
+                ledger::Hash(id).to_hex().get(..12).unwrap_or_default()
+            ),
+            Err(e) => eprintln!("model version not published: {e}"),
+        }
+    }
+    Ok(())
+}
+
 /// Stops the metrics server when the run ends.
 struct AbortOnDrop(tokio::task::JoinHandle<()>);
 
@@ -408,7 +455,8 @@ fn relay(
 }
 
 /// Feeds the axon this block's stakes and the weights the others give this neuron: its queue
-/// orders callers by w_ij * s_i (market paper §3).
+/// orders callers by w_ij * s_i (market paper §3), and competitive masking compares each
+/// caller's s_i w_ij with the mean of this column over every neuron.
 fn refresh_stakes(view: &MetagraphView, me: u16, stakes: &StakeTable, total: &AtomicU64) {
     let by_hotkey = view.stake_by_hotkey();
     total.store(by_hotkey.values().sum(), Ordering::Relaxed);

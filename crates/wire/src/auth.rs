@@ -41,6 +41,38 @@ use crate::proto::ReturnCode;
 
 pub mod response;
 
+/// Public keys kept decompressed: decompressing an ed25519 point costs about a fifth of a
+/// verification, and an axon sees the same callers, a dendrite the same axons, call after call.
+/// Only keys the owner chooses to keep are kept (a bounded set: the metagraph's), and past
+/// `capacity` the cache starts over, so a flood of new keys costs memory for none of them.
+pub struct KeyCache {
+    keys: std::sync::Mutex<HashMap<[u8; 32], VerifyingKey>>,
+    capacity: usize,
+}
+
+impl KeyCache {
+    pub fn new(capacity: usize) -> KeyCache {
+        KeyCache { keys: std::sync::Mutex::new(HashMap::new()), capacity }
+    }
+
+    /// The decompressed key, kept for next time when `keep`; `None` when the bytes are not a
+    /// point on the curve.
+    pub fn get(&self, key: &[u8; 32], keep: bool) -> Option<VerifyingKey> {
+        let mut keys = self.keys.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(k) = keys.get(key) {
+            return Some(*k);
+        }
+        let decompressed = VerifyingKey::from_bytes(key).ok()?;
+        if keep {
+            if keys.len() >= self.capacity {
+                keys.clear();
+            }
+            keys.insert(*key, decompressed);
+        }
+        Some(decompressed)
+    }
+}
+
 /// The protocol version this crate speaks, sent as `agora-version`.
 pub const PROTOCOL_VERSION: u32 = 4;
 

@@ -45,6 +45,7 @@ use tonic::transport::server::TcpIncoming;
 
 use crate::auth::response::ModelVersion;
 use crate::auth::{BodyDigest, Credentials, Freshness, NonceCache, Tier};
+use crate::masking::{self, Competition, MaskingConfig};
 use crate::metrics::{Call, Metrics, PeerLabel};
 use crate::proto::{self, ReturnCode};
 use crate::queue::{Entry, Permit, Scheduler, Turn};
@@ -153,6 +154,14 @@ pub trait StakeLookup: Send + Sync + 'static {
     fn priority(&self, caller: &[u8; 32], _callee: &[u8; 32]) -> u64 {
         self.stake(caller).unwrap_or(0)
     }
+
+    /// The caller's stake-weight to `callee` and the mean over all registered neurons, for
+    /// competitive masking ([`crate::masking`]: x_ij and μ_j in units of a uniform network's
+    /// stake-weight). `None`, the default, for a lookup that knows no weights or no stake: the
+    /// axon then answers unmasked.
+    fn competition(&self, _caller: &[u8; 32], _callee: &[u8; 32]) -> Option<Competition> {
+        None
+    }
 }
 
 /// One caller's row of W by callee hotkey: `(callee, w_ij)`.
@@ -164,6 +173,46 @@ struct Standings {
     stakes: HashMap<[u8; 32], u64>,
     /// Rows of W by caller, each by callee; a caller absent here has set no weights.
     weights: HashMap<[u8; 32], HashMap<[u8; 32], f64>>,
+    /// Derived from the two above by [`Standings::derive`]: Σ_k s_k, and Σ_k s_k w_kj by
+    /// callee j, for competitive masking's μ_j.
+    total_stake: f64,
+    columns: HashMap<[u8; 32], f64>,
+}
+
+impl Standings {
+    fn new(stakes: HashMap<[u8; 32], u64>, weights: HashMap<[u8; 32], HashMap<[u8; 32], f64>>) -> Standings {
+        let mut s = Standings { stakes, weights, total_stake: 0.0, columns: HashMap::new() };
+        s.derive();
+        s
+    }
+
+    /// Recomputes the sums (O(entries of W)), after any change of stake or weights.
+    fn derive(&mut self) {
+        self.total_stake = self.stakes.values().map(|&s| s as f64).sum();
+        self.columns.clear();
+        for (caller, row) in &self.weights {
+            // A caller the metagraph does not know has no stake: it adds nothing.
+            let Some(&stake) = self.stakes.get(caller) else { continue };
+            for (callee, &w) in row {
+                *self.columns.entry(*callee).or_insert(0.0) += stake as f64 * clamp_weight(w);
+            }
+        }
+    }
+
+    /// w_ij as the chain holds it; 0 for a caller that gives `callee` nothing or set no weights.
+    fn weight(&self, caller: &[u8; 32], callee: &[u8; 32]) -> Option<f64> {
+        self.weights.get(caller).map(|row| row.get(callee).copied().map_or(0.0, clamp_weight))
+    }
+}
+
+/// Weights outside [0, 1] (or NaN) are the feeder's mistake: they neither overflow nor go
+/// negative.
+fn clamp_weight(w: f64) -> f64 {
+    if w.is_finite() {
+        w.clamp(0.0, 1.0)
+    } else {
+        0.0
+    }
 }
 
 /// The ready [`StakeLookup`]: a table the peer replaces after each metagraph sync, with the
@@ -199,21 +248,25 @@ impl StakeTable {
         stakes: impl IntoIterator<Item = ([u8; 32], u64)>,
         weights: impl IntoIterator<Item = ([u8; 32], WeightRow)>,
     ) {
-        let fresh = Standings {
-            stakes: stakes.into_iter().collect(),
-            weights: weights.into_iter().map(|(caller, row)| (caller, row.into_iter().collect())).collect(),
-        };
+        let fresh = Standings::new(
+            stakes.into_iter().collect(),
+            weights.into_iter().map(|(caller, row)| (caller, row.into_iter().collect())).collect(),
+        );
         *self.0.write().unwrap_or_else(|e| e.into_inner()) = fresh;
     }
 
     pub fn set(&self, hotkey: [u8; 32], stake: u64) {
-        self.0.write().unwrap_or_else(|e| e.into_inner()).stakes.insert(hotkey, stake);
+        let mut s = self.0.write().unwrap_or_else(|e| e.into_inner());
+        s.stakes.insert(hotkey, stake);
+        s.derive();
     }
 
     /// Sets `caller`'s row of W (its weights by callee hotkey), replacing any earlier one.
     pub fn set_weights(&self, caller: [u8; 32], row: impl IntoIterator<Item = ([u8; 32], f64)>) {
         let row = row.into_iter().collect();
-        self.0.write().unwrap_or_else(|e| e.into_inner()).weights.insert(caller, row);
+        let mut s = self.0.write().unwrap_or_else(|e| e.into_inner());
+        s.weights.insert(caller, row);
+        s.derive();
     }
 
     pub fn len(&self) -> usize {
@@ -233,13 +286,28 @@ impl StakeLookup for StakeTable {
     fn priority(&self, caller: &[u8; 32], callee: &[u8; 32]) -> u64 {
         let s = self.0.read().unwrap_or_else(|e| e.into_inner());
         let Some(&stake) = s.stakes.get(caller) else { return 0 };
-        let Some(row) = s.weights.get(caller) else { return stake };
-        let w = row.get(callee).copied().unwrap_or(0.0);
+        let Some(w) = s.weight(caller, callee) else { return stake };
         let n = s.stakes.len().max(1) as f64;
-        // Weights outside [0, 1] (or NaN) are the feeder's mistake: they neither overflow nor go
-        // negative. The float-to-integer cast saturates.
-        let w = if w.is_finite() { w.clamp(0.0, 1.0) } else { 0.0 };
+        // The float-to-integer cast saturates.
         (n * w * stake as f64).round() as u64
+    }
+
+    /// Over every neuron of the last metagraph (all n, zeros included): x_ij = n² s_i w_ij / Σs
+    /// and μ_j = n Σ_k s_k w_kj / Σs ([`crate::masking`]). A caller that has set no weights,
+    /// or that the metagraph does not know, has x_ij = 0. `None` while the table holds no stake.
+    fn competition(&self, caller: &[u8; 32], callee: &[u8; 32]) -> Option<Competition> {
+        let s = self.0.read().unwrap_or_else(|e| e.into_inner());
+        let n = s.stakes.len() as f64;
+        if s.total_stake <= 0.0 {
+            return None;
+        }
+        let stake = s.stakes.get(caller).copied().unwrap_or(0) as f64;
+        let w = s.weight(caller, callee).unwrap_or(0.0);
+        let column = s.columns.get(callee).copied().unwrap_or(0.0);
+        Some(Competition {
+            stake_weight: n * n * stake * w / s.total_stake,
+            mean: n * column / s.total_stake,
+        })
     }
 }
 
@@ -287,6 +355,14 @@ pub struct AxonConfig {
     /// one slow call moves the next ones to blocking threads at once. Zero: always a blocking
     /// thread.
     pub inline_below: Duration,
+    /// Competitive masking (the intermodel paper's §2.5, [`crate::masking`]): every Forward
+    /// answer to a caller is scaled by σ((x_ij − μ_j) / T), its weight times stake against the
+    /// mean over all registered neurons, and every Backward gradient from it by the same factor
+    /// before the handler sees it. The response's signature covers the scaled answer, the bytes
+    /// actually sent. Trusted callers (an outside judge) are answered unmasked, as is everyone
+    /// while the stake lookup knows no stake. `None` (the default): answers are the handler's,
+    /// byte for byte.
+    pub competitive_masking: Option<MaskingConfig>,
 }
 
 impl Default for AxonConfig {
@@ -306,6 +382,7 @@ impl Default for AxonConfig {
             max_inflight_bytes_per_caller: 256 << 20,
             max_inflight_bytes: 1 << 30,
             inline_below: Duration::from_micros(100),
+            competitive_masking: None,
         }
     }
 }
@@ -423,7 +500,7 @@ pub async fn serve(
     let shared = Arc::new(Shared {
         me: hotkey,
         key,
-        keys: Mutex::new(HashMap::new()),
+        keys: crate::auth::KeyCache::new(MAX_KEPT_KEYS),
         scheduler: Scheduler::new(config.concurrency, config.queue_capacity),
         nonces: Mutex::new(NonceCache::new(config.replay_cache)),
         budget: Arc::new(Budget::new(config.max_inflight_bytes_per_caller, config.max_inflight_bytes)),
@@ -465,7 +542,7 @@ struct Shared {
     me: [u8; 32],
     /// Signs every response (protocol 4).
     key: SigningKey,
-    keys: Mutex<HashMap<[u8; 32], VerifyingKey>>,
+    keys: crate::auth::KeyCache,
     config: AxonConfig,
     scheduler: Arc<Scheduler>,
     nonces: Mutex<NonceCache>,
@@ -569,14 +646,32 @@ type Outcome = Result<Served, Refusal>;
 
 /// Runs the handler and checks what it returns before it goes on the wire: a broken model must
 /// not send NaN or a wrongly shaped tensor to its callers. The output's one finiteness scan.
-fn run(handler: &dyn Handler, caller: &Caller, work: &Work, limits: &Limits) -> Outcome {
+///
+/// With competitive masking (`mask`, the caller's factor), a Forward output is scaled before it
+/// is checked and encoded, so what is signed and sent is the masked answer; a Backward's
+/// gradient is scaled before the handler sees it (chain rule, [`crate::masking`]), and what the
+/// handler returns already carries the factor.
+fn run(handler: &dyn Handler, caller: &Caller, work: &Work, limits: &Limits, mask: Option<f32>) -> Outcome {
     let (inputs, result) = match work {
-        Work::Forward { inputs } => {
-            (inputs, handler.forward_versioned(caller, &inputs.view()).map(|(t, m)| (Some(t), m)))
-        }
-        Work::Backward { inputs, grads } => {
-            (inputs, handler.backward_versioned(caller, &inputs.view(), &grads.view()))
-        }
+        Work::Forward { inputs } => (
+            inputs,
+            handler.forward_versioned(caller, &inputs.view()).map(|(t, m)| {
+                (
+                    Some(match mask {
+                        Some(f) => masking::scale(t, f),
+                        None => t,
+                    }),
+                    m,
+                )
+            }),
+        ),
+        Work::Backward { inputs, grads } => match mask {
+            Some(f) => {
+                let scaled = masking::scale(grads.view().to_owned(), f);
+                (inputs, handler.backward_versioned(caller, &inputs.view(), &scaled.view()))
+            }
+            None => (inputs, handler.backward_versioned(caller, &inputs.view(), &grads.view())),
+        },
     };
     let (output, model) = result.map_err(|e| (e.code(), e.to_string()))?;
     let Some(output) = output else { return Ok(Served { tensor: None, model }) };
@@ -694,19 +789,7 @@ impl Shared {
     /// The caller's decompressed key: kept for staked and trusted callers (their number is
     /// bounded by the metagraph and the config), decompressed anew for the others.
     fn verifying_key(&self, caller: &[u8; 32], tier: Tier) -> Result<VerifyingKey, crate::auth::AuthError> {
-        let mut keys = self.keys.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(k) = keys.get(caller) {
-            return Ok(*k);
-        }
-        let key =
-            VerifyingKey::from_bytes(caller).map_err(|_| crate::auth::AuthError::MalformedCaller(32))?;
-        if tier == Tier::Staked {
-            if keys.len() >= MAX_KEPT_KEYS {
-                keys.clear();
-            }
-            keys.insert(*caller, key);
-        }
-        Ok(key)
+        self.keys.get(caller, tier == Tier::Staked).ok_or(crate::auth::AuthError::MalformedCaller(32))
     }
 
     /// The work of a verified request, its tensors checked in order (inputs, then grads): each
@@ -791,13 +874,24 @@ impl Shared {
     /// request's bytes.
     fn run_timed(&self, caller: &Caller, work: &Work, permit: Permit, bytes: Reservation) -> Outcome {
         let started = Instant::now();
+        let mask = self.mask(caller);
         let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            run(&*self.handler, caller, work, &self.config.limits)
+            run(&*self.handler, caller, work, &self.config.limits, mask)
         }))
         .unwrap_or_else(|_| Err((ReturnCode::InternalError, "the handler panicked".to_string())));
         self.cost[work.call() as usize].record(started.elapsed());
         drop((permit, bytes));
         outcome
+    }
+
+    /// The caller's competitive-masking factor as the metagraph stands now; `None` when masking
+    /// is off, the caller is trusted or the lookup cannot say.
+    fn mask(&self, caller: &Caller) -> Option<f32> {
+        let config = self.config.competitive_masking?;
+        if self.config.trusted.contains(&caller.hotkey) {
+            return None;
+        }
+        config.factor(&*self.stakes, &caller.hotkey, &self.me)
     }
 
     fn record(&self, who: Option<[u8; 32]>, call: Call, code: ReturnCode, start: Instant) {
@@ -812,6 +906,39 @@ impl Shared {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// 001 §2.5 on a four-neuron metagraph computed by hand: stakes a 100, b 300, c 0, j 600
+    /// (Σs = 1000, n = 4); a gives j 0.5, b 0.25, c (no stake) 1.0, j has set no weights.
+    /// Σ_k s_k w_kj = 50 + 75 = 125, so μ_j = 4 · 125 / 1000 = 0.5, and x = n² s w / Σs:
+    /// a 16 · 50 / 1000 = 0.8, b 16 · 75 / 1000 = 1.2, c and j 0 (their mean is μ_j).
+    #[test]
+    fn competition_is_weight_times_stake_against_the_mean_over_all_neurons() {
+        let (a, b, c, j, other, stranger) = ([1; 32], [2; 32], [3; 32], [4; 32], [5; 32], [6; 32]);
+        let table = StakeTable::new();
+        table.replace_all_with_weights(
+            [(a, 100), (b, 300), (c, 0), (j, 600)],
+            [(a, vec![(j, 0.5), (other, 0.5)]), (b, vec![(j, 0.25), (other, 0.75)]), (c, vec![(j, 1.0)])],
+        );
+        let x = |caller: &[u8; 32]| table.competition(caller, &j).expect("the table holds stake");
+        let close = |got: f64, want: f64| assert!((got - want).abs() < 1e-12, "{got} != {want}");
+        for (caller, want) in [(&a, 0.8), (&b, 1.2), (&c, 0.0), (&j, 0.0), (&stranger, 0.0)] {
+            close(x(caller).stake_weight, want);
+            close(x(caller).mean, 0.5);
+        }
+        let masking = MaskingConfig::new(0.5).unwrap();
+        let sigma = |z: f64| 1.0 / (1.0 + (-z).exp());
+        close(masking.mask(x(&a)), sigma(0.6)); // 0.6457
+        close(masking.mask(x(&b)), sigma(1.4)); // 0.8022
+        close(masking.mask(x(&c)), sigma(-1.0)); // 0.2689
+        assert!(masking.mask(x(&b)) > 0.5 && masking.mask(x(&c)) < 0.5, "above the mean, below it");
+        // The sums follow single updates too: b now gives j nothing, a's stake doubles.
+        table.set_weights(b, [(other, 1.0)]);
+        table.set(a, 200);
+        // Σs = 1100, Σ s w_.j = 100: μ_j = 400 / 1100, x_a = 16 · 100 / 1100.
+        close(x(&a).mean, 400.0 / 1100.0);
+        close(x(&a).stake_weight, 1600.0 / 1100.0);
+        assert_eq!(StakeTable::new().competition(&a, &j), None, "no stake known: nothing to compare with");
+    }
 
     /// A handler runs inline only once its recent calls were all quick, and one slow call sends
     /// the next ones back to blocking threads at once.

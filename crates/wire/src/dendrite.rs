@@ -26,7 +26,7 @@ use prost::Message;
 use tonic::codegen::http::{self, HeaderValue};
 
 use crate::auth::response::{ModelVersion, ResponseSeal};
-use crate::auth::{BodyDigest, BodyHasher, Credentials, DigestAlgorithm};
+use crate::auth::{BodyDigest, BodyHasher, Credentials, DigestAlgorithm, KeyCache};
 use crate::axon::{max_message_bytes, CONNECTION_WINDOW, MAX_FRAME, STREAM_WINDOW};
 use crate::codec::{self, Encoded, MessageReader};
 use crate::metrics::{Call, Metrics, PeerLabel};
@@ -73,6 +73,8 @@ struct Inner {
     key: SigningKey,
     limits: Limits,
     peers: Mutex<HashMap<SocketAddr, Arc<Connection>>>,
+    /// The called axons' keys, decompressed once (their responses are signed, protocol 4).
+    axon_keys: KeyCache,
     // Unique per request within the axons' freshness window, across restarts too: it starts
     // from the clock in nanoseconds, which a restarted process has moved past.
     nonce: AtomicU64,
@@ -115,6 +117,7 @@ impl Dendrite {
                 key,
                 limits,
                 peers: Mutex::new(HashMap::new()),
+                axon_keys: KeyCache::new(1 << 16),
                 nonce: AtomicU64::new(start),
                 metrics: Arc::new(Metrics::new("dendrite")),
             }),
@@ -334,7 +337,11 @@ impl Inner {
         let undecodable = |e: prost::DecodeError| {
             (ReturnCode::ResponseShapeError, format!("the axon's response does not decode: {e}"))
         };
-        let verified = seal.and_then(|s| s.verify(call, &target.hotkey, &request_hash, &hasher.finish()));
+        let received = hasher.finish();
+        let verified = seal.and_then(|s| match self.axon_keys.get(&target.hotkey, true) {
+            Some(key) => s.verify_as(&key, call, &request_hash, &received),
+            None => s.verify(call, &target.hotkey, &request_hash, &received),
+        });
         let model = match verified {
             Ok(model) => model,
             Err(e) => {

@@ -17,7 +17,8 @@
 //!   blacklist, stake, trusted keys, size, signature, bytes in flight per caller, replay), a
 //!   pluggable [`Handler`], the bounded priority queue (w_ij * s_i: the caller's weight to
 //!   this axon times its stake), size/batch/concurrency limits, a deadline per request and a
-//!   signature on every answer;
+//!   signature on every answer, and optionally the intermodel paper's competitive masking
+//!   ([`masking`]: answers scaled by the caller's weight times stake against the mean);
 //! - [`dendrite`]: the client: one batch fanned out to k axons in parallel under one deadline,
 //!   over reused connections, one [`PeerResult`] per axon;
 //! - the codec both use instead of tonic's (private `codec`): a message goes out as chunks with
@@ -38,6 +39,7 @@ pub mod axon;
 pub mod chaos;
 mod codec;
 pub mod dendrite;
+pub mod masking;
 pub mod metrics;
 mod queue;
 pub mod tensor;
@@ -60,6 +62,7 @@ pub use axon::{
 pub use bytes::Bytes;
 pub use chaos::{ChaosError, FaultConfig, FaultProxy, FaultStats};
 pub use dendrite::{Dendrite, PeerResult, Target};
+pub use masking::{Competition, MaskingConfig, MaskingError};
 pub use metrics::{Call, Metrics};
 pub use proto::ReturnCode;
 pub use tensor::{

@@ -390,6 +390,11 @@ impl OwnedTensor {
         }
     }
 
+    /// A view of the tensor, as a handler is lent one.
+    pub fn view(&self) -> TensorView<'_> {
+        TensorView { dtype: self.dtype, modality: self.modality, shape: &self.shape, data: &self.data }
+    }
+
     pub fn into_proto(self) -> proto::Tensor {
         encode(self.dtype, &self.shape, self.modality, self.data)
     }

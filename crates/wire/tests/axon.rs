@@ -944,3 +944,61 @@ async fn an_old_format_request_gets_unsupported_version() {
     assert_eq!(model.calls.load(Ordering::SeqCst), 0);
     axon.shutdown().await.unwrap();
 }
+
+/// The intermodel paper's competitive masking (001 §2.5) through the real axon and dendrite.
+/// The metagraph of `competition_is_weight_times_stake_against_the_mean_over_all_neurons`:
+/// stakes 1: 100, 2: 300, 3: 0, the axon 100: 600; 1 gives the axon 0.5 of its weight, 2 gives
+/// it 0.25, 3 all of it: μ = 0.5, x = 0.8, 1.2 and 0, so with T = 0.5 the masks are σ(0.6),
+/// σ(1.4) and σ(−1). Every answer verifies: the signature covers the masked bytes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn competitive_masking_scales_answers_by_weight_times_stake_against_the_mean() {
+    let me = hotkey(100);
+    let elsewhere = hotkey(7);
+    let table = stakes(&[(1, 100), (2, 300), (3, 0), (100, 600)]);
+    table.set_weights(hotkey(1), [(me, 0.5), (elsewhere, 0.5)]);
+    table.set_weights(hotkey(2), [(me, 0.25), (elsewhere, 0.75)]);
+    table.set_weights(hotkey(3), [(me, 1.0)]);
+    let judge = hotkey(9);
+    let config = AxonConfig {
+        competitive_masking: Some(wire::MaskingConfig::new(0.5).unwrap()),
+        trusted: HashSet::from([judge]),
+        ..Default::default()
+    };
+    let masked = start(config, 100, Arc::new(Recorder::default()), &table).await;
+    let plain = start(AxonConfig::default(), 100, Arc::new(Recorder::default()), &table).await;
+    let x = input(&[1.0, 2.0]);
+    let sigma = |z: f64| (1.0 / (1.0 + (-z).exp())) as f32;
+    let mut heard = Vec::new();
+    for (caller, mask) in [(1, sigma(0.6)), (2, sigma(1.4)), (3, sigma(-1.0)), (9, 1.0)] {
+        let d = Dendrite::new(key(caller));
+        let r = d.forward(&[target(&masked)], &x, SECOND).await;
+        assert_eq!(r[0].code, ReturnCode::Success, "caller {caller}: {}", r[0].message);
+        let y = floats(r[0].tensor.as_ref().unwrap());
+        assert_eq!(
+            y,
+            vec![3.0 * mask, 5.0 * mask],
+            "caller {caller}: the affine answer [3, 5] times its mask"
+        );
+        heard.push(y[0]);
+        // Backward: the gradient [1, 1] reaches the handler times the mask (chain rule), which
+        // returns 2g.
+        let g = input(&[1.0, 1.0]);
+        let r = d.backward(&[target(&masked)], &x, std::slice::from_ref(&g), SECOND).await;
+        assert_eq!(r[0].code, ReturnCode::Success, "caller {caller}: {}", r[0].message);
+        assert_eq!(floats(r[0].tensor.as_ref().unwrap()), vec![2.0 * mask, 2.0 * mask]);
+
+        // Off (the default): the handler's bytes, exactly.
+        if caller != 9 {
+            let r = d.forward(&[target(&plain)], &x, SECOND).await;
+            assert_eq!(r[0].code, ReturnCode::Success, "{}", r[0].message);
+            let bytes = &r[0].tensor.as_ref().unwrap().data;
+            assert_eq!(&bytes[..], &wire::tensor::f32s_to_le_bytes(&[3.0, 5.0])[..], "caller {caller}");
+        }
+    }
+    // Above the mean (2) hears more than at 0.8 (1), which hears more than nothing (3); the
+    // trusted judge hears the model itself.
+    assert!(heard[1] > heard[0] && heard[0] > 1.5 && heard[2] < 1.5, "{heard:?}");
+    assert_eq!(heard[3], 3.0);
+    masked.shutdown().await.unwrap();
+    plain.shutdown().await.unwrap();
+}

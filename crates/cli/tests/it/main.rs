@@ -1,6 +1,7 @@
 //! Runs the real `agora` binary as a user would, into temporary directories.
 //! One test binary (modules below) so the workspace links it once.
 
+mod chain_features;
 mod localnet;
 mod localnet_validators;
 mod node;

@@ -127,7 +127,7 @@ fn cabal_002_prints_the_papers_table() {
     for paper in PAPER_002 {
         assert!(out.lines().any(|l| l == paper), "mechanism output lacks {paper}");
     }
-    assert!(stderr(&o).contains("reproduced: 21/21"), "{}", stderr(&o));
+    assert!(stderr(&o).contains("printed lines: all 21 reproduced"), "{}", stderr(&o));
     for f in ["cabal_002.csv", "cabal_002.png", "cabal_002.md"] {
         dir.has(f);
     }

@@ -9,7 +9,7 @@ use crate::{stderr, stdout, TempDir};
 use std::process::{Command, Output};
 
 /// `agora ARGS... --chain URL --wallet-dir DIR` with `password` in AGORA_PASSWORD.
-fn agora_at(url: &str, dir: &TempDir, password: Option<&str>, args: &[&str]) -> Output {
+pub(crate) fn agora_at(url: &str, dir: &TempDir, password: Option<&str>, args: &[&str]) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_agora"));
     cmd.args(args).args(["--chain", url]);
     cmd.env_remove("AGORA_PASSWORD").env_remove("AGORA_CHAIN").env("AGORA_WALLET_DIR", dir.path());
@@ -20,13 +20,13 @@ fn agora_at(url: &str, dir: &TempDir, password: Option<&str>, args: &[&str]) -> 
 }
 
 /// Asserts failure and that stderr says `expected`.
-fn fails(o: &Output, expected: &str) {
+pub(crate) fn fails(o: &Output, expected: &str) {
     assert!(!o.status.success(), "succeeded:\n{}", stdout(o));
     assert!(stderr(o).contains(expected), "expected {expected:?} in:\n{}", stderr(o));
 }
 
 /// The block height of "included in block N: applied".
-fn applied(o: &Output) -> u64 {
+pub(crate) fn applied(o: &Output) -> u64 {
     let out = ok(o);
     let line = out.lines().find(|l| l.starts_with("included in block")).unwrap_or_else(|| panic!("{out}"));
     assert!(line.ends_with(": applied"), "{out}");
@@ -54,7 +54,8 @@ fn the_cli_drives_a_dev_chain() {
     assert!(h2 > h1);
     let out = ok(&run(None, &["wallet", "balance", "--name", "w"]));
     assert!(out.contains("free balance  99.49999\n"), "{out}");
-    assert!(out.contains(&format!("hotkey miner {hot}  not registered")), "{out}");
+    let hot58 = hot.parse::<ledger::PublicKey>().unwrap().to_ss58();
+    assert!(out.contains(&format!("hotkey miner {hot}  {hot58}  not registered")), "{out}");
 
     // Register (proof of work, progress on stderr), then the neuron's own transactions.
     let o = run(None, &["tx", "register", "--wallet", "w", "--hotkey", "miner"]);
@@ -74,18 +75,21 @@ fn the_cli_drives_a_dev_chain() {
     let out = ok(&run(None, &["wallet", "balance", "--name", "w"]));
     // 100 - 0.5 - 10 + 2.5, less three coldkey fees of 0.00001.
     assert!(out.contains("free balance  91.99997\n"), "{out}");
-    assert!(out.contains(&format!("hotkey miner {hot}  uid 0  stake 7.5")), "{out}");
+    assert!(out.contains(&format!("hotkey miner {hot}  {hot58}  uid 0  stake 7.5")), "{out}");
 
     let out = ok(&run(None, &["metagraph"]));
     assert!(out.starts_with("chain agora-dev  block "), "{out}");
     assert!(out.contains("  n 1  mechanism yuma"), "{out}");
+    let epoch = out.lines().nth(1).unwrap_or_default();
+    assert!(epoch.starts_with("no epoch yet") && epoch.contains("at block 100 (every 100 blocks)"), "{out}");
     let row = out.lines().find(|l| l.trim_start().starts_with("0 ")).unwrap_or_else(|| panic!("{out}"));
-    assert!(row.contains(&hot[..10]) && row.contains(" 7.5 ") && row.contains("10.0.0.1:8091"), "{row}");
+    assert!(row.contains(&hot58[..10]) && row.contains(" 7.5 ") && row.contains("10.0.0.1:8091"), "{row}");
     let json: serde_json::Value =
         serde_json::from_str(&ok(&run(None, &["metagraph", "--json"]))).expect("metagraph --json is JSON");
     assert_eq!(json["chain_id"], "agora-dev");
     assert_eq!(json["S"][0], 7_500_000_000u64);
     assert_eq!(json["hotkeys"][0], hot);
+    assert_eq!(json["hotkeys_ss58"][0], hot58);
     assert_eq!(json["endpoints"][0]["port"], 8091);
     assert_eq!(json["weights"][0], serde_json::json!([[0, 1.0]]));
     // Validator trust, permits and activity are there too (all as of the last epoch).
@@ -93,6 +97,9 @@ fn the_cli_drives_a_dev_chain() {
     for field in ["VT", "active", "validator_permit"] {
         assert_eq!(json[field].as_array().map(Vec::len), Some(1), "{field}: {json}");
     }
+    // The model version each neuron published (issue 16): none yet, `-` in the table.
+    assert!(out.contains("  MODEL (VERSION/STEP @ BLOCK)  "), "{out}");
+    assert_eq!(json["models"], serde_json::json!([null]));
 
     // Bad input: refused locally or by the node, with the reason, and nothing submitted.
     let weights = |uids: &str, values: &str| {

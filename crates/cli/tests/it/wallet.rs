@@ -19,13 +19,20 @@ pub(crate) fn wallet(dir: &TempDir, password: Option<&str>, args: &[&str]) -> Ou
 }
 
 /// The value after `label` on the line that starts with it (after trimming).
+/// The first word after `label` on its line (a key in hex; its SS58 address follows it).
 pub(crate) fn field(out: &str, label: &str) -> String {
+    fields(out, label)[0].clone()
+}
+
+/// Every word after `label` on its line.
+pub(crate) fn fields(out: &str, label: &str) -> Vec<String> {
     out.lines()
         .map(str::trim)
         .find_map(|l| l.strip_prefix(label))
         .unwrap_or_else(|| panic!("no {label:?} in\n{out}"))
-        .trim()
-        .to_string()
+        .split_whitespace()
+        .map(String::from)
+        .collect()
 }
 
 /// The mnemonics printed by `new`, in order: the indented line after each warning.
@@ -61,7 +68,11 @@ fn new_show_list_and_regen_round_trip() {
     }
 
     let shown = ok(&wallet(&dir, None, &["show", "--name", "alice"]));
-    assert_eq!(shown, format!("alice  coldkey {cold}\n  hotkey miner {hot}\n"));
+    // Hex, then the SS58 address of the same key.
+    let ss58 = |hex: &str| hex.parse::<ledger::PublicKey>().unwrap().to_ss58();
+    let (cold58, hot58) = (ss58(&cold), ss58(&hot));
+    assert_eq!(fields(&out, "coldkey ")[1], cold58);
+    assert_eq!(shown, format!("alice  coldkey {cold}  {cold58}\n  hotkey miner {hot}  {hot58}\n"));
     let listed = ok(&wallet(&dir, None, &["list"]));
     assert_eq!(listed, shown);
 
@@ -185,7 +196,10 @@ fn balance_asks_a_running_node() {
     });
 
     let out = ok(&wallet(&dir, None, &["balance", "--name", "alice", "--chain", &url]));
-    assert!(out.contains(&format!("coldkey {cold}\n  free balance  5.000000007")), "{out}");
+    assert!(
+        out.contains(&format!("coldkey {cold}  {}\n  free balance  5.000000007", cold.to_ss58())),
+        "{out}"
+    );
     assert!(out.contains("hotkey miner ") && out.contains("not registered"), "{out}");
 
     // No node there: a clear error naming the URL, not a panic.

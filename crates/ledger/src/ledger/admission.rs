@@ -25,8 +25,11 @@ impl<S: Store> Ledger<S> {
             Call::RegisterBy { stake, .. } => self.genesis().registration.burn.saturating_add(*stake),
             Call::Register { .. }
             | Call::Serve { .. }
+            | Call::PublishVersion { .. }
             | Call::RemoveStake { .. }
-            | Call::SetWeights { .. } => 0,
+            | Call::SetWeights { .. }
+            | Call::CommitWeights { .. }
+            | Call::RevealWeights { .. } => 0,
         };
         body.fee.saturating_add(moved)
     }
@@ -61,6 +64,13 @@ impl<S: Store> Ledger<S> {
         let min = cfg.fees.min_fee(kind);
         if body.fee < min {
             return Err(TxError::FeeTooLow { kind, min, got: body.fee });
+        }
+        // A free transaction behind others could only be checked for its signature here, and a
+        // block would then record it as failed at no cost to its sender (a queue of them is free
+        // spam). As the sender's next transaction it is checked in full, rate limit included.
+        // A `register` is exempt: its proof of work, checked below, is its payment.
+        if body.fee == 0 && !matches!(body.call, Call::Register { .. }) {
+            return Err(TxError::FreeBehindPending { sender, pending: pending.len() as u64 });
         }
         tx.verify(self.chain_id())?;
         let pending_spend = pending.iter().fold(0u64, |sum, b| sum.saturating_add(self.max_spend(b)));

@@ -295,3 +295,95 @@ fn registration_failures() {
     );
     c.ledger.check_tx(&t).unwrap();
 }
+
+/// Issue 16: `publish_version` records the model a neuron's axon answers with and the block,
+/// and refuses, each with its reason, a version that names no model, the same version again,
+/// a sender that is no registered hotkey, a body signed by another hotkey, a fee below
+/// `serve`'s, and bytes that do not decode.
+#[test]
+fn publish_version_records_the_model_and_refuses_bad_ones() {
+    let (mut c, _) = setup();
+    let v1 = Hash([0xa1; 32]);
+    let t = c.tx(&key("hot0"), Call::PublishVersion { version: v1, step: 40 });
+    assert_eq!(t.body.fee, c.ledger.genesis().fees.serve, "it pays serve's fee");
+    let out = c.block(vec![t]);
+    assert!(out.receipts.iter().all(Receipt::is_applied), "{:?}", out.receipts);
+    let h = c.ledger.head().height;
+    let recorded = PublishedModel { version: v1, step: 40, published_at: h };
+    assert_eq!(c.ledger.state().neuron(0).unwrap().model, Some(recorded));
+    assert_eq!(c.ledger.metagraph().neurons[0].model, Some(recorded));
+    assert_eq!(c.ledger.state().neuron(1).unwrap().model, None, "only the sender's");
+
+    let (hot0, hot1) = (key("hot0"), key("hot1"));
+    let n0 = c.ledger.account(&pk("hot0")).nonce;
+    // The same version again (at any step): nothing new to say.
+    let t = signed(&c, &hot0, n0, FEE, Call::PublishVersion { version: v1, step: 41 });
+    refused(
+        &mut c,
+        t,
+        |e| matches!(e, TxError::ModelVersionUnchanged { version, step: 40, published_at } if *version == v1 && *published_at == h),
+    );
+    // All zero names no model.
+    let t = signed(&c, &hot0, n0, FEE, Call::PublishVersion { version: Hash::ZERO, step: 1 });
+    refused(&mut c, t, |e| matches!(e, TxError::UnversionedModel));
+    // A coldkey (or any unregistered key) has no model to publish.
+    let cold = key("alice");
+    let na = c.ledger.account(&pk("alice")).nonce;
+    let t = signed(&c, &cold, na, FEE, Call::PublishVersion { version: v1, step: 1 });
+    refused(&mut c, t, |e| matches!(e, TxError::NotRegistered(k) if *k == pk("alice")));
+    // hot0 cannot publish for hot1: a body naming hot1 as sender signed by hot0 is rejected.
+    let n1 = c.ledger.account(&pk("hot1")).nonce;
+    let mut t = signed(&c, &hot0, n1, FEE, Call::PublishVersion { version: v1, step: 1 });
+    t.body.sender = public_key(&hot1);
+    refused(&mut c, t, |e| matches!(e, TxError::BadSignature { .. }));
+    // Below the serve fee.
+    let t = signed(&c, &hot0, n0, 1, Call::PublishVersion { version: Hash([3; 32]), step: 1 });
+    refused(&mut c, t, |e| matches!(e, TxError::FeeTooLow { kind: CallKind::PublishVersion, .. }));
+    // Malformed bytes: cut inside the version, or an unknown call index after it.
+    let good = signed(&c, &hot0, n0, FEE, Call::PublishVersion { version: Hash([3; 32]), step: 1 }).encode();
+    let call_at = 32 + 8 + 8; // sender, nonce, fee
+    assert_eq!(good[call_at], 9, "publish_version is the tenth call: existing indices unchanged");
+    let max = c.ledger.genesis().limits.max_tx_bytes as usize;
+    assert!(matches!(SignedTx::decode(&good[..call_at + 10], max), Err(TxError::Malformed(_))));
+    let mut unknown = good.clone();
+    unknown[call_at] = 10;
+    assert!(matches!(SignedTx::decode(&unknown, max), Err(TxError::Malformed(_))));
+
+    // A new version replaces the record, with its block.
+    let v2 = Hash([0xb2; 32]);
+    let t = c.tx(&hot0, Call::PublishVersion { version: v2, step: 90 });
+    c.block(vec![t]);
+    let h2 = c.ledger.head().height;
+    assert_eq!(
+        c.ledger.state().neuron(0).unwrap().model,
+        Some(PublishedModel { version: v2, step: 90, published_at: h2 })
+    );
+    c.assert_conserved();
+}
+
+proptest::proptest! {
+    /// Whatever versions a registered hotkey publishes, block after block, the chain holds the
+    /// last one applied with its block; exactly the all-zero and the repeated ones are refused.
+    #[test]
+    fn the_chain_holds_the_last_version_applied(versions in proptest::collection::vec((0u8..4, 0u64..100), 1..8)) {
+        let mut c = Chain::new(genesis(2, "yuma"));
+        let mut last: Option<PublishedModel> = None;
+        for (v, step) in versions {
+            let version = Hash([v; 32]);
+            let t = c.tx(&key("hot1"), Call::PublishVersion { version, step });
+            let out = c.block(vec![t]);
+            let h = c.ledger.head().height;
+            let expect_ok = v != 0 && last.is_none_or(|m| m.version != version);
+            match &out.receipts[0].status {
+                TxStatus::Applied => {
+                    proptest::prop_assert!(expect_ok);
+                    last = Some(PublishedModel { version, step, published_at: h });
+                }
+                TxStatus::Failed(TxError::UnversionedModel) => proptest::prop_assert_eq!(v, 0),
+                TxStatus::Failed(TxError::ModelVersionUnchanged { .. }) => proptest::prop_assert!(!expect_ok && v != 0),
+                other => proptest::prop_assert!(false, "{:?}", other),
+            }
+            proptest::prop_assert_eq!(c.ledger.state().neuron(1).unwrap().model, last);
+        }
+    }
+}

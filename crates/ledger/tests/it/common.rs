@@ -66,7 +66,7 @@ pub fn genesis(n: usize, mechanism: &str) -> GenesisConfig {
             burn: TOKEN,
             max_per_block: 3,
         },
-        weights: WeightsConfig { rate_limit: 2, max_change: Some(1.0), max_len: 64 },
+        weights: WeightsConfig { rate_limit: 2, max_change: Some(1.0), max_len: 64, commit_reveal: None },
         fees: FeeSchedule {
             transfer: FEE,
             register: 0,
@@ -77,6 +77,7 @@ pub fn genesis(n: usize, mechanism: &str) -> GenesisConfig {
             set_weights: FEE,
         },
         limits: Limits { max_tx_bytes: 4096, max_block_txs: 1000 },
+        adaptive_inflation: None,
         validators: Vec::new(),
     }
 }

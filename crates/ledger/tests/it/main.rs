@@ -2,9 +2,12 @@
 
 mod activity;
 mod bad_txs;
+mod commit_reveal;
 mod common;
 mod determinism;
 mod emission;
+mod free_weights;
+mod inflation;
 mod lazy;
 mod properties;
 mod registration;

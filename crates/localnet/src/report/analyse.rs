@@ -95,6 +95,13 @@ pub struct Summary {
     /// start, trained on its own since).
     #[serde(default)]
     pub duplicate_incentive_share: Option<f64>,
+    /// Copy detection's verdicts from the peers' `final.json`: of the reports, how many found
+    /// a copycat copying, and how many a duplicate (`(flagged by, reports)`; `None` without
+    /// such a peer).
+    #[serde(default)]
+    pub copycat_flagged_by: Option<(u64, u64)>,
+    #[serde(default)]
+    pub duplicate_flagged_by: Option<(u64, u64)>,
     /// The offline peers' share of all emission in the epochs after they left plus the
     /// activity cutoff (`None` without an offline peer or a cutoff).
     pub offline_share_after_cutoff: Option<f64>,
@@ -277,6 +284,16 @@ pub fn analyse(
     let noise_incentive_share = incentive_share(&|r| r.role == Role::Noise);
     let copycat_incentive_share = incentive_share(&|r| r.role == Role::Copycat);
     let duplicate_incentive_share = incentive_share(&|r| r.role == Role::Duplicate);
+    // How many peers' reports name a peer of `role` as a copier.
+    let flagged_by = |role: Role| {
+        let uids: Vec<u16> = last.iter().filter(|r| r.role == role).map(|r| r.uid).collect();
+        (!uids.is_empty()).then(|| {
+            let by = data.finals.iter().filter(|f| f.copies.iter().any(|c| uids.contains(&c.copier))).count();
+            (by as u64, data.finals.len() as u64)
+        })
+    };
+    let copycat_flagged_by = flagged_by(Role::Copycat);
+    let duplicate_flagged_by = flagged_by(Role::Duplicate);
     let copied = data.info.as_ref().map_or(&[][..], |i| i.copied.as_slice());
     let copied_incentive_share = incentive_share(&|r| copied.contains(&r.name));
 
@@ -370,6 +387,8 @@ pub fn analyse(
         copycat_incentive_share,
         copied_incentive_share,
         duplicate_incentive_share,
+        copycat_flagged_by,
+        duplicate_flagged_by,
         offline_share_after_cutoff,
         cabal_share_start,
         cabal_share_end,

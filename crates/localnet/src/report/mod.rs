@@ -63,6 +63,7 @@ mod tests {
             heldout_loss: 2.0,
             student_loss: None,
             ablation: pairs.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+            copies: Vec::new(),
         };
         let v = true_values(&[f(0, &[("1", 0.5), ("2", 0.1)]), f(1, &[("0", 0.2), ("2", 0.3)])], 3).unwrap();
         assert_eq!(v, vec![0.2, 0.5, 0.4]);
@@ -125,6 +126,7 @@ mod tests {
                 heldout_loss: 3.0,
                 student_loss: Some(3.1),
                 ablation: map,
+                copies: Vec::new(),
             };
             std::fs::write(pd.join("final.json"), serde_json::to_string(&f).unwrap()).unwrap();
             std::fs::write(

@@ -18,6 +18,15 @@ fn fmt(x: Option<f64>) -> String {
     x.map_or("n/a".into(), |v| sig(v, 4))
 }
 
+/// `flagged by k of n peers` (whether detection found it: said in words), or `-`.
+fn flagged(x: Option<(u64, u64)>) -> String {
+    match x {
+        Some((0, n)) => format!("no: flagged by none of {n} peers"),
+        Some((k, n)) => format!("yes: flagged by {k} of {n} peers"),
+        None => "-".into(),
+    }
+}
+
 fn pct(x: Option<f64>) -> String {
     x.map_or("n/a".into(), |v| format!("{}%", sig(100.0 * v, 3)))
 }
@@ -95,9 +104,19 @@ fn headline(s: &Summary) -> Vec<Vec<String>> {
             "kept".into(),
         ),
         row(
-            "duplicates' share of incentive (mean per epoch; copy detection weights 0 whichever of two peers answering alike registered later)".into(),
+            "copycats flagged as copies by copy detection (peers' final reports naming one)".into(),
+            flagged(s.copycat_flagged_by),
+            "all".into(),
+        ),
+        row(
+            "duplicates' share of incentive (mean per epoch; a duplicate joins with its original's checkpoint, so it publishes the version its original published first: copy detection flags it and weights it 0, as it adds nothing its original does not)".into(),
             pct(s.duplicate_incentive_share),
-            "".into(),
+            "< 1%".into(),
+        ),
+        row(
+            "duplicates flagged as copies by copy detection (peers' final reports naming one)".into(),
+            flagged(s.duplicate_flagged_by),
+            "all".into(),
         ),
         row(
             "offline peer's share of all emission after it left plus the activity cutoff".into(),

@@ -16,7 +16,7 @@
 //! | `agora-digest` | `blake3:<hex>` of exactly those bytes |
 //! | `agora-signature` | 64-byte ed25519 signature by the responder over [`response_signing_message`] |
 //!
-//! The request is named by its hash, [`Credentials::request_hash`]: BLAKE3 of the bytes its
+//! The request is named by its hash, [`Credentials::request_hash`](super::Credentials::request_hash): BLAKE3 of the bytes its
 //! caller signed. An axon that could not read the request's credentials (no or malformed
 //! `agora-*` metadata) signs over 32 zero bytes instead. A caller checks that the responder is
 //! the axon it called, the body's length and digest, and the signature; any failure is
@@ -201,13 +201,32 @@ impl ResponseSeal {
                 got: hex::encode(self.responder),
             });
         }
+        let key = VerifyingKey::from_bytes(axon).map_err(|_| ResponseError::BadSignature)?;
+        self.verify_as(&key, call, request_hash, received)
+    }
+
+    /// [`ResponseSeal::verify`] with the axon's key already decompressed (a dendrite keeps the
+    /// keys of the axons it calls). `key` must be the point the axon's hotkey encodes.
+    pub fn verify_as(
+        &self,
+        key: &VerifyingKey,
+        call: Call,
+        request_hash: &[u8; 32],
+        received: &BodyDigest,
+    ) -> Result<ModelVersion, ResponseError> {
+        let axon = key.as_bytes();
+        if &self.responder != axon {
+            return Err(ResponseError::WrongResponder {
+                expected: hex::encode(axon),
+                got: hex::encode(self.responder),
+            });
+        }
         if received.len != self.body.len {
             return Err(ResponseError::BodyLength { declared: self.body.len, got: received.len });
         }
         if received.algorithm != self.body.algorithm || received.hash != self.body.hash {
             return Err(ResponseError::DigestMismatch);
         }
-        let key = VerifyingKey::from_bytes(axon).map_err(|_| ResponseError::BadSignature)?;
         let message =
             response_signing_message(PROTOCOL_VERSION, call, axon, request_hash, &self.body, &self.model);
         key.verify(&message, &Signature::from_bytes(&self.signature))
