@@ -213,6 +213,17 @@ pub struct Config {
     pub me: ValidatorKey,
     /// How often payloads still missing are asked for again.
     pub fetch_retry: Duration,
+    /// The least time between a proposal's timestamp and its parent's
+    /// ([`crate::Timeouts::block_time`]).
+    pub block_time: Duration,
+}
+
+/// Why a proposal cannot be built yet.
+enum NotYet {
+    /// Its parent payload is missing (asked for).
+    Parent(Digest),
+    /// The block time since the parent has not passed: until this Unix time in milliseconds.
+    Until(u64),
 }
 
 /// The application task's state; see the module doc.
@@ -234,6 +245,8 @@ pub struct Application<St: Store, S: Sender<PublicKey = ValidatorKey>, R: Receiv
     verifications: Vec<(Context<Digest, ValidatorKey>, Digest, oneshot::Sender<bool>)>,
     /// Finalized payloads not yet executed (their ancestors may be missing).
     finalized: Vec<Digest>,
+    /// When the earliest proposal held for the block time is due (Unix milliseconds).
+    propose_at: Option<u64>,
 }
 
 impl<St, S, R> Application<St, S, R>
@@ -260,6 +273,7 @@ where
             proposals: Vec::new(),
             verifications: Vec::new(),
             finalized: Vec::new(),
+            propose_at: None,
         };
         (app, Mailbox { sender })
     }
@@ -272,6 +286,7 @@ where
     async fn run<E: Clock>(mut self, context: E) {
         let mut next_fetch = context.current() + self.config.fetch_retry;
         loop {
+            let wake = self.wake(next_fetch);
             select! {
                 message = self.mailbox.recv() => {
                     let Some(message) = message else { return };
@@ -281,14 +296,24 @@ where
                     let Ok((from, bytes)) = received else { return };
                     self.on_network(from, bytes.as_ref());
                 },
-                _ = context.sleep_until(next_fetch) => {
-                    next_fetch = context.current() + self.config.fetch_retry;
-                    for d in self.wanted.clone() {
-                        self.send(Recipients::All, Wire::Want(d));
+                _ = context.sleep_until(wake) => {
+                    if context.current() >= next_fetch {
+                        next_fetch = context.current() + self.config.fetch_retry;
+                        for d in self.wanted.clone() {
+                            self.send(Recipients::All, Wire::Want(d));
+                        }
                     }
                 },
             }
             self.progress(unix_ms(context.current()));
+        }
+    }
+
+    /// The next time the task must wake by itself: the next fetch, or a held proposal.
+    fn wake(&self, next_fetch: SystemTime) -> SystemTime {
+        match self.propose_at {
+            Some(ms) => next_fetch.min(UNIX_EPOCH + Duration::from_millis(ms)),
+            None => next_fetch,
         }
     }
 
@@ -394,14 +419,20 @@ where
     /// Answers what can be answered now and executes what is final.
     fn progress(&mut self, now_ms: u64) {
         self.execute_finalized();
+        self.propose_at = None;
         for (context, response) in std::mem::take(&mut self.proposals) {
             if response.is_closed() {
                 continue;
             }
             match self.build(&context, now_ms) {
-                Some(d) => response.send_lossy(d),
-                None => {
-                    self.want(context.parent.1);
+                Ok(d) => response.send_lossy(d),
+                Err(NotYet::Parent(parent)) => {
+                    self.want(parent);
+                    self.proposals.push((context, response));
+                    continue;
+                }
+                Err(NotYet::Until(ms)) => {
+                    self.propose_at = Some(self.propose_at.map_or(ms, |at| at.min(ms)));
                     self.proposals.push((context, response));
                     continue;
                 }
@@ -423,10 +454,17 @@ where
         }
     }
 
-    /// A payload for `context` from the mempool, or `None` while its parent is unknown.
-    fn build(&mut self, context: &Context<Digest, ValidatorKey>, now_ms: u64) -> Option<Digest> {
+    /// A payload for `context` from the mempool, or why not yet: its parent is unknown, or
+    /// the block time since the parent's timestamp has not passed.
+    fn build(&mut self, context: &Context<Digest, ValidatorKey>, now_ms: u64) -> Result<Digest, NotYet> {
         let parent = context.parent.1;
-        let height = self.height_of(&parent)? + 1;
+        let height = self.height_of(&parent).ok_or(NotYet::Parent(parent))? + 1;
+        if let Some((p, _)) = self.payloads.get(&parent) {
+            let due = p.timestamp_ms.saturating_add(self.config.block_time.as_millis() as u64);
+            if now_ms < due {
+                return Err(NotYet::Until(due));
+            }
+        }
         // Transactions in payloads above the executed head are on their way to a block:
         // proposing them again would only get them rejected as replays.
         let head = self.chain.head().height;
@@ -461,7 +499,7 @@ where
         let bytes: Bytes = payload.encode().into();
         let d = digest(&bytes);
         self.payloads.insert(d, (payload, bytes));
-        Some(d)
+        Ok(d)
     }
 
     /// Whether payload `d` is valid in `context`, or the digest of a payload still missing.

@@ -15,6 +15,8 @@
 //! authenticated p2p network in a node.
 
 pub mod app;
+#[cfg(any(test, feature = "test-utils"))]
+pub mod byzantine;
 pub mod chain;
 pub mod net;
 pub mod payload;
@@ -97,8 +99,9 @@ pub fn participants(genesis: &ledger::GenesisConfig) -> Result<Set<ValidatorKey>
     Ok(Set::from_iter_dedup(keys))
 }
 
-/// Timeouts of the engine (simplex's, see its docs): a leader that proposes nothing within
-/// `leader` is skipped; a view that does not certify within `certification` is skipped.
+/// Timing of the engine (simplex's timeouts, see its docs: a leader that proposes nothing
+/// within `leader` is skipped; a view that does not certify within `certification` is
+/// skipped) and of the application's proposals.
 #[derive(Clone, Debug)]
 pub struct Timeouts {
     pub leader: Duration,
@@ -107,6 +110,11 @@ pub struct Timeouts {
     pub retry: Duration,
     /// How often missing payloads and certificates are asked for again.
     pub fetch: Duration,
+    /// The least time between a block's timestamp and its parent's: a leader holds its
+    /// proposal until then. Zero: as fast as the engine goes (on loopback, tens of empty
+    /// blocks a second). Only honest leaders wait; validators do not refuse a quicker block,
+    /// so this paces the chain, it does not bound it.
+    pub block_time: Duration,
 }
 
 impl Default for Timeouts {
@@ -116,6 +124,22 @@ impl Default for Timeouts {
             certification: Duration::from_secs(2),
             retry: Duration::from_secs(5),
             fetch: Duration::from_millis(500),
+            block_time: Duration::ZERO,
+        }
+    }
+}
+
+impl Timeouts {
+    /// The defaults with a block every `block_time` at most; the leader and certification
+    /// timeouts are lengthened by as much, since a view now lasts at least `block_time` and a
+    /// leader waiting for it must not be skipped.
+    pub fn paced(block_time: Duration) -> Timeouts {
+        let d = Timeouts::default();
+        Timeouts {
+            leader: d.leader + block_time,
+            certification: d.certification + block_time,
+            block_time,
+            ..d
         }
     }
 }
@@ -173,8 +197,11 @@ where
     let me = key.public_key();
     let scheme =
         Scheme::signer(&namespace, participants, key).ok_or(KeyError::NotAValidator(ledger_key(&me)))?;
-    let (app, mailbox) =
-        app::Application::new(chain, app::Config { me, fetch_retry: timeouts.fetch }, application);
+    let (app, mailbox) = app::Application::new(
+        chain,
+        app::Config { me, fetch_retry: timeouts.fetch, block_time: timeouts.block_time },
+        application,
+    );
     let application = app.start(context.child("application"));
     let config = simplex::Config {
         scheme,

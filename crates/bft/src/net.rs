@@ -7,6 +7,8 @@ use crate::{start, Chain, KeyError, Mailbox, Timeouts, ValidatorKey};
 use commonware_cryptography::{ed25519, ChaCha20Poly1305, Signer};
 use commonware_p2p::authenticated::lookup;
 use commonware_p2p::{Address, AddressableManager};
+#[cfg(feature = "test-utils")]
+use commonware_runtime::Spawner;
 use commonware_runtime::{Quota, Runner, Supervisor};
 use commonware_stream::cups::{self, Cups};
 use commonware_stream::sake::{self, Sake};
@@ -70,12 +72,46 @@ impl Drop for Running {
     }
 }
 
+/// What a validator started by [`spawn`] runs behind its application.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Role {
+    /// The consensus engine.
+    Honest,
+    /// Instead of the engine, [`crate::byzantine::equivocate`] on the votes channel.
+    #[cfg(feature = "test-utils")]
+    Equivocator,
+}
+
 /// Starts validator `key` of `chain` on the network `net`. Returns once the engine runs.
 pub fn spawn<St: Store + Send + 'static>(
     chain: Arc<Chain<St>>,
     key: ed25519::PrivateKey,
     net: NetConfig,
 ) -> Result<Running, NetError> {
+    spawn_as(Role::Honest, chain, key, net)
+}
+
+/// Starts a faulty validator for tests: on real sockets like [`spawn`], its application
+/// relays payloads and transactions, but instead of the engine it double-signs every vote it
+/// hears ([`crate::byzantine::equivocate`]).
+#[cfg(feature = "test-utils")]
+pub fn spawn_equivocator<St: Store + Send + 'static>(
+    chain: Arc<Chain<St>>,
+    key: ed25519::PrivateKey,
+    net: NetConfig,
+) -> Result<Running, NetError> {
+    spawn_as(Role::Equivocator, chain, key, net)
+}
+
+fn spawn_as<St: Store + Send + 'static>(
+    role: Role,
+    chain: Arc<Chain<St>>,
+    key: ed25519::PrivateKey,
+    net: NetConfig,
+) -> Result<Running, NetError> {
+    // Without the test utilities an honest validator is the only kind.
+    #[cfg(not(feature = "test-utils"))]
+    let Role::Honest = role;
     let namespace = format!("agora/{}", chain.ledger().genesis().chain_id).into_bytes();
     let me = key.public_key();
     let mut addresses: Vec<(ValidatorKey, Address)> = vec![(me, Address::Symmetric(net.listen))];
@@ -116,6 +152,36 @@ pub fn spawn<St: Store + Send + 'static>(
                 let resolver = network.register(crate::channels::RESOLVER, quota);
                 let application = network.register(crate::channels::APPLICATION, quota);
                 network.start();
+                #[cfg(feature = "test-utils")]
+                if role == Role::Equivocator {
+                    let participants = match crate::participants(chain.ledger().genesis()) {
+                        Ok(p) => p,
+                        Err(e) => {
+                            let _ = started.send(Err(e));
+                            return;
+                        }
+                    };
+                    let me = key.public_key();
+                    let Some(scheme) = crate::Scheme::signer(&namespace, participants, key) else {
+                        let _ = started.send(Err(KeyError::NotAValidator(crate::ledger_key(&me))));
+                        return;
+                    };
+                    let config = crate::app::Config {
+                        me,
+                        fetch_retry: net.timeouts.fetch,
+                        block_time: net.timeouts.block_time,
+                    };
+                    let (app, mailbox) = crate::app::Application::new(chain, config, application);
+                    let app = app.start(context.child("application"));
+                    let votes = context
+                        .child("byzantine")
+                        .spawn(move |_| crate::byzantine::equivocate(scheme, votes));
+                    let _ = started.send(Ok(mailbox));
+                    let _ = stopped.await;
+                    app.abort();
+                    votes.abort();
+                    return;
+                }
                 let validator = match start(
                     context.child("validator"),
                     chain,

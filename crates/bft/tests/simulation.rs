@@ -80,7 +80,7 @@ async fn start(
     i: usize,
     chain: &Arc<Chain<MemStore>>,
 ) -> bft::Validator {
-    start_as(context, oracle, i, chain, &format!("validator-{i}")).await
+    start_as(context, oracle, i, chain, &format!("validator-{i}"), Timeouts::default()).await
 }
 
 type Channel =
@@ -113,6 +113,7 @@ async fn start_as(
     i: usize,
     chain: &Arc<Chain<MemStore>>,
     partition: &str,
+    timeouts: Timeouts,
 ) -> bft::Validator {
     let key = signing_key(i);
     let me = commonware_cryptography::Signer::public_key(&key);
@@ -122,7 +123,7 @@ async fn start_as(
         context.child("validator").with_attribute("index", i),
         chain.clone(),
         key,
-        Timeouts::default(),
+        timeouts,
         partition.to_string(),
         oracle.control(me.clone()),
         next(),
@@ -246,7 +247,8 @@ fn simulate(seed: u64) -> Vec<Row> {
         // fetching every payload from the others.
         validators[2].take().expect("running").abort();
         let wiped = chain(&g);
-        validators[2] = Some(start_as(&context, &oracle, 2, &wiped, "validator-2-wiped").await);
+        validators[2] =
+            Some(start_as(&context, &oracle, 2, &wiped, "validator-2-wiped", Timeouts::default()).await);
         let mut chains = chains;
         chains[2] = wiped;
         let top = heads(&chains).into_iter().max().unwrap_or(0);
@@ -310,36 +312,6 @@ fn four_validators_survive_loss_a_partition_and_a_restart_without_forking_and_re
     }
 }
 
-/// A Byzantine validator: for every notarize or finalize vote it hears, it signs one for the
-/// heard proposal and one for another payload in the same view, and sends both to everyone.
-async fn equivocate(scheme: bft::Scheme, (mut sender, mut receiver): Channel) {
-    use commonware_codec::{DecodeExt, Encode};
-    use commonware_consensus::simplex::types::{Finalize, Notarize, Proposal, Vote};
-    use commonware_p2p::{Receiver, Recipients, Sender};
-    while let Ok((_, message)) = receiver.recv().await {
-        let Ok(vote) = Vote::<bft::Scheme, bft::Digest>::decode(message) else { continue };
-        let other = |p: &Proposal<bft::Digest>| bft::payload::digest(p.payload.as_ref());
-        let votes: Vec<Vote<bft::Scheme, bft::Digest>> = match vote {
-            Vote::Notarize(n) => {
-                [Proposal::new(n.round(), n.proposal.parent, other(&n.proposal)), n.proposal]
-                    .into_iter()
-                    .filter_map(|p| Notarize::sign(&scheme, p).map(Vote::Notarize))
-                    .collect()
-            }
-            Vote::Finalize(f) => {
-                [Proposal::new(f.round(), f.proposal.parent, other(&f.proposal)), f.proposal]
-                    .into_iter()
-                    .filter_map(|p| Finalize::sign(&scheme, p).map(Vote::Finalize))
-                    .collect()
-            }
-            _ => continue,
-        };
-        for v in votes {
-            let _ = sender.send(Recipients::All, v.encode(), true);
-        }
-    }
-}
-
 /// One of four validators equivocates (two votes for different payloads in every view it
 /// votes in). The three honest ones, exactly a quorum, keep finalizing the same chain, and
 /// each reports the equivocation with the validator's index.
@@ -362,7 +334,7 @@ fn an_equivocating_validator_is_reported_and_does_not_fork_the_chain() {
         let namespace = format!("agora/{}", g.chain_id).into_bytes();
         let scheme = bft::Scheme::signer(&namespace, set, key).expect("a validator");
         let votes = channels(&oracle, &me).await.into_iter().next().expect("the vote channel");
-        context.child("byzantine").spawn(move |_| equivocate(scheme, votes));
+        context.child("byzantine").spawn(move |_| bft::byzantine::equivocate(scheme, votes));
 
         let honest: Vec<usize> = (0..3).collect();
         reach(&context, &chains, &honest, 10, Duration::from_secs(600)).await;
@@ -382,6 +354,41 @@ fn an_equivocating_validator_is_reported_and_does_not_fork_the_chain() {
                 "{evidence:?} blames an honest validator"
             );
         }
+        drop(validators);
+    })
+}
+
+/// A paced chain (`Timeouts::paced`): every block's timestamp is at least the block time after
+/// its parent's, and the chain still advances at about that rate (no view is skipped for a
+/// leader that waits).
+#[test]
+fn a_paced_chain_keeps_the_block_time_between_blocks() {
+    let config = deterministic::Config::new().with_seed(3).with_timeout(Some(Duration::from_secs(3_600)));
+    deterministic::Runner::new(config).start(|context| async move {
+        let g = genesis();
+        let keys: Vec<ValidatorKey> = bft::participants(&g).expect("validators").into_iter().collect();
+        let oracle = network(&context, &keys).await;
+        let chains: Vec<Arc<Chain<MemStore>>> = (0..VALIDATORS).map(|_| chain(&g)).collect();
+        let block_time = Duration::from_millis(500);
+        let mut validators = Vec::new();
+        for (i, chain) in chains.iter().enumerate() {
+            let partition = format!("validator-{i}");
+            validators
+                .push(start_as(&context, &oracle, i, chain, &partition, Timeouts::paced(block_time)).await);
+        }
+        let all: Vec<usize> = (0..VALIDATORS).collect();
+        let started = context.current();
+        reach(&context, &chains, &all, 20, Duration::from_secs(60)).await;
+        let took = context.current().duration_since(started).unwrap_or_default();
+        let l = chains[0].ledger();
+        let stamps: Vec<u64> =
+            (1..=20).map(|h| l.block(h).expect("store").expect("block").block.header.timestamp_ms).collect();
+        for w in stamps.windows(2) {
+            assert!(w[1] - w[0] >= 500, "blocks {} ms apart: {stamps:?}", w[1] - w[0]);
+        }
+        // 20 blocks of 500 ms, plus the links' latency per block: not much more than 10 s.
+        assert!(took < Duration::from_secs(20), "20 blocks took {took:?}: {stamps:?}");
+        drop(l);
         drop(validators);
     })
 }

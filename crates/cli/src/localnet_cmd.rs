@@ -68,6 +68,10 @@ pub struct LocalnetArgs {
     /// measures at the end)
     #[arg(long, value_name = "EPOCHS", default_value_t = 10)]
     judge_every: u64,
+    /// Run the chain as this many validator processes (`agora node --validator-key`) finalizing
+    /// one chain by consensus, the peers spread over them; 1: a single node
+    #[arg(long, default_value_t = 1, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=64), conflicts_with = "in_process")]
+    validators: u64,
     /// Test batches per peer topic the judge reads (each: 8 sequences of 64 bytes)
     #[arg(long, value_name = "N", default_value_t = 2)]
     judge_batches: usize,
@@ -115,6 +119,7 @@ pub fn run(args: LocalnetArgs) -> Result<()> {
     opts.competitive_masking = masking;
     opts.judge = judge;
     opts.judge_every = args.judge_every;
+    opts.validators = args.validators as usize;
     if args.chaos {
         if !(0.0..1.0).contains(&args.chaos_loss) {
             anyhow::bail!("--chaos-loss {} must be in [0, 1)", args.chaos_loss);
@@ -182,6 +187,16 @@ fn print_outcome(o: &localnet::RunOutcome) {
     print_summary(&o.summary, o.interrupted);
     for (name, code) in &o.peers_exited_early {
         println!("  peer {name} exited early (code {code:?}); see its peer.log");
+    }
+    if let Some(a) = &o.agreement {
+        println!(
+            "  {} validators (finalized heights {:?}) hold the same block {} at height {} (state root {})",
+            a.finalized.len(),
+            a.finalized,
+            a.hash,
+            a.height,
+            a.state_root
+        );
     }
 }
 

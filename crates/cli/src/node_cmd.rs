@@ -22,7 +22,8 @@ pub struct NodeArgs {
     /// empty directory, or with --new-chain
     #[arg(long, value_name = "DIR", default_value = "agora-data")]
     pub data_dir: PathBuf,
-    /// Milliseconds between blocks (empty blocks included)
+    /// Milliseconds between blocks (empty blocks included). A validator waits this long after
+    /// the parent block before proposing; the engine may take longer
     #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..))]
     pub block_time_ms: u64,
     /// Produce a block as soon as transactions wait, and no empty blocks (for tests)
@@ -129,12 +130,15 @@ pub fn validator_of(args: &NodeArgs) -> anyhow::Result<Option<node::ValidatorCon
     let Some(file) = &args.validator_key else { return Ok(None) };
     let key = wallet::read_hotkey_file(file)
         .map_err(|e| anyhow::anyhow!("--validator-key {}: {e}", file.display()))?;
-    Ok(Some(node::ValidatorConfig::new(
-        key.to_bytes(),
-        args.p2p_addr,
-        args.peers.clone(),
-        args.data_dir.join("consensus"),
-    )))
+    Ok(Some(node::ValidatorConfig {
+        timeouts: bft::Timeouts::paced(Duration::from_millis(args.block_time_ms)),
+        ..node::ValidatorConfig::new(
+            key.to_bytes(),
+            args.p2p_addr,
+            args.peers.clone(),
+            args.data_dir.join("consensus"),
+        )
+    }))
 }
 
 /// The genesis the arguments name: the dev genesis for `--dev`, else the `--genesis` file.
@@ -203,7 +207,8 @@ async fn run_async(args: NodeArgs, genesis: GenesisConfig) -> anyhow::Result<()>
     }
     match (&config_validator_key(&args), args.instant) {
         (Some(key), _) => println!(
-            "validator {key} of {validators}: blocks final when the consensus engine says so; p2p on {}, peers {}",
+            "validator {key} of {validators}: a block every {} ms at most, final when the consensus engine says so; p2p on {}, peers {}",
+            args.block_time_ms,
             args.p2p_addr,
             args.peers.iter().map(|(k, a)| format!("{k}@{a}")).collect::<Vec<_>>().join(",")
         ),

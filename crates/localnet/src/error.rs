@@ -30,6 +30,8 @@ pub enum LocalnetError {
     Model(#[from] nucleus::NucleusError),
     #[error("peer: {0}")]
     Run(#[from] peer::run::RunError),
+    #[error("the validators disagree at finalized height {height}: {seen}")]
+    Fork { height: u64, seen: String },
     #[error("interrupted (Ctrl-C)")]
     Interrupted,
 }

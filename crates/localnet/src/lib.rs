@@ -10,6 +10,9 @@
 //! child on the end or Ctrl-C (SIGTERM, then SIGKILL after a grace period; a dropped handle
 //! kills), and writes `DIR/report.md` with CSVs and PNG plots ([`report`]).
 //!
+//! With [`RunOptions::validators`] above one, the chain is that many validator processes
+//! ([`validators`]) and the peers are spread over them, each talking to one validator.
+//!
 //! It assumes an `agora` binary with the `node` and `peer run` subcommands (its path is passed
 //! in), loopback networking, and peers that write `status.csv` and, on SIGTERM, `final.json`
 //! in their `--out` directory. Plots and Spearman's rho are the `sim` crate's.
@@ -25,6 +28,7 @@ pub mod report;
 mod run;
 pub mod scenario;
 pub mod setup;
+pub mod validators;
 
 pub use error::LocalnetError;
 pub use genesis::{faucet_key, genesis, CHAIN_ID, FEE_BUDGET};

@@ -41,6 +41,10 @@ pub struct RunOptions {
     /// Faults injected between the peers: each axon is published behind a proxy with these
     /// faults (`wire::chaos`); the judge and the node are not behind them.
     pub chaos: Option<FaultConfig>,
+    /// Validator processes running the chain: 1 is a single node producing every block; more
+    /// are that many `agora node --validator-key` processes finalizing one chain by consensus,
+    /// peer `k` talking to validator `k mod N`.
+    pub validators: usize,
     /// Competitive masking in every Rust peer's axon (`agora peer run --competitive-masking`;
     /// the Python peer's axon does not mask). `None`: off.
     pub competitive_masking: Option<wire::MaskingConfig>,
@@ -58,6 +62,7 @@ impl RunOptions {
             judge: JudgeConfig::default(),
             judge_every: 10,
             chaos: None,
+            validators: 1,
             competitive_masking: None,
         }
     }
@@ -76,6 +81,9 @@ pub struct RunOutcome {
     pub peers_stopped_cleanly: (usize, usize),
     /// Peers that exited before the end of the run, with their exit codes.
     pub peers_exited_early: Vec<(String, Option<i32>)>,
+    /// With several validators: the block every one of them had finalized at the end, the
+    /// same on all (a disagreement fails the run). Also in `DIR/validators.json`.
+    pub agreement: Option<crate::validators::Agreement>,
 }
 
 /// Runs one scenario to the end (or Ctrl-C) on its own runtime.
@@ -244,22 +252,44 @@ pub(crate) fn prepare_out(out: &Path, scenario: &Scenario) -> Result<ledger::Gen
 async fn run_async(opts: &RunOptions, stop: &AtomicBool) -> Result<RunOutcome, LocalnetError> {
     let scenario = opts.scenario.clone().validated()?;
     let out = &opts.out;
-    let g = prepare_out(out, &scenario)?;
-    let data = out.join("chain");
+    let mut g = prepare_out(out, &scenario)?;
+    let validator_specs = match opts.validators {
+        0 | 1 => Vec::new(),
+        n => {
+            let specs = crate::validators::create(&out.join("validators"), n)?;
+            g = crate::validators::with_validators(g, &specs);
+            write(out, "genesis.json", &g.to_json_pretty())?;
+            specs
+        }
+    };
 
     let view = LiveView::new(scenario.blocks(), opts.quiet);
     if opts.spawn_peers {
         pretrain_all(opts, &scenario, stop, &view).await?;
     }
-    let mut node = NodeProcess::spawn(
-        &opts.agora,
-        &out.join("genesis.json"),
-        &data,
-        scenario.block_time_ms,
-        &out.join("node.log"),
-    )?;
-    view.note(&format!("node up at {} (log {})", node.http(), out.join("node.log").display()));
-    let chain = Arc::new(RpcChain::connect(&node.ws()).await?);
+    let genesis_file = out.join("genesis.json");
+    let (mut nodes, logs) = if validator_specs.is_empty() {
+        let log = out.join("node.log");
+        let node =
+            NodeProcess::spawn(&opts.agora, &genesis_file, &out.join("chain"), scenario.block_time_ms, &log)?;
+        view.note(&format!("node up at {} (log {})", node.http(), log.display()));
+        (vec![node], vec![log])
+    } else {
+        let nodes = crate::validators::spawn(
+            &opts.agora,
+            &genesis_file,
+            out,
+            &validator_specs,
+            scenario.block_time_ms,
+        )?;
+        let logs: Vec<PathBuf> = (0..nodes.len()).map(|i| crate::validators::log_path(out, i)).collect();
+        for (i, n) in nodes.iter().enumerate() {
+            view.note(&format!("validator {i} up at {} (log {})", n.http(), logs[i].display()));
+        }
+        (nodes, logs)
+    };
+    // The orchestrator's own calls (setup, sampling) go to the first; the peers spread out.
+    let chain = Arc::new(RpcChain::connect(&nodes[0].ws()).await?);
 
     check(stop)?;
     let keys = create_wallets(&out.join("wallets"), &scenario)?;
@@ -287,7 +317,7 @@ async fn run_async(opts: &RunOptions, stop: &AtomicBool) -> Result<RunOutcome, L
     let mut proxies: Vec<(String, FaultProxy)> = Vec::new();
     let mut real_axons = std::collections::BTreeMap::new();
     if opts.spawn_peers {
-        for (r, spec) in registered.iter().zip(&scenario.peers) {
+        for (k, (r, spec)) in registered.iter().zip(&scenario.peers).enumerate() {
             let axon = match &opts.chaos {
                 Some(faults) => {
                     let listen = free_port()?;
@@ -307,7 +337,7 @@ async fn run_async(opts: &RunOptions, stop: &AtomicBool) -> Result<RunOutcome, L
                 spec: spec.clone(),
                 uid: r.uid,
                 wallet_dir: out.join("wallets"),
-                chain: node.ws(),
+                chain: nodes[k % nodes.len()].ws(),
                 out: peer_dir(out, &spec.name),
                 cabal_uids: cabal_uids.clone(),
                 offline_at_block: start + scenario.blocks() / 2,
@@ -415,11 +445,8 @@ async fn run_async(opts: &RunOptions, stop: &AtomicBool) -> Result<RunOutcome, L
             view.note("every peer has exited: ending the run early");
             break;
         }
-        if !node.running() {
-            return Err(LocalnetError::Node(format!(
-                "exited during the run (see {})",
-                out.join("node.log").display()
-            )));
+        if let Some(i) = nodes.iter_mut().position(|n| !n.running()) {
+            return Err(LocalnetError::Node(format!("exited during the run (see {})", logs[i].display())));
         }
         if head >= end {
             break;
@@ -456,7 +483,20 @@ async fn run_async(opts: &RunOptions, stop: &AtomicBool) -> Result<RunOutcome, L
             clean += 1;
         }
     }
-    let node_clean = node.stop(Duration::from_secs(20));
+    let agreement = match nodes.len() {
+        1 => None,
+        _ => {
+            let urls: Vec<String> = nodes.iter().map(NodeProcess::http).collect();
+            let a = crate::validators::agreement(&urls).await?;
+            let json = serde_json::to_string_pretty(&a).map_err(|e| LocalnetError::Report(e.to_string()))?;
+            write(out, crate::validators::AGREEMENT_FILE, &json)?;
+            Some(a)
+        }
+    };
+    let mut node_clean = true;
+    for n in nodes.iter_mut() {
+        node_clean &= n.stop(Duration::from_secs(20));
+    }
     if let Some(faults) = &opts.chaos {
         let chaos = crate::report::ChaosReport {
             loss: faults.loss,
@@ -483,6 +523,7 @@ async fn run_async(opts: &RunOptions, stop: &AtomicBool) -> Result<RunOutcome, L
         node_stopped_cleanly: node_clean,
         peers_stopped_cleanly: (clean, still),
         peers_exited_early: exited_early,
+        agreement,
     })
 }
 

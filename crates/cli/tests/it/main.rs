@@ -3,6 +3,7 @@
 
 mod chain_features;
 mod localnet;
+mod localnet_validators;
 mod node;
 mod node_attacks;
 mod node_crash;
