@@ -58,14 +58,14 @@ for i in $(seq 0 $((N - 1))); do
   done
   ip netns exec "agora-v$i" "$AGORA" node --genesis "$DIR/genesis.json" --data-dir "$DIR/v$i" \
     --block-time-ms 200 --validator-key "$AGORA_WALLET_DIR/v$i/hotkeys/validator" \
-    --p2p-addr "$(addr "$i"):9945" --rpc-addr "$(addr "$i"):9944" \
+    --p2p-addr "$(addr "$i"):9945" --rpc-addr "$(addr "$i"):9960" \
     --peers "$(IFS=,; echo "${peers[*]}")" >"$DIR/v$i.log" 2>&1 &
   pids+=($!)
 done
 
 rpc() { # rpc VALIDATOR METHOD PARAMS
   curl -s --max-time 2 -H 'content-type: application/json' \
-    -d "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"$2\",\"params\":$3}" "http://$(addr "$1"):9944"
+    -d "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"$2\",\"params\":$3}" "http://$(addr "$1"):9960"
 }
 
 deadline=$((SECONDS + 120))
