@@ -420,8 +420,12 @@ async fn publish_version(
     if role.serving() == Serving::Noise {
         return Ok(());
     }
+    let published = view.model(p.uid);
+    if publisher.resting(view.block(), published) {
+        return Ok(());
+    }
     let (id, step) = read(p.learner.nucleus()).model_version()?;
-    if let Some(call) = publisher.due(view.block(), id, step, view.model(p.uid)) {
+    if let Some(call) = publisher.due(view.block(), id, step, published) {
         let chain = p.participant.chain();
         let tx = peer::sign(chain, g, p.participant.signing_key(), call).await?;
         chain.submit(&tx).await?;

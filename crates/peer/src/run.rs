@@ -392,9 +392,12 @@ async fn publish_version(
     if role.serving() == Serving::Noise {
         return Ok(());
     }
-    let uid = learner.uid();
+    let published = view.model(learner.uid());
+    if publisher.resting(head, published) {
+        return Ok(());
+    }
     let (id, step) = read(learner.nucleus()).model_version()?;
-    if let Some(call) = publisher.due(head, id, step, view.model(uid)) {
+    if let Some(call) = publisher.due(head, id, step, published) {
         match participant.transact(call).await {
             Ok(h) => println!(
                 "model version {} (step {step}) published in block {h}",

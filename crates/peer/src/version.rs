@@ -31,14 +31,20 @@ impl VersionPublisher {
     /// given what the chain holds (`published`); `None` if it is the same version, or the
     /// last publication is less than `interval` blocks old, or `id` names no model.
     pub fn due(&self, head: u64, id: [u8; 32], step: u64, published: Option<PublishedModel>) -> Option<Call> {
-        if id == [0; 32] {
+        if id == [0; 32] || self.resting(head, published) {
             return None;
         }
         match published {
             Some(p) if p.version.0 == id => None,
-            Some(p) if head < p.published_at.saturating_add(self.interval) => None,
             _ => Some(Call::PublishVersion { version: Hash(id), step }),
         }
+    }
+
+    /// The last publication is less than `interval` blocks old, so nothing is due whatever the
+    /// model: checked before hashing the parameters for [`VersionPublisher::due`], which the
+    /// run loop would otherwise do at every training step.
+    pub fn resting(&self, head: u64, published: Option<PublishedModel>) -> bool {
+        published.is_some_and(|p| head < p.published_at.saturating_add(self.interval))
     }
 }
 
@@ -63,5 +69,6 @@ mod tests {
         assert_eq!(p.due(14, b, 9, on_chain), Some(Call::PublishVersion { version: Hash(b), step: 9 }));
         assert_eq!(p.due(14, [0; 32], 0, None), None, "no model, nothing to publish");
         assert_eq!(VersionPublisher::new(0).interval, 1);
+        assert!(p.resting(13, on_chain) && !p.resting(14, on_chain) && !p.resting(0, None));
     }
 }
