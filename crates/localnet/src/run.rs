@@ -320,7 +320,7 @@ async fn run_async(opts: &RunOptions, stop: &AtomicBool) -> Result<RunOutcome, L
         for (k, (r, spec)) in registered.iter().zip(&scenario.peers).enumerate() {
             let axon = match &opts.chaos {
                 Some(faults) => {
-                    let listen = free_port()?;
+                    let listen = crate::validators::free_port()?;
                     let mut faults = *faults;
                     faults.seed ^= u64::from(r.uid);
                     let proxy = FaultProxy::start(listen, faults)
@@ -563,14 +563,6 @@ fn record(
         rho.map_or("n/a".into(), |r| format!("{r:.3}"))
     ));
     Ok(Some(j))
-}
-
-/// A free loopback port, found by binding port 0 and letting it go: what an axon behind a
-/// proxy listens on (the proxy needs its address before the peer starts).
-fn free_port() -> Result<std::net::SocketAddr, LocalnetError> {
-    let l = std::net::TcpListener::bind("127.0.0.1:0")
-        .map_err(|e| LocalnetError::Node(format!("no free port: {e}")))?;
-    l.local_addr().map_err(|e| LocalnetError::Node(format!("no free port: {e}")))
 }
 
 fn write(dir: &Path, name: &str, text: &str) -> Result<(), LocalnetError> {
