@@ -328,12 +328,13 @@ fn init_logging() {
 
 /// An error and its causes on one line, `outer: cause: root`, each said once: many library
 /// errors already include their source's text in their own message (`storage backend: {0}`),
-/// which anyhow's `{:#}` would print a second time.
+/// which anyhow's `{:#}` would print a second time. Only a cause that ends the line so far is
+/// dropped, so a short cause that merely occurs inside an outer message is still said.
 fn one_line(e: &anyhow::Error) -> String {
     let mut line = String::new();
     for cause in e.chain() {
         let text = cause.to_string();
-        if text.is_empty() || line.contains(&text) {
+        if text.is_empty() || line.ends_with(&text) {
             continue;
         }
         if !line.is_empty() {
