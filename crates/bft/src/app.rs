@@ -6,6 +6,11 @@
 //! and `Reporter` (finalizations, equivocation evidence). Requests that need a payload this
 //! validator does not hold yet stay pending, as the engine's contract asks, while the payload
 //! is fetched from the others (a `Want` every `fetch_retry` until it arrives).
+//!
+//! Memory holds the payloads of the last `keep_payloads` blocks and those not yet executed;
+//! an older one that a lagging validator asks for is rebuilt from the block in the store
+//! (found through the payload index [`Chain::execute`] writes with each block), so a validator
+//! any number of blocks behind, or with its data wiped, catches up from the others.
 
 use crate::chain::Chain;
 use crate::payload::{digest, genesis_digest, Payload, MAX_PAYLOAD_BYTES};
@@ -216,6 +221,8 @@ pub struct Config {
     /// The least time between a proposal's timestamp and its parent's
     /// ([`crate::Timeouts::block_time`]).
     pub block_time: Duration,
+    /// Executed payloads kept in memory below the head ([`crate::Timeouts::keep_payloads`]).
+    pub keep_payloads: u64,
 }
 
 /// Why a proposal cannot be built yet.
@@ -369,8 +376,19 @@ where
         match Wire::decode(bytes) {
             Some(Wire::Payload(bytes)) => self.receive_payload(bytes),
             Some(Wire::Want(d)) => {
-                if let Some((_, bytes)) = self.payloads.get(&d) {
-                    let bytes = bytes.clone();
+                let bytes = match self.payloads.get(&d) {
+                    Some((_, bytes)) => Some(bytes.clone()),
+                    // Not kept in memory: rebuilt from the store if executed here, and not
+                    // kept (the lagging validator is the one that needs it).
+                    None => match self.chain.stored_payload(&d) {
+                        Ok(found) => found.map(|(_, bytes)| bytes),
+                        Err(e) => {
+                            tracing::warn!(digest = ?d, error = %e, "a stored payload cannot be served");
+                            None
+                        }
+                    },
+                };
+                if let Some(bytes) = bytes {
                     self.send(Recipients::One(from), Wire::Payload(bytes));
                 }
             }
@@ -408,12 +426,25 @@ where
         }
     }
 
-    /// The height of the payload `d`, if it is known (genesis is height 0).
+    /// The height of the payload `d`, if it is known (genesis is height 0): in memory, or
+    /// executed here (after a restart, memory is empty but the head's payload is in the store).
     fn height_of(&self, d: &Digest) -> Option<u64> {
-        match *d == self.genesis {
-            true => Some(0),
-            false => self.payloads.get(d).map(|(p, _)| p.height),
+        if *d == self.genesis {
+            return Some(0);
         }
+        match self.payloads.get(d) {
+            Some((p, _)) => Some(p.height),
+            None => self.executed_height(d),
+        }
+    }
+
+    /// The height of payload `d` if this validator executed it (a store failure reads as not
+    /// executed: the payload is then fetched, which costs time, not safety).
+    fn executed_height(&self, d: &Digest) -> Option<u64> {
+        self.chain.executed_height(d).unwrap_or_else(|e| {
+            tracing::warn!(digest = ?d, error = %e, "payload index unreadable");
+            None
+        })
     }
 
     /// Answers what can be answered now and executes what is final.
@@ -527,7 +558,9 @@ where
             let mut at = target;
             let complete = loop {
                 let Some((p, _)) = self.payloads.get(&at) else {
-                    if at == self.genesis {
+                    // Genesis, or a payload executed here and since dropped from memory: the
+                    // walk has reached what is already in the ledger.
+                    if at == self.genesis || self.executed_height(&at).is_some() {
                         break true;
                     }
                     self.want(at);
@@ -548,7 +581,7 @@ where
             }
             for d in chain.into_iter().rev() {
                 let (p, _) = &self.payloads[&d];
-                if let Err(e) = self.chain.execute(p) {
+                if let Err(e) = self.chain.execute(&d, p) {
                     // Every honest validator fails the same way (execution is deterministic),
                     // so the chain stops here rather than fork; the error says why.
                     tracing::error!(height = p.height, error = %e, "a final payload did not execute");
@@ -557,9 +590,11 @@ where
             }
         }
         self.finalized = waiting;
-        // Keep what lagging validators may ask for, drop what is far below the head.
+        // Keep the recent payloads (what lagging validators most often ask for, and parents of
+        // proposals); older ones are served from the store.
         let head = self.chain.head().height;
-        self.payloads.retain(|_, (p, _)| p.height + crate::KEEP_PAYLOADS > head);
+        let keep = self.config.keep_payloads;
+        self.payloads.retain(|_, (p, _)| p.height.saturating_add(keep) > head);
     }
 }
 
