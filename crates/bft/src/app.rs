@@ -9,7 +9,7 @@
 //!
 //! Memory holds the payloads of the last `keep_payloads` blocks and those not yet executed;
 //! an older one that a lagging validator asks for is rebuilt from the block in the store
-//! (found through the payload index [`Chain::execute`] writes with each block), so a validator
+//! (found through the payload index `Chain::execute` writes with each block), so a validator
 //! any number of blocks behind, or with its data wiped, catches up from the others.
 
 use crate::chain::Chain;
