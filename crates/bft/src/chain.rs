@@ -221,19 +221,9 @@ impl<St: Store> Chain<St> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::payload::dev_transfer;
     use crate::payload::genesis_digest;
-    use ledger::{dev_key, public_key, Call, GenesisConfig, MemStore, TxBody};
-
-    fn transfer(nonce: u64) -> SignedTx {
-        let k = dev_key("alice");
-        TxBody {
-            sender: public_key(&k),
-            nonce,
-            fee: 10_000,
-            call: Call::Transfer { to: public_key(&dev_key("bob")), amount: 1 },
-        }
-        .sign(&k, "agora-dev")
-    }
+    use ledger::{dev_key, public_key, GenesisConfig, MemStore};
 
     /// Executes three payloads (the last with a timestamp behind its parent's, which the block
     /// raises); returns their digests and encodings.
@@ -246,7 +236,7 @@ mod tests {
                 height,
                 timestamp_ms,
                 proposer: public_key(&dev_key("validator-0")),
-                txs: vec![transfer(height - 1)],
+                txs: vec![dev_transfer(height - 1)],
             };
             let bytes: Bytes = p.encode().into();
             let d = digest(&bytes);

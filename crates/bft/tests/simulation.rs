@@ -160,6 +160,25 @@ fn heads(chains: &[Arc<Chain<MemStore>>]) -> Vec<u64> {
     chains.iter().map(|c| c.head().height).collect()
 }
 
+/// Blocks 1 to `height` of validator 0, after checking every validator holds the same ones (no
+/// fork: the same block hash and state root at every height).
+fn same_rows(chains: &[Arc<Chain<MemStore>>], height: u64) -> Vec<Row> {
+    let rows = |c: &Chain<MemStore>| -> Vec<Row> {
+        let l = c.ledger();
+        (1..=height)
+            .map(|h| {
+                let b = l.block(h).expect("store").expect("block").block;
+                (h, b.header.hash(), b.header.state_root)
+            })
+            .collect()
+    };
+    let common = rows(&chains[0]);
+    for (i, c) in chains.iter().enumerate() {
+        assert_eq!(rows(c), common, "validator {i} differs from validator 0");
+    }
+    common
+}
+
 /// The simulated network of the validators `keys`, every pair linked.
 async fn network(context: &Ctx, keys: &[ValidatorKey]) -> Oracle<ValidatorKey, Ctx> {
     let config = Config {
@@ -263,19 +282,7 @@ fn simulate(seed: u64) -> Vec<Row> {
         );
         // No fork: the same block and state root at every height on every validator.
         let height = heads(&chains).into_iter().min().unwrap_or(0);
-        let rows = |c: &Chain<MemStore>| -> Vec<Row> {
-            let l = c.ledger();
-            (1..=height)
-                .map(|h| {
-                    let b = l.block(h).expect("store").expect("block").block;
-                    (h, b.header.hash(), b.header.state_root)
-                })
-                .collect()
-        };
-        let common = rows(&chains[0]);
-        for (i, c) in chains.iter().enumerate() {
-            assert_eq!(rows(c), common, "validator {i} differs from validator 0");
-        }
+        let common = same_rows(&chains, height);
         // Each submitted transaction in exactly one block, applied.
         let l = chains[0].ledger();
         for id in &submitted {
@@ -440,19 +447,7 @@ fn a_wiped_validator_far_behind_the_payloads_in_memory_catches_up_from_stored_bl
         );
 
         let height = heads(&chains).into_iter().min().unwrap_or(0);
-        let rows = |c: &Chain<MemStore>| -> Vec<Row> {
-            let l = c.ledger();
-            (1..=height)
-                .map(|h| {
-                    let b = l.block(h).expect("store").expect("block").block;
-                    (h, b.header.hash(), b.header.state_root)
-                })
-                .collect()
-        };
-        let common = rows(&chains[0]);
-        for (i, c) in chains.iter().enumerate() {
-            assert_eq!(rows(c), common, "validator {i} differs from validator 0");
-        }
+        same_rows(&chains, height);
         let l = chains[3].ledger();
         for id in &submitted {
             let (at, _, receipt) =
