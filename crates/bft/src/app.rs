@@ -252,6 +252,10 @@ pub struct Application<St: Store, S: Sender<PublicKey = ValidatorKey>, R: Receiv
     verifications: Vec<(Context<Digest, ValidatorKey>, Digest, oneshot::Sender<bool>)>,
     /// Finalized payloads not yet executed (their ancestors may be missing).
     finalized: Vec<Digest>,
+    /// For a finalized payload not yet executed, the lowest payload its walk down to the head
+    /// has reached: the next walk resumes there, so a validator thousands of blocks behind
+    /// walks each payload once, not once per message it receives.
+    reached: HashMap<Digest, Digest>,
     /// When the earliest proposal held for the block time is due (Unix milliseconds).
     propose_at: Option<u64>,
 }
@@ -280,6 +284,7 @@ where
             proposals: Vec::new(),
             verifications: Vec::new(),
             finalized: Vec::new(),
+            reached: HashMap::new(),
             propose_at: None,
         };
         (app, Mailbox { sender })
@@ -548,36 +553,52 @@ where
         Ok(p.height == parent_height + 1 && p.proposer == ledger_key(&context.leader))
     }
 
+    /// Whether every payload from `target` down to the head is here; if not, asks for the
+    /// highest missing one. Resumes from where the last walk from `target` stopped.
+    fn reaches_head(&mut self, target: Digest, head: u64) -> bool {
+        let mut at = target;
+        let complete = loop {
+            // A payload some earlier walk passed: jump to the lowest point it reached.
+            if let Some(&lowest) = self.reached.get(&at) {
+                at = lowest;
+            }
+            let Some((p, _)) = self.payloads.get(&at) else {
+                // Genesis, or a payload executed here and since dropped from memory: the
+                // walk has reached what is already in the ledger.
+                if at == self.genesis || self.executed_height(&at).is_some() {
+                    break true;
+                }
+                self.want(at);
+                break false;
+            };
+            if p.height <= head + 1 {
+                break true;
+            }
+            let parent = p.parent;
+            self.reached.insert(target, at);
+            at = parent;
+        };
+        complete
+    }
+
     /// Executes every finalized payload whose ancestors down to the head are all here, in
     /// height order; asks for the missing ones.
     fn execute_finalized(&mut self) {
         let mut waiting = Vec::new();
         for target in std::mem::take(&mut self.finalized) {
             let head = self.chain.head().height;
-            let mut chain = Vec::new();
-            let mut at = target;
-            let complete = loop {
-                let Some((p, _)) = self.payloads.get(&at) else {
-                    // Genesis, or a payload executed here and since dropped from memory: the
-                    // walk has reached what is already in the ledger.
-                    if at == self.genesis || self.executed_height(&at).is_some() {
-                        break true;
-                    }
-                    self.want(at);
-                    break false;
-                };
-                if p.height <= head {
-                    break true;
-                }
-                chain.push(at);
-                if p.height == head + 1 {
-                    break true;
-                }
-                at = p.parent;
-            };
-            if !complete {
+            if !self.reaches_head(target, head) {
                 waiting.push(target);
                 continue;
+            }
+            let mut chain = Vec::new();
+            let mut at = target;
+            while let Some((p, _)) = self.payloads.get(&at) {
+                if p.height <= head {
+                    break;
+                }
+                chain.push(at);
+                at = p.parent;
             }
             for d in chain.into_iter().rev() {
                 let (p, _) = &self.payloads[&d];
@@ -589,6 +610,7 @@ where
                 }
             }
         }
+        self.reached.retain(|d, _| waiting.contains(d));
         self.finalized = waiting;
         // Keep the recent payloads (what lagging validators most often ask for, and parents of
         // proposals); older ones are served from the store.
