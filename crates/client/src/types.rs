@@ -166,10 +166,21 @@ pub struct MetagraphInfo {
     /// predates it. Validators compare it with the version signed into each answer.
     #[serde(default)]
     pub models: Vec<Option<PublishedModel>>,
+    /// Delegation: the take each hotkey's owner keeps of what its stake earns, as a fraction,
+    /// in force at `block` (an announced increase shows once in force). Empty from a node that
+    /// predates it.
+    #[serde(default)]
+    pub take: Vec<f64>,
+    /// The part of each S held by nominators (the rest is the owner's), base units.
+    #[serde(default)]
+    pub nominated: Vec<u64>,
     pub weights: Vec<Vec<(u16, f64)>>,
     pub bonds: Vec<Vec<(u16, f64)>>,
     pub issuance: Issuance,
     pub difficulty: u64,
+    /// What a burned registration burns now, base units; 0 from a node that predates it.
+    #[serde(default)]
+    pub burn: u64,
     /// tau: the emission per block in force, in base units (adaptive inflation moves it each
     /// epoch); 0 from a node that predates it.
     #[serde(default)]
@@ -202,6 +213,8 @@ impl From<&Metagraph> for MetagraphInfo {
             last_update: m.neurons.iter().map(|n| n.last_weights_block).collect(),
             registered_at: m.neurons.iter().map(|n| n.registered_at).collect(),
             models: m.neurons.iter().map(|n| n.model).collect(),
+            take: m.neurons.iter().map(|n| ledger::delegation::take_fraction(n.take_at(m.block))).collect(),
+            nominated: m.neurons.iter().map(|n| n.nominated()).collect(),
             weights: m
                 .weights
                 .iter()
@@ -210,6 +223,7 @@ impl From<&Metagraph> for MetagraphInfo {
             bonds: m.bonds.clone(),
             issuance: m.issuance,
             difficulty: m.difficulty,
+            burn: m.burn,
             tau: m.tau,
             sparsity: m.sparsity,
         }
@@ -247,21 +261,10 @@ mod tests {
     use ledger::{Neuron, NeuronScores, WeightRow};
 
     fn neuron(uid: u16, scores: NeuronScores) -> Neuron {
-        Neuron {
-            uid,
-            hotkey: PublicKey([uid as u8; 32]),
-            coldkey: PublicKey([9; 32]),
-            stake: 100,
-            endpoint: None,
-            registered_at: 0,
-            last_weights_block: Some(3),
-            last_emission_block: 0,
-            pending_emission: 0,
-            emission_rate: 0,
-            scores,
-            weights_commit: None,
-            model: None,
-        }
+        let mut n = Neuron::new(uid, PublicKey([uid as u8; 32]), PublicKey([9; 32]), 100, 0, 0);
+        n.last_weights_block = Some(3);
+        n.scores = scores;
+        n
     }
 
     #[test]
@@ -282,6 +285,7 @@ mod tests {
             bonds: vec![Vec::new(); 2],
             issuance: Issuance::default(),
             difficulty: 1,
+            burn: 2,
             tau: 5,
             sparsity: None,
         };

@@ -29,6 +29,7 @@
 pub mod apportion;
 pub mod block;
 pub mod commit_reveal;
+pub mod delegation;
 mod epoch;
 pub mod error;
 mod exec;
@@ -50,6 +51,7 @@ pub mod verify;
 pub use apportion::apportion;
 pub use block::{Block, BlockHeader, BlockOutcome, EpochReport, Receipt, StoredBlock, TxStatus};
 pub use commit_reveal::{commitment, CommitRevealConfig, WeightsCommit};
+pub use delegation::{DelegationConfig, TAKE_SCALE};
 pub use epoch::EpochInputs;
 pub use error::{BlockError, LedgerError, TxError};
 pub use exec::WEIGHT_SUM_TOLERANCE;
@@ -66,8 +68,8 @@ pub use store::{MemStore, Store, StoreError, WriteBatch};
 pub use tokens::{Tokens, TokensError};
 pub use tx::{Call, CallKind, PreparedTx, SignedTx, TxBody};
 pub use types::{
-    Account, Endpoint, Float, Hash, Ip, Modality, Neuron, NeuronScores, Protocol, PublicKey, PublishedModel,
-    Salt, SignatureBytes, WeightRow, UNITS_PER_TOKEN, WEIGHT_SCALE,
+    Account, Endpoint, Float, Hash, Ip, Modality, Neuron, NeuronScores, Nomination, PendingTake, Protocol,
+    PublicKey, PublishedModel, Salt, SignatureBytes, WeightRow, UNITS_PER_TOKEN, WEIGHT_SCALE,
 };
 
 /// Re-exported so wallets and the node sign with the same key type.
