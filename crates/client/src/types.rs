@@ -59,6 +59,57 @@ impl AccountInfo {
     }
 }
 
+/// `agora_nominators`: the stake on a hotkey, broken down (delegation).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct HotkeyStakeInfo {
+    pub hotkey: PublicKey,
+    pub uid: u16,
+    /// The coldkey that owns the hotkey (and sets its take).
+    pub owner: PublicKey,
+    /// S: all stake on the hotkey, base units.
+    pub stake: u64,
+    /// The owner's own part of S.
+    pub own_stake: u64,
+    /// The take in force at the head, in parts of 65,535 and as a fraction.
+    pub take: u16,
+    pub take_fraction: f64,
+    /// An announced increase and the block it applies from.
+    pub pending_take: Option<ledger::PendingTake>,
+    /// Every nominator and its part of S, by coldkey.
+    pub nominators: Vec<ledger::Nomination>,
+}
+
+impl HotkeyStakeInfo {
+    pub fn new(n: &ledger::Neuron, height: u64) -> Self {
+        let take = n.take_at(height);
+        HotkeyStakeInfo {
+            hotkey: n.hotkey,
+            uid: n.uid,
+            owner: n.coldkey,
+            stake: n.stake,
+            own_stake: n.own_stake(),
+            take,
+            take_fraction: ledger::delegation::take_fraction(take),
+            pending_take: n.pending_take.filter(|p| p.effective_at > height),
+            nominators: n.nominations.clone(),
+        }
+    }
+}
+
+/// `agora_stakes`: one hotkey a coldkey has stake on.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StakeInfo {
+    pub uid: u16,
+    pub hotkey: PublicKey,
+    /// The coldkey's stake on it, base units: its own stake if it owns the hotkey, else its
+    /// nomination.
+    pub stake: u64,
+    /// Whether the coldkey owns the hotkey (else it nominates).
+    pub owner: bool,
+    /// The hotkey's take in force, as a fraction.
+    pub take: f64,
+}
+
 /// `agora_getTransaction`: where a transaction is.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "state", rename_all = "snake_case")]
