@@ -20,17 +20,8 @@ use crate::wallet_cmd::{wallet_root, PasswordArgs};
 
 #[derive(Debug, Args)]
 pub struct StakeArgs {
-    /// The node's JSON-RPC URL (http:// or ws://)
-    #[arg(long, global = true, value_name = "URL", env = "AGORA_CHAIN", default_value = DEFAULT_CHAIN)]
-    chain: String,
-    /// Directory holding the wallets [default: ~/.agora/wallets]
-    #[arg(long, global = true, value_name = "DIR", env = "AGORA_WALLET_DIR")]
-    wallet_dir: Option<PathBuf>,
-    /// Fee in tokens [default: the chain's minimum for the transaction kind]
-    #[arg(long, global = true, value_name = "TOKENS")]
-    fee: Option<String>,
     #[command(flatten)]
-    password: PasswordArgs,
+    send: SendArgs,
     #[command(subcommand)]
     command: StakeCommand,
 }
@@ -106,7 +97,7 @@ fn hotkey_key(root: &Option<PathBuf>, wallet: Option<&str>, s: &str) -> Result<P
 }
 
 pub fn run(args: StakeArgs) -> Result<()> {
-    let StakeArgs { chain: url, wallet_dir, fee, password, command } = args;
+    let StakeArgs { send: SendArgs { chain: url, wallet_dir, fee, password }, command } = args;
     let fee = fee.as_deref().map(parse_tokens).transpose()?;
     let (keys, call) = match &command {
         StakeCommand::Add { from, hotkey, amount } => {

@@ -26,19 +26,26 @@ use crate::weights_commit::{self, PendingCommit};
 /// Where `agora node --dev` listens by default.
 pub const DEFAULT_CHAIN: &str = "http://127.0.0.1:9960";
 
+/// Where transactions go and what signs them: shared by `agora tx` and `agora stake`.
 #[derive(Debug, Args)]
-pub struct TxArgs {
+pub(crate) struct SendArgs {
     /// The node's JSON-RPC URL (http:// or ws://)
     #[arg(long, global = true, value_name = "URL", env = "AGORA_CHAIN", default_value = DEFAULT_CHAIN)]
-    chain: String,
+    pub chain: String,
     /// Directory holding the wallets [default: ~/.agora/wallets]
     #[arg(long, global = true, value_name = "DIR", env = "AGORA_WALLET_DIR")]
-    wallet_dir: Option<PathBuf>,
+    pub wallet_dir: Option<PathBuf>,
     /// Fee in tokens [default: the chain's minimum for the transaction kind]
     #[arg(long, global = true, value_name = "TOKENS")]
-    fee: Option<String>,
+    pub fee: Option<String>,
     #[command(flatten)]
-    password: PasswordArgs,
+    pub password: PasswordArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct TxArgs {
+    #[command(flatten)]
+    send: SendArgs,
     #[command(subcommand)]
     command: TxCommand,
 }
@@ -359,7 +366,7 @@ impl Keys {
 
 /// Runs `agora tx ...`.
 pub fn run(args: TxArgs) -> Result<()> {
-    let TxArgs { chain: url, wallet_dir, fee, password, command } = args;
+    let TxArgs { send: SendArgs { chain: url, wallet_dir, fee, password }, command } = args;
     // Check every local input before touching the network or asking for a password.
     let fee = fee.as_deref().map(parse_tokens).transpose()?;
     // The commitment file a reveal spends: removed once the reveal is applied.
