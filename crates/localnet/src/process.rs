@@ -3,7 +3,7 @@
 //! the orderly path asks first (SIGTERM) and waits.
 
 use crate::error::LocalnetError;
-use crate::scenario::{ModelSize, PeerSpec, Role};
+use crate::scenario::{PeerSpec, Role};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -217,7 +217,7 @@ pub fn peer_argv(l: &PeerLaunch) -> Result<Vec<String>, LocalnetError> {
         let uids: Vec<String> = l.cabal_uids.iter().map(u16::to_string).collect();
         argv.extend(["--cabal-uids".into(), uids.join(",")]);
     }
-    argv.extend(["--model-size".into(), model_size(l.spec.model_size).into()]);
+    argv.extend(["--model-size".into(), l.spec.model_size.name().into()]);
     if let Some(seed) = l.spec.seed {
         argv.extend(["--seed".into(), seed.to_string()]);
     }
@@ -249,10 +249,6 @@ pub fn peer_argv(l: &PeerLaunch) -> Result<Vec<String>, LocalnetError> {
         argv.extend(["--competitive-masking".into(), m.temperature().to_string()]);
     }
     Ok(argv)
-}
-
-fn model_size(m: ModelSize) -> &'static str {
-    m.name()
 }
 
 /// Who a peer is and which chain it joins, the same for a Rust and a Python peer:
@@ -307,7 +303,7 @@ pub fn python_argv(l: &PeerLaunch) -> Result<Vec<String>, LocalnetError> {
         "--out".into(),
         l.out.display().to_string(),
         "--model-size".into(),
-        model_size(l.spec.model_size).into(),
+        l.spec.model_size.name().into(),
     ]);
     if let Some(seed) = l.spec.seed {
         argv.extend(["--seed".into(), seed.to_string()]);
@@ -404,7 +400,7 @@ pub fn spawn_pretrain(agora: &Path, spec: &PeerSpec, out: &Path) -> Result<Child
         .arg(spec.pretrain_steps.to_string())
         .arg("--out")
         .arg(out)
-        .args(["--model-size", model_size(spec.model_size), "--status-every", "5"]);
+        .args(["--model-size", spec.model_size.name(), "--status-every", "5"]);
     if let Some(seed) = spec.seed {
         cmd.args(["--seed", &seed.to_string()]);
     }
@@ -424,7 +420,7 @@ fn spawn_python_pretrain(spec: &PeerSpec, out: &Path) -> Result<Child, LocalnetE
         .arg(spec.pretrain_steps.to_string())
         .arg("--out")
         .arg(out)
-        .args(["--model-size", model_size(spec.model_size), "--status-every", "5", "--threads", "1"])
+        .args(["--model-size", spec.model_size.name(), "--status-every", "5", "--threads", "1"])
         .env("OMP_NUM_THREADS", "1");
     if let Some(seed) = spec.seed {
         cmd.args(["--seed", &seed.to_string()]);
