@@ -119,10 +119,8 @@ struct MarketPeer {
 
 /// Runs the market to the end on its own single-threaded runtime.
 pub fn run_market(opts: &MarketOptions) -> Result<MarketOutcome, LocalnetError> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| LocalnetError::Node(format!("async runtime: {e}")))?;
+    let rt =
+        tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(LocalnetError::Runtime)?;
     rt.block_on(market(opts))
 }
 

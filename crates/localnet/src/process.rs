@@ -18,6 +18,9 @@ pub fn check_dataset(spec: &str) -> Result<(), LocalnetError> {
         .map_err(|e| LocalnetError::Dataset { topic: spec.into(), reason: e.to_string() })
 }
 
+/// How long a node process may take to write its RPC address (it opens its store first).
+const NODE_LISTENS_WITHIN: Duration = Duration::from_secs(60);
+
 /// Sends SIGTERM to `pid` through the system's `kill` (no unsafe code, no libc binding).
 fn sigterm(pid: u32) -> bool {
     Command::new("kill")
@@ -90,7 +93,7 @@ impl NodeProcess {
             // stops the peers before the node they depend on.
             .process_group(0)
             .spawn()
-            .map_err(|e| LocalnetError::Node(format!("cannot start {}: {e}", agora.display())))?;
+            .map_err(|source| LocalnetError::Spawn { program: agora.to_path_buf(), source })?;
         let mut node = NodeProcess { child: Some(child), addr: String::new() };
         let start = Instant::now();
         loop {
@@ -98,11 +101,11 @@ impl NodeProcess {
                 node.addr = addr;
                 return Ok(node);
             }
-            if !node.running() || start.elapsed() > Duration::from_secs(60) {
-                return Err(LocalnetError::Node(format!(
-                    "did not start listening within 60 s (see {})",
-                    log.display()
-                )));
+            if !node.running() || start.elapsed() > NODE_LISTENS_WITHIN {
+                return Err(LocalnetError::NodeNotListening {
+                    seconds: NODE_LISTENS_WITHIN.as_secs(),
+                    log: log.to_path_buf(),
+                });
             }
             std::thread::sleep(Duration::from_millis(20));
         }
