@@ -330,20 +330,18 @@ async fn market(opts: &MarketOptions) -> Result<MarketOutcome, LocalnetError> {
                 let j = judge_now(&judge, &peers, &board, head).await?;
                 judge_log.write(&j)?;
             }
+            if tracing::enabled!(tracing::Level::DEBUG) {
+                for (u, w) in m.weights.iter().enumerate() {
+                    let row: Vec<String> = w.iter().map(|(j, v)| format!("{j}:{v:.3}")).collect();
+                    tracing::debug!("epoch {epoch}: W[{u}] = {row:?}");
+                }
+            }
             if opts.verbose {
                 eprintln!(
                     "epoch {epoch} (block {head}, {:.0} s)\n{}",
                     started.elapsed().as_secs_f64(),
                     table(&rows)
                 );
-                if std::env::var_os("AGORA_MARKET_DEBUG").is_some() {
-                    for (u, w) in m.weights.iter().enumerate() {
-                        eprintln!(
-                            "  W[{u}] = {:?}",
-                            w.iter().map(|(j, v)| format!("{j}:{v:.3}")).collect::<Vec<_>>()
-                        );
-                    }
-                }
             }
         }
     }
