@@ -775,7 +775,23 @@ mod tests {
         assert!(Nucleus::new(c).is_err());
         let mut c = NucleusConfig::tiny(0);
         c.smoothing = 0.0;
-        assert!(Nucleus::new(c).is_err());
+        assert!(matches!(Nucleus::new(c), Err(NucleusError::Parameter { name: "smoothing", .. })));
+        let mut c = NucleusConfig::tiny(0);
+        c.weight_decay = -1.0;
+        let e = Nucleus::new(c).err().expect("a negative weight decay is refused");
+        assert_eq!(e.to_string(), "configuration: weight_decay is -1, must be finite and >= 0");
+    }
+
+    #[test]
+    fn a_missing_checkpoint_names_its_path() {
+        let dir = std::env::temp_dir().join(format!("agora-no-checkpoint-{}", std::process::id()));
+        match Nucleus::load_checkpoint(&dir) {
+            Err(NucleusError::Io { path, source }) => {
+                assert!(path.starts_with(&dir), "{}", path.display());
+                assert_eq!(source.kind(), std::io::ErrorKind::NotFound);
+            }
+            other => panic!("expected an Io error naming the file, got {:?}", other.err()),
+        }
     }
 
     #[test]

@@ -30,8 +30,8 @@ const STATE_FILE: &str = "state.json";
 pub(super) const EXPORT_WEIGHTS: &str = "offline.safetensors";
 pub(super) const EXPORT_CONFIG: &str = "config.json";
 
-pub(super) fn io_err(path: &Path, e: impl std::fmt::Display) -> NucleusError {
-    NucleusError::Io(format!("{}: {e}", path.display()))
+pub(super) fn io_err(path: &Path, source: std::io::Error) -> NucleusError {
+    NucleusError::Io { path: path.to_path_buf(), source }
 }
 
 impl Nucleus {

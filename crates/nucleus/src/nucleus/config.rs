@@ -120,23 +120,32 @@ impl NucleusConfig {
         ];
         for (name, v) in positive {
             if !(v.is_finite() && v > 0.0) {
-                return Err(NucleusError::Config(format!("{name} is {v}, must be > 0")));
+                return Err(NucleusError::Parameter {
+                    name,
+                    value: v.to_string(),
+                    expected: "finite and > 0",
+                });
             }
         }
         for (name, v) in [("smoothing", self.smoothing), ("fail_smoothing", self.fail_smoothing)] {
             if !(v > 0.0 && v <= 1.0) {
-                return Err(NucleusError::Config(format!("{name} is {v}, must be in (0, 1]")));
+                return Err(NucleusError::Parameter { name, value: v.to_string(), expected: "in (0, 1]" });
             }
         }
-        let non_negative = |v: f64| v.is_finite() && v >= 0.0;
-        if !non_negative(self.remote_lr)
-            || !non_negative(self.distill_weight)
-            || !non_negative(self.weight_decay)
-            || !non_negative(f64::from(self.fail_penalty))
-        {
-            return Err(NucleusError::Config(
-                "remote_lr, distill_weight, weight_decay and fail_penalty must be finite and >= 0".into(),
-            ));
+        let non_negative = [
+            ("remote_lr", self.remote_lr),
+            ("distill_weight", self.distill_weight),
+            ("weight_decay", self.weight_decay),
+            ("fail_penalty", f64::from(self.fail_penalty)),
+        ];
+        for (name, v) in non_negative {
+            if !(v.is_finite() && v >= 0.0) {
+                return Err(NucleusError::Parameter {
+                    name,
+                    value: v.to_string(),
+                    expected: "finite and >= 0",
+                });
+            }
         }
         Ok(())
     }
