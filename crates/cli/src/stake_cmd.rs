@@ -14,9 +14,9 @@ use std::path::PathBuf;
 use wallet::Wallet;
 
 use crate::tx_cmd::{
-    block_on, format_take, format_tokens, parse_tokens, send, Chain, KeyFrom, Keys, DEFAULT_CHAIN,
+    block_on, format_take, format_tokens, parse_tokens, send, Chain, KeyFrom, Keys, SendArgs,
 };
-use crate::wallet_cmd::{wallet_root, PasswordArgs};
+use crate::wallet_cmd::wallet_root;
 
 #[derive(Debug, Args)]
 pub struct StakeArgs {
