@@ -2,7 +2,8 @@
 //!
 //! This crate owns the digital ledger of the papers as a pure state machine: accounts (ed25519
 //! public key -> balance in integer base units, nonce), the neuron table (hotkey, coldkey,
-//! stake, endpoint, registration block, last weights block, lazy-emission bookkeeping), the
+//! stake, endpoint, registration block, last weights block, lazy-emission bookkeeping, the
+//! nominations on its hotkey and its owner's take), the
 //! weight matrix W as normalised integer rows, the mechanism's bonds and scaling vector, the
 //! signed transactions and their validation, fees, emission (per epoch or lazy), blocks,
 //! receipts, and the state root. It runs the incentive mechanism from the `mechanism` crate
@@ -16,7 +17,7 @@
 //! machine and for every thread count.
 //!
 //! Guarantees, each tested: total issuance = genesis + minted - burned = sum of balances and
-//! stakes after every block; an epoch mints exactly what the schedule allows (largest
+//! stakes after every block, a hotkey's nominations never exceeding its stake; an epoch mints exactly what the schedule allows (largest
 //! remainder, ties to the lower uid); a transaction that fails authentication changes nothing,
 //! one that fails its call rules changes only its fee and nonce; replaying the same blocks into
 //! a fresh store reproduces every root; a sender's queue admitted by
