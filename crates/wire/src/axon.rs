@@ -50,8 +50,7 @@ use crate::metrics::{Call, Metrics, PeerLabel};
 use crate::proto::{self, ReturnCode};
 use crate::queue::{Entry, Permit, Scheduler, Turn};
 use crate::tensor::{
-    check_finite, decode_output, decode_structure, DType, Direction, Limits, Modality, OwnedTensor,
-    TensorError, TensorView,
+    check_finite, decode_structure, DType, Direction, Limits, Modality, OwnedTensor, TensorError, TensorView,
 };
 use budget::{Budget, Reservation};
 use service::{AxonService, CountingIncoming};
@@ -636,16 +635,21 @@ impl Work {
 
 type Refusal = (ReturnCode, String);
 
-/// The handler's output, already validated and in its wire form, and the model that computed it.
+/// The handler's output, structurally validated and in its wire form, and the model that
+/// computed it. Its NaN/Inf scan is still to run: the service runs it in the pass that digests
+/// the answer ([`service`]), and refuses the answer there if it finds one.
 struct Served {
     tensor: Option<proto::Tensor>,
+    /// The output's float dtype, to scan; `None` when there is nothing to scan.
+    scan: Option<DType>,
     model: ModelVersion,
 }
 
 type Outcome = Result<Served, Refusal>;
 
 /// Runs the handler and checks what it returns before it goes on the wire: a broken model must
-/// not send NaN or a wrongly shaped tensor to its callers. The output's one finiteness scan.
+/// not send a wrongly shaped tensor to its callers (nor NaN: that scan runs beside the answer's
+/// digest, in the service).
 ///
 /// With competitive masking (`mask`, the caller's factor), a Forward output is scaled before it
 /// is checked and encoded, so what is signed and sent is the masked answer; a Backward's
@@ -674,23 +678,24 @@ fn run(handler: &dyn Handler, caller: &Caller, work: &Work, limits: &Limits, mas
         },
     };
     let (output, model) = result.map_err(|e| (e.code(), e.to_string()))?;
-    let Some(output) = output else { return Ok(Served { tensor: None, model }) };
+    let Some(output) = output else { return Ok(Served { tensor: None, scan: None, model }) };
     let refuse = |code, what: String| Err((code, format!("the axon's handler returned {what}")));
     let encoded = output.into_proto();
     // The handler's own output is measured against the same limits as any tensor.
-    match decode_output(&encoded, limits) {
-        Ok(v) => {
+    match Checked::structure(&encoded, limits, true) {
+        Ok((dtype, _)) => {
             let want = &inputs.tensor.shape[..2];
-            if v.shape[..2] != *want {
+            if encoded.shape[..2] != *want {
                 return refuse(
                     ReturnCode::ResponseShapeError,
-                    format!("shape {:?}, expected [{}, {}, dim]", v.shape, want[0], want[1]),
+                    format!("shape {:?}, expected [{}, {}, dim]", encoded.shape, want[0], want[1]),
                 );
             }
+            let scan = dtype.is_float().then_some(dtype);
+            Ok(Served { tensor: Some(encoded), scan, model })
         }
-        Err(e) => return refuse(e.code(Direction::Response), e.to_string()),
+        Err(e) => refuse(e.code(Direction::Response), e.to_string()),
     }
-    Ok(Served { tensor: Some(encoded), model })
 }
 
 fn now_ms() -> u64 {

@@ -34,7 +34,7 @@ use crate::auth::{AuthError, BodyDigest, BodyHasher, Credentials};
 use crate::codec::{self, ChunkBody, Chunks, FrameError, MessageReader};
 use crate::metrics::{Call, Metrics};
 use crate::proto::{self, ReturnCode};
-use crate::tensor::{may_be_non_finite, DType};
+use crate::tensor::{check_finite, may_be_non_finite, DType, Direction};
 use tonic::codegen::Bytes;
 
 /// The service tonic's server routes `/agora.v1.Axon/*` to.
@@ -108,12 +108,9 @@ impl Shared {
             }
             other => other,
         };
-        let code = match &outcome {
-            Ok(_) => ReturnCode::Success,
-            Err((code, _)) => *code,
-        };
-        self.record(who, call, code, start);
-        respond(call, outcome, &self.key, &request_hash)
+        let answer = Answer::new(call, outcome);
+        self.record(who, call, answer.code, start);
+        respond(answer, call, &self.key, &request_hash)
     }
 }
 
@@ -212,7 +209,7 @@ fn verify_and_decode(
         (Some(t), Some(Ok((dtype, _)))) if dtype.is_float() => Some((&t.data[..], *dtype)),
         _ => None,
     });
-    let (digest, suspect) = digest_and_scan(expected.algorithm, &frames, scans);
+    let (digest, suspect) = digest_and_scan(expected.algorithm, frames.iter().map(|f| &f[..]), scans);
     if digest != *expected {
         return Err(refusal(BodyError::Auth(AuthError::DigestMismatch)));
     }
@@ -228,11 +225,12 @@ const BLOCK: usize = 64 << 10;
 
 /// The digest of the message `frames`, and for each tensor to scan (its data, a slice of the
 /// message, and its float dtype) whether it may hold NaN or Inf. A tensor that lies inside one
-/// frame (it arrived as its own DATA frame, the usual case) is scanned block by block as it is
-/// hashed; one split across frames (decoded into a copy) is scanned on its own.
-fn digest_and_scan(
+/// frame (it arrived as its own DATA frame, the usual case, or is the chunk an answer sends
+/// as it is) is scanned block by block as it is hashed; one split across frames (decoded into
+/// a copy) or copied into the envelope (a small one) is scanned on its own.
+fn digest_and_scan<'a>(
     algorithm: crate::auth::DigestAlgorithm,
-    frames: &[Bytes],
+    frames: impl IntoIterator<Item = &'a [u8]>,
     scans: [Option<(&[u8], DType)>; 2],
 ) -> (BodyDigest, [bool; 2]) {
     let mut hasher = BodyHasher::new(algorithm);
@@ -281,21 +279,61 @@ fn digest_and_scan(
     (hasher.finish(), suspect)
 }
 
+/// An answer in its wire form with its digest, its handler output scanned for NaN/Inf in the
+/// same pass (one pass over the output's bytes, where protocol 4 scanned and then hashed).
+struct Answer {
+    code: ReturnCode,
+    encoded: codec::Encoded,
+    digest: BodyDigest,
+    model: ModelVersion,
+}
+
+impl Answer {
+    /// `outcome` encoded and digested. An output that holds NaN or Inf is refused here: the
+    /// answer becomes a refusal that names the element (its digest is then of the refusal).
+    fn new(call: Call, outcome: Outcome) -> Answer {
+        let answer = |tensor: Option<proto::Tensor>, code: ReturnCode, message: String| {
+            let code = code as i32;
+            match call {
+                Call::Forward => {
+                    codec::forward_response(&proto::ForwardResponse { outputs: tensor, code, message })
+                }
+                Call::Backward => {
+                    codec::backward_response(&proto::BackwardResponse { grads: tensor, code, message })
+                }
+            }
+        };
+        let refused = |(code, message): Refusal| {
+            let encoded = answer(None, code, message);
+            let digest = BodyDigest::of_chunks(encoded.message_chunks());
+            Answer { code, encoded, digest, model: ModelVersion::UNVERSIONED }
+        };
+        let Served { tensor, scan, model } = match outcome {
+            Ok(served) => served,
+            Err(refusal) => return refused(refusal),
+        };
+        let data = tensor.as_ref().map(|t| t.data.clone());
+        let encoded = answer(tensor, ReturnCode::Success, String::new());
+        let scans = [data.as_deref().zip(scan), None];
+        let (digest, [suspect, _]) =
+            digest_and_scan(crate::auth::DigestAlgorithm::Blake3, encoded.message_chunks(), scans);
+        if let (true, Some(data), Some(dtype)) = (suspect, &data, scan) {
+            if let Err(e) = check_finite(dtype, data) {
+                let why = format!("the axon's handler returned {e}");
+                return refused((e.code(Direction::Response), why));
+            }
+        }
+        Answer { code: ReturnCode::Success, encoded, digest, model }
+    }
+}
+
 /// The answer as a gRPC response: the message (tensor data as its own chunk), then `grpc-status:
 /// 0`; refusals travel in-band in the message's code. Signed in the response's headers by
 /// `key` over `request_hash`, the message's digest and the model that answered (protocol 4;
 /// a refusal names no model).
-fn respond(call: Call, outcome: Outcome, key: &SigningKey, request_hash: &[u8; 32]) -> http::Response<Body> {
-    let (tensor, model, code, message) = match outcome {
-        Ok(Served { tensor, model }) => (tensor, model, ReturnCode::Success as i32, String::new()),
-        Err((code, message)) => (None, ModelVersion::UNVERSIONED, code as i32, message),
-    };
-    let encoded = match call {
-        Call::Forward => codec::forward_response(&proto::ForwardResponse { outputs: tensor, code, message }),
-        Call::Backward => codec::backward_response(&proto::BackwardResponse { grads: tensor, code, message }),
-    };
-    let seal =
-        ResponseSeal::sign(key, call, request_hash, BodyDigest::of_chunks(encoded.message_chunks()), model);
+fn respond(answer: Answer, call: Call, key: &SigningKey, request_hash: &[u8; 32]) -> http::Response<Body> {
+    let Answer { encoded, digest, model, .. } = answer;
+    let seal = ResponseSeal::sign(key, call, request_hash, digest, model);
     let mut trailers = HeaderMap::new();
     trailers.insert("grpc-status", HeaderValue::from_static("0"));
     let mut response = http::Response::new(Body::new(ChunkBody::new(encoded, Some(trailers))));
@@ -399,7 +437,7 @@ mod tests {
             m.push(Bytes::copy_from_slice(&framed[w[0]..w[1]]))?;
         }
         let frames = m.finish()?;
-        if digest_and_scan(expected.algorithm, &frames, [None, None]).0 != expected {
+        if digest_and_scan(expected.algorithm, frames.iter().map(|f| &f[..]), [None, None]).0 != expected {
             return Err(BodyError::Auth(AuthError::DigestMismatch));
         }
         Ok(frames.iter().map(Bytes::len).sum())
@@ -442,6 +480,43 @@ mod tests {
             prop_assert!(feed(expected, &shorter, &cuts).is_err() || message.is_empty());
             // A body that ends early.
             prop_assert!(feed(expected, &framed[..framed.len() - 1], &cuts).is_err());
+        }
+    }
+
+    proptest! {
+        /// An answer's one pass digests exactly the bytes sent and refuses a handler output
+        /// holding NaN or Inf wherever it sits, for outputs sent as their own chunk (large) or
+        /// inside the envelope (small), as NON_FINITE with a digest of the refusal sent instead.
+        #[test]
+        fn an_answer_is_digested_and_scanned_in_one_pass(
+            n in prop_oneof![1usize..40, 4_000usize..9_000],
+            bad in proptest::option::of((any::<prop::sample::Index>(), 0usize..3)),
+            backward in any::<bool>(),
+        ) {
+            let mut values: Vec<f32> = (0..n).map(|k| k as f32 * 0.5 - 1.0).collect();
+            if let Some((at, kind)) = bad {
+                values[at.index(n)] = [f32::NAN, f32::INFINITY, f32::NEG_INFINITY][kind];
+            }
+            let data = crate::tensor::f32s_to_le_bytes(&values);
+            let tensor = crate::tensor::encode(DType::F32, &[1, 1, n as u64], crate::Modality::Tensor, data);
+            let model = ModelVersion { id: [9; 32], step: 3 };
+            let call = if backward { Call::Backward } else { Call::Forward };
+            let served = Served { tensor: Some(tensor), scan: Some(DType::F32), model };
+            let answer = Answer::new(call, Ok(served));
+            let sent: Vec<u8> = answer.encoded.message_chunks().flat_map(|c| c.iter().copied()).collect();
+            prop_assert_eq!(answer.digest, BodyDigest::of_bytes(&sent));
+            if bad.is_some() {
+                prop_assert_eq!(answer.code, ReturnCode::NonFinite);
+                prop_assert_eq!(answer.model, ModelVersion::UNVERSIONED);
+                let code = match call {
+                    Call::Forward => proto::ForwardResponse::decode(&sent[..]).map(|r| (r.code, r.outputs.is_none())),
+                    Call::Backward => proto::BackwardResponse::decode(&sent[..]).map(|r| (r.code, r.grads.is_none())),
+                };
+                prop_assert_eq!(code, Ok((ReturnCode::NonFinite as i32, true)));
+            } else {
+                prop_assert_eq!(answer.code, ReturnCode::Success);
+                prop_assert_eq!(answer.model, model);
+            }
         }
     }
 
@@ -491,7 +566,7 @@ mod tests {
             }
             let back = proto::BackwardRequest::decode(chunks).unwrap();
             let scans = [back.inputs.as_ref(), back.grads.as_ref()].map(|t| t.map(|t| (&t.data[..], dtype)));
-            let (digest, suspect) = digest_and_scan(crate::auth::DigestAlgorithm::Blake3, &frames, scans);
+            let (digest, suspect) = digest_and_scan(crate::auth::DigestAlgorithm::Blake3, frames.iter().map(|f| &f[..]), scans);
             prop_assert_eq!(digest, BodyDigest::of_bytes(&whole));
             let want = [bad.is_some_and(|b| !b.0), bad.is_some_and(|b| b.0)];
             prop_assert_eq!(suspect, want);
