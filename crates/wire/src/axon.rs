@@ -44,7 +44,8 @@ use tokio::sync::oneshot;
 use tonic::transport::server::TcpIncoming;
 
 use crate::auth::response::ModelVersion;
-use crate::auth::{BodyDigest, Credentials, Freshness, NonceCache, Tier};
+use crate::auth::session::{self, Offer, SessionTable};
+use crate::auth::{AuthError, BodyDigest, Credentials, Freshness, NonceCache, Session, Tier};
 use crate::masking::{self, Competition, MaskingConfig};
 use crate::metrics::{Call, Metrics, PeerLabel};
 use crate::proto::{self, ReturnCode};
@@ -362,6 +363,12 @@ pub struct AxonConfig {
     /// while the stake lookup knows no stake. `None` (the default): answers are the handler's,
     /// byte for byte.
     pub competitive_masking: Option<MaskingConfig>,
+    /// Open sessions (protocol 5, [`crate::auth::session`]), all callers; past it the oldest
+    /// unstaked caller's session is dropped first (its next call is answered UNAUTHENTICATED
+    /// and its dendrite handshakes again).
+    pub max_sessions: usize,
+    /// How long a session lasts from its handshake; the dendrite then opens a new one.
+    pub session_lifetime: Duration,
 }
 
 impl Default for AxonConfig {
@@ -382,6 +389,8 @@ impl Default for AxonConfig {
             max_inflight_bytes: 1 << 30,
             inline_below: Duration::from_micros(100),
             competitive_masking: None,
+            max_sessions: 1 << 16,
+            session_lifetime: Duration::from_secs(3600),
         }
     }
 }
@@ -502,6 +511,10 @@ pub async fn serve(
         keys: crate::auth::KeyCache::new(MAX_KEPT_KEYS),
         scheduler: Scheduler::new(config.concurrency, config.queue_capacity),
         nonces: Mutex::new(NonceCache::new(config.replay_cache)),
+        sessions: Mutex::new(SessionTable::new(
+            config.max_sessions,
+            config.session_lifetime.as_millis().min(u128::from(u64::MAX)) as u64,
+        )),
         budget: Arc::new(Budget::new(config.max_inflight_bytes_per_caller, config.max_inflight_bytes)),
         metrics: Arc::new(Metrics::new("axon")),
         cost: [HandlerCost::new(), HandlerCost::new()],
@@ -539,12 +552,13 @@ const MAX_KEPT_KEYS: usize = 1 << 16;
 
 struct Shared {
     me: [u8; 32],
-    /// Signs every response (protocol 4).
+    /// Signs every handshake answer (protocol 5).
     key: SigningKey,
     keys: crate::auth::KeyCache,
     config: AxonConfig,
     scheduler: Arc<Scheduler>,
     nonces: Mutex<NonceCache>,
+    sessions: Mutex<SessionTable>,
     budget: Arc<Budget>,
     metrics: Arc<Metrics>,
     /// Forward, Backward.
@@ -748,15 +762,16 @@ impl Shared {
     }
 
     /// Everything decided from the call's metadata, before its body is read: version,
-    /// declared size, caller standing, signature, bytes in flight, replay. On refusal, the
-    /// caller's key once its signature verified (for the metrics), else `None`.
+    /// declared size, caller standing, MAC, bytes in flight, replay. `session` is the one the
+    /// credentials name (the service looked it up). On refusal, the caller's key once the MAC
+    /// verified (for the metrics), else `None`.
     fn admit_headers(
         &self,
         call: Call,
-        creds: Result<Credentials, crate::auth::AuthError>,
+        creds: &Credentials,
+        session: &Session,
     ) -> Result<Pass, (Option<[u8; 32]>, Refusal)> {
-        let refuse = |e: crate::auth::AuthError| (e.code(), e.to_string());
-        let creds = creds.map_err(|e| (None, refuse(e)))?;
+        let refuse = |e: AuthError| (e.code(), e.to_string());
         let largest = max_message_bytes(&self.config.limits) as u64;
         if creds.body.len > largest {
             return Err((
@@ -770,13 +785,12 @@ impl Shared {
                 ),
             ));
         }
-        let standing = self.screen(&creds.caller).map_err(|r| (None, r))?;
         let now = now_ms();
-        let key = self.verifying_key(&creds.caller, standing.tier).map_err(|e| (None, refuse(e)))?;
-        let auth = creds
-            .authenticate_as(&key, call, &self.me, now, &self.config.freshness)
-            .map_err(|e| (None, refuse(e)))?;
+        let auth = session.authenticate(creds, call, now, &self.config.freshness).map_err(|e| (None, refuse(e)))?;
         let verified = Some(auth.caller);
+        // Standing again at every call: a stake or blacklist that changed since the handshake
+        // counts from the next call.
+        let standing = self.screen(&auth.caller).map_err(|r| (verified, r))?;
         let bytes = self
             .budget
             .reserve(auth.caller, creds.body.len, standing.stake > 0)
@@ -791,10 +805,43 @@ impl Shared {
         Ok(Pass { caller, bytes, body: creds.body })
     }
 
+    /// The session a call names, if this axon holds it and it has not expired.
+    fn session(&self, id: &[u8; 16]) -> Option<Session> {
+        self.sessions.lock().unwrap_or_else(|e| e.into_inner()).get(id, now_ms())
+    }
+
+    /// A handshake (protocol 5): the caller's standing, then its signature; a new session, or a
+    /// signed refusal. The caller's key once its signature verified (for the metrics).
+    fn handshake(&self, request: Result<proto::HandshakeRequest, Refusal>) -> (Option<[u8; 32]>, proto::HandshakeResponse) {
+        let offer = request.and_then(|r| Offer::from_proto(&r).map_err(|e| (e.code(), e.to_string())));
+        let offer = match offer {
+            Ok(o) => o,
+            Err((code, why)) => return (None, session::refuse(&self.key, None, code, &why)),
+        };
+        let refuse = |who, (code, why): Refusal| (who, session::refuse(&self.key, Some(&offer), code, &why));
+        let standing = match self.screen(&offer.caller) {
+            Ok(s) => s,
+            Err(r) => return refuse(None, r),
+        };
+        let checked = self
+            .verifying_key(&offer.caller, standing.tier)
+            .and_then(|key| offer.verify(&key, &self.me, now_ms(), &self.config.freshness))
+            .and_then(|()| offer.accept(&self.key));
+        match checked {
+            Ok((response, session)) => {
+                let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+                sessions.insert(session, standing.tier == Tier::Staked, now_ms());
+                (Some(offer.caller), response)
+            }
+            Err(e @ AuthError::WeakEphemeral) => refuse(Some(offer.caller), (e.code(), e.to_string())),
+            Err(e) => refuse(None, (e.code(), e.to_string())),
+        }
+    }
+
     /// The caller's decompressed key: kept for staked and trusted callers (their number is
     /// bounded by the metagraph and the config), decompressed anew for the others.
-    fn verifying_key(&self, caller: &[u8; 32], tier: Tier) -> Result<VerifyingKey, crate::auth::AuthError> {
-        self.keys.get(caller, tier == Tier::Staked).ok_or(crate::auth::AuthError::MalformedCaller(32))
+    fn verifying_key(&self, caller: &[u8; 32], tier: Tier) -> Result<VerifyingKey, AuthError> {
+        self.keys.get(caller, tier == Tier::Staked).ok_or(AuthError::MalformedCaller(32))
     }
 
     /// The work of a verified request, its tensors checked in order (inputs, then grads): each

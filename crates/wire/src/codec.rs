@@ -145,6 +145,16 @@ pub(crate) fn backward_response(m: &proto::BackwardResponse) -> Encoded {
     encode(m, &[(1, m.grads.as_ref())], |m| proto::BackwardResponse { grads: None, ..m.clone() })
 }
 
+/// A small message (a handshake's) in one chunk: no tensor to keep out of the copy.
+pub(crate) fn whole(m: &impl Message) -> Encoded {
+    let len = m.encoded_len();
+    let mut buf = BytesMut::with_capacity(PREFIX + len);
+    buf.put_u8(0);
+    buf.put_u32(len as u32);
+    m.encode_raw(&mut buf);
+    Encoded { chunks: vec![buf.freeze()] }
+}
+
 /// Received chunks read as one buffer. `copy_to_bytes`, which prost uses for `bytes` fields,
 /// slices a chunk when the field lies inside it and copies only a field split across chunks.
 #[derive(Debug, Default)]

@@ -51,8 +51,9 @@ pub mod proto {
 }
 
 pub use auth::response::{ModelVersion, ResponseError, ResponseSeal};
+pub use auth::session::{HandshakeError, Initiator, Offer};
 pub use auth::{
-    AuthError, Authenticated, BodyDigest, Credentials, DigestAlgorithm, Freshness, NonceCache, Tier,
+    AuthError, Authenticated, BodyDigest, Credentials, DigestAlgorithm, Freshness, NonceCache, Session, Tier,
     PROTOCOL_VERSION,
 };
 pub use axon::{

@@ -26,11 +26,10 @@ use tonic::codegen::Service;
 use tonic::server::NamedService;
 use tonic::transport::server::{Connected, TcpConnectInfo, TcpIncoming};
 
-use ed25519_dalek::SigningKey;
-
 use super::{Checked, Outcome, Refusal, Served, Shared, Work};
 use crate::auth::response::{ModelVersion, ResponseSeal};
-use crate::auth::{AuthError, BodyDigest, BodyHasher, Credentials};
+use crate::auth::session::HANDSHAKE_PATH;
+use crate::auth::{keys, AuthError, BodyDigest, BodyHasher, Credentials, Session, PROTOCOL_VERSION};
 use crate::codec::{self, ChunkBody, Chunks, FrameError, MessageReader};
 use crate::metrics::{Call, Metrics};
 use crate::proto::{self, ReturnCode};
@@ -73,14 +72,34 @@ impl Shared {
     async fn serve(self: Arc<Self>, request: http::Request<Body>) -> http::Response<Body> {
         let start = Instant::now();
         let (parts, body) = request.into_parts();
+        if parts.uri.path() == HANDSHAKE_PATH {
+            return self.open_session(&parts.headers, body, start).await;
+        }
         let Some(call) = Call::from_path(parts.uri.path()) else {
             let status = tonic::Status::unimplemented(format!("no method {}", parts.uri.path()));
             return status.into_http();
         };
         let creds = Credentials::from_headers(&parts.headers);
-        // What the response's signature names as its request; zeros for unreadable credentials.
+        let session = match &creds {
+            Ok(c) => match self.session(&c.session) {
+                Some(s) => Some(s),
+                None => {
+                    // The dendrite opens a new session and sends the call again.
+                    self.record(None, call, ReturnCode::InvalidSignature, start);
+                    let why = "unknown or expired agora-session: open a new session (protocol 5 handshake)";
+                    return tonic::Status::unauthenticated(why).into_http();
+                }
+            },
+            Err(_) => None,
+        };
+        // What the response's MAC names as its request.
         let request_hash = creds.as_ref().map_or([0; 32], |c| c.request_hash(call));
-        let (who, outcome) = match self.admit_headers(call, creds) {
+        let admitted = match (&creds, &session) {
+            (Ok(c), Some(s)) => self.admit_headers(call, c, s),
+            (Err(e), _) => Err((None, (e.code(), e.to_string()))),
+            (Ok(_), None) => Err((None, (ReturnCode::InternalError, "no session".to_string()))),
+        };
+        let (who, outcome) = match admitted {
             Err((who, refusal)) => {
                 drop(body);
                 (who, Err(refusal))
@@ -110,8 +129,46 @@ impl Shared {
         };
         let answer = Answer::new(call, outcome);
         self.record(who, call, answer.code, start);
-        respond(answer, call, &self.key, &request_hash)
+        respond(answer, call, session.as_ref(), &request_hash)
     }
+
+    /// A handshake call: its message (a few hundred bytes, read up to a bound), then the signed
+    /// answer. A refusal is counted in the metrics as a Forward of its caller with its code.
+    async fn open_session(&self, headers: &HeaderMap, body: Body, start: Instant) -> http::Response<Body> {
+        let version = match Credentials::check_version(headers) {
+            Ok(()) => read_handshake(body).await,
+            Err(e) => Err((e.code(), e.to_string())),
+        };
+        let (who, answer) = self.handshake(version);
+        let code = ReturnCode::try_from(answer.code).unwrap_or(ReturnCode::InternalError);
+        // A refusal is what the caller's call reports; an opened session is no call.
+        if code != ReturnCode::Success {
+            self.record(who, Call::Forward, code, start);
+        }
+        let mut trailers = HeaderMap::new();
+        trailers.insert("grpc-status", HeaderValue::from_static("0"));
+        let encoded = codec::whole(&answer);
+        let mut response = http::Response::new(Body::new(ChunkBody::new(encoded, Some(trailers))));
+        response.headers_mut().insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
+        response.headers_mut().insert(keys::VERSION, HeaderValue::from(PROTOCOL_VERSION));
+        response
+    }
+}
+
+/// Longest handshake message read: its fields take under 200 bytes.
+const MAX_HANDSHAKE: u64 = 1 << 10;
+
+async fn read_handshake(mut body: Body) -> Result<proto::HandshakeRequest, Refusal> {
+    let mut reader = MessageReader::new(MAX_HANDSHAKE);
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| (ReturnCode::Unavailable, format!("the request body failed: {e}")))?;
+        if let Ok(data) = frame.into_data() {
+            reader.push(data).map_err(|e| (ReturnCode::RequestShapeError, format!("the handshake: {e}")))?;
+        }
+    }
+    let chunks = reader.finish().map_err(|e| (ReturnCode::RequestShapeError, format!("the handshake: {e}")))?;
+    proto::HandshakeRequest::decode(chunks)
+        .map_err(|e| (ReturnCode::RequestShapeError, format!("the handshake is not a valid message: {e}")))
 }
 
 fn late(shared: &Shared) -> Refusal {
@@ -328,17 +385,22 @@ impl Answer {
 }
 
 /// The answer as a gRPC response: the message (tensor data as its own chunk), then `grpc-status:
-/// 0`; refusals travel in-band in the message's code. Signed in the response's headers by
-/// `key` over `request_hash`, the message's digest and the model that answered (protocol 4;
-/// a refusal names no model).
-fn respond(answer: Answer, call: Call, key: &SigningKey, request_hash: &[u8; 32]) -> http::Response<Body> {
+/// 0`; refusals travel in-band in the message's code. MACed in the response's headers under
+/// the session's response key over `request_hash`, the message's digest and the model that
+/// answered (protocol 5; a refusal names no model); with `agora-version` alone when the call
+/// named no session the axon could read.
+fn respond(answer: Answer, call: Call, session: Option<&Session>, request_hash: &[u8; 32]) -> http::Response<Body> {
     let Answer { encoded, digest, model, .. } = answer;
-    let seal = ResponseSeal::sign(key, call, request_hash, digest, model);
     let mut trailers = HeaderMap::new();
     trailers.insert("grpc-status", HeaderValue::from_static("0"));
     let mut response = http::Response::new(Body::new(ChunkBody::new(encoded, Some(trailers))));
     response.headers_mut().insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
-    seal.write_headers(response.headers_mut());
+    match session {
+        Some(s) => ResponseSeal::seal(s, call, request_hash, digest, model).write_headers(response.headers_mut()),
+        None => {
+            response.headers_mut().insert(keys::VERSION, HeaderValue::from(PROTOCOL_VERSION));
+        }
+    }
     response
 }
 
