@@ -1,36 +1,41 @@
-"""The peer protocol, version 4 (crates/wire/proto/agora.proto, package agora.v1): tensors, signed
-requests and signed responses, an axon (server) and a dendrite (client), numpy in and out.
+"""The peer protocol, version 5 (crates/wire/proto/agora.proto, package agora.v1): tensors, sessions,
+MACed requests and answers, an axon (server) and a dendrite (client), numpy in and out.
 
-Every call carries its credentials in the gRPC metadata, so an axon decides before it parses the
-body (the exact bytes are in docs/python-peer.md and crates/wire/src/auth.rs):
+A dendrite opens a session with each axon once (per channel) with `/agora.v1.Axon/Handshake`
+(crates/wire/src/auth/session.rs): it sends a fresh X25519 key signed by its hotkey, the axon
+answers with its own fresh X25519 key and a 16-byte session id signed by its hotkey, and both
+derive a request key and a response key (BLAKE3 derive_key over the X25519 secret and the signed
+answer). Every call then carries its credentials in the gRPC metadata, so an axon decides before
+it parses the body (the exact bytes are in docs/python-peer.md and crates/wire/src/auth.rs):
 
-    agora-version 4, agora-caller, agora-callee (hex hotkeys), agora-nonce, agora-timestamp-ms,
-    agora-body-len, agora-digest "blake3:<hex>", agora-signature (hex ed25519)
-    preimage = field("agora/4") || field(path) || field(caller) || field(callee)
-               || u64le(nonce) || u64le(timestamp_ms) || field("blake3") || u64le(body_len)
-               || field(digest);  field(x) = u64le(len(x)) || x
+    agora-version 5, agora-session (hex), agora-nonce, agora-timestamp-ms, agora-body-len,
+    agora-digest "blake3:<hex>", agora-mac (hex, keyed BLAKE3 under the request key)
+    preimage = field("agora/5/request") || field(path) || u64le(nonce) || u64le(timestamp_ms)
+               || field("blake3") || u64le(body_len) || field(digest);  field(x) = u64le(len(x)) || x
 
-Every answer, refusals included, is signed by the axon's hotkey in its initial metadata
-(crates/wire/src/auth/response.rs), over the request it answers (request_hash = BLAKE3 of the
-caller's preimage above; 32 zero bytes when the axon could not read the credentials), the exact
-response message bytes and the model that answered:
+Every answer in a session, refusals included, carries a MAC under the response key in its
+initial metadata (crates/wire/src/auth/response.rs), over the request it answers (request_hash
+= BLAKE3 of the request preimage above), the exact response message bytes and the model that
+answered:
 
-    agora-version 4, agora-responder (hex hotkey), agora-model-version (hex, 32 bytes),
-    agora-model-step, agora-body-len, agora-digest "blake3:<hex>", agora-signature
-    preimage = field("agora/4/response") || field(path) || field(responder) || field(request_hash)
+    agora-version 5, agora-model-version (hex, 32 bytes), agora-model-step, agora-body-len,
+    agora-digest "blake3:<hex>", agora-mac
+    preimage = field("agora/5/response") || field(path) || field(request_hash)
                || field("blake3") || u64le(body_len) || field(digest)
                || field(model_version) || u64le(model_step)
 
-The dendrite checks the responder is the axon it called, the body's length and digest and the
-signature: any failure is INVALID_RESPONSE_SIGNATURE, an unsigned answer (protocol 3 or older)
-UNSUPPORTED_VERSION.
+The dendrite checks the body's length and digest and the MAC: any failure is
+INVALID_RESPONSE_SIGNATURE, an answer without agora-version or of another version (and an axon
+without the handshake, protocol 4 or older) UNSUPPORTED_VERSION. A session the axon no longer
+holds is answered UNAUTHENTICATED: the dendrite opens another and resends the call once.
 
 The dendrite never raises out of a call: a refused, slow, unreachable or lying axon is a
 [`Response`] with its return code (UNAVAILABLE, TIMEOUT, RESPONSE_SHAPE_ERROR, NON_FINITE, ...),
 as the Rust dendrite reports it, and a fan-out gives each target its own.
 
-The axon checks version, callee, freshness, body length and digest, signature and replays
-(a `(caller, nonce)` seen within the freshness window), and, given a stake table, refuses
+The axon checks the handshake (callee, freshness, signature), then each call's version, session,
+freshness, body length and digest, MAC and replays (a `(caller, nonce)` seen within the
+freshness window), and, given a stake table, refuses
 callers the metagraph does not know unless they are trusted (`UNKNOWN_CALLER`). It has no
 stake-priority queue and grpcio reads a whole message before the handler sees it: the Rust axon
 (`wire::serve`) is the one that bounds what it reads per caller before reading it.
@@ -582,12 +587,12 @@ class Axon:
     """Serves `forward(inputs, caller) -> outputs` and optionally `backward(inputs, grads,
     caller) -> grads or None`, numpy in and out; outputs must be float `[batch, seq, dim]` with
     the inputs' batch and seq. Takes the raw request bytes, so it digests exactly what was sent
-    before parsing it, and serializes its answer itself, so it signs exactly what it sends. A
+    before parsing it, and serializes its answer itself, so it MACs exactly what it sends. A
     handler returning [`Versioned`]`(value, model)` names the model that answered in the
-    response's signature; a bare value names none ([`UNVERSIONED`]).
+    response's MAC; a bare value names none ([`UNVERSIONED`]).
 
     `stakes`: when given, a caller the table does not know is refused (`UNKNOWN_CALLER`) unless
-    its hotkey is in `trusted` or `allow_unregistered`; without it every correctly signed caller
+    its hotkey is in `trusted` or `allow_unregistered`; without it every caller with a session
     is served (there is nothing to check it against).
     """
 
@@ -769,8 +774,8 @@ def serve(hotkey: Keypair, forward: ForwardFn, backward: BackwardFn | None = Non
 @dataclass
 class Response:
     """One target's answer: its return code, the axon's message, the tensor on success, the
-    round trip in seconds, and the model the axon's verified signature names (UNVERSIONED for a
-    refusal; None when no signed answer was verified)."""
+    round trip in seconds, and the model the axon's verified MAC names (UNVERSIONED for a
+    refusal; None when no authenticated answer was verified)."""
 
     code: Code
     message: str

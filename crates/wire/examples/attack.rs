@@ -213,7 +213,8 @@ async fn flood(
         }
         nonce += 1;
         let req = ForwardRequest { inputs: inputs(), ..Default::default() };
-        let r = request(protocol, req, &key(HONEST), &callee, honest_session.as_ref(), nonce, now_ms(), false);
+        let r =
+            request(protocol, req, &key(HONEST), &callee, honest_session.as_ref(), nonce, now_ms(), false);
         let code = match honest.forward(r).await {
             Ok(r) => r.into_inner().code,
             Err(_) => -1,

@@ -2,14 +2,17 @@
 //! for a pluggable [`Handler`] (the peer's model), and stands between the network and that
 //! handler with, in this order:
 //!
+//! 0. once per connection, a handshake ([`crate::auth::session`]): the caller's standing, the
+//!    callee, freshness and the caller's signature, then a session with fresh keys, kept in a
+//!    bounded table;
 //! 1. from the call's metadata alone, before a byte of the body is read (`service`): the
-//!    protocol version, a blacklist and a stake check on the claimed caller (or its place in
-//!    [`AxonConfig::trusted`]), the declared body size against the limits, the signature and
-//!    freshness, a per-caller budget of bytes in flight, and the replay cache
-//!    ([`crate::auth`]);
-//! 2. the body, read only for an admitted call and only up to its signed length, within the
+//!    protocol version, the session (UNAUTHENTICATED when unknown or expired), the declared
+//!    body size against the limits, the MAC and freshness, a blacklist and a stake check on
+//!    the session's caller (or its place in [`AxonConfig::trusted`]), a per-caller budget of
+//!    bytes in flight, and the replay cache ([`crate::auth`]);
+//! 2. the body, read only for an admitted call and only up to its MACed length, within the
 //!    axon's deadline;
-//! 3. one pass over the body's bytes that computes its digest, compared with the signed one,
+//! 3. one pass over the body's bytes that computes its digest, compared with the MACed one,
 //!    and scans the tensors for NaN/Inf block by block while the hash has them in cache; with
 //!    the other tensor checks against the axon's [`Limits`] (shape, dtype, size), so garbage
 //!    never reaches the queue, let alone the model;
@@ -21,7 +24,7 @@
 //!    TIMEOUT.
 //!
 //! Every refusal is an in-band [`ReturnCode`] with a message saying what to fix, even for a body
-//! longer than its signed length or an undecodable protobuf. Nothing a caller sends stops the
+//! longer than its MACed length or an undecodable protobuf. Nothing a caller sends stops the
 //! axon from serving the others.
 //!
 //! The service is written against HTTP/2 directly (`service`), not tonic's generated server:
@@ -116,9 +119,9 @@ pub trait Handler: Send + Sync + 'static {
     ) -> Result<Option<OwnedTensor>, HandlerError>;
 
     /// [`Handler::forward`] and the version of the model that computed the output, which the
-    /// axon signs into its response (protocol 4). The default says
+    /// axon MACs into its response (protocol 5). The default says
     /// [`ModelVersion::UNVERSIONED`]; a handler whose model changes while it serves overrides
-    /// this and reads the version under the same lock as the output, so the signature never
+    /// this and reads the version under the same lock as the output, so the MAC never
     /// names a model that did not answer.
     fn forward_versioned(
         &self,
@@ -331,7 +334,7 @@ pub struct AxonConfig {
     /// Hotkeys served even though the stake lookup does not know them (an outside judge that
     /// queries every peer), and even below `min_stake`. They queue at the lowest priority (0,
     /// with zero-stake callers, so they never crowd out staked ones) and share the zero-stake
-    /// callers' half of the bytes-in-flight budget; their signatures and replays are checked
+    /// callers' half of the bytes-in-flight budget; their handshakes, MACs and replays are checked
     /// like anyone's, and each keeps its own protected record in the replay cache.
     pub trusted: HashSet<[u8; 32]>,
     /// Longest a request may spend in the axon, queue and handler together, before TIMEOUT.
@@ -358,7 +361,7 @@ pub struct AxonConfig {
     /// Competitive masking (the intermodel paper's §2.5, [`crate::masking`]): every Forward
     /// answer to a caller is scaled by σ((x_ij − μ_j) / T), its weight times stake against the
     /// mean over all registered neurons, and every Backward gradient from it by the same factor
-    /// before the handler sees it. The response's signature covers the scaled answer, the bytes
+    /// before the handler sees it. The response's MAC covers the scaled answer, the bytes
     /// actually sent. Trusted callers (an outside judge) are answered unmasked, as is everyone
     /// while the stake lookup knows no stake. `None` (the default): answers are the handler's,
     /// byte for byte.
@@ -408,7 +411,7 @@ pub enum AxonError {
     Join(#[from] tokio::task::JoinError),
 }
 
-/// Protobuf framing around the tensors of one request: keys, nonce, signature, shapes.
+/// Protobuf framing around the tensors of one request: keys, nonce, MAC, shapes.
 const ENVELOPE_BYTES: usize = 64 * 1024;
 
 /// The largest gRPC message an axon accepts or a dendrite sends with these limits (a Backward
@@ -440,7 +443,7 @@ impl AxonHandle {
         self.local_addr
     }
 
-    /// The axon's hotkey: callers address their signatures to it.
+    /// The axon's hotkey: callers address their handshakes to it.
     pub fn hotkey(&self) -> [u8; 32] {
         self.hotkey
     }
@@ -666,7 +669,7 @@ type Outcome = Result<Served, Refusal>;
 /// digest, in the service).
 ///
 /// With competitive masking (`mask`, the caller's factor), a Forward output is scaled before it
-/// is checked and encoded, so what is signed and sent is the masked answer; a Backward's
+/// is checked and encoded, so what is MACed and sent is the masked answer; a Backward's
 /// gradient is scaled before the handler sees it (chain rule, [`crate::masking`]), and what the
 /// handler returns already carries the factor.
 fn run(handler: &dyn Handler, caller: &Caller, work: &Work, limits: &Limits, mask: Option<f32>) -> Outcome {
@@ -720,7 +723,7 @@ fn now_ms() -> u64 {
 pub(crate) struct Pass {
     caller: Caller,
     bytes: Reservation,
-    /// The signed length and digest the body must match.
+    /// The MACed length and digest the body must match.
     body: BodyDigest,
 }
 
@@ -735,8 +738,9 @@ struct Standing {
 }
 
 impl Shared {
-    /// Blacklist, trust and stake checks on the claimed (not yet verified) caller. Refusing a
-    /// forged claim of a blacklisted or unknown key harms nobody, and spares the signature.
+    /// Blacklist, trust and stake checks on a caller: at a handshake before its signature
+    /// (refusing a forged claim of a blacklisted or unknown key harms nobody, and spares the
+    /// verification), and at every call after the MAC (standing may have changed since).
     fn screen(&self, hotkey: &[u8; 32]) -> Result<Standing, Refusal> {
         if self.config.blacklist.contains(hotkey) {
             return Err((ReturnCode::Blacklisted, "this hotkey is blacklisted by the axon".to_string()));
@@ -786,7 +790,8 @@ impl Shared {
             ));
         }
         let now = now_ms();
-        let auth = session.authenticate(creds, call, now, &self.config.freshness).map_err(|e| (None, refuse(e)))?;
+        let auth =
+            session.authenticate(creds, call, now, &self.config.freshness).map_err(|e| (None, refuse(e)))?;
         let verified = Some(auth.caller);
         // Standing again at every call: a stake or blacklist that changed since the handshake
         // counts from the next call.
@@ -812,7 +817,10 @@ impl Shared {
 
     /// A handshake (protocol 5): the caller's standing, then its signature; a new session, or a
     /// signed refusal. The caller's key once its signature verified (for the metrics).
-    fn handshake(&self, request: Result<proto::HandshakeRequest, Refusal>) -> (Option<[u8; 32]>, proto::HandshakeResponse) {
+    fn handshake(
+        &self,
+        request: Result<proto::HandshakeRequest, Refusal>,
+    ) -> (Option<[u8; 32]>, proto::HandshakeResponse) {
         let offer = request.and_then(|r| Offer::from_proto(&r).map_err(|e| (e.code(), e.to_string())));
         let offer = match offer {
             Ok(o) => o,

@@ -35,7 +35,7 @@ pub(crate) struct Encoded {
 }
 
 impl Encoded {
-    /// The protobuf message's bytes, without the gRPC prefix: what a signature digests.
+    /// The protobuf message's bytes, without the gRPC prefix: what a MAC covers the digest of.
     pub(crate) fn message_chunks(&self) -> impl Iterator<Item = &[u8]> {
         let mut skip = PREFIX;
         self.chunks.iter().map(move |c| {

@@ -3,15 +3,19 @@
 //! one [`PeerResult`] per target, in the targets' order: a slow, dead or lying axon costs its
 //! own entry (TIMEOUT, UNAVAILABLE, RESPONSE_SHAPE_ERROR, NON_FINITE), never the others'.
 //!
-//! Connections are reused: one HTTP/2 connection per axon address, opened on first use and
-//! multiplexing every later call, reopened by the next call once it has closed (an axon that
-//! restarted).
+//! Connections are reused: one HTTP/2 connection per axon (address and hotkey), opened on
+//! first use and multiplexing every later call, reopened by the next call once it has closed
+//! (an axon that restarted). Each connection opens a session with its axon before its first
+//! call (protocol 5, [`crate::auth::session`]: a handshake the axon signs with the hotkey
+//! called), and opens another when the axon answers UNAUTHENTICATED (it expired or dropped the
+//! session), resending the call once.
 //!
-//! Every answer must carry the axon's signature (protocol 4, [`crate::auth::response`]): by the
-//! hotkey called, over this request, the body received and the model version it names. One
-//! that does not is INVALID_RESPONSE_SIGNATURE (UNSUPPORTED_VERSION from an axon too old to
-//! sign), whatever it holds; the verified version comes back in [`PeerResult::model`]. The request's tensor goes to the socket from the caller's own buffer and the
-//! answer's tensor is a slice of the frame it arrived in (`codec`).
+//! Every answer must carry the session's MAC ([`crate::auth::response`]) over this request, the
+//! body received and the model version it names. One that does not is
+//! INVALID_RESPONSE_SIGNATURE (UNSUPPORTED_VERSION from an axon too old to speak protocol 5),
+//! whatever it holds; the verified version comes back in [`PeerResult::model`]. The request's
+//! tensor goes to the socket from the caller's own buffer and the answer's tensor is a slice of
+//! the frame it arrived in (`codec`); the answer is digested as its frames arrive.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -34,7 +38,7 @@ use crate::metrics::{Call, Metrics, PeerLabel};
 use crate::proto::{self, BackwardRequest, ForwardRequest, ReturnCode};
 use crate::tensor::{decode_output, Direction, Limits, OwnedTensor};
 
-/// An axon to call: its hotkey (the signature is addressed to it) and where it listens.
+/// An axon to call: its hotkey (the session's handshake is addressed to it) and where it listens.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Target {
     pub hotkey: [u8; 32],
@@ -50,11 +54,11 @@ pub struct PeerResult {
     /// Forward: the output, always on SUCCESS. Backward: the returned gradient, if any. Its
     /// data is a slice of the frame it arrived in.
     pub tensor: Option<OwnedTensor>,
-    /// From the start of the fan-out to this answer (signing included).
+    /// From the start of the fan-out to this answer (a handshake included, when one ran).
     pub latency: Duration,
-    /// The model the axon signed its answer with (protocol 4): set whenever the response's
-    /// signature verified, to [`ModelVersion::UNVERSIONED`] for a refusal; `None` when no
-    /// signed answer came back.
+    /// The model the axon's answer names: set whenever the answer's MAC (or the handshake's
+    /// signed refusal) verified, to [`ModelVersion::UNVERSIONED`] for a refusal; `None` when no
+    /// authenticated answer came back.
     pub model: Option<ModelVersion>,
 }
 
@@ -64,7 +68,7 @@ impl PeerResult {
     }
 }
 
-/// A client that signs as one hotkey. Cheap to clone: clones share the connections and metrics.
+/// A client that calls as one hotkey. Cheap to clone: clones share the connections and metrics.
 #[derive(Clone)]
 pub struct Dendrite {
     inner: Arc<Inner>,
@@ -97,7 +101,7 @@ struct Open {
     session: Option<Session>,
 }
 
-/// What an axon answered, its signature verified, before the dendrite's other checks.
+/// What an axon answered, its MAC verified, before the dendrite's other checks.
 struct Reply {
     code: i32,
     message: String,
@@ -231,7 +235,7 @@ fn expected_prefix(inputs: &OwnedTensor) -> Option<[u64; 2]> {
 }
 
 impl Inner {
-    /// One signed call under the deadline, its answer checked and recorded.
+    /// One authenticated call under the deadline, its answer checked and recorded.
     #[allow(clippy::too_many_arguments)]
     async fn call(
         &self,
@@ -284,7 +288,10 @@ impl Inner {
                 // The axon restarted, or dropped or expired the session: once more in a new one.
                 Err(CallError::Unauthenticated(_)) if stale.is_none() => stale = Some(session.id),
                 Err(CallError::Unauthenticated(why)) => {
-                    return Err((ReturnCode::InvalidSignature, format!("the axon refused a fresh session: {why}")))
+                    return Err((
+                        ReturnCode::InvalidSignature,
+                        format!("the axon refused a fresh session: {why}"),
+                    ))
                 }
                 Err(CallError::Failed(f)) => return Err(f),
                 Ok(reply) => return Ok(reply),
@@ -312,8 +319,10 @@ impl Inner {
         let mut hasher = BodyHasher::new(DigestAlgorithm::Blake3);
         let max = max_message_bytes(&self.limits) as u64;
         let (headers, chunks) =
-            roundtrip(target, sender, call.path(), headers, encoded, deadline, max, |part| hasher.update(part))
-                .await?;
+            roundtrip(target, sender, call.path(), headers, encoded, deadline, max, |part| {
+                hasher.update(part)
+            })
+            .await?;
         // Judged once the body is in: an unauthenticated answer from an older axon still says why.
         let seal = ResponseSeal::from_headers(&headers);
         let undecodable = |e: prost::DecodeError| {
@@ -393,7 +402,8 @@ impl Inner {
         headers.insert(keys::VERSION, HeaderValue::from(PROTOCOL_VERSION));
         let encoded = codec::whole(initiator.request());
         let answer =
-            roundtrip(target, sender, HANDSHAKE_PATH, headers, encoded, deadline, MAX_HANDSHAKE, |_| ()).await;
+            roundtrip(target, sender, HANDSHAKE_PATH, headers, encoded, deadline, MAX_HANDSHAKE, |_| ())
+                .await;
         let chunks = match answer {
             Ok((_, chunks)) => chunks,
             Err(CallError::Failed((ReturnCode::NotImplemented, why))) => {
@@ -408,16 +418,22 @@ impl Inner {
             }
         };
         let response = proto::HandshakeResponse::decode(chunks).map_err(|e| {
-            Rejected::Failed((ReturnCode::ResponseShapeError, format!("the axon's handshake does not decode: {e}")))
+            Rejected::Failed((
+                ReturnCode::ResponseShapeError,
+                format!("the axon's handshake does not decode: {e}"),
+            ))
         })?;
         let Some(key) = self.axon_keys.get(&target.hotkey, true) else {
             let why = "the axon's hotkey is not an ed25519 public key".to_string();
             return Err(Rejected::Failed((ReturnCode::InvalidResponseSignature, why)));
         };
         initiator.finish(&key, &response).map_err(|e| match e {
-            HandshakeError::Refused { code, message } => {
-                Rejected::Refused(Reply { code: code as i32, message, tensor: None, model: ModelVersion::UNVERSIONED })
-            }
+            HandshakeError::Refused { code, message } => Rejected::Refused(Reply {
+                code: code as i32,
+                message,
+                tensor: None,
+                model: ModelVersion::UNVERSIONED,
+            }),
             other => Rejected::Failed((other.code(), other.to_string())),
         })
     }
@@ -591,7 +607,8 @@ async fn roundtrip(
         Some(status) if status.code() == tonic::Code::Ok => {}
         Some(status) => return Err(grpc_failure(&status).into()),
         None => {
-            let failure = (ReturnCode::Unavailable, "the axon's response ended without grpc-status".to_string());
+            let failure =
+                (ReturnCode::Unavailable, "the axon's response ended without grpc-status".to_string());
             return Err(failure.into());
         }
     }

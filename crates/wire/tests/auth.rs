@@ -140,16 +140,17 @@ fn a_handshake_for_another_axon_or_under_another_key_opens_nothing() {
     assert_eq!((e.clone(), e.code()), (AuthError::WrongCallee, ReturnCode::InvalidSignature));
     let other = SigningKey::from_bytes(&[8; 32]);
     let mut claimed = initiator.request().clone();
-    claimed.caller = other.verifying_key().to_bytes().to_vec().into();
-    let e = Offer::from_proto(&claimed).unwrap().verify(&other.verifying_key(), &me, NOW, &s.fresh).unwrap_err();
+    claimed.caller = other.verifying_key().to_bytes().to_vec();
+    let e =
+        Offer::from_proto(&claimed).unwrap().verify(&other.verifying_key(), &me, NOW, &s.fresh).unwrap_err();
     assert_eq!(e, AuthError::BadSignature);
     let e = offer.verify(&s.caller.verifying_key(), &me, NOW + 10_001, &s.fresh).unwrap_err();
     assert!(matches!(e, AuthError::Stale { .. }), "{e}");
     let mut short = initiator.request().clone();
-    short.ephemeral = vec![1; 31].into();
+    short.ephemeral = vec![1; 31];
     let e = Offer::from_proto(&short).unwrap_err();
     assert_eq!(e, AuthError::MalformedHandshake { field: "ephemeral", expected: 32, got: 31 });
-    short.caller = vec![1; 31].into();
+    short.caller = vec![1; 31];
     assert_eq!(Offer::from_proto(&short).unwrap_err(), AuthError::MalformedCaller(31));
 }
 
@@ -215,8 +216,14 @@ fn malformed_or_old_format_metadata_is_refused_with_its_code() {
         (e.clone(), e.code()),
         (AuthError::UnsupportedDigest("sha256".into()), ReturnCode::UnsupportedVersion)
     );
-    assert!(matches!(with(keys::SESSION, Some(&"11".repeat(15))), AuthError::MalformedField { key: keys::SESSION, .. }));
-    assert!(matches!(with(keys::MAC, Some(&"11".repeat(31))), AuthError::MalformedField { key: keys::MAC, .. }));
+    assert!(matches!(
+        with(keys::SESSION, Some(&"11".repeat(15))),
+        AuthError::MalformedField { key: keys::SESSION, .. }
+    ));
+    assert!(matches!(
+        with(keys::MAC, Some(&"11".repeat(31))),
+        AuthError::MalformedField { key: keys::MAC, .. }
+    ));
     assert_eq!(with(keys::MAC, None), AuthError::MissingField(keys::MAC));
     assert_eq!(with(keys::NONCE, None), AuthError::MissingField(keys::NONCE));
     assert!(matches!(with(keys::NONCE, Some("-1")), AuthError::MalformedField { key: keys::NONCE, .. }));

@@ -393,8 +393,10 @@ impl proto::axon_server::Axon for Liar {
         &self,
         request: tonic::Request<proto::HandshakeRequest>,
     ) -> Result<tonic::Response<proto::HandshakeResponse>, tonic::Status> {
-        let offer = Offer::from_proto(request.get_ref()).map_err(|e| tonic::Status::invalid_argument(e.to_string()))?;
-        let (answer, session) = offer.accept(&self.0).map_err(|e| tonic::Status::invalid_argument(e.to_string()))?;
+        let offer = Offer::from_proto(request.get_ref())
+            .map_err(|e| tonic::Status::invalid_argument(e.to_string()))?;
+        let (answer, session) =
+            offer.accept(&self.0).map_err(|e| tonic::Status::invalid_argument(e.to_string()))?;
         self.2.lock().unwrap().push(session);
         Ok(tonic::Response::new(answer))
     }
@@ -692,7 +694,8 @@ async fn bad_requests_get_clear_codes_and_never_reach_the_handler() {
     assert_eq!(refused.code, ReturnCode::InvalidSignature as i32, "{}", refused.message);
     assert!(refused.session.is_empty());
     // A declared body over the limit (2 * max_bytes + envelope) is refused before it is read.
-    let huge = signed(&session, Some(encode(DType::U8, &[1, 200_000], Modality::Text, vec![0; 200_000])), 105);
+    let huge =
+        signed(&session, Some(encode(DType::U8, &[1, 200_000], Modality::Text, vec![0; 200_000])), 105);
     let r = client.forward(huge).await.unwrap().into_inner();
     assert_eq!(r.code, ReturnCode::RequestShapeError as i32, "{}", r.message);
     assert!(r.message.contains("declares"), "{}", r.message);
@@ -937,8 +940,14 @@ async fn trusted_callers_are_served_last_and_still_checked() {
     let mut client = AxonClient::connect(format!("http://{}", axon.local_addr())).await.unwrap();
     let session = open_session(&mut client, &key(judge), &axon.hotkey()).await;
     let ts = now_ms();
-    let req =
-        || sign_as(&session, ForwardRequest { inputs: Some(input(&[1.0]).into_proto()), ..Default::default() }, 7, ts);
+    let req = || {
+        sign_as(
+            &session,
+            ForwardRequest { inputs: Some(input(&[1.0]).into_proto()), ..Default::default() },
+            7,
+            ts,
+        )
+    };
     assert_eq!(client.forward(req()).await.unwrap().into_inner().code, ReturnCode::Success as i32);
     let replay = client.forward(req()).await.unwrap().into_inner();
     assert_eq!(replay.code, ReturnCode::InvalidSignature as i32, "{}", replay.message);
@@ -978,9 +987,12 @@ async fn an_old_format_request_gets_unsupported_version() {
     // Protocol 2 (a sha256 digest), 3 (unsigned answers), 4 (a signature per call) and a
     // version from the future are refused with their reason.
     let session = open_session(&mut client, &key(1), &axon.hotkey()).await;
-    for (version, says) in
-        [("2", "sha256"), ("3", "unsigned answers"), ("4", "ed25519 signature on every call"), ("6", "protocol 5")]
-    {
+    for (version, says) in [
+        ("2", "sha256"),
+        ("3", "unsigned answers"),
+        ("4", "ed25519 signature on every call"),
+        ("6", "protocol 5"),
+    ] {
         let mut other = signed(&session, Some(input(&[1.0]).into_proto()), 2);
         other.metadata_mut().insert(wire::auth::keys::VERSION, version.parse().unwrap());
         let r = client.forward(other).await.unwrap().into_inner();

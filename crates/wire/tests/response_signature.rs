@@ -16,8 +16,8 @@ use ed25519_dalek::SigningKey;
 use prost::Message;
 use tonic::codegen::http::{self, HeaderMap, HeaderValue};
 use wire::auth::response::response_keys;
-use wire::metrics::Call;
 use wire::auth::session::HANDSHAKE_PATH;
+use wire::metrics::Call;
 use wire::proto::{ForwardRequest, ForwardResponse, HandshakeRequest};
 use wire::{
     serve, AxonConfig, BodyDigest, Caller, Credentials, Dendrite, Handler, HandlerError, Initiator, Modality,

@@ -25,7 +25,9 @@
 
 use tonic::codegen::http::{HeaderMap, HeaderValue};
 
-use super::{field, header_body, header_bytes, header_number, keys, AuthError, BodyDigest, Session, PROTOCOL_VERSION};
+use super::{
+    field, header_body, header_bytes, header_number, keys, AuthError, BodyDigest, Session, PROTOCOL_VERSION,
+};
 use crate::metrics::Call;
 use crate::proto::ReturnCode;
 
@@ -99,7 +101,12 @@ impl ResponseError {
 ///
 /// The tag differs from a request's (`agora/5/request`) and so does the key, so no call's MAC
 /// is an answer's.
-pub fn response_message(call: Call, request_hash: &[u8; 32], body: &BodyDigest, model: &ModelVersion) -> Vec<u8> {
+pub fn response_message(
+    call: Call,
+    request_hash: &[u8; 32],
+    body: &BodyDigest,
+    model: &ModelVersion,
+) -> Vec<u8> {
     let mut out = Vec::with_capacity(224);
     field(&mut out, format!("agora/{PROTOCOL_VERSION}/response").as_bytes());
     field(&mut out, call.path().as_bytes());
@@ -204,7 +211,11 @@ mod tests {
     fn sealed(body: &[u8], model: ModelVersion) -> (ResponseSeal, [u8; 32], Session) {
         let request = [7; 32];
         let (mine, theirs) = open(1, 2);
-        (ResponseSeal::seal(&theirs, Call::Forward, &request, BodyDigest::of_bytes(body), model), request, mine)
+        (
+            ResponseSeal::seal(&theirs, Call::Forward, &request, BodyDigest::of_bytes(body), model),
+            request,
+            mine,
+        )
     }
 
     const MODEL: ModelVersion = ModelVersion { id: [3; 32], step: 41 };

@@ -54,7 +54,9 @@ use std::collections::{HashMap, VecDeque};
 use curve25519_dalek::montgomery::MontgomeryPoint;
 use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
 
-use super::{field, request_message, AuthError, Authenticated, BodyDigest, Credentials, Freshness, PROTOCOL_VERSION};
+use super::{
+    field, request_message, AuthError, Authenticated, BodyDigest, Credentials, Freshness, PROTOCOL_VERSION,
+};
 use crate::metrics::Call;
 use crate::proto::{self, ReturnCode};
 
@@ -69,7 +71,12 @@ const REQUEST_KEY_CONTEXT: &str = "agora protocol 5 request mac";
 const RESPONSE_KEY_CONTEXT: &str = "agora protocol 5 response mac";
 
 /// The bytes the caller signs to open a session.
-pub fn handshake_request_message(caller: &[u8; 32], callee: &[u8; 32], ephemeral: &[u8; 32], timestamp_ms: u64) -> Vec<u8> {
+pub fn handshake_request_message(
+    caller: &[u8; 32],
+    callee: &[u8; 32],
+    ephemeral: &[u8; 32],
+    timestamp_ms: u64,
+) -> Vec<u8> {
     let mut out = Vec::with_capacity(160);
     field(&mut out, format!("agora/{PROTOCOL_VERSION}/handshake").as_bytes());
     field(&mut out, caller);
@@ -139,7 +146,14 @@ impl Session {
     /// The credentials of a call of `body` in this session.
     pub fn credentials(&self, call: Call, nonce: u64, timestamp_ms: u64, body: BodyDigest) -> Credentials {
         let mac = blake3::keyed_hash(&self.request_key, &request_message(call, nonce, timestamp_ms, &body));
-        Credentials { version: PROTOCOL_VERSION, session: self.id, nonce, timestamp_ms, body, mac: mac.into() }
+        Credentials {
+            version: PROTOCOL_VERSION,
+            session: self.id,
+            nonce,
+            timestamp_ms,
+            body,
+            mac: mac.into(),
+        }
     }
 
     /// Checks a call's freshness and MAC, without reading the body (its digest is checked when
@@ -217,11 +231,11 @@ impl Initiator {
         let caller = key.verifying_key().to_bytes();
         let message = handshake_request_message(&caller, callee, &ephemeral, timestamp_ms);
         let request = proto::HandshakeRequest {
-            caller: caller.to_vec().into(),
-            callee: callee.to_vec().into(),
-            ephemeral: ephemeral.to_vec().into(),
+            caller: caller.to_vec(),
+            callee: callee.to_vec(),
+            ephemeral: ephemeral.to_vec(),
             timestamp_ms,
-            signature: key.sign(&message).to_bytes().to_vec().into(),
+            signature: key.sign(&message).to_bytes().to_vec(),
         };
         Initiator { secret, request, request_hash: blake3::hash(&message).into(), caller, callee: *callee }
     }
@@ -231,7 +245,11 @@ impl Initiator {
     }
 
     /// The session, once the axon's answer verifies under `axon` (the hotkey called).
-    pub fn finish(self, axon: &VerifyingKey, response: &proto::HandshakeResponse) -> Result<Session, HandshakeError> {
+    pub fn finish(
+        self,
+        axon: &VerifyingKey,
+        response: &proto::HandshakeResponse,
+    ) -> Result<Session, HandshakeError> {
         debug_assert_eq!(axon.as_bytes(), &self.callee);
         let message = handshake_response_message(
             &self.request_hash,
@@ -241,13 +259,16 @@ impl Initiator {
             &response.ephemeral,
             &response.session,
         );
-        let signature: [u8; 64] = sized(&response.signature, "signature").map_err(HandshakeError::Malformed)?;
-        axon.verify(&message, &Signature::from_bytes(&signature)).map_err(|_| HandshakeError::BadSignature)?;
+        let signature: [u8; 64] =
+            sized(&response.signature, "signature").map_err(HandshakeError::Malformed)?;
+        axon.verify(&message, &Signature::from_bytes(&signature))
+            .map_err(|_| HandshakeError::BadSignature)?;
         if response.code != ReturnCode::Success as i32 {
             let code = ReturnCode::try_from(response.code).unwrap_or(ReturnCode::InternalError);
             return Err(HandshakeError::Refused { code, message: response.message.clone() });
         }
-        let ephemeral: [u8; 32] = sized(&response.ephemeral, "ephemeral").map_err(HandshakeError::Malformed)?;
+        let ephemeral: [u8; 32] =
+            sized(&response.ephemeral, "ephemeral").map_err(HandshakeError::Malformed)?;
         let id: [u8; 16] = sized(&response.session, "session").map_err(HandshakeError::Malformed)?;
         let shared = agree(&self.secret, &ephemeral).map_err(HandshakeError::Malformed)?;
         Ok(Session::derive(id, self.caller, self.callee, &shared, &message))
@@ -283,13 +304,20 @@ impl Offer {
 
     /// Checks the callee, freshness and the caller's signature (`key`: the caller's hotkey,
     /// decompressed).
-    pub fn verify(&self, key: &VerifyingKey, me: &[u8; 32], now_ms: u64, freshness: &Freshness) -> Result<(), AuthError> {
+    pub fn verify(
+        &self,
+        key: &VerifyingKey,
+        me: &[u8; 32],
+        now_ms: u64,
+        freshness: &Freshness,
+    ) -> Result<(), AuthError> {
         debug_assert_eq!(key.as_bytes(), &self.caller);
         if &self.callee != me {
             return Err(AuthError::WrongCallee);
         }
         freshness.check(self.timestamp_ms, now_ms)?;
-        key.verify(&self.message(), &Signature::from_bytes(&self.signature)).map_err(|_| AuthError::BadSignature)
+        key.verify(&self.message(), &Signature::from_bytes(&self.signature))
+            .map_err(|_| AuthError::BadSignature)
     }
 
     /// Opens the session (the offer verified): the signed answer and the axon's side of it.
@@ -305,9 +333,9 @@ impl Offer {
         let response = proto::HandshakeResponse {
             code,
             message: String::new(),
-            ephemeral: ephemeral.to_vec().into(),
-            session: id.to_vec().into(),
-            signature: key.sign(&message).to_bytes().to_vec().into(),
+            ephemeral: ephemeral.to_vec(),
+            session: id.to_vec(),
+            signature: key.sign(&message).to_bytes().to_vec(),
         };
         Ok((response, Session::derive(id, self.caller, me, &shared, &message)))
     }
@@ -315,14 +343,19 @@ impl Offer {
 
 /// A signed refusal of a handshake (`offer`: the request as read, `None` when it could not be
 /// read: the answer is then bound to no request and a dendrite cannot take it as its own).
-pub fn refuse(key: &SigningKey, offer: Option<&Offer>, code: ReturnCode, why: &str) -> proto::HandshakeResponse {
+pub fn refuse(
+    key: &SigningKey,
+    offer: Option<&Offer>,
+    code: ReturnCode,
+    why: &str,
+) -> proto::HandshakeResponse {
     let request_hash: [u8; 32] = offer.map_or([0; 32], |o| blake3::hash(&o.message()).into());
     let me = key.verifying_key().to_bytes();
     let message = handshake_response_message(&request_hash, &me, code as i32, why, &[], &[]);
     proto::HandshakeResponse {
         code: code as i32,
         message: why.to_string(),
-        signature: key.sign(&message).to_bytes().to_vec().into(),
+        signature: key.sign(&message).to_bytes().to_vec(),
         ..Default::default()
     }
 }
@@ -427,7 +460,9 @@ pub(crate) mod tests {
     pub(crate) fn open(caller: u8, axon: u8) -> (Session, Session) {
         let i = Initiator::new(&key(caller), &key(axon).verifying_key().to_bytes(), 1_000);
         let offer = Offer::from_proto(i.request()).unwrap();
-        offer.verify(&key(caller).verifying_key(), &key(axon).verifying_key().to_bytes(), 1_000, &FRESH).unwrap();
+        offer
+            .verify(&key(caller).verifying_key(), &key(axon).verifying_key().to_bytes(), 1_000, &FRESH)
+            .unwrap();
         let (response, theirs) = offer.accept(&key(axon)).unwrap();
         (i.finish(&key(axon).verifying_key(), &response).unwrap(), theirs)
     }
@@ -449,13 +484,16 @@ pub(crate) mod tests {
         let axon = key(2).verifying_key().to_bytes();
         let i = Initiator::new(&key(1), &axon, 1_000);
         let mut forged = i.request().clone();
-        forged.caller = key(3).verifying_key().to_bytes().to_vec().into();
+        forged.caller = key(3).verifying_key().to_bytes().to_vec();
         let offer = Offer::from_proto(&forged).unwrap();
         assert_eq!(offer.verify(&key(3).verifying_key(), &axon, 1_000, &FRESH), Err(AuthError::BadSignature));
         let offer = Offer::from_proto(i.request()).unwrap();
         let other = key(4).verifying_key().to_bytes();
         assert_eq!(offer.verify(&key(1).verifying_key(), &other, 1_000, &FRESH), Err(AuthError::WrongCallee));
-        assert!(matches!(offer.verify(&key(1).verifying_key(), &axon, 60_000, &FRESH), Err(AuthError::Stale { .. })));
+        assert!(matches!(
+            offer.verify(&key(1).verifying_key(), &axon, 60_000, &FRESH),
+            Err(AuthError::Stale { .. })
+        ));
         // The answer of another axon key (a man in the middle, or a copier's own) does not verify.
         let (response, _) = offer.accept(&key(5)).unwrap();
         assert_eq!(i.finish(&key(2).verifying_key(), &response).unwrap_err(), HandshakeError::BadSignature);
@@ -467,7 +505,7 @@ pub(crate) mod tests {
         let i = Initiator::new(&key(1), &axon, 1_000);
         let offer = Offer::from_proto(i.request()).unwrap();
         let (mut response, _) = offer.accept(&key(2)).unwrap();
-        response.ephemeral = MontgomeryPoint::mul_base_clamped([9; 32]).to_bytes().to_vec().into();
+        response.ephemeral = MontgomeryPoint::mul_base_clamped([9; 32]).to_bytes().to_vec();
         assert_eq!(i.finish(&key(2).verifying_key(), &response).unwrap_err(), HandshakeError::BadSignature);
         let weak = Offer { ephemeral: [0; 32], ..offer };
         assert_eq!(weak.accept(&key(2)).unwrap_err(), AuthError::WeakEphemeral);

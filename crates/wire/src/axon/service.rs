@@ -2,7 +2,7 @@
 //! server (issue 15): every check that the call's metadata allows runs before a byte of the
 //! body is read (issue 13); a refused call's body is dropped unread (HTTP/2 then tells the
 //! sender to stop with RST_STREAM NO_ERROR once the answer is out). An admitted call's body is
-//! read frame by frame, never past its signed length, decoded as slices of the frames, and
+//! read frame by frame, never past its MACed length, decoded as slices of the frames, and
 //! digested in one pass with the tensors' NaN/Inf scan; the answer's tensor goes to the socket
 //! as the handler returned it.
 //!
@@ -79,25 +79,24 @@ impl Shared {
             let status = tonic::Status::unimplemented(format!("no method {}", parts.uri.path()));
             return status.into_http();
         };
-        let creds = Credentials::from_headers(&parts.headers);
-        let session = match &creds {
+        // The call's credentials and the session they name; a session this axon does not hold
+        // is UNAUTHENTICATED, so the dendrite opens a new one and sends the call again.
+        let authed = match Credentials::from_headers(&parts.headers) {
             Ok(c) => match self.session(&c.session) {
-                Some(s) => Some(s),
+                Some(s) => Ok((c, s)),
                 None => {
-                    // The dendrite opens a new session and sends the call again.
                     self.record(None, call, ReturnCode::InvalidSignature, start);
                     let why = "unknown or expired agora-session: open a new session (protocol 5 handshake)";
                     return tonic::Status::unauthenticated(why).into_http();
                 }
             },
-            Err(_) => None,
+            Err(e) => Err(e),
         };
         // What the response's MAC names as its request.
-        let request_hash = creds.as_ref().map_or([0; 32], |c| c.request_hash(call));
-        let admitted = match (&creds, &session) {
-            (Ok(c), Some(s)) => self.admit_headers(call, c, s),
-            (Err(e), _) => Err((None, (e.code(), e.to_string()))),
-            (Ok(_), None) => Err((None, (ReturnCode::InternalError, "no session".to_string()))),
+        let request_hash = authed.as_ref().map_or([0; 32], |(c, _)| c.request_hash(call));
+        let admitted = match &authed {
+            Ok((c, s)) => self.admit_headers(call, c, s),
+            Err(e) => Err((None, (e.code(), e.to_string()))),
         };
         let (who, outcome) = match admitted {
             Err((who, refusal)) => {
@@ -129,7 +128,7 @@ impl Shared {
         };
         let answer = Answer::new(call, outcome);
         self.record(who, call, answer.code, start);
-        respond(answer, call, session.as_ref(), &request_hash)
+        respond(answer, call, authed.as_ref().ok().map(|(_, s)| s), &request_hash)
     }
 
     /// A handshake call: its message (a few hundred bytes, read up to a bound), then the signed
@@ -149,7 +148,9 @@ impl Shared {
         trailers.insert("grpc-status", HeaderValue::from_static("0"));
         let encoded = codec::whole(&answer);
         let mut response = http::Response::new(Body::new(ChunkBody::new(encoded, Some(trailers))));
-        response.headers_mut().insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
+        response
+            .headers_mut()
+            .insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
         response.headers_mut().insert(keys::VERSION, HeaderValue::from(PROTOCOL_VERSION));
         response
     }
@@ -166,7 +167,8 @@ async fn read_handshake(mut body: Body) -> Result<proto::HandshakeRequest, Refus
             reader.push(data).map_err(|e| (ReturnCode::RequestShapeError, format!("the handshake: {e}")))?;
         }
     }
-    let chunks = reader.finish().map_err(|e| (ReturnCode::RequestShapeError, format!("the handshake: {e}")))?;
+    let chunks =
+        reader.finish().map_err(|e| (ReturnCode::RequestShapeError, format!("the handshake: {e}")))?;
     proto::HandshakeRequest::decode(chunks)
         .map_err(|e| (ReturnCode::RequestShapeError, format!("the handshake is not a valid message: {e}")))
 }
@@ -179,7 +181,7 @@ fn late(shared: &Shared) -> Refusal {
 /// signed length, refused at the first byte that shows otherwise. The message's frames, as
 /// they arrived.
 async fn read_body(mut body: Body, expected: &BodyDigest, metrics: &Metrics) -> Result<Vec<Bytes>, Refusal> {
-    let mut message = SignedMessage::new(expected.len);
+    let mut message = MacedMessage::new(expected.len);
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|e| (ReturnCode::Unavailable, format!("the request body failed: {e}")))?;
         if let Ok(data) = frame.into_data() {
@@ -196,7 +198,7 @@ fn refusal(e: BodyError) -> Refusal {
             (ReturnCode::NotImplemented, "compressed requests are not accepted".to_string())
         }
         BodyError::Frame(e) => {
-            (ReturnCode::InvalidSignature, format!("the body does not match its signature: {e}"))
+            (ReturnCode::InvalidSignature, format!("the body does not match its MAC: {e}"))
         }
         BodyError::Auth(e) => (e.code(), e.to_string()),
     }
@@ -208,16 +210,16 @@ enum BodyError {
     Auth(AuthError),
 }
 
-/// A body checked against its signed length as its frames arrive.
-struct SignedMessage {
+/// A body checked against its MACed length as its frames arrive.
+struct MacedMessage {
     declared: u64,
     reader: MessageReader,
     frames: Vec<Bytes>,
 }
 
-impl SignedMessage {
-    fn new(declared: u64) -> SignedMessage {
-        SignedMessage { declared, reader: MessageReader::new(declared), frames: Vec::new() }
+impl MacedMessage {
+    fn new(declared: u64) -> MacedMessage {
+        MacedMessage { declared, reader: MessageReader::new(declared), frames: Vec::new() }
     }
 
     fn push(&mut self, data: Bytes) -> Result<(), BodyError> {
@@ -243,7 +245,7 @@ impl SignedMessage {
 
 /// The verified message's work. The digest and the tensors' NaN/Inf scan share one pass over
 /// the body's bytes (each block scanned while the hash has it in cache); the digest is judged
-/// first, so a body that does not match its signature is refused as such whatever it holds.
+/// first, so a body that does not match its MAC is refused as such whatever it holds.
 fn verify_and_decode(
     shared: &Shared,
     call: Call,
@@ -389,14 +391,21 @@ impl Answer {
 /// the session's response key over `request_hash`, the message's digest and the model that
 /// answered (protocol 5; a refusal names no model); with `agora-version` alone when the call
 /// named no session the axon could read.
-fn respond(answer: Answer, call: Call, session: Option<&Session>, request_hash: &[u8; 32]) -> http::Response<Body> {
+fn respond(
+    answer: Answer,
+    call: Call,
+    session: Option<&Session>,
+    request_hash: &[u8; 32],
+) -> http::Response<Body> {
     let Answer { encoded, digest, model, .. } = answer;
     let mut trailers = HeaderMap::new();
     trailers.insert("grpc-status", HeaderValue::from_static("0"));
     let mut response = http::Response::new(Body::new(ChunkBody::new(encoded, Some(trailers))));
     response.headers_mut().insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
     match session {
-        Some(s) => ResponseSeal::seal(s, call, request_hash, digest, model).write_headers(response.headers_mut()),
+        Some(s) => {
+            ResponseSeal::seal(s, call, request_hash, digest, model).write_headers(response.headers_mut())
+        }
         None => {
             response.headers_mut().insert(keys::VERSION, HeaderValue::from(PROTOCOL_VERSION));
         }
@@ -494,7 +503,7 @@ mod tests {
         let mut points: Vec<usize> = cuts.iter().map(|c| c % (framed.len() + 1)).collect();
         points.extend([0, framed.len()]);
         points.sort_unstable();
-        let mut m = SignedMessage::new(expected.len);
+        let mut m = MacedMessage::new(expected.len);
         for w in points.windows(2) {
             m.push(Bytes::copy_from_slice(&framed[w[0]..w[1]]))?;
         }
@@ -513,9 +522,9 @@ mod tests {
     }
 
     proptest! {
-        /// However the transport splits a body into frames, a body that matches its signed
+        /// However the transport splits a body into frames, a body that matches its MACed
         /// length and digest passes, one changed byte fails the digest, and a body that runs
-        /// past its signed length, or declares another, is refused.
+        /// past its MACed length, or declares another, is refused.
         #[test]
         fn the_verdict_does_not_depend_on_chunking(
             message in proptest::collection::vec(any::<u8>(), 0..300),
@@ -533,7 +542,7 @@ mod tests {
             let mut longer = framed.clone();
             longer.push(0);
             prop_assert_eq!(feed(expected, &longer, &cuts), Err(BodyError::Frame(FrameError::Trailing)));
-            // A message whose own length differs from the signed one is refused at its prefix.
+            // A message whose own length differs from the MACed one is refused at its prefix.
             let other = frame(&[message.as_slice(), &[1]].concat());
             let declared = message.len() as u64;
             let got = declared + 1;
