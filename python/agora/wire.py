@@ -406,16 +406,31 @@ class SessionTable:
     def __init__(self, capacity: int = 1 << 16, lifetime_s: float = 3600.0) -> None:
         self.capacity, self.lifetime_s = capacity, lifetime_s
         self._sessions: OrderedDict[bytes, tuple[Session, float]] = OrderedDict()
+        self._by_caller: dict[bytes, list[bytes]] = {}
         self._lock = threading.Lock()
+
+    def _drop(self, id: bytes) -> None:
+        entry = self._sessions.pop(id, None)
+        if entry is not None:
+            mine = self._by_caller.get(entry[0].caller, [])
+            if id in mine:
+                mine.remove(id)
+            if not mine:
+                self._by_caller.pop(entry[0].caller, None)
 
     def insert(self, session: Session) -> None:
         with self._lock:
-            mine = [i for i, (s, _) in self._sessions.items() if s.caller == session.caller]
-            for i in mine[:max(0, len(mine) - SESSIONS_PER_CALLER + 1)]:
-                del self._sessions[i]
+            mine = self._by_caller.get(session.caller, [])
+            while len(mine) >= SESSIONS_PER_CALLER:
+                self._drop(mine[0])
             while len(self._sessions) >= self.capacity:
-                self._sessions.popitem(last=False)
+                self._drop(next(iter(self._sessions)))
             self._sessions[session.id] = (session, time.monotonic())
+            self._by_caller.setdefault(session.caller, []).append(session.id)
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._sessions)
 
     def get(self, id: bytes) -> Session | None:
         with self._lock:
@@ -423,7 +438,7 @@ class SessionTable:
             if entry is None:
                 return None
             if time.monotonic() - entry[1] >= self.lifetime_s:
-                del self._sessions[id]
+                self._drop(id)
                 return None
             return entry[0]
 
@@ -792,6 +807,12 @@ class Response:
         return f"Response({code_name(self.code)}, {self.message!r}, shape={shape}, {self.latency * 1000:.1f} ms)"
 
 
+def _left(deadline: float) -> float:
+    """Seconds left until `deadline` (a `time.perf_counter()` instant), at least a millisecond:
+    gRPC takes no zero timeout."""
+    return max(1e-3, deadline - time.perf_counter())
+
+
 def _status_code(status: Any) -> Code:
     """A gRPC status (from the transport, not the axon's service) as a return code, as the
     Rust dendrite maps it."""
@@ -873,23 +894,44 @@ class Dendrite:
                 if open_ is not None and open_ != stale:
                     return open_
                 self._sessions.pop(key, None)
-            initiator = Initiator(self._hotkey, axon)
-            rpc = self._channel(endpoint).unary_unary(PATH_HANDSHAKE, request_serializer=None, response_deserializer=None)
-            try:
-                raw = rpc(initiator.request.SerializeToString(), timeout=timeout,
-                          metadata=[("agora-version", str(PROTOCOL_VERSION))])
-            except self._grpc.RpcError as e:
-                if e.code() == self._grpc.StatusCode.UNIMPLEMENTED:
-                    raise BadTensor(UNSUPPORTED_VERSION, f"the axon has no Handshake method ({e.details()}): it speaks an agora protocol older than {PROTOCOL_VERSION}") from e
-                raise
-            try:
-                answer = pb.HandshakeResponse.FromString(raw)
-            except Exception as e:  # noqa: BLE001 - protobuf's DecodeError
-                raise BadTensor(RESPONSE_SHAPE_ERROR, f"the axon's handshake does not decode: {e!r}") from e
-            opened = initiator.finish(answer)
-            with self._lock:
-                self._sessions[key] = opened
-            return opened
+            return self._opened(key, *self._handshake(endpoint, axon, timeout))
+
+    def _handshake(self, endpoint: str, axon: bytes, timeout: float) -> tuple[Initiator, Any]:
+        """A handshake under way: its initiator and the call's future."""
+        initiator = Initiator(self._hotkey, axon)
+        rpc = self._channel(endpoint).unary_unary(PATH_HANDSHAKE, request_serializer=None, response_deserializer=None)
+        fut = rpc.future(initiator.request.SerializeToString(), timeout=timeout,
+                         metadata=[("agora-version", str(PROTOCOL_VERSION))])
+        return initiator, fut
+
+    def _opened(self, key: tuple[str, bytes], initiator: Initiator, fut: Any) -> Session:
+        """The session a handshake under way opens, kept for `key`; raises as [`session`]."""
+        try:
+            raw = fut.result()
+        except self._grpc.RpcError as e:
+            if e.code() == self._grpc.StatusCode.UNIMPLEMENTED:
+                raise BadTensor(UNSUPPORTED_VERSION, f"the axon has no Handshake method ({e.details()}): it speaks an agora protocol older than {PROTOCOL_VERSION}") from e
+            raise
+        try:
+            answer = pb.HandshakeResponse.FromString(raw)
+        except Exception as e:  # noqa: BLE001 - protobuf's DecodeError
+            raise BadTensor(RESPONSE_SHAPE_ERROR, f"the axon's handshake does not decode: {e!r}") from e
+        opened = initiator.finish(answer)
+        with self._lock:
+            self._sessions[key] = opened
+        return opened
+
+    def _refused(self, e: Exception, started: float) -> Response:
+        """A target's failure before its call went out, as its Response."""
+        took = time.perf_counter() - started
+        if isinstance(e, SignedRefusal):
+            # The axon's own refusal of the session: its code, naming no model.
+            return Response(e.code, str(e), None, took, UNVERSIONED)
+        if isinstance(e, BadTensor):
+            return Response(e.code, str(e), None, took)
+        if isinstance(e, self._grpc.RpcError):
+            return Response(_status_code(e.code()), f"gRPC {e.code().name}: {e.details()}", None, took)
+        return Response(UNAVAILABLE, f"cannot call: {e!r}", None, took)
 
     def _start(self, target: Target, path: str, body: bytes, digest: bytes, timeout: float,
                metadata: list[tuple[str, str]] | None, stale: Session | None = None) -> tuple[Any, bytes, Session]:
@@ -919,22 +961,23 @@ class Dendrite:
         except Exception as e:  # noqa: BLE001 - protobuf's DecodeError
             raise BadTensor(RESPONSE_SHAPE_ERROR, f"the axon's response does not decode: {e!r}") from e
 
-    def _settled(self, target: Target, path: str, body: bytes, digest: bytes, timeout: float,
+    def _settled(self, target: Target, path: str, body: bytes, digest: bytes, deadline: float,
                  call: tuple[Any, bytes, Session]) -> tuple[Any, ModelVersion]:
-        """`call`'s verified answer; once more in a new session if the axon no longer holds it."""
+        """`call`'s verified answer; once more in a new session if the axon no longer holds it,
+        within what is left until `deadline` (a `time.perf_counter()` instant)."""
         fut, request_hash, session = call
         try:
             return self._verified(fut, path, session, request_hash)
         except self._grpc.RpcError as e:
             if e.code() != self._grpc.StatusCode.UNAUTHENTICATED:
                 raise
-        fut, request_hash, session = self._start(target, path, body, digest, timeout, None, stale=session)
+        fut, request_hash, session = self._start(target, path, body, digest, _left(deadline), None, stale=session)
         return self._verified(fut, path, session, request_hash)
 
-    def _finish(self, target: Target, path: str, body: bytes, digest: bytes, timeout: float,
+    def _finish(self, target: Target, path: str, body: bytes, digest: bytes, deadline: float,
                 call: tuple[Any, bytes, Session], expect: tuple[int, int] | None, started: float) -> Response:
         try:
-            msg, model = self._settled(target, path, body, digest, timeout, call)
+            msg, model = self._settled(target, path, body, digest, deadline, call)
         except self._grpc.RpcError as e:
             return Response(_status_code(e.code()), f"gRPC {e.code().name}: {e.details()}", None, time.perf_counter() - started)
         except BadTensor as e:
@@ -960,28 +1003,46 @@ class Dendrite:
     def _fan_out(self, targets: Sequence[Target], path: str, bodies: Sequence[bytes], timeout: float,
                  expect: tuple[int, int] | None) -> list[Response]:
         started = time.perf_counter()
-        pending: list[tuple[Target, bytes, bytes, Any, Response | None]] = []
+        # One deadline for the whole fan-out, handshakes included.
+        deadline = started + timeout
+        with self._lock:
+            fresh = [(t.endpoint, t.hotkey) not in self._sessions for t in targets]
+        # A target without a session handshakes on a thread of its own and starts its call from
+        # there, so a silent axon delays no other target's call.
+        pool = futures.ThreadPoolExecutor(max_workers=sum(fresh)) if any(fresh) else None
+        pending: list[tuple[Target, bytes, bytes, Any, Any, Exception | None]] = []
         digests: dict[int, bytes] = {}
-        for target, body in zip(targets, bodies):
+        for target, body, new in zip(targets, bodies, fresh):
             # One digest per distinct body: a fan-out of one batch hashes it once.
             d = digests.get(id(body))
             if d is None:
                 d = digests[id(body)] = blake3(body).digest()
+
+            def start(target: Target = target, body: bytes = body, d: bytes = d) -> tuple[Any, bytes, Session]:
+                return self._start(target, path, body, d, _left(deadline), None)
+
+            if pool is not None and new:
+                pending.append((target, body, d, None, pool.submit(start), None))
+                continue
             try:
-                pending.append((target, body, d, self._start(target, path, body, d, timeout, None), None))
-            except SignedRefusal as e:
-                # The axon's own refusal of the session: its code, naming no model.
-                pending.append((target, body, d, None, Response(e.code, str(e), None, time.perf_counter() - started, UNVERSIONED)))
-            except BadTensor as e:
-                pending.append((target, body, d, None, Response(e.code, str(e), None, time.perf_counter() - started)))
-            except self._grpc.RpcError as e:
-                failed = Response(_status_code(e.code()), f"gRPC {e.code().name}: {e.details()}", None, time.perf_counter() - started)
-                pending.append((target, body, d, None, failed))
-            except Exception as e:  # noqa: BLE001 - a malformed endpoint is that target's failure
-                pending.append((target, body, d, None, Response(UNAVAILABLE, f"cannot call: {e!r}", None, 0.0)))
+                pending.append((target, body, d, start(), None, None))
+            except Exception as e:  # noqa: BLE001 - that target's failure
+                pending.append((target, body, d, None, None, e))
         # (A grpc future is itself an Exception subclass: failures travel beside it, not as it.)
-        return [failed if call is None else self._finish(target, path, body, d, timeout, call, expect, started)
-                for target, body, d, call, failed in pending]
+        out = []
+        for target, body, d, call, starting, failed in pending:
+            if starting is not None:
+                try:
+                    call = starting.result()
+                except Exception as e:  # noqa: BLE001 - that target's failure
+                    failed = e
+            if failed is not None:
+                out.append(self._refused(failed, started))
+            else:
+                out.append(self._finish(target, path, body, d, deadline, call, expect, started))
+        if pool is not None:
+            pool.shutdown(wait=False)
+        return out
 
     def forward_many(self, targets: Sequence[Target], inputs: np.ndarray, timeout: float = 12.0,
                      modality: int | None = None) -> list[Response]:
