@@ -33,7 +33,6 @@ use crate::proto::ReturnCode;
 
 /// The response-only metadata keys (the others are shared with requests: [`keys`]).
 pub mod response_keys {
-    pub const RESPONDER: &str = "agora-responder";
     pub const MODEL_VERSION: &str = "agora-model-version";
     pub const MODEL_STEP: &str = "agora-model-step";
 }
