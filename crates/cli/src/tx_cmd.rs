@@ -15,6 +15,7 @@ use clap::{Args, Subcommand, ValueEnum};
 use client::types::codes;
 use client::{Client, ClientError, GenesisInfo};
 use ledger::{Call, CallKind, Endpoint, Modality, Neuron, Protocol, PublicKey, SigningKey, TxBody, TxStatus};
+use peer::pow::PowEvent;
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -484,7 +485,7 @@ pub(crate) fn send(
         }
         let call = match call {
             Some(c) => c,
-            None => register_call(&chain, keys.hotkey()?, keys.coldkey).await?,
+            None => register_call(&chain, url, keys.hotkey()?, keys.coldkey).await?,
         };
         let sender = ledger::public_key(&key);
         let fee = fee.unwrap_or_else(|| chain.genesis.config.fees.min_fee(kind));
@@ -590,46 +591,32 @@ fn commit_path(
 /// Solves the proof of work of a `register` over the node's head block, with progress on
 /// stderr. The seal must name one of the last `pow_window` blocks when the transaction lands,
 /// so a search that outlives half the window starts over on the new head.
-async fn register_call(chain: &Chain, hotkey: PublicKey, coldkey: PublicKey) -> Result<Call> {
+async fn register_call(chain: &Chain, url: &str, hotkey: PublicKey, coldkey: PublicKey) -> Result<Call> {
     if let Some(n) = chain.neuron_by_hotkey(&hotkey).await? {
         bail!("hotkey {hotkey} is already registered as uid {}", n.uid);
     }
-    let window = chain.genesis.config.registration.pow_window.max(1);
-    // Hashes between checks of the head: small enough for a progress line every second or so in
-    // a debug build.
-    const CHUNK: u64 = 20_000;
-    let started = Instant::now();
-    let mut last_report = Instant::now();
-    let mut tried: u64 = 0;
-    'fresh: loop {
-        let head = chain.client.head().await?;
-        let difficulty = chain.client.difficulty().await?;
-        eprintln!(
-            "solving proof of work: difficulty {difficulty}, over block {} ({})",
-            head.height, head.hash
-        );
-        let mut start = 0u64;
-        loop {
-            // Runs on this thread between awaits; the runtime has nothing else to do meanwhile.
-            if let Some(pow_nonce) = ledger::pow::solve(&head.hash, &hotkey, difficulty, start, CHUNK) {
-                tried += pow_nonce - start + 1;
-                eprintln!("solved: nonce {pow_nonce} after {tried} hashes in {:.1?}", started.elapsed());
-                return Ok(Call::Register { coldkey, pow_block: head.height, pow_nonce });
-            }
-            start += CHUNK;
-            tried += CHUNK;
-            if last_report.elapsed() > Duration::from_secs(1) {
-                last_report = Instant::now();
-                let rate = tried as f64 / started.elapsed().as_secs_f64().max(1e-9);
+    // The search peers use (`peer::pow`), over a connection of its own; progress on stderr.
+    let rpc = peer::RpcChain::connect(url).await?;
+    let window = chain.genesis.config.registration.pow_window;
+    let mut last_progress = Instant::now();
+    let print = |e: &PowEvent| match e {
+        PowEvent::Started { difficulty, block, hash } => {
+            eprintln!("solving proof of work: difficulty {difficulty}, over block {block} ({hash})")
+        }
+        PowEvent::Progress { tried, rate, difficulty } => {
+            if last_progress.elapsed() >= Duration::from_secs(1) {
+                last_progress = Instant::now();
                 eprintln!("  {tried} hashes ({rate:.0}/s, about {difficulty} expected)");
-                let now = chain.client.head().await?.height;
-                if now.saturating_sub(head.height) >= window / 2 {
-                    eprintln!("  block {} is getting old (head {now}); starting over", head.height);
-                    continue 'fresh;
-                }
             }
         }
-    }
+        PowEvent::Stale { block, head } => {
+            eprintln!("  block {block} is getting old (head {head}); starting over")
+        }
+        PowEvent::Solved { nonce, tried, elapsed } => {
+            eprintln!("solved: nonce {nonce} after {tried} hashes in {elapsed:.1?}")
+        }
+    };
+    Ok(peer::pow::solve_registration(&rpc, hotkey, coldkey, window, print).await?)
 }
 
 #[cfg(test)]
