@@ -283,28 +283,22 @@ pub(crate) fn format_take(take: u16) -> String {
 /// Parses `--values` and normalises them to sum to 1, as the ledger requires (within 1e-6).
 /// Refuses what the ledger would refuse anyway, with the offending entry named.
 fn weight_values(uids: &[u16], values: &[String]) -> Result<Vec<f64>> {
-    if uids.len() != values.len() {
-        bail!("{} uids but {} values: give one value per uid", uids.len(), values.len());
+    let mut parsed = Vec::with_capacity(values.len());
+    for (k, v) in values.iter().enumerate() {
+        let x: f64 = v.trim().parse().map_err(|_| match uids.get(k) {
+            Some(u) => anyhow!("weight {v:?} for uid {u} is not a number"),
+            None => anyhow!("weight {v:?} (value {} of {}) is not a number", k + 1, values.len()),
+        })?;
+        parsed.push(ledger::Float(x));
     }
-    let mut seen = std::collections::BTreeSet::new();
-    for u in uids {
-        if !seen.insert(*u) {
-            bail!("uid {u} appears twice in --uids: give each uid once");
-        }
-    }
-    let mut out = Vec::with_capacity(values.len());
-    for (u, v) in uids.iter().zip(values) {
-        let x: f64 = v.trim().parse().map_err(|_| anyhow!("weight {v:?} for uid {u} is not a number"))?;
-        if !x.is_finite() || x < 0.0 {
-            bail!("weight {v} for uid {u}: weights must be finite and >= 0");
-        }
-        out.push(x);
-    }
-    let sum: f64 = out.iter().sum();
+    // The ledger's own checks of a row (lengths, values, duplicates), before anything is signed;
+    // the uid range and the row limit need the chain, whose node checks them on submission.
+    ledger::check_weight_row(uids, &parsed, usize::MAX, usize::MAX)?;
+    let sum: f64 = parsed.iter().map(|x| x.0).sum();
     if !(sum > 0.0 && sum.is_finite()) {
         bail!("weights sum to {sum}: at least one must be positive (and their sum finite)");
     }
-    Ok(out.into_iter().map(|x| x / sum).collect())
+    Ok(parsed.into_iter().map(|x| x.0 / sum).collect())
 }
 
 /// The keys of one transaction: who signs, and the wallet's coldkey and hotkey public keys.

@@ -408,6 +408,44 @@ fn rate_limit(state: &State, ctx: &BlockCtx, neuron: &Neuron) -> Result<(), TxEr
     Ok(())
 }
 
+/// The checks of a weight row short of its sum: one value per uid, at least one entry and at
+/// most `max_len`, every uid below `n`, every value finite and >= 0, no uid twice (in that
+/// order). Returns the row's positions in uid order, packed as `uid << 32 | position` (sorting
+/// plain u64s is several times faster than sorting pairs by key), which the ledger quantises the
+/// row in. A client runs the same checks before it signs (`agora tx weights`), so it refuses
+/// what the ledger would, in the ledger's words.
+pub fn check_weight_row(
+    uids: &[u16],
+    values: &[Float],
+    max_len: usize,
+    n: usize,
+) -> Result<Vec<u64>, TxError> {
+    if uids.len() != values.len() {
+        return Err(TxError::WeightLengthMismatch { uids: uids.len() as u64, values: values.len() as u64 });
+    }
+    if uids.is_empty() {
+        return Err(TxError::EmptyWeights);
+    }
+    if uids.len() > max_len {
+        return Err(TxError::TooManyWeights { len: uids.len() as u64, max: max_len as u64 });
+    }
+    for (&u, &v) in uids.iter().zip(values) {
+        if usize::from(u) >= n {
+            return Err(TxError::UnknownUid { uid: u, n: n as u64 });
+        }
+        if !v.0.is_finite() || v.0 < 0.0 {
+            return Err(TxError::BadWeight { uid: u, value: v });
+        }
+    }
+    let mut order: Vec<u64> =
+        uids.iter().enumerate().map(|(k, &u)| (u64::from(u) << 32) | k as u64).collect();
+    order.sort_unstable();
+    if let Some(w) = order.windows(2).find(|w| w[0] >> 32 == w[1] >> 32) {
+        return Err(TxError::DuplicateUid { uid: (w[0] >> 32) as u16 });
+    }
+    Ok(order)
+}
+
 /// Checks a weight row (of a `set_weights` or a reveal) and quantises it into the stored row.
 fn validate_weights(
     state: &State,
@@ -416,34 +454,8 @@ fn validate_weights(
     values: &[Float],
 ) -> Result<WeightRow, TxError> {
     let cfg = &state.config().weights;
-    if uids.len() != values.len() {
-        return Err(TxError::WeightLengthMismatch { uids: uids.len() as u64, values: values.len() as u64 });
-    }
-    if uids.is_empty() {
-        return Err(TxError::EmptyWeights);
-    }
-    if uids.len() > cfg.max_len as usize {
-        return Err(TxError::TooManyWeights { len: uids.len() as u64, max: u64::from(cfg.max_len) });
-    }
-    let n = state.n();
-    let mut sum = 0.0;
-    for (&u, &v) in uids.iter().zip(values) {
-        if usize::from(u) >= n {
-            return Err(TxError::UnknownUid { uid: u, n: n as u64 });
-        }
-        if !v.0.is_finite() || v.0 < 0.0 {
-            return Err(TxError::BadWeight { uid: u, value: v });
-        }
-        sum += v.0;
-    }
-    // Sort by uid through packed `uid << 32 | position` integers: sorting plain u64s is several
-    // times faster than sorting pairs by key, and this runs once per set_weights.
-    let mut order: Vec<u64> =
-        uids.iter().enumerate().map(|(k, &u)| (u64::from(u) << 32) | k as u64).collect();
-    order.sort_unstable();
-    if let Some(w) = order.windows(2).find(|w| w[0] >> 32 == w[1] >> 32) {
-        return Err(TxError::DuplicateUid { uid: (w[0] >> 32) as u16 });
-    }
+    let order = check_weight_row(uids, values, cfg.max_len as usize, state.n())?;
+    let sum: f64 = values.iter().map(|v| v.0).sum();
     if (sum - 1.0).abs() > WEIGHT_SUM_TOLERANCE {
         return Err(TxError::NotNormalized { sum: Float(sum) });
     }

@@ -55,7 +55,7 @@ pub use commit_reveal::{commitment, CommitRevealConfig, WeightsCommit};
 pub use delegation::{DelegationConfig, TAKE_SCALE};
 pub use epoch::EpochInputs;
 pub use error::{BlockError, LedgerError, TxError};
-pub use exec::WEIGHT_SUM_TOLERANCE;
+pub use exec::{check_weight_row, WEIGHT_SUM_TOLERANCE};
 pub use genesis::{
     dev_key, public_key, EmissionMode, FeeSchedule, GenesisAccount, GenesisConfig, GenesisError,
     GenesisNeuron, GenesisValidator, Limits, RegistrationConfig, WeightsConfig,
