@@ -14,6 +14,7 @@ mod localnet_cmd;
 mod metagraph_cmd;
 mod node_cmd;
 mod peer_cmd;
+mod stake_cmd;
 mod tx_cmd;
 mod wallet_cmd;
 mod weights_commit;
@@ -41,10 +42,12 @@ enum Command {
     /// Create, list, show and regenerate wallets (an encrypted coldkey and its hotkeys); ask a
     /// node for their balance
     Wallet(wallet_cmd::WalletArgs),
-    /// Sign and submit a transaction (transfer, register, serve, stake, unstake, weights,
-    /// commit-weights, reveal-weights) and
-    /// wait for the block that includes it
+    /// Sign and submit a transaction (transfer, register, register-for, serve, stake, unstake,
+    /// weights, commit-weights, reveal-weights) and wait for the block that includes it
     Tx(tx_cmd::TxArgs),
+    /// Stake on any hotkey by public key (your own, or someone else's as a nominator), take it
+    /// back, list stakes and nominators, set an owned hotkey's take
+    Stake(stake_cmd::StakeArgs),
     /// Print the network's neurons: uid, hotkey, stake, rank, trust, consensus, incentive,
     /// dividends, validator trust, emission, validator permit, active, endpoint
     Metagraph(metagraph_cmd::MetagraphArgs),
@@ -266,6 +269,7 @@ fn main() -> ExitCode {
         Command::Node(args) => node_cmd::run(args),
         Command::Wallet(args) => wallet_cmd::run(args),
         Command::Tx(args) => tx_cmd::run(args),
+        Command::Stake(args) => stake_cmd::run(args),
         Command::Metagraph(args) => metagraph_cmd::run(args),
         Command::Localnet(args) => localnet_cmd::run(args),
         Command::Peer(args) => peer_cmd::run(args),
@@ -345,7 +349,18 @@ fn one_line(e: &anyhow::Error) -> String {
     line
 }
 
+/// Runs an experiment; a parameter the experiment refuses is named as the flag that set it.
 fn sim_command(args: SimArgs) -> Result<()> {
+    experiment_command(args).map_err(|e| match e.downcast::<sim::SimError>() {
+        Ok(sim::SimError::BadParameter { name, value, expected }) => {
+            anyhow::anyhow!("--{name} is {value}, expected {expected}")
+        }
+        Ok(other) => other.into(),
+        Err(e) => e,
+    })
+}
+
+fn experiment_command(args: SimArgs) -> Result<()> {
     let out = args.out.as_path();
     match args.experiment {
         Experiment::Cabal000 { prcnt_c, inf_rate, rho, steps, peers, print } => {
@@ -358,9 +373,9 @@ fn sim_command(args: SimArgs) -> Result<()> {
             if let Some(clipped) = last.clipped {
                 eprintln!(
                     "with stake clipping (eq. 8): cabal share {} at step {} (without: {})",
-                    sim::report::format_sig(clipped, 6),
+                    figures::format_sig(clipped, 6),
                     last.step,
-                    sim::report::format_sig(last.mechanism, 6)
+                    figures::format_sig(last.mechanism, 6)
                 );
             }
             wrote(&r.files);
@@ -426,7 +441,6 @@ fn sim_command(args: SimArgs) -> Result<()> {
                 base_seed: a.seed,
                 ..defaults
             };
-            sim::report::prepare_out_dir(out)?;
             let r = sim::empirical::run(&opts, out)?;
             println!("{}", r.summary_markdown.trim_end());
             wrote(&r.files);
