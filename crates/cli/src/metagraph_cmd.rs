@@ -6,13 +6,12 @@ use anyhow::Result;
 use clap::Args;
 use client::MetagraphInfo;
 
-use crate::tx_cmd::{block_on, format_tokens, Chain, DEFAULT_CHAIN};
+use crate::tx_cmd::{block_on, format_tokens, Chain, ChainArgs};
 
 #[derive(Debug, Args)]
 pub struct MetagraphArgs {
-    /// The node's JSON-RPC URL (http:// or ws://)
-    #[arg(long, value_name = "URL", env = "AGORA_CHAIN", default_value = DEFAULT_CHAIN)]
-    chain: String,
+    #[command(flatten)]
+    chain: ChainArgs,
     /// The height to show [default: the latest block]; a past height is rebuilt by the node
     /// replaying its blocks (at most 100,000), a future one is refused
     #[arg(long, value_name = "N")]

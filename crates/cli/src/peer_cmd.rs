@@ -63,9 +63,8 @@ struct RunArgs {
     /// Hotkey name inside the wallet: the peer's identity and signing key
     #[arg(long, default_value = "default")]
     hotkey: String,
-    /// The node's JSON-RPC URL (ws:// or http://)
-    #[arg(long, env = "AGORA_CHAIN", default_value = "ws://127.0.0.1:9960")]
-    chain: String,
+    #[command(flatten)]
+    chain: crate::tx_cmd::ChainArgs,
     /// Training text: a fortunes file, a text file or a directory of them, or the name of a
     /// fortunes topic (`science`, `computers`, ...: $AGORA_FORTUNES_DIR, the installed package,
     /// else the built-in sample); `+` joins several into one mixture (`science+computers`)
@@ -242,8 +241,12 @@ fn run_peer(a: RunArgs) -> Result<()> {
     if a.timeout <= 0.0 || !a.timeout.is_finite() || a.status_every <= 0.0 || !a.status_every.is_finite() {
         bail!("--timeout and --status-every must be positive seconds");
     }
+    if a.chain.chain_id.is_some() {
+        // The peer itself waits for a node that is not up yet; a wrong chain is refused now.
+        crate::tx_cmd::block_on(crate::tx_cmd::Chain::connect(&a.chain))?;
+    }
     let cfg = RunConfig {
-        chain: a.chain,
+        chain: a.chain.url,
         hotkey,
         coldkey: w.coldkey_public(),
         corpus: load_corpus(&a.dataset)?,

@@ -7,6 +7,7 @@
 //! The coldkey signs every one of these (`agora tx stake` / `unstake` remain, for a wallet's
 //! own hotkeys named by their wallet names).
 
+use crate::tx_cmd::ChainArgs;
 use anyhow::{anyhow, bail, Context, Result};
 use clap::{Args, Subcommand};
 use ledger::{Call, PublicKey};
@@ -97,7 +98,7 @@ fn hotkey_key(root: &Option<PathBuf>, wallet: Option<&str>, s: &str) -> Result<P
 }
 
 pub fn run(args: StakeArgs) -> Result<()> {
-    let StakeArgs { send: SendArgs { chain: url, wallet_dir, fee, password }, command } = args;
+    let StakeArgs { send: SendArgs { chain: target, wallet_dir, fee, password }, command } = args;
     let fee = fee.as_deref().map(parse_tokens).transpose()?;
     let (keys, call) = match &command {
         StakeCommand::Add { from, hotkey, amount } => {
@@ -110,7 +111,7 @@ pub fn run(args: StakeArgs) -> Result<()> {
             let keys = Keys::new(&wallet_dir, from, None)?;
             let amount = match (amount, all) {
                 (Some(a), _) => parse_tokens(a)?,
-                (None, true) => held(&url, &keys.coldkey, &hotkey)?,
+                (None, true) => held(&target, &keys.coldkey, &hotkey)?,
                 (None, false) => bail!("pass --amount TOKENS or --all"),
             };
             (keys, Call::RemoveStake { hotkey, amount })
@@ -122,16 +123,16 @@ pub fn run(args: StakeArgs) -> Result<()> {
             (Keys::new(&wallet_dir, from, None)?, Call::SetTake { hotkey, take })
         }
         StakeCommand::List { wallet, dev_account, coldkey, hotkey } => {
-            return list(&url, &wallet_dir, wallet, dev_account, coldkey, hotkey);
+            return list(&target, &wallet_dir, wallet, dev_account, coldkey, hotkey);
         }
     };
-    send(&url, fee, &password, keys, Some(call), None)
+    send(&target, fee, &password, keys, Some(call), None)
 }
 
 /// What `coldkey` has on `hotkey` (for `remove --all`).
-fn held(url: &str, coldkey: &PublicKey, hotkey: &PublicKey) -> Result<u64> {
+fn held(target: &ChainArgs, coldkey: &PublicKey, hotkey: &PublicKey) -> Result<u64> {
     block_on(async {
-        let chain = Chain::connect(url).await?;
+        let chain = Chain::connect(target).await?;
         let stakes = chain.client.stakes(coldkey).await?;
         match stakes.iter().find(|s| s.hotkey == *hotkey) {
             Some(s) if s.stake > 0 => Ok(s.stake),
@@ -141,7 +142,7 @@ fn held(url: &str, coldkey: &PublicKey, hotkey: &PublicKey) -> Result<u64> {
 }
 
 fn list(
-    url: &str,
+    target: &ChainArgs,
     root: &Option<PathBuf>,
     wallet: &Option<String>,
     dev_account: &Option<String>,
@@ -157,7 +158,7 @@ fn list(
     let hotkey: Option<PublicKey> =
         hotkey.as_deref().map(|h| h.parse().map_err(|e| anyhow!("--hotkey: {e}"))).transpose()?;
     block_on(async move {
-        let chain = Chain::connect(url).await?;
+        let chain = Chain::connect(target).await?;
         if let Some(h) = hotkey {
             let info = chain.client.nominators(&h).await?;
             println!("hotkey {} (uid {}), owner {}", info.hotkey, info.uid, info.owner);

@@ -30,9 +30,8 @@ pub const DEFAULT_CHAIN: &str = "http://127.0.0.1:9960";
 /// Where transactions go and what signs them: shared by `agora tx` and `agora stake`.
 #[derive(Debug, Args)]
 pub(crate) struct SendArgs {
-    /// The node's JSON-RPC URL (http:// or ws://)
-    #[arg(long, global = true, value_name = "URL", env = "AGORA_CHAIN", default_value = DEFAULT_CHAIN)]
-    pub chain: String,
+    #[command(flatten)]
+    pub chain: ChainArgs,
     /// Directory holding the wallets [default: ~/.agora/wallets]
     #[arg(long, global = true, value_name = "DIR", env = "AGORA_WALLET_DIR")]
     pub wallet_dir: Option<PathBuf>,
@@ -222,6 +221,18 @@ pub(crate) fn block_on<T>(future: impl std::future::Future<Output = Result<T>>) 
         .block_on(future)
 }
 
+/// Which node to ask, and which chain it must be running.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct ChainArgs {
+    /// The node's JSON-RPC URL (http:// or ws://)
+    #[arg(long = "chain", global = true, value_name = "URL", env = "AGORA_CHAIN", default_value = DEFAULT_CHAIN)]
+    pub url: String,
+    /// Refuse a node that runs another chain than this one (its genesis chain id): without it,
+    /// a URL that reaches another chain is used silently
+    #[arg(long, global = true, value_name = "ID", env = "AGORA_CHAIN_ID")]
+    pub chain_id: Option<String>,
+}
+
 /// A connected node and its genesis (chain id, fees, mechanism).
 pub(crate) struct Chain {
     pub client: Client,
@@ -229,11 +240,17 @@ pub(crate) struct Chain {
 }
 
 impl Chain {
-    /// Connects and reads the genesis; an unreachable node gets an error that says what to start.
-    pub async fn connect(url: &str) -> Result<Chain> {
+    /// Connects and reads the genesis; an unreachable node gets an error that says what to
+    /// start, a node on another chain than `--chain-id` names is refused.
+    pub async fn connect(target: &ChainArgs) -> Result<Chain> {
+        let url = target.url.as_str();
         let client = Client::connect(url).await.map_err(|e| unreachable(url, e))?;
         let genesis = client.genesis().await.map_err(|e| unreachable(url, e))?;
-        Ok(Chain { client, genesis })
+        let chain = Chain { client, genesis };
+        if let Some(want) = target.chain_id.as_deref().filter(|&want| want != chain.id()) {
+            bail!("the node at {url} runs chain {:?}, not {want:?} (--chain-id, AGORA_CHAIN_ID)", chain.id());
+        }
+        Ok(chain)
     }
 
     pub fn id(&self) -> &str {
@@ -361,7 +378,7 @@ impl Keys {
 
 /// Runs `agora tx ...`.
 pub fn run(args: TxArgs) -> Result<()> {
-    let TxArgs { send: SendArgs { chain: url, wallet_dir, fee, password }, command } = args;
+    let TxArgs { send: SendArgs { chain: target, wallet_dir, fee, password }, command } = args;
     // Check every local input before touching the network or asking for a password.
     let fee = fee.as_deref().map(parse_tokens).transpose()?;
     // The commitment file a reveal spends: removed once the reveal is applied.
@@ -445,14 +462,14 @@ pub fn run(args: TxArgs) -> Result<()> {
             (keys, Some(Call::RevealWeights { uids: p.uids, values: p.values, salt: p.salt }))
         }
     };
-    send(&url, fee, &password, keys, call, spent_commit)
+    send(&target, fee, &password, keys, call, spent_commit)
 }
 
 /// Signs `call` (or, for `None`, a proof-of-work `register` solved here) with the key the
 /// ledger expects for its kind, submits it and waits for its block; prints what happened.
 /// `spent_commit`: a commitment file to remove once the transaction is applied.
 pub(crate) fn send(
-    url: &str,
+    target: &ChainArgs,
     fee: Option<u64>,
     password: &PasswordArgs,
     keys: Keys,
@@ -468,7 +485,7 @@ pub(crate) fn send(
     // wasted on a key that cannot sign.
     let key = keys.signer(kind, password)?;
     block_on(async move {
-        let chain = Chain::connect(url).await?;
+        let chain = Chain::connect(target).await?;
         if matches!(keys.source, KeySource::Dev(_)) && chain.id() != ledger::GenesisConfig::default().chain_id
         {
             bail!(
@@ -479,7 +496,7 @@ pub(crate) fn send(
         }
         let call = match call {
             Some(c) => c,
-            None => register_call(&chain, url, keys.hotkey()?, keys.coldkey).await?,
+            None => register_call(&chain, &target.url, keys.hotkey()?, keys.coldkey).await?,
         };
         let sender = ledger::public_key(&key);
         let fee = fee.unwrap_or_else(|| chain.genesis.config.fees.min_fee(kind));

@@ -57,9 +57,8 @@ enum WalletCommand {
         /// Wallet name
         #[arg(long)]
         name: String,
-        /// The node's JSON-RPC URL
-        #[arg(long, value_name = "URL", env = "AGORA_CHAIN", default_value = crate::tx_cmd::DEFAULT_CHAIN)]
-        chain: String,
+        #[command(flatten)]
+        chain: crate::tx_cmd::ChainArgs,
     },
     /// Regenerate a coldkey (or with --hotkey, a hotkey) from its mnemonic
     Regen {
@@ -247,10 +246,10 @@ fn show(w: &Wallet) -> Result<()> {
 
 /// `agora wallet balance`: free balance of the coldkey, then each hotkey's neuron (looked up by
 /// hotkey; a hotkey need not be registered, nor owned by this coldkey on chain).
-fn balance(w: &Wallet, url: &str) -> Result<()> {
+fn balance(w: &Wallet, target: &crate::tx_cmd::ChainArgs) -> Result<()> {
     let hotkeys = w.hotkeys()?;
     crate::tx_cmd::block_on(async {
-        let chain = crate::tx_cmd::Chain::connect(url).await?;
+        let chain = crate::tx_cmd::Chain::connect(target).await?;
         let cold = w.coldkey_public();
         let account = chain.client.account(&cold).await?;
         println!("wallet {}  chain {}", w.name(), chain.id());

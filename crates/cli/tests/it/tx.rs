@@ -12,7 +12,8 @@ use std::process::{Command, Output};
 pub(crate) fn agora_at(url: &str, dir: &TempDir, password: Option<&str>, args: &[&str]) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_agora"));
     cmd.args(args).args(["--chain", url]);
-    cmd.env_remove("AGORA_PASSWORD").env_remove("AGORA_CHAIN").env("AGORA_WALLET_DIR", dir.path());
+    cmd.env_remove("AGORA_PASSWORD").env_remove("AGORA_CHAIN").env_remove("AGORA_CHAIN_ID");
+    cmd.env("AGORA_WALLET_DIR", dir.path());
     if let Some(pw) = password {
         cmd.env("AGORA_PASSWORD", pw);
     }
@@ -155,6 +156,27 @@ fn an_unreachable_node_is_named_with_what_to_start() {
     fails(&o, "agora node --dev");
     let o = agora_at("ftp://x", &dir, None, &["metagraph"]);
     fails(&o, "neither http");
+}
+
+/// A client told which chain to expect refuses a node that runs another, before it signs
+/// anything; without `--chain-id` the same commands go through.
+#[test]
+fn a_node_on_another_chain_than_chain_id_names_is_refused() {
+    let dir = TempDir::new("tx-chain-id");
+    let node = NodeProc::start(dir.0.join("data").to_str().unwrap(), &["--instant"]);
+    let url = node.http();
+    let dev = ledger::GenesisConfig::default().chain_id;
+    let to = "00".repeat(32);
+    let transfer = ["tx", "transfer", "--dev-account", "alice", "--to", to.as_str(), "--amount", "1"];
+    for args in [&["metagraph"][..], &transfer[..]] {
+        let mut wrong = args.to_vec();
+        wrong.extend(["--chain-id", "agora-main"]);
+        let o = agora_at(&url, &dir, None, &wrong);
+        fails(&o, &format!("runs chain {dev:?}, not \"agora-main\""));
+        let mut right = args.to_vec();
+        right.extend(["--chain-id", dev.as_str()]);
+        ok(&agora_at(&url, &dir, None, &right));
+    }
 }
 
 #[test]
