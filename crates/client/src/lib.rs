@@ -173,6 +173,16 @@ impl Client {
         self.call("agora_genesis", rpc_params![]).await
     }
 
+    /// `agora_neurons`: one sorted page of the neuron table.
+    pub async fn neurons(&self, query: NeuronsQuery) -> Result<NeuronPage, ClientError> {
+        self.call("agora_neurons", rpc_params![query]).await
+    }
+
+    /// `agora_network`: chain id, mechanism, n, head, issuance, block time.
+    pub async fn network(&self) -> Result<NetworkInfo, ClientError> {
+        self.call("agora_network", rpc_params![]).await
+    }
+
     /// `agora_difficulty`: the current proof-of-work difficulty of `register`.
     pub async fn difficulty(&self) -> Result<u64, ClientError> {
         self.call("agora_difficulty", rpc_params![]).await

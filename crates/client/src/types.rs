@@ -241,6 +241,89 @@ pub struct EvidenceInfo {
     pub view: u64,
 }
 
+/// Most neurons one `agora_neurons` call returns.
+pub const MAX_NEURONS_PER_PAGE: u32 = 1000;
+
+/// What `agora_neurons` sorts by: the neuron table's columns.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NeuronSort {
+    #[default]
+    Uid,
+    Stake,
+    Rank,
+    Trust,
+    Consensus,
+    Incentive,
+    Dividends,
+    Emission,
+    ValidatorTrust,
+    LastUpdate,
+}
+
+/// `agora_neurons` parameters: one page of the neuron table, sorted on the node so that a
+/// browser never loads 10,000 rows to show 50.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NeuronsQuery {
+    /// Rows skipped (after sorting).
+    #[serde(default)]
+    pub offset: u32,
+    /// Rows returned, 1..=[`MAX_NEURONS_PER_PAGE`].
+    #[serde(default = "NeuronsQuery::default_limit")]
+    pub limit: u32,
+    #[serde(default)]
+    pub sort: NeuronSort,
+    /// Largest first (ties keep uid order).
+    #[serde(default)]
+    pub descending: bool,
+}
+
+impl NeuronsQuery {
+    fn default_limit() -> u32 {
+        100
+    }
+}
+
+impl Default for NeuronsQuery {
+    fn default() -> Self {
+        NeuronsQuery { offset: 0, limit: Self::default_limit(), sort: NeuronSort::Uid, descending: false }
+    }
+}
+
+/// `agora_neurons`: a page of the neuron table at `block`, out of `n` neurons.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct NeuronPage {
+    pub block: u64,
+    pub n: u32,
+    pub offset: u32,
+    pub neurons: Vec<ledger::Neuron>,
+}
+
+/// `agora_network`: the figures at the top of the dashboard, read in one call.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct NetworkInfo {
+    pub chain_id: String,
+    /// The incentive mechanism's name (`yuma`, `nakamoto`, ...).
+    pub mechanism: String,
+    /// Blocks per epoch.
+    pub tempo: u64,
+    pub n: u32,
+    /// The last final block.
+    pub head: ChainHead,
+    /// The latest notarized height (see [`ChainStatus::latest`]).
+    pub latest: u64,
+    pub issuance: Issuance,
+    /// Emission per block in force, base units.
+    pub tau: u64,
+    /// Mean milliseconds between the last (up to) [`BLOCK_TIME_WINDOW`] blocks' timestamps;
+    /// `None` before block 2.
+    pub block_time_ms: Option<f64>,
+}
+
+/// Blocks over which [`NetworkInfo::block_time_ms`] is averaged.
+pub const BLOCK_TIME_WINDOW: u64 = 10;
+
 #[cfg(test)]
 mod tests {
     use super::*;

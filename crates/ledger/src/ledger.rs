@@ -405,6 +405,12 @@ impl<S: Store> Ledger<S> {
         self.state.globals.difficulty
     }
 
+    /// The emission per block in force (the genesis' `emission_per_block`, moved at each epoch
+    /// under adaptive inflation), base units.
+    pub fn tau(&self) -> u64 {
+        self.state.globals.tau
+    }
+
     /// The metagraph at the current state (as the bittensor metagraph exposes it).
     pub fn metagraph(&self) -> Metagraph {
         let n = self.state.n();

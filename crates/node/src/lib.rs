@@ -11,8 +11,8 @@
 //! in instant mode), the mempool (`ledger::Mempool`, the same admission code as the in-process
 //! `LocalChain`), per-epoch state checkpoints for past metagraphs ([`history`]), the JSON-RPC
 //! 2.0 API over HTTP and WebSocket ([`rpc`], documented in `docs/rpc.md`) behind its own accept
-//! loop with per-address limits and timeouts ([`server`]), and `/metrics` ([`metrics`]) on the
-//! same port.
+//! loop with per-address limits and timeouts ([`server`]), and `/metrics` ([`metrics`]) and the
+//! web dashboard ([`dashboard`]) on the same port.
 //!
 //! Blocks go through the ledger's own boundary, `propose -> commit`, so a block is durable
 //! (one store transaction) before it is announced, and a restart resumes from the last
@@ -20,6 +20,7 @@
 //! included, is the ledger's.
 
 pub mod chain_dir;
+pub mod dashboard;
 pub mod history;
 pub mod metrics;
 pub mod rpc;

@@ -13,7 +13,8 @@ use crate::mempool::MempoolError;
 use crate::server::{Activity, Transport};
 use crate::Shared;
 use client::types::{
-    codes, AccountInfo, BlockId, BlockInfo, GenesisInfo, MetagraphInfo, NeuronQuery, TxLookup,
+    codes, AccountInfo, BlockId, BlockInfo, GenesisInfo, MetagraphInfo, NetworkInfo, NeuronQuery,
+    NeuronsQuery, TxLookup, BLOCK_TIME_WINDOW,
 };
 use jsonrpsee::core::middleware::{
     Batch, BatchEntry, BatchEntryErr, Notification, ResponseFuture, RpcServiceT,
@@ -180,6 +181,60 @@ pub fn module(shared: Arc<Shared>) -> Result<RpcModule<Arc<Shared>>, jsonrpsee::
                 BlockId::Hash(h) => error(codes::NOT_FOUND, format!("no committed block has hash {h}")),
             }),
         }
+    })?;
+
+    m.register_blocking_method("agora_neurons", |params, s, _| {
+        let expected = r#"{"offset": <number>, "limit": 1..=1000, "sort": "<column>", "descending": <bool>}"#;
+        // Named, one positional object, or nothing (the first 100 by uid). Parsed here rather
+        // than by jsonrpsee, whose error drops serde's message (which field, which variants).
+        let raw: serde_json::Value = match params.as_str() {
+            None => serde_json::Value::Null,
+            Some(raw) => {
+                serde_json::from_str(raw).map_err(|e| invalid(format!("expected {expected}: {e}")))?
+            }
+        };
+        let one_param = match raw {
+            serde_json::Value::Array(mut a) if a.len() <= 1 => a.pop().unwrap_or_default(),
+            serde_json::Value::Array(a) => {
+                return Err(invalid(format!("expected one parameter, {expected}; got {}", a.len())))
+            }
+            other => other,
+        };
+        let q: NeuronsQuery = if one_param.is_null() {
+            NeuronsQuery::default()
+        } else {
+            serde_json::from_value(one_param).map_err(|e| invalid(format!("expected {expected}: {e}")))?
+        };
+        let ledger = s.ledger();
+        crate::dashboard::neuron_page(ledger.neurons(), ledger.head().height, &q)
+            .map_err(|e| invalid(e.to_string()))
+    })?;
+
+    m.register_blocking_method("agora_network", |_, s, _| {
+        let latest = s.status().latest;
+        let ledger = s.ledger();
+        let head = ledger.head();
+        let genesis = ledger.genesis();
+        // The mean interval over the last blocks (height 0 is genesis and has no timestamp).
+        let first = head.height.saturating_sub(BLOCK_TIME_WINDOW).max(1);
+        let block_time_ms = match (head.height > first).then(|| ledger.block(first)) {
+            Some(r) => r.map_err(storage)?.map(|b| {
+                head.timestamp_ms.saturating_sub(b.block.header.timestamp_ms) as f64
+                    / (head.height - first) as f64
+            }),
+            None => None,
+        };
+        Ok::<_, ErrorObjectOwned>(NetworkInfo {
+            chain_id: genesis.chain_id.clone(),
+            mechanism: genesis.mechanism.name().to_string(),
+            tempo: genesis.tempo,
+            n: ledger.neurons().len() as u32,
+            head,
+            latest,
+            issuance: ledger.issuance(),
+            tau: ledger.tau(),
+            block_time_ms,
+        })
     })?;
 
     m.register_blocking_method("agora_head", |_, s, _| Ok::<_, ErrorObjectOwned>(s.ledger().head()))?;

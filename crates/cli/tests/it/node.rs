@@ -306,4 +306,55 @@ async fn node_from_a_genesis_file_runs_epochs_and_serves_the_metagraph() {
     let past = c.metagraph(Some(before.block)).await.expect("metagraph at a past height");
     assert_eq!(past, before);
     assert_ne!(past.weights, mg.weights);
+    dashboard_methods_agree_with_the_metagraph(&c, &n.addr, &mg).await;
+}
+
+/// The dashboard's calls (`agora_neurons`, `agora_network`) against the metagraph, their bad
+/// parameters refused with what was expected, and the page itself on `GET /`.
+async fn dashboard_methods_agree_with_the_metagraph(c: &Client, addr: &str, mg: &client::MetagraphInfo) {
+    use client::{NeuronSort, NeuronsQuery};
+    let all = c.neurons(NeuronsQuery::default()).await.expect("neurons");
+    assert_eq!((all.n, all.block, all.offset), (3, mg.block, 0));
+    assert_eq!(all.neurons.iter().map(|n| n.stake).collect::<Vec<_>>(), mg.S);
+    assert_eq!(all.neurons.iter().map(|n| n.scores.incentive).collect::<Vec<_>>(), mg.I);
+    // Sorted by incentive, largest first, one at a time from the second.
+    let q = NeuronsQuery { offset: 1, limit: 1, sort: NeuronSort::Incentive, descending: true };
+    let page = c.neurons(q).await.expect("a page");
+    let mut by_incentive: Vec<usize> = (0..3).collect();
+    by_incentive.sort_by(|&a, &b| mg.I[b].total_cmp(&mg.I[a]).then(a.cmp(&b)));
+    assert_eq!(page.neurons.len(), 1);
+    assert_eq!(usize::from(page.neurons[0].uid), by_incentive[1]);
+    let net = c.network().await.expect("network");
+    assert_eq!((net.chain_id.as_str(), net.mechanism.as_str(), net.n), ("agora-it", "yuma", 3));
+    assert_eq!(net.head.height, mg.block);
+    assert_eq!((net.issuance, net.tau), (mg.issuance, mg.tau));
+    assert!(net.block_time_ms.is_some_and(|ms| ms >= 0.0), "{net:?}");
+
+    // Bad parameters: JSON-RPC's invalid-params code, and the message says what is allowed.
+    let call = |params: &str| {
+        let body = format!(r#"{{"jsonrpc":"2.0","id":1,"method":"agora_neurons","params":{params}}}"#);
+        let v: serde_json::Value = serde_json::from_str(&node::test_utils::post(addr, &body)).expect("json");
+        assert_eq!(v["error"]["code"], codes::INVALID_PARAMS, "{params}: {v}");
+        v["error"]["message"].as_str().unwrap_or_default().to_string()
+    };
+    assert!(call(r#"[{"limit": 0}]"#).contains("ask for 1 to 1000"));
+    assert!(call(r#"{"limit": 5000}"#).contains("ask for 1 to 1000"));
+    let m = call(r#"[{"sort": "height"}]"#);
+    assert!(m.contains("unknown variant `height`") && m.contains("`incentive`"), "{m}");
+    assert!(call(r#"[{"offset": -1}]"#).contains("expected"));
+    assert!(call(r#"[{"colour": "red"}]"#).contains("unknown field `colour`"));
+
+    // The page, its assets, and nothing else, on plain HTTP.
+    let get = |path: &str| {
+        let mut s = std::net::TcpStream::connect(addr).expect("connect");
+        write!(s, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").expect("write");
+        let mut out = String::new();
+        s.read_to_string(&mut out).expect("read");
+        out
+    };
+    let page = get("/");
+    assert!(page.starts_with("HTTP/1.0 200") && page.contains("<title>Agora</title>"), "{page}");
+    assert!(page.to_lowercase().contains("content-security-policy: default-src 'self'"), "{page}");
+    assert!(get("/dashboard.js").contains("agora_subscribeNewHeads"));
+    assert!(!get("/nothing-here").starts_with("HTTP/1.0 200"));
 }

@@ -1,0 +1,167 @@
+//! The web dashboard every node serves on its RPC port: `GET /` and its few assets, compiled
+//! into the binary (no CDN, no files to install), plus the sorted, paged neuron table behind
+//! `agora_neurons`. The page reads the node only through its public JSON-RPC and WebSocket
+//! subscription, like any other client: the assets are plain HTML, CSS and our own JS (charts
+//! are drawn as SVG by that JS), so there is no build step and no third-party code.
+
+use client::types::{NeuronPage, NeuronSort, NeuronsQuery, MAX_NEURONS_PER_PAGE};
+use jsonrpsee::server::HttpResponse;
+use ledger::Neuron;
+use std::cmp::Ordering;
+
+/// One file the dashboard is made of.
+struct Asset {
+    path: &'static str,
+    content_type: &'static str,
+    body: &'static str,
+}
+
+const ASSETS: [Asset; 3] = [
+    Asset {
+        path: "/",
+        content_type: "text/html; charset=utf-8",
+        body: include_str!("../dashboard/index.html"),
+    },
+    Asset {
+        path: "/dashboard.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_str!("../dashboard/dashboard.js"),
+    },
+    Asset {
+        path: "/dashboard.css",
+        content_type: "text/css; charset=utf-8",
+        body: include_str!("../dashboard/dashboard.css"),
+    },
+];
+
+/// The page may load and connect only to the node that served it (`'self'` covers its
+/// WebSocket in current browsers; the explicit `ws:` form is for older ones).
+const CSP: &str = "default-src 'self'; connect-src 'self' ws: wss:; img-src 'self' data:; \
+                   style-src 'self'; script-src 'self'; frame-ancestors 'none'";
+
+/// The response for `GET path`, if `path` is one of the dashboard's files.
+pub fn response(path: &str) -> Option<HttpResponse> {
+    let asset = ASSETS.iter().find(|a| a.path == path || (a.path == "/" && path == "/index.html"))?;
+    let r = http::Response::builder()
+        .header(http::header::CONTENT_TYPE, asset.content_type)
+        .header(http::header::CACHE_CONTROL, "no-cache")
+        .header(http::header::CONTENT_SECURITY_POLICY, CSP)
+        .header(http::header::X_CONTENT_TYPE_OPTIONS, "nosniff")
+        .body(jsonrpsee::server::HttpBody::from(asset.body))
+        .ok()?;
+    Some(r)
+}
+
+/// Why an `agora_neurons` query was refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum PageError {
+    #[error("limit {0} is out of range: ask for 1 to {MAX_NEURONS_PER_PAGE} neurons per call")]
+    Limit(u32),
+}
+
+fn key(n: &Neuron, sort: NeuronSort) -> f64 {
+    let s = &n.scores;
+    match sort {
+        NeuronSort::Uid => f64::from(n.uid),
+        NeuronSort::Stake => n.stake as f64,
+        NeuronSort::Rank => s.rank,
+        NeuronSort::Trust => s.trust,
+        NeuronSort::Consensus => s.consensus,
+        NeuronSort::Incentive => s.incentive,
+        NeuronSort::Dividends => s.dividends,
+        NeuronSort::Emission => s.emission as f64,
+        NeuronSort::ValidatorTrust => s.validator_trust,
+        // Never set weights sorts below block 0.
+        NeuronSort::LastUpdate => n.last_weights_block.map_or(-1.0, |b| b as f64),
+    }
+}
+
+/// One page of `neurons` (the table at `block`) sorted by `q.sort`, ties in uid order.
+pub fn neuron_page(neurons: &[Neuron], block: u64, q: &NeuronsQuery) -> Result<NeuronPage, PageError> {
+    if q.limit == 0 || q.limit > MAX_NEURONS_PER_PAGE {
+        return Err(PageError::Limit(q.limit));
+    }
+    let mut order: Vec<&Neuron> = neurons.iter().collect();
+    if q.sort != NeuronSort::Uid || q.descending {
+        order.sort_by(|a, b| {
+            let by_key = key(a, q.sort).total_cmp(&key(b, q.sort));
+            let by_key = if q.descending { by_key.reverse() } else { by_key };
+            match by_key {
+                Ordering::Equal => a.uid.cmp(&b.uid),
+                o => o,
+            }
+        });
+    }
+    let rows = order.into_iter().skip(q.offset as usize).take(q.limit as usize).cloned().collect();
+    Ok(NeuronPage { block, n: neurons.len() as u32, offset: q.offset, neurons: rows })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ledger::{NeuronScores, PublicKey};
+
+    fn neuron(uid: u16, stake: u64, incentive: f64, last: Option<u64>) -> Neuron {
+        Neuron {
+            uid,
+            hotkey: PublicKey([uid as u8; 32]),
+            coldkey: PublicKey([0; 32]),
+            stake,
+            endpoint: None,
+            registered_at: 0,
+            last_weights_block: last,
+            last_emission_block: 0,
+            pending_emission: 0,
+            emission_rate: 0,
+            scores: NeuronScores { incentive, ..Default::default() },
+            weights_commit: None,
+            model: None,
+        }
+    }
+
+    fn uids(p: &NeuronPage) -> Vec<u16> {
+        p.neurons.iter().map(|n| n.uid).collect()
+    }
+
+    #[test]
+    fn pages_sort_on_the_node_with_ties_in_uid_order() {
+        let t = vec![
+            neuron(0, 5, 0.1, None),
+            neuron(1, 9, 0.3, Some(4)),
+            neuron(2, 5, 0.3, Some(2)),
+            neuron(3, 1, 0.0, None),
+        ];
+        let q = |sort, descending, offset, limit| NeuronsQuery { offset, limit, sort, descending };
+        assert_eq!(uids(&neuron_page(&t, 7, &q(NeuronSort::Uid, false, 0, 10)).unwrap()), [0, 1, 2, 3]);
+        assert_eq!(uids(&neuron_page(&t, 7, &q(NeuronSort::Stake, true, 0, 10)).unwrap()), [1, 0, 2, 3]);
+        assert_eq!(uids(&neuron_page(&t, 7, &q(NeuronSort::Stake, false, 0, 10)).unwrap()), [3, 0, 2, 1]);
+        assert_eq!(uids(&neuron_page(&t, 7, &q(NeuronSort::Incentive, true, 1, 2)).unwrap()), [2, 0]);
+        assert_eq!(uids(&neuron_page(&t, 7, &q(NeuronSort::LastUpdate, true, 0, 10)).unwrap()), [1, 2, 0, 3]);
+        assert_eq!(uids(&neuron_page(&t, 7, &q(NeuronSort::Uid, true, 0, 2)).unwrap()), [3, 2]);
+        let past_end = neuron_page(&t, 7, &q(NeuronSort::Uid, false, 10, 5)).unwrap();
+        assert_eq!((past_end.n, past_end.block, past_end.neurons.len()), (4, 7, 0));
+    }
+
+    #[test]
+    fn a_page_of_zero_or_too_many_rows_is_refused() {
+        let q = |limit| NeuronsQuery { limit, ..Default::default() };
+        assert_eq!(neuron_page(&[], 0, &q(0)).unwrap_err(), PageError::Limit(0));
+        assert_eq!(neuron_page(&[], 0, &q(1001)).unwrap_err(), PageError::Limit(1001));
+        assert!(neuron_page(&[], 0, &q(1000)).is_ok());
+    }
+
+    #[test]
+    fn the_page_and_its_assets_are_served_and_nothing_else() {
+        for path in ["/", "/index.html", "/dashboard.js", "/dashboard.css"] {
+            let r = response(path).unwrap_or_else(|| panic!("{path} is served"));
+            assert!(r.headers()[http::header::CONTENT_SECURITY_POLICY].to_str().unwrap().contains("'self'"));
+        }
+        assert!(response("/metrics").is_none() && response("/../Cargo.toml").is_none());
+        // Every asset the page names is one the node serves (nothing from elsewhere).
+        let html = ASSETS[0].body;
+        for a in &ASSETS[1..] {
+            assert!(html.contains(&format!("\"{}\"", a.path)), "index.html loads {}", a.path);
+        }
+        assert!(!html.contains("http://") && !html.contains("https://"), "no outside URL in the page");
+    }
+}
