@@ -71,6 +71,27 @@ try {
   assert.match(await text("#live"), /^live · block \d+$/);
   await page.screenshot({ path: `${out}/network.png`, fullPage: true });
 
+  step("history page: each chart has a line per neuron with the node's data points");
+  await page.goto(`${url}/#/history`);
+  const line = (series, uid) => page.locator(`svg[data-series="${series}"] polyline[data-uid="${uid}"]`);
+  await line("stake_share", 0).waitFor();
+  const stakes = expected.map((e, uid) => Number(e.stake) + (uid === 0 ? 1 : 0));
+  const total = stakes.reduce((a, b) => a + b, 0);
+  for (const series of ["stake_share", "incentive", "emission"]) {
+    assert.equal(await page.locator(`svg[data-series="${series}"] polyline`).count(), expected.length, series);
+  }
+  for (const [uid, stake] of stakes.entries()) {
+    const heights = (await line("stake_share", uid).getAttribute("data-heights")).split(",").map(Number);
+    const values = (await line("stake_share", uid).getAttribute("data-values")).split(",").map(Number);
+    assert.ok(heights.length >= 2 && heights.length === values.length, `uid ${uid}: ${heights.length} points`);
+    assert.ok(heights.every((h, k) => k === 0 || h > heights[k - 1]), "heights ascend");
+    // The last sample is after the extra stake (the page refreshed since it showed in the table).
+    assert.ok(Math.abs(values[values.length - 1] - stake / total) < 1e-4, `uid ${uid} share ${values.at(-1)} vs ${stake / total}`);
+  }
+  // No epoch has run yet (tempo 100): incentive is 0 at every point.
+  assert.match(await line("incentive", 2).getAttribute("data-values"), /^0(,0)*$/);
+  await page.screenshot({ path: `${out}/history.png`, fullPage: true });
+
   step("blocks page: the last blocks with their transactions");
   await page.goto(`${url}/#/blocks`);
   await page.waitForSelector("#blocks tr");

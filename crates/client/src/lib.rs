@@ -183,6 +183,11 @@ impl Client {
         self.call("agora_network", rpc_params![]).await
     }
 
+    /// `agora_history`: stake share, incentive and emission per neuron over blocks.
+    pub async fn history(&self, query: HistoryQuery) -> Result<HistorySeries, ClientError> {
+        self.call("agora_history", rpc_params![query]).await
+    }
+
     /// `agora_difficulty`: the current proof-of-work difficulty of `register`.
     pub async fn difficulty(&self) -> Result<u64, ClientError> {
         self.call("agora_difficulty", rpc_params![]).await

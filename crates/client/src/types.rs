@@ -324,6 +324,43 @@ pub struct NetworkInfo {
 /// Blocks over which [`NetworkInfo::block_time_ms`] is averaged.
 pub const BLOCK_TIME_WINDOW: u64 = 10;
 
+/// `agora_history` parameters: which neurons (default: the 10 with the most stake now) over
+/// which blocks (default: everything the node kept up to the head).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HistoryQuery {
+    #[serde(default)]
+    pub uids: Option<Vec<u16>>,
+    #[serde(default)]
+    pub from: Option<u64>,
+    #[serde(default)]
+    pub to: Option<u64>,
+}
+
+/// `agora_history`: the sampled heights in `from..=to` (every `stride` blocks) and, per
+/// neuron, its values at each of them (`null` where the uid was not registered yet).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct HistorySeries {
+    pub from: u64,
+    pub to: u64,
+    pub stride: u64,
+    pub heights: Vec<u64>,
+    pub neurons: Vec<NeuronHistory>,
+}
+
+/// One neuron's series in [`HistorySeries`]: its uid and today's hotkey of that uid.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct NeuronHistory {
+    pub uid: u16,
+    pub hotkey: PublicKey,
+    /// Its stake over the total stake.
+    pub stake_share: Vec<Option<f32>>,
+    /// I of the last epoch.
+    pub incentive: Vec<Option<f32>>,
+    /// E of the last epoch, base units.
+    pub emission: Vec<Option<u64>>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

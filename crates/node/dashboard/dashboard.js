@@ -293,6 +293,94 @@ async function txPage(main, id) {
   return refresh;
 }
 
+// ---- history: charts drawn as SVG here (a chart library would be more code than this) -----
+const SVG = "http://www.w3.org/2000/svg";
+const PALETTE = ["#2f6fdb", "#d9480f", "#2b8a3e", "#ae3ec9", "#e67700", "#0c8599", "#c2255c", "#5c940d", "#495057", "#364fc7"];
+
+function svg(tag, attrs = {}, ...children) {
+  const e = document.createElementNS(SVG, tag);
+  for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, v);
+  for (const c of children) e.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  return e;
+}
+
+// One line per neuron over the sampled heights; each line carries its data points in
+// data-heights and data-values (what the browser test checks).
+function lineChart(key, title, hist, fmt) {
+  const W = 620, H = 220, L = 64, R = 12, T = 12, B = 28;
+  const { heights } = hist;
+  const values = hist.neurons.flatMap((n) => n[key].filter((v) => v != null));
+  const ymax = Math.max(1e-12, ...values);
+  const x0 = heights[0] ?? 0, x1 = heights[heights.length - 1] ?? 1;
+  const x = (h) => L + ((h - x0) / Math.max(1, x1 - x0)) * (W - L - R);
+  const y = (v) => T + (1 - v / ymax) * (H - T - B);
+  const chart = svg("svg", { viewBox: `0 0 ${W} ${H}`, class: "chart", "data-series": key });
+  for (const f of [0, 0.5, 1]) {
+    chart.append(
+      svg("line", { x1: L, x2: W - R, y1: y(f * ymax), y2: y(f * ymax), class: "grid" }),
+      svg("text", { x: L - 6, y: y(f * ymax) + 4, "text-anchor": "end", class: "tick" }, fmt(f * ymax)),
+    );
+  }
+  chart.append(
+    svg("text", { x: L, y: H - 8, class: "tick" }, `block ${x0}`),
+    svg("text", { x: W - R, y: H - 8, "text-anchor": "end", class: "tick" }, `block ${x1}`),
+  );
+  hist.neurons.forEach((n, i) => {
+    const pts = heights.map((h, k) => [h, n[key][k]]).filter(([, v]) => v != null);
+    chart.append(
+      svg("polyline", {
+        points: pts.map(([h, v]) => `${x(h).toFixed(1)},${y(v).toFixed(1)}`).join(" "),
+        stroke: PALETTE[i % PALETTE.length],
+        class: "series",
+        "data-uid": n.uid,
+        "data-heights": pts.map(([h]) => h).join(","),
+        "data-values": pts.map(([, v]) => v).join(","),
+      }),
+    );
+  });
+  return el("figure", { class: "chart-box" }, el("figcaption", {}, title), chart);
+}
+
+// A colour square; set through the CSSOM, which the page's Content-Security-Policy allows
+// (a style attribute it would refuse).
+function swatch(colour) {
+  const i = el("i");
+  i.style.background = colour;
+  return i;
+}
+
+async function historyPage(main) {
+  const box = el("section", { id: "history" });
+  main.append(el("h2", {}, "History: the 10 neurons with the most stake"), box);
+  async function refresh() {
+    let hist;
+    try {
+      hist = await rpc("agora_history");
+    } catch (e) {
+      box.replaceChildren(errorBox(e));
+      return;
+    }
+    const legend = el(
+      "div",
+      { class: "legend" },
+      hist.neurons.map((n, i) => el("span", {}, swatch(PALETTE[i % PALETTE.length]), ` uid ${n.uid} ${short(n.hotkey)}`)),
+    );
+    box.replaceChildren(
+      el("p", { class: "muted" }, `${hist.heights.length} samples from block ${hist.heights[0] ?? "-"} to ${hist.heights[hist.heights.length - 1] ?? "-"}, one every ${hist.stride} blocks (kept by the node since it started, at most 256)`),
+      legend,
+      el(
+        "div",
+        { class: "charts" },
+        lineChart("stake_share", "stake share", hist, (v) => `${(v * 100).toFixed(1)}%`),
+        lineChart("incentive", "incentive I (last epoch)", hist, (v) => v.toFixed(3)),
+        lineChart("emission", "emission E (last epoch, tokens)", hist, (v) => tokens(v)),
+      ),
+    );
+  }
+  await refresh();
+  return refresh;
+}
+
 // ---- routing ---------------------------------------------------------------------------
 let onHead = null;
 headListeners.add((h) => onHead && onHead(h));
@@ -306,6 +394,7 @@ async function route() {
   let refresh;
   try {
     if (page === "blocks") refresh = await blocksPage(main);
+    else if (page === "history") refresh = await historyPage(main);
     else if (page === "tx") refresh = await txPage(main, arg || "");
     else refresh = await networkPage(main);
   } catch (e) {

@@ -28,6 +28,7 @@ pub mod server;
 pub mod store;
 #[cfg(any(test, feature = "test-utils"))]
 pub mod test_utils;
+pub mod trends;
 
 /// The mempool moved into the ledger crate; kept under its old path for callers.
 pub use ledger::mempool;
@@ -189,6 +190,8 @@ pub struct Shared {
     pub metrics: Metrics,
     /// Checkpoints and past states.
     history: History,
+    /// Sampled stake shares, incentives and emissions for the dashboard's charts.
+    trends: Mutex<trends::Trends>,
     /// The RPC server's connections and refusals.
     pub rpc: Arc<Connections>,
 }
@@ -218,6 +221,7 @@ impl Shared {
             rejected_in_block: Mutex::new(HashMap::new()),
             metrics: Metrics::default(),
             history,
+            trends: Mutex::new(trends::Trends::default()),
             rpc: Arc::new(Connections::new(limits)),
         };
         shared.metrics.height.store(height, Ordering::Relaxed);
@@ -327,6 +331,7 @@ impl Shared {
         if let Err(e) = self.history.after_block(outcome.header.height, ledger.store()) {
             tracing::warn!(height = outcome.header.height, error = %e, "checkpoint not written");
         }
+        self.trends.lock().unwrap_or_else(|p| p.into_inner()).record(outcome.header.height, ledger.neurons());
         log_block(outcome, took);
         let m = &self.metrics;
         m.height.store(outcome.header.height, Ordering::Relaxed);

@@ -344,6 +344,33 @@ async fn dashboard_methods_agree_with_the_metagraph(c: &Client, addr: &str, mg: 
     assert!(call(r#"[{"offset": -1}]"#).contains("expected"));
     assert!(call(r#"[{"colour": "red"}]"#).contains("unknown field `colour`"));
 
+    // The history the node sampled: every block so far, the last sample the table now.
+    let hist = c.history(client::HistoryQuery::default()).await.expect("history");
+    assert_eq!(hist.neurons.len(), 3);
+    assert_eq!(hist.heights.last(), Some(&mg.block));
+    let total: u64 = mg.S.iter().sum();
+    for n in &hist.neurons {
+        let u = usize::from(n.uid);
+        let share = n.stake_share.last().copied().flatten().expect("a share at the head");
+        assert!((f64::from(share) - mg.S[u] as f64 / total as f64).abs() < 1e-6, "{n:?}");
+        assert_eq!(n.emission.last().copied().flatten(), Some(mg.E[u]));
+    }
+    let refused = |q: client::HistoryQuery| async move {
+        match c.history(q).await {
+            Err(ClientError::Rpc { code, message, .. }) => (code, message),
+            other => panic!("expected an error, got {other:?}"),
+        }
+    };
+    let (code, m) = refused(client::HistoryQuery { uids: Some(vec![0, 9]), ..Default::default() }).await;
+    assert_eq!((code, m.as_str()), (codes::NOT_FOUND, "no neuron with uid 9: the network has 3 neurons"));
+    let (code, m) = refused(client::HistoryQuery { from: Some(0), to: Some(mg.block + 5), uids: None }).await;
+    assert_eq!(code, codes::NOT_FOUND, "{m}");
+    let (code, m) = refused(client::HistoryQuery { from: Some(5), to: Some(1), uids: None }).await;
+    assert_eq!((code, m.as_str()), (codes::INVALID_PARAMS, "from block 5 is after to block 1"));
+    let (code, m) =
+        refused(client::HistoryQuery { uids: Some((0..100).collect()), ..Default::default() }).await;
+    assert_eq!((code, m.as_str()), (codes::INVALID_PARAMS, "100 uids asked for: at most 64 per call"));
+
     // The page, its assets, and nothing else, on plain HTTP.
     let get = |path: &str| {
         let mut s = std::net::TcpStream::connect(addr).expect("connect");
