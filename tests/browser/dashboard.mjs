@@ -92,6 +92,24 @@ try {
   assert.match(await line("incentive", 2).getAttribute("data-values"), /^0(,0)*$/);
   await page.screenshot({ path: `${out}/history.png`, fullPage: true });
 
+  step("neuron page: its row, its weights given and received");
+  await page.goto(`${url}/#/`); // follow the link from the network table
+  await row(0).locator('td[data-col="uid"] a').click();
+  await page.waitForSelector("#neuron-hotkey");
+  assert.equal(await text("#neuron-hotkey"), expected[0].hotkey);
+  assert.equal(await text("#neuron-stake"), (Number(expected[0].stake) + 1).toString());
+  const pairs = (id) => page.locator(`#${id} tbody tr[data-uid]`).evaluateAll((rs) => rs.map((r) => [r.dataset.uid, r.querySelector('[data-col="value"]').innerText]));
+  assert.deepEqual(await pairs("given"), [["1", "0.2500"], ["2", "0.7500"]]);
+  assert.deepEqual(await pairs("received"), []);
+  assert.equal(await page.locator('#neuron svg[data-series="stake_share"] polyline').count(), 1);
+  await page.screenshot({ path: `${out}/neuron.png`, fullPage: true });
+  await page.goto(`${url}/#/neuron/2`);
+  await page.waitForSelector("#received");
+  assert.deepEqual(await pairs("received"), [["0", "0.7500"]]);
+  await page.goto(`${url}/#/neuron/7`);
+  await page.waitForSelector("#error");
+  assert.match(await text("#error"), /no neuron with uid 7: the network has 3 neurons \(code -33013\)/);
+
   step("blocks page: the last blocks with their transactions");
   await page.goto(`${url}/#/blocks`);
   await page.waitForSelector("#blocks tr");

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The dashboard's browser test: starts a real `agora node --dev`, registers three neurons with
-# the CLI (wallet, transfer, register, serve, stake), then drives Debian's headless Chromium
+# the CLI (wallet, transfer, register, serve, stake, weights), then drives Debian's headless Chromium
 # with playwright-core (dashboard.mjs) against the node's page. Screenshots go to
 # target/dashboard/. Needs: `cargo build --bin agora`, `npm ci` in this folder, /usr/bin/chromium
 # (CHROMIUM=... for another path).
@@ -45,6 +45,8 @@ for i in 1 2 3; do
   tx=$(echo "$stake_out" | field transaction)
   neurons+=("{\"hotkey\":\"$hot\",\"stake\":\"$((i * 10)).5\",\"endpoint\":\"10.0.0.$i:800$i\",\"stake_tx\":\"$tx\"}")
 done
+# uid 0 weighs uids 1 and 2 as 1:3 (the CLI normalises to 0.25, 0.75).
+"$AGORA" tx weights --wallet w1 --hotkey h --uids 1,2 --values 1,3 >/dev/null
 (IFS=,; echo "[${neurons[*]}]") >"$WORK/expected.json"
 echo "registered: $(cat "$WORK/expected.json")"
 

@@ -188,6 +188,11 @@ impl Client {
         self.call("agora_history", rpc_params![query]).await
     }
 
+    /// `agora_weights`: a neuron's weights given and received and its bonds.
+    pub async fn weights(&self, uid: u16) -> Result<NeuronLinks, ClientError> {
+        self.call("agora_weights", rpc_params![uid]).await
+    }
+
     /// `agora_difficulty`: the current proof-of-work difficulty of `register`.
     pub async fn difficulty(&self) -> Result<u64, ClientError> {
         self.call("agora_difficulty", rpc_params![]).await

@@ -361,6 +361,19 @@ pub struct NeuronHistory {
     pub emission: Vec<Option<u64>>,
 }
 
+/// `agora_weights`: one neuron's place in W and its bonds, for the dashboard's neuron page.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct NeuronLinks {
+    pub uid: u16,
+    pub block: u64,
+    /// Its row of W: `[uid, weight]` it sets on others (weights sum to 1).
+    pub given: Vec<(u16, f64)>,
+    /// Its column of W: `[uid, weight]` others set on it.
+    pub received: Vec<(u16, f64)>,
+    /// Its row of bonds B: `[uid, bond]`.
+    pub bonds: Vec<(u16, f64)>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

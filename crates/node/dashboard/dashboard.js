@@ -107,7 +107,7 @@ function errorBox(e) {
 // ---- network page ----------------------------------------------------------------------
 // The metagraph table's columns: header, agora_neurons sort key (null: not sortable), cell.
 const COLUMNS = [
-  ["uid", "uid", (n) => n.uid],
+  ["uid", "uid", (n) => el("a", { href: `#/neuron/${n.uid}` }, n.uid)],
   ["hotkey", null, (n) => el("span", { title: n.hotkey, class: "mono" }, short(n.hotkey))],
   ["stake", "stake", (n) => tokens(n.stake)],
   ["R", "rank", (n) => score(n.scores.rank)],
@@ -381,6 +381,79 @@ async function historyPage(main) {
   return refresh;
 }
 
+// ---- one neuron ------------------------------------------------------------------------
+// [uid, value] pairs as a table with a bar per value (W's row or column, the bonds).
+function linkTable(id, who, pairs) {
+  const max = Math.max(1e-12, ...pairs.map(([, v]) => v));
+  return el(
+    "table",
+    { id, class: "links" },
+    el("thead", {}, el("tr", {}, el("th", {}, who), el("th", {}, "value"), el("th", {}, ""))),
+    el(
+      "tbody",
+      {},
+      pairs.length
+        ? pairs.map(([u, v]) => {
+            const bar = el("span", { class: "bar" });
+            bar.style.width = `${(100 * v) / max}%`;
+            return el("tr", { "data-uid": u }, el("td", {}, el("a", { href: `#/neuron/${u}` }, u)), el("td", { "data-col": "value" }, score(v)), el("td", { class: "barcell" }, bar));
+          })
+        : el("tr", {}, el("td", { colspan: 3 }, "none")),
+    ),
+  );
+}
+
+async function neuronPage(main, uidText) {
+  const uid = Number(uidText);
+  const box = el("section", { id: "neuron" });
+  main.append(el("h2", {}, `Neuron ${uidText}`), box);
+  async function refresh() {
+    let n, links, hist;
+    try {
+      [n, links, hist] = await Promise.all([
+        rpc("agora_neuron", [{ uid }]),
+        rpc("agora_weights", [uid]),
+        rpc("agora_history", [{ uids: [uid] }]),
+      ]);
+    } catch (e) {
+      box.replaceChildren(errorBox(e));
+      return;
+    }
+    const row = [
+      ["hotkey", el("span", { class: "mono", id: "neuron-hotkey" }, n.hotkey)],
+      ["coldkey", el("span", { class: "mono" }, n.coldkey)],
+      ["stake", el("span", { id: "neuron-stake" }, tokens(n.stake))],
+      ["R / T / C", `${score(n.scores.rank)} / ${score(n.scores.trust)} / ${score(n.scores.consensus)}`],
+      ["I / D / vtrust", `${score(n.scores.incentive)} / ${score(n.scores.dividends)} / ${score(n.scores.validator_trust)}`],
+      ["E (last epoch)", tokens(n.scores.emission)],
+      ["active / permit", `${n.scores.active} / ${n.scores.validator_permit}`],
+      ["endpoint", endpoint(n.endpoint)],
+      ["registered at", n.registered_at],
+      ["last weights", n.last_weights_block ?? "-"],
+    ];
+    box.replaceChildren(
+      el("table", { class: "kv" }, row.map(([k, v]) => el("tr", {}, el("th", {}, k), el("td", {}, v)))),
+      el("h2", {}, "Over blocks"),
+      el(
+        "div",
+        { class: "charts" },
+        lineChart("stake_share", "stake share", hist, (v) => `${(v * 100).toFixed(1)}%`),
+        lineChart("incentive", "incentive I", hist, (v) => v.toFixed(3)),
+        lineChart("emission", "emission E (tokens)", hist, (v) => tokens(v)),
+      ),
+      el(
+        "div",
+        { class: "columns" },
+        el("div", {}, el("h2", {}, "Weights given (its row of W)"), linkTable("given", "to uid", links.given)),
+        el("div", {}, el("h2", {}, "Weights received (its column of W)"), linkTable("received", "from uid", links.received)),
+        el("div", {}, el("h2", {}, "Bonds (its row of B)"), linkTable("bonds", "on uid", links.bonds)),
+      ),
+    );
+  }
+  await refresh();
+  return refresh;
+}
+
 // ---- routing ---------------------------------------------------------------------------
 let onHead = null;
 headListeners.add((h) => onHead && onHead(h));
@@ -395,6 +468,7 @@ async function route() {
   try {
     if (page === "blocks") refresh = await blocksPage(main);
     else if (page === "history") refresh = await historyPage(main);
+    else if (page === "neuron") refresh = await neuronPage(main, arg || "");
     else if (page === "tx") refresh = await txPage(main, arg || "");
     else refresh = await networkPage(main);
   } catch (e) {

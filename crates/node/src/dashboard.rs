@@ -4,9 +4,9 @@
 //! subscription, like any other client: the assets are plain HTML, CSS and our own JS (charts
 //! are drawn as SVG by that JS), so there is no build step and no third-party code.
 
-use client::types::{NeuronPage, NeuronSort, NeuronsQuery, MAX_NEURONS_PER_PAGE};
+use client::types::{NeuronLinks, NeuronPage, NeuronSort, NeuronsQuery, MAX_NEURONS_PER_PAGE};
 use jsonrpsee::server::HttpResponse;
-use ledger::Neuron;
+use ledger::{Neuron, WeightRow, WEIGHT_SCALE};
 use std::cmp::Ordering;
 
 /// One file the dashboard is made of.
@@ -96,6 +96,30 @@ pub fn neuron_page(neurons: &[Neuron], block: u64, q: &NeuronsQuery) -> Result<N
     Ok(NeuronPage { block, n: neurons.len() as u32, offset: q.offset, neurons: rows })
 }
 
+/// Neuron `uid`'s row and column of W (`weights(i)` is row i of `n`) and its `bonds`, at
+/// `block`; `None` if there is no such uid.
+pub fn links<'a>(
+    n: usize,
+    uid: u16,
+    weights: impl Fn(u16) -> Option<&'a WeightRow>,
+    bonds: Vec<(u16, f64)>,
+    block: u64,
+) -> Option<NeuronLinks> {
+    if usize::from(uid) >= n {
+        return None;
+    }
+    let scale = f64::from(WEIGHT_SCALE);
+    let given = weights(uid).map(|r| r.0.iter().map(|&(j, w)| (j, f64::from(w) / scale)).collect());
+    // The column: one pass over the sparse rows (n rows of at most a few hundred entries).
+    let received = (0..n as u16)
+        .filter_map(|i| {
+            let w = weights(i)?.0.iter().find(|&&(j, _)| j == uid)?.1;
+            Some((i, f64::from(w) / scale))
+        })
+        .collect();
+    Some(NeuronLinks { uid, block, given: given.unwrap_or_default(), received, bonds })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -140,6 +164,23 @@ mod tests {
         assert_eq!(uids(&neuron_page(&t, 7, &q(NeuronSort::Uid, true, 0, 2)).unwrap()), [3, 2]);
         let past_end = neuron_page(&t, 7, &q(NeuronSort::Uid, false, 10, 5)).unwrap();
         assert_eq!((past_end.n, past_end.block, past_end.neurons.len()), (4, 7, 0));
+    }
+
+    #[test]
+    fn links_are_a_row_and_a_column_of_w() {
+        let half = WEIGHT_SCALE / 2;
+        let rows =
+            [WeightRow(vec![(1, half), (2, half)]), WeightRow(vec![(2, WEIGHT_SCALE)]), WeightRow(vec![])];
+        let w = |i: u16| rows.get(usize::from(i));
+        let l = links(3, 2, w, vec![(0, 0.5)], 9).unwrap();
+        assert_eq!((l.uid, l.block, l.given.clone(), l.bonds.clone()), (2, 9, vec![], vec![(0, 0.5)]));
+        let s = f64::from(WEIGHT_SCALE);
+        assert_eq!(l.received, [(0, f64::from(half) / s), (1, 1.0)]);
+        assert_eq!(
+            links(3, 0, w, vec![], 9).unwrap().given,
+            [(1, f64::from(half) / s), (2, f64::from(half) / s)]
+        );
+        assert!(links(3, 3, w, vec![], 9).is_none());
     }
 
     #[test]

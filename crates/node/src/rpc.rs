@@ -231,6 +231,16 @@ pub fn module(shared: Arc<Shared>) -> Result<RpcModule<Arc<Shared>>, jsonrpsee::
         })
     })?;
 
+    m.register_blocking_method("agora_weights", |params, s, _| {
+        let uid: u16 = one(&params, "a uid (number)")?;
+        let ledger = s.ledger();
+        let n = ledger.neurons().len();
+        crate::dashboard::links(n, uid, |i| ledger.weights(i), ledger.bonds(uid), ledger.head().height)
+            .ok_or_else(|| {
+                error(codes::NOT_FOUND, format!("no neuron with uid {uid}: the network has {n} neurons"))
+            })
+    })?;
+
     m.register_blocking_method("agora_network", |_, s, _| {
         let latest = s.status().latest;
         let ledger = s.ledger();

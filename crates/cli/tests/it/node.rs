@@ -371,6 +371,26 @@ async fn dashboard_methods_agree_with_the_metagraph(c: &Client, addr: &str, mg: 
         refused(client::HistoryQuery { uids: Some((0..100).collect()), ..Default::default() }).await;
     assert_eq!((code, m.as_str()), (codes::INVALID_PARAMS, "100 uids asked for: at most 64 per call"));
 
+    // A neuron's row and column of W and its bonds, as the metagraph has them.
+    for uid in 0..3u16 {
+        let l = c.weights(uid).await.expect("weights");
+        let u = usize::from(uid);
+        assert_eq!(l.given, mg.weights[u]);
+        let column: Vec<(u16, f64)> = (0..3u16)
+            .filter_map(|i| mg.weights[usize::from(i)].iter().find(|&&(j, _)| j == uid).map(|&(_, w)| (i, w)))
+            .collect();
+        assert_eq!((l.received, l.bonds), (column, mg.bonds[u].clone()));
+    }
+    match c.weights(3).await {
+        Err(ClientError::Rpc { code, message, .. }) => {
+            assert_eq!(
+                (code, message.as_str()),
+                (codes::NOT_FOUND, "no neuron with uid 3: the network has 3 neurons")
+            )
+        }
+        other => panic!("{other:?}"),
+    }
+
     // The page, its assets, and nothing else, on plain HTTP.
     let get = |path: &str| {
         let mut s = std::net::TcpStream::connect(addr).expect("connect");
