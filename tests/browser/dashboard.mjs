@@ -52,6 +52,12 @@ try {
     assert.equal(await cell(uid, "endpoint"), e.endpoint, `uid ${uid} endpoint`);
   }
 
+  step("localnet panel: the roles and the judge's figures from the node's --localnet-file");
+  await page.waitForSelector("#localnet-summary");
+  assert.equal(await text("#localnet-summary"), "block 12 of 500, epoch 1; the independent judge's value measured at block 10; Spearman(incentive now, judge) = 0.500");
+  const peers = await page.locator("#localnet tbody tr").evaluateAll((rs) => rs.map((r) => [...r.cells].map((c) => c.innerText)));
+  assert.deepEqual(peers, [["0", "expert-0", "honest", "2.2500"], ["1", "noise-0", "noise", "0.0000"], ["2", "cabal-0", "cabal", "-"]]);
+
   step("sorting by stake, largest first, on the node");
   await page.click('th[data-sort="stake"]');
   await page.waitForFunction(() => document.querySelector("#neurons tr")?.dataset.uid === "2");

@@ -19,8 +19,9 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# --localnet-file: the file `agora localnet` would write; written below as it would be.
 "$AGORA" node --dev --data-dir "$WORK/chain" --block-time-ms 500 --rpc-addr 127.0.0.1:0 \
-  --rpc-addr-file "$WORK/addr" >"$OUT/node.log" 2>&1 &
+  --rpc-addr-file "$WORK/addr" --localnet-file "$WORK/localnet.json" >"$OUT/node.log" 2>&1 &
 NODE_PID=$!
 for _ in $(seq 100); do [ -s "$WORK/addr" ] && break; sleep 0.1; done
 [ -s "$WORK/addr" ] || { echo "the node did not start:"; cat "$OUT/node.log"; exit 1; }
@@ -48,6 +49,12 @@ done
 # uid 0 weighs uids 1 and 2 as 1:3 (the CLI normalises to 0.25, 0.75).
 "$AGORA" tx weights --wallet w1 --hotkey h --uids 1,2 --values 1,3 >/dev/null
 (IFS=,; echo "[${neurons[*]}]") >"$WORK/expected.json"
+cat >"$WORK/localnet.json" <<'JSON'
+{"done": 12, "blocks": 500, "epoch": 1, "judge_block": 10, "spearman_incentive": 0.5,
+ "peers": [{"uid": 0, "name": "expert-0", "role": "honest", "judge": 2.25},
+           {"uid": 1, "name": "noise-0", "role": "noise", "judge": 0.0},
+           {"uid": 2, "name": "cabal-0", "role": "cabal", "judge": null}]}
+JSON
 echo "registered: $(cat "$WORK/expected.json")"
 
 node dashboard.mjs "$URL" "$WORK/expected.json" "$OUT"

@@ -193,6 +193,11 @@ impl Client {
         self.call("agora_weights", rpc_params![uid]).await
     }
 
+    /// `agora_localnet`: the roles and the judge's figures of the localnet this node runs.
+    pub async fn localnet(&self) -> Result<LocalnetStatus, ClientError> {
+        self.call("agora_localnet", rpc_params![]).await
+    }
+
     /// `agora_difficulty`: the current proof-of-work difficulty of `register`.
     pub async fn difficulty(&self) -> Result<u64, ClientError> {
         self.call("agora_difficulty", rpc_params![]).await

@@ -374,6 +374,33 @@ pub struct NeuronLinks {
     pub bonds: Vec<(u16, f64)>,
 }
 
+/// `agora_localnet`: what `agora localnet` knows beyond the chain, written by it each block to
+/// the file the node was started with (`--localnet-file`) and served by the node as it is.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LocalnetStatus {
+    /// The run's blocks done and planned.
+    pub done: u64,
+    pub blocks: u64,
+    pub epoch: u64,
+    /// The block the judge's values were measured at (`None` before the first measurement).
+    pub judge_block: Option<u64>,
+    /// Spearman of the incentive now against the judge's values.
+    pub spearman_incentive: Option<f64>,
+    pub peers: Vec<LocalnetPeer>,
+}
+
+/// One peer of a localnet: its uid, its name and role in the scenario, and the independent
+/// judge's last value of it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LocalnetPeer {
+    pub uid: u16,
+    pub name: String,
+    pub role: String,
+    pub judge: Option<f64>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -180,6 +180,47 @@ fn truncate(s: &str, n: usize) -> String {
 
 /// The live view: the metagraph table above a progress bar over the run's blocks. Hidden when
 /// stderr is not a terminal (tests, pipes), so logs stay clean.
+/// The file in the run's directory the node serves as `agora_localnet` (the dashboard's
+/// localnet panel). Files, not a push over RPC: the node's RPC stays read-only for anyone who
+/// reaches its port (a push method would let any of them write the panel, or need keys), and
+/// the run already writes its figures to its directory.
+pub const DASHBOARD_FILE: &str = "dashboard.json";
+
+/// Writes the dashboard's localnet panel to `path`: each peer's name, role and the judge's
+/// value, and the running Spearman of incentive against it. Written to a temporary file and
+/// renamed over the last, so the node never reads half a file.
+pub fn write_dashboard(
+    path: &Path,
+    rows: &[MetagraphRow],
+    judge: Option<&(Vec<f64>, u64)>,
+    (done, blocks, epoch): (u64, u64, u64),
+) -> Result<(), LocalnetError> {
+    let spearman_incentive = judge.and_then(|(values, _)| {
+        let incentive: Vec<f64> = rows.iter().map(|r| r.incentive).collect();
+        crate::report::spearman(&incentive, values)
+    });
+    let status = client::types::LocalnetStatus {
+        done,
+        blocks,
+        epoch,
+        judge_block: judge.map(|(_, b)| *b),
+        spearman_incentive,
+        peers: rows
+            .iter()
+            .map(|r| client::types::LocalnetPeer {
+                uid: r.uid,
+                name: r.name.clone(),
+                role: r.role.name().to_string(),
+                judge: judge.and_then(|(values, _)| values.get(usize::from(r.uid)).copied()),
+            })
+            .collect(),
+    };
+    let tmp = path.with_extension("json.tmp");
+    let json = serde_json::to_vec(&status).map_err(|e| LocalnetError::io(path, std::io::Error::other(e)))?;
+    std::fs::write(&tmp, json).map_err(|e| LocalnetError::io(&tmp, e))?;
+    std::fs::rename(&tmp, path).map_err(|e| LocalnetError::io(path, e))
+}
+
 pub struct LiveView {
     bar: ProgressBar,
     /// The judge's last values by uid and the block they were measured at.
@@ -214,6 +255,11 @@ impl LiveView {
             last_epoch: std::sync::atomic::AtomicU64::new(u64::MAX),
             started: std::time::Instant::now(),
         }
+    }
+
+    /// The judge's last values by uid and the block they were measured at.
+    pub fn judge(&self) -> Option<(Vec<f64>, u64)> {
+        self.judge.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// The table then shows these values and the running Spearman of incentive against them.

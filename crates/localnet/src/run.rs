@@ -273,6 +273,7 @@ async fn run_async(opts: &RunOptions, stop: &AtomicBool) -> Result<RunOutcome, L
         let node =
             NodeProcess::spawn(&opts.agora, &genesis_file, &out.join("chain"), scenario.block_time_ms, &log)?;
         view.note(&format!("node up at {} (log {})", node.http(), log.display()));
+        view.note(&format!("dashboard: {}/ (open it in a browser: it follows the run live)", node.http()));
         (vec![node], vec![log])
     } else {
         let nodes = crate::validators::spawn(
@@ -286,6 +287,10 @@ async fn run_async(opts: &RunOptions, stop: &AtomicBool) -> Result<RunOutcome, L
         for (i, n) in nodes.iter().enumerate() {
             view.note(&format!("validator {i} up at {} (log {})", n.http(), logs[i].display()));
         }
+        view.note(&format!(
+            "dashboard: {}/ (open it in a browser: it follows the run live)",
+            nodes[0].http()
+        ));
         (nodes, logs)
     };
     // The orchestrator's own calls (setup, sampling) go to the first; the peers spread out.
@@ -411,11 +416,18 @@ async fn run_async(opts: &RunOptions, stop: &AtomicBool) -> Result<RunOutcome, L
         head = m.block;
         let rows = rows_of(&m, &names, t0.elapsed().as_secs_f64());
         sampler.write(&rows)?;
-        view.update(
+        let progress = (
             head.saturating_sub(start).min(scenario.blocks()),
+            scenario.blocks(),
             head.saturating_sub(start) / scenario.tempo,
-            &rows,
         );
+        view.update(progress.0, progress.2, &rows);
+        crate::monitor::write_dashboard(
+            &out.join(crate::monitor::DASHBOARD_FILE),
+            &rows,
+            view.judge().as_ref(),
+            progress,
+        )?;
         if judging.as_ref().is_some_and(|t| t.is_finished()) {
             if let Some(task) = judging.take() {
                 record(task.await, &mut judge_log, &view, &rows)?;

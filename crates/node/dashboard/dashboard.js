@@ -140,8 +140,10 @@ async function networkPage(main) {
     }
     head.append(th);
   }
+  const localnet = el("section", { id: "localnet" });
   main.append(
     stats,
+    localnet,
     el("h2", {}, "Metagraph"),
     pager,
     el("div", { class: "scroll" }, el("table", { class: "neurons" }, el("thead", {}, head), tbody)),
@@ -158,6 +160,11 @@ async function networkPage(main) {
       stats.replaceChildren(errorBox(e));
       return;
     }
+    // The localnet panel, when `agora localnet` runs this node (agora_localnet); else hidden.
+    rpc("agora_localnet").then(
+      (l) => localnet.replaceChildren(localnetPanel(l)),
+      () => localnet.replaceChildren(),
+    );
     const iss = net.issuance;
     const total = Number(iss.genesis) + Number(iss.minted) - Number(iss.burned);
     stats.replaceChildren(
@@ -192,6 +199,45 @@ async function networkPage(main) {
 
   await refresh();
   return refresh; // called on every new head
+}
+
+// ---- localnet ---------------------------------------------------------------------------
+function localnetPanel(l) {
+  const rho = l.spearman_incentive == null ? "n/a" : l.spearman_incentive.toFixed(3);
+  const judged = l.judge_block == null ? "not measured yet" : `measured at block ${l.judge_block}`;
+  return el(
+    "div",
+    {},
+    el("h2", {}, "Localnet"),
+    el(
+      "p",
+      { id: "localnet-summary" },
+      `block ${l.done} of ${l.blocks}, epoch ${l.epoch}; the independent judge's value ${judged}; Spearman(incentive now, judge) = ${rho}`,
+    ),
+    el(
+      "div",
+      { class: "scroll" },
+      el(
+        "table",
+        { class: "localnet" },
+        el("thead", {}, el("tr", {}, ["uid", "name", "role", "judge's value"].map((h) => el("th", {}, h)))),
+        el(
+          "tbody",
+          {},
+          l.peers.map((p) =>
+            el(
+              "tr",
+              { "data-uid": p.uid, class: `role-${p.role}` },
+              el("td", {}, el("a", { href: `#/neuron/${p.uid}` }, p.uid)),
+              el("td", { "data-col": "name" }, p.name),
+              el("td", { "data-col": "role" }, p.role),
+              el("td", { "data-col": "judge" }, p.judge == null ? "-" : p.judge.toFixed(4)),
+            ),
+          ),
+        ),
+      ),
+    ),
+  );
 }
 
 // ---- blocks and transactions -----------------------------------------------------------

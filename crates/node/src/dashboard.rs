@@ -4,7 +4,9 @@
 //! subscription, like any other client: the assets are plain HTML, CSS and our own JS (charts
 //! are drawn as SVG by that JS), so there is no build step and no third-party code.
 
-use client::types::{NeuronLinks, NeuronPage, NeuronSort, NeuronsQuery, MAX_NEURONS_PER_PAGE};
+use client::types::{
+    LocalnetStatus, NeuronLinks, NeuronPage, NeuronSort, NeuronsQuery, MAX_NEURONS_PER_PAGE,
+};
 use jsonrpsee::server::HttpResponse;
 use ledger::{Neuron, WeightRow, WEIGHT_SCALE};
 use std::cmp::Ordering;
@@ -96,6 +98,41 @@ pub fn neuron_page(neurons: &[Neuron], block: u64, q: &NeuronsQuery) -> Result<N
     Ok(NeuronPage { block, n: neurons.len() as u32, offset: q.offset, neurons: rows })
 }
 
+/// Largest localnet file the node reads (a few hundred bytes per peer).
+pub const MAX_LOCALNET_FILE: u64 = 1 << 20;
+
+/// Why `agora_localnet` has nothing to serve.
+#[derive(Debug, thiserror::Error)]
+pub enum LocalnetFileError {
+    #[error("this node is not part of a localnet (it was started without --localnet-file)")]
+    NotALocalnet,
+    #[error("the localnet has not written {0} yet")]
+    NotWritten(std::path::PathBuf),
+    #[error("{path} is {size} bytes: at most {MAX_LOCALNET_FILE} are read")]
+    TooLarge { path: std::path::PathBuf, size: u64 },
+    #[error("{path} could not be read: {reason}")]
+    Unreadable { path: std::path::PathBuf, reason: String },
+}
+
+/// The localnet's status as `agora localnet` last wrote it to `path` (whole: it writes a new
+/// file and renames it over the old one).
+pub fn read_localnet(path: Option<&std::path::Path>) -> Result<LocalnetStatus, LocalnetFileError> {
+    let path = path.ok_or(LocalnetFileError::NotALocalnet)?;
+    let unreadable = |reason: String| LocalnetFileError::Unreadable { path: path.to_path_buf(), reason };
+    let size = match std::fs::metadata(path) {
+        Ok(m) => m.len(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(LocalnetFileError::NotWritten(path.to_path_buf()))
+        }
+        Err(e) => return Err(unreadable(e.to_string())),
+    };
+    if size > MAX_LOCALNET_FILE {
+        return Err(LocalnetFileError::TooLarge { path: path.to_path_buf(), size });
+    }
+    let bytes = std::fs::read(path).map_err(|e| unreadable(e.to_string()))?;
+    serde_json::from_slice(&bytes).map_err(|e| unreadable(e.to_string()))
+}
+
 /// Neuron `uid`'s row and column of W (`weights(i)` is row i of `n`) and its `bonds`, at
 /// `block`; `None` if there is no such uid.
 pub fn links<'a>(
@@ -181,6 +218,37 @@ mod tests {
             [(1, f64::from(half) / s), (2, f64::from(half) / s)]
         );
         assert!(links(3, 3, w, vec![], 9).is_none());
+    }
+
+    #[test]
+    fn the_localnet_file_is_read_whole_or_refused_with_the_reason() {
+        let dir = std::env::temp_dir().join(format!("agora-localnet-file-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("dashboard.json");
+        let _ = std::fs::remove_file(&path);
+        assert!(matches!(read_localnet(None), Err(LocalnetFileError::NotALocalnet)));
+        assert!(matches!(read_localnet(Some(&path)), Err(LocalnetFileError::NotWritten(_))));
+        let status = LocalnetStatus {
+            done: 3,
+            blocks: 10,
+            epoch: 1,
+            judge_block: Some(2),
+            spearman_incentive: Some(0.5),
+            peers: vec![client::types::LocalnetPeer {
+                uid: 0,
+                name: "expert-0".into(),
+                role: "honest".into(),
+                judge: Some(1.5),
+            }],
+        };
+        std::fs::write(&path, serde_json::to_vec(&status).unwrap()).unwrap();
+        assert_eq!(read_localnet(Some(&path)).unwrap(), status);
+        std::fs::write(&path, b"{\"done\": 1}").unwrap();
+        let e = read_localnet(Some(&path)).unwrap_err().to_string();
+        assert!(e.contains("missing field"), "{e}");
+        std::fs::write(&path, vec![b' '; MAX_LOCALNET_FILE as usize + 1]).unwrap();
+        assert!(matches!(read_localnet(Some(&path)), Err(LocalnetFileError::TooLarge { .. })));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -83,6 +83,9 @@ pub struct NodeConfig {
     /// How many blocks back past metagraphs are served (a checkpoint every epoch for as long).
     pub history_blocks: u64,
     pub rpc_limits: RpcLimits,
+    /// The file `agora localnet` writes its roles and judge figures to, served as
+    /// `agora_localnet` for the dashboard (`None`: not part of a localnet).
+    pub localnet_file: Option<PathBuf>,
     /// One of the genesis' validators (blocks ordered and finalized by the consensus engine
     /// among them), instead of the single-validator producer.
     pub validator: Option<ValidatorConfig>,
@@ -134,6 +137,7 @@ impl NodeConfig {
             production: Production::Interval(Duration::from_secs(1)),
             mempool_size: 10_000,
             history_blocks: 10_000,
+            localnet_file: None,
             rpc_limits,
             validator: None,
         }
@@ -192,6 +196,8 @@ pub struct Shared {
     history: History,
     /// Sampled stake shares, incentives and emissions for the dashboard's charts.
     trends: Mutex<trends::Trends>,
+    /// See [`NodeConfig::localnet_file`].
+    localnet_file: Option<PathBuf>,
     /// The RPC server's connections and refusals.
     pub rpc: Arc<Connections>,
 }
@@ -208,7 +214,13 @@ const REMEMBERED_REJECTIONS: usize = 10_000;
 
 impl Shared {
     /// What the producer and the RPC handlers of a node over `ledger` share.
-    fn new(ledger: NodeLedger, history: History, mempool_size: usize, limits: &RpcLimits) -> Arc<Shared> {
+    fn new(
+        ledger: NodeLedger,
+        history: History,
+        mempool_size: usize,
+        limits: &RpcLimits,
+        localnet_file: Option<PathBuf>,
+    ) -> Arc<Shared> {
         let height = ledger.head().height;
         let validators = ledger.genesis().validators.len();
         let (heads, _) = tokio::sync::broadcast::channel(256);
@@ -222,6 +234,7 @@ impl Shared {
             metrics: Metrics::default(),
             history,
             trends: Mutex::new(trends::Trends::default()),
+            localnet_file,
             rpc: Arc::new(Connections::new(limits)),
         };
         shared.metrics.height.store(height, Ordering::Relaxed);
@@ -427,7 +440,8 @@ pub fn api(
     let (ledger, _) = chain_dir::open(data_dir, genesis.clone(), false)?;
     let ledger = open_ledger(ledger.into_store(), &genesis)?;
     let history = History::new(ledger.store().handle(), genesis, config.history_blocks);
-    let shared = Shared::new(ledger, history, config.mempool_size, &config.rpc_limits);
+    let shared =
+        Shared::new(ledger, history, config.mempool_size, &config.rpc_limits, config.localnet_file.clone());
     let module = rpc::module(shared.clone()).map_err(|e| NodeError::Runtime(e.to_string()))?;
     Ok((module, shared))
 }
@@ -458,7 +472,7 @@ impl Node {
             tracing::warn!(height = head.height, error = %e, "checkpoint not written");
         }
         let limits = config.rpc_limits.clone();
-        let shared = Shared::new(ledger, history, config.mempool_size, &limits);
+        let shared = Shared::new(ledger, history, config.mempool_size, &limits, config.localnet_file.clone());
         let running = match config.validator.clone() {
             Some(v) => Some(start_validator(&shared, v)?),
             None => None,

@@ -241,6 +241,14 @@ pub fn module(shared: Arc<Shared>) -> Result<RpcModule<Arc<Shared>>, jsonrpsee::
             })
     })?;
 
+    m.register_blocking_method("agora_localnet", |_, s, _| {
+        use crate::dashboard::LocalnetFileError as E;
+        crate::dashboard::read_localnet(s.localnet_file.as_deref()).map_err(|e| match e {
+            E::NotALocalnet | E::NotWritten(_) => error(codes::NOT_FOUND, e.to_string()),
+            e => error(codes::STORAGE, e.to_string()),
+        })
+    })?;
+
     m.register_blocking_method("agora_network", |_, s, _| {
         let latest = s.status().latest;
         let ledger = s.ledger();
