@@ -345,7 +345,18 @@ fn one_line(e: &anyhow::Error) -> String {
     line
 }
 
+/// Runs an experiment; a parameter the experiment refuses is named as the flag that set it.
 fn sim_command(args: SimArgs) -> Result<()> {
+    experiment_command(args).map_err(|e| match e.downcast::<sim::SimError>() {
+        Ok(sim::SimError::BadParameter { name, value, expected }) => {
+            anyhow::anyhow!("--{name} is {value}, expected {expected}")
+        }
+        Ok(other) => other.into(),
+        Err(e) => e,
+    })
+}
+
+fn experiment_command(args: SimArgs) -> Result<()> {
     let out = args.out.as_path();
     match args.experiment {
         Experiment::Cabal000 { prcnt_c, inf_rate, rho, steps, peers, print } => {
@@ -358,9 +369,9 @@ fn sim_command(args: SimArgs) -> Result<()> {
             if let Some(clipped) = last.clipped {
                 eprintln!(
                     "with stake clipping (eq. 8): cabal share {} at step {} (without: {})",
-                    sim::report::format_sig(clipped, 6),
+                    figures::format_sig(clipped, 6),
                     last.step,
-                    sim::report::format_sig(last.mechanism, 6)
+                    figures::format_sig(last.mechanism, 6)
                 );
             }
             wrote(&r.files);
@@ -426,7 +437,6 @@ fn sim_command(args: SimArgs) -> Result<()> {
                 base_seed: a.seed,
                 ..defaults
             };
-            sim::report::prepare_out_dir(out)?;
             let r = sim::empirical::run(&opts, out)?;
             println!("{}", r.summary_markdown.trim_end());
             wrote(&r.files);

@@ -10,8 +10,18 @@ pub enum LocalnetError {
     Io { path: PathBuf, source: std::io::Error },
     #[error("dataset {topic:?}: {reason}")]
     Dataset { topic: String, reason: String },
-    #[error("node process: {0}")]
-    Node(String),
+    #[error("cannot start {}: {source}", program.display())]
+    Spawn { program: PathBuf, source: std::io::Error },
+    #[error("the node did not start listening within {seconds} s (see {})", log.display())]
+    NodeNotListening { seconds: u64, log: PathBuf },
+    #[error("a node exited during the run (see {})", log.display())]
+    NodeExited { log: PathBuf },
+    #[error("cannot start the async runtime: {0}")]
+    Runtime(std::io::Error),
+    #[error("no free loopback port: {0}")]
+    NoFreePort(std::io::Error),
+    #[error("fault proxy for peer {peer}: {source}")]
+    FaultProxy { peer: String, source: wire::chaos::ChaosError },
     #[error("peer {name}: {reason}")]
     Peer { name: String, reason: String },
     #[error("chain: {0}")]

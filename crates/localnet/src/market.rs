@@ -18,12 +18,13 @@ use crate::error::LocalnetError;
 use crate::judge::{Answers, Judge, JudgeConfig, JudgeLog, Judgement, Subject};
 use crate::monitor::{rows_of, table, Sampler};
 use crate::report::{peer_dir, write_report, RunInfo, Summary};
-use crate::scenario::{peer_preset, peer_role, Role, Scenario};
+use crate::scenario::{peer_role, Role, Scenario};
 use crate::setup::{fund_register_stake, PeerKeys};
 use ledger::{Call, Endpoint, Modality, Protocol};
 use nucleus::{Corpus, Nucleus};
 use peer::files::{StatusRow, StatusWriter};
 use peer::learner::{as_f32, pretrain_steps, read, text_tensor, PRETRAIN_DATA_SEED};
+use peer::nucleus_preset;
 use peer::serve::Serving;
 use peer::serve::{ModelHandler, RelayHandler};
 use peer::{
@@ -118,10 +119,8 @@ struct MarketPeer {
 
 /// Runs the market to the end on its own single-threaded runtime.
 pub fn run_market(opts: &MarketOptions) -> Result<MarketOutcome, LocalnetError> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| LocalnetError::Node(format!("async runtime: {e}")))?;
+    let rt =
+        tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(LocalnetError::Runtime)?;
     rt.block_on(market(opts))
 }
 
@@ -195,7 +194,7 @@ async fn market(opts: &MarketOptions) -> Result<MarketOutcome, LocalnetError> {
         let nucleus = match &cached {
             Some(dir) if dir.join("state.json").is_file() => Nucleus::load_checkpoint(dir)?,
             _ => {
-                let mut nucleus = Nucleus::new(peer_preset(spec.model_size, seed))?;
+                let mut nucleus = Nucleus::new(nucleus_preset(spec.model_size, seed))?;
                 let mut rng = ChaCha8Rng::seed_from_u64(seed ^ PRETRAIN_DATA_SEED);
                 if let Some(loss) = pretrain_steps(&mut nucleus, &corpus, steps, &mut rng)? {
                     say(&format!("{} pretrained {steps} steps: loss {loss:.3}", spec.name));
@@ -331,20 +330,18 @@ async fn market(opts: &MarketOptions) -> Result<MarketOutcome, LocalnetError> {
                 let j = judge_now(&judge, &peers, &board, head).await?;
                 judge_log.write(&j)?;
             }
+            if tracing::enabled!(tracing::Level::DEBUG) {
+                for (u, w) in m.weights.iter().enumerate() {
+                    let row: Vec<String> = w.iter().map(|(j, v)| format!("{j}:{v:.3}")).collect();
+                    tracing::debug!("epoch {epoch}: W[{u}] = {row:?}");
+                }
+            }
             if opts.verbose {
                 eprintln!(
                     "epoch {epoch} (block {head}, {:.0} s)\n{}",
                     started.elapsed().as_secs_f64(),
                     table(&rows)
                 );
-                if std::env::var_os("AGORA_MARKET_DEBUG").is_some() {
-                    for (u, w) in m.weights.iter().enumerate() {
-                        eprintln!(
-                            "  W[{u}] = {:?}",
-                            w.iter().map(|(j, v)| format!("{j}:{v:.3}")).collect::<Vec<_>>()
-                        );
-                    }
-                }
             }
         }
     }

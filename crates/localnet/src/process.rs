@@ -3,7 +3,7 @@
 //! the orderly path asks first (SIGTERM) and waits.
 
 use crate::error::LocalnetError;
-use crate::scenario::{ModelSize, PeerSpec, Role};
+use crate::scenario::{PeerSpec, Role};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -17,6 +17,9 @@ pub fn check_dataset(spec: &str) -> Result<(), LocalnetError> {
         .map(|_| ())
         .map_err(|e| LocalnetError::Dataset { topic: spec.into(), reason: e.to_string() })
 }
+
+/// How long a node process may take to write its RPC address (it opens its store first).
+const NODE_LISTENS_WITHIN: Duration = Duration::from_secs(60);
 
 /// Sends SIGTERM to `pid` through the system's `kill` (no unsafe code, no libc binding).
 fn sigterm(pid: u32) -> bool {
@@ -93,7 +96,7 @@ impl NodeProcess {
             // stops the peers before the node they depend on.
             .process_group(0)
             .spawn()
-            .map_err(|e| LocalnetError::Node(format!("cannot start {}: {e}", agora.display())))?;
+            .map_err(|source| LocalnetError::Spawn { program: agora.to_path_buf(), source })?;
         let mut node = NodeProcess { child: Some(child), addr: String::new() };
         let start = Instant::now();
         loop {
@@ -101,11 +104,11 @@ impl NodeProcess {
                 node.addr = addr;
                 return Ok(node);
             }
-            if !node.running() || start.elapsed() > Duration::from_secs(60) {
-                return Err(LocalnetError::Node(format!(
-                    "did not start listening within 60 s (see {})",
-                    log.display()
-                )));
+            if !node.running() || start.elapsed() > NODE_LISTENS_WITHIN {
+                return Err(LocalnetError::NodeNotListening {
+                    seconds: NODE_LISTENS_WITHIN.as_secs(),
+                    log: log.to_path_buf(),
+                });
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -220,7 +223,7 @@ pub fn peer_argv(l: &PeerLaunch) -> Result<Vec<String>, LocalnetError> {
         let uids: Vec<String> = l.cabal_uids.iter().map(u16::to_string).collect();
         argv.extend(["--cabal-uids".into(), uids.join(",")]);
     }
-    argv.extend(["--model-size".into(), model_size(l.spec.model_size).into()]);
+    argv.extend(["--model-size".into(), l.spec.model_size.name().into()]);
     if let Some(seed) = l.spec.seed {
         argv.extend(["--seed".into(), seed.to_string()]);
     }
@@ -252,10 +255,6 @@ pub fn peer_argv(l: &PeerLaunch) -> Result<Vec<String>, LocalnetError> {
         argv.extend(["--competitive-masking".into(), m.temperature().to_string()]);
     }
     Ok(argv)
-}
-
-fn model_size(m: ModelSize) -> &'static str {
-    m.name()
 }
 
 /// Who a peer is and which chain it joins, the same for a Rust and a Python peer:
@@ -310,7 +309,7 @@ pub fn python_argv(l: &PeerLaunch) -> Result<Vec<String>, LocalnetError> {
         "--out".into(),
         l.out.display().to_string(),
         "--model-size".into(),
-        model_size(l.spec.model_size).into(),
+        l.spec.model_size.name().into(),
     ]);
     if let Some(seed) = l.spec.seed {
         argv.extend(["--seed".into(), seed.to_string()]);
@@ -407,7 +406,7 @@ pub fn spawn_pretrain(agora: &Path, spec: &PeerSpec, out: &Path) -> Result<Child
         .arg(spec.pretrain_steps.to_string())
         .arg("--out")
         .arg(out)
-        .args(["--model-size", model_size(spec.model_size), "--status-every", "5"]);
+        .args(["--model-size", spec.model_size.name(), "--status-every", "5"]);
     if let Some(seed) = spec.seed {
         cmd.args(["--seed", &seed.to_string()]);
     }
@@ -427,7 +426,7 @@ fn spawn_python_pretrain(spec: &PeerSpec, out: &Path) -> Result<Child, LocalnetE
         .arg(spec.pretrain_steps.to_string())
         .arg("--out")
         .arg(out)
-        .args(["--model-size", model_size(spec.model_size), "--status-every", "5", "--threads", "1"])
+        .args(["--model-size", spec.model_size.name(), "--status-every", "5", "--threads", "1"])
         .env("OMP_NUM_THREADS", "1");
     if let Some(seed) = spec.seed {
         cmd.args(["--seed", &seed.to_string()]);

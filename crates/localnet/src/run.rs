@@ -88,10 +88,8 @@ pub struct RunOutcome {
 
 /// Runs one scenario to the end (or Ctrl-C) on its own runtime.
 pub fn run(opts: &RunOptions) -> Result<RunOutcome, LocalnetError> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| LocalnetError::Node(format!("async runtime: {e}")))?;
+    let rt =
+        tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(LocalnetError::Runtime)?;
     let stop = Arc::new(AtomicBool::new(false));
     rt.block_on(async {
         watch_ctrl_c(stop.clone());
@@ -102,10 +100,8 @@ pub fn run(opts: &RunOptions) -> Result<RunOutcome, LocalnetError> {
 /// Runs the scenario once per mechanism into `OUT/<mechanism>/`, then writes
 /// `OUT/compare.md` with the summaries side by side. Stops at Ctrl-C.
 pub fn compare(opts: &RunOptions, mechanisms: &[&str]) -> Result<Vec<RunOutcome>, LocalnetError> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| LocalnetError::Node(format!("async runtime: {e}")))?;
+    let rt =
+        tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(LocalnetError::Runtime)?;
     let stop = Arc::new(AtomicBool::new(false));
     let mut outcomes = Vec::new();
     rt.block_on(async {
@@ -330,7 +326,7 @@ async fn run_async(opts: &RunOptions, stop: &AtomicBool) -> Result<RunOutcome, L
                     faults.seed ^= u64::from(r.uid);
                     let proxy = FaultProxy::start(listen, faults)
                         .await
-                        .map_err(|e| LocalnetError::Node(format!("fault proxy for {}: {e}", spec.name)))?;
+                        .map_err(|source| LocalnetError::FaultProxy { peer: spec.name.clone(), source })?;
                     let announce = proxy.local_addr();
                     proxies.push((spec.name.clone(), proxy));
                     real_axons.insert(r.uid, listen);
@@ -458,7 +454,7 @@ async fn run_async(opts: &RunOptions, stop: &AtomicBool) -> Result<RunOutcome, L
             break;
         }
         if let Some(i) = nodes.iter_mut().position(|n| !n.running()) {
-            return Err(LocalnetError::Node(format!("exited during the run (see {})", logs[i].display())));
+            return Err(LocalnetError::NodeExited { log: logs[i].clone() });
         }
         if head >= end {
             break;

@@ -59,35 +59,8 @@ impl Role {
     ];
 }
 
-/// The model a peer trains (the nucleus crate's presets).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ModelSize {
-    /// For tests and quick looks: a step takes milliseconds.
-    Tiny,
-    Small,
-    Medium,
-}
-
-impl ModelSize {
-    pub fn name(self) -> &'static str {
-        match self {
-            ModelSize::Tiny => "tiny",
-            ModelSize::Small => "small",
-            ModelSize::Medium => "medium",
-        }
-    }
-}
-
-/// The nucleus configuration a peer of this size runs (the `peer` crate's presets).
-pub fn peer_preset(size: ModelSize, seed: u64) -> nucleus::NucleusConfig {
-    let size = match size {
-        ModelSize::Tiny => peer::ModelSize::Tiny,
-        ModelSize::Small => peer::ModelSize::Small,
-        ModelSize::Medium => peer::ModelSize::Medium,
-    };
-    peer::nucleus_preset(size, seed)
-}
+/// The model a peer trains: the `peer` crate's presets.
+pub use peer::ModelSize;
 
 /// How a peer of scenario role `role` behaves in the peer loop: a duplicate is an honest peer
 /// (what makes it a duplicate is its model), the cabal weights `cabal_uids`, the offline peer

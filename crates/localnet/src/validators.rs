@@ -143,9 +143,7 @@ pub async fn agreement(urls: &[String]) -> Result<Agreement, LocalnetError> {
 /// A free loopback port, found by binding port 0 and letting it go: what a validator's p2p
 /// listens on, or an axon behind a chaos proxy (their addresses are needed before they start).
 pub(crate) fn free_port() -> Result<SocketAddr, LocalnetError> {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map_err(|e| LocalnetError::Node(format!("no free port: {e}")))
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map_err(LocalnetError::NoFreePort)
 }
 
 #[cfg(test)]

@@ -142,7 +142,7 @@ impl Corpus {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_else(|| path.display().to_string());
-        let io = |e: std::io::Error| NucleusError::Io(format!("{}: {e}", path.display()));
+        let io = |source| NucleusError::Io { path: path.to_path_buf(), source };
         if path.is_dir() {
             let mut files: Vec<_> = std::fs::read_dir(path)
                 .map_err(io)?

@@ -88,8 +88,11 @@ pub enum NucleusError {
     NonFinite(String),
     #[error("data: {0}")]
     Data(String),
-    #[error("io: {0}")]
-    Io(String),
+    #[error("{}: {source}", path.display())]
+    Io { path: std::path::PathBuf, source: std::io::Error },
+    /// A configuration value out of its range: the field, its value and what it must be.
+    #[error("configuration: {name} is {value}, must be {expected}")]
+    Parameter { name: &'static str, value: String, expected: &'static str },
     #[error("checkpoint: {0}")]
     Checkpoint(String),
     #[error("tensor: {0}")]

@@ -15,144 +15,14 @@ use crate::model::{kl_to_teacher, next_token_loss, token_tensor, Encoder, LocalM
 use crate::optim::{clip_factor, grad_norm, AdamW};
 use crate::NucleusError;
 
-/// How the weights w_ij are scored.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Scoring {
-    /// Eq. (3) made empirical: the increase of the local loss when peer j's term g_j·f_j is
-    /// removed from G, measured on the batch by masking (one extra forward pass per peer).
-    PruningMask,
-    /// Eq. (3) as its quadratic form with the empirical Fisher information standing in for the
-    /// Hessian (the paper notes they coincide for cross-entropy): per sequence b,
-    /// (∂L_b/∂G_b · g_j f_j)², summed and divided by the token count. Free: it reuses the
-    /// gradients already computed for the backward to peers.
-    PruningFisher,
-    /// §7: the gate's own importance, the mean g_j(x) over the batch.
-    Gating,
-}
+mod checkpoint;
+mod config;
+mod gate;
+mod inference;
 
-/// Everything that shapes a nucleus. `Default` trains at a few steps per second on 2 cores.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct NucleusConfig {
-    /// The local model f_i.
-    pub model: ModelConfig,
-    /// The distillation student dist(x); must share `context` and `output_dim` with `model`.
-    pub student: ModelConfig,
-    /// Gate size: uids `0..slots` can be routed to (the subnetwork's max uids).
-    pub slots: usize,
-    /// Peers queried per batch (k of noisy top-k).
-    pub top_k: usize,
-    pub scoring: Scoring,
-    /// AdamW learning rate for f_i, the gate and the student.
-    pub lr: f64,
-    pub weight_decay: f64,
-    /// Global gradient-norm bound for our own steps and for steps from remote gradients.
-    pub grad_clip: f64,
-    /// L2 bound on a gradient another peer sends us, before the stake weighting.
-    pub remote_grad_max_norm: f64,
-    /// SGD rate for remote gradients: a remote step moves f_i's parameters by at most
-    /// `remote_lr · grad_clip` (times the sender's weight).
-    pub remote_lr: f64,
-    /// Responses are clamped to ±this before the join, so a peer serving huge values cannot
-    /// saturate f_i.
-    pub response_clip: f32,
-    /// Exponential smoothing rate of the scores (new = (1-a)·old + a·observed).
-    pub smoothing: f32,
-    /// Weight of the distillation loss relative to the next-byte loss.
-    pub distill_weight: f64,
-    /// Gate-logit penalty per unit of a peer's smoothed failure rate.
-    pub fail_penalty: f32,
-    /// Smoothing rate of the failure rate.
-    pub fail_smoothing: f32,
-    /// Training batch size (used by the bench and the examples; `train_step` takes any batch).
-    pub batch: usize,
-    pub seed: u64,
-}
-
-impl Default for NucleusConfig {
-    fn default() -> Self {
-        let model = ModelConfig::default();
-        NucleusConfig {
-            student: ModelConfig { dim: 64, depth: 1, heads: 2, ..model.clone() },
-            model,
-            slots: 64,
-            top_k: 3,
-            scoring: Scoring::PruningMask,
-            lr: 2e-3,
-            weight_decay: 0.0,
-            grad_clip: 1.0,
-            remote_grad_max_norm: 1.0,
-            remote_lr: 1e-3,
-            response_clip: 100.0,
-            smoothing: 0.1,
-            distill_weight: 1.0,
-            fail_penalty: 4.0,
-            fail_smoothing: 0.2,
-            batch: 16,
-            seed: 0,
-        }
-    }
-}
-
-impl NucleusConfig {
-    /// A tiny configuration for tests: trains in seconds in a debug build.
-    pub fn tiny(seed: u64) -> Self {
-        let model = ModelConfig { vocab: 256, dim: 32, depth: 1, heads: 2, context: 32, output_dim: 16 };
-        NucleusConfig {
-            student: ModelConfig { dim: 32, ..model.clone() },
-            model,
-            slots: 8,
-            top_k: 2,
-            lr: 1e-2,
-            batch: 8,
-            seed,
-            ..NucleusConfig::default()
-        }
-    }
-
-    pub fn validate(&self) -> Result<(), NucleusError> {
-        self.model.validate("model")?;
-        self.student.validate("student")?;
-        if self.student.context != self.model.context || self.student.output_dim != self.model.output_dim {
-            return Err(NucleusError::Config(format!(
-                "student context/output_dim {}/{} must equal the model's {}/{}",
-                self.student.context, self.student.output_dim, self.model.context, self.model.output_dim
-            )));
-        }
-        if self.slots == 0 || self.slots > usize::from(u16::MAX) + 1 || self.top_k == 0 {
-            return Err(NucleusError::Config(format!(
-                "slots {} must be in 1..=65536 and top_k {} positive",
-                self.slots, self.top_k
-            )));
-        }
-        let positive = [
-            ("lr", self.lr),
-            ("grad_clip", self.grad_clip),
-            ("remote_grad_max_norm", self.remote_grad_max_norm),
-            ("response_clip", f64::from(self.response_clip)),
-        ];
-        for (name, v) in positive {
-            if !(v.is_finite() && v > 0.0) {
-                return Err(NucleusError::Config(format!("{name} is {v}, must be > 0")));
-            }
-        }
-        for (name, v) in [("smoothing", self.smoothing), ("fail_smoothing", self.fail_smoothing)] {
-            if !(v > 0.0 && v <= 1.0) {
-                return Err(NucleusError::Config(format!("{name} is {v}, must be in (0, 1]")));
-            }
-        }
-        let non_negative = |v: f64| v.is_finite() && v >= 0.0;
-        if !non_negative(self.remote_lr)
-            || !non_negative(self.distill_weight)
-            || !non_negative(self.weight_decay)
-            || !non_negative(f64::from(self.fail_penalty))
-        {
-            return Err(NucleusError::Config(
-                "remote_lr, distill_weight, weight_decay and fail_penalty must be finite and >= 0".into(),
-            ));
-        }
-        Ok(())
-    }
-}
+pub use config::{NucleusConfig, Scoring};
+use gate::Gate;
+pub use inference::Inference;
 
 /// Why a peer's response was not joined.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -195,35 +65,6 @@ pub struct StepReport {
     /// This step's raw score per passed uid (0 for failures) before smoothing.
     pub observed: Vec<(u16, f32)>,
     pub failed: Vec<(u16, FailReason)>,
-}
-
-/// Noisy top-k gate (Shazeer et al. 2017, eq. 3-5): H(x) = x̄·W_g + ε·softplus(x̄·W_noise),
-/// with x̄ the mean byte embedding of the sequence; keep the top k, softmax over the kept.
-#[derive(Clone, Debug)]
-struct Gate {
-    emb: Embedding,
-    w_g: Linear,
-    w_noise: Linear,
-}
-
-impl Gate {
-    fn new(dim: usize, slots: usize, vb: VarBuilder) -> candle_core::Result<Self> {
-        Ok(Gate {
-            emb: candle_nn::embedding(256, dim, vb.pp("emb"))?,
-            w_g: candle_nn::linear_no_bias(dim, slots, vb.pp("w_g"))?,
-            w_noise: candle_nn::linear_no_bias(dim, slots, vb.pp("w_noise"))?,
-        })
-    }
-
-    /// tokens [b, t] -> (clean logits [b, slots], noise scale [b, slots]).
-    fn forward(&self, tokens: &Tensor) -> candle_core::Result<(Tensor, Tensor)> {
-        let xbar = self.emb.forward(tokens)?.mean(1)?;
-        let clean = self.w_g.forward(&xbar)?;
-        let raw = self.w_noise.forward(&xbar)?;
-        // softplus, stable: relu(x) + ln(1 + e^{-|x|})
-        let noise = (raw.relu()? + ((raw.abs()?.neg()?.exp()? + 1.0)?.log()?))?;
-        Ok((clean, noise))
-    }
 }
 
 /// Initialises every variable from `seed` (candle's CPU generator cannot be seeded):
@@ -294,37 +135,6 @@ type EvalParts = (Tensor, Tensor, Tensor, Tensor, Vec<Joined>);
 struct Joined {
     uid: u16,
     var: Var,
-}
-
-#[derive(Serialize, Deserialize)]
-struct CheckpointState {
-    version: u32,
-    config: NucleusConfig,
-    steps: u64,
-    opt_step: u64,
-    scores: Vec<f32>,
-    seen: Vec<bool>,
-    fail_rate: Vec<f32>,
-    rng_seed: [u8; 32],
-    rng_word_pos: String,
-}
-
-#[derive(Serialize, Deserialize)]
-struct ExportMeta {
-    version: u32,
-    model: ModelConfig,
-    student: ModelConfig,
-}
-
-const CHECKPOINT_VERSION: u32 = 1;
-const MODEL_FILE: &str = "model.safetensors";
-const OPT_FILE: &str = "optimizer.safetensors";
-const STATE_FILE: &str = "state.json";
-const EXPORT_WEIGHTS: &str = "offline.safetensors";
-const EXPORT_CONFIG: &str = "config.json";
-
-fn io_err(path: &Path, e: impl std::fmt::Display) -> NucleusError {
-    NucleusError::Io(format!("{}: {e}", path.display()))
 }
 
 impl Nucleus {
@@ -895,93 +705,6 @@ impl Nucleus {
         let i = usize::from(uid);
         (i < self.cfg.slots && self.seen[i]).then(|| self.scores[i])
     }
-
-    /// Writes `dir/model.safetensors` (all variables), `dir/optimizer.safetensors` (AdamW
-    /// moments) and `dir/state.json` (config, step counts, scores, RNG position).
-    pub fn save_checkpoint(&self, dir: &Path) -> Result<(), NucleusError> {
-        std::fs::create_dir_all(dir).map_err(|e| io_err(dir, e))?;
-        // Each file is written beside its final name and renamed into place, so a reader (the
-        // localnet's judge loads checkpoints while peers run) never sees half a file.
-        let model_tmp = dir.join(format!("{MODEL_FILE}.tmp"));
-        self.varmap.save(&model_tmp)?;
-        std::fs::rename(&model_tmp, dir.join(MODEL_FILE)).map_err(|e| io_err(dir, e))?;
-        let opt_tmp = dir.join(format!("{OPT_FILE}.tmp"));
-        candle_core::safetensors::save(&self.opt.state(), &opt_tmp)?;
-        std::fs::rename(&opt_tmp, dir.join(OPT_FILE)).map_err(|e| io_err(dir, e))?;
-        let state = CheckpointState {
-            version: CHECKPOINT_VERSION,
-            config: self.cfg.clone(),
-            steps: self.steps,
-            opt_step: self.opt.step,
-            scores: self.scores.clone(),
-            seen: self.seen.clone(),
-            fail_rate: self.fail_rate.clone(),
-            rng_seed: self.rng.get_seed(),
-            rng_word_pos: self.rng.get_word_pos().to_string(),
-        };
-        let json = serde_json::to_vec_pretty(&state).map_err(|e| NucleusError::Checkpoint(e.to_string()))?;
-        let path = dir.join(STATE_FILE);
-        // Written last and renamed into place: a crash mid-save leaves no state.json that
-        // points at half-written tensors of a newer step.
-        let tmp = dir.join(format!("{STATE_FILE}.tmp"));
-        std::fs::write(&tmp, json).map_err(|e| io_err(&tmp, e))?;
-        std::fs::rename(&tmp, &path).map_err(|e| io_err(&path, e))?;
-        Ok(())
-    }
-
-    /// Resumes from a directory written by [`Nucleus::save_checkpoint`].
-    pub fn load_checkpoint(dir: &Path) -> Result<Self, NucleusError> {
-        let path = dir.join(STATE_FILE);
-        let json = std::fs::read(&path).map_err(|e| io_err(&path, e))?;
-        let state: CheckpointState =
-            serde_json::from_slice(&json).map_err(|e| NucleusError::Checkpoint(e.to_string()))?;
-        if state.version != CHECKPOINT_VERSION {
-            return Err(NucleusError::Checkpoint(format!(
-                "checkpoint version {}, this build reads {CHECKPOINT_VERSION}",
-                state.version
-            )));
-        }
-        let slots = state.config.slots;
-        if state.scores.len() != slots || state.seen.len() != slots || state.fail_rate.len() != slots {
-            return Err(NucleusError::Checkpoint(format!("score vectors do not have {slots} slots")));
-        }
-        let mut n = Nucleus::new(state.config)?;
-        n.varmap.load(dir.join(MODEL_FILE))?;
-        let opt_state = candle_core::safetensors::load(dir.join(OPT_FILE), &n.device)?;
-        n.opt.load_state(&opt_state, state.opt_step).map_err(NucleusError::Checkpoint)?;
-        n.steps = state.steps;
-        n.scores = state.scores;
-        n.seen = state.seen;
-        n.fail_rate = state.fail_rate;
-        n.rng = ChaCha8Rng::from_seed(state.rng_seed);
-        let pos: u128 =
-            state.rng_word_pos.parse().map_err(|e| NucleusError::Checkpoint(format!("rng position: {e}")))?;
-        n.rng.set_word_pos(pos);
-        Ok(n)
-    }
-
-    /// Writes the offline model to directory `dir`: `offline.safetensors` (f_i's and the
-    /// student's variables, `local.*` and `student.*`) and `config.json` (both shapes).
-    /// [`Inference::load`] runs it with no network.
-    pub fn export(&self, dir: &Path) -> Result<(), NucleusError> {
-        std::fs::create_dir_all(dir).map_err(|e| io_err(dir, e))?;
-        let mut tensors: HashMap<String, Tensor> = HashMap::new();
-        for prefix in ["local.", "student."] {
-            for (name, var) in named_vars(&self.varmap, prefix)? {
-                tensors.insert(name, var.as_tensor().clone());
-            }
-        }
-        candle_core::safetensors::save(&tensors, dir.join(EXPORT_WEIGHTS))?;
-        let meta = ExportMeta {
-            version: CHECKPOINT_VERSION,
-            model: self.cfg.model.clone(),
-            student: self.cfg.student.clone(),
-        };
-        let json = serde_json::to_vec_pretty(&meta).map_err(|e| NucleusError::Checkpoint(e.to_string()))?;
-        let path = dir.join(EXPORT_CONFIG);
-        std::fs::write(&path, json).map_err(|e| io_err(&path, e))?;
-        Ok(())
-    }
 }
 
 fn named_vars(varmap: &VarMap, prefix: &str) -> Result<Vec<(String, Var)>, NucleusError> {
@@ -990,104 +713,6 @@ fn named_vars(varmap: &VarMap, prefix: &str) -> Result<Vec<(String, Var)>, Nucle
         data.iter().filter(|(k, _)| k.starts_with(prefix)).map(|(k, v)| (k.clone(), v.clone())).collect();
     v.sort_by(|a, b| a.0.cmp(&b.0));
     Ok(v)
-}
-
-/// The exported offline model: f_i fed by its student, no network (market paper §8).
-pub struct Inference {
-    local: LocalModel,
-    student: Encoder,
-    device: Device,
-    pub model: ModelConfig,
-}
-
-impl Inference {
-    /// Loads a directory written by [`Nucleus::export`].
-    pub fn load(dir: &Path) -> Result<Self, NucleusError> {
-        let path = dir.join(EXPORT_CONFIG);
-        let json = std::fs::read(&path).map_err(|e| io_err(&path, e))?;
-        let meta: ExportMeta =
-            serde_json::from_slice(&json).map_err(|e| NucleusError::Checkpoint(e.to_string()))?;
-        meta.model.validate("model")?;
-        meta.student.validate("student")?;
-        let device = Device::Cpu;
-        let varmap = VarMap::new();
-        let vb = VarBuilder::from_varmap(&varmap, DType::F32, &device);
-        let local = LocalModel::new(&meta.model, vb.pp("local"))?;
-        let student = Encoder::new(&meta.student, vb.pp("student"))?;
-        let mut varmap = varmap;
-        varmap.load(dir.join(EXPORT_WEIGHTS))?;
-        Ok(Inference { local, student, device, model: meta.model })
-    }
-
-    fn logits(&self, tokens: &[u8]) -> Result<Tensor, NucleusError> {
-        let x = token_tensor(tokens, 1, tokens.len(), &self.device)?;
-        let dist = self.student.forward(&x)?;
-        Ok(self.local.forward(&x, &dist)?.1)
-    }
-
-    /// Mean next-byte loss (nats) of `text`, over consecutive windows of the context length.
-    pub fn score(&self, text: &[u8]) -> Result<f32, NucleusError> {
-        if text.len() < 2 {
-            return Err(NucleusError::Data("need at least 2 bytes to score".into()));
-        }
-        let ctx = self.model.context;
-        let (mut total, mut count) = (0f64, 0usize);
-        let mut start = 0;
-        while start + 1 < text.len() {
-            let end = (start + ctx).min(text.len() - 1);
-            let x = &text[start..end];
-            let y = token_tensor(&text[start + 1..end + 1], 1, end - start, &self.device)?;
-            let loss = next_token_loss(&self.logits(x)?, &y)?.to_scalar::<f32>()?;
-            total += f64::from(loss) * (end - start) as f64;
-            count += end - start;
-            start = end;
-        }
-        Ok((total / count as f64) as f32)
-    }
-
-    /// Samples `n` bytes after `prompt` at `temperature` (0 = greedy), seeded.
-    pub fn generate(
-        &self,
-        prompt: &[u8],
-        n: usize,
-        temperature: f32,
-        seed: u64,
-    ) -> Result<Vec<u8>, NucleusError> {
-        use rand::Rng;
-        if prompt.is_empty() {
-            return Err(NucleusError::Data("empty prompt".into()));
-        }
-        let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        let mut text = prompt.to_vec();
-        for _ in 0..n {
-            let window = &text[text.len().saturating_sub(self.model.context)..];
-            let logits = self.logits(window)?;
-            let last = logits.get(0)?.get(window.len() - 1)?.to_vec1::<f32>()?;
-            let next = if temperature <= 0.0 {
-                argmax(&last)
-            } else {
-                let m = last.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-                let p: Vec<f32> = last.iter().map(|l| ((l - m) / temperature).exp()).collect();
-                let total: f32 = p.iter().sum();
-                let mut r = rng.gen::<f32>() * total;
-                let mut pick = p.len() - 1;
-                for (i, w) in p.iter().enumerate() {
-                    if r < *w {
-                        pick = i;
-                        break;
-                    }
-                    r -= w;
-                }
-                pick
-            };
-            text.push(next as u8);
-        }
-        Ok(text.split_off(prompt.len()))
-    }
-}
-
-fn argmax(v: &[f32]) -> usize {
-    v.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).map(|(i, _)| i).unwrap_or(0)
 }
 
 #[cfg(test)]
@@ -1150,7 +775,23 @@ mod tests {
         assert!(Nucleus::new(c).is_err());
         let mut c = NucleusConfig::tiny(0);
         c.smoothing = 0.0;
-        assert!(Nucleus::new(c).is_err());
+        assert!(matches!(Nucleus::new(c), Err(NucleusError::Parameter { name: "smoothing", .. })));
+        let mut c = NucleusConfig::tiny(0);
+        c.weight_decay = -1.0;
+        let e = Nucleus::new(c).err().expect("a negative weight decay is refused");
+        assert_eq!(e.to_string(), "configuration: weight_decay is -1, must be finite and >= 0");
+    }
+
+    #[test]
+    fn a_missing_checkpoint_names_its_path() {
+        let dir = std::env::temp_dir().join(format!("agora-no-checkpoint-{}", std::process::id()));
+        match Nucleus::load_checkpoint(&dir) {
+            Err(NucleusError::Io { path, source }) => {
+                assert!(path.starts_with(&dir), "{}", path.display());
+                assert_eq!(source.kind(), std::io::ErrorKind::NotFound);
+            }
+            other => panic!("expected an Io error naming the file, got {:?}", other.err()),
+        }
     }
 
     #[test]

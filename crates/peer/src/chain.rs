@@ -25,7 +25,10 @@ pub enum ChainError {
     Mempool(ledger::MempoolError),
     /// The in-process ledger failed (store or block error).
     #[error("in-process ledger: {0}")]
-    Ledger(String),
+    Ledger(#[from] ledger::LedgerError),
+    /// The in-process chain could not make a block of what its mempool held.
+    #[error("in-process block: {0}")]
+    Block(#[from] ledger::BlockError),
     /// A transaction submitted here was neither pending nor included after the wait.
     #[error("transaction {id} not included after {waited:?}")]
     Timeout { id: Hash, waited: Duration },

@@ -32,9 +32,8 @@ pub struct LocalChain {
 
 impl LocalChain {
     pub fn new(genesis: GenesisConfig) -> Result<LocalChain, ChainError> {
-        genesis.validate().map_err(|e| ChainError::Ledger(e.to_string()))?;
-        let ledger =
-            Ledger::init(MemStore::default(), genesis).map_err(|e| ChainError::Ledger(e.to_string()))?;
+        genesis.validate().map_err(ledger::LedgerError::from)?;
+        let ledger = Ledger::init(MemStore::default(), genesis)?;
         let mempool = Mempool::new(MEMPOOL_SIZE);
         Ok(LocalChain { inner: Mutex::new(Inner { ledger, mempool, included: HashMap::new() }) })
     }
@@ -64,8 +63,8 @@ fn produce(inner: &mut Inner) -> Result<ChainHead, ChainError> {
     let ids: Vec<Hash> = txs.iter().map(SignedTx::id).collect();
     let ts = inner.ledger.head().timestamp_ms + BLOCK_STEP_MS;
     let proposer = ledger::public_key(&ledger::dev_key("local-validator"));
-    inner.ledger.propose(txs, ts, proposer).map_err(|e| ChainError::Ledger(e.to_string()))?;
-    let outcome = inner.ledger.commit().map_err(|e| ChainError::Ledger(e.to_string()))?;
+    inner.ledger.propose(txs, ts, proposer)?;
+    let outcome = inner.ledger.commit()?;
     inner.mempool.after_block(&inner.ledger, &ids);
     for (id, r) in ids.into_iter().zip(outcome.receipts) {
         inner.included.insert(id, (outcome.header.height, r));

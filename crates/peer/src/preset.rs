@@ -10,8 +10,9 @@ pub const CONTEXT: usize = 64;
 /// Gate slots: uids `0..SLOTS` can be routed to.
 pub const SLOTS: usize = 64;
 
-/// How big a peer's local model is.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// How big a peer's local model is (a scenario file spells it `tiny`, `small` or `medium`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum ModelSize {
     /// For tests and the CI localnet: a step takes milliseconds.
     Tiny,
@@ -19,6 +20,17 @@ pub enum ModelSize {
     Small,
     /// Twice the width of small.
     Medium,
+}
+
+impl ModelSize {
+    /// As `agora peer run --model-size` and a scenario file spell it.
+    pub fn name(self) -> &'static str {
+        match self {
+            ModelSize::Tiny => "tiny",
+            ModelSize::Small => "small",
+            ModelSize::Medium => "medium",
+        }
+    }
 }
 
 /// The nucleus configuration of a preset, seeded.

@@ -177,12 +177,12 @@ pub async fn run(cfg: RunConfig, shutdown: impl Future<Output = ()>) -> Result<E
         .map_err(|source| RunError::Connect { url: cfg.chain.clone(), source: Box::new(source) })?;
     let participant = Participant::new(chain, cfg.hotkey.clone(), cfg.coldkey).await?;
     let uid = participant.register().await?;
-    println!("registered as uid {uid} ({})", participant.hotkey());
+    tracing::info!("registered as uid {uid} ({})", participant.hotkey());
 
     let checkpoint = cfg.out.join("checkpoint");
     let nucleus = if cfg.resume && checkpoint.join("state.json").is_file() {
         let n = Nucleus::load_checkpoint(&checkpoint)?;
-        println!("resumed from {} at step {}", checkpoint.display(), n.steps());
+        tracing::info!("resumed from {} at step {}", checkpoint.display(), n.steps());
         n
     } else {
         Nucleus::new(cfg.nucleus.clone())?
@@ -202,7 +202,7 @@ pub async fn run(cfg: RunConfig, shutdown: impl Future<Output = ()>) -> Result<E
     )
     .await?;
     let Some(nucleus) = pretrained else {
-        println!("stopped while pretraining: nothing served, no report");
+        tracing::info!("stopped while pretraining: nothing served, no report");
         return Ok(Ending::Interrupted);
     };
     let mut learner = Learner::new(nucleus, uid, cfg.corpus.clone(), rng, cfg.timeout)?
@@ -261,9 +261,9 @@ pub async fn run(cfg: RunConfig, shutdown: impl Future<Output = ()>) -> Result<E
     let head = participant.chain().head().await?.height;
     publish_version(&participant, &learner, &cfg.role, &publisher, &view, head).await?;
     if addr == bound {
-        println!("axon serving on {addr}");
+        tracing::info!("axon serving on {addr}");
     } else {
-        println!("axon serving on {bound}, announced as {addr}");
+        tracing::info!("axon serving on {bound}, announced as {addr}");
     }
 
     let _metrics = match cfg.metrics_addr {
@@ -272,7 +272,7 @@ pub async fn run(cfg: RunConfig, shutdown: impl Future<Output = ()>) -> Result<E
                 crate::metrics_http::serve_metrics(addr, vec![axon.metrics(), dendrite.metrics()])
                     .await
                     .map_err(|source| RunError::Metrics { addr, source })?;
-            println!("metrics on http://{bound}/metrics");
+            tracing::info!("metrics on http://{bound}/metrics");
             Some(AbortOnDrop(task))
         }
         None => None,
@@ -317,12 +317,12 @@ pub async fn run(cfg: RunConfig, shutdown: impl Future<Output = ()>) -> Result<E
             let scores = learner.scoring_round(&dendrite, &view).await?;
             match setter.step(&participant, &scores).await {
                 Ok(Some(WeightsOutcome::Applied { height })) => {
-                    println!("weights set in block {height}: {} peers", scores.len())
+                    tracing::info!("weights set in block {height}: {} peers", scores.len())
                 }
                 Ok(_) => {}
                 // No score above zero yet (nobody answered) is normal at the start.
-                Err(StepError::Row(e)) => eprintln!("weights not set: {e}"),
-                Err(StepError::Chain(e)) => eprintln!("weights not set: {e}"),
+                Err(StepError::Row(e)) => tracing::warn!("weights not set: {e}"),
+                Err(StepError::Chain(e)) => tracing::warn!("weights not set: {e}"),
             }
         }
         publish_version(&participant, &learner, &cfg.role, &publisher, &view, head).await?;
@@ -334,7 +334,7 @@ pub async fn run(cfg: RunConfig, shutdown: impl Future<Output = ()>) -> Result<E
             let heldout = learner.held_out_loss(&dendrite, &view).await?;
             let stake = view.stake(uid);
             let incentive = view.info().I.get(usize::from(uid)).copied().unwrap_or(0.0);
-            println!(
+            tracing::info!(
                 "step {:>6}  block {head:>5}  loss {:.3}  held-out {heldout:.3}  peers answering {}  stake {:.3}  incentive {incentive:.4}",
                 learner.steps(),
                 last.loss,
@@ -355,21 +355,21 @@ pub async fn run(cfg: RunConfig, shutdown: impl Future<Output = ()>) -> Result<E
     };
     if let Some(block) = ending {
         // Leave as a crashed peer would: no report, no goodbye; the axon just stops answering.
-        println!("going offline at block {block}");
+        tracing::info!("going offline at block {block}");
         axon.shutdown().await?;
         return Ok(Ending::WentOffline { block });
     }
 
-    println!("shutting down: final evaluation on {HELD_OUT_BATCHES} held-out batches");
+    tracing::info!("shutting down: final evaluation on {HELD_OUT_BATCHES} held-out batches");
     let report = learner.final_report(&dendrite, &view).await?;
     read(learner.nucleus()).save_checkpoint(&checkpoint)?;
     let path = report.write(&cfg.out)?;
     // The other peers are usually shutting down at the same moment and querying us for their
     // own final evaluation: keep answering a little longer, or we would look worthless to them.
-    println!("serving {} s more for the other peers' final evaluations", FINAL_LINGER.as_secs());
+    tracing::info!("serving {} s more for the other peers' final evaluations", FINAL_LINGER.as_secs());
     tokio::time::sleep(FINAL_LINGER).await;
     axon.shutdown().await?;
-    println!(
+    tracing::info!(
         "final held-out loss {:.4} (student alone {:.4}); wrote {}",
         report.heldout_loss,
         report.student_loss.unwrap_or(f64::NAN),
@@ -399,11 +399,11 @@ async fn publish_version(
     let (id, step) = read(learner.nucleus()).model_version()?;
     if let Some(call) = publisher.due(head, id, step, published) {
         match participant.transact(call).await {
-            Ok(h) => println!(
+            Ok(h) => tracing::info!(
                 "model version {} (step {step}) published in block {h}",
                 ledger::Hash(id).to_hex().get(..12).unwrap_or_default()
             ),
-            Err(e) => eprintln!("model version not published: {e}"),
+            Err(e) => tracing::warn!("model version not published: {e}"),
         }
     }
     Ok(())
@@ -487,7 +487,7 @@ pub async fn pretrain_only(
 ) -> Result<Option<u64>, RunError> {
     let nucleus = if cfg.checkpoint.join("state.json").is_file() {
         let n = Nucleus::load_checkpoint(&cfg.checkpoint)?;
-        println!("resuming {} at step {}", cfg.checkpoint.display(), n.steps());
+        tracing::info!("resuming {} at step {}", cfg.checkpoint.display(), n.steps());
         n
     } else {
         Nucleus::new(cfg.nucleus.clone())?
@@ -516,7 +516,7 @@ async fn pretrain(
     if todo == 0 {
         return Ok(Some(nucleus));
     }
-    println!("pretraining alone for {todo} steps before joining the network");
+    tracing::info!("pretraining alone for {todo} steps before joining the network");
     let (batch_size, context) = (nucleus.config().batch, nucleus.config().model.context);
     let started = Instant::now();
     let mut last_status = Instant::now();
@@ -543,7 +543,7 @@ async fn pretrain(
         }
         if last_status.elapsed() >= status_every || done == todo {
             last_status = Instant::now();
-            println!(
+            tracing::info!(
                 "pretrain {done:>6}/{todo}  loss {:.3}  ({:.0} s)",
                 report.loss,
                 started.elapsed().as_secs_f64()

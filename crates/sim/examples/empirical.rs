@@ -4,7 +4,7 @@
 use sim::empirical::{run, EmpiricalOptions};
 use std::path::PathBuf;
 
-fn main() -> anyhow::Result<()> {
+fn main() -> Result<(), sim::SimError> {
     let out =
         std::env::args().nth(1).map(PathBuf::from).unwrap_or_else(|| PathBuf::from("agora-sim/empirical"));
     let report = run(&EmpiricalOptions::default(), &out)?;

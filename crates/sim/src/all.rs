@@ -2,8 +2,8 @@
 //! their summaries.
 
 use crate::report::{prepare_out_dir, write_text};
+use crate::SimError;
 use crate::{cabal, compare, descent, empirical};
-use anyhow::Result;
 use std::path::{Path, PathBuf};
 
 /// How `all` sizes the experiments.
@@ -23,7 +23,7 @@ pub struct AllReport {
 }
 
 /// Runs every experiment into `out_dir` and writes `out_dir/summary.md`.
-pub fn run(opts: &AllOptions, out_dir: &Path) -> Result<AllReport> {
+pub fn run(opts: &AllOptions, out_dir: &Path) -> Result<AllReport, SimError> {
     let out_dir = prepare_out_dir(out_dir)?;
     let mut descent_opts = descent::TrustDescentOptions::default();
     let mut compare_opts = compare::CompareOptions::default();

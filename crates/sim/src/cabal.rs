@@ -14,8 +14,9 @@
 
 use crate::error::{at_least, non_negative, open_unit, SimError};
 use crate::network::{GroupSpec, Network, Run, StakeSplit, Wiring};
-use crate::plot::{Chart, Series, YScale};
-use crate::report::{cell, chart, format_sig, markdown_table, prepare_out_dir, write_text, Table};
+use crate::report::{cell, chart, prepare_out_dir, write_text, Table};
+use figures::plot::{Chart, Series, YScale};
+use figures::{format_sig, markdown_table};
 use mechanism::connectivity::ConnectivityParams;
 use mechanism::trust::TrustParams;
 use mechanism::{Extras, Mechanism};
@@ -669,12 +670,12 @@ mod tests {
     #[test]
     fn bad_parameters_are_rejected_by_name() {
         let bad = |o: Cabal000Options| o.validate().unwrap_err().to_string();
-        assert!(bad(Cabal000Options { prcnt_c: 1.0, ..Default::default() }).contains("--prcnt-c"));
-        assert!(bad(Cabal000Options { inf_rate: -0.1, ..Default::default() }).contains("--inf-rate"));
-        assert!(bad(Cabal000Options { steps: 0, ..Default::default() }).contains("--steps"));
+        assert!(bad(Cabal000Options { prcnt_c: 1.0, ..Default::default() }).starts_with("prcnt-c is "));
+        assert!(bad(Cabal000Options { inf_rate: -0.1, ..Default::default() }).starts_with("inf-rate is "));
+        assert!(bad(Cabal000Options { steps: 0, ..Default::default() }).starts_with("steps is "));
         let bad = |o: Cabal002Options| o.validate().unwrap_err().to_string();
-        assert!(bad(Cabal002Options { stake_a: 0.0, ..Default::default() }).contains("--stake-a"));
-        assert!(bad(Cabal002Options { tau: f64::NAN, ..Default::default() }).contains("--tau"));
-        assert!(bad(Cabal002Options { blocks: 0, ..Default::default() }).contains("--blocks"));
+        assert!(bad(Cabal002Options { stake_a: 0.0, ..Default::default() }).starts_with("stake-a is "));
+        assert!(bad(Cabal002Options { tau: f64::NAN, ..Default::default() }).starts_with("tau is "));
+        assert!(bad(Cabal002Options { blocks: 0, ..Default::default() }).starts_with("blocks is "));
     }
 }

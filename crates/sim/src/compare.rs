@@ -9,8 +9,9 @@
 
 use crate::error::{at_least, non_negative, open_unit, SimError};
 use crate::network::{GroupSpec, Network, Run, StakeSplit, Wiring};
-use crate::plot::{Chart, Series, YScale};
-use crate::report::{cell, chart, format_sig, markdown_table, prepare_out_dir, progress, write_text, Table};
+use crate::report::{cell, chart, prepare_out_dir, progress, write_text, Table};
+use figures::plot::{Chart, Series, YScale};
+use figures::{format_sig, markdown_table};
 use mechanism::Mechanism;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -460,8 +461,8 @@ mod tests {
     #[test]
     fn bad_options_are_rejected() {
         let bad = |o: CompareOptions| o.validate().unwrap_err().to_string();
-        assert!(bad(CompareOptions { cabal_share: 0.0, ..Default::default() }).contains("--cabal-share"));
-        assert!(bad(CompareOptions { epochs: 0, ..Default::default() }).contains("--epochs"));
-        assert!(bad(CompareOptions { tau: -0.5, ..Default::default() }).contains("--tau"));
+        assert!(bad(CompareOptions { cabal_share: 0.0, ..Default::default() }).starts_with("cabal-share is "));
+        assert!(bad(CompareOptions { epochs: 0, ..Default::default() }).starts_with("epochs is "));
+        assert!(bad(CompareOptions { tau: -0.5, ..Default::default() }).starts_with("tau is "));
     }
 }

@@ -18,8 +18,9 @@
 
 use crate::error::{at_least, non_negative, open_unit, SimError};
 use crate::network::{GroupSpec, Network, Run, StakeSplit, Wiring};
-use crate::plot::{Chart, Series, YScale};
-use crate::report::{cell, chart, format_sig, markdown_table, prepare_out_dir, progress, write_text, Table};
+use crate::report::{cell, chart, prepare_out_dir, progress, write_text, Table};
+use figures::plot::{Chart, Series, YScale};
+use figures::{format_sig, markdown_table};
 use mechanism::trust::TrustParams;
 use mechanism::{Extras, Mechanism};
 use rand::SeedableRng;
@@ -594,10 +595,10 @@ mod tests {
     #[test]
     fn bad_options_are_rejected() {
         let bad = |o: TrustDescentOptions| o.validate().unwrap_err().to_string();
-        assert!(bad(TrustDescentOptions { blocks: 0, ..Default::default() }).contains("--blocks"));
+        assert!(bad(TrustDescentOptions { blocks: 0, ..Default::default() }).starts_with("blocks is "));
         assert!(bad(TrustDescentOptions { honest_shares: vec![1.2], ..Default::default() })
-            .contains("--honest-shares"));
-        assert!(bad(TrustDescentOptions { tau: -1.0, ..Default::default() }).contains("--tau"));
-        assert!(bad(TrustDescentOptions { density: 0.0, ..Default::default() }).contains("--density"));
+            .starts_with("honest-shares is "));
+        assert!(bad(TrustDescentOptions { tau: -1.0, ..Default::default() }).starts_with("tau is "));
+        assert!(bad(TrustDescentOptions { density: 0.0, ..Default::default() }).starts_with("density is "));
     }
 }

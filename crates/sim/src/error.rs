@@ -7,14 +7,14 @@ use thiserror::Error;
 /// a separate error source), so the `agora` binary prints one self-contained line.
 #[derive(Debug, Error)]
 pub enum SimError {
-    #[error("--{name} is {value}, expected {expected}")]
+    #[error("{name} is {value}, expected {expected}")]
     BadParameter { name: &'static str, value: String, expected: String },
     #[error("cannot use output directory {}: {reason}", path.display())]
     OutputDir { path: PathBuf, reason: std::io::Error },
     #[error("cannot write {}: {reason}", path.display())]
     Write { path: PathBuf, reason: std::io::Error },
-    #[error("cannot draw {}: {message}", path.display())]
-    Plot { path: PathBuf, message: String },
+    #[error(transparent)]
+    Figure(#[from] figures::FigureError),
     #[error("cannot build the weight matrix: {0}")]
     Weights(MechanismError),
     #[error("the {mechanism} mechanism rejected epoch {epoch}: {reason}")]
@@ -22,7 +22,7 @@ pub enum SimError {
 }
 
 impl SimError {
-    /// A [`SimError::BadParameter`] for `--name value`.
+    /// A [`SimError::BadParameter`]: the parameter `name` (as the CLI spells its flag) is `value`.
     pub fn bad(name: &'static str, value: impl std::fmt::Display, expected: impl Into<String>) -> Self {
         SimError::BadParameter { name, value: value.to_string(), expected: expected.into() }
     }

@@ -21,7 +21,6 @@ pub mod descent;
 pub mod empirical;
 mod error;
 pub mod network;
-pub mod plot;
 pub mod report;
 
 pub use error::SimError;

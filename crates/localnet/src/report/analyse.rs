@@ -16,11 +16,9 @@ use peer::files::FinalReport;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-/// Spearman's rho with average ranks for ties (`sim`'s implementation, shared with the
-/// competitive-equilibrium experiment). `None` when undefined (a constant side, < 2 points).
-pub fn spearman(x: &[f64], y: &[f64]) -> Option<f64> {
-    sim::empirical::spearman(x, y)
-}
+/// Spearman's rho with average ranks for ties, as the experiments compute it. `None` when
+/// undefined (a constant side, < 2 points).
+pub use figures::spearman;
 
 /// The peers' own estimate per uid: the sum over reports of the held-out loss increase when
 /// the uid is removed. A uid no report names gets 0. Keys that are not uids below `n` are an

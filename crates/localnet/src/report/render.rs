@@ -4,8 +4,7 @@ use super::analyse::{Analysis, Summary};
 use super::load::RunData;
 use crate::error::LocalnetError;
 use crate::scenario::Role;
-use sim::plot::{Chart, Series, YScale};
-use sim::report::{format_sig, markdown_table};
+use figures::{format_sig, line_chart, markdown_table, Chart, Series, YScale};
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -31,7 +30,7 @@ fn pct(x: Option<f64>) -> String {
     x.map_or("n/a".into(), |v| format!("{}%", sig(100.0 * v, 3)))
 }
 
-fn report_err(e: sim::SimError) -> LocalnetError {
+fn report_err(e: figures::FigureError) -> LocalnetError {
     LocalnetError::Report(e.to_string())
 }
 
@@ -163,7 +162,7 @@ pub fn render(dir: &Path, data: &RunData, a: &Analysis) -> Result<(), LocalnetEr
         y_scale: YScale::Linear,
         y_range: None,
     };
-    sim::report::chart(&dir.join("stake_share.png"), &chart, &lines).map_err(report_err)?;
+    line_chart(&dir.join("stake_share.png"), &chart, &lines).map_err(report_err)?;
     let mut cabal = String::from("epoch,cabal_share\n");
     a.cabal_epochs.iter().for_each(|(e, v)| cabal.push_str(&format!("{e},{v}\n")));
     write(dir, "cabal_share.csv", &cabal)?;
@@ -185,7 +184,7 @@ pub fn render(dir: &Path, data: &RunData, a: &Analysis) -> Result<(), LocalnetEr
         y_scale: YScale::Linear,
         y_range: None,
     };
-    sim::report::chart(&dir.join("incentive.png"), &chart, &inc_series).map_err(report_err)?;
+    line_chart(&dir.join("incentive.png"), &chart, &inc_series).map_err(report_err)?;
 
     // Loss curves from the peers' status files.
     let loss_note = if data.status.iter().any(|(_, st)| !st.is_empty()) {
@@ -203,7 +202,7 @@ pub fn render(dir: &Path, data: &RunData, a: &Analysis) -> Result<(), LocalnetEr
             y_scale: YScale::Linear,
             y_range: None,
         };
-        sim::report::chart(&dir.join("loss.png"), &chart, &ls).map_err(report_err)?;
+        line_chart(&dir.join("loss.png"), &chart, &ls).map_err(report_err)?;
         "![held-out loss](loss.png)".to_string()
     } else {
         "No peer wrote a status.csv: no loss curves.".to_string()
@@ -410,7 +409,7 @@ pub fn write_compare(out: &Path, summaries: &[Summary]) -> Result<(), LocalnetEr
             y_scale: YScale::Linear,
             y_range: None,
         };
-        sim::report::chart(&out.join("cabal_share_compare.png"), &chart, &lines).map_err(report_err)?;
+        line_chart(&out.join("cabal_share_compare.png"), &chart, &lines).map_err(report_err)?;
         md.push_str("\n![cabal share per mechanism](cabal_share_compare.png)\n");
     }
     md.push_str(&format!(

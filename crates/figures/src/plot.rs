@@ -1,7 +1,7 @@
 //! Line charts as PNG files, drawn with plotters and a font shipped in the repository (no
 //! system font library is needed).
 
-use anyhow::{anyhow, Context, Result};
+use crate::FigureError;
 use plotters::coord::ranged1d::{Ranged, ValueFormatter};
 use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
@@ -10,6 +10,7 @@ use std::path::Path;
 use std::sync::Once;
 
 static FONT: &[u8] = include_bytes!("../../../assets/DejaVuSans.ttf");
+
 static REGISTER: Once = Once::new();
 
 /// One named line of a chart.
@@ -65,13 +66,13 @@ fn register() {
 }
 
 /// Draws `series` as lines into a 1000 x 600 PNG at `path`.
-pub fn line_chart(path: &Path, chart: &Chart<'_>, series: &[Series]) -> Result<()> {
+pub fn line_chart(path: &Path, chart: &Chart<'_>, series: &[Series]) -> Result<(), FigureError> {
     register();
     let keep =
         |&(x, y): &(f64, f64)| x.is_finite() && y.is_finite() && (chart.y_scale == YScale::Linear || y > 0.0);
     let all: Vec<(f64, f64)> = series.iter().flat_map(|s| s.points.iter().copied().filter(keep)).collect();
     if all.is_empty() {
-        return Err(anyhow!("chart {:?} has no finite points to draw", chart.title));
+        return Err(FigureError::NoPoints { title: chart.title.to_string() });
     }
     let (mut x0, mut x1) = bounds(all.iter().map(|p| p.0));
     let (mut y0, mut y1) = chart.y_range.unwrap_or_else(|| bounds(all.iter().map(|p| p.1)));
@@ -89,8 +90,9 @@ pub fn line_chart(path: &Path, chart: &Chart<'_>, series: &[Series]) -> Result<(
         }
     }
     let root = BitMapBackend::new(path, (1000, 600)).into_drawing_area();
-    root.fill(&WHITE).map_err(|e| anyhow!("{e}"))?;
-    let draw = |root: &DrawingArea<BitMapBackend<'_>, plotters::coord::Shift>| -> Result<()> {
+    // The plotting library's errors carry no path: the message is kept, the path added here.
+    let draw = |root: &DrawingArea<BitMapBackend<'_>, plotters::coord::Shift>| -> Result<(), String> {
+        root.fill(&WHITE).map_err(|e| e.to_string())?;
         let mut builder = ChartBuilder::on(root);
         builder
             .caption(chart.title, ("sans-serif", 24))
@@ -99,21 +101,21 @@ pub fn line_chart(path: &Path, chart: &Chart<'_>, series: &[Series]) -> Result<(
             .y_label_area_size(80);
         match chart.y_scale {
             YScale::Linear => {
-                let ctx = builder.build_cartesian_2d(x0..x1, y0..y1).map_err(|e| anyhow!("{e}"))?;
+                let ctx = builder.build_cartesian_2d(x0..x1, y0..y1).map_err(|e| e.to_string())?;
                 draw_lines(ctx, chart, series, &keep)?;
             }
             YScale::Log => {
                 let y0 = y0.max(f64::MIN_POSITIVE);
                 let ctx =
-                    builder.build_cartesian_2d(x0..x1, (y0..y1).log_scale()).map_err(|e| anyhow!("{e}"))?;
+                    builder.build_cartesian_2d(x0..x1, (y0..y1).log_scale()).map_err(|e| e.to_string())?;
                 draw_lines(ctx, chart, series, &keep)?;
             }
         }
         Ok(())
     };
-    draw(&root)?;
-    root.present().with_context(|| format!("writing {}", path.display()))?;
-    Ok(())
+    draw(&root)
+        .and_then(|()| root.present().map_err(|e| e.to_string()))
+        .map_err(|message| FigureError::Draw { path: path.to_path_buf(), message })
 }
 
 fn draw_lines<'b, Y>(
@@ -121,7 +123,7 @@ fn draw_lines<'b, Y>(
     chart: &Chart<'_>,
     series: &[Series],
     keep: &dyn Fn(&(f64, f64)) -> bool,
-) -> Result<()>
+) -> Result<(), String>
 where
     Y: Ranged<ValueType = f64> + ValueFormatter<f64>,
 {
@@ -130,14 +132,14 @@ where
         .y_desc(chart.y_label)
         .label_style(("sans-serif", 15))
         .draw()
-        .map_err(|e| anyhow!("{e}"))?;
+        .map_err(|e| e.to_string())?;
     for (k, s) in series.iter().enumerate() {
         let colour = COLOURS[k % COLOURS.len()];
         ctx.draw_series(LineSeries::new(
             s.points.iter().copied().filter(|p| keep(p)),
             colour.stroke_width(2),
         ))
-        .map_err(|e| anyhow!("{e}"))?
+        .map_err(|e| e.to_string())?
         .label(s.name.as_str())
         .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], colour.stroke_width(2)));
     }
@@ -147,7 +149,7 @@ where
         .border_style(BLACK)
         .label_font(("sans-serif", 15))
         .draw()
-        .map_err(|e| anyhow!("{e}"))?;
+        .map_err(|e| e.to_string())?;
     Ok(())
 }
 
