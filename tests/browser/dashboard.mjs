@@ -57,6 +57,10 @@ try {
   assert.equal(await text("#localnet-summary"), "block 12 of 500, epoch 1; the independent judge's value measured at block 10; Spearman(incentive now, judge) = 0.500");
   const peers = await page.locator("#localnet tbody tr").evaluateAll((rs) => rs.map((r) => [...r.cells].map((c) => c.innerText)));
   assert.deepEqual(peers, [["0", "expert-0", "honest", "2.2500"], ["1", "noise-0", "noise", "0.0000"], ["2", "cabal-0", "cabal", "-"]]);
+  const curves = await page.locator('svg[data-series="loss"] polyline').evaluateAll((ls) =>
+    ls.map((l) => [l.dataset.uid, l.dataset.heights, l.dataset.values]),
+  );
+  assert.deepEqual(curves, [["0", "5,10", "4.5,3.75"], ["1", "10", "5.25"]]);
 
   step("sorting by stake, largest first, on the node");
   await page.click('th[data-sort="stake"]');

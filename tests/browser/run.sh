@@ -51,8 +51,8 @@ done
 (IFS=,; echo "[${neurons[*]}]") >"$WORK/expected.json"
 cat >"$WORK/localnet.json" <<'JSON'
 {"done": 12, "blocks": 500, "epoch": 1, "judge_block": 10, "spearman_incentive": 0.5,
- "peers": [{"uid": 0, "name": "expert-0", "role": "honest", "judge": 2.25},
-           {"uid": 1, "name": "noise-0", "role": "noise", "judge": 0.0},
+ "peers": [{"uid": 0, "name": "expert-0", "role": "honest", "judge": 2.25, "loss": [[5, 4.5], [10, 3.75]]},
+           {"uid": 1, "name": "noise-0", "role": "noise", "judge": 0.0, "loss": [[10, 5.25]]},
            {"uid": 2, "name": "cabal-0", "role": "cabal", "judge": null}]}
 JSON
 echo "registered: $(cat "$WORK/expected.json")"

@@ -399,6 +399,9 @@ pub struct LocalnetPeer {
     pub name: String,
     pub role: String,
     pub judge: Option<f64>,
+    /// Its held-out loss over the run, `[block, loss]`, down-sampled (empty before it reports).
+    #[serde(default)]
+    pub loss: Vec<(u64, f64)>,
 }
 
 #[cfg(test)]

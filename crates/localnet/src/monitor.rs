@@ -193,6 +193,7 @@ pub fn write_dashboard(
     path: &Path,
     rows: &[MetagraphRow],
     judge: Option<&(Vec<f64>, u64)>,
+    losses: &std::collections::HashMap<String, Vec<(u64, f64)>>,
     (done, blocks, epoch): (u64, u64, u64),
 ) -> Result<(), LocalnetError> {
     let spearman_incentive = judge.and_then(|(values, _)| {
@@ -212,6 +213,7 @@ pub fn write_dashboard(
                 name: r.name.clone(),
                 role: r.role.name().to_string(),
                 judge: judge.and_then(|(values, _)| values.get(usize::from(r.uid)).copied()),
+                loss: losses.get(&r.name).cloned().unwrap_or_default(),
             })
             .collect(),
     };
@@ -219,6 +221,25 @@ pub fn write_dashboard(
     let json = serde_json::to_vec(&status).map_err(|e| LocalnetError::io(path, std::io::Error::other(e)))?;
     std::fs::write(&tmp, json).map_err(|e| LocalnetError::io(&tmp, e))?;
     std::fs::rename(&tmp, path).map_err(|e| LocalnetError::io(path, e))
+}
+
+/// Points of a loss curve on the dashboard.
+pub const LOSS_POINTS: usize = 100;
+
+/// A peer's held-out loss over blocks from its `status.csv` (`[block, loss]`, at most
+/// [`LOSS_POINTS`], evenly picked, the last kept); `None` if the file is missing or does not
+/// read (e.g. a row half written: the caller keeps the last curve).
+pub fn loss_curve(status_csv: &Path) -> Option<Vec<(u64, f64)>> {
+    let rows = peer::files::read_status(status_csv).ok()?;
+    let n = rows.len();
+    let step = n.div_ceil(LOSS_POINTS).max(1);
+    Some(
+        rows.iter()
+            .enumerate()
+            .filter(|(i, _)| i % step == 0 || i + 1 == n)
+            .map(|(_, r)| (r.block, r.heldout_loss))
+            .collect(),
+    )
 }
 
 pub struct LiveView {
@@ -312,6 +333,33 @@ impl LiveView {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn loss_curves_are_down_sampled_from_the_status_file_keeping_the_last() {
+        let dir = std::env::temp_dir().join(format!("agora-loss-curve-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        assert_eq!(loss_curve(&dir.join(peer::files::STATUS_FILE)), None, "no file yet");
+        let mut w = peer::files::StatusWriter::create(&dir).unwrap();
+        for step in 0..250u64 {
+            let row = peer::files::StatusRow {
+                time_s: step as f64,
+                step,
+                block: step / 2,
+                loss: 5.0,
+                heldout_loss: 5.0 - step as f64 / 100.0,
+                peers_answering: 1,
+                stake: 1,
+                incentive: 0.0,
+            };
+            w.append(&row).unwrap();
+        }
+        let curve = loss_curve(&dir.join(peer::files::STATUS_FILE)).unwrap();
+        assert!(curve.len() <= LOSS_POINTS + 1, "{}", curve.len());
+        assert_eq!(curve[0], (0, 5.0));
+        assert_eq!(*curve.last().unwrap(), (124, 5.0 - 2.49));
+        assert!(curve.windows(2).all(|w| w[0].0 <= w[1].0));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
     use super::*;
 
     #[test]

@@ -373,6 +373,8 @@ async fn run_async(opts: &RunOptions, stop: &AtomicBool) -> Result<RunOutcome, L
     let mut judging: Option<tokio::task::JoinHandle<JudgeResult>> = None;
 
     let mut sampler = Sampler::create(&out.join("metagraph.csv"))?;
+    // The dashboard's loss curves by peer name (crate::monitor::write_dashboard).
+    let mut losses: std::collections::HashMap<String, Vec<(u64, f64)>> = Default::default();
     let t0 = Instant::now();
     let mut head = start.saturating_sub(1);
     let mut exited_early = Vec::new();
@@ -418,10 +420,20 @@ async fn run_async(opts: &RunOptions, stop: &AtomicBool) -> Result<RunOutcome, L
             head.saturating_sub(start) / scenario.tempo,
         );
         view.update(progress.0, progress.2, &rows);
+        // The peers' loss curves, re-read once an epoch (their files grow every step).
+        if head.is_multiple_of(scenario.tempo) || losses.is_empty() {
+            for r in &rows {
+                let status = peer_dir(out, &r.name).join(peer::files::STATUS_FILE);
+                if let Some(curve) = crate::monitor::loss_curve(&status) {
+                    losses.insert(r.name.clone(), curve);
+                }
+            }
+        }
         crate::monitor::write_dashboard(
             &out.join(crate::monitor::DASHBOARD_FILE),
             &rows,
             view.judge().as_ref(),
+            &losses,
             progress,
         )?;
         if judging.as_ref().is_some_and(|t| t.is_finished()) {

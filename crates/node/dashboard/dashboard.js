@@ -202,6 +202,19 @@ async function networkPage(main) {
 }
 
 // ---- localnet ---------------------------------------------------------------------------
+// The peers' loss curves as one chart: their blocks merged, each peer's values aligned to them.
+function lossChart(peers) {
+  const heights = [...new Set(peers.flatMap((p) => p.loss.map(([b]) => b)))].sort((a, b) => a - b);
+  const neurons = peers
+    .filter((p) => p.loss.length)
+    .map((p) => {
+      const at = new Map(p.loss);
+      return { uid: p.uid, loss: heights.map((h) => at.get(h) ?? null) };
+    });
+  if (!neurons.length) return el("p", { class: "muted" }, "no loss reported by the peers yet");
+  return lineChart("loss", "held-out loss of each peer (its status.csv)", { heights, neurons }, (v) => v.toFixed(2));
+}
+
 function localnetPanel(l) {
   const rho = l.spearman_incentive == null ? "n/a" : l.spearman_incentive.toFixed(3);
   const judged = l.judge_block == null ? "not measured yet" : `measured at block ${l.judge_block}`;
@@ -237,6 +250,7 @@ function localnetPanel(l) {
         ),
       ),
     ),
+    el("div", { class: "charts" }, lossChart(l.peers)),
   );
 }
 

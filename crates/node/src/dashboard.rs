@@ -240,6 +240,7 @@ mod tests {
                 name: "expert-0".into(),
                 role: "honest".into(),
                 judge: Some(1.5),
+                loss: vec![(5, 4.25)],
             }],
         };
         std::fs::write(&path, serde_json::to_vec(&status).unwrap()).unwrap();
