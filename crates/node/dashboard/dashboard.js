@@ -387,6 +387,8 @@ function lineChart(key, title, hist, fmt) {
   );
   hist.neurons.forEach((n, i) => {
     const pts = heights.map((h, k) => [h, n[key][k]]).filter(([, v]) => v != null);
+    // A series of one point draws no line: a dot shows it.
+    if (pts.length === 1) chart.append(svg("circle", { cx: x(pts[0][0]), cy: y(pts[0][1]), r: 3, fill: PALETTE[i % PALETTE.length] }));
     chart.append(
       svg("polyline", {
         points: pts.map(([h, v]) => `${x(h).toFixed(1)},${y(v).toFixed(1)}`).join(" "),
