@@ -7,7 +7,8 @@
 #          20 ms during the flood and 8 s after; the share of its calls answered BACKOFF.
 # "before" is the same axon example (examples/flood_axon.rs) built from BEFORE_REV, attacked in
 # protocol 1 with requests dated 29 s ahead (its window was 30 s both ways); "after" is this
-# tree, credentials in metadata (protocol 2, now 3), requests dated 1.9 s ahead (its future window is 2 s).
+# tree, credentials in metadata (protocol 2, now 5: a session per connection, MACed calls),
+# requests dated 1.9 s ahead (its future window is 2 s).
 #
 # usage: bash crates/wire/attacks.sh [BEFORE_REV]
 #        (default: the parent of the commit that brought protocol 2 into crates/wire/src/auth.rs)

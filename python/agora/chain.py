@@ -39,7 +39,7 @@ FEE_FIELD = {"transfer": "transfer", "register": "register", "register_by": "reg
              "add_stake": "add_stake", "remove_stake": "remove_stake", "set_weights": "set_weights",
              # The two halves of a set_weights pay what it pays; publish_version pays serve's.
              "commit_weights": "set_weights", "reveal_weights": "set_weights",
-             "publish_version": "serve"}
+             "publish_version": "serve", "set_take": "set_take", "burned_register": "burned_register"}
 
 
 @dataclass(frozen=True)

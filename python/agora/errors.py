@@ -103,6 +103,10 @@ KINDS: list[tuple[str, str, str]] = [
     ("reveal_mismatch", "RevealMismatch", "the revealed row and salt do not match the commitment"),
     ("unversioned_model", "UnversionedModel", "an all-zero model version names no model"),
     ("model_version_unchanged", "ModelVersionUnchanged", "this model version is already the one published"),
+    ("insufficient_nomination", "InsufficientNomination", "the coldkey nominated less than requested on the hotkey"),
+    ("nomination_too_small", "NominationTooSmall", "a nomination would hold less than the chain's minimum"),
+    ("too_many_nominators", "TooManyNominators", "the hotkey has the most nominators the chain allows"),
+    ("take_out_of_bounds", "TakeOutOfBounds", "the take is above the chain's maximum"),
 ]
 
 BY_KIND: dict[str, type[TxError]] = {}

@@ -276,7 +276,7 @@ class Learner:
 
     def serve(self, tokens: np.ndarray) -> wire.Versioned:
         """Forward for a caller: TEXT `[batch, seq]` bytes -> `[batch, seq, output_dim]`, with
-        the version of the model that computed it (signed into the answer, protocol 4)."""
+        the version of the model that computed it (MACed into the answer, protocol 5)."""
         x = _tokens(tokens, self.cfg.context)
         with self.lock, torch.no_grad():
             return wire.Versioned(self.model.serve(x).numpy(), self.model_version())

@@ -176,8 +176,28 @@ class RevealWeights:
     KIND = "reveal_weights"
 
 
+@dataclass(frozen=True)
+class SetTake:
+    """Sent by a neuron's coldkey: the take it keeps of what the hotkey's stake earns, in parts
+    of 65,535 (at most the chain's `delegation.max_take`). A decrease applies at once, an
+    increase `delegation.take_notice` blocks later."""
+
+    hotkey: bytes
+    take: int
+    KIND = "set_take"
+
+
+@dataclass(frozen=True)
+class BurnedRegister:
+    """Sent by a coldkey: register `hotkey` as a neuron it owns, burning the chain's current
+    registration burn (`agora_burn`) instead of doing proof of work."""
+
+    hotkey: bytes
+    KIND = "burned_register"
+
+
 Call = Union[Transfer, Register, RegisterBy, Serve, AddStake, RemoveStake, SetWeights, CommitWeights, RevealWeights,
-             PublishVersion]
+             PublishVersion, SetTake, BurnedRegister]
 # The borsh variant index of each call: its position in `ledger::Call`.
 CALLS: tuple[type, ...] = (
     Transfer,
@@ -190,6 +210,8 @@ CALLS: tuple[type, ...] = (
     CommitWeights,
     RevealWeights,
     PublishVersion,
+    SetTake,
+    BurnedRegister,
 )
 
 
@@ -319,6 +341,13 @@ def encode_call(call: Call) -> bytes:
     elif isinstance(call, PublishVersion):
         w.key(call.version)
         w.u64(call.step)
+    elif isinstance(call, SetTake):
+        w.key(call.hotkey)
+        if not 0 <= call.take <= 0xFFFF:
+            raise ValueError(f"take {call.take} does not fit a u16 (parts of 65535)")
+        w.u16(call.take)
+    elif isinstance(call, BurnedRegister):
+        w.key(call.hotkey)
     return bytes(w.out)
 
 
@@ -342,6 +371,10 @@ def _decode_call(r: _Reader) -> Call:
         return CommitWeights(r.take(32))
     if tag == 9:
         return PublishVersion(r.take(32), r.u64())
+    if tag == 10:
+        return SetTake(r.take(32), r.u16())
+    if tag == 11:
+        return BurnedRegister(r.take(32))
     raise ValueError(f"Call variant {tag} does not exist")
 
 

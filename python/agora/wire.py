@@ -1,36 +1,41 @@
-"""The peer protocol, version 4 (crates/wire/proto/agora.proto, package agora.v1): tensors, signed
-requests and signed responses, an axon (server) and a dendrite (client), numpy in and out.
+"""The peer protocol, version 5 (crates/wire/proto/agora.proto, package agora.v1): tensors, sessions,
+MACed requests and answers, an axon (server) and a dendrite (client), numpy in and out.
 
-Every call carries its credentials in the gRPC metadata, so an axon decides before it parses the
-body (the exact bytes are in docs/python-peer.md and crates/wire/src/auth.rs):
+A dendrite opens a session with each axon once (per channel) with `/agora.v1.Axon/Handshake`
+(crates/wire/src/auth/session.rs): it sends a fresh X25519 key signed by its hotkey, the axon
+answers with its own fresh X25519 key and a 16-byte session id signed by its hotkey, and both
+derive a request key and a response key (BLAKE3 derive_key over the X25519 secret and the signed
+answer). Every call then carries its credentials in the gRPC metadata, so an axon decides before
+it parses the body (the exact bytes are in docs/python-peer.md and crates/wire/src/auth.rs):
 
-    agora-version 4, agora-caller, agora-callee (hex hotkeys), agora-nonce, agora-timestamp-ms,
-    agora-body-len, agora-digest "blake3:<hex>", agora-signature (hex ed25519)
-    preimage = field("agora/4") || field(path) || field(caller) || field(callee)
-               || u64le(nonce) || u64le(timestamp_ms) || field("blake3") || u64le(body_len)
-               || field(digest);  field(x) = u64le(len(x)) || x
+    agora-version 5, agora-session (hex), agora-nonce, agora-timestamp-ms, agora-body-len,
+    agora-digest "blake3:<hex>", agora-mac (hex, keyed BLAKE3 under the request key)
+    preimage = field("agora/5/request") || field(path) || u64le(nonce) || u64le(timestamp_ms)
+               || field("blake3") || u64le(body_len) || field(digest);  field(x) = u64le(len(x)) || x
 
-Every answer, refusals included, is signed by the axon's hotkey in its initial metadata
-(crates/wire/src/auth/response.rs), over the request it answers (request_hash = BLAKE3 of the
-caller's preimage above; 32 zero bytes when the axon could not read the credentials), the exact
-response message bytes and the model that answered:
+Every answer in a session, refusals included, carries a MAC under the response key in its
+initial metadata (crates/wire/src/auth/response.rs), over the request it answers (request_hash
+= BLAKE3 of the request preimage above), the exact response message bytes and the model that
+answered:
 
-    agora-version 4, agora-responder (hex hotkey), agora-model-version (hex, 32 bytes),
-    agora-model-step, agora-body-len, agora-digest "blake3:<hex>", agora-signature
-    preimage = field("agora/4/response") || field(path) || field(responder) || field(request_hash)
+    agora-version 5, agora-model-version (hex, 32 bytes), agora-model-step, agora-body-len,
+    agora-digest "blake3:<hex>", agora-mac
+    preimage = field("agora/5/response") || field(path) || field(request_hash)
                || field("blake3") || u64le(body_len) || field(digest)
                || field(model_version) || u64le(model_step)
 
-The dendrite checks the responder is the axon it called, the body's length and digest and the
-signature: any failure is INVALID_RESPONSE_SIGNATURE, an unsigned answer (protocol 3 or older)
-UNSUPPORTED_VERSION.
+The dendrite checks the body's length and digest and the MAC: any failure is
+INVALID_RESPONSE_SIGNATURE, an answer without agora-version or of another version (and an axon
+without the handshake, protocol 4 or older) UNSUPPORTED_VERSION. A session the axon no longer
+holds is answered UNAUTHENTICATED: the dendrite opens another and resends the call once.
 
 The dendrite never raises out of a call: a refused, slow, unreachable or lying axon is a
 [`Response`] with its return code (UNAVAILABLE, TIMEOUT, RESPONSE_SHAPE_ERROR, NON_FINITE, ...),
 as the Rust dendrite reports it, and a fan-out gives each target its own.
 
-The axon checks version, callee, freshness, body length and digest, signature and replays
-(a `(caller, nonce)` seen within the freshness window), and, given a stake table, refuses
+The axon checks the handshake (callee, freshness, signature), then each call's version, session,
+freshness, body length and digest, MAC and replays (a `(caller, nonce)` seen within the
+freshness window), and, given a stake table, refuses
 callers the metagraph does not know unless they are trusted (`UNKNOWN_CALLER`). It has no
 stake-priority queue and grpcio reads a whole message before the handler sees it: the Rust axon
 (`wire::serve`) is the one that bounds what it reads per caller before reading it.
@@ -38,6 +43,8 @@ stake-priority queue and grpcio reads a whole message before the handler sees it
 
 from __future__ import annotations
 
+import hmac
+import os
 import struct
 import threading
 import time
@@ -60,10 +67,11 @@ except ImportError as _e:  # pragma: no cover - only in a source tree that was n
         "`pip install ./python` from the repository root"
     ) from _e
 
-PROTOCOL_VERSION = 4
+PROTOCOL_VERSION = 5
 DIGEST = "blake3"
 PATH_FORWARD = "/agora.v1.Axon/Forward"
 PATH_BACKWARD = "/agora.v1.Axon/Backward"
+PATH_HANDSHAKE = "/agora.v1.Axon/Handshake"
 FRESHNESS_MS = 30_000
 MAX_FUTURE_MS = 2_000
 # The Rust axon's default limits: a tensor of at most 64 MiB, a message of two of them.
@@ -152,74 +160,146 @@ def from_wire(t: "pb.Tensor", max_bytes: int = MAX_TENSOR_BYTES, request: bool =
     return array
 
 
-# ---------------------------------------------------------------- credentials
+# ---------------------------------------------------------------- sessions and credentials
 
 
 def _field(x: bytes) -> bytes:
     return struct.pack("<Q", len(x)) + x
 
 
-def signing_message(path: str, caller: bytes, callee: bytes, nonce: int, timestamp_ms: int, body_len: int,
-                    digest: bytes, version: int = PROTOCOL_VERSION) -> bytes:
-    """The preimage a caller signs for a call whose message bytes have `body_len` and BLAKE3
-    `digest`."""
-    return (_field(f"agora/{version}".encode()) + _field(path.encode()) + _field(caller) + _field(callee)
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def handshake_request_message(caller: bytes, callee: bytes, ephemeral: bytes, timestamp_ms: int) -> bytes:
+    """What a dendrite signs to open a session (`wire::auth::session::handshake_request_message`)."""
+    return (_field(f"agora/{PROTOCOL_VERSION}/handshake".encode()) + _field(caller) + _field(callee)
+            + _field(ephemeral) + struct.pack("<Q", timestamp_ms))
+
+
+def handshake_response_message(request_hash: bytes, responder: bytes, code: int, message: str, ephemeral: bytes,
+                               session: bytes) -> bytes:
+    """What an axon signs to accept or refuse a session (`handshake_response_message`)."""
+    return (_field(f"agora/{PROTOCOL_VERSION}/handshake/axon".encode()) + _field(request_hash) + _field(responder)
+            + struct.pack("<q", code) + _field(message.encode()) + _field(ephemeral) + _field(session))
+
+
+def request_message(path: str, nonce: int, timestamp_ms: int, body_len: int, digest: bytes) -> bytes:
+    """What a call's MAC covers (`wire::auth::request_message`)."""
+    return (_field(f"agora/{PROTOCOL_VERSION}/request".encode()) + _field(path.encode())
             + struct.pack("<QQ", nonce, timestamp_ms) + _field(DIGEST.encode()) + struct.pack("<Q", body_len)
             + _field(digest))
 
 
-class Signer:
-    """A hotkey signing calls, with nonces that increase across restarts (they start at the
-    clock in nanoseconds) so an axon's replay cache never confuses two runs."""
+@dataclass(frozen=True)
+class Session:
+    """One end of a session (`wire::auth::session`): its id, the two hotkeys and the two MAC
+    keys derived from the handshake."""
 
-    def __init__(self, hotkey: Keypair) -> None:
-        self.hotkey = hotkey
-        self._nonce = time.time_ns()
-        self._lock = threading.Lock()
+    id: bytes
+    caller: bytes
+    axon: bytes
+    request_key: bytes = field(repr=False)
+    response_key: bytes = field(repr=False)
 
-    def next_nonce(self) -> int:
-        with self._lock:
-            self._nonce += 1
-            return self._nonce
+    @staticmethod
+    def derive(id: bytes, caller: bytes, axon: bytes, shared: bytes, response_message: bytes) -> "Session":
+        ikm = shared + blake3(response_message).digest()
+        return Session(id, caller, axon, blake3(ikm, derive_key_context=REQUEST_KEY_CONTEXT).digest(),
+                       blake3(ikm, derive_key_context=RESPONSE_KEY_CONTEXT).digest())
 
-    def credentials(self, path: str, callee: bytes, body_len: int, digest: bytes) -> list[tuple[str, str]]:
-        """The metadata of a call (see [`Signer.sign`] for its request hash too)."""
-        return self.sign(path, callee, body_len, digest)[0]
+    def request_mac(self, message: bytes) -> bytes:
+        return blake3(message, key=self.request_key).digest()
 
-    def sign(self, path: str, callee: bytes, body_len: int, digest: bytes) -> tuple[list[tuple[str, str]], bytes]:
-        """The metadata of a call and its request hash (BLAKE3 of the signed preimage), which
-        the axon's signed answer must name."""
-        nonce, ts = self.next_nonce(), int(time.time() * 1000)
-        pre = signing_message(path, self.hotkey.public, callee, nonce, ts, body_len, digest)
-        sig = self.hotkey.sign(pre)
+    def response_mac(self, message: bytes) -> bytes:
+        return blake3(message, key=self.response_key).digest()
+
+    def credentials(self, path: str, nonce: int, timestamp_ms: int, body_len: int,
+                    digest: bytes) -> tuple[list[tuple[str, str]], bytes]:
+        """The metadata of a call in this session and its request hash (BLAKE3 of the MACed
+        bytes), which the axon's answer must name."""
+        pre = request_message(path, nonce, timestamp_ms, body_len, digest)
         return [
             ("agora-version", str(PROTOCOL_VERSION)),
-            ("agora-caller", self.hotkey.public.hex()),
-            ("agora-callee", callee.hex()),
+            ("agora-session", self.id.hex()),
             ("agora-nonce", str(nonce)),
-            ("agora-timestamp-ms", str(ts)),
+            ("agora-timestamp-ms", str(timestamp_ms)),
             ("agora-body-len", str(body_len)),
             ("agora-digest", f"{DIGEST}:{digest.hex()}"),
-            ("agora-signature", sig.hex()),
+            ("agora-mac", self.request_mac(pre).hex()),
         ], blake3(pre).digest()
+
+
+REQUEST_KEY_CONTEXT = "agora protocol 5 request mac"
+RESPONSE_KEY_CONTEXT = "agora protocol 5 response mac"
+
+
+def _x25519() -> tuple[Any, bytes]:
+    """A fresh X25519 key pair: the private key and the raw 32-byte public key."""
+    from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+
+    secret = X25519PrivateKey.generate()
+    return secret, secret.public_key().public_bytes_raw()
+
+
+def _agree(secret: Any, public: bytes) -> bytes:
+    """X25519; ValueError for a low-order point (an all-zero result)."""
+    from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
+
+    shared = secret.exchange(X25519PublicKey.from_public_bytes(public))
+    if shared == bytes(32):
+        raise ValueError("the ephemeral key is a low-order point")
+    return shared
+
+
+class Initiator:
+    """The dendrite's side of a handshake: its signed request and, from the axon's answer, the session."""
+
+    def __init__(self, hotkey: Keypair, callee: bytes, timestamp_ms: int | None = None) -> None:
+        self.secret, ephemeral = _x25519()
+        self.caller, self.callee = hotkey.public, callee
+        ts = _now_ms() if timestamp_ms is None else timestamp_ms
+        pre = handshake_request_message(hotkey.public, callee, ephemeral, ts)
+        self.request = pb.HandshakeRequest(caller=hotkey.public, callee=callee, ephemeral=ephemeral, timestamp_ms=ts,
+                                           signature=hotkey.sign(pre))
+        self.request_hash = blake3(pre).digest()
+
+    def finish(self, response: "pb.HandshakeResponse") -> Session:
+        """The session once the answer's signature verifies under the axon called; BadTensor
+        with the axon's code for its (signed) refusal, INVALID_RESPONSE_SIGNATURE otherwise."""
+        pre = handshake_response_message(self.request_hash, self.callee, response.code, response.message,
+                                         response.ephemeral, response.session)
+        if not verify_signature(self.callee, response.signature, pre):
+            raise BadTensor(INVALID_RESPONSE_SIGNATURE, "the axon's handshake answer is not signed by the axon called")
+        if response.code != SUCCESS:
+            raise SignedRefusal(response.code, response.message)
+        if len(response.session) != 16 or len(response.ephemeral) != 32:
+            raise BadTensor(INVALID_RESPONSE_SIGNATURE, "the axon's handshake answer is malformed")
+        try:
+            shared = _agree(self.secret, response.ephemeral)
+        except ValueError as e:
+            raise BadTensor(INVALID_RESPONSE_SIGNATURE, f"the axon's handshake answer: {e}") from e
+        return Session.derive(response.session, self.caller, self.callee, shared, pre)
+
+
+class SignedRefusal(BadTensor):
+    """The axon's own refusal of a session, signed by it: its code is the call's."""
 
 
 @dataclass(frozen=True)
 class Credentials:
     """What an axon read from a call's metadata."""
 
-    caller: bytes
-    callee: bytes
+    session: bytes
     nonce: int
     timestamp_ms: int
     body_len: int
     digest: bytes
-    signature: bytes
+    mac: bytes
 
     def request_hash(self, path: str) -> bytes:
-        """The request's identity for its answer: BLAKE3 of the bytes its caller signed."""
-        return blake3(signing_message(path, self.caller, self.callee, self.nonce, self.timestamp_ms,
-                                      self.body_len, self.digest)).digest()
+        """The request's identity for its answer: BLAKE3 of the bytes its MAC covers."""
+        return blake3(request_message(path, self.nonce, self.timestamp_ms, self.body_len, self.digest)).digest()
 
 
 def _sized(hex_value: Any, n: int, key: str) -> bytes:
@@ -238,29 +318,35 @@ def _u64(value: Any, key: str) -> int:
     return int(text)
 
 
-def read_credentials(metadata: Iterable[tuple[str, Any]]) -> Credentials:
-    """Parses the metadata of a version-4 call (UNSUPPORTED_VERSION for another version or
-    digest, INVALID_SIGNATURE for anything malformed)."""
+def check_version(metadata: Iterable[tuple[str, Any]]) -> None:
+    """BadTensor UNSUPPORTED_VERSION unless the metadata says this protocol."""
     md = {k: v for k, v in metadata}
     version = md.get("agora-version")
     if version is None:
         raise BadTensor(UNSUPPORTED_VERSION, f"no agora-version: this axon speaks agora protocol {PROTOCOL_VERSION} (credentials in metadata)")
     if version != str(PROTOCOL_VERSION):
         hint = {"2": " (protocol 2 digested with sha256, no longer read)",
-                "3": " (protocol 3 left responses unsigned, no longer spoken)"}.get(str(version), "")
-        raise BadTensor(UNSUPPORTED_VERSION, f"agora-version {version!r} is not spoken here: this axon speaks {PROTOCOL_VERSION}{hint}")
+                "3": " (protocol 3 left responses unsigned, no longer spoken)",
+                "4": " (protocol 4 signed every call with ed25519; 5 signs a handshake per connection and MACs each call)"}
+        raise BadTensor(UNSUPPORTED_VERSION, f"agora-version {version!r} is not spoken here: this axon speaks {PROTOCOL_VERSION}{hint.get(str(version), '')}")
+
+
+def read_credentials(metadata: Iterable[tuple[str, Any]]) -> Credentials:
+    """Parses the metadata of a version-5 call (UNSUPPORTED_VERSION for another version or
+    digest, INVALID_SIGNATURE for anything malformed)."""
+    md = {k: v for k, v in metadata}
+    check_version(md.items())
     try:
         alg, digest_hex = str(md["agora-digest"]).split(":", 1)
         if alg != DIGEST:
             raise BadTensor(UNSUPPORTED_VERSION, f"digest algorithm {alg!r} is not supported: this axon speaks {DIGEST}")
         return Credentials(
-            caller=_sized(md["agora-caller"], 32, "agora-caller"),
-            callee=_sized(md["agora-callee"], 32, "agora-callee"),
+            session=_sized(md["agora-session"], 16, "agora-session"),
             nonce=_u64(md["agora-nonce"], "agora-nonce"),
             timestamp_ms=_u64(md["agora-timestamp-ms"], "agora-timestamp-ms"),
             body_len=_u64(md["agora-body-len"], "agora-body-len"),
             digest=_sized(digest_hex, 32, "agora-digest"),
-            signature=_sized(md["agora-signature"], 64, "agora-signature"),
+            mac=_sized(md["agora-mac"], 32, "agora-mac"),
         )
     except (KeyError, ValueError) as e:
         if isinstance(e, BadTensor):
@@ -268,18 +354,20 @@ def read_credentials(metadata: Iterable[tuple[str, Any]]) -> Credentials:
         raise BadTensor(INVALID_SIGNATURE, f"malformed credentials: {e!r}") from e
 
 
-def check_credentials(c: Credentials, path: str, body: bytes, me: bytes, now_ms: int | None = None) -> None:
-    """Callee, freshness, body length and digest, then the signature (the cheap checks first)."""
-    if c.callee != me:
-        raise BadTensor(INVALID_SIGNATURE, "addressed to another axon")
-    now = int(time.time() * 1000) if now_ms is None else now_ms
-    if c.timestamp_ms < now - FRESHNESS_MS or c.timestamp_ms > now + MAX_FUTURE_MS:
-        raise BadTensor(INVALID_SIGNATURE, f"stale or future timestamp ({c.timestamp_ms - now} ms from this axon's clock)")
+def _fresh(timestamp_ms: int, now_ms: int | None = None) -> None:
+    now = _now_ms() if now_ms is None else now_ms
+    if timestamp_ms < now - FRESHNESS_MS or timestamp_ms > now + MAX_FUTURE_MS:
+        raise BadTensor(INVALID_SIGNATURE, f"stale or future timestamp ({timestamp_ms - now} ms from this axon's clock)")
+
+
+def check_credentials(c: Credentials, session: Session, path: str, body: bytes, now_ms: int | None = None) -> None:
+    """Freshness, body length and digest, then the MAC under `session` (the one `c` names)."""
+    _fresh(c.timestamp_ms, now_ms)
     if c.body_len != len(body) or blake3(body).digest() != c.digest:
-        raise BadTensor(INVALID_SIGNATURE, "the body does not match its signed length and digest")
-    pre = signing_message(path, c.caller, c.callee, c.nonce, c.timestamp_ms, c.body_len, c.digest)
-    if not verify_signature(c.caller, c.signature, pre):
-        raise BadTensor(INVALID_SIGNATURE, "bad signature")
+        raise BadTensor(INVALID_SIGNATURE, "the body does not match its authenticated length and digest")
+    pre = request_message(path, c.nonce, c.timestamp_ms, c.body_len, c.digest)
+    if not hmac.compare_digest(session.request_mac(pre), c.mac):
+        raise BadTensor(INVALID_SIGNATURE, "the call's MAC does not verify under its session's key")
 
 
 class ReplayCache:
@@ -294,7 +382,7 @@ class ReplayCache:
 
     def check_and_insert(self, caller: bytes, nonce: int, timestamp_ms: int) -> bool:
         """False if the pair was seen (a replay)."""
-        now = int(time.time() * 1000)
+        now = _now_ms()
         with self._lock:
             while self._seen:
                 (_, ts) = next(iter(self._seen.items()))
@@ -308,7 +396,54 @@ class ReplayCache:
             return True
 
 
-# ---------------------------------------------------------------- response signatures
+SESSIONS_PER_CALLER = 4
+
+
+class SessionTable:
+    """An axon's open sessions: at most `SESSIONS_PER_CALLER` per caller (its oldest dropped for
+    its newest), `capacity` in all (the oldest dropped), each for `lifetime_s`."""
+
+    def __init__(self, capacity: int = 1 << 16, lifetime_s: float = 3600.0) -> None:
+        self.capacity, self.lifetime_s = capacity, lifetime_s
+        self._sessions: OrderedDict[bytes, tuple[Session, float]] = OrderedDict()
+        self._by_caller: dict[bytes, list[bytes]] = {}
+        self._lock = threading.Lock()
+
+    def _drop(self, id: bytes) -> None:
+        entry = self._sessions.pop(id, None)
+        if entry is not None:
+            mine = self._by_caller.get(entry[0].caller, [])
+            if id in mine:
+                mine.remove(id)
+            if not mine:
+                self._by_caller.pop(entry[0].caller, None)
+
+    def insert(self, session: Session) -> None:
+        with self._lock:
+            mine = self._by_caller.get(session.caller, [])
+            while len(mine) >= SESSIONS_PER_CALLER:
+                self._drop(mine[0])
+            while len(self._sessions) >= self.capacity:
+                self._drop(next(iter(self._sessions)))
+            self._sessions[session.id] = (session, time.monotonic())
+            self._by_caller.setdefault(session.caller, []).append(session.id)
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._sessions)
+
+    def get(self, id: bytes) -> Session | None:
+        with self._lock:
+            entry = self._sessions.get(id)
+            if entry is None:
+                return None
+            if time.monotonic() - entry[1] >= self.lifetime_s:
+                self._drop(id)
+                return None
+            return entry[0]
+
+
+# ---------------------------------------------------------------- response MACs
 
 NO_REQUEST = bytes(32)
 
@@ -338,49 +473,51 @@ UNVERSIONED = ModelVersion()
 
 @dataclass(frozen=True)
 class Versioned:
-    """What a handler returns to name the model that computed its answer: `Axon` signs `model`
+    """What a handler returns to name the model that computed its answer: `Axon` MACs `model`
     into the response. A handler returning a bare array answers [`UNVERSIONED`]."""
 
     value: Any
     model: ModelVersion
 
 
-def response_signing_message(path: str, responder: bytes, request_hash: bytes, body_len: int, digest: bytes,
-                             model: ModelVersion, version: int = PROTOCOL_VERSION) -> bytes:
-    """The preimage an axon signs for its answer of `body_len` message bytes with BLAKE3
-    `digest` to the request `request_hash` (`wire::auth::response::response_signing_message`)."""
-    return (_field(f"agora/{version}/response".encode()) + _field(path.encode()) + _field(responder)
-            + _field(request_hash) + _field(DIGEST.encode()) + struct.pack("<Q", body_len) + _field(digest)
+def response_message(path: str, request_hash: bytes, body_len: int, digest: bytes, model: ModelVersion) -> bytes:
+    """What an answer's MAC covers: its `body_len` message bytes with BLAKE3 `digest`, the
+    request `request_hash` and the model (`wire::auth::response::response_message`)."""
+    return (_field(f"agora/{PROTOCOL_VERSION}/response".encode()) + _field(path.encode()) + _field(request_hash)
+            + _field(DIGEST.encode()) + struct.pack("<Q", body_len) + _field(digest)
             + _field(model.id) + struct.pack("<Q", model.step))
 
 
-def seal_response(hotkey: Keypair, path: str, request_hash: bytes, body: bytes,
+def seal_response(session: Session | None, path: str, request_hash: bytes, body: bytes,
                   model: ModelVersion = UNVERSIONED) -> list[tuple[str, str]]:
-    """The initial metadata that signs `body` (the exact response message bytes) as `hotkey`'s
-    answer to the request `request_hash` (NO_REQUEST when its credentials could not be read)."""
+    """The initial metadata that MACs `body` (the exact response message bytes) in `session` as
+    the answer to the request `request_hash`; the version alone without a session (a call
+    whose credentials could not be read: the caller takes no such answer as the axon's)."""
+    if session is None:
+        return [("agora-version", str(PROTOCOL_VERSION))]
     digest = blake3(body).digest()
-    sig = hotkey.sign(response_signing_message(path, hotkey.public, request_hash, len(body), digest, model))
+    mac = session.response_mac(response_message(path, request_hash, len(body), digest, model))
     return [
         ("agora-version", str(PROTOCOL_VERSION)),
-        ("agora-responder", hotkey.public.hex()),
         ("agora-model-version", model.id.hex()),
         ("agora-model-step", str(model.step)),
         ("agora-body-len", str(len(body))),
         ("agora-digest", f"{DIGEST}:{digest.hex()}"),
-        ("agora-signature", sig.hex()),
+        ("agora-mac", mac.hex()),
     ]
 
 
-def verify_response(metadata: Iterable[tuple[str, Any]] | None, path: str, axon: bytes, request_hash: bytes,
+def verify_response(metadata: Iterable[tuple[str, Any]] | None, path: str, session: Session, request_hash: bytes,
                     body: bytes) -> ModelVersion:
-    """Checks that `axon` signed `body` as its answer to the request `request_hash`; returns the
-    model it names. BadTensor UNSUPPORTED_VERSION for an unsigned answer (protocol 3 or older) or
-    another version, INVALID_RESPONSE_SIGNATURE for anything else wrong."""
+    """Checks that `body` was MACed in `session` (with the axon called) as the answer to the
+    request `request_hash`; returns the model it names. BadTensor UNSUPPORTED_VERSION for an
+    unauthenticated answer (protocol 3 or older) or another version, INVALID_RESPONSE_SIGNATURE
+    for anything else wrong."""
     md = {k: v for k, v in (metadata or ())}
     version = md.get("agora-version")
     if version is None:
-        raise BadTensor(UNSUPPORTED_VERSION, "the axon's response is not signed (no agora-version in its metadata): "
-                        f"it speaks agora protocol 3 or older, this dendrite accepts only protocol {PROTOCOL_VERSION}'s signed responses")
+        raise BadTensor(UNSUPPORTED_VERSION, "the axon's response is not authenticated (no agora-version in its metadata): "
+                        f"it speaks agora protocol 3 or older, this dendrite accepts only protocol {PROTOCOL_VERSION}'s authenticated responses")
     if str(version).strip() != str(PROTOCOL_VERSION):
         raise BadTensor(UNSUPPORTED_VERSION, f"the axon's response says agora-version {str(version)[:32]!r}; "
                         f"this dendrite speaks protocol {PROTOCOL_VERSION}")
@@ -388,23 +525,19 @@ def verify_response(metadata: Iterable[tuple[str, Any]] | None, path: str, axon:
         alg, digest_hex = str(md["agora-digest"]).split(":", 1)
         if alg != DIGEST:
             raise ValueError(f"agora-digest: algorithm {alg[:32]!r}, expected {DIGEST}")
-        responder = _sized(md["agora-responder"], 32, "agora-responder")
         model = ModelVersion(_sized(md["agora-model-version"], 32, "agora-model-version"),
                              _u64(md["agora-model-step"], "agora-model-step"))
         body_len = _u64(md["agora-body-len"], "agora-body-len")
         digest = _sized(digest_hex, 32, "agora-digest")
-        signature = _sized(md["agora-signature"], 64, "agora-signature")
+        mac = _sized(md["agora-mac"], 32, "agora-mac")
     except (KeyError, ValueError) as e:
         raise BadTensor(INVALID_RESPONSE_SIGNATURE, f"the axon's response metadata: {e!r}") from e
-    if responder != axon:
-        raise BadTensor(INVALID_RESPONSE_SIGNATURE, f"the response is signed by {responder.hex()}, not by the axon called ({axon.hex()})")
     if body_len != len(body):
-        raise BadTensor(INVALID_RESPONSE_SIGNATURE, f"the response body is {len(body)} bytes, its signature says {body_len}")
+        raise BadTensor(INVALID_RESPONSE_SIGNATURE, f"the response body is {len(body)} bytes, its MAC says {body_len}")
     if blake3(body).digest() != digest:
-        raise BadTensor(INVALID_RESPONSE_SIGNATURE, "the response body's digest does not match the signed agora-digest")
-    pre = response_signing_message(path, axon, request_hash, body_len, digest, model)
-    if not verify_signature(axon, signature, pre):
-        raise BadTensor(INVALID_RESPONSE_SIGNATURE, "the response signature does not verify for this axon, request, body and model version")
+        raise BadTensor(INVALID_RESPONSE_SIGNATURE, "the response body's digest does not match the authenticated agora-digest")
+    if not hmac.compare_digest(session.response_mac(response_message(path, request_hash, body_len, digest, model)), mac):
+        raise BadTensor(INVALID_RESPONSE_SIGNATURE, "the response MAC does not verify for this session, request, body and model version")
     return model
 
 
@@ -469,12 +602,12 @@ class Axon:
     """Serves `forward(inputs, caller) -> outputs` and optionally `backward(inputs, grads,
     caller) -> grads or None`, numpy in and out; outputs must be float `[batch, seq, dim]` with
     the inputs' batch and seq. Takes the raw request bytes, so it digests exactly what was sent
-    before parsing it, and serializes its answer itself, so it signs exactly what it sends. A
+    before parsing it, and serializes its answer itself, so it MACs exactly what it sends. A
     handler returning [`Versioned`]`(value, model)` names the model that answered in the
-    response's signature; a bare value names none ([`UNVERSIONED`]).
+    response's MAC; a bare value names none ([`UNVERSIONED`]).
 
     `stakes`: when given, a caller the table does not know is refused (`UNKNOWN_CALLER`) unless
-    its hotkey is in `trusted` or `allow_unregistered`; without it every correctly signed caller
+    its hotkey is in `trusted` or `allow_unregistered`; without it every caller with a session
     is served (there is nothing to check it against).
     """
 
@@ -484,21 +617,63 @@ class Axon:
         self.hotkey, self.forward_fn, self.backward_fn = hotkey, forward, backward
         self.stakes, self.trusted, self.allow_unregistered = stakes, {bytes(t) for t in trusted}, allow_unregistered
         self.replays = ReplayCache()
+        self.sessions = SessionTable()
         self.stats = AxonStats()
         self.server: Any = None
         self.port: int | None = None
 
-    def _admit(self, c: Credentials, path: str, body: bytes) -> Caller:
-        check_credentials(c, path, body, self.hotkey.public)
-        stake = self.stakes.get(c.caller) if self.stakes is not None else 0
+    def _standing(self, caller: bytes) -> Caller:
+        """The caller's stake, or UNKNOWN_CALLER: at the handshake and again at every call."""
+        stake = self.stakes.get(caller) if self.stakes is not None else 0
         if stake is None:
-            if c.caller in self.trusted or self.allow_unregistered:
+            if caller in self.trusted or self.allow_unregistered:
                 stake = 0
             else:
-                raise BadTensor(UNKNOWN_CALLER, f"caller {c.caller.hex()[:16]}.. is not registered on the chain")
-        if not self.replays.check_and_insert(c.caller, c.nonce, c.timestamp_ms):
+                raise BadTensor(UNKNOWN_CALLER, f"caller {caller.hex()[:16]}.. is not registered on the chain")
+        return Caller(caller, int(stake))
+
+    def _admit(self, c: Credentials, session: Session, path: str, body: bytes) -> Caller:
+        check_credentials(c, session, path, body)
+        caller = self._standing(session.caller)
+        if not self.replays.check_and_insert(session.caller, c.nonce, c.timestamp_ms):
             raise BadTensor(INVALID_SIGNATURE, f"nonce {c.nonce} was already used by this caller: a replay")
-        return Caller(c.caller, int(stake))
+        return caller
+
+    def Handshake(self, body: bytes, context: Any) -> bytes:
+        """Opens a session (protocol 5): the caller's standing, callee, freshness and signature,
+        then fresh X25519 keys; a signed answer, refusals included."""
+        request_hash, code, message, ephemeral, session_id = NO_REQUEST, SUCCESS, "", b"", b""
+        try:
+            check_version(context.invocation_metadata())
+            try:
+                req = pb.HandshakeRequest.FromString(body)
+            except Exception as e:  # noqa: BLE001 - protobuf's DecodeError
+                raise BadTensor(REQUEST_SHAPE_ERROR, f"the handshake is not a valid message: {e!r}") from e
+            if len(req.caller) != 32 or len(req.callee) != 32 or len(req.ephemeral) != 32 or len(req.signature) != 64:
+                raise BadTensor(INVALID_SIGNATURE, "malformed handshake: caller, callee, ephemeral 32 bytes, signature 64")
+            pre = handshake_request_message(req.caller, req.callee, req.ephemeral, req.timestamp_ms)
+            request_hash = blake3(pre).digest()
+            self._standing(req.caller)
+            if req.callee != self.hotkey.public:
+                raise BadTensor(INVALID_SIGNATURE, "the handshake is addressed to another axon")
+            _fresh(req.timestamp_ms)
+            if not verify_signature(req.caller, req.signature, pre):
+                raise BadTensor(INVALID_SIGNATURE, "the handshake's signature does not verify for its caller")
+            secret, ephemeral = _x25519()
+            try:
+                shared = _agree(secret, req.ephemeral)
+            except ValueError as e:
+                raise BadTensor(INVALID_SIGNATURE, str(e)) from e
+            session_id = os.urandom(16)
+        except BadTensor as e:
+            code, message, ephemeral, session_id = e.code, str(e), b"", b""
+        answer = handshake_response_message(request_hash, self.hotkey.public, code, message, ephemeral, session_id)
+        if code == SUCCESS:
+            self.sessions.insert(Session.derive(session_id, req.caller, self.hotkey.public, shared, answer))
+        else:
+            self.stats.record("Forward", code, None)
+        return pb.HandshakeResponse(code=code, message=message, ephemeral=ephemeral, session=session_id,
+                                    signature=self.hotkey.sign(answer)).SerializeToString()
 
     @staticmethod
     def _check_output(y: Any, inputs: np.ndarray) -> np.ndarray:
@@ -512,22 +687,30 @@ class Axon:
     def _answer(self, path: str, body: bytes, context: Any,
                 handle: Callable[[Caller], tuple[Any, ModelVersion]]) -> bytes:
         """One call: admit, `handle` (-> response message, model), then the message serialized
-        here and signed over exactly those bytes (protocol 4), the seal sent as the initial
-        metadata. A refusal is signed too, naming no model."""
+        here and MACed over exactly those bytes in the call's session (protocol 5), the seal
+        sent as the initial metadata. A refusal is MACed too, naming no model. A call naming a
+        session this axon does not hold is aborted UNAUTHENTICATED: the dendrite opens another."""
+        import grpc
+
         reply = pb.ForwardResponse if path == PATH_FORWARD else pb.BackwardResponse
         creds: Credentials | None = None
+        session: Session | None = None
         try:
             creds = read_credentials(context.invocation_metadata())
             request_hash = creds.request_hash(path)
+            session = self.sessions.get(creds.session)
         except BadTensor as e:
             unreadable, request_hash = e, NO_REQUEST
+        if creds is not None and session is None:
+            self.stats.record(path.rsplit("/", 1)[1], INVALID_SIGNATURE, None)
+            context.abort(grpc.StatusCode.UNAUTHENTICATED, "unknown or expired agora-session: open a new session (protocol 5 handshake)")
         caller, model = None, UNVERSIONED
         try:
             if path == PATH_BACKWARD and self.backward_fn is None:
                 raise BadTensor(NOT_IMPLEMENTED, "this axon does not take gradients")
-            if creds is None:
+            if creds is None or session is None:
                 raise unreadable
-            caller = self._admit(creds, path, body)
+            caller = self._admit(creds, session, path, body)
             resp, model = handle(caller)
         except BadTensor as e:
             resp = reply(code=e.code, message=str(e))
@@ -537,11 +720,12 @@ class Axon:
             model = UNVERSIONED
         self.stats.record(path.rsplit("/", 1)[1], resp.code, caller.hotkey if caller else None)
         out = resp.SerializeToString()
-        self._send_seal(context, path, request_hash, out, model)
+        self._send_seal(context, path, session, request_hash, out, model)
         return out
 
-    def _send_seal(self, context: Any, path: str, request_hash: bytes, body: bytes, model: ModelVersion) -> None:
-        context.send_initial_metadata(seal_response(self.hotkey, path, request_hash, body, model))
+    def _send_seal(self, context: Any, path: str, session: Session | None, request_hash: bytes, body: bytes,
+                   model: ModelVersion) -> None:
+        context.send_initial_metadata(seal_response(session, path, request_hash, body, model))
 
     @staticmethod
     def _unwrap(answer: Any) -> tuple[Any, ModelVersion]:
@@ -575,6 +759,7 @@ class Axon:
             # Raw bytes both ways: the request is digested as sent, the response as signed.
             "Forward": grpc.unary_unary_rpc_method_handler(self.Forward, request_deserializer=None, response_serializer=None),
             "Backward": grpc.unary_unary_rpc_method_handler(self.Backward, request_deserializer=None, response_serializer=None),
+            "Handshake": grpc.unary_unary_rpc_method_handler(self.Handshake, request_deserializer=None, response_serializer=None),
         }
         self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers), options=GRPC_OPTIONS)
         self.server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler("agora.v1.Axon", handlers),))
@@ -604,8 +789,8 @@ def serve(hotkey: Keypair, forward: ForwardFn, backward: BackwardFn | None = Non
 @dataclass
 class Response:
     """One target's answer: its return code, the axon's message, the tensor on success, the
-    round trip in seconds, and the model the axon's verified signature names (UNVERSIONED for a
-    refusal; None when no signed answer was verified)."""
+    round trip in seconds, and the model the axon's verified MAC names (UNVERSIONED for a
+    refusal; None when no authenticated answer was verified)."""
 
     code: Code
     message: str
@@ -620,6 +805,12 @@ class Response:
     def __repr__(self) -> str:
         shape = None if self.tensor is None else list(self.tensor.shape)
         return f"Response({code_name(self.code)}, {self.message!r}, shape={shape}, {self.latency * 1000:.1f} ms)"
+
+
+def _left(deadline: float) -> float:
+    """Seconds left until `deadline` (a `time.perf_counter()` instant), at least a millisecond:
+    gRPC takes no zero timeout."""
+    return max(1e-3, deadline - time.perf_counter())
 
 
 def _status_code(status: Any) -> Code:
@@ -648,19 +839,31 @@ class Target:
 
 class Dendrite:
     """Calls axons (Rust or Python) with one hotkey. Channels are kept per endpoint and
-    reused; `close()` drops them. Thread-safe."""
+    reused, each with its session per axon hotkey (protocol 5: opened by a signed handshake on
+    first use, opened again when the axon answers UNAUTHENTICATED); `close()` drops them.
+    Thread-safe."""
 
     def __init__(self, hotkey: Keypair) -> None:
         import grpc
 
-        self.signer = Signer(hotkey)
+        self._hotkey = hotkey
         self._grpc = grpc
         self._channels: dict[str, Any] = {}
+        self._sessions: dict[tuple[str, bytes], Session] = {}
         self._lock = threading.Lock()
+        self._handshaking: dict[tuple[str, bytes], threading.Lock] = {}
+        # Nonces increase across restarts (they start at the clock in nanoseconds), so an
+        # axon's replay cache never confuses two runs.
+        self._nonce = time.time_ns()
 
     @property
     def hotkey(self) -> Keypair:
-        return self.signer.hotkey
+        return self._hotkey
+
+    def next_nonce(self) -> int:
+        with self._lock:
+            self._nonce += 1
+            return self._nonce
 
     def _channel(self, endpoint: str) -> Any:
         with self._lock:
@@ -675,38 +878,106 @@ class Dendrite:
             for ch in self._channels.values():
                 ch.close()
             self._channels.clear()
+            self._sessions.clear()
+
+    def session(self, endpoint: str, axon: bytes, timeout: float = 12.0, stale: Session | None = None) -> Session:
+        """The session with the axon `axon` at `endpoint`: the open one, or a new one (also when
+        the open one is `stale`). BadTensor with the code when none can be opened (the axon's
+        signed refusal, UNSUPPORTED_VERSION from an axon older than protocol 5, ...);
+        grpc.RpcError for a transport failure."""
+        key = (endpoint, axon)
+        with self._lock:
+            gate = self._handshaking.setdefault(key, threading.Lock())
+        with gate:
+            with self._lock:
+                open_ = self._sessions.get(key)
+                if open_ is not None and open_ != stale:
+                    return open_
+                self._sessions.pop(key, None)
+            return self._opened(key, *self._handshake(endpoint, axon, timeout))
+
+    def _handshake(self, endpoint: str, axon: bytes, timeout: float) -> tuple[Initiator, Any]:
+        """A handshake under way: its initiator and the call's future."""
+        initiator = Initiator(self._hotkey, axon)
+        rpc = self._channel(endpoint).unary_unary(PATH_HANDSHAKE, request_serializer=None, response_deserializer=None)
+        fut = rpc.future(initiator.request.SerializeToString(), timeout=timeout,
+                         metadata=[("agora-version", str(PROTOCOL_VERSION))])
+        return initiator, fut
+
+    def _opened(self, key: tuple[str, bytes], initiator: Initiator, fut: Any) -> Session:
+        """The session a handshake under way opens, kept for `key`; raises as [`session`]."""
+        try:
+            raw = fut.result()
+        except self._grpc.RpcError as e:
+            if e.code() == self._grpc.StatusCode.UNIMPLEMENTED:
+                raise BadTensor(UNSUPPORTED_VERSION, f"the axon has no Handshake method ({e.details()}): it speaks an agora protocol older than {PROTOCOL_VERSION}") from e
+            raise
+        try:
+            answer = pb.HandshakeResponse.FromString(raw)
+        except Exception as e:  # noqa: BLE001 - protobuf's DecodeError
+            raise BadTensor(RESPONSE_SHAPE_ERROR, f"the axon's handshake does not decode: {e!r}") from e
+        opened = initiator.finish(answer)
+        with self._lock:
+            self._sessions[key] = opened
+        return opened
+
+    def _refused(self, e: Exception, started: float) -> Response:
+        """A target's failure before its call went out, as its Response."""
+        took = time.perf_counter() - started
+        if isinstance(e, SignedRefusal):
+            # The axon's own refusal of the session: its code, naming no model.
+            return Response(e.code, str(e), None, took, UNVERSIONED)
+        if isinstance(e, BadTensor):
+            return Response(e.code, str(e), None, took)
+        if isinstance(e, self._grpc.RpcError):
+            return Response(_status_code(e.code()), f"gRPC {e.code().name}: {e.details()}", None, took)
+        return Response(UNAVAILABLE, f"cannot call: {e!r}", None, took)
 
     def _start(self, target: Target, path: str, body: bytes, digest: bytes, timeout: float,
-               metadata: list[tuple[str, str]] | None) -> tuple[Any, bytes]:
+               metadata: list[tuple[str, str]] | None, stale: Session | None = None) -> tuple[Any, bytes, Session]:
         """The call under way (its response as raw bytes, so their digest is checked against
-        the axon's signature) and the hash of its request, which that signature must name.
+        the axon's MAC), the hash of its request, which that MAC must name, and the session.
         With `metadata` given, the request hash is the one an axon derives from it."""
+        session = self.session(target.endpoint, target.hotkey, timeout, stale)
         rpc = self._channel(target.endpoint).unary_unary(path, request_serializer=None, response_deserializer=None)
         if metadata is None:
-            md, request_hash = self.signer.sign(path, target.hotkey, len(body), digest)
+            md, request_hash = session.credentials(path, self.next_nonce(), _now_ms(), len(body), digest)
         else:
             md = metadata
             try:
                 request_hash = read_credentials(md).request_hash(path)
             except BadTensor:
                 request_hash = NO_REQUEST
-        return rpc.future(body, timeout=timeout, metadata=md), request_hash
+        return rpc.future(body, timeout=timeout, metadata=md), request_hash, session
 
-    def _verified(self, fut: Any, path: str, axon: bytes, request_hash: bytes) -> tuple[Any, ModelVersion]:
-        """The response message once the axon's signature on its bytes checks out (BadTensor
-        with the code otherwise; grpc.RpcError for a transport failure)."""
+    def _verified(self, fut: Any, path: str, session: Session, request_hash: bytes) -> tuple[Any, ModelVersion]:
+        """The response message once the axon's MAC on its bytes checks out (BadTensor with the
+        code otherwise; grpc.RpcError for a transport failure)."""
         raw = fut.result()
-        model = verify_response(fut.initial_metadata(), path, axon, request_hash, raw)
+        model = verify_response(fut.initial_metadata(), path, session, request_hash, raw)
         reply = pb.ForwardResponse if path == PATH_FORWARD else pb.BackwardResponse
         try:
             return reply.FromString(raw), model
         except Exception as e:  # noqa: BLE001 - protobuf's DecodeError
             raise BadTensor(RESPONSE_SHAPE_ERROR, f"the axon's response does not decode: {e!r}") from e
 
-    def _finish(self, fut: Any, path: str, axon: bytes, request_hash: bytes, expect: tuple[int, int] | None,
-                started: float) -> Response:
+    def _settled(self, target: Target, path: str, body: bytes, digest: bytes, deadline: float,
+                 call: tuple[Any, bytes, Session]) -> tuple[Any, ModelVersion]:
+        """`call`'s verified answer; once more in a new session if the axon no longer holds it,
+        within what is left until `deadline` (a `time.perf_counter()` instant)."""
+        fut, request_hash, session = call
         try:
-            msg, model = self._verified(fut, path, axon, request_hash)
+            return self._verified(fut, path, session, request_hash)
+        except self._grpc.RpcError as e:
+            if e.code() != self._grpc.StatusCode.UNAUTHENTICATED:
+                raise
+        fut, request_hash, session = self._start(target, path, body, digest, _left(deadline), None, stale=session)
+        return self._verified(fut, path, session, request_hash)
+
+    def _finish(self, target: Target, path: str, body: bytes, digest: bytes, deadline: float,
+                call: tuple[Any, bytes, Session], expect: tuple[int, int] | None, started: float) -> Response:
+        try:
+            msg, model = self._settled(target, path, body, digest, deadline, call)
         except self._grpc.RpcError as e:
             return Response(_status_code(e.code()), f"gRPC {e.code().name}: {e.details()}", None, time.perf_counter() - started)
         except BadTensor as e:
@@ -732,25 +1003,45 @@ class Dendrite:
     def _fan_out(self, targets: Sequence[Target], path: str, bodies: Sequence[bytes], timeout: float,
                  expect: tuple[int, int] | None) -> list[Response]:
         started = time.perf_counter()
-        pending = []
+        # One deadline for the whole fan-out, handshakes included.
+        deadline = started + timeout
+        with self._lock:
+            fresh = [(t.endpoint, t.hotkey) not in self._sessions for t in targets]
+        # A target without a session handshakes on a thread of its own and starts its call from
+        # there, so a silent axon delays no other target's call.
+        pool = futures.ThreadPoolExecutor(max_workers=sum(fresh)) if any(fresh) else None
+        pending: list[tuple[Target, bytes, bytes, Any, Any, Exception | None]] = []
         digests: dict[int, bytes] = {}
-        for target, body in zip(targets, bodies):
+        for target, body, new in zip(targets, bodies, fresh):
             # One digest per distinct body: a fan-out of one batch hashes it once.
             d = digests.get(id(body))
             if d is None:
                 d = digests[id(body)] = blake3(body).digest()
+
+            def start(target: Target = target, body: bytes = body, d: bytes = d) -> tuple[Any, bytes, Session]:
+                return self._start(target, path, body, d, _left(deadline), None)
+
+            if pool is not None and new:
+                pending.append((target, body, d, None, pool.submit(start), None))
+                continue
             try:
-                fut, request_hash = self._start(target, path, body, d, timeout, None)
-                pending.append((target, fut, request_hash, None))
-            except Exception as e:  # noqa: BLE001 - a malformed endpoint is that target's failure
-                pending.append((target, None, NO_REQUEST, e))
-        out = []
+                pending.append((target, body, d, start(), None, None))
+            except Exception as e:  # noqa: BLE001 - that target's failure
+                pending.append((target, body, d, None, None, e))
         # (A grpc future is itself an Exception subclass: failures travel beside it, not as it.)
-        for target, fut, request_hash, err in pending:
-            if fut is None:
-                out.append(Response(UNAVAILABLE, f"cannot call: {err!r}", None, 0.0))
+        out = []
+        for target, body, d, call, starting, failed in pending:
+            if starting is not None:
+                try:
+                    call = starting.result()
+                except Exception as e:  # noqa: BLE001 - that target's failure
+                    failed = e
+            if failed is not None:
+                out.append(self._refused(failed, started))
             else:
-                out.append(self._finish(fut, path, target.hotkey, request_hash, expect, started))
+                out.append(self._finish(target, path, body, d, deadline, call, expect, started))
+        if pool is not None:
+            pool.shutdown(wait=False)
         return out
 
     def forward_many(self, targets: Sequence[Target], inputs: np.ndarray, timeout: float = 12.0,
@@ -782,13 +1073,19 @@ class Dendrite:
         return self.backward_many([Target(endpoint, axon_hotkey)], inputs, [grads], timeout)[0]
 
     def call(self, endpoint: str, axon_hotkey: bytes, path: str, request: Any, timeout: float = 12.0,
-             metadata: list[tuple[str, str]] | None = None) -> Any:
-        """A raw call of `request` (a message or its bytes) returning the response message once
-        the axon's signature on it verifies; `metadata` replaces the credentials (for tests of
-        refusals: the answer must then name the request an axon reads from them). Raises
-        grpc.RpcError on a transport failure and BadTensor (INVALID_RESPONSE_SIGNATURE,
-        UNSUPPORTED_VERSION) on an answer not signed by the axon: use `forward`/`backward` for
-        calls that never raise."""
+             metadata: list[tuple[str, str]] | None = None, check: bool = True) -> Any:
+        """A raw call of `request` (a message or its bytes) in the dendrite's session with the
+        axon, returning the response message once the axon's MAC on it verifies; `metadata`
+        replaces the credentials (for tests of refusals: the answer must then name the request
+        an axon reads from them). Raises grpc.RpcError on a transport failure (UNAUTHENTICATED
+        for a session the axon does not hold) and BadTensor (INVALID_RESPONSE_SIGNATURE,
+        UNSUPPORTED_VERSION, or the axon's refusal of the session) on an answer not
+        authenticated as the axon's: use `forward`/`backward` for calls that never raise.
+        `check=False` returns the answer unverified: what an axon says to credentials it could
+        not read (an old protocol's), which it cannot MAC."""
         body = request if isinstance(request, bytes) else request.SerializeToString()
-        fut, request_hash = self._start(Target(endpoint, axon_hotkey), path, body, blake3(body).digest(), timeout, metadata)
-        return self._verified(fut, path, axon_hotkey, request_hash)[0]
+        fut, request_hash, session = self._start(Target(endpoint, axon_hotkey), path, body, blake3(body).digest(), timeout, metadata)
+        if not check:
+            reply = pb.ForwardResponse if path == PATH_FORWARD else pb.BackwardResponse
+            return reply.FromString(fut.result())
+        return self._verified(fut, path, session, request_hash)[0]

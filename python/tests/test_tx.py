@@ -37,6 +37,10 @@ def body_from_json(v: dict) -> tx.TxBody:
         call = tx.RevealWeights(tuple(c["uids"]), tuple(float(x) for x in c["values"]), key(c["salt"]))
     elif kind == "publish_version":
         call = tx.PublishVersion(key(c["version"]), c["step"])
+    elif kind == "set_take":
+        call = tx.SetTake(key(c["hotkey"]), c["take"])
+    elif kind == "burned_register":
+        call = tx.BurnedRegister(key(c["hotkey"]))
     else:
         raise AssertionError(f"unknown call {kind}")
     return tx.TxBody(key(v["sender"]), v["nonce"], v["fee"], call)
@@ -80,8 +84,8 @@ def test_decoding_round_trips_and_refuses_what_the_ledger_refuses(vectors: dict)
             tx.SignedTx.decode(raw[:-1])
         with pytest.raises(ValueError, match="limit"):
             tx.SignedTx.decode(raw, max_bytes=len(raw) - 1)
-    bad_variant = bytes(32 + 16) + bytes([10])
-    with pytest.raises(ValueError, match="variant 10"):
+    bad_variant = bytes(32 + 16) + bytes([12])
+    with pytest.raises(ValueError, match="variant 12"):
         tx.SignedTx.decode(bad_variant)
 
 

@@ -14,6 +14,7 @@ mod localnet_cmd;
 mod metagraph_cmd;
 mod node_cmd;
 mod peer_cmd;
+mod stake_cmd;
 mod tx_cmd;
 mod wallet_cmd;
 mod weights_commit;
@@ -41,10 +42,12 @@ enum Command {
     /// Create, list, show and regenerate wallets (an encrypted coldkey and its hotkeys); ask a
     /// node for their balance
     Wallet(wallet_cmd::WalletArgs),
-    /// Sign and submit a transaction (transfer, register, serve, stake, unstake, weights,
-    /// commit-weights, reveal-weights) and
-    /// wait for the block that includes it
+    /// Sign and submit a transaction (transfer, register, register-for, serve, stake, unstake,
+    /// weights, commit-weights, reveal-weights) and wait for the block that includes it
     Tx(tx_cmd::TxArgs),
+    /// Stake on any hotkey by public key (your own, or someone else's as a nominator), take it
+    /// back, list stakes and nominators, set an owned hotkey's take
+    Stake(stake_cmd::StakeArgs),
     /// Print the network's neurons: uid, hotkey, stake, rank, trust, consensus, incentive,
     /// dividends, validator trust, emission, validator permit, active, endpoint
     Metagraph(metagraph_cmd::MetagraphArgs),
@@ -266,6 +269,7 @@ fn main() -> ExitCode {
         Command::Node(args) => node_cmd::run(args),
         Command::Wallet(args) => wallet_cmd::run(args),
         Command::Tx(args) => tx_cmd::run(args),
+        Command::Stake(args) => stake_cmd::run(args),
         Command::Metagraph(args) => metagraph_cmd::run(args),
         Command::Localnet(args) => localnet_cmd::run(args),
         Command::Peer(args) => peer_cmd::run(args),

@@ -76,18 +76,20 @@ fn table(chain_id: &str, mechanism: &str, mg: &MetagraphInfo) -> String {
     // Sparsity of W at the last epoch, what adaptive inflation steers tau by.
     let sparsity = mg.sparsity.map_or("-".to_string(), |s| format!("{s:.4}"));
     let mut out = format!(
-        "chain {chain_id}  block {}  n {}  mechanism {mechanism}  difficulty {}  issuance {}  tau {}/block  sparsity {sparsity}\n",
+        "chain {chain_id}  block {}  n {}  mechanism {mechanism}  difficulty {}  burn {}  issuance {}  tau {}/block  sparsity {sparsity}\n",
         mg.block,
         mg.n,
         mg.difficulty,
+        format_tokens(mg.burn),
         crate::tx_cmd::format_tokens_u128(issuance),
         format_tokens(mg.tau),
     );
     out += &format!(
-        "{:>5}  {:<12}  {:>16}  {:>8}  {:>8}  {:>9}  {:>9}  {:>9}  {:>8}  {:>14}  {:>3}  {:>6}  {:<32}  {}\n",
+        "{:>5}  {:<12}  {:>16}  {:>7}  {:>8}  {:>8}  {:>9}  {:>9}  {:>9}  {:>8}  {:>14}  {:>3}  {:>6}  {:<32}  {}\n",
         "UID",
         "HOTKEY",
         "STAKE",
+        "TAKE",
         "RANK",
         "TRUST",
         "CONSENSUS",
@@ -129,8 +131,12 @@ fn table(chain_id: &str, mechanism: &str, mg: &MetagraphInfo) -> String {
             None => "-".into(),
         };
         let model = model_cell(mg, uid);
+        // The owner's take of what the stake earns (delegation); `-` from a node without it.
+        let take = mg.take.get(uid).map_or("-".to_string(), |&t| {
+            crate::tx_cmd::format_take(ledger::delegation::take_from_fraction(t).unwrap_or(0))
+        });
         out += &format!(
-            "{uid:>5}  {short:<12}  {:>16}  {:>8.5}  {:>8.5}  {:>9.5}  {:>9.5}  {:>9.5}  {:>8.5}  {:>14}  {:>3}  {:>6}  {model:<32}  {endpoint}\n",
+            "{uid:>5}  {short:<12}  {:>16}  {take:>7}  {:>8.5}  {:>8.5}  {:>9.5}  {:>9.5}  {:>9.5}  {:>8.5}  {:>14}  {:>3}  {:>6}  {model:<32}  {endpoint}\n",
             format_tokens(mg.S.get(uid).copied().unwrap_or(0)),
             f(&mg.R),
             f(&mg.T),

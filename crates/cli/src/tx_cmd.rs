@@ -2,8 +2,9 @@
 //! submit it to a node and wait for the block that includes it.
 //!
 //! Who signs what is the ledger's rule (`ledger::Call`): the coldkey sends `transfer`,
-//! `add_stake` and `remove_stake` (it owns funds and stake); the hotkey sends `register`,
-//! `serve` and `set_weights` (it is the neuron). Only the coldkey needs the password.
+//! `add_stake`, `remove_stake`, `set_take` and `burned_register` (it owns funds and stake); the
+//! hotkey sends `register`, `register_by`, `serve` and `set_weights` (it is the neuron). Only
+//! the coldkey needs the password.
 //!
 //! Amounts are token strings with up to nine decimals (`1.5`, `0.000000001`), converted to the
 //! ledger's integer base units ([`ledger::UNITS_PER_TOKEN`]) by exact decimal parsing, never
@@ -14,6 +15,7 @@ use clap::{Args, Subcommand, ValueEnum};
 use client::types::codes;
 use client::{Client, ClientError, GenesisInfo};
 use ledger::{Call, CallKind, Endpoint, Modality, Neuron, Protocol, PublicKey, SigningKey, TxBody, TxStatus};
+use peer::pow::PowEvent;
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -25,19 +27,26 @@ use crate::weights_commit::{self, PendingCommit};
 /// Where `agora node --dev` listens by default.
 pub const DEFAULT_CHAIN: &str = "http://127.0.0.1:9960";
 
+/// Where transactions go and what signs them: shared by `agora tx` and `agora stake`.
 #[derive(Debug, Args)]
-pub struct TxArgs {
+pub(crate) struct SendArgs {
     /// The node's JSON-RPC URL (http:// or ws://)
     #[arg(long, global = true, value_name = "URL", env = "AGORA_CHAIN", default_value = DEFAULT_CHAIN)]
-    chain: String,
+    pub chain: String,
     /// Directory holding the wallets [default: ~/.agora/wallets]
     #[arg(long, global = true, value_name = "DIR", env = "AGORA_WALLET_DIR")]
-    wallet_dir: Option<PathBuf>,
+    pub wallet_dir: Option<PathBuf>,
     /// Fee in tokens [default: the chain's minimum for the transaction kind]
     #[arg(long, global = true, value_name = "TOKENS")]
-    fee: Option<String>,
+    pub fee: Option<String>,
     #[command(flatten)]
-    password: PasswordArgs,
+    pub password: PasswordArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct TxArgs {
+    #[command(flatten)]
+    send: SendArgs,
     #[command(subcommand)]
     command: TxCommand,
 }
@@ -45,18 +54,18 @@ pub struct TxArgs {
 /// The key a transaction is signed with: a wallet, or on a development chain a dev account.
 #[derive(Debug, Args)]
 #[group(required = true, multiple = false)]
-struct KeyFrom {
+pub(crate) struct KeyFrom {
     /// Wallet name (its coldkey or its --hotkey signs, as the transaction requires)
     #[arg(long)]
-    wallet: Option<String>,
+    pub wallet: Option<String>,
     /// Sign with a funded dev account of `agora node --dev` (alice, bob, ...) as both coldkey
     /// and hotkey. Its secret derives from its name, so the node's dev chain id is required
     #[arg(long, value_name = "NAME")]
-    dev_account: Option<String>,
+    pub dev_account: Option<String>,
 }
 
 #[derive(Debug, Args)]
-struct HotkeyArg {
+pub(crate) struct HotkeyArg {
     /// Hotkey name in the wallet (required with --wallet)
     #[arg(long)]
     hotkey: Option<String>,
@@ -77,12 +86,36 @@ enum TxCommand {
         amount: String,
     },
     /// Register the hotkey as a neuron owned by the coldkey, paying with proof of work over a
-    /// recent block (difficulty and head read from the node)
+    /// recent block (difficulty and head read from the node), or with --burn by burning the
+    /// chain's current registration burn from the coldkey's balance
     Register {
         #[command(flatten)]
         from: KeyFrom,
         #[command(flatten)]
         hotkey: HotkeyArg,
+        /// Pay the registration burn (`agora_burn`, adjusted with demand) from the coldkey
+        /// instead of doing proof of work; the coldkey signs
+        #[arg(long)]
+        burn: bool,
+    },
+    /// Sent by a registered neuron's hotkey: register another hotkey (owned by another
+    /// coldkey) without proof of work, burning the registration burn and giving it stake from
+    /// the sponsor hotkey's balance (the market paper's subscription by a peer)
+    RegisterFor {
+        #[command(flatten)]
+        from: KeyFrom,
+        /// The sponsor: a registered hotkey of the wallet, which signs and pays
+        #[command(flatten)]
+        hotkey: HotkeyArg,
+        /// The hotkey to register: 64 hex digits or an SS58 address
+        #[arg(long, value_name = "PUBKEY")]
+        new_hotkey: String,
+        /// The coldkey that will own it [default: the wallet's coldkey]
+        #[arg(long, value_name = "PUBKEY")]
+        new_coldkey: Option<String>,
+        /// Stake given to it, in tokens
+        #[arg(long, value_name = "TOKENS", default_value = "0")]
+        stake: String,
     },
     /// Publish the hotkey's axon endpoint
     Serve {
@@ -100,7 +133,8 @@ enum TxCommand {
         #[arg(long, value_enum, default_value_t = ModalityArg::Text)]
         modality: ModalityArg,
     },
-    /// Move free balance of the coldkey into the hotkey's stake
+    /// Move free balance of the coldkey into the stake of one of its wallet's hotkeys (to
+    /// stake on any hotkey by public key, as a nominator too, use `agora stake add`)
     Stake {
         #[command(flatten)]
         from: KeyFrom,
@@ -239,36 +273,37 @@ pub(crate) fn format_tokens_u128(units: u128) -> String {
     ledger::Tokens(units).to_string()
 }
 
+/// A take in parts of 65,535 as a percentage: 11796 -> "18%" (two decimals at most).
+pub(crate) fn format_take(take: u16) -> String {
+    let pct = ledger::delegation::take_fraction(take) * 100.0;
+    let s = format!("{pct:.2}");
+    format!("{}%", s.trim_end_matches('0').trim_end_matches('.'))
+}
+
 /// Parses `--values` and normalises them to sum to 1, as the ledger requires (within 1e-6).
 /// Refuses what the ledger would refuse anyway, with the offending entry named.
 fn weight_values(uids: &[u16], values: &[String]) -> Result<Vec<f64>> {
-    if uids.len() != values.len() {
-        bail!("{} uids but {} values: give one value per uid", uids.len(), values.len());
+    let mut parsed = Vec::with_capacity(values.len());
+    for (k, v) in values.iter().enumerate() {
+        let x: f64 = v.trim().parse().map_err(|_| match uids.get(k) {
+            Some(u) => anyhow!("weight {v:?} for uid {u} is not a number"),
+            None => anyhow!("weight {v:?} (value {} of {}) is not a number", k + 1, values.len()),
+        })?;
+        parsed.push(ledger::Float(x));
     }
-    let mut seen = std::collections::BTreeSet::new();
-    for u in uids {
-        if !seen.insert(*u) {
-            bail!("uid {u} appears twice in --uids: give each uid once");
-        }
-    }
-    let mut out = Vec::with_capacity(values.len());
-    for (u, v) in uids.iter().zip(values) {
-        let x: f64 = v.trim().parse().map_err(|_| anyhow!("weight {v:?} for uid {u} is not a number"))?;
-        if !x.is_finite() || x < 0.0 {
-            bail!("weight {v} for uid {u}: weights must be finite and >= 0");
-        }
-        out.push(x);
-    }
-    let sum: f64 = out.iter().sum();
+    // The ledger's own checks of a row (lengths, values, duplicates), before anything is signed;
+    // the uid range and the row limit need the chain, whose node checks them on submission.
+    ledger::check_weight_row(uids, &parsed, usize::MAX, usize::MAX)?;
+    let sum: f64 = parsed.iter().map(|x| x.0).sum();
     if !(sum > 0.0 && sum.is_finite()) {
         bail!("weights sum to {sum}: at least one must be positive (and their sum finite)");
     }
-    Ok(out.into_iter().map(|x| x / sum).collect())
+    Ok(parsed.into_iter().map(|x| x.0 / sum).collect())
 }
 
 /// The keys of one transaction: who signs, and the wallet's coldkey and hotkey public keys.
-struct Keys {
-    coldkey: PublicKey,
+pub(crate) struct Keys {
+    pub coldkey: PublicKey,
     hotkey: Option<PublicKey>,
     source: KeySource,
 }
@@ -279,7 +314,7 @@ enum KeySource {
 }
 
 impl Keys {
-    fn new(root: &Option<PathBuf>, from: &KeyFrom, hotkey: Option<&HotkeyArg>) -> Result<Keys> {
+    pub(crate) fn new(root: &Option<PathBuf>, from: &KeyFrom, hotkey: Option<&HotkeyArg>) -> Result<Keys> {
         if let Some(name) = &from.dev_account {
             let key = ledger::dev_key(name);
             let pk = ledger::public_key(&key);
@@ -302,7 +337,14 @@ impl Keys {
 
     /// The signing key the ledger expects for `kind`.
     fn signer(&self, kind: CallKind, password: &PasswordArgs) -> Result<SigningKey> {
-        let cold = matches!(kind, CallKind::Transfer | CallKind::AddStake | CallKind::RemoveStake);
+        let cold = matches!(
+            kind,
+            CallKind::Transfer
+                | CallKind::AddStake
+                | CallKind::RemoveStake
+                | CallKind::SetTake
+                | CallKind::BurnedRegister
+        );
         match &self.source {
             KeySource::Dev(k) => Ok(k.clone()),
             KeySource::Wallet { wallet, .. } if cold => {
@@ -319,7 +361,7 @@ impl Keys {
 
 /// Runs `agora tx ...`.
 pub fn run(args: TxArgs) -> Result<()> {
-    let TxArgs { chain: url, wallet_dir, fee, password, command } = args;
+    let TxArgs { send: SendArgs { chain: url, wallet_dir, fee, password }, command } = args;
     // Check every local input before touching the network or asking for a password.
     let fee = fee.as_deref().map(parse_tokens).transpose()?;
     // The commitment file a reveal spends: removed once the reveal is applied.
@@ -331,7 +373,24 @@ pub fn run(args: TxArgs) -> Result<()> {
             (Keys::new(&wallet_dir, from, None)?, Some(Call::Transfer { to, amount }))
         }
         // The proof of work needs the chain's head: built below.
-        TxCommand::Register { from, hotkey } => (Keys::new(&wallet_dir, from, Some(hotkey))?, None),
+        TxCommand::Register { from, hotkey, burn: false } => {
+            (Keys::new(&wallet_dir, from, Some(hotkey))?, None)
+        }
+        TxCommand::Register { from, hotkey, burn: true } => {
+            let keys = Keys::new(&wallet_dir, from, Some(hotkey))?;
+            let call = Call::BurnedRegister { hotkey: keys.hotkey()? };
+            (keys, Some(call))
+        }
+        TxCommand::RegisterFor { from, hotkey, new_hotkey, new_coldkey, stake } => {
+            let keys = Keys::new(&wallet_dir, from, Some(hotkey))?;
+            let new_hotkey: PublicKey = new_hotkey.parse().map_err(|e| anyhow!("--new-hotkey: {e}"))?;
+            let coldkey = match new_coldkey {
+                Some(c) => c.parse().map_err(|e| anyhow!("--new-coldkey: {e}"))?,
+                None => keys.coldkey,
+            };
+            let stake = parse_tokens(stake)?;
+            (keys, Some(Call::RegisterBy { hotkey: new_hotkey, coldkey, stake }))
+        }
         TxCommand::Serve { from, hotkey, ip, port, protocol, modality } => {
             let endpoint = Endpoint {
                 ip: (*ip).into(),
@@ -386,12 +445,30 @@ pub fn run(args: TxArgs) -> Result<()> {
             (keys, Some(Call::RevealWeights { uids: p.uids, values: p.values, salt: p.salt }))
         }
     };
+    send(&url, fee, &password, keys, call, spent_commit)
+}
+
+/// Signs `call` (or, for `None`, a proof-of-work `register` solved here) with the key the
+/// ledger expects for its kind, submits it and waits for its block; prints what happened.
+/// `spent_commit`: a commitment file to remove once the transaction is applied.
+pub(crate) fn send(
+    url: &str,
+    fee: Option<u64>,
+    password: &PasswordArgs,
+    keys: Keys,
+    call: Option<Call>,
+    spent_commit: Option<PathBuf>,
+) -> Result<()> {
     let kind = call.as_ref().map_or(CallKind::Register, Call::kind);
+    let registers = match &call {
+        Some(Call::BurnedRegister { hotkey } | Call::RegisterBy { hotkey, .. }) => Some(*hotkey),
+        _ => None,
+    };
     // Unlock before connecting, so a wrong password fails fast and the proof of work is not
     // wasted on a key that cannot sign.
-    let key = keys.signer(kind, &password)?;
+    let key = keys.signer(kind, password)?;
     block_on(async move {
-        let chain = Chain::connect(&url).await?;
+        let chain = Chain::connect(url).await?;
         if matches!(keys.source, KeySource::Dev(_)) && chain.id() != ledger::GenesisConfig::default().chain_id
         {
             bail!(
@@ -402,11 +479,15 @@ pub fn run(args: TxArgs) -> Result<()> {
         }
         let call = match call {
             Some(c) => c,
-            None => register_call(&chain, keys.hotkey()?, keys.coldkey).await?,
+            None => register_call(&chain, url, keys.hotkey()?, keys.coldkey).await?,
         };
         let sender = ledger::public_key(&key);
         let fee = fee.unwrap_or_else(|| chain.genesis.config.fees.min_fee(kind));
         let nonce = chain.client.account(&sender).await?.nonce;
+        let set_take = match &call {
+            Call::SetTake { hotkey, .. } => Some(*hotkey),
+            _ => None,
+        };
         let tx = TxBody { sender, nonce, fee, call }.sign(&key, chain.id());
         println!("submitting {kind} from {sender} (nonce {nonce}, fee {})", format_tokens(fee));
         let (height, receipt) = match chain.client.submit_and_wait(&tx).await {
@@ -429,9 +510,20 @@ pub fn run(args: TxArgs) -> Result<()> {
         match receipt.status {
             TxStatus::Applied => {
                 println!("included in block {height}: applied");
-                if kind == CallKind::Register {
-                    if let Some(n) = chain.neuron_by_hotkey(&sender).await? {
-                        println!("registered as uid {}", n.uid);
+                if let Some(hotkey) = registers.or((kind == CallKind::Register).then_some(sender)) {
+                    if let Some(n) = chain.neuron_by_hotkey(&hotkey).await? {
+                        println!("registered as uid {} (hotkey {hotkey})", n.uid);
+                    }
+                }
+                if let Some(hotkey) = set_take {
+                    let info = chain.client.nominators(&hotkey).await?;
+                    println!("take in force: {}", format_take(info.take));
+                    if let Some(p) = info.pending_take {
+                        println!(
+                            "take {} announced: in force from block {}",
+                            format_take(p.take),
+                            p.effective_at
+                        );
                     }
                 }
                 if let (CallKind::CommitWeights, Some(cr)) =
@@ -493,46 +585,32 @@ fn commit_path(
 /// Solves the proof of work of a `register` over the node's head block, with progress on
 /// stderr. The seal must name one of the last `pow_window` blocks when the transaction lands,
 /// so a search that outlives half the window starts over on the new head.
-async fn register_call(chain: &Chain, hotkey: PublicKey, coldkey: PublicKey) -> Result<Call> {
+async fn register_call(chain: &Chain, url: &str, hotkey: PublicKey, coldkey: PublicKey) -> Result<Call> {
     if let Some(n) = chain.neuron_by_hotkey(&hotkey).await? {
         bail!("hotkey {hotkey} is already registered as uid {}", n.uid);
     }
-    let window = chain.genesis.config.registration.pow_window.max(1);
-    // Hashes between checks of the head: small enough for a progress line every second or so in
-    // a debug build.
-    const CHUNK: u64 = 20_000;
-    let started = Instant::now();
-    let mut last_report = Instant::now();
-    let mut tried: u64 = 0;
-    'fresh: loop {
-        let head = chain.client.head().await?;
-        let difficulty = chain.client.difficulty().await?;
-        eprintln!(
-            "solving proof of work: difficulty {difficulty}, over block {} ({})",
-            head.height, head.hash
-        );
-        let mut start = 0u64;
-        loop {
-            // Runs on this thread between awaits; the runtime has nothing else to do meanwhile.
-            if let Some(pow_nonce) = ledger::pow::solve(&head.hash, &hotkey, difficulty, start, CHUNK) {
-                tried += pow_nonce - start + 1;
-                eprintln!("solved: nonce {pow_nonce} after {tried} hashes in {:.1?}", started.elapsed());
-                return Ok(Call::Register { coldkey, pow_block: head.height, pow_nonce });
-            }
-            start += CHUNK;
-            tried += CHUNK;
-            if last_report.elapsed() > Duration::from_secs(1) {
-                last_report = Instant::now();
-                let rate = tried as f64 / started.elapsed().as_secs_f64().max(1e-9);
+    // The search peers use (`peer::pow`), over a connection of its own; progress on stderr.
+    let rpc = peer::RpcChain::connect(url).await?;
+    let window = chain.genesis.config.registration.pow_window;
+    let mut last_progress = Instant::now();
+    let print = |e: &PowEvent| match e {
+        PowEvent::Started { difficulty, block, hash } => {
+            eprintln!("solving proof of work: difficulty {difficulty}, over block {block} ({hash})")
+        }
+        PowEvent::Progress { tried, rate, difficulty } => {
+            if last_progress.elapsed() >= Duration::from_secs(1) {
+                last_progress = Instant::now();
                 eprintln!("  {tried} hashes ({rate:.0}/s, about {difficulty} expected)");
-                let now = chain.client.head().await?.height;
-                if now.saturating_sub(head.height) >= window / 2 {
-                    eprintln!("  block {} is getting old (head {now}); starting over", head.height);
-                    continue 'fresh;
-                }
             }
         }
-    }
+        PowEvent::Stale { block, head } => {
+            eprintln!("  block {block} is getting old (head {head}); starting over")
+        }
+        PowEvent::Solved { nonce, tried, elapsed } => {
+            eprintln!("solved: nonce {nonce} after {tried} hashes in {elapsed:.1?}")
+        }
+    };
+    Ok(peer::pow::solve_registration(&rpc, hotkey, coldkey, window, print).await?)
 }
 
 #[cfg(test)]

@@ -203,6 +203,21 @@ impl Client {
         self.call("agora_difficulty", rpc_params![]).await
     }
 
+    /// `agora_burn`: what a burned registration burns now, base units.
+    pub async fn burn(&self) -> Result<u64, ClientError> {
+        self.call("agora_burn", rpc_params![]).await
+    }
+
+    /// `agora_nominators`: the stake on a registered hotkey, owner's part and nominators'.
+    pub async fn nominators(&self, hotkey: &PublicKey) -> Result<types::HotkeyStakeInfo, ClientError> {
+        self.call("agora_nominators", rpc_params![hotkey]).await
+    }
+
+    /// `agora_stakes`: the hotkeys a coldkey has stake on (its own and its nominations).
+    pub async fn stakes(&self, coldkey: &PublicKey) -> Result<Vec<types::StakeInfo>, ClientError> {
+        self.call("agora_stakes", rpc_params![coldkey]).await
+    }
+
     /// `agora_subscribeNewHeads`: every committed block from now on (WebSocket only).
     pub async fn subscribe_heads(&self) -> Result<Subscription<NewHead>, ClientError> {
         match &self.inner {

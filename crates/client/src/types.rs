@@ -59,6 +59,57 @@ impl AccountInfo {
     }
 }
 
+/// `agora_nominators`: the stake on a hotkey, broken down (delegation).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct HotkeyStakeInfo {
+    pub hotkey: PublicKey,
+    pub uid: u16,
+    /// The coldkey that owns the hotkey (and sets its take).
+    pub owner: PublicKey,
+    /// S: all stake on the hotkey, base units.
+    pub stake: u64,
+    /// The owner's own part of S.
+    pub own_stake: u64,
+    /// The take in force at the head, in parts of 65,535 and as a fraction.
+    pub take: u16,
+    pub take_fraction: f64,
+    /// An announced increase and the block it applies from.
+    pub pending_take: Option<ledger::PendingTake>,
+    /// Every nominator and its part of S, by coldkey.
+    pub nominators: Vec<ledger::Nomination>,
+}
+
+impl HotkeyStakeInfo {
+    pub fn new(n: &ledger::Neuron, height: u64) -> Self {
+        let take = n.take_at(height);
+        HotkeyStakeInfo {
+            hotkey: n.hotkey,
+            uid: n.uid,
+            owner: n.coldkey,
+            stake: n.stake,
+            own_stake: n.own_stake(),
+            take,
+            take_fraction: ledger::delegation::take_fraction(take),
+            pending_take: n.pending_take.filter(|p| p.effective_at > height),
+            nominators: n.nominations.clone(),
+        }
+    }
+}
+
+/// `agora_stakes`: one hotkey a coldkey has stake on.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StakeInfo {
+    pub uid: u16,
+    pub hotkey: PublicKey,
+    /// The coldkey's stake on it, base units: its own stake if it owns the hotkey, else its
+    /// nomination.
+    pub stake: u64,
+    /// Whether the coldkey owns the hotkey (else it nominates).
+    pub owner: bool,
+    /// The hotkey's take in force, as a fraction.
+    pub take: f64,
+}
+
 /// `agora_getTransaction`: where a transaction is.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "state", rename_all = "snake_case")]
@@ -166,10 +217,21 @@ pub struct MetagraphInfo {
     /// predates it. Validators compare it with the version signed into each answer.
     #[serde(default)]
     pub models: Vec<Option<PublishedModel>>,
+    /// Delegation: the take each hotkey's owner keeps of what its stake earns, as a fraction,
+    /// in force at `block` (an announced increase shows once in force). Empty from a node that
+    /// predates it.
+    #[serde(default)]
+    pub take: Vec<f64>,
+    /// The part of each S held by nominators (the rest is the owner's), base units.
+    #[serde(default)]
+    pub nominated: Vec<u64>,
     pub weights: Vec<Vec<(u16, f64)>>,
     pub bonds: Vec<Vec<(u16, f64)>>,
     pub issuance: Issuance,
     pub difficulty: u64,
+    /// What a burned registration burns now, base units; 0 from a node that predates it.
+    #[serde(default)]
+    pub burn: u64,
     /// tau: the emission per block in force, in base units (adaptive inflation moves it each
     /// epoch); 0 from a node that predates it.
     #[serde(default)]
@@ -202,6 +264,8 @@ impl From<&Metagraph> for MetagraphInfo {
             last_update: m.neurons.iter().map(|n| n.last_weights_block).collect(),
             registered_at: m.neurons.iter().map(|n| n.registered_at).collect(),
             models: m.neurons.iter().map(|n| n.model).collect(),
+            take: m.neurons.iter().map(|n| ledger::delegation::take_fraction(n.take_at(m.block))).collect(),
+            nominated: m.neurons.iter().map(|n| n.nominated()).collect(),
             weights: m
                 .weights
                 .iter()
@@ -210,6 +274,7 @@ impl From<&Metagraph> for MetagraphInfo {
             bonds: m.bonds.clone(),
             issuance: m.issuance,
             difficulty: m.difficulty,
+            burn: m.burn,
             tau: m.tau,
             sparsity: m.sparsity,
         }
@@ -410,21 +475,10 @@ mod tests {
     use ledger::{Neuron, NeuronScores, WeightRow};
 
     fn neuron(uid: u16, scores: NeuronScores) -> Neuron {
-        Neuron {
-            uid,
-            hotkey: PublicKey([uid as u8; 32]),
-            coldkey: PublicKey([9; 32]),
-            stake: 100,
-            endpoint: None,
-            registered_at: 0,
-            last_weights_block: Some(3),
-            last_emission_block: 0,
-            pending_emission: 0,
-            emission_rate: 0,
-            scores,
-            weights_commit: None,
-            model: None,
-        }
+        let mut n = Neuron::new(uid, PublicKey([uid as u8; 32]), PublicKey([9; 32]), 100, 0, 0);
+        n.last_weights_block = Some(3);
+        n.scores = scores;
+        n
     }
 
     #[test]
@@ -445,6 +499,7 @@ mod tests {
             bonds: vec![Vec::new(); 2],
             issuance: Issuance::default(),
             difficulty: 1,
+            burn: 2,
             tau: 5,
             sparsity: None,
         };

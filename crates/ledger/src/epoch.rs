@@ -26,7 +26,8 @@
 //!   blocks.
 //!
 //! Its f64 emission vector is turned into integers by the largest remainder rule
-//! ([`crate::apportion()`]), so exactly `M` is minted, credited to stake; or nothing, when the
+//! ([`crate::apportion()`]), so exactly `M` is minted, credited to stake (each hotkey's part
+//! split between its owner and its nominators: [`crate::delegation`]); or nothing, when the
 //! mechanism pays nothing (no weights yet, or the `trust` variant withholding while its chain
 //! loss is >= 0). R, T, C, I, D, the integer E, validator trust VT and the two flags (active,
 //! validator permit) are stored on each neuron (the metagraph).
@@ -46,7 +47,8 @@
 //!   change never applies retroactively) + `rate * (blocks since max(last payout, last epoch))`.
 //! - When a registered hotkey's transaction is applied, its pending emission is minted and paid
 //!   along its current row of W (outdated entries dropped, largest remainder over the integer
-//!   row, ties to the lower uid), credited to the receivers' stake; with no usable row it is
+//!   row, ties to the lower uid), credited to the receivers' stake (split with their nominators
+//!   as in per-epoch mode); with no usable row it is
 //!   paid to itself. The fraction below one base unit carries over. The payout happens before
 //!   the transaction's own effect, so it follows the weights in force while it accrued.
 //! - Pending emission is a claim, not issuance: it is counted as minted only when paid, so
@@ -280,8 +282,9 @@ pub(crate) fn run_epoch(state: &mut State, height: u64) -> EpochReport {
             let mut minted: u64 = 0;
             for (uid, &e) in e_int.iter().enumerate() {
                 if e > 0 {
+                    // Split between the hotkey's owner and nominators (delegation.rs).
                     if let Some(x) = state.neuron_mut(uid as u16) {
-                        x.stake = x.stake.saturating_add(e);
+                        x.credit_stake(e, height);
                     }
                     minted = minted.saturating_add(e);
                 }
@@ -366,7 +369,7 @@ pub(crate) fn settle(state: &mut State, uid: u16, height: u64) -> u64 {
     for (j, p) in parts {
         if p > 0 {
             if let Some(y) = state.neuron_mut(j) {
-                y.stake = y.stake.saturating_add(p);
+                y.credit_stake(p, height);
             }
         }
     }

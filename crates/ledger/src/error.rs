@@ -112,6 +112,16 @@ pub enum TxError {
     UnversionedModel,
     #[error("model version {version} (step {step}) is already the one published, at block {published_at}: publish again when the model changes")]
     ModelVersionUnchanged { version: Hash, step: u64, published_at: u64 },
+
+    // --- delegation and burn registration (issue 20), appended to keep borsh indices.
+    #[error("{coldkey} has {} nominated on hotkey {hotkey}, less than the {} requested", Tokens::from(*.available), Tokens::from(*.needed))]
+    InsufficientNomination { hotkey: PublicKey, coldkey: PublicKey, needed: u64, available: u64 },
+    #[error("a nomination on {hotkey} would hold {}, below the minimum {}: nominate at least the minimum, or remove it all", Tokens::from(*.stake), Tokens::from(*.min))]
+    NominationTooSmall { hotkey: PublicKey, stake: u64, min: u64 },
+    #[error("hotkey {hotkey} already has the most nominators the chain allows ({max})")]
+    TooManyNominators { hotkey: PublicKey, max: u64 },
+    #[error("take {take}/65535 is above the chain's maximum {max}/65535")]
+    TakeOutOfBounds { take: u16, max: u16 },
 }
 
 /// The uids a network of `n` neurons has, in words.
@@ -237,6 +247,10 @@ impl TxError {
             TxError::RevealMismatch { committed: Hash([1; 32]), revealed: Hash([2; 32]) },
             TxError::UnversionedModel,
             TxError::ModelVersionUnchanged { version: Hash([2; 32]), step: 40, published_at: 17 },
+            TxError::InsufficientNomination { hotkey: k, coldkey: k, needed: 5, available: 4 },
+            TxError::NominationTooSmall { hotkey: k, stake: 3, min: 100 },
+            TxError::TooManyNominators { hotkey: k, max: 64 },
+            TxError::TakeOutOfBounds { take: 20_000, max: 11_796 },
         ]
     }
 }

@@ -19,7 +19,7 @@ use crate::pow;
 use crate::state::State;
 use crate::tx::{Call, PreparedTx, SignedTx, TxBody};
 use crate::types::{
-    Account, Endpoint, Float, Hash, Neuron, NeuronScores, PublicKey, PublishedModel, WeightRow, WEIGHT_SCALE,
+    Account, Endpoint, Float, Hash, Neuron, PendingTake, PublicKey, PublishedModel, WeightRow, WEIGHT_SCALE,
 };
 
 /// Context of the block being executed.
@@ -67,13 +67,20 @@ pub(crate) enum Plan {
         uid: u16,
         endpoint: Endpoint,
     },
+    /// `nominator`: `None` when the owner stakes, else the nominating coldkey.
     AddStake {
         uid: u16,
         amount: u64,
+        nominator: Option<PublicKey>,
     },
     RemoveStake {
         uid: u16,
         amount: u64,
+        nominator: Option<PublicKey>,
+    },
+    SetTake {
+        uid: u16,
+        take: u16,
     },
     SetWeights {
         uid: u16,
@@ -199,11 +206,19 @@ pub(crate) fn plan(state: &State, ctx: &BlockCtx, body: &TxBody) -> Result<Plan,
             let sponsor = registered(state, &sender)?;
             not_registered(state, hotkey)?;
             registration_room(state, ctx)?;
-            let burn = state.config().registration.burn;
+            let burn = state.globals.burn;
             let cost = burn.checked_add(*stake).ok_or(TxError::Overflow("registration cost".into()))?;
             need_balance(state, body, "the registration burn and stake", cost)?;
             let slot = choose_slot(state, ctx.height, Some(sponsor))?;
             Ok(Plan::Register { hotkey: *hotkey, coldkey: *coldkey, slot, stake: *stake, burn })
+        }
+        Call::BurnedRegister { hotkey } => {
+            not_registered(state, hotkey)?;
+            registration_room(state, ctx)?;
+            let burn = state.globals.burn;
+            need_balance(state, body, "the registration burn", burn)?;
+            let slot = choose_slot(state, ctx.height, None)?;
+            Ok(Plan::Register { hotkey: *hotkey, coldkey: sender, slot, stake: 0, burn })
         }
         Call::Serve { endpoint } => {
             let uid = registered(state, &sender)?;
@@ -217,23 +232,68 @@ pub(crate) fn plan(state: &State, ctx: &BlockCtx, body: &TxBody) -> Result<Plan,
             Ok(Plan::Serve { uid, endpoint: *endpoint })
         }
         Call::AddStake { hotkey, amount } => {
-            let uid = owned(state, &sender, hotkey)?;
+            let uid = registered(state, hotkey)?;
             if *amount == 0 {
                 return Err(TxError::ZeroAmount { what: "stake amount".into() });
             }
             need_balance(state, body, "the stake", *amount)?;
-            Ok(Plan::AddStake { uid, amount: *amount })
+            let neuron = state.neuron(uid).ok_or(TxError::NotRegistered(*hotkey))?;
+            if neuron.coldkey == sender {
+                return Ok(Plan::AddStake { uid, amount: *amount, nominator: None });
+            }
+            // Anyone else nominates (delegation.rs).
+            let d = &state.config().delegation;
+            let held = neuron.nomination(&sender);
+            if held == 0 && neuron.nominations.len() >= d.max_nominators as usize {
+                return Err(TxError::TooManyNominators { hotkey: *hotkey, max: u64::from(d.max_nominators) });
+            }
+            let after = held.saturating_add(*amount);
+            if after < d.min_nomination {
+                return Err(TxError::NominationTooSmall {
+                    hotkey: *hotkey,
+                    stake: after,
+                    min: d.min_nomination,
+                });
+            }
+            Ok(Plan::AddStake { uid, amount: *amount, nominator: Some(sender) })
         }
         Call::RemoveStake { hotkey, amount } => {
-            let uid = owned(state, &sender, hotkey)?;
+            let uid = registered(state, hotkey)?;
             if *amount == 0 {
                 return Err(TxError::ZeroAmount { what: "unstake amount".into() });
             }
-            let available = state.neuron(uid).map_or(0, |n| n.stake);
-            if *amount > available {
-                return Err(TxError::InsufficientStake { hotkey: *hotkey, needed: *amount, available });
+            let neuron = state.neuron(uid).ok_or(TxError::NotRegistered(*hotkey))?;
+            if neuron.coldkey == sender {
+                // The owner removes its own stake only, never its nominators'.
+                let available = neuron.own_stake();
+                if *amount > available {
+                    return Err(TxError::InsufficientStake { hotkey: *hotkey, needed: *amount, available });
+                }
+                return Ok(Plan::RemoveStake { uid, amount: *amount, nominator: None });
             }
-            Ok(Plan::RemoveStake { uid, amount: *amount })
+            let available = neuron.nomination(&sender);
+            if *amount > available {
+                return Err(TxError::InsufficientNomination {
+                    hotkey: *hotkey,
+                    coldkey: sender,
+                    needed: *amount,
+                    available,
+                });
+            }
+            let left = available - *amount;
+            let min = state.config().delegation.min_nomination;
+            if left > 0 && left < min {
+                return Err(TxError::NominationTooSmall { hotkey: *hotkey, stake: left, min });
+            }
+            Ok(Plan::RemoveStake { uid, amount: *amount, nominator: Some(sender) })
+        }
+        Call::SetTake { hotkey, take } => {
+            let uid = owned(state, &sender, hotkey)?;
+            let max = state.config().delegation.max_take;
+            if *take > max {
+                return Err(TxError::TakeOutOfBounds { take: *take, max });
+            }
+            Ok(Plan::SetTake { uid, take: *take })
         }
         Call::PublishVersion { version, step } => {
             let uid = registered(state, &sender)?;
@@ -348,6 +408,44 @@ fn rate_limit(state: &State, ctx: &BlockCtx, neuron: &Neuron) -> Result<(), TxEr
     Ok(())
 }
 
+/// The checks of a weight row short of its sum: one value per uid, at least one entry and at
+/// most `max_len`, every uid below `n`, every value finite and >= 0, no uid twice (in that
+/// order). Returns the row's positions in uid order, packed as `uid << 32 | position` (sorting
+/// plain u64s is several times faster than sorting pairs by key), which the ledger quantises the
+/// row in. A client runs the same checks before it signs (`agora tx weights`), so it refuses
+/// what the ledger would, in the ledger's words.
+pub fn check_weight_row(
+    uids: &[u16],
+    values: &[Float],
+    max_len: usize,
+    n: usize,
+) -> Result<Vec<u64>, TxError> {
+    if uids.len() != values.len() {
+        return Err(TxError::WeightLengthMismatch { uids: uids.len() as u64, values: values.len() as u64 });
+    }
+    if uids.is_empty() {
+        return Err(TxError::EmptyWeights);
+    }
+    if uids.len() > max_len {
+        return Err(TxError::TooManyWeights { len: uids.len() as u64, max: max_len as u64 });
+    }
+    for (&u, &v) in uids.iter().zip(values) {
+        if usize::from(u) >= n {
+            return Err(TxError::UnknownUid { uid: u, n: n as u64 });
+        }
+        if !v.0.is_finite() || v.0 < 0.0 {
+            return Err(TxError::BadWeight { uid: u, value: v });
+        }
+    }
+    let mut order: Vec<u64> =
+        uids.iter().enumerate().map(|(k, &u)| (u64::from(u) << 32) | k as u64).collect();
+    order.sort_unstable();
+    if let Some(w) = order.windows(2).find(|w| w[0] >> 32 == w[1] >> 32) {
+        return Err(TxError::DuplicateUid { uid: (w[0] >> 32) as u16 });
+    }
+    Ok(order)
+}
+
 /// Checks a weight row (of a `set_weights` or a reveal) and quantises it into the stored row.
 fn validate_weights(
     state: &State,
@@ -356,34 +454,8 @@ fn validate_weights(
     values: &[Float],
 ) -> Result<WeightRow, TxError> {
     let cfg = &state.config().weights;
-    if uids.len() != values.len() {
-        return Err(TxError::WeightLengthMismatch { uids: uids.len() as u64, values: values.len() as u64 });
-    }
-    if uids.is_empty() {
-        return Err(TxError::EmptyWeights);
-    }
-    if uids.len() > cfg.max_len as usize {
-        return Err(TxError::TooManyWeights { len: uids.len() as u64, max: u64::from(cfg.max_len) });
-    }
-    let n = state.n();
-    let mut sum = 0.0;
-    for (&u, &v) in uids.iter().zip(values) {
-        if usize::from(u) >= n {
-            return Err(TxError::UnknownUid { uid: u, n: n as u64 });
-        }
-        if !v.0.is_finite() || v.0 < 0.0 {
-            return Err(TxError::BadWeight { uid: u, value: v });
-        }
-        sum += v.0;
-    }
-    // Sort by uid through packed `uid << 32 | position` integers: sorting plain u64s is several
-    // times faster than sorting pairs by key, and this runs once per set_weights.
-    let mut order: Vec<u64> =
-        uids.iter().enumerate().map(|(k, &u)| (u64::from(u) << 32) | k as u64).collect();
-    order.sort_unstable();
-    if let Some(w) = order.windows(2).find(|w| w[0] >> 32 == w[1] >> 32) {
-        return Err(TxError::DuplicateUid { uid: (w[0] >> 32) as u16 });
-    }
+    let order = check_weight_row(uids, values, cfg.max_len as usize, state.n())?;
+    let sum: f64 = values.iter().map(|v| v.0).sum();
     if (sum - 1.0).abs() > WEIGHT_SUM_TOLERANCE {
         return Err(TxError::NotNormalized { sum: Float(sum) });
     }
@@ -427,29 +499,18 @@ pub(crate) fn apply(state: &mut State, ctx: &mut BlockCtx, sender: PublicKey, pl
         Plan::Register { hotkey, coldkey, slot, stake, burn } => {
             debit(state, sender, burn.saturating_add(stake));
             burn_amount(state, burn);
-            let h = ctx.height;
-            let neuron = Neuron {
-                uid: slot.uid(),
-                hotkey,
-                coldkey,
-                stake,
-                endpoint: None,
-                registered_at: h,
-                last_weights_block: None,
-                last_emission_block: h,
-                pending_emission: 0,
-                emission_rate: 0,
-                scores: NeuronScores::default(),
-                weights_commit: None,
-                model: None,
-            };
+            let take = state.config().delegation.default_take;
+            let neuron = Neuron::new(slot.uid(), hotkey, coldkey, stake, ctx.height, take);
             match slot {
                 Slot::Append(_) => state.push_neuron(neuron),
                 Slot::Replace(uid) => {
-                    // The replaced neuron's stake goes back to its owner; its unpaid lazy
-                    // emission was never minted and lapses.
+                    // The replaced neuron's stake goes back to its owner and its nominators;
+                    // its unpaid lazy emission was never minted and lapses.
                     if let Some(old) = state.neuron(uid).cloned() {
-                        credit(state, old.coldkey, old.stake);
+                        for n in &old.nominations {
+                            credit(state, n.coldkey, n.stake);
+                        }
+                        credit(state, old.coldkey, old.own_stake());
                     }
                     state.globals.replaced_since_epoch.insert(uid);
                     state.replace_neuron(neuron);
@@ -469,17 +530,38 @@ pub(crate) fn apply(state: &mut State, ctx: &mut BlockCtx, sender: PublicKey, pl
                 n.model = Some(PublishedModel { version, step, published_at });
             }
         }
-        Plan::AddStake { uid, amount } => {
+        Plan::AddStake { uid, amount, nominator } => {
             debit(state, sender, amount);
             if let Some(n) = state.neuron_mut(uid) {
-                n.stake = n.stake.saturating_add(amount);
+                match nominator {
+                    None => n.stake = n.stake.saturating_add(amount),
+                    Some(c) => n.nominate(c, amount),
+                }
             }
         }
-        Plan::RemoveStake { uid, amount } => {
+        Plan::RemoveStake { uid, amount, nominator } => {
             if let Some(n) = state.neuron_mut(uid) {
-                n.stake = n.stake.saturating_sub(amount);
+                match nominator {
+                    None => n.stake = n.stake.saturating_sub(amount),
+                    Some(c) => n.unnominate(&c, amount),
+                }
             }
             credit(state, sender, amount);
+        }
+        Plan::SetTake { uid, take } => {
+            let notice = state.config().delegation.take_notice;
+            let h = ctx.height;
+            if let Some(n) = state.neuron_mut(uid) {
+                // The take in force now; a pending increase that matured becomes the take.
+                let current = n.take_at(h);
+                n.take = current;
+                n.pending_take = None;
+                if take <= current || notice == 0 {
+                    n.take = take;
+                } else {
+                    n.pending_take = Some(PendingTake { take, effective_at: h.saturating_add(notice) });
+                }
+            }
         }
         Plan::SetWeights { uid, row } => {
             state.set_row(uid, row);

@@ -88,8 +88,12 @@ pub struct RegistrationConfig {
     /// A proof of work must name one of the last `pow_window` blocks (so work cannot be
     /// stockpiled in advance).
     pub pow_window: u64,
-    /// Cost burned by `register_by` (the sponsor pays it instead of doing work).
+    /// Burn at genesis of a burned registration (`burned_register`, and `register_by` whose
+    /// sponsor pays it instead of doing work). It then adjusts at every interval as the
+    /// difficulty does, by the same rule, within `[min_burn, max_burn]`.
     pub burn: u64,
+    pub min_burn: u64,
+    pub max_burn: u64,
     /// Registrations of either kind accepted per block.
     pub max_per_block: u32,
 }
@@ -104,6 +108,9 @@ impl Default for RegistrationConfig {
             interval: 100,
             pow_window: 64,
             burn: crate::UNITS_PER_TOKEN,
+            // Subtensor's bounds: 0.0005 and 100 TAO.
+            min_burn: crate::UNITS_PER_TOKEN / 2_000,
+            max_burn: 100 * crate::UNITS_PER_TOKEN,
             max_per_block: 4,
         }
     }
@@ -155,6 +162,8 @@ pub struct FeeSchedule {
     pub remove_stake: u64,
     /// Zero by default: weight setting is rate-limited instead (see above).
     pub set_weights: u64,
+    pub set_take: u64,
+    pub burned_register: u64,
 }
 
 impl FeeSchedule {
@@ -168,6 +177,8 @@ impl FeeSchedule {
             // Both announce what a neuron serves (see `Call::PublishVersion`).
             CallKind::Serve | CallKind::PublishVersion => self.serve,
             CallKind::AddStake => self.add_stake,
+            CallKind::SetTake => self.set_take,
+            CallKind::BurnedRegister => self.burned_register,
             CallKind::RemoveStake => self.remove_stake,
             // The two halves of a set_weights cost what it costs.
             CallKind::SetWeights | CallKind::CommitWeights | CallKind::RevealWeights => self.set_weights,
@@ -186,6 +197,8 @@ impl Default for FeeSchedule {
             add_stake: fee,
             remove_stake: fee,
             set_weights: 0,
+            set_take: fee,
+            burned_register: fee,
         }
     }
 }
@@ -258,6 +271,9 @@ pub struct GenesisConfig {
     /// a genesis without it is what it was before it existed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub adaptive_inflation: Option<crate::inflation::AdaptiveInflation>,
+    /// Delegation ([`crate::delegation`]): the default and largest take, the notice before a
+    /// take increase applies, and the bounds on nominations.
+    pub delegation: crate::delegation::DelegationConfig,
     /// The validator set (empty: the single-validator chain). Not serialised when empty, so
     /// the hash of a genesis without validators is what it was before validators existed.
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -286,6 +302,7 @@ impl Default for GenesisConfig {
             fees: FeeSchedule::default(),
             limits: Limits::default(),
             adaptive_inflation: None,
+            delegation: Default::default(),
             validators: Vec::new(),
         }
     }
@@ -398,6 +415,16 @@ impl GenesisConfig {
                 "must lie in [min_difficulty, max_difficulty]",
             );
         }
+        if r.min_burn == 0 || r.min_burn > r.max_burn {
+            return bad(
+                "registration.min_burn",
+                &r.min_burn,
+                "must be in 1..=max_burn (a burn of 0 could never rise again)",
+            );
+        }
+        if r.burn < r.min_burn || r.burn > r.max_burn {
+            return bad("registration.burn", &r.burn, "must lie in [min_burn, max_burn]");
+        }
         if r.interval == 0 {
             return bad("registration.interval", &r.interval, "must be at least 1 block");
         }
@@ -427,6 +454,16 @@ impl GenesisConfig {
                     "must be at least 1 block, or no reveal could land",
                 );
             }
+        }
+        let d = &self.delegation;
+        if d.default_take > d.max_take {
+            return bad("delegation.default_take", &d.default_take, "must be at most delegation.max_take");
+        }
+        if d.min_nomination == 0 {
+            return bad("delegation.min_nomination", &d.min_nomination, "must be at least 1 base unit");
+        }
+        if d.max_nominators == 0 {
+            return bad("delegation.max_nominators", &d.max_nominators, "must be at least 1");
         }
         if self.weights.max_len == 0 {
             return bad("weights.max_len", &self.weights.max_len, "must be at least 1");

@@ -248,6 +248,15 @@ impl<S: Store> Ledger<S> {
                 r.min_difficulty,
                 r.max_difficulty,
             );
+            // Burned registrations follow the same demand (market paper v2: registration
+            // costs what the network's popularity makes it cost).
+            g.burn = next_difficulty(
+                g.burn,
+                g.registrations_this_interval,
+                r.target_per_interval,
+                r.min_burn,
+                r.max_burn,
+            );
             g.registrations_this_interval = 0;
         }
         let after = self.state.globals.issuance;
@@ -411,6 +420,24 @@ impl<S: Store> Ledger<S> {
         self.state.globals.tau
     }
 
+    /// What a burned registration burns now, in base units.
+    pub fn burn(&self) -> u64 {
+        self.state.globals.burn
+    }
+
+    /// The neurons `coldkey` has stake on, as `(uid, hotkey, stake)`: its own stake on the
+    /// hotkeys it owns, its nomination on the others'.
+    pub fn stakes_of(&self, coldkey: &PublicKey) -> Vec<(u16, PublicKey, u64)> {
+        self.state
+            .neurons
+            .iter()
+            .filter_map(|n| {
+                let s = if n.coldkey == *coldkey { n.own_stake() } else { n.nomination(coldkey) };
+                (s > 0 || n.coldkey == *coldkey).then_some((n.uid, n.hotkey, s))
+            })
+            .collect()
+    }
+
     /// The metagraph at the current state (as the bittensor metagraph exposes it).
     pub fn metagraph(&self) -> Metagraph {
         let n = self.state.n();
@@ -422,6 +449,7 @@ impl<S: Store> Ledger<S> {
             bonds: (0..n).map(|u| self.bonds(u as u16)).collect(),
             issuance: self.issuance(),
             difficulty: self.difficulty(),
+            burn: self.burn(),
             tau: self.state.globals.tau,
             sparsity: self.state.globals.sparsity.map(|s| s.0),
         }
@@ -501,6 +529,9 @@ pub struct Metagraph {
     pub bonds: Vec<Vec<(u16, f64)>>,
     pub issuance: Issuance,
     pub difficulty: u64,
+    /// What a burned registration burns now (base units).
+    #[serde(default)]
+    pub burn: u64,
     /// tau: the emission per block in force (base units); moved each epoch by adaptive
     /// inflation when the genesis turns it on ([`crate::inflation`]).
     #[serde(default)]

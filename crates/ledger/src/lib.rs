@@ -2,7 +2,8 @@
 //!
 //! This crate owns the digital ledger of the papers as a pure state machine: accounts (ed25519
 //! public key -> balance in integer base units, nonce), the neuron table (hotkey, coldkey,
-//! stake, endpoint, registration block, last weights block, lazy-emission bookkeeping), the
+//! stake, endpoint, registration block, last weights block, lazy-emission bookkeeping, the
+//! nominations on its hotkey and its owner's take), the
 //! weight matrix W as normalised integer rows, the mechanism's bonds and scaling vector, the
 //! signed transactions and their validation, fees, emission (per epoch or lazy), blocks,
 //! receipts, and the state root. It runs the incentive mechanism from the `mechanism` crate
@@ -16,7 +17,7 @@
 //! machine and for every thread count.
 //!
 //! Guarantees, each tested: total issuance = genesis + minted - burned = sum of balances and
-//! stakes after every block; an epoch mints exactly what the schedule allows (largest
+//! stakes after every block, a hotkey's nominations never exceeding its stake; an epoch mints exactly what the schedule allows (largest
 //! remainder, ties to the lower uid); a transaction that fails authentication changes nothing,
 //! one that fails its call rules changes only its fee and nonce; replaying the same blocks into
 //! a fresh store reproduces every root; a sender's queue admitted by
@@ -29,6 +30,7 @@
 pub mod apportion;
 pub mod block;
 pub mod commit_reveal;
+pub mod delegation;
 mod epoch;
 pub mod error;
 mod exec;
@@ -50,9 +52,10 @@ pub mod verify;
 pub use apportion::apportion;
 pub use block::{Block, BlockHeader, BlockOutcome, EpochReport, Receipt, StoredBlock, TxStatus};
 pub use commit_reveal::{commitment, CommitRevealConfig, WeightsCommit};
+pub use delegation::{DelegationConfig, TAKE_SCALE};
 pub use epoch::EpochInputs;
 pub use error::{BlockError, LedgerError, TxError};
-pub use exec::WEIGHT_SUM_TOLERANCE;
+pub use exec::{check_weight_row, WEIGHT_SUM_TOLERANCE};
 pub use genesis::{
     dev_key, public_key, EmissionMode, FeeSchedule, GenesisAccount, GenesisConfig, GenesisError,
     GenesisNeuron, GenesisValidator, Limits, RegistrationConfig, WeightsConfig,
@@ -66,8 +69,8 @@ pub use store::{MemStore, Store, StoreError, WriteBatch};
 pub use tokens::{Tokens, TokensError};
 pub use tx::{Call, CallKind, PreparedTx, SignedTx, TxBody};
 pub use types::{
-    Account, Endpoint, Float, Hash, Ip, Modality, Neuron, NeuronScores, Protocol, PublicKey, PublishedModel,
-    Salt, SignatureBytes, WeightRow, UNITS_PER_TOKEN, WEIGHT_SCALE,
+    Account, Endpoint, Float, Hash, Ip, Modality, Neuron, NeuronScores, Nomination, PendingTake, Protocol,
+    PublicKey, PublishedModel, Salt, SignatureBytes, WeightRow, UNITS_PER_TOKEN, WEIGHT_SCALE,
 };
 
 /// Re-exported so wallets and the node sign with the same key type.

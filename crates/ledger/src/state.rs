@@ -17,7 +17,7 @@ use crate::error::LedgerError;
 use crate::genesis::GenesisConfig;
 use crate::merkle::{leaf_hash, sha256, MerkleTree};
 use crate::store::{Store, StoreError, WriteBatch};
-use crate::types::{Account, Float, Hash, Neuron, NeuronScores, PublicKey, WeightRow};
+use crate::types::{Account, Float, Hash, Neuron, PublicKey, WeightRow};
 use borsh::{BorshDeserialize, BorshSerialize};
 use ed25519_dalek::VerifyingKey;
 use mechanism::{MechanismState, SparseMatrix};
@@ -61,8 +61,11 @@ pub struct Globals {
     pub issuance: Issuance,
     /// Current proof-of-work difficulty.
     pub difficulty: u64,
-    /// Registrations (of either kind) since the last difficulty adjustment.
+    /// Registrations (of any kind) since the last difficulty and burn adjustment.
     pub registrations_this_interval: u64,
+    /// What a burned registration (`burned_register`, `register_by`) burns now, in base units:
+    /// adjusted with the difficulty, by the same rule ([`crate::pow::next_difficulty`]).
+    pub burn: u64,
     /// Height of the last epoch (0 before the first).
     pub last_epoch_block: u64,
     /// Uids whose neuron was replaced since the last epoch: their bonds are cleared at the next.
@@ -212,6 +215,7 @@ impl State {
                 issuance: Issuance { genesis: issuance, minted: 0, burned: 0 },
                 difficulty: cfg.registration.difficulty,
                 registrations_this_interval: 0,
+                burn: cfg.registration.burn,
                 last_epoch_block: 0,
                 replaced_since_epoch: BTreeSet::new(),
                 bonds_n: cfg.neurons.len() as u32,
@@ -225,21 +229,8 @@ impl State {
             }
         }
         for (uid, g) in cfg.neurons.iter().enumerate() {
-            let n = Neuron {
-                uid: uid as u16,
-                hotkey: g.hotkey,
-                coldkey: g.coldkey,
-                stake: g.stake,
-                endpoint: g.endpoint,
-                registered_at: 0,
-                last_weights_block: None,
-                last_emission_block: 0,
-                pending_emission: 0,
-                emission_rate: 0,
-                scores: NeuronScores::default(),
-                weights_commit: None,
-                model: None,
-            };
+            let mut n = Neuron::new(uid as u16, g.hotkey, g.coldkey, g.stake, 0, cfg.delegation.default_take);
+            n.endpoint = g.endpoint;
             s.push_neuron(n);
         }
         s.mech = MechanismState::genesis(cfg.neurons.len());

@@ -65,6 +65,14 @@ pub enum Call {
     /// `serve` fee (both announce what a neuron serves), so the fee schedule and every genesis
     /// hash stay as they were.
     PublishVersion { version: Hash, step: u64 },
+    /// Sent by a neuron's coldkey: the take it keeps of what is paid to the hotkey's stake
+    /// ([`crate::delegation`]), in parts of 65,535, at most the genesis `max_take`. A decrease
+    /// applies at once; an increase `delegation.take_notice` blocks later.
+    SetTake { hotkey: PublicKey, take: u16 },
+    /// Sent by a coldkey: register `hotkey` as a neuron it owns, burning the current
+    /// registration burn from its balance instead of doing proof of work. The burn adjusts with
+    /// demand as the difficulty does ([`crate::pow::next_difficulty`]).
+    BurnedRegister { hotkey: PublicKey },
 }
 
 /// The kind of a [`Call`], for fees and error messages.
@@ -83,6 +91,8 @@ pub enum CallKind {
     CommitWeights,
     RevealWeights,
     PublishVersion,
+    SetTake,
+    BurnedRegister,
 }
 
 impl fmt::Display for CallKind {
@@ -98,6 +108,8 @@ impl fmt::Display for CallKind {
             CallKind::CommitWeights => "commit_weights",
             CallKind::RevealWeights => "reveal_weights",
             CallKind::PublishVersion => "publish_version",
+            CallKind::SetTake => "set_take",
+            CallKind::BurnedRegister => "burned_register",
         })
     }
 }
@@ -115,6 +127,8 @@ impl Call {
             Call::CommitWeights { .. } => CallKind::CommitWeights,
             Call::RevealWeights { .. } => CallKind::RevealWeights,
             Call::PublishVersion { .. } => CallKind::PublishVersion,
+            Call::SetTake { .. } => CallKind::SetTake,
+            Call::BurnedRegister { .. } => CallKind::BurnedRegister,
         }
     }
 

@@ -336,6 +336,65 @@ pub struct Neuron {
     /// before the first publication (and for a neuron registered into a replaced slot).
     #[serde(default)]
     pub model: Option<PublishedModel>,
+    /// Delegation ([`crate::delegation`]): stake other coldkeys put on this hotkey, sorted by
+    /// coldkey, each > 0. They are part of `stake`; the owner's own stake is the rest.
+    #[serde(default)]
+    pub nominations: Vec<Nomination>,
+    /// The share of what is paid to this hotkey's stake that goes to its owner before the rest
+    /// is split pro rata, in parts of [`crate::delegation::TAKE_SCALE`].
+    #[serde(default)]
+    pub take: u16,
+    /// A take increase announced by the owner, in force from block `effective_at`.
+    #[serde(default)]
+    pub pending_take: Option<PendingTake>,
+}
+
+impl Neuron {
+    /// A neuron registered at `height` with `stake` of its owner's, no endpoint, no weights,
+    /// no nominators and the given take.
+    pub fn new(
+        uid: u16,
+        hotkey: PublicKey,
+        coldkey: PublicKey,
+        stake: u64,
+        height: u64,
+        take: u16,
+    ) -> Neuron {
+        Neuron {
+            uid,
+            hotkey,
+            coldkey,
+            stake,
+            endpoint: None,
+            registered_at: height,
+            last_weights_block: None,
+            last_emission_block: height,
+            pending_emission: 0,
+            emission_rate: 0,
+            scores: NeuronScores::default(),
+            weights_commit: None,
+            model: None,
+            nominations: Vec::new(),
+            take,
+            pending_take: None,
+        }
+    }
+}
+
+/// Stake a coldkey other than the owner put on a hotkey (a nominator's delegation).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+pub struct Nomination {
+    pub coldkey: PublicKey,
+    /// In base units.
+    pub stake: u64,
+}
+
+/// A take increase waiting out its notice ([`crate::delegation`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+pub struct PendingTake {
+    pub take: u16,
+    /// First block whose payouts use it.
+    pub effective_at: u64,
 }
 
 /// A model version as a neuron published it on chain: what its signed responses name

@@ -161,6 +161,22 @@ fn cases() -> Vec<(&'static str, &'static str, &'static str, u64, u64, Call)> {
             10_000,
             Call::PublishVersion { version: Hash(*b"blake3 of the model parameters!!"), step: 1_234 },
         ),
+        (
+            "set_take",
+            "miner-coldkey",
+            "agora-dev",
+            2,
+            10_000,
+            Call::SetTake { hotkey: key("miner-hotkey"), take: 11_796 },
+        ),
+        (
+            "burned_register",
+            "alice",
+            "agora-dev",
+            6,
+            10_000,
+            Call::BurnedRegister { hotkey: key("newcomer") },
+        ),
     ]
 }
 
@@ -271,5 +287,5 @@ fn every_vector_decodes_verifies_and_refuses_tampering() {
     }
     let kinds: std::collections::BTreeSet<&str> =
         txs.iter().map(|v| v["body"]["call"]["type"].as_str().unwrap()).collect();
-    assert_eq!(kinds.len(), 10, "every call kind has a vector: {kinds:?}");
+    assert_eq!(kinds.len(), 12, "every call kind has a vector: {kinds:?}");
 }

@@ -178,6 +178,9 @@ mod tests {
             scores: NeuronScores { incentive, ..Default::default() },
             weights_commit: None,
             model: None,
+            nominations: Vec::new(),
+            take: 0,
+            pending_take: None,
         }
     }
 

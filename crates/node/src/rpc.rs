@@ -14,8 +14,8 @@ use crate::server::{Activity, Transport};
 use crate::trends::TrendError;
 use crate::Shared;
 use client::types::{
-    codes, AccountInfo, BlockId, BlockInfo, GenesisInfo, HistoryQuery, MetagraphInfo, NetworkInfo,
-    NeuronQuery, NeuronsQuery, TxLookup, BLOCK_TIME_WINDOW,
+    codes, AccountInfo, BlockId, BlockInfo, GenesisInfo, HistoryQuery, HotkeyStakeInfo, MetagraphInfo,
+    NetworkInfo, NeuronQuery, NeuronsQuery, StakeInfo, TxLookup, BLOCK_TIME_WINDOW,
 };
 use jsonrpsee::core::middleware::{
     Batch, BatchEntry, BatchEntryErr, Notification, ResponseFuture, RpcServiceT,
@@ -285,6 +285,34 @@ pub fn module(shared: Arc<Shared>) -> Result<RpcModule<Arc<Shared>>, jsonrpsee::
     })?;
     m.register_blocking_method("agora_difficulty", |_, s, _| {
         Ok::<_, ErrorObjectOwned>(s.ledger().difficulty())
+    })?;
+
+    m.register_blocking_method("agora_burn", |_, s, _| Ok::<_, ErrorObjectOwned>(s.ledger().burn()))?;
+
+    m.register_blocking_method("agora_nominators", |params, s, _| {
+        let hotkey = key_param(&params)?;
+        let ledger = s.ledger();
+        let height = ledger.head().height;
+        ledger
+            .neuron_by_hotkey(&hotkey)
+            .map(|n| HotkeyStakeInfo::new(n, height))
+            .ok_or_else(|| error(codes::NOT_FOUND, format!("hotkey {hotkey} is not registered")))
+    })?;
+
+    m.register_blocking_method("agora_stakes", |params, s, _| {
+        let coldkey = key_param(&params)?;
+        let ledger = s.ledger();
+        let height = ledger.head().height;
+        let stakes: Vec<StakeInfo> = ledger
+            .stakes_of(&coldkey)
+            .into_iter()
+            .filter_map(|(uid, hotkey, stake)| {
+                let n = ledger.neuron(uid)?;
+                let take = ledger::delegation::take_fraction(n.take_at(height));
+                Some(StakeInfo { uid, hotkey, stake, owner: n.coldkey == coldkey, take })
+            })
+            .collect();
+        Ok::<_, ErrorObjectOwned>(stakes)
     })?;
 
     m.register_subscription(

@@ -401,7 +401,12 @@ mod tests {
     fn reads_of_a_damaged_file_fail_without_panicking() {
         let (dir, path, pristine) = sound_file("panics");
         let mut caught = 0;
-        for seed in 0..30 {
+        // Which seeds damage a page a block read meets depends on the file's exact layout (it
+        // moved when the state records grew, issue 20): try seeds until one does.
+        for seed in 0..200 {
+            if caught > 0 {
+                break;
+            }
             damage(&path, &pristine, seed);
             let Ok(store) = RedbStore::open_unchecked(&path) else { continue };
             for h in 1..=150 {

@@ -175,6 +175,9 @@ mod tests {
                 scores: NeuronScores { incentive: 0.25, emission: stake / 10, ..Default::default() },
                 weights_commit: None,
                 model: None,
+                nominations: Vec::new(),
+                take: 0,
+                pending_take: None,
             })
             .collect()
     }

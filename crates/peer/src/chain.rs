@@ -77,6 +77,9 @@ pub trait Chain: Send + Sync {
     /// The metagraph at the head.
     fn metagraph(&self) -> impl Future<Output = Result<MetagraphInfo, ChainError>> + Send;
 
+    /// The proof-of-work difficulty a `register` must meet now.
+    fn difficulty(&self) -> impl Future<Output = Result<u64, ChainError>> + Send;
+
     /// Balance and next nonce of `key` (zero for a key never seen).
     fn account(&self, key: &PublicKey) -> impl Future<Output = Result<AccountInfo, ChainError>> + Send;
 

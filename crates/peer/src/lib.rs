@@ -32,6 +32,7 @@ mod metagraph;
 pub mod metrics_http;
 pub mod neighbours;
 mod participant;
+pub mod pow;
 pub mod preset;
 mod rpc;
 pub mod run;

@@ -77,6 +77,10 @@ impl Chain for LocalChain {
         Ok(self.lock().ledger.head())
     }
 
+    async fn difficulty(&self) -> Result<u64, ChainError> {
+        Ok(self.lock().ledger.difficulty())
+    }
+
     async fn next_block(&self, after: u64) -> Result<ChainHead, ChainError> {
         let mut inner = self.lock();
         while inner.ledger.head().height <= after {

@@ -14,7 +14,8 @@ use wire::{
     TensorView,
 };
 
-/// One neighbour's answer and the model version its signature names (protocol 4; issue 16).
+/// One neighbour's answer and the model version its authentication names (a MAC in protocol 5;
+/// issue 16).
 pub type Signed = (OwnedTensor, ModelVersion);
 
 /// A peer's way to its neighbours.
@@ -25,7 +26,7 @@ pub type Signed = (OwnedTensor, ModelVersion);
 /// without waiting for the answers: a slow neighbour must not slow the sender's training.
 pub trait Neighbours: Send + Sync {
     /// Sends `inputs` to every target; each answer within about `timeout`, with the model
-    /// version its responder signed it with (a validator compares it with the version the
+    /// version its responder authenticated it with (a validator compares it with the version the
     /// responder published on chain: see [`crate::copies`]).
     fn forward_signed(
         &self,

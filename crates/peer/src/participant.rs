@@ -154,36 +154,8 @@ impl<C: Chain> Participant<C> {
         if self.uid().await?.is_some() {
             return Ok(None);
         }
-        let window = self.genesis.registration.pow_window.max(1);
-        // Hashes between looks at the head and yields to the runtime.
-        const CHUNK: u64 = 10_000;
-        let mut tried = 0u64;
-        loop {
-            let head = self.chain.head().await?;
-            let difficulty = self.chain.metagraph().await?.difficulty;
-            // Past ~64 times the expected work the search is astronomically unlucky or the
-            // difficulty moved: give up instead of spinning forever.
-            let budget = difficulty.saturating_mul(64).max(CHUNK);
-            let mut start = 0u64;
-            let mut stale = false;
-            while start < budget && !stale {
-                if let Some(n) = ledger::pow::solve(&head.hash, &me, difficulty, start, CHUNK) {
-                    return Ok(Some(Call::Register {
-                        coldkey: self.coldkey,
-                        pow_block: head.height,
-                        pow_nonce: n,
-                    }));
-                }
-                start += CHUNK;
-                tried += CHUNK;
-                tokio::task::yield_now().await;
-                let now = self.chain.head().await?.height;
-                stale = now.saturating_sub(head.height) >= window / 2;
-            }
-            if !stale {
-                return Err(ChainError::PowExhausted { tries: tried });
-            }
-        }
+        let window = self.genesis.registration.pow_window;
+        crate::pow::solve_registration(&self.chain, me, self.coldkey, window, |_| {}).await.map(Some)
     }
 
     /// Publishes the axon endpoint; does nothing (returns `None`) if the chain already has it.
@@ -244,6 +216,9 @@ impl<T: Chain> Chain for Arc<T> {
     }
     fn metagraph(&self) -> impl std::future::Future<Output = Result<MetagraphInfo, ChainError>> + Send {
         (**self).metagraph()
+    }
+    fn difficulty(&self) -> impl std::future::Future<Output = Result<u64, ChainError>> + Send {
+        (**self).difficulty()
     }
     fn account(
         &self,

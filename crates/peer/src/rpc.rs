@@ -72,6 +72,10 @@ impl Chain for RpcChain {
         self.with_client(|c| async move { c.head().await }).await
     }
 
+    async fn difficulty(&self) -> Result<u64, ChainError> {
+        self.with_client(|c| async move { c.difficulty().await }).await
+    }
+
     async fn next_block(&self, after: u64) -> Result<ChainHead, ChainError> {
         loop {
             let head = self.head().await?;

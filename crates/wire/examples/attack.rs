@@ -1,6 +1,7 @@
 //! The two attacks of issue 13, against an axon in another process (`flood_axon`), speaking
 //! either way: protocol 1 (credentials inside the message, as before the fix) or, for any other
-//! PROTOCOL argument, credentials in metadata as this crate signs them (version 2, now 3). Run by
+//! PROTOCOL argument, credentials in metadata as this crate sends them (now protocol 5: a session
+//! opened by a signed handshake, a MAC per call). Run by
 //! `crates/wire/attacks.sh`, which starts the axons and reads their memory.
 //!
 //! `attack keys`: prints `HONEST <hex> FLOODER <hex>` (stake 1,000 and 0 in the script's table).
@@ -21,7 +22,7 @@ use tonic::transport::Channel;
 use wire::metrics::Call;
 use wire::proto::axon_client::AxonClient;
 use wire::proto::{ForwardRequest, ReturnCode};
-use wire::{encode, BodyDigest, Credentials, DType, Modality};
+use wire::{encode, BodyDigest, Credentials, DType, Initiator, Modality, Session};
 
 const HONEST: u8 = 0x01;
 const FLOODER: u8 = 0x02;
@@ -63,13 +64,16 @@ fn sign_v1(
     req
 }
 
-/// A signed Forward in either protocol. `fake_digest` skips hashing the body (a key the axon
-/// does not know is refused before its signature is looked at).
+/// A signed Forward in either protocol: protocol 1's signature, or this crate's MAC in
+/// `session` (a key the axon does not know has none: it names a session the axon never opened,
+/// refused before anything is looked at). `fake_digest` skips hashing the body.
+#[allow(clippy::too_many_arguments)]
 fn request(
     protocol: u32,
     req: ForwardRequest,
     key: &SigningKey,
     callee: &[u8; 32],
+    session: Option<&Session>,
     nonce: u64,
     ts: u64,
     fake_digest: bool,
@@ -82,10 +86,38 @@ fn request(
     } else {
         BodyDigest::of_message(&req)
     };
-    let creds = Credentials::sign(key, Call::Forward, callee, nonce, ts, digest);
+    let creds = match session {
+        Some(s) => s.credentials(Call::Forward, nonce, ts, digest),
+        None => Credentials {
+            version: wire::PROTOCOL_VERSION,
+            session: [0; 16],
+            nonce,
+            timestamp_ms: ts,
+            body: digest,
+            mac: [0; 32],
+        },
+    };
     let mut r = tonic::Request::new(req);
     creds.write_headers(r.metadata_mut().as_mut());
     r
+}
+
+/// Opens a session as `key` (protocol 5's handshake); `None` for protocol 1, which has none.
+async fn session(
+    c: &mut AxonClient<Channel>,
+    protocol: u32,
+    key: &SigningKey,
+    callee: &[u8; 32],
+) -> anyhow::Result<Option<Session>> {
+    if protocol == 1 {
+        return Ok(None);
+    }
+    let initiator = Initiator::new(key, callee, now_ms());
+    let mut request = tonic::Request::new(initiator.request().clone());
+    request.metadata_mut().insert(wire::auth::keys::VERSION, wire::PROTOCOL_VERSION.into());
+    let answer = c.handshake(request).await?.into_inner();
+    let axon = ed25519_dalek::VerifyingKey::from_bytes(callee)?;
+    Ok(Some(initiator.finish(&axon, &answer)?))
 }
 
 async fn client(addr: &str) -> anyhow::Result<AxonClient<Channel>> {
@@ -112,7 +144,7 @@ async fn upload(addr: String, callee: [u8; 32], protocol: u32, n: usize, mb: usi
                     modality: Modality::Text.to_proto() as i32,
                 };
                 let req = ForwardRequest { inputs: Some(tensor), ..Default::default() };
-                let r = request(protocol, req, &key(STRANGER), &callee, i as u64, now_ms(), true);
+                let r = request(protocol, req, &key(STRANGER), &callee, None, i as u64, now_ms(), true);
                 Ok::<_, anyhow::Error>(match c.forward(r).await {
                     Ok(r) => name(r.into_inner().code),
                     Err(s) => format!("gRPC {:?}", s.code()),
@@ -141,6 +173,7 @@ async fn flood(
             let addr = addr.clone();
             tokio::spawn(async move {
                 let mut c = client(&addr).await?;
+                let session = session(&mut c, protocol, &key(FLOODER), &callee).await?;
                 let mut codes = BTreeMap::<String, usize>::new();
                 let mut nonce = lane;
                 while nonce < count {
@@ -149,6 +182,7 @@ async fn flood(
                         ForwardRequest::default(),
                         &key(FLOODER),
                         &callee,
+                        session.as_ref(),
                         nonce,
                         now_ms() + ahead_ms,
                         false,
@@ -165,6 +199,7 @@ async fn flood(
         })
         .collect();
     let mut honest = client(&addr).await?;
+    let honest_session = session(&mut honest, protocol, &key(HONEST), &callee).await?;
     let inputs = || Some(encode(DType::F32, &[1, 1, 4], Modality::Tensor, vec![0; 16]));
     let (mut calls, mut backoff, mut other) = (0u64, 0u64, BTreeMap::<String, usize>::new());
     let mut nonce = 1u64 << 40;
@@ -178,7 +213,8 @@ async fn flood(
         }
         nonce += 1;
         let req = ForwardRequest { inputs: inputs(), ..Default::default() };
-        let r = request(protocol, req, &key(HONEST), &callee, nonce, now_ms(), false);
+        let r =
+            request(protocol, req, &key(HONEST), &callee, honest_session.as_ref(), nonce, now_ms(), false);
         let code = match honest.forward(r).await {
             Ok(r) => r.into_inner().code,
             Err(_) => -1,

@@ -13,6 +13,7 @@ import struct
 import sys
 import time
 
+import grpc
 import numpy as np
 
 from agora import wire
@@ -39,9 +40,10 @@ def client(addr: str, axon_hex: str) -> None:
     assert r.ok, r
     assert r.tensor.shape == (2, 3, 4), r.tensor.shape
     assert np.array_equal(r.tensor, 2 * x + 1), (r.tensor, 2 * x + 1)
-    # The answer verified as signed by the axon called, for this request (protocol 4).
+    # The answer verified as the axon's (protocol 5: MACed in a session whose handshake the
+    # axon signed), for this request.
     assert r.model is not None, r
-    print(f"forward ok: {r.tensor.size} values match 2x+1, signed by the axon (model {r.model.short()}, step {r.model.step})")
+    print(f"forward ok: {r.tensor.size} values match 2x+1, authenticated as the axon's (model {r.model.short()}, step {r.model.step})")
     big = (np.arange(1 << 18, dtype=np.float32) % 97).reshape(1, 1, -1)
     r = d.forward(addr, axon, big)
     assert r.ok and np.array_equal(r.tensor, 2 * big + 1), r
@@ -58,27 +60,39 @@ def client(addr: str, axon_hex: str) -> None:
                                                        modality=wire.pb.MODALITY_TENSOR))
     resp = d.call(addr, axon, wire.PATH_FORWARD, req, timeout=5)
     assert resp.code == wire.REQUEST_SHAPE_ERROR, resp
-    # A signature by someone else's key: credentials of key 0x33 with key 0x44 named as caller.
+    # The calls below are MACed in the dendrite's session with the axon (protocol 5).
     body = wire.pb.ForwardRequest(inputs=wire.to_wire(x)).SerializeToString()
     digest = wire.blake3(body).digest()
-    md = [(k, Keypair(bytes([0x44] * 32)).public.hex() if k == "agora-caller" else v)
-          for k, v in d.signer.credentials(wire.PATH_FORWARD, axon, len(body), digest)]
-    resp = d.call(addr, axon, wire.PATH_FORWARD, body, timeout=5, metadata=md)
+    session = d.session(addr, axon)
+    creds = lambda: session.credentials(wire.PATH_FORWARD, d.next_nonce(), int(time.time() * 1000), len(body), digest)[0]  # noqa: E731
+    # A MAC by another session of the same caller, under this session's id.
+    other = wire.Dendrite(me).session(addr, axon)
+    crossed = [(k, session.id.hex() if k == "agora-session" else v)
+               for k, v in other.credentials(wire.PATH_FORWARD, d.next_nonce(), int(time.time() * 1000), len(body), digest)[0]]
+    resp = d.call(addr, axon, wire.PATH_FORWARD, body, timeout=5, metadata=crossed)
     assert resp.code == wire.INVALID_SIGNATURE, resp
-    # A protocol-1 call: no credentials in the metadata.
-    resp = d.call(addr, axon, wire.PATH_FORWARD, body, timeout=5, metadata=[])
+    # A session the Rust axon never opened: gRPC UNAUTHENTICATED.
+    unknown = [(k, "00" * 16 if k == "agora-session" else v) for k, v in creds()]
+    try:
+        d.call(addr, axon, wire.PATH_FORWARD, body, timeout=5, metadata=unknown)
+        raise AssertionError("an unknown session was served")
+    except grpc.RpcError as e:
+        assert e.code() == grpc.StatusCode.UNAUTHENTICATED, e
+    # A protocol-1 call: no credentials in the metadata (answered without a MAC: no session).
+    resp = d.call(addr, axon, wire.PATH_FORWARD, body, timeout=5, metadata=[], check=False)
     assert resp.code == wire.UNSUPPORTED_VERSION, resp
-    # A protocol-2 call: the same credentials with a sha256 digest, signed as version 2.
-    resp = d.call(addr, axon, wire.PATH_FORWARD, body, timeout=5, metadata=v2_credentials(me, axon, body))
+    # A protocol-2 call: its signed credentials with a sha256 digest, as version 2.
+    resp = d.call(addr, axon, wire.PATH_FORWARD, body, timeout=5, metadata=v2_credentials(me, axon, body), check=False)
     assert resp.code == wire.UNSUPPORTED_VERSION and "sha256" in resp.message, resp
-    # A protocol-3 call: version 4's credentials under version "3" (its answers were unsigned).
-    v3 = [(k, "3" if k == "agora-version" else v) for k, v in d.signer.credentials(wire.PATH_FORWARD, axon, len(body), digest)]
-    resp = d.call(addr, axon, wire.PATH_FORWARD, body, timeout=5, metadata=v3)
-    assert resp.code == wire.UNSUPPORTED_VERSION, resp
-    # The axon's answers are its own: called under another hotkey, its signed answer is refused.
+    # Protocols 3 and 4: version 5's credentials under their version numbers.
+    for version in ("3", "4"):
+        old = [(k, version if k == "agora-version" else v) for k, v in creds()]
+        resp = d.call(addr, axon, wire.PATH_FORWARD, body, timeout=5, metadata=old, check=False)
+        assert resp.code == wire.UNSUPPORTED_VERSION, resp
+    # The axon's answers are its own: called under another hotkey, its signed handshake is refused.
     other = d.forward(addr, Keypair(bytes([0x44] * 32)).public, x)
     assert other.code == wire.INVALID_RESPONSE_SIGNATURE, other
-    print(f"bad inputs refused with their codes ({r.message}); an answer under another hotkey refused: {wire.code_name(other.code)}")
+    print(f"bad inputs refused with their codes ({r.message}); a session under another hotkey refused: {wire.code_name(other.code)}")
 
 
 def axon() -> None:

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Python <-> Rust interoperability of the wire protocol (4: signed requests, signed answers), both
-# directions, on loopback:
+# Python <-> Rust interoperability of the wire protocol (5: a signed handshake per connection, then
+# MACed calls and answers), both directions, on loopback:
 #  (a) a Rust axon (examples/known_axon.rs, y = 2x + 1) called by a Python dendrite;
 #  (b) a Python axon (interop.py axon) called by a Rust dendrite (examples/call_axon.rs).
 # Needs the Python package: python3 -m pip install ./python (from the repository root; its gRPC

@@ -2,14 +2,17 @@
 //! for a pluggable [`Handler`] (the peer's model), and stands between the network and that
 //! handler with, in this order:
 //!
+//! 0. once per connection, a handshake ([`crate::auth::session`]): the caller's standing, the
+//!    callee, freshness and the caller's signature, then a session with fresh keys, kept in a
+//!    bounded table;
 //! 1. from the call's metadata alone, before a byte of the body is read (`service`): the
-//!    protocol version, a blacklist and a stake check on the claimed caller (or its place in
-//!    [`AxonConfig::trusted`]), the declared body size against the limits, the signature and
-//!    freshness, a per-caller budget of bytes in flight, and the replay cache
-//!    ([`crate::auth`]);
-//! 2. the body, read only for an admitted call and only up to its signed length, within the
+//!    protocol version, the session (UNAUTHENTICATED when unknown or expired), the declared
+//!    body size against the limits, the MAC and freshness, a blacklist and a stake check on
+//!    the session's caller (or its place in [`AxonConfig::trusted`]), a per-caller budget of
+//!    bytes in flight, and the replay cache ([`crate::auth`]);
+//! 2. the body, read only for an admitted call and only up to its MACed length, within the
 //!    axon's deadline;
-//! 3. one pass over the body's bytes that computes its digest, compared with the signed one,
+//! 3. one pass over the body's bytes that computes its digest, compared with the MACed one,
 //!    and scans the tensors for NaN/Inf block by block while the hash has them in cache; with
 //!    the other tensor checks against the axon's [`Limits`] (shape, dtype, size), so garbage
 //!    never reaches the queue, let alone the model;
@@ -21,7 +24,7 @@
 //!    TIMEOUT.
 //!
 //! Every refusal is an in-band [`ReturnCode`] with a message saying what to fix, even for a body
-//! longer than its signed length or an undecodable protobuf. Nothing a caller sends stops the
+//! longer than its MACed length or an undecodable protobuf. Nothing a caller sends stops the
 //! axon from serving the others.
 //!
 //! The service is written against HTTP/2 directly (`service`), not tonic's generated server:
@@ -44,14 +47,14 @@ use tokio::sync::oneshot;
 use tonic::transport::server::TcpIncoming;
 
 use crate::auth::response::ModelVersion;
-use crate::auth::{BodyDigest, Credentials, Freshness, NonceCache, Tier};
+use crate::auth::session::{self, Offer, SessionTable};
+use crate::auth::{AuthError, BodyDigest, Credentials, Freshness, NonceCache, Session, Tier};
 use crate::masking::{self, Competition, MaskingConfig};
 use crate::metrics::{Call, Metrics, PeerLabel};
 use crate::proto::{self, ReturnCode};
 use crate::queue::{Entry, Permit, Scheduler, Turn};
 use crate::tensor::{
-    check_finite, decode_output, decode_structure, DType, Direction, Limits, Modality, OwnedTensor,
-    TensorError, TensorView,
+    check_finite, decode_structure, DType, Direction, Limits, Modality, OwnedTensor, TensorError, TensorView,
 };
 use budget::{Budget, Reservation};
 use service::{AxonService, CountingIncoming};
@@ -116,9 +119,9 @@ pub trait Handler: Send + Sync + 'static {
     ) -> Result<Option<OwnedTensor>, HandlerError>;
 
     /// [`Handler::forward`] and the version of the model that computed the output, which the
-    /// axon signs into its response (protocol 4). The default says
+    /// axon MACs into its response (protocol 5). The default says
     /// [`ModelVersion::UNVERSIONED`]; a handler whose model changes while it serves overrides
-    /// this and reads the version under the same lock as the output, so the signature never
+    /// this and reads the version under the same lock as the output, so the MAC never
     /// names a model that did not answer.
     fn forward_versioned(
         &self,
@@ -331,7 +334,7 @@ pub struct AxonConfig {
     /// Hotkeys served even though the stake lookup does not know them (an outside judge that
     /// queries every peer), and even below `min_stake`. They queue at the lowest priority (0,
     /// with zero-stake callers, so they never crowd out staked ones) and share the zero-stake
-    /// callers' half of the bytes-in-flight budget; their signatures and replays are checked
+    /// callers' half of the bytes-in-flight budget; their handshakes, MACs and replays are checked
     /// like anyone's, and each keeps its own protected record in the replay cache.
     pub trusted: HashSet<[u8; 32]>,
     /// Longest a request may spend in the axon, queue and handler together, before TIMEOUT.
@@ -358,11 +361,17 @@ pub struct AxonConfig {
     /// Competitive masking (the intermodel paper's §2.5, [`crate::masking`]): every Forward
     /// answer to a caller is scaled by σ((x_ij − μ_j) / T), its weight times stake against the
     /// mean over all registered neurons, and every Backward gradient from it by the same factor
-    /// before the handler sees it. The response's signature covers the scaled answer, the bytes
+    /// before the handler sees it. The response's MAC covers the scaled answer, the bytes
     /// actually sent. Trusted callers (an outside judge) are answered unmasked, as is everyone
     /// while the stake lookup knows no stake. `None` (the default): answers are the handler's,
     /// byte for byte.
     pub competitive_masking: Option<MaskingConfig>,
+    /// Open sessions (protocol 5, [`crate::auth::session`]), all callers; past it the oldest
+    /// unstaked caller's session is dropped first (its next call is answered UNAUTHENTICATED
+    /// and its dendrite handshakes again).
+    pub max_sessions: usize,
+    /// How long a session lasts from its handshake; the dendrite then opens a new one.
+    pub session_lifetime: Duration,
 }
 
 impl Default for AxonConfig {
@@ -383,6 +392,8 @@ impl Default for AxonConfig {
             max_inflight_bytes: 1 << 30,
             inline_below: Duration::from_micros(100),
             competitive_masking: None,
+            max_sessions: 1 << 16,
+            session_lifetime: Duration::from_secs(3600),
         }
     }
 }
@@ -400,7 +411,7 @@ pub enum AxonError {
     Join(#[from] tokio::task::JoinError),
 }
 
-/// Protobuf framing around the tensors of one request: keys, nonce, signature, shapes.
+/// Protobuf framing around the tensors of one request: keys, nonce, MAC, shapes.
 const ENVELOPE_BYTES: usize = 64 * 1024;
 
 /// The largest gRPC message an axon accepts or a dendrite sends with these limits (a Backward
@@ -432,7 +443,7 @@ impl AxonHandle {
         self.local_addr
     }
 
-    /// The axon's hotkey: callers address their signatures to it.
+    /// The axon's hotkey: callers address their handshakes to it.
     pub fn hotkey(&self) -> [u8; 32] {
         self.hotkey
     }
@@ -503,6 +514,10 @@ pub async fn serve(
         keys: crate::auth::KeyCache::new(MAX_KEPT_KEYS),
         scheduler: Scheduler::new(config.concurrency, config.queue_capacity),
         nonces: Mutex::new(NonceCache::new(config.replay_cache)),
+        sessions: Mutex::new(SessionTable::new(
+            config.max_sessions,
+            config.session_lifetime.as_millis().min(u128::from(u64::MAX)) as u64,
+        )),
         budget: Arc::new(Budget::new(config.max_inflight_bytes_per_caller, config.max_inflight_bytes)),
         metrics: Arc::new(Metrics::new("axon")),
         cost: [HandlerCost::new(), HandlerCost::new()],
@@ -540,12 +555,13 @@ const MAX_KEPT_KEYS: usize = 1 << 16;
 
 struct Shared {
     me: [u8; 32],
-    /// Signs every response (protocol 4).
+    /// Signs every handshake answer (protocol 5).
     key: SigningKey,
     keys: crate::auth::KeyCache,
     config: AxonConfig,
     scheduler: Arc<Scheduler>,
     nonces: Mutex<NonceCache>,
+    sessions: Mutex<SessionTable>,
     budget: Arc<Budget>,
     metrics: Arc<Metrics>,
     /// Forward, Backward.
@@ -636,19 +652,24 @@ impl Work {
 
 type Refusal = (ReturnCode, String);
 
-/// The handler's output, already validated and in its wire form, and the model that computed it.
+/// The handler's output, structurally validated and in its wire form, and the model that
+/// computed it. Its NaN/Inf scan is still to run: the service runs it in the pass that digests
+/// the answer ([`service`]), and refuses the answer there if it finds one.
 struct Served {
     tensor: Option<proto::Tensor>,
+    /// The output's float dtype, to scan; `None` when there is nothing to scan.
+    scan: Option<DType>,
     model: ModelVersion,
 }
 
 type Outcome = Result<Served, Refusal>;
 
 /// Runs the handler and checks what it returns before it goes on the wire: a broken model must
-/// not send NaN or a wrongly shaped tensor to its callers. The output's one finiteness scan.
+/// not send a wrongly shaped tensor to its callers (nor NaN: that scan runs beside the answer's
+/// digest, in the service).
 ///
 /// With competitive masking (`mask`, the caller's factor), a Forward output is scaled before it
-/// is checked and encoded, so what is signed and sent is the masked answer; a Backward's
+/// is checked and encoded, so what is MACed and sent is the masked answer; a Backward's
 /// gradient is scaled before the handler sees it (chain rule, [`crate::masking`]), and what the
 /// handler returns already carries the factor.
 fn run(handler: &dyn Handler, caller: &Caller, work: &Work, limits: &Limits, mask: Option<f32>) -> Outcome {
@@ -674,23 +695,24 @@ fn run(handler: &dyn Handler, caller: &Caller, work: &Work, limits: &Limits, mas
         },
     };
     let (output, model) = result.map_err(|e| (e.code(), e.to_string()))?;
-    let Some(output) = output else { return Ok(Served { tensor: None, model }) };
+    let Some(output) = output else { return Ok(Served { tensor: None, scan: None, model }) };
     let refuse = |code, what: String| Err((code, format!("the axon's handler returned {what}")));
     let encoded = output.into_proto();
     // The handler's own output is measured against the same limits as any tensor.
-    match decode_output(&encoded, limits) {
-        Ok(v) => {
+    match Checked::structure(&encoded, limits, true) {
+        Ok((dtype, _)) => {
             let want = &inputs.tensor.shape[..2];
-            if v.shape[..2] != *want {
+            if encoded.shape[..2] != *want {
                 return refuse(
                     ReturnCode::ResponseShapeError,
-                    format!("shape {:?}, expected [{}, {}, dim]", v.shape, want[0], want[1]),
+                    format!("shape {:?}, expected [{}, {}, dim]", encoded.shape, want[0], want[1]),
                 );
             }
+            let scan = dtype.is_float().then_some(dtype);
+            Ok(Served { tensor: Some(encoded), scan, model })
         }
-        Err(e) => return refuse(e.code(Direction::Response), e.to_string()),
+        Err(e) => refuse(e.code(Direction::Response), e.to_string()),
     }
-    Ok(Served { tensor: Some(encoded), model })
 }
 
 fn now_ms() -> u64 {
@@ -701,7 +723,7 @@ fn now_ms() -> u64 {
 pub(crate) struct Pass {
     caller: Caller,
     bytes: Reservation,
-    /// The signed length and digest the body must match.
+    /// The MACed length and digest the body must match.
     body: BodyDigest,
 }
 
@@ -716,8 +738,9 @@ struct Standing {
 }
 
 impl Shared {
-    /// Blacklist, trust and stake checks on the claimed (not yet verified) caller. Refusing a
-    /// forged claim of a blacklisted or unknown key harms nobody, and spares the signature.
+    /// Blacklist, trust and stake checks on a caller: at a handshake before its signature
+    /// (refusing a forged claim of a blacklisted or unknown key harms nobody, and spares the
+    /// verification), and at every call after the MAC (standing may have changed since).
     fn screen(&self, hotkey: &[u8; 32]) -> Result<Standing, Refusal> {
         if self.config.blacklist.contains(hotkey) {
             return Err((ReturnCode::Blacklisted, "this hotkey is blacklisted by the axon".to_string()));
@@ -743,15 +766,16 @@ impl Shared {
     }
 
     /// Everything decided from the call's metadata, before its body is read: version,
-    /// declared size, caller standing, signature, bytes in flight, replay. On refusal, the
-    /// caller's key once its signature verified (for the metrics), else `None`.
+    /// declared size, caller standing, MAC, bytes in flight, replay. `session` is the one the
+    /// credentials name (the service looked it up). On refusal, the caller's key once the MAC
+    /// verified (for the metrics), else `None`.
     fn admit_headers(
         &self,
         call: Call,
-        creds: Result<Credentials, crate::auth::AuthError>,
+        creds: &Credentials,
+        session: &Session,
     ) -> Result<Pass, (Option<[u8; 32]>, Refusal)> {
-        let refuse = |e: crate::auth::AuthError| (e.code(), e.to_string());
-        let creds = creds.map_err(|e| (None, refuse(e)))?;
+        let refuse = |e: AuthError| (e.code(), e.to_string());
         let largest = max_message_bytes(&self.config.limits) as u64;
         if creds.body.len > largest {
             return Err((
@@ -765,13 +789,13 @@ impl Shared {
                 ),
             ));
         }
-        let standing = self.screen(&creds.caller).map_err(|r| (None, r))?;
         let now = now_ms();
-        let key = self.verifying_key(&creds.caller, standing.tier).map_err(|e| (None, refuse(e)))?;
-        let auth = creds
-            .authenticate_as(&key, call, &self.me, now, &self.config.freshness)
-            .map_err(|e| (None, refuse(e)))?;
+        let auth =
+            session.authenticate(creds, call, now, &self.config.freshness).map_err(|e| (None, refuse(e)))?;
         let verified = Some(auth.caller);
+        // Standing again at every call: a stake or blacklist that changed since the handshake
+        // counts from the next call.
+        let standing = self.screen(&auth.caller).map_err(|r| (verified, r))?;
         let bytes = self
             .budget
             .reserve(auth.caller, creds.body.len, standing.stake > 0)
@@ -786,10 +810,46 @@ impl Shared {
         Ok(Pass { caller, bytes, body: creds.body })
     }
 
+    /// The session a call names, if this axon holds it and it has not expired.
+    fn session(&self, id: &[u8; 16]) -> Option<Session> {
+        self.sessions.lock().unwrap_or_else(|e| e.into_inner()).get(id, now_ms())
+    }
+
+    /// A handshake (protocol 5): the caller's standing, then its signature; a new session, or a
+    /// signed refusal. The caller's key once its signature verified (for the metrics).
+    fn handshake(
+        &self,
+        request: Result<proto::HandshakeRequest, Refusal>,
+    ) -> (Option<[u8; 32]>, proto::HandshakeResponse) {
+        let offer = request.and_then(|r| Offer::from_proto(&r).map_err(|e| (e.code(), e.to_string())));
+        let offer = match offer {
+            Ok(o) => o,
+            Err((code, why)) => return (None, session::refuse(&self.key, None, code, &why)),
+        };
+        let refuse = |who, (code, why): Refusal| (who, session::refuse(&self.key, Some(&offer), code, &why));
+        let standing = match self.screen(&offer.caller) {
+            Ok(s) => s,
+            Err(r) => return refuse(None, r),
+        };
+        let checked = self
+            .verifying_key(&offer.caller, standing.tier)
+            .and_then(|key| offer.verify(&key, &self.me, now_ms(), &self.config.freshness))
+            .and_then(|()| offer.accept(&self.key));
+        match checked {
+            Ok((response, session)) => {
+                let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+                sessions.insert(session, standing.tier == Tier::Staked, now_ms());
+                (Some(offer.caller), response)
+            }
+            Err(e @ AuthError::WeakEphemeral) => refuse(Some(offer.caller), (e.code(), e.to_string())),
+            Err(e) => refuse(None, (e.code(), e.to_string())),
+        }
+    }
+
     /// The caller's decompressed key: kept for staked and trusted callers (their number is
     /// bounded by the metagraph and the config), decompressed anew for the others.
-    fn verifying_key(&self, caller: &[u8; 32], tier: Tier) -> Result<VerifyingKey, crate::auth::AuthError> {
-        self.keys.get(caller, tier == Tier::Staked).ok_or(crate::auth::AuthError::MalformedCaller(32))
+    fn verifying_key(&self, caller: &[u8; 32], tier: Tier) -> Result<VerifyingKey, AuthError> {
+        self.keys.get(caller, tier == Tier::Staked).ok_or(AuthError::MalformedCaller(32))
     }
 
     /// The work of a verified request, its tensors checked in order (inputs, then grads): each

@@ -35,7 +35,7 @@ pub(crate) struct Encoded {
 }
 
 impl Encoded {
-    /// The protobuf message's bytes, without the gRPC prefix: what a signature digests.
+    /// The protobuf message's bytes, without the gRPC prefix: what a MAC covers the digest of.
     pub(crate) fn message_chunks(&self) -> impl Iterator<Item = &[u8]> {
         let mut skip = PREFIX;
         self.chunks.iter().map(move |c| {
@@ -143,6 +143,16 @@ pub(crate) fn forward_response(m: &proto::ForwardResponse) -> Encoded {
 
 pub(crate) fn backward_response(m: &proto::BackwardResponse) -> Encoded {
     encode(m, &[(1, m.grads.as_ref())], |m| proto::BackwardResponse { grads: None, ..m.clone() })
+}
+
+/// A small message (a handshake's) in one chunk: no tensor to keep out of the copy.
+pub(crate) fn whole(m: &impl Message) -> Encoded {
+    let len = m.encoded_len();
+    let mut buf = BytesMut::with_capacity(PREFIX + len);
+    buf.put_u8(0);
+    buf.put_u32(len as u32);
+    m.encode_raw(&mut buf);
+    Encoded { chunks: vec![buf.freeze()] }
 }
 
 /// Received chunks read as one buffer. `copy_to_bytes`, which prost uses for `bytes` fields,

@@ -3,15 +3,19 @@
 //! one [`PeerResult`] per target, in the targets' order: a slow, dead or lying axon costs its
 //! own entry (TIMEOUT, UNAVAILABLE, RESPONSE_SHAPE_ERROR, NON_FINITE), never the others'.
 //!
-//! Connections are reused: one HTTP/2 connection per axon address, opened on first use and
-//! multiplexing every later call, reopened by the next call once it has closed (an axon that
-//! restarted).
+//! Connections are reused: one HTTP/2 connection per axon (address and hotkey), opened on
+//! first use and multiplexing every later call, reopened by the next call once it has closed
+//! (an axon that restarted). Each connection opens a session with its axon before its first
+//! call (protocol 5, [`crate::auth::session`]: a handshake the axon signs with the hotkey
+//! called), and opens another when the axon answers UNAUTHENTICATED (it expired or dropped the
+//! session), resending the call once.
 //!
-//! Every answer must carry the axon's signature (protocol 4, [`crate::auth::response`]): by the
-//! hotkey called, over this request, the body received and the model version it names. One
-//! that does not is INVALID_RESPONSE_SIGNATURE (UNSUPPORTED_VERSION from an axon too old to
-//! sign), whatever it holds; the verified version comes back in [`PeerResult::model`]. The request's tensor goes to the socket from the caller's own buffer and the
-//! answer's tensor is a slice of the frame it arrived in (`codec`).
+//! Every answer must carry the session's MAC ([`crate::auth::response`]) over this request, the
+//! body received and the model version it names. One that does not is
+//! INVALID_RESPONSE_SIGNATURE (UNSUPPORTED_VERSION from an axon too old to speak protocol 5),
+//! whatever it holds; the verified version comes back in [`PeerResult::model`]. The request's
+//! tensor goes to the socket from the caller's own buffer and the answer's tensor is a slice of
+//! the frame it arrived in (`codec`); the answer is digested as its frames arrive.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -23,17 +27,18 @@ use bytes::Bytes;
 use ed25519_dalek::SigningKey;
 use h2::client::SendRequest;
 use prost::Message;
-use tonic::codegen::http::{self, HeaderValue};
+use tonic::codegen::http::{self, HeaderMap, HeaderValue};
 
 use crate::auth::response::{ModelVersion, ResponseSeal};
-use crate::auth::{BodyDigest, BodyHasher, Credentials, DigestAlgorithm, KeyCache};
+use crate::auth::session::{HandshakeError, Initiator, HANDSHAKE_PATH};
+use crate::auth::{keys, BodyDigest, BodyHasher, DigestAlgorithm, KeyCache, Session, PROTOCOL_VERSION};
 use crate::axon::{max_message_bytes, CONNECTION_WINDOW, MAX_FRAME, STREAM_WINDOW};
-use crate::codec::{self, Encoded, MessageReader};
+use crate::codec::{self, Chunks, Encoded, MessageReader};
 use crate::metrics::{Call, Metrics, PeerLabel};
 use crate::proto::{self, BackwardRequest, ForwardRequest, ReturnCode};
 use crate::tensor::{decode_output, Direction, Limits, OwnedTensor};
 
-/// An axon to call: its hotkey (the signature is addressed to it) and where it listens.
+/// An axon to call: its hotkey (the session's handshake is addressed to it) and where it listens.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Target {
     pub hotkey: [u8; 32],
@@ -49,11 +54,11 @@ pub struct PeerResult {
     /// Forward: the output, always on SUCCESS. Backward: the returned gradient, if any. Its
     /// data is a slice of the frame it arrived in.
     pub tensor: Option<OwnedTensor>,
-    /// From the start of the fan-out to this answer (signing included).
+    /// From the start of the fan-out to this answer (a handshake included, when one ran).
     pub latency: Duration,
-    /// The model the axon signed its answer with (protocol 4): set whenever the response's
-    /// signature verified, to [`ModelVersion::UNVERSIONED`] for a refusal; `None` when no
-    /// signed answer came back.
+    /// The model the axon's answer names: set whenever the answer's MAC (or the handshake's
+    /// signed refusal) verified, to [`ModelVersion::UNVERSIONED`] for a refusal; `None` when no
+    /// authenticated answer came back.
     pub model: Option<ModelVersion>,
 }
 
@@ -63,7 +68,7 @@ impl PeerResult {
     }
 }
 
-/// A client that signs as one hotkey. Cheap to clone: clones share the connections and metrics.
+/// A client that calls as one hotkey. Cheap to clone: clones share the connections and metrics.
 #[derive(Clone)]
 pub struct Dendrite {
     inner: Arc<Inner>,
@@ -72,8 +77,9 @@ pub struct Dendrite {
 struct Inner {
     key: SigningKey,
     limits: Limits,
-    peers: Mutex<HashMap<SocketAddr, Arc<Connection>>>,
-    /// The called axons' keys, decompressed once (their responses are signed, protocol 4).
+    /// One connection per axon, address and hotkey: a session is with one hotkey.
+    peers: Mutex<HashMap<Target, Arc<Connection>>>,
+    /// The called axons' keys, decompressed once (each handshake's answer is signed).
     axon_keys: KeyCache,
     // Unique per request within the axons' freshness window, across restarts too: it starts
     // from the clock in nanoseconds, which a restarted process has moved past.
@@ -91,9 +97,11 @@ struct Open {
     sender: SendRequest<Bytes>,
     /// Set by the connection's task when the connection ends.
     closed: Arc<std::sync::atomic::AtomicBool>,
+    /// The connection's session with the axon (protocol 5), once opened.
+    session: Option<Session>,
 }
 
-/// What an axon answered, its signature verified, before the dendrite's other checks.
+/// What an axon answered, its MAC verified, before the dendrite's other checks.
 struct Reply {
     code: i32,
     message: String,
@@ -227,7 +235,7 @@ fn expected_prefix(inputs: &OwnedTensor) -> Option<[u64; 2]> {
 }
 
 impl Inner {
-    /// One signed call under the deadline, its answer checked and recorded.
+    /// One authenticated call under the deadline, its answer checked and recorded.
     #[allow(clippy::too_many_arguments)]
     async fn call(
         &self,
@@ -259,7 +267,8 @@ impl Inner {
         PeerResult { code, message, tensor, latency, model }
     }
 
-    /// Signs, sends and reads back one call over the target's connection.
+    /// Sends and reads back one call over the target's connection, in its session: opened
+    /// first if the connection has none, and once more if the axon no longer holds it.
     async fn exchange(
         &self,
         target: Target,
@@ -268,84 +277,62 @@ impl Inner {
         digest: BodyDigest,
         deadline: Duration,
     ) -> Result<Reply, Failure> {
-        let nonce = self.nonce.fetch_add(1, Ordering::Relaxed);
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
-        let credentials = Credentials::sign(&self.key, call, &target.hotkey, nonce, now, digest);
-        let request_hash = credentials.request_hash(call);
-        let uri = format!("http://{}{}", target.addr, call.path());
-        let mut request = http::Request::post(uri)
-            .body(())
-            .map_err(|e| (ReturnCode::InternalError, format!("cannot build the request: {e}")))?;
-        let headers = request.headers_mut();
-        headers.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
-        headers.insert(http::header::TE, HeaderValue::from_static("trailers"));
-        // Tells the axon when to stop caring (gRPC's `grpc-timeout`, at most 8 digits).
-        let ms = deadline.as_millis().clamp(1, 99_999_999);
-        if let Ok(v) = HeaderValue::from_str(&format!("{ms}m")) {
-            headers.insert("grpc-timeout", v);
+        let mut stale = None;
+        loop {
+            let (sender, session) = match self.session(target, stale, deadline).await {
+                Ok(open) => open,
+                Err(Rejected::Refused(reply)) => return Ok(reply),
+                Err(Rejected::Failed(failure)) => return Err(failure),
+            };
+            match self.send(target, sender, &session, call, encoded.clone(), digest, deadline).await {
+                // The axon restarted, or dropped or expired the session: once more in a new one.
+                Err(CallError::Unauthenticated(_)) if stale.is_none() => stale = Some(session.id),
+                Err(CallError::Unauthenticated(why)) => {
+                    return Err((
+                        ReturnCode::InvalidSignature,
+                        format!("the axon refused a fresh session: {why}"),
+                    ))
+                }
+                Err(CallError::Failed(f)) => return Err(f),
+                Ok(reply) => return Ok(reply),
+            }
         }
-        credentials.write_headers(headers);
+    }
 
-        let gone = |e: h2::Error| {
-            (ReturnCode::Unavailable, format!("the connection to {} failed: {e}", target.addr))
-        };
-        let mut sender = self.sender(target.addr).await?.ready().await.map_err(gone)?;
-        let (response, mut body) = sender.send_request(request, false).map_err(gone)?;
-        // The chunks are queued as they are (h2 sends them as flow control allows): the
-        // tensor's own buffer, no copy. An axon may answer from the headers alone and reset the
-        // stream before the body is queued (another thread runs the connection): the answer,
-        // read below, says why; a broken connection fails there too.
-        let mut chunks = encoded.into_chunks().into_iter().peekable();
-        while let Some(chunk) = chunks.next() {
-            if body.send_data(chunk, chunks.peek().is_none()).is_err() {
-                break;
-            }
-        }
-        let (parts, mut body) = response.await.map_err(gone)?.into_parts();
-        if parts.status != http::StatusCode::OK {
-            return Err((http_status_code(parts.status), format!("the axon answered HTTP {}", parts.status)));
-        }
-        if let Some(status) = tonic::Status::from_header_map(&parts.headers) {
-            // Trailers-only: an error from the axon's gRPC server, not its service.
-            return Err(grpc_failure(&status));
-        }
-        // Judged once the body is in: an unsigned answer from an older axon still says why.
-        let seal = ResponseSeal::from_headers(&parts.headers);
-        let mut reader = MessageReader::new(max_message_bytes(&self.limits) as u64);
+    /// One call in `session`: MACed request out, answer in, its MAC checked.
+    #[allow(clippy::too_many_arguments)]
+    async fn send(
+        &self,
+        target: Target,
+        sender: SendRequest<Bytes>,
+        session: &Session,
+        call: Call,
+        encoded: Encoded,
+        digest: BodyDigest,
+        deadline: Duration,
+    ) -> Result<Reply, CallError> {
+        let nonce = self.nonce.fetch_add(1, Ordering::Relaxed);
+        let credentials = session.credentials(call, nonce, now_ms(), digest);
+        let request_hash = credentials.request_hash(call);
+        let mut headers = HeaderMap::new();
+        credentials.write_headers(&mut headers);
         let mut hasher = BodyHasher::new(DigestAlgorithm::Blake3);
-        while let Some(data) = body.data().await {
-            let data = data.map_err(gone)?;
-            let _ = body.flow_control().release_capacity(data.len());
-            let part = reader
-                .push(data)
-                .map_err(|e| (ReturnCode::ResponseShapeError, format!("the axon's response: {e}")))?;
-            hasher.update(&part);
-        }
-        match body.trailers().await.map_err(gone)?.as_ref().and_then(tonic::Status::from_header_map) {
-            Some(status) if status.code() == tonic::Code::Ok => {}
-            Some(status) => return Err(grpc_failure(&status)),
-            None => {
-                return Err((
-                    ReturnCode::Unavailable,
-                    "the axon's response ended without grpc-status".to_string(),
-                ))
-            }
-        }
-        let chunks = reader
-            .finish()
-            .map_err(|e| (ReturnCode::ResponseShapeError, format!("the axon's response: {e}")))?;
+        let max = max_message_bytes(&self.limits) as u64;
+        let (headers, chunks) =
+            roundtrip(target, sender, call.path(), headers, encoded, deadline, max, |part| {
+                hasher.update(part)
+            })
+            .await?;
+        // Judged once the body is in: an unauthenticated answer from an older axon still says why.
+        let seal = ResponseSeal::from_headers(&headers);
         let undecodable = |e: prost::DecodeError| {
             (ReturnCode::ResponseShapeError, format!("the axon's response does not decode: {e}"))
         };
         let received = hasher.finish();
-        let verified = seal.and_then(|s| match self.axon_keys.get(&target.hotkey, true) {
-            Some(key) => s.verify_as(&key, call, &request_hash, &received),
-            None => s.verify(call, &target.hotkey, &request_hash, &received),
-        });
-        let model = match verified {
+        let model = match seal.and_then(|s| s.verify(session, call, &request_hash, &received)) {
             Ok(model) => model,
             Err(e) => {
-                // What an unsigned answer said, for the operator; it is not acted on.
+                // What an unauthenticated answer said, for the operator; it is not acted on.
                 let said = match call {
                     Call::Forward => proto::ForwardResponse::decode(chunks).ok().map(|r| (r.code, r.message)),
                     Call::Backward => {
@@ -357,7 +344,7 @@ impl Inner {
                         .map_or("an unknown code".into(), |c| c.as_str_name().to_string());
                     format!(" (it answered {name}: {message})")
                 });
-                return Err((e.code(), format!("{e}{said}")));
+                return Err(CallError::Failed((e.code(), format!("{e}{said}"))));
             }
         };
         Ok(match call {
@@ -372,16 +359,87 @@ impl Inner {
         })
     }
 
-    /// The connection to `addr`: the open one, or a new one.
-    async fn sender(&self, addr: SocketAddr) -> Result<SendRequest<Bytes>, Failure> {
+    /// The connection to `target` and its session: the open ones, or new ones. `stale`: a
+    /// session the axon no longer holds, replaced unless another call has already done so.
+    async fn session(
+        &self,
+        target: Target,
+        stale: Option<[u8; 16]>,
+        deadline: Duration,
+    ) -> Result<(SendRequest<Bytes>, Session), Rejected> {
         let connection = {
             let mut peers = self.peers.lock().unwrap_or_else(|e| e.into_inner());
-            peers.entry(addr).or_default().clone()
+            peers.entry(target).or_default().clone()
         };
+        // Held through the handshake: concurrent first calls wait for the same session.
         let mut open = connection.0.lock().await;
-        if let Some(o) = open.as_ref().filter(|o| !o.closed.load(Ordering::Acquire)) {
-            return Ok(o.sender.clone());
+        if open.as_ref().is_none_or(|o| o.closed.load(Ordering::Acquire)) {
+            *open = Some(self.connect(target.addr).await.map_err(Rejected::Failed)?);
         }
+        let Some(o) = open.as_mut() else {
+            return Err(Rejected::Failed((ReturnCode::InternalError, "no connection".to_string())));
+        };
+        if o.session.as_ref().is_some_and(|s| Some(s.id) == stale) {
+            o.session = None;
+        }
+        if let Some(s) = &o.session {
+            return Ok((o.sender.clone(), s.clone()));
+        }
+        let session = self.handshake(target, o.sender.clone(), deadline).await?;
+        o.session = Some(session.clone());
+        Ok((o.sender.clone(), session))
+    }
+
+    /// Opens a session with the axon `target` (protocol 5, [`crate::auth::session`]).
+    async fn handshake(
+        &self,
+        target: Target,
+        sender: SendRequest<Bytes>,
+        deadline: Duration,
+    ) -> Result<Session, Rejected> {
+        let initiator = Initiator::new(&self.key, &target.hotkey, now_ms());
+        let mut headers = HeaderMap::new();
+        headers.insert(keys::VERSION, HeaderValue::from(PROTOCOL_VERSION));
+        let encoded = codec::whole(initiator.request());
+        let answer =
+            roundtrip(target, sender, HANDSHAKE_PATH, headers, encoded, deadline, MAX_HANDSHAKE, |_| ())
+                .await;
+        let chunks = match answer {
+            Ok((_, chunks)) => chunks,
+            Err(CallError::Failed((ReturnCode::NotImplemented, why))) => {
+                return Err(Rejected::Failed((
+                    ReturnCode::UnsupportedVersion,
+                    format!("the axon has no Handshake method ({why}): it speaks an agora protocol older than {PROTOCOL_VERSION}"),
+                )))
+            }
+            Err(CallError::Failed(f)) => return Err(Rejected::Failed(f)),
+            Err(CallError::Unauthenticated(why)) => {
+                return Err(Rejected::Failed((ReturnCode::InvalidSignature, why)))
+            }
+        };
+        let response = proto::HandshakeResponse::decode(chunks).map_err(|e| {
+            Rejected::Failed((
+                ReturnCode::ResponseShapeError,
+                format!("the axon's handshake does not decode: {e}"),
+            ))
+        })?;
+        let Some(key) = self.axon_keys.get(&target.hotkey, true) else {
+            let why = "the axon's hotkey is not an ed25519 public key".to_string();
+            return Err(Rejected::Failed((ReturnCode::InvalidResponseSignature, why)));
+        };
+        initiator.finish(&key, &response).map_err(|e| match e {
+            HandshakeError::Refused { code, message } => Rejected::Refused(Reply {
+                code: code as i32,
+                message,
+                tensor: None,
+                model: ModelVersion::UNVERSIONED,
+            }),
+            other => Rejected::Failed((other.code(), other.to_string())),
+        })
+    }
+
+    /// A new HTTP/2 connection to `addr`, its task running.
+    async fn connect(&self, addr: SocketAddr) -> Result<Open, Failure> {
         let cannot =
             |e: &dyn std::fmt::Display| (ReturnCode::Unavailable, format!("cannot connect to {addr}: {e}"));
         let stream = tokio::net::TcpStream::connect(addr).await.map_err(|e| cannot(&e))?;
@@ -403,8 +461,7 @@ impl Inner {
             }
         });
         self.metrics.connection_opened();
-        *open = Some(Open { sender: sender.clone(), closed });
-        Ok(sender)
+        Ok(Open { sender, closed, session: None })
     }
 
     /// An axon's answer is input like any other: its code must be known, and its tensor must
@@ -456,6 +513,108 @@ impl Inner {
             }
         }
     }
+}
+
+/// Longest handshake answer read: its fields take under 200 bytes.
+const MAX_HANDSHAKE: u64 = 1 << 10;
+
+/// Why a call over a session failed.
+enum CallError {
+    Failed(Failure),
+    /// The axon does not hold the session (gRPC UNAUTHENTICATED): open another.
+    Unauthenticated(String),
+}
+
+impl From<Failure> for CallError {
+    fn from(f: Failure) -> CallError {
+        CallError::Failed(f)
+    }
+}
+
+/// Why a session could not be had.
+enum Rejected {
+    /// The axon's signed refusal (its code and words, naming no model).
+    Refused(Reply),
+    Failed(Failure),
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+/// One unary gRPC call over `sender`: `encoded` out (its chunks as they are), the answer's
+/// headers and message in, each part of the message handed to `on_part` as it arrives.
+#[allow(clippy::too_many_arguments)]
+async fn roundtrip(
+    target: Target,
+    sender: SendRequest<Bytes>,
+    path: &str,
+    headers: HeaderMap,
+    encoded: Encoded,
+    deadline: Duration,
+    max: u64,
+    mut on_part: impl FnMut(&[u8]),
+) -> Result<(HeaderMap, Chunks), CallError> {
+    let uri = format!("http://{}{}", target.addr, path);
+    let mut request = http::Request::post(uri)
+        .body(())
+        .map_err(|e| (ReturnCode::InternalError, format!("cannot build the request: {e}")))?;
+    *request.headers_mut() = headers;
+    let headers = request.headers_mut();
+    headers.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
+    headers.insert(http::header::TE, HeaderValue::from_static("trailers"));
+    // Tells the axon when to stop caring (gRPC's `grpc-timeout`, at most 8 digits).
+    let ms = deadline.as_millis().clamp(1, 99_999_999);
+    if let Ok(v) = HeaderValue::from_str(&format!("{ms}m")) {
+        headers.insert("grpc-timeout", v);
+    }
+    let gone =
+        |e: h2::Error| (ReturnCode::Unavailable, format!("the connection to {} failed: {e}", target.addr));
+    let mut sender = sender.ready().await.map_err(gone)?;
+    let (response, mut body) = sender.send_request(request, false).map_err(gone)?;
+    // The chunks are queued as they are (h2 sends them as flow control allows): the
+    // tensor's own buffer, no copy. An axon may answer from the headers alone and reset the
+    // stream before the body is queued (another thread runs the connection): the answer,
+    // read below, says why; a broken connection fails there too.
+    let mut chunks = encoded.into_chunks().into_iter().peekable();
+    while let Some(chunk) = chunks.next() {
+        if body.send_data(chunk, chunks.peek().is_none()).is_err() {
+            break;
+        }
+    }
+    let (parts, mut body) = response.await.map_err(gone)?.into_parts();
+    if parts.status != http::StatusCode::OK {
+        let failure = (http_status_code(parts.status), format!("the axon answered HTTP {}", parts.status));
+        return Err(failure.into());
+    }
+    if let Some(status) = tonic::Status::from_header_map(&parts.headers) {
+        // Trailers-only: an error from the axon's gRPC server, not its service.
+        if status.code() == tonic::Code::Unauthenticated {
+            return Err(CallError::Unauthenticated(status.message().to_string()));
+        }
+        return Err(grpc_failure(&status).into());
+    }
+    let mut reader = MessageReader::new(max);
+    while let Some(data) = body.data().await {
+        let data = data.map_err(gone)?;
+        let _ = body.flow_control().release_capacity(data.len());
+        let part = reader
+            .push(data)
+            .map_err(|e| (ReturnCode::ResponseShapeError, format!("the axon's response: {e}")))?;
+        on_part(&part);
+    }
+    match body.trailers().await.map_err(gone)?.as_ref().and_then(tonic::Status::from_header_map) {
+        Some(status) if status.code() == tonic::Code::Ok => {}
+        Some(status) => return Err(grpc_failure(&status).into()),
+        None => {
+            let failure =
+                (ReturnCode::Unavailable, "the axon's response ended without grpc-status".to_string());
+            return Err(failure.into());
+        }
+    }
+    let chunks =
+        reader.finish().map_err(|e| (ReturnCode::ResponseShapeError, format!("the axon's response: {e}")))?;
+    Ok((parts.headers, chunks))
 }
 
 fn grpc_failure(status: &tonic::Status) -> Failure {

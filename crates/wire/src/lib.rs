@@ -8,19 +8,20 @@
 //!   read it);
 //! - [`tensor`]: the tensor codec, raw little-endian bytes with dtype, shape and modality,
 //!   validated before use and mapped to a [`proto::ReturnCode`] when refused;
-//! - [`auth`]: protocol version 4's credentials, carried in the call's gRPC metadata and signed
-//!   by the caller's hotkey over the body's length and BLAKE3 digest, with freshness checks and a
-//!   replay cache that keeps a floor per caller; and its response signatures
-//!   ([`auth::response`]), by the axon's hotkey over the request, the response body and the
+//! - [`auth`]: protocol version 5's sessions ([`auth::session`]: a handshake per connection,
+//!   signed by both hotkeys, agreeing on X25519 keys) and credentials, carried in the call's
+//!   gRPC metadata and MACed (keyed BLAKE3) under the session's key over the body's length and
+//!   BLAKE3 digest, with freshness checks and a replay cache that keeps a floor per caller; and
+//!   the response MACs ([`auth::response`]) over the request, the response body and the
 //!   [`ModelVersion`] that answered;
 //! - [`axon`]: the server: checks from the metadata before the body is read (version,
-//!   blacklist, stake, trusted keys, size, signature, bytes in flight per caller, replay), a
-//!   pluggable [`Handler`], the bounded priority queue (w_ij * s_i: the caller's weight to
+//!   blacklist, stake, trusted keys, size, session and MAC, bytes in flight per caller, replay),
+//!   a pluggable [`Handler`], the bounded priority queue (w_ij * s_i: the caller's weight to
 //!   this axon times its stake), size/batch/concurrency limits, a deadline per request and a
-//!   signature on every answer, and optionally the intermodel paper's competitive masking
+//!   MAC on every answer, and optionally the intermodel paper's competitive masking
 //!   ([`masking`]: answers scaled by the caller's weight times stake against the mean);
 //! - [`dendrite`]: the client: one batch fanned out to k axons in parallel under one deadline,
-//!   over reused connections, one [`PeerResult`] per axon;
+//!   over reused connections and their sessions, one [`PeerResult`] per axon;
 //! - the codec both use instead of tonic's (private `codec`): a message goes out as chunks with
 //!   each tensor's bytes as their own HTTP/2 frame and is decoded from the frames as they
 //!   arrived, so tensors ([`Bytes`]) are never copied between the caller's buffer and the
@@ -31,8 +32,8 @@
 //!
 //! Assumes a tokio multi-threaded runtime for the axon and dendrite, and a [`StakeLookup`] fed
 //! by the peer from the metagraph. Knows nothing about the models on either side and depends on
-//! no ML library: it moves tensors, it does not compute them. The codec and signatures are
-//! pure: clocks and keys come in as arguments.
+//! no ML library: it moves tensors, it does not compute them. The codec and the MACs are pure:
+//! clocks and keys come in as arguments (the handshakes draw fresh ephemeral keys).
 
 pub mod auth;
 pub mod axon;
@@ -51,8 +52,9 @@ pub mod proto {
 }
 
 pub use auth::response::{ModelVersion, ResponseError, ResponseSeal};
+pub use auth::session::{HandshakeError, Initiator, Offer};
 pub use auth::{
-    AuthError, Authenticated, BodyDigest, Credentials, DigestAlgorithm, Freshness, NonceCache, Tier,
+    AuthError, Authenticated, BodyDigest, Credentials, DigestAlgorithm, Freshness, NonceCache, Session, Tier,
     PROTOCOL_VERSION,
 };
 pub use axon::{

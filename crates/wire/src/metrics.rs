@@ -37,7 +37,7 @@ impl Call {
         }
     }
 
-    /// The gRPC path of the call; signatures name it so a Forward's is never a Backward's.
+    /// The gRPC path of the call; MACs name it so a Forward's is never a Backward's.
     pub fn path(self) -> &'static str {
         match self {
             Call::Forward => "/agora.v1.Axon/Forward",
@@ -54,7 +54,7 @@ impl Call {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PeerLabel<'a> {
     Hotkey(&'a [u8; 32]),
-    /// A caller whose signature was not (yet) verified.
+    /// A caller whose MAC (or handshake signature) was not (yet) verified.
     Unverified,
 }
 

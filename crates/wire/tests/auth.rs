@@ -1,38 +1,52 @@
-//! Request signatures (protocol 4, credentials in metadata, BLAKE3 body digest): a good call passes once; a bad
-//! signature, a tampered field, the wrong callee, a stale or future timestamp, a replayed nonce
-//! and an old-format call are each refused with their code; the replay cache cannot be
-//! exhausted by one caller for another (issue 13).
+//! Request authentication (protocol 5: a session opened by a signed handshake, then a keyed
+//! BLAKE3 MAC per call, credentials in metadata, BLAKE3 body digest): a good call passes once;
+//! a bad MAC, a tampered field, another session, a stale or future timestamp, a replayed nonce
+//! and an old-format call are each refused with their code; a handshake for another axon or
+//! signed by another key opens nothing; the replay cache cannot be exhausted by one caller for
+//! another (issue 13).
 
 use ed25519_dalek::SigningKey;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 use tonic::codegen::http::{HeaderMap, HeaderValue};
 use wire::auth::keys;
+use wire::auth::session::{Initiator, Offer};
 use wire::metrics::Call;
 use wire::proto::{ForwardRequest, ReturnCode};
 use wire::{
-    AuthError, Authenticated, BodyDigest, Credentials, Freshness, Modality, NonceCache, OwnedTensor, Tier,
+    AuthError, Authenticated, BodyDigest, Credentials, Freshness, Modality, NonceCache, OwnedTensor, Session,
+    Tier,
 };
 
 const NOW: u64 = 1_800_000_000_000;
 
 struct Setup {
     caller: SigningKey,
-    axon: [u8; 32],
+    axon: SigningKey,
+    /// The dendrite's and the axon's ends of one session.
+    mine: Session,
+    theirs: Session,
     fresh: Freshness,
     cache: NonceCache,
+}
+
+/// A session between `caller` and `axon`, through the real handshake messages.
+fn open(caller: &SigningKey, axon: &SigningKey, fresh: &Freshness) -> (Session, Session) {
+    let me = axon.verifying_key().to_bytes();
+    let initiator = Initiator::new(caller, &me, NOW);
+    let offer = Offer::from_proto(initiator.request()).unwrap();
+    offer.verify(&caller.verifying_key(), &me, NOW, fresh).unwrap();
+    let (answer, theirs) = offer.accept(axon).unwrap();
+    (initiator.finish(&axon.verifying_key(), &answer).unwrap(), theirs)
 }
 
 fn setup() -> Setup {
     let mut rng = StdRng::seed_from_u64(7);
     let caller = SigningKey::generate(&mut rng);
-    let axon = SigningKey::generate(&mut rng).verifying_key().to_bytes();
-    Setup {
-        caller,
-        axon,
-        fresh: Freshness { window_ms: 10_000, max_future_ms: 2_000 },
-        cache: NonceCache::new(1024),
-    }
+    let axon = SigningKey::generate(&mut rng);
+    let fresh = Freshness { window_ms: 10_000, max_future_ms: 2_000 };
+    let (mine, theirs) = open(&caller, &axon, &fresh);
+    Setup { caller, axon, mine, theirs, fresh, cache: NonceCache::new(1024) }
 }
 
 fn body() -> BodyDigest {
@@ -44,12 +58,13 @@ fn body() -> BodyDigest {
 }
 
 fn creds(s: &Setup, nonce: u64, ts: u64) -> Credentials {
-    Credentials::sign(&s.caller, Call::Forward, &s.axon, nonce, ts, body())
+    s.mine.credentials(Call::Forward, nonce, ts, body())
 }
 
-/// Authenticates at `now`, then admits into the cache as a staked caller.
+/// Authenticates at `now` in the axon's end of the session, then admits into the cache as a
+/// staked caller.
 fn verify(s: &mut Setup, c: &Credentials, now: u64) -> Result<Authenticated, AuthError> {
-    let auth = c.authenticate(Call::Forward, &s.axon, now, &s.fresh)?;
+    let auth = s.theirs.authenticate(c, Call::Forward, now, &s.fresh)?;
     s.cache.admit(&auth, Tier::Staked, now, &s.fresh)?;
     Ok(auth)
 }
@@ -66,11 +81,12 @@ fn headers(c: &Credentials) -> HeaderMap {
 }
 
 #[test]
-fn a_signed_call_verifies_and_names_its_caller_after_a_round_trip_through_metadata() {
+fn a_maced_call_verifies_and_names_its_caller_after_a_round_trip_through_metadata() {
     let mut s = setup();
     let c = creds(&s, 1, NOW);
     let h = headers(&c);
-    assert_eq!(h.get(keys::VERSION).unwrap(), "4");
+    assert_eq!(h.get(keys::VERSION).unwrap(), "5");
+    assert_eq!(h.get(keys::SESSION).unwrap().to_str().unwrap(), hex::encode(s.mine.id));
     assert!(h.get(keys::DIGEST).unwrap().to_str().unwrap().starts_with("blake3:"));
     let back = Credentials::from_headers(&h).unwrap();
     assert_eq!(back, c);
@@ -79,17 +95,17 @@ fn a_signed_call_verifies_and_names_its_caller_after_a_round_trip_through_metada
 }
 
 #[test]
-fn bad_signature_is_refused_and_does_not_burn_the_nonce() {
+fn bad_mac_is_refused_and_does_not_burn_the_nonce() {
     let mut s = setup();
     let mut c = creds(&s, 1, NOW);
-    c.signature[0] ^= 1;
+    c.mac[0] ^= 1;
     let e = verify(&mut s, &c, NOW).unwrap_err();
-    assert_eq!((e.clone(), e.code()), (AuthError::BadSignature, ReturnCode::InvalidSignature));
+    assert_eq!((e.clone(), e.code()), (AuthError::BadMac, ReturnCode::InvalidSignature));
     assert!(sign_and_verify(&mut s, 1, NOW, NOW).is_ok());
 }
 
 #[test]
-fn every_signed_field_is_covered() {
+fn every_maced_field_is_covered_and_a_mac_holds_in_its_own_session_only() {
     let s = setup();
     let base = creds(&s, 1, NOW);
     type Tamper = fn(&mut Credentials);
@@ -102,25 +118,40 @@ fn every_signed_field_is_covered() {
     for (what, change) in tampered {
         let mut c = base;
         change(&mut c);
-        assert_eq!(
-            c.authenticate(Call::Forward, &s.axon, NOW, &s.fresh),
-            Err(AuthError::BadSignature),
-            "{what}"
-        );
+        assert_eq!(s.theirs.authenticate(&c, Call::Forward, NOW, &s.fresh), Err(AuthError::BadMac), "{what}");
     }
-    // Someone else's key as the caller.
-    let mut c = base;
-    c.caller = s.axon;
-    assert_eq!(c.authenticate(Call::Forward, &s.axon, NOW, &s.fresh), Err(AuthError::BadSignature));
-    // A Forward signature is not a Backward one.
-    assert_eq!(base.authenticate(Call::Backward, &s.axon, NOW, &s.fresh), Err(AuthError::BadSignature));
+    // A Forward MAC is not a Backward one.
+    assert_eq!(s.theirs.authenticate(&base, Call::Backward, NOW, &s.fresh), Err(AuthError::BadMac));
+    // The same call replayed into another session of the same two keys (another connection),
+    // or into a session of another caller with this axon: other keys.
+    let (_, again) = open(&s.caller, &s.axon, &s.fresh);
+    assert_eq!(again.authenticate(&base, Call::Forward, NOW, &s.fresh), Err(AuthError::BadMac));
+    let (_, stranger) = open(&SigningKey::from_bytes(&[9; 32]), &s.axon, &s.fresh);
+    assert_eq!(stranger.authenticate(&base, Call::Forward, NOW, &s.fresh), Err(AuthError::BadMac));
 }
 
 #[test]
-fn wrong_callee_is_refused() {
+fn a_handshake_for_another_axon_or_under_another_key_opens_nothing() {
     let s = setup();
-    let e = creds(&s, 1, NOW).authenticate(Call::Forward, &[9; 32], NOW, &s.fresh).unwrap_err();
+    let me = s.axon.verifying_key().to_bytes();
+    let initiator = Initiator::new(&s.caller, &me, NOW);
+    let offer = Offer::from_proto(initiator.request()).unwrap();
+    let e = offer.verify(&s.caller.verifying_key(), &[9; 32], NOW, &s.fresh).unwrap_err();
     assert_eq!((e.clone(), e.code()), (AuthError::WrongCallee, ReturnCode::InvalidSignature));
+    let other = SigningKey::from_bytes(&[8; 32]);
+    let mut claimed = initiator.request().clone();
+    claimed.caller = other.verifying_key().to_bytes().to_vec();
+    let e =
+        Offer::from_proto(&claimed).unwrap().verify(&other.verifying_key(), &me, NOW, &s.fresh).unwrap_err();
+    assert_eq!(e, AuthError::BadSignature);
+    let e = offer.verify(&s.caller.verifying_key(), &me, NOW + 10_001, &s.fresh).unwrap_err();
+    assert!(matches!(e, AuthError::Stale { .. }), "{e}");
+    let mut short = initiator.request().clone();
+    short.ephemeral = vec![1; 31];
+    let e = Offer::from_proto(&short).unwrap_err();
+    assert_eq!(e, AuthError::MalformedHandshake { field: "ephemeral", expected: 32, got: 31 });
+    short.caller = vec![1; 31];
+    assert_eq!(Offer::from_proto(&short).unwrap_err(), AuthError::MalformedCaller(31));
 }
 
 #[test]
@@ -144,7 +175,7 @@ fn replayed_nonce_is_refused() {
     assert!(verify(&mut s, &c, NOW).is_ok());
     let e = verify(&mut s, &c, NOW + 1).unwrap_err();
     assert_eq!((e.clone(), e.code()), (AuthError::Replayed { nonce: 42 }, ReturnCode::InvalidSignature));
-    // Even re-signed with a new timestamp, the same nonce is a replay inside the window.
+    // Even MACed anew with a new timestamp, the same nonce is a replay inside the window.
     assert_eq!(sign_and_verify(&mut s, 42, NOW + 2, NOW + 2), Err(AuthError::Replayed { nonce: 42 }));
 }
 
@@ -163,7 +194,7 @@ fn malformed_or_old_format_metadata_is_refused_with_its_code() {
     // Protocol 1 sent no version at all.
     let e = with(keys::VERSION, None);
     assert_eq!((e.clone(), e.code()), (AuthError::MissingVersion, ReturnCode::UnsupportedVersion));
-    assert!(e.to_string().contains("protocol 4"), "{e}");
+    assert!(e.to_string().contains("protocol 5"), "{e}");
     // Protocol 2 (sha256 digests) is refused with a message that says what changed.
     let e = with(keys::VERSION, Some("2"));
     assert_eq!(
@@ -171,26 +202,36 @@ fn malformed_or_old_format_metadata_is_refused_with_its_code() {
         (AuthError::UnsupportedVersion("2".into()), ReturnCode::UnsupportedVersion)
     );
     assert!(e.to_string().contains("sha256") && e.to_string().contains("blake3"), "{e}");
-    // Protocol 3 (unsigned responses) is refused too, and told why.
+    // Protocols 3 (unsigned answers) and 4 (a signature per call) are refused too, and told why.
     let e = with(keys::VERSION, Some("3"));
     assert_eq!(e, AuthError::UnsupportedVersion("3".into()));
-    assert!(e.to_string().contains("unsigned responses"), "{e}");
-    let e = with(keys::VERSION, Some("5"));
-    assert_eq!(e, AuthError::UnsupportedVersion("5".into()));
+    assert!(e.to_string().contains("unsigned answers"), "{e}");
+    let e = with(keys::VERSION, Some("4"));
+    assert_eq!(e, AuthError::UnsupportedVersion("4".into()));
+    assert!(e.to_string().contains("signs a handshake once per connection"), "{e}");
+    let e = with(keys::VERSION, Some("6"));
+    assert_eq!(e, AuthError::UnsupportedVersion("6".into()));
     let e = with(keys::DIGEST, Some(&format!("sha256:{}", "00".repeat(32))));
     assert_eq!(
         (e.clone(), e.code()),
         (AuthError::UnsupportedDigest("sha256".into()), ReturnCode::UnsupportedVersion)
     );
-    assert_eq!(with(keys::CALLER, Some(&"11".repeat(31))), AuthError::MalformedCaller(31));
-    assert_eq!(with(keys::SIGNATURE, Some(&"11".repeat(63))), AuthError::MalformedSignature(63));
+    assert!(matches!(
+        with(keys::SESSION, Some(&"11".repeat(15))),
+        AuthError::MalformedField { key: keys::SESSION, .. }
+    ));
+    assert!(matches!(
+        with(keys::MAC, Some(&"11".repeat(31))),
+        AuthError::MalformedField { key: keys::MAC, .. }
+    ));
+    assert_eq!(with(keys::MAC, None), AuthError::MissingField(keys::MAC));
     assert_eq!(with(keys::NONCE, None), AuthError::MissingField(keys::NONCE));
     assert!(matches!(with(keys::NONCE, Some("-1")), AuthError::MalformedField { key: keys::NONCE, .. }));
     assert!(matches!(
         with(keys::DIGEST, Some("blake3")),
         AuthError::MalformedField { key: keys::DIGEST, .. }
     ));
-    assert!(matches!(with(keys::CALLEE, Some("zz")), AuthError::MalformedField { key: keys::CALLEE, .. }));
+    assert!(matches!(with(keys::SESSION, Some("zz")), AuthError::MalformedField { key: keys::SESSION, .. }));
 }
 
 #[test]

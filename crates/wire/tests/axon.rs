@@ -1,4 +1,4 @@
-//! Axon and dendrite on loopback: real tonic servers on 127.0.0.1:0, real signatures.
+//! Axon and dendrite on loopback: real tonic servers on 127.0.0.1:0, real handshakes and MACs.
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -11,9 +11,11 @@ use wire::metrics::Call;
 use wire::proto::axon_client::AxonClient;
 use wire::proto::{self, BackwardRequest, BackwardResponse, ForwardRequest, ForwardResponse};
 use wire::{
-    encode, serve, AxonConfig, AxonHandle, BodyDigest, Caller, Credentials, DType, Dendrite, Handler,
-    HandlerError, Limits, Modality, OwnedTensor, ReturnCode, StakeTable, Target, TensorView,
+    encode, serve, AxonConfig, AxonHandle, BodyDigest, Caller, DType, Dendrite, Handler, HandlerError,
+    Initiator, Limits, Modality, Offer, OwnedTensor, ReturnCode, Session, StakeTable, Target, TensorView,
 };
+
+type Client = AxonClient<tonic::transport::Channel>;
 
 fn key(seed: u8) -> SigningKey {
     SigningKey::from_bytes(&[seed; 32])
@@ -353,9 +355,9 @@ async fn a_request_that_waits_past_the_axons_deadline_answers_timeout() {
 }
 
 /// A foreign axon that lies: answers with whatever the test chose, bypassing our checks, as a
-/// buggy or hostile peer in another language could. It signs its lies properly (protocol 4):
-/// what the dendrite must catch here is the content, not the signature.
-struct Liar(SigningKey, ForwardResponse);
+/// buggy or hostile peer in another language could. It opens sessions and MACs its lies
+/// properly (protocol 5): what the dendrite must catch here is the content, not the MAC.
+struct Liar(SigningKey, ForwardResponse, Mutex<Vec<Session>>);
 
 #[tonic::async_trait]
 impl proto::axon_server::Axon for Liar {
@@ -363,11 +365,13 @@ impl proto::axon_server::Axon for Liar {
         &self,
         request: tonic::Request<ForwardRequest>,
     ) -> Result<tonic::Response<ForwardResponse>, tonic::Status> {
-        let creds = Credentials::from_headers(&request.metadata().clone().into_headers())
+        let creds = wire::Credentials::from_headers(&request.metadata().clone().into_headers())
             .map_err(|e| tonic::Status::unauthenticated(e.to_string()))?;
+        let session = self.2.lock().unwrap().iter().find(|s| s.id == creds.session).cloned();
+        let session = session.ok_or_else(|| tonic::Status::unauthenticated("unknown session"))?;
         let body = BodyDigest::of_message(&self.1);
-        let seal = wire::ResponseSeal::sign(
-            &self.0,
+        let seal = wire::ResponseSeal::seal(
+            &session,
             Call::Forward,
             &creds.request_hash(Call::Forward),
             body,
@@ -385,6 +389,17 @@ impl proto::axon_server::Axon for Liar {
     ) -> Result<tonic::Response<BackwardResponse>, tonic::Status> {
         Err(tonic::Status::unimplemented("no"))
     }
+    async fn handshake(
+        &self,
+        request: tonic::Request<proto::HandshakeRequest>,
+    ) -> Result<tonic::Response<proto::HandshakeResponse>, tonic::Status> {
+        let offer = Offer::from_proto(request.get_ref())
+            .map_err(|e| tonic::Status::invalid_argument(e.to_string()))?;
+        let (answer, session) =
+            offer.accept(&self.0).map_err(|e| tonic::Status::invalid_argument(e.to_string()))?;
+        self.2.lock().unwrap().push(session);
+        Ok(tonic::Response::new(answer))
+    }
 }
 
 async fn start_liar(seed: u8, answer: ForwardResponse) -> std::net::SocketAddr {
@@ -392,7 +407,7 @@ async fn start_liar(seed: u8, answer: ForwardResponse) -> std::net::SocketAddr {
     let addr = listener.local_addr().unwrap();
     tokio::spawn(
         tonic::transport::Server::builder()
-            .add_service(proto::axon_server::AxonServer::new(Liar(key(seed), answer)))
+            .add_service(proto::axon_server::AxonServer::new(Liar(key(seed), answer, Mutex::default())))
             .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener)),
     );
     addr
@@ -521,27 +536,55 @@ async fn the_dendrite_reuses_one_connection_per_axon() {
     assert_eq!(r[0].code, ReturnCode::Unavailable, "{}", r[0].message);
 }
 
-/// A Forward signed the way a dendrite signs it, for hand-built clients.
-fn sign_as(
-    key: &SigningKey,
-    callee: &[u8; 32],
-    req: ForwardRequest,
-    nonce: u64,
-    ts: u64,
-) -> tonic::Request<ForwardRequest> {
-    let creds = Credentials::sign(key, Call::Forward, callee, nonce, ts, BodyDigest::of_message(&req));
+/// Opens a session with the axon as `caller`, as a dendrite does, for hand-built clients.
+async fn open_session(client: &mut Client, caller: &SigningKey, axon: &[u8; 32]) -> Session {
+    let initiator = Initiator::new(caller, axon, now_ms());
+    let mut request = tonic::Request::new(initiator.request().clone());
+    request.metadata_mut().insert(wire::auth::keys::VERSION, "5".parse().unwrap());
+    let answer = client.handshake(request).await.unwrap().into_inner();
+    let key = ed25519_dalek::VerifyingKey::from_bytes(axon).unwrap();
+    initiator.finish(&key, &answer).unwrap()
+}
+
+/// Protocol 5: a connection opens one session, and a session the axon no longer holds (here
+/// expired; or evicted, or the axon restarted) costs the next call one more handshake on the
+/// same connection, never a failure. A session of a caller whose stake since left the
+/// metagraph serves it no more.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_session_is_reopened_on_the_same_connection() {
+    let table = stakes(&[(1, 10)]);
+    let config = AxonConfig { session_lifetime: Duration::from_millis(300), ..Default::default() };
+    let model = Arc::new(Recorder::default());
+    let axon = start(config, 100, model.clone(), &table).await;
+    let d = Dendrite::new(key(1));
+    let t = target(&axon);
+    for _ in 0..3 {
+        let r = d.forward(&[t], &input(&[1.0]), SECOND).await;
+        assert_eq!(r[0].code, ReturnCode::Success, "{}", r[0].message);
+    }
+    tokio::time::sleep(Duration::from_millis(350)).await;
+    let r = d.forward(&[t], &input(&[1.0]), SECOND).await;
+    assert_eq!(r[0].code, ReturnCode::Success, "{}", r[0].message);
+    assert_eq!(model.calls.load(Ordering::SeqCst), 4, "the refused attempt never reached the handler");
+    assert_eq!((axon.metrics().connections(), d.metrics().connections()), (1, 1));
+    // The one UNAUTHENTICATED attempt, counted as unverified.
+    assert_eq!(axon.metrics().requests("unverified", Call::Forward, ReturnCode::InvalidSignature), 1);
+    table.replace_all([]);
+    let r = d.forward(&[t], &input(&[1.0]), SECOND).await;
+    assert_eq!(r[0].code, ReturnCode::UnknownCaller, "{}", r[0].message);
+    axon.shutdown().await.unwrap();
+}
+
+/// A Forward MACed the way a dendrite MACs it, for hand-built clients.
+fn sign_as(session: &Session, req: ForwardRequest, nonce: u64, ts: u64) -> tonic::Request<ForwardRequest> {
+    let creds = session.credentials(Call::Forward, nonce, ts, BodyDigest::of_message(&req));
     let mut request = tonic::Request::new(req);
     creds.write_headers(request.metadata_mut().as_mut());
     request
 }
 
-fn signed(
-    caller: u8,
-    axon: &AxonHandle,
-    inputs: Option<proto::Tensor>,
-    nonce: u64,
-) -> tonic::Request<ForwardRequest> {
-    sign_as(&key(caller), &axon.hotkey(), ForwardRequest { inputs, ..Default::default() }, nonce, now_ms())
+fn signed(session: &Session, inputs: Option<proto::Tensor>, nonce: u64) -> tonic::Request<ForwardRequest> {
+    sign_as(session, ForwardRequest { inputs, ..Default::default() }, nonce, now_ms())
 }
 
 /// Bad input from a hand-built client: every case gets its code, no handler call is spent on
@@ -553,6 +596,7 @@ async fn bad_requests_get_clear_codes_and_never_reach_the_handler() {
     let limits = Limits { max_bytes: 1 << 16, max_batch: 4 };
     let axon = start(AxonConfig { limits, ..Default::default() }, 100, model.clone(), &table).await;
     let mut client = AxonClient::connect(format!("http://{}", axon.local_addr())).await.unwrap();
+    let session = open_session(&mut client, &key(1), &axon.hotkey()).await;
     let f32s = |v: &[f32]| wire::tensor::f32s_to_le_bytes(v);
     let cases: Vec<(&str, Option<proto::Tensor>, ReturnCode)> = vec![
         ("missing tensor", None, ReturnCode::EmptyRequest),
@@ -604,7 +648,7 @@ async fn bad_requests_get_clear_codes_and_never_reach_the_handler() {
     ];
     for (i, (what, tensor, want)) in cases.into_iter().enumerate() {
         let tensor: Option<proto::Tensor> = tensor;
-        let r = client.forward(signed(1, &axon, tensor, i as u64)).await.unwrap().into_inner();
+        let r = client.forward(signed(&session, tensor, i as u64)).await.unwrap().into_inner();
         assert_eq!(r.code, want as i32, "{what}: {}", r.message);
         assert!(!r.message.is_empty() && r.outputs.is_none(), "{what}");
     }
@@ -612,46 +656,51 @@ async fn bad_requests_get_clear_codes_and_never_reach_the_handler() {
     let header = |r: &mut tonic::Request<ForwardRequest>, k: &'static str, v: String| {
         r.metadata_mut().insert(k, v.parse().unwrap());
     };
-    // Tampered after signing (metadata, then body), replayed, addressed elsewhere, stale.
-    let mut tampered = signed(1, &axon, good(), 100);
+    // Tampered after its MAC (metadata, then body), replayed, MACed in another session, stale.
+    let mut tampered = signed(&session, good(), 100);
     header(&mut tampered, wire::auth::keys::NONCE, "99999".into());
-    let mut tampered_body = signed(1, &axon, good(), 108);
+    let mut tampered_body = signed(&session, good(), 108);
     tampered_body.get_mut().inputs = Some(input(&[2.0]).into_proto());
     let ts = now_ms();
-    let replay =
-        || sign_as(&key(1), &axon.hotkey(), ForwardRequest { inputs: good(), ..Default::default() }, 101, ts);
-    let elsewhere =
-        sign_as(&key(1), &hotkey(9), ForwardRequest { inputs: good(), ..Default::default() }, 102, now_ms());
-    let stale = sign_as(
-        &key(1),
-        &axon.hotkey(),
-        ForwardRequest { inputs: good(), ..Default::default() },
-        103,
-        now_ms() - 120_000,
-    );
-    let mut garbage_key = signed(1, &axon, good(), 104);
-    header(&mut garbage_key, wire::auth::keys::CALLER, "010203".into());
+    let replay = || sign_as(&session, ForwardRequest { inputs: good(), ..Default::default() }, 101, ts);
+    // A MAC of another session of the same caller, sent under this session's id.
+    let other = open_session(&mut client, &key(1), &axon.hotkey()).await;
+    let mut crossed = signed(&other, good(), 102);
+    header(&mut crossed, wire::auth::keys::SESSION, hex::encode(session.id));
+    let stale =
+        sign_as(&session, ForwardRequest { inputs: good(), ..Default::default() }, 103, now_ms() - 120_000);
     let first = client.forward(replay()).await.unwrap().into_inner();
     assert_eq!(first.code, ReturnCode::Success as i32, "{}", first.message);
     for (what, req) in [
         ("tampered", tampered),
         ("tampered body", tampered_body),
         ("replay", replay()),
-        ("elsewhere", elsewhere),
+        ("another session's MAC", crossed),
         ("stale", stale),
-        ("garbage key", garbage_key),
     ] {
         let r = client.forward(req).await.unwrap().into_inner();
         assert_eq!(r.code, ReturnCode::InvalidSignature as i32, "{what}: {}", r.message);
     }
+    // A session the axon never opened: UNAUTHENTICATED, so a dendrite opens a new one.
+    let mut unknown = signed(&session, good(), 104);
+    header(&mut unknown, wire::auth::keys::SESSION, "00".repeat(16));
+    let status = client.forward(unknown).await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::Unauthenticated, "{status:?}");
+    // A handshake addressed to another axon opens nothing.
+    let initiator = Initiator::new(&key(1), &hotkey(9), now_ms());
+    let mut request = tonic::Request::new(initiator.request().clone());
+    request.metadata_mut().insert(wire::auth::keys::VERSION, "5".parse().unwrap());
+    let refused = client.handshake(request).await.unwrap().into_inner();
+    assert_eq!(refused.code, ReturnCode::InvalidSignature as i32, "{}", refused.message);
+    assert!(refused.session.is_empty());
     // A declared body over the limit (2 * max_bytes + envelope) is refused before it is read.
     let huge =
-        signed(1, &axon, Some(encode(DType::U8, &[1, 200_000], Modality::Text, vec![0; 200_000])), 105);
+        signed(&session, Some(encode(DType::U8, &[1, 200_000], Modality::Text, vec![0; 200_000])), 105);
     let r = client.forward(huge).await.unwrap().into_inner();
     assert_eq!(r.code, ReturnCode::RequestShapeError as i32, "{}", r.message);
     assert!(r.message.contains("declares"), "{}", r.message);
     // A body longer than its signed length is cut off with a gRPC status.
-    let mut lying = signed(1, &axon, good(), 109);
+    let mut lying = signed(&session, good(), 109);
     header(&mut lying, wire::auth::keys::BODY_LEN, "3".into());
     let r = client.forward(lying).await;
     assert!(r.is_err() || r.unwrap().into_inner().code != ReturnCode::Success as i32);
@@ -662,12 +711,12 @@ async fn bad_requests_get_clear_codes_and_never_reach_the_handler() {
         assert_eq!(r.code, ReturnCode::UnsupportedVersion as i32, "{}", r.message);
     }
     assert_eq!(model.calls.load(Ordering::SeqCst), 1, "only the one valid request reached the model");
-    let ok = client.forward(signed(1, &axon, good(), 107)).await.unwrap().into_inner();
+    let ok = client.forward(signed(&session, good(), 107)).await.unwrap().into_inner();
     assert_eq!(ok.code, ReturnCode::Success as i32);
     let unverified = axon.metrics().requests("unverified", Call::Forward, ReturnCode::InvalidSignature);
-    // tampered, elsewhere, stale, garbage key; the replay and the tampered body came from a
-    // proven key and are counted under it.
-    assert!(unverified >= 4, "{unverified}");
+    // tampered, another session's MAC, stale, the unknown session, the handshake elsewhere;
+    // the replay and the tampered body came from a proven key and are counted under it.
+    assert!(unverified >= 5, "{unverified}");
     axon.shutdown().await.unwrap();
 }
 
@@ -724,7 +773,7 @@ impl tonic::codec::Decoder for ProstDecoder {
 /// is served right after on the same connection.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unknown_callers_100_mb_upload_is_refused_before_it_is_read() {
-    let table = stakes(&[(1, 1000)]);
+    let table = stakes(&[(1, 1000), (66, 1)]);
     let model = Arc::new(Recorder::default());
     let axon = start(AxonConfig::default(), 100, model.clone(), &table).await;
     let mut client = AxonClient::connect(format!("http://{}", axon.local_addr()))
@@ -736,9 +785,12 @@ async fn an_unknown_callers_100_mb_upload_is_refused_before_it_is_read() {
         inputs: Some(encode(DType::U8, &[1, n as u64], Modality::Text, vec![7; n])),
         ..Default::default()
     };
-    // An unknown key does not get as far as its signature: no need to hash the 100 MB.
+    // A caller with a session whose stake then left the metagraph: its MAC is checked from the
+    // metadata, its standing again, and the 100 MB are never hashed.
+    let session = open_session(&mut client, &key(66), &axon.hotkey()).await;
+    table.replace_all([(hotkey(1), 1000)]);
     let fake = BodyDigest { len: req.encoded_len() as u64, ..BodyDigest::of_bytes(&[]) };
-    let creds = Credentials::sign(&key(66), Call::Forward, &axon.hotkey(), 1, now_ms(), fake);
+    let creds = session.credentials(Call::Forward, 1, now_ms(), fake);
     let mut request = tonic::Request::new(req);
     creds.write_headers(request.metadata_mut().as_mut());
     let started = Instant::now();
@@ -748,8 +800,8 @@ async fn an_unknown_callers_100_mb_upload_is_refused_before_it_is_read() {
     let received = axon.metrics().received_bytes();
     assert!(received < 24 << 20, "the axon read {received} bytes of a refused 100 MB upload");
     assert_eq!(axon.metrics().body_bytes(), 0);
-    let ok =
-        client.forward(signed(1, &axon, Some(input(&[1.0]).into_proto()), 2)).await.unwrap().into_inner();
+    let mine = open_session(&mut client, &key(1), &axon.hotkey()).await;
+    let ok = client.forward(signed(&mine, Some(input(&[1.0]).into_proto()), 2)).await.unwrap().into_inner();
     assert_eq!(ok.code, ReturnCode::Success as i32, "{}", ok.message);
     assert_eq!(model.calls.load(Ordering::SeqCst), 1);
     eprintln!("refused in {took:?}, {received} bytes read from the socket");
@@ -819,12 +871,12 @@ async fn a_future_dated_flood_from_a_zero_stake_key_does_not_lock_out_a_staked_c
     let axon = start(config, 100, Arc::new(Recorder::default()), &table).await;
     let addr = format!("http://{}", axon.local_addr());
     let flooder = {
-        let (me, callee) = (key(2), axon.hotkey());
         let mut client = AxonClient::connect(addr.clone()).await.unwrap();
+        let session = open_session(&mut client, &key(2), &axon.hotkey()).await;
         tokio::spawn(async move {
             let mut codes = std::collections::HashMap::<i32, usize>::new();
             for nonce in 0..300 {
-                let req = sign_as(&me, &callee, ForwardRequest::default(), nonce, now_ms() + ahead);
+                let req = sign_as(&session, ForwardRequest::default(), nonce, now_ms() + ahead);
                 let r = client.forward(req).await.unwrap().into_inner();
                 *codes.entry(r.code).or_default() += 1;
             }
@@ -886,11 +938,11 @@ async fn trusted_callers_are_served_last_and_still_checked() {
     // Stake 1 before the judge, who queued first: trusted callers never crowd out staked ones.
     assert_eq!(*model.served.lock().unwrap(), vec![hotkey(1), hotkey(2), hotkey(judge)]);
     let mut client = AxonClient::connect(format!("http://{}", axon.local_addr())).await.unwrap();
+    let session = open_session(&mut client, &key(judge), &axon.hotkey()).await;
     let ts = now_ms();
     let req = || {
         sign_as(
-            &key(judge),
-            &axon.hotkey(),
+            &session,
             ForwardRequest { inputs: Some(input(&[1.0]).into_proto()), ..Default::default() },
             7,
             ts,
@@ -899,8 +951,8 @@ async fn trusted_callers_are_served_last_and_still_checked() {
     assert_eq!(client.forward(req()).await.unwrap().into_inner().code, ReturnCode::Success as i32);
     let replay = client.forward(req()).await.unwrap().into_inner();
     assert_eq!(replay.code, ReturnCode::InvalidSignature as i32, "{}", replay.message);
-    let mut forged = signed(judge, &axon, Some(input(&[1.0]).into_proto()), 8);
-    forged.metadata_mut().insert(wire::auth::keys::SIGNATURE, "00".repeat(64).parse().unwrap());
+    let mut forged = signed(&session, Some(input(&[1.0]).into_proto()), 8);
+    forged.metadata_mut().insert(wire::auth::keys::MAC, "00".repeat(32).parse().unwrap());
     assert_eq!(client.forward(forged).await.unwrap().into_inner().code, ReturnCode::InvalidSignature as i32);
     let banned = Dendrite::new(key(8)).forward(&[t], &input(&[1.0]), SECOND).await;
     assert_eq!(banned[0].code, ReturnCode::Blacklisted);
@@ -931,11 +983,17 @@ async fn an_old_format_request_gets_unsupported_version() {
     };
     let r = client.forward(v1).await.unwrap().into_inner();
     assert_eq!(r.code, ReturnCode::UnsupportedVersion as i32, "{}", r.message);
-    assert!(r.message.contains("protocol 4") && r.message.contains("metadata"), "{}", r.message);
-    // Protocol 2 (a sha256 digest), 3 (unsigned responses) and a version from the future are
-    // refused with their reason.
-    for (version, says) in [("2", "sha256"), ("3", "unsigned responses"), ("5", "protocol 4")] {
-        let mut other = signed(1, &axon, Some(input(&[1.0]).into_proto()), 2);
+    assert!(r.message.contains("protocol 5") && r.message.contains("metadata"), "{}", r.message);
+    // Protocol 2 (a sha256 digest), 3 (unsigned answers), 4 (a signature per call) and a
+    // version from the future are refused with their reason.
+    let session = open_session(&mut client, &key(1), &axon.hotkey()).await;
+    for (version, says) in [
+        ("2", "sha256"),
+        ("3", "unsigned answers"),
+        ("4", "ed25519 signature on every call"),
+        ("6", "protocol 5"),
+    ] {
+        let mut other = signed(&session, Some(input(&[1.0]).into_proto()), 2);
         other.metadata_mut().insert(wire::auth::keys::VERSION, version.parse().unwrap());
         let r = client.forward(other).await.unwrap().into_inner();
         assert_eq!(r.code, ReturnCode::UnsupportedVersion as i32, "{}", r.message);

@@ -56,7 +56,7 @@ fn an_unfunded_hotkey_registers_and_sets_weights_and_keys_read_as_ss58() {
 
 /// The dev chain's id (so --dev-account signs) with the dev accounts alice and bob funded and
 /// registered as genesis neurons (uids 0 and 1, each its own coldkey).
-fn two_neurons() -> GenesisConfig {
+pub(crate) fn two_neurons() -> GenesisConfig {
     let mut g = GenesisConfig::dev(&["alice", "bob"], 1_000 * UNITS_PER_TOKEN);
     for name in ["alice", "bob"] {
         let k = ledger::public_key(&ledger::dev_key(name));
@@ -66,7 +66,7 @@ fn two_neurons() -> GenesisConfig {
 }
 
 /// `agora node --genesis FILE --instant` for `g`, its data in `dir`.
-fn start(dir: &TempDir, g: &GenesisConfig) -> NodeProc {
+pub(crate) fn start(dir: &TempDir, g: &GenesisConfig) -> NodeProc {
     let file = dir.0.join("genesis.json");
     std::fs::write(&file, g.to_json_pretty()).expect("write genesis");
     let data = dir.0.join("data");

@@ -2,6 +2,7 @@
 //! One test binary (modules below) so the workspace links it once.
 
 mod chain_features;
+mod delegation;
 mod localnet;
 mod localnet_validators;
 mod node;
@@ -74,7 +75,7 @@ fn top_level_help_lists_only_real_subcommands() {
         .collect();
     assert_eq!(
         commands,
-        ["sim", "node", "wallet", "tx", "metagraph", "localnet", "peer", "infer", "bench", "help"],
+        ["sim", "node", "wallet", "tx", "stake", "metagraph", "localnet", "peer", "infer", "bench", "help"],
         "{help}"
     );
 }

@@ -22,8 +22,10 @@ impl<S: Store> Ledger<S> {
     pub fn max_spend(&self, body: &TxBody) -> u64 {
         let moved = match &body.call {
             Call::Transfer { amount, .. } | Call::AddStake { amount, .. } => *amount,
-            Call::RegisterBy { stake, .. } => self.genesis().registration.burn.saturating_add(*stake),
+            Call::RegisterBy { stake, .. } => self.burn().saturating_add(*stake),
+            Call::BurnedRegister { .. } => self.burn(),
             Call::Register { .. }
+            | Call::SetTake { .. }
             | Call::Serve { .. }
             | Call::PublishVersion { .. }
             | Call::RemoveStake { .. }

@@ -213,8 +213,11 @@ fn call_failures_charge_only_the_fee() {
     let t = signed(&c, &hot0, n0, FEE, weights(&[(1, 0.5), (2, 0.5)]));
     c.ledger.check_tx(&t).unwrap();
 
-    // Stake ownership and amounts.
-    let t = signed(&c, &alice, na, FEE, Call::AddStake { hotkey: pk("hot0"), amount: TOKEN });
+    // Stake ownership and amounts: alice may nominate on hot0 but not unstake what she did not
+    // nominate, nor set its take.
+    let t = signed(&c, &alice, na, FEE, Call::RemoveStake { hotkey: pk("hot0"), amount: TOKEN });
+    refused(&mut c, t, |e| matches!(e, TxError::InsufficientNomination { available: 0, .. }));
+    let t = signed(&c, &alice, na, FEE, Call::SetTake { hotkey: pk("hot0"), take: 0 });
     refused(&mut c, t, |e| matches!(e, TxError::NotOwner { coldkey, .. } if *coldkey == pk("cold0")));
     let t = signed(&c, &cold0, nc, FEE, Call::RemoveStake { hotkey: pk("hot0"), amount: 101 * TOKEN });
     refused(

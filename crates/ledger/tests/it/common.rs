@@ -64,6 +64,8 @@ pub fn genesis(n: usize, mechanism: &str) -> GenesisConfig {
             interval: 10,
             pow_window: 8,
             burn: TOKEN,
+            min_burn: TOKEN / 100,
+            max_burn: 100 * TOKEN,
             max_per_block: 3,
         },
         weights: WeightsConfig { rate_limit: 2, max_change: Some(1.0), max_len: 64, commit_reveal: None },
@@ -75,9 +77,17 @@ pub fn genesis(n: usize, mechanism: &str) -> GenesisConfig {
             add_stake: FEE,
             remove_stake: FEE,
             set_weights: FEE,
+            set_take: FEE,
+            burned_register: FEE,
         },
         limits: Limits { max_tx_bytes: 4096, max_block_txs: 1000 },
         adaptive_inflation: None,
+        delegation: DelegationConfig {
+            take_notice: 3,
+            min_nomination: TOKEN / 10,
+            max_nominators: 3,
+            ..Default::default()
+        },
         validators: Vec::new(),
     }
 }

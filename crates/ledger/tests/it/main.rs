@@ -4,6 +4,7 @@ mod activity;
 mod bad_txs;
 mod commit_reveal;
 mod common;
+mod delegation;
 mod determinism;
 mod emission;
 mod free_weights;

@@ -1,7 +1,9 @@
 //! Property tests over random transaction sequences: conservation and issuance hold after every
 //! block, in both emission modes, for every mechanism and for random activity cutoffs and
-//! validator permit counts; an epoch pays no dividends to a neuron that did not validate; and a
-//! replay reproduces the roots.
+//! validator permit counts, with nominators staking on others' hotkeys, owners changing their
+//! take and burned registrations replacing neurons; every hotkey's stake breaks down into its
+//! nominations and its owner's part; an epoch pays no dividends to a neuron that did not
+//! validate; and a replay reproduces the roots.
 
 use crate::common::*;
 use ledger::mechanism::MECHANISM_NAMES;
@@ -15,13 +17,54 @@ const USERS: [&str; 3] = ["alice", "bob", "carol"];
 
 #[derive(Debug, Clone)]
 enum Op {
-    Transfer { from: usize, to: usize, amount: u64 },
-    AddStake { i: usize, amount: u64 },
-    RemoveStake { i: usize, amount: u64 },
-    SetWeights { i: usize, row: Vec<(u16, u16)> },
-    Serve { i: usize, port: u16 },
-    RegisterBy { i: usize, new: u8, stake: u64 },
-    Register { new: u8 },
+    Transfer {
+        from: usize,
+        to: usize,
+        amount: u64,
+    },
+    AddStake {
+        i: usize,
+        amount: u64,
+    },
+    RemoveStake {
+        i: usize,
+        amount: u64,
+    },
+    SetWeights {
+        i: usize,
+        row: Vec<(u16, u16)>,
+    },
+    Serve {
+        i: usize,
+        port: u16,
+    },
+    RegisterBy {
+        i: usize,
+        new: u8,
+        stake: u64,
+    },
+    Register {
+        new: u8,
+    },
+    /// A user nominates on (or takes back from) neuron i's hotkey.
+    Nominate {
+        who: usize,
+        i: usize,
+        amount: u64,
+    },
+    Unnominate {
+        who: usize,
+        i: usize,
+        amount: u64,
+    },
+    SetTake {
+        i: usize,
+        take: u16,
+    },
+    BurnedRegister {
+        who: usize,
+        new: u8,
+    },
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -37,8 +80,20 @@ fn op() -> impl Strategy<Value = Op> {
         (i.clone(), proptest::collection::vec((0u16..10, 0u16..1000), 1..6))
             .prop_map(|(i, row)| Op::SetWeights { i, row }),
         (i.clone(), 1u16..).prop_map(|(i, port)| Op::Serve { i, port }),
-        (i, 0u8..6, 0..5 * TOKEN).prop_map(|(i, new, stake)| Op::RegisterBy { i, new, stake }),
+        (i.clone(), 0u8..6, 0..5 * TOKEN).prop_map(|(i, new, stake)| Op::RegisterBy { i, new, stake }),
         (0u8..6).prop_map(|new| Op::Register { new }),
+        (0..USERS.len(), i.clone(), 1..300 * TOKEN).prop_map(|(who, i, amount)| Op::Nominate {
+            who,
+            i,
+            amount
+        }),
+        (0..USERS.len(), i.clone(), 1..300 * TOKEN).prop_map(|(who, i, amount)| Op::Unnominate {
+            who,
+            i,
+            amount
+        }),
+        (i, any::<u16>()).prop_map(|(i, take)| Op::SetTake { i, take }),
+        (0..USERS.len(), 0u8..6).prop_map(|(who, new)| Op::BurnedRegister { who, new }),
     ]
 }
 
@@ -100,6 +155,26 @@ fn to_tx(c: &mut Chain, spent: &mut HashMap<PublicKey, u64>, op: &Op) -> Option<
             &key(&hot(*i)),
             Call::RegisterBy { hotkey: pk(&format!("p{new}")), coldkey: pk(&cold(*i)), stake: *stake },
         ),
+        Op::Nominate { who, i, amount } => {
+            let amount = budget(c, &user(*who), *amount)?;
+            c.tx(&key(&user(*who)), Call::AddStake { hotkey: pk(&hot(*i)), amount })
+        }
+        Op::Unnominate { who, i, amount } => {
+            // Half the time exactly what is nominated (all of it), else the amount drawn (which
+            // may exceed it, or leave dust: refused, fee paid).
+            let held = c.ledger.neuron_by_hotkey(&pk(&hot(*i))).map_or(0, |x| x.nomination(&pk(&user(*who))));
+            let amount = if amount % 2 == 0 && held > 0 { held } else { *amount };
+            c.tx(&key(&user(*who)), Call::RemoveStake { hotkey: pk(&hot(*i)), amount })
+        }
+        Op::SetTake { i, take } => {
+            // Mostly within the bound, sometimes above it (refused).
+            let take = take % (delegation::DEFAULT_TAKE + 2_000);
+            c.tx(&key(&cold(*i)), Call::SetTake { hotkey: pk(&hot(*i)), take })
+        }
+        Op::BurnedRegister { who, new } => {
+            budget(c, &user(*who), TOKEN)?;
+            c.tx(&key(&user(*who)), Call::BurnedRegister { hotkey: pk(&format!("b{new}")) })
+        }
         Op::Register { new } => {
             // Difficulty 1: every seal is valid, the test is about accounting, not work.
             let head = c.ledger.head();
@@ -132,7 +207,25 @@ fn chain_genesis(mech: &str, lazy: bool, activity_cutoff: u64, max_validators: u
     g.emission_mode = if lazy { EmissionMode::Lazy } else { EmissionMode::PerEpoch };
     g.activity_cutoff = activity_cutoff;
     g.max_validators = max_validators;
+    g.delegation.take_notice = 2;
+    g.delegation.max_nominators = 2;
     g
+}
+
+/// Every hotkey's stake is its nominations plus its owner's part: nominations sorted by
+/// coldkey, none by the owner, each at least the minimum, together no more than the stake.
+fn check_nominations(c: &Chain, g: &GenesisConfig) -> Result<(), TestCaseError> {
+    for x in c.ledger.neurons() {
+        prop_assert!(x.nominations.windows(2).all(|w| w[0].coldkey < w[1].coldkey), "{:?}", x);
+        prop_assert!(x.nominations.len() <= g.delegation.max_nominators as usize);
+        for n in &x.nominations {
+            prop_assert!(n.coldkey != x.coldkey && n.stake >= g.delegation.min_nomination, "{:?}", x);
+        }
+        let nominated: u128 = x.nominations.iter().map(|n| u128::from(n.stake)).sum();
+        prop_assert!(nominated <= u128::from(x.stake), "{:?}", x);
+        prop_assert!(x.take_at(c.ledger.head().height) <= g.delegation.max_take);
+    }
+    Ok(())
 }
 
 /// After a block that ran an epoch at `height`: the flags are the rules (active within the
@@ -195,6 +288,7 @@ proptest! {
             prop_assert_eq!(iss.burned, burned);
             prop_assert_eq!(iss.total(), genesis_issuance + minted - burned);
             prop_assert_eq!(c.ledger.state().circulating(), iss.total());
+            check_nominations(&c, &g)?;
             // An epoch mints exactly the schedule (or nothing when the mechanism pays nothing);
             // lazy epochs mint nothing, lazy payouts are all the block mints.
             match (&out.epoch, lazy) {

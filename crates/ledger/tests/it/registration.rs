@@ -137,3 +137,56 @@ fn full_table_replaces_the_lowest_scoring_non_immune_neuron() {
     assert!(c.ledger.metagraph().emission()[2] > 0);
     c.assert_conserved();
 }
+
+#[test]
+fn burned_registration_pays_a_burn_that_follows_demand() {
+    let mut c = Chain::new(genesis(1, "yuma"));
+    let burn = c.ledger.burn();
+    assert_eq!(burn, TOKEN);
+    let issuance = c.ledger.issuance();
+    // The coldkey pays and owns; the hotkey signs nothing and needs no funds.
+    let t = c.tx(&key("alice"), Call::BurnedRegister { hotkey: pk("b0") });
+    let out = c.block(vec![t]);
+    assert!(out.receipts[0].is_applied(), "{:?}", out.receipts[0]);
+    let n = c.ledger.neuron_by_hotkey(&pk("b0")).unwrap();
+    assert_eq!((n.uid, n.coldkey, n.stake), (1, pk("alice"), 0));
+    assert_eq!(c.balance("alice"), 1_000 * TOKEN - burn - FEE);
+    assert_eq!(c.ledger.issuance().burned, issuance.burned + u128::from(burn + FEE));
+
+    // Refused with its reason: a registered hotkey, a burn the balance cannot pay.
+    let t = c.tx(&key("bob"), Call::BurnedRegister { hotkey: pk("b0") });
+    let out = c.block(vec![t]);
+    assert_eq!(out.receipts[0].error(), Some(&TxError::AlreadyRegistered { hotkey: pk("b0"), uid: 1 }));
+    let t = c.tx(&key("hot0"), Call::Transfer { to: pk("bob"), amount: 10 * TOKEN - FEE - TOKEN / 2 });
+    c.block(vec![t]);
+    let t = c.tx(&key("hot0"), Call::BurnedRegister { hotkey: pk("b1") });
+    let out = c.block(vec![t]);
+    assert!(
+        matches!(out.receipts[0].error(), Some(TxError::InsufficientBalance { needed, .. }) if *needed == burn),
+        "{:?}",
+        out.receipts[0]
+    );
+
+    // Demand: two more registrations this interval (three against a target of one) raise the
+    // burn at block 10 as they raise the difficulty, x(3 + 1)/2; none in the next halves it.
+    let txs: Vec<SignedTx> =
+        ["b2", "b3"].iter().map(|h| c.tx(&key("bob"), Call::BurnedRegister { hotkey: pk(h) })).collect();
+    assert!(c.block(txs).receipts.iter().all(Receipt::is_applied));
+    c.advance_to(10);
+    assert_eq!((c.ledger.burn(), c.ledger.difficulty()), (2 * burn, 128));
+    c.advance_to(20);
+    assert_eq!(c.ledger.burn(), burn);
+    // ...and never below min_burn, however long nobody registers.
+    c.advance_to(200);
+    assert_eq!(c.ledger.burn(), c.ledger.genesis().registration.min_burn);
+    // register_by burns the same adjusted amount.
+    let t = c.tx(&key("hot0"), Call::RegisterBy { hotkey: pk("b4"), coldkey: pk("bob"), stake: 0 });
+    let before = c.ledger.issuance().burned;
+    let out = c.block(vec![t]);
+    assert!(out.receipts[0].is_applied(), "{:?}", out.receipts[0]);
+    assert_eq!(
+        c.ledger.issuance().burned,
+        before + u128::from(c.ledger.genesis().registration.min_burn + FEE)
+    );
+    c.assert_conserved();
+}

@@ -1,4 +1,4 @@
-//! Bytes in flight: each admitted call reserves its signed body length before the body is read,
+//! Bytes in flight: each admitted call reserves its MACed body length before the body is read,
 //! against its caller's budget and the axon's, and holds it until its job is gone. Callers
 //! without stake share half of the axon's budget, so staked callers always find room.
 

@@ -2,7 +2,7 @@
 //! server (issue 15): every check that the call's metadata allows runs before a byte of the
 //! body is read (issue 13); a refused call's body is dropped unread (HTTP/2 then tells the
 //! sender to stop with RST_STREAM NO_ERROR once the answer is out). An admitted call's body is
-//! read frame by frame, never past its signed length, decoded as slices of the frames, and
+//! read frame by frame, never past its MACed length, decoded as slices of the frames, and
 //! digested in one pass with the tensors' NaN/Inf scan; the answer's tensor goes to the socket
 //! as the handler returned it.
 //!
@@ -26,15 +26,14 @@ use tonic::codegen::Service;
 use tonic::server::NamedService;
 use tonic::transport::server::{Connected, TcpConnectInfo, TcpIncoming};
 
-use ed25519_dalek::SigningKey;
-
 use super::{Checked, Outcome, Refusal, Served, Shared, Work};
 use crate::auth::response::{ModelVersion, ResponseSeal};
-use crate::auth::{AuthError, BodyDigest, BodyHasher, Credentials};
+use crate::auth::session::HANDSHAKE_PATH;
+use crate::auth::{keys, AuthError, BodyDigest, BodyHasher, Credentials, Session, PROTOCOL_VERSION};
 use crate::codec::{self, ChunkBody, Chunks, FrameError, MessageReader};
 use crate::metrics::{Call, Metrics};
 use crate::proto::{self, ReturnCode};
-use crate::tensor::{may_be_non_finite, DType};
+use crate::tensor::{check_finite, may_be_non_finite, DType, Direction};
 use tonic::codegen::Bytes;
 
 /// The service tonic's server routes `/agora.v1.Axon/*` to.
@@ -73,14 +72,33 @@ impl Shared {
     async fn serve(self: Arc<Self>, request: http::Request<Body>) -> http::Response<Body> {
         let start = Instant::now();
         let (parts, body) = request.into_parts();
+        if parts.uri.path() == HANDSHAKE_PATH {
+            return self.open_session(&parts.headers, body, start).await;
+        }
         let Some(call) = Call::from_path(parts.uri.path()) else {
             let status = tonic::Status::unimplemented(format!("no method {}", parts.uri.path()));
             return status.into_http();
         };
-        let creds = Credentials::from_headers(&parts.headers);
-        // What the response's signature names as its request; zeros for unreadable credentials.
-        let request_hash = creds.as_ref().map_or([0; 32], |c| c.request_hash(call));
-        let (who, outcome) = match self.admit_headers(call, creds) {
+        // The call's credentials and the session they name; a session this axon does not hold
+        // is UNAUTHENTICATED, so the dendrite opens a new one and sends the call again.
+        let authed = match Credentials::from_headers(&parts.headers) {
+            Ok(c) => match self.session(&c.session) {
+                Some(s) => Ok((c, s)),
+                None => {
+                    self.record(None, call, ReturnCode::InvalidSignature, start);
+                    let why = "unknown or expired agora-session: open a new session (protocol 5 handshake)";
+                    return tonic::Status::unauthenticated(why).into_http();
+                }
+            },
+            Err(e) => Err(e),
+        };
+        // What the response's MAC names as its request.
+        let request_hash = authed.as_ref().map_or([0; 32], |(c, _)| c.request_hash(call));
+        let admitted = match &authed {
+            Ok((c, s)) => self.admit_headers(call, c, s),
+            Err(e) => Err((None, (e.code(), e.to_string()))),
+        };
+        let (who, outcome) = match admitted {
             Err((who, refusal)) => {
                 drop(body);
                 (who, Err(refusal))
@@ -108,13 +126,51 @@ impl Shared {
             }
             other => other,
         };
-        let code = match &outcome {
-            Ok(_) => ReturnCode::Success,
-            Err((code, _)) => *code,
-        };
-        self.record(who, call, code, start);
-        respond(call, outcome, &self.key, &request_hash)
+        let answer = Answer::new(call, outcome);
+        self.record(who, call, answer.code, start);
+        respond(answer, call, authed.as_ref().ok().map(|(_, s)| s), &request_hash)
     }
+
+    /// A handshake call: its message (a few hundred bytes, read up to a bound), then the signed
+    /// answer. A refusal is counted in the metrics as a Forward of its caller with its code.
+    async fn open_session(&self, headers: &HeaderMap, body: Body, start: Instant) -> http::Response<Body> {
+        let version = match Credentials::check_version(headers) {
+            Ok(()) => read_handshake(body).await,
+            Err(e) => Err((e.code(), e.to_string())),
+        };
+        let (who, answer) = self.handshake(version);
+        let code = ReturnCode::try_from(answer.code).unwrap_or(ReturnCode::InternalError);
+        // A refusal is what the caller's call reports; an opened session is no call.
+        if code != ReturnCode::Success {
+            self.record(who, Call::Forward, code, start);
+        }
+        let mut trailers = HeaderMap::new();
+        trailers.insert("grpc-status", HeaderValue::from_static("0"));
+        let encoded = codec::whole(&answer);
+        let mut response = http::Response::new(Body::new(ChunkBody::new(encoded, Some(trailers))));
+        response
+            .headers_mut()
+            .insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
+        response.headers_mut().insert(keys::VERSION, HeaderValue::from(PROTOCOL_VERSION));
+        response
+    }
+}
+
+/// Longest handshake message read: its fields take under 200 bytes.
+const MAX_HANDSHAKE: u64 = 1 << 10;
+
+async fn read_handshake(mut body: Body) -> Result<proto::HandshakeRequest, Refusal> {
+    let mut reader = MessageReader::new(MAX_HANDSHAKE);
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| (ReturnCode::Unavailable, format!("the request body failed: {e}")))?;
+        if let Ok(data) = frame.into_data() {
+            reader.push(data).map_err(|e| (ReturnCode::RequestShapeError, format!("the handshake: {e}")))?;
+        }
+    }
+    let chunks =
+        reader.finish().map_err(|e| (ReturnCode::RequestShapeError, format!("the handshake: {e}")))?;
+    proto::HandshakeRequest::decode(chunks)
+        .map_err(|e| (ReturnCode::RequestShapeError, format!("the handshake is not a valid message: {e}")))
 }
 
 fn late(shared: &Shared) -> Refusal {
@@ -125,7 +181,7 @@ fn late(shared: &Shared) -> Refusal {
 /// signed length, refused at the first byte that shows otherwise. The message's frames, as
 /// they arrived.
 async fn read_body(mut body: Body, expected: &BodyDigest, metrics: &Metrics) -> Result<Vec<Bytes>, Refusal> {
-    let mut message = SignedMessage::new(expected.len);
+    let mut message = MacedMessage::new(expected.len);
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|e| (ReturnCode::Unavailable, format!("the request body failed: {e}")))?;
         if let Ok(data) = frame.into_data() {
@@ -142,7 +198,7 @@ fn refusal(e: BodyError) -> Refusal {
             (ReturnCode::NotImplemented, "compressed requests are not accepted".to_string())
         }
         BodyError::Frame(e) => {
-            (ReturnCode::InvalidSignature, format!("the body does not match its signature: {e}"))
+            (ReturnCode::InvalidSignature, format!("the body does not match its MAC: {e}"))
         }
         BodyError::Auth(e) => (e.code(), e.to_string()),
     }
@@ -154,16 +210,16 @@ enum BodyError {
     Auth(AuthError),
 }
 
-/// A body checked against its signed length as its frames arrive.
-struct SignedMessage {
+/// A body checked against its MACed length as its frames arrive.
+struct MacedMessage {
     declared: u64,
     reader: MessageReader,
     frames: Vec<Bytes>,
 }
 
-impl SignedMessage {
-    fn new(declared: u64) -> SignedMessage {
-        SignedMessage { declared, reader: MessageReader::new(declared), frames: Vec::new() }
+impl MacedMessage {
+    fn new(declared: u64) -> MacedMessage {
+        MacedMessage { declared, reader: MessageReader::new(declared), frames: Vec::new() }
     }
 
     fn push(&mut self, data: Bytes) -> Result<(), BodyError> {
@@ -189,7 +245,7 @@ impl SignedMessage {
 
 /// The verified message's work. The digest and the tensors' NaN/Inf scan share one pass over
 /// the body's bytes (each block scanned while the hash has it in cache); the digest is judged
-/// first, so a body that does not match its signature is refused as such whatever it holds.
+/// first, so a body that does not match its MAC is refused as such whatever it holds.
 fn verify_and_decode(
     shared: &Shared,
     call: Call,
@@ -212,7 +268,7 @@ fn verify_and_decode(
         (Some(t), Some(Ok((dtype, _)))) if dtype.is_float() => Some((&t.data[..], *dtype)),
         _ => None,
     });
-    let (digest, suspect) = digest_and_scan(expected.algorithm, &frames, scans);
+    let (digest, suspect) = digest_and_scan(expected.algorithm, frames.iter().map(|f| &f[..]), scans);
     if digest != *expected {
         return Err(refusal(BodyError::Auth(AuthError::DigestMismatch)));
     }
@@ -228,11 +284,12 @@ const BLOCK: usize = 64 << 10;
 
 /// The digest of the message `frames`, and for each tensor to scan (its data, a slice of the
 /// message, and its float dtype) whether it may hold NaN or Inf. A tensor that lies inside one
-/// frame (it arrived as its own DATA frame, the usual case) is scanned block by block as it is
-/// hashed; one split across frames (decoded into a copy) is scanned on its own.
-fn digest_and_scan(
+/// frame (it arrived as its own DATA frame, the usual case, or is the chunk an answer sends
+/// as it is) is scanned block by block as it is hashed; one split across frames (decoded into
+/// a copy) or copied into the envelope (a small one) is scanned on its own.
+fn digest_and_scan<'a>(
     algorithm: crate::auth::DigestAlgorithm,
-    frames: &[Bytes],
+    frames: impl IntoIterator<Item = &'a [u8]>,
     scans: [Option<(&[u8], DType)>; 2],
 ) -> (BodyDigest, [bool; 2]) {
     let mut hasher = BodyHasher::new(algorithm);
@@ -281,26 +338,78 @@ fn digest_and_scan(
     (hasher.finish(), suspect)
 }
 
+/// An answer in its wire form with its digest, its handler output scanned for NaN/Inf in the
+/// same pass (one pass over the output's bytes, where protocol 4 scanned and then hashed).
+struct Answer {
+    code: ReturnCode,
+    encoded: codec::Encoded,
+    digest: BodyDigest,
+    model: ModelVersion,
+}
+
+impl Answer {
+    /// `outcome` encoded and digested. An output that holds NaN or Inf is refused here: the
+    /// answer becomes a refusal that names the element (its digest is then of the refusal).
+    fn new(call: Call, outcome: Outcome) -> Answer {
+        let answer = |tensor: Option<proto::Tensor>, code: ReturnCode, message: String| {
+            let code = code as i32;
+            match call {
+                Call::Forward => {
+                    codec::forward_response(&proto::ForwardResponse { outputs: tensor, code, message })
+                }
+                Call::Backward => {
+                    codec::backward_response(&proto::BackwardResponse { grads: tensor, code, message })
+                }
+            }
+        };
+        let refused = |(code, message): Refusal| {
+            let encoded = answer(None, code, message);
+            let digest = BodyDigest::of_chunks(encoded.message_chunks());
+            Answer { code, encoded, digest, model: ModelVersion::UNVERSIONED }
+        };
+        let Served { tensor, scan, model } = match outcome {
+            Ok(served) => served,
+            Err(refusal) => return refused(refusal),
+        };
+        let data = tensor.as_ref().map(|t| t.data.clone());
+        let encoded = answer(tensor, ReturnCode::Success, String::new());
+        let scans = [data.as_deref().zip(scan), None];
+        let (digest, [suspect, _]) =
+            digest_and_scan(crate::auth::DigestAlgorithm::Blake3, encoded.message_chunks(), scans);
+        if let (true, Some(data), Some(dtype)) = (suspect, &data, scan) {
+            if let Err(e) = check_finite(dtype, data) {
+                let why = format!("the axon's handler returned {e}");
+                return refused((e.code(Direction::Response), why));
+            }
+        }
+        Answer { code: ReturnCode::Success, encoded, digest, model }
+    }
+}
+
 /// The answer as a gRPC response: the message (tensor data as its own chunk), then `grpc-status:
-/// 0`; refusals travel in-band in the message's code. Signed in the response's headers by
-/// `key` over `request_hash`, the message's digest and the model that answered (protocol 4;
-/// a refusal names no model).
-fn respond(call: Call, outcome: Outcome, key: &SigningKey, request_hash: &[u8; 32]) -> http::Response<Body> {
-    let (tensor, model, code, message) = match outcome {
-        Ok(Served { tensor, model }) => (tensor, model, ReturnCode::Success as i32, String::new()),
-        Err((code, message)) => (None, ModelVersion::UNVERSIONED, code as i32, message),
-    };
-    let encoded = match call {
-        Call::Forward => codec::forward_response(&proto::ForwardResponse { outputs: tensor, code, message }),
-        Call::Backward => codec::backward_response(&proto::BackwardResponse { grads: tensor, code, message }),
-    };
-    let seal =
-        ResponseSeal::sign(key, call, request_hash, BodyDigest::of_chunks(encoded.message_chunks()), model);
+/// 0`; refusals travel in-band in the message's code. MACed in the response's headers under
+/// the session's response key over `request_hash`, the message's digest and the model that
+/// answered (protocol 5; a refusal names no model); with `agora-version` alone when the call
+/// named no session the axon could read.
+fn respond(
+    answer: Answer,
+    call: Call,
+    session: Option<&Session>,
+    request_hash: &[u8; 32],
+) -> http::Response<Body> {
+    let Answer { encoded, digest, model, .. } = answer;
     let mut trailers = HeaderMap::new();
     trailers.insert("grpc-status", HeaderValue::from_static("0"));
     let mut response = http::Response::new(Body::new(ChunkBody::new(encoded, Some(trailers))));
     response.headers_mut().insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
-    seal.write_headers(response.headers_mut());
+    match session {
+        Some(s) => {
+            ResponseSeal::seal(s, call, request_hash, digest, model).write_headers(response.headers_mut())
+        }
+        None => {
+            response.headers_mut().insert(keys::VERSION, HeaderValue::from(PROTOCOL_VERSION));
+        }
+    }
     response
 }
 
@@ -394,12 +503,12 @@ mod tests {
         let mut points: Vec<usize> = cuts.iter().map(|c| c % (framed.len() + 1)).collect();
         points.extend([0, framed.len()]);
         points.sort_unstable();
-        let mut m = SignedMessage::new(expected.len);
+        let mut m = MacedMessage::new(expected.len);
         for w in points.windows(2) {
             m.push(Bytes::copy_from_slice(&framed[w[0]..w[1]]))?;
         }
         let frames = m.finish()?;
-        if digest_and_scan(expected.algorithm, &frames, [None, None]).0 != expected {
+        if digest_and_scan(expected.algorithm, frames.iter().map(|f| &f[..]), [None, None]).0 != expected {
             return Err(BodyError::Auth(AuthError::DigestMismatch));
         }
         Ok(frames.iter().map(Bytes::len).sum())
@@ -413,9 +522,9 @@ mod tests {
     }
 
     proptest! {
-        /// However the transport splits a body into frames, a body that matches its signed
+        /// However the transport splits a body into frames, a body that matches its MACed
         /// length and digest passes, one changed byte fails the digest, and a body that runs
-        /// past its signed length, or declares another, is refused.
+        /// past its MACed length, or declares another, is refused.
         #[test]
         fn the_verdict_does_not_depend_on_chunking(
             message in proptest::collection::vec(any::<u8>(), 0..300),
@@ -433,7 +542,7 @@ mod tests {
             let mut longer = framed.clone();
             longer.push(0);
             prop_assert_eq!(feed(expected, &longer, &cuts), Err(BodyError::Frame(FrameError::Trailing)));
-            // A message whose own length differs from the signed one is refused at its prefix.
+            // A message whose own length differs from the MACed one is refused at its prefix.
             let other = frame(&[message.as_slice(), &[1]].concat());
             let declared = message.len() as u64;
             let got = declared + 1;
@@ -442,6 +551,43 @@ mod tests {
             prop_assert!(feed(expected, &shorter, &cuts).is_err() || message.is_empty());
             // A body that ends early.
             prop_assert!(feed(expected, &framed[..framed.len() - 1], &cuts).is_err());
+        }
+    }
+
+    proptest! {
+        /// An answer's one pass digests exactly the bytes sent and refuses a handler output
+        /// holding NaN or Inf wherever it sits, for outputs sent as their own chunk (large) or
+        /// inside the envelope (small), as NON_FINITE with a digest of the refusal sent instead.
+        #[test]
+        fn an_answer_is_digested_and_scanned_in_one_pass(
+            n in prop_oneof![1usize..40, 4_000usize..9_000],
+            bad in proptest::option::of((any::<prop::sample::Index>(), 0usize..3)),
+            backward in any::<bool>(),
+        ) {
+            let mut values: Vec<f32> = (0..n).map(|k| k as f32 * 0.5 - 1.0).collect();
+            if let Some((at, kind)) = bad {
+                values[at.index(n)] = [f32::NAN, f32::INFINITY, f32::NEG_INFINITY][kind];
+            }
+            let data = crate::tensor::f32s_to_le_bytes(&values);
+            let tensor = crate::tensor::encode(DType::F32, &[1, 1, n as u64], crate::Modality::Tensor, data);
+            let model = ModelVersion { id: [9; 32], step: 3 };
+            let call = if backward { Call::Backward } else { Call::Forward };
+            let served = Served { tensor: Some(tensor), scan: Some(DType::F32), model };
+            let answer = Answer::new(call, Ok(served));
+            let sent: Vec<u8> = answer.encoded.message_chunks().flat_map(|c| c.iter().copied()).collect();
+            prop_assert_eq!(answer.digest, BodyDigest::of_bytes(&sent));
+            if bad.is_some() {
+                prop_assert_eq!(answer.code, ReturnCode::NonFinite);
+                prop_assert_eq!(answer.model, ModelVersion::UNVERSIONED);
+                let code = match call {
+                    Call::Forward => proto::ForwardResponse::decode(&sent[..]).map(|r| (r.code, r.outputs.is_none())),
+                    Call::Backward => proto::BackwardResponse::decode(&sent[..]).map(|r| (r.code, r.grads.is_none())),
+                };
+                prop_assert_eq!(code, Ok((ReturnCode::NonFinite as i32, true)));
+            } else {
+                prop_assert_eq!(answer.code, ReturnCode::Success);
+                prop_assert_eq!(answer.model, model);
+            }
         }
     }
 
@@ -491,7 +637,7 @@ mod tests {
             }
             let back = proto::BackwardRequest::decode(chunks).unwrap();
             let scans = [back.inputs.as_ref(), back.grads.as_ref()].map(|t| t.map(|t| (&t.data[..], dtype)));
-            let (digest, suspect) = digest_and_scan(crate::auth::DigestAlgorithm::Blake3, &frames, scans);
+            let (digest, suspect) = digest_and_scan(crate::auth::DigestAlgorithm::Blake3, frames.iter().map(|f| &f[..]), scans);
             prop_assert_eq!(digest, BodyDigest::of_bytes(&whole));
             let want = [bad.is_some_and(|b| !b.0), bad.is_some_and(|b| b.0)];
             prop_assert_eq!(suspect, want);
