@@ -164,24 +164,10 @@ mod tests {
     use ledger::{NeuronScores, PublicKey};
 
     fn neuron(uid: u16, stake: u64, incentive: f64, last: Option<u64>) -> Neuron {
-        Neuron {
-            uid,
-            hotkey: PublicKey([uid as u8; 32]),
-            coldkey: PublicKey([0; 32]),
-            stake,
-            endpoint: None,
-            registered_at: 0,
-            last_weights_block: last,
-            last_emission_block: 0,
-            pending_emission: 0,
-            emission_rate: 0,
-            scores: NeuronScores { incentive, ..Default::default() },
-            weights_commit: None,
-            model: None,
-            nominations: Vec::new(),
-            take: 0,
-            pending_take: None,
-        }
+        let mut n = Neuron::new(uid, PublicKey([uid as u8; 32]), PublicKey([0; 32]), stake, 0, 0);
+        n.last_weights_block = last;
+        n.scores = NeuronScores { incentive, ..Default::default() };
+        n
     }
 
     fn uids(p: &NeuronPage) -> Vec<u16> {

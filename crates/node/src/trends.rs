@@ -161,23 +161,10 @@ mod tests {
     fn neurons(stakes: &[u64]) -> Vec<Neuron> {
         (0u16..)
             .zip(stakes)
-            .map(|(uid, &stake)| Neuron {
-                uid,
-                hotkey: PublicKey([uid as u8; 32]),
-                coldkey: PublicKey([0; 32]),
-                stake,
-                endpoint: None,
-                registered_at: 0,
-                last_weights_block: None,
-                last_emission_block: 0,
-                pending_emission: 0,
-                emission_rate: 0,
-                scores: NeuronScores { incentive: 0.25, emission: stake / 10, ..Default::default() },
-                weights_commit: None,
-                model: None,
-                nominations: Vec::new(),
-                take: 0,
-                pending_take: None,
+            .map(|(uid, &stake)| {
+                let mut n = Neuron::new(uid, PublicKey([uid as u8; 32]), PublicKey([0; 32]), stake, 0, 0);
+                n.scores = NeuronScores { incentive: 0.25, emission: stake / 10, ..Default::default() };
+                n
             })
             .collect()
     }
