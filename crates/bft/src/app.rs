@@ -6,6 +6,11 @@
 //! and `Reporter` (finalizations, equivocation evidence). Requests that need a payload this
 //! validator does not hold yet stay pending, as the engine's contract asks, while the payload
 //! is fetched from the others (a `Want` every `fetch_retry` until it arrives).
+//!
+//! Memory holds the payloads of the last `keep_payloads` blocks and those not yet executed;
+//! an older one that a lagging validator asks for is rebuilt from the block in the store
+//! (found through the payload index `Chain::execute` writes with each block), so a validator
+//! any number of blocks behind, or with its data wiped, catches up from the others.
 
 use crate::chain::Chain;
 use crate::payload::{digest, genesis_digest, Payload, MAX_PAYLOAD_BYTES};
@@ -216,6 +221,8 @@ pub struct Config {
     /// The least time between a proposal's timestamp and its parent's
     /// ([`crate::Timeouts::block_time`]).
     pub block_time: Duration,
+    /// Executed payloads kept in memory below the head ([`crate::Timeouts::keep_payloads`]).
+    pub keep_payloads: u64,
 }
 
 /// Why a proposal cannot be built yet.
@@ -245,6 +252,10 @@ pub struct Application<St: Store, S: Sender<PublicKey = ValidatorKey>, R: Receiv
     verifications: Vec<(Context<Digest, ValidatorKey>, Digest, oneshot::Sender<bool>)>,
     /// Finalized payloads not yet executed (their ancestors may be missing).
     finalized: Vec<Digest>,
+    /// For a finalized payload not yet executed, the lowest payload its walk down to the head
+    /// has reached: the next walk resumes there, so a validator thousands of blocks behind
+    /// walks each payload once, not once per message it receives.
+    reached: HashMap<Digest, Digest>,
     /// When the earliest proposal held for the block time is due (Unix milliseconds).
     propose_at: Option<u64>,
 }
@@ -273,6 +284,7 @@ where
             proposals: Vec::new(),
             verifications: Vec::new(),
             finalized: Vec::new(),
+            reached: HashMap::new(),
             propose_at: None,
         };
         (app, Mailbox { sender })
@@ -369,8 +381,19 @@ where
         match Wire::decode(bytes) {
             Some(Wire::Payload(bytes)) => self.receive_payload(bytes),
             Some(Wire::Want(d)) => {
-                if let Some((_, bytes)) = self.payloads.get(&d) {
-                    let bytes = bytes.clone();
+                let bytes = match self.payloads.get(&d) {
+                    Some((_, bytes)) => Some(bytes.clone()),
+                    // Not kept in memory: rebuilt from the store if executed here, and not
+                    // kept (the lagging validator is the one that needs it).
+                    None => match self.chain.stored_payload(&d) {
+                        Ok(found) => found.map(|(_, bytes)| bytes),
+                        Err(e) => {
+                            tracing::warn!(digest = ?d, error = %e, "a stored payload cannot be served");
+                            None
+                        }
+                    },
+                };
+                if let Some(bytes) = bytes {
                     self.send(Recipients::One(from), Wire::Payload(bytes));
                 }
             }
@@ -408,12 +431,25 @@ where
         }
     }
 
-    /// The height of the payload `d`, if it is known (genesis is height 0).
+    /// The height of the payload `d`, if it is known (genesis is height 0): in memory, or
+    /// executed here (after a restart, memory is empty but the head's payload is in the store).
     fn height_of(&self, d: &Digest) -> Option<u64> {
-        match *d == self.genesis {
-            true => Some(0),
-            false => self.payloads.get(d).map(|(p, _)| p.height),
+        if *d == self.genesis {
+            return Some(0);
         }
+        match self.payloads.get(d) {
+            Some((p, _)) => Some(p.height),
+            None => self.executed_height(d),
+        }
+    }
+
+    /// The height of payload `d` if this validator executed it (a store failure reads as not
+    /// executed: the payload is then fetched, which costs time, not safety).
+    fn executed_height(&self, d: &Digest) -> Option<u64> {
+        self.chain.executed_height(d).unwrap_or_else(|e| {
+            tracing::warn!(digest = ?d, error = %e, "payload index unreadable");
+            None
+        })
     }
 
     /// Answers what can be answered now and executes what is final.
@@ -517,38 +553,56 @@ where
         Ok(p.height == parent_height + 1 && p.proposer == ledger_key(&context.leader))
     }
 
+    /// Whether every payload from `target` down to the head is here; if not, asks for the
+    /// highest missing one. Resumes from where the last walk from `target` stopped.
+    fn reaches_head(&mut self, target: Digest, head: u64) -> bool {
+        let mut at = target;
+        let complete = loop {
+            // A payload some earlier walk passed: jump to the lowest point it reached.
+            if let Some(&lowest) = self.reached.get(&at) {
+                at = lowest;
+            }
+            let Some((p, _)) = self.payloads.get(&at) else {
+                // Genesis, or a payload executed here and since dropped from memory: the
+                // walk has reached what is already in the ledger.
+                if at == self.genesis || self.executed_height(&at).is_some() {
+                    break true;
+                }
+                self.want(at);
+                break false;
+            };
+            if p.height <= head + 1 {
+                break true;
+            }
+            let parent = p.parent;
+            self.reached.insert(target, at);
+            at = parent;
+        };
+        complete
+    }
+
     /// Executes every finalized payload whose ancestors down to the head are all here, in
     /// height order; asks for the missing ones.
     fn execute_finalized(&mut self) {
         let mut waiting = Vec::new();
         for target in std::mem::take(&mut self.finalized) {
             let head = self.chain.head().height;
-            let mut chain = Vec::new();
-            let mut at = target;
-            let complete = loop {
-                let Some((p, _)) = self.payloads.get(&at) else {
-                    if at == self.genesis {
-                        break true;
-                    }
-                    self.want(at);
-                    break false;
-                };
-                if p.height <= head {
-                    break true;
-                }
-                chain.push(at);
-                if p.height == head + 1 {
-                    break true;
-                }
-                at = p.parent;
-            };
-            if !complete {
+            if !self.reaches_head(target, head) {
                 waiting.push(target);
                 continue;
             }
+            let mut chain = Vec::new();
+            let mut at = target;
+            while let Some((p, _)) = self.payloads.get(&at) {
+                if p.height <= head {
+                    break;
+                }
+                chain.push(at);
+                at = p.parent;
+            }
             for d in chain.into_iter().rev() {
                 let (p, _) = &self.payloads[&d];
-                if let Err(e) = self.chain.execute(p) {
+                if let Err(e) = self.chain.execute(&d, p) {
                     // Every honest validator fails the same way (execution is deterministic),
                     // so the chain stops here rather than fork; the error says why.
                     tracing::error!(height = p.height, error = %e, "a final payload did not execute");
@@ -556,10 +610,13 @@ where
                 }
             }
         }
+        self.reached.retain(|d, _| waiting.contains(d));
         self.finalized = waiting;
-        // Keep what lagging validators may ask for, drop what is far below the head.
+        // Keep the recent payloads (what lagging validators most often ask for, and parents of
+        // proposals); older ones are served from the store.
         let head = self.chain.head().height;
-        self.payloads.retain(|_, (p, _)| p.height + crate::KEEP_PAYLOADS > head);
+        let keep = self.config.keep_payloads;
+        self.payloads.retain(|_, (p, _)| p.height.saturating_add(keep) > head);
     }
 }
 

@@ -22,7 +22,7 @@ pub mod net;
 pub mod payload;
 
 pub use app::{Evidence, Mailbox, SubmitError};
-pub use chain::{Chain, ExecuteError};
+pub use chain::{Chain, ExecuteError, StoredPayloadError};
 
 use commonware_codec::{DecodeExt, Encode};
 use commonware_consensus::simplex::{
@@ -48,7 +48,8 @@ pub type ValidatorKey = ed25519::PublicKey;
 /// The engine's signatures: ed25519 votes, certificates listing each signer.
 pub type Scheme = simplex::scheme::ed25519::Scheme;
 
-/// Payloads kept below the head, for validators that lag behind and ask for them.
+/// Executed payloads kept in memory below the head by default ([`Timeouts::keep_payloads`]);
+/// older ones are rebuilt from the stored blocks when a lagging validator asks for them.
 pub const KEEP_PAYLOADS: u64 = 4096;
 
 /// The engine's channels on the network, and the application's.
@@ -101,7 +102,7 @@ pub fn participants(genesis: &ledger::GenesisConfig) -> Result<Set<ValidatorKey>
 
 /// Timing of the engine (simplex's timeouts, see its docs: a leader that proposes nothing
 /// within `leader` is skipped; a view that does not certify within `certification` is
-/// skipped) and of the application's proposals.
+/// skipped), of the application's proposals, and how many payloads it keeps in memory.
 #[derive(Clone, Debug)]
 pub struct Timeouts {
     pub leader: Duration,
@@ -115,6 +116,10 @@ pub struct Timeouts {
     /// blocks a second). Only honest leaders wait; validators do not refuse a quicker block,
     /// so this paces the chain, it does not bound it.
     pub block_time: Duration,
+    /// Not a time but the memory's horizon: executed payloads kept in memory below the head
+    /// ([`KEEP_PAYLOADS`] by default). Any size is safe, older payloads are served from the
+    /// store; smaller costs a store read per payload a lagging validator asks for.
+    pub keep_payloads: u64,
 }
 
 impl Default for Timeouts {
@@ -125,6 +130,7 @@ impl Default for Timeouts {
             retry: Duration::from_secs(5),
             fetch: Duration::from_millis(500),
             block_time: Duration::ZERO,
+            keep_payloads: KEEP_PAYLOADS,
         }
     }
 }
@@ -199,7 +205,12 @@ where
         Scheme::signer(&namespace, participants, key).ok_or(KeyError::NotAValidator(ledger_key(&me)))?;
     let (app, mailbox) = app::Application::new(
         chain,
-        app::Config { me, fetch_retry: timeouts.fetch, block_time: timeouts.block_time },
+        app::Config {
+            me,
+            fetch_retry: timeouts.fetch,
+            block_time: timeouts.block_time,
+            keep_payloads: timeouts.keep_payloads,
+        },
         application,
     );
     let application = app.start(context.child("application"));

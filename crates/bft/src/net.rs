@@ -170,6 +170,7 @@ fn spawn_as<St: Store + Send + 'static>(
                         me,
                         fetch_retry: net.timeouts.fetch,
                         block_time: net.timeouts.block_time,
+                        keep_payloads: net.timeouts.keep_payloads,
                     };
                     let (app, mailbox) = crate::app::Application::new(chain, config, application);
                     let app = app.start(context.child("application"));

@@ -122,24 +122,26 @@ impl Payload {
     }
 }
 
+/// Dev alice's transfer to bob with `nonce`, valid on the dev chain (the crate's tests).
+#[cfg(test)]
+pub(crate) fn dev_transfer(nonce: u64) -> SignedTx {
+    use ledger::{dev_key, public_key, Call, TxBody};
+    let k = dev_key("alice");
+    TxBody {
+        sender: public_key(&k),
+        nonce,
+        fee: 10_000,
+        call: Call::Transfer { to: public_key(&dev_key("bob")), amount: 1 },
+    }
+    .sign(&k, "agora-dev")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ledger::{dev_key, public_key, Call, TxBody};
 
     fn payload(n: u64) -> Payload {
-        let k = dev_key("alice");
-        let txs = (0..n)
-            .map(|nonce| {
-                TxBody {
-                    sender: public_key(&k),
-                    nonce,
-                    fee: 1,
-                    call: Call::Transfer { to: public_key(&dev_key("bob")), amount: 3 },
-                }
-                .sign(&k, "agora-dev")
-            })
-            .collect();
+        let txs = (0..n).map(dev_transfer).collect();
         Payload {
             parent: genesis_digest(&Hash([7; 32])),
             height: 1,

@@ -4,6 +4,8 @@
 //! holds the same block hash and state root at every height, transactions submitted to any
 //! validator are included once, and the same seed replays the same chain to the byte (so a
 //! failing seed replays its failure: `BFT_SEED=N cargo test -p bft --test simulation`).
+//! A validator far behind the payloads the others keep in memory catches up from their stored
+//! blocks.
 
 use bft::{Chain, Timeouts, ValidatorKey};
 use commonware_p2p::simulated::{Config, Link, Network, Oracle};
@@ -158,6 +160,25 @@ fn heads(chains: &[Arc<Chain<MemStore>>]) -> Vec<u64> {
     chains.iter().map(|c| c.head().height).collect()
 }
 
+/// Blocks 1 to `height` of validator 0, after checking every validator holds the same ones (no
+/// fork: the same block hash and state root at every height).
+fn same_rows(chains: &[Arc<Chain<MemStore>>], height: u64) -> Vec<Row> {
+    let rows = |c: &Chain<MemStore>| -> Vec<Row> {
+        let l = c.ledger();
+        (1..=height)
+            .map(|h| {
+                let b = l.block(h).expect("store").expect("block").block;
+                (h, b.header.hash(), b.header.state_root)
+            })
+            .collect()
+    };
+    let common = rows(&chains[0]);
+    for (i, c) in chains.iter().enumerate() {
+        assert_eq!(rows(c), common, "validator {i} differs from validator 0");
+    }
+    common
+}
+
 /// The simulated network of the validators `keys`, every pair linked.
 async fn network(context: &Ctx, keys: &[ValidatorKey]) -> Oracle<ValidatorKey, Ctx> {
     let config = Config {
@@ -261,19 +282,7 @@ fn simulate(seed: u64) -> Vec<Row> {
         );
         // No fork: the same block and state root at every height on every validator.
         let height = heads(&chains).into_iter().min().unwrap_or(0);
-        let rows = |c: &Chain<MemStore>| -> Vec<Row> {
-            let l = c.ledger();
-            (1..=height)
-                .map(|h| {
-                    let b = l.block(h).expect("store").expect("block").block;
-                    (h, b.header.hash(), b.header.state_root)
-                })
-                .collect()
-        };
-        let common = rows(&chains[0]);
-        for (i, c) in chains.iter().enumerate() {
-            assert_eq!(rows(c), common, "validator {i} differs from validator 0");
-        }
+        let common = same_rows(&chains, height);
         // Each submitted transaction in exactly one block, applied.
         let l = chains[0].ledger();
         for id in &submitted {
@@ -388,6 +397,64 @@ fn a_paced_chain_keeps_the_block_time_between_blocks() {
         }
         // 20 blocks of 500 ms, plus the links' latency per block: not much more than 10 s.
         assert!(took < Duration::from_secs(20), "20 blocks took {took:?}: {stamps:?}");
+        drop(l);
+        drop(validators);
+    })
+}
+
+/// The others keep 16 payloads in memory (`Timeouts::keep_payloads`, 4,096 by default) and run
+/// the chain five times past that before validator 3, which held blocks 1 to 10 and then lost
+/// its data directory, comes back: every payload it needs below the others' window is rebuilt
+/// from their stored blocks, and it reaches the same block hashes and state roots.
+#[test]
+fn a_wiped_validator_far_behind_the_payloads_in_memory_catches_up_from_stored_blocks() {
+    const KEEP: u64 = 16;
+    let config = deterministic::Config::new().with_seed(11).with_timeout(Some(Duration::from_secs(3_600)));
+    deterministic::Runner::new(config).start(|context| async move {
+        let g = genesis();
+        let keys: Vec<ValidatorKey> = bft::participants(&g).expect("validators").into_iter().collect();
+        let oracle = network(&context, &keys).await;
+        let mut chains: Vec<Arc<Chain<MemStore>>> = (0..VALIDATORS).map(|_| chain(&g)).collect();
+        let timeouts = Timeouts { keep_payloads: KEEP, ..Timeouts::default() };
+        let mut validators = Vec::new();
+        for (i, chain) in chains.iter().enumerate() {
+            let partition = format!("validator-{i}");
+            validators.push(Some(start_as(&context, &oracle, i, chain, &partition, timeouts.clone()).await));
+        }
+        let all: Vec<usize> = (0..VALIDATORS).collect();
+        // Transactions early on, so the payloads rebuilt from the store are not all empty.
+        let mut submitted = Vec::new();
+        for u in 1..USERS {
+            let tx = transfer(u, &g.chain_id);
+            let v = validators[u % VALIDATORS].as_ref().expect("running");
+            submitted.push(v.mailbox.submit(tx.encode()).await.expect("admitted"));
+        }
+        reach(&context, &chains, &all, 10, Duration::from_secs(120)).await;
+
+        validators[3].take().expect("running").abort();
+        let others: Vec<usize> = (0..3).collect();
+        reach(&context, &chains, &others, 5 * KEEP + 10, Duration::from_secs(900)).await;
+
+        let wiped = chain(&g);
+        validators[3] = Some(start_as(&context, &oracle, 3, &wiped, "validator-3-wiped", timeouts).await);
+        chains[3] = wiped;
+        let top = heads(&chains).into_iter().max().unwrap_or(0);
+        let wiped_at = context.current();
+        reach(&context, &chains, &all, top + 2, Duration::from_secs(60)).await;
+        eprintln!(
+            "validator 3 caught up {top} blocks in {:?} (simulated)",
+            context.current().duration_since(wiped_at).unwrap_or_default()
+        );
+
+        let height = heads(&chains).into_iter().min().unwrap_or(0);
+        same_rows(&chains, height);
+        let l = chains[3].ledger();
+        for id in &submitted {
+            let (at, _, receipt) =
+                l.transaction(id).expect("store").unwrap_or_else(|| panic!("{id} missing"));
+            assert_eq!(receipt.status, TxStatus::Applied, "{id}");
+            assert!(at + KEEP < height, "{id} at height {at}: within the others' memory");
+        }
         drop(l);
         drop(validators);
     })

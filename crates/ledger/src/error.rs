@@ -194,6 +194,8 @@ pub enum LedgerError {
     NothingPending,
     #[error("a block is executed but not committed: commit or discard it first")]
     BlockPending,
+    #[error("record key {0} is not under the ledger's external prefix 'x': it would write into the ledger's own tables")]
+    NotExternal(String),
 }
 
 impl TxError {

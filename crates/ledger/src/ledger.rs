@@ -159,7 +159,23 @@ impl<S: Store> Ledger<S> {
     /// Writes the pending block atomically and makes it the head. If the store fails, the
     /// in-memory state returns to the committed head and the error is returned.
     pub fn commit(&mut self) -> Result<BlockOutcome, LedgerError> {
-        let p = self.pending.take().ok_or(LedgerError::NothingPending)?;
+        self.commit_with(WriteBatch::new())
+    }
+
+    /// [`Ledger::commit`], writing `extra` records of the caller's own in the same atomic batch
+    /// (a consensus layer indexes its view of the block beside it, so the two never disagree
+    /// after a crash). Every key must start with [`crate::store::EXTERNAL_PREFIX`], which the
+    /// ledger never reads; otherwise nothing is written and the block stays pending.
+    pub fn commit_with(&mut self, extra: WriteBatch) -> Result<BlockOutcome, LedgerError> {
+        if self.pending.is_none() {
+            return Err(LedgerError::NothingPending);
+        }
+        if let Some((key, _)) = extra.iter().find(|(k, _)| k.first() != Some(&crate::store::EXTERNAL_PREFIX))
+        {
+            return Err(LedgerError::NotExternal(hex::encode(key)));
+        }
+        let mut p = self.pending.take().ok_or(LedgerError::NothingPending)?;
+        p.batch.extend(extra);
         if let Err(e) = self.store.commit(p.batch) {
             self.state = State::load(&self.store)?;
             return Err(e.into());

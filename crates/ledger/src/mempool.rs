@@ -9,7 +9,7 @@
 //! (`Ledger::check_admission`), so each can still pay its fee when its block comes. Blocks take transactions by fee, highest first, then by arrival, while keeping
 //! each sender's nonces in order. The pool is bounded: when full it refuses new transactions.
 
-use crate::{Hash, Ledger, PublicKey, SignedTx, Store, TxBody, TxError};
+use crate::{BlockError, BlockOutcome, Hash, Ledger, PublicKey, SignedTx, Store, TxBody, TxError};
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashMap};
 use thiserror::Error;
@@ -118,6 +118,26 @@ impl Mempool {
             }
         }
         out
+    }
+
+    /// Makes one block of what waits here: the transactions a block may hold (by fee, then
+    /// arrival, each sender's nonces in order), proposed at `timestamp_ms` by `proposer` and
+    /// committed, then this pool told what the block included. How the single-validator node
+    /// and the in-process `LocalChain` both make their blocks. Returns the block's outcome and
+    /// the ids of its transactions, in block order.
+    pub fn produce_block<S: Store>(
+        &mut self,
+        ledger: &mut Ledger<S>,
+        timestamp_ms: u64,
+        proposer: PublicKey,
+    ) -> Result<(BlockOutcome, Vec<Hash>), BlockError> {
+        let limit = ledger.genesis().limits.max_block_txs as usize;
+        let txs = self.select(limit);
+        let ids: Vec<Hash> = txs.iter().map(SignedTx::id).collect();
+        ledger.propose(txs, timestamp_ms, proposer)?;
+        let outcome = ledger.commit()?;
+        self.after_block(ledger, &ids);
+        Ok((outcome, ids))
     }
 
     /// After a block: drops the included transactions, then re-checks what is left against

@@ -17,11 +17,16 @@
 //! - `H` + block hash -> height
 //! - `T` + transaction id -> height (u64 big-endian) and index in the block (u32 big-endian),
 //!   for transactions that were applied or failed (rejected ones used no nonce and may recur)
+//! - `x` + anything -> records of the ledger's user, written with a block by
+//!   `Ledger::commit_with` and never read by the ledger (the consensus layer's payload index)
 //!
 //! Big-endian numbers make a prefix scan return records in uid or height order.
 
 use std::collections::BTreeMap;
 use thiserror::Error;
+
+/// The first byte of every key the ledger leaves to its user (see the key layout above).
+pub const EXTERNAL_PREFIX: u8 = b'x';
 
 /// Why the store failed. The ledger passes it on untouched; the node decides whether to stop.
 #[derive(Debug, Error)]
@@ -51,6 +56,11 @@ impl WriteBatch {
 
     pub fn delete(&mut self, key: Vec<u8>) {
         self.ops.push((key, None));
+    }
+
+    /// Appends every operation of `other`, after this batch's.
+    pub fn extend(&mut self, other: WriteBatch) {
+        self.ops.extend(other.ops);
     }
 
     /// Number of operations (a key written twice counts twice).

@@ -305,20 +305,17 @@ impl Shared {
     /// nothing) when `skip_empty` and the mempool is empty.
     fn produce(&self, proposer: ledger::PublicKey, skip_empty: bool) -> Result<Option<NewHead>, NodeError> {
         let mut ledger = self.ledger();
-        let limit = ledger.genesis().limits.max_block_txs as usize;
-        let txs = self.mempool().select(limit);
-        if skip_empty && txs.is_empty() {
+        let mut mempool = self.mempool();
+        if skip_empty && mempool.is_empty() {
             return Ok(None);
         }
         let start = Instant::now();
         let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
         // The ledger refuses a timestamp before the parent's (a clock stepped back).
         let timestamp = now_ms.max(ledger.head().timestamp_ms);
-        let ids: Vec<Hash> = txs.iter().map(ledger::SignedTx::id).collect();
-        ledger.propose(txs, timestamp, proposer)?;
-        let outcome = ledger.commit()?;
+        let (outcome, _) = mempool.produce_block(&mut ledger, timestamp, proposer)?;
+        drop(mempool);
         let took = start.elapsed().as_micros() as u64;
-        self.mempool().after_block(&ledger, &ids);
         let head = self.after_commit(&outcome, &ledger, took);
         Ok(Some(head))
     }

@@ -58,14 +58,10 @@ impl LocalChain {
 }
 
 fn produce(inner: &mut Inner) -> Result<ChainHead, ChainError> {
-    let limit = inner.ledger.genesis().limits.max_block_txs as usize;
-    let txs = inner.mempool.select(limit);
-    let ids: Vec<Hash> = txs.iter().map(SignedTx::id).collect();
     let ts = inner.ledger.head().timestamp_ms + BLOCK_STEP_MS;
     let proposer = ledger::public_key(&ledger::dev_key("local-validator"));
-    inner.ledger.propose(txs, ts, proposer)?;
-    let outcome = inner.ledger.commit()?;
-    inner.mempool.after_block(&inner.ledger, &ids);
+    let Inner { ledger, mempool, .. } = inner;
+    let (outcome, ids) = mempool.produce_block(ledger, ts, proposer)?;
     for (id, r) in ids.into_iter().zip(outcome.receipts) {
         inner.included.insert(id, (outcome.header.height, r));
     }

@@ -134,6 +134,39 @@ fn a_restarted_ledger_continues_with_the_same_roots() {
     assert!(matches!(Ledger::open_or_init(&mut store, other), Err(LedgerError::GenesisMismatch { .. })));
 }
 
+/// `commit_with` writes the caller's records in the block's own batch, under the external
+/// prefix only, and they change no root (the ledger never reads them).
+#[test]
+fn external_records_are_committed_with_the_block_and_change_no_root() {
+    let (g, blocks) = scenario(4);
+    let mut plain = Ledger::init(MemStore::new(), g.clone()).unwrap();
+    let mut l = Ledger::init(MemStore::new(), g).unwrap();
+    for (i, b) in blocks.iter().enumerate() {
+        plain.execute_block(b).unwrap();
+        plain.commit().unwrap();
+        l.execute_block(b).unwrap();
+        // A key in the ledger's own tables is refused, writes nothing, and leaves the block
+        // pending for a correct commit.
+        let mut foreign = WriteBatch::new();
+        foreign.put(b"xok".to_vec(), vec![1]);
+        foreign.put(b"a-not-mine".to_vec(), vec![1]);
+        assert!(
+            matches!(l.commit_with(foreign), Err(LedgerError::NotExternal(k)) if k == hex::encode("a-not-mine"))
+        );
+        assert_eq!(l.store().get(b"xok").unwrap(), None);
+        assert!(l.pending().is_some());
+        let mut extra = WriteBatch::new();
+        extra.put(format!("xindex{i}").into_bytes(), b.header.hash().0.to_vec());
+        let out = l.commit_with(extra).unwrap();
+        assert_eq!(out.hash, b.header.hash());
+        assert_eq!(l.head(), plain.head());
+        assert_eq!(l.store().get(format!("xindex{i}").as_bytes()).unwrap(), Some(b.header.hash().0.to_vec()));
+    }
+    assert!(matches!(l.commit_with(WriteBatch::new()), Err(LedgerError::NothingPending)));
+    let reopened = Ledger::open(l.into_store()).unwrap();
+    assert_eq!(reopened.head(), plain.head());
+}
+
 #[test]
 fn the_thread_count_does_not_change_any_root() {
     let roots = |threads: usize| {
