@@ -49,6 +49,10 @@ pub struct NodeArgs {
     /// every epoch for as long)
     #[arg(long, default_value_t = 10_000)]
     pub history_blocks: u64,
+    /// A JSON file `agora localnet` rewrites each block (peers' names and roles, the judge's
+    /// values, the running Spearman), served read-only as agora_localnet for the dashboard
+    #[arg(long, value_name = "FILE")]
+    pub localnet_file: Option<PathBuf>,
     /// Run as one of the genesis' validators with this key: a wallet hotkey file
     /// (`~/.agora/wallets/NAME/hotkeys/HOTKEY`) whose public key is in the genesis'
     /// `validators`. Blocks are then ordered and finalized by the consensus engine among the
@@ -110,6 +114,7 @@ impl NodeArgs {
             production,
             mempool_size: self.mempool_size,
             history_blocks: self.history_blocks,
+            localnet_file: self.localnet_file.clone(),
             rpc_limits,
             ..NodeConfig::new(genesis)
         }

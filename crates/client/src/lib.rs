@@ -173,6 +173,31 @@ impl Client {
         self.call("agora_genesis", rpc_params![]).await
     }
 
+    /// `agora_neurons`: one sorted page of the neuron table.
+    pub async fn neurons(&self, query: NeuronsQuery) -> Result<NeuronPage, ClientError> {
+        self.call("agora_neurons", rpc_params![query]).await
+    }
+
+    /// `agora_network`: chain id, mechanism, n, head, issuance, block time.
+    pub async fn network(&self) -> Result<NetworkInfo, ClientError> {
+        self.call("agora_network", rpc_params![]).await
+    }
+
+    /// `agora_history`: stake share, incentive and emission per neuron over blocks.
+    pub async fn history(&self, query: HistoryQuery) -> Result<HistorySeries, ClientError> {
+        self.call("agora_history", rpc_params![query]).await
+    }
+
+    /// `agora_weights`: a neuron's weights given and received and its bonds.
+    pub async fn weights(&self, uid: u16) -> Result<NeuronLinks, ClientError> {
+        self.call("agora_weights", rpc_params![uid]).await
+    }
+
+    /// `agora_localnet`: the roles and the judge's figures of the localnet this node runs.
+    pub async fn localnet(&self) -> Result<LocalnetStatus, ClientError> {
+        self.call("agora_localnet", rpc_params![]).await
+    }
+
     /// `agora_difficulty`: the current proof-of-work difficulty of `register`.
     pub async fn difficulty(&self) -> Result<u64, ClientError> {
         self.call("agora_difficulty", rpc_params![]).await

@@ -306,6 +306,169 @@ pub struct EvidenceInfo {
     pub view: u64,
 }
 
+/// Most neurons one `agora_neurons` call returns.
+pub const MAX_NEURONS_PER_PAGE: u32 = 1000;
+
+/// What `agora_neurons` sorts by: the neuron table's columns.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NeuronSort {
+    #[default]
+    Uid,
+    Stake,
+    Rank,
+    Trust,
+    Consensus,
+    Incentive,
+    Dividends,
+    Emission,
+    ValidatorTrust,
+    LastUpdate,
+}
+
+/// `agora_neurons` parameters: one page of the neuron table, sorted on the node so that a
+/// browser never loads 10,000 rows to show 50.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NeuronsQuery {
+    /// Rows skipped (after sorting).
+    #[serde(default)]
+    pub offset: u32,
+    /// Rows returned, 1..=[`MAX_NEURONS_PER_PAGE`].
+    #[serde(default = "NeuronsQuery::default_limit")]
+    pub limit: u32,
+    #[serde(default)]
+    pub sort: NeuronSort,
+    /// Largest first (ties keep uid order).
+    #[serde(default)]
+    pub descending: bool,
+}
+
+impl NeuronsQuery {
+    fn default_limit() -> u32 {
+        100
+    }
+}
+
+impl Default for NeuronsQuery {
+    fn default() -> Self {
+        NeuronsQuery { offset: 0, limit: Self::default_limit(), sort: NeuronSort::Uid, descending: false }
+    }
+}
+
+/// `agora_neurons`: a page of the neuron table at `block`, out of `n` neurons.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct NeuronPage {
+    pub block: u64,
+    pub n: u32,
+    pub offset: u32,
+    pub neurons: Vec<ledger::Neuron>,
+}
+
+/// `agora_network`: the figures at the top of the dashboard, read in one call.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct NetworkInfo {
+    pub chain_id: String,
+    /// The incentive mechanism's name (`yuma`, `nakamoto`, ...).
+    pub mechanism: String,
+    /// Blocks per epoch.
+    pub tempo: u64,
+    pub n: u32,
+    /// The last final block.
+    pub head: ChainHead,
+    /// The latest notarized height (see [`ChainStatus::latest`]).
+    pub latest: u64,
+    pub issuance: Issuance,
+    /// Emission per block in force, base units.
+    pub tau: u64,
+    /// Mean milliseconds between the last (up to) [`BLOCK_TIME_WINDOW`] blocks' timestamps;
+    /// `None` before block 2.
+    pub block_time_ms: Option<f64>,
+}
+
+/// Blocks over which [`NetworkInfo::block_time_ms`] is averaged.
+pub const BLOCK_TIME_WINDOW: u64 = 10;
+
+/// `agora_history` parameters: which neurons (default: the 10 with the most stake now) over
+/// which blocks (default: everything the node kept up to the head).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HistoryQuery {
+    #[serde(default)]
+    pub uids: Option<Vec<u16>>,
+    #[serde(default)]
+    pub from: Option<u64>,
+    #[serde(default)]
+    pub to: Option<u64>,
+}
+
+/// `agora_history`: the sampled heights in `from..=to` (every `stride` blocks) and, per
+/// neuron, its values at each of them (`null` where the uid was not registered yet).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct HistorySeries {
+    pub from: u64,
+    pub to: u64,
+    pub stride: u64,
+    pub heights: Vec<u64>,
+    pub neurons: Vec<NeuronHistory>,
+}
+
+/// One neuron's series in [`HistorySeries`]: its uid and today's hotkey of that uid.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct NeuronHistory {
+    pub uid: u16,
+    pub hotkey: PublicKey,
+    /// Its stake over the total stake.
+    pub stake_share: Vec<Option<f32>>,
+    /// I of the last epoch.
+    pub incentive: Vec<Option<f32>>,
+    /// E of the last epoch, base units.
+    pub emission: Vec<Option<u64>>,
+}
+
+/// `agora_weights`: one neuron's place in W and its bonds, for the dashboard's neuron page.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct NeuronLinks {
+    pub uid: u16,
+    pub block: u64,
+    /// Its row of W: `[uid, weight]` it sets on others (weights sum to 1).
+    pub given: Vec<(u16, f64)>,
+    /// Its column of W: `[uid, weight]` others set on it.
+    pub received: Vec<(u16, f64)>,
+    /// Its row of bonds B: `[uid, bond]`.
+    pub bonds: Vec<(u16, f64)>,
+}
+
+/// `agora_localnet`: what `agora localnet` knows beyond the chain, written by it each block to
+/// the file the node was started with (`--localnet-file`) and served by the node as it is.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LocalnetStatus {
+    /// The run's blocks done and planned.
+    pub done: u64,
+    pub blocks: u64,
+    pub epoch: u64,
+    /// The block the judge's values were measured at (`None` before the first measurement).
+    pub judge_block: Option<u64>,
+    /// Spearman of the incentive now against the judge's values.
+    pub spearman_incentive: Option<f64>,
+    pub peers: Vec<LocalnetPeer>,
+}
+
+/// One peer of a localnet: its uid, its name and role in the scenario, and the independent
+/// judge's last value of it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LocalnetPeer {
+    pub uid: u16,
+    pub name: String,
+    pub role: String,
+    pub judge: Option<f64>,
+    /// Its held-out loss over the run, `[block, loss]`, down-sampled (empty before it reports).
+    #[serde(default)]
+    pub loss: Vec<(u64, f64)>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -250,6 +250,13 @@ const RPC_DICT: &[&[u8]] = &[
     b"agora_block",
     b"agora_neuron",
     b"agora_subscribeNewHeads",
+    b"agora_neurons",
+    b"agora_network",
+    b"agora_history",
+    b"agora_weights",
+    b"agora_localnet",
+    b"{\"limit\":1000,\"sort\":\"stake\",\"descending\":true}",
+    b"{\"uids\":[0,1],\"from\":1,\"to\":2}",
 ];
 
 /// The node's API over a small chain in a temp dir, and a runtime to call it on.
@@ -304,6 +311,13 @@ fn rpc_seeds() -> Vec<Vec<u8>> {
         call("agora_genesis", "[]"),
         call("agora_difficulty", "[]"),
         call("agora_subscribeNewHeads", "[]"),
+        call("agora_neurons", r#"[{"offset":1,"limit":2,"sort":"incentive","descending":true}]"#),
+        call("agora_neurons", r#"{"limit":0}"#),
+        call("agora_network", "[]"),
+        call("agora_history", r#"[{"uids":[0,1],"from":1,"to":3}]"#),
+        call("agora_history", r#"[{"from":0,"to":18446744073709551615}]"#),
+        call("agora_weights", "[0]"),
+        call("agora_localnet", "[]"),
     ]
     .into_iter()
     .map(String::into_bytes)

@@ -430,6 +430,12 @@ impl<S: Store> Ledger<S> {
         self.state.globals.difficulty
     }
 
+    /// The emission per block in force (the genesis' `emission_per_block`, moved at each epoch
+    /// under adaptive inflation), base units.
+    pub fn tau(&self) -> u64 {
+        self.state.globals.tau
+    }
+
     /// What a burned registration burns now, in base units.
     pub fn burn(&self) -> u64 {
         self.state.globals.burn

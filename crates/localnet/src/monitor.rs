@@ -180,6 +180,68 @@ fn truncate(s: &str, n: usize) -> String {
 
 /// The live view: the metagraph table above a progress bar over the run's blocks. Hidden when
 /// stderr is not a terminal (tests, pipes), so logs stay clean.
+/// The file in the run's directory the node serves as `agora_localnet` (the dashboard's
+/// localnet panel). Files, not a push over RPC: the node's RPC stays read-only for anyone who
+/// reaches its port (a push method would let any of them write the panel, or need keys), and
+/// the run already writes its figures to its directory.
+pub const DASHBOARD_FILE: &str = "dashboard.json";
+
+/// Writes the dashboard's localnet panel to `path`: each peer's name, role and the judge's
+/// value, and the running Spearman of incentive against it. Written to a temporary file and
+/// renamed over the last, so the node never reads half a file.
+pub fn write_dashboard(
+    path: &Path,
+    rows: &[MetagraphRow],
+    judge: Option<&(Vec<f64>, u64)>,
+    losses: &std::collections::HashMap<String, Vec<(u64, f64)>>,
+    (done, blocks, epoch): (u64, u64, u64),
+) -> Result<(), LocalnetError> {
+    let spearman_incentive = judge.and_then(|(values, _)| {
+        let incentive: Vec<f64> = rows.iter().map(|r| r.incentive).collect();
+        crate::report::spearman(&incentive, values)
+    });
+    let status = client::types::LocalnetStatus {
+        done,
+        blocks,
+        epoch,
+        judge_block: judge.map(|(_, b)| *b),
+        spearman_incentive,
+        peers: rows
+            .iter()
+            .map(|r| client::types::LocalnetPeer {
+                uid: r.uid,
+                name: r.name.clone(),
+                role: r.role.name().to_string(),
+                judge: judge.and_then(|(values, _)| values.get(usize::from(r.uid)).copied()),
+                loss: losses.get(&r.name).cloned().unwrap_or_default(),
+            })
+            .collect(),
+    };
+    let tmp = path.with_extension("json.tmp");
+    let json = serde_json::to_vec(&status).map_err(|e| LocalnetError::io(path, std::io::Error::other(e)))?;
+    std::fs::write(&tmp, json).map_err(|e| LocalnetError::io(&tmp, e))?;
+    std::fs::rename(&tmp, path).map_err(|e| LocalnetError::io(path, e))
+}
+
+/// Points of a loss curve on the dashboard.
+pub const LOSS_POINTS: usize = 100;
+
+/// A peer's held-out loss over blocks from its `status.csv` (`[block, loss]`, at most
+/// [`LOSS_POINTS`], evenly picked, the last kept); `None` if the file is missing or does not
+/// read (e.g. a row half written: the caller keeps the last curve).
+pub fn loss_curve(status_csv: &Path) -> Option<Vec<(u64, f64)>> {
+    let rows = peer::files::read_status(status_csv).ok()?;
+    let n = rows.len();
+    let step = n.div_ceil(LOSS_POINTS).max(1);
+    Some(
+        rows.iter()
+            .enumerate()
+            .filter(|(i, _)| i % step == 0 || i + 1 == n)
+            .map(|(_, r)| (r.block, r.heldout_loss))
+            .collect(),
+    )
+}
+
 pub struct LiveView {
     bar: ProgressBar,
     /// The judge's last values by uid and the block they were measured at.
@@ -214,6 +276,11 @@ impl LiveView {
             last_epoch: std::sync::atomic::AtomicU64::new(u64::MAX),
             started: std::time::Instant::now(),
         }
+    }
+
+    /// The judge's last values by uid and the block they were measured at.
+    pub fn judge(&self) -> Option<(Vec<f64>, u64)> {
+        self.judge.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// The table then shows these values and the running Spearman of incentive against them.
@@ -266,6 +333,33 @@ impl LiveView {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn loss_curves_are_down_sampled_from_the_status_file_keeping_the_last() {
+        let dir = std::env::temp_dir().join(format!("agora-loss-curve-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        assert_eq!(loss_curve(&dir.join(peer::files::STATUS_FILE)), None, "no file yet");
+        let mut w = peer::files::StatusWriter::create(&dir).unwrap();
+        for step in 0..250u64 {
+            let row = peer::files::StatusRow {
+                time_s: step as f64,
+                step,
+                block: step / 2,
+                loss: 5.0,
+                heldout_loss: 5.0 - step as f64 / 100.0,
+                peers_answering: 1,
+                stake: 1,
+                incentive: 0.0,
+            };
+            w.append(&row).unwrap();
+        }
+        let curve = loss_curve(&dir.join(peer::files::STATUS_FILE)).unwrap();
+        assert!(curve.len() <= LOSS_POINTS + 1, "{}", curve.len());
+        assert_eq!(curve[0], (0, 5.0));
+        assert_eq!(*curve.last().unwrap(), (124, 5.0 - 2.49));
+        assert!(curve.windows(2).all(|w| w[0].0 <= w[1].0));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
     use super::*;
 
     #[test]

@@ -67,6 +67,9 @@ impl NodeProcess {
             data_dir.into(),
             "--block-time-ms".into(),
             block_time_ms.to_string().into(),
+            // The dashboard's localnet panel (crate::monitor::write_dashboard).
+            "--localnet-file".into(),
+            data_dir.with_file_name(crate::monitor::DASHBOARD_FILE).into(),
         ];
         NodeProcess::spawn_with(agora, &args, log)
     }

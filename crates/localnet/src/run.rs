@@ -269,6 +269,7 @@ async fn run_async(opts: &RunOptions, stop: &AtomicBool) -> Result<RunOutcome, L
         let node =
             NodeProcess::spawn(&opts.agora, &genesis_file, &out.join("chain"), scenario.block_time_ms, &log)?;
         view.note(&format!("node up at {} (log {})", node.http(), log.display()));
+        view.note(&format!("dashboard: {}/ (open it in a browser: it follows the run live)", node.http()));
         (vec![node], vec![log])
     } else {
         let nodes = crate::validators::spawn(
@@ -282,6 +283,10 @@ async fn run_async(opts: &RunOptions, stop: &AtomicBool) -> Result<RunOutcome, L
         for (i, n) in nodes.iter().enumerate() {
             view.note(&format!("validator {i} up at {} (log {})", n.http(), logs[i].display()));
         }
+        view.note(&format!(
+            "dashboard: {}/ (open it in a browser: it follows the run live)",
+            nodes[0].http()
+        ));
         (nodes, logs)
     };
     // The orchestrator's own calls (setup, sampling) go to the first; the peers spread out.
@@ -368,6 +373,8 @@ async fn run_async(opts: &RunOptions, stop: &AtomicBool) -> Result<RunOutcome, L
     let mut judging: Option<tokio::task::JoinHandle<JudgeResult>> = None;
 
     let mut sampler = Sampler::create(&out.join("metagraph.csv"))?;
+    // The dashboard's loss curves by peer name (crate::monitor::write_dashboard).
+    let mut losses: std::collections::HashMap<String, Vec<(u64, f64)>> = Default::default();
     let t0 = Instant::now();
     let mut head = start.saturating_sub(1);
     let mut exited_early = Vec::new();
@@ -407,11 +414,28 @@ async fn run_async(opts: &RunOptions, stop: &AtomicBool) -> Result<RunOutcome, L
         head = m.block;
         let rows = rows_of(&m, &names, t0.elapsed().as_secs_f64());
         sampler.write(&rows)?;
-        view.update(
+        let progress = (
             head.saturating_sub(start).min(scenario.blocks()),
+            scenario.blocks(),
             head.saturating_sub(start) / scenario.tempo,
-            &rows,
         );
+        view.update(progress.0, progress.2, &rows);
+        // The peers' loss curves, re-read once an epoch (their files grow every step).
+        if head.is_multiple_of(scenario.tempo) || losses.is_empty() {
+            for r in &rows {
+                let status = peer_dir(out, &r.name).join(peer::files::STATUS_FILE);
+                if let Some(curve) = crate::monitor::loss_curve(&status) {
+                    losses.insert(r.name.clone(), curve);
+                }
+            }
+        }
+        crate::monitor::write_dashboard(
+            &out.join(crate::monitor::DASHBOARD_FILE),
+            &rows,
+            view.judge().as_ref(),
+            &losses,
+            progress,
+        )?;
         if judging.as_ref().is_some_and(|t| t.is_finished()) {
             if let Some(task) = judging.take() {
                 record(task.await, &mut judge_log, &view, &rows)?;

@@ -95,6 +95,9 @@ pub fn spawn(
             v.p2p.to_string().into(),
             "--peers".into(),
             peers.join(",").into(),
+            // Every validator serves the dashboard's localnet panel (the run writes one file).
+            "--localnet-file".into(),
+            out.join(crate::monitor::DASHBOARD_FILE).into(),
         ];
         nodes.push(NodeProcess::spawn_with(agora, &args, &log_path(out, i))?);
     }

@@ -11,8 +11,8 @@
 //! in instant mode), the mempool (`ledger::Mempool`, the same admission code as the in-process
 //! `LocalChain`), per-epoch state checkpoints for past metagraphs ([`history`]), the JSON-RPC
 //! 2.0 API over HTTP and WebSocket ([`rpc`], documented in `docs/rpc.md`) behind its own accept
-//! loop with per-address limits and timeouts ([`server`]), and `/metrics` ([`metrics`]) on the
-//! same port.
+//! loop with per-address limits and timeouts ([`server`]), and `/metrics` ([`metrics`]) and the
+//! web dashboard ([`dashboard`]) on the same port.
 //!
 //! Blocks go through the ledger's own boundary, `propose -> commit`, so a block is durable
 //! (one store transaction) before it is announced, and a restart resumes from the last
@@ -20,6 +20,7 @@
 //! included, is the ledger's.
 
 pub mod chain_dir;
+pub mod dashboard;
 pub mod history;
 pub mod metrics;
 pub mod rpc;
@@ -27,6 +28,7 @@ pub mod server;
 pub mod store;
 #[cfg(any(test, feature = "test-utils"))]
 pub mod test_utils;
+pub mod trends;
 
 /// The mempool moved into the ledger crate; kept under its old path for callers.
 pub use ledger::mempool;
@@ -81,6 +83,9 @@ pub struct NodeConfig {
     /// How many blocks back past metagraphs are served (a checkpoint every epoch for as long).
     pub history_blocks: u64,
     pub rpc_limits: RpcLimits,
+    /// The file `agora localnet` writes its roles and judge figures to, served as
+    /// `agora_localnet` for the dashboard (`None`: not part of a localnet).
+    pub localnet_file: Option<PathBuf>,
     /// One of the genesis' validators (blocks ordered and finalized by the consensus engine
     /// among them), instead of the single-validator producer.
     pub validator: Option<ValidatorConfig>,
@@ -132,6 +137,7 @@ impl NodeConfig {
             production: Production::Interval(Duration::from_secs(1)),
             mempool_size: 10_000,
             history_blocks: 10_000,
+            localnet_file: None,
             rpc_limits,
             validator: None,
         }
@@ -188,6 +194,10 @@ pub struct Shared {
     pub metrics: Metrics,
     /// Checkpoints and past states.
     history: History,
+    /// Sampled stake shares, incentives and emissions for the dashboard's charts.
+    trends: Mutex<trends::Trends>,
+    /// See [`NodeConfig::localnet_file`].
+    localnet_file: Option<PathBuf>,
     /// The RPC server's connections and refusals.
     pub rpc: Arc<Connections>,
 }
@@ -204,7 +214,13 @@ const REMEMBERED_REJECTIONS: usize = 10_000;
 
 impl Shared {
     /// What the producer and the RPC handlers of a node over `ledger` share.
-    fn new(ledger: NodeLedger, history: History, mempool_size: usize, limits: &RpcLimits) -> Arc<Shared> {
+    fn new(
+        ledger: NodeLedger,
+        history: History,
+        mempool_size: usize,
+        limits: &RpcLimits,
+        localnet_file: Option<PathBuf>,
+    ) -> Arc<Shared> {
         let height = ledger.head().height;
         let validators = ledger.genesis().validators.len();
         let (heads, _) = tokio::sync::broadcast::channel(256);
@@ -217,6 +233,8 @@ impl Shared {
             rejected_in_block: Mutex::new(HashMap::new()),
             metrics: Metrics::default(),
             history,
+            trends: Mutex::new(trends::Trends::default()),
+            localnet_file,
             rpc: Arc::new(Connections::new(limits)),
         };
         shared.metrics.height.store(height, Ordering::Relaxed);
@@ -323,6 +341,7 @@ impl Shared {
         if let Err(e) = self.history.after_block(outcome.header.height, ledger.store()) {
             tracing::warn!(height = outcome.header.height, error = %e, "checkpoint not written");
         }
+        self.trends.lock().unwrap_or_else(|p| p.into_inner()).record(outcome.header.height, ledger.neurons());
         log_block(outcome, took);
         let m = &self.metrics;
         m.height.store(outcome.header.height, Ordering::Relaxed);
@@ -418,7 +437,8 @@ pub fn api(
     let (ledger, _) = chain_dir::open(data_dir, genesis.clone(), false)?;
     let ledger = open_ledger(ledger.into_store(), &genesis)?;
     let history = History::new(ledger.store().handle(), genesis, config.history_blocks);
-    let shared = Shared::new(ledger, history, config.mempool_size, &config.rpc_limits);
+    let shared =
+        Shared::new(ledger, history, config.mempool_size, &config.rpc_limits, config.localnet_file.clone());
     let module = rpc::module(shared.clone()).map_err(|e| NodeError::Runtime(e.to_string()))?;
     Ok((module, shared))
 }
@@ -449,7 +469,7 @@ impl Node {
             tracing::warn!(height = head.height, error = %e, "checkpoint not written");
         }
         let limits = config.rpc_limits.clone();
-        let shared = Shared::new(ledger, history, config.mempool_size, &limits);
+        let shared = Shared::new(ledger, history, config.mempool_size, &limits, config.localnet_file.clone());
         let running = match config.validator.clone() {
             Some(v) => Some(start_validator(&shared, v)?),
             None => None,

@@ -135,7 +135,8 @@ fn labelled(out: &mut String, name: &str, help: &str, label: &str, values: &[(&s
     }
 }
 
-/// Answers `GET /metrics`; passes everything else to the JSON-RPC service.
+/// Answers `GET /metrics` and the dashboard's files ([`crate::dashboard`]); passes everything
+/// else to the JSON-RPC service.
 #[derive(Clone)]
 pub struct MetricsLayer(pub Arc<Shared>);
 
@@ -175,6 +176,12 @@ where
                 .header(http::header::CONTENT_TYPE, "text/plain; version=0.0.4")
                 .body(HttpBody::from(text));
             return Box::pin(async move { resp.map_err(Into::into) });
+        }
+        // `GET /` is also how a WebSocket opens: that goes to jsonrpsee.
+        if req.method() == http::Method::GET && !jsonrpsee::server::ws::is_upgrade_request(&req) {
+            if let Some(resp) = crate::dashboard::response(req.uri().path()) {
+                return Box::pin(async move { Ok(resp) });
+            }
         }
         let fut = self.inner.call(req);
         Box::pin(async move { fut.await.map_err(Into::into) })

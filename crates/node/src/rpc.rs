@@ -11,10 +11,11 @@
 use crate::history::HistoryError;
 use crate::mempool::MempoolError;
 use crate::server::{Activity, Transport};
+use crate::trends::TrendError;
 use crate::Shared;
 use client::types::{
-    codes, AccountInfo, BlockId, BlockInfo, GenesisInfo, HotkeyStakeInfo, MetagraphInfo, NeuronQuery,
-    StakeInfo, TxLookup,
+    codes, AccountInfo, BlockId, BlockInfo, GenesisInfo, HistoryQuery, HotkeyStakeInfo, MetagraphInfo,
+    NetworkInfo, NeuronQuery, NeuronsQuery, StakeInfo, TxLookup, BLOCK_TIME_WINDOW,
 };
 use jsonrpsee::core::middleware::{
     Batch, BatchEntry, BatchEntryErr, Notification, ResponseFuture, RpcServiceT,
@@ -65,6 +66,31 @@ fn one<T: serde::de::DeserializeOwned>(params: &Params<'_>, what: &str) -> Resul
 fn key_param(params: &Params<'_>) -> Result<PublicKey, ErrorObjectOwned> {
     let s: String = one(params, "a public key as 64 hex digits")?;
     s.parse().map_err(invalid)
+}
+
+/// The one parameter object, named or positional, or `None` for no parameter, `[]` or
+/// `[null]`. Parsed here rather than by jsonrpsee, whose error drops serde's message (which
+/// field is unknown, which values are allowed).
+fn optional_object<T: serde::de::DeserializeOwned>(
+    params: &Params<'_>,
+    expected: &str,
+) -> Result<Option<T>, ErrorObjectOwned> {
+    let bad = |e: serde_json::Error| invalid(format!("expected {expected}: {e}"));
+    let raw: serde_json::Value = match params.as_str() {
+        None => return Ok(None),
+        Some(raw) => serde_json::from_str(raw).map_err(bad)?,
+    };
+    let one = match raw {
+        serde_json::Value::Array(mut a) if a.len() <= 1 => a.pop().unwrap_or_default(),
+        serde_json::Value::Array(a) => {
+            return Err(invalid(format!("expected one parameter, {expected}; got {}", a.len())))
+        }
+        other => other,
+    };
+    if one.is_null() {
+        return Ok(None);
+    }
+    serde_json::from_value(one).map(Some).map_err(bad)
 }
 
 pub fn module(shared: Arc<Shared>) -> Result<RpcModule<Arc<Shared>>, jsonrpsee::core::RegisterMethodError> {
@@ -181,6 +207,73 @@ pub fn module(shared: Arc<Shared>) -> Result<RpcModule<Arc<Shared>>, jsonrpsee::
                 BlockId::Hash(h) => error(codes::NOT_FOUND, format!("no committed block has hash {h}")),
             }),
         }
+    })?;
+
+    m.register_blocking_method("agora_neurons", |params, s, _| {
+        let expected = r#"{"offset": <number>, "limit": 1..=1000, "sort": "<column>", "descending": <bool>}"#;
+        // Named, one positional object, or nothing (the first 100 by uid).
+        let q: NeuronsQuery = optional_object(&params, expected)?.unwrap_or_default();
+        let ledger = s.ledger();
+        crate::dashboard::neuron_page(ledger.neurons(), ledger.head().height, &q)
+            .map_err(|e| invalid(e.to_string()))
+    })?;
+
+    m.register_blocking_method("agora_history", |params, s, _| {
+        let expected = r#"{"uids": [<uid>, ...] (at most 64), "from": <height>, "to": <height>}"#;
+        let q: HistoryQuery = optional_object(&params, expected)?.unwrap_or_default();
+        let ledger = s.ledger();
+        let trends = s.trends.lock().unwrap_or_else(|p| p.into_inner());
+        trends.query(&q, ledger.neurons(), ledger.head().height).map_err(|e| match e {
+            TrendError::UnknownUid { .. } | TrendError::Future { .. } => {
+                error(codes::NOT_FOUND, e.to_string())
+            }
+            _ => invalid(e.to_string()),
+        })
+    })?;
+
+    m.register_blocking_method("agora_weights", |params, s, _| {
+        let uid: u16 = one(&params, "a uid (number)")?;
+        let ledger = s.ledger();
+        let n = ledger.neurons().len();
+        crate::dashboard::links(n, uid, |i| ledger.weights(i), ledger.bonds(uid), ledger.head().height)
+            .ok_or_else(|| {
+                error(codes::NOT_FOUND, format!("no neuron with uid {uid}: the network has {n} neurons"))
+            })
+    })?;
+
+    m.register_blocking_method("agora_localnet", |_, s, _| {
+        use crate::dashboard::LocalnetFileError as E;
+        crate::dashboard::read_localnet(s.localnet_file.as_deref()).map_err(|e| match e {
+            E::NotALocalnet | E::NotWritten(_) => error(codes::NOT_FOUND, e.to_string()),
+            e => error(codes::STORAGE, e.to_string()),
+        })
+    })?;
+
+    m.register_blocking_method("agora_network", |_, s, _| {
+        let latest = s.status().latest;
+        let ledger = s.ledger();
+        let head = ledger.head();
+        let genesis = ledger.genesis();
+        // The mean interval over the last blocks (height 0 is genesis and has no timestamp).
+        let first = head.height.saturating_sub(BLOCK_TIME_WINDOW).max(1);
+        let block_time_ms = match (head.height > first).then(|| ledger.block(first)) {
+            Some(r) => r.map_err(storage)?.map(|b| {
+                head.timestamp_ms.saturating_sub(b.block.header.timestamp_ms) as f64
+                    / (head.height - first) as f64
+            }),
+            None => None,
+        };
+        Ok::<_, ErrorObjectOwned>(NetworkInfo {
+            chain_id: genesis.chain_id.clone(),
+            mechanism: genesis.mechanism.name().to_string(),
+            tempo: genesis.tempo,
+            n: ledger.neurons().len() as u32,
+            head,
+            latest,
+            issuance: ledger.issuance(),
+            tau: ledger.tau(),
+            block_time_ms,
+        })
     })?;
 
     m.register_blocking_method("agora_head", |_, s, _| Ok::<_, ErrorObjectOwned>(s.ledger().head()))?;

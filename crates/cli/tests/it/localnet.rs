@@ -46,6 +46,17 @@ fn the_chain_side_of_a_localnet_runs_end_to_end() {
     {
         dir.has(f);
     }
+    // The dashboard's localnet panel as last written: every peer with its scenario role.
+    let panel: client::LocalnetStatus =
+        serde_json::from_slice(&std::fs::read(dir.0.join("dashboard.json")).unwrap())
+            .expect("dashboard.json");
+    assert_eq!((panel.done, panel.blocks), (scenario.blocks(), scenario.blocks()));
+    let last_rows: Vec<_> = rows.iter().filter(|r| r.block == last).collect();
+    let roles: Vec<(u16, String, String)> =
+        last_rows.iter().map(|r| (r.uid, r.name.clone(), r.role.name().to_string())).collect();
+    let served: Vec<(u16, String, String)> =
+        panel.peers.iter().map(|p| (p.uid, p.name.clone(), p.role.clone())).collect();
+    assert_eq!(served, roles);
     assert_eq!(outcome.summary.reports, 0, "no peers ran");
     assert!(std::fs::read_to_string(dir.0.join("node.log")).unwrap().contains("stopped at height"));
 }
@@ -71,11 +82,23 @@ fn ctrl_c_stops_the_run_cleanly_and_still_reports() {
         assert!(child.try_wait().unwrap().is_none(), "localnet exited early");
         std::thread::sleep(Duration::from_millis(100));
     }
+    // The node serves the run's roles to the dashboard (the file localnet writes each block).
+    let addr = std::fs::read_to_string(dir.0.join("node.addr")).expect("the node's address");
+    let body = r#"{"jsonrpc":"2.0","id":1,"method":"agora_localnet","params":[]}"#;
+    let answer: serde_json::Value =
+        serde_json::from_str(&node::test_utils::post(&addr, body)).expect("agora_localnet answers JSON");
+    let status: client::LocalnetStatus =
+        serde_json::from_value(answer["result"].clone()).unwrap_or_else(|e| panic!("{e}: {answer}"));
+    assert_eq!(status.peers.len(), 3, "{status:?}");
+    assert!(status.done <= status.blocks && status.judge_block.is_none(), "{status:?}");
+    assert!(status.peers.iter().all(|p| p.role != "unknown" && p.judge.is_none()), "{status:?}");
     let ok = Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap().success();
     assert!(ok);
     let out = child.wait_with_output().expect("localnet exits");
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(stderr.contains(&format!("dashboard: http://{addr}/ ")), "{stderr}");
     assert!(stdout.contains("(interrupted)"), "{stdout}");
     assert!(std::fs::read_to_string(dir.0.join("node.log")).unwrap().contains("stopped at height"));
     dir.has("report.md");

@@ -57,6 +57,17 @@ fn a_market_on_four_validator_processes_agrees_and_pays_by_value() {
 
     let rows = read_metagraph_csv(&dir.0.join("metagraph.csv")).expect("metagraph.csv");
     let last = rows.iter().map(|r| r.block).max().expect("samples");
+    // The dashboard's localnet panel (served by every validator): each peer's loss curve, read
+    // from the status.csv it wrote while it trained.
+    let panel: client::LocalnetStatus =
+        serde_json::from_slice(&std::fs::read(dir.0.join("dashboard.json")).expect("dashboard.json"))
+            .expect("the panel's JSON");
+    assert!(!panel.peers.is_empty());
+    for p in &panel.peers {
+        assert!(!p.loss.is_empty(), "{} reported no loss", p.name);
+        assert!(p.loss.iter().all(|&(_, l)| l.is_finite() && l > 0.0), "{}: {:?}", p.name, p.loss);
+        assert!(p.loss.windows(2).all(|w| w[0].0 <= w[1].0), "{}: blocks ascend", p.name);
+    }
     let a = outcome.agreement.expect("several validators: their agreement");
     assert_eq!(a.finalized.len(), 4);
     assert!(a.height >= last, "every validator finalized the run's last sampled block {last}: {a:?}");

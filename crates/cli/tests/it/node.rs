@@ -306,4 +306,102 @@ async fn node_from_a_genesis_file_runs_epochs_and_serves_the_metagraph() {
     let past = c.metagraph(Some(before.block)).await.expect("metagraph at a past height");
     assert_eq!(past, before);
     assert_ne!(past.weights, mg.weights);
+    dashboard_methods_agree_with_the_metagraph(&c, &n.addr, &mg).await;
+}
+
+/// The dashboard's calls (`agora_neurons`, `agora_network`) against the metagraph, their bad
+/// parameters refused with what was expected, and the page itself on `GET /`.
+async fn dashboard_methods_agree_with_the_metagraph(c: &Client, addr: &str, mg: &client::MetagraphInfo) {
+    use client::{NeuronSort, NeuronsQuery};
+    let all = c.neurons(NeuronsQuery::default()).await.expect("neurons");
+    assert_eq!((all.n, all.block, all.offset), (3, mg.block, 0));
+    assert_eq!(all.neurons.iter().map(|n| n.stake).collect::<Vec<_>>(), mg.S);
+    assert_eq!(all.neurons.iter().map(|n| n.scores.incentive).collect::<Vec<_>>(), mg.I);
+    // Sorted by incentive, largest first, one at a time from the second.
+    let q = NeuronsQuery { offset: 1, limit: 1, sort: NeuronSort::Incentive, descending: true };
+    let page = c.neurons(q).await.expect("a page");
+    let mut by_incentive: Vec<usize> = (0..3).collect();
+    by_incentive.sort_by(|&a, &b| mg.I[b].total_cmp(&mg.I[a]).then(a.cmp(&b)));
+    assert_eq!(page.neurons.len(), 1);
+    assert_eq!(usize::from(page.neurons[0].uid), by_incentive[1]);
+    let net = c.network().await.expect("network");
+    assert_eq!((net.chain_id.as_str(), net.mechanism.as_str(), net.n), ("agora-it", "yuma", 3));
+    assert_eq!(net.head.height, mg.block);
+    assert_eq!((net.issuance, net.tau), (mg.issuance, mg.tau));
+    assert!(net.block_time_ms.is_some_and(|ms| ms >= 0.0), "{net:?}");
+
+    // Bad parameters: JSON-RPC's invalid-params code, and the message says what is allowed.
+    let call = |params: &str| {
+        let body = format!(r#"{{"jsonrpc":"2.0","id":1,"method":"agora_neurons","params":{params}}}"#);
+        let v: serde_json::Value = serde_json::from_str(&node::test_utils::post(addr, &body)).expect("json");
+        assert_eq!(v["error"]["code"], codes::INVALID_PARAMS, "{params}: {v}");
+        v["error"]["message"].as_str().unwrap_or_default().to_string()
+    };
+    assert!(call(r#"[{"limit": 0}]"#).contains("ask for 1 to 1000"));
+    assert!(call(r#"{"limit": 5000}"#).contains("ask for 1 to 1000"));
+    let m = call(r#"[{"sort": "height"}]"#);
+    assert!(m.contains("unknown variant `height`") && m.contains("`incentive`"), "{m}");
+    assert!(call(r#"[{"offset": -1}]"#).contains("expected"));
+    assert!(call(r#"[{"colour": "red"}]"#).contains("unknown field `colour`"));
+
+    // The history the node sampled: every block so far, the last sample the table now.
+    let hist = c.history(client::HistoryQuery::default()).await.expect("history");
+    assert_eq!(hist.neurons.len(), 3);
+    assert_eq!(hist.heights.last(), Some(&mg.block));
+    let total: u64 = mg.S.iter().sum();
+    for n in &hist.neurons {
+        let u = usize::from(n.uid);
+        let share = n.stake_share.last().copied().flatten().expect("a share at the head");
+        assert!((f64::from(share) - mg.S[u] as f64 / total as f64).abs() < 1e-6, "{n:?}");
+        assert_eq!(n.emission.last().copied().flatten(), Some(mg.E[u]));
+    }
+    let refused = |q: client::HistoryQuery| async move {
+        match c.history(q).await {
+            Err(ClientError::Rpc { code, message, .. }) => (code, message),
+            other => panic!("expected an error, got {other:?}"),
+        }
+    };
+    let (code, m) = refused(client::HistoryQuery { uids: Some(vec![0, 9]), ..Default::default() }).await;
+    assert_eq!((code, m.as_str()), (codes::NOT_FOUND, "no neuron with uid 9: the network has 3 neurons"));
+    let (code, m) = refused(client::HistoryQuery { from: Some(0), to: Some(mg.block + 5), uids: None }).await;
+    assert_eq!(code, codes::NOT_FOUND, "{m}");
+    let (code, m) = refused(client::HistoryQuery { from: Some(5), to: Some(1), uids: None }).await;
+    assert_eq!((code, m.as_str()), (codes::INVALID_PARAMS, "from block 5 is after to block 1"));
+    let (code, m) =
+        refused(client::HistoryQuery { uids: Some((0..100).collect()), ..Default::default() }).await;
+    assert_eq!((code, m.as_str()), (codes::INVALID_PARAMS, "100 uids asked for: at most 64 per call"));
+
+    // A neuron's row and column of W and its bonds, as the metagraph has them.
+    for uid in 0..3u16 {
+        let l = c.weights(uid).await.expect("weights");
+        let u = usize::from(uid);
+        assert_eq!(l.given, mg.weights[u]);
+        let column: Vec<(u16, f64)> = (0..3u16)
+            .filter_map(|i| mg.weights[usize::from(i)].iter().find(|&&(j, _)| j == uid).map(|&(_, w)| (i, w)))
+            .collect();
+        assert_eq!((l.received, l.bonds), (column, mg.bonds[u].clone()));
+    }
+    match c.weights(3).await {
+        Err(ClientError::Rpc { code, message, .. }) => {
+            assert_eq!(
+                (code, message.as_str()),
+                (codes::NOT_FOUND, "no neuron with uid 3: the network has 3 neurons")
+            )
+        }
+        other => panic!("{other:?}"),
+    }
+
+    // The page, its assets, and nothing else, on plain HTTP.
+    let get = |path: &str| {
+        let mut s = std::net::TcpStream::connect(addr).expect("connect");
+        write!(s, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").expect("write");
+        let mut out = String::new();
+        s.read_to_string(&mut out).expect("read");
+        out
+    };
+    let page = get("/");
+    assert!(page.starts_with("HTTP/1.0 200") && page.contains("<title>Agora</title>"), "{page}");
+    assert!(page.to_lowercase().contains("content-security-policy: default-src 'self'"), "{page}");
+    assert!(get("/dashboard.js").contains("agora_subscribeNewHeads"));
+    assert!(!get("/nothing-here").starts_with("HTTP/1.0 200"));
 }
