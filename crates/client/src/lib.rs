@@ -6,6 +6,7 @@
 //! for the transaction and block types but not on the node, so wallets, peers and the CLI use it
 //! without linking a server. It assumes a node speaking the same API version.
 
+pub mod methods;
 pub mod types;
 
 use jsonrpsee::core::client::{ClientT, Subscription, SubscriptionClientT};
@@ -101,12 +102,12 @@ impl Client {
 
     /// `agora_submitTransaction` with raw encoded bytes (for tools that relay transactions).
     pub async fn submit_bytes(&self, bytes: &[u8]) -> Result<Hash, ClientError> {
-        self.call("agora_submitTransaction", rpc_params![hex::encode(bytes)]).await
+        self.call(methods::SUBMIT_TRANSACTION, rpc_params![hex::encode(bytes)]).await
     }
 
     /// `agora_getTransaction`.
     pub async fn transaction(&self, id: &Hash) -> Result<TxLookup, ClientError> {
-        self.call("agora_getTransaction", rpc_params![id]).await
+        self.call(methods::GET_TRANSACTION, rpc_params![id]).await
     }
 
     /// Submits `tx` and polls until a block includes it: `(height, receipt)`. The receipt may
@@ -130,100 +131,100 @@ impl Client {
 
     /// `agora_account`.
     pub async fn account(&self, key: &PublicKey) -> Result<AccountInfo, ClientError> {
-        self.call("agora_account", rpc_params![key]).await
+        self.call(methods::ACCOUNT, rpc_params![key]).await
     }
 
     /// `agora_neuron` by uid.
     pub async fn neuron(&self, uid: u16) -> Result<ledger::Neuron, ClientError> {
-        self.call("agora_neuron", rpc_params![NeuronQuery::Uid { uid }]).await
+        self.call(methods::NEURON, rpc_params![NeuronQuery::Uid { uid }]).await
     }
 
     /// `agora_neuron` by hotkey.
     pub async fn neuron_by_hotkey(&self, hotkey: &PublicKey) -> Result<ledger::Neuron, ClientError> {
-        self.call("agora_neuron", rpc_params![NeuronQuery::Hotkey { hotkey: *hotkey }]).await
+        self.call(methods::NEURON, rpc_params![NeuronQuery::Hotkey { hotkey: *hotkey }]).await
     }
 
     /// `agora_metagraph` at the latest block (`None`) or a given height.
     pub async fn metagraph(&self, block: Option<u64>) -> Result<MetagraphInfo, ClientError> {
-        self.call("agora_metagraph", rpc_params![block]).await
+        self.call(methods::METAGRAPH, rpc_params![block]).await
     }
 
     /// `agora_block` by height.
     pub async fn block(&self, height: u64) -> Result<BlockInfo, ClientError> {
-        self.call("agora_block", rpc_params![BlockId::Height(height)]).await
+        self.call(methods::BLOCK, rpc_params![BlockId::Height(height)]).await
     }
 
     /// `agora_block` by hash.
     pub async fn block_by_hash(&self, hash: &Hash) -> Result<BlockInfo, ClientError> {
-        self.call("agora_block", rpc_params![BlockId::Hash(*hash)]).await
+        self.call(methods::BLOCK, rpc_params![BlockId::Hash(*hash)]).await
     }
 
     /// `agora_head`: the last committed block.
     pub async fn head(&self) -> Result<HeadInfo, ClientError> {
-        self.call("agora_head", rpc_params![]).await
+        self.call(methods::HEAD, rpc_params![]).await
     }
 
     /// `agora_status`: the finalized head, the latest height, the validators, the evidence.
     pub async fn status(&self) -> Result<types::ChainStatus, ClientError> {
-        self.call("agora_status", rpc_params![]).await
+        self.call(methods::STATUS, rpc_params![]).await
     }
 
     /// `agora_genesis`.
     pub async fn genesis(&self) -> Result<GenesisInfo, ClientError> {
-        self.call("agora_genesis", rpc_params![]).await
+        self.call(methods::GENESIS, rpc_params![]).await
     }
 
     /// `agora_neurons`: one sorted page of the neuron table.
     pub async fn neurons(&self, query: NeuronsQuery) -> Result<NeuronPage, ClientError> {
-        self.call("agora_neurons", rpc_params![query]).await
+        self.call(methods::NEURONS, rpc_params![query]).await
     }
 
     /// `agora_network`: chain id, mechanism, n, head, issuance, block time.
     pub async fn network(&self) -> Result<NetworkInfo, ClientError> {
-        self.call("agora_network", rpc_params![]).await
+        self.call(methods::NETWORK, rpc_params![]).await
     }
 
     /// `agora_history`: stake share, incentive and emission per neuron over blocks.
     pub async fn history(&self, query: HistoryQuery) -> Result<HistorySeries, ClientError> {
-        self.call("agora_history", rpc_params![query]).await
+        self.call(methods::HISTORY, rpc_params![query]).await
     }
 
     /// `agora_weights`: a neuron's weights given and received and its bonds.
     pub async fn weights(&self, uid: u16) -> Result<NeuronLinks, ClientError> {
-        self.call("agora_weights", rpc_params![uid]).await
+        self.call(methods::WEIGHTS, rpc_params![uid]).await
     }
 
     /// `agora_localnet`: the roles and the judge's figures of the localnet this node runs.
     pub async fn localnet(&self) -> Result<LocalnetStatus, ClientError> {
-        self.call("agora_localnet", rpc_params![]).await
+        self.call(methods::LOCALNET, rpc_params![]).await
     }
 
     /// `agora_difficulty`: the current proof-of-work difficulty of `register`.
     pub async fn difficulty(&self) -> Result<u64, ClientError> {
-        self.call("agora_difficulty", rpc_params![]).await
+        self.call(methods::DIFFICULTY, rpc_params![]).await
     }
 
     /// `agora_burn`: what a burned registration burns now, base units.
     pub async fn burn(&self) -> Result<u64, ClientError> {
-        self.call("agora_burn", rpc_params![]).await
+        self.call(methods::BURN, rpc_params![]).await
     }
 
     /// `agora_nominators`: the stake on a registered hotkey, owner's part and nominators'.
     pub async fn nominators(&self, hotkey: &PublicKey) -> Result<types::HotkeyStakeInfo, ClientError> {
-        self.call("agora_nominators", rpc_params![hotkey]).await
+        self.call(methods::NOMINATORS, rpc_params![hotkey]).await
     }
 
     /// `agora_stakes`: the hotkeys a coldkey has stake on (its own and its nominations).
     pub async fn stakes(&self, coldkey: &PublicKey) -> Result<Vec<types::StakeInfo>, ClientError> {
-        self.call("agora_stakes", rpc_params![coldkey]).await
+        self.call(methods::STAKES, rpc_params![coldkey]).await
     }
 
     /// `agora_subscribeNewHeads`: every committed block from now on (WebSocket only).
     pub async fn subscribe_heads(&self) -> Result<Subscription<NewHead>, ClientError> {
         match &self.inner {
-            Inner::Ws(c) => {
-                Ok(c.subscribe("agora_subscribeNewHeads", rpc_params![], "agora_unsubscribeNewHeads").await?)
-            }
+            Inner::Ws(c) => Ok(c
+                .subscribe(methods::SUBSCRIBE_NEW_HEADS, rpc_params![], methods::UNSUBSCRIBE_NEW_HEADS)
+                .await?),
             Inner::Http(_) => Err(ClientError::NeedsWebSocket(self.url.clone())),
         }
     }

@@ -13,6 +13,7 @@ use crate::mempool::MempoolError;
 use crate::server::{Activity, Transport};
 use crate::trends::TrendError;
 use crate::Shared;
+use client::methods;
 use client::types::{
     codes, AccountInfo, BlockId, BlockInfo, GenesisInfo, HistoryQuery, HotkeyStakeInfo, MetagraphInfo,
     NetworkInfo, NeuronQuery, NeuronsQuery, StakeInfo, TxLookup, BLOCK_TIME_WINDOW,
@@ -38,7 +39,7 @@ use tokio::sync::broadcast::error::RecvError;
 pub const HISTORICAL_WAIT: Duration = Duration::from_secs(10);
 
 /// The subscription methods, which need a WebSocket.
-const SUBSCRIPTION_METHODS: [&str; 2] = ["agora_subscribeNewHeads", "agora_unsubscribeNewHeads"];
+const SUBSCRIPTION_METHODS: [&str; 2] = [methods::SUBSCRIBE_NEW_HEADS, methods::UNSUBSCRIBE_NEW_HEADS];
 
 fn error(code: i32, message: impl Into<String>) -> ErrorObjectOwned {
     ErrorObject::owned(code, message.into(), None::<()>)
@@ -96,7 +97,7 @@ fn optional_object<T: serde::de::DeserializeOwned>(
 pub fn module(shared: Arc<Shared>) -> Result<RpcModule<Arc<Shared>>, jsonrpsee::core::RegisterMethodError> {
     let mut m = RpcModule::new(shared);
 
-    m.register_blocking_method("agora_submitTransaction", |params, s, _| {
+    m.register_blocking_method(methods::SUBMIT_TRANSACTION, |params, s, _| {
         let hex_tx: String = one(&params, "the signed transaction's bytes as hex")?;
         let bytes = hex::decode(hex_tx.strip_prefix("0x").unwrap_or(&hex_tx))
             .map_err(|e| invalid(format!("transaction is not hex: {e}")))?;
@@ -107,7 +108,7 @@ pub fn module(shared: Arc<Shared>) -> Result<RpcModule<Arc<Shared>>, jsonrpsee::
         })
     })?;
 
-    m.register_blocking_method("agora_getTransaction", |params, s, _| {
+    m.register_blocking_method(methods::GET_TRANSACTION, |params, s, _| {
         let id: Hash = {
             let text: String = one(&params, "a transaction id as 64 hex digits")?;
             text.parse().map_err(invalid)?
@@ -128,12 +129,12 @@ pub fn module(shared: Arc<Shared>) -> Result<RpcModule<Arc<Shared>>, jsonrpsee::
         }
     })?;
 
-    m.register_blocking_method("agora_account", |params, s, _| {
+    m.register_blocking_method(methods::ACCOUNT, |params, s, _| {
         let key = key_param(&params)?;
         Ok::<_, ErrorObjectOwned>(AccountInfo::new(key, s.ledger().account(&key)))
     })?;
 
-    m.register_blocking_method("agora_neuron", |params, s, _| {
+    m.register_blocking_method(methods::NEURON, |params, s, _| {
         let q: NeuronQuery = one(&params, r#"{"uid": <number>} or {"hotkey": "<64 hex digits>"}"#)?;
         let ledger = s.ledger();
         let found = match &q {
@@ -151,7 +152,7 @@ pub fn module(shared: Arc<Shared>) -> Result<RpcModule<Arc<Shared>>, jsonrpsee::
         })
     })?;
 
-    m.register_async_method("agora_metagraph", |params, s, _| async move {
+    m.register_async_method(methods::METAGRAPH, |params, s, _| async move {
         let height: Option<u64> = if params.is_object() {
             #[derive(serde::Deserialize)]
             struct Named {
@@ -186,7 +187,7 @@ pub fn module(shared: Arc<Shared>) -> Result<RpcModule<Arc<Shared>>, jsonrpsee::
         }
     })?;
 
-    m.register_blocking_method("agora_block", |params, s, _| {
+    m.register_blocking_method(methods::BLOCK, |params, s, _| {
         let id: BlockId = one(&params, "a block height (number) or a block hash (64 hex digits)")?;
         let ledger = s.ledger();
         let stored = match &id {
@@ -209,7 +210,7 @@ pub fn module(shared: Arc<Shared>) -> Result<RpcModule<Arc<Shared>>, jsonrpsee::
         }
     })?;
 
-    m.register_blocking_method("agora_neurons", |params, s, _| {
+    m.register_blocking_method(methods::NEURONS, |params, s, _| {
         let expected = r#"{"offset": <number>, "limit": 1..=1000, "sort": "<column>", "descending": <bool>}"#;
         // Named, one positional object, or nothing (the first 100 by uid).
         let q: NeuronsQuery = optional_object(&params, expected)?.unwrap_or_default();
@@ -218,7 +219,7 @@ pub fn module(shared: Arc<Shared>) -> Result<RpcModule<Arc<Shared>>, jsonrpsee::
             .map_err(|e| invalid(e.to_string()))
     })?;
 
-    m.register_blocking_method("agora_history", |params, s, _| {
+    m.register_blocking_method(methods::HISTORY, |params, s, _| {
         let expected = r#"{"uids": [<uid>, ...] (at most 64), "from": <height>, "to": <height>}"#;
         let q: HistoryQuery = optional_object(&params, expected)?.unwrap_or_default();
         let ledger = s.ledger();
@@ -231,7 +232,7 @@ pub fn module(shared: Arc<Shared>) -> Result<RpcModule<Arc<Shared>>, jsonrpsee::
         })
     })?;
 
-    m.register_blocking_method("agora_weights", |params, s, _| {
+    m.register_blocking_method(methods::WEIGHTS, |params, s, _| {
         let uid: u16 = one(&params, "a uid (number)")?;
         let ledger = s.ledger();
         let n = ledger.neurons().len();
@@ -241,7 +242,7 @@ pub fn module(shared: Arc<Shared>) -> Result<RpcModule<Arc<Shared>>, jsonrpsee::
             })
     })?;
 
-    m.register_blocking_method("agora_localnet", |_, s, _| {
+    m.register_blocking_method(methods::LOCALNET, |_, s, _| {
         use crate::dashboard::LocalnetFileError as E;
         crate::dashboard::read_localnet(s.localnet_file.as_deref()).map_err(|e| match e {
             E::NotALocalnet | E::NotWritten(_) => error(codes::NOT_FOUND, e.to_string()),
@@ -249,7 +250,7 @@ pub fn module(shared: Arc<Shared>) -> Result<RpcModule<Arc<Shared>>, jsonrpsee::
         })
     })?;
 
-    m.register_blocking_method("agora_network", |_, s, _| {
+    m.register_blocking_method(methods::NETWORK, |_, s, _| {
         let latest = s.status().latest;
         let ledger = s.ledger();
         let head = ledger.head();
@@ -276,20 +277,20 @@ pub fn module(shared: Arc<Shared>) -> Result<RpcModule<Arc<Shared>>, jsonrpsee::
         })
     })?;
 
-    m.register_blocking_method("agora_head", |_, s, _| Ok::<_, ErrorObjectOwned>(s.ledger().head()))?;
-    m.register_blocking_method("agora_status", |_, s, _| Ok::<_, ErrorObjectOwned>(s.status()))?;
-    m.register_blocking_method("agora_genesis", |_, s, _| {
+    m.register_blocking_method(methods::HEAD, |_, s, _| Ok::<_, ErrorObjectOwned>(s.ledger().head()))?;
+    m.register_blocking_method(methods::STATUS, |_, s, _| Ok::<_, ErrorObjectOwned>(s.status()))?;
+    m.register_blocking_method(methods::GENESIS, |_, s, _| {
         let ledger = s.ledger();
         let config = ledger.genesis().clone();
         Ok::<_, ErrorObjectOwned>(GenesisInfo { hash: config.hash(), config })
     })?;
-    m.register_blocking_method("agora_difficulty", |_, s, _| {
+    m.register_blocking_method(methods::DIFFICULTY, |_, s, _| {
         Ok::<_, ErrorObjectOwned>(s.ledger().difficulty())
     })?;
 
-    m.register_blocking_method("agora_burn", |_, s, _| Ok::<_, ErrorObjectOwned>(s.ledger().burn()))?;
+    m.register_blocking_method(methods::BURN, |_, s, _| Ok::<_, ErrorObjectOwned>(s.ledger().burn()))?;
 
-    m.register_blocking_method("agora_nominators", |params, s, _| {
+    m.register_blocking_method(methods::NOMINATORS, |params, s, _| {
         let hotkey = key_param(&params)?;
         let ledger = s.ledger();
         let height = ledger.head().height;
@@ -299,7 +300,7 @@ pub fn module(shared: Arc<Shared>) -> Result<RpcModule<Arc<Shared>>, jsonrpsee::
             .ok_or_else(|| error(codes::NOT_FOUND, format!("hotkey {hotkey} is not registered")))
     })?;
 
-    m.register_blocking_method("agora_stakes", |params, s, _| {
+    m.register_blocking_method(methods::STAKES, |params, s, _| {
         let coldkey = key_param(&params)?;
         let ledger = s.ledger();
         let height = ledger.head().height;
@@ -316,9 +317,9 @@ pub fn module(shared: Arc<Shared>) -> Result<RpcModule<Arc<Shared>>, jsonrpsee::
     })?;
 
     m.register_subscription(
-        "agora_subscribeNewHeads",
-        "agora_newHead",
-        "agora_unsubscribeNewHeads",
+        methods::SUBSCRIBE_NEW_HEADS,
+        methods::NEW_HEAD,
+        methods::UNSUBSCRIBE_NEW_HEADS,
         |_, pending, s, ext| async move {
             let mut rx = s.heads.subscribe();
             let mut sink = pending.accept().await?;
@@ -522,5 +523,17 @@ mod tests {
         }
         assert!(limit.run(|| 7).await.is_ok_and(|v| v == 7));
         assert!(limit.peak.load(Ordering::SeqCst) <= 2);
+    }
+
+    /// The node registers exactly the methods `client::methods` declares: a method added on one
+    /// side only fails here.
+    #[test]
+    fn the_node_answers_exactly_the_declared_methods() {
+        let dir = std::env::temp_dir().join(format!("agora-rpc-methods-{}", std::process::id()));
+        let (module, _) = crate::api(&dir, ledger::GenesisConfig::default()).unwrap();
+        let registered: std::collections::BTreeSet<&str> = module.method_names().collect();
+        let declared: std::collections::BTreeSet<&str> = methods::ALL.into_iter().collect();
+        let _ = std::fs::remove_dir_all(&dir);
+        assert_eq!(registered, declared);
     }
 }
