@@ -75,7 +75,9 @@ fn pretrain_writes_a_checkpoint_that_counts_on_a_second_call() {
     let o = pretrain("5");
     let stdout = String::from_utf8_lossy(&o.stdout);
     assert!(o.status.success(), "{}", stderr(&o));
-    assert!(stdout.contains("resuming") && stdout.contains("for 2 steps"), "{stdout}");
+    // The progress lines are logs (stderr, through tracing); the result is stdout.
+    let log = stderr(&o);
+    assert!(log.contains("resuming") && log.contains("for 2 steps"), "{log}");
     assert!(stdout.contains("model at step 5"), "{stdout}");
     // The result is a model `agora peer export` takes.
     let exported = dir.0.join("exported");
