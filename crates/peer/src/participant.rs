@@ -64,9 +64,15 @@ pub enum RateLimitPolicy {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum WeightsOutcome {
     /// Applied in block `height`.
-    Applied { height: u64 },
+    Applied {
+        /// The block that included the weights.
+        height: u64,
+    },
     /// Not submitted: the earliest block that accepts it is `next_allowed`.
-    RateLimited { next_allowed: u64 },
+    RateLimited {
+        /// The first block at which the chain's rate limit lets it set weights again.
+        next_allowed: u64,
+    },
 }
 
 /// One neuron's hotkey on one chain: registers, serves, sets weights, reads its balance.
@@ -85,14 +91,17 @@ impl<C: Chain> Participant<C> {
         Ok(Participant { chain, hotkey, coldkey, genesis })
     }
 
+    /// The chain it speaks to.
     pub fn chain(&self) -> &C {
         &self.chain
     }
 
+    /// The chain's genesis (fees and weight rules), as read at construction.
     pub fn genesis(&self) -> &GenesisConfig {
         &self.genesis
     }
 
+    /// Its hotkey's public key: its identity on the metagraph.
     pub fn hotkey(&self) -> PublicKey {
         ledger::public_key(&self.hotkey)
     }
@@ -102,6 +111,7 @@ impl<C: Chain> Participant<C> {
         &self.hotkey
     }
 
+    /// The coldkey that owns its hotkey.
     pub fn coldkey(&self) -> PublicKey {
         self.coldkey
     }

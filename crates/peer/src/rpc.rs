@@ -25,6 +25,7 @@ pub struct RpcChain {
 }
 
 impl RpcChain {
+    /// Connects to a node's JSON-RPC at `url`.
     pub async fn connect(url: &str) -> Result<RpcChain, ChainError> {
         let client = Client::connect(url).await?;
         Ok(RpcChain {
