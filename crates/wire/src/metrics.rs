@@ -25,11 +25,14 @@ pub const LATENCY_BUCKETS: [f64; 16] =
 /// Which RPC a measurement belongs to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Call {
+    /// A Forward: inputs in, representations out.
     Forward,
+    /// A Backward: gradients in for the representations served.
     Backward,
 }
 
 impl Call {
+    /// The call's label in the metrics (`forward`, `backward`).
     pub fn as_str(self) -> &'static str {
         match self {
             Call::Forward => "forward",
@@ -45,6 +48,7 @@ impl Call {
         }
     }
 
+    /// The call of a gRPC path; `None` for another path.
     pub fn from_path(path: &str) -> Option<Call> {
         [Call::Forward, Call::Backward].into_iter().find(|c| c.path() == path)
     }
@@ -53,6 +57,7 @@ impl Call {
 /// Who a measurement is about.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PeerLabel<'a> {
+    /// A peer whose hotkey was authenticated.
     Hotkey(&'a [u8; 32]),
     /// A caller whose MAC (or handshake signature) was not (yet) verified.
     Unverified,
@@ -94,6 +99,7 @@ pub struct Metrics {
 }
 
 impl Metrics {
+    /// Empty metrics for one side (`axon` or `dendrite`, the metric names' infix).
     pub fn new(side: &'static str) -> Metrics {
         Metrics {
             side,
@@ -109,6 +115,8 @@ impl Metrics {
         self.peers.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Counts one call to or from `peer` with its return code and latency (peers past the limit count as
+    /// `other`).
     pub fn record(&self, peer: PeerLabel<'_>, call: Call, code: ReturnCode, latency: Duration) {
         let mut label = match peer {
             PeerLabel::Hotkey(k) => hex::encode(k),
@@ -128,10 +136,12 @@ impl Metrics {
         self.connections.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Connections accepted (axon) or opened (dendrite) so far.
     pub fn connections(&self) -> u64 {
         self.connections.load(Ordering::Relaxed)
     }
 
+    /// Counts bytes read from a caller's connection, framing included.
     pub fn add_received_bytes(&self, n: u64) {
         self.received.fetch_add(n, Ordering::Relaxed);
     }
@@ -141,6 +151,7 @@ impl Metrics {
         self.received.load(Ordering::Relaxed)
     }
 
+    /// Counts request-message bytes an admitted call read.
     pub fn add_body_bytes(&self, n: u64) {
         self.body.fetch_add(n, Ordering::Relaxed);
     }
