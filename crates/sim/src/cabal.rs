@@ -83,7 +83,7 @@ pub const PRINT_DIGITS: usize = 15;
 /// updates (the papers print the share after each update, starting the count at 0).
 #[derive(Debug, Clone, PartialEq)]
 pub struct CabalRow {
-    /// Updates done before this line, counted from 0 as the papers print it.
+    /// The line's number, from 0 as the papers print it: the share after `step + 1` updates.
     pub step: usize,
     /// From the real mechanism: the line `agora` prints.
     pub mechanism: f64,

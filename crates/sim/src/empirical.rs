@@ -174,7 +174,8 @@ pub struct EmpiricalOptions {
     pub compare_seeds: u64,
     /// The adaptive-tau run of Figure 5.
     pub adaptive: AdaptiveOptions,
-    /// Mixed into every instance's seed: another base seed draws other markets.
+    /// Seeds every instance's generator (the size and the seed pick its stream): another base
+    /// seed draws other markets.
     pub base_seed: u64,
 }
 
