@@ -10,7 +10,7 @@ pub enum LocalnetError {
     /// A file or directory of the run could not be created, written or read.
     #[error("{path}: {source}")]
     Io {
-        /// The path.
+        /// The file or directory that could not be used.
         path: PathBuf,
         /// The operating system's error.
         source: std::io::Error,
@@ -26,7 +26,7 @@ pub enum LocalnetError {
     /// A process (a node, a validator, a peer) could not be started.
     #[error("cannot start {}: {source}", program.display())]
     Spawn {
-        /// The program.
+        /// The executable that would not start.
         program: PathBuf,
         /// The operating system's error.
         source: std::io::Error,
@@ -79,7 +79,7 @@ pub enum LocalnetError {
     /// A file of the run directory does not parse.
     #[error("{path}: line {line}: {reason}")]
     Parse {
-        /// The file.
+        /// The file that does not parse.
         path: PathBuf,
         /// The line (1-based; 0 when unknown).
         line: u64,
@@ -101,7 +101,7 @@ pub enum LocalnetError {
     /// Validators finalized different blocks at one height: consensus is broken.
     #[error("the validators disagree at finalized height {height}: {seen}")]
     Fork {
-        /// The height.
+        /// The finalized height at which they differ.
         height: u64,
         /// Each validator's block hash there.
         seen: String,

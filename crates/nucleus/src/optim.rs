@@ -18,7 +18,7 @@ pub struct AdamW {
     pub v: Vec<Tensor>,
     /// Updates taken so far (for the bias correction).
     pub step: u64,
-    /// Learning rate.
+    /// Step size: Adam's normalised update moves each parameter by about `lr` at most.
     pub lr: f64,
     /// Decay rate of the first moment (0.9).
     pub beta1: f64,

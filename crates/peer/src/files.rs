@@ -24,7 +24,7 @@ pub enum FileError {
     /// Creating, writing or reading the file failed.
     #[error("{path}: {reason}")]
     Io {
-        /// The file.
+        /// The file that could not be used.
         path: PathBuf,
         /// The operating system's error.
         reason: std::io::Error,
@@ -32,9 +32,9 @@ pub enum FileError {
     /// The file's contents are not what a peer writes.
     #[error("{path}: line {line}: {reason}")]
     Parse {
-        /// The file.
+        /// The file that does not parse (or could not be encoded).
         path: PathBuf,
-        /// The line (1-based; 0 when unknown or for JSON).
+        /// The line (1-based; 0 when unknown or when writing).
         line: u64,
         /// What was wrong.
         reason: String,

@@ -154,7 +154,7 @@ pub enum RunError {
     /// A file or directory of the run could not be written or read.
     #[error("{path}: {source}")]
     Io {
-        /// The path.
+        /// The file or directory that could not be used.
         path: PathBuf,
         /// The operating system's error.
         source: std::io::Error,

@@ -20,7 +20,7 @@ pub enum SimError {
     /// The output directory cannot be created or written to.
     #[error("cannot use output directory {}: {reason}", path.display())]
     OutputDir {
-        /// The directory.
+        /// The directory asked for.
         path: PathBuf,
         /// The operating system's error.
         reason: std::io::Error,
@@ -28,7 +28,7 @@ pub enum SimError {
     /// A result file cannot be written.
     #[error("cannot write {}: {reason}", path.display())]
     Write {
-        /// The file.
+        /// The result file being written.
         path: PathBuf,
         /// The operating system's (or CSV writer's) error.
         reason: std::io::Error,
