@@ -296,11 +296,8 @@ pub mod parse {
             let mut chars = rest.char_indices();
             let end = loop {
                 match chars.next()? {
-                    (_, '\\') => {
-                        if !matches!(chars.next()?, (_, '\\' | '"' | 'n')) {
-                            return None;
-                        }
-                    }
+                    // The guard consumes the escaped character: a valid escape goes on past it.
+                    (_, '\\') if !matches!(chars.next()?, (_, '\\' | '"' | 'n')) => return None,
                     (j, '"') => break j,
                     _ => {}
                 }
