@@ -89,6 +89,7 @@ pub fn genesis(n: usize, mechanism: &str) -> GenesisConfig {
             ..Default::default()
         },
         validators: Vec::new(),
+        subnets: SubnetsConfig { creation_cost: 50 * TOKEN, max_subnets: 3 },
     }
 }
 
