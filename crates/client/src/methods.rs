@@ -19,13 +19,15 @@ pub const DIFFICULTY: &str = "agora_difficulty";
 pub const BURN: &str = "agora_burn";
 pub const NOMINATORS: &str = "agora_nominators";
 pub const STAKES: &str = "agora_stakes";
+pub const SUBNETS: &str = "agora_subnets";
+pub const SUBNET: &str = "agora_subnet";
 pub const SUBSCRIBE_NEW_HEADS: &str = "agora_subscribeNewHeads";
 pub const NEW_HEAD: &str = "agora_newHead";
 pub const UNSUBSCRIBE_NEW_HEADS: &str = "agora_unsubscribeNewHeads";
 
 /// Every method a node answers (the subscription's notification name, `agora_newHead`, is not
 /// a method).
-pub const ALL: [&str; 20] = [
+pub const ALL: [&str; 22] = [
     SUBMIT_TRANSACTION,
     GET_TRANSACTION,
     ACCOUNT,
@@ -44,6 +46,8 @@ pub const ALL: [&str; 20] = [
     BURN,
     NOMINATORS,
     STAKES,
+    SUBNETS,
+    SUBNET,
     SUBSCRIBE_NEW_HEADS,
     UNSUBSCRIBE_NEW_HEADS,
 ];
