@@ -151,6 +151,22 @@ fn only_netuid(params: &Params<'_>) -> Result<u16, ErrorObjectOwned> {
     }
 }
 
+/// A network in an error message: "the network" for netuid 0 (the words before subnets).
+fn network(netuid: u16) -> String {
+    match netuid {
+        0 => "the network".into(),
+        k => format!("subnet {k}"),
+    }
+}
+
+/// " in subnet k", or nothing for netuid 0.
+fn in_subnet(netuid: u16) -> String {
+    match netuid {
+        0 => String::new(),
+        k => format!(" in subnet {k}"),
+    }
+}
+
 /// `NOT_FOUND` for a subnet that does not exist.
 fn no_subnet(e: LedgerError) -> ErrorObjectOwned {
     match e {
@@ -211,10 +227,10 @@ pub fn module(shared: Arc<Shared>) -> Result<RpcModule<Arc<Shared>>, jsonrpsee::
         found.cloned().ok_or_else(|| match q {
             NeuronQuery::Uid { uid } => error(
                 codes::NOT_FOUND,
-                format!("no neuron with uid {uid}: subnet {netuid} has {} neurons", net.n()),
+                format!("no neuron with uid {uid}: {} has {} neurons", network(netuid), net.n()),
             ),
             NeuronQuery::Hotkey { hotkey } => {
-                error(codes::NOT_FOUND, format!("hotkey {hotkey} is not registered in subnet {netuid}"))
+                error(codes::NOT_FOUND, format!("hotkey {hotkey} is not registered{}", in_subnet(netuid)))
             }
         })
     })?;
@@ -326,7 +342,10 @@ pub fn module(shared: Arc<Shared>) -> Result<RpcModule<Arc<Shared>>, jsonrpsee::
         let bonds = ledger.subnet_metagraph(netuid).map_err(no_subnet)?.bonds.get(usize::from(uid)).cloned();
         crate::dashboard::links(n, uid, |i| net.row(i), bonds.unwrap_or_default(), ledger.head().height)
             .ok_or_else(|| {
-                error(codes::NOT_FOUND, format!("no neuron with uid {uid}: subnet {netuid} has {n} neurons"))
+                error(
+                    codes::NOT_FOUND,
+                    format!("no neuron with uid {uid}: {} has {n} neurons", network(netuid)),
+                )
             })
     })?;
 
@@ -401,7 +420,7 @@ pub fn module(shared: Arc<Shared>) -> Result<RpcModule<Arc<Shared>>, jsonrpsee::
         let height = ledger.head().height;
         let net = ledger.subnet(netuid).map_err(no_subnet)?;
         net.uid_of(&hotkey).and_then(|u| net.neuron(u)).map(|n| HotkeyStakeInfo::new(n, height)).ok_or_else(
-            || error(codes::NOT_FOUND, format!("hotkey {hotkey} is not registered in subnet {netuid}")),
+            || error(codes::NOT_FOUND, format!("hotkey {hotkey} is not registered{}", in_subnet(netuid))),
         )
     })?;
 
