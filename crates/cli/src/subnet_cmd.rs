@@ -191,11 +191,11 @@ fn show(target: &ChainArgs, netuid: u16) -> Result<()> {
             None => println!("commit-reveal off"),
         }
         println!("registered stake {}", format_tokens_u128(s.stake));
-        println!(
-            "emission pending {} (paid at its next epoch; last epoch at block {})",
-            format_tokens(s.emission_pending),
-            s.last_epoch_block
-        );
+        let last = match s.last_epoch_block {
+            0 => "no epoch yet".to_string(),
+            h => format!("last epoch at block {h}"),
+        };
+        println!("emission pending {} (paid at its next epoch; {last})", format_tokens(s.emission_pending));
         Ok(())
     })
 }

@@ -299,7 +299,7 @@ impl SubnetState {
             difficulty: cfg.registration.difficulty,
             registrations_this_interval: 0,
             burn: cfg.registration.burn,
-            last_epoch_block: info.created_at,
+            last_epoch_block: 0,
             replaced_since_epoch: BTreeSet::new(),
             bonds_n: 0,
             sparsity: None,
