@@ -417,12 +417,7 @@ mod properties {
                 check_maps(&c)?;
                 produced.push(block);
             }
-            let mut replay = Ledger::init(MemStore::new(), g).unwrap();
-            for b in &produced {
-                let out = replay.execute_block(b).unwrap();
-                prop_assert_eq!(out.header.state_root, b.header.state_root);
-                replay.commit().unwrap();
-            }
+            check_replay(g, &produced)?;
         }
     }
 }
