@@ -45,7 +45,6 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 pub use store::{NodeStore, RedbStore, SharedMemStore};
@@ -224,6 +223,7 @@ impl Shared {
         let height = ledger.head().height;
         let validators = ledger.genesis().validators.len();
         let (heads, _) = tokio::sync::broadcast::channel(256);
+        let rpc = Arc::new(Connections::new(limits));
         let shared = Shared {
             chain: Arc::new(bft::Chain::new(ledger, mempool_size)),
             forward: std::sync::OnceLock::new(),
@@ -231,13 +231,13 @@ impl Shared {
             heads,
             new_tx: tokio::sync::Notify::new(),
             rejected_in_block: Mutex::new(HashMap::new()),
-            metrics: Metrics::default(),
+            metrics: Metrics::new(&rpc.counters),
             history,
             trends: Mutex::new(trends::Trends::default()),
             localnet_file,
-            rpc: Arc::new(Connections::new(limits)),
+            rpc,
         };
-        shared.metrics.height.store(height, Ordering::Relaxed);
+        shared.metrics.height.set(height);
         Arc::new(shared)
     }
 
@@ -344,20 +344,21 @@ impl Shared {
         self.trends.lock().unwrap_or_else(|p| p.into_inner()).record(outcome.header.height, ledger.neurons());
         log_block(outcome, took);
         let m = &self.metrics;
-        m.height.store(outcome.header.height, Ordering::Relaxed);
-        m.blocks.fetch_add(1, Ordering::Relaxed);
-        m.last_block_us.store(took, Ordering::Relaxed);
+        let seconds = took as f64 / 1e6;
+        m.height.set(outcome.header.height);
+        m.blocks.inc();
+        m.last_block.set(seconds);
         for r in &outcome.receipts {
             let counter = match r.status {
                 TxStatus::Applied => &m.txs_applied,
                 TxStatus::Failed(_) => &m.txs_failed,
                 TxStatus::Rejected(_) => &m.txs_rejected,
             };
-            counter.fetch_add(1, Ordering::Relaxed);
+            counter.inc();
         }
         if outcome.epoch.is_some() {
-            m.epochs.fetch_add(1, Ordering::Relaxed);
-            m.last_epoch_block_us.store(took, Ordering::Relaxed);
+            m.epochs.inc();
+            m.last_epoch_block.set(seconds);
         }
         let head = NewHead {
             height: outcome.header.height,
@@ -368,6 +369,26 @@ impl Shared {
         // No subscriber is not an error.
         let _ = self.heads.send(head.clone());
         head
+    }
+}
+
+/// The log line of an epoch: what it minted at info, or why nothing. A chain without neurons
+/// (every fresh chain, until the first registration) is normal and says so at info; the
+/// mechanism refusing a registered network's input is a warning.
+fn log_epoch(epoch: &ledger::EpochReport) {
+    let height = epoch.height;
+    match &epoch.error {
+        // The ledger does not run the mechanism on an empty network (`error` says so).
+        Some(_) if epoch.n == 0 => tracing::info!(height, "epoch: no neurons registered, nothing minted"),
+        Some(e) => {
+            tracing::warn!(height, error = %e, "epoch: the mechanism refused its input, nothing minted")
+        }
+        None if epoch.withheld => tracing::info!(
+            height,
+            n = epoch.n,
+            "epoch: paid nothing (no weights yet, no consensus among them, or the mechanism withholding)"
+        ),
+        None => tracing::info!(height, n = epoch.n, minted = %ledger::Tokens::from(epoch.minted), "epoch"),
     }
 }
 
@@ -387,19 +408,7 @@ fn log_block(outcome: &ledger::BlockOutcome, took_us: u64) {
         "block"
     );
     if let Some(epoch) = &outcome.epoch {
-        match &epoch.error {
-            Some(e) => {
-                tracing::warn!(height, error = %e, "epoch: the mechanism refused its input, nothing minted")
-            }
-            None if epoch.withheld => tracing::info!(
-                height,
-                n = epoch.n,
-                "epoch: paid nothing (no weights yet, no consensus among them, or the mechanism withholding)"
-            ),
-            None => {
-                tracing::info!(height, n = epoch.n, minted = %ledger::Tokens::from(epoch.minted), "epoch")
-            }
-        }
+        log_epoch(epoch);
     }
     for r in &outcome.receipts {
         match &r.status {
@@ -664,6 +673,52 @@ mod tests {
             call: Call::Transfer { to: public_key(&dev_key("bob")), amount },
         }
         .sign(&k, "agora-dev")
+    }
+
+    /// What `f` logs at debug and above, as the binary's formatter writes it (no colours).
+    fn logged(f: impl FnOnce()) -> String {
+        #[derive(Clone, Default)]
+        struct Buffer(Arc<Mutex<Vec<u8>>>);
+        impl std::io::Write for Buffer {
+            fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(bytes);
+                Ok(bytes.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let buffer = Buffer::default();
+        let writer = buffer.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .with_max_level(tracing::Level::DEBUG)
+            .finish();
+        tracing::subscriber::with_default(subscriber, f);
+        let bytes = buffer.0.lock().unwrap().clone();
+        String::from_utf8(bytes).unwrap()
+    }
+
+    /// An epoch on a chain without neurons (every fresh chain) is normal: info, not a warning;
+    /// the mechanism refusing a registered network's input still warns.
+    #[test]
+    fn an_empty_chains_epoch_logs_at_info_and_a_refusal_warns() {
+        let report = |n: u32, error: &str| ledger::EpochReport {
+            height: 100,
+            mechanism: "yuma".into(),
+            n,
+            minted: 0,
+            withheld: true,
+            error: Some(error.into()),
+        };
+        let empty = logged(|| log_epoch(&report(0, "no neurons registered")));
+        assert!(empty.contains(" INFO ") && empty.contains("no neurons registered"), "{empty}");
+        assert!(!empty.contains("WARN"), "{empty}");
+        let refused =
+            logged(|| log_epoch(&report(3, "weight row 0 names peer 9, but the network has only 3 peers")));
+        assert!(refused.contains(" WARN ") && refused.contains("refused its input"), "{refused}");
+        assert!(refused.contains("names peer 9"), "the reason is in the line: {refused}");
     }
 
     fn config(production: Production) -> NodeConfig {

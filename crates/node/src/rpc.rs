@@ -532,7 +532,7 @@ async fn historical_metagraph(s: &Arc<Shared>, h: u64, head: u64) -> Result<Meta
     let history = s.history.clone();
     let rebuilt = s.rpc.historical.run(move || history.metagraph_at(h, head)).await.inspect_err(|e| {
         if e.code() == codes::BUSY {
-            s.rpc.counters.busy.fetch_add(1, Ordering::Relaxed);
+            s.rpc.counters.busy.inc();
         }
     })?;
     match rebuilt {

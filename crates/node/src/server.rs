@@ -253,7 +253,7 @@ impl AsyncRead for Watched {
                 && a.subscriptions.load(Ordering::Relaxed) == 0
                 && a.idle_for() > this.idle_limit
             {
-                this.shared.counters.ws_idle_closed.fetch_add(1, Ordering::Relaxed);
+                this.shared.counters.ws_idle_closed.inc();
                 return Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, "idle WebSocket closed")));
             }
             this.check.as_mut().reset(tokio::time::Instant::now() + IDLE_CHECK);
@@ -356,8 +356,8 @@ pub async fn serve<RpcMiddleware, HttpMiddleware>(
             Err(r) => {
                 let c = &shared.counters;
                 match r {
-                    Refusal::Full(_) => c.refused_full.fetch_add(1, Ordering::Relaxed),
-                    Refusal::PerIp(_) => c.refused_per_ip.fetch_add(1, Ordering::Relaxed),
+                    Refusal::Full(_) => c.refused_full.inc(),
+                    Refusal::PerIp(_) => c.refused_per_ip.inc(),
                 };
                 refuse(sock, r);
                 continue;
@@ -440,7 +440,7 @@ where
     parts.extensions.insert(conn.activity.clone());
     if upgrade {
         if let Err(r) = conn.take_ws(&shared.ws) {
-            shared.counters.refused_ws.fetch_add(1, Ordering::Relaxed);
+            shared.counters.refused_ws.inc();
             let (status, msg) = refusal_text(r, "WebSocket connections");
             return Ok(text(status, msg));
         }
@@ -463,7 +463,7 @@ where
         }
         Ok(Err(e)) => return Err(e),
         Err(_) => {
-            shared.counters.body_timeouts.fetch_add(1, Ordering::Relaxed);
+            shared.counters.body_timeouts.inc();
             let mut r = text(
                 http::StatusCode::REQUEST_TIMEOUT,
                 format!(
