@@ -38,6 +38,10 @@ pub enum ChainError {
     /// The proof-of-work search gave up (the head kept moving past the window, or a limit).
     #[error("proof of work not found after {tries} hashes")]
     PowExhausted { tries: u64 },
+    /// The subnet a peer was asked to join cannot be joined (its parameters do not give a
+    /// configuration under this chain's genesis).
+    #[error("subnet {netuid}: {reason}")]
+    BadSubnet { netuid: u16, reason: String },
 }
 
 impl From<ClientError> for ChainError {
