@@ -374,6 +374,27 @@ impl SubnetState {
         Ok(s)
     }
 
+    /// A copy of what the transaction rules read (configuration, neurons, rows, hotkeys, the
+    /// subnet's values), without the Merkle trees and the bonds, which only commitment and
+    /// epochs read: what a check of one transaction copies.
+    fn rules_view(&self) -> SubnetState {
+        SubnetState {
+            netuid: self.netuid,
+            cfg: self.cfg.clone(),
+            info: self.info.clone(),
+            neurons: self.neurons.clone(),
+            rows: self.rows.clone(),
+            hotkeys: self.hotkeys.clone(),
+            mech: MechanismState::genesis(0),
+            net_globals: self.net_globals.clone(),
+            neurons_tree: MerkleTree::new(1),
+            rows_tree: MerkleTree::new(1),
+            bonds_tree: MerkleTree::new(1),
+            scaling_hash: Hash::ZERO,
+            dirty: NetDirty::default(),
+        }
+    }
+
     fn mark_all_dirty(&mut self) {
         // uids, not `0..len as u16`: a full table of 65,536 would wrap to an empty range.
         self.dirty.neurons.extend((0..self.neurons.len()).map(|u| u as u16));
@@ -674,10 +695,10 @@ impl State {
     /// A copy of the state restricted to what a check of a transaction by `sender` on subnet
     /// `netuid` reads (the sender's account, the chain globals, that subnet selected), or
     /// `None` for an unknown subnet. Checking works on a copy because the rules read the
-    /// selected subnet and a check must not change the state; the copy holds one subnet and
-    /// one account, not the chain.
+    /// selected subnet and a check must not change the state; the copy holds one subnet's
+    /// table and rows and one account, not the chain (its cost grows with the subnet's size).
     pub(crate) fn check_view(&self, netuid: u16, sender: &PublicKey) -> Option<State> {
-        let net = self.subnet(netuid)?.clone();
+        let net = self.subnet(netuid)?.rules_view();
         let mut accounts = BTreeMap::new();
         if let Some(a) = self.accounts.get(sender) {
             accounts.insert(*sender, *a);

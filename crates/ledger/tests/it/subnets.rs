@@ -143,6 +143,9 @@ fn neurons_weights_and_uids_are_per_subnet() {
     let row = weights(&[(0, 0.5), (2, 0.5)]);
     let t1 = c.tx(&key("s0"), row.clone().on_subnet(1));
     let t0 = c.tx(&key("hot0"), row);
+    // A mempool's check reads the subnet the call names.
+    assert!(c.ledger.check_tx(&t1).is_ok());
+    assert_eq!(c.ledger.check_tx(&t0).unwrap_err(), TxError::UnknownUid { uid: 2, n: 2 });
     let out = c.block(vec![t1, t0]);
     assert!(out.receipts[0].is_applied(), "{:?}", out.receipts[0]);
     assert_eq!(out.receipts[1].error(), Some(&TxError::UnknownUid { uid: 2, n: 2 }));
