@@ -158,6 +158,38 @@ fn neurons_weights_and_uids_are_per_subnet() {
     c.assert_conserved();
 }
 
+#[test]
+fn commit_reveal_and_rate_limits_are_the_subnets_own() {
+    let mut c = Chain::new(genesis(2, "yuma"));
+    let cr = CommitRevealConfig { reveal_delay: 2, reveal_window: 2 };
+    let p = SubnetParams { commit_reveal: Some(cr), weights_rate_limit: 4, ..params("yuma", 3) };
+    assert!(create(&mut c, "alice", p).is_applied());
+    populate(&mut c, 1, &["s0", "s1"], TOKEN);
+    // Netuid 0 takes plain rows; subnet 1 wants a commitment.
+    let t0 = c.tx(&key("hot0"), weights(&[(1, 1.0)]));
+    let t1 = c.tx(&key("s0"), weights(&[(1, 1.0)]).on_subnet(1));
+    let out = c.block(vec![t0, t1]);
+    assert!(out.receipts[0].is_applied(), "{:?}", out.receipts[0]);
+    assert_eq!(out.receipts[1].error(), Some(&TxError::CommitRevealRequired));
+    let salt = Salt([9; 32]);
+    let row = Call::set_weights(vec![1], &[1.0]);
+    let Call::SetWeights { uids, values } = row else { unreachable!() };
+    let commitment = commitment(&pk("s0"), &uids, &values, &salt);
+    let t = c.tx(&key("s0"), Call::CommitWeights { commitment }.on_subnet(1));
+    let committed_at = c.block(vec![t]).header.height;
+    c.advance_to(committed_at + 1);
+    let reveal = Call::RevealWeights { uids, values, salt }.on_subnet(1);
+    let t = c.tx(&key("s0"), reveal);
+    let out = c.block(vec![t]);
+    assert!(out.receipts[0].is_applied(), "{:?}", out.receipts[0]);
+    assert_eq!(c.ledger.subnet(1).unwrap().row(0).unwrap().0, vec![(1, u16::MAX)]);
+    // Its rate limit is 4 blocks: a second commitment right after is refused.
+    let t = c.tx(&key("s0"), Call::CommitWeights { commitment: Hash([1; 32]) }.on_subnet(1));
+    let e = c.block(vec![t]).receipts[0].error().cloned();
+    assert!(matches!(e, Some(TxError::WeightsRateLimited { .. })), "{e:?}");
+    c.assert_conserved();
+}
+
 /// The genesis network (yuma, tempo 5) beside subnet 1 (basic, tempo 3), in four chains from
 /// one genesis: `a`; `b`, where subnet 1's neurons weigh differently and one more registers
 /// there (without stake); `c`, where netuid 0's neurons weigh differently; `idle`, where
