@@ -9,8 +9,9 @@
 //!   it is dropped (the production chain's rule; it avoids touching every row when a uid
 //!   changes hands);
 //! - S: each neuron's stake in base units, as f64;
-//! - the emission the schedule allows, `M = tempo * emission_per_block`, cut to what
-//!   `max_issuance` still permits;
+//! - the emission the schedule allows: the subnet's shares of the blocks' emission since its
+//!   last epoch ([`crate::subnet`]; `M = tempo * emission_per_block` when netuid 0 is the
+//!   only subnet), cut to what `max_issuance` still permits;
 //! - the bonds and scaling vector kept from the last epoch, with the rows and columns of uids
 //!   replaced since then cleared, the rows of neurons without a validator permit cleared, and
 //!   the matrix grown to the current neuron count;
