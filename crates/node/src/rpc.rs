@@ -175,6 +175,8 @@ fn no_subnet(e: LedgerError) -> ErrorObjectOwned {
     }
 }
 
+/// The JSON-RPC module: every method of [`client::methods::ALL`] and the new-heads
+/// subscription, answering from the node's shared ledger, mempool and history.
 pub fn module(shared: Arc<Shared>) -> Result<RpcModule<Arc<Shared>>, jsonrpsee::core::RegisterMethodError> {
     let mut m = RpcModule::new(shared);
 
@@ -484,6 +486,7 @@ pub struct Expensive {
 }
 
 impl Expensive {
+    /// `max` slots, a call waiting at most `wait` for one.
     pub fn new(max: usize, wait: Duration) -> Expensive {
         Expensive {
             slots: Arc::new(tokio::sync::Semaphore::new(max)),
