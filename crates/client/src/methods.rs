@@ -39,6 +39,10 @@ pub const BURN: &str = "agora_burn";
 pub const NOMINATORS: &str = "agora_nominators";
 /// The hotkeys a coldkey has stake on, owned or nominated.
 pub const STAKES: &str = "agora_stakes";
+/// Every subnet (netuid 0, the genesis network, first): parameters, n, registered stake.
+pub const SUBNETS: &str = "agora_subnets";
+/// One subnet by netuid.
+pub const SUBNET: &str = "agora_subnet";
 /// Subscribes to every committed block (WebSocket only); notifications come as [`NEW_HEAD`].
 pub const SUBSCRIBE_NEW_HEADS: &str = "agora_subscribeNewHeads";
 /// The notification name of a [`SUBSCRIBE_NEW_HEADS`] subscription: one per committed block.
@@ -48,7 +52,7 @@ pub const UNSUBSCRIBE_NEW_HEADS: &str = "agora_unsubscribeNewHeads";
 
 /// Every method a node answers (the subscription's notification name, `agora_newHead`, is not
 /// a method).
-pub const ALL: [&str; 20] = [
+pub const ALL: [&str; 22] = [
     SUBMIT_TRANSACTION,
     GET_TRANSACTION,
     ACCOUNT,
@@ -67,6 +71,8 @@ pub const ALL: [&str; 20] = [
     BURN,
     NOMINATORS,
     STAKES,
+    SUBNETS,
+    SUBNET,
     SUBSCRIBE_NEW_HEADS,
     UNSUBSCRIBE_NEW_HEADS,
 ];

@@ -2,7 +2,7 @@
 
 use ledger::{
     Account, BlockHeader, ChainHead, Endpoint, GenesisConfig, Hash, Issuance, Metagraph, PublicKey,
-    PublishedModel, Receipt, StoredBlock, WEIGHT_SCALE,
+    PublishedModel, Receipt, StoredBlock, SubnetParams, SubnetState, WEIGHT_SCALE,
 };
 use serde::{Deserialize, Serialize};
 
@@ -604,5 +604,51 @@ mod tests {
         let read: MetagraphInfo = serde_json::from_value(old).unwrap();
         assert!(read.VT.is_empty() && read.active.is_empty() && read.validator_permit.is_empty());
         assert_eq!(read.D, info.D);
+    }
+}
+
+/// One subnet as `agora_subnets` and `agora_subnet` describe it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SubnetSummary {
+    /// Its number: 0 for the genesis network, then 1, 2, ... in order of creation.
+    pub netuid: u16,
+    /// The coldkey that created it (`None` for netuid 0, the genesis network).
+    pub owner: Option<PublicKey>,
+    /// Height of the block that created it (0 for netuid 0).
+    pub created_at: u64,
+    /// Its mechanism, tempo, table size, immunity, initial difficulty, weights rate limit and
+    /// commit-reveal.
+    pub params: SubnetParams,
+    /// Neurons registered.
+    pub n: u32,
+    /// The stake of its registered hotkeys, base units: what its share of each block's
+    /// emission is in proportion to.
+    pub stake: u128,
+    /// Current proof-of-work difficulty of a `register` there.
+    pub difficulty: u64,
+    /// What a burned registration there burns now, base units.
+    pub burn: u64,
+    /// Emission accrued since its last epoch, base units: what its next epoch distributes.
+    pub emission_pending: u64,
+    /// Height of its last epoch.
+    pub last_epoch_block: u64,
+}
+
+impl SubnetSummary {
+    /// The summary of one subnet's state.
+    pub fn of(net: &SubnetState) -> SubnetSummary {
+        let g = net.net_globals();
+        SubnetSummary {
+            netuid: net.netuid(),
+            owner: net.info().map(|i| i.owner),
+            created_at: net.info().map_or(0, |i| i.created_at),
+            params: net.info().map_or_else(|| SubnetParams::of_genesis(net.config()), |i| i.params.clone()),
+            n: net.n() as u32,
+            stake: net.registered_stake(),
+            difficulty: g.difficulty,
+            burn: g.burn,
+            emission_pending: g.emission_pending,
+            last_epoch_block: g.last_epoch_block,
+        }
     }
 }

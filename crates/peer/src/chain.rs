@@ -53,6 +53,15 @@ pub enum ChainError {
         /// Hashes tried before giving up.
         tries: u64,
     },
+    /// The subnet a peer was asked to join cannot be joined (its parameters do not give a
+    /// configuration under this chain's genesis).
+    #[error("subnet {netuid}: {reason}")]
+    BadSubnet {
+        /// The subnet asked for.
+        netuid: u16,
+        /// Why its configuration is refused.
+        reason: String,
+    },
 }
 
 impl From<ClientError> for ChainError {

@@ -73,6 +73,8 @@ impl Role {
 pub struct RunConfig {
     /// WebSocket (or HTTP) URL of a node's JSON-RPC.
     pub chain: String,
+    /// The subnet the peer joins (0: the genesis network).
+    pub netuid: u16,
     /// The hotkey it registers and signs with.
     pub hotkey: SigningKey,
     /// The coldkey that owns the hotkey (its public half is all registration needs).
@@ -202,10 +204,18 @@ const FINAL_LINGER: Duration = Duration::from_secs(8);
 /// `weights_interval` blocks, then the final report.
 pub async fn run(cfg: RunConfig, shutdown: impl Future<Output = ()>) -> Result<Ending, RunError> {
     std::fs::create_dir_all(&cfg.out).map_err(io_err(&cfg.out))?;
-    let chain = RpcChain::connect(&cfg.chain)
+    let mut chain = RpcChain::connect(&cfg.chain)
         .await
         .map_err(|source| RunError::Connect { url: cfg.chain.clone(), source: Box::new(source) })?;
+    chain.netuid = cfg.netuid;
     let participant = Participant::new(chain, cfg.hotkey.clone(), cfg.coldkey).await?;
+    let participant = match cfg.netuid {
+        0 => participant,
+        k => {
+            let subnet = participant.chain().client().subnet(k).await.map_err(ChainError::from)?;
+            participant.on_subnet(k, &subnet.params)?
+        }
+    };
     let uid = participant.register().await?;
     tracing::info!("registered as uid {uid} ({})", participant.hotkey());
 
