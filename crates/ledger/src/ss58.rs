@@ -26,7 +26,7 @@ pub enum Ss58Error {
     /// The text has characters outside the base58 alphabet (the decoder's message).
     #[error("not base58: {0}")]
     NotBase58(String),
-    /// The decoded bytes are not prefix, key and checksum.
+    /// The decoded bytes are not the 35 of prefix (one byte), key and checksum.
     #[error("decodes to {len} bytes; an address of a 32-byte key with prefix {PREFIX} has 35")]
     BadLength {
         /// Bytes decoded.
