@@ -12,7 +12,7 @@ enum DividendArg {
 }
 
 #[derive(Debug, Args)]
-pub struct LocalnetArgs {
+pub(crate) struct LocalnetArgs {
     /// Scenario file (TOML, `localnet::Scenario`); default: the built-in 16-peer scenario (`--print-scenario` shows it)
     #[arg(long, value_name = "FILE")]
     scenario: Option<PathBuf>,
@@ -83,7 +83,7 @@ pub struct LocalnetArgs {
     competitive_masking: Option<f64>,
 }
 
-pub fn run(args: LocalnetArgs) -> Result<()> {
+pub(crate) fn run(args: LocalnetArgs) -> Result<()> {
     let mut scenario = match &args.scenario {
         Some(p) => Scenario::from_file(p)?,
         None => Scenario::default(),

@@ -9,7 +9,7 @@ use client::MetagraphInfo;
 use crate::tx_cmd::{block_on, format_tokens, Chain, ChainArgs};
 
 #[derive(Debug, Args)]
-pub struct MetagraphArgs {
+pub(crate) struct MetagraphArgs {
     #[command(flatten)]
     chain: ChainArgs,
     /// The height to show [default: the latest block]; a past height is rebuilt by the node
@@ -27,7 +27,7 @@ pub struct MetagraphArgs {
 }
 
 /// Runs `agora metagraph`.
-pub fn run(args: MetagraphArgs) -> Result<()> {
+pub(crate) fn run(args: MetagraphArgs) -> Result<()> {
     block_on(async {
         let chain = Chain::connect(&args.chain).await?;
         let netuid = args.netuid;

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 /// `agora node` options.
 #[derive(Debug, Clone, clap::Args)]
-pub struct NodeArgs {
+pub(crate) struct NodeArgs {
     /// Run a single-validator development chain from the dev genesis (funded, insecure keys)
     #[arg(long, conflicts_with = "genesis")]
     pub dev: bool,
@@ -93,7 +93,7 @@ pub struct NodeArgs {
 
 impl NodeArgs {
     /// The node's configuration from the flags.
-    pub fn config(&self, genesis: GenesisConfig) -> NodeConfig {
+    pub(crate) fn config(&self, genesis: GenesisConfig) -> NodeConfig {
         let defaults = RpcLimits::for_genesis(&genesis);
         let rpc_limits = RpcLimits {
             max_connections: self.rpc_max_connections as usize,
@@ -131,7 +131,7 @@ fn parse_peer(s: &str) -> Result<(ledger::PublicKey, SocketAddr), String> {
 
 /// The validator the arguments name, if any: its key from the hotkey file, its journal under
 /// the data directory.
-pub fn validator_of(args: &NodeArgs) -> anyhow::Result<Option<node::ValidatorConfig>> {
+pub(crate) fn validator_of(args: &NodeArgs) -> anyhow::Result<Option<node::ValidatorConfig>> {
     let Some(file) = &args.validator_key else { return Ok(None) };
     let key = wallet::read_hotkey_file(file)
         .map_err(|e| anyhow::anyhow!("--validator-key {}: {e}", file.display()))?;
@@ -147,7 +147,7 @@ pub fn validator_of(args: &NodeArgs) -> anyhow::Result<Option<node::ValidatorCon
 }
 
 /// The genesis the arguments name: the dev genesis for `--dev`, else the `--genesis` file.
-pub fn genesis_of(args: &NodeArgs) -> Result<GenesisConfig, NodeError> {
+pub(crate) fn genesis_of(args: &NodeArgs) -> Result<GenesisConfig, NodeError> {
     if args.dev {
         return Ok(node::dev_genesis());
     }
@@ -159,7 +159,7 @@ pub fn genesis_of(args: &NodeArgs) -> Result<GenesisConfig, NodeError> {
 }
 
 /// Runs the node until Ctrl-C or SIGTERM; the block being produced is finished first.
-pub fn run(args: NodeArgs) -> anyhow::Result<()> {
+pub(crate) fn run(args: NodeArgs) -> anyhow::Result<()> {
     // Before starting anything: a bad genesis file is a usage error.
     let genesis = genesis_of(&args)?;
     let rt = tokio::runtime::Builder::new_multi_thread()

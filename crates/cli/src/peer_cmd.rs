@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 #[derive(Debug, Args)]
-pub struct PeerArgs {
+pub(crate) struct PeerArgs {
     #[command(subcommand)]
     command: PeerCommand,
 }
@@ -185,7 +185,7 @@ impl From<SizeArg> for ModelSize {
     }
 }
 
-pub fn run(args: PeerArgs) -> Result<()> {
+pub(crate) fn run(args: PeerArgs) -> Result<()> {
     match args.command {
         PeerCommand::Run(a) => run_peer(*a),
         PeerCommand::Pretrain(a) => pretrain(a),
@@ -220,7 +220,7 @@ fn pretrain(a: PretrainArgs) -> Result<()> {
 }
 
 /// A dataset flag: `+`-separated paths or fortunes topics (`nucleus::Corpus::resolve`).
-pub fn load_corpus(dataset: &str) -> Result<Corpus> {
+pub(crate) fn load_corpus(dataset: &str) -> Result<Corpus> {
     Ok(Corpus::resolve(dataset)?)
 }
 
@@ -300,7 +300,7 @@ async fn shutdown_signal() {
 }
 
 #[derive(Debug, Args)]
-pub struct InferArgs {
+pub(crate) struct InferArgs {
     /// A model written by `agora peer export`
     #[arg(long, value_name = "DIR")]
     model: PathBuf,
@@ -321,7 +321,7 @@ pub struct InferArgs {
     score: Option<PathBuf>,
 }
 
-pub fn infer(a: InferArgs) -> Result<()> {
+pub(crate) fn infer(a: InferArgs) -> Result<()> {
     let model =
         Inference::load(&a.model).with_context(|| format!("loading the model in {}", a.model.display()))?;
     if let Some(file) = a.score {
@@ -345,7 +345,7 @@ pub fn infer(a: InferArgs) -> Result<()> {
 }
 
 #[derive(Debug, Args)]
-pub struct BenchArgs {
+pub(crate) struct BenchArgs {
     #[command(subcommand)]
     what: BenchWhat,
 }
@@ -366,7 +366,7 @@ enum BenchWhat {
     },
 }
 
-pub fn bench(a: BenchArgs) -> Result<()> {
+pub(crate) fn bench(a: BenchArgs) -> Result<()> {
     match a.what {
         BenchWhat::Train { model_size, steps, json } => {
             let cfg: NucleusConfig = peer::nucleus_preset(model_size.into(), 0);

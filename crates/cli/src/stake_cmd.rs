@@ -20,7 +20,7 @@ use crate::tx_cmd::{
 use crate::wallet_cmd::wallet_root;
 
 #[derive(Debug, Args)]
-pub struct StakeArgs {
+pub(crate) struct StakeArgs {
     #[command(flatten)]
     send: SendArgs,
     #[command(subcommand)]
@@ -97,7 +97,7 @@ fn hotkey_key(root: &Option<PathBuf>, wallet: Option<&str>, s: &str) -> Result<P
     }
 }
 
-pub fn run(args: StakeArgs) -> Result<()> {
+pub(crate) fn run(args: StakeArgs) -> Result<()> {
     let StakeArgs { send: SendArgs { chain: target, wallet_dir, fee, password, netuid }, command } = args;
     let fee = fee.as_deref().map(parse_tokens).transpose()?;
     let (keys, call) = match &command {

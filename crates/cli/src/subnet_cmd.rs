@@ -14,7 +14,7 @@ use crate::tx_cmd::{
 };
 
 #[derive(Debug, Args)]
-pub struct SubnetArgs {
+pub(crate) struct SubnetArgs {
     #[command(flatten)]
     send: SendArgs,
     #[command(subcommand)]
@@ -67,7 +67,7 @@ enum SubnetCommand {
 }
 
 /// Runs `agora subnet ...`.
-pub fn run(args: SubnetArgs) -> Result<()> {
+pub(crate) fn run(args: SubnetArgs) -> Result<()> {
     let SubnetArgs { send: SendArgs { chain: target, wallet_dir, fee, password, netuid }, command } = args;
     match command {
         SubnetCommand::List => list(&target),

@@ -26,7 +26,7 @@ use crate::wallet_cmd::{unlock_password, wallet_root, PasswordArgs};
 use crate::weights_commit::{self, PendingCommit};
 
 /// Where `agora node --dev` listens by default.
-pub const DEFAULT_CHAIN: &str = "http://127.0.0.1:9960";
+pub(crate) const DEFAULT_CHAIN: &str = "http://127.0.0.1:9960";
 
 /// Where transactions go and what signs them: shared by `agora tx` and `agora stake`.
 #[derive(Debug, Args)]
@@ -47,7 +47,7 @@ pub(crate) struct SendArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct TxArgs {
+pub(crate) struct TxArgs {
     #[command(flatten)]
     send: SendArgs,
     #[command(subcommand)]
@@ -248,7 +248,7 @@ pub(crate) struct Chain {
 impl Chain {
     /// Connects and reads the genesis; an unreachable node gets an error that says what to
     /// start, a node on another chain than `--chain-id` names is refused.
-    pub async fn connect(target: &ChainArgs) -> Result<Chain> {
+    pub(crate) async fn connect(target: &ChainArgs) -> Result<Chain> {
         let url = target.url.as_str();
         let client = Client::connect(url).await.map_err(|e| unreachable(url, e))?;
         let genesis = client.genesis().await.map_err(|e| unreachable(url, e))?;
@@ -259,12 +259,12 @@ impl Chain {
         Ok(chain)
     }
 
-    pub fn id(&self) -> &str {
+    pub(crate) fn id(&self) -> &str {
         &self.genesis.config.chain_id
     }
 
     /// The neuron of `hotkey` in subnet `netuid`, `None` if it is not registered there.
-    pub async fn neuron_by_hotkey(&self, netuid: u16, hotkey: &PublicKey) -> Result<Option<Neuron>> {
+    pub(crate) async fn neuron_by_hotkey(&self, netuid: u16, hotkey: &PublicKey) -> Result<Option<Neuron>> {
         let found = match netuid {
             0 => self.client.neuron_by_hotkey(hotkey).await,
             k => self.client.neuron_by_hotkey_in(k, hotkey).await,
@@ -280,7 +280,7 @@ impl Chain {
 impl Chain {
     /// Subnet `netuid` as the node describes it; a clear error naming `agora subnet list` when
     /// there is no such subnet.
-    pub async fn subnet(&self, netuid: u16) -> Result<client::types::SubnetSummary> {
+    pub(crate) async fn subnet(&self, netuid: u16) -> Result<client::types::SubnetSummary> {
         match self.client.subnet(netuid).await {
             Ok(s) => Ok(s),
             Err(ClientError::Rpc { code, message, .. }) if code == codes::NOT_FOUND => {
@@ -410,7 +410,7 @@ impl Keys {
 }
 
 /// Runs `agora tx ...`.
-pub fn run(args: TxArgs) -> Result<()> {
+pub(crate) fn run(args: TxArgs) -> Result<()> {
     let TxArgs { send: SendArgs { chain: target, wallet_dir, fee, password, netuid }, command } = args;
     if netuid != 0 && matches!(command, TxCommand::Transfer { .. }) {
         bail!("--netuid {netuid}: a transfer moves free balance, which is chain-wide: drop --netuid");

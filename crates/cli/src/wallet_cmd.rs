@@ -13,7 +13,7 @@ use wallet::{KdfParams, Wallet, WordCount};
 use zeroize::Zeroizing;
 
 #[derive(Debug, Args)]
-pub struct WalletArgs {
+pub(crate) struct WalletArgs {
     /// Directory holding the wallets (one subdirectory each) [default: ~/.agora/wallets]
     #[arg(long, global = true, value_name = "DIR", env = "AGORA_WALLET_DIR")]
     wallet_dir: Option<PathBuf>,
@@ -119,7 +119,7 @@ fn parse_words(s: &str) -> Result<usize, String> {
 }
 
 /// Runs `agora wallet ...`.
-pub fn run(args: WalletArgs) -> Result<()> {
+pub(crate) fn run(args: WalletArgs) -> Result<()> {
     let root = wallet_root(args.wallet_dir)?;
     match args.command {
         WalletCommand::New { name, hotkey, words, overwrite, password, kdf } => {

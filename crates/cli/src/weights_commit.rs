@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 /// A commitment made and not yet revealed.
 #[derive(Debug, Clone, PartialEq)]
-pub struct PendingCommit {
+pub(crate) struct PendingCommit {
     pub hotkey: PublicKey,
     pub uids: Vec<u16>,
     pub values: Vec<Float>,
@@ -23,7 +23,7 @@ pub struct PendingCommit {
 
 impl PendingCommit {
     /// A commitment to `(uids, values)` by `hotkey` with a fresh random salt.
-    pub fn new(hotkey: PublicKey, uids: Vec<u16>, values: &[f64]) -> PendingCommit {
+    pub(crate) fn new(hotkey: PublicKey, uids: Vec<u16>, values: &[f64]) -> PendingCommit {
         let mut salt = [0u8; 32];
         rand::rngs::OsRng.fill_bytes(&mut salt);
         let salt = Salt(salt);
@@ -63,7 +63,7 @@ impl PendingCommit {
     }
 
     /// Writes the file (mode 0600: the salt is what keeps the row secret until the reveal).
-    pub fn save(&self, path: &Path) -> Result<()> {
+    pub(crate) fn save(&self, path: &Path) -> Result<()> {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         }
@@ -71,7 +71,7 @@ impl PendingCommit {
         write_private(path, &text).with_context(|| format!("writing {}", path.display()))
     }
 
-    pub fn load(path: &Path) -> Result<PendingCommit> {
+    pub(crate) fn load(path: &Path) -> Result<PendingCommit> {
         let text = std::fs::read_to_string(path).with_context(|| {
             format!("no saved commitment at {} (made by `agora tx commit-weights`)", path.display())
         })?;
@@ -96,7 +96,12 @@ fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
 
 /// Where a hotkey's pending commitment is kept by default: inside its wallet
 /// (`<wallet>/commits/<hotkey>.json`), or for a dev account `<wallet root>/dev-commits/<name>.json`.
-pub fn default_path(root: &Path, wallet: Option<&str>, hotkey: Option<&str>, dev: Option<&str>) -> PathBuf {
+pub(crate) fn default_path(
+    root: &Path,
+    wallet: Option<&str>,
+    hotkey: Option<&str>,
+    dev: Option<&str>,
+) -> PathBuf {
     match (wallet, dev) {
         (Some(w), _) => root.join(w).join("commits").join(format!("{}.json", hotkey.unwrap_or("hotkey"))),
         (None, d) => root.join("dev-commits").join(format!("{}.json", d.unwrap_or("dev"))),

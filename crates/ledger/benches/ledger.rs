@@ -16,7 +16,7 @@
 //! without batching could not beat) and batch verification alone (the ceiling set by signature
 //! checks).
 
-use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, SamplingMode, Throughput};
+use criterion::{BenchmarkId, Criterion, SamplingMode, Throughput};
 use ledger::verify::{verify_all, verify_with, SigJob};
 use ledger::*;
 use rand::seq::index::sample;
@@ -423,5 +423,8 @@ fn benches(c: &mut Criterion) {
     }
 }
 
-criterion_group!(ledger_benches, benches);
-criterion_main!(ledger_benches);
+fn main() {
+    let mut c = Criterion::default().configure_from_args();
+    benches(&mut c);
+    c.final_summary();
+}

@@ -7,14 +7,19 @@ use crate::types::{Hash, PublicKey};
 use borsh::{BorshDeserialize, BorshSerialize};
 use serde::{Deserialize, Serialize};
 
+/// What a block commits to: its place in the chain, its time, its transactions and the state
+/// they lead to. Its hash is the block's identity.
 #[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
 pub struct BlockHeader {
+    /// Position in the chain: genesis is height 0, the first block 1.
     pub height: u64,
     /// Hash of block `height - 1`; for block 1, the genesis hash.
     pub parent_hash: Hash,
     /// Milliseconds since the Unix epoch, chosen by the proposer; never before the parent's.
     /// The ledger reads no clock: this is its only notion of time.
     pub timestamp_ms: u64,
+    /// The key of the node that proposed the block (a consensus validator on a chain with
+    /// validators). Informational: the ledger pays it nothing.
     pub proposer: PublicKey,
     /// Merkle root of the transaction ids in order.
     pub tx_root: Hash,
@@ -23,14 +28,19 @@ pub struct BlockHeader {
 }
 
 impl BlockHeader {
+    /// The block hash: SHA-256 over a domain tag and the header's borsh bytes, which covers the
+    /// transactions through `tx_root`.
     pub fn hash(&self) -> Hash {
         sha256(&[b"agora/block/v1", &borsh::to_vec(self).unwrap_or_default()])
     }
 }
 
+/// A block: a header and the transactions it orders.
 #[derive(Clone, Debug, PartialEq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
 pub struct Block {
+    /// The header.
     pub header: BlockHeader,
+    /// The transactions, executed in this order.
     pub txs: Vec<SignedTx>,
 }
 
@@ -53,14 +63,20 @@ pub fn tx_root(ids: &[Hash]) -> Hash {
 #[derive(Clone, Debug, PartialEq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
 #[serde(tag = "status", content = "reason", rename_all = "snake_case")]
 pub enum TxStatus {
+    /// The call took effect.
     Applied,
+    /// Authenticated but invalid: the fee was charged and the nonce used.
     Failed(TxError),
+    /// Not authenticated: nothing changed.
     Rejected(TxError),
 }
 
+/// What executing one transaction did, kept with its block.
 #[derive(Clone, Debug, PartialEq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
 pub struct Receipt {
+    /// The transaction's id.
     pub tx_id: Hash,
+    /// Applied, failed or rejected, with the reason.
     pub status: TxStatus,
     /// Fee charged and burned (0 when rejected).
     pub fee_paid: u64,
@@ -69,10 +85,12 @@ pub struct Receipt {
 }
 
 impl Receipt {
+    /// Whether the call took effect.
     pub fn is_applied(&self) -> bool {
         self.status == TxStatus::Applied
     }
 
+    /// Why the transaction failed or was rejected, if it did not apply.
     pub fn error(&self) -> Option<&TxError> {
         match &self.status {
             TxStatus::Applied => None,
@@ -84,7 +102,9 @@ impl Receipt {
 /// What an epoch did.
 #[derive(Clone, Debug, PartialEq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
 pub struct EpochReport {
+    /// Height of the block the epoch ran in.
     pub height: u64,
+    /// The mechanism that ran, by name (such as `yuma`).
     pub mechanism: String,
     /// Neurons in the epoch.
     pub n: u32,
@@ -100,9 +120,13 @@ pub struct EpochReport {
 /// The result of executing a block.
 #[derive(Clone, Debug, PartialEq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
 pub struct BlockOutcome {
+    /// The header as executed (its state root filled in when the ledger proposed it).
     pub header: BlockHeader,
+    /// The header's hash.
     pub hash: Hash,
+    /// One receipt per transaction, in block order.
     pub receipts: Vec<Receipt>,
+    /// Netuid 0's epoch, when the block's height is a multiple of its tempo.
     pub epoch: Option<EpochReport>,
     /// Base units minted in this block (epoch and lazy payouts).
     pub minted: u64,
@@ -137,8 +161,11 @@ pub(crate) fn encode_stored_block(
 /// A block as the ledger stores it, with what executing it produced.
 #[derive(Clone, Debug, PartialEq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
 pub struct StoredBlock {
+    /// The block.
     pub block: Block,
+    /// One receipt per transaction, in block order.
     pub receipts: Vec<Receipt>,
+    /// Netuid 0's epoch report, if one ran in the block.
     pub epoch: Option<EpochReport>,
 }
 

@@ -4,9 +4,9 @@
 //! that are at least `reveal_delay` blocks old (the production chain's defence against weight
 //! copying). Only revealed rows enter W, so only they reach the epoch.
 //!
-//! On when the genesis sets `weights.commit_reveal` ([`CommitRevealConfig`]). There are no
-//! subnets yet, so it is a chain-wide parameter; with subnets it becomes one of theirs. While
-//! it is on, a plain `set_weights` is refused (it would bypass the hiding).
+//! On for netuid 0 when the genesis sets `weights.commit_reveal` ([`CommitRevealConfig`]), and
+//! for another subnet when its `create_subnet` parameters do ([`crate::SubnetParams`]). While
+//! it is on, a plain `set_weights` to that network is refused (it would bypass the hiding).
 //!
 //! Commitment: `SHA-256("agora/weights-commit/v1" || hotkey || borsh(uids) || borsh(values) ||
 //! salt)`, values by their f64 bits. The hotkey is inside so that a copier cannot republish
@@ -56,6 +56,7 @@ impl CommitRevealConfig {
 /// A neuron's pending commitment.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
 pub struct WeightsCommit {
+    /// The hash committed to: [`commitment`] of the row, its salt and the hotkey.
     pub commitment: Hash,
     /// The block that included the `commit_weights`.
     pub block: u64,

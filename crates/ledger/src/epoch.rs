@@ -179,9 +179,13 @@ pub struct EpochInputs<'a> {
     pub stake: Vec<f64>,
     /// The state the mechanism carries between epochs, as `carried_state` leaves it.
     pub state: Cow<'a, MechanismState>,
-    /// Whether each neuron is active and holds a validator permit; `validators` is both.
+    /// Whether each neuron is active: it set weights (or registered) within
+    /// `activity_cutoff` blocks of the epoch.
     pub active: Vec<bool>,
+    /// Whether each neuron holds a validator permit: among the `max_validators` with the
+    /// most stake.
     pub permit: Vec<bool>,
+    /// Both active and permitted: the neurons whose weights and stake count in validation.
     pub validators: Vec<bool>,
 }
 

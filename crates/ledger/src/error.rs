@@ -16,124 +16,380 @@ use thiserror::Error;
 #[serde(tag = "error", content = "details", rename_all = "snake_case")]
 pub enum TxError {
     // --- authentication: a block containing such a transaction records it as rejected, no fee.
+    /// The encoded transaction exceeds the chain's `limits.max_tx_bytes`.
     #[error("transaction is {size} bytes, more than the limit of {max}: send fewer weights or split it")]
-    Oversized { size: u64, max: u64 },
+    Oversized {
+        /// Encoded size of the transaction, in bytes.
+        size: u64,
+        /// The chain's limit, in bytes.
+        max: u64,
+    },
+    /// The bytes are not a borsh-encoded [`crate::SignedTx`]; carries the decoder's message.
     #[error("transaction bytes do not decode: {0}")]
     Malformed(String),
+    /// The sender's 32 bytes are not a point on the ed25519 curve, so nothing it signs verifies.
     #[error("sender {0} is not a valid ed25519 public key")]
     BadPublicKey(PublicKey),
+    /// The signature is not the sender's over the body hash and this chain's id (a transaction
+    /// signed for another chain lands here, which is what stops cross-chain replay).
     #[error("signature does not verify for sender {sender} on chain {chain_id}: sign the body hash with the sender's key and this chain id")]
-    BadSignature { sender: PublicKey, chain_id: String },
+    BadSignature {
+        /// The account that claims to have signed.
+        sender: PublicKey,
+        /// The chain id a valid signature must cover.
+        chain_id: String,
+    },
+    /// The nonce was already consumed by an earlier transaction of the sender.
     #[error("nonce {got} was already used by {sender} (its next nonce is {expected}): replayed or duplicate transaction")]
-    NonceReused { sender: PublicKey, expected: u64, got: u64 },
+    NonceReused {
+        /// The account whose nonce it is.
+        sender: PublicKey,
+        /// The account's next unused nonce.
+        expected: u64,
+        /// The nonce the transaction carries.
+        got: u64,
+    },
+    /// The nonce skips ahead of the sender's next one: transactions execute in nonce order.
     #[error("nonce {got} is ahead of {sender}'s next nonce {expected}: send the missing transactions first")]
-    NonceTooHigh { sender: PublicKey, expected: u64, got: u64 },
+    NonceTooHigh {
+        /// The account whose nonce it is.
+        sender: PublicKey,
+        /// The account's next unused nonce.
+        expected: u64,
+        /// The nonce the transaction carries.
+        got: u64,
+    },
+    /// The offered fee is below the genesis fee schedule's minimum for this kind of call.
     #[error("fee {} is below the minimum {} for {kind}", Tokens::from(*.got), Tokens::from(*.min))]
-    FeeTooLow { kind: CallKind, min: u64, got: u64 },
+    FeeTooLow {
+        /// The kind of call, which sets the minimum.
+        kind: CallKind,
+        /// The minimum fee, in base units.
+        min: u64,
+        /// The offered fee, in base units.
+        got: u64,
+    },
+    /// The sender's free balance does not cover the fee it offers.
     #[error("sender {sender} cannot pay the fee: {} needed, balance {}", Tokens::from(*.fee), Tokens::from(*.balance))]
-    CannotPayFee { sender: PublicKey, fee: u64, balance: u64 },
+    CannotPayFee {
+        /// The paying account.
+        sender: PublicKey,
+        /// The offered fee, in base units.
+        fee: u64,
+        /// The account's free balance, in base units.
+        balance: u64,
+    },
 
     // --- the call itself: the fee is charged and the nonce used, nothing else changes.
+    /// A transfer, stake or unstake of zero.
     #[error("{what} must be greater than zero")]
-    ZeroAmount { what: String },
+    ZeroAmount {
+        /// Which amount, in words ("transfer amount").
+        what: String,
+    },
+    /// The balance left after the fee does not cover what the call spends.
     #[error("insufficient balance: {} needed for {what} after the fee, {} available", Tokens::from(*.needed), Tokens::from(*.available))]
-    InsufficientBalance { what: String, needed: u64, available: u64 },
+    InsufficientBalance {
+        /// What the tokens were for, in words ("the stake", "the registration burn").
+        what: String,
+        /// Base units the call needs.
+        needed: u64,
+        /// Base units left after the fee.
+        available: u64,
+    },
+    /// An owner's unstake asks for more than its own stake on the hotkey (its nominators'
+    /// stake is theirs to remove).
     #[error("insufficient stake on {hotkey}: {} requested, {} staked", Tokens::from(*.needed), Tokens::from(*.available))]
-    InsufficientStake { hotkey: PublicKey, needed: u64, available: u64 },
+    InsufficientStake {
+        /// The neuron's hotkey.
+        hotkey: PublicKey,
+        /// Base units requested.
+        needed: u64,
+        /// Base units staked.
+        available: u64,
+    },
+    /// The call needs a neuron, and this hotkey holds no uid on the network.
     #[error("hotkey {0} is not registered: register it first")]
     NotRegistered(PublicKey),
+    /// A `register` for a hotkey that already holds a uid on this network.
     #[error("hotkey {hotkey} is already registered as uid {uid}")]
-    AlreadyRegistered { hotkey: PublicKey, uid: u16 },
+    AlreadyRegistered {
+        /// The hotkey sent.
+        hotkey: PublicKey,
+        /// The uid it already holds.
+        uid: u16,
+    },
+    /// A call only a hotkey's coldkey (its owner) may make, such as setting its take.
     #[error("{sender} is not the coldkey of hotkey {hotkey} (its coldkey is {coldkey})")]
-    NotOwner { sender: PublicKey, hotkey: PublicKey, coldkey: PublicKey },
+    NotOwner {
+        /// The account that signed.
+        sender: PublicKey,
+        /// The neuron's hotkey.
+        hotkey: PublicKey,
+        /// The coldkey that owns the hotkey.
+        coldkey: PublicKey,
+    },
+    /// A weights row's uid and value lists differ in length.
     #[error("weights name {uids} uids but carry {values} values: give one value per uid")]
-    WeightLengthMismatch { uids: u64, values: u64 },
+    WeightLengthMismatch {
+        /// Number of uids.
+        uids: u64,
+        /// Number of values.
+        values: u64,
+    },
+    /// A weights row with no entry: a row of W must sum to 1.
     #[error("weights are empty: give at least one uid")]
     EmptyWeights,
+    /// A weights row with more entries than the genesis `weights.max_len`.
     #[error("{len} weights in one row, more than the limit of {max}")]
-    TooManyWeights { len: u64, max: u64 },
+    TooManyWeights {
+        /// Entries in the row.
+        len: u64,
+        /// The most a row may have.
+        max: u64,
+    },
+    /// A weight names a uid outside the network's neuron table.
     #[error("uid {uid} is unknown: {}", known_uids(*.n))]
-    UnknownUid { uid: u16, n: u64 },
+    UnknownUid {
+        /// The uid named.
+        uid: u16,
+        /// Number of neurons on the network (valid uids are `0..n`).
+        n: u64,
+    },
+    /// A weights row names the same uid twice.
     #[error("uid {uid} appears twice in the weights: give each uid once")]
-    DuplicateUid { uid: u16 },
+    DuplicateUid {
+        /// The repeated uid.
+        uid: u16,
+    },
+    /// A weight is negative, NaN or infinite.
     #[error("weight on uid {uid} is {value}: weights must be finite and >= 0")]
-    BadWeight { uid: u16, value: Float },
+    BadWeight {
+        /// The uid the weight is on.
+        uid: u16,
+        /// The value sent.
+        value: Float,
+    },
+    /// A weights row does not sum to 1 (within 1e-6), as a row of W must.
     #[error("weights row sums to {sum}, expected 1 +/- 1e-6: normalise it before sending")]
-    NotNormalized { sum: Float },
+    NotNormalized {
+        /// The row's sum.
+        sum: Float,
+    },
+    /// A neuron sets or commits weights again before the network's weights rate limit has
+    /// passed since its last row (or commitment).
     #[error("weights set at block {last}: the next set_weights is allowed at block {next_allowed}")]
-    WeightsRateLimited { last: u64, next_allowed: u64 },
+    WeightsRateLimited {
+        /// Height of the neuron's last accepted row or commitment.
+        last: u64,
+        /// First height at which new weights are accepted.
+        next_allowed: u64,
+    },
+    /// The new row moves too far from the neuron's current one in one step (the genesis
+    /// `weights.max_change`: the intermodel paper's bounded change, `||dW_i||_2 < epsilon`).
     #[error("weights change by {distance} (L2 norm of the normalised rows), more than the limit of {max}: move toward the new row in smaller steps")]
-    WeightChangeTooLarge { distance: Float, max: Float },
+    WeightChangeTooLarge {
+        /// L2 distance between the old and new normalised rows.
+        distance: Float,
+        /// The largest distance allowed.
+        max: Float,
+    },
+    /// A registration's proof of work is over a block outside the accepted recent window, so
+    /// work cannot be done long in advance.
     #[error("proof of work names block {block}, but only blocks {oldest}..={newest} are accepted: solve again over a recent block")]
-    PowBlockOutOfWindow { block: u64, oldest: u64, newest: u64 },
+    PowBlockOutOfWindow {
+        /// Height the work names.
+        block: u64,
+        /// Oldest height accepted.
+        oldest: u64,
+        /// Newest height accepted.
+        newest: u64,
+    },
+    /// A registration's seal does not meet the network's current difficulty
+    /// (`seal * difficulty < 2^256`, see [`crate::pow`]).
     #[error("proof of work does not meet difficulty {difficulty}: seal {seal} is too large")]
-    PowTooWeak { difficulty: u64, seal: Hash },
+    PowTooWeak {
+        /// The network's registration difficulty.
+        difficulty: u64,
+        /// The seal the work produced.
+        seal: Hash,
+    },
+    /// A registration on a full table finds no neuron to replace: every one is still immune.
     #[error("the neuron table is full ({max_neurons}) and every neuron is within its immunity period of {immunity_period} blocks: try later")]
-    TableFullAllImmune { max_neurons: u64, immunity_period: u64 },
+    TableFullAllImmune {
+        /// The network's table size.
+        max_neurons: u64,
+        /// Blocks a new neuron is protected from replacement.
+        immunity_period: u64,
+    },
+    /// The block already holds the genesis `registration.max_per_block` registrations
+    /// (counted over every subnet).
     #[error("{limit} registrations per block already accepted in this block: try the next block")]
-    RegistrationLimit { limit: u64 },
+    RegistrationLimit {
+        /// Registrations allowed per block.
+        limit: u64,
+    },
+    /// An endpoint (axon address) the chain refuses; carries the reason.
     #[error("endpoint rejected: {0}")]
     BadEndpoint(String),
+    /// An amount would overflow 64 bits; carries which one.
     #[error("amount overflow in {0}")]
     Overflow(String),
 
     // --- refused by a mempool only (never in a block): appended last to keep borsh indices.
+    /// The sender's queued transactions plus this one could spend more than its balance, so
+    /// the mempool cannot promise each will pay its fee.
     #[error("{sender} has {pending} transactions pending that may spend {} of its balance {}; this one needs {} (fee and amount): wait until they are included", Tokens::from(*.pending_spend), Tokens::from(*.balance), Tokens::from(*.needed))]
     PendingSpendExceedsBalance {
+        /// The account.
         sender: PublicKey,
+        /// Its transactions already in the mempool.
         pending: u64,
+        /// The most those may spend (fees and amounts), in base units.
         pending_spend: u64,
+        /// What this one may spend, in base units.
         needed: u64,
+        /// The account's balance, in base units.
         balance: u64,
     },
+    /// A fee-free transaction queued behind others of its sender, where it cannot be checked.
     #[error("{sender} has {pending} transactions pending and this one pays no fee: a free transaction (set_weights) is admitted only as its sender's next one, so it can be checked in full; wait until they are included")]
-    FreeBehindPending { sender: PublicKey, pending: u64 },
+    FreeBehindPending {
+        /// The account.
+        sender: PublicKey,
+        /// Its transactions already in the mempool.
+        pending: u64,
+    },
 
     // --- commit-reveal weights (appended after the mempool's to keep borsh indices).
+    /// A commit or reveal on a network that takes weights directly.
     #[error(
         "commit-reveal is off on this chain (genesis weights.commit_reveal): set weights with set_weights"
     )]
     CommitRevealDisabled,
+    /// A `set_weights` on a network where weights must be committed, then revealed, so that
+    /// validators cannot copy each other's weights.
     #[error("commit-reveal is on on this chain: commit a hash of the weights with commit_weights, then reveal them with reveal_weights")]
     CommitRevealRequired,
+    /// A reveal from a hotkey with no pending commitment.
     #[error("hotkey {0} has no weights commitment to reveal: commit first")]
     NoWeightsCommit(PublicKey),
+    /// A reveal before the commitment's reveal window opens.
     #[error("the commitment of block {committed_at} may be revealed from block {earliest}: wait")]
-    RevealTooEarly { committed_at: u64, earliest: u64 },
+    RevealTooEarly {
+        /// Height of the commitment.
+        committed_at: u64,
+        /// First height a reveal is accepted.
+        earliest: u64,
+    },
+    /// A reveal after the commitment's window closed.
     #[error("the commitment of block {committed_at} had to be revealed by block {deadline}: commit again")]
-    RevealTooLate { committed_at: u64, deadline: u64 },
+    RevealTooLate {
+        /// Height of the commitment.
+        committed_at: u64,
+        /// Last height a reveal was accepted.
+        deadline: u64,
+    },
+    /// The revealed weights and salt are not what was committed to.
     #[error("the revealed weights and salt hash to {revealed}, not to the commitment {committed}: reveal exactly the uids, values and salt committed to")]
-    RevealMismatch { committed: Hash, revealed: Hash },
+    RevealMismatch {
+        /// The stored commitment.
+        committed: Hash,
+        /// The hash of what was revealed.
+        revealed: Hash,
+    },
 
     // --- the call itself again (issue 16), appended after the mempool's to keep borsh indices.
+    /// A published model version of all zeros, which names no model.
     #[error(
         "model version 0x00..00 names no model: publish the hash of the parameters your axon answers with"
     )]
     UnversionedModel,
+    /// The model published is the one already on chain.
     #[error("model version {version} (step {step}) is already the one published, at block {published_at}: publish again when the model changes")]
-    ModelVersionUnchanged { version: Hash, step: u64, published_at: u64 },
+    ModelVersionUnchanged {
+        /// Hash of the model's parameters.
+        version: Hash,
+        /// Training step it names.
+        step: u64,
+        /// Height it was published at.
+        published_at: u64,
+    },
 
     // --- delegation and burn registration (issue 20), appended to keep borsh indices.
+    /// An undelegation asks for more than the nominator has on the hotkey.
     #[error("{coldkey} has {} nominated on hotkey {hotkey}, less than the {} requested", Tokens::from(*.available), Tokens::from(*.needed))]
-    InsufficientNomination { hotkey: PublicKey, coldkey: PublicKey, needed: u64, available: u64 },
+    InsufficientNomination {
+        /// The delegate's hotkey.
+        hotkey: PublicKey,
+        /// The nominator.
+        coldkey: PublicKey,
+        /// Base units requested.
+        needed: u64,
+        /// Base units nominated.
+        available: u64,
+    },
+    /// A nomination would be left below the chain's minimum (dust nominations are refused).
     #[error("a nomination on {hotkey} would hold {}, below the minimum {}: nominate at least the minimum, or remove it all", Tokens::from(*.stake), Tokens::from(*.min))]
-    NominationTooSmall { hotkey: PublicKey, stake: u64, min: u64 },
+    NominationTooSmall {
+        /// The delegate's hotkey.
+        hotkey: PublicKey,
+        /// What the nomination would hold, in base units.
+        stake: u64,
+        /// The minimum, in base units.
+        min: u64,
+    },
+    /// The hotkey already has the chain's maximum number of nominators.
     #[error("hotkey {hotkey} already has the most nominators the chain allows ({max})")]
-    TooManyNominators { hotkey: PublicKey, max: u64 },
+    TooManyNominators {
+        /// The delegate's hotkey.
+        hotkey: PublicKey,
+        /// The limit.
+        max: u64,
+    },
+    /// A take (the share of what is paid to a hotkey's stake that its owner keeps before the
+    /// rest is split pro rata) above the genesis `delegation.max_take`.
     #[error("take {take}/65535 is above the chain's maximum {max}/65535")]
-    TakeOutOfBounds { take: u16, max: u16 },
+    TakeOutOfBounds {
+        /// The take asked, in 65,535ths.
+        take: u16,
+        /// The maximum, in 65,535ths.
+        max: u16,
+    },
 
     // --- subnets (issue 20), appended to keep borsh indices.
+    /// A call names a netuid the chain does not have.
     #[error("subnet {netuid} does not exist: {}", known_subnets(*.count))]
-    UnknownSubnet { netuid: u16, count: u16 },
+    UnknownSubnet {
+        /// The netuid named.
+        netuid: u16,
+        /// Subnets besides netuid 0 (valid netuids are `0..=count`).
+        count: u16,
+    },
+    /// A call wrapped for a subnet that acts on accounts, not on a network (a transfer).
     #[error("{kind} does not name a network, so it cannot be sent to a subnet: send it without a netuid")]
-    NotASubnetCall { kind: CallKind },
+    NotASubnetCall {
+        /// The wrapped call's kind.
+        kind: CallKind,
+    },
+    /// The balance after the fee does not cover the subnet creation burn.
     #[error("creating a subnet burns {}, but {} is available after the fee", Tokens::from(*.cost), Tokens::from(*.available))]
-    SubnetCostNotCovered { cost: u64, available: u64 },
+    SubnetCostNotCovered {
+        /// The burn, in base units.
+        cost: u64,
+        /// Balance after the fee, in base units.
+        available: u64,
+    },
+    /// The chain already has the most subnets its genesis allows.
     #[error("the chain already has the most subnets it allows ({max} besides netuid 0)")]
-    SubnetLimit { max: u16 },
+    SubnetLimit {
+        /// Subnets allowed besides netuid 0.
+        max: u16,
+    },
+    /// A new subnet's parameters fail the checks a genesis's do; carries the reason.
     #[error("subnet parameters refused: {0}")]
     BadSubnetParams(String),
+    /// `create_subnet` on a chain with lazy emission: subnets split emission per epoch.
     #[error("this chain pays emission lazily (genesis emission_mode), and subnets need per-epoch emission")]
     SubnetsNeedPerEpochEmission,
 }
@@ -183,20 +439,59 @@ impl TxError {
 /// Why a block cannot be executed. A block refused this way leaves the ledger unchanged.
 #[derive(Debug, Error)]
 pub enum BlockError {
+    /// The block is not at the height after the head.
     #[error("block height {got}, expected {expected}")]
-    WrongHeight { expected: u64, got: u64 },
+    WrongHeight {
+        /// The head's height plus one.
+        expected: u64,
+        /// The header's height.
+        got: u64,
+    },
+    /// The block does not extend the head.
     #[error("block parent {got} is not the head {expected}")]
-    WrongParent { expected: Hash, got: Hash },
+    WrongParent {
+        /// The head's hash.
+        expected: Hash,
+        /// The header's parent hash.
+        got: Hash,
+    },
+    /// The block's timestamp is before its parent's: chain time never goes back.
     #[error("block timestamp {got} ms is before its parent's {parent} ms")]
-    TimestampDecreasing { parent: u64, got: u64 },
+    TimestampDecreasing {
+        /// The parent's timestamp, in Unix milliseconds.
+        parent: u64,
+        /// The header's timestamp, in Unix milliseconds.
+        got: u64,
+    },
+    /// The block carries more transactions than the chain's `limits.max_block_txs`.
     #[error("block has {count} transactions, the limit is {max}")]
-    TooManyTransactions { count: u64, max: u64 },
+    TooManyTransactions {
+        /// Transactions in the block.
+        count: u64,
+        /// The chain's limit.
+        max: u64,
+    },
+    /// The header's transactions root is not the Merkle root of the block's transactions.
     #[error("transactions root {got} does not match the transactions, which give {computed}")]
-    TxRootMismatch { computed: Hash, got: Hash },
+    TxRootMismatch {
+        /// The root of the transactions as carried.
+        computed: Hash,
+        /// The root in the header.
+        got: Hash,
+    },
+    /// Executing the block gives another state than the proposer claims: the two disagree on
+    /// the chain's rules or on its history.
     #[error("state root {got} in the header differs from the executed state's {computed}")]
-    StateRootMismatch { computed: Hash, got: Hash },
+    StateRootMismatch {
+        /// The root this ledger computed.
+        computed: Hash,
+        /// The root in the header.
+        got: Hash,
+    },
+    /// A block (at this height) is already executed and awaits commit or discard.
     #[error("block {0} is executed but neither committed nor discarded: call commit or discard first")]
     Pending(u64),
+    /// The ledger itself failed (storage, corrupt records).
     #[error(transparent)]
     Ledger(#[from] LedgerError),
 }
@@ -204,24 +499,44 @@ pub enum BlockError {
 /// Errors of the ledger as a whole: storage, corrupt records, misuse of the execute/commit cycle.
 #[derive(Debug, Error)]
 pub enum LedgerError {
+    /// The store failed to read or write.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The genesis configuration is invalid.
     #[error(transparent)]
     Genesis(#[from] crate::genesis::GenesisError),
+    /// Opening a store that holds no chain.
     #[error("the store holds no chain: initialise it from a genesis configuration")]
     NotInitialised,
+    /// Initialising a store that already holds a chain (the hash of its genesis).
     #[error("the store already holds a chain (genesis {0}); open it instead")]
     AlreadyInitialised(Hash),
+    /// Opening a store with a genesis other than the one it was initialised from.
     #[error("the store holds the chain of genesis {stored}, not the given genesis {given}: use another data directory or the same genesis file")]
-    GenesisMismatch { stored: Hash, given: Hash },
+    GenesisMismatch {
+        /// Hash of the genesis the store holds.
+        stored: Hash,
+        /// Hash of the genesis given.
+        given: Hash,
+    },
+    /// A commit or discard with no executed block waiting.
     #[error("no executed block is waiting to be committed")]
     NothingPending,
+    /// An executed block awaits commit or discard. Currently never returned: a block executed
+    /// over a pending one is refused as [`BlockError::Pending`].
     #[error("a block is executed but not committed: commit or discard it first")]
     BlockPending,
+    /// A caller's extra record (hex key) that would land among the ledger's own tables.
     #[error("record key {0} is not under the ledger's external prefix 'x': it would write into the ledger's own tables")]
     NotExternal(String),
+    /// A query names a netuid the chain does not have.
     #[error("subnet {netuid} does not exist: {}", known_subnets(*.count))]
-    UnknownSubnet { netuid: u16, count: u16 },
+    UnknownSubnet {
+        /// The netuid named.
+        netuid: u16,
+        /// Subnets besides netuid 0 (valid netuids are `0..=count`).
+        count: u16,
+    },
 }
 
 impl TxError {

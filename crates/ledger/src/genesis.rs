@@ -32,9 +32,11 @@ pub enum EmissionMode {
     Lazy,
 }
 
+/// An account funded at genesis.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct GenesisAccount {
+    /// The account's key.
     pub key: PublicKey,
     /// Free balance in base units.
     pub balance: u64,
@@ -44,11 +46,14 @@ pub struct GenesisAccount {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct GenesisNeuron {
+    /// The neuron's hotkey (its uid is its index in the list).
     pub hotkey: PublicKey,
+    /// The coldkey that owns it and its stake.
     pub coldkey: PublicKey,
     /// Stake in base units (part of the genesis issuance).
     #[serde(default)]
     pub stake: u64,
+    /// Its axon, if it serves from the first block.
     #[serde(default)]
     pub endpoint: Option<Endpoint>,
 }
@@ -59,6 +64,7 @@ pub struct GenesisNeuron {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct GenesisValidator {
+    /// The validator's consensus key.
     pub key: PublicKey,
     /// Voting power. The engine (commonware simplex) counts every validator once: a block is
     /// final with the votes of more than two thirds of the validators, so all powers must be
@@ -79,7 +85,9 @@ pub struct RegistrationConfig {
     /// Difficulty at genesis: a seal is valid when `seal * difficulty < 2^256` (seal read as a
     /// 256-bit big-endian number), so about `difficulty` hashes are needed per registration.
     pub difficulty: u64,
+    /// Lowest difficulty the adjustment may reach.
     pub min_difficulty: u64,
+    /// Highest difficulty the adjustment may reach.
     pub max_difficulty: u64,
     /// Registrations per interval the difficulty steers toward.
     pub target_per_interval: u64,
@@ -92,7 +100,9 @@ pub struct RegistrationConfig {
     /// sponsor pays it instead of doing work). It then adjusts at every interval as the
     /// difficulty does, by the same rule, within `[min_burn, max_burn]`.
     pub burn: u64,
+    /// Lowest the burn may fall to, in base units.
     pub min_burn: u64,
+    /// Highest the burn may rise to, in base units.
     pub max_burn: u64,
     /// Registrations of either kind accepted per block.
     pub max_per_block: u32,
@@ -129,9 +139,9 @@ pub struct WeightsConfig {
     /// Most entries in one row.
     pub max_len: u32,
     /// Commit-reveal weights ([`crate::commit_reveal`]): `None` (the default), rows are set in
-    /// the open with `set_weights`; `Some`, only by `commit_weights` then `reveal_weights`. A
-    /// chain-wide parameter while there are no subnets. Not written when off, so the hash of a
-    /// genesis without it is what it was before it existed.
+    /// the open with `set_weights`; `Some`, only by `commit_weights` then `reveal_weights`.
+    /// Netuid 0's: a subnet sets its own in its parameters. Not written when off, so the hash
+    /// of a genesis without it is what it was before it existed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub commit_reveal: Option<crate::commit_reveal::CommitRevealConfig>,
 }
@@ -153,16 +163,23 @@ impl Default for WeightsConfig {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct FeeSchedule {
+    /// `transfer`, and `create_subnet` (whose cost is its burn).
     pub transfer: u64,
     /// Zero by default: a new hotkey has no balance, and the proof of work is its cost.
     pub register: u64,
+    /// `register_by`.
     pub register_by: u64,
+    /// `serve`, and `publish_version` (both announce what a neuron serves).
     pub serve: u64,
+    /// `add_stake` (own stake or a nomination).
     pub add_stake: u64,
+    /// `remove_stake`.
     pub remove_stake: u64,
     /// Zero by default: weight setting is rate-limited instead (see above).
     pub set_weights: u64,
+    /// `set_take`.
     pub set_take: u64,
+    /// `burned_register` (on top of the burn).
     pub burned_register: u64,
 }
 
@@ -220,6 +237,9 @@ impl Default for Limits {
     }
 }
 
+/// What a chain is: its id, starting balances and neurons, mechanism, emission schedule
+/// and every rule fixed at genesis. The network fields (`tempo`, `max_neurons`, `registration`,
+/// `weights`, ...) are those of netuid 0; other subnets bring their own ([`crate::SubnetParams`]).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct GenesisConfig {
@@ -228,10 +248,13 @@ pub struct GenesisConfig {
     /// Timestamp of the genesis state (milliseconds since the Unix epoch); blocks must not go
     /// back before it.
     pub genesis_time_ms: u64,
+    /// Accounts funded at genesis.
     pub accounts: Vec<GenesisAccount>,
+    /// Neurons registered at genesis, uids in list order.
     pub neurons: Vec<GenesisNeuron>,
     /// The incentive mechanism and its parameters (the `mechanism` crate, tagged by `kind`).
     pub mechanism: Mechanism,
+    /// Whether emission is paid per epoch or lazily.
     pub emission_mode: EmissionMode,
     /// Blocks per epoch: the mechanism runs at every height that is a multiple of `tempo`.
     pub tempo: u64,
@@ -239,6 +262,7 @@ pub struct GenesisConfig {
     pub emission_per_block: u64,
     /// Total issuance never exceeds this; emission stops (or is cut short) when it is reached.
     pub max_issuance: u64,
+    /// Size of the neuron table: a registration into a full table replaces a neuron.
     pub max_neurons: u32,
     /// Blocks after registration during which a neuron cannot be replaced.
     pub immunity_period: u64,
@@ -262,9 +286,13 @@ pub struct GenesisConfig {
     /// validators that no small group decides consensus, few enough that every validator's
     /// weights are backed by stake worth checking.
     pub max_validators: u32,
+    /// Proof-of-work and burned registration, and their adjustment.
     pub registration: RegistrationConfig,
+    /// Rules for setting weights.
     pub weights: WeightsConfig,
+    /// Minimum fee of each transaction kind.
     pub fees: FeeSchedule,
+    /// Size limits on transactions and blocks.
     pub limits: Limits,
     /// Adaptive inflation ([`crate::inflation`], the intermodel paper's Figure 5): each epoch
     /// the emission per block tau moves toward a target sparsity of W, within bounds. `None`
@@ -317,14 +345,29 @@ impl Default for GenesisConfig {
 /// Why a genesis configuration cannot start a chain.
 #[derive(Debug, Clone, PartialEq, Error)]
 pub enum GenesisError {
+    /// The text is not a genesis configuration (bad JSON, a wrong type, an unknown field).
     #[error("genesis file is not valid JSON for a genesis configuration: {0}")]
     Parse(String),
+    /// A field's value is out of range.
     #[error("genesis field {field} = {value}: {reason}")]
-    Invalid { field: &'static str, value: String, reason: &'static str },
+    Invalid {
+        /// The field's name in the genesis JSON.
+        field: &'static str,
+        /// The value found.
+        value: String,
+        /// What the value must be.
+        reason: &'static str,
+    },
+    /// A key appears twice in a list where keys must be unique (the key, the list's name).
     #[error("genesis names key {0} twice (in {1})")]
     DuplicateKey(PublicKey, &'static str),
+    /// Genesis balances and stakes exceed the issuance cap.
     #[error("genesis issuance overflows: balances and stakes add up to more than max_issuance {max}")]
-    IssuanceTooLarge { max: u64 },
+    IssuanceTooLarge {
+        /// The genesis `max_issuance`, in base units.
+        max: u64,
+    },
+    /// The mechanism's own checks refuse its parameters.
     #[error("mechanism parameters rejected: {0}")]
     Mechanism(String),
 }
@@ -338,12 +381,14 @@ impl GenesisConfig {
         GenesisConfig { accounts, ..GenesisConfig::default() }
     }
 
+    /// Parses a genesis file and validates it.
     pub fn from_json(text: &str) -> Result<Self, GenesisError> {
         let g: GenesisConfig = serde_json::from_str(text).map_err(|e| GenesisError::Parse(e.to_string()))?;
         g.validate()?;
         Ok(g)
     }
 
+    /// The configuration as indented JSON, for a genesis file.
     pub fn to_json_pretty(&self) -> String {
         // Serialising plain structs of numbers, strings and enums cannot fail.
         serde_json::to_string_pretty(self).unwrap_or_default()
@@ -369,6 +414,7 @@ impl GenesisConfig {
         Ok(total)
     }
 
+    /// Checks every rule a chain needs from its genesis: the first failure, naming the field.
     pub fn validate(&self) -> Result<(), GenesisError> {
         let bad = |field: &'static str, value: &dyn std::fmt::Display, reason: &'static str| {
             Err(GenesisError::Invalid { field, value: value.to_string(), reason })

@@ -36,6 +36,7 @@ pub struct AdaptiveInflation {
     /// Bounds on tau, in base units per block: `min_per_block <= emission_per_block <=
     /// max_per_block < 2^48`.
     pub min_per_block: u64,
+    /// Upper bound on tau, in base units per block (see `min_per_block`).
     pub max_per_block: u64,
 }
 

@@ -18,12 +18,33 @@ use thiserror::Error;
 /// What a store check found wrong. Any of these means the store is damaged: do not build on it.
 #[derive(Debug, Error)]
 pub enum IntegrityError {
+    /// The state records do not hash to the root the head block committed to.
     #[error("the state records give root {computed}, but the head (block {height}) says {stored}")]
-    StateRoot { height: u64, stored: Hash, computed: Hash },
+    StateRoot {
+        /// The head's height.
+        height: u64,
+        /// The root the head committed to.
+        stored: Hash,
+        /// The root recomputed from the records.
+        computed: Hash,
+    },
+    /// A stored block is missing, does not decode, or does not link to its parent.
     #[error("block {height}: {reason}")]
-    Block { height: u64, reason: String },
+    Block {
+        /// The block's height.
+        height: u64,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// Issuance (genesis + minted - burned) differs from the balances and stakes that exist.
     #[error("issuance says {issuance} base units exist, but balances and stakes add up to {circulating}")]
-    Conservation { issuance: u128, circulating: u128 },
+    Conservation {
+        /// Base units issuance says exist.
+        issuance: u128,
+        /// Base units held as balances and stakes.
+        circulating: u128,
+    },
+    /// The store or its records could not be read.
     #[error(transparent)]
     Ledger(#[from] LedgerError),
 }

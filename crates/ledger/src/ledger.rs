@@ -25,10 +25,13 @@ mod admission;
 /// The last committed block.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
 pub struct ChainHead {
+    /// Its height (0 before the first block).
     pub height: u64,
     /// Hash of the block at `height` (the genesis hash at height 0).
     pub hash: Hash,
+    /// Its timestamp, in Unix milliseconds (the genesis time at height 0).
     pub timestamp_ms: u64,
+    /// The state root after it: what the next block's execution starts from.
     pub state_root: Hash,
 }
 
@@ -416,26 +419,32 @@ impl<S: Store> Ledger<S> {
         &self.state
     }
 
+    /// The chain's genesis configuration.
     pub fn genesis(&self) -> &GenesisConfig {
         self.state.chain_config()
     }
 
+    /// The chain id every transaction's signature must cover.
     pub fn chain_id(&self) -> &str {
         &self.state.config().chain_id
     }
 
+    /// `key`'s account (zero balance and nonce if it never appeared).
     pub fn account(&self, key: &PublicKey) -> Account {
         self.state.account(key)
     }
 
+    /// Neuron `uid` of netuid 0.
     pub fn neuron(&self, uid: u16) -> Option<&Neuron> {
         self.state.neuron(uid)
     }
 
+    /// The neuron `hotkey` is registered as on netuid 0.
     pub fn neuron_by_hotkey(&self, hotkey: &PublicKey) -> Option<&Neuron> {
         self.state.uid_of(hotkey).and_then(|u| self.state.neuron(u))
     }
 
+    /// Netuid 0's neuron table, in uid order.
     pub fn neurons(&self) -> &[Neuron] {
         &self.state.neurons
     }
@@ -450,6 +459,7 @@ impl<S: Store> Ledger<S> {
         bonds_row(&self.state, uid)
     }
 
+    /// The chain's issuance accounts: genesis, minted and burned, in base units.
     pub fn issuance(&self) -> Issuance {
         self.state.globals.issuance
     }
@@ -528,6 +538,7 @@ impl<S: Store> Ledger<S> {
         crate::integrity::stored_block(&self.store, height)
     }
 
+    /// A committed block by its hash, with its receipts.
     pub fn block_by_hash(&self, hash: &Hash) -> Result<Option<StoredBlock>, LedgerError> {
         let key = keys::block_hash(hash);
         match self.store.get(&key)? {
@@ -569,10 +580,12 @@ impl<S: Store> Ledger<S> {
         Ok(stored.block.txs.get(k).cloned().zip(stored.receipts.get(k).cloned()).map(|(t, r)| (height, t, r)))
     }
 
+    /// The store the ledger commits to.
     pub fn store(&self) -> &S {
         &self.store
     }
 
+    /// Gives the store back (to reopen it, or inspect it after a test).
     pub fn into_store(self) -> S {
         self.store
     }
@@ -607,7 +620,9 @@ fn prepare_all(txs: &[SignedTx]) -> (Vec<PreparedTx>, Vec<Vec<u8>>) {
 /// The network as the last epoch and the current state describe it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Metagraph {
+    /// Height of the state it describes.
     pub block: u64,
+    /// Neurons in the table.
     pub n: u32,
     /// One per uid, in uid order: hotkey, coldkey, stake S, endpoint, last update, and the last
     /// epoch's R, T, C, I, D, E, VT, active and validator permit in `scores`.
@@ -616,7 +631,9 @@ pub struct Metagraph {
     pub weights: Vec<WeightRow>,
     /// B, one row per uid (empty for variants without bonds).
     pub bonds: Vec<Vec<(u16, f64)>>,
+    /// The chain's issuance (genesis, minted, burned), across every subnet.
     pub issuance: Issuance,
+    /// The subnet's proof-of-work registration difficulty now.
     pub difficulty: u64,
     /// What a burned registration burns now (base units).
     #[serde(default)]
@@ -631,33 +648,43 @@ pub struct Metagraph {
 }
 
 impl Metagraph {
+    /// S per uid, in base units (own stake plus nominations).
     pub fn stake(&self) -> Vec<u64> {
         self.neurons.iter().map(|n| n.stake).collect()
     }
+    /// R per uid.
     pub fn ranks(&self) -> Vec<f64> {
         self.neurons.iter().map(|n| n.scores.rank).collect()
     }
+    /// T per uid.
     pub fn trust(&self) -> Vec<f64> {
         self.neurons.iter().map(|n| n.scores.trust).collect()
     }
+    /// C per uid.
     pub fn consensus(&self) -> Vec<f64> {
         self.neurons.iter().map(|n| n.scores.consensus).collect()
     }
+    /// I per uid.
     pub fn incentive(&self) -> Vec<f64> {
         self.neurons.iter().map(|n| n.scores.incentive).collect()
     }
+    /// D per uid.
     pub fn dividends(&self) -> Vec<f64> {
         self.neurons.iter().map(|n| n.scores.dividends).collect()
     }
+    /// E per uid, in base units.
     pub fn emission(&self) -> Vec<u64> {
         self.neurons.iter().map(|n| n.scores.emission).collect()
     }
+    /// VT per uid.
     pub fn validator_trust(&self) -> Vec<f64> {
         self.neurons.iter().map(|n| n.scores.validator_trust).collect()
     }
+    /// Per uid, whether it was active at the last epoch.
     pub fn active(&self) -> Vec<bool> {
         self.neurons.iter().map(|n| n.scores.active).collect()
     }
+    /// Per uid, whether it held a validator permit at the last epoch.
     pub fn validator_permit(&self) -> Vec<bool> {
         self.neurons.iter().map(|n| n.scores.validator_permit).collect()
     }

@@ -17,14 +17,28 @@ use thiserror::Error;
 /// Why the mempool refused a transaction.
 #[derive(Debug, Clone, PartialEq, Error)]
 pub enum MempoolError {
+    /// The ledger's rules refuse it (or, queued behind the sender's pending transactions,
+    /// it might not be able to pay).
     #[error("{0}")]
     Invalid(TxError),
+    /// The pool holds its maximum.
     #[error("the mempool is full ({max} transactions): retry after the next block")]
-    Full { max: usize },
+    Full {
+        /// The pool's capacity, in transactions.
+        max: usize,
+    },
+    /// Another transaction with this nonce is already queued: the pool keeps the first.
     #[error(
         "a transaction from {sender} with nonce {nonce} is already pending: wait for it, or use nonce {next}"
     )]
-    NoncePending { sender: PublicKey, nonce: u64, next: u64 },
+    NoncePending {
+        /// The sender.
+        sender: PublicKey,
+        /// The nonce sent again.
+        nonce: u64,
+        /// The first nonce free after the sender's queue.
+        next: u64,
+    },
 }
 
 struct Entry {
@@ -47,14 +61,17 @@ impl Mempool {
         Mempool { max, by_sender: HashMap::new(), ids: HashMap::new(), next_seq: 0 }
     }
 
+    /// Transactions waiting.
     pub fn len(&self) -> usize {
         self.ids.len()
     }
 
+    /// Whether no transaction waits.
     pub fn is_empty(&self) -> bool {
         self.ids.is_empty()
     }
 
+    /// Whether the transaction with this id waits.
     pub fn contains(&self, id: &Hash) -> bool {
         self.ids.contains_key(id)
     }

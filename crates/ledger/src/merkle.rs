@@ -54,6 +54,7 @@ impl MerkleTree {
         MerkleTree { cap, nodes: vec![Hash::ZERO; 2 * cap], dirty: Vec::new() }
     }
 
+    /// Number of leaf slots (a power of two).
     pub fn capacity(&self) -> usize {
         self.cap
     }
@@ -67,6 +68,7 @@ impl MerkleTree {
         }
     }
 
+    /// Leaf `i` (the zero hash if empty or out of range).
     pub fn leaf(&self, i: usize) -> Hash {
         self.nodes.get(self.cap + i).copied().unwrap_or(Hash::ZERO)
     }

@@ -14,6 +14,8 @@
 use crate::merkle::sha256;
 use crate::types::{Hash, PublicKey};
 
+/// The seal of `nonce` for `hotkey` over the block `block_hash` (see the module doc): what
+/// must meet the difficulty.
 pub fn seal(block_hash: &Hash, hotkey: &PublicKey, nonce: u64) -> Hash {
     sha256(&[b"agora/pow/v1", &block_hash.0, &hotkey.0, &nonce.to_le_bytes()])
 }

@@ -23,14 +23,24 @@ const CHECKSUM_TAG: &[u8] = b"SS58PRE";
 /// Why a string is not an SS58 address of a key on this network.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum Ss58Error {
+    /// The text has characters outside the base58 alphabet (the decoder's message).
     #[error("not base58: {0}")]
     NotBase58(String),
+    /// The decoded bytes are not the 35 of prefix (one byte), key and checksum.
     #[error("decodes to {len} bytes; an address of a 32-byte key with prefix {PREFIX} has 35")]
-    BadLength { len: usize },
+    BadLength {
+        /// Bytes decoded.
+        len: usize,
+    },
+    /// The checksum bytes do not match the prefix and key.
     #[error("checksum does not match: the address is mistyped or truncated")]
     BadChecksum,
+    /// An address for another network.
     #[error("network prefix {found}, expected {PREFIX} (Substrate's generic prefix, as Bittensor uses)")]
-    WrongPrefix { found: u16 },
+    WrongPrefix {
+        /// The address's network prefix.
+        found: u16,
+    },
 }
 
 /// blake2b-512 over `"SS58PRE" || payload`, the first two bytes.

@@ -11,7 +11,7 @@
 //! issuance and tau are chain-wide ([`Globals`]). The rules read and write the *selected*
 //! subnet through `State`'s `Deref` to its [`SubnetState`]: netuid 0 is selected except while
 //! a transaction that names another subnet, or another subnet's epoch, runs
-//! ([`State::select`]), so every rule written for one network runs unchanged on each.
+//! (`State::select`), so every rule written for one network runs unchanged on each.
 //!
 //! State root = `SHA-256("agora/state/v2" || H(globals) || accounts || net(0) || subnets)`,
 //! where
@@ -51,6 +51,7 @@ pub struct Issuance {
 }
 
 impl Issuance {
+    /// Base units in existence now: `genesis + minted - burned`.
     pub fn total(&self) -> u128 {
         (u128::from(self.genesis) + self.minted).saturating_sub(self.burned)
     }
@@ -59,6 +60,7 @@ impl Issuance {
 /// Chain-wide values, one record.
 #[derive(Clone, Debug, PartialEq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
 pub struct Globals {
+    /// Hash of the genesis configuration the chain started from.
     pub genesis_hash: Hash,
     /// Height of the last executed block (0: genesis).
     pub height: u64,
@@ -69,6 +71,7 @@ pub struct Globals {
     /// block 0. Proof-of-work registrations name one of these. (The hash of block `height`
     /// itself cannot be here: it covers this state's root.)
     pub recent_hashes: Vec<Hash>,
+    /// Genesis, minted and burned base units, across every subnet.
     pub issuance: Issuance,
     /// tau: the emission per block in force, in base units (`emission_per_block` unless
     /// adaptive inflation moved it: see [`crate::inflation`]), split between subnets by
@@ -190,39 +193,39 @@ const ACCOUNT_BUCKETS: usize = 1 << 16;
 pub(crate) mod keys {
     use crate::types::PublicKey;
 
-    pub const ACCOUNT: u8 = b'a';
-    pub const NEURON: u8 = b'n';
-    pub const ROW: u8 = b'w';
-    pub const BOND: u8 = b'b';
-    pub const SCALING: &[u8] = b"m";
-    pub const GLOBALS: &[u8] = b"g";
+    pub(crate) const ACCOUNT: u8 = b'a';
+    pub(crate) const NEURON: u8 = b'n';
+    pub(crate) const ROW: u8 = b'w';
+    pub(crate) const BOND: u8 = b'b';
+    pub(crate) const SCALING: &[u8] = b"m";
+    pub(crate) const GLOBALS: &[u8] = b"g";
     /// A subnet's [`super::NetGlobals`] (under the subnet's prefix, see [`net`]).
-    pub const NET_GLOBALS: &[u8] = b"l";
+    pub(crate) const NET_GLOBALS: &[u8] = b"l";
     /// A subnet's creation record.
-    pub const NET_INFO: &[u8] = b"i";
+    pub(crate) const NET_INFO: &[u8] = b"i";
     /// Prefix of the records of subnets other than netuid 0.
-    pub const SUBNET: u8 = b's';
-    pub const GENESIS: &[u8] = b"c";
-    pub const HEAD: &[u8] = b"h";
-    pub const BLOCK: u8 = b'B';
-    pub const BLOCK_HASH: u8 = b'H';
-    pub const TX: u8 = b'T';
+    pub(crate) const SUBNET: u8 = b's';
+    pub(crate) const GENESIS: &[u8] = b"c";
+    pub(crate) const HEAD: &[u8] = b"h";
+    pub(crate) const BLOCK: u8 = b'B';
+    pub(crate) const BLOCK_HASH: u8 = b'H';
+    pub(crate) const TX: u8 = b'T';
 
-    pub fn account(pk: &PublicKey) -> Vec<u8> {
+    pub(crate) fn account(pk: &PublicKey) -> Vec<u8> {
         let mut k = Vec::with_capacity(33);
         k.push(ACCOUNT);
         k.extend_from_slice(&pk.0);
         k
     }
 
-    pub fn uid(table: u8, uid: u16) -> Vec<u8> {
+    pub(crate) fn uid(table: u8, uid: u16) -> Vec<u8> {
         let b = uid.to_be_bytes();
         vec![table, b[0], b[1]]
     }
 
     /// The key of a subnet's record `key`: as it is for netuid 0 (the layout before subnets),
     /// `'s' || netuid || key` for the others.
-    pub fn net(netuid: u16, key: &[u8]) -> Vec<u8> {
+    pub(crate) fn net(netuid: u16, key: &[u8]) -> Vec<u8> {
         if netuid == 0 {
             return key.to_vec();
         }
@@ -233,19 +236,19 @@ pub(crate) mod keys {
         k
     }
 
-    pub fn block(height: u64) -> Vec<u8> {
+    pub(crate) fn block(height: u64) -> Vec<u8> {
         let mut k = vec![BLOCK];
         k.extend_from_slice(&height.to_be_bytes());
         k
     }
 
-    pub fn tx(id: &crate::types::Hash) -> Vec<u8> {
+    pub(crate) fn tx(id: &crate::types::Hash) -> Vec<u8> {
         let mut k = vec![TX];
         k.extend_from_slice(&id.0);
         k
     }
 
-    pub fn block_hash(hash: &crate::types::Hash) -> Vec<u8> {
+    pub(crate) fn block_hash(hash: &crate::types::Hash) -> Vec<u8> {
         let mut k = vec![BLOCK_HASH];
         k.extend_from_slice(&hash.0);
         k
@@ -433,18 +436,22 @@ impl SubnetState {
         self.info.as_ref()
     }
 
+    /// The subnet's neuron table, in uid order.
     pub fn neurons(&self) -> &[Neuron] {
         &self.neurons
     }
 
+    /// The uid `hotkey` holds on the subnet.
     pub fn uid_of(&self, hotkey: &PublicKey) -> Option<u16> {
         self.hotkeys.get(hotkey).copied()
     }
 
+    /// Neuron `uid` of the subnet.
     pub fn neuron(&self, uid: u16) -> Option<&Neuron> {
         self.neurons.get(usize::from(uid))
     }
 
+    /// Neurons registered on the subnet.
     pub fn n(&self) -> usize {
         self.neurons.len()
     }
@@ -459,6 +466,7 @@ impl SubnetState {
         &self.mech
     }
 
+    /// The subnet's own counters (difficulty, burn, pending emission, ...).
     pub fn net_globals(&self) -> &NetGlobals {
         &self.net_globals
     }
@@ -722,6 +730,7 @@ impl State {
         &self.chain
     }
 
+    /// `pk`'s account (zero balance and nonce if it never appeared).
     pub fn account(&self, pk: &PublicKey) -> Account {
         self.accounts.get(pk).copied().unwrap_or_default()
     }
@@ -731,6 +740,7 @@ impl State {
         self.accounts.iter()
     }
 
+    /// The chain-wide values (height, recent hashes, issuance, tau, subnet count).
     pub fn globals(&self) -> &Globals {
         &self.globals
     }

@@ -11,8 +11,13 @@
 //! - `w` + uid -> [`crate::WeightRow`]
 //! - `b` + uid -> one row of the bonds matrix
 //! - `m` -> the mechanism's stake-scaling vector
-//! - `g` -> chain globals (height, head hash, issuance, difficulty, ...)
+//! - `l` -> the network's own globals (difficulty, burn, last epoch, pending emission, ...)
+//! - `i` -> a subnet's creation record (none for netuid 0)
+//! - `s` + netuid (u16 big-endian) + one of the keys above from `n` -> that record of a subnet
+//!   other than netuid 0 (netuid 0's records keep the unprefixed keys they had before subnets)
+//! - `g` -> chain globals (height, recent block hashes, issuance, tau, subnet count)
 //! - `c` -> the genesis configuration (JSON)
+//! - `h` -> the head: the last committed block's height, hash, timestamp and state root
 //! - `B` + height (u64 big-endian) -> a stored block (header, transactions, receipts)
 //! - `H` + block hash -> height
 //! - `T` + transaction id -> height (u64 big-endian) and index in the block (u32 big-endian),
@@ -31,10 +36,17 @@ pub const EXTERNAL_PREFIX: u8 = b'x';
 /// Why the store failed. The ledger passes it on untouched; the node decides whether to stop.
 #[derive(Debug, Error)]
 pub enum StoreError {
+    /// The backend failed to read or write (its message).
     #[error("storage backend: {0}")]
     Backend(String),
+    /// A record does not decode as what its key says it holds.
     #[error("stored record under key {key} is corrupt: {reason}")]
-    Corrupt { key: String, reason: String },
+    Corrupt {
+        /// The record's key, in hex.
+        key: String,
+        /// What is wrong with it.
+        reason: String,
+    },
 }
 
 /// The writes of one block, applied all together or not at all, in the order written: a later
@@ -46,14 +58,17 @@ pub struct WriteBatch {
 }
 
 impl WriteBatch {
+    /// An empty batch.
     pub fn new() -> Self {
         Self::default()
     }
 
+    /// Writes `value` under `key`.
     pub fn put(&mut self, key: Vec<u8>, value: Vec<u8>) {
         self.ops.push((key, Some(value)));
     }
 
+    /// Removes `key`.
     pub fn delete(&mut self, key: Vec<u8>) {
         self.ops.push((key, None));
     }
@@ -68,6 +83,7 @@ impl WriteBatch {
         self.ops.len()
     }
 
+    /// Whether the batch writes nothing.
     pub fn is_empty(&self) -> bool {
         self.ops.is_empty()
     }
@@ -97,12 +113,14 @@ pub type Visitor<'a> = dyn FnMut(&[u8], &[u8]) -> Result<(), StoreError> + 'a;
 /// - Calls come from one thread at a time (the ledger owns the store); implementations need not
 ///   be `Sync`.
 pub trait Store {
+    /// The committed value under `key`, if any.
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
 
     /// Calls `f(key, value)` for every key starting with `prefix`, in ascending key order.
     /// Stops early, returning the error, if `f` fails.
     fn scan_prefix(&self, prefix: &[u8], f: &mut Visitor<'_>) -> Result<(), StoreError>;
 
+    /// Applies `batch` atomically and durably (see the contract above).
     fn commit(&mut self, batch: WriteBatch) -> Result<(), StoreError>;
 }
 
@@ -114,6 +132,7 @@ pub struct MemStore {
 }
 
 impl MemStore {
+    /// An empty store.
     pub fn new() -> Self {
         Self::default()
     }
@@ -123,10 +142,12 @@ impl MemStore {
         self.commits
     }
 
+    /// Number of records held.
     pub fn len(&self) -> usize {
         self.map.len()
     }
 
+    /// Whether the store holds no record.
     pub fn is_empty(&self) -> bool {
         self.map.is_empty()
     }

@@ -64,6 +64,7 @@ pub struct SubnetParams {
     pub mechanism: String,
     /// Blocks per epoch: the subnet's mechanism runs at every height that is a multiple of it.
     pub tempo: u64,
+    /// Size of the subnet's neuron table: a registration into a full table replaces a neuron.
     pub max_neurons: u32,
     /// Blocks after registration during which a neuron cannot be replaced.
     pub immunity_period: u64,
@@ -122,11 +123,13 @@ impl SubnetParams {
 /// A subnet's creation record, committed in the state.
 #[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
 pub struct SubnetInfo {
+    /// The subnet's id.
     pub netuid: u16,
     /// The coldkey that paid for it.
     pub owner: PublicKey,
     /// Height of the block that created it.
     pub created_at: u64,
+    /// The parameters it was created with.
     pub params: SubnetParams,
 }
 

@@ -37,10 +37,18 @@ impl fmt::Display for Tokens {
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum TokensError {
     #[error("amount {0:?} is not a number of tokens like 12 or 0.5 (digits and one '.', no sign)")]
+    /// The text is not an unsigned decimal number.
     NotANumber(String),
     #[error("amount {text:?} has {decimals} decimals; a token has {DECIMALS} (the smallest amount is 0.000000001)")]
-    TooManyDecimals { text: String, decimals: usize },
+    /// More than nine decimals: finer than a base unit.
+    TooManyDecimals {
+        /// The text given.
+        text: String,
+        /// Its number of decimals.
+        decimals: usize,
+    },
     #[error("amount {0:?} is too large for a u64 of base units")]
+    /// More base units than a `u64` holds.
     TooLarge(String),
 }
 

@@ -28,30 +28,80 @@ use std::fmt;
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Call {
     /// Move free balance from the sender to `to`.
-    Transfer { to: PublicKey, amount: u64 },
+    Transfer {
+        /// The receiving account.
+        to: PublicKey,
+        /// Base units moved.
+        amount: u64,
+    },
     /// Register the sender as a hotkey owned by `coldkey`, paying with proof of work over the
     /// hash of block `pow_block` (one of the last `pow_window` blocks): see [`crate::pow`].
-    Register { coldkey: PublicKey, pow_block: u64, pow_nonce: u64 },
+    Register {
+        /// The account that will own the hotkey (its own stake, its take).
+        coldkey: PublicKey,
+        /// Height of the block whose hash the work is over.
+        pow_block: u64,
+        /// The nonce that makes the seal meet the network's difficulty.
+        pow_nonce: u64,
+    },
     /// Sent by a registered neuron's hotkey: subscribe `hotkey` (owned by `coldkey`) without
     /// proof of work, burning the registration cost and giving it `stake` from the sender's
     /// balance (market paper §5: peers online subscribe newcomers).
-    RegisterBy { hotkey: PublicKey, coldkey: PublicKey, stake: u64 },
+    RegisterBy {
+        /// The newcomer's hotkey.
+        hotkey: PublicKey,
+        /// The account that will own it.
+        coldkey: PublicKey,
+        /// Base units of the sender's balance staked on the newcomer.
+        stake: u64,
+    },
     /// Sent by a registered hotkey: publish its axon endpoint.
-    Serve { endpoint: Endpoint },
-    /// Sent by a neuron's coldkey: move `amount` of free balance into the neuron's stake.
-    AddStake { hotkey: PublicKey, amount: u64 },
-    /// Sent by a neuron's coldkey: move `amount` of the neuron's stake back to free balance.
-    RemoveStake { hotkey: PublicKey, amount: u64 },
+    Serve {
+        /// Where peers reach the neuron's axon.
+        endpoint: Endpoint,
+    },
+    /// Move `amount` of the sender's free balance into the neuron's stake: its own stake when
+    /// the sender is the neuron's coldkey, otherwise a nomination ([`crate::delegation`]).
+    AddStake {
+        /// The neuron staked on.
+        hotkey: PublicKey,
+        /// Base units moved from free balance.
+        amount: u64,
+    },
+    /// Move `amount` of stake on the neuron back to the sender's free balance: the owner's
+    /// own stake when sent by its coldkey, otherwise the sender's nomination.
+    RemoveStake {
+        /// The neuron unstaked from.
+        hotkey: PublicKey,
+        /// Base units moved back to free balance.
+        amount: u64,
+    },
     /// Sent by a registered hotkey: replace its row of W. `values[k]` is the weight on
     /// `uids[k]`; values must be finite, >= 0, and sum to 1 (within 1e-6).
-    SetWeights { uids: Vec<u16>, values: Vec<Float> },
+    SetWeights {
+        /// The uids weighted, each once.
+        uids: Vec<u16>,
+        /// The weight on each uid, in the same order.
+        values: Vec<Float>,
+    },
     /// Sent by a registered hotkey on a chain with commit-reveal on: commit to a row of W
     /// without showing it; `commitment` is [`crate::commit_reveal::commitment`] of the row and a
     /// secret salt.
-    CommitWeights { commitment: Hash },
+    CommitWeights {
+        /// [`crate::commit_reveal::commitment`] of the row to be revealed, its salt and the
+        /// sender's hotkey.
+        commitment: Hash,
+    },
     /// Sent by a registered hotkey: reveal the row committed to, with its salt, within the
     /// reveal window; it then replaces the hotkey's row of W as a `set_weights` would.
-    RevealWeights { uids: Vec<u16>, values: Vec<Float>, salt: Salt },
+    RevealWeights {
+        /// The uids committed to.
+        uids: Vec<u16>,
+        /// Their weights, as committed.
+        values: Vec<Float>,
+        /// The secret salt of the commitment.
+        salt: Salt,
+    },
     /// Sent by a registered hotkey: the model its axon now answers with (issue 16), as its
     /// signed responses name it: `version` a hash of the parameters (never all zero: that
     /// names no model) and `step` its training step. The chain records it with the block it
@@ -65,23 +115,45 @@ pub enum Call {
     /// its endpoint almost never, and publishing a version re-checks no endpoint. It pays the
     /// `serve` fee (both announce what a neuron serves), so the fee schedule and every genesis
     /// hash stay as they were.
-    PublishVersion { version: Hash, step: u64 },
+    PublishVersion {
+        /// Hash of the model's parameters.
+        version: Hash,
+        /// The model's training step.
+        step: u64,
+    },
     /// Sent by a neuron's coldkey: the take it keeps of what is paid to the hotkey's stake
     /// ([`crate::delegation`]), in parts of 65,535, at most the genesis `max_take`. A decrease
     /// applies at once; an increase `delegation.take_notice` blocks later.
-    SetTake { hotkey: PublicKey, take: u16 },
+    SetTake {
+        /// The delegate's hotkey.
+        hotkey: PublicKey,
+        /// The new take, in parts of 65,535.
+        take: u16,
+    },
     /// Sent by a coldkey: register `hotkey` as a neuron it owns, burning the current
     /// registration burn from its balance instead of doing proof of work. The burn adjusts with
     /// demand as the difficulty does ([`crate::pow::next_difficulty`]).
-    BurnedRegister { hotkey: PublicKey },
+    BurnedRegister {
+        /// The hotkey registered.
+        hotkey: PublicKey,
+    },
     /// Sent by a coldkey: open the next subnet ([`crate::subnet`]) with these parameters,
     /// burning the genesis `subnets.creation_cost` from its balance; the sender owns it.
-    CreateSubnet { params: SubnetParams },
+    CreateSubnet {
+        /// The new network's mechanism, tempo, table size, immunity, difficulty, weights rate
+        /// limit and commit-reveal.
+        params: SubnetParams,
+    },
     /// `call` on subnet `netuid` instead of netuid 0: any call that names a network
     /// (registrations, serve, stake, take, weights, commit, reveal, publish). A wrapper
     /// appended last rather than a field on each call, so that no transaction signed before
     /// subnets (and no shared vector) changes its bytes: a plain call acts on netuid 0.
-    Subnet { netuid: u16, call: SubnetCall },
+    Subnet {
+        /// The subnet acted on.
+        netuid: u16,
+        /// The call, which must name a network.
+        call: SubnetCall,
+    },
 }
 
 /// The call inside a [`Call::Subnet`]. Decoding refuses another `Subnet` inside it, so a
@@ -113,18 +185,31 @@ impl BorshDeserialize for SubnetCall {
 )]
 #[serde(rename_all = "snake_case")]
 pub enum CallKind {
+    /// [`Call::Transfer`]: a payment between accounts.
     Transfer,
+    /// [`Call::Register`]: a registration paid with proof of work.
     Register,
+    /// [`Call::RegisterBy`]: a neuron subscribing a newcomer.
     RegisterBy,
+    /// [`Call::Serve`]: an axon endpoint announced.
     Serve,
+    /// [`Call::AddStake`]: stake or a nomination added.
     AddStake,
+    /// [`Call::RemoveStake`]: stake or a nomination removed.
     RemoveStake,
+    /// [`Call::SetWeights`]: a validator's row of W set directly.
     SetWeights,
+    /// [`Call::CommitWeights`]: a hidden row of W committed.
     CommitWeights,
+    /// [`Call::RevealWeights`]: a committed row of W revealed.
     RevealWeights,
+    /// [`Call::PublishVersion`]: the model an axon answers with.
     PublishVersion,
+    /// [`Call::SetTake`]: a delegate's take changed.
     SetTake,
+    /// [`Call::BurnedRegister`]: a registration paid by burning tokens.
     BurnedRegister,
+    /// [`Call::CreateSubnet`]: a new subnet opened.
     CreateSubnet,
 }
 
@@ -149,6 +234,7 @@ impl fmt::Display for CallKind {
 }
 
 impl Call {
+    /// The kind of the call (of the wrapped call, for a [`Call::Subnet`]): what sets its fee.
     pub fn kind(&self) -> CallKind {
         match self {
             Call::Transfer { .. } => CallKind::Transfer,
@@ -208,12 +294,14 @@ impl Call {
 /// The signed part of a transaction.
 #[derive(Clone, Debug, PartialEq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
 pub struct TxBody {
+    /// The account that signs, pays the fee and whose nonce is used.
     pub sender: PublicKey,
     /// Must equal the sender account's nonce; it then increases by one. A transaction can
     /// therefore be applied at most once.
     pub nonce: u64,
     /// Paid from the sender's free balance and burned; at least the genesis minimum for the kind.
     pub fee: u64,
+    /// What the transaction asks the chain to do.
     pub call: Call,
 }
 
@@ -222,6 +310,7 @@ const SIGN_TAG: &[u8] = b"agora/tx/v1";
 const ID_TAG: &[u8] = b"agora/tx-id/v1";
 
 impl TxBody {
+    /// The body's borsh bytes, the input of its hash.
     pub fn encode(&self) -> Vec<u8> {
         // Sized up front: a set_weights body is 10 bytes an entry, and growing a 2.5 KiB buffer
         // by doubling showed up in the block benchmark.
@@ -240,6 +329,7 @@ impl TxBody {
         out
     }
 
+    /// `SHA-256("agora/tx-body/v1" || borsh(body))`: what the signature covers.
     pub fn hash(&self) -> Hash {
         body_hash_of(&self.encode())
     }
@@ -272,11 +362,14 @@ pub fn signing_message(chain_id: &str, body_hash: &Hash) -> Vec<u8> {
 /// A transaction as it travels and is stored.
 #[derive(Clone, Debug, PartialEq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
 pub struct SignedTx {
+    /// The signed part.
     pub body: TxBody,
+    /// The sender's ed25519 signature over [`signing_message`] of the body hash.
     pub signature: SignatureBytes,
 }
 
 impl SignedTx {
+    /// The transaction's borsh bytes, as sent and stored in blocks.
     pub fn encode(&self) -> Vec<u8> {
         borsh::to_vec(self).unwrap_or_default()
     }
@@ -303,6 +396,7 @@ impl SignedTx {
         (PreparedTx { body_hash, id, size: body.len() + SignatureBytes::LEN }, body)
     }
 
+    /// The transaction's id (see the module doc): what receipts and lookups name it by.
     pub fn id(&self) -> Hash {
         self.prepare().id
     }
@@ -321,7 +415,9 @@ impl SignedTx {
 /// What [`SignedTx::prepare`] computes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PreparedTx {
+    /// The body hash the signature covers.
     pub body_hash: Hash,
+    /// The transaction's id.
     pub id: Hash,
     /// Encoded size of the signed transaction in bytes.
     pub size: usize,

@@ -25,12 +25,15 @@ macro_rules! hex_bytes {
         pub struct $name(pub [u8; $n]);
 
         impl $name {
+            /// Length in bytes.
             pub const LEN: usize = $n;
 
+            /// The raw bytes.
             pub fn as_bytes(&self) -> &[u8; $n] {
                 &self.0
             }
 
+            /// Lowercase hex without `0x`, the form JSON and logs use.
             pub fn to_hex(&self) -> String {
                 hex::encode(self.0)
             }
@@ -109,6 +112,7 @@ impl FromStr for Salt {
 }
 
 impl Hash {
+    /// All zeros: the parent of the first block, and a model version that names no model.
     pub const ZERO: Hash = Hash([0; 32]);
 }
 
@@ -202,14 +206,18 @@ impl fmt::Debug for Float {
     Clone, Copy, Debug, Default, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize,
 )]
 pub struct Account {
+    /// Free balance in base units (stake is held on neurons, not here).
     pub balance: u64,
+    /// The nonce the next transaction must carry: the number sent so far.
     pub nonce: u64,
 }
 
 /// An IP address in a fixed canonical form (std's `IpAddr` has no borsh encoding).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
 pub enum Ip {
+    /// An IPv4 address.
     V4([u8; 4]),
+    /// An IPv6 address.
     V6([u8; 16]),
 }
 
@@ -264,17 +272,24 @@ pub enum Protocol {
 #[borsh(use_discriminant = true)]
 #[serde(rename_all = "snake_case")]
 pub enum Modality {
+    /// Token ids or UTF-8 bytes (`wire`'s `[batch, seq]` text).
     Text = 0,
+    /// Images (`wire`'s `[batch, seq, channels, rows, cols]`).
     Image = 1,
+    /// Plain tensors (`wire`'s `[batch, seq, dim]`).
     Tensor = 2,
 }
 
 /// Where a neuron's axon listens, as published by a `serve` transaction.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
 pub struct Endpoint {
+    /// The axon's IP address (a unicast address peers can reach).
     pub ip: Ip,
+    /// The axon's port.
     pub port: u16,
+    /// The protocol it speaks.
     pub protocol: Protocol,
+    /// What it serves.
     pub modality: Modality,
 }
 
@@ -286,11 +301,19 @@ pub struct Endpoint {
     Clone, Copy, Debug, Default, PartialEq, BorshSerialize, BorshDeserialize, Serialize, Deserialize,
 )]
 pub struct NeuronScores {
+    /// R, as the mechanism's rank equation defines it (market paper: `R = W^T S`, the
+    /// stake-weighted weight the neuron received).
     pub rank: f64,
+    /// T: how far the network's stake backs it, in [0, 1] (each variant defines it: see
+    /// `mechanism::EpochOutput`).
     pub trust: f64,
+    /// C: the network's consensus on it (yuma: the consensus weight of its column).
     pub consensus: f64,
+    /// I: its share of what the epoch pays for being weighted (sums to 1 when anything is paid).
     pub incentive: f64,
+    /// D: its share of what the epoch pays validators through their bonds (variants with bonds).
     pub dividends: f64,
+    /// E, in base units (see above for what it means in each emission mode).
     pub emission: u64,
     /// VT: how much of its weight row survived the mechanism's consensus (yuma: row sum of the
     /// clipped weights; 0 when it did not validate, and for variants without the notion).
@@ -308,14 +331,16 @@ pub struct NeuronScores {
 /// registration into a full table reuses the uid of the neuron it replaces.
 #[derive(Clone, Debug, PartialEq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
 pub struct Neuron {
+    /// Its slot in the table.
     pub uid: u16,
     /// The key the neuron signs its own transactions (weights, serve) with.
     pub hotkey: PublicKey,
-    /// The key that owns the stake: only it adds or removes stake, and stake returns to its
-    /// balance when the neuron is replaced.
+    /// The key that owns the neuron: only it adds or removes the owner's stake, sets the take,
+    /// and that stake returns to its balance when the neuron is replaced.
     pub coldkey: PublicKey,
     /// S, in base units.
     pub stake: u64,
+    /// Its axon, once it has sent a `serve`.
     pub endpoint: Option<Endpoint>,
     /// Height of the block that registered it (immunity counts from here).
     pub registered_at: u64,
@@ -328,6 +353,7 @@ pub struct Neuron {
     pub pending_emission: u128,
     /// Lazy emission: what it accrues per block until the next epoch, in 2^-16 base units.
     pub emission_rate: u64,
+    /// What the last epoch computed for it.
     pub scores: NeuronScores,
     /// Commit-reveal: the commitment awaiting its reveal, if any.
     #[serde(default)]
@@ -384,6 +410,7 @@ impl Neuron {
 /// Stake a coldkey other than the owner put on a hotkey (a nominator's delegation).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
 pub struct Nomination {
+    /// The nominator.
     pub coldkey: PublicKey,
     /// In base units.
     pub stake: u64,
@@ -392,6 +419,7 @@ pub struct Nomination {
 /// A take increase waiting out its notice ([`crate::delegation`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
 pub struct PendingTake {
+    /// The new take, in parts of [`crate::delegation::TAKE_SCALE`].
     pub take: u16,
     /// First block whose payouts use it.
     pub effective_at: u64,
@@ -420,10 +448,12 @@ pub struct PublishedModel {
 pub struct WeightRow(pub Vec<(u16, u16)>);
 
 impl WeightRow {
+    /// True for a neuron that has not set weights.
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
 
+    /// Number of uids the row weights.
     pub fn len(&self) -> usize {
         self.0.len()
     }

@@ -55,8 +55,11 @@ fn chain_id_of(msg: &[u8]) -> String {
 /// One signature to check: the decompressed key (`None` if the sender is not a point), the
 /// signed message and the signature.
 pub struct SigJob {
+    /// The sender's key, `None` when its bytes are not a curve point.
     pub key: Option<VerifyingKey>,
+    /// The message signed: [`crate::tx::signing_message`] for a transaction.
     pub msg: Vec<u8>,
+    /// The signature.
     pub sig: SignatureBytes,
 }
 

@@ -24,10 +24,12 @@ pub fn agora(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_agora")).args(args).output().expect("run the agora binary")
 }
 
+/// The captured stdout of a finished `agora` run, lossily decoded as UTF-8.
 pub fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
+/// The captured stderr of a finished `agora` run (where its errors go), lossily decoded.
 pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
@@ -36,6 +38,8 @@ pub fn stderr(o: &Output) -> String {
 pub struct TempDir(pub PathBuf);
 
 impl TempDir {
+    /// Creates `agora-cli-<name>-<pid>` under the temp dir, removing any leftover of that
+    /// name first so the test starts from an empty directory.
     pub fn new(name: &str) -> TempDir {
         let dir = std::env::temp_dir().join(format!("agora-cli-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
@@ -43,6 +47,7 @@ impl TempDir {
         TempDir(dir)
     }
 
+    /// The directory as a string, ready to pass as an `agora` argument.
     pub fn path(&self) -> &str {
         self.0.to_str().expect("utf-8 temp path")
     }

@@ -5,28 +5,28 @@ use ledger::mechanism::Mechanism;
 use ledger::*;
 use std::collections::HashMap;
 
-pub const TOKEN: u64 = UNITS_PER_TOKEN;
-pub const FEE: u64 = 1_000;
+pub(crate) const TOKEN: u64 = UNITS_PER_TOKEN;
+pub(crate) const FEE: u64 = 1_000;
 
-pub fn key(name: &str) -> SigningKey {
+pub(crate) fn key(name: &str) -> SigningKey {
     dev_key(name)
 }
 
-pub fn pk(name: &str) -> PublicKey {
+pub(crate) fn pk(name: &str) -> PublicKey {
     public_key(&dev_key(name))
 }
 
-pub fn hot(i: usize) -> String {
+pub(crate) fn hot(i: usize) -> String {
     format!("hot{i}")
 }
 
-pub fn cold(i: usize) -> String {
+pub(crate) fn cold(i: usize) -> String {
     format!("cold{i}")
 }
 
 /// `n` neurons (hotkeys `hot{i}` owned by `cold{i}`, 100 tokens staked each), hotkeys and
 /// coldkeys funded with 10 and 1,000 tokens, plus `alice` and `bob` with 1,000 tokens.
-pub fn genesis(n: usize, mechanism: &str) -> GenesisConfig {
+pub(crate) fn genesis(n: usize, mechanism: &str) -> GenesisConfig {
     let mut accounts = vec![
         GenesisAccount { key: pk("alice"), balance: 1_000 * TOKEN },
         GenesisAccount { key: pk("bob"), balance: 1_000 * TOKEN },
@@ -93,7 +93,7 @@ pub fn genesis(n: usize, mechanism: &str) -> GenesisConfig {
     }
 }
 
-pub struct Chain {
+pub(crate) struct Chain {
     pub ledger: Ledger<MemStore>,
     pub time: u64,
     /// Nonces handed out since the last block, per sender.
@@ -101,13 +101,13 @@ pub struct Chain {
 }
 
 impl Chain {
-    pub fn new(g: GenesisConfig) -> Chain {
+    pub(crate) fn new(g: GenesisConfig) -> Chain {
         let time = g.genesis_time_ms;
         Chain { ledger: Ledger::init(MemStore::new(), g).expect("genesis"), time, used: HashMap::new() }
     }
 
     /// The next nonce for `sender`, counting transactions built but not yet in a block.
-    pub fn nonce(&mut self, sender: &PublicKey) -> u64 {
+    pub(crate) fn nonce(&mut self, sender: &PublicKey) -> u64 {
         let base = self.ledger.account(sender).nonce;
         let used = self.used.entry(*sender).or_insert(0);
         let n = base + *used;
@@ -115,41 +115,41 @@ impl Chain {
         n
     }
 
-    pub fn tx(&mut self, key: &SigningKey, call: Call) -> SignedTx {
+    pub(crate) fn tx(&mut self, key: &SigningKey, call: Call) -> SignedTx {
         self.tx_fee(key, FEE.max(self.min_fee(&call)), call)
     }
 
-    pub fn min_fee(&self, call: &Call) -> u64 {
+    pub(crate) fn min_fee(&self, call: &Call) -> u64 {
         self.ledger.genesis().fees.min_fee(call.kind())
     }
 
-    pub fn tx_fee(&mut self, key: &SigningKey, fee: u64, call: Call) -> SignedTx {
+    pub(crate) fn tx_fee(&mut self, key: &SigningKey, fee: u64, call: Call) -> SignedTx {
         let sender = public_key(key);
         let nonce = self.nonce(&sender);
         TxBody { sender, nonce, fee, call }.sign(key, &self.ledger.genesis().chain_id.clone())
     }
 
     /// Proposes and commits a block one second after the last.
-    pub fn block(&mut self, txs: Vec<SignedTx>) -> BlockOutcome {
+    pub(crate) fn block(&mut self, txs: Vec<SignedTx>) -> BlockOutcome {
         let (_, out) = self.propose(txs);
         self.ledger.commit().expect("commit").tap(|c| assert_eq!(c.hash, out.hash))
     }
 
-    pub fn propose(&mut self, txs: Vec<SignedTx>) -> (Block, BlockOutcome) {
+    pub(crate) fn propose(&mut self, txs: Vec<SignedTx>) -> (Block, BlockOutcome) {
         self.time += 1000;
         self.used.clear();
         self.ledger.propose(txs, self.time, pk("proposer")).expect("propose")
     }
 
     /// Empty blocks until the height is `h`.
-    pub fn advance_to(&mut self, h: u64) {
+    pub(crate) fn advance_to(&mut self, h: u64) {
         while self.ledger.head().height < h {
             self.block(vec![]);
         }
     }
 
     /// Empty blocks until the height is `h`; the outcome of the last one.
-    pub fn advance_and_get(&mut self, h: u64) -> BlockOutcome {
+    pub(crate) fn advance_and_get(&mut self, h: u64) -> BlockOutcome {
         assert!(self.ledger.head().height < h);
         loop {
             let out = self.block(vec![]);
@@ -159,20 +159,20 @@ impl Chain {
         }
     }
 
-    pub fn root(&self) -> Hash {
+    pub(crate) fn root(&self) -> Hash {
         self.ledger.head().state_root
     }
 
-    pub fn balance(&self, name: &str) -> u64 {
+    pub(crate) fn balance(&self, name: &str) -> u64 {
         self.ledger.account(&pk(name)).balance
     }
 
-    pub fn stake(&self, uid: u16) -> u64 {
+    pub(crate) fn stake(&self, uid: u16) -> u64 {
         self.ledger.neuron(uid).expect("neuron").stake
     }
 
     /// Conservation: balances + stakes = genesis + minted - burned.
-    pub fn assert_conserved(&self) {
+    pub(crate) fn assert_conserved(&self) {
         let s = self.ledger.state();
         assert_eq!(
             s.circulating(),
@@ -192,7 +192,10 @@ trait Tap: Sized {
 impl<T> Tap for T {}
 
 /// A fresh ledger executing `blocks` from genesis `g` reaches each block's state root.
-pub fn check_replay(g: GenesisConfig, blocks: &[Block]) -> Result<(), proptest::test_runner::TestCaseError> {
+pub(crate) fn check_replay(
+    g: GenesisConfig,
+    blocks: &[Block],
+) -> Result<(), proptest::test_runner::TestCaseError> {
     let mut replay = Ledger::init(MemStore::new(), g).expect("genesis");
     for b in blocks {
         let out = replay.execute_block(b).expect("a produced block executes");
@@ -202,6 +205,6 @@ pub fn check_replay(g: GenesisConfig, blocks: &[Block]) -> Result<(), proptest::
     Ok(())
 }
 
-pub fn weights(pairs: &[(u16, f64)]) -> Call {
+pub(crate) fn weights(pairs: &[(u16, f64)]) -> Call {
     Call::set_weights(pairs.iter().map(|p| p.0).collect(), &pairs.iter().map(|p| p.1).collect::<Vec<_>>())
 }
