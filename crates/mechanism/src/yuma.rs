@@ -515,12 +515,35 @@ impl ColumnConsensus {
             // A near-tie (see `Selected::confirms`): rare, settled by the definition.
             quantile_by_definition(column, kappa)
         };
-        let (prerank, rank) = Lanes::sum2_by(column.len(), |k| {
-            let (w, s) = column[k];
-            (w * s, w.min(c) * s)
-        });
+        let (prerank, rank) = Lanes::sum2_over(column, |_, (w, s)| (w * s, clip(w, c) * s));
         ColumnConsensus { consensus: c, prerank, rank }
     }
+}
+
+/// `min(w, c)` for the clipped weights, where neither is NaN: one comparison and a select,
+/// where `f64::min`'s handling of NaN costs a few more instructions on every weight of the
+/// epoch's hot loops. The same value as `w.min(c)` for every non-NaN pair.
+#[inline]
+fn clip(w: f64, c: f64) -> f64 {
+    if w < c {
+        w
+    } else {
+        c
+    }
+}
+
+/// Per column, what the bonds pass reads for each entry: side by side, so an entry costs one
+/// bounds check and one cache line instead of four.
+#[derive(Clone, Copy, Default)]
+struct BondColumn {
+    /// c_j.
+    consensus: f64,
+    /// What multiplies `wc_ij s_hat_i`: `((1 - m) / R_j) / tau_j`.
+    fresh: f64,
+    /// What multiplies `b_prev_ij`: `(m / sigma_j) / tau_j`.
+    kept: f64,
+    /// I_j.
+    incentive: f64,
 }
 
 /// What [`bonds`] computes.
@@ -569,6 +592,14 @@ fn bonds(
             kept[j] = m / prev_sums[j] / tau;
         }
     }
+    let columns: Vec<BondColumn> = (0..n)
+        .map(|j| BondColumn {
+            consensus: consensus[j],
+            fresh: fresh[j],
+            kept: kept[j],
+            incentive: incentive[j],
+        })
+        .collect();
 
     let mut payout = vec![0.0; n];
     let mut validator_trust = vec![0.0; n];
@@ -585,11 +616,13 @@ fn bonds(
             // The steady state: a validator holds bonds exactly where it weights. No merge, and
             // VT and the payout summed in the same loop.
             let out = bonds.append_columns(rc);
-            (validator_trust[i], payout[i]) = Lanes::sum2_by(rc.len(), |k| {
-                let j = rc[k] as usize;
-                let wc = rv[k].min(consensus[j]);
-                out[k] = wc * si * fresh[j] + pv[k] * kept[j];
-                (wc, out[k] * incentive[j])
+            let len = rc.len();
+            let (rv, pv, out) = (&rv[..len], &pv[..len], &mut out[..len]);
+            (validator_trust[i], payout[i]) = Lanes::sum2_by(len, |k| {
+                let col = &columns[rc[k] as usize];
+                let wc = clip(rv[k], col.consensus);
+                out[k] = wc * si * col.fresh + pv[k] * col.kept;
+                (wc, out[k] * col.incentive)
             });
             if bonds.drop_zeros_since(first) {
                 // Entries that underflowed (rare) shift the lanes of the rest.
@@ -605,7 +638,7 @@ fn bonds(
                 let mut b = 0.0;
                 if jr == j {
                     // 0 where c_j = 0 clips the weight away.
-                    b = rv[r].min(consensus[j]) * si * fresh[j];
+                    b = clip(rv[r], consensus[j]) * si * fresh[j];
                     r += 1;
                 }
                 if jp == j {
@@ -616,7 +649,7 @@ fn bonds(
                     bonds.push(j, b);
                 }
             }
-            validator_trust[i] = Lanes::sum_by(rc.len(), |k| rv[k].min(consensus[rc[k] as usize]));
+            validator_trust[i] = Lanes::sum_by(rc.len(), |k| clip(rv[k], consensus[rc[k] as usize]));
             payout[i] = row_payout(&bonds);
         }
         bonds.end_row();
@@ -1211,6 +1244,19 @@ mod tests {
     fn on_input(p: &YumaParams, input: &EpochInput<'_>, threads: usize) -> EpochOutput {
         let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
         pool.install(|| epoch(p, input).unwrap())
+    }
+
+    proptest! {
+        #[test]
+        fn clip_is_min_without_nan(
+            // Weights, consensus values and the edge cases among them: 0, equal values,
+            // subnormals and infinity.
+            w in prop_oneof![Just(0.0), Just(f64::MIN_POSITIVE / 4.0), Just(f64::INFINITY), 0.0..1.0f64],
+            c in prop_oneof![Just(0.0), Just(f64::MIN_POSITIVE / 4.0), Just(f64::INFINITY), 0.0..1.0f64],
+        ) {
+            prop_assert_eq!(clip(w, c).to_bits(), w.min(c).to_bits());
+            prop_assert_eq!(clip(w, w).to_bits(), w.to_bits());
+        }
     }
 
     proptest! {
