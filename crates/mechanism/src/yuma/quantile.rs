@@ -111,10 +111,12 @@ pub(super) fn weighted_quantile(pairs: &[(f64, f64)], ws: &mut Workspace, kappa:
         if link.len() < range.len() {
             link.resize(range.len(), NONE);
         }
-        for (k, (&(w, s), link)) in range.iter().zip(link.iter_mut()).enumerate() {
+        let link = &mut link[..range.len()];
+        for k in 0..range.len() {
+            let (w, s) = range[k];
             let b = ((w.to_bits() - lo) >> shift) as usize & (MAX_BUCKETS - 1);
             stake[b] += s;
-            *link = head[b];
+            link[k] = head[b];
             head[b] = k as u32;
         }
         // The highest bucket whose stake, with all above it, reaches kappa holds the answer.
