@@ -637,7 +637,11 @@ fn bonds(
 
     let mut payout = vec![0.0; n];
     let mut validator_trust = vec![0.0; n];
-    let mut bonds = RowsBuilder::with_capacity(n, previous.nnz() + restricted.nnz());
+    // Room for the larger of the two: exact in the steady state (bonds where the weights
+    // are), and the vectors grow if the union is larger. Reserving for the sum instead and
+    // shrinking at the end had the allocator map, remap and unmap fresh pages every epoch (a
+    // page fault per 4 KB touched).
+    let mut bonds = RowsBuilder::with_capacity(n, previous.nnz().max(restricted.nnz()));
     for (i, &si) in s.iter().enumerate() {
         let (pc, pv) = previous.row(i);
         let (rc, rv) = restricted.row(i);
