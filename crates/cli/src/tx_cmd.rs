@@ -18,6 +18,7 @@ use ledger::{Call, CallKind, Endpoint, Modality, Neuron, Protocol, PublicKey, Si
 use peer::pow::PowEvent;
 use std::net::IpAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use wallet::Wallet;
 
@@ -235,7 +236,9 @@ pub(crate) struct ChainArgs {
 
 /// A connected node and its genesis (chain id, fees, mechanism).
 pub(crate) struct Chain {
-    pub client: Client,
+    /// Shared with the proof-of-work search (`peer::RpcChain`), so a `register` uses one
+    /// connection.
+    pub client: Arc<Client>,
     pub genesis: GenesisInfo,
 }
 
@@ -246,7 +249,7 @@ impl Chain {
         let url = target.url.as_str();
         let client = Client::connect(url).await.map_err(|e| unreachable(url, e))?;
         let genesis = client.genesis().await.map_err(|e| unreachable(url, e))?;
-        let chain = Chain { client, genesis };
+        let chain = Chain { client: Arc::new(client), genesis };
         if let Some(want) = target.chain_id.as_deref().filter(|&want| want != chain.id()) {
             bail!("the node at {url} runs chain {:?}, not {want:?} (--chain-id, AGORA_CHAIN_ID)", chain.id());
         }
@@ -606,8 +609,8 @@ async fn register_call(chain: &Chain, url: &str, hotkey: PublicKey, coldkey: Pub
     if let Some(n) = chain.neuron_by_hotkey(&hotkey).await? {
         bail!("hotkey {hotkey} is already registered as uid {}", n.uid);
     }
-    // The search peers use (`peer::pow`), over a connection of its own; progress on stderr.
-    let rpc = peer::RpcChain::connect(url).await?;
+    // The search peers use (`peer::pow`), over this command's connection; progress on stderr.
+    let rpc = peer::RpcChain::over(url, chain.client.clone());
     let window = chain.genesis.config.registration.pow_window;
     let mut last_progress = Instant::now();
     let print = |e: &PowEvent| match e {

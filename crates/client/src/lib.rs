@@ -28,14 +28,29 @@ pub enum ClientError {
     Rejected(TxError),
     /// The node answered with a JSON-RPC error (codes in [`types::codes`]).
     #[error("node error {code}: {message}")]
-    Rpc { code: i32, message: String, data: Option<serde_json::Value> },
+    Rpc {
+        /// The JSON-RPC error code: the node's own (-33000..-33099, [`types::codes`]) or jsonrpsee's.
+        code: i32,
+        /// The node's message, for a person to read.
+        message: String,
+        /// The structured detail the node attached, if any (a rejection reason, a limit).
+        data: Option<serde_json::Value>,
+    },
     /// The connection or the encoding failed.
     #[error("transport: {0}")]
     Transport(String),
+    /// A subscription was asked of a client connected over HTTP, which cannot carry one.
     #[error("subscriptions need a WebSocket URL (ws:// or wss://), not {0}")]
     NeedsWebSocket(String),
+    /// [`Client::submit_and_wait`] gave up before the transaction was in a committed block.
     #[error("transaction {id} not included after {waited:?}")]
-    Timeout { id: Hash, waited: Duration },
+    Timeout {
+        /// The transaction's id, as [`Client::submit`] returned it.
+        id: Hash,
+        /// How long the client polled.
+        waited: Duration,
+    },
+    /// The URL given to [`Client::connect`] has a scheme the client cannot speak.
     #[error("URL {0} is neither http(s):// nor ws(s)://")]
     BadUrl(String),
 }

@@ -21,7 +21,6 @@ use ledger::{dev_key, public_key, Call, GenesisConfig, GenesisNeuron, GenesisVal
 use ledger::{SignedTx, TxBody, UNITS_PER_TOKEN};
 use node::{Node, NodeConfig, NodeHandle, ValidatorConfig};
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 /// Neurons, each setting one row of weights.
@@ -108,7 +107,7 @@ async fn start(g: &GenesisConfig, dir: &std::path::Path) -> Vec<NodeHandle> {
 /// Transactions a validator has executed in blocks (applied, failed or rejected).
 fn executed(n: &NodeHandle) -> u64 {
     let m = &n.shared().metrics;
-    [&m.txs_applied, &m.txs_failed, &m.txs_rejected].iter().map(|c| c.load(Ordering::Relaxed)).sum()
+    [&m.txs_applied, &m.txs_failed, &m.txs_rejected].iter().map(|c| c.get()).sum()
 }
 
 fn percentile(sorted: &[Duration], q: f64) -> f64 {

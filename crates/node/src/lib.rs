@@ -45,7 +45,6 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 pub use store::{NodeStore, RedbStore, SharedMemStore};
@@ -77,11 +76,13 @@ pub struct NodeConfig {
     pub genesis: GenesisConfig,
     /// JSON-RPC (HTTP and WebSocket) and GET /metrics; port 0 picks a free port.
     pub rpc_addr: SocketAddr,
+    /// When blocks are made when the node is the single validator (ignored as one of several).
     pub production: Production,
     /// Most transactions the mempool holds.
     pub mempool_size: usize,
     /// How many blocks back past metagraphs are served (a checkpoint every epoch for as long).
     pub history_blocks: u64,
+    /// Connection, size and time limits of the RPC server.
     pub rpc_limits: RpcLimits,
     /// The file `agora localnet` writes its roles and judge figures to, served as
     /// `agora_localnet` for the dashboard (`None`: not part of a localnet).
@@ -98,9 +99,11 @@ pub struct ValidatorConfig {
     pub secret: [u8; 32],
     /// Where the other validators reach this one, and the others with their keys.
     pub listen: SocketAddr,
+    /// The other validators: each one's public key and where to reach it.
     pub peers: Vec<(ledger::PublicKey, SocketAddr)>,
     /// The consensus journal's directory.
     pub storage: PathBuf,
+    /// The consensus engine's timeouts, which set the block time.
     pub timeouts: bft::Timeouts,
 }
 
@@ -147,28 +150,73 @@ impl NodeConfig {
 /// Why the node stopped or could not start.
 #[derive(Debug, Error)]
 pub enum NodeError {
+    /// Neither `--dev` nor `--genesis` said which chain to run.
     #[error("which chain? pass --dev for a development chain or --genesis FILE")]
     NoGenesis,
     #[error("cannot read the genesis file {path}: {reason}")]
-    GenesisFile { path: PathBuf, reason: String },
+    /// The genesis file could not be read or parsed.
+    GenesisFile {
+        /// The file given with `--genesis`.
+        path: PathBuf,
+        /// What went wrong reading or parsing it.
+        reason: String,
+    },
+    /// The data directory, or a file in it, could not be created, read or renamed.
     #[error("cannot create the data directory {path}: {source}")]
-    DataDir { path: PathBuf, source: std::io::Error },
+    DataDir {
+        /// The directory or file.
+        path: PathBuf,
+        /// The operating system's error.
+        source: std::io::Error,
+    },
+    /// The data directory exists but holds no chain, and `--new-chain` was not passed.
     #[error("the data directory {path} exists but holds no chain ({found}). A node never starts a new chain over an existing directory: pass --new-chain to start one there, or use another --data-dir")]
-    NoChain { path: PathBuf, found: String },
+    NoChain {
+        /// The data directory.
+        path: PathBuf,
+        /// What the directory holds instead, for the message.
+        found: String,
+    },
+    /// The chain store does not open or does not read as a chain.
     #[error("the chain store {path} is damaged: {reason}. The node will not build on it: restore the data directory from a backup, or pass --new-chain to keep the damaged file aside and start a new chain")]
-    DamagedStore { path: PathBuf, reason: String },
+    DamagedStore {
+        /// The store's file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// `--new-chain` was passed over a directory that already holds a chain.
     #[error("--new-chain: {path} holds a chain at height {height}, and --new-chain never replaces a chain: drop the flag to resume it, or use another --data-dir")]
-    NewChainOverChain { path: PathBuf, height: u64 },
+    NewChainOverChain {
+        /// The data directory.
+        path: PathBuf,
+        /// The height of the chain it holds.
+        height: u64,
+    },
+    /// Another process (another node, most likely) holds the chain store open.
     #[error("{path} is in use by another process: is another node running on this data directory?")]
-    InUse { path: PathBuf },
+    InUse {
+        /// The store's file.
+        path: PathBuf,
+    },
+    /// The ledger refused to open or resume the chain (another genesis, a failed replay).
     #[error("ledger: {0}")]
     Ledger(#[from] LedgerError),
+    /// Building or applying a block failed.
     #[error("block production failed: {0}")]
     Block(#[from] ledger::BlockError),
+    /// The RPC server's address could not be bound.
     #[error("cannot start the RPC server on {addr}: {source}")]
-    Rpc { addr: SocketAddr, source: std::io::Error },
+    Rpc {
+        /// The `--rpc-addr` asked for.
+        addr: SocketAddr,
+        /// The operating system's error (address in use, permission denied).
+        source: std::io::Error,
+    },
+    /// The validators' network (the consensus engine's connections) failed.
     #[error("validator: {0}")]
     Validator(#[from] bft::net::NetError),
+    /// A task of the node (the block producer, the engine, the RPC module) failed.
     #[error("runtime: {0}")]
     Runtime(String),
 }
@@ -191,6 +239,7 @@ pub struct Shared {
     /// queued transaction whose fee became unpayable): the ledger does not index them, so the
     /// node remembers the recent ones for `agora_getTransaction`, in memory only.
     rejected_in_block: Mutex<HashMap<Hash, (u64, u32, ledger::Receipt)>>,
+    /// The counters and gauges served at GET /metrics.
     pub metrics: Metrics,
     /// Checkpoints and past states.
     history: History,
@@ -224,6 +273,7 @@ impl Shared {
         let height = ledger.head().height;
         let validators = ledger.genesis().validators.len();
         let (heads, _) = tokio::sync::broadcast::channel(256);
+        let rpc = Arc::new(Connections::new(limits));
         let shared = Shared {
             chain: Arc::new(bft::Chain::new(ledger, mempool_size)),
             forward: std::sync::OnceLock::new(),
@@ -231,13 +281,13 @@ impl Shared {
             heads,
             new_tx: tokio::sync::Notify::new(),
             rejected_in_block: Mutex::new(HashMap::new()),
-            metrics: Metrics::default(),
+            metrics: Metrics::new(&rpc.counters),
             history,
             trends: Mutex::new(trends::Trends::default()),
             localnet_file,
-            rpc: Arc::new(Connections::new(limits)),
+            rpc,
         };
-        shared.metrics.height.store(height, Ordering::Relaxed);
+        shared.metrics.height.set(height);
         Arc::new(shared)
     }
 
@@ -283,6 +333,7 @@ impl Shared {
         self.rejected_in_block.lock().unwrap_or_else(|p| p.into_inner()).get(id).cloned()
     }
 
+    /// Transactions waiting in the mempool for a block.
     pub fn mempool_len(&self) -> usize {
         self.mempool().len()
     }
@@ -344,20 +395,21 @@ impl Shared {
         self.trends.lock().unwrap_or_else(|p| p.into_inner()).record(outcome.header.height, ledger.neurons());
         log_block(outcome, took);
         let m = &self.metrics;
-        m.height.store(outcome.header.height, Ordering::Relaxed);
-        m.blocks.fetch_add(1, Ordering::Relaxed);
-        m.last_block_us.store(took, Ordering::Relaxed);
+        let seconds = took as f64 / 1e6;
+        m.height.set(outcome.header.height);
+        m.blocks.inc();
+        m.last_block.set(seconds);
         for r in &outcome.receipts {
             let counter = match r.status {
                 TxStatus::Applied => &m.txs_applied,
                 TxStatus::Failed(_) => &m.txs_failed,
                 TxStatus::Rejected(_) => &m.txs_rejected,
             };
-            counter.fetch_add(1, Ordering::Relaxed);
+            counter.inc();
         }
         if outcome.epoch.is_some() {
-            m.epochs.fetch_add(1, Ordering::Relaxed);
-            m.last_epoch_block_us.store(took, Ordering::Relaxed);
+            m.epochs.inc();
+            m.last_epoch_block.set(seconds);
         }
         let head = NewHead {
             height: outcome.header.height,
@@ -368,6 +420,26 @@ impl Shared {
         // No subscriber is not an error.
         let _ = self.heads.send(head.clone());
         head
+    }
+}
+
+/// The log line of an epoch: what it minted at info, or why nothing. A chain without neurons
+/// (every fresh chain, until the first registration) is normal and says so at info; the
+/// mechanism refusing a registered network's input is a warning.
+fn log_epoch(epoch: &ledger::EpochReport) {
+    let height = epoch.height;
+    match &epoch.error {
+        // The ledger does not run the mechanism on an empty network (`error` says so).
+        Some(_) if epoch.n == 0 => tracing::info!(height, "epoch: no neurons registered, nothing minted"),
+        Some(e) => {
+            tracing::warn!(height, error = %e, "epoch: the mechanism refused its input, nothing minted")
+        }
+        None if epoch.withheld => tracing::info!(
+            height,
+            n = epoch.n,
+            "epoch: paid nothing (no weights yet, no consensus among them, or the mechanism withholding)"
+        ),
+        None => tracing::info!(height, n = epoch.n, minted = %ledger::Tokens::from(epoch.minted), "epoch"),
     }
 }
 
@@ -387,19 +459,7 @@ fn log_block(outcome: &ledger::BlockOutcome, took_us: u64) {
         "block"
     );
     if let Some(epoch) = &outcome.epoch {
-        match &epoch.error {
-            Some(e) => {
-                tracing::warn!(height, error = %e, "epoch: the mechanism refused its input, nothing minted")
-            }
-            None if epoch.withheld => tracing::info!(
-                height,
-                n = epoch.n,
-                "epoch: paid nothing (no weights yet, no consensus among them, or the mechanism withholding)"
-            ),
-            None => {
-                tracing::info!(height, n = epoch.n, minted = %ledger::Tokens::from(epoch.minted), "epoch")
-            }
-        }
+        log_epoch(epoch);
     }
     for r in &outcome.receipts {
         match &r.status {
@@ -664,6 +724,52 @@ mod tests {
             call: Call::Transfer { to: public_key(&dev_key("bob")), amount },
         }
         .sign(&k, "agora-dev")
+    }
+
+    /// What `f` logs at debug and above, as the binary's formatter writes it (no colours).
+    fn logged(f: impl FnOnce()) -> String {
+        #[derive(Clone, Default)]
+        struct Buffer(Arc<Mutex<Vec<u8>>>);
+        impl std::io::Write for Buffer {
+            fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(bytes);
+                Ok(bytes.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let buffer = Buffer::default();
+        let writer = buffer.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .with_max_level(tracing::Level::DEBUG)
+            .finish();
+        tracing::subscriber::with_default(subscriber, f);
+        let bytes = buffer.0.lock().unwrap().clone();
+        String::from_utf8(bytes).unwrap()
+    }
+
+    /// An epoch on a chain without neurons (every fresh chain) is normal: info, not a warning;
+    /// the mechanism refusing a registered network's input still warns.
+    #[test]
+    fn an_empty_chains_epoch_logs_at_info_and_a_refusal_warns() {
+        let report = |n: u32, error: &str| ledger::EpochReport {
+            height: 100,
+            mechanism: "yuma".into(),
+            n,
+            minted: 0,
+            withheld: true,
+            error: Some(error.into()),
+        };
+        let empty = logged(|| log_epoch(&report(0, "no neurons registered")));
+        assert!(empty.contains(" INFO ") && empty.contains("no neurons registered"), "{empty}");
+        assert!(!empty.contains("WARN"), "{empty}");
+        let refused =
+            logged(|| log_epoch(&report(3, "weight row 0 names peer 9, but the network has only 3 peers")));
+        assert!(refused.contains(" WARN ") && refused.contains("refused its input"), "{refused}");
+        assert!(refused.contains("names peer 9"), "the reason is in the line: {refused}");
     }
 
     fn config(production: Production) -> NodeConfig {

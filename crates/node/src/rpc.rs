@@ -94,6 +94,8 @@ fn optional_object<T: serde::de::DeserializeOwned>(
     serde_json::from_value(one).map(Some).map_err(bad)
 }
 
+/// The JSON-RPC module: every method of [`client::methods::ALL`] and the new-heads
+/// subscription, answering from the node's shared ledger, mempool and history.
 pub fn module(shared: Arc<Shared>) -> Result<RpcModule<Arc<Shared>>, jsonrpsee::core::RegisterMethodError> {
     let mut m = RpcModule::new(shared);
 
@@ -358,6 +360,7 @@ pub struct Expensive {
 }
 
 impl Expensive {
+    /// `max` slots, a call waiting at most `wait` for one.
     pub fn new(max: usize, wait: Duration) -> Expensive {
         Expensive {
             slots: Arc::new(tokio::sync::Semaphore::new(max)),
@@ -406,7 +409,7 @@ async fn historical_metagraph(s: &Arc<Shared>, h: u64, head: u64) -> Result<Meta
     let history = s.history.clone();
     let rebuilt = s.rpc.historical.run(move || history.metagraph_at(h, head)).await.inspect_err(|e| {
         if e.code() == codes::BUSY {
-            s.rpc.counters.busy.fetch_add(1, Ordering::Relaxed);
+            s.rpc.counters.busy.inc();
         }
     })?;
     match rebuilt {

@@ -78,7 +78,9 @@ const IDLE_CHECK: Duration = Duration::from_secs(1);
 /// middleware can say that subscriptions need a WebSocket.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Transport {
+    /// A plain HTTP request: one call, no subscriptions.
     Http,
+    /// A WebSocket connection: calls and subscriptions.
     WebSocket,
 }
 
@@ -189,14 +191,18 @@ impl Drop for Slot {
 
 /// The server's pools and counters, shared with `/metrics`.
 pub struct Connections {
+    /// Open TCP connections (HTTP and WebSocket), in all and per address.
     pub tcp: Arc<Pool>,
+    /// Open WebSockets, in all and per address.
     pub ws: Arc<Pool>,
+    /// What the server refused or closed, by reason.
     pub counters: RpcCounters,
     /// The expensive calls' limit (past metagraphs).
     pub historical: Arc<crate::rpc::Expensive>,
 }
 
 impl Connections {
+    /// Empty pools sized by `limits`.
     pub fn new(limits: &RpcLimits) -> Connections {
         Connections {
             tcp: Pool::new(limits.max_connections, limits.max_connections_per_ip),
@@ -253,7 +259,7 @@ impl AsyncRead for Watched {
                 && a.subscriptions.load(Ordering::Relaxed) == 0
                 && a.idle_for() > this.idle_limit
             {
-                this.shared.counters.ws_idle_closed.fetch_add(1, Ordering::Relaxed);
+                this.shared.counters.ws_idle_closed.inc();
                 return Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, "idle WebSocket closed")));
             }
             this.check.as_mut().reset(tokio::time::Instant::now() + IDLE_CHECK);
@@ -356,8 +362,8 @@ pub async fn serve<RpcMiddleware, HttpMiddleware>(
             Err(r) => {
                 let c = &shared.counters;
                 match r {
-                    Refusal::Full(_) => c.refused_full.fetch_add(1, Ordering::Relaxed),
-                    Refusal::PerIp(_) => c.refused_per_ip.fetch_add(1, Ordering::Relaxed),
+                    Refusal::Full(_) => c.refused_full.inc(),
+                    Refusal::PerIp(_) => c.refused_per_ip.inc(),
                 };
                 refuse(sock, r);
                 continue;
@@ -440,7 +446,7 @@ where
     parts.extensions.insert(conn.activity.clone());
     if upgrade {
         if let Err(r) = conn.take_ws(&shared.ws) {
-            shared.counters.refused_ws.fetch_add(1, Ordering::Relaxed);
+            shared.counters.refused_ws.inc();
             let (status, msg) = refusal_text(r, "WebSocket connections");
             return Ok(text(status, msg));
         }
@@ -463,7 +469,7 @@ where
         }
         Ok(Err(e)) => return Err(e),
         Err(_) => {
-            shared.counters.body_timeouts.fetch_add(1, Ordering::Relaxed);
+            shared.counters.body_timeouts.inc();
             let mut r = text(
                 http::StatusCode::REQUEST_TIMEOUT,
                 format!(

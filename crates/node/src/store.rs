@@ -44,6 +44,7 @@ pub struct SharedMemStore {
 }
 
 impl SharedMemStore {
+    /// An empty chain store (no blocks, no checkpoints).
     pub fn new() -> Self {
         Self::default()
     }
@@ -133,6 +134,8 @@ pub enum OpenError {
     /// Another process (another node) has the file open.
     #[error("the file is in use by another process (is another node running on this data directory?)")]
     InUse,
+    /// The operating system refused the file (missing, permissions, or `create` over an
+    /// existing one).
     #[error("{0}")]
     Io(String),
 }

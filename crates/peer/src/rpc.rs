@@ -26,14 +26,19 @@ pub struct RpcChain {
 
 impl RpcChain {
     pub async fn connect(url: &str) -> Result<RpcChain, ChainError> {
-        let client = Client::connect(url).await?;
-        Ok(RpcChain {
+        Ok(RpcChain::over(url, Arc::new(Client::connect(url).await?)))
+    }
+
+    /// Over `client`, a connection already open to `url` (reconnections go to `url`), so a
+    /// caller that holds one for other calls does not open a second.
+    pub fn over(url: &str, client: Arc<Client>) -> RpcChain {
+        RpcChain {
             url: url.to_string(),
-            client: RwLock::new(Arc::new(client)),
+            client: RwLock::new(client),
             poll: Duration::from_millis(50),
             wait_timeout: Duration::from_secs(60),
             reconnect_for: Duration::from_secs(60),
-        })
+        }
     }
 
     /// The client of the current connection, for calls outside the [`Chain`] trait.

@@ -22,30 +22,12 @@ use std::time::{Duration, Instant};
 
 use ed25519_dalek::SigningKey;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use wire::{
-    serve, AxonConfig, Caller, Dendrite, Handler, HandlerError, Modality, OwnedTensor, StakeTable, Target,
-    TensorView,
-};
+use wire::test_utils::Echo;
+use wire::{serve, AxonConfig, Dendrite, Modality, OwnedTensor, StakeTable, Target};
 
 const CALLER_SEED: [u8; 32] = [1; 32];
 const AXON_SEED: [u8; 32] = [2; 32];
 const GRPCIO_ECHO: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/grpcio_echo.py");
-
-struct Echo;
-
-impl Handler for Echo {
-    fn forward(&self, _c: &Caller, inputs: &TensorView<'_>) -> Result<OwnedTensor, HandlerError> {
-        Ok(inputs.to_owned())
-    }
-    fn backward(
-        &self,
-        _c: &Caller,
-        _i: &TensorView<'_>,
-        _g: &TensorView<'_>,
-    ) -> Result<Option<OwnedTensor>, HandlerError> {
-        Ok(None)
-    }
-}
 
 /// One system's calls in one cell and round.
 struct Cell {

@@ -1,6 +1,8 @@
-//! An axon serving a known function, for interoperability tests and as the smallest example of
-//! a [`Handler`]: Forward is y = 2x + 1 elementwise on a float TENSOR, Backward returns the
-//! gradient w.r.t. the inputs, 2g.
+//! An axon serving a known function, for interoperability tests: Forward is y = 2x + 1
+//! elementwise on a float TENSOR, Backward returns the gradient w.r.t. the inputs, 2g. The
+//! function is `wire::test_utils::Affine` (feature `test-utils`), the one the Rust tests call,
+//! so both sides of the interoperability check compute what the tests do; its source is also
+//! the smallest example of a [`wire::Handler`].
 //!
 //! Cuts a corner a real peer must not: it serves unregistered callers (`allow_unregistered`),
 //! since there is no metagraph here to feed the stake table.
@@ -11,33 +13,8 @@
 use std::sync::Arc;
 
 use ed25519_dalek::SigningKey;
-use wire::{serve, AxonConfig, Caller, Handler, HandlerError, Modality, OwnedTensor, StakeTable, TensorView};
-
-struct Affine;
-
-fn floats(x: &TensorView<'_>) -> Result<Vec<f32>, HandlerError> {
-    if x.modality != Modality::Tensor {
-        return Err(HandlerError::NotImplemented(format!("modality {:?}; send a float TENSOR", x.modality)));
-    }
-    x.to_f32_vec().ok_or_else(|| HandlerError::NotImplemented(format!("dtype {:?}", x.dtype)))
-}
-
-impl Handler for Affine {
-    fn forward(&self, _caller: &Caller, inputs: &TensorView<'_>) -> Result<OwnedTensor, HandlerError> {
-        let y: Vec<f32> = floats(inputs)?.iter().map(|x| 2.0 * x + 1.0).collect();
-        Ok(OwnedTensor::from_f32(Modality::Tensor, inputs.shape, &y))
-    }
-
-    fn backward(
-        &self,
-        _caller: &Caller,
-        _inputs: &TensorView<'_>,
-        grads: &TensorView<'_>,
-    ) -> Result<Option<OwnedTensor>, HandlerError> {
-        let dx: Vec<f32> = floats(grads)?.iter().map(|g| 2.0 * g).collect();
-        Ok(Some(OwnedTensor::from_f32(Modality::Tensor, grads.shape, &dx)))
-    }
-}
+use wire::test_utils::Affine;
+use wire::{serve, AxonConfig, StakeTable};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {

@@ -44,6 +44,8 @@ pub mod masking;
 pub mod metrics;
 mod queue;
 pub mod tensor;
+#[cfg(any(test, feature = "test-utils"))]
+pub mod test_utils;
 
 /// Generated from `proto/agora.proto` by `build.rs` (protox + tonic-prost-build).
 #[allow(clippy::all, clippy::pedantic, missing_docs)]

@@ -10,6 +10,7 @@ use prost::Message;
 use wire::metrics::Call;
 use wire::proto::axon_client::AxonClient;
 use wire::proto::{self, BackwardRequest, BackwardResponse, ForwardRequest, ForwardResponse};
+use wire::test_utils::{affine, affine_grad};
 use wire::{
     encode, serve, AxonConfig, AxonHandle, BodyDigest, Caller, DType, Dendrite, Handler, HandlerError,
     Initiator, Limits, Modality, Offer, OwnedTensor, ReturnCode, Session, StakeTable, Target, TensorView,
@@ -27,16 +28,6 @@ fn hotkey(seed: u8) -> [u8; 32] {
 
 fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as u64
-}
-
-/// The known function: y = 2x + 1 elementwise; its gradient w.r.t. x is 2g.
-fn affine(x: &TensorView<'_>) -> Result<OwnedTensor, HandlerError> {
-    let v = x.to_f32_vec().ok_or_else(|| HandlerError::NotImplemented(format!("dtype {:?}", x.dtype)))?;
-    if x.modality != Modality::Tensor {
-        return Err(HandlerError::NotImplemented(format!("modality {:?}", x.modality)));
-    }
-    let y: Vec<f32> = v.iter().map(|a| 2.0 * a + 1.0).collect();
-    Ok(OwnedTensor::from_f32(Modality::Tensor, x.shape, &y))
 }
 
 /// Opens once, then stays open; a handler blocked on it holds its worker.
@@ -87,9 +78,7 @@ impl Handler for Recorder {
         grads: &TensorView<'_>,
     ) -> Result<Option<OwnedTensor>, HandlerError> {
         self.calls.fetch_add(1, Ordering::SeqCst);
-        let g = grads.to_f32_vec().unwrap_or_default();
-        let dx: Vec<f32> = g.iter().map(|g| 2.0 * g).collect();
-        Ok(Some(OwnedTensor::from_f32(Modality::Tensor, grads.shape, &dx)))
+        affine_grad(grads).map(Some)
     }
 }
 

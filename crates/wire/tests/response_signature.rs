@@ -19,6 +19,7 @@ use wire::auth::response::response_keys;
 use wire::auth::session::HANDSHAKE_PATH;
 use wire::metrics::Call;
 use wire::proto::{ForwardRequest, ForwardResponse, HandshakeRequest};
+use wire::test_utils::{affine, affine_grad};
 use wire::{
     serve, AxonConfig, BodyDigest, Caller, Credentials, Dendrite, Handler, HandlerError, Initiator, Modality,
     ModelVersion, Offer, OwnedTensor, ResponseSeal, ReturnCode, Session, StakeTable, Target, TensorView,
@@ -38,14 +39,9 @@ fn input() -> OwnedTensor {
 /// y = 2x + 1, served by a model that says which version it is.
 struct Versioned;
 
-fn affine(x: &TensorView<'_>) -> OwnedTensor {
-    let y: Vec<f32> = x.to_f32_vec().unwrap_or_default().iter().map(|a| 2.0 * a + 1.0).collect();
-    OwnedTensor::from_f32(Modality::Tensor, x.shape, &y)
-}
-
 impl Handler for Versioned {
     fn forward(&self, _c: &Caller, x: &TensorView<'_>) -> Result<OwnedTensor, HandlerError> {
-        Ok(affine(x))
+        affine(x)
     }
 
     fn backward(
@@ -54,7 +50,7 @@ impl Handler for Versioned {
         _x: &TensorView<'_>,
         g: &TensorView<'_>,
     ) -> Result<Option<OwnedTensor>, HandlerError> {
-        Ok(Some(affine(g)))
+        affine_grad(g).map(Some)
     }
 
     fn forward_versioned(
@@ -196,7 +192,8 @@ async fn answer(
         }
         .encode_to_vec()
     };
-    let honest = reply(affine(&x));
+    let answer = affine(&x).expect("the request's floats");
+    let honest = reply(answer.clone());
     let mut request_hash = creds.request_hash(call);
     if lie == Lie::OtherRequest {
         request_hash[0] ^= 1;
@@ -218,7 +215,7 @@ async fn answer(
     match lie {
         Lie::Body => {
             // The same length, one output changed: what a relay that edits answers sends.
-            let mut y = wire::tensor::le_bytes_to_f32s(&affine(&x).data);
+            let mut y = wire::tensor::le_bytes_to_f32s(&answer.data);
             y[0] += 1.0;
             sent = reply(OwnedTensor::from_f32(Modality::Tensor, x.shape, &y));
             assert_eq!(sent.len(), honest.len());

@@ -156,7 +156,8 @@ async fn node_serves_rejects_and_survives_sigkill() {
     assert_eq!(new.txs, 1);
 
     let text = metrics(&n.addr);
-    assert!(text.contains("text/plain"), "{text}");
+    assert!(text.contains("application/openmetrics-text; version=1.0.0"), "{text}");
+    assert!(text.ends_with("\n# EOF\n"), "{text}");
     assert!(text.contains(&format!("agora_height {}", new.height)), "{text}");
     assert!(text.contains("agora_transactions_total{status=\"applied\"} 6"), "{text}");
     assert!(text.contains("agora_mempool_size 0"), "{text}");
