@@ -496,8 +496,11 @@ impl SparseMatrixBuilder {
         b.cols.extend(entries.clone().map(|e| e.0));
         b.vals.extend(entries.map(|e| e.1));
         let (cols, vals) = (&b.cols[first..], &b.vals[first..]);
-        let ok = cols.windows(2).fold(true, |ok, w| ok & (w[0] < w[1]))
-            & vals.iter().fold(true, |ok, &v| ok & finite_non_negative(v));
+        // Whether a value is 0 (to be dropped) is read in the same pass.
+        let (values_ok, zero) = vals
+            .iter()
+            .fold((true, false), |(ok, zero), &v| (ok & finite_non_negative(v), zero | (v == 0.0)));
+        let ok = cols.windows(2).fold(true, |ok, w| ok & (w[0] < w[1])) & values_ok;
         // One above the last column.
         let prev = cols.last().map_or(0, |&j| u64::from(j) + 1);
         if !(ok && prev <= n as u64) {
@@ -520,7 +523,9 @@ impl SparseMatrixBuilder {
             b.vals.truncate(first);
             return Err(err);
         }
-        b.drop_zeros_since(first);
+        if zero {
+            b.drop_zeros_since(first);
+        }
         b.end_row();
         Ok(())
     }
@@ -750,6 +755,33 @@ impl Lanes {
         }
         ((a[0] + a[1]) + (a[2] + a[3]), (b[0] + b[1]) + (b[2] + b[3]))
     }
+
+    /// [`Lanes::sum2_by`] with the terms taken from the items of a slice, `terms(k, item k)`:
+    /// the same lanes and order, walked in chunks of four, so that reading the items costs no
+    /// bounds checks.
+    #[inline]
+    pub(crate) fn sum2_over<T: Copy>(
+        items: &[T],
+        mut terms: impl FnMut(usize, T) -> (f64, f64),
+    ) -> (f64, f64) {
+        let (mut a, mut b) = ([0.0; 4], [0.0; 4]);
+        let mut chunks = items.chunks_exact(4);
+        let mut k = 0;
+        for chunk in &mut chunks {
+            for (lane, &item) in chunk.iter().enumerate() {
+                let (x, y) = terms(k + lane, item);
+                a[lane] += x;
+                b[lane] += y;
+            }
+            k += 4;
+        }
+        for (lane, &item) in chunks.remainder().iter().enumerate() {
+            let (x, y) = terms(k + lane, item);
+            a[lane] += x;
+            b[lane] += y;
+        }
+        ((a[0] + a[1]) + (a[2] + a[3]), (b[0] + b[1]) + (b[2] + b[3]))
+    }
 }
 
 impl SparseMatrix {
@@ -778,8 +810,8 @@ impl SparseMatrix {
         let skip = if skip_diagonal { i } else { usize::MAX };
         let d = if skip_diagonal { cols.binary_search(&(i as u32)).ok() } else { None };
         let sum = match d {
-            Some(d) => Lanes::sum_by(vals.len(), |k| if k == d { 0.0 } else { vals[k] }),
-            None => Lanes::sum_by(vals.len(), |k| vals[k]),
+            Some(d) => Lanes::sum2_over(vals, |k, v| (if k == d { 0.0 } else { v }, 0.0)).0,
+            None => Lanes::sum2_over(vals, |_, v| (v, 0.0)).0,
         };
         (skip, sum)
     }
@@ -870,6 +902,21 @@ impl RowsBuilder {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn lanes_over_a_slice_sum_as_by_index(
+            items in proptest::collection::vec((-1e3..1e3f64, 0.0..1e-3f64), 0..70),
+        ) {
+            // The same lanes and order, so the same bits, for every length (full chunks of
+            // four and each remainder).
+            let by_index = Lanes::sum2_by(items.len(), |k| (items[k].0 * items[k].1, items[k].0 + k as f64));
+            let over = Lanes::sum2_over(&items, |k, (a, b)| (a * b, a + k as f64));
+            prop_assert_eq!(by_index.0.to_bits(), over.0.to_bits());
+            prop_assert_eq!(by_index.1.to_bits(), over.1.to_bits());
+        }
+    }
 
     fn m(rows: &[&[(usize, f64)]]) -> SparseMatrix {
         SparseMatrix::from_rows(rows.len(), rows.iter().map(|r| r.to_vec())).unwrap()

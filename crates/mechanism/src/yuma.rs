@@ -172,9 +172,9 @@ impl YumaParams {
 /// over each column's pairs and one more for P and R, then one pass over the clipped W and the
 /// bonds together (new bonds, their normalisation, VT and the payout), after one over the
 /// previous bonds for their column sums. When the staked rows are dense (the production
-/// chain's shape at n = 256: validators weight everyone), the columns are gathered by walking
-/// those rows instead of transposing W (see `dense_block`). No copy of W is made, not for the validator mask
-/// either. `benches/epoch.rs` times it at the production chain's shapes, beside the dense
+/// chain's shape at n = 256: validators weight everyone), every column gets one slot per
+/// staked row and the transpose needs no tally or filter first (see `dense_block`). No copy
+/// of W is made, not for the validator mask either. `benches/epoch.rs` times it at the production chain's shapes, beside the dense
 /// reference (figures in the README's Benchmark section).
 pub fn epoch(p: &YumaParams, input: &EpochInput<'_>) -> Result<EpochOutput, MechanismError> {
     // Callable directly, not only through `Mechanism::epoch`: check the shared input too.
@@ -297,10 +297,10 @@ struct Consensus {
 }
 
 /// Whether the staked peers' rows fill at least half of the block they span (staked rows x n
-/// columns), and that block is small: then [`consensus_by_columns`] gathers each column's
-/// pairs by walking all staked rows, which costs one step per cell of the block, instead of
-/// transposing W. At n = 256 with 64 validators weighting everyone that saves the column
-/// tally and the scattered writes of the transpose (a quarter of the epoch).
+/// columns), and that block is small: then [`consensus_by_columns`] transposes the block with
+/// a fixed room per column (one slot per staked row) instead of the general path's tally of
+/// the columns, filter and bitmap. At n = 256 with 64 validators weighting everyone that
+/// saves the column tally and the per-entry lookups (a quarter of the epoch).
 fn dense_block(input: &EpochInput<'_>, s: &[f64]) -> bool {
     let w = input.weights;
     let (mut rows, mut entries) = (0usize, 0usize);
@@ -314,16 +314,28 @@ fn dense_block(input: &EpochInput<'_>, s: &[f64]) -> bool {
     cells <= DENSE_BLOCK_CELLS && 2 * entries >= cells
 }
 
-/// The largest block of staked rows x columns [`consensus_by_columns`] walks (4 M cells: 16 MB
-/// of pairs, were they gathered at once).
+/// The largest block of staked rows x columns [`consensus_by_columns`] takes (4 M cells: 64 MB
+/// of pairs, were they gathered at once; they are gathered a band of columns at a time).
 const DENSE_BLOCK_CELLS: usize = 1 << 22;
 
 /// [`consensus`] for a dense block of staked rows (see [`dense_block`]): W is normalised row by
-/// row into the restricted W (all its columns), then the columns are taken in ascending order,
-/// each gathering its (weight, stake) pairs from a cursor in every staked row, in ascending
-/// peer order (the same pairs as the transpose gives), and selecting at once while the pairs
-/// are in L1. Columns run on the calling thread: the block is small.
+/// row into the restricted W (all its columns), then transposed a band of columns at a time
+/// into each column's (weight, stake) pairs, in ascending peer order (the same pairs as the
+/// general path gathers), and the band's columns select while their pairs are in cache.
+/// Columns run on the calling thread: the block is small.
 fn consensus_by_columns(input: &EpochInput<'_>, s: &[f64], kappa: f64, scratch: &mut Scratch) -> Consensus {
+    consensus_by_bands(input, s, kappa, scratch, GATHER_BAND_PAIRS)
+}
+
+/// [`consensus_by_columns`], transposing about `band_pairs` pairs at a time (a parameter so
+/// that the tests can cut a small block into several bands).
+fn consensus_by_bands(
+    input: &EpochInput<'_>,
+    s: &[f64],
+    kappa: f64,
+    scratch: &mut Scratch,
+    band_pairs: usize,
+) -> Consensus {
     let w = input.weights;
     let n = w.n();
     let validating: usize = (0..n).filter(|&i| input.validates(i)).map(|i| w.row(i).0.len()).sum();
@@ -348,30 +360,52 @@ fn consensus_by_columns(input: &EpochInput<'_>, s: &[f64], kappa: f64, scratch: 
     if vals.is_empty() {
         return Consensus { consensus, preranks, ranks, restricted };
     }
-    let last = vals.len() - 1;
-    let mut column = vec![(0.0, 0.0); rows.len()];
+    // The block is transposed a band of columns at a time: every staked row, in ascending
+    // order, hands its entries in the band to their columns, each of which holds at most one
+    // pair per staked row (plus a spare slot, so that the columns' starts do not all fall
+    // into the same few cache sets); then the band's columns select while their pairs are in
+    // cache. One step per entry, where gathering each column by walking a cursor in every
+    // row took one per cell and several more instructions.
+    let stride = rows.len() + 1;
+    let band = (band_pairs / stride).clamp(1, n);
+    if scratch.pairs.len() < band * stride {
+        scratch.pairs.resize(band * stride, (0.0, 0.0));
+    }
+    let pairs = &mut scratch.pairs[..band * stride];
+    let mut next = vec![0; band];
     let mut ws = Workspace::default();
-    for j in 0..n {
-        // Branch-free: every staked row writes its candidate pair, and only a row whose cursor
-        // sits on column j keeps it and moves on.
-        let mut found = 0;
-        for row in rows.iter_mut() {
-            let (k, end, si) = *row;
-            let hit = k < end && cols[k] as usize == j;
-            column[found] = (vals[k.min(last)], si);
-            found += hit as usize;
-            row.0 += hit as usize;
+    for first in (0..n).step_by(band) {
+        let end = (first + band).min(n);
+        for (q, at) in next.iter_mut().enumerate() {
+            *at = q * stride;
         }
-        // No stake filter here (the block is dense: most columns qualify); a column whose
-        // weights carry too little stake selects c = 0, which `Selected::confirms` accepts
-        // when the stake is short of kappa by more than rounding.
-        if found > 0 {
-            let c = ColumnConsensus::new(&column[..found], &mut ws, kappa);
-            (consensus[j], preranks[j], ranks[j]) = (c.consensus, c.prerank, c.rank);
+        for row in rows.iter_mut() {
+            let (start, stop, si) = *row;
+            // This row's entries in the band: from its cursor up to the first column past it.
+            let split = start + cols[start..stop].partition_point(|&j| (j as usize) < end);
+            for (&j, &v) in cols[start..split].iter().zip(&vals[start..split]) {
+                let at = &mut next[j as usize - first];
+                pairs[*at] = (v, si);
+                *at += 1;
+            }
+            row.0 = split;
+        }
+        for (q, j) in (first..end).enumerate() {
+            let column = &pairs[q * stride..next[q]];
+            // No stake filter here (the block is dense: most columns qualify); a column whose
+            // weights carry too little stake selects c = 0, which `Selected::confirms`
+            // accepts when the stake is short of kappa by more than rounding.
+            if !column.is_empty() {
+                let c = ColumnConsensus::new(column, &mut ws, kappa);
+                (consensus[j], preranks[j], ranks[j]) = (c.consensus, c.prerank, c.rank);
+            }
         }
     }
     Consensus { consensus, preranks, ranks, restricted }
 }
+
+/// The pairs [`consensus_by_columns`] transposes at a time (512 KB, within L2).
+const GATHER_BAND_PAIRS: usize = 1 << 15;
 
 /// The consensus weight of every column (see [`epoch`]), in one more pass over W.
 ///
@@ -517,12 +551,35 @@ impl ColumnConsensus {
             // A near-tie (see `Selected::confirms`): rare, settled by the definition.
             quantile_by_definition(column, kappa)
         };
-        let (prerank, rank) = Lanes::sum2_by(column.len(), |k| {
-            let (w, s) = column[k];
-            (w * s, w.min(c) * s)
-        });
+        let (prerank, rank) = Lanes::sum2_over(column, |_, (w, s)| (w * s, clip(w, c) * s));
         ColumnConsensus { consensus: c, prerank, rank }
     }
+}
+
+/// `min(w, c)` for the clipped weights, where neither is NaN: one comparison and a select,
+/// where `f64::min`'s handling of NaN costs a few more instructions on every weight of the
+/// epoch's hot loops. The same value as `w.min(c)` for every non-NaN pair.
+#[inline]
+fn clip(w: f64, c: f64) -> f64 {
+    if w < c {
+        w
+    } else {
+        c
+    }
+}
+
+/// Per column, what the bonds pass reads for each entry: side by side, so an entry costs one
+/// bounds check and one cache line instead of four.
+#[derive(Clone, Copy, Default)]
+struct BondColumn {
+    /// c_j.
+    consensus: f64,
+    /// What multiplies `wc_ij s_hat_i`: `((1 - m) / R_j) / tau_j`.
+    fresh: f64,
+    /// What multiplies `b_prev_ij`: `(m / sigma_j) / tau_j`.
+    kept: f64,
+    /// I_j.
+    incentive: f64,
 }
 
 /// What [`bonds`] computes.
@@ -571,10 +628,22 @@ fn bonds(
             kept[j] = m / prev_sums[j] / tau;
         }
     }
+    let columns: Vec<BondColumn> = (0..n)
+        .map(|j| BondColumn {
+            consensus: consensus[j],
+            fresh: fresh[j],
+            kept: kept[j],
+            incentive: incentive[j],
+        })
+        .collect();
 
     let mut payout = vec![0.0; n];
     let mut validator_trust = vec![0.0; n];
-    let mut bonds = RowsBuilder::with_capacity(n, previous.nnz() + restricted.nnz());
+    // Room for the larger of the two: exact in the steady state (bonds where the weights
+    // are), and the vectors grow if the union is larger. Reserving for the sum instead and
+    // shrinking at the end had the allocator map, remap and unmap fresh pages every epoch (a
+    // page fault per 4 KB touched).
+    let mut bonds = RowsBuilder::with_capacity(n, previous.nnz().max(restricted.nnz()));
     for (i, &si) in s.iter().enumerate() {
         let (pc, pv) = previous.row(i);
         let (rc, rv) = restricted.row(i);
@@ -587,11 +656,13 @@ fn bonds(
             // The steady state: a validator holds bonds exactly where it weights. No merge, and
             // VT and the payout summed in the same loop.
             let out = bonds.append_columns(rc);
-            (validator_trust[i], payout[i]) = Lanes::sum2_by(rc.len(), |k| {
-                let j = rc[k] as usize;
-                let wc = rv[k].min(consensus[j]);
-                out[k] = wc * si * fresh[j] + pv[k] * kept[j];
-                (wc, out[k] * incentive[j])
+            let len = rc.len();
+            let (rv, pv, out) = (&rv[..len], &pv[..len], &mut out[..len]);
+            (validator_trust[i], payout[i]) = Lanes::sum2_by(len, |k| {
+                let col = &columns[rc[k] as usize];
+                let wc = clip(rv[k], col.consensus);
+                out[k] = wc * si * col.fresh + pv[k] * col.kept;
+                (wc, out[k] * col.incentive)
             });
             if bonds.drop_zeros_since(first) {
                 // Entries that underflowed (rare) shift the lanes of the rest.
@@ -607,7 +678,7 @@ fn bonds(
                 let mut b = 0.0;
                 if jr == j {
                     // 0 where c_j = 0 clips the weight away.
-                    b = rv[r].min(consensus[j]) * si * fresh[j];
+                    b = clip(rv[r], consensus[j]) * si * fresh[j];
                     r += 1;
                 }
                 if jp == j {
@@ -618,7 +689,7 @@ fn bonds(
                     bonds.push(j, b);
                 }
             }
-            validator_trust[i] = Lanes::sum_by(rc.len(), |k| rv[k].min(consensus[rc[k] as usize]));
+            validator_trust[i] = Lanes::sum_by(rc.len(), |k| clip(rv[k], consensus[rc[k] as usize]));
             payout[i] = row_payout(&bonds);
         }
         bonds.end_row();
@@ -1217,18 +1288,33 @@ mod tests {
 
     proptest! {
         #[test]
+        fn clip_is_min_without_nan(
+            // Weights, consensus values and the edge cases among them: 0, equal values,
+            // subnormals and infinity.
+            w in prop_oneof![Just(0.0), Just(f64::MIN_POSITIVE / 4.0), Just(f64::INFINITY), 0.0..1.0f64],
+            c in prop_oneof![Just(0.0), Just(f64::MIN_POSITIVE / 4.0), Just(f64::INFINITY), 0.0..1.0f64],
+        ) {
+            prop_assert_eq!(clip(w, c).to_bits(), w.min(c).to_bits());
+            prop_assert_eq!(clip(w, w).to_bits(), w.to_bits());
+        }
+    }
+
+    proptest! {
+        #[test]
         fn column_walk_matches_the_transpose(
             (w, stake, state) in arb_input(14),
             kappa in prop_oneof![Just(0.0), Just(0.5), Just(1.0), 0.0..=1.0f64],
             masked in proptest::collection::vec(any::<bool>(), 14),
+            band_pairs in prop_oneof![Just(GATHER_BAND_PAIRS), 1..120usize],
         ) {
             // The two ways `run` gathers the columns' pairs, on the same input: every c_j, R_j
-            // and (where a column has consensus) P_j agree bit for bit.
+            // and (where a column has consensus) P_j agree bit for bit, whether the dense block
+            // is transposed at once or in bands of a few columns (down to one).
             let mask: Vec<bool> = masked[..w.n()].iter().map(|&m| !m).collect();
             let input = EpochInput::new(&w, &stake, 1.0, &state).with_validators(&mask);
             let s = input.validating_stake();
             let by_transpose = consensus(&input, &s, kappa, &mut Scratch::default());
-            let by_columns = consensus_by_columns(&input, &s, kappa, &mut Scratch::default());
+            let by_columns = consensus_by_bands(&input, &s, kappa, &mut Scratch::default(), band_pairs);
             let bits = |x: &[f64]| x.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
             prop_assert_eq!(bits(&by_transpose.consensus), bits(&by_columns.consensus));
             prop_assert_eq!(bits(&by_transpose.ranks), bits(&by_columns.ranks));

@@ -96,16 +96,25 @@ pub(super) fn weighted_quantile(pairs: &[(f64, f64)], ws: &mut Workspace, kappa:
         }
         let (lo, hi) = bit_bounds(range);
         // Bucket b holds the bit patterns lo + [b << shift, (b + 1) << shift).
-        let bits = range.len().ilog2().clamp(4, 11);
+        let bits = range.len().ilog2().clamp(4, MAX_BUCKETS.ilog2());
         let shift = (u64::BITS - (hi - lo).leading_zeros()).saturating_sub(bits);
         let buckets = ((hi - lo) >> shift) as usize + 1;
-        stake.clear();
-        stake.resize(buckets, 0.0);
-        head.clear();
-        head.resize(buckets, NONE);
-        link.resize(range.len(), NONE);
-        for (k, &(w, s)) in range.iter().enumerate() {
-            let b = ((w.to_bits() - lo) >> shift) as usize;
+        // Sized for the most buckets a round can have and masked to it (a no-op: b < 2^bits),
+        // so the loop below carries no bounds checks; only the round's buckets are cleared.
+        if stake.len() < MAX_BUCKETS {
+            stake.resize(MAX_BUCKETS, 0.0);
+            head.resize(MAX_BUCKETS, NONE);
+        }
+        let (stake, head) = (&mut stake[..MAX_BUCKETS], &mut head[..MAX_BUCKETS]);
+        stake[..buckets].fill(0.0);
+        head[..buckets].fill(NONE);
+        if link.len() < range.len() {
+            link.resize(range.len(), NONE);
+        }
+        let link = &mut link[..range.len()];
+        for k in 0..range.len() {
+            let (w, s) = range[k];
+            let b = ((w.to_bits() - lo) >> shift) as usize & (MAX_BUCKETS - 1);
             stake[b] += s;
             link[k] = head[b];
             head[b] = k as u32;
@@ -138,6 +147,9 @@ pub(super) fn weighted_quantile(pairs: &[(f64, f64)], ws: &mut Workspace, kappa:
     *kept = [src, dst];
     selected
 }
+
+/// The most buckets a round spreads a range over (2^11).
+const MAX_BUCKETS: usize = 1 << 11;
 
 /// Ranges this short are sorted: cheaper than another round of buckets.
 const SORT_AT_MOST: usize = 16;
