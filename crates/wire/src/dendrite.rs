@@ -15,7 +15,8 @@
 //! INVALID_RESPONSE_SIGNATURE (UNSUPPORTED_VERSION from an axon too old to speak protocol 5),
 //! whatever it holds; the verified version comes back in [`PeerResult::model`]. The request's
 //! tensor goes to the socket from the caller's own buffer and the answer's tensor is a slice of
-//! the frame it arrived in (`codec`); the answer is digested as its frames arrive.
+//! the frame it arrived in (`codec`); the answer is digested once it is in, on two cores when
+//! large (`digest`).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
