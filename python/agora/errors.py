@@ -107,6 +107,12 @@ KINDS: list[tuple[str, str, str]] = [
     ("nomination_too_small", "NominationTooSmall", "a nomination would hold less than the chain's minimum"),
     ("too_many_nominators", "TooManyNominators", "the hotkey has the most nominators the chain allows"),
     ("take_out_of_bounds", "TakeOutOfBounds", "the take is above the chain's maximum"),
+    ("unknown_subnet", "UnknownSubnet", "the call names a subnet that does not exist"),
+    ("not_a_subnet_call", "NotASubnetCall", "the call does not name a network, so it cannot go to a subnet"),
+    ("subnet_cost_not_covered", "SubnetCostNotCovered", "the balance does not cover the subnet creation cost"),
+    ("subnet_limit", "SubnetLimit", "the chain has the most subnets it allows"),
+    ("bad_subnet_params", "BadSubnetParams", "the subnet parameters are refused"),
+    ("subnets_need_per_epoch_emission", "SubnetsNeedPerEpochEmission", "a lazy-emission chain has no subnets"),
 ]
 
 BY_KIND: dict[str, type[TxError]] = {}

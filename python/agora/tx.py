@@ -196,8 +196,41 @@ class BurnedRegister:
     KIND = "burned_register"
 
 
+@dataclass(frozen=True)
+class SubnetParams:
+    """What a `CreateSubnet` chooses (`ledger::SubnetParams`): the mechanism by name, its tempo,
+    table size, immunity, initial difficulty, weights rate limit, and commit-reveal as
+    `(reveal_delay, reveal_window)` or None."""
+
+    mechanism: str
+    tempo: int
+    max_neurons: int
+    immunity_period: int
+    difficulty: int
+    weights_rate_limit: int
+    commit_reveal: tuple[int, int] | None = None
+
+
+@dataclass(frozen=True)
+class CreateSubnet:
+    """Sent by a coldkey: open the next subnet, burning the chain's `subnets.creation_cost`."""
+
+    params: SubnetParams
+    KIND = "create_subnet"
+
+
+@dataclass(frozen=True)
+class OnSubnet:
+    """`call` (one that names a network) on subnet `netuid` rather than netuid 0
+    (`ledger::Call::Subnet`); a plain call acts on netuid 0."""
+
+    netuid: int
+    call: "Call"
+    KIND = "subnet"
+
+
 Call = Union[Transfer, Register, RegisterBy, Serve, AddStake, RemoveStake, SetWeights, CommitWeights, RevealWeights,
-             PublishVersion, SetTake, BurnedRegister]
+             PublishVersion, SetTake, BurnedRegister, CreateSubnet, OnSubnet]
 # The borsh variant index of each call: its position in `ledger::Call`.
 CALLS: tuple[type, ...] = (
     Transfer,
@@ -212,6 +245,8 @@ CALLS: tuple[type, ...] = (
     PublishVersion,
     SetTake,
     BurnedRegister,
+    CreateSubnet,
+    OnSubnet,
 )
 
 
@@ -348,6 +383,25 @@ def encode_call(call: Call) -> bytes:
         w.u16(call.take)
     elif isinstance(call, BurnedRegister):
         w.key(call.hotkey)
+    elif isinstance(call, CreateSubnet):
+        p = call.params
+        name = p.mechanism.encode()
+        w.out += struct.pack("<I", len(name)) + name
+        w.u64(p.tempo)
+        w.out += struct.pack("<I", p.max_neurons)
+        for v in (p.immunity_period, p.difficulty, p.weights_rate_limit):
+            w.u64(v)
+        if p.commit_reveal is None:
+            w.u8(0)
+        else:
+            w.u8(1)
+            w.u64(p.commit_reveal[0])
+            w.u64(p.commit_reveal[1])
+    elif isinstance(call, OnSubnet):
+        if isinstance(call.call, OnSubnet):
+            raise ValueError("a subnet call cannot wrap another subnet call")
+        w.u16(call.netuid)
+        w.out += encode_call(call.call)
     return bytes(w.out)
 
 
@@ -375,6 +429,20 @@ def _decode_call(r: _Reader) -> Call:
         return SetTake(r.take(32), r.u16())
     if tag == 11:
         return BurnedRegister(r.take(32))
+    if tag == 12:
+        mechanism = r.take(r.u32()).decode()
+        tempo, max_neurons = r.u64(), r.u32()
+        immunity, difficulty, rate_limit = r.u64(), r.u64(), r.u64()
+        flag = r.u8()
+        if flag > 1:
+            raise ValueError(f"Option tag {flag} does not exist")
+        cr = (r.u64(), r.u64()) if flag == 1 else None
+        return CreateSubnet(SubnetParams(mechanism, tempo, max_neurons, immunity, difficulty, rate_limit, cr))
+    if tag == 13:
+        netuid = r.u16()
+        if r.data[r.pos:r.pos + 1] == b"\x0d":
+            raise ValueError("a subnet call cannot wrap another subnet call")
+        return OnSubnet(netuid, _decode_call(r))
     raise ValueError(f"Call variant {tag} does not exist")
 
 

@@ -37,36 +37,52 @@ const UNSOLICITED_AHEAD: u64 = 256;
 
 /// What the engine and the chain's users ask of the application task.
 pub enum Message {
+    /// The engine asks for a payload to propose as the round's leader: the next block's transactions from the
+    /// mempool.
     Propose {
+        /// The round's view, leader and parent.
         context: Context<Digest, ValidatorKey>,
+        /// Where the proposed payload's digest goes.
         response: oneshot::Sender<Digest>,
     },
+    /// The engine asks whether another leader's payload is a valid next block before voting for it.
     Verify {
+        /// The round's view, leader and parent.
         context: Context<Digest, ValidatorKey>,
+        /// The digest of the payload to check (its bytes may still be on their way).
         payload: Digest,
+        /// The verdict, once the payload's bytes are here and have been checked.
         response: oneshot::Sender<bool>,
     },
+    /// The engine asks for a payload's bytes to be sent to the other validators.
     Broadcast {
+        /// The payload's digest.
         payload: Digest,
+        /// To whom: everyone when proposing, the named validators when forwarding.
         plan: Plan<ValidatorKey>,
     },
     /// A payload the engine finalized (with its ancestors).
     Finalized {
+        /// The finalized payload's digest.
         payload: Digest,
     },
     /// A payload the engine notarized: it may still be skipped, but is the latest block.
     Notarized {
+        /// The notarized payload's digest.
         payload: Digest,
     },
     /// A validator signed two conflicting messages for one view.
     Evidence(Evidence),
     /// A transaction from a user: admitted to the mempool, then sent to the other validators.
     Submit {
+        /// The encoded signed transaction.
         tx: Vec<u8>,
+        /// Its hash once admitted, or why the mempool refused it.
         response: oneshot::Sender<Result<Hash, MempoolError>>,
     },
     /// A transaction already admitted here (by [`Chain::admit`]): sent to the other validators.
     Forward {
+        /// The encoded signed transaction.
         tx: Vec<u8>,
     },
 }
@@ -78,6 +94,7 @@ pub struct Evidence {
     pub kind: &'static str,
     /// The validator's index in the (sorted) validator set.
     pub validator: u32,
+    /// The consensus view (round) in which it equivocated.
     pub view: u64,
 }
 
@@ -108,8 +125,10 @@ impl Mailbox {
 /// Why a submission was not queued.
 #[derive(Debug, thiserror::Error)]
 pub enum SubmitError {
+    /// The ledger's rules or the mempool's bounds refused the transaction.
     #[error("{0}")]
     Mempool(MempoolError),
+    /// The validator's application task has ended, so nothing can be queued.
     #[error("the validator is stopped")]
     Stopped,
 }

@@ -18,24 +18,41 @@ use thiserror::Error;
 /// Why a finalized payload did not become a block.
 #[derive(Debug, Error)]
 pub enum ExecuteError {
+    /// The ledger refused to execute the finalized payload as a block.
     #[error("block {height}: {source}")]
-    Block { height: u64, source: ledger::BlockError },
+    Block {
+        /// The block's height.
+        height: u64,
+        /// The ledger's reason.
+        source: ledger::BlockError,
+    },
+    /// The ledger executed the block but could not commit it to its store.
     #[error("block {height}: {source}")]
-    Ledger { height: u64, source: LedgerError },
+    Ledger {
+        /// The block's height.
+        height: u64,
+        /// The ledger's (store's) reason.
+        source: LedgerError,
+    },
 }
 
 /// Why a payload could not be rebuilt from the store (the store is damaged or failing: the
 /// payload is not served, and a lagging validator asks another).
 #[derive(Debug, Error)]
 pub enum StoredPayloadError {
+    /// The block store failed to read.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The ledger failed to read a stored block.
     #[error(transparent)]
     Ledger(#[from] LedgerError),
+    /// A payload index record of the wrong length (this many bytes).
     #[error("payload index record of {0} bytes, not 48")]
     Corrupt(usize),
+    /// The index names a block height the store does not hold.
     #[error("the payload index names block {0}, which is not in the store")]
     MissingBlock(u64),
+    /// The stored block at this height does not rebuild the payload the index names.
     #[error("block {0} rebuilds a payload of another digest than the index names")]
     Mismatch(u64),
 }

@@ -54,9 +54,13 @@ pub const KEEP_PAYLOADS: u64 = 4096;
 
 /// The engine's channels on the network, and the application's.
 pub mod channels {
+    /// The engine's votes (notarize, nullify, finalize).
     pub const VOTES: u64 = 0;
+    /// The engine's certificates (notarizations, nullifications, finalizations).
     pub const CERTIFICATES: u64 = 1;
+    /// Requests for missing certificates by a lagging validator.
     pub const RESOLVER: u64 = 2;
+    /// The application's payloads and forwarded transactions.
     pub const APPLICATION: u64 = 3;
 }
 
@@ -71,10 +75,13 @@ pub fn ledger_key(k: &ValidatorKey) -> ledger::PublicKey {
 /// Why a key cannot be a validator's.
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum KeyError {
+    /// The 32 bytes do not decode to a point of the ed25519 curve.
     #[error("validator key {0} is not an ed25519 point")]
     NotAPoint(ledger::PublicKey),
+    /// A genesis with no validators cannot run consensus.
     #[error("the validator set of the genesis is empty")]
     NoValidators,
+    /// This node's key is not one of the genesis' validators.
     #[error("key {0} is not in the genesis' validator set")]
     NotAValidator(ledger::PublicKey),
 }
@@ -105,7 +112,9 @@ pub fn participants(genesis: &ledger::GenesisConfig) -> Result<Set<ValidatorKey>
 /// skipped), of the application's proposals, and how many payloads it keeps in memory.
 #[derive(Clone, Debug)]
 pub struct Timeouts {
+    /// How long a leader has to propose before its view is skipped.
     pub leader: Duration,
+    /// How long a view has to certify before it is skipped.
     pub certification: Duration,
     /// How often a validator stuck in a view says so again.
     pub retry: Duration,
@@ -153,8 +162,11 @@ impl Timeouts {
 /// A running validator: the engine's task, the application's task, and the mailbox that
 /// takes transactions.
 pub struct Validator {
+    /// The consensus engine's task.
     pub engine: Handle<()>,
+    /// The application's task: mempool, proposals, verification, execution.
     pub application: Handle<()>,
+    /// Where users submit transactions.
     pub mailbox: Mailbox,
 }
 

@@ -29,24 +29,30 @@ pub struct NetConfig {
     pub peers: Vec<(ValidatorKey, SocketAddr)>,
     /// The consensus journal's directory.
     pub storage: PathBuf,
+    /// The engine's timeouts and the block pace.
     pub timeouts: Timeouts,
 }
 
 /// Why a validator did not start.
 #[derive(Debug, Error)]
 pub enum NetError {
+    /// A key in the validator set or the peer list is not a validator's.
     #[error(transparent)]
     Key(#[from] KeyError),
+    /// The same key appears twice among the peers.
     #[error("the peer list names a key twice")]
     DuplicatePeer,
+    /// The runtime ended before the validator was running (its start failed; see the log).
     #[error("the validator's runtime stopped before it started")]
     Stopped,
+    /// The operating system would not start the validator's thread.
     #[error("cannot start the validator's thread: {0}")]
     Thread(std::io::Error),
 }
 
 /// A validator running on its own thread; [`Running::stop`] ends it.
 pub struct Running {
+    /// Where users submit transactions.
     pub mailbox: Mailbox,
     stop: Option<futures::channel::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,

@@ -26,6 +26,7 @@ const HEADER_BYTES: usize = 32 + 8 + 8 + 32 + 4;
 pub struct Payload {
     /// Digest of the previous payload; [`genesis_digest`] for height 1.
     pub parent: Digest,
+    /// The block's height (1 for the first block after genesis).
     pub height: u64,
     /// The proposer's clock, in milliseconds since the Unix epoch. The ledger executes the
     /// block at `max(timestamp_ms, parent's timestamp)`, so a clock behind the others' cannot
@@ -33,20 +34,48 @@ pub struct Payload {
     pub timestamp_ms: u64,
     /// The proposing validator (the engine's leader of the round).
     pub proposer: PublicKey,
+    /// The block's transactions, in execution order.
     pub txs: Vec<SignedTx>,
 }
 
 /// Why bytes are not a payload.
 #[derive(Debug, Error, PartialEq)]
 pub enum PayloadError {
+    /// More bytes than a payload may have.
     #[error("payload of {got} bytes, more than the {max} allowed")]
-    TooLarge { got: usize, max: usize },
+    TooLarge {
+        /// Its length.
+        got: usize,
+        /// The largest allowed.
+        max: usize,
+    },
+    /// The bytes end inside a field.
     #[error("payload truncated: {need} bytes needed at offset {at}, {len} in all")]
-    Truncated { at: usize, need: usize, len: usize },
+    Truncated {
+        /// The offset of the field.
+        at: usize,
+        /// The bytes it needs.
+        need: usize,
+        /// The payload's length.
+        len: usize,
+    },
+    /// More transactions than a block may hold.
     #[error("payload holds {got} transactions, more than the genesis' max_block_txs {max}")]
-    TooManyTxs { got: usize, max: usize },
+    TooManyTxs {
+        /// Its count.
+        got: usize,
+        /// The genesis' `max_block_txs`.
+        max: usize,
+    },
+    /// A transaction did not decode.
     #[error("transaction {index} of the payload: {reason}")]
-    Tx { index: usize, reason: TxError },
+    Tx {
+        /// Its position in the payload.
+        index: usize,
+        /// Why it did not decode.
+        reason: TxError,
+    },
+    /// Bytes left over after the last transaction (this many).
     #[error("{0} bytes after the last transaction")]
     Trailing(usize),
 }

@@ -15,6 +15,7 @@ mod metagraph_cmd;
 mod node_cmd;
 mod peer_cmd;
 mod stake_cmd;
+mod subnet_cmd;
 mod tx_cmd;
 mod wallet_cmd;
 mod weights_commit;
@@ -51,6 +52,9 @@ enum Command {
     /// Print the network's neurons: uid, hotkey, stake, rank, trust, consensus, incentive,
     /// dividends, validator trust, emission, validator permit, active, endpoint
     Metagraph(metagraph_cmd::MetagraphArgs),
+    /// List, show and create subnets: independent networks on the chain, each with its own
+    /// neurons, mechanism and parameters (netuid 0 is the genesis network)
+    Subnet(subnet_cmd::SubnetArgs),
     /// Run a whole market on this machine: a node and one `agora peer run` process per peer
     /// with roles (honest, duplicate, noise, offline, cabal), a live metagraph, and
     /// DIR/report.md checking that the chain pays peers by their true value
@@ -271,6 +275,7 @@ fn main() -> ExitCode {
         Command::Tx(args) => tx_cmd::run(args),
         Command::Stake(args) => stake_cmd::run(args),
         Command::Metagraph(args) => metagraph_cmd::run(args),
+        Command::Subnet(args) => subnet_cmd::run(args),
         Command::Localnet(args) => localnet_cmd::run(args),
         Command::Peer(args) => peer_cmd::run(args),
         Command::Infer(args) => peer_cmd::infer(args),

@@ -2,7 +2,7 @@
 //! in the columns of the bittensor metagraph (S, R, T, C, I, D, VT, E, validator permit,
 //! activity and the endpoint).
 
-use anyhow::Result;
+use anyhow::{bail, Result};
 use clap::Args;
 use client::MetagraphInfo;
 
@@ -20,19 +20,35 @@ pub struct MetagraphArgs {
     /// the mechanism, instead of the table
     #[arg(long)]
     json: bool,
+    /// The subnet to show (`agora subnet list`); 0 is the genesis network. Past blocks are
+    /// kept for netuid 0 only
+    #[arg(long, value_name = "NETUID", default_value_t = 0)]
+    netuid: u16,
 }
 
 /// Runs `agora metagraph`.
 pub fn run(args: MetagraphArgs) -> Result<()> {
     block_on(async {
         let chain = Chain::connect(&args.chain).await?;
-        let mg = chain.client.metagraph(args.block).await?;
-        let mechanism = chain.genesis.config.mechanism.name();
+        let netuid = args.netuid;
+        if netuid != 0 && args.block.is_some() {
+            bail!("--block with --netuid {netuid}: past metagraphs are kept for netuid 0 only");
+        }
+        // A subnet's own mechanism and tempo; the genesis' for netuid 0.
+        let (mg, mechanism, tempo) = if netuid == 0 {
+            let cfg = &chain.genesis.config;
+            (chain.client.metagraph(args.block).await?, cfg.mechanism.name().to_string(), cfg.tempo)
+        } else {
+            let s = chain.subnet(netuid).await?;
+            (chain.client.subnet_metagraph(netuid).await?, s.params.mechanism, s.params.tempo)
+        };
+        let mechanism = mechanism.as_str();
         if args.json {
             let mut v = serde_json::to_value(&mg)?;
             if let Some(obj) = v.as_object_mut() {
                 obj.insert("chain_id".into(), chain.id().into());
                 obj.insert("mechanism".into(), mechanism.into());
+                obj.insert("netuid".into(), netuid.into());
                 // The keys again as SS58 addresses (the ledger's JSON has them in hex).
                 let ss58 = |keys: &[ledger::PublicKey]| keys.iter().map(|k| k.to_ss58()).collect::<Vec<_>>();
                 obj.insert("hotkeys_ss58".into(), ss58(&mg.hotkeys).into());
@@ -41,17 +57,21 @@ pub fn run(args: MetagraphArgs) -> Result<()> {
             write_out(&format!("{}\n", serde_json::to_string_pretty(&v)?))
         } else {
             let cfg = &chain.genesis.config;
-            let last = last_epoch_height(mg.block, cfg.tempo);
+            let last = last_epoch_height(mg.block, tempo);
             // The block's own report says whether the epoch paid; a node that cannot serve the
             // block (pruned, or an older node) still gets the heights.
-            let report = match last {
+            // (Blocks report netuid 0's epoch only.)
+            let report = match last.filter(|_| netuid == 0) {
                 Some(h) => chain.client.block(h).await.ok().and_then(|b| b.stored.epoch),
                 None => None,
             };
             let lazy = cfg.emission_mode == ledger::EmissionMode::Lazy;
             let mut text = table(chain.id(), mechanism, &mg);
+            if netuid != 0 {
+                text.insert_str(0, &format!("subnet {netuid}  "));
+            }
             let at = text.find('\n').map_or(text.len(), |i| i + 1);
-            text.insert_str(at, &format!("{}\n", epoch_line(mg.block, cfg.tempo, report.as_ref(), lazy)));
+            text.insert_str(at, &format!("{}\n", epoch_line(mg.block, tempo, report.as_ref(), lazy)));
             write_out(&text)
         }
     })

@@ -65,6 +65,10 @@ struct RunArgs {
     hotkey: String,
     #[command(flatten)]
     chain: crate::tx_cmd::ChainArgs,
+    /// The subnet to join (`agora subnet list`): the peer registers, serves, scores and sets
+    /// weights there; 0 is the genesis network
+    #[arg(long, value_name = "NETUID", default_value_t = 0)]
+    netuid: u16,
     /// Training text: a fortunes file, a text file or a directory of them, or the name of a
     /// fortunes topic (`science`, `computers`, ...: $AGORA_FORTUNES_DIR, the installed package,
     /// else the built-in sample); `+` joins several into one mixture (`science+computers`)
@@ -247,6 +251,7 @@ fn run_peer(a: RunArgs) -> Result<()> {
     }
     let cfg = RunConfig {
         chain: a.chain.url,
+        netuid: a.netuid,
         hotkey,
         coldkey: w.coldkey_public(),
         corpus: load_corpus(&a.dataset)?,

@@ -98,7 +98,7 @@ fn hotkey_key(root: &Option<PathBuf>, wallet: Option<&str>, s: &str) -> Result<P
 }
 
 pub fn run(args: StakeArgs) -> Result<()> {
-    let StakeArgs { send: SendArgs { chain: target, wallet_dir, fee, password }, command } = args;
+    let StakeArgs { send: SendArgs { chain: target, wallet_dir, fee, password, netuid }, command } = args;
     let fee = fee.as_deref().map(parse_tokens).transpose()?;
     let (keys, call) = match &command {
         StakeCommand::Add { from, hotkey, amount } => {
@@ -111,7 +111,7 @@ pub fn run(args: StakeArgs) -> Result<()> {
             let keys = Keys::new(&wallet_dir, from, None)?;
             let amount = match (amount, all) {
                 (Some(a), _) => parse_tokens(a)?,
-                (None, true) => held(&target, &keys.coldkey, &hotkey)?,
+                (None, true) => held(&target, netuid, &keys.coldkey, &hotkey)?,
                 (None, false) => bail!("pass --amount TOKENS or --all"),
             };
             (keys, Call::RemoveStake { hotkey, amount })
@@ -123,17 +123,26 @@ pub fn run(args: StakeArgs) -> Result<()> {
             (Keys::new(&wallet_dir, from, None)?, Call::SetTake { hotkey, take })
         }
         StakeCommand::List { wallet, dev_account, coldkey, hotkey } => {
-            return list(&target, &wallet_dir, wallet, dev_account, coldkey, hotkey);
+            return list(&target, netuid, &wallet_dir, wallet, dev_account, coldkey, hotkey);
         }
     };
-    send(&target, fee, &password, keys, Some(call), None)
+    send(&target, fee, &password, keys, Some(call.on_subnet(netuid)), netuid, None)
 }
 
-/// What `coldkey` has on `hotkey` (for `remove --all`).
-fn held(target: &ChainArgs, coldkey: &PublicKey, hotkey: &PublicKey) -> Result<u64> {
+/// The stakes of `coldkey` in subnet `netuid` (netuid 0 with the call that predates subnets).
+async fn stakes_in(chain: &Chain, netuid: u16, coldkey: &PublicKey) -> Result<Vec<client::types::StakeInfo>> {
+    if netuid != 0 {
+        chain.subnet(netuid).await?;
+        return Ok(chain.client.stakes_in(netuid, coldkey).await?);
+    }
+    Ok(chain.client.stakes(coldkey).await?)
+}
+
+/// What `coldkey` has on `hotkey` in subnet `netuid` (for `remove --all`).
+fn held(target: &ChainArgs, netuid: u16, coldkey: &PublicKey, hotkey: &PublicKey) -> Result<u64> {
     block_on(async {
         let chain = Chain::connect(target).await?;
-        let stakes = chain.client.stakes(coldkey).await?;
+        let stakes = stakes_in(&chain, netuid, coldkey).await?;
         match stakes.iter().find(|s| s.hotkey == *hotkey) {
             Some(s) if s.stake > 0 => Ok(s.stake),
             _ => bail!("{coldkey} has no stake on hotkey {hotkey}"),
@@ -143,6 +152,7 @@ fn held(target: &ChainArgs, coldkey: &PublicKey, hotkey: &PublicKey) -> Result<u
 
 fn list(
     target: &ChainArgs,
+    netuid: u16,
     root: &Option<PathBuf>,
     wallet: &Option<String>,
     dev_account: &Option<String>,
@@ -160,7 +170,10 @@ fn list(
     block_on(async move {
         let chain = Chain::connect(target).await?;
         if let Some(h) = hotkey {
-            let info = chain.client.nominators(&h).await?;
+            if netuid != 0 {
+                chain.subnet(netuid).await?;
+            }
+            let info = chain.client.nominators_in(netuid, &h).await?;
             println!("hotkey {} (uid {}), owner {}", info.hotkey, info.uid, info.owner);
             println!(
                 "stake {} (owner {}), take {}",
@@ -180,8 +193,11 @@ fn list(
         let Some(c) = coldkey else {
             bail!("pass --wallet, --dev-account or --coldkey (a coldkey's stakes), or --hotkey (a hotkey's nominators)")
         };
-        let stakes = chain.client.stakes(&c).await?;
-        println!("coldkey {c}");
+        let stakes = stakes_in(&chain, netuid, &c).await?;
+        match netuid {
+            0 => println!("coldkey {c}"),
+            k => println!("coldkey {c} in subnet {k}"),
+        }
         println!("{:>5} {:<66} {:>20} {:>9} {:>7}", "UID", "HOTKEY", "STAKE", "ROLE", "TAKE");
         let mut total: u128 = 0;
         for s in &stakes {

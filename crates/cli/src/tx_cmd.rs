@@ -41,6 +41,9 @@ pub(crate) struct SendArgs {
     pub fee: Option<String>,
     #[command(flatten)]
     pub password: PasswordArgs,
+    /// The subnet the transaction acts on (`agora subnet list`); 0 is the genesis network
+    #[arg(long, global = true, value_name = "NETUID", default_value_t = 0)]
+    pub netuid: u16,
 }
 
 #[derive(Debug, Args)]
@@ -260,13 +263,39 @@ impl Chain {
         &self.genesis.config.chain_id
     }
 
-    /// The neuron of `hotkey`, `None` if it is not registered.
-    pub async fn neuron_by_hotkey(&self, hotkey: &PublicKey) -> Result<Option<Neuron>> {
-        match self.client.neuron_by_hotkey(hotkey).await {
+    /// The neuron of `hotkey` in subnet `netuid`, `None` if it is not registered there.
+    pub async fn neuron_by_hotkey(&self, netuid: u16, hotkey: &PublicKey) -> Result<Option<Neuron>> {
+        let found = match netuid {
+            0 => self.client.neuron_by_hotkey(hotkey).await,
+            k => self.client.neuron_by_hotkey_in(k, hotkey).await,
+        };
+        match found {
             Ok(n) => Ok(Some(n)),
             Err(ClientError::Rpc { code, .. }) if code == codes::NOT_FOUND => Ok(None),
             Err(e) => Err(e.into()),
         }
+    }
+}
+
+impl Chain {
+    /// Subnet `netuid` as the node describes it; a clear error naming `agora subnet list` when
+    /// there is no such subnet.
+    pub async fn subnet(&self, netuid: u16) -> Result<client::types::SubnetSummary> {
+        match self.client.subnet(netuid).await {
+            Ok(s) => Ok(s),
+            Err(ClientError::Rpc { code, message, .. }) if code == codes::NOT_FOUND => {
+                bail!("--netuid {netuid}: {message} (`agora subnet list` shows them)")
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The commit-reveal parameters of subnet `netuid` (the genesis' for netuid 0).
+    async fn commit_reveal(&self, netuid: u16) -> Result<Option<ledger::CommitRevealConfig>> {
+        if netuid == 0 {
+            return Ok(self.genesis.config.weights.commit_reveal.clone());
+        }
+        Ok(self.subnet(netuid).await?.params.commit_reveal)
     }
 }
 
@@ -364,6 +393,7 @@ impl Keys {
                 | CallKind::RemoveStake
                 | CallKind::SetTake
                 | CallKind::BurnedRegister
+                | CallKind::CreateSubnet
         );
         match &self.source {
             KeySource::Dev(k) => Ok(k.clone()),
@@ -381,7 +411,10 @@ impl Keys {
 
 /// Runs `agora tx ...`.
 pub fn run(args: TxArgs) -> Result<()> {
-    let TxArgs { send: SendArgs { chain: target, wallet_dir, fee, password }, command } = args;
+    let TxArgs { send: SendArgs { chain: target, wallet_dir, fee, password, netuid }, command } = args;
+    if netuid != 0 && matches!(command, TxCommand::Transfer { .. }) {
+        bail!("--netuid {netuid}: a transfer moves free balance, which is chain-wide: drop --netuid");
+    }
     // Check every local input before touching the network or asking for a password.
     let fee = fee.as_deref().map(parse_tokens).transpose()?;
     // The commitment file a reveal spends: removed once the reveal is applied.
@@ -465,22 +498,24 @@ pub fn run(args: TxArgs) -> Result<()> {
             (keys, Some(Call::RevealWeights { uids: p.uids, values: p.values, salt: p.salt }))
         }
     };
-    send(&target, fee, &password, keys, call, spent_commit)
+    send(&target, fee, &password, keys, call.map(|c| c.on_subnet(netuid)), netuid, spent_commit)
 }
 
 /// Signs `call` (or, for `None`, a proof-of-work `register` solved here) with the key the
 /// ledger expects for its kind, submits it and waits for its block; prints what happened.
-/// `spent_commit`: a commitment file to remove once the transaction is applied.
+/// `netuid`: the subnet the call acts on (already wrapped into `call`; the one a `register`
+/// solves for). `spent_commit`: a commitment file to remove once the transaction is applied.
 pub(crate) fn send(
     target: &ChainArgs,
     fee: Option<u64>,
     password: &PasswordArgs,
     keys: Keys,
     call: Option<Call>,
+    netuid: u16,
     spent_commit: Option<PathBuf>,
 ) -> Result<()> {
     let kind = call.as_ref().map_or(CallKind::Register, Call::kind);
-    let registers = match &call {
+    let registers = match call.as_ref().map(Call::inner) {
         Some(Call::BurnedRegister { hotkey } | Call::RegisterBy { hotkey, .. }) => Some(*hotkey),
         _ => None,
     };
@@ -497,14 +532,18 @@ pub(crate) fn send(
                 ledger::GenesisConfig::default().chain_id
             );
         }
+        // A subnet that does not exist is named before anything is solved or signed.
+        let commit_reveal = chain.commit_reveal(netuid).await?;
         let call = match call {
             Some(c) => c,
-            None => register_call(&chain, &target.url, keys.hotkey()?, keys.coldkey).await?,
+            None => register_call(&chain, &target.url, keys.hotkey()?, keys.coldkey, netuid)
+                .await?
+                .on_subnet(netuid),
         };
         let sender = ledger::public_key(&key);
         let fee = fee.unwrap_or_else(|| chain.genesis.config.fees.min_fee(kind));
         let nonce = chain.client.account(&sender).await?.nonce;
-        let set_take = match &call {
+        let set_take = match call.inner() {
             Call::SetTake { hotkey, .. } => Some(*hotkey),
             _ => None,
         };
@@ -531,12 +570,13 @@ pub(crate) fn send(
             TxStatus::Applied => {
                 println!("included in block {height}: applied");
                 if let Some(hotkey) = registers.or((kind == CallKind::Register).then_some(sender)) {
-                    if let Some(n) = chain.neuron_by_hotkey(&hotkey).await? {
-                        println!("registered as uid {} (hotkey {hotkey})", n.uid);
+                    if let Some(n) = chain.neuron_by_hotkey(netuid, &hotkey).await? {
+                        let on = if netuid == 0 { String::new() } else { format!(" in subnet {netuid}") };
+                        println!("registered as uid {}{on} (hotkey {hotkey})", n.uid);
                     }
                 }
                 if let Some(hotkey) = set_take {
-                    let info = chain.client.nominators(&hotkey).await?;
+                    let info = chain.client.nominators_in(netuid, &hotkey).await?;
                     println!("take in force: {}", format_take(info.take));
                     if let Some(p) = info.pending_take {
                         println!(
@@ -546,9 +586,7 @@ pub(crate) fn send(
                         );
                     }
                 }
-                if let (CallKind::CommitWeights, Some(cr)) =
-                    (kind, &chain.genesis.config.weights.commit_reveal)
-                {
+                if let (CallKind::CommitWeights, Some(cr)) = (kind, &commit_reveal) {
                     let (earliest, deadline) = cr.reveal_range(height);
                     println!(
                         "reveal from block {earliest} to block {deadline} with `agora tx reveal-weights`"
@@ -605,12 +643,20 @@ fn commit_path(
 /// Solves the proof of work of a `register` over the node's head block, with progress on
 /// stderr. The seal must name one of the last `pow_window` blocks when the transaction lands,
 /// so a search that outlives half the window starts over on the new head.
-async fn register_call(chain: &Chain, url: &str, hotkey: PublicKey, coldkey: PublicKey) -> Result<Call> {
-    if let Some(n) = chain.neuron_by_hotkey(&hotkey).await? {
-        bail!("hotkey {hotkey} is already registered as uid {}", n.uid);
+async fn register_call(
+    chain: &Chain,
+    url: &str,
+    hotkey: PublicKey,
+    coldkey: PublicKey,
+    netuid: u16,
+) -> Result<Call> {
+    if let Some(n) = chain.neuron_by_hotkey(netuid, &hotkey).await? {
+        bail!("hotkey {hotkey} is already registered as uid {} of subnet {netuid}", n.uid);
     }
-    // The search peers use (`peer::pow`), over this command's connection; progress on stderr.
-    let rpc = peer::RpcChain::over(url, chain.client.clone());
+    // The search peers use (`peer::pow`), over this command's connection, against the
+    // subnet's difficulty; progress on stderr.
+    let mut rpc = peer::RpcChain::over(url, chain.client.clone());
+    rpc.netuid = netuid;
     let window = chain.genesis.config.registration.pow_window;
     let mut last_progress = Instant::now();
     let print = |e: &PowEvent| match e {

@@ -264,7 +264,7 @@ fn balance(w: &Wallet, target: &crate::tx_cmd::ChainArgs) -> Result<()> {
                     continue;
                 }
             };
-            match chain.neuron_by_hotkey(&pk).await? {
+            match chain.neuron_by_hotkey(0, &pk).await? {
                 None => println!("hotkey {h} {pk}  {}  not registered", pk.to_ss58()),
                 Some(n) => {
                     // Stake on a hotkey another coldkey owns is not this wallet's to withdraw.

@@ -28,14 +28,29 @@ pub enum ClientError {
     Rejected(TxError),
     /// The node answered with a JSON-RPC error (codes in [`types::codes`]).
     #[error("node error {code}: {message}")]
-    Rpc { code: i32, message: String, data: Option<serde_json::Value> },
+    Rpc {
+        /// The JSON-RPC error code: the node's own (-33000..-33099, [`types::codes`]) or jsonrpsee's.
+        code: i32,
+        /// The node's message, for a person to read.
+        message: String,
+        /// The structured detail the node attached, if any (a rejection reason, a limit).
+        data: Option<serde_json::Value>,
+    },
     /// The connection or the encoding failed.
     #[error("transport: {0}")]
     Transport(String),
+    /// A subscription was asked of a client connected over HTTP, which cannot carry one.
     #[error("subscriptions need a WebSocket URL (ws:// or wss://), not {0}")]
     NeedsWebSocket(String),
+    /// [`Client::submit_and_wait`] gave up before the transaction was in a committed block.
     #[error("transaction {id} not included after {waited:?}")]
-    Timeout { id: Hash, waited: Duration },
+    Timeout {
+        /// The transaction's id, as [`Client::submit`] returned it.
+        id: Hash,
+        /// How long the client polled.
+        waited: Duration,
+    },
+    /// The URL given to [`Client::connect`] has a scheme the client cannot speak.
     #[error("URL {0} is neither http(s):// nor ws(s)://")]
     BadUrl(String),
 }
@@ -217,6 +232,64 @@ impl Client {
     /// `agora_stakes`: the hotkeys a coldkey has stake on (its own and its nominations).
     pub async fn stakes(&self, coldkey: &PublicKey) -> Result<Vec<types::StakeInfo>, ClientError> {
         self.call(methods::STAKES, rpc_params![coldkey]).await
+    }
+
+    /// `agora_subnets`: every subnet, netuid 0 first.
+    pub async fn subnets(&self) -> Result<Vec<types::SubnetSummary>, ClientError> {
+        self.call(methods::SUBNETS, rpc_params![]).await
+    }
+
+    /// `agora_subnet`: one subnet.
+    pub async fn subnet(&self, netuid: u16) -> Result<types::SubnetSummary, ClientError> {
+        self.call(methods::SUBNET, rpc_params![netuid]).await
+    }
+
+    /// `agora_metagraph` of subnet `netuid` at the latest block (past blocks are kept for
+    /// netuid 0 only: [`Client::metagraph`]).
+    pub async fn subnet_metagraph(&self, netuid: u16) -> Result<MetagraphInfo, ClientError> {
+        self.call(methods::METAGRAPH, rpc_params![Option::<u64>::None, netuid]).await
+    }
+
+    /// `agora_neuron` by uid in subnet `netuid`.
+    pub async fn neuron_in(&self, netuid: u16, uid: u16) -> Result<ledger::Neuron, ClientError> {
+        self.call(methods::NEURON, rpc_params![NeuronQuery::Uid { uid }, netuid]).await
+    }
+
+    /// `agora_neuron` by hotkey in subnet `netuid`.
+    pub async fn neuron_by_hotkey_in(
+        &self,
+        netuid: u16,
+        hotkey: &PublicKey,
+    ) -> Result<ledger::Neuron, ClientError> {
+        self.call(methods::NEURON, rpc_params![NeuronQuery::Hotkey { hotkey: *hotkey }, netuid]).await
+    }
+
+    /// `agora_difficulty` of subnet `netuid`.
+    pub async fn difficulty_of(&self, netuid: u16) -> Result<u64, ClientError> {
+        self.call(methods::DIFFICULTY, rpc_params![netuid]).await
+    }
+
+    /// `agora_burn` of subnet `netuid`.
+    pub async fn burn_of(&self, netuid: u16) -> Result<u64, ClientError> {
+        self.call(methods::BURN, rpc_params![netuid]).await
+    }
+
+    /// `agora_nominators` of a hotkey in subnet `netuid`.
+    pub async fn nominators_in(
+        &self,
+        netuid: u16,
+        hotkey: &PublicKey,
+    ) -> Result<types::HotkeyStakeInfo, ClientError> {
+        self.call(methods::NOMINATORS, rpc_params![hotkey, netuid]).await
+    }
+
+    /// `agora_stakes` of a coldkey in subnet `netuid`.
+    pub async fn stakes_in(
+        &self,
+        netuid: u16,
+        coldkey: &PublicKey,
+    ) -> Result<Vec<types::StakeInfo>, ClientError> {
+        self.call(methods::STAKES, rpc_params![coldkey, netuid]).await
     }
 
     /// `agora_subscribeNewHeads`: every committed block from now on (WebSocket only).

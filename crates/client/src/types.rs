@@ -2,7 +2,7 @@
 
 use ledger::{
     Account, BlockHeader, ChainHead, Endpoint, GenesisConfig, Hash, Issuance, Metagraph, PublicKey,
-    PublishedModel, Receipt, StoredBlock, WEIGHT_SCALE,
+    PublishedModel, Receipt, StoredBlock, SubnetParams, SubnetState, WEIGHT_SCALE,
 };
 use serde::{Deserialize, Serialize};
 
@@ -47,13 +47,16 @@ pub mod codes {
 /// `agora_account`: the account of a public key (zero balance and nonce if it never existed).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AccountInfo {
+    /// The account's public key (a coldkey, or any key that holds tokens).
     pub key: PublicKey,
+    /// Free balance in base units: tokens not staked, spendable on transfers, fees and stake.
     pub balance: u64,
     /// The nonce the account's next transaction must carry.
     pub nonce: u64,
 }
 
 impl AccountInfo {
+    /// The answer for `key` from the ledger's record of it.
     pub fn new(key: PublicKey, a: Account) -> Self {
         AccountInfo { key, balance: a.balance, nonce: a.nonce }
     }
@@ -62,7 +65,9 @@ impl AccountInfo {
 /// `agora_nominators`: the stake on a hotkey, broken down (delegation).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct HotkeyStakeInfo {
+    /// The hotkey asked about: the key a neuron signs weights and answers with.
     pub hotkey: PublicKey,
+    /// The neuron's uid: its index in the metagraph's vectors.
     pub uid: u16,
     /// The coldkey that owns the hotkey (and sets its take).
     pub owner: PublicKey,
@@ -70,8 +75,10 @@ pub struct HotkeyStakeInfo {
     pub stake: u64,
     /// The owner's own part of S.
     pub own_stake: u64,
-    /// The take in force at the head, in parts of 65,535 and as a fraction.
+    /// The take in force at the head: the share of what nominated stake earns that the owner
+    /// keeps, in parts of 65,535 (as the chain stores it).
     pub take: u16,
+    /// The same take as a fraction in [0, 1].
     pub take_fraction: f64,
     /// An announced increase and the block it applies from.
     pub pending_take: Option<ledger::PendingTake>,
@@ -80,6 +87,7 @@ pub struct HotkeyStakeInfo {
 }
 
 impl HotkeyStakeInfo {
+    /// The breakdown of neuron `n`'s stake, with the take in force at block `height`.
     pub fn new(n: &ledger::Neuron, height: u64) -> Self {
         let take = n.take_at(height);
         HotkeyStakeInfo {
@@ -99,7 +107,9 @@ impl HotkeyStakeInfo {
 /// `agora_stakes`: one hotkey a coldkey has stake on.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct StakeInfo {
+    /// The hotkey's neuron uid.
     pub uid: u16,
+    /// The hotkey the stake is on.
     pub hotkey: PublicKey,
     /// The coldkey's stake on it, base units: its own stake if it owns the hotkey, else its
     /// nomination.
@@ -119,7 +129,14 @@ pub enum TxLookup {
     /// In the committed block `height` at `index`, with what it did. A block may record a
     /// transaction as rejected (it changed nothing); the ledger does not index those, so only
     /// the node that produced the block reports them, and only until it restarts.
-    Included { height: u64, index: u32, receipt: Receipt },
+    Included {
+        /// The block's height.
+        height: u64,
+        /// The transaction's position in the block.
+        index: u32,
+        /// What applying it did: applied, failed (its fee paid) or rejected.
+        receipt: Receipt,
+    },
     /// Not in the mempool and not in any committed block (never submitted, or dropped from the
     /// mempool because an earlier block made it invalid).
     Unknown,
@@ -129,38 +146,56 @@ pub enum TxLookup {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum NeuronQuery {
-    Uid { uid: u16 },
-    Hotkey { hotkey: PublicKey },
+    /// The neuron holding this uid now.
+    Uid {
+        /// Its index in the metagraph.
+        uid: u16,
+    },
+    /// The neuron registered under this hotkey.
+    Hotkey {
+        /// The key the neuron signs with.
+        hotkey: PublicKey,
+    },
 }
 
 /// `agora_block` parameter: a height or a block hash (hex).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum BlockId {
+    /// The committed block at this height.
     Height(u64),
+    /// The committed block with this hash.
     Hash(Hash),
 }
 
 /// `agora_block`: a committed block with its hash, receipts and epoch report.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct BlockInfo {
+    /// The block's hash (of its header).
     pub hash: Hash,
     #[serde(flatten)]
+    /// The block as the node stores it: header and transactions, receipts, and the epoch
+    /// report if the block ran one.
     pub stored: StoredBlock,
 }
 
 /// `agora_genesis`: the chain's genesis configuration and its hash.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct GenesisInfo {
+    /// The hash of the genesis configuration: two nodes with the same hash run the same chain.
     pub hash: Hash,
+    /// Chain id, initial accounts, mechanism and its parameters, tempo, fees and limits.
     pub config: GenesisConfig,
 }
 
 /// An item of `agora_subscribeNewHeads`: a block just committed.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct NewHead {
+    /// The block's height.
     pub height: u64,
+    /// The block's hash.
     pub hash: Hash,
+    /// Its header (parent, proposer, timestamp, transaction and state roots).
     pub header: BlockHeader,
     /// Transactions in the block.
     pub txs: u32,
@@ -174,22 +209,27 @@ pub struct NewHead {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[allow(non_snake_case)]
 pub struct MetagraphInfo {
+    /// Registered neurons: the length of every per-uid vector.
     pub n: u32,
+    /// The height the metagraph was read at.
     pub block: u64,
+    /// Each neuron's hotkey: the key it sets weights and signs answers with.
     pub hotkeys: Vec<PublicKey>,
+    /// Each neuron's coldkey: the account that owns the hotkey and its stake.
     pub coldkeys: Vec<PublicKey>,
+    /// Where each neuron's axon listens (`serve`); `None` before it served.
     pub endpoints: Vec<Option<Endpoint>>,
-    /// Stake.
+    /// Stake S, base units: what weighs a neuron's weights and earns its dividends.
     pub S: Vec<u64>,
-    /// Ranks.
+    /// Ranks R: the stake-weighted value the network's weights give each neuron.
     pub R: Vec<f64>,
-    /// Trust.
+    /// Trust T: how far the stake backs each neuron (the mechanism's own definition).
     pub T: Vec<f64>,
-    /// Consensus.
+    /// Consensus C: for yuma, the weight level the stake majority agrees on for each neuron.
     pub C: Vec<f64>,
-    /// Incentive.
+    /// Incentive I: each neuron's share of the servers' part of the emission.
     pub I: Vec<f64>,
-    /// Dividends.
+    /// Dividends D: each validator's share of the validators' part, earned through bonds.
     pub D: Vec<f64>,
     /// Emission of the last epoch, base units.
     pub E: Vec<u64>,
@@ -225,9 +265,13 @@ pub struct MetagraphInfo {
     /// The part of each S held by nominators (the rest is the owner's), base units.
     #[serde(default)]
     pub nominated: Vec<u64>,
+    /// W: each neuron's weight row as `(uid, weight)`, summing to 1.
     pub weights: Vec<Vec<(u16, f64)>>,
+    /// B: each neuron's bond row as `(uid, bond)`, as of the last epoch.
     pub bonds: Vec<Vec<(u16, f64)>>,
+    /// Tokens at genesis, minted by emission and burned since, base units.
     pub issuance: Issuance,
+    /// The proof-of-work difficulty a `register` must meet now.
     pub difficulty: u64,
     /// What a burned registration burns now, base units; 0 from a node that predates it.
     #[serde(default)]
@@ -301,8 +345,11 @@ pub struct ChainStatus {
 /// One equivocation: which validator (index in the sorted validator set), in which view.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EvidenceInfo {
+    /// `conflicting notarize`, `conflicting finalize` or `nullify and finalize`.
     pub kind: String,
+    /// The offender's index in the validator set, sorted by key.
     pub validator: u32,
+    /// The consensus view it signed twice in.
     pub view: u64,
 }
 
@@ -313,16 +360,26 @@ pub const MAX_NEURONS_PER_PAGE: u32 = 1000;
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum NeuronSort {
+    /// uid order (the metagraph's).
     #[default]
     Uid,
+    /// Stake S.
     Stake,
+    /// Rank R.
     Rank,
+    /// Trust T.
     Trust,
+    /// Consensus C.
     Consensus,
+    /// Incentive I.
     Incentive,
+    /// Dividends D.
     Dividends,
+    /// Last epoch's emission E.
     Emission,
+    /// Validator trust VT.
     ValidatorTrust,
+    /// Block of the last `set_weights` (a neuron that never set weights sorts lowest).
     LastUpdate,
 }
 
@@ -338,6 +395,7 @@ pub struct NeuronsQuery {
     #[serde(default = "NeuronsQuery::default_limit")]
     pub limit: u32,
     #[serde(default)]
+    /// The column to sort by (default uid).
     pub sort: NeuronSort,
     /// Largest first (ties keep uid order).
     #[serde(default)]
@@ -359,25 +417,32 @@ impl Default for NeuronsQuery {
 /// `agora_neurons`: a page of the neuron table at `block`, out of `n` neurons.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct NeuronPage {
+    /// The height the table was read at.
     pub block: u64,
+    /// All registered neurons, not only this page's.
     pub n: u32,
+    /// Rows skipped before this page (as asked).
     pub offset: u32,
+    /// This page's rows, each as `agora_neuron` returns it.
     pub neurons: Vec<ledger::Neuron>,
 }
 
 /// `agora_network`: the figures at the top of the dashboard, read in one call.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct NetworkInfo {
+    /// The genesis' chain id, which every signed transaction names.
     pub chain_id: String,
     /// The incentive mechanism's name (`yuma`, `nakamoto`, ...).
     pub mechanism: String,
     /// Blocks per epoch.
     pub tempo: u64,
+    /// Registered neurons.
     pub n: u32,
     /// The last final block.
     pub head: ChainHead,
     /// The latest notarized height (see [`ChainStatus::latest`]).
     pub latest: u64,
+    /// Tokens at genesis, minted by emission and burned since, base units.
     pub issuance: Issuance,
     /// Emission per block in force, base units.
     pub tau: u64,
@@ -395,10 +460,13 @@ pub const BLOCK_TIME_WINDOW: u64 = 10;
 #[serde(deny_unknown_fields)]
 pub struct HistoryQuery {
     #[serde(default)]
+    /// The neurons to follow (at most 64); `None`: the 10 with the most stake now.
     pub uids: Option<Vec<u16>>,
     #[serde(default)]
+    /// First height of the range; `None`: the oldest sample kept.
     pub from: Option<u64>,
     #[serde(default)]
+    /// Last height of the range, at most the head; `None`: the head.
     pub to: Option<u64>,
 }
 
@@ -406,17 +474,24 @@ pub struct HistoryQuery {
 /// neuron, its values at each of them (`null` where the uid was not registered yet).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct HistorySeries {
+    /// First height of the range answered.
     pub from: u64,
+    /// Last height of the range answered.
     pub to: u64,
+    /// Blocks between samples: doubles each time the node thins its 256 samples.
     pub stride: u64,
+    /// The sampled heights in the range, ascending.
     pub heights: Vec<u64>,
+    /// One series per neuron asked for, each with a value per entry of `heights`.
     pub neurons: Vec<NeuronHistory>,
 }
 
 /// One neuron's series in [`HistorySeries`]: its uid and today's hotkey of that uid.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct NeuronHistory {
+    /// The neuron's uid.
     pub uid: u16,
+    /// The hotkey holding the uid now.
     pub hotkey: PublicKey,
     /// Its stake over the total stake.
     pub stake_share: Vec<Option<f32>>,
@@ -429,7 +504,9 @@ pub struct NeuronHistory {
 /// `agora_weights`: one neuron's place in W and its bonds, for the dashboard's neuron page.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct NeuronLinks {
+    /// The neuron asked about.
     pub uid: u16,
+    /// The height read (the head).
     pub block: u64,
     /// Its row of W: `[uid, weight]` it sets on others (weights sum to 1).
     pub given: Vec<(u16, f64)>,
@@ -444,14 +521,17 @@ pub struct NeuronLinks {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LocalnetStatus {
-    /// The run's blocks done and planned.
+    /// The run's blocks done so far.
     pub done: u64,
+    /// The run's blocks planned in all.
     pub blocks: u64,
+    /// Epochs since the run started (blocks done over the tempo).
     pub epoch: u64,
     /// The block the judge's values were measured at (`None` before the first measurement).
     pub judge_block: Option<u64>,
     /// Spearman of the incentive now against the judge's values.
     pub spearman_incentive: Option<f64>,
+    /// Every peer of the scenario, by uid.
     pub peers: Vec<LocalnetPeer>,
 }
 
@@ -460,9 +540,15 @@ pub struct LocalnetStatus {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LocalnetPeer {
+    /// The peer's neuron uid.
     pub uid: u16,
+    /// Its name in the scenario (as in the run's report and loss curves).
     pub name: String,
+    /// Its role: `honest`, `duplicate`, `noise`, `offline`, `cabal`, `lazy`, `copycat` or
+    /// `python`.
     pub role: String,
+    /// The judge's last value of it: its marginal value to the market (how much the others'
+    /// test loss rises when its answers are shuffled); `None` before the first measurement.
     pub judge: Option<f64>,
     /// Its held-out loss over the run, `[block, loss]`, down-sampled (empty before it reports).
     #[serde(default)]
@@ -518,5 +604,51 @@ mod tests {
         let read: MetagraphInfo = serde_json::from_value(old).unwrap();
         assert!(read.VT.is_empty() && read.active.is_empty() && read.validator_permit.is_empty());
         assert_eq!(read.D, info.D);
+    }
+}
+
+/// One subnet as `agora_subnets` and `agora_subnet` describe it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SubnetSummary {
+    /// Its number: 0 for the genesis network, then 1, 2, ... in order of creation.
+    pub netuid: u16,
+    /// The coldkey that created it (`None` for netuid 0, the genesis network).
+    pub owner: Option<PublicKey>,
+    /// Height of the block that created it (0 for netuid 0).
+    pub created_at: u64,
+    /// Its mechanism, tempo, table size, immunity, initial difficulty, weights rate limit and
+    /// commit-reveal.
+    pub params: SubnetParams,
+    /// Neurons registered.
+    pub n: u32,
+    /// The stake of its registered hotkeys, base units: what its share of each block's
+    /// emission is in proportion to.
+    pub stake: u128,
+    /// Current proof-of-work difficulty of a `register` there.
+    pub difficulty: u64,
+    /// What a burned registration there burns now, base units.
+    pub burn: u64,
+    /// Emission accrued since its last epoch, base units: what its next epoch distributes.
+    pub emission_pending: u64,
+    /// Height of its last epoch.
+    pub last_epoch_block: u64,
+}
+
+impl SubnetSummary {
+    /// The summary of one subnet's state.
+    pub fn of(net: &SubnetState) -> SubnetSummary {
+        let g = net.net_globals();
+        SubnetSummary {
+            netuid: net.netuid(),
+            owner: net.info().map(|i| i.owner),
+            created_at: net.info().map_or(0, |i| i.created_at),
+            params: net.info().map_or_else(|| SubnetParams::of_genesis(net.config()), |i| i.params.clone()),
+            n: net.n() as u32,
+            stake: net.registered_stake(),
+            difficulty: g.difficulty,
+            burn: g.burn,
+            emission_pending: g.emission_pending,
+            last_epoch_block: g.last_epoch_block,
+        }
     }
 }

@@ -16,8 +16,18 @@ use std::path::PathBuf;
 /// Why a figure could not be made.
 #[derive(Debug, thiserror::Error)]
 pub enum FigureError {
+    /// Every series of the chart was empty or non-finite, so there is no axis range to fit.
     #[error("chart {title:?} has no finite points to draw")]
-    NoPoints { title: String },
+    NoPoints {
+        /// The chart's title.
+        title: String,
+    },
+    /// The plotting backend failed (an unwritable path, an unencodable image).
     #[error("cannot draw {}: {message}", path.display())]
-    Draw { path: PathBuf, message: String },
+    Draw {
+        /// The PNG file being drawn.
+        path: PathBuf,
+        /// The backend's error, as text (plotters' error type is generic over the backend).
+        message: String,
+    },
 }

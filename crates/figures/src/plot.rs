@@ -16,11 +16,14 @@ static REGISTER: Once = Once::new();
 /// One named line of a chart.
 #[derive(Debug, Clone)]
 pub struct Series {
+    /// Its label in the legend.
     pub name: String,
+    /// The (x, y) points in drawing order; non-finite ones are left out.
     pub points: Vec<(f64, f64)>,
 }
 
 impl Series {
+    /// A series named `name` through `points`.
     pub fn new(name: impl Into<String>, points: Vec<(f64, f64)>) -> Self {
         Series { name: name.into(), points }
     }
@@ -29,6 +32,7 @@ impl Series {
 /// How the y axis is scaled.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum YScale {
+    /// Plain linear axis.
     Linear,
     /// Log10; non-positive points are left out.
     Log,
@@ -37,9 +41,13 @@ pub enum YScale {
 /// A chart's text and axes.
 #[derive(Debug, Clone)]
 pub struct Chart<'a> {
+    /// Printed above the plot.
     pub title: &'a str,
+    /// The x axis's label (with its unit).
     pub x_label: &'a str,
+    /// The y axis's label (with its unit).
     pub y_label: &'a str,
+    /// Linear or logarithmic y axis.
     pub y_scale: YScale,
     /// Fixed y range; `None` fits the data.
     pub y_range: Option<(f64, f64)>,

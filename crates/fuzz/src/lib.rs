@@ -29,20 +29,26 @@ pub use targets::Target;
 /// What a campaign did.
 #[derive(Debug, Clone)]
 pub struct Campaign {
+    /// Inputs run, seeds included.
     pub execs: u64,
+    /// Wall-clock time the campaign ran, in seconds.
     pub seconds: f64,
     /// Inputs kept for reaching new edges (seeds included).
     pub corpus: usize,
     /// Edges run at least once, of all instrumented (0 of 0 when blind).
     pub covered: usize,
+    /// Edges the instrumented build has (0 when blind).
     pub edges: usize,
 }
 
 /// An input that broke a property.
 #[derive(Debug, Clone)]
 pub struct Crash {
+    /// The name of the target that crashed ([`Target::name`]).
     pub target: String,
+    /// The panic message and its place in the source.
     pub message: String,
+    /// The bytes that made the target panic, to replay.
     pub input: Vec<u8>,
     /// Where it was written, if a directory was given.
     pub saved: Option<PathBuf>,

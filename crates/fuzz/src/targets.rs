@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 /// One fuzz target.
 pub struct Target {
+    /// Its name on the command line and its directory under `regressions/`.
     pub name: &'static str,
     /// What it decodes.
     pub about: &'static str,

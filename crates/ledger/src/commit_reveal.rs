@@ -28,7 +28,7 @@ use serde::{Deserialize, Serialize};
 const COMMIT_TAG: &[u8] = b"agora/weights-commit/v1";
 
 /// Genesis parameters of commit-reveal (`weights.commit_reveal`).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, BorshSerialize, BorshDeserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct CommitRevealConfig {
     /// Blocks after the commitment before its reveal is accepted (at least 1). The weights stay

@@ -9,8 +9,9 @@
 //!   it is dropped (the production chain's rule; it avoids touching every row when a uid
 //!   changes hands);
 //! - S: each neuron's stake in base units, as f64;
-//! - the emission the schedule allows, `M = tempo * emission_per_block`, cut to what
-//!   `max_issuance` still permits;
+//! - the emission the schedule allows: the subnet's shares of the blocks' emission since its
+//!   last epoch ([`crate::subnet`]; `M = tempo * emission_per_block` when netuid 0 is the
+//!   only subnet), cut to what `max_issuance` still permits;
 //! - the bonds and scaling vector kept from the last epoch, with the rows and columns of uids
 //!   replaced since then cleared, the rows of neurons without a validator permit cleared, and
 //!   the matrix grown to the current neuron count;
@@ -203,7 +204,7 @@ impl State {
         let validators: Vec<bool> = active.iter().zip(&permit).map(|(&a, &p)| a && p).collect();
         let weights = weights(self, &validators)?;
         let stake = self.neurons.iter().map(|x| x.stake as f64).collect();
-        let state = carried_state(&self.mech, self.n(), &self.globals.replaced_since_epoch, &permit)?;
+        let state = carried_state(&self.mech, self.n(), &self.net_globals.replaced_since_epoch, &permit)?;
         Ok(EpochInputs { weights, stake, state, active, permit, validators })
     }
 }
@@ -250,12 +251,15 @@ pub(crate) fn run_epoch(state: &mut State, height: u64) -> EpochReport {
         withheld: true,
         error: None,
     };
+    // The subnet's shares of the blocks' emission since its last epoch ([`crate::subnet`]):
+    // `tempo * tau` when netuid 0 is the only subnet. What this epoch does not pay lapses.
+    let pending = std::mem::take(&mut state.net_globals.emission_pending);
     if n == 0 {
         report.error = Some("no neurons registered".into());
         return report;
     }
     let tau = state.globals.tau;
-    let amount = u128::from(cfg.tempo).saturating_mul(u128::from(tau)).min(headroom(state));
+    let amount = u128::from(pending).min(headroom(state));
     // amount <= max_issuance <= u64::MAX.
     let amount = u64::try_from(amount).unwrap_or(u64::MAX);
 
@@ -293,7 +297,7 @@ pub(crate) fn run_epoch(state: &mut State, height: u64) -> EpochReport {
             report.minted = minted;
         }
         EmissionMode::Lazy => {
-            let since_epoch = state.globals.last_epoch_block;
+            let since_epoch = state.net_globals.last_epoch_block;
             let rates: Vec<u64> = if paid {
                 let a = &out.state.stake_scaling;
                 let shares: Vec<f64> = state
@@ -333,10 +337,10 @@ pub(crate) fn run_epoch(state: &mut State, height: u64) -> EpochReport {
     }
     state.touch_all_neurons();
     state.set_mechanism_state(out.state);
-    state.globals.replaced_since_epoch.clear();
-    state.globals.last_epoch_block = height;
+    state.net_globals.replaced_since_epoch.clear();
+    state.net_globals.last_epoch_block = height;
     // Adaptive inflation steers the next epochs' tau by this epoch's W (see `inflation.rs`).
-    state.globals.sparsity = sparsity.map(Float);
+    state.net_globals.sparsity = sparsity.map(Float);
     if let Some(a) = &cfg.adaptive_inflation {
         state.globals.tau = a.next_tau(tau, sparsity, cfg.emission_per_block);
     }
@@ -346,7 +350,7 @@ pub(crate) fn run_epoch(state: &mut State, height: u64) -> EpochReport {
 /// Lazy mode: mints and pays neuron `uid`'s pending emission at `height` along its row (see the
 /// module doc). Returns the base units minted.
 pub(crate) fn settle(state: &mut State, uid: u16, height: u64) -> u64 {
-    let since_epoch = state.globals.last_epoch_block;
+    let since_epoch = state.net_globals.last_epoch_block;
     let room = headroom(state);
     let Some(x) = state.neuron_mut(uid) else { return 0 };
     let start = x.last_emission_block.max(since_epoch);
@@ -425,7 +429,7 @@ mod tests {
                 s.set_row(i as u16, WeightRow(self.rows[i].clone()));
             }
             s.mech.bonds = SparseMatrix::from_rows(self.bonds_n, &self.bonds).unwrap();
-            s.globals.replaced_since_epoch = self.replaced.clone();
+            s.net_globals.replaced_since_epoch = self.replaced.clone();
             s
         }
     }
@@ -445,7 +449,7 @@ mod tests {
                 usable_row(state, i as u16).into_iter().map(|(j, v)| (usize::from(j), f64::from(v))).collect()
             })
             .collect();
-        let replaced = &state.globals.replaced_since_epoch;
+        let replaced = &state.net_globals.replaced_since_epoch;
         let keep = |j: usize| !replaced.contains(&(j as u16));
         let b = &state.mech.bonds;
         let bonds: Vec<Vec<(usize, f64)>> = (0..n)
@@ -539,11 +543,13 @@ mod tests {
         let schedule = 100 * crate::UNITS_PER_TOKEN;
 
         let mut agreed = state_with(agree);
+        agreed.net_globals.emission_pending = schedule;
         let report = run_epoch(&mut agreed, height);
         assert!(!report.withheld && report.error.is_none(), "{report:?}");
         assert_eq!((report.minted, agreed.globals.issuance.minted), (schedule, u128::from(schedule)));
 
         let mut withheld = state_with(withhold);
+        withheld.net_globals.emission_pending = schedule;
         let stakes_before: Vec<u64> = withheld.neurons.iter().map(|x| x.stake).collect();
         let report = run_epoch(&mut withheld, height);
         assert!(report.withheld && report.error.is_none(), "{report:?}");

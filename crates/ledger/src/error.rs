@@ -122,6 +122,28 @@ pub enum TxError {
     TooManyNominators { hotkey: PublicKey, max: u64 },
     #[error("take {take}/65535 is above the chain's maximum {max}/65535")]
     TakeOutOfBounds { take: u16, max: u16 },
+
+    // --- subnets (issue 20), appended to keep borsh indices.
+    #[error("subnet {netuid} does not exist: {}", known_subnets(*.count))]
+    UnknownSubnet { netuid: u16, count: u16 },
+    #[error("{kind} does not name a network, so it cannot be sent to a subnet: send it without a netuid")]
+    NotASubnetCall { kind: CallKind },
+    #[error("creating a subnet burns {}, but {} is available after the fee", Tokens::from(*.cost), Tokens::from(*.available))]
+    SubnetCostNotCovered { cost: u64, available: u64 },
+    #[error("the chain already has the most subnets it allows ({max} besides netuid 0)")]
+    SubnetLimit { max: u16 },
+    #[error("subnet parameters refused: {0}")]
+    BadSubnetParams(String),
+    #[error("this chain pays emission lazily (genesis emission_mode), and subnets need per-epoch emission")]
+    SubnetsNeedPerEpochEmission,
+}
+
+/// The netuids a chain with `count` subnets besides netuid 0 has, in words.
+fn known_subnets(count: u16) -> String {
+    match count {
+        0 => "the chain has only netuid 0".into(),
+        c => format!("the chain has netuids 0 to {c}"),
+    }
 }
 
 /// The uids a network of `n` neurons has, in words.
@@ -152,6 +174,8 @@ impl TxError {
                 | TxError::PowTooWeak { .. }
                 | TxError::PendingSpendExceedsBalance { .. }
                 | TxError::FreeBehindPending { .. }
+                | TxError::UnknownSubnet { .. }
+                | TxError::NotASubnetCall { .. }
         )
     }
 }
@@ -196,6 +220,8 @@ pub enum LedgerError {
     BlockPending,
     #[error("record key {0} is not under the ledger's external prefix 'x': it would write into the ledger's own tables")]
     NotExternal(String),
+    #[error("subnet {netuid} does not exist: {}", known_subnets(*.count))]
+    UnknownSubnet { netuid: u16, count: u16 },
 }
 
 impl TxError {
@@ -253,6 +279,12 @@ impl TxError {
             TxError::NominationTooSmall { hotkey: k, stake: 3, min: 100 },
             TxError::TooManyNominators { hotkey: k, max: 64 },
             TxError::TakeOutOfBounds { take: 20_000, max: 11_796 },
+            TxError::UnknownSubnet { netuid: 7, count: 2 },
+            TxError::NotASubnetCall { kind: CallKind::Transfer },
+            TxError::SubnetCostNotCovered { cost: 100, available: 5 },
+            TxError::SubnetLimit { max: 32 },
+            TxError::BadSubnetParams("genesis field tempo = 0: must be at least 1 block".into()),
+            TxError::SubnetsNeedPerEpochEmission,
         ]
     }
 }

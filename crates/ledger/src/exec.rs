@@ -14,13 +14,16 @@ use crate::block::{Receipt, TxStatus};
 use crate::commit_reveal::{self, WeightsCommit};
 use crate::epoch;
 use crate::error::TxError;
-use crate::genesis::EmissionMode;
+use crate::genesis::{EmissionMode, GenesisConfig};
 use crate::pow;
 use crate::state::State;
+use crate::state::SubnetState;
+use crate::subnet::{SubnetInfo, SubnetParams};
 use crate::tx::{Call, PreparedTx, SignedTx, TxBody};
 use crate::types::{
     Account, Endpoint, Float, Hash, Neuron, PendingTake, PublicKey, PublishedModel, WeightRow, WEIGHT_SCALE,
 };
+use std::sync::Arc;
 
 /// Context of the block being executed.
 #[derive(Clone, Copy, Debug)]
@@ -100,6 +103,12 @@ pub(crate) enum Plan {
         version: Hash,
         step: u64,
     },
+    /// Opens subnet `info.netuid` under `cfg`, burning `cost` from the sender.
+    CreateSubnet {
+        info: SubnetInfo,
+        cfg: Arc<GenesisConfig>,
+        cost: u64,
+    },
 }
 
 /// The signature verdict for a transaction, computed before (in a batch, or singly).
@@ -137,6 +146,11 @@ pub(crate) fn authenticate(
         return Err(TxError::NonceTooHigh { sender: body.sender, expected: acct.nonce, got: body.nonce });
     }
     let kind = body.call.kind();
+    if let Call::Subnet { call, .. } = &body.call {
+        if !call.0.names_a_network() {
+            return Err(TxError::NotASubnetCall { kind });
+        }
+    }
     let min = cfg.fees.min_fee(kind);
     if body.fee < min {
         return Err(TxError::FeeTooLow { kind, min, got: body.fee });
@@ -147,10 +161,10 @@ pub(crate) fn authenticate(
     // For `register` the proof of work is the payment (its fee is usually zero, since a new
     // hotkey has no balance): without valid work nothing may change, not even a nonce, or
     // anyone could create accounts for free.
-    if let Call::Register { pow_block, pow_nonce, .. } = &body.call {
+    if let Call::Register { pow_block, pow_nonce, .. } = body.call.inner() {
         let block_hash = pow_block_hash(state, ctx, *pow_block)?;
         let seal = pow::seal(&block_hash, &body.sender, *pow_nonce);
-        let difficulty = state.globals.difficulty;
+        let difficulty = state.net_globals.difficulty;
         if !pow::meets(&seal, difficulty) {
             return Err(TxError::PowTooWeak { difficulty, seal });
         }
@@ -187,7 +201,7 @@ fn owned(state: &State, sender: &PublicKey, hotkey: &PublicKey) -> Result<u16, T
 /// Read-only validation of the call (authentication already passed).
 pub(crate) fn plan(state: &State, ctx: &BlockCtx, body: &TxBody) -> Result<Plan, TxError> {
     let sender = body.sender;
-    match &body.call {
+    match body.call.inner() {
         Call::Transfer { to, amount } => {
             if *amount == 0 {
                 return Err(TxError::ZeroAmount { what: "transfer amount".into() });
@@ -206,7 +220,7 @@ pub(crate) fn plan(state: &State, ctx: &BlockCtx, body: &TxBody) -> Result<Plan,
             let sponsor = registered(state, &sender)?;
             not_registered(state, hotkey)?;
             registration_room(state, ctx)?;
-            let burn = state.globals.burn;
+            let burn = state.net_globals.burn;
             let cost = burn.checked_add(*stake).ok_or(TxError::Overflow("registration cost".into()))?;
             need_balance(state, body, "the registration burn and stake", cost)?;
             let slot = choose_slot(state, ctx.height, Some(sponsor))?;
@@ -215,7 +229,7 @@ pub(crate) fn plan(state: &State, ctx: &BlockCtx, body: &TxBody) -> Result<Plan,
         Call::BurnedRegister { hotkey } => {
             not_registered(state, hotkey)?;
             registration_room(state, ctx)?;
-            let burn = state.globals.burn;
+            let burn = state.net_globals.burn;
             need_balance(state, body, "the registration burn", burn)?;
             let slot = choose_slot(state, ctx.height, None)?;
             Ok(Plan::Register { hotkey: *hotkey, coldkey: sender, slot, stake: 0, burn })
@@ -338,7 +352,32 @@ pub(crate) fn plan(state: &State, ctx: &BlockCtx, body: &TxBody) -> Result<Plan,
             let row = validate_weights(state, neuron, uids, values)?;
             Ok(Plan::RevealWeights { uid, row })
         }
+        Call::CreateSubnet { params } => plan_subnet(state, ctx, body, params),
+        // `inner` unwraps one level and decoding refuses a second.
+        Call::Subnet { .. } => Err(TxError::NotASubnetCall { kind: body.call.kind() }),
     }
+}
+
+/// The checks of a `create_subnet`: per-epoch emission, room for another subnet, parameters
+/// the genesis rules accept, the cost payable after the fee.
+fn plan_subnet(state: &State, ctx: &BlockCtx, body: &TxBody, params: &SubnetParams) -> Result<Plan, TxError> {
+    let chain = state.chain_config();
+    if chain.emission_mode != EmissionMode::PerEpoch {
+        return Err(TxError::SubnetsNeedPerEpochEmission);
+    }
+    let count = state.globals.subnet_count;
+    if count >= chain.subnets.max_subnets {
+        return Err(TxError::SubnetLimit { max: chain.subnets.max_subnets });
+    }
+    let cfg = params.config(chain).map_err(TxError::BadSubnetParams)?;
+    let cost = chain.subnets.creation_cost;
+    let available = spendable(state, body);
+    if cost > available {
+        return Err(TxError::SubnetCostNotCovered { cost, available });
+    }
+    let info =
+        SubnetInfo { netuid: count + 1, owner: body.sender, created_at: ctx.height, params: params.clone() };
+    Ok(Plan::CreateSubnet { info, cfg: Arc::new(cfg), cost })
 }
 
 fn not_registered(state: &State, hotkey: &PublicKey) -> Result<(), TxError> {
@@ -512,11 +551,11 @@ pub(crate) fn apply(state: &mut State, ctx: &mut BlockCtx, sender: PublicKey, pl
                         }
                         credit(state, old.coldkey, old.own_stake());
                     }
-                    state.globals.replaced_since_epoch.insert(uid);
+                    state.net_globals.replaced_since_epoch.insert(uid);
                     state.replace_neuron(neuron);
                 }
             }
-            state.globals.registrations_this_interval += 1;
+            state.net_globals.registrations_this_interval += 1;
             ctx.registrations += 1;
         }
         Plan::Serve { uid, endpoint } => {
@@ -581,6 +620,11 @@ pub(crate) fn apply(state: &mut State, ctx: &mut BlockCtx, sender: PublicKey, pl
                 n.weights_commit = None;
             }
         }
+        Plan::CreateSubnet { info, cfg, cost } => {
+            debit(state, sender, cost);
+            burn_amount(state, cost);
+            state.add_subnet(SubnetState::created(cfg, info));
+        }
     }
 }
 
@@ -610,6 +654,24 @@ fn burn_amount(state: &mut State, amount: u64) {
 
 /// Authenticates, validates and applies one transaction whose signature verdict is known.
 pub(crate) fn execute_tx(
+    state: &mut State,
+    ctx: &mut BlockCtx,
+    tx: &SignedTx,
+    prepared: &PreparedTx,
+    sig: SigVerdict,
+) -> Receipt {
+    let netuid = tx.body.call.netuid();
+    if !state.select(netuid) {
+        let e = TxError::UnknownSubnet { netuid, count: state.globals.subnet_count };
+        return Receipt { tx_id: prepared.id, status: TxStatus::Rejected(e), fee_paid: 0, emission_paid: 0 };
+    }
+    let receipt = execute_selected(state, ctx, tx, prepared, sig);
+    state.select(crate::subnet::ROOT_NETUID);
+    receipt
+}
+
+/// [`execute_tx`] once the transaction's subnet is selected.
+fn execute_selected(
     state: &mut State,
     ctx: &mut BlockCtx,
     tx: &SignedTx,

@@ -171,7 +171,8 @@ impl FeeSchedule {
     pub fn min_fee(&self, kind: crate::tx::CallKind) -> u64 {
         use crate::tx::CallKind;
         match kind {
-            CallKind::Transfer => self.transfer,
+            // Opening a subnet pays a transfer's fee; its cost is the creation burn.
+            CallKind::Transfer | CallKind::CreateSubnet => self.transfer,
             CallKind::Register => self.register,
             CallKind::RegisterBy => self.register_by,
             // Both announce what a neuron serves (see `Call::PublishVersion`).
@@ -278,6 +279,10 @@ pub struct GenesisConfig {
     /// the hash of a genesis without validators is what it was before validators existed.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub validators: Vec<GenesisValidator>,
+    /// What creating a subnet costs and how many there may be ([`crate::subnet`]). Not
+    /// serialised when default, so the hash of a genesis written before subnets is unchanged.
+    #[serde(skip_serializing_if = "crate::subnet::SubnetsConfig::is_default")]
+    pub subnets: crate::subnet::SubnetsConfig,
 }
 
 impl Default for GenesisConfig {
@@ -304,6 +309,7 @@ impl Default for GenesisConfig {
             adaptive_inflation: None,
             delegation: Default::default(),
             validators: Vec::new(),
+            subnets: Default::default(),
         }
     }
 }

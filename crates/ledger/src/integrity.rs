@@ -132,7 +132,7 @@ pub fn stored_block<S: Store + ?Sized>(store: &S, height: u64) -> Result<Option<
     }
 }
 
-/// Every record of the committed state (accounts, neurons, weights, bonds, scaling, globals,
+/// Every record of the committed state (accounts, neurons, weights, bonds, scaling, subnets, globals,
 /// genesis, head), but not the blocks and their indexes, as one batch. Committed to an empty
 /// store, [`Ledger::open`] on it resumes at the same head with the same root: a checkpoint from
 /// which later blocks replay.
@@ -144,6 +144,8 @@ pub fn state_records<S: Store + ?Sized>(store: &S) -> Result<WriteBatch, StoreEr
         &[keys::ROW],
         &[keys::BOND],
         keys::SCALING,
+        keys::NET_GLOBALS,
+        &[keys::SUBNET],
         keys::GLOBALS,
         keys::GENESIS,
         keys::HEAD,

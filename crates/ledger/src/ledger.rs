@@ -9,8 +9,9 @@ use crate::error::{BlockError, LedgerError, TxError};
 use crate::exec::{authenticate, execute_tx, plan, BlockCtx, SigVerdict};
 use crate::genesis::GenesisConfig;
 use crate::pow::next_difficulty;
-use crate::state::{decode, keys, Issuance, State};
+use crate::state::{decode, keys, Issuance, State, SubnetState};
 use crate::store::{Store, WriteBatch};
+use crate::subnet::{split_block_emission, ROOT_NETUID};
 use crate::tx::{signing_message, PreparedTx, SignedTx};
 use crate::types::{Account, Hash, Neuron, PublicKey, WeightRow};
 use crate::verify::{verify_all, verify_with, verifying_key, SigJob};
@@ -29,6 +30,28 @@ pub struct ChainHead {
     pub hash: Hash,
     pub timestamp_ms: u64,
     pub state_root: Hash,
+}
+
+/// Every `registration.interval` blocks, the selected subnet's difficulty and burn move toward
+/// the target registration rate.
+fn adjust_registration(state: &mut State, height: u64) {
+    let r = state.config().registration.clone();
+    if !height.is_multiple_of(r.interval) {
+        return;
+    }
+    let g = &mut state.net_globals;
+    g.difficulty = next_difficulty(
+        g.difficulty,
+        g.registrations_this_interval,
+        r.target_per_interval,
+        r.min_difficulty,
+        r.max_difficulty,
+    );
+    // Burned registrations follow the same demand (market paper v2: registration costs what
+    // the network's popularity makes it cost).
+    g.burn =
+        next_difficulty(g.burn, g.registrations_this_interval, r.target_per_interval, r.min_burn, r.max_burn);
+    g.registrations_this_interval = 0;
 }
 
 /// What executing a block produced, before it is staged.
@@ -252,34 +275,35 @@ impl<S: Store> Ledger<S> {
             .map(|((tx, p), v)| execute_tx(&mut self.state, &mut ctx, tx, p, v))
             .collect();
 
-        let cfg = self.state.cfg.clone();
-        let epoch = height.is_multiple_of(cfg.tempo).then(|| run_epoch(&mut self.state, height));
-        let r = &cfg.registration;
-        if height.is_multiple_of(r.interval) {
-            let g = &mut self.state.globals;
-            g.difficulty = next_difficulty(
-                g.difficulty,
-                g.registrations_this_interval,
-                r.target_per_interval,
-                r.min_difficulty,
-                r.max_difficulty,
-            );
-            // Burned registrations follow the same demand (market paper v2: registration
-            // costs what the network's popularity makes it cost).
-            g.burn = next_difficulty(
-                g.burn,
-                g.registrations_this_interval,
-                r.target_per_interval,
-                r.min_burn,
-                r.max_burn,
-            );
-            g.registrations_this_interval = 0;
-        }
+        let epoch = self.end_block_subnets(height);
         let after = self.state.globals.issuance;
         let minted = u64::try_from(after.minted - before.minted).unwrap_or(u64::MAX);
         let burned = u64::try_from(after.burned - before.burned).unwrap_or(u64::MAX);
         let (root, batch) = self.state.finish();
         Ran { root, batch, receipts, epoch, minted, burned }
+    }
+
+    /// The end of a block on every subnet: its share of the block's emission (split by
+    /// registered stake, [`crate::subnet`]), its epoch when its tempo divides the height, and
+    /// its difficulty and burn adjustment. Returns netuid 0's epoch report.
+    fn end_block_subnets(&mut self, height: u64) -> Option<EpochReport> {
+        let stakes: Vec<u128> = self.state.subnets().map(SubnetState::registered_stake).collect();
+        let netuids: Vec<u16> = self.state.subnets().map(SubnetState::netuid).collect();
+        let shares = split_block_emission(self.state.globals.tau, &stakes);
+        let mut root_epoch = None;
+        for (netuid, share) in netuids.into_iter().zip(shares) {
+            self.state.select(netuid);
+            let g = &mut self.state.net_globals;
+            g.emission_pending = g.emission_pending.saturating_add(share);
+            let tempo = self.state.config().tempo;
+            let epoch = height.is_multiple_of(tempo).then(|| run_epoch(&mut self.state, height));
+            if netuid == ROOT_NETUID {
+                root_epoch = epoch;
+            }
+            adjust_registration(&mut self.state, height);
+        }
+        self.state.select(ROOT_NETUID);
+        root_epoch
     }
 
     /// Signature verdicts for a block: keys from the cache of registered hotkeys or decompressed,
@@ -358,8 +382,18 @@ impl<S: Store> Ledger<S> {
             None => (self.head.height + 1, (self.head.height, self.head.hash)),
         };
         let ctx = BlockCtx { height, registrations: 0, parent: Some(parent) };
-        authenticate(&self.state, &ctx, &tx.body, p.size, sig)?;
-        plan(&self.state, &ctx, &tx.body)?;
+        let netuid = tx.body.call.netuid();
+        if netuid == ROOT_NETUID {
+            authenticate(&self.state, &ctx, &tx.body, p.size, sig)?;
+            plan(&self.state, &ctx, &tx.body)?;
+        } else {
+            let view = self
+                .state
+                .check_view(netuid, &tx.body.sender)
+                .ok_or(TxError::UnknownSubnet { netuid, count: self.state.globals.subnet_count })?;
+            authenticate(&view, &ctx, &tx.body, p.size, sig)?;
+            plan(&view, &ctx, &tx.body)?;
+        }
         Ok(p)
     }
 
@@ -383,7 +417,7 @@ impl<S: Store> Ledger<S> {
     }
 
     pub fn genesis(&self) -> &GenesisConfig {
-        self.state.config()
+        self.state.chain_config()
     }
 
     pub fn chain_id(&self) -> &str {
@@ -413,21 +447,16 @@ impl<S: Store> Ledger<S> {
 
     /// Row `uid` of the bonds matrix as of the last epoch.
     pub fn bonds(&self, uid: u16) -> Vec<(u16, f64)> {
-        let b = &self.state.mech.bonds;
-        if usize::from(uid) >= b.n() {
-            return Vec::new();
-        }
-        let (cols, vals) = b.row(usize::from(uid));
-        cols.iter().zip(vals).map(|(&j, &v)| (j as u16, v)).collect()
+        bonds_row(&self.state, uid)
     }
 
     pub fn issuance(&self) -> Issuance {
         self.state.globals.issuance
     }
 
-    /// Current proof-of-work difficulty for `register`.
+    /// Current proof-of-work difficulty for `register` on netuid 0.
     pub fn difficulty(&self) -> u64 {
-        self.state.globals.difficulty
+        self.state.net_globals.difficulty
     }
 
     /// The emission per block in force (the genesis' `emission_per_block`, moved at each epoch
@@ -436,39 +465,62 @@ impl<S: Store> Ledger<S> {
         self.state.globals.tau
     }
 
-    /// What a burned registration burns now, in base units.
+    /// What a burned registration on netuid 0 burns now, in base units.
     pub fn burn(&self) -> u64 {
-        self.state.globals.burn
+        self.state.net_globals.burn
     }
 
-    /// The neurons `coldkey` has stake on, as `(uid, hotkey, stake)`: its own stake on the
-    /// hotkeys it owns, its nomination on the others'.
+    /// The neurons `coldkey` has stake on in netuid 0, as `(uid, hotkey, stake)`: its own stake
+    /// on the hotkeys it owns, its nomination on the others'.
     pub fn stakes_of(&self, coldkey: &PublicKey) -> Vec<(u16, PublicKey, u64)> {
-        self.state
-            .neurons
-            .iter()
-            .filter_map(|n| {
-                let s = if n.coldkey == *coldkey { n.own_stake() } else { n.nomination(coldkey) };
-                (s > 0 || n.coldkey == *coldkey).then_some((n.uid, n.hotkey, s))
-            })
-            .collect()
+        stakes_in(&self.state, coldkey)
     }
 
-    /// The metagraph at the current state (as the bittensor metagraph exposes it).
+    /// [`Ledger::stakes_of`] in subnet `netuid`.
+    pub fn stakes_in(
+        &self,
+        netuid: u16,
+        coldkey: &PublicKey,
+    ) -> Result<Vec<(u16, PublicKey, u64)>, LedgerError> {
+        Ok(stakes_in(self.subnet(netuid)?, coldkey))
+    }
+
+    /// The metagraph of netuid 0 at the current state (as the bittensor metagraph exposes it).
     pub fn metagraph(&self) -> Metagraph {
-        let n = self.state.n();
+        self.metagraph_of(&self.state)
+    }
+
+    /// The metagraph of subnet `netuid`.
+    pub fn subnet_metagraph(&self, netuid: u16) -> Result<Metagraph, LedgerError> {
+        Ok(self.metagraph_of(self.subnet(netuid)?))
+    }
+
+    fn metagraph_of(&self, net: &SubnetState) -> Metagraph {
+        let n = net.n();
         Metagraph {
             block: self.state.globals.height,
             n: n as u32,
-            neurons: self.state.neurons.clone(),
-            weights: self.state.rows.clone(),
-            bonds: (0..n).map(|u| self.bonds(u as u16)).collect(),
+            neurons: net.neurons.clone(),
+            weights: net.rows.clone(),
+            bonds: (0..n).map(|u| bonds_row(net, u as u16)).collect(),
             issuance: self.issuance(),
-            difficulty: self.difficulty(),
-            burn: self.burn(),
+            difficulty: net.net_globals.difficulty,
+            burn: net.net_globals.burn,
             tau: self.state.globals.tau,
-            sparsity: self.state.globals.sparsity.map(|s| s.0),
+            sparsity: net.net_globals.sparsity.map(|s| s.0),
         }
+    }
+
+    /// Subnet `netuid` (0 is the genesis network).
+    pub fn subnet(&self, netuid: u16) -> Result<&SubnetState, LedgerError> {
+        self.state
+            .subnet(netuid)
+            .ok_or(LedgerError::UnknownSubnet { netuid, count: self.state.globals.subnet_count })
+    }
+
+    /// Every subnet, in netuid order.
+    pub fn subnets(&self) -> impl Iterator<Item = &SubnetState> {
+        self.state.subnets()
     }
 
     /// A committed block with its receipts.
@@ -527,6 +579,27 @@ impl<S: Store> Ledger<S> {
 }
 
 /// Hashes every transaction (in parallel: pure per transaction), keeping the encoded bodies.
+/// Row `uid` of a subnet's bonds matrix as of its last epoch.
+fn bonds_row(net: &SubnetState, uid: u16) -> Vec<(u16, f64)> {
+    let b = &net.mech.bonds;
+    if usize::from(uid) >= b.n() {
+        return Vec::new();
+    }
+    let (cols, vals) = b.row(usize::from(uid));
+    cols.iter().zip(vals).map(|(&j, &v)| (j as u16, v)).collect()
+}
+
+/// The neurons of `net` that `coldkey` has stake on (see [`Ledger::stakes_of`]).
+fn stakes_in(net: &SubnetState, coldkey: &PublicKey) -> Vec<(u16, PublicKey, u64)> {
+    net.neurons
+        .iter()
+        .filter_map(|n| {
+            let s = if n.coldkey == *coldkey { n.own_stake() } else { n.nomination(coldkey) };
+            (s > 0 || n.coldkey == *coldkey).then_some((n.uid, n.hotkey, s))
+        })
+        .collect()
+}
+
 fn prepare_all(txs: &[SignedTx]) -> (Vec<PreparedTx>, Vec<Vec<u8>>) {
     txs.par_iter().map(SignedTx::prepare_encoded).unzip()
 }

@@ -44,6 +44,7 @@ pub mod pow;
 pub mod ss58;
 pub mod state;
 pub mod store;
+pub mod subnet;
 pub mod tokens;
 pub mod tx;
 pub mod types;
@@ -64,8 +65,9 @@ pub use inflation::AdaptiveInflation;
 pub use integrity::{state_records, stored_block, IntegrityError};
 pub use ledger::{ChainHead, Ledger, Metagraph};
 pub use mempool::{Mempool, MempoolError};
-pub use state::{Issuance, State};
+pub use state::{Globals, Issuance, NetGlobals, State, SubnetState};
 pub use store::{MemStore, Store, StoreError, WriteBatch};
+pub use subnet::{SubnetInfo, SubnetParams, SubnetsConfig, ROOT_NETUID};
 pub use tokens::{Tokens, TokensError};
 pub use tx::{Call, CallKind, PreparedTx, SignedTx, TxBody};
 pub use types::{

@@ -15,6 +15,7 @@
 
 use crate::error::TxError;
 use crate::merkle::sha256;
+use crate::subnet::SubnetParams;
 use crate::types::{Endpoint, Float, Hash, PublicKey, Salt, SignatureBytes};
 use borsh::{BorshDeserialize, BorshSerialize};
 use ed25519_dalek::{Signer, SigningKey};
@@ -73,6 +74,37 @@ pub enum Call {
     /// registration burn from its balance instead of doing proof of work. The burn adjusts with
     /// demand as the difficulty does ([`crate::pow::next_difficulty`]).
     BurnedRegister { hotkey: PublicKey },
+    /// Sent by a coldkey: open the next subnet ([`crate::subnet`]) with these parameters,
+    /// burning the genesis `subnets.creation_cost` from its balance; the sender owns it.
+    CreateSubnet { params: SubnetParams },
+    /// `call` on subnet `netuid` instead of netuid 0: any call that names a network
+    /// (registrations, serve, stake, take, weights, commit, reveal, publish). A wrapper
+    /// appended last rather than a field on each call, so that no transaction signed before
+    /// subnets (and no shared vector) changes its bytes: a plain call acts on netuid 0.
+    Subnet { netuid: u16, call: SubnetCall },
+}
+
+/// The call inside a [`Call::Subnet`]. Decoding refuses another `Subnet` inside it, so a
+/// transaction cannot nest wrappers (and make decoding recurse) however many bytes it has.
+#[derive(Clone, Debug, PartialEq, BorshSerialize, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct SubnetCall(pub Box<Call>);
+
+/// Index of [`Call::Subnet`] in the encoding.
+const SUBNET_CALL_TAG: u8 = 13;
+
+impl BorshDeserialize for SubnetCall {
+    fn deserialize_reader<R: std::io::Read>(reader: &mut R) -> std::io::Result<Self> {
+        use borsh::de::EnumExt;
+        let tag = u8::deserialize_reader(reader)?;
+        if tag == SUBNET_CALL_TAG {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                "a subnet call cannot wrap another subnet call",
+            ));
+        }
+        Ok(SubnetCall(Box::new(Call::deserialize_variant(reader, tag)?)))
+    }
 }
 
 /// The kind of a [`Call`], for fees and error messages.
@@ -93,6 +125,7 @@ pub enum CallKind {
     PublishVersion,
     SetTake,
     BurnedRegister,
+    CreateSubnet,
 }
 
 impl fmt::Display for CallKind {
@@ -110,6 +143,7 @@ impl fmt::Display for CallKind {
             CallKind::PublishVersion => "publish_version",
             CallKind::SetTake => "set_take",
             CallKind::BurnedRegister => "burned_register",
+            CallKind::CreateSubnet => "create_subnet",
         })
     }
 }
@@ -129,7 +163,40 @@ impl Call {
             Call::PublishVersion { .. } => CallKind::PublishVersion,
             Call::SetTake { .. } => CallKind::SetTake,
             Call::BurnedRegister { .. } => CallKind::BurnedRegister,
+            Call::CreateSubnet { .. } => CallKind::CreateSubnet,
+            // A call on a subnet is the call it wraps (fees, errors, the mempool's rules).
+            Call::Subnet { call, .. } => call.0.kind(),
         }
+    }
+
+    /// The subnet the call acts on: `netuid` of a [`Call::Subnet`], 0 otherwise.
+    pub fn netuid(&self) -> u16 {
+        match self {
+            Call::Subnet { netuid, .. } => *netuid,
+            _ => crate::subnet::ROOT_NETUID,
+        }
+    }
+
+    /// The call without its subnet wrapper.
+    pub fn inner(&self) -> &Call {
+        match self {
+            Call::Subnet { call, .. } => &call.0,
+            c => c,
+        }
+    }
+
+    /// `self` on subnet `netuid` (unwrapped for netuid 0, so its bytes are those of the
+    /// plain call).
+    pub fn on_subnet(self, netuid: u16) -> Call {
+        if netuid == crate::subnet::ROOT_NETUID {
+            return self;
+        }
+        Call::Subnet { netuid, call: SubnetCall(Box::new(self)) }
+    }
+
+    /// Whether the call names a network, so it may be wrapped in a [`Call::Subnet`].
+    pub fn names_a_network(&self) -> bool {
+        !matches!(self, Call::Transfer { .. } | Call::CreateSubnet { .. } | Call::Subnet { .. })
     }
 
     /// A `set_weights` call from `f64` values.
@@ -158,7 +225,7 @@ impl TxBody {
     pub fn encode(&self) -> Vec<u8> {
         // Sized up front: a set_weights body is 10 bytes an entry, and growing a 2.5 KiB buffer
         // by doubling showed up in the block benchmark.
-        let entries = match &self.call {
+        let entries = match self.call.inner() {
             Call::SetWeights { uids, values } | Call::RevealWeights { uids, values, .. } => {
                 uids.len() * 2 + values.len() * 8
             }

@@ -9,8 +9,8 @@
 //! ```
 
 use ledger::{
-    dev_key, pow, public_key, Call, Endpoint, Float, Hash, Ip, Modality, Protocol, PublicKey, Salt, SignedTx,
-    TxBody, TxError,
+    dev_key, pow, public_key, Call, CommitRevealConfig, Endpoint, Float, Hash, Ip, Modality, Protocol,
+    PublicKey, Salt, SignedTx, SubnetParams, TxBody, TxError,
 };
 use serde_json::{json, Value};
 use std::path::PathBuf;
@@ -177,6 +177,32 @@ fn cases() -> Vec<(&'static str, &'static str, &'static str, u64, u64, Call)> {
             10_000,
             Call::BurnedRegister { hotkey: key("newcomer") },
         ),
+        (
+            "create_subnet",
+            "alice",
+            "agora-dev",
+            7,
+            10_000,
+            Call::CreateSubnet {
+                params: SubnetParams {
+                    mechanism: "basic".into(),
+                    tempo: 50,
+                    max_neurons: 256,
+                    immunity_period: 200,
+                    difficulty: 1_000,
+                    weights_rate_limit: 5,
+                    commit_reveal: Some(CommitRevealConfig { reveal_delay: 50, reveal_window: 25 }),
+                },
+            },
+        ),
+        (
+            "subnet_set_weights",
+            "miner-hotkey",
+            "agora-dev",
+            11,
+            0,
+            Call::set_weights(vec![0, 3], &[0.25, 0.75]).on_subnet(3),
+        ),
     ]
 }
 
@@ -287,5 +313,6 @@ fn every_vector_decodes_verifies_and_refuses_tampering() {
     }
     let kinds: std::collections::BTreeSet<&str> =
         txs.iter().map(|v| v["body"]["call"]["type"].as_str().unwrap()).collect();
-    assert_eq!(kinds.len(), 12, "every call kind has a vector: {kinds:?}");
+    // Every variant of `Call`, the subnet wrapper included.
+    assert_eq!(kinds.len(), 14, "every call kind has a vector: {kinds:?}");
 }

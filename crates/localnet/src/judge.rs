@@ -27,6 +27,7 @@ use std::collections::BTreeMap;
 /// Sequences per test batch and their length: the same for every peer, so every peer can
 /// answer every batch (every preset reads a context of 64).
 pub const TEST_BATCH: usize = 8;
+/// Bytes per test sequence: the presets' shared context.
 pub const TEST_CONTEXT: usize = peer::preset::CONTEXT;
 /// The judge's batches are always the same (measurements through a run are comparable).
 const JUDGE_SEED: u64 = 0x6a75_6467_6521;
@@ -50,6 +51,7 @@ impl Default for JudgeConfig {
 /// One peer as the judge sees it.
 #[derive(Clone, Debug)]
 pub struct Subject {
+    /// Its uid on the metagraph.
     pub uid: u16,
     /// Its topic: the judge draws this peer's test batches from it.
     pub corpus: Corpus,
@@ -61,6 +63,7 @@ pub type Answers = Vec<(u16, Option<Vec<f32>>)>;
 /// The judge's measurement at one block.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Judgement {
+    /// The chain's head when the judge measured.
     pub block: u64,
     /// Uids the judge asked.
     pub uids: Vec<u16>,
@@ -87,6 +90,8 @@ impl Judgement {
         (0..n).map(|u| self.value_of(u as u16)).collect()
     }
 
+    /// The quality of `uid`: its answers' test loss (nats/byte) read through the network standard; `None`
+    /// when it was not asked or answered nothing.
     pub fn quality_of(&self, uid: u16) -> Option<f64> {
         self.uids.iter().position(|&u| u == uid).and_then(|k| self.quality[k])
     }
@@ -220,9 +225,13 @@ impl Judge {
 /// `judge.csv`: one row per peer per judgement.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct JudgeRow {
+    /// The chain's head at the judgement.
     pub block: u64,
+    /// The peer's uid.
     pub uid: u16,
+    /// Its answers' test loss in nats/byte (empty when it answered none of its batches).
     pub quality: Option<f64>,
+    /// What it was worth to the consumers: the sum of their test-loss increases without it.
     pub value: f64,
 }
 
@@ -242,16 +251,20 @@ pub struct JudgeLog {
     writer: csv::Writer<std::fs::File>,
 }
 
+/// The judge's measurements in the run directory, one [`JudgeRow`] per peer per judgement.
 pub const JUDGE_FILE: &str = "judge.csv";
+/// The last judgement's consumer-by-provider values in the run directory.
 pub const JUDGE_MATRIX_FILE: &str = "judge_matrix.csv";
 
 impl JudgeLog {
+    /// Creates `DIR/judge.csv` (truncating an old one).
     pub fn create(dir: &std::path::Path) -> Result<JudgeLog, LocalnetError> {
         let path = dir.join(JUDGE_FILE);
         let writer = csv::Writer::from_path(&path).map_err(|e| crate::monitor::csv_err(&path, e))?;
         Ok(JudgeLog { dir: dir.to_path_buf(), writer })
     }
 
+    /// Appends a judgement's rows to `judge.csv` and flushes them.
     pub fn write(&mut self, j: &Judgement) -> Result<(), LocalnetError> {
         let path = self.dir.join(JUDGE_FILE);
         for r in rows(j) {

@@ -39,6 +39,8 @@ pub struct LiveJudge {
 }
 
 impl LiveJudge {
+    /// A judge that runs each uid's checkpoint (from `checkpoints`) as a consumer and asks every axon as a
+    /// provider.
     pub fn new(judge: Judge, checkpoints: BTreeMap<u16, PathBuf>) -> LiveJudge {
         LiveJudge {
             judge: Arc::new(judge),

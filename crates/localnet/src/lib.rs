@@ -17,6 +17,7 @@
 //! in), loopback networking, and peers that write `status.csv` and, on SIGTERM, `final.json`
 //! in their `--out` directory. Plots and Spearman's rho are the `sim` crate's.
 
+/// Why a run or its report failed: [`error::LocalnetError`].
 pub mod error;
 mod genesis;
 pub mod judge;

@@ -52,12 +52,15 @@ pub enum WeightsPolicy {
 /// An in-process market run.
 #[derive(Clone, Debug)]
 pub struct MarketOptions {
+    /// The peers and the chain parameters.
     pub scenario: Scenario,
     /// Where the run's files go (created).
     pub out: PathBuf,
     /// Keys, the noise peers' noise and the random weights derive from it.
     pub seed: u64,
+    /// How the peers turn their scores into weights (scored, or random as a control).
     pub weights: WeightsPolicy,
+    /// How many batches the judge reads per peer.
     pub judge: JudgeConfig,
     /// Epochs between two judgements while it runs (0: only at the end).
     pub judge_every: u64,
@@ -77,6 +80,7 @@ pub struct MarketOptions {
 }
 
 impl MarketOptions {
+    /// A run of `scenario` into `out` with seed 0, scored weights, the default judge and one step per block.
     pub fn new(scenario: Scenario, out: PathBuf) -> MarketOptions {
         MarketOptions {
             scenario,
@@ -96,6 +100,7 @@ impl MarketOptions {
 /// What a market run measured.
 #[derive(Clone, Debug)]
 pub struct MarketOutcome {
+    /// The figures of the report's head.
     pub summary: Summary,
     /// The judge's last measurement.
     pub judgement: Judgement,

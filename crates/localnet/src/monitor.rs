@@ -14,16 +14,25 @@ use std::path::{Path, PathBuf};
 pub struct MetagraphRow {
     /// Seconds since the run proper started.
     pub time_s: f64,
+    /// The block sampled.
     pub block: u64,
+    /// The neuron's uid.
     pub uid: u16,
+    /// The peer's name in the scenario.
     pub name: String,
+    /// Its role in the scenario.
     pub role: Role,
     /// Base units.
     pub stake: u64,
+    /// Rank R: the stake-weighted weight it receives.
     pub rank: f64,
+    /// Trust T: the share of stake that weights it above zero.
     pub trust: f64,
+    /// Consensus C: its trust through the consensus sigmoid.
     pub consensus: f64,
+    /// Incentive I: its share of the serving emission (rank times consensus, normalised).
     pub incentive: f64,
+    /// Dividends D: its share of the validating emission, from its bonds.
     pub dividends: f64,
     /// Emission of the last epoch, base units.
     pub emission: u64,
@@ -73,11 +82,13 @@ pub struct Sampler {
 }
 
 impl Sampler {
+    /// Creates the CSV at `path` (truncating an old one).
     pub fn create(path: &Path) -> Result<Sampler, LocalnetError> {
         let writer = csv::Writer::from_path(path).map_err(|e| csv_err(path, e))?;
         Ok(Sampler { path: path.to_path_buf(), writer })
     }
 
+    /// Appends one block's rows and flushes them, so a run read while it goes is complete to there.
     pub fn write(&mut self, rows: &[MetagraphRow]) -> Result<(), LocalnetError> {
         for r in rows {
             self.writer.serialize(r).map_err(|e| csv_err(&self.path, e))?;
@@ -242,6 +253,8 @@ pub fn loss_curve(status_csv: &Path) -> Option<Vec<(u64, f64)>> {
     )
 }
 
+/// What a run shows while it goes on stderr: a progress bar over the metagraph table on a terminal, one line
+/// per epoch otherwise.
 pub struct LiveView {
     bar: ProgressBar,
     /// The judge's last values by uid and the block they were measured at.
@@ -255,6 +268,7 @@ pub struct LiveView {
 }
 
 impl LiveView {
+    /// A view of a run of `blocks` blocks; `force_hidden` (quiet) shows nothing.
     pub fn new(blocks: u64, force_hidden: bool) -> LiveView {
         let terminal = std::io::stderr().is_terminal();
         let bar = if force_hidden || !terminal {
@@ -288,6 +302,7 @@ impl LiveView {
         *self.judge.lock().unwrap_or_else(|e| e.into_inner()) = Some((values, block));
     }
 
+    /// Shows the metagraph after `done` blocks, in `epoch` (a line per new epoch without a terminal).
     pub fn update(&self, done: u64, epoch: u64, rows: &[MetagraphRow]) {
         self.bar.set_position(done);
         self.bar.set_prefix(format!("epoch {epoch}"));

@@ -114,10 +114,12 @@ impl NodeProcess {
         }
     }
 
+    /// The node's JSON-RPC over HTTP.
     pub fn http(&self) -> String {
         format!("http://{}", self.addr)
     }
 
+    /// The node's JSON-RPC over WebSocket (what peers connect to).
     pub fn ws(&self) -> String {
         format!("ws://{}", self.addr)
     }
@@ -150,11 +152,15 @@ impl Drop for NodeProcess {
 /// Everything a peer process needs to be started.
 #[derive(Clone, Debug)]
 pub struct PeerLaunch {
+    /// The peer as the scenario describes it.
     pub spec: PeerSpec,
+    /// The uid it registered at.
     pub uid: u16,
+    /// The directory of its wallet (coldkey and hotkey).
     pub wallet_dir: PathBuf,
     /// WebSocket URL of the node.
     pub chain: String,
+    /// Its output directory: status log, checkpoints, final report.
     pub out: PathBuf,
     /// Uids of the cabal (for a cabal member).
     pub cabal_uids: Vec<u16>,
@@ -162,6 +168,7 @@ pub struct PeerLaunch {
     pub offline_at_block: u64,
     /// For [`Role::Copycat`]: the hotkey of the peer it copies.
     pub copy_of: Option<ledger::PublicKey>,
+    /// Blocks between two of its `set_weights`.
     pub weights_interval: u64,
     /// The scenario's `copy_detection`: off adds `--no-copy-detection`.
     pub copy_detection: bool,
@@ -331,6 +338,7 @@ pub fn python_argv(l: &PeerLaunch) -> Result<Vec<String>, LocalnetError> {
 
 /// A running peer.
 pub struct PeerProcess {
+    /// The peer's name in the scenario.
     pub name: String,
     child: Option<Child>,
 }

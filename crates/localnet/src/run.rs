@@ -26,6 +26,7 @@ pub struct RunOptions {
     pub agora: PathBuf,
     /// Output directory (created; a previous run's files are overwritten).
     pub out: PathBuf,
+    /// The peers and the chain parameters.
     pub scenario: Scenario,
     /// Start the peer processes. Off: the chain side only (node, wallets, registration,
     /// stakes, sampling) — what can run before `agora peer run` exists.
@@ -51,6 +52,8 @@ pub struct RunOptions {
 }
 
 impl RunOptions {
+    /// A run of `scenario` by `agora` into `out`, with peers, one validator, the default judge every 10
+    /// epochs, no faults.
     pub fn new(agora: PathBuf, out: PathBuf, scenario: Scenario) -> RunOptions {
         RunOptions {
             agora,
@@ -71,7 +74,9 @@ impl RunOptions {
 /// What a run did.
 #[derive(Clone, Debug)]
 pub struct RunOutcome {
+    /// The figures of the report's head.
     pub summary: Summary,
+    /// The peers registered, with their uids and stakes.
     pub registered: Vec<Registered>,
     /// Ctrl-C ended it early (the report covers what was sampled).
     pub interrupted: bool,

@@ -34,6 +34,7 @@ pub enum Role {
 }
 
 impl Role {
+    /// The role's name in scenario files and reports.
     pub fn name(self) -> &'static str {
         match self {
             Role::Honest => "honest",
@@ -47,6 +48,7 @@ impl Role {
         }
     }
 
+    /// Every role, in the order reports list them.
     pub const ALL: [Role; 8] = [
         Role::Honest,
         Role::Duplicate,
@@ -77,12 +79,15 @@ pub fn peer_role(role: Role, cabal_uids: &[u16], leaves_at: u64) -> peer::run::R
     }
 }
 
+/// One peer of a scenario: a `[[peer]]` table of its TOML.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PeerSpec {
     /// Unique; also the peer's wallet name.
     pub name: String,
+    /// How it behaves in the market.
     pub role: Role,
+    /// The size of the model it trains (`peer`'s presets).
     #[serde(default = "default_size")]
     pub model_size: ModelSize,
     /// A fortunes topic (`computers`, `science`, ...), a path, or a `+`-separated mixture of
@@ -152,6 +157,7 @@ pub struct Scenario {
     /// is then paid for its relayed answers.
     #[serde(default = "on", skip_serializing_if = "is_on")]
     pub copy_detection: bool,
+    /// The peers, in registration (uid) order: the `[[peer]]` tables.
     #[serde(rename = "peer")]
     pub peers: Vec<PeerSpec>,
 }
@@ -217,16 +223,19 @@ impl Default for Scenario {
 }
 
 impl Scenario {
+    /// Parses and validates a scenario's TOML.
     pub fn from_toml(text: &str) -> Result<Scenario, LocalnetError> {
         let s: Scenario = toml::from_str(text).map_err(|e| LocalnetError::Scenario(e.to_string()))?;
         s.validated()
     }
 
+    /// Reads, parses and validates a scenario file.
     pub fn from_file(path: &Path) -> Result<Scenario, LocalnetError> {
         let text = std::fs::read_to_string(path).map_err(|e| LocalnetError::io(path, e))?;
         Scenario::from_toml(&text)
     }
 
+    /// The scenario as TOML, which [`Scenario::from_toml`] reads back.
     pub fn to_toml(&self) -> String {
         toml::to_string_pretty(self).unwrap_or_default()
     }

@@ -16,15 +16,20 @@ pub const PASSWORD: &[u8] = b"localnet";
 
 /// A peer's keys.
 pub struct PeerKeys {
+    /// Its name (also its wallet's).
     pub name: String,
+    /// The coldkey that owns the hotkey and holds its stake.
     pub coldkey: SigningKey,
+    /// The hotkey it registers and signs with.
     pub hotkey: SigningKey,
 }
 
 impl PeerKeys {
+    /// The coldkey's public key.
     pub fn coldkey_public(&self) -> PublicKey {
         ledger::public_key(&self.coldkey)
     }
+    /// The hotkey's public key: the peer's identity on the metagraph.
     pub fn hotkey_public(&self) -> PublicKey {
         ledger::public_key(&self.hotkey)
     }
@@ -50,9 +55,13 @@ pub fn create_wallets(root: &Path, scenario: &Scenario) -> Result<Vec<PeerKeys>,
 /// A registered peer: its uid and the stake it was given.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Registered {
+    /// Its name in the scenario.
     pub name: String,
+    /// The uid it registered at.
     pub uid: u16,
+    /// Its hotkey.
     pub hotkey: PublicKey,
+    /// The stake put on its hotkey, in base units.
     pub stake: u64,
 }
 

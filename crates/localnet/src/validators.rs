@@ -21,8 +21,11 @@ use wallet::{KdfParams, Wallet, WordCount};
 /// A validator of the run before it starts: its key file, public key and p2p address.
 #[derive(Clone, Debug)]
 pub struct ValidatorSpec {
+    /// Its ed25519 key file.
     pub key_file: PathBuf,
+    /// Its public key: its identity in the validator set.
     pub key: PublicKey,
+    /// Where it listens for the other validators.
     pub p2p: SocketAddr,
 }
 
@@ -111,7 +114,9 @@ pub struct Agreement {
     pub finalized: Vec<u64>,
     /// The lowest of them: the block every validator holds.
     pub height: u64,
+    /// The hash of the block at `height` (the same at every validator).
     pub hash: Hash,
+    /// The ledger's state root after that block (the same at every validator).
     pub state_root: Hash,
 }
 

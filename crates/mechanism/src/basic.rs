@@ -13,9 +13,13 @@
 use crate::{normalized, EpochInput, EpochOutput, Extras, MechanismError, MechanismState};
 use serde::{Deserialize, Serialize};
 
+/// The `basic` variant has no parameters: ranks follow from W and S alone. The struct keeps
+/// its genesis entry (`{"kind": "basic"}`) in the same shape as the other variants'.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct BasicParams {}
 
+/// One epoch of the `basic` variant: ranks `r_j = (1/n) sum_i s_i w_ij` over the validating
+/// peers' rows, incentive `I = R / ||R||_1`, and emission paid by incentive alone.
 pub fn epoch(_p: &BasicParams, input: &EpochInput<'_>) -> Result<EpochOutput, MechanismError> {
     let masked = input.masked();
     let input = &masked.apply(input);

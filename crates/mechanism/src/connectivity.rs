@@ -34,6 +34,8 @@ use crate::walk::{for_each_source, visits_dense};
 use crate::{normalized, EpochInput, EpochOutput, Extras, MechanismError, MechanismState};
 use serde::{Deserialize, Serialize};
 
+/// Parameters of the `connectivity` variant, from the genesis file; missing fields take the
+/// defaults (rho = 10, walks of depth 2, stake clipping on).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct ConnectivityParams {
@@ -115,6 +117,9 @@ fn output(
     }
 }
 
+/// One epoch of the `connectivity` variant, sparse: walks from every validating peer, then
+/// ranks `R = W^T s_hat + rho C^T s_hat` (with stake clipping if asked), incentive
+/// `I = R / ||R||_1`, and the reach of each peer as its trust.
 pub fn epoch(p: &ConnectivityParams, input: &EpochInput<'_>) -> Result<EpochOutput, MechanismError> {
     p.validate()?;
     let masked = input.masked();

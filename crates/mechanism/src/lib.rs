@@ -60,10 +60,19 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Mechanism {
+    /// Ranks as stake-weighted column sums of W (intermodel paper §2.4); no trust or bonds.
     Basic(basic::BasicParams),
+    /// Ranks regularised by how much stake a peer reaches through W, with stake clipping
+    /// against sybils (market paper §3-4).
     Connectivity(connectivity::ConnectivityParams),
+    /// Sigmoid trust over random-walk connectivity; an epoch with a non-negative chain loss
+    /// mints nothing and moves the stake scaling A instead (market paper, second version).
     Trust(trust::TrustParams),
+    /// Sigmoid consensus over the stake that weights a peer, with bonds and dividends (the
+    /// 2021-22 production chain).
     Nakamoto(nakamoto::NakamotoParams),
+    /// Stake-weighted median consensus, weight clipping, bonds as a moving average, and
+    /// emission split between servers' incentive and validators' dividends (today's chain).
     Yuma(yuma::YumaParams),
 }
 
@@ -88,6 +97,8 @@ impl Mechanism {
         MECHANISM_NAMES.iter().map(|n| Mechanism::from_name(n).expect("known name")).collect()
     }
 
+    /// The variant's name in a genesis file and on the command line (one of
+    /// [`MECHANISM_NAMES`]).
     pub fn name(&self) -> &'static str {
         match self {
             Mechanism::Basic(_) => "basic",
@@ -245,6 +256,7 @@ impl<'a> EpochInput<'a> {
         Ok(())
     }
 
+    /// The number of peers n: the rows of W, which every per-peer vector must match.
     pub fn n(&self) -> usize {
         self.weights.n()
     }
@@ -315,7 +327,9 @@ impl Masked {
 pub struct EpochOutput {
     /// R, as the variant's rank equation defines it (see each variant for its scale).
     pub ranks: Vec<f64>,
-    /// T.
+    /// T: how far the network's stake backs each peer, in [0, 1] (`nakamoto`: the share of
+    /// stake weighting it at all; `yuma`: the share of its rank left after clipping;
+    /// `connectivity`: the share of stake reaching it; `trust`: the sigmoid of eq. 4).
     pub trust: Vec<f64>,
     /// C (per-peer consensus; for `yuma` the consensus weight of each column).
     pub consensus: Vec<f64>,
@@ -341,13 +355,16 @@ pub struct EpochOutput {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Extras {
+    /// The variant computes nothing beyond [`EpochOutput`]'s vectors.
     None,
+    /// The `connectivity` variant's stake clipping and reachability.
     Connectivity {
         /// s*_i of eq. (8), normalised to sum to 1 (all zero if nobody has stake).
         clipped_stake: Vec<f64>,
         /// sum_j c_ij / ||S||_1: the share of stake peer i reaches.
         reach: Vec<f64>,
     },
+    /// The `trust` variant's chain loss, which decides whether the epoch mints.
     Trust {
         /// L = -R . (T - 1/2).
         chain_loss: f64,

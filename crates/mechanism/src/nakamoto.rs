@@ -22,6 +22,8 @@ use std::cell::Cell;
 /// `Delta S = 1/2 B^T I + 1/2 I`).
 pub const SERVER_SHARE: f64 = 0.5;
 
+/// Parameters of the `nakamoto` variant, from the genesis file; missing fields take the 2021-22
+/// chain's values (rho = 10, kappa = 1/2, bonds that accumulate).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct NakamotoParams {

@@ -15,6 +15,8 @@ use crate::error::MechanismError;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
+/// An n x n matrix of per-peer opinions, weights W or bonds B, stored by row with only the
+/// non-zero entries: row i is what peer i set. Valid by construction (see the module doc).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(try_from = "RawSparseMatrix")]
 pub struct SparseMatrix {

@@ -7,7 +7,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 /// Asserts `|a_k - b_k| <= tol * max(1, |a_k|, |b_k|)` for every k, with a readable message.
-pub fn assert_close(a: &[f64], b: &[f64], tol: f64) {
+pub(crate) fn assert_close(a: &[f64], b: &[f64], tol: f64) {
     assert_eq!(a.len(), b.len(), "lengths differ: {a:?} vs {b:?}");
     for (k, (x, y)) in a.iter().zip(b).enumerate() {
         let scale = 1f64.max(x.abs()).max(y.abs());
@@ -16,7 +16,7 @@ pub fn assert_close(a: &[f64], b: &[f64], tol: f64) {
 }
 
 /// Asserts two epoch outputs agree within `tol` on every vector, the bonds and the extras.
-pub fn assert_outputs_close(a: &EpochOutput, b: &EpochOutput, tol: f64) {
+pub(crate) fn assert_outputs_close(a: &EpochOutput, b: &EpochOutput, tol: f64) {
     assert_close(&a.ranks, &b.ranks, tol);
     assert_close(&a.trust, &b.trust, tol);
     assert_close(&a.consensus, &b.consensus, tol);
@@ -34,7 +34,7 @@ pub fn assert_outputs_close(a: &EpochOutput, b: &EpochOutput, tol: f64) {
 
 /// Every number of an output as raw bits (bonds as (row, column, bits) triples), so two runs
 /// can be compared for bit-identity; `==` on f64 would let 0.0 and -0.0 pass.
-pub fn bits(out: &EpochOutput) -> Vec<u64> {
+pub(crate) fn bits(out: &EpochOutput) -> Vec<u64> {
     let mut v: Vec<u64> = [
         &out.ranks,
         &out.trust,
@@ -58,7 +58,7 @@ pub fn bits(out: &EpochOutput) -> Vec<u64> {
 /// A seeded network of `n` peers where each row puts most of its weight on a shared set of
 /// `k / 4` popular servers (so the median consensus has work to do) plus `k - k / 4` random
 /// others, random stake (a tenth of the peers without any), and random previous bonds.
-pub fn random_input(n: usize, k: usize, seed: u64) -> (SparseMatrix, Vec<f64>, MechanismState) {
+pub(crate) fn random_input(n: usize, k: usize, seed: u64) -> (SparseMatrix, Vec<f64>, MechanismState) {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let popular = (k / 4).max(1);
     let rows: Vec<Vec<(usize, f64)>> = (0..n)
@@ -106,7 +106,7 @@ fn arb_matrix(n: usize, density: f64) -> impl Strategy<Value = SparseMatrix> {
 
 /// Random small inputs for the sparse-versus-dense property tests: 1..=max_n peers, a random
 /// weight density, stake that is zero for about one peer in five, random previous bonds.
-pub fn arb_input(max_n: usize) -> impl Strategy<Value = (SparseMatrix, Vec<f64>, MechanismState)> {
+pub(crate) fn arb_input(max_n: usize) -> impl Strategy<Value = (SparseMatrix, Vec<f64>, MechanismState)> {
     (1..=max_n, 0.0..1.0f64, 0.0..0.5f64).prop_flat_map(|(n, density, bond_density)| {
         let stake = prop_oneof![1 => Just(0.0), 4 => 0.0..100.0f64];
         (arb_matrix(n, density), proptest::collection::vec(stake, n), arb_matrix(n, bond_density))

@@ -44,6 +44,8 @@ use crate::walk::{for_each_source, visits_dense};
 use crate::{normalized, sigmoid, EpochInput, EpochOutput, Extras, MechanismError, MechanismState};
 use serde::{Deserialize, Serialize};
 
+/// Parameters of the `trust` variant, from the genesis file; missing fields take the
+/// defaults (the collusion experiment's `temp = 10`, depth 2).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct TrustParams {
@@ -139,6 +141,9 @@ fn finish(
     }
 }
 
+/// One epoch of the `trust` variant, sparse: trust T from the net share of scaled stake that
+/// reaches each peer, incentive `I ∝ R o T`, and then either emission `emission * I` (chain
+/// loss L < 0) or no emission and a descent step on the stake scaling A (L >= 0).
 pub fn epoch(p: &TrustParams, input: &EpochInput<'_>) -> Result<EpochOutput, MechanismError> {
     p.validate()?;
     let masked = input.masked();

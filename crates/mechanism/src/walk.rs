@@ -36,6 +36,8 @@ pub struct Walker {
 }
 
 impl Walker {
+    /// Scratch for a network of `n` peers, allocated once and reused for every source, so
+    /// an epoch's walks allocate nothing per peer.
     pub fn new(n: usize) -> Self {
         Walker {
             visits: vec![0.0; n],

@@ -23,6 +23,8 @@ mod quantile;
 
 use quantile::{quantile_by_definition, weighted_quantile, Workspace};
 
+/// Parameters of the `yuma` variant, from the genesis file; missing fields take subtensor's
+/// defaults (kappa = 1/2, bond moving average 0.9, half the emission to servers).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct YumaParams {

@@ -32,7 +32,10 @@ pub enum Opened {
     /// A new chain from the genesis.
     Started,
     /// A new chain from the genesis, after setting an unreadable chain file aside at this path.
-    StartedOver { kept: PathBuf },
+    StartedOver {
+        /// Where the damaged chain file was moved, for a person to inspect or restore.
+        kept: PathBuf,
+    },
 }
 
 /// Opens the chain in `dir`, or starts one from `genesis` where the rules above allow it.

@@ -57,6 +57,7 @@ pub fn response(path: &str) -> Option<HttpResponse> {
 /// Why an `agora_neurons` query was refused.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum PageError {
+    /// The page size asked for is 0 or above [`MAX_NEURONS_PER_PAGE`].
     #[error("limit {0} is out of range: ask for 1 to {MAX_NEURONS_PER_PAGE} neurons per call")]
     Limit(u32),
 }
@@ -104,14 +105,28 @@ pub const MAX_LOCALNET_FILE: u64 = 1 << 20;
 /// Why `agora_localnet` has nothing to serve.
 #[derive(Debug, thiserror::Error)]
 pub enum LocalnetFileError {
+    /// The node was started without `--localnet-file`.
     #[error("this node is not part of a localnet (it was started without --localnet-file)")]
     NotALocalnet,
+    /// The file does not exist yet: the run has not written its first status.
     #[error("the localnet has not written {0} yet")]
     NotWritten(std::path::PathBuf),
     #[error("{path} is {size} bytes: at most {MAX_LOCALNET_FILE} are read")]
-    TooLarge { path: std::path::PathBuf, size: u64 },
+    /// The file is larger than [`MAX_LOCALNET_FILE`]: not what `agora localnet` writes.
+    TooLarge {
+        /// The `--localnet-file`.
+        path: std::path::PathBuf,
+        /// Its size in bytes.
+        size: u64,
+    },
     #[error("{path} could not be read: {reason}")]
-    Unreadable { path: std::path::PathBuf, reason: String },
+    /// The file could not be read or does not parse as a localnet status.
+    Unreadable {
+        /// The `--localnet-file`.
+        path: std::path::PathBuf,
+        /// The I/O or JSON error.
+        reason: String,
+    },
 }
 
 /// The localnet's status as `agora localnet` last wrote it to `path` (whole: it writes a new

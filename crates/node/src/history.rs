@@ -29,11 +29,25 @@ pub struct History {
 #[derive(Debug, thiserror::Error)]
 pub enum HistoryError {
     #[error("block {height} is before the history this node keeps (blocks {oldest} and later)")]
-    TooOld { height: u64, oldest: u64 },
+    /// The height asked for is older than the `--history-blocks` the node keeps.
+    TooOld {
+        /// The height asked for.
+        height: u64,
+        /// The oldest height the node can still rebuild.
+        oldest: u64,
+    },
+    /// A block needed for the replay is not in the store (the store is damaged).
     #[error("block {0} is missing from the store")]
     MissingBlock(u64),
     #[error("replaying block {height}: {reason}")]
-    Replay { height: u64, reason: String },
+    /// Replaying a stored block from a checkpoint failed: the store and the ledger disagree.
+    Replay {
+        /// The block that failed.
+        height: u64,
+        /// The ledger's error.
+        reason: String,
+    },
+    /// Reading the store or opening a checkpoint failed.
     #[error(transparent)]
     Ledger(#[from] LedgerError),
 }

@@ -76,11 +76,13 @@ pub struct NodeConfig {
     pub genesis: GenesisConfig,
     /// JSON-RPC (HTTP and WebSocket) and GET /metrics; port 0 picks a free port.
     pub rpc_addr: SocketAddr,
+    /// When blocks are made when the node is the single validator (ignored as one of several).
     pub production: Production,
     /// Most transactions the mempool holds.
     pub mempool_size: usize,
     /// How many blocks back past metagraphs are served (a checkpoint every epoch for as long).
     pub history_blocks: u64,
+    /// Connection, size and time limits of the RPC server.
     pub rpc_limits: RpcLimits,
     /// The file `agora localnet` writes its roles and judge figures to, served as
     /// `agora_localnet` for the dashboard (`None`: not part of a localnet).
@@ -97,9 +99,11 @@ pub struct ValidatorConfig {
     pub secret: [u8; 32],
     /// Where the other validators reach this one, and the others with their keys.
     pub listen: SocketAddr,
+    /// The other validators: each one's public key and where to reach it.
     pub peers: Vec<(ledger::PublicKey, SocketAddr)>,
     /// The consensus journal's directory.
     pub storage: PathBuf,
+    /// The consensus engine's timeouts, which set the block time.
     pub timeouts: bft::Timeouts,
 }
 
@@ -146,28 +150,73 @@ impl NodeConfig {
 /// Why the node stopped or could not start.
 #[derive(Debug, Error)]
 pub enum NodeError {
+    /// Neither `--dev` nor `--genesis` said which chain to run.
     #[error("which chain? pass --dev for a development chain or --genesis FILE")]
     NoGenesis,
     #[error("cannot read the genesis file {path}: {reason}")]
-    GenesisFile { path: PathBuf, reason: String },
+    /// The genesis file could not be read or parsed.
+    GenesisFile {
+        /// The file given with `--genesis`.
+        path: PathBuf,
+        /// What went wrong reading or parsing it.
+        reason: String,
+    },
+    /// The data directory, or a file in it, could not be created, read or renamed.
     #[error("cannot create the data directory {path}: {source}")]
-    DataDir { path: PathBuf, source: std::io::Error },
+    DataDir {
+        /// The directory or file.
+        path: PathBuf,
+        /// The operating system's error.
+        source: std::io::Error,
+    },
+    /// The data directory exists but holds no chain, and `--new-chain` was not passed.
     #[error("the data directory {path} exists but holds no chain ({found}). A node never starts a new chain over an existing directory: pass --new-chain to start one there, or use another --data-dir")]
-    NoChain { path: PathBuf, found: String },
+    NoChain {
+        /// The data directory.
+        path: PathBuf,
+        /// What the directory holds instead, for the message.
+        found: String,
+    },
+    /// The chain store does not open or does not read as a chain.
     #[error("the chain store {path} is damaged: {reason}. The node will not build on it: restore the data directory from a backup, or pass --new-chain to keep the damaged file aside and start a new chain")]
-    DamagedStore { path: PathBuf, reason: String },
+    DamagedStore {
+        /// The store's file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// `--new-chain` was passed over a directory that already holds a chain.
     #[error("--new-chain: {path} holds a chain at height {height}, and --new-chain never replaces a chain: drop the flag to resume it, or use another --data-dir")]
-    NewChainOverChain { path: PathBuf, height: u64 },
+    NewChainOverChain {
+        /// The data directory.
+        path: PathBuf,
+        /// The height of the chain it holds.
+        height: u64,
+    },
+    /// Another process (another node, most likely) holds the chain store open.
     #[error("{path} is in use by another process: is another node running on this data directory?")]
-    InUse { path: PathBuf },
+    InUse {
+        /// The store's file.
+        path: PathBuf,
+    },
+    /// The ledger refused to open or resume the chain (another genesis, a failed replay).
     #[error("ledger: {0}")]
     Ledger(#[from] LedgerError),
+    /// Building or applying a block failed.
     #[error("block production failed: {0}")]
     Block(#[from] ledger::BlockError),
+    /// The RPC server's address could not be bound.
     #[error("cannot start the RPC server on {addr}: {source}")]
-    Rpc { addr: SocketAddr, source: std::io::Error },
+    Rpc {
+        /// The `--rpc-addr` asked for.
+        addr: SocketAddr,
+        /// The operating system's error (address in use, permission denied).
+        source: std::io::Error,
+    },
+    /// The validators' network (the consensus engine's connections) failed.
     #[error("validator: {0}")]
     Validator(#[from] bft::net::NetError),
+    /// A task of the node (the block producer, the engine, the RPC module) failed.
     #[error("runtime: {0}")]
     Runtime(String),
 }
@@ -190,6 +239,7 @@ pub struct Shared {
     /// queued transaction whose fee became unpayable): the ledger does not index them, so the
     /// node remembers the recent ones for `agora_getTransaction`, in memory only.
     rejected_in_block: Mutex<HashMap<Hash, (u64, u32, ledger::Receipt)>>,
+    /// The counters and gauges served at GET /metrics.
     pub metrics: Metrics,
     /// Checkpoints and past states.
     history: History,
@@ -283,6 +333,7 @@ impl Shared {
         self.rejected_in_block.lock().unwrap_or_else(|p| p.into_inner()).get(id).cloned()
     }
 
+    /// Transactions waiting in the mempool for a block.
     pub fn mempool_len(&self) -> usize {
         self.mempool().len()
     }

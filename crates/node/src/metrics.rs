@@ -76,10 +76,15 @@ impl Default for RpcCounters {
 pub struct Metrics {
     /// Height of the last committed block.
     pub height: Count,
+    /// Blocks this process produced (`agora_blocks`).
     pub blocks: Counter,
+    /// Transactions applied in those blocks (`agora_transactions{status="applied"}`).
     pub txs_applied: Counter,
+    /// Transactions that failed in those blocks, their fee paid (`status="failed"`).
     pub txs_failed: Counter,
+    /// Transactions those blocks recorded as rejected, changing nothing (`status="rejected"`).
     pub txs_rejected: Counter,
+    /// Epochs (the mechanism's runs: ranks, incentive, emission) those blocks ran.
     pub epochs: Counter,
     /// Time to execute and commit the last block that ran an epoch.
     pub last_epoch_block: Seconds,
@@ -180,6 +185,8 @@ impl<S> Layer<S> for MetricsLayer {
     }
 }
 
+/// The service [`MetricsLayer`] wraps around the JSON-RPC service `S`: answers `GET /metrics`
+/// and the dashboard itself, hands every other request to `S`.
 #[derive(Clone)]
 pub struct MetricsService<S> {
     inner: S,

@@ -16,7 +16,7 @@ use crate::Shared;
 use client::methods;
 use client::types::{
     codes, AccountInfo, BlockId, BlockInfo, GenesisInfo, HistoryQuery, HotkeyStakeInfo, MetagraphInfo,
-    NetworkInfo, NeuronQuery, NeuronsQuery, StakeInfo, TxLookup, BLOCK_TIME_WINDOW,
+    NetworkInfo, NeuronQuery, NeuronsQuery, StakeInfo, SubnetSummary, TxLookup, BLOCK_TIME_WINDOW,
 };
 use jsonrpsee::core::middleware::{
     Batch, BatchEntry, BatchEntryErr, Notification, ResponseFuture, RpcServiceT,
@@ -69,6 +69,12 @@ fn key_param(params: &Params<'_>) -> Result<PublicKey, ErrorObjectOwned> {
     s.parse().map_err(invalid)
 }
 
+/// A public key, then an optional netuid (0 when absent).
+fn key_and_netuid(params: &Params<'_>) -> Result<(PublicKey, u16), ErrorObjectOwned> {
+    let (s, netuid): (String, u16) = with_netuid(params, "a public key as 64 hex digits")?;
+    Ok((s.parse().map_err(invalid)?, netuid))
+}
+
 /// The one parameter object, named or positional, or `None` for no parameter, `[]` or
 /// `[null]`. Parsed here rather than by jsonrpsee, whose error drops serde's message (which
 /// field is unknown, which values are allowed).
@@ -94,6 +100,83 @@ fn optional_object<T: serde::de::DeserializeOwned>(
     serde_json::from_value(one).map(Some).map_err(bad)
 }
 
+/// The raw parameters as JSON (`null` for none).
+fn raw_params(params: &Params<'_>, expected: &str) -> Result<serde_json::Value, ErrorObjectOwned> {
+    match params.as_str() {
+        None => Ok(serde_json::Value::Null),
+        Some(raw) => serde_json::from_str(raw).map_err(|e| invalid(format!("expected {expected}: {e}"))),
+    }
+}
+
+/// The netuid in a JSON value: absent or `null` is netuid 0.
+fn netuid_of(v: Option<serde_json::Value>, expected: &str) -> Result<u16, ErrorObjectOwned> {
+    match v {
+        None | Some(serde_json::Value::Null) => Ok(0),
+        Some(v) => serde_json::from_value(v)
+            .map_err(|e| invalid(format!("expected {expected}; the netuid must be 0..=65535: {e}"))),
+    }
+}
+
+/// A method's main parameter and the subnet it asks about: `[x]` or `[x, netuid]` positionally,
+/// or one object holding the parameter's fields and an optional `netuid`. Netuid 0 when absent.
+fn with_netuid<T: serde::de::DeserializeOwned>(
+    params: &Params<'_>,
+    what: &str,
+) -> Result<(T, u16), ErrorObjectOwned> {
+    let expected = format!("{what}, then an optional netuid");
+    let bad = |e: serde_json::Error| invalid(format!("expected {expected}: {e}"));
+    match raw_params(params, &expected)? {
+        serde_json::Value::Array(a) if (1..=2).contains(&a.len()) => {
+            let mut it = a.into_iter();
+            let first = serde_json::from_value(it.next().unwrap_or_default()).map_err(bad)?;
+            Ok((first, netuid_of(it.next(), &expected)?))
+        }
+        serde_json::Value::Object(mut o) => {
+            let netuid = netuid_of(o.remove("netuid"), &expected)?;
+            Ok((serde_json::from_value(serde_json::Value::Object(o)).map_err(bad)?, netuid))
+        }
+        _ => Err(invalid(format!("expected {expected}"))),
+    }
+}
+
+/// The only parameter of a method about one subnet: none (netuid 0), `[netuid]` or
+/// `{"netuid": k}`.
+fn only_netuid(params: &Params<'_>) -> Result<u16, ErrorObjectOwned> {
+    let expected = "an optional netuid (0..=65535)";
+    match raw_params(params, expected)? {
+        serde_json::Value::Array(a) if a.len() <= 1 => netuid_of(a.into_iter().next(), expected),
+        serde_json::Value::Object(mut o) => netuid_of(o.remove("netuid"), expected),
+        serde_json::Value::Null => Ok(0),
+        _ => Err(invalid(format!("expected {expected}"))),
+    }
+}
+
+/// A network in an error message: "the network" for netuid 0 (the words before subnets).
+fn network(netuid: u16) -> String {
+    match netuid {
+        0 => "the network".into(),
+        k => format!("subnet {k}"),
+    }
+}
+
+/// " in subnet k", or nothing for netuid 0.
+fn in_subnet(netuid: u16) -> String {
+    match netuid {
+        0 => String::new(),
+        k => format!(" in subnet {k}"),
+    }
+}
+
+/// `NOT_FOUND` for a subnet that does not exist.
+fn no_subnet(e: LedgerError) -> ErrorObjectOwned {
+    match e {
+        e @ LedgerError::UnknownSubnet { .. } => error(codes::NOT_FOUND, e.to_string()),
+        e => storage(e),
+    }
+}
+
+/// The JSON-RPC module: every method of [`client::methods::ALL`] and the new-heads
+/// subscription, answering from the node's shared ledger, mempool and history.
 pub fn module(shared: Arc<Shared>) -> Result<RpcModule<Arc<Shared>>, jsonrpsee::core::RegisterMethodError> {
     let mut m = RpcModule::new(shared);
 
@@ -135,36 +218,57 @@ pub fn module(shared: Arc<Shared>) -> Result<RpcModule<Arc<Shared>>, jsonrpsee::
     })?;
 
     m.register_blocking_method(methods::NEURON, |params, s, _| {
-        let q: NeuronQuery = one(&params, r#"{"uid": <number>} or {"hotkey": "<64 hex digits>"}"#)?;
+        let (q, netuid): (NeuronQuery, u16) =
+            with_netuid(&params, r#"{"uid": <number>} or {"hotkey": "<64 hex digits>"}"#)?;
         let ledger = s.ledger();
+        let net = ledger.subnet(netuid).map_err(no_subnet)?;
         let found = match &q {
-            NeuronQuery::Uid { uid } => ledger.neuron(*uid),
-            NeuronQuery::Hotkey { hotkey } => ledger.neuron_by_hotkey(hotkey),
+            NeuronQuery::Uid { uid } => net.neuron(*uid),
+            NeuronQuery::Hotkey { hotkey } => net.uid_of(hotkey).and_then(|u| net.neuron(u)),
         };
         found.cloned().ok_or_else(|| match q {
             NeuronQuery::Uid { uid } => error(
                 codes::NOT_FOUND,
-                format!("no neuron with uid {uid}: the network has {} neurons", ledger.neurons().len()),
+                format!("no neuron with uid {uid}: {} has {} neurons", network(netuid), net.n()),
             ),
             NeuronQuery::Hotkey { hotkey } => {
-                error(codes::NOT_FOUND, format!("hotkey {hotkey} is not registered"))
+                error(codes::NOT_FOUND, format!("hotkey {hotkey} is not registered{}", in_subnet(netuid)))
             }
         })
     })?;
 
     m.register_async_method(methods::METAGRAPH, |params, s, _| async move {
-        let height: Option<u64> = if params.is_object() {
+        let (height, netuid): (Option<u64>, u16) = if params.is_object() {
             #[derive(serde::Deserialize)]
             struct Named {
                 block: Option<u64>,
+                #[serde(default)]
+                netuid: u16,
             }
-            params.parse::<Named>().map_err(|e| invalid(e.message().to_string()))?.block
+            let named = params.parse::<Named>().map_err(|e| invalid(e.message().to_string()))?;
+            (named.block, named.netuid)
         } else {
-            params
-                .sequence()
+            let mut seq = params.sequence();
+            let block = seq
                 .optional_next()
-                .map_err(|e| invalid(format!("expected a block height or null: {}", e.message())))?
+                .map_err(|e| invalid(format!("expected a block height or null: {}", e.message())))?;
+            let netuid: Option<u16> = seq
+                .optional_next()
+                .map_err(|e| invalid(format!("expected a netuid (0..=65535) after the block: {}", e.message())))?;
+            (block, netuid.unwrap_or(0))
         };
+        if netuid != 0 {
+            // Past states are rebuilt from netuid 0's checkpoints only: a subnet's metagraph is
+            // the latest one.
+            let ledger = s.ledger();
+            let head = ledger.head().height;
+            if height.is_some_and(|h| h != head) {
+                return Err(invalid(format!(
+                    "past metagraphs are kept for netuid 0 only: ask subnet {netuid} for the latest block (null)"
+                )));
+            }
+            return ledger.subnet_metagraph(netuid).map(|m| MetagraphInfo::from(&m)).map_err(no_subnet);
+        }
         // The head and, if that is what is asked for, the latest metagraph, under the ledger's
         // lock on a blocking thread (the producer may hold it for a whole epoch).
         let s2 = s.clone();
@@ -233,12 +337,17 @@ pub fn module(shared: Arc<Shared>) -> Result<RpcModule<Arc<Shared>>, jsonrpsee::
     })?;
 
     m.register_blocking_method(methods::WEIGHTS, |params, s, _| {
-        let uid: u16 = one(&params, "a uid (number)")?;
+        let (uid, netuid): (u16, u16) = with_netuid(&params, "a uid (number)")?;
         let ledger = s.ledger();
-        let n = ledger.neurons().len();
-        crate::dashboard::links(n, uid, |i| ledger.weights(i), ledger.bonds(uid), ledger.head().height)
+        let net = ledger.subnet(netuid).map_err(no_subnet)?;
+        let n = net.n();
+        let bonds = ledger.subnet_metagraph(netuid).map_err(no_subnet)?.bonds.get(usize::from(uid)).cloned();
+        crate::dashboard::links(n, uid, |i| net.row(i), bonds.unwrap_or_default(), ledger.head().height)
             .ok_or_else(|| {
-                error(codes::NOT_FOUND, format!("no neuron with uid {uid}: the network has {n} neurons"))
+                error(
+                    codes::NOT_FOUND,
+                    format!("no neuron with uid {uid}: {} has {n} neurons", network(netuid)),
+                )
             })
     })?;
 
@@ -284,31 +393,50 @@ pub fn module(shared: Arc<Shared>) -> Result<RpcModule<Arc<Shared>>, jsonrpsee::
         let config = ledger.genesis().clone();
         Ok::<_, ErrorObjectOwned>(GenesisInfo { hash: config.hash(), config })
     })?;
-    m.register_blocking_method(methods::DIFFICULTY, |_, s, _| {
-        Ok::<_, ErrorObjectOwned>(s.ledger().difficulty())
+    m.register_blocking_method(methods::DIFFICULTY, |params, s, _| {
+        let netuid = only_netuid(&params)?;
+        let ledger = s.ledger();
+        Ok::<_, ErrorObjectOwned>(ledger.subnet(netuid).map_err(no_subnet)?.net_globals().difficulty)
     })?;
 
-    m.register_blocking_method(methods::BURN, |_, s, _| Ok::<_, ErrorObjectOwned>(s.ledger().burn()))?;
+    m.register_blocking_method(methods::BURN, |params, s, _| {
+        let netuid = only_netuid(&params)?;
+        let ledger = s.ledger();
+        Ok::<_, ErrorObjectOwned>(ledger.subnet(netuid).map_err(no_subnet)?.net_globals().burn)
+    })?;
+
+    m.register_blocking_method(methods::SUBNETS, |_, s, _| {
+        let ledger = s.ledger();
+        Ok::<_, ErrorObjectOwned>(ledger.subnets().map(SubnetSummary::of).collect::<Vec<_>>())
+    })?;
+
+    m.register_blocking_method(methods::SUBNET, |params, s, _| {
+        let netuid: u16 = one(&params, "a netuid (0..=65535)")?;
+        let ledger = s.ledger();
+        ledger.subnet(netuid).map(SubnetSummary::of).map_err(no_subnet)
+    })?;
 
     m.register_blocking_method(methods::NOMINATORS, |params, s, _| {
-        let hotkey = key_param(&params)?;
+        let (hotkey, netuid) = key_and_netuid(&params)?;
         let ledger = s.ledger();
         let height = ledger.head().height;
-        ledger
-            .neuron_by_hotkey(&hotkey)
-            .map(|n| HotkeyStakeInfo::new(n, height))
-            .ok_or_else(|| error(codes::NOT_FOUND, format!("hotkey {hotkey} is not registered")))
+        let net = ledger.subnet(netuid).map_err(no_subnet)?;
+        net.uid_of(&hotkey).and_then(|u| net.neuron(u)).map(|n| HotkeyStakeInfo::new(n, height)).ok_or_else(
+            || error(codes::NOT_FOUND, format!("hotkey {hotkey} is not registered{}", in_subnet(netuid))),
+        )
     })?;
 
     m.register_blocking_method(methods::STAKES, |params, s, _| {
-        let coldkey = key_param(&params)?;
+        let (coldkey, netuid) = key_and_netuid(&params)?;
         let ledger = s.ledger();
         let height = ledger.head().height;
+        let net = ledger.subnet(netuid).map_err(no_subnet)?;
         let stakes: Vec<StakeInfo> = ledger
-            .stakes_of(&coldkey)
+            .stakes_in(netuid, &coldkey)
+            .map_err(no_subnet)?
             .into_iter()
             .filter_map(|(uid, hotkey, stake)| {
-                let n = ledger.neuron(uid)?;
+                let n = net.neuron(uid)?;
                 let take = ledger::delegation::take_fraction(n.take_at(height));
                 Some(StakeInfo { uid, hotkey, stake, owner: n.coldkey == coldkey, take })
             })
@@ -358,6 +486,7 @@ pub struct Expensive {
 }
 
 impl Expensive {
+    /// `max` slots, a call waiting at most `wait` for one.
     pub fn new(max: usize, wait: Duration) -> Expensive {
         Expensive {
             slots: Arc::new(tokio::sync::Semaphore::new(max)),

@@ -78,7 +78,9 @@ const IDLE_CHECK: Duration = Duration::from_secs(1);
 /// middleware can say that subscriptions need a WebSocket.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Transport {
+    /// A plain HTTP request: one call, no subscriptions.
     Http,
+    /// A WebSocket connection: calls and subscriptions.
     WebSocket,
 }
 
@@ -189,14 +191,18 @@ impl Drop for Slot {
 
 /// The server's pools and counters, shared with `/metrics`.
 pub struct Connections {
+    /// Open TCP connections (HTTP and WebSocket), in all and per address.
     pub tcp: Arc<Pool>,
+    /// Open WebSockets, in all and per address.
     pub ws: Arc<Pool>,
+    /// What the server refused or closed, by reason.
     pub counters: RpcCounters,
     /// The expensive calls' limit (past metagraphs).
     pub historical: Arc<crate::rpc::Expensive>,
 }
 
 impl Connections {
+    /// Empty pools sized by `limits`.
     pub fn new(limits: &RpcLimits) -> Connections {
         Connections {
             tcp: Pool::new(limits.max_connections, limits.max_connections_per_ip),

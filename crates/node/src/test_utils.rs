@@ -72,18 +72,22 @@ impl NodeProcess {
         NodeProcess { child, addr }
     }
 
+    /// Its JSON-RPC as an HTTP URL, for [`client::Client::connect`].
     pub fn http(&self) -> String {
         format!("http://{}", self.addr)
     }
 
+    /// Its JSON-RPC as a WebSocket URL, for subscriptions.
     pub fn ws(&self) -> String {
         format!("ws://{}", self.addr)
     }
 
+    /// The child's process id (to send it signals).
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
 
+    /// Kills it without warning and reaps it: a crash, for tests of resuming a chain.
     pub fn sigkill(mut self) {
         self.child.kill().expect("SIGKILL");
         self.child.wait().expect("reap");

@@ -51,17 +51,47 @@ impl Default for Trends {
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum TrendError {
     #[error("no neuron with uid {uid}: the network has {n} neurons")]
-    UnknownUid { uid: u16, n: usize },
+    /// A uid asked for is not registered.
+    UnknownUid {
+        /// The uid asked for.
+        uid: u16,
+        /// Registered neurons (uids are `0..n`).
+        n: usize,
+    },
     #[error("{asked} uids asked for: at most {MAX_UIDS} per call")]
-    TooManyUids { asked: usize },
+    /// More than [`MAX_UIDS`] uids in one call.
+    TooManyUids {
+        /// How many were asked for.
+        asked: usize,
+    },
     #[error("from block {from} is after to block {to}")]
-    Reversed { from: u64, to: u64 },
+    /// The range's start is after its end.
+    Reversed {
+        /// The first height asked for.
+        from: u64,
+        /// The last height asked for.
+        to: u64,
+    },
     #[error(
         "blocks {from}..={to} span {span} blocks: the node keeps the last {WINDOW}, ask for at most that"
     )]
-    TooLong { from: u64, to: u64, span: u64 },
+    /// The range spans more than the [`WINDOW`] blocks the node samples.
+    TooLong {
+        /// The first height asked for.
+        from: u64,
+        /// The last height asked for.
+        to: u64,
+        /// Blocks in the range.
+        span: u64,
+    },
     #[error("block {to} does not exist yet: the head is block {head}")]
-    Future { to: u64, head: u64 },
+    /// The range ends past the head.
+    Future {
+        /// The last height asked for.
+        to: u64,
+        /// The head's height.
+        head: u64,
+    },
 }
 
 impl Trends {

@@ -20,17 +20,29 @@ use crate::{NucleusConfig, NucleusError};
 /// The measurement, as printed by the `bench_train` example with `--json`.
 #[derive(Clone, Debug, Serialize)]
 pub struct TrainBench {
+    /// Training throughput: batch·context tokens per step over the timed steps' wall time.
     pub tokens_per_s: f64,
+    /// Timed steps (the 2 warm-up steps are not counted).
     pub steps: usize,
+    /// Sequences per step.
     pub batch: usize,
+    /// Bytes per sequence (the model's full context).
     pub context: usize,
+    /// The model's hidden width.
     pub dim: usize,
+    /// Its transformer blocks.
     pub depth: usize,
+    /// Its attention heads.
     pub heads: usize,
+    /// Width of the representation it serves to the network.
     pub output_dim: usize,
+    /// Trainable parameters of f_i.
     pub parameters: usize,
+    /// Wall time of the timed steps.
     pub seconds: f64,
+    /// Next-byte loss (nats) of the first timed step: with the last, shows the model learned.
     pub first_loss: f32,
+    /// Next-byte loss (nats) of the last timed step.
     pub last_loss: f32,
 }
 

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use crate::NucleusError;
+use crate::{DataError, NucleusError};
 
 /// Topic files shipped in `crates/nucleus/data/` (first ~32 KB of the same-named `fortunes`
 /// files, BSD licence, see `data/README.md`), for tests and machines without the package.
@@ -59,9 +59,14 @@ pub enum Split {
 /// download). Entries are joined by a blank line.
 #[derive(Clone, Debug)]
 pub struct Corpus {
+    /// The topic or file it came from, for messages and reports.
     pub name: String,
+    /// The bytes the peer trains f_i on (its dataset D_i).
     pub train: Vec<u8>,
+    /// Bytes held out of training: what a peer scores its neighbours on (its weights) and reports its loss
+    /// on.
     pub held_out: Vec<u8>,
+    /// Bytes no peer reads: the independent judge's measurements only.
     pub test: Vec<u8>,
 }
 
@@ -113,10 +118,12 @@ impl Corpus {
             part.push(b'\n');
         }
         if train.is_empty() || held_out.is_empty() || test.is_empty() {
-            return Err(NucleusError::Data(format!(
-                "corpus {name}: {} entries, need at least {HELD_OUT_EVERY} to hold some out",
-                entries.len()
-            )));
+            return Err(DataError::TooFewEntries {
+                corpus: name.to_string(),
+                entries: entries.len(),
+                needed: HELD_OUT_EVERY,
+            }
+            .into());
         }
         Ok(Corpus { name: name.to_string(), train, held_out, test })
     }
@@ -129,9 +136,8 @@ impl Corpus {
 
     /// One of [`BUILTIN_TOPICS`].
     pub fn builtin(topic: &str) -> Result<Self, NucleusError> {
-        let bytes = builtin_bytes(topic).ok_or_else(|| {
-            NucleusError::Data(format!("no built-in topic {topic:?}; have {BUILTIN_TOPICS:?}"))
-        })?;
+        let bytes =
+            builtin_bytes(topic).ok_or_else(|| DataError::NoBuiltinTopic { topic: topic.to_string() })?;
         Self::from_text(topic, &String::from_utf8_lossy(bytes))
     }
 
@@ -181,13 +187,8 @@ impl Corpus {
                 return Self::from_path(&path);
             }
         }
-        Self::builtin(topic).map_err(|_| {
-            NucleusError::Data(format!(
-                "no fortunes topic {topic:?} in {:?} and no built-in one (built in: {BUILTIN_TOPICS:?}); \
-                 install Debian's `fortunes` package, set AGORA_FORTUNES_DIR, or give a path",
-                fortune_dirs()
-            ))
-        })
+        Self::builtin(topic)
+            .map_err(|_| DataError::NoTopic { topic: topic.to_string(), searched: fortune_dirs() }.into())
     }
 
     /// A dataset as users name it: `+`-separated parts, each an existing file or directory
@@ -196,7 +197,7 @@ impl Corpus {
     pub fn resolve(spec: &str) -> Result<Self, NucleusError> {
         let parts: Vec<&str> = spec.split('+').map(str::trim).collect();
         if parts.iter().any(|p| p.is_empty()) {
-            return Err(NucleusError::Data(format!("dataset {spec:?} has an empty part")));
+            return Err(DataError::EmptyPart { spec: spec.to_string() }.into());
         }
         let corpora = parts
             .iter()
@@ -245,12 +246,12 @@ impl Corpus {
     ) -> Result<Batch, NucleusError> {
         let text = self.part(split);
         if text.len() < context + 2 {
-            return Err(NucleusError::Data(format!(
-                "corpus {} {split:?} part has {} bytes, need more than {}",
-                self.name,
-                text.len(),
-                context + 1
-            )));
+            return Err(DataError::TooShort {
+                what: format!("corpus {} {split:?} part", self.name),
+                found: text.len(),
+                needed: context + 2,
+            }
+            .into());
         }
         let mut tokens = Vec::with_capacity(batch * context);
         let mut targets = Vec::with_capacity(batch * context);
@@ -279,21 +280,26 @@ impl Corpus {
 /// Input bytes `[batch, seq]` and their next-byte targets `[batch, seq]`, row-major.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Batch {
+    /// Input bytes, `batch · seq` of them.
     pub tokens: Vec<u8>,
+    /// Each input byte's successor, the next-byte targets.
     pub targets: Vec<u8>,
+    /// Rows (sequences).
     pub batch: usize,
+    /// Positions per row.
     pub seq: usize,
 }
 
 impl Batch {
+    /// A batch of `batch` rows of `seq` bytes; refuses an empty one or buffers of another length.
     pub fn new(tokens: Vec<u8>, targets: Vec<u8>, batch: usize, seq: usize) -> Result<Self, NucleusError> {
-        if batch == 0 || seq == 0 || tokens.len() != batch * seq || targets.len() != batch * seq {
-            return Err(NucleusError::Shape(format!(
-                "batch of {batch}x{seq} needs {} tokens and targets, got {} and {}",
-                batch * seq,
-                tokens.len(),
-                targets.len()
-            )));
+        if batch == 0 || seq == 0 {
+            return Err(NucleusError::EmptyBatch { batch, seq });
+        }
+        for (what, found) in [("tokens", tokens.len()), ("targets", targets.len())] {
+            if found != batch * seq {
+                return Err(NucleusError::Shape { what, expected: batch * seq, found });
+            }
         }
         Ok(Batch { tokens, targets, batch, seq })
     }
@@ -330,7 +336,11 @@ mod tests {
         let a = Corpus::builtin("food").unwrap();
         let b = Corpus::builtin("science").unwrap();
         assert_ne!(a.train[..100], b.train[..100]);
-        assert!(Corpus::builtin("nope").is_err());
+        let e = Corpus::builtin("nope");
+        assert!(
+            matches!(&e, Err(NucleusError::Data(DataError::NoBuiltinTopic { topic })) if topic == "nope"),
+            "{e:?}"
+        );
     }
 
     #[test]
@@ -371,12 +381,28 @@ mod tests {
         assert_eq!(mix.train.len(), f.train.len() + s.train.len());
         let err = Corpus::resolve("food+no-such-topic").unwrap_err().to_string();
         assert!(err.contains("no-such-topic") && err.contains("AGORA_FORTUNES_DIR"), "{err}");
-        assert!(Corpus::resolve("food+").is_err());
+        let e = Corpus::resolve("food+");
+        assert!(
+            matches!(&e, Err(NucleusError::Data(DataError::EmptyPart { spec })) if spec == "food+"),
+            "{e:?}"
+        );
     }
 
     #[test]
     fn short_batches_are_refused() {
-        assert!(Batch::new(vec![1, 2], vec![2, 3], 1, 3).is_err());
-        assert!(Batch::new(vec![], vec![], 0, 3).is_err());
+        let e = Batch::new(vec![1, 2], vec![2, 3, 4], 1, 3);
+        assert!(matches!(e, Err(NucleusError::Shape { what: "tokens", expected: 3, found: 2 })), "{e:?}");
+        let e = Batch::new(vec![1, 2, 3], vec![2, 3], 1, 3);
+        assert!(matches!(e, Err(NucleusError::Shape { what: "targets", expected: 3, found: 2 })), "{e:?}");
+        let e = Batch::new(vec![], vec![], 0, 3);
+        assert!(matches!(e, Err(NucleusError::EmptyBatch { batch: 0, seq: 3 })), "{e:?}");
+        let food = Corpus::builtin("food").unwrap();
+        let len = food.test.len();
+        match food.batches(Split::Test, 1, len, 1, 0) {
+            Err(NucleusError::Data(DataError::TooShort { found, needed, .. })) => {
+                assert_eq!((found, needed), (len, len + 2))
+            }
+            other => panic!("{other:?}"),
+        }
     }
 }

@@ -77,24 +77,185 @@ pub fn keep_freed_memory() {
     }
 }
 
-/// Everything that can go wrong in the nucleus. Shape and value errors name what was expected.
+/// Everything that can go wrong in the nucleus. Shape and value errors name what was expected
+/// and what was found, so a peer can answer a bad request with the reason.
 #[derive(Debug, thiserror::Error)]
 pub enum NucleusError {
+    /// A configuration that cannot build a model or a nucleus (the message names the field).
     #[error("configuration: {0}")]
     Config(String),
-    #[error("shape: {0}")]
-    Shape(String),
-    #[error("non-finite value: {0}")]
-    NonFinite(String),
+    /// A buffer whose length does not fit its shape: a representation of the wrong width, a
+    /// peer's response or gradient that is not `batch x seq x output_dim`.
+    #[error("shape: {what} has {found} values, expected {expected}")]
+    Shape {
+        /// The buffer, in the papers' terms ("remote gradient", "representation").
+        what: &'static str,
+        /// The length its shape needs.
+        expected: usize,
+        /// The length it has.
+        found: usize,
+    },
+    /// A batch with no rows or no positions.
+    #[error("shape: a {batch}x{seq} batch is empty")]
+    EmptyBatch {
+        /// Rows asked for.
+        batch: usize,
+        /// Positions per row asked for.
+        seq: usize,
+    },
+    /// Rows longer than the context the model was built for (its positional table ends there).
+    #[error("shape: {seq} positions, more than the model's context of {context}")]
+    Context {
+        /// Positions per row asked for.
+        seq: usize,
+        /// The model's context length.
+        context: usize,
+    },
+    /// A NaN or infinity where a finite number must be: in a peer's response or gradient it
+    /// would poison the join and the model, so the whole buffer is refused.
+    #[error("non-finite value: {what} value {index} is {value}")]
+    NonFinite {
+        /// The buffer ("representation", "remote gradient").
+        what: &'static str,
+        /// The first non-finite element's index.
+        index: usize,
+        /// Its value (NaN or an infinity).
+        value: f32,
+    },
+    /// The gradient of a training step overflowed: the step is skipped, the model unchanged.
+    #[error("non-finite value: gradient norm {norm}; step skipped")]
+    GradientNorm {
+        /// The global L2 norm of the step's gradients.
+        norm: f64,
+    },
+    /// Text or a dataset that cannot be used.
     #[error("data: {0}")]
-    Data(String),
+    Data(#[from] DataError),
+    /// Reading or writing a file failed.
     #[error("{}: {source}", path.display())]
-    Io { path: std::path::PathBuf, source: std::io::Error },
+    Io {
+        /// The file or directory concerned.
+        path: std::path::PathBuf,
+        /// The operating system's error.
+        source: std::io::Error,
+    },
     /// A configuration value out of its range: the field, its value and what it must be.
     #[error("configuration: {name} is {value}, must be {expected}")]
-    Parameter { name: &'static str, value: String, expected: &'static str },
-    #[error("checkpoint: {0}")]
-    Checkpoint(String),
+    Parameter {
+        /// The configuration field.
+        name: &'static str,
+        /// Its value, as given.
+        value: String,
+        /// The range or form it must have.
+        expected: &'static str,
+    },
+    /// A checkpoint or export that cannot be written or read back.
+    #[error("checkpoint {}: {source}", path.display())]
+    Checkpoint {
+        /// The file concerned (the state or config JSON, or the optimizer tensors).
+        path: std::path::PathBuf,
+        /// What was wrong with it.
+        source: CheckpointError,
+    },
+    /// candle refused a tensor operation (or could not read a safetensors file).
     #[error("tensor: {0}")]
     Tensor(#[from] candle_core::Error),
+}
+
+/// Why text or a dataset cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum DataError {
+    /// Too few bytes for what was asked: a text to score, a prompt, a corpus part to sample
+    /// windows of the context length from.
+    #[error("{what} has {found} bytes, needs at least {needed}")]
+    TooShort {
+        /// The text ("prompt", "corpus science Train part").
+        what: String,
+        /// Its length in bytes.
+        found: usize,
+        /// The fewest bytes that work.
+        needed: usize,
+    },
+    /// A corpus with too few entries to hold one in every few out for the held-out and test
+    /// parts (the paper's dataset D_i needs its own validation split).
+    #[error("corpus {corpus}: {entries} entries, need at least {needed} to hold some out")]
+    TooFewEntries {
+        /// The corpus's name.
+        corpus: String,
+        /// Entries it has.
+        entries: usize,
+        /// Entries it needs.
+        needed: usize,
+    },
+    /// A topic that is not one of [`BUILTIN_TOPICS`].
+    #[error("no built-in topic {topic:?}; have {BUILTIN_TOPICS:?}")]
+    NoBuiltinTopic {
+        /// The topic asked for.
+        topic: String,
+    },
+    /// A topic found neither in the fortunes directories nor built in.
+    #[error(
+        "no fortunes topic {topic:?} in {searched:?} and no built-in one (built in: {BUILTIN_TOPICS:?}); \
+         install Debian's `fortunes` package, set AGORA_FORTUNES_DIR, or give a path"
+    )]
+    NoTopic {
+        /// The topic asked for.
+        topic: String,
+        /// The directories searched, in order.
+        searched: Vec<std::path::PathBuf>,
+    },
+    /// A `+`-separated dataset name with an empty part (`science+`).
+    #[error("dataset {spec:?} has an empty part")]
+    EmptyPart {
+        /// The dataset name as given.
+        spec: String,
+    },
+}
+
+/// What is wrong with a checkpoint or export file (the file is in [`NucleusError::Checkpoint`]).
+#[derive(Debug, thiserror::Error)]
+pub enum CheckpointError {
+    /// The JSON does not parse as the expected state, or the state does not serialise.
+    #[error("{0}")]
+    Json(#[from] serde_json::Error),
+    /// Written by a build with another checkpoint format.
+    #[error("format version {found}, this build reads {expected}")]
+    Version {
+        /// The version this build reads.
+        expected: u32,
+        /// The version in the file.
+        found: u32,
+    },
+    /// A per-slot score vector whose length is not the configuration's slot count.
+    #[error("{vector} has {found} slots, the configuration {expected}")]
+    Slots {
+        /// The vector ("scores", "seen", "fail_rate").
+        vector: &'static str,
+        /// The configuration's slot count.
+        expected: usize,
+        /// The vector's length.
+        found: usize,
+    },
+    /// The optimizer state has no moment for one of the model's variables.
+    #[error("optimizer state lacks {name}")]
+    MissingMoment {
+        /// The moment's tensor name (`m.<variable>` or `v.<variable>`).
+        name: String,
+    },
+    /// An optimizer moment whose shape is not its variable's (a checkpoint of another model).
+    #[error("optimizer state {name} has shape {found:?}, the variable {expected:?}")]
+    MomentShape {
+        /// The moment's tensor name.
+        name: String,
+        /// The variable's shape.
+        expected: Vec<usize>,
+        /// The moment's shape in the file.
+        found: Vec<usize>,
+    },
+    /// The saved position in the sampling RNG's stream is not an integer.
+    #[error("rng position {found:?} is not an integer")]
+    RngPosition {
+        /// The text found.
+        found: String,
+    },
 }

@@ -38,6 +38,7 @@ impl Default for ModelConfig {
 }
 
 impl ModelConfig {
+    /// Checks that the shapes can build a model; `what` names it in the error ("model", "student").
     pub fn validate(&self, what: &str) -> Result<(), NucleusError> {
         let bad = |m: String| Err(NucleusError::Config(format!("{what}: {m}")));
         if self.vocab != 256 {
@@ -61,6 +62,7 @@ pub struct LayerNorm {
 }
 
 impl LayerNorm {
+    /// Unit gain and zero bias of width `dim`, registered in `vb` as `weight` and `bias`.
     pub fn new(dim: usize, vb: VarBuilder) -> candle_core::Result<Self> {
         Ok(LayerNorm {
             weight: vb.get_with_hints(dim, "weight", candle_nn::Init::Const(1.0))?,
@@ -136,6 +138,7 @@ pub struct Encoder {
     blocks: Vec<Block>,
     ln_f: LayerNorm,
     rep: Linear,
+    /// The shapes it was built with.
     pub cfg: ModelConfig,
 }
 
@@ -154,6 +157,7 @@ pub fn token_tensor(tokens: &[u8], b: usize, t: usize, device: &Device) -> candl
 }
 
 impl Encoder {
+    /// A fresh encoder of `cfg`'s shapes with its variables registered in `vb` (initialised by the caller).
     pub fn new(cfg: &ModelConfig, vb: VarBuilder) -> candle_core::Result<Self> {
         let blocks = (0..cfg.depth)
             .map(|i| Block::new(cfg.dim, cfg.heads, vb.pp(format!("blocks.{i}"))))
@@ -228,6 +232,7 @@ fn splitmix64(x: u64) -> u64 {
 /// ([`standard_basis`]).
 #[derive(Clone, Debug)]
 pub struct LocalModel {
+    /// The byte trunk; the joined representation G(x) is added to its input.
     pub encoder: Encoder,
     gate_in: Linear,
     head: Linear,
@@ -235,6 +240,7 @@ pub struct LocalModel {
 }
 
 impl LocalModel {
+    /// A fresh f_i of `cfg`'s shapes with its variables registered in `vb` (initialised by the caller).
     pub fn new(cfg: &ModelConfig, vb: VarBuilder) -> candle_core::Result<Self> {
         Ok(LocalModel {
             encoder: Encoder::new(cfg, vb.clone())?,

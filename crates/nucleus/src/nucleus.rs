@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::data::Batch;
 use crate::model::{kl_to_teacher, next_token_loss, token_tensor, Encoder, LocalModel, ModelConfig};
 use crate::optim::{clip_factor, grad_norm, AdamW};
-use crate::NucleusError;
+use crate::{CheckpointError, DataError, NucleusError};
 
 mod checkpoint;
 mod config;
@@ -30,7 +30,12 @@ pub enum FailReason {
     /// `None`: the peer timed out or failed.
     NoResponse,
     /// The buffer length is not `batch * seq * output_dim`.
-    WrongShape { expected: usize, got: usize },
+    WrongShape {
+        /// `batch * seq * output_dim`.
+        expected: usize,
+        /// The buffer's length.
+        got: usize,
+    },
     /// The buffer holds NaN or ±Inf.
     NonFinite,
     /// `uid >= slots`.
@@ -56,6 +61,7 @@ pub struct StepReport {
     /// KL(G-fed f_i || dist-fed f_i) + MSE(dist(x), G(x)); 0 in student mode; in
     /// [`Nucleus::pretrain_step`], MSE(dist(x), f_i's own representation).
     pub distill_loss: f32,
+    /// Whether G(x) from the peers or the student stood in.
     pub mode: JoinMode,
     /// For each joined uid, ∂loss/∂(its response), shape `[batch, seq, output_dim]` row-major:
     /// what goes back to that peer in a wire `Backward`.
@@ -64,6 +70,7 @@ pub struct StepReport {
     pub gates: Vec<(u16, f32)>,
     /// This step's raw score per passed uid (0 for failures) before smoothing.
     pub observed: Vec<(u16, f32)>,
+    /// The uids whose responses were not joined, and why: they score 0 and their failure rate rises.
     pub failed: Vec<(u16, FailReason)>,
 }
 
@@ -138,6 +145,8 @@ struct Joined {
 }
 
 impl Nucleus {
+    /// A fresh nucleus: f_i, the gate over `cfg.slots` uids and the student, seeded from `cfg.seed`, every
+    /// score zero.
     pub fn new(cfg: NucleusConfig) -> Result<Self, NucleusError> {
         cfg.validate()?;
         let device = Device::Cpu;
@@ -168,6 +177,7 @@ impl Nucleus {
         })
     }
 
+    /// The configuration it was built with.
     pub fn config(&self) -> &NucleusConfig {
         &self.cfg
     }
@@ -185,18 +195,14 @@ impl Nucleus {
     }
 
     fn check_tokens(&self, tokens: &[u8], batch: usize, seq: usize) -> Result<(), NucleusError> {
-        if batch == 0 || seq == 0 || seq > self.cfg.model.context {
-            return Err(NucleusError::Shape(format!(
-                "batch {batch} and seq {seq} must be positive, seq at most the context {}",
-                self.cfg.model.context
-            )));
+        if batch == 0 || seq == 0 {
+            return Err(NucleusError::EmptyBatch { batch, seq });
+        }
+        if seq > self.cfg.model.context {
+            return Err(NucleusError::Context { seq, context: self.cfg.model.context });
         }
         if tokens.len() != batch * seq {
-            return Err(NucleusError::Shape(format!(
-                "{} tokens for a {batch}x{seq} batch, expected {}",
-                tokens.len(),
-                batch * seq
-            )));
+            return Err(NucleusError::Shape { what: "tokens", expected: batch * seq, found: tokens.len() });
         }
         Ok(())
     }
@@ -257,17 +263,13 @@ impl Nucleus {
         self.check_tokens(tokens, batch, seq)?;
         let expected = batch * seq * self.cfg.model.output_dim;
         if grads.len() != expected {
-            return Err(NucleusError::Shape(format!(
-                "remote gradient has {} values, expected {batch}x{seq}x{} = {expected}",
-                grads.len(),
-                self.cfg.model.output_dim
-            )));
+            return Err(NucleusError::Shape { what: "remote gradient", expected, found: grads.len() });
         }
         if !(weight.is_finite() && (0.0..=1.0).contains(&weight)) {
             return Err(NucleusError::Config(format!("remote gradient weight {weight} must be in [0, 1]")));
         }
         if let Some(i) = grads.iter().position(|g| !g.is_finite()) {
-            return Err(NucleusError::NonFinite(format!("remote gradient value {i} is {}", grads[i])));
+            return Err(NucleusError::NonFinite { what: "remote gradient", index: i, value: grads[i] });
         }
         let norm = grads.iter().map(|g| f64::from(*g).powi(2)).sum::<f64>().sqrt();
         let scale = clip_factor(norm, self.cfg.remote_grad_max_norm) * f64::from(weight);
@@ -549,7 +551,7 @@ impl Nucleus {
     fn optimise(&mut self, store: &candle_core::backprop::GradStore) -> Result<(), NucleusError> {
         let norm = grad_norm(store, &self.opt.vars)?;
         if !norm.is_finite() {
-            return Err(NucleusError::NonFinite(format!("gradient norm {norm}; step skipped")));
+            return Err(NucleusError::GradientNorm { norm });
         }
         self.revision += 1;
         self.opt.step(store, clip_factor(norm, self.cfg.grad_clip))?;

@@ -6,21 +6,32 @@ use std::collections::HashMap;
 use candle_core::{backprop::GradStore, Tensor, Var};
 
 use crate::kernels::with_f32;
+use crate::CheckpointError;
 
 /// AdamW (Loshchilov & Hutter) over a fixed, name-sorted list of variables.
 pub struct AdamW {
+    /// The variables updated, sorted by name (the order of the moments and of the checkpoint).
     pub vars: Vec<(String, Var)>,
+    /// First moments (running means of the gradients), one per variable.
     pub m: Vec<Tensor>,
+    /// Second moments (running means of the squared gradients), one per variable.
     pub v: Vec<Tensor>,
+    /// Updates taken so far (for the bias correction).
     pub step: u64,
+    /// Step size: Adam's normalised update moves each parameter by about `lr` at most.
     pub lr: f64,
+    /// Decay rate of the first moment (0.9).
     pub beta1: f64,
+    /// Decay rate of the second moment (0.999).
     pub beta2: f64,
+    /// Added to the root of the second moment so a near-zero one cannot blow the step up.
     pub eps: f64,
+    /// Decoupled weight decay, applied to the parameter directly rather than through the gradient.
     pub weight_decay: f64,
 }
 
 impl AdamW {
+    /// An optimizer over `vars` with zero moments and the usual betas (0.9, 0.999).
     pub fn new(mut vars: Vec<(String, Var)>, lr: f64, weight_decay: f64) -> candle_core::Result<Self> {
         vars.sort_by(|a, b| a.0.cmp(&b.0));
         let m =
@@ -82,17 +93,18 @@ impl AdamW {
     }
 
     /// Restores moments saved by [`AdamW::state`]; every variable must have both.
-    pub fn load_state(&mut self, state: &HashMap<String, Tensor>, step: u64) -> Result<(), String> {
+    pub fn load_state(&mut self, state: &HashMap<String, Tensor>, step: u64) -> Result<(), CheckpointError> {
         for (i, (name, var)) in self.vars.iter().enumerate() {
             for (prefix, slot) in [("m", &mut self.m[i]), ("v", &mut self.v[i])] {
                 let key = format!("{prefix}.{name}");
-                let t = state.get(&key).ok_or_else(|| format!("optimizer state lacks {key}"))?;
+                let t =
+                    state.get(&key).ok_or_else(|| CheckpointError::MissingMoment { name: key.clone() })?;
                 if t.dims() != var.as_tensor().dims() {
-                    return Err(format!(
-                        "optimizer state {key} has shape {:?}, the variable {:?}",
-                        t.dims(),
-                        var.as_tensor().dims()
-                    ));
+                    return Err(CheckpointError::MomentShape {
+                        name: key,
+                        expected: var.as_tensor().dims().to_vec(),
+                        found: t.dims().to_vec(),
+                    });
                 }
                 *slot = t.clone();
             }

@@ -15,7 +15,7 @@
 //! result depends only on the input (on one machine: `exp` and `ln` are the platform's).
 
 use crate::model::standard_basis_values;
-use crate::NucleusError;
+use crate::{DataError, NucleusError};
 
 /// Share of the uniform distribution mixed into p̂ when scoring (see
 /// [`StandardReader::cross_entropy`]).
@@ -44,6 +44,7 @@ impl StandardReader {
         StandardReader { vocab, dim: output_dim, basis }
     }
 
+    /// The representation width this reader reads.
     pub fn output_dim(&self) -> usize {
         self.dim
     }
@@ -52,14 +53,10 @@ impl StandardReader {
     /// every entry positive. Non-finite values are refused.
     pub fn distribution(&self, rep: &[f32]) -> Result<Vec<f64>, NucleusError> {
         if rep.len() != self.dim {
-            return Err(NucleusError::Shape(format!(
-                "a representation has {} values, the standard {}",
-                rep.len(),
-                self.dim
-            )));
+            return Err(NucleusError::Shape { what: "representation", expected: self.dim, found: rep.len() });
         }
         if let Some(i) = rep.iter().position(|x| !x.is_finite()) {
-            return Err(NucleusError::NonFinite(format!("representation value {i} is {}", rep[i])));
+            return Err(NucleusError::NonFinite { what: "representation", index: i, value: rep[i] });
         }
         let r: Vec<f64> = rep.iter().map(|&x| f64::from(x)).collect();
         let d = self.dim;
@@ -132,13 +129,15 @@ impl StandardReader {
     /// at random) costs hundreds of nats a byte and one such peer dwarfs every other figure;
     /// with it a byte costs at most ln(vocab / floor), about 10.2 nats for 256 bytes.
     pub fn cross_entropy(&self, reps: &[f32], targets: &[u8]) -> Result<f64, NucleusError> {
-        if targets.is_empty() || reps.len() != targets.len() * self.dim {
-            return Err(NucleusError::Shape(format!(
-                "{} values for {} positions of width {}",
-                reps.len(),
-                targets.len(),
-                self.dim
-            )));
+        if targets.is_empty() {
+            return Err(DataError::TooShort { what: "targets".into(), found: 0, needed: 1 }.into());
+        }
+        if reps.len() != targets.len() * self.dim {
+            return Err(NucleusError::Shape {
+                what: "representations of the targets",
+                expected: targets.len() * self.dim,
+                found: reps.len(),
+            });
         }
         let mut sum = 0.0;
         for (rep, &t) in reps.chunks_exact(self.dim).zip(targets) {
@@ -264,11 +263,25 @@ mod tests {
     #[test]
     fn bad_representations_are_refused() {
         let reader = StandardReader::new(V, D);
-        assert!(matches!(reader.distribution(&[0.0; 3]), Err(NucleusError::Shape(_))));
+        let e = reader.distribution(&[0.0; 3]);
+        assert!(
+            matches!(e, Err(NucleusError::Shape { what: "representation", expected: D, found: 3 })),
+            "{e:?}"
+        );
         let mut r = vec![0.0f32; D];
         r[5] = f32::NAN;
-        assert!(matches!(reader.distribution(&r), Err(NucleusError::NonFinite(_))));
-        assert!(reader.cross_entropy(&[0.0; D], &[1, 2]).is_err());
+        let e = reader.distribution(&r);
+        assert!(matches!(e, Err(NucleusError::NonFinite { index: 5, value, .. }) if value.is_nan()), "{e:?}");
+        let e = reader.cross_entropy(&[0.0; D], &[1, 2]);
+        assert!(
+            matches!(e, Err(NucleusError::Shape { expected, found: D, .. }) if expected == 2 * D),
+            "{e:?}"
+        );
+        let e = reader.cross_entropy(&[], &[]);
+        assert!(
+            matches!(e, Err(NucleusError::Data(DataError::TooShort { found: 0, needed: 1, .. }))),
+            "{e:?}"
+        );
         // The uniform distribution reads back as itself.
         let u = reader.distribution(&serve(&[1.0 / V as f64; V])).unwrap();
         assert!(u.iter().all(|&x| (x - 1.0 / V as f64).abs() < 1e-4), "{:?}", &u[..4]);

@@ -14,7 +14,14 @@ pub enum ChainError {
     Rejected(TxError),
     /// A block included the transaction but its call failed (fee paid) or it was rejected there.
     #[error("{kind} included in block {height} but not applied: {reason}")]
-    NotApplied { kind: CallKind, height: u64, reason: TxError },
+    NotApplied {
+        /// Which call it was (register, set_weights, serve_axon, ...).
+        kind: CallKind,
+        /// The block that included it.
+        height: u64,
+        /// Why its call failed.
+        reason: TxError,
+    },
     /// The node could not be reached or answered with an error.
     #[error("node: {0}")]
     Client(ClientError),
@@ -31,13 +38,30 @@ pub enum ChainError {
     Block(#[from] ledger::BlockError),
     /// A transaction submitted here was neither pending nor included after the wait.
     #[error("transaction {id} not included after {waited:?}")]
-    Timeout { id: Hash, waited: Duration },
+    Timeout {
+        /// The transaction's hash.
+        id: Hash,
+        /// How long the peer waited for a block to include it.
+        waited: Duration,
+    },
     /// An operation that needs a registered hotkey, for a hotkey that is not.
     #[error("hotkey {0} is not registered")]
     NotRegistered(PublicKey),
     /// The proof-of-work search gave up (the head kept moving past the window, or a limit).
     #[error("proof of work not found after {tries} hashes")]
-    PowExhausted { tries: u64 },
+    PowExhausted {
+        /// Hashes tried before giving up.
+        tries: u64,
+    },
+    /// The subnet a peer was asked to join cannot be joined (its parameters do not give a
+    /// configuration under this chain's genesis).
+    #[error("subnet {netuid}: {reason}")]
+    BadSubnet {
+        /// The subnet asked for.
+        netuid: u16,
+        /// Why its configuration is refused.
+        reason: String,
+    },
 }
 
 impl From<ClientError> for ChainError {

@@ -96,7 +96,9 @@ pub fn neutral_answer(vocab: usize, output_dim: usize) -> Vec<f32> {
 /// A neighbour found copying another.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Copy {
+    /// The uid whose answers repeat another's.
     pub copier: u16,
+    /// The uid whose answers or published model it copies.
     pub original: u16,
 }
 
@@ -104,9 +106,12 @@ pub struct Copy {
 /// the model version signed into its answers this round, and the version it published on chain.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Provenance {
+    /// The block at which it registered: when nothing else decides, the later registered of a
+    /// pair is the copier.
     pub registered_at: u64,
     /// `None`: it did not answer this round (or the transport carries no signature).
     pub signed: Option<ModelVersion>,
+    /// The model version it published on chain, if any.
     pub published: Option<PublishedModel>,
 }
 
@@ -134,6 +139,7 @@ pub fn check_version(signed: Option<ModelVersion>, published: Option<PublishedMo
 }
 
 impl Provenance {
+    /// How the version it signed stands to the one it published ([`check_version`]).
     pub fn check(&self) -> VersionCheck {
         check_version(self.signed, self.published)
     }
@@ -186,6 +192,7 @@ pub struct VersionBook {
 }
 
 impl VersionBook {
+    /// An empty book: no neighbour seen, no copy found.
     pub fn new() -> VersionBook {
         VersionBook::default()
     }

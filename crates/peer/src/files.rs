@@ -13,16 +13,32 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use thiserror::Error;
 
+/// The status log a peer appends to in its output directory, one [`StatusRow`] per line.
 pub const STATUS_FILE: &str = "status.csv";
+/// The report a peer writes in its output directory when it finishes ([`FinalReport`]).
 pub const FINAL_FILE: &str = "final.json";
 
 /// Why a peer file could not be written or read.
 #[derive(Debug, Error)]
 pub enum FileError {
+    /// Creating, writing or reading the file failed.
     #[error("{path}: {reason}")]
-    Io { path: PathBuf, reason: std::io::Error },
+    Io {
+        /// The file that could not be used.
+        path: PathBuf,
+        /// The operating system's error.
+        reason: std::io::Error,
+    },
+    /// The file's contents are not what a peer writes.
     #[error("{path}: line {line}: {reason}")]
-    Parse { path: PathBuf, line: u64, reason: String },
+    Parse {
+        /// The file that does not parse (or could not be encoded).
+        path: PathBuf,
+        /// The line (1-based; 0 when unknown or when writing).
+        line: u64,
+        /// What was wrong.
+        reason: String,
+    },
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> FileError + '_ {
@@ -52,8 +68,9 @@ pub struct StatusRow {
     pub heldout_loss: f64,
     /// Neighbours that answered the last forward call.
     pub peers_answering: u32,
-    /// This peer's stake (base units) and incentive I at `block`.
+    /// This peer's stake S at `block`, in base units.
     pub stake: u64,
+    /// Its incentive I at `block`: its share of the emission to peers, from the weights of the others.
     pub incentive: f64,
 }
 
@@ -64,6 +81,7 @@ pub struct StatusWriter {
 }
 
 impl StatusWriter {
+    /// Creates `DIR/status.csv` (and `DIR`), truncating an old one, and writes the header.
     pub fn create(dir: &Path) -> Result<StatusWriter, FileError> {
         std::fs::create_dir_all(dir).map_err(io(dir))?;
         let path = dir.join(STATUS_FILE);
@@ -71,12 +89,14 @@ impl StatusWriter {
         Ok(StatusWriter { path, writer })
     }
 
+    /// Appends a row and flushes it, so a reader of a running peer sees it.
     pub fn append(&mut self, row: &StatusRow) -> Result<(), FileError> {
         self.writer.serialize(row).map_err(|e| csv_err(&self.path, e))?;
         self.writer.flush().map_err(io(&self.path))
     }
 }
 
+/// Reads every row of a `status.csv`.
 pub fn read_status(path: &Path) -> Result<Vec<StatusRow>, FileError> {
     let mut r = csv::Reader::from_path(path).map_err(|e| csv_err(path, e))?;
     r.deserialize().map(|row| row.map_err(|e| csv_err(path, e))).collect()
@@ -85,10 +105,12 @@ pub fn read_status(path: &Path) -> Result<Vec<StatusRow>, FileError> {
 /// `final.json`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct FinalReport {
+    /// The peer's uid on the metagraph.
     pub uid: u16,
     /// Training steps the peer made.
     #[serde(default)]
     pub steps: u64,
+    /// Its loss on its held-out split at the end.
     pub heldout_loss: f64,
     /// The held-out loss with only the distillation student standing in for the network
     /// (the peer's offline model); absent in reports of peers that do not have one.
@@ -105,8 +127,11 @@ pub struct FinalReport {
 /// A neighbour found copying another, and in how many scoring rounds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FoundCopy {
+    /// The uid whose answers repeated another's.
     pub copier: u16,
+    /// The uid it copied.
     pub original: u16,
+    /// Scoring rounds in which the copy was seen.
     pub rounds: u64,
 }
 
@@ -125,6 +150,7 @@ impl FinalReport {
         Ok(path)
     }
 
+    /// Reads a `final.json` written by [`FinalReport::write`].
     pub fn read(path: &Path) -> Result<FinalReport, FileError> {
         let text = std::fs::read_to_string(path).map_err(io(path))?;
         serde_json::from_str(&text).map_err(|e| FileError::Parse {

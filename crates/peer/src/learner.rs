@@ -40,6 +40,7 @@ pub const PRETRAIN_DATA_SEED: u64 = 0x7072_6574_7261_696e;
 /// What a training step did.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct StepOutcome {
+    /// Next-byte loss (nats) of the step on its training batch.
     pub loss: f32,
     /// Neighbours that answered the step's Forward.
     pub answering: usize,
@@ -131,6 +132,7 @@ impl Learner {
         &self.nucleus
     }
 
+    /// The peer's uid on the metagraph.
     pub fn uid(&self) -> u16 {
         self.uid
     }
@@ -363,6 +365,7 @@ impl Score {
     }
 }
 
+/// Reads the shared nucleus; a poisoned lock (a panicked training thread) still yields the model.
 pub fn read(nucleus: &RwLock<Nucleus>) -> std::sync::RwLockReadGuard<'_, Nucleus> {
     nucleus.read().unwrap_or_else(|e| e.into_inner())
 }

@@ -31,6 +31,7 @@ pub struct LocalChain {
 }
 
 impl LocalChain {
+    /// An in-process chain started from `genesis` (validated), with no blocks yet.
     pub fn new(genesis: GenesisConfig) -> Result<LocalChain, ChainError> {
         genesis.validate().map_err(ledger::LedgerError::from)?;
         let ledger = Ledger::init(MemStore::default(), genesis)?;

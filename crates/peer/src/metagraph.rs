@@ -13,6 +13,7 @@ pub struct MetagraphView {
 }
 
 impl MetagraphView {
+    /// Indexes a metagraph by hotkey.
     pub fn new(info: MetagraphInfo) -> MetagraphView {
         let by_hotkey = info.hotkeys.iter().enumerate().map(|(uid, hk)| (*hk, uid as u16)).collect();
         MetagraphView { info, by_hotkey }
@@ -28,6 +29,7 @@ impl MetagraphView {
         &self.info
     }
 
+    /// The block this metagraph is the state of.
     pub fn block(&self) -> u64 {
         self.info.block
     }
@@ -37,14 +39,17 @@ impl MetagraphView {
         self.info.hotkeys.len() as u16
     }
 
+    /// The uid of a registered hotkey.
     pub fn uid_of(&self, hotkey: &PublicKey) -> Option<u16> {
         self.by_hotkey.get(hotkey).copied()
     }
 
+    /// The hotkey registered at `uid`.
     pub fn hotkey(&self, uid: u16) -> Option<PublicKey> {
         self.info.hotkeys.get(usize::from(uid)).copied()
     }
 
+    /// The stake S of `uid`, in base units (0 for an unknown uid).
     pub fn stake(&self, uid: u16) -> u64 {
         self.info.S.get(usize::from(uid)).copied().unwrap_or(0)
     }

@@ -86,11 +86,11 @@ impl Neighbours for Dendrite {
     }
 }
 
-/// Every axon handler of an in-process market, by hotkey: who is reachable. A peer that goes
-/// offline is disconnected, and its neighbours' calls to it fail as they would on the wire.
 /// Handlers by hotkey.
 type Handlers = HashMap<[u8; 32], Arc<dyn Handler>>;
 
+/// Every axon handler of an in-process market, by hotkey: who is reachable. A peer that goes
+/// offline is disconnected, and its neighbours' calls to it fail as they would on the wire.
 #[derive(Clone, Default)]
 pub struct Switchboard {
     handlers: Arc<RwLock<Handlers>>,
@@ -102,6 +102,7 @@ pub struct Switchboard {
 }
 
 impl Switchboard {
+    /// An empty switchboard: no handler connected, no stake known, no masking.
     pub fn new() -> Switchboard {
         Switchboard::default()
     }

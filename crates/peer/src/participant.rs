@@ -64,9 +64,15 @@ pub enum RateLimitPolicy {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum WeightsOutcome {
     /// Applied in block `height`.
-    Applied { height: u64 },
+    Applied {
+        /// The block that included the weights.
+        height: u64,
+    },
     /// Not submitted: the earliest block that accepts it is `next_allowed`.
-    RateLimited { next_allowed: u64 },
+    RateLimited {
+        /// The first block at which the chain's rate limit lets it set weights again.
+        next_allowed: u64,
+    },
 }
 
 /// One neuron's hotkey on one chain: registers, serves, sets weights, reads its balance.
@@ -75,24 +81,48 @@ pub struct Participant<C: Chain> {
     chain: C,
     hotkey: SigningKey,
     coldkey: PublicKey,
+    /// The rules its calls follow: the chain's genesis, or a subnet's configuration.
     genesis: GenesisConfig,
+    /// The subnet its calls go to (0: the genesis network).
+    netuid: u16,
 }
 
 impl<C: Chain> Participant<C> {
     /// Reads the chain's genesis (its fees and weight rules) once.
     pub async fn new(chain: C, hotkey: SigningKey, coldkey: PublicKey) -> Result<Self, ChainError> {
         let genesis = chain.genesis().await?;
-        Ok(Participant { chain, hotkey, coldkey, genesis })
+        Ok(Participant { chain, hotkey, coldkey, genesis, netuid: ledger::ROOT_NETUID })
     }
 
+    /// This participant on subnet `netuid`, whose parameters are `params` (as `agora_subnet`
+    /// gives them): its calls go to that subnet and follow its rules (weights rate limit,
+    /// commit-reveal), as the ledger derives them from the genesis. The chain link must read
+    /// that subnet's metagraph and difficulty too ([`crate::RpcChain::netuid`]).
+    pub fn on_subnet(mut self, netuid: u16, params: &ledger::SubnetParams) -> Result<Self, ChainError> {
+        if netuid != ledger::ROOT_NETUID {
+            self.genesis =
+                params.config(&self.genesis).map_err(|reason| ChainError::BadSubnet { netuid, reason })?;
+        }
+        self.netuid = netuid;
+        Ok(self)
+    }
+
+    /// The subnet its calls go to.
+    pub fn netuid(&self) -> u16 {
+        self.netuid
+    }
+
+    /// The chain it speaks to.
     pub fn chain(&self) -> &C {
         &self.chain
     }
 
+    /// The chain's genesis (fees and weight rules), as read at construction.
     pub fn genesis(&self) -> &GenesisConfig {
         &self.genesis
     }
 
+    /// Its hotkey's public key: its identity on the metagraph.
     pub fn hotkey(&self) -> PublicKey {
         ledger::public_key(&self.hotkey)
     }
@@ -102,6 +132,7 @@ impl<C: Chain> Participant<C> {
         &self.hotkey
     }
 
+    /// The coldkey that owns its hotkey.
     pub fn coldkey(&self) -> PublicKey {
         self.coldkey
     }
@@ -121,9 +152,9 @@ impl<C: Chain> Participant<C> {
         Ok(self.chain.account(&self.hotkey()).await?.balance)
     }
 
-    /// Signs and submits `call` with the hotkey (see [`transact`]).
+    /// Signs and submits `call` with the hotkey (see [`transact`]), on its subnet.
     pub async fn transact(&self, call: Call) -> Result<u64, ChainError> {
-        transact(&self.chain, &self.genesis, &self.hotkey, call).await
+        transact(&self.chain, &self.genesis, &self.hotkey, call.on_subnet(self.netuid)).await
     }
 
     /// Registers the hotkey (owned by the coldkey) by proof of work, or returns its uid if it

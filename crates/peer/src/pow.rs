@@ -23,13 +23,39 @@ const BUDGET_FACTOR: u64 = 64;
 #[derive(Debug, Clone, PartialEq)]
 pub enum PowEvent {
     /// A search over `block` began, `difficulty` hashes expected.
-    Started { difficulty: u64, block: u64, hash: Hash },
+    Started {
+        /// Expected hashes to a solution.
+        difficulty: u64,
+        /// The head block the proof is bound to.
+        block: u64,
+        /// That block's hash.
+        hash: Hash,
+    },
     /// `tried` hashes so far over every head, at `rate` hashes a second.
-    Progress { tried: u64, rate: f64, difficulty: u64 },
+    Progress {
+        /// Hashes tried so far.
+        tried: u64,
+        /// Hashes a second.
+        rate: f64,
+        /// Expected hashes to a solution.
+        difficulty: u64,
+    },
     /// `block` is half the window behind the head `head`: starting over.
-    Stale { block: u64, head: u64 },
+    Stale {
+        /// The block the search was bound to.
+        block: u64,
+        /// The chain's head now.
+        head: u64,
+    },
     /// Found: `nonce` after `tried` hashes in `elapsed`.
-    Solved { nonce: u64, tried: u64, elapsed: Duration },
+    Solved {
+        /// The nonce that solves it.
+        nonce: u64,
+        /// Hashes tried.
+        tried: u64,
+        /// Time the search took.
+        elapsed: Duration,
+    },
 }
 
 /// Solves the proof of work of `register` for `hotkey` (owned by `coldkey`) over the chain's

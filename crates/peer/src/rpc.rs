@@ -22,9 +22,14 @@ pub struct RpcChain {
     pub wait_timeout: Duration,
     /// How long a call keeps reconnecting before it reports the transport error.
     pub reconnect_for: Duration,
+    /// The subnet whose difficulty and metagraph [`Chain::difficulty`] and [`Chain::metagraph`]
+    /// read (0, the genesis network, by default). Transactions are sent as they are signed:
+    /// a call on a subnet carries its netuid itself (`ledger::Call::on_subnet`).
+    pub netuid: u16,
 }
 
 impl RpcChain {
+    /// Connects to a node's JSON-RPC at `url`.
     pub async fn connect(url: &str) -> Result<RpcChain, ChainError> {
         Ok(RpcChain::over(url, Arc::new(Client::connect(url).await?)))
     }
@@ -38,6 +43,7 @@ impl RpcChain {
             poll: Duration::from_millis(50),
             wait_timeout: Duration::from_secs(60),
             reconnect_for: Duration::from_secs(60),
+            netuid: 0,
         }
     }
 
@@ -78,7 +84,11 @@ impl Chain for RpcChain {
     }
 
     async fn difficulty(&self) -> Result<u64, ChainError> {
-        self.with_client(|c| async move { c.difficulty().await }).await
+        let netuid = self.netuid;
+        match netuid {
+            0 => self.with_client(|c| async move { c.difficulty().await }).await,
+            k => self.with_client(|c| async move { c.difficulty_of(k).await }).await,
+        }
     }
 
     async fn next_block(&self, after: u64) -> Result<ChainHead, ChainError> {
@@ -96,7 +106,10 @@ impl Chain for RpcChain {
     }
 
     async fn metagraph(&self) -> Result<MetagraphInfo, ChainError> {
-        self.with_client(|c| async move { c.metagraph(None).await }).await
+        match self.netuid {
+            0 => self.with_client(|c| async move { c.metagraph(None).await }).await,
+            k => self.with_client(|c| async move { c.subnet_metagraph(k).await }).await,
+        }
     }
 
     async fn account(&self, key: &PublicKey) -> Result<AccountInfo, ChainError> {

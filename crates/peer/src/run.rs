@@ -73,14 +73,21 @@ impl Role {
 pub struct RunConfig {
     /// WebSocket (or HTTP) URL of a node's JSON-RPC.
     pub chain: String,
+    /// The subnet the peer joins (0: the genesis network).
+    pub netuid: u16,
+    /// The hotkey it registers and signs with.
     pub hotkey: SigningKey,
     /// The coldkey that owns the hotkey (its public half is all registration needs).
     pub coldkey: PublicKey,
+    /// Its dataset D_i (train, held-out and test parts).
     pub corpus: Corpus,
     /// Status log, checkpoints and the final report go here.
     pub out: PathBuf,
+    /// How it behaves in the market.
     pub role: Role,
+    /// Where its axon listens.
     pub axon_addr: SocketAddr,
+    /// Its model and training hyperparameters.
     pub nucleus: NucleusConfig,
     /// Blocks between two `set_weights`.
     pub weights_interval: u64,
@@ -121,21 +128,43 @@ pub struct RunConfig {
 /// Why a run stopped early.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
+    /// The node's RPC could not be reached.
     #[error("cannot reach the chain at {url}: {source}")]
-    Connect { url: String, source: Box<ChainError> },
+    Connect {
+        /// The node's URL.
+        url: String,
+        /// Why.
+        source: Box<ChainError>,
+    },
     /// Boxed: a ledger refusal is large, and this error travels through every phase.
     #[error("chain: {0}")]
     Chain(Box<ChainError>),
+    /// The model could not be built, trained, checkpointed or asked.
     #[error("model: {0}")]
     Nucleus(#[from] NucleusError),
+    /// The axon could not start serving.
     #[error("axon: {0}")]
     Axon(#[from] wire::AxonError),
+    /// The metrics endpoint could not bind.
     #[error("cannot serve metrics on {addr}: {source}")]
-    Metrics { addr: SocketAddr, source: std::io::Error },
+    Metrics {
+        /// The address asked for.
+        addr: SocketAddr,
+        /// The operating system's error.
+        source: std::io::Error,
+    },
+    /// A file or directory of the run could not be written or read.
     #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        /// The file or directory that could not be used.
+        path: PathBuf,
+        /// The operating system's error.
+        source: std::io::Error,
+    },
+    /// The status log or the final report could not be written.
     #[error(transparent)]
     File(#[from] FileError),
+    /// The training thread panicked (with its message).
     #[error("the training thread stopped: {0}")]
     Join(String),
 }
@@ -156,7 +185,10 @@ pub enum Ending {
     /// Shutdown or `max_steps`: `final.json` and a checkpoint were written.
     Finished(FinalReport),
     /// The `OfflineAt` block came: the peer left without a report.
-    WentOffline { block: u64 },
+    WentOffline {
+        /// The block at which it left.
+        block: u64,
+    },
     /// Shut down while still pretraining: the checkpoint holds the pretraining so far.
     Interrupted,
 }
@@ -172,10 +204,18 @@ const FINAL_LINGER: Duration = Duration::from_secs(8);
 /// `weights_interval` blocks, then the final report.
 pub async fn run(cfg: RunConfig, shutdown: impl Future<Output = ()>) -> Result<Ending, RunError> {
     std::fs::create_dir_all(&cfg.out).map_err(io_err(&cfg.out))?;
-    let chain = RpcChain::connect(&cfg.chain)
+    let mut chain = RpcChain::connect(&cfg.chain)
         .await
         .map_err(|source| RunError::Connect { url: cfg.chain.clone(), source: Box::new(source) })?;
+    chain.netuid = cfg.netuid;
     let participant = Participant::new(chain, cfg.hotkey.clone(), cfg.coldkey).await?;
+    let participant = match cfg.netuid {
+        0 => participant,
+        k => {
+            let subnet = participant.chain().client().subnet(k).await.map_err(ChainError::from)?;
+            participant.on_subnet(k, &subnet.params)?
+        }
+    };
     let uid = participant.register().await?;
     tracing::info!("registered as uid {uid} ({})", participant.hotkey());
 
@@ -469,12 +509,15 @@ fn refresh_stakes(view: &MetagraphView, me: u16, stakes: &StakeTable, total: &At
 /// What `agora peer pretrain` needs: a model, its data and where to keep it.
 #[derive(Clone, Debug)]
 pub struct PretrainConfig {
+    /// The model to pretrain.
     pub nucleus: NucleusConfig,
+    /// The dataset to pretrain on (its training part).
     pub corpus: Corpus,
     /// The checkpoint directory (`OUT/checkpoint` of `agora peer run --out OUT`).
     pub checkpoint: PathBuf,
     /// Total steps the model should have when done; a checkpoint already there counts.
     pub steps: u64,
+    /// Time between two progress lines (each costs a held-out evaluation).
     pub status_every: Duration,
 }
 

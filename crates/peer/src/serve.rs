@@ -34,6 +34,8 @@ pub struct ModelHandler {
 }
 
 impl ModelHandler {
+    /// Serves `nucleus` as `serving` says; a caller's gradient is weighted by its stake's share of
+    /// `total_stake`.
     pub fn new(
         nucleus: Arc<RwLock<Nucleus>>,
         serving: Serving,
@@ -116,7 +118,11 @@ pub fn text_tokens(inputs: &TensorView<'_>) -> Result<(Vec<u8>, usize, usize), H
 
 fn model_error(e: NucleusError) -> HandlerError {
     match e {
-        NucleusError::Shape(m) | NucleusError::NonFinite(m) => HandlerError::BadRequest(m),
+        // The request's fault: its shape or its values.
+        e @ (NucleusError::Shape { .. }
+        | NucleusError::EmptyBatch { .. }
+        | NucleusError::Context { .. }
+        | NucleusError::NonFinite { .. }) => HandlerError::BadRequest(e.to_string()),
         other => HandlerError::Internal(other.to_string()),
     }
 }
@@ -219,6 +225,7 @@ pub struct RelayHandler {
 }
 
 impl RelayHandler {
+    /// Serves `relay`'s answers as its own.
     pub fn new(relay: Box<Relay>) -> RelayHandler {
         RelayHandler { relay }
     }

@@ -23,6 +23,7 @@ pub struct VersionPublisher {
 }
 
 impl VersionPublisher {
+    /// A publisher that publishes at most once every `interval` blocks (at least 1).
     pub fn new(interval: u64) -> VersionPublisher {
         VersionPublisher { interval: interval.max(1) }
     }

@@ -8,10 +8,22 @@ use thiserror::Error;
 /// Why no row could be made from the scores.
 #[derive(Debug, Clone, PartialEq, Error)]
 pub enum WeightRowError {
+    /// No score gives a weight: all are zero, non-finite or for uids past the metagraph.
     #[error("none of the {given} scores is a finite positive value for a uid below n = {n}")]
-    NoPositiveScore { given: usize, n: u16 },
+    NoPositiveScore {
+        /// Scores given.
+        given: usize,
+        /// The metagraph's size.
+        n: u16,
+    },
+    /// A cabal member's row would name none of its fellows: none of the uids is registered.
     #[error("none of the cabal uids {uids:?} exists (n = {n})")]
-    EmptyCabal { uids: Vec<u16>, n: u16 },
+    EmptyCabal {
+        /// The cabal's uids.
+        uids: Vec<u16>,
+        /// The metagraph's size.
+        n: u16,
+    },
 }
 
 /// Turns scores into a valid chain weight row and submits it every `interval` blocks.
@@ -38,6 +50,7 @@ pub struct WeightSetter {
 const CHANGE_MARGIN: f64 = 0.95;
 
 impl WeightSetter {
+    /// A setter that submits at most once every `interval` blocks (at least 1).
     pub fn new(interval: u64) -> WeightSetter {
         WeightSetter { interval: interval.max(1), cabal: None, last_submitted: None }
     }
@@ -171,8 +184,10 @@ impl WeightSetter {
 /// Why [`WeightSetter::step`] failed.
 #[derive(Debug, Error)]
 pub enum StepError {
+    /// No row could be made from the scores.
     #[error(transparent)]
     Row(#[from] WeightRowError),
+    /// The chain refused the weights or could not be reached.
     #[error(transparent)]
     Chain(#[from] ChainError),
 }

@@ -13,10 +13,12 @@ pub struct AllOptions {
     pub quick: bool,
 }
 
+/// What `agora sim all` produced: every experiment's summary, and one summary over them all.
 #[derive(Debug, Clone)]
 pub struct AllReport {
     /// Each experiment's name and its markdown summary, in the order they ran.
     pub sections: Vec<(&'static str, String)>,
+    /// The whole run's markdown (each section under its heading), as written to `summary.md`.
     pub summary_markdown: String,
     /// Every file written, `summary.md` last.
     pub files: Vec<PathBuf>,

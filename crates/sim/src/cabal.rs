@@ -83,6 +83,7 @@ pub const PRINT_DIGITS: usize = 15;
 /// updates (the papers print the share after each update, starting the count at 0).
 #[derive(Debug, Clone, PartialEq)]
 pub struct CabalRow {
+    /// The line's number, from 0 as the papers print it: the share after `step + 1` updates.
     pub step: usize,
     /// From the real mechanism: the line `agora` prints.
     pub mechanism: f64,
@@ -112,13 +113,16 @@ impl CabalRow {
 /// What a cabal experiment produced.
 #[derive(Debug, Clone)]
 pub struct CabalReport {
+    /// One row per printed step.
     pub rows: Vec<CabalRow>,
     /// Largest |mechanism - closed form| over all steps.
     pub max_abs_diff: f64,
     /// How many of the paper's printed lines the run reproduces at 15 significant digits,
     /// out of how many it covers (`None` when the parameters are not the paper's).
     pub paper_matches: Option<(usize, usize)>,
+    /// The experiment's markdown summary, as `agora` prints it and writes it to the output directory.
     pub summary_markdown: String,
+    /// Every file written (CSV, chart, summary).
     pub files: Vec<PathBuf>,
 }
 
@@ -134,6 +138,7 @@ pub struct Cabal000Options {
     pub inf_rate: f64,
     /// rho of eq. (6): weight of the connectivity term.
     pub rho: f64,
+    /// Stake updates to run (lines printed).
     pub steps: usize,
     /// Peers in each of the two groups of the mechanism run.
     pub peers: usize,
@@ -146,6 +151,7 @@ impl Default for Cabal000Options {
 }
 
 impl Cabal000Options {
+    /// Refuses shares outside (0, 1), negative rates and empty runs, naming the option.
     pub fn validate(&self) -> Result<(), SimError> {
         open_unit("prcnt-c", self.prcnt_c)?;
         non_negative("inf-rate", self.inf_rate)?;
@@ -341,6 +347,7 @@ pub struct Cabal002Options {
     pub temp: f64,
     /// The honest graph's initial share of stake; the cabal holds the rest.
     pub stake_a: f64,
+    /// Blocks (stake updates) to run.
     pub blocks: usize,
     /// Peers in each of the two groups of the mechanism run.
     pub peers: usize,
@@ -353,6 +360,7 @@ impl Default for Cabal002Options {
 }
 
 impl Cabal002Options {
+    /// Refuses shares outside (0, 1), negative rates and empty runs, naming the option.
     pub fn validate(&self) -> Result<(), SimError> {
         non_negative("tau", self.tau)?;
         non_negative("temp", self.temp)?;

@@ -17,17 +17,22 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use std::path::{Path, PathBuf};
 
+/// Parameters of `agora sim compare`: the honest graph, the disjoint cabal and how long they run.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CompareOptions {
+    /// Peers in the connected honest graph.
     pub n_honest: usize,
+    /// Peers in the cabal, which weights only its own members.
     pub n_cabal: usize,
     /// The cabal's share of stake at genesis.
     pub cabal_share: f64,
+    /// Epochs each mechanism runs.
     pub epochs: usize,
     /// Stake minted per epoch as a share of the current total.
     pub tau: f64,
     /// Share of the honest group each honest peer weights.
     pub density: f64,
+    /// Seeds the network (weights and stakes): every mechanism sees the same one.
     pub seed: u64,
 }
 
@@ -46,6 +51,8 @@ impl Default for CompareOptions {
 }
 
 impl CompareOptions {
+    /// Refuses empty groups or runs, shares outside (0, 1), negative rates and densities outside
+    /// (0, 1], naming the option.
     pub fn validate(&self) -> Result<(), SimError> {
         at_least("n-honest", self.n_honest, 1)?;
         at_least("n-cabal", self.n_cabal, 1)?;
@@ -89,10 +96,13 @@ pub struct FirstEpoch {
 /// The cabal's share under one mechanism: `shares[e]` after `e` epochs (`shares[0]` is genesis).
 #[derive(Debug, Clone, PartialEq)]
 pub struct MechanismTrace {
+    /// The mechanism variant's name, as `--mechanism` takes it.
     pub mechanism: &'static str,
+    /// The cabal's share of stake after each epoch.
     pub shares: Vec<f64>,
     /// Epochs that minted anything.
     pub minted_epochs: usize,
+    /// Its first epoch's emission, trust and consensus per group: why the cabal's share moved.
     pub first_epoch: FirstEpoch,
     /// The cabal's final share when the honest graph is complete (density 1, same stakes);
     /// `None` when the run already used density 1.
@@ -110,11 +120,16 @@ pub struct Support {
     pub cabal_mean: f64,
 }
 
+/// What `agora sim compare` produced.
 #[derive(Debug, Clone)]
 pub struct CompareReport {
+    /// One trace per mechanism variant, in the order they ran.
     pub traces: Vec<MechanismTrace>,
+    /// How the weights back each group, whatever the mechanism.
     pub support: Support,
+    /// The markdown summary, as `agora` prints it and writes it to the output directory.
     pub summary_markdown: String,
+    /// Every file written (CSV, chart, summary).
     pub files: Vec<PathBuf>,
 }
 

@@ -27,12 +27,14 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use std::path::{Path, PathBuf};
 
+/// Parameters of `agora sim trust-descent`, named as in 002 appendix 12.7.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TrustDescentOptions {
     /// Peers in the honest graph (nA); in the split run, in each honest half.
     pub n_honest: usize,
     /// Peers in the cabal (nB).
     pub n_cabal: usize,
+    /// Blocks each run lasts.
     pub blocks: usize,
     /// Stake minted per block, as a share of the genesis total.
     pub tau: f64,
@@ -70,6 +72,7 @@ impl Default for TrustDescentOptions {
 }
 
 impl TrustDescentOptions {
+    /// Refuses empty groups or runs, negative rates and densities outside (0, 1], naming the option.
     pub fn validate(&self) -> Result<(), SimError> {
         at_least("n-honest", self.n_honest, 1)?;
         at_least("n-cabal", self.n_cabal, 1)?;
@@ -100,6 +103,7 @@ impl TrustDescentOptions {
 /// One block of one run.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DescentRow {
+    /// The block's number, from 0.
     pub block: usize,
     /// The cabal's share of stake S after the block.
     pub cabal_share: f64,
@@ -116,18 +120,22 @@ pub struct DescentRow {
 /// One run: a split of stake between groups, followed for `blocks` blocks.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DescentRun {
+    /// The run's name in the summary and the chart ("honest 0.6 vs cabal 0.4").
     pub label: String,
     /// Group names, the cabal last.
     pub groups: Vec<String>,
     /// Initial share of stake of each group.
     pub initial_shares: Vec<f64>,
+    /// One row per block.
     pub rows: Vec<DescentRow>,
 }
 
 impl DescentRun {
+    /// The state after the last block.
     pub fn final_row(&self) -> &DescentRow {
         self.rows.last().expect("blocks >= 1")
     }
+    /// Blocks that minted nothing (L >= 0) and moved A instead.
     pub fn withheld_blocks(&self) -> usize {
         self.rows.iter().filter(|r| r.withheld).count()
     }
@@ -137,10 +145,14 @@ impl DescentRun {
     }
 }
 
+/// What `agora sim trust-descent` produced.
 #[derive(Debug, Clone)]
 pub struct TrustDescentReport {
+    /// The honest-majority runs, then the split-honest run.
     pub runs: Vec<DescentRun>,
+    /// The markdown summary, as `agora` prints it and writes it to the output directory.
     pub summary_markdown: String,
+    /// Every file written (CSVs, charts, summary).
     pub files: Vec<PathBuf>,
 }
 

@@ -99,6 +99,7 @@ pub enum LossReference {
 }
 
 impl LossReference {
+    /// The reading's name in the CSVs and the summary.
     pub fn name(self) -> &'static str {
         match self {
             LossReference::Connected => "connected",
@@ -171,7 +172,10 @@ pub struct EmpiricalOptions {
     /// Also play the grid under the other reading of eq. 16, on this many of the seeds (the
     /// first ones; 0 turns the comparison off). It is a side check, so it gets fewer seeds.
     pub compare_seeds: u64,
+    /// The adaptive-tau run of Figure 5.
     pub adaptive: AdaptiveOptions,
+    /// Seeds every instance's generator (the size and the seed pick its stream): another base
+    /// seed draws other markets.
     pub base_seed: u64,
 }
 
@@ -259,11 +263,17 @@ impl EmpiricalOptions {
 /// One game played to its equilibrium (or the step budget).
 #[derive(Debug, Clone, Serialize)]
 pub struct RunRow {
+    /// The reading of eq. 16 ([`LossReference::name`]).
     pub reference: &'static str,
+    /// The grid's ratio of the price of loss to the inflation rate.
     pub alpha_over_tau: f64,
+    /// Peers in the market.
     pub n: usize,
+    /// The instance's seed.
     pub seed: u64,
+    /// Gradient steps taken.
     pub steps: usize,
+    /// Whether the projected gradient fell below the tolerance within the budget.
     pub converged: bool,
     /// Largest projected-gradient norm of a row in the last step.
     pub last_gradient_norm: f64,
@@ -317,14 +327,21 @@ fn options_instance(opts: &EmpiricalOptions, n: usize, seed: u64) -> Instance {
 /// Statistics of one `(reading, alpha/tau, n)` cell over its seeds.
 #[derive(Debug, Clone, Serialize)]
 pub struct CellStats {
+    /// The reading of eq. 16 ([`LossReference::name`]).
     pub reference: &'static str,
+    /// The grid's ratio of the price of loss to the inflation rate.
     pub alpha_over_tau: f64,
+    /// Peers in the market.
     pub n: usize,
+    /// Seeds played in this cell.
     pub seeds: usize,
     /// Spearman (eq. 4 vs eq. 2), undefined counted as 0.
     pub spearman_mean: f64,
+    /// Standard deviation of that Spearman over the seeds.
     pub spearman_std: f64,
+    /// Its smallest value over the seeds.
     pub spearman_min: f64,
+    /// Its largest value over the seeds.
     pub spearman_max: f64,
     /// Seeds whose competitive ranking was constant (rho undefined).
     pub spearman_undefined: usize,
@@ -334,10 +351,15 @@ pub struct CellStats {
     pub spearman_initial_mean: f64,
     /// Mean `w_ii` = `sum(diag W)/sum(W)` at the end.
     pub self_weight_mean: f64,
+    /// Mean fraction of exactly-zero weights at the end.
     pub zero_fraction_mean: f64,
+    /// Mean fraction of fully disconnected rows (`w_ii = 1`) at the end.
     pub identity_rows_mean: f64,
+    /// Mean gradient steps to the end.
     pub steps_mean: f64,
+    /// Most gradient steps taken by a seed.
     pub steps_max: usize,
+    /// Seeds that converged within the budget.
     pub converged: usize,
     /// Largest final projected-gradient norm over the seeds: how far from settled the
     /// unconverged runs were.
@@ -379,22 +401,32 @@ fn cell_stats(rows: &[&RunRow]) -> CellStats {
 /// One recorded step of the adaptive-tau run.
 #[derive(Debug, Clone, Serialize)]
 pub struct AdaptiveRow {
+    /// Peers in the market.
     pub n: usize,
+    /// Gradient steps so far.
     pub step: usize,
+    /// The inflation rate tau the controller has set.
     pub tau: f64,
     /// `sum(diag W) / sum(W)`.
     pub sparsity: f64,
+    /// Spearman of eq. 4 vs eq. 2 at this step; empty when undefined.
     pub spearman: Option<f64>,
+    /// Spearman of eq. 5 vs eq. 2 at this step; empty when undefined.
     pub spearman_stake: Option<f64>,
 }
 
 /// Where the adaptive run ended, averaged over its last tenth of steps.
 #[derive(Debug, Clone)]
 pub struct AdaptiveOutcome {
+    /// Peers in the market.
     pub n: usize,
+    /// tau at the last step.
     pub tau_final: f64,
+    /// Mean tau over the last tenth of the steps: where the controller settled.
     pub tau_tail_mean: f64,
+    /// Mean sparsity over the last tenth: how near the target it held.
     pub sparsity_tail_mean: f64,
+    /// Mean Spearman (eq. 4 vs eq. 2) over the last tenth.
     pub spearman_tail_mean: f64,
     /// Largest `tau` reached on the way.
     pub tau_peak: f64,
@@ -462,7 +494,9 @@ pub struct EmpiricalReport {
     pub runs: Vec<RunRow>,
     /// One outcome per size, when the adaptive run is enabled.
     pub adaptive: Vec<AdaptiveOutcome>,
+    /// Every file written (CSVs, charts, summary).
     pub files: Vec<PathBuf>,
+    /// The markdown summary, as `agora` prints it and writes it to the output directory.
     pub summary_markdown: String,
 }
 

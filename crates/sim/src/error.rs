@@ -7,18 +7,48 @@ use thiserror::Error;
 /// a separate error source), so the `agora` binary prints one self-contained line.
 #[derive(Debug, Error)]
 pub enum SimError {
+    /// An option out of its range.
     #[error("{name} is {value}, expected {expected}")]
-    BadParameter { name: &'static str, value: String, expected: String },
+    BadParameter {
+        /// The option, as the command line names it.
+        name: &'static str,
+        /// Its value.
+        value: String,
+        /// What it must be.
+        expected: String,
+    },
+    /// The output directory cannot be created or written to.
     #[error("cannot use output directory {}: {reason}", path.display())]
-    OutputDir { path: PathBuf, reason: std::io::Error },
+    OutputDir {
+        /// The directory asked for.
+        path: PathBuf,
+        /// The operating system's error.
+        reason: std::io::Error,
+    },
+    /// A result file cannot be written.
     #[error("cannot write {}: {reason}", path.display())]
-    Write { path: PathBuf, reason: std::io::Error },
+    Write {
+        /// The result file being written.
+        path: PathBuf,
+        /// The operating system's (or CSV writer's) error.
+        reason: std::io::Error,
+    },
+    /// A chart could not be drawn.
     #[error(transparent)]
     Figure(#[from] figures::FigureError),
+    /// The network's weights do not make a weight matrix the mechanism accepts.
     #[error("cannot build the weight matrix: {0}")]
     Weights(MechanismError),
+    /// A mechanism refused an epoch's input.
     #[error("the {mechanism} mechanism rejected epoch {epoch}: {reason}")]
-    Mechanism { mechanism: &'static str, epoch: usize, reason: MechanismError },
+    Mechanism {
+        /// The variant's name.
+        mechanism: &'static str,
+        /// The epoch, from 0.
+        epoch: usize,
+        /// Why.
+        reason: MechanismError,
+    },
 }
 
 impl SimError {

@@ -15,12 +15,16 @@ pub enum Wiring {
     Full,
     /// Each member weights a random `density` share of the group with uniform random values,
     /// like `random_weight_matrix(n, density)` of appendix 12.7.
-    Random { density: f64 },
+    Random {
+        /// Share of the group each member weights, in (0, 1].
+        density: f64,
+    },
 }
 
 /// How a group's stake is spread over its members.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum StakeSplit {
+    /// Every member holds the same stake.
     Equal,
     /// Uniform random draws scaled to the group total (`random_stake_vector` of 12.7).
     Random,
@@ -29,14 +33,20 @@ pub enum StakeSplit {
 /// One group to build: `size` peers holding `stake` in total.
 #[derive(Debug, Clone, PartialEq)]
 pub struct GroupSpec {
+    /// The group's name in reports ("honest", "cabal").
     pub name: String,
+    /// Its peers.
     pub size: usize,
+    /// Its total stake S.
     pub stake: f64,
+    /// How its members weight each other.
     pub wiring: Wiring,
+    /// How its stake is spread over its members.
     pub split: StakeSplit,
 }
 
 impl GroupSpec {
+    /// A group of `size` peers named `name` holding `stake`.
     pub fn new(name: &str, size: usize, stake: f64, wiring: Wiring, split: StakeSplit) -> Self {
         GroupSpec { name: name.to_string(), size, stake, wiring, split }
     }
@@ -45,15 +55,20 @@ impl GroupSpec {
 /// A group inside a built network: its peers are the indices `peers`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Group {
+    /// The group's name.
     pub name: String,
+    /// Its peers' indices in the network.
     pub peers: Range<usize>,
 }
 
 /// Weights, stake and the groups they were built from.
 #[derive(Debug, Clone)]
 pub struct Network {
+    /// The weight matrix W: row i is what peer i sets on the others.
     pub weights: SparseMatrix,
+    /// Each peer's stake S.
     pub stake: Vec<f64>,
+    /// The groups, in the order their peers are numbered.
     pub groups: Vec<Group>,
 }
 
@@ -105,6 +120,7 @@ impl Network {
         self.group_stake(group) / self.total_stake()
     }
 
+    /// Sum of every peer's stake.
     pub fn total_stake(&self) -> f64 {
         self.stake.iter().sum()
     }
@@ -124,13 +140,18 @@ fn random_row(peers: Range<usize>, density: f64, rng: &mut impl Rng) -> Vec<(usi
 /// Runs epochs of one mechanism over a network, adding each epoch's emission to S and
 /// carrying the mechanism's state (bonds, stake scaling) forward, as a ledger would.
 pub struct Run {
+    /// The mechanism variant run each epoch.
     pub mechanism: Mechanism,
+    /// The network, whose stake grows by each epoch's emission.
     pub network: Network,
+    /// What the mechanism carries between epochs (bonds, stake scaling).
     pub state: MechanismState,
+    /// Epochs run so far.
     pub epoch: usize,
 }
 
 impl Run {
+    /// A run at genesis: no epoch yet, the mechanism's initial state.
     pub fn new(mechanism: Mechanism, network: Network) -> Self {
         let state = MechanismState::genesis(network.stake.len());
         Run { mechanism, network, state, epoch: 0 }

@@ -29,15 +29,18 @@ pub struct Table {
 }
 
 impl Table {
+    /// An empty table with these column names.
     pub fn new<S: Into<String>>(header: impl IntoIterator<Item = S>) -> Self {
         Table { header: header.into_iter().map(Into::into).collect(), rows: Vec::new() }
     }
 
+    /// Adds a row; it must have one cell per column.
     pub fn push(&mut self, row: Vec<String>) {
         debug_assert_eq!(row.len(), self.header.len(), "row width must match the header");
         self.rows.push(row);
     }
 
+    /// Writes the header and every row to `path` as CSV.
     pub fn write(&self, path: &Path) -> Result<(), SimError> {
         let fail = |e| csv_error(path, e);
         let mut w = csv::Writer::from_path(path).map_err(fail)?;

@@ -67,32 +67,60 @@ const CIPHERTEXT_LEN: usize = 32 + 16;
 /// Everything that can go wrong with a wallet, with the file concerned where there is one.
 #[derive(Debug, thiserror::Error)]
 pub enum WalletError {
+    /// The coldkey file (this path) did not decrypt: the password is wrong, or the file's
+    /// ciphertext or public key was changed (both are authenticated, so neither is told apart).
     #[error("wrong password (or the coldkey file {0} was modified)")]
     WrongPassword(PathBuf),
+    /// A wallet file exists but does not parse as what it should hold.
     #[error("{path} is corrupt: {reason}")]
-    Corrupt { path: PathBuf, reason: String },
+    Corrupt {
+        /// The file that failed to parse.
+        path: PathBuf,
+        /// What was wrong with it (bad JSON, wrong length, unknown version).
+        reason: String,
+    },
+    /// Creating a wallet or hotkey would overwrite this existing file.
     #[error(
         "{0} already exists; pass --overwrite to replace it (its keys are lost unless you kept the mnemonic)"
     )]
     AlreadyExists(PathBuf),
+    /// The directory has no coldkey public file, so it is not a wallet.
     #[error("no wallet at {0}")]
     NoWallet(PathBuf),
+    /// The wallet has no hotkey file of that name.
     #[error("no hotkey {name:?} in wallet {wallet:?}")]
-    NoHotkey { wallet: String, name: String },
+    NoHotkey {
+        /// The wallet's name.
+        wallet: String,
+        /// The hotkey asked for.
+        name: String,
+    },
+    /// A wallet or hotkey name that is not a safe single path component.
     #[error("invalid name {0:?}: use 1-64 letters, digits, '-', '_' or '.', not starting with '.'")]
     InvalidName(String),
+    /// The BIP-39 phrase did not parse (an unknown word or a bad checksum), with bip39's reason.
     #[error("invalid mnemonic: {0}")]
     InvalidMnemonic(String),
+    /// A mnemonic of a word count other than 12 or 24 (what this wallet makes and restores).
     #[error("a mnemonic has 12 or 24 words, not {0}")]
     WordCount(usize),
+    /// Argon2id refused the key derivation parameters (from a coldkey file or the caller).
     #[error("invalid key derivation parameters: {0}")]
     Kdf(String),
+    /// XChaCha20-Poly1305 failed to seal the secret key.
     #[error("encryption failed")]
     Encrypt,
+    /// Reading or writing a wallet file failed.
     #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        /// The file or directory concerned.
+        path: PathBuf,
+        /// The operating system's error.
+        source: std::io::Error,
+    },
 }
 
+/// A result whose error is a [`WalletError`] by default.
 pub type Result<T, E = WalletError> = std::result::Result<T, E>;
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> WalletError + '_ {
@@ -201,13 +229,17 @@ pub fn public_key(key: &SigningKey) -> PublicKey {
 pub struct ColdkeyFile {
     /// Format version; 1 is the only one so far.
     pub version: u32,
+    /// The coldkey's public key, in the clear (and bound to the ciphertext as associated data).
     pub public_key: PublicKey,
     /// Always "argon2id" in version 1.
     pub kdf: String,
+    /// Argon2id's memory, time and parallelism costs, stored so a file outlives a change of defaults.
     pub kdf_params: KdfParams,
+    /// The 16-byte Argon2id salt, in hex.
     pub salt: String,
     /// Always "xchacha20poly1305" in version 1.
     pub cipher: String,
+    /// The 24-byte XChaCha20 nonce, in hex.
     pub nonce: String,
     /// The sealed 32-byte ed25519 secret followed by the 16-byte tag.
     pub ciphertext: String,
@@ -462,6 +494,7 @@ impl Wallet {
         Ok(Wallet { name: name.to_string(), dir, coldkey })
     }
 
+    /// The wallet's name (its directory's name under the wallets root).
     pub fn name(&self) -> &str {
         &self.name
     }

@@ -58,6 +58,7 @@ pub struct KeyCache {
 }
 
 impl KeyCache {
+    /// An empty cache that keeps at most `capacity` keys before starting over.
     pub fn new(capacity: usize) -> KeyCache {
         KeyCache { keys: std::sync::Mutex::new(HashMap::new()), capacity }
     }
@@ -85,57 +86,129 @@ pub const PROTOCOL_VERSION: u32 = 5;
 
 /// The metadata keys of an authenticated call, in the order they are documented.
 pub mod keys {
+    /// The protocol version the caller speaks (`5`).
     pub const VERSION: &str = "agora-version";
+    /// The session id from the handshake, in hex.
     pub const SESSION: &str = "agora-session";
+    /// The call's nonce: unique per caller within the freshness window.
     pub const NONCE: &str = "agora-nonce";
+    /// The caller's clock when it made the call, in milliseconds since the Unix epoch.
     pub const TIMESTAMP_MS: &str = "agora-timestamp-ms";
+    /// The body's length in bytes.
     pub const BODY_LEN: &str = "agora-body-len";
+    /// The body's digest, `blake3:<hex>`.
     pub const DIGEST: &str = "agora-digest";
+    /// The keyed BLAKE3 of the call under the session's request key, in hex.
     pub const MAC: &str = "agora-mac";
 }
 
 /// Why a request's (or a handshake's) authentication failed.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum AuthError {
+    /// The call has no `agora-version`: a client of protocol 1.
     #[error("no agora-version in the call's metadata: this axon speaks agora protocol {PROTOCOL_VERSION}, where a session opened by a signed handshake and each call's nonce, timestamp, body digest and MAC travel as gRPC metadata (agora-session, ...), not inside the message (protocol 1); upgrade the client")]
     MissingVersion,
+    /// The call speaks another protocol version (the value sent).
     #[error("agora-version {0:?} is not spoken here: this axon speaks agora protocol {PROTOCOL_VERSION} (protocol 2 with its sha256 body digests where later ones use blake3, 3 with its unsigned answers and 4 with an ed25519 signature on every call and answer are no longer spoken; protocol 5 signs a handshake once per connection and MACs each call); upgrade the client")]
     UnsupportedVersion(String),
+    /// The body digest names an algorithm other than BLAKE3 (the name sent).
     #[error("body digest algorithm {0:?} is not supported by protocol {PROTOCOL_VERSION} (use blake3)")]
     UnsupportedDigest(String),
+    /// A metadata key the call must carry is absent.
     #[error("metadata {0} is missing")]
     MissingField(&'static str),
+    /// A metadata value does not parse.
     #[error("metadata {key} is malformed: {reason}")]
-    MalformedField { key: &'static str, reason: String },
+    MalformedField {
+        /// The key.
+        key: &'static str,
+        /// What is wrong with its value.
+        reason: String,
+    },
+    /// The caller is not an ed25519 public key (the length it had).
     #[error("caller must be a 32-byte ed25519 public key, got {0} bytes or an invalid point")]
     MalformedCaller(usize),
+    /// A handshake field of the wrong length.
     #[error("the handshake's {field} must be {expected} bytes, got {got}")]
-    MalformedHandshake { field: &'static str, expected: usize, got: usize },
+    MalformedHandshake {
+        /// The field.
+        field: &'static str,
+        /// The length it must have.
+        expected: usize,
+        /// The length it had.
+        got: usize,
+    },
+    /// The handshake names another hotkey as the axon called: it was meant for someone else.
     #[error("the handshake is addressed to another axon")]
     WrongCallee,
+    /// The call is older than the freshness window (a delayed or replayed call).
     #[error("timestamp {timestamp_ms} ms is more than {window_ms} ms before now ({now_ms} ms)")]
-    Stale { timestamp_ms: u64, now_ms: u64, window_ms: u64 },
+    Stale {
+        /// The call's timestamp.
+        timestamp_ms: u64,
+        /// The axon's clock.
+        now_ms: u64,
+        /// The oldest age accepted.
+        window_ms: u64,
+    },
+    /// The call is dated further ahead than clock skew explains.
     #[error("timestamp {timestamp_ms} ms is more than {max_future_ms} ms ahead of now ({now_ms} ms); check the caller's clock")]
-    FromTheFuture { timestamp_ms: u64, now_ms: u64, max_future_ms: u64 },
+    FromTheFuture {
+        /// The call's timestamp.
+        timestamp_ms: u64,
+        /// The axon's clock.
+        now_ms: u64,
+        /// The furthest ahead accepted.
+        max_future_ms: u64,
+    },
+    /// The handshake's ed25519 signature is not its caller's.
     #[error("the handshake's signature does not verify for its caller")]
     BadSignature,
+    /// The ephemeral X25519 key is a low-order point, which would make the session key predictable.
     #[error("the ephemeral key is a low-order point: no secret can be agreed with it")]
     WeakEphemeral,
+    /// The call's MAC is not the one its session's request key gives.
     #[error("the call's MAC does not verify under its session's key")]
     BadMac,
+    /// The body's length is not the authenticated one.
     #[error("the body is {got} bytes, the authenticated agora-body-len says {declared}")]
-    BodyLength { declared: u64, got: u64 },
+    BodyLength {
+        /// The length in `agora-body-len`.
+        declared: u64,
+        /// The body's length.
+        got: u64,
+    },
+    /// The body's digest is not the authenticated one: the body was changed on the way.
     #[error("the body's digest does not match the authenticated agora-digest")]
     DigestMismatch,
+    /// The caller already used this nonce within the window: a replay.
     #[error("nonce {nonce} from this caller was already used")]
-    Replayed { nonce: u64 },
+    Replayed {
+        /// The nonce.
+        nonce: u64,
+    },
+    /// The replay cache dropped this caller's entries under load, so it cannot tell this call from a replay.
     #[error("timestamp {timestamp_ms} ms is not after {floor_ms} ms, the newest request of yours the replay cache had to forget; retry with a fresh timestamp")]
-    BelowReplayFloor { timestamp_ms: u64, floor_ms: u64 },
+    BelowReplayFloor {
+        /// The call's timestamp.
+        timestamp_ms: u64,
+        /// The newest timestamp forgotten.
+        floor_ms: u64,
+    },
+    /// The replay cache's share for callers without stake is full: stake buys room, a flood of new keys does
+    /// not.
     #[error("the replay cache already tracks {callers} callers without stake; retry in {wait_ms} ms")]
-    TooManyUnstakedCallers { callers: usize, wait_ms: u64 },
+    TooManyUnstakedCallers {
+        /// Unstaked callers tracked.
+        callers: usize,
+        /// Milliseconds until the oldest entry expires and frees room.
+        wait_ms: u64,
+    },
 }
 
 impl AuthError {
+    /// The return code a refused call reports: BACKOFF when a retry can succeed, UNSUPPORTED_VERSION for a
+    /// protocol mismatch, INVALID_SIGNATURE otherwise.
     pub fn code(&self) -> ReturnCode {
         match self {
             // The cache forgot entries under load; a retry with a new timestamp succeeds.
@@ -158,12 +231,14 @@ pub enum DigestAlgorithm {
 }
 
 impl DigestAlgorithm {
+    /// The name sent in `agora-digest`.
     pub fn name(self) -> &'static str {
         match self {
             DigestAlgorithm::Blake3 => "blake3",
         }
     }
 
+    /// The algorithm of an `agora-digest` name; `None` for one this protocol does not know.
     pub fn from_name(name: &str) -> Option<DigestAlgorithm> {
         match name {
             "blake3" => Some(DigestAlgorithm::Blake3),
@@ -175,8 +250,11 @@ impl DigestAlgorithm {
 /// What the MAC says about the body: its length and digest.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct BodyDigest {
+    /// The hash function.
     pub algorithm: DigestAlgorithm,
+    /// The body's length in bytes.
     pub len: u64,
+    /// The body's 32-byte digest.
     pub hash: [u8; 32],
 }
 
@@ -193,6 +271,7 @@ impl BodyDigest {
         }
     }
 
+    /// The digest of `bytes`.
     pub fn of_bytes(bytes: &[u8]) -> BodyDigest {
         BodyDigest::of_chunks([bytes])
     }
@@ -221,23 +300,28 @@ pub struct BodyHasher {
 }
 
 impl BodyHasher {
+    /// A hasher with nothing digested yet.
     pub fn new(algorithm: DigestAlgorithm) -> BodyHasher {
         BodyHasher { algorithm, blake3: blake3::Hasher::new(), len: 0 }
     }
 
+    /// Digests the next bytes of the body.
     pub fn update(&mut self, bytes: &[u8]) {
         self.blake3.update(bytes);
         self.len += bytes.len() as u64;
     }
 
+    /// Bytes digested so far.
     pub fn len(&self) -> u64 {
         self.len
     }
 
+    /// Whether nothing has been digested yet.
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
 
+    /// The digest of everything given to [`BodyHasher::update`].
     pub fn finish(self) -> BodyDigest {
         BodyDigest { algorithm: self.algorithm, len: self.len, hash: self.blake3.finalize().into() }
     }
@@ -296,11 +380,17 @@ unsafe impl prost::bytes::BufMut for HashingBuf {
 /// Everything an authenticated call carries in its metadata.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Credentials {
+    /// `agora-version`: the protocol the caller speaks.
     pub version: u32,
+    /// `agora-session`: the session the call belongs to.
     pub session: [u8; 16],
+    /// `agora-nonce`: unique per caller within the freshness window.
     pub nonce: u64,
+    /// `agora-timestamp-ms`: the caller's clock at the call.
     pub timestamp_ms: u64,
+    /// `agora-body-len` and `agora-digest`: what the body must be.
     pub body: BodyDigest,
+    /// `agora-mac`: the keyed BLAKE3 of all of it under the session's request key.
     pub mac: [u8; 32],
 }
 
@@ -427,8 +517,11 @@ pub(crate) fn header_body(headers: &HeaderMap) -> Result<BodyDigest, AuthError> 
 /// A request whose session, freshness and MAC checked out; not yet checked against replays.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Authenticated {
+    /// The caller's hotkey, as the session's handshake authenticated it.
     pub caller: [u8; 32],
+    /// The call's nonce, for the replay check.
     pub nonce: u64,
+    /// The call's timestamp, for the replay check.
     pub timestamp_ms: u64,
 }
 
@@ -449,6 +542,7 @@ impl Default for Freshness {
 }
 
 impl Freshness {
+    /// Refuses a timestamp older than the window or further ahead than the skew allowed.
     pub fn check(&self, timestamp_ms: u64, now_ms: u64) -> Result<(), AuthError> {
         if timestamp_ms < now_ms.saturating_sub(self.window_ms) {
             return Err(AuthError::Stale { timestamp_ms, now_ms, window_ms: self.window_ms });
@@ -521,6 +615,7 @@ impl NonceCache {
         NonceCache::with_unstaked_callers(capacity, (capacity / 4).max(1))
     }
 
+    /// At most `capacity` entries in all, and at most `max_unstaked_callers` callers without stake.
     pub fn with_unstaked_callers(capacity: usize, max_unstaked_callers: usize) -> NonceCache {
         NonceCache {
             capacity: capacity.max(1),
@@ -539,6 +634,7 @@ impl NonceCache {
         self.len
     }
 
+    /// Whether no entry is remembered.
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }

@@ -63,6 +63,7 @@ use service::{AxonService, CountingIncoming};
 /// [`StakeLookup`] gave for it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Caller {
+    /// The caller's hotkey, authenticated by its session's handshake.
     pub hotkey: [u8; 32],
     /// The caller's stake; 0 for an unregistered caller the axon admits anyway.
     pub stake: u64,
@@ -87,6 +88,7 @@ pub enum HandlerError {
 }
 
 impl HandlerError {
+    /// The return code the caller sees.
     pub fn code(&self) -> ReturnCode {
         match self {
             HandlerError::NotImplemented(_) => ReturnCode::NotImplemented,
@@ -232,6 +234,7 @@ fn clamp_weight(w: f64) -> f64 {
 pub struct StakeTable(Arc<RwLock<Standings>>);
 
 impl StakeTable {
+    /// An empty table: every caller has stake 0 until a metagraph is loaded.
     pub fn new() -> StakeTable {
         StakeTable::default()
     }
@@ -258,6 +261,7 @@ impl StakeTable {
         *self.0.write().unwrap_or_else(|e| e.into_inner()) = fresh;
     }
 
+    /// Sets one caller's stake S, keeping everyone else's.
     pub fn set(&self, hotkey: [u8; 32], stake: u64) {
         let mut s = self.0.write().unwrap_or_else(|e| e.into_inner());
         s.stakes.insert(hotkey, stake);
@@ -272,10 +276,12 @@ impl StakeTable {
         s.derive();
     }
 
+    /// Callers with a known stake.
     pub fn len(&self) -> usize {
         self.0.read().unwrap_or_else(|e| e.into_inner()).stakes.len()
     }
 
+    /// Whether no caller's stake is known.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -340,6 +346,7 @@ pub struct AxonConfig {
     /// Longest a request may spend in the axon, queue and handler together, before TIMEOUT.
     /// A caller's shorter `grpc-timeout` also applies (gRPC answers it with a status).
     pub deadline: Duration,
+    /// Which request timestamps are fresh enough (the replay window).
     pub freshness: Freshness,
     /// Entries of the replay cache, all callers (see [`NonceCache`]: each caller has its own
     /// floor, so one caller's flood cannot lock out another).
@@ -401,12 +408,22 @@ impl Default for AxonConfig {
 /// Why an axon could not start or stopped abnormally.
 #[derive(Debug, thiserror::Error)]
 pub enum AxonError {
+    /// The configuration cannot serve: no handler slot or queue, limits that admit no tensor, or
+    /// in-flight budgets smaller than one request.
     #[error("invalid axon config: {0}")]
     Config(String),
+    /// The listening socket could not be bound.
     #[error("cannot listen on {addr}: {source}")]
-    Bind { addr: SocketAddr, source: std::io::Error },
+    Bind {
+        /// The address asked for.
+        addr: SocketAddr,
+        /// The operating system's error.
+        source: std::io::Error,
+    },
+    /// The gRPC server stopped with an error.
     #[error("the gRPC server failed: {0}")]
     Serve(#[from] tonic::transport::Error),
+    /// The server task panicked or was cancelled.
     #[error("the server task panicked or was cancelled: {0}")]
     Join(#[from] tokio::task::JoinError),
 }
@@ -439,6 +456,7 @@ pub struct AxonHandle {
 }
 
 impl AxonHandle {
+    /// Where the axon listens (the bound port when 0 was asked for).
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
     }
@@ -448,6 +466,7 @@ impl AxonHandle {
         self.hotkey
     }
 
+    /// Its request counts, latencies and bytes, for `/metrics`.
     pub fn metrics(&self) -> Arc<Metrics> {
         self.shared.metrics.clone()
     }

@@ -41,14 +41,19 @@ use tokio::time::Instant;
 /// Which faults a [`FaultProxy`] injects; [`FaultConfig::none`] passes everything through.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct FaultConfig {
+    /// Seeds every fault decision: the same seed injects the same faults.
     pub seed: u64,
+    /// Fixed delay added to every chunk, both directions.
     pub delay: Duration,
+    /// Uniform random extra delay per chunk, up to this.
     pub jitter: Duration,
     /// Probability in [0, 1] that a chunk is lost (and retransmitted after `rto`).
     pub loss: f64,
+    /// How late a lost chunk is retransmitted (TCP's retransmission timeout).
     pub rto: Duration,
     /// Probability in [0, 1] per chunk that the connection is cut.
     pub disconnect: f64,
+    /// Added to every chunk coming back from the axon: a peer that answers slowly.
     pub slow_response: Duration,
     /// Probability in [0, 1] per connection that the axon's replies are garbled.
     pub garbage: f64,
@@ -90,12 +95,15 @@ impl FaultConfig {
 /// What a proxy did so far.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct FaultStats {
+    /// Connections accepted.
     pub connections: u64,
     /// Chunks relayed, both directions.
     pub chunks: u64,
     /// Chunks "lost" and retransmitted late.
     pub lost: u64,
+    /// Connections cut on purpose.
     pub disconnects: u64,
+    /// Connections whose replies were garbled.
     pub garbled_connections: u64,
 }
 
@@ -111,10 +119,17 @@ struct Counters {
 /// Why a proxy could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum ChaosError {
+    /// The fault probabilities or durations are out of range.
     #[error("invalid fault config: {0}")]
     Config(String),
+    /// The proxy's socket could not be bound.
     #[error("cannot listen on {addr}: {source}")]
-    Bind { addr: SocketAddr, source: std::io::Error },
+    Bind {
+        /// The address asked for.
+        addr: SocketAddr,
+        /// The operating system's error.
+        source: std::io::Error,
+    },
 }
 
 /// A running proxy; dropping it (or [`FaultProxy::shutdown`]) closes every connection.
@@ -131,6 +146,7 @@ impl FaultProxy {
         FaultProxy::start_on(SocketAddr::from(([127, 0, 0, 1], 0)), upstream, config).await
     }
 
+    /// Listens on `listen` and relays to `upstream` with `config`'s faults.
     pub async fn start_on(
         listen: SocketAddr,
         upstream: SocketAddr,
@@ -151,10 +167,12 @@ impl FaultProxy {
         self.local_addr
     }
 
+    /// The axon it relays to.
     pub fn upstream(&self) -> SocketAddr {
         self.upstream
     }
 
+    /// What it did so far.
     pub fn stats(&self) -> FaultStats {
         let c = &self.counters;
         FaultStats {

@@ -43,13 +43,16 @@ use crate::tensor::{decode_output, Direction, Limits, OwnedTensor};
 /// An axon to call: its hotkey (the session's handshake is addressed to it) and where it listens.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Target {
+    /// The axon's hotkey.
     pub hotkey: [u8; 32],
+    /// The axon's address (its endpoint on the metagraph).
     pub addr: SocketAddr,
 }
 
 /// One axon's answer to one call.
 #[derive(Clone, Debug, PartialEq)]
 pub struct PeerResult {
+    /// SUCCESS, or why not (the axon's code, or the dendrite's: timeout, unreachable, bad response).
     pub code: ReturnCode,
     /// Why, when `code` is not SUCCESS (the axon's words, or the dendrite's).
     pub message: String,
@@ -65,6 +68,7 @@ pub struct PeerResult {
 }
 
 impl PeerResult {
+    /// Whether the axon answered with SUCCESS.
     pub fn is_success(&self) -> bool {
         self.code == ReturnCode::Success
     }
@@ -134,6 +138,7 @@ impl Dendrite {
         }
     }
 
+    /// The dendrite's hotkey: the caller its handshakes name.
     pub fn hotkey(&self) -> [u8; 32] {
         self.inner.key.verifying_key().to_bytes()
     }

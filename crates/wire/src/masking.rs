@@ -42,6 +42,7 @@ use crate::tensor::{f32s_to_le_bytes, le_bytes_to_f32s, DType, OwnedTensor};
 /// Why a masking configuration was refused.
 #[derive(Clone, Debug, PartialEq, thiserror::Error)]
 pub enum MaskingError {
+    /// A temperature that is zero, negative or not finite (the value given).
     #[error("the masking temperature must be a positive finite number, got {0}")]
     Temperature(f64),
 }
@@ -54,6 +55,7 @@ pub struct MaskingConfig {
 }
 
 impl MaskingConfig {
+    /// Masking at `temperature`; refuses one that is not positive and finite.
     pub fn new(temperature: f64) -> Result<MaskingConfig, MaskingError> {
         if temperature.is_finite() && temperature > 0.0 {
             Ok(MaskingConfig { temperature })
@@ -62,6 +64,7 @@ impl MaskingConfig {
         }
     }
 
+    /// The temperature T.
     pub fn temperature(&self) -> f64 {
         self.temperature
     }

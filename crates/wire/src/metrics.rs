@@ -33,11 +33,14 @@ pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; cha
 /// Which RPC a measurement belongs to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Call {
+    /// A Forward: inputs in, representations out.
     Forward,
+    /// A Backward: gradients in for the representations served.
     Backward,
 }
 
 impl Call {
+    /// The call's label in the metrics (`forward`, `backward`).
     pub fn as_str(self) -> &'static str {
         match self {
             Call::Forward => "forward",
@@ -53,6 +56,7 @@ impl Call {
         }
     }
 
+    /// The call of a gRPC path; `None` for another path.
     pub fn from_path(path: &str) -> Option<Call> {
         [Call::Forward, Call::Backward].into_iter().find(|c| c.path() == path)
     }
@@ -61,6 +65,7 @@ impl Call {
 /// Who a measurement is about.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PeerLabel<'a> {
+    /// A peer whose hotkey was authenticated.
     Hotkey(&'a [u8; 32]),
     /// A caller whose MAC (or handshake signature) was not (yet) verified.
     Unverified,
@@ -149,6 +154,8 @@ impl Metrics {
         }
     }
 
+    /// Counts one call to or from `peer` with its return code and latency (peers past the limit count as
+    /// `other`).
     pub fn record(&self, peer: PeerLabel<'_>, call: Call, code: ReturnCode, latency: Duration) {
         let peer = self.label(peer);
         self.latency.get_or_create(&PeerLabels { peer: peer.clone() }).observe(latency.as_secs_f64());
@@ -160,10 +167,12 @@ impl Metrics {
         self.connections.inc();
     }
 
+    /// Connections accepted (axon) or opened (dendrite) so far.
     pub fn connections(&self) -> u64 {
         self.connections.get()
     }
 
+    /// Counts bytes read from a caller's connection, framing included.
     pub fn add_received_bytes(&self, n: u64) {
         self.received.inc_by(n);
     }
@@ -173,6 +182,7 @@ impl Metrics {
         self.received.get()
     }
 
+    /// Counts request-message bytes an admitted call read.
     pub fn add_body_bytes(&self, n: u64) {
         self.body.inc_by(n);
     }

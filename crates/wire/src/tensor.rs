@@ -15,14 +15,20 @@ use crate::proto::ReturnCode;
 /// Element type; every element is little-endian on the wire.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum DType {
+    /// 32-bit IEEE float.
     F32,
+    /// 16-bit IEEE float.
     F16,
+    /// bfloat16: the top half of an f32.
     BF16,
+    /// 64-bit signed integer (token ids).
     I64,
+    /// Byte (token ids of the byte vocabulary, raw pixels).
     U8,
 }
 
 impl DType {
+    /// Every element type, in the protocol's order.
     pub const ALL: [DType; 5] = [DType::F32, DType::F16, DType::BF16, DType::I64, DType::U8];
 
     /// Bytes per element.
@@ -35,10 +41,12 @@ impl DType {
         }
     }
 
+    /// Whether it is a floating-point type (what representations and gradients must be).
     pub const fn is_float(self) -> bool {
         matches!(self, DType::F32 | DType::F16 | DType::BF16)
     }
 
+    /// Its protobuf enum value.
     pub fn to_proto(self) -> proto::DType {
         match self {
             DType::F32 => proto::DType::DtypeF32,
@@ -74,6 +82,7 @@ pub enum Modality {
 }
 
 impl Modality {
+    /// Every modality, in the protocol's order.
     pub const ALL: [Modality; 3] = [Modality::Text, Modality::Image, Modality::Tensor];
 
     /// The rank the issue and the papers fix for this modality.
@@ -95,6 +104,7 @@ impl Modality {
         }
     }
 
+    /// Its protobuf enum value.
     pub fn to_proto(self) -> proto::Modality {
         match self {
             Modality::Text => proto::Modality::Text,
@@ -103,6 +113,7 @@ impl Modality {
         }
     }
 
+    /// The modality of a protobuf enum value; `None` for an unknown or unspecified one.
     pub fn from_proto(raw: i32) -> Option<Modality> {
         match proto::Modality::try_from(raw).ok()? {
             proto::Modality::Unspecified => None,
@@ -133,37 +144,100 @@ impl Default for Limits {
 /// codes, since the first is the caller's fault and the second the axon's.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Direction {
+    /// Sent by the dendrite: a bad one is the caller's fault.
     Request,
+    /// Sent back by the axon: a bad one is the axon's fault.
     Response,
 }
 
 /// Why a tensor was refused. Each variant carries what the sender needs to fix it.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum TensorError {
+    /// The message has no tensor where one is required.
     #[error("missing tensor")]
     Missing,
+    /// The dtype field is not a known element type (the raw value).
     #[error("unknown or unspecified dtype {0}")]
     UnknownDType(i32),
+    /// The modality field is not a known modality (the raw value).
     #[error("unknown or unspecified modality {0}")]
     UnknownModality(i32),
+    /// The element type does not fit the modality (floats for token ids, integers for representations).
     #[error("dtype {dtype:?} is not accepted for modality {modality:?}")]
-    DTypeForModality { dtype: DType, modality: Modality },
+    DTypeForModality {
+        /// The element type.
+        dtype: DType,
+        /// The modality.
+        modality: Modality,
+    },
+    /// The shape has the wrong number of dimensions for its modality.
     #[error("modality {modality:?} needs rank {expected}, got shape {shape:?}")]
-    Rank { modality: Modality, expected: usize, shape: Vec<u64> },
+    Rank {
+        /// The modality.
+        modality: Modality,
+        /// Its rank.
+        expected: usize,
+        /// The shape sent.
+        shape: Vec<u64>,
+    },
+    /// A modality other than the call expects (a Backward gradient must be a Tensor).
     #[error("expected modality {expected:?}, got {got:?}")]
-    WrongModality { expected: Modality, got: Modality },
+    WrongModality {
+        /// The modality expected.
+        expected: Modality,
+        /// The modality sent.
+        got: Modality,
+    },
+    /// A shape with a zero dimension.
     #[error("empty tensor: shape {shape:?} holds no elements")]
-    Empty { shape: Vec<u64> },
+    Empty {
+        /// The shape sent.
+        shape: Vec<u64>,
+    },
+    /// The shape's byte count does not fit in 64 bits.
     #[error("shape {shape:?} of {dtype:?} overflows 64-bit byte count")]
-    SizeOverflow { shape: Vec<u64>, dtype: DType },
+    SizeOverflow {
+        /// The shape sent.
+        shape: Vec<u64>,
+        /// The element type.
+        dtype: DType,
+    },
+    /// The data's length is not the shape's byte count.
     #[error("shape {shape:?} of {dtype:?} needs {expected} bytes, data has {got}")]
-    LengthMismatch { shape: Vec<u64>, dtype: DType, expected: u64, got: usize },
+    LengthMismatch {
+        /// The shape sent.
+        shape: Vec<u64>,
+        /// The element type.
+        dtype: DType,
+        /// Bytes the shape needs.
+        expected: u64,
+        /// Bytes sent.
+        got: usize,
+    },
+    /// More bytes than the receiver's limit.
     #[error("{bytes} bytes exceeds the limit of {max}")]
-    TooLarge { bytes: u64, max: usize },
+    TooLarge {
+        /// Bytes the tensor holds.
+        bytes: u64,
+        /// The limit.
+        max: usize,
+    },
+    /// A batch dimension over the receiver's limit.
     #[error("batch {batch} exceeds the limit of {max}")]
-    BatchTooLarge { batch: u64, max: u64 },
+    BatchTooLarge {
+        /// The batch sent.
+        batch: u64,
+        /// The limit.
+        max: u64,
+    },
+    /// A NaN or infinity in a float tensor: it would poison the receiver's model.
     #[error("non-finite value {value} at element {index}")]
-    NonFinite { index: usize, value: String },
+    NonFinite {
+        /// The first such element's index.
+        index: usize,
+        /// Its value, as text (any float type).
+        value: String,
+    },
 }
 
 impl TensorError {
@@ -192,9 +266,13 @@ impl TensorError {
 /// A validated tensor borrowing the message's bytes: decoding copies nothing.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TensorView<'a> {
+    /// Element type.
     pub dtype: DType,
+    /// What the dimensions mean.
     pub modality: Modality,
+    /// Dimensions, outermost first.
     pub shape: &'a [u64],
+    /// The elements, little-endian, row-major: a slice of the received message.
     pub data: &'a [u8],
 }
 
@@ -204,9 +282,13 @@ pub struct TensorView<'a> {
 /// a `Vec<u8>` with `.into()`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct OwnedTensor {
+    /// Element type.
     pub dtype: DType,
+    /// What the dimensions mean.
     pub modality: Modality,
+    /// Dimensions, outermost first.
     pub shape: Vec<u64>,
+    /// The elements, little-endian, row-major (shared, not copied, on clone).
     pub data: Bytes,
 }
 
@@ -355,6 +437,7 @@ pub(crate) fn check_finite(dtype: DType, data: &[u8]) -> Result<(), TensorError>
 }
 
 impl TensorView<'_> {
+    /// A copy that owns its bytes.
     pub fn to_owned(&self) -> OwnedTensor {
         OwnedTensor {
             dtype: self.dtype,
@@ -395,6 +478,7 @@ impl OwnedTensor {
         TensorView { dtype: self.dtype, modality: self.modality, shape: &self.shape, data: &self.data }
     }
 
+    /// The protobuf message that carries it.
     pub fn into_proto(self) -> proto::Tensor {
         encode(self.dtype, &self.shape, self.modality, self.data)
     }

@@ -11,6 +11,7 @@ mod node_crash;
 mod peer;
 mod peer_chain;
 mod sim;
+mod subnets;
 mod tx;
 mod validators;
 mod wallet;

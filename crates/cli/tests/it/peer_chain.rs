@@ -78,3 +78,58 @@ async fn the_chain_link_reconnects_when_the_node_restarts() {
     let _ = restarted.kill();
     let _ = restarted.wait();
 }
+
+/// The chain link of `agora peer run --netuid`: a participant put on subnet 1 registers there
+/// by proof of work at the subnet's difficulty, serves, and sets weights under the subnet's rate
+/// limit, and the genesis network never sees it.
+#[tokio::test(flavor = "current_thread")]
+async fn a_peer_joins_a_subnet() {
+    let dir = TempDir::new("peer-subnet");
+    let data = dir.0.join("data");
+    let node = NodeProc::start(data.to_str().expect("utf-8"), &["--block-time-ms", "100"]);
+    let root = Arc::new(RpcChain::connect(&node.http()).await.expect("connect"));
+    let bob = Participant::new(root.clone(), dev_key("bob"), public_key(&dev_key("bob"))).await.unwrap();
+    let params = ledger::SubnetParams {
+        mechanism: "basic".into(),
+        tempo: 5,
+        max_neurons: 8,
+        immunity_period: 0,
+        difficulty: 1,
+        weights_rate_limit: 3,
+        commit_reveal: None,
+    };
+    bob.transact(Call::CreateSubnet { params: params.clone() }).await.expect("subnet created");
+
+    let mut link = RpcChain::connect(&node.http()).await.expect("connect");
+    link.netuid = 1;
+    let link = Arc::new(link);
+    let alice = Participant::new(link.clone(), dev_key("alice"), public_key(&dev_key("alice")))
+        .await
+        .unwrap()
+        .on_subnet(1, &params)
+        .unwrap();
+    assert_eq!((alice.netuid(), alice.genesis().weights.rate_limit), (1, 3));
+    assert_eq!(link.difficulty().await.unwrap(), 1);
+    assert_eq!(alice.register().await.expect("registered in subnet 1"), 0);
+    let endpoint = Endpoint {
+        ip: "127.0.0.1".parse::<std::net::IpAddr>().unwrap().into(),
+        port: 9001,
+        protocol: Protocol::Grpc,
+        modality: Modality::Text,
+    };
+    assert!(alice.serve(endpoint).await.unwrap().is_some());
+    let out = alice.set_weights(vec![0], &[1.0], RateLimitPolicy::Skip).await.unwrap();
+    let WeightsOutcome::Applied { height } = out else { panic!("{out:?}") };
+    // The subnet's rate limit, 3 blocks, not the genesis network's 1.
+    let out = alice.set_weights(vec![0], &[1.0], RateLimitPolicy::Skip).await.unwrap();
+    assert!(
+        matches!(out, WeightsOutcome::RateLimited { next_allowed } if next_allowed == height + 3),
+        "{out:?}"
+    );
+    let view = alice.sync().await.unwrap();
+    assert_eq!(view.serving(), vec![(0, alice.hotkey(), endpoint)]);
+    assert_eq!(view.weights_of(0).iter().map(|e| e.0).collect::<Vec<_>>(), [0]);
+    // The genesis network has no neurons: alice is subnet 1's only.
+    assert_eq!(root.metagraph().await.unwrap().n, 0);
+    assert_eq!(bob.uid().await.unwrap(), None);
+}

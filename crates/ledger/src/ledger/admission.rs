@@ -20,10 +20,13 @@ impl<S: Store> Ledger<S> {
     /// The most `body` can take from its sender's free balance if a block applies it: the fee
     /// plus the transfer amount, the stake added, or the registration burn and stake.
     pub fn max_spend(&self, body: &TxBody) -> u64 {
-        let moved = match &body.call {
+        // The burn of the subnet the call names (0 for an unknown one: its check refuses it).
+        let burn = self.state.subnet(body.call.netuid()).map_or(0, |n| n.net_globals.burn);
+        let moved = match body.call.inner() {
             Call::Transfer { amount, .. } | Call::AddStake { amount, .. } => *amount,
-            Call::RegisterBy { stake, .. } => self.burn().saturating_add(*stake),
-            Call::BurnedRegister { .. } => self.burn(),
+            Call::RegisterBy { stake, .. } => burn.saturating_add(*stake),
+            Call::BurnedRegister { .. } => burn,
+            Call::CreateSubnet { .. } => self.genesis().subnets.creation_cost,
             Call::Register { .. }
             | Call::SetTake { .. }
             | Call::Serve { .. }
@@ -31,7 +34,8 @@ impl<S: Store> Ledger<S> {
             | Call::RemoveStake { .. }
             | Call::SetWeights { .. }
             | Call::CommitWeights { .. }
-            | Call::RevealWeights { .. } => 0,
+            | Call::RevealWeights { .. }
+            | Call::Subnet { .. } => 0,
         };
         body.fee.saturating_add(moved)
     }
@@ -63,6 +67,14 @@ impl<S: Store> Ledger<S> {
             return Err(TxError::NonceTooHigh { sender, expected, got: body.nonce });
         }
         let kind = body.call.kind();
+        let netuid = body.call.netuid();
+        let net = self
+            .state
+            .subnet(netuid)
+            .ok_or(TxError::UnknownSubnet { netuid, count: self.state.globals().subnet_count })?;
+        if matches!(&body.call, Call::Subnet { call, .. } if !call.0.names_a_network()) {
+            return Err(TxError::NotASubnetCall { kind });
+        }
         let min = cfg.fees.min_fee(kind);
         if body.fee < min {
             return Err(TxError::FeeTooLow { kind, min, got: body.fee });
@@ -71,7 +83,7 @@ impl<S: Store> Ledger<S> {
         // block would then record it as failed at no cost to its sender (a queue of them is free
         // spam). As the sender's next transaction it is checked in full, rate limit included.
         // A `register` is exempt: its proof of work, checked below, is its payment.
-        if body.fee == 0 && !matches!(body.call, Call::Register { .. }) {
+        if body.fee == 0 && !matches!(body.call.inner(), Call::Register { .. }) {
             return Err(TxError::FreeBehindPending { sender, pending: pending.len() as u64 });
         }
         tx.verify(self.chain_id())?;
@@ -86,13 +98,13 @@ impl<S: Store> Ledger<S> {
                 balance: account.balance,
             });
         }
-        if let Call::Register { pow_block, pow_nonce, .. } = &body.call {
+        if let Call::Register { pow_block, pow_nonce, .. } = body.call.inner() {
             // The work is a register's payment: without it the block would record it as
             // rejected, free of charge. Checked against the window of the next block.
             let ctx = self.next_block_ctx();
             let block_hash = pow_block_hash(&self.state, &ctx, *pow_block)?;
             let seal = pow::seal(&block_hash, &sender, *pow_nonce);
-            let difficulty = self.state.globals.difficulty;
+            let difficulty = net.net_globals.difficulty;
             if !pow::meets(&seal, difficulty) {
                 return Err(TxError::PowTooWeak { difficulty, seal });
             }

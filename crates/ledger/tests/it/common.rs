@@ -89,6 +89,7 @@ pub fn genesis(n: usize, mechanism: &str) -> GenesisConfig {
             ..Default::default()
         },
         validators: Vec::new(),
+        subnets: SubnetsConfig { creation_cost: 50 * TOKEN, max_subnets: 3 },
     }
 }
 
@@ -189,6 +190,17 @@ trait Tap: Sized {
     }
 }
 impl<T> Tap for T {}
+
+/// A fresh ledger executing `blocks` from genesis `g` reaches each block's state root.
+pub fn check_replay(g: GenesisConfig, blocks: &[Block]) -> Result<(), proptest::test_runner::TestCaseError> {
+    let mut replay = Ledger::init(MemStore::new(), g).expect("genesis");
+    for b in blocks {
+        let out = replay.execute_block(b).expect("a produced block executes");
+        proptest::prop_assert_eq!(out.header.state_root, b.header.state_root);
+        replay.commit().expect("commit");
+    }
+    Ok(())
+}
 
 pub fn weights(pairs: &[(u16, f64)]) -> Call {
     Call::set_weights(pairs.iter().map(|p| p.0).collect(), &pairs.iter().map(|p| p.1).collect::<Vec<_>>())

@@ -12,3 +12,4 @@ mod inflation;
 mod lazy;
 mod properties;
 mod registration;
+mod subnets;

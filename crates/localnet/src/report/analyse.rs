@@ -57,9 +57,13 @@ pub fn judge_values(rows: &[JudgeRow], n: usize) -> Vec<f64> {
 /// What the run measured: the numbers of the report's head and of the `--compare` table.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Summary {
+    /// The mechanism variant the chain ran.
     pub mechanism: String,
+    /// The first sampled block.
     pub first_block: u64,
+    /// The last sampled block.
     pub last_block: u64,
+    /// Peers in the metagraph.
     pub peers: usize,
     /// Peers whose final.json was read.
     pub reports: usize,
@@ -68,7 +72,9 @@ pub struct Summary {
     pub truth: String,
     /// Judgements in `judge.csv`.
     pub judgements: usize,
+    /// Spearman(final incentive, the truth): does the market pay peers by their value?
     pub spearman_incentive: Option<f64>,
+    /// Spearman(final rank, the truth).
     pub spearman_rank: Option<f64>,
     /// Spearman of the mean incentive over the epochs of the run's second half.
     pub spearman_mean_incentive: Option<f64>,
@@ -84,9 +90,10 @@ pub struct Summary {
     /// Noise peers' mean share of the incentive over the epochs that paid any.
     pub noise_incentive_share: Option<f64>,
     /// Copycats' mean share of the incentive over the epochs that paid any (issue 16: copy
-    /// detection must keep it under 1%), and that of the peers they copy.
+    /// detection must keep it under 1%).
     #[serde(default)]
     pub copycat_incentive_share: Option<f64>,
+    /// The mean share of the incentive of the peers the copycats copy.
     #[serde(default)]
     pub copied_incentive_share: Option<f64>,
     /// Duplicates' mean share of the incentive (an exact copy of another peer's model at the
@@ -94,17 +101,18 @@ pub struct Summary {
     #[serde(default)]
     pub duplicate_incentive_share: Option<f64>,
     /// Copy detection's verdicts from the peers' `final.json`: of the reports, how many found
-    /// a copycat copying, and how many a duplicate (`(flagged by, reports)`; `None` without
-    /// such a peer).
+    /// a copycat copying (`(flagged by, reports)`; `None` without a copycat).
     #[serde(default)]
     pub copycat_flagged_by: Option<(u64, u64)>,
+    /// Of the reports, how many flagged a duplicate as a copier (`(flagged by, reports)`).
     #[serde(default)]
     pub duplicate_flagged_by: Option<(u64, u64)>,
     /// The offline peers' share of all emission in the epochs after they left plus the
     /// activity cutoff (`None` without an offline peer or a cutoff).
     pub offline_share_after_cutoff: Option<f64>,
-    /// Cabal's share of stake at the first and last sampled block.
+    /// Cabal's share of stake at the first sampled block.
     pub cabal_share_start: Option<f64>,
+    /// Cabal's share of stake at the last sampled block.
     pub cabal_share_end: Option<f64>,
     /// Epoch-to-epoch transitions where the cabal's share fell, out of all transitions.
     pub cabal_share_falls: (usize, usize),
@@ -113,32 +121,46 @@ pub struct Summary {
 /// One peer at the end of the run, with what it earned over the run and what it was worth.
 #[derive(Clone, Debug, PartialEq)]
 pub struct PeerLine {
+    /// Its uid.
     pub uid: u16,
+    /// Its name in the scenario.
     pub name: String,
+    /// Its role in the scenario.
     pub role: Role,
+    /// Its share of all stake at the end.
     pub stake_share: f64,
+    /// Rank R in the last epoch.
     pub rank: f64,
+    /// Incentive I in the last epoch.
     pub incentive: f64,
+    /// Dividends D in the last epoch.
     pub dividends: f64,
-    /// Validator trust in the last epoch, and whether it validated then.
+    /// Validator trust in the last epoch: how much of its weight survived the consensus clipping.
     pub validator_trust: f64,
+    /// Whether it counted as a validator in the last epoch (active and holding a permit).
     pub validating: bool,
-    /// Shares over the run of all emission, of the serving part and of the validating part.
+    /// Its share over the run of all emission.
     pub emission_share: Option<f64>,
+    /// Its share over the run of the serving part (incentive).
     pub serving_share: Option<f64>,
+    /// Its share over the run of the validating part (dividends).
     pub validating_share: Option<f64>,
-    /// The judge's last value and quality.
+    /// The judge's last value of it: the consumers' test-loss increase without it.
     pub value: Option<f64>,
+    /// The judge's last quality of its answers (test loss, nats/byte).
     pub quality: Option<f64>,
     /// The peers' own estimate.
     pub own_estimate: Option<f64>,
+    /// Its final held-out loss, from its `final.json`.
     pub heldout_loss: Option<f64>,
 }
 
 /// Everything the report shows.
 #[derive(Clone, Debug)]
 pub struct Analysis {
+    /// The figures of the report's head.
     pub summary: Summary,
+    /// One line per peer, in uid order.
     pub peers: Vec<PeerLine>,
     /// Per sampled block: time and each role's share of stake.
     pub stake_shares: Vec<(u64, f64, BTreeMap<Role, f64>)>,

@@ -12,10 +12,13 @@ use std::path::{Path, PathBuf};
 pub struct RunInfo {
     /// `processes` (`agora localnet`) or `in-process` (the lockstep market).
     pub driver: String,
+    /// The mechanism variant the chain ran.
     pub mechanism: String,
+    /// Blocks per epoch.
     pub tempo: u64,
-    /// The block the run proper started at (after registration) and ends at.
+    /// The block the run proper started at (after registration).
     pub start_block: u64,
+    /// The block the run proper ended at.
     pub end_block: u64,
     /// Block at which the offline role leaves, if the scenario has one.
     pub leaves_at: Option<u64>,
@@ -29,17 +32,24 @@ pub struct RunInfo {
     pub copied: Vec<String>,
 }
 
+/// The run's [`RunInfo`] in its directory.
 pub const RUN_INFO_FILE: &str = "run.json";
+/// The run's [`ChaosReport`] in its directory (only with faults injected).
 pub const CHAOS_FILE: &str = "chaos.json";
 
 /// `DIR/chaos.json`: the faults a run injected between its peers, and what each peer's proxy
 /// did.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ChaosReport {
+    /// Probability per chunk that it is lost and retransmitted late.
     pub loss: f64,
+    /// Uniform random extra delay per chunk, up to this.
     pub jitter_ms: u64,
+    /// Fixed delay per chunk.
     pub delay_ms: u64,
+    /// Probability per chunk that the connection is cut.
     pub disconnect: f64,
+    /// Probability per connection that the axon's replies are garbled.
     pub garbage: f64,
     /// Per peer: name, connections, chunks relayed, chunks lost (retransmitted late),
     /// connections cut, connections garbled.
@@ -47,12 +57,14 @@ pub struct ChaosReport {
 }
 
 impl RunInfo {
+    /// Writes `DIR/run.json`.
     pub fn write(&self, dir: &Path) -> Result<(), LocalnetError> {
         let path = dir.join(RUN_INFO_FILE);
         let json = serde_json::to_string_pretty(self).map_err(|e| LocalnetError::Report(e.to_string()))?;
         std::fs::write(&path, json).map_err(|e| LocalnetError::io(&path, e))
     }
 
+    /// Reads `DIR/run.json`; `None` for a run directory without one (an older run).
     pub fn read(dir: &Path) -> Result<Option<RunInfo>, LocalnetError> {
         let path = dir.join(RUN_INFO_FILE);
         if !path.is_file() {
@@ -83,7 +95,9 @@ pub struct RunData {
     pub status: Vec<(String, Vec<StatusRow>)>,
     /// `judge.csv`: the judge's measurements, in block order.
     pub judgements: Vec<(u64, Vec<JudgeRow>)>,
+    /// `run.json`, if the run wrote one.
     pub info: Option<RunInfo>,
+    /// `chaos.json`, if the run injected faults.
     pub chaos: Option<ChaosReport>,
     /// Peers whose `final.json` is missing (`name (uid u)`).
     pub missing: Vec<String>,

@@ -34,6 +34,10 @@ pub(super) fn io_err(path: &Path, source: std::io::Error) -> NucleusError {
     NucleusError::Io { path: path.to_path_buf(), source }
 }
 
+pub(super) fn checkpoint_err(path: &Path, source: impl Into<CheckpointError>) -> NucleusError {
+    NucleusError::Checkpoint { path: path.to_path_buf(), source: source.into() }
+}
+
 impl Nucleus {
     /// Writes `dir/model.safetensors` (all variables), `dir/optimizer.safetensors` (AdamW
     /// moments) and `dir/state.json` (config, step counts, scores, RNG position).
@@ -58,8 +62,8 @@ impl Nucleus {
             rng_seed: self.rng.get_seed(),
             rng_word_pos: self.rng.get_word_pos().to_string(),
         };
-        let json = serde_json::to_vec_pretty(&state).map_err(|e| NucleusError::Checkpoint(e.to_string()))?;
         let path = dir.join(STATE_FILE);
+        let json = serde_json::to_vec_pretty(&state).map_err(|e| checkpoint_err(&path, e))?;
         // Written last and renamed into place: a crash mid-save leaves no state.json that
         // points at half-written tensors of a newer step.
         let tmp = dir.join(format!("{STATE_FILE}.tmp"));
@@ -72,29 +76,35 @@ impl Nucleus {
     pub fn load_checkpoint(dir: &Path) -> Result<Self, NucleusError> {
         let path = dir.join(STATE_FILE);
         let json = std::fs::read(&path).map_err(|e| io_err(&path, e))?;
-        let state: CheckpointState =
-            serde_json::from_slice(&json).map_err(|e| NucleusError::Checkpoint(e.to_string()))?;
+        let state: CheckpointState = serde_json::from_slice(&json).map_err(|e| checkpoint_err(&path, e))?;
         if state.version != CHECKPOINT_VERSION {
-            return Err(NucleusError::Checkpoint(format!(
-                "checkpoint version {}, this build reads {CHECKPOINT_VERSION}",
-                state.version
-            )));
+            let found = state.version;
+            return Err(checkpoint_err(
+                &path,
+                CheckpointError::Version { expected: CHECKPOINT_VERSION, found },
+            ));
         }
         let slots = state.config.slots;
-        if state.scores.len() != slots || state.seen.len() != slots || state.fail_rate.len() != slots {
-            return Err(NucleusError::Checkpoint(format!("score vectors do not have {slots} slots")));
+        for (vector, found) in
+            [("scores", state.scores.len()), ("seen", state.seen.len()), ("fail_rate", state.fail_rate.len())]
+        {
+            if found != slots {
+                return Err(checkpoint_err(&path, CheckpointError::Slots { vector, expected: slots, found }));
+            }
         }
         let mut n = Nucleus::new(state.config)?;
         n.varmap.load(dir.join(MODEL_FILE))?;
-        let opt_state = candle_core::safetensors::load(dir.join(OPT_FILE), &n.device)?;
-        n.opt.load_state(&opt_state, state.opt_step).map_err(NucleusError::Checkpoint)?;
+        let opt_path = dir.join(OPT_FILE);
+        let opt_state = candle_core::safetensors::load(&opt_path, &n.device)?;
+        n.opt.load_state(&opt_state, state.opt_step).map_err(|e| checkpoint_err(&opt_path, e))?;
         n.steps = state.steps;
         n.scores = state.scores;
         n.seen = state.seen;
         n.fail_rate = state.fail_rate;
         n.rng = ChaCha8Rng::from_seed(state.rng_seed);
-        let pos: u128 =
-            state.rng_word_pos.parse().map_err(|e| NucleusError::Checkpoint(format!("rng position: {e}")))?;
+        let pos: u128 = state.rng_word_pos.parse().map_err(|_| {
+            checkpoint_err(&path, CheckpointError::RngPosition { found: state.rng_word_pos.clone() })
+        })?;
         n.rng.set_word_pos(pos);
         Ok(n)
     }
@@ -116,8 +126,8 @@ impl Nucleus {
             model: self.cfg.model.clone(),
             student: self.cfg.student.clone(),
         };
-        let json = serde_json::to_vec_pretty(&meta).map_err(|e| NucleusError::Checkpoint(e.to_string()))?;
         let path = dir.join(EXPORT_CONFIG);
+        let json = serde_json::to_vec_pretty(&meta).map_err(|e| checkpoint_err(&path, e))?;
         std::fs::write(&path, json).map_err(|e| io_err(&path, e))?;
         Ok(())
     }

@@ -29,9 +29,11 @@ pub struct NucleusConfig {
     pub slots: usize,
     /// Peers queried per batch (k of noisy top-k).
     pub top_k: usize,
+    /// How the weight scores w_ij are measured.
     pub scoring: Scoring,
     /// AdamW learning rate for f_i, the gate and the student.
     pub lr: f64,
+    /// AdamW's decoupled weight decay.
     pub weight_decay: f64,
     /// Global gradient-norm bound for our own steps and for steps from remote gradients.
     pub grad_clip: f64,
@@ -53,6 +55,7 @@ pub struct NucleusConfig {
     pub fail_smoothing: f32,
     /// Training batch size (used by the bench and the examples; `train_step` takes any batch).
     pub batch: usize,
+    /// Seeds the initial parameters and the gate noise: the same seed trains the same model.
     pub seed: u64,
 }
 
@@ -97,6 +100,7 @@ impl NucleusConfig {
         }
     }
 
+    /// Refuses shapes and rates that cannot train, with the field and its allowed range.
     pub fn validate(&self) -> Result<(), NucleusError> {
         self.model.validate("model")?;
         self.student.validate("student")?;

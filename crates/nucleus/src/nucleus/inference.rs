@@ -1,6 +1,6 @@
 //! The exported offline model (market paper §8): f_i fed by its student, no network.
 
-use super::checkpoint::{io_err, ExportMeta, EXPORT_CONFIG, EXPORT_WEIGHTS};
+use super::checkpoint::{checkpoint_err, io_err, ExportMeta, EXPORT_CONFIG, EXPORT_WEIGHTS};
 use super::*;
 use crate::model::{Encoder, LocalModel, ModelConfig};
 
@@ -9,6 +9,7 @@ pub struct Inference {
     local: LocalModel,
     student: Encoder,
     device: Device,
+    /// The shapes of the exported f_i (its context bounds what [`Inference::generate`] reads).
     pub model: ModelConfig,
 }
 
@@ -17,8 +18,7 @@ impl Inference {
     pub fn load(dir: &Path) -> Result<Self, NucleusError> {
         let path = dir.join(EXPORT_CONFIG);
         let json = std::fs::read(&path).map_err(|e| io_err(&path, e))?;
-        let meta: ExportMeta =
-            serde_json::from_slice(&json).map_err(|e| NucleusError::Checkpoint(e.to_string()))?;
+        let meta: ExportMeta = serde_json::from_slice(&json).map_err(|e| checkpoint_err(&path, e))?;
         meta.model.validate("model")?;
         meta.student.validate("student")?;
         let device = Device::Cpu;
@@ -40,7 +40,9 @@ impl Inference {
     /// Mean next-byte loss (nats) of `text`, over consecutive windows of the context length.
     pub fn score(&self, text: &[u8]) -> Result<f32, NucleusError> {
         if text.len() < 2 {
-            return Err(NucleusError::Data("need at least 2 bytes to score".into()));
+            return Err(
+                DataError::TooShort { what: "text to score".into(), found: text.len(), needed: 2 }.into()
+            );
         }
         let ctx = self.model.context;
         let (mut total, mut count) = (0f64, 0usize);
@@ -67,7 +69,7 @@ impl Inference {
     ) -> Result<Vec<u8>, NucleusError> {
         use rand::Rng;
         if prompt.is_empty() {
-            return Err(NucleusError::Data("empty prompt".into()));
+            return Err(DataError::TooShort { what: "prompt".into(), found: 0, needed: 1 }.into());
         }
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let mut text = prompt.to_vec();

@@ -26,6 +26,7 @@ pub fn food_teacher() -> &'static Nucleus {
     static T: OnceLock<Nucleus> = OnceLock::new();
     T.get_or_init(|| teacher("food", TEACHER_STEPS, 1))
 }
+/// Training steps of the shared `food` teacher ([`food_teacher`]).
 pub const TEACHER_STEPS: usize = 300;
 
 /// A peer's response to `batch`.

@@ -23,12 +23,19 @@ fn hostile_gradients_move_the_loss_by_less_than_the_bound() {
         let mut nan = vec![0.5f32; len];
         nan[len / 2] = f32::NAN;
         let e = n.apply_remote_gradient(&b.tokens, b.batch, b.seq, &nan, 1.0);
-        assert!(matches!(e, Err(NucleusError::NonFinite(_))), "{e:?}");
+        let Err(NucleusError::NonFinite { what: "remote gradient", index, value }) = e else {
+            panic!("{e:?}")
+        };
+        assert!(index == len / 2 && value.is_nan(), "{index} {value}");
         let inf = vec![f32::INFINITY; len];
         assert!(n.apply_remote_gradient(&b.tokens, b.batch, b.seq, &inf, 1.0).is_err());
         // Out-of-range weights and wrong shapes are refused too.
         assert!(n.apply_remote_gradient(&b.tokens, b.batch, b.seq, &huge, 7.0).is_err());
-        assert!(n.apply_remote_gradient(&b.tokens, b.batch, b.seq, &huge[1..], 1.0).is_err());
+        let e = n.apply_remote_gradient(&b.tokens, b.batch, b.seq, &huge[1..], 1.0);
+        let Err(NucleusError::Shape { what: "remote gradient", expected, found }) = e else {
+            panic!("{e:?}")
+        };
+        assert_eq!((expected, found), (len, len - 1));
     }
     let after = held_out(&n, &food, &[], 8);
     eprintln!("held-out loss {before:.4} -> {after:.4} after 20 hostile gradients");
@@ -102,10 +109,15 @@ fn malformed_responses_fail_without_stopping_the_step() {
             (200, FailReason::UnknownUid),
         ]
     );
-    assert!(n.serve_forward(&b.tokens, b.batch + 1, b.seq).is_err());
+    let e = n.serve_forward(&b.tokens, b.batch + 1, b.seq);
+    assert!(
+        matches!(e, Err(NucleusError::Shape { what: "tokens", found, .. }) if found == b.tokens.len()),
+        "{e:?}"
+    );
     assert!(n.serve_forward(&b.tokens[..4], 1, 4).is_ok());
     let too_long = vec![b'a'; c.model.context + 1];
-    assert!(n.serve_forward(&too_long, 1, c.model.context + 1).is_err());
+    let e = n.serve_forward(&too_long, 1, c.model.context + 1);
+    assert!(matches!(e, Err(NucleusError::Context { seq, context }) if seq == context + 1), "{e:?}");
     let routed = n.route(b, &[9, 1, 1, 3, 200]);
     assert!(routed.len() <= c.top_k && !routed.contains(&200) && !routed.contains(&9));
 }

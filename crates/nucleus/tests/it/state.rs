@@ -1,6 +1,6 @@
 //! Checkpoints resume exactly; the export runs offline and matches the live model.
 
-use nucleus::{Corpus, Inference, Nucleus, NucleusConfig, Split};
+use nucleus::{CheckpointError, Corpus, Inference, Nucleus, NucleusConfig, NucleusError, Split};
 
 use crate::{respond, teacher};
 
@@ -38,6 +38,31 @@ fn checkpoint_resumes_the_same_trajectory() {
         n.serve_forward(&batches[0].tokens, c.batch, c.model.context).unwrap(),
         m.serve_forward(&batches[0].tokens, c.batch, c.model.context).unwrap()
     );
+    // A state file of another format version, or with a vector of the wrong length, is refused
+    // with the file and what was expected and found.
+    let state_path = dir.join("state.json");
+    let original = std::fs::read(&state_path).unwrap();
+    let state: serde_json::Value = serde_json::from_slice(&original).unwrap();
+    for (field, value) in [("version", serde_json::json!(99)), ("seen", serde_json::json!([true]))] {
+        let mut s = state.clone();
+        s[field] = value;
+        std::fs::write(&state_path, serde_json::to_vec(&s).unwrap()).unwrap();
+        match Nucleus::load_checkpoint(&dir) {
+            Err(NucleusError::Checkpoint { path, source }) => {
+                assert_eq!(path, state_path);
+                match source {
+                    CheckpointError::Version { expected: 1, found: 99 } => assert_eq!(field, "version"),
+                    CheckpointError::Slots { vector: "seen", expected, found: 1 } => {
+                        assert_eq!((field, expected), ("seen", c.slots))
+                    }
+                    other => panic!("{field}: {other:?}"),
+                }
+            }
+            other => panic!("{field}: {:?}", other.err()),
+        }
+    }
+    std::fs::write(&state_path, original).unwrap();
+    assert!(Nucleus::load_checkpoint(&dir).is_ok());
     // A truncated checkpoint is an error, not a silently fresh model.
     std::fs::write(dir.join("optimizer.safetensors"), b"garbage").unwrap();
     assert!(Nucleus::load_checkpoint(&dir).is_err());

@@ -10,6 +10,7 @@ use rand_distr::StandardNormal;
 /// One random market: stake, initial weights and one Hessian per peer.
 #[derive(Debug, Clone)]
 pub struct Instance {
+    /// Peers in the market.
     pub n: usize,
     /// `S`, mean 1.
     pub stake: Vec<f64>,
@@ -78,7 +79,9 @@ impl Instance {
 /// Prices in `P_i = -loss * L_i + rank * R_i`.
 #[derive(Debug, Clone, Copy)]
 pub struct Prices {
+    /// The price of loss, alpha.
     pub loss: f64,
+    /// The price of rank, tau (the inflation rate that pays for it).
     pub rank: f64,
 }
 
@@ -159,6 +162,7 @@ impl<'a> Game<'a> {
         game
     }
 
+    /// Peers in the market.
     pub fn n(&self) -> usize {
         self.inst.n
     }
@@ -263,6 +267,7 @@ pub struct StepWork {
 }
 
 impl StepWork {
+    /// Zeroed buffers for a market of `n` peers.
     pub fn new(n: usize) -> StepWork {
         StepWork { mu: vec![0.0; n], grads: vec![0.0; n * n], scratch: vec![0.0; n] }
     }
@@ -319,6 +324,7 @@ pub fn sparsity(w: &[f64], n: usize) -> f64 {
 pub struct Equilibrium {
     /// `W*`, row-major.
     pub w: Vec<f64>,
+    /// Gradient steps taken.
     pub steps: usize,
     /// The projected gradient fell below the tolerance (else the budget ran out).
     pub converged: bool,

@@ -10,13 +10,15 @@
 //! | key | value |
 //! |---|---|
 //! | `agora-version` | `5` |
-//! | `agora-model-version` | 32 bytes naming the model that answered (a hash of its parameters); all zero when none did (a refusal) or the axon does not say |
+//! | `agora-model-version` | 32 bytes naming the model that answered (a hash of its parameters); all zero
+//! when none did (a refusal) or the axon does not say |
 //! | `agora-model-step` | decimal u64: that model's training step (0 with an all-zero version) |
 //! | `agora-body-len` | decimal u64: length of the response message (the gRPC message bytes) |
 //! | `agora-digest` | `blake3:<hex>` of exactly those bytes |
 //! | `agora-mac` | 32 bytes: keyed BLAKE3 under the session's response key over [`response_message`] |
 //!
-//! The request is named by its hash, [`Credentials::request_hash`](super::Credentials::request_hash): BLAKE3 of the bytes its
+//! The request is named by its hash, [`Credentials::request_hash`](super::Credentials::request_hash): BLAKE3
+//! of the bytes its
 //! MAC covers. An axon that could not tie the request to a session (no or malformed `agora-*`
 //! metadata) answers with `agora-version` alone: the caller takes no such answer as the
 //! axon's. A caller checks the body's length and digest and the MAC; any failure, a missing
@@ -33,7 +35,9 @@ use crate::proto::ReturnCode;
 
 /// The response-only metadata keys (the others are shared with requests: [`keys`]).
 pub mod response_keys {
+    /// The answering model's id, in hex.
     pub const MODEL_VERSION: &str = "agora-model-version";
+    /// The answering model's training step.
     pub const MODEL_STEP: &str = "agora-model-step";
 }
 
@@ -51,6 +55,7 @@ impl ModelVersion {
     /// No model answered (a refusal), or the handler does not say.
     pub const UNVERSIONED: ModelVersion = ModelVersion { id: [0; 32], step: 0 };
 
+    /// Whether this names no model.
     pub fn is_unversioned(&self) -> bool {
         self.id == [0; 32]
     }
@@ -64,23 +69,37 @@ impl ModelVersion {
 /// Why an axon's response was not accepted as its own.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum ResponseError {
+    /// The response has no `agora-version`: an axon of protocol 3 or older, whose answers are not
+    /// authenticated.
     #[error("the axon's response is not authenticated (no agora-version in its metadata): it speaks agora protocol 3 or older, and this dendrite accepts only protocol {PROTOCOL_VERSION}'s authenticated responses")]
     Unsigned,
+    /// The response speaks another protocol version (the value it sent).
     #[error(
         "the axon's response says agora-version {0:?}; this dendrite speaks protocol {PROTOCOL_VERSION}"
     )]
     UnsupportedVersion(String),
+    /// The response's metadata is missing a key or does not parse.
     #[error("the axon's response metadata: {0}")]
     Metadata(AuthError),
+    /// The body's length is not the authenticated one.
     #[error("the response body is {got} bytes, its MAC says {declared}")]
-    BodyLength { declared: u64, got: u64 },
+    BodyLength {
+        /// The length the MAC covers.
+        declared: u64,
+        /// The body's length.
+        got: u64,
+    },
+    /// The body's digest is not the authenticated one: the body was changed on the way.
     #[error("the response body's digest does not match the authenticated agora-digest")]
     DigestMismatch,
+    /// The MAC is not the one the session's response key gives: not this axon's answer to this call.
     #[error("the response MAC does not verify for this session, request, body and model version")]
     BadMac,
 }
 
 impl ResponseError {
+    /// The return code the dendrite records: UNSUPPORTED_VERSION for a protocol mismatch,
+    /// INVALID_RESPONSE_SIGNATURE otherwise.
     pub fn code(&self) -> ReturnCode {
         match self {
             ResponseError::Unsigned | ResponseError::UnsupportedVersion(_) => ReturnCode::UnsupportedVersion,
@@ -121,8 +140,12 @@ pub fn response_message(
 /// An axon's MAC on one response, as its metadata carries it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ResponseSeal {
+    /// The model version that computed the answer.
     pub model: ModelVersion,
+    /// The body's length and digest.
     pub body: BodyDigest,
+    /// The keyed BLAKE3 under the session's response key of [`response_message`]: the call, the
+    /// request's hash, the body's digest and the model version.
     pub mac: [u8; 32],
 }
 

@@ -110,8 +110,11 @@ pub fn handshake_response_message(
 /// One side's view of an open session: who is on each end and the two MAC keys.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Session {
+    /// The session id the axon chose.
     pub id: [u8; 16],
+    /// The dendrite's hotkey.
     pub caller: [u8; 32],
+    /// The axon's hotkey.
     pub axon: [u8; 32],
     request_key: [u8; 32],
     response_key: [u8; 32],
@@ -204,10 +207,18 @@ pub struct Initiator {
 /// Why a dendrite could not open a session.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum HandshakeError {
+    /// The axon answered the handshake with a refusal it signed.
     #[error("the axon refused the session: {message}")]
-    Refused { code: ReturnCode, message: String },
+    Refused {
+        /// Its return code.
+        code: ReturnCode,
+        /// Its reason.
+        message: String,
+    },
+    /// A field of the axon's answer has the wrong size or a weak key.
     #[error("the axon's handshake answer is malformed: {0}")]
     Malformed(AuthError),
+    /// The answer's signature is not the called axon's: someone else answered.
     #[error("the axon's handshake answer is not signed by the axon called")]
     BadSignature,
 }
@@ -240,6 +251,7 @@ impl Initiator {
         Initiator { secret, request, request_hash: blake3::hash(&message).into(), caller, callee: *callee }
     }
 
+    /// The signed handshake request to send.
     pub fn request(&self) -> &proto::HandshakeRequest {
         &self.request
     }
@@ -278,14 +290,19 @@ impl Initiator {
 /// A handshake request as the axon reads it, its fields checked for size.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Offer {
+    /// The dendrite's hotkey.
     pub caller: [u8; 32],
+    /// The axon it is addressed to.
     pub callee: [u8; 32],
+    /// The dendrite's ephemeral X25519 public key.
     pub ephemeral: [u8; 32],
+    /// The dendrite's clock at the handshake.
     pub timestamp_ms: u64,
     signature: [u8; 64],
 }
 
 impl Offer {
+    /// Reads a handshake request, checking each field's size (the signature is checked later).
     pub fn from_proto(request: &proto::HandshakeRequest) -> Result<Offer, AuthError> {
         let caller: [u8; 32] =
             request.caller[..].try_into().map_err(|_| AuthError::MalformedCaller(request.caller.len()))?;
@@ -389,10 +406,12 @@ impl SessionTable {
         }
     }
 
+    /// Sessions open.
     pub fn len(&self) -> usize {
         self.sessions.len()
     }
 
+    /// Whether no session is open.
     pub fn is_empty(&self) -> bool {
         self.sessions.is_empty()
     }
