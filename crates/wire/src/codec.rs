@@ -45,6 +45,19 @@ impl Encoded {
         })
     }
 
+    /// The same bytes as [`Encoded::message_chunks`], as `Bytes` (shared, not copied).
+    pub(crate) fn message_parts(&self) -> Vec<Bytes> {
+        let mut skip = PREFIX;
+        self.chunks
+            .iter()
+            .map(|c| {
+                let n = skip.min(c.len());
+                skip -= n;
+                c.slice(n..)
+            })
+            .collect()
+    }
+
     /// Length of the protobuf message, without the prefix.
     pub(crate) fn message_len(&self) -> usize {
         self.chunks.iter().map(Bytes::len).sum::<usize>() - PREFIX

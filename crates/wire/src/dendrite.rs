@@ -15,7 +15,8 @@
 //! INVALID_RESPONSE_SIGNATURE (UNSUPPORTED_VERSION from an axon too old to speak protocol 5),
 //! whatever it holds; the verified version comes back in [`PeerResult::model`]. The request's
 //! tensor goes to the socket from the caller's own buffer and the answer's tensor is a slice of
-//! the frame it arrived in (`codec`); the answer is digested as its frames arrive.
+//! the frame it arrived in (`codec`); the answer is digested once it is in, on two cores when
+//! large (`digest`).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -31,9 +32,10 @@ use tonic::codegen::http::{self, HeaderMap, HeaderValue};
 
 use crate::auth::response::{ModelVersion, ResponseSeal};
 use crate::auth::session::{HandshakeError, Initiator, HANDSHAKE_PATH};
-use crate::auth::{keys, BodyDigest, BodyHasher, DigestAlgorithm, KeyCache, Session, PROTOCOL_VERSION};
+use crate::auth::{keys, BodyDigest, KeyCache, Session, PROTOCOL_VERSION};
 use crate::axon::{max_message_bytes, CONNECTION_WINDOW, MAX_FRAME, STREAM_WINDOW};
 use crate::codec::{self, Chunks, Encoded, MessageReader};
+use crate::digest;
 use crate::metrics::{Call, Metrics, PeerLabel};
 use crate::proto::{self, BackwardRequest, ForwardRequest, ReturnCode};
 use crate::tensor::{decode_output, Direction, Limits, OwnedTensor};
@@ -159,7 +161,7 @@ impl Dendrite {
         // and its tensor is the caller's buffer, shared, not copied.
         let req = ForwardRequest { inputs: Some(inputs.clone().into_proto()), ..Default::default() };
         let encoded = codec::forward_request(&req);
-        let digest = BodyDigest::of_chunks(encoded.message_chunks());
+        let digest = digest::digest(&encoded.message_parts());
         let inner = &self.inner;
         fan_out(targets, start, |_, target| {
             let (inner, encoded) = (inner.clone(), encoded.clone());
@@ -199,7 +201,7 @@ impl Dendrite {
                     ..Default::default()
                 };
                 let encoded = codec::backward_request(&req);
-                let digest = BodyDigest::of_chunks(encoded.message_chunks());
+                let digest = digest::digest(&encoded.message_parts());
                 inner.call(target, Call::Backward, encoded, digest, start, deadline, expect).await
             }
         })
@@ -321,11 +323,11 @@ impl Inner {
         let request_hash = credentials.request_hash(call);
         let mut headers = HeaderMap::new();
         credentials.write_headers(&mut headers);
-        let mut hasher = BodyHasher::new(DigestAlgorithm::Blake3);
         let max = max_message_bytes(&self.limits) as u64;
+        let mut parts = Vec::new();
         let (headers, chunks) =
             roundtrip(target, sender, call.path(), headers, encoded, deadline, max, |part| {
-                hasher.update(part)
+                parts.push(part.clone())
             })
             .await?;
         // Judged once the body is in: an unauthenticated answer from an older axon still says why.
@@ -333,7 +335,7 @@ impl Inner {
         let undecodable = |e: prost::DecodeError| {
             (ReturnCode::ResponseShapeError, format!("the axon's response does not decode: {e}"))
         };
-        let received = hasher.finish();
+        let received = digest::digest(&parts);
         let model = match seal.and_then(|s| s.verify(session, call, &request_hash, &received)) {
             Ok(model) => model,
             Err(e) => {
@@ -558,7 +560,7 @@ async fn roundtrip(
     encoded: Encoded,
     deadline: Duration,
     max: u64,
-    mut on_part: impl FnMut(&[u8]),
+    mut on_part: impl FnMut(&Bytes),
 ) -> Result<(HeaderMap, Chunks), CallError> {
     let uri = format!("http://{}{}", target.addr, path);
     let mut request = http::Request::post(uri)

@@ -40,6 +40,7 @@ pub mod axon;
 pub mod chaos;
 mod codec;
 pub mod dendrite;
+mod digest;
 pub mod masking;
 pub mod metrics;
 mod queue;

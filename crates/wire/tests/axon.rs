@@ -1049,3 +1049,37 @@ async fn competitive_masking_scales_answers_by_weight_times_stake_against_the_me
     masked.shutdown().await.unwrap();
     plain.shutdown().await.unwrap();
 }
+
+/// Messages of 256 KiB and more are digested on two cores (`wire::digest`): a 1 MiB call and
+/// its 1 MiB answer pass every MAC and come back bit for bit, several at once (one digest
+/// splits at a time, the others run on one core); a NaN in the very last element of a large
+/// input, or everywhere in a large output, is still refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_messages_are_digested_and_scanned_on_two_cores() {
+    let table = stakes(&[(1, 10)]);
+    let limits = Limits { max_bytes: 1 << 20, max_batch: 4 };
+    let config = AxonConfig { limits, ..Default::default() };
+    let echo = start(config.clone(), 100, Arc::new(wire::test_utils::Echo), &table).await;
+    let nan = start(config, 101, Arc::new(Broken::Nan), &table).await;
+    let n = (1 << 20) / 4;
+    let values: Vec<f32> = (0..n).map(|i| i as f32 * 0.5 - 7.0).collect();
+    let big = input(&values);
+    let dendrite = Dendrite::new(key(1));
+    let calls = (0..4).map(|_| {
+        let (d, x, t) = (dendrite.clone(), big.clone(), target(&echo));
+        tokio::spawn(async move { d.forward(&[t], &x, 10 * SECOND).await.remove(0) })
+    });
+    for call in calls.collect::<Vec<_>>() {
+        let r = call.await.unwrap();
+        assert_eq!(r.code, ReturnCode::Success, "{}", r.message);
+        assert_eq!(floats(r.tensor.as_ref().unwrap()), values);
+    }
+    let mut last_nan = values.clone();
+    last_nan[n - 1] = f32::NAN;
+    let r = dendrite.forward(&[target(&echo)], &input(&last_nan), 10 * SECOND).await.remove(0);
+    assert_eq!(r.code, ReturnCode::NonFinite, "{}", r.message);
+    let r = dendrite.forward(&[target(&nan)], &big, 10 * SECOND).await.remove(0);
+    assert_eq!(r.code, ReturnCode::NonFinite, "{}", r.message);
+    echo.shutdown().await.unwrap();
+    nan.shutdown().await.unwrap();
+}

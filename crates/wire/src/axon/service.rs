@@ -29,11 +29,12 @@ use tonic::transport::server::{Connected, TcpConnectInfo, TcpIncoming};
 use super::{Checked, Outcome, Refusal, Served, Shared, Work};
 use crate::auth::response::{ModelVersion, ResponseSeal};
 use crate::auth::session::HANDSHAKE_PATH;
-use crate::auth::{keys, AuthError, BodyDigest, BodyHasher, Credentials, Session, PROTOCOL_VERSION};
+use crate::auth::{keys, AuthError, BodyDigest, Credentials, Session, PROTOCOL_VERSION};
 use crate::codec::{self, ChunkBody, Chunks, FrameError, MessageReader};
+use crate::digest::digest_and_scan;
 use crate::metrics::{Call, Metrics};
 use crate::proto::{self, ReturnCode};
-use crate::tensor::{check_finite, may_be_non_finite, DType, Direction};
+use crate::tensor::{check_finite, Direction};
 use tonic::codegen::Bytes;
 
 /// The service tonic's server routes `/agora.v1.Axon/*` to.
@@ -268,7 +269,7 @@ fn verify_and_decode(
         (Some(t), Some(Ok((dtype, _)))) if dtype.is_float() => Some((&t.data[..], *dtype)),
         _ => None,
     });
-    let (digest, suspect) = digest_and_scan(expected.algorithm, frames.iter().map(|f| &f[..]), scans);
+    let (digest, suspect) = digest_and_scan(&frames, scans);
     if digest != *expected {
         return Err(refusal(BodyError::Auth(AuthError::DigestMismatch)));
     }
@@ -276,66 +277,6 @@ fn verify_and_decode(
         (ReturnCode::RequestShapeError, format!("the request is not a valid message: {e}"))
     };
     shared.work(call, decoded.map_err(malformed)?, structure, suspect)
-}
-
-/// Bytes hashed and scanned at a time: small enough to stay in the L1/L2 cache between the two,
-/// large enough for BLAKE3's SIMD (16 KiB and up), a multiple of every element size.
-const BLOCK: usize = 64 << 10;
-
-/// The digest of the message `frames`, and for each tensor to scan (its data, a slice of the
-/// message, and its float dtype) whether it may hold NaN or Inf. A tensor that lies inside one
-/// frame (it arrived as its own DATA frame, the usual case, or is the chunk an answer sends
-/// as it is) is scanned block by block as it is hashed; one split across frames (decoded into
-/// a copy) or copied into the envelope (a small one) is scanned on its own.
-fn digest_and_scan<'a>(
-    algorithm: crate::auth::DigestAlgorithm,
-    frames: impl IntoIterator<Item = &'a [u8]>,
-    scans: [Option<(&[u8], DType)>; 2],
-) -> (BodyDigest, [bool; 2]) {
-    let mut hasher = BodyHasher::new(algorithm);
-    let mut suspect = [false; 2];
-    let mut done = [false; 2];
-    for frame in frames {
-        let start = frame.as_ptr() as usize;
-        // The tensors inside this frame, as (offset, end, which), in order.
-        let mut inside: Vec<(usize, usize, usize)> = scans
-            .iter()
-            .enumerate()
-            .filter_map(|(i, s)| {
-                let (data, _) = (*s)?;
-                let at = (data.as_ptr() as usize).checked_sub(start)?;
-                (!data.is_empty() && at + data.len() <= frame.len()).then_some((at, at + data.len(), i))
-            })
-            .collect();
-        inside.sort_unstable();
-        let mut pos = 0;
-        for (at, end, i) in inside {
-            let Some((_, dtype)) = scans[i] else { continue };
-            if at < pos {
-                continue;
-            }
-            hasher.update(&frame[pos..at]);
-            // Hash blocks end on multiples of BLOCK in the message, so that BLAKE3 sees whole,
-            // aligned runs of chunks (its widest SIMD path); the scan follows on whole elements.
-            let (size, mut p, mut scanned) = (dtype.size(), at, at);
-            while p < end {
-                let q = end.min(p + BLOCK - (hasher.len() as usize % BLOCK));
-                hasher.update(&frame[p..q]);
-                let upto = at + (q - at) / size * size;
-                suspect[i] |= may_be_non_finite(dtype, &frame[scanned..upto]);
-                (p, scanned) = (q, upto);
-            }
-            done[i] = true;
-            pos = end;
-        }
-        hasher.update(&frame[pos..]);
-    }
-    for (i, s) in scans.iter().enumerate() {
-        if let (Some((data, dtype)), false) = (s, done[i]) {
-            suspect[i] = may_be_non_finite(*dtype, data);
-        }
-    }
-    (hasher.finish(), suspect)
 }
 
 /// An answer in its wire form with its digest, its handler output scanned for NaN/Inf in the
@@ -374,8 +315,7 @@ impl Answer {
         let data = tensor.as_ref().map(|t| t.data.clone());
         let encoded = answer(tensor, ReturnCode::Success, String::new());
         let scans = [data.as_deref().zip(scan), None];
-        let (digest, [suspect, _]) =
-            digest_and_scan(crate::auth::DigestAlgorithm::Blake3, encoded.message_chunks(), scans);
+        let (digest, [suspect, _]) = digest_and_scan(&encoded.message_parts(), scans);
         if let (true, Some(data), Some(dtype)) = (suspect, &data, scan) {
             if let Err(e) = check_finite(dtype, data) {
                 let why = format!("the axon's handler returned {e}");
@@ -494,6 +434,7 @@ impl AsyncWrite for CountingIo {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::tensor::DType;
     use proptest::prelude::*;
     use tonic::codegen::Bytes;
 
@@ -508,7 +449,7 @@ mod tests {
             m.push(Bytes::copy_from_slice(&framed[w[0]..w[1]]))?;
         }
         let frames = m.finish()?;
-        if digest_and_scan(expected.algorithm, frames.iter().map(|f| &f[..]), [None, None]).0 != expected {
+        if digest_and_scan(&frames, [None, None]).0 != expected {
             return Err(BodyError::Auth(AuthError::DigestMismatch));
         }
         Ok(frames.iter().map(Bytes::len).sum())
@@ -637,7 +578,7 @@ mod tests {
             }
             let back = proto::BackwardRequest::decode(chunks).unwrap();
             let scans = [back.inputs.as_ref(), back.grads.as_ref()].map(|t| t.map(|t| (&t.data[..], dtype)));
-            let (digest, suspect) = digest_and_scan(crate::auth::DigestAlgorithm::Blake3, frames.iter().map(|f| &f[..]), scans);
+            let (digest, suspect) = digest_and_scan(&frames, scans);
             prop_assert_eq!(digest, BodyDigest::of_bytes(&whole));
             let want = [bad.is_some_and(|b| !b.0), bad.is_some_and(|b| b.0)];
             prop_assert_eq!(suspect, want);
