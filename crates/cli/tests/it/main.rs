@@ -81,7 +81,20 @@ fn top_level_help_lists_only_real_subcommands() {
         .collect();
     assert_eq!(
         commands,
-        ["sim", "node", "wallet", "tx", "stake", "metagraph", "subnet", "localnet", "peer", "infer", "bench", "help"],
+        [
+            "sim",
+            "node",
+            "wallet",
+            "tx",
+            "stake",
+            "metagraph",
+            "subnet",
+            "localnet",
+            "peer",
+            "infer",
+            "bench",
+            "help"
+        ],
         "{help}"
     );
 }
