@@ -66,6 +66,7 @@ use crate::types::{Float, NeuronScores};
 use mechanism::{EpochInput, MechanismError, MechanismState, SparseMatrix};
 use std::borrow::Cow;
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
 /// Row `i` without its outdated entries (see the module doc).
 pub(crate) fn usable_row(state: &State, i: u16) -> Vec<(u16, u16)> {
@@ -326,7 +327,7 @@ pub(crate) fn run_epoch(state: &mut State, height: u64) -> EpochReport {
         }
     }
 
-    for (i, x) in state.neurons.iter_mut().enumerate() {
+    for (i, x) in Arc::make_mut(&mut state.neurons).iter_mut().enumerate() {
         x.scores = NeuronScores {
             rank: finite(out.ranks.get(i)),
             trust: finite(out.trust.get(i)),
@@ -428,8 +429,9 @@ mod tests {
             };
             let mut s = State::genesis(Arc::new(cfg)).unwrap();
             for i in 0..n {
-                s.neurons[i].registered_at = self.registered[i];
-                s.neurons[i].last_weights_block = self.last_weights[i];
+                let x = s.neuron_mut(i as u16).unwrap();
+                x.registered_at = self.registered[i];
+                x.last_weights_block = self.last_weights[i];
                 s.set_row(i as u16, WeightRow(self.rows[i].clone()));
             }
             s.mech.bonds = SparseMatrix::from_rows(self.bonds_n, &self.bonds).unwrap();

@@ -510,8 +510,8 @@ impl<S: Store> Ledger<S> {
         Metagraph {
             block: self.state.globals.height,
             n: n as u32,
-            neurons: net.neurons.clone(),
-            weights: net.rows.clone(),
+            neurons: net.neurons.to_vec(),
+            weights: net.rows.to_vec(),
             bonds: (0..n).map(|u| bonds_row(net, u as u16)).collect(),
             issuance: self.issuance(),
             difficulty: net.net_globals.difficulty,

@@ -141,10 +141,14 @@ pub struct SubnetState {
     pub(crate) cfg: Arc<GenesisConfig>,
     /// The creation record (`None` for netuid 0).
     pub(crate) info: Option<SubnetInfo>,
-    pub(crate) neurons: Vec<Neuron>,
-    pub(crate) rows: Vec<WeightRow>,
-    /// hotkey -> uid (derived from `neurons`, not committed separately).
-    pub(crate) hotkeys: HashMap<PublicKey, u16>,
+    /// The neuron table, shared with the copies a mempool check reads (see
+    /// [`State::check_view`]); written through `Arc::make_mut`, which copies only while such a
+    /// copy is alive.
+    pub(crate) neurons: Arc<Vec<Neuron>>,
+    /// The weight rows (W), shared as `neurons` is.
+    pub(crate) rows: Arc<Vec<WeightRow>>,
+    /// hotkey -> uid (derived from `neurons`, not committed separately), shared as `neurons` is.
+    pub(crate) hotkeys: Arc<HashMap<PublicKey, u16>>,
     /// Bonds B and scaling vector A, as the mechanism returned them at the last epoch.
     pub(crate) mech: MechanismState,
     pub(crate) net_globals: NetGlobals,
@@ -282,9 +286,9 @@ impl SubnetState {
         SubnetState {
             netuid,
             info,
-            neurons: Vec::new(),
-            rows: Vec::new(),
-            hotkeys: HashMap::new(),
+            neurons: Arc::default(),
+            rows: Arc::default(),
+            hotkeys: Arc::default(),
             mech: MechanismState::genesis(0),
             net_globals,
             neurons_tree: MerkleTree::new(slots),
@@ -346,10 +350,11 @@ impl SubnetState {
         store.scan_prefix(&keys::net(netuid, &[keys::ROW]), &mut |k, v| {
             let uid = uid_of(&k[prefix..])?;
             let row: WeightRow = decode(k, v)?;
-            let slot = s.rows.get_mut(usize::from(uid)).ok_or_else(|| StoreError::Corrupt {
-                key: hex::encode(k),
-                reason: format!("weight row for uid {uid} but only {n} neurons"),
-            })?;
+            let slot =
+                Arc::make_mut(&mut s.rows).get_mut(usize::from(uid)).ok_or_else(|| StoreError::Corrupt {
+                    key: hex::encode(k),
+                    reason: format!("weight row for uid {uid} but only {n} neurons"),
+                })?;
             *slot = row;
             Ok(())
         })?;
@@ -377,9 +382,9 @@ impl SubnetState {
         Ok(s)
     }
 
-    /// A copy of what the transaction rules read (configuration, neurons, rows, hotkeys, the
-    /// subnet's values), without the Merkle trees and the bonds, which only commitment and
-    /// epochs read: what a check of one transaction copies.
+    /// What the transaction rules read (configuration, neurons, rows, hotkeys, the subnet's
+    /// values), without the Merkle trees and the bonds, which only commitment and epochs read:
+    /// what a check of one transaction sees. The table, rows and index are shared, not copied.
     fn rules_view(&self) -> SubnetState {
         SubnetState {
             netuid: self.netuid,
@@ -412,9 +417,9 @@ impl SubnetState {
     fn push_neuron(&mut self, n: Neuron) {
         let uid = n.uid;
         debug_assert_eq!(usize::from(uid), self.neurons.len());
-        self.hotkeys.insert(n.hotkey, uid);
-        self.neurons.push(n);
-        self.rows.push(WeightRow::default());
+        Arc::make_mut(&mut self.hotkeys).insert(n.hotkey, uid);
+        Arc::make_mut(&mut self.neurons).push(n);
+        Arc::make_mut(&mut self.rows).push(WeightRow::default());
         self.dirty.neurons.insert(uid);
         self.dirty.rows.insert(uid);
     }
@@ -702,9 +707,10 @@ impl State {
 
     /// A copy of the state restricted to what a check of a transaction by `sender` on subnet
     /// `netuid` reads (the sender's account, the chain globals, that subnet selected), or
-    /// `None` for an unknown subnet. Checking works on a copy because the rules read the
-    /// selected subnet and a check must not change the state; the copy holds one subnet's
-    /// table and rows and one account, not the chain (its cost grows with the subnet's size).
+    /// `None` for an unknown subnet. Checking works on a view because the rules read the
+    /// selected subnet and a check must not change the state; the view shares the subnet's
+    /// table, rows and hotkey index (`Arc`s, copied on write only while a view is alive) and
+    /// holds one account, so a check costs the same whatever the subnet's size.
     pub(crate) fn check_view(&self, netuid: u16, sender: &PublicKey) -> Option<State> {
         let net = self.subnet(netuid)?.rules_view();
         let mut accounts = BTreeMap::new();
@@ -756,14 +762,14 @@ impl State {
     /// unknown uid.
     pub(crate) fn neuron_mut(&mut self, uid: u16) -> Option<&mut Neuron> {
         let net = &mut self.net;
-        let n = net.neurons.get_mut(usize::from(uid))?;
+        let n = Arc::make_mut(&mut net.neurons).get_mut(usize::from(uid))?;
         net.dirty.neurons.insert(uid);
         Some(n)
     }
 
     pub(crate) fn set_row(&mut self, uid: u16, row: WeightRow) {
         let net = &mut self.net;
-        if let Some(slot) = net.rows.get_mut(usize::from(uid)) {
+        if let Some(slot) = Arc::make_mut(&mut net.rows).get_mut(usize::from(uid)) {
             *slot = row;
             net.dirty.rows.insert(uid);
         }
@@ -779,14 +785,14 @@ impl State {
     /// entries and clearing the slot's weight row.
     pub(crate) fn replace_neuron(&mut self, n: Neuron) {
         let uid = n.uid;
-        let Some(slot) = self.net.neurons.get_mut(usize::from(uid)) else { return };
+        let Some(slot) = Arc::make_mut(&mut self.net.neurons).get_mut(usize::from(uid)) else { return };
         let old = std::mem::replace(slot, n.clone());
-        self.net.hotkeys.remove(&old.hotkey);
+        Arc::make_mut(&mut self.net.hotkeys).remove(&old.hotkey);
         // The key stays cached while the hotkey is registered in another subnet.
         if !self.subnets().any(|s| s.hotkeys.contains_key(&old.hotkey)) {
             self.key_cache.remove(&old.hotkey);
         }
-        self.net.hotkeys.insert(n.hotkey, uid);
+        Arc::make_mut(&mut self.net.hotkeys).insert(n.hotkey, uid);
         self.cache_key(&n.hotkey);
         self.net.dirty.neurons.insert(uid);
         self.set_row(uid, WeightRow::default());
@@ -883,5 +889,42 @@ fn uid_of(key: &[u8]) -> Result<u16, StoreError> {
             key: hex::encode(key),
             reason: "expected a table byte and a u16 uid".into(),
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::genesis::GenesisNeuron;
+
+    /// A mempool check reads a view of a subnet; the view must share the subnet's table, rows
+    /// and hotkey index rather than copy them (a copy per check made every submitted subnet
+    /// transaction, even one with a bad signature, cost a copy of the whole subnet), and a
+    /// write to the state while a view is alive must not show through it.
+    #[test]
+    fn a_check_view_shares_the_subnet_and_a_later_write_does_not_reach_it() {
+        let neurons = (0..3u8)
+            .map(|i| GenesisNeuron {
+                hotkey: PublicKey([i + 1; 32]),
+                coldkey: PublicKey([200; 32]),
+                stake: 100,
+                endpoint: None,
+            })
+            .collect();
+        let cfg = GenesisConfig { chain_id: "t".into(), max_neurons: 8, neurons, ..Default::default() };
+        let mut s = State::genesis(Arc::new(cfg)).unwrap();
+        s.set_row(0, WeightRow(vec![(1, 7)]));
+        let view = s.check_view(0, &PublicKey([1; 32])).unwrap();
+        assert!(Arc::ptr_eq(&view.net.neurons, &s.net.neurons));
+        assert!(Arc::ptr_eq(&view.net.rows, &s.net.rows));
+        assert!(Arc::ptr_eq(&view.net.hotkeys, &s.net.hotkeys));
+
+        s.neuron_mut(1).unwrap().stake = 5;
+        s.set_row(0, WeightRow(vec![(2, 9)]));
+        assert_eq!(view.net.neurons[1].stake, 100);
+        assert_eq!(view.net.rows[0], WeightRow(vec![(1, 7)]));
+        assert_eq!(s.net.neurons[1].stake, 5);
+        assert_eq!(s.net.rows[0], WeightRow(vec![(2, 9)]));
+        assert!(view.check_view(9, &PublicKey([1; 32])).is_none());
     }
 }
