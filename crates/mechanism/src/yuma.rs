@@ -11,7 +11,7 @@
 //! The full computation and its choices are written on [`epoch`].
 
 use crate::error::{check_parameter, KAPPA_RANGE, MOVING_AVERAGE_RANGE};
-use crate::sparse::{Lanes, Parts, RowsBuilder};
+use crate::sparse::{ColumnRuns, Lanes, Parts, RowsBuilder};
 use crate::{
     normalized, split_emission, EpochInput, EpochOutput, Extras, MechanismError, MechanismState, SparseMatrix,
 };
@@ -204,6 +204,9 @@ struct Scratch {
     pairs: Vec<(f64, f64)>,
     /// The vectors of the restricted W.
     restricted: Parts,
+    /// The weighted quantile's buckets, for the columns selected on the calling thread (24 KB
+    /// cleared on creation: more than the selections of a small epoch cost).
+    quantile: Workspace,
 }
 
 impl Scratch {
@@ -238,8 +241,15 @@ fn run_in(p: &YumaParams, input: &EpochInput<'_>, scratch: &mut Scratch) -> Epoc
         ranks.iter().zip(&preranks).map(|(&r, &pr)| if r > 0.0 && pr > 0.0 { r / pr } else { 0.0 }).collect();
     let incentive = normalized(&ranks);
 
-    let Bonds { bonds, payout, validator_trust } =
-        bonds(p.bonds_moving_average, &input.state.bonds, &restricted, &s, &consensus, &ranks, &incentive);
+    let Bonds { bonds, payout, validator_trust } = bonds::<true>(
+        p.bonds_moving_average,
+        &input.state.bonds,
+        &restricted,
+        &s,
+        &consensus,
+        &ranks,
+        &incentive,
+    );
     scratch.restricted = restricted.into_parts();
     let dividends = dividends(p, input, payout, &validator_trust);
 
@@ -373,7 +383,7 @@ fn consensus_by_bands(
     }
     let pairs = &mut scratch.pairs[..band * stride];
     let mut next = vec![0; band];
-    let mut ws = Workspace::default();
+    let ws = &mut scratch.quantile;
     for first in (0..n).step_by(band) {
         let end = (first + band).min(n);
         for (q, at) in next.iter_mut().enumerate() {
@@ -396,7 +406,7 @@ fn consensus_by_bands(
             // weights carry too little stake selects c = 0, which `Selected::confirms`
             // accepts when the stake is short of kappa by more than rounding.
             if !column.is_empty() {
-                let c = ColumnConsensus::new(column, &mut ws, kappa);
+                let c = ColumnConsensus::new(column, ws, kappa);
                 (consensus[j], preranks[j], ranks[j]) = (c.consensus, c.prerank, c.rank);
             }
         }
@@ -517,8 +527,8 @@ fn consensus(input: &EpochInput<'_>, s: &[f64], kappa: f64, scratch: &mut Scratc
     let column = |q: usize| &pairs[start[q]..next[columns[q]]];
     let one = |ws: &mut Workspace, q: usize| ColumnConsensus::new(column(q), ws, kappa);
     let per_column: Vec<ColumnConsensus> = if total < PARALLEL_PAIRS {
-        let mut ws = Workspace::default();
-        (0..columns.len()).map(|q| one(&mut ws, q)).collect()
+        let ws = &mut scratch.quantile;
+        (0..columns.len()).map(|q| one(ws, q)).collect()
     } else {
         (0..columns.len()).into_par_iter().with_min_len(64).map_init(Workspace::default, one).collect()
     };
@@ -603,8 +613,9 @@ struct Bonds {
 /// normalisation divides by tau_j as each entry is written: no pass to sum the new columns,
 /// none to divide them. (Dividing by the computed sums instead would move entries by a few
 /// ulps; the stored columns sum to 1 within rounding either way.) The payout `(B I)_i` and
-/// `VT_i` are summed while the row is in cache.
-fn bonds(
+/// `VT_i` are summed while the row is in cache. `BY_RUNS` (always on outside the tests) takes
+/// rows of long column runs (see [`ColumnRuns`]) by slices: the same bits either way.
+fn bonds<const BY_RUNS: bool>(
     m: f64,
     previous: &SparseMatrix,
     restricted: &SparseMatrix,
@@ -639,6 +650,9 @@ fn bonds(
 
     let mut payout = vec![0.0; n];
     let mut validator_trust = vec![0.0; n];
+    // Per entry of a row taken by runs: its clipped weight and its term of the payout.
+    let longest = (0..n).map(|i| restricted.row(i).0.len()).max().unwrap_or(0);
+    let mut row_terms = (vec![0.0; longest], vec![0.0; longest]);
     // Room for the larger of the two: exact in the steady state (bonds where the weights
     // are), and the vectors grow if the union is larger. Reserving for the sum instead and
     // shrinking at the end had the allocator map, remap and unmap fresh pages every epoch (a
@@ -658,12 +672,34 @@ fn bonds(
             let out = bonds.append_columns(rc);
             let len = rc.len();
             let (rv, pv, out) = (&rv[..len], &pv[..len], &mut out[..len]);
-            (validator_trust[i], payout[i]) = Lanes::sum2_by(len, |k| {
-                let col = &columns[rc[k] as usize];
-                let wc = clip(rv[k], col.consensus);
-                out[k] = wc * si * col.fresh + pv[k] * col.kept;
-                (wc, out[k] * col.incentive)
-            });
+            (validator_trust[i], payout[i]) = match ColumnRuns::long(rc).filter(|_| BY_RUNS) {
+                // A row over (nearly) every column: per run, the columns' vectors are read as
+                // slices and the entries computed in a loop the compiler vectorises, the terms
+                // of VT and the payout kept; then summed in the same lanes as below.
+                Some(runs) => {
+                    let (clipped, paid) = (&mut row_terms.0[..len], &mut row_terms.1[..len]);
+                    for run in runs {
+                        let (k, j) = (run.entries(), run.columns());
+                        let (rv, pv, out) = (&rv[k.clone()], &pv[k.clone()], &mut out[k.clone()]);
+                        let (clipped, paid) = (&mut clipped[k.clone()], &mut paid[k]);
+                        let (c, f, kp, inc) =
+                            (&consensus[j.clone()], &fresh[j.clone()], &kept[j.clone()], &incentive[j]);
+                        for t in 0..run.len {
+                            let wc = clip(rv[t], c[t]);
+                            out[t] = wc * si * f[t] + pv[t] * kp[t];
+                            clipped[t] = wc;
+                            paid[t] = out[t] * inc[t];
+                        }
+                    }
+                    Lanes::sum2_by(len, |k| (clipped[k], paid[k]))
+                }
+                None => Lanes::sum2_by(len, |k| {
+                    let col = &columns[rc[k] as usize];
+                    let wc = clip(rv[k], col.consensus);
+                    out[k] = wc * si * col.fresh + pv[k] * col.kept;
+                    (wc, out[k] * col.incentive)
+                }),
+            };
             if bonds.drop_zeros_since(first) {
                 // Entries that underflowed (rare) shift the lanes of the rest.
                 payout[i] = row_payout(&bonds);
@@ -840,6 +876,8 @@ mod tests {
     use crate::test_support::{arb_input, assert_close, assert_outputs_close, bits, random_input};
     use crate::Mechanism;
     use proptest::prelude::*;
+    use rand::{Rng, SeedableRng};
+    use rand_chacha::ChaCha8Rng;
 
     fn run(
         p: &YumaParams,
@@ -1323,6 +1361,49 @@ mod tests {
                     prop_assert_eq!(by_transpose.preranks[j].to_bits(), by_columns.preranks[j].to_bits());
                 }
             }
+        }
+
+        #[test]
+        fn bonds_by_runs_are_the_bonds_by_entries(
+            n in 34..80usize,
+            seed in any::<u64>(),
+            m in 0.0..1.0f64,
+        ) {
+            // Validators weighting every column but their own (rows of two runs), a few rows
+            // missing a column more, previous bonds on the same columns (the steady state) or
+            // elsewhere, consensus 0 on some columns: both paths must give the same bits.
+            let mut rng = ChaCha8Rng::seed_from_u64(seed);
+            let rows = |rng: &mut ChaCha8Rng, scale: f64| -> Vec<Vec<(usize, f64)>> {
+                (0..n)
+                    .map(|i| {
+                        let gap = if rng.gen_bool(0.3) { rng.gen_range(0..n) } else { i };
+                        (0..n).filter(|&j| j != i && j != gap).map(|j| (j, scale * rng.gen_range(0.01..1.0))).collect()
+                    })
+                    .collect()
+            };
+            let restricted = SparseMatrix::from_rows(n, rows(&mut rng, 1.0 / n as f64)).unwrap();
+            let previous = if rng.gen_bool(0.7) {
+                SparseMatrix::from_rows(n, (0..n).map(|i| {
+                    let (cols, _) = restricted.row(i);
+                    cols.iter().map(|&j| (j as usize, rng.gen_range(0.0..1.0))).collect::<Vec<_>>()
+                }))
+                .unwrap()
+            } else {
+                SparseMatrix::from_rows(n, rows(&mut rng, 1.0)).unwrap()
+            };
+            let s: Vec<f64> = (0..n).map(|_| if rng.gen_bool(0.2) { 0.0 } else { rng.gen_range(0.0..1.0) }).collect();
+            let consensus: Vec<f64> =
+                (0..n).map(|_| if rng.gen_bool(0.2) { 0.0 } else { rng.gen_range(0.0..0.05) }).collect();
+            let ranks: Vec<f64> = consensus.iter().map(|&c| if c > 0.0 { rng.gen_range(0.1..1.0) } else { 0.0 }).collect();
+            let incentive = normalized(&ranks);
+            prop_assert!((0..n).any(|i| ColumnRuns::long(restricted.row(i).0).is_some()));
+            let by_runs = bonds::<true>(m, &previous, &restricted, &s, &consensus, &ranks, &incentive);
+            let by_entries = bonds::<false>(m, &previous, &restricted, &s, &consensus, &ranks, &incentive);
+            prop_assert_eq!(&by_runs.bonds, &by_entries.bonds);
+            let bits_of = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            prop_assert_eq!(bits_of(by_runs.bonds.entries().1), bits_of(by_entries.bonds.entries().1));
+            prop_assert_eq!(bits_of(&by_runs.payout), bits_of(&by_entries.payout));
+            prop_assert_eq!(bits_of(&by_runs.validator_trust), bits_of(&by_entries.validator_trust));
         }
 
         #[test]
