@@ -5,6 +5,7 @@ loopback only.
 
   python3 -m pip install "bittensor<11" numpy grpcio
   python3 bench/wire_vs_bittensor.py [--secs 1] [--rounds 3] [--sizes 4096,262144,1048576,4194304] [--conc 1,16]
+                                     [--workers N]
 
 For each payload x concurrency, `--rounds` times, the systems take turns (the order rotated
 each round, so load from other processes falls on all of them alike):
@@ -171,9 +172,11 @@ def wire_bench_binary():
     raise SystemExit("cargo did not report the wire bench executable")
 
 
-def wire_cell(binary, size, conc, secs):
+def wire_cell(binary, size, conc, secs, workers=None):
     """One round of Agora, TCP and grpcio (in turns) for one cell: {impl: row}."""
     cmd = [binary, "--json", "--rounds", "1", "--secs", str(secs), "--sizes", str(size), "--conc", str(conc)]
+    if workers:
+        cmd += ["--workers", str(workers)]
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, check=True)
     return {row["impl"]: row for row in map(json.loads, filter(lambda l: l.startswith("{"), proc.stdout.splitlines()))}
 
@@ -200,6 +203,8 @@ def main():
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--sizes", default="4096,262144,1048576,4194304")
     ap.add_argument("--conc", default="1,16")
+    ap.add_argument("--workers", type=int, default=None,
+                    help="tokio worker threads in each Rust process (default: one per core, as a peer runs)")
     args = ap.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     concs = [int(c) for c in args.conc.split(",")]
@@ -218,7 +223,7 @@ def main():
                         turns = ["wire", "bittensor"] if r % 2 == 0 else ["bittensor", "wire"]
                         for turn in turns:
                             if turn == "wire":
-                                for name, row in wire_cell(binary, size, conc, args.secs).items():
+                                for name, row in wire_cell(binary, size, conc, args.secs, args.workers).items():
                                     rows[name].append(row)
                             else:
                                 rows["bittensor"].append(await bt_side.cell(size, conc, args.secs))

@@ -12,8 +12,10 @@
 //!
 //! `cargo bench -p wire` (about 2 minutes). Options after `--`: `--secs S` per system per round
 //! (1), `--rounds R` (3), `--sizes 4096,262144,1048576,4194304`, `--conc 1,16`,
-//! `--only agora,tcp,grpcio` (a subset), `--json` (one JSON object per cell and system, used by
-//! bench/wire_vs_bittensor.py).
+//! `--only agora,tcp,grpcio` (a subset), `--workers N` (tokio worker threads in each Rust
+//! process: this dendrite, the axon, the TCP echo; default one per core, as a peer runs),
+//! `--json` (one JSON object per cell and system, used by bench/wire_vs_bittensor.py),
+//! `--help`.
 
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, ChildStdin, Command, Stdio};
@@ -147,9 +149,18 @@ fn wait_for_stdin_to_close() {
     let _ = std::io::Read::read_to_end(&mut std::io::stdin(), &mut sink);
 }
 
+/// A multi-threaded runtime with `workers` threads (tokio's default, one per core, for `None`).
+fn runtime(workers: Option<usize>) -> tokio::runtime::Runtime {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Some(workers) = workers {
+        builder.worker_threads(workers);
+    }
+    builder.enable_all().build().expect("runtime")
+}
+
 /// `--serve axon`: the echo axon, its own process and runtime, as a peer runs it.
-fn serve_axon() {
-    let rt = tokio::runtime::Runtime::new().expect("runtime");
+fn serve_axon(workers: Option<usize>) {
+    let rt = runtime(workers);
     rt.block_on(async {
         let stakes = StakeTable::new();
         stakes.set(SigningKey::from_bytes(&CALLER_SEED).verifying_key().to_bytes(), 1_000);
@@ -165,8 +176,8 @@ fn serve_axon() {
 }
 
 /// `--serve tcp`: the raw TCP echo of length-prefixed frames, one task per connection.
-fn serve_tcp() {
-    let rt = tokio::runtime::Runtime::new().expect("runtime");
+fn serve_tcp(workers: Option<usize>) {
+    let rt = runtime(workers);
     rt.block_on(async {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         println!("LISTEN {}", listener.local_addr().expect("addr"));
@@ -285,6 +296,8 @@ struct Options {
     concs: Vec<usize>,
     systems: Vec<System>,
     json: bool,
+    /// Worker threads of each Rust process's runtime (`None`: tokio's default).
+    workers: Option<usize>,
 }
 
 fn value<'a>(args: &'a [String], name: &str) -> Option<&'a str> {
@@ -311,9 +324,26 @@ fn load_average() -> String {
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
+    if args.iter().any(|a| a == "--help" || a == "-h") {
+        // The module doc is the usage.
+        println!(
+            "{}",
+            include_str!("wire.rs")
+                .lines()
+                .take_while(|l| l.starts_with("//!"))
+                .map(|l| l.trim_start_matches("//!").trim_start())
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+        return;
+    }
+    let workers = value(&args, "--workers").map(|s| match s.parse::<usize>() {
+        Ok(n) if n > 0 => n,
+        _ => panic!("--workers {s}: a number of threads, at least 1"),
+    });
     match value(&args, "--serve") {
-        Some("axon") => return serve_axon(),
-        Some("tcp") => return serve_tcp(),
+        Some("axon") => return serve_axon(workers),
+        Some("tcp") => return serve_tcp(workers),
         Some(other) => panic!("unknown server {other}"),
         None => {}
     }
@@ -341,6 +371,7 @@ fn main() {
         concs: value(&args, "--conc").map_or(vec![1, 16], list),
         systems,
         json,
+        workers,
     };
     run(&options);
 }
@@ -350,6 +381,9 @@ fn run(o: &Options) {
     let spawn_self = |what: &str| {
         let mut c = Command::new(&me);
         c.args(["--serve", what]);
+        if let Some(workers) = o.workers {
+            c.args(["--workers", &workers.to_string()]);
+        }
         c
     };
     let axon = o.systems.contains(&System::Agora).then(|| Server::start(spawn_self("axon")));
@@ -359,7 +393,7 @@ fn run(o: &Options) {
         c.args([GRPCIO_ECHO, "serve"]);
         Server::start(c)
     });
-    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let rt = runtime(o.workers);
     let dendrite = Dendrite::new(SigningKey::from_bytes(&CALLER_SEED));
     let target = axon.as_ref().map(|a| {
         let hotkey: [u8; 32] = hex::decode(&a.words[2]).expect("hex").try_into().expect("32 bytes");
@@ -369,8 +403,11 @@ fn run(o: &Options) {
     if !o.json {
         println!(
             "wire round trips on loopback, each server in its own process; {} round(s) of {} s per system and cell, \
-             systems rotated each round; medians over rounds; MB/s = request + response payload",
-            o.rounds, o.secs
+             systems rotated each round; medians over rounds; MB/s = request + response payload; \
+             tokio workers per Rust process: {}",
+            o.rounds,
+            o.secs,
+            o.workers.map_or("one per core".to_string(), |w| w.to_string())
         );
         println!("load average before: {load_before}");
         println!(
