@@ -522,10 +522,6 @@ pub enum LedgerError {
     /// A commit or discard with no executed block waiting.
     #[error("no executed block is waiting to be committed")]
     NothingPending,
-    /// An executed block awaits commit or discard. Currently never returned: a block executed
-    /// over a pending one is refused as [`BlockError::Pending`].
-    #[error("a block is executed but not committed: commit or discard it first")]
-    BlockPending,
     /// A caller's extra record (hex key) that would land among the ledger's own tables.
     #[error("record key {0} is not under the ledger's external prefix 'x': it would write into the ledger's own tables")]
     NotExternal(String),
