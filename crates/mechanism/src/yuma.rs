@@ -578,6 +578,15 @@ fn clip(w: f64, c: f64) -> f64 {
     }
 }
 
+/// A steady-state bond entry: the weight `w` clipped to the column's consensus `c`, and the
+/// new bond `wc s_hat_i fresh_j + b_prev kept_j` (the moving average, normalised per column).
+/// Both ways of walking a row compute it here, so they give the same bits.
+#[inline(always)]
+fn bond_entry(w: f64, c: f64, si: f64, fresh: f64, previous: f64, kept: f64) -> (f64, f64) {
+    let wc = clip(w, c);
+    (wc, wc * si * fresh + previous * kept)
+}
+
 /// Per column, what the bonds pass reads for each entry: side by side, so an entry costs one
 /// bounds check and one cache line instead of four.
 #[derive(Clone, Copy, Default)]
@@ -685,9 +694,7 @@ fn bonds<const BY_RUNS: bool>(
                         let (c, f, kp, inc) =
                             (&consensus[j.clone()], &fresh[j.clone()], &kept[j.clone()], &incentive[j]);
                         for t in 0..run.len {
-                            let wc = clip(rv[t], c[t]);
-                            out[t] = wc * si * f[t] + pv[t] * kp[t];
-                            clipped[t] = wc;
+                            (clipped[t], out[t]) = bond_entry(rv[t], c[t], si, f[t], pv[t], kp[t]);
                             paid[t] = out[t] * inc[t];
                         }
                     }
@@ -695,9 +702,9 @@ fn bonds<const BY_RUNS: bool>(
                 }
                 None => Lanes::sum2_by(len, |k| {
                     let col = &columns[rc[k] as usize];
-                    let wc = clip(rv[k], col.consensus);
-                    out[k] = wc * si * col.fresh + pv[k] * col.kept;
-                    (wc, out[k] * col.incentive)
+                    let (wc, b) = bond_entry(rv[k], col.consensus, si, col.fresh, pv[k], col.kept);
+                    out[k] = b;
+                    (wc, b * col.incentive)
                 }),
             };
             if bonds.drop_zeros_since(first) {
